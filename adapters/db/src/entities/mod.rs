@@ -1,0 +1,11 @@
+//! sea-orm entities, one per table of `coffer-migration`'s schema. They are the adapter's
+//! private shape of the rows; ports speak in domain types.
+
+pub mod alerts;
+pub mod audit_logs;
+pub mod backups;
+pub mod jobs;
+pub mod roles;
+pub mod settings;
+pub mod sources;
+pub mod users;

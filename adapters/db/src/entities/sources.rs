@@ -1,0 +1,27 @@
+use sea_orm::entity::prelude::*;
+
+#[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
+#[sea_orm(table_name = "sources")]
+pub struct Model {
+    #[sea_orm(primary_key)]
+    pub id: i64,
+    #[sea_orm(unique)]
+    pub name: String,
+    #[sea_orm(column_type = "Text")]
+    pub path: String,
+    /// Cron expression, when the source is scheduled.
+    pub schedule: Option<String>,
+    /// JSON retention override, when the source has one.
+    #[sea_orm(column_type = "Text", nullable)]
+    pub retention: Option<String>,
+    pub enabled: bool,
+    pub created_at: DateTimeUtc,
+    pub updated_at: DateTimeUtc,
+    pub last_run_at: Option<DateTimeUtc>,
+    pub next_run_at: Option<DateTimeUtc>,
+}
+
+#[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+pub enum Relation {}
+
+impl ActiveModelBehavior for ActiveModel {}

@@ -1,0 +1,81 @@
+//! `coffer-http`: Coffer's HTTP surface. poem + poem-openapi serve the JSON API under
+//! `/api`, its OpenAPI 3 document at `/openapi.json` and Swagger UI at `/swagger`.
+//!
+//! Handlers parse, call an application service, and map the result; they decide nothing.
+//! Every failure, including those poem and poem-openapi produce themselves (unknown route,
+//! malformed JSON, wrong content type, body too large, panics), leaves as the one JSON
+//! error shape `{"error":{"code","message"}}`, and every response carries the security
+//! headers.
+//!
+//! This crate knows the application layer and the domain, never a database or a store.
+
+mod api;
+mod error;
+mod middleware;
+mod server;
+mod swagger;
+
+use std::sync::Arc;
+
+use coffer_application::SystemService;
+use poem::{Endpoint, EndpointExt, Route};
+use poem_openapi::OpenApiService;
+
+pub use error::{ApiError, ErrorBody, ErrorDetail};
+pub use server::{HttpServer, ServeError};
+
+/// The services the API drives, shared by every request.
+pub struct AppState {
+    pub system: Arc<SystemService>,
+}
+
+/// Limits the HTTP layer enforces.
+#[derive(Debug, Clone)]
+pub struct HttpOptions {
+    /// Largest accepted request body, in bytes.
+    pub max_body_bytes: usize,
+}
+
+impl Default for HttpOptions {
+    fn default() -> Self {
+        Self {
+            max_body_bytes: 1024 * 1024,
+        }
+    }
+}
+
+/// Every API group, composed in one place.
+type Apis = api::system::SystemApi;
+
+fn api_service() -> OpenApiService<Apis, ()> {
+    OpenApiService::new(api::system::SystemApi, "Coffer", env!("CARGO_PKG_VERSION"))
+        .summary("Self-hosted, offline backup server")
+        .description(
+            "Encrypted, deduplicated, verifiable snapshots of directories. Every error answers \
+         with the JSON body `{\"error\": {\"code\": \"...\", \"message\": \"...\"}}`; `code` \
+         is stable and meant for programs, `message` for people.",
+        )
+}
+
+/// The OpenAPI document, as served at `/openapi.json` and committed as
+/// `openapi/openapi.json`.
+#[must_use]
+pub fn openapi_json() -> String {
+    api_service().spec()
+}
+
+/// The whole HTTP application.
+pub fn app(state: Arc<AppState>, options: &HttpOptions) -> impl Endpoint + 'static {
+    let api = api_service();
+    let spec = api.spec_endpoint();
+    let swagger = swagger::SwaggerUi::new();
+    Route::new()
+        .at("/openapi.json", spec)
+        .nest("/swagger", swagger.endpoint())
+        .nest("/", api)
+        .data(state)
+        .around(middleware::layer(options.max_body_bytes))
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,285 @@
+//! The real router over fake ports: status codes, the error shape, headers, the spec.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use coffer_application::SystemService;
+use coffer_domain::ports::{DatabaseHealth, RepoError};
+use coffer_domain::storage::{ObjectKey, ObjectStore, StorageError};
+use poem::http::StatusCode;
+use poem::test::TestClient;
+
+use super::{AppState, HttpOptions, app, openapi_json};
+
+#[derive(Default)]
+struct Switch(AtomicBool);
+
+impl Switch {
+    fn fail(&self) -> bool {
+        self.0.load(Ordering::SeqCst)
+    }
+}
+
+#[async_trait]
+impl DatabaseHealth for Switch {
+    async fn ping(&self) -> Result<(), RepoError> {
+        if self.fail() {
+            Err(RepoError::Database("connection refused".into()))
+        } else {
+            Ok(())
+        }
+    }
+}
+
+#[async_trait]
+impl ObjectStore for Switch {
+    async fn put(&self, _: &ObjectKey, _: Bytes) -> Result<(), StorageError> {
+        Ok(())
+    }
+    async fn get(&self, _: &ObjectKey) -> Result<Option<Bytes>, StorageError> {
+        Ok(None)
+    }
+    async fn exists(&self, _: &ObjectKey) -> Result<bool, StorageError> {
+        Ok(false)
+    }
+    async fn delete(&self, _: &ObjectKey) -> Result<(), StorageError> {
+        Ok(())
+    }
+    async fn list(&self, _: &str) -> Result<Vec<ObjectKey>, StorageError> {
+        Ok(Vec::new())
+    }
+    async fn check(&self) -> Result<(), StorageError> {
+        if self.fail() {
+            Err(StorageError::Unavailable("/secret/path: gone".into()))
+        } else {
+            Ok(())
+        }
+    }
+}
+
+struct Fixture {
+    db: Arc<Switch>,
+    storage: Arc<Switch>,
+    client: TestClient<poem::endpoint::BoxEndpoint<'static, poem::Response>>,
+}
+
+fn fixture_with(options: &HttpOptions) -> Fixture {
+    let db = Arc::new(Switch::default());
+    let storage = Arc::new(Switch::default());
+    let system = Arc::new(SystemService::new(db.clone(), storage.clone(), "9.9.9"));
+    let ep = app(Arc::new(AppState { system }), options);
+    let boxed = poem::EndpointExt::boxed(poem::EndpointExt::map_to_response(ep));
+    Fixture {
+        db,
+        storage,
+        client: TestClient::new(boxed),
+    }
+}
+
+fn fixture() -> Fixture {
+    fixture_with(&HttpOptions::default())
+}
+
+async fn error_of(resp: poem::test::TestResponse) -> (String, String) {
+    let json = resp.json().await;
+    let error = json.value().object().get("error");
+    let error = error.object();
+    (
+        error.get("code").string().to_owned(),
+        error.get("message").string().to_owned(),
+    )
+}
+
+#[tokio::test]
+async fn health_is_ok_when_everything_answers() {
+    let f = fixture();
+    let resp = f.client.get("/api/health").send().await;
+    resp.assert_status_is_ok();
+    resp.assert_content_type("application/json; charset=utf-8");
+    let json = resp.json().await;
+    let body = json.value().object();
+    body.get("status").assert_string("ok");
+    body.get("version").assert_string("9.9.9");
+    body.get("database").assert_string("ok");
+    body.get("storage").assert_string("ok");
+}
+
+#[tokio::test]
+async fn health_is_503_naming_the_component_that_is_down() {
+    let f = fixture();
+    f.db.0.store(true, Ordering::SeqCst);
+    let resp = f.client.get("/api/health").send().await;
+    resp.assert_status(StatusCode::SERVICE_UNAVAILABLE);
+    let json = resp.json().await;
+    let body = json.value().object();
+    body.get("status").assert_string("unavailable");
+    body.get("database").assert_string("unreachable");
+    body.get("storage").assert_string("ok");
+    body.get("error")
+        .object()
+        .get("code")
+        .assert_string("unavailable");
+
+    f.db.0.store(false, Ordering::SeqCst);
+    f.storage.0.store(true, Ordering::SeqCst);
+    let resp = f.client.get("/api/health").send().await;
+    resp.assert_status(StatusCode::SERVICE_UNAVAILABLE);
+    let text = resp.0.into_body().into_string().await.expect("body");
+    assert!(text.contains(r#""storage":"unreachable""#), "{text}");
+    assert!(
+        !text.contains("/secret/path"),
+        "health must not leak details: {text}"
+    );
+}
+
+#[tokio::test]
+async fn unknown_route_is_a_json_404() {
+    let resp = fixture().client.get("/api/nothing-here").send().await;
+    resp.assert_status(StatusCode::NOT_FOUND);
+    resp.assert_content_type("application/json; charset=utf-8");
+    let (code, message) = error_of(resp).await;
+    assert_eq!(code, "not_found");
+    assert_eq!(message, "no route for GET /api/nothing-here");
+}
+
+#[tokio::test]
+async fn wrong_method_is_a_json_405() {
+    let resp = fixture().client.delete("/api/health").send().await;
+    resp.assert_status(StatusCode::METHOD_NOT_ALLOWED);
+    let (code, _) = error_of(resp).await;
+    assert_eq!(code, "method_not_allowed");
+}
+
+#[tokio::test]
+async fn oversized_body_is_a_json_413() {
+    let f = fixture_with(&HttpOptions {
+        max_body_bytes: 2048,
+    });
+    let resp = f
+        .client
+        .post("/api/health")
+        .header("content-type", "application/json")
+        .body(vec![b' '; 4096])
+        .send()
+        .await;
+    resp.assert_status(StatusCode::PAYLOAD_TOO_LARGE);
+    let (code, message) = error_of(resp).await;
+    assert_eq!(code, "payload_too_large");
+    assert!(message.contains("2048"), "{message}");
+}
+
+#[tokio::test]
+async fn oversized_chunked_body_is_a_json_413() {
+    let f = fixture_with(&HttpOptions {
+        max_body_bytes: 2048,
+    });
+    let stream = futures::stream::iter(
+        vec![Bytes::from(vec![b'x'; 1500]); 3]
+            .into_iter()
+            .map(Ok::<_, std::io::Error>),
+    );
+    let resp = f
+        .client
+        .post("/api/health")
+        .header("transfer-encoding", "chunked")
+        .body(poem::Body::from_bytes_stream(stream))
+        .send()
+        .await;
+    resp.assert_status(StatusCode::PAYLOAD_TOO_LARGE);
+}
+
+#[tokio::test]
+async fn every_response_carries_the_security_headers() {
+    let f = fixture();
+    for path in ["/api/health", "/api/missing", "/openapi.json", "/swagger/"] {
+        let resp = f.client.get(path).send().await;
+        let headers = resp.0.headers();
+        assert_eq!(headers["x-content-type-options"], "nosniff", "{path}");
+        assert_eq!(headers["x-frame-options"], "DENY", "{path}");
+        assert_eq!(headers["referrer-policy"], "no-referrer", "{path}");
+        let csp = headers["content-security-policy"].to_str().expect("ascii");
+        assert!(csp.contains("script-src 'self'"), "{path}: {csp}");
+        assert!(!csp.contains("unsafe-inline"), "{path}: {csp}");
+    }
+    let resp = f.client.get("/api/health").send().await;
+    assert_eq!(resp.0.headers()["cache-control"], "no-store");
+}
+
+#[tokio::test]
+async fn swagger_ui_is_served_offline_without_inline_script() {
+    let f = fixture();
+    let resp = f.client.get("/swagger/").send().await;
+    resp.assert_status_is_ok();
+    let html = resp.0.into_body().into_string().await.expect("html");
+    assert!(html.contains(r#"<div id="ui">"#));
+    assert!(html.contains(r#"<script src="/swagger/swagger-ui-bundle.js">"#));
+    assert!(
+        !html.contains("http://") && !html.contains("https://"),
+        "no CDN"
+    );
+    assert!(!html.contains("<script>"), "no inline script");
+    for (asset, needle) in [
+        ("/swagger/swagger-ui-bundle.js", "SwaggerUIBundle"),
+        ("/swagger/swagger-ui.css", ".swagger-ui"),
+        ("/swagger/init.js", "/openapi.json"),
+    ] {
+        let resp = f.client.get(asset).send().await;
+        resp.assert_status_is_ok();
+        let text = resp.0.into_body().into_string().await.expect("asset");
+        assert!(text.len() > 20 && text.contains(needle), "{asset}");
+    }
+}
+
+#[tokio::test]
+async fn the_spec_is_served() {
+    let resp = fixture().client.get("/openapi.json").send().await;
+    resp.assert_status_is_ok();
+    let json = resp.json().await;
+    json.value().object().get("openapi").assert_string("3.0.0");
+}
+
+#[test]
+fn every_operation_has_an_id_and_documents_its_errors() {
+    let spec: serde_json::Value = serde_json::from_str(&openapi_json()).expect("spec is JSON");
+    let paths = spec["paths"].as_object().expect("paths");
+    assert!(!paths.is_empty());
+    for (path, ops) in paths {
+        for (method, op) in ops.as_object().expect("operations") {
+            assert!(
+                op["operationId"].as_str().is_some_and(|s| !s.is_empty()),
+                "{method} {path} has no operationId"
+            );
+            assert!(
+                op["tags"].as_array().is_some_and(|t| !t.is_empty()),
+                "{method} {path} has no tag"
+            );
+            let responses = op["responses"].as_object().expect("responses");
+            for status in [
+                "400", "401", "403", "404", "405", "409", "413", "415", "422", "429", "500",
+            ] {
+                assert!(
+                    responses.contains_key(status),
+                    "{method} {path} does not document {status}"
+                );
+            }
+        }
+    }
+}
+
+/// The committed spec must match the code. Refresh it with
+/// `cargo run -p coffer -- openapi > openapi/openapi.json`.
+#[test]
+fn committed_openapi_json_matches_the_code() {
+    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../openapi/openapi.json");
+    let committed = std::fs::read_to_string(&path).unwrap_or_default();
+    let generated = openapi_json();
+    assert!(
+        committed.trim_end() == generated.trim_end(),
+        "openapi/openapi.json is out of date with the code.\n\
+         Refresh it with:  cargo run -p coffer -- openapi > openapi/openapi.json\n\
+         and commit the result."
+    );
+}

@@ -1,0 +1,25 @@
+//! Logging set-up: human-readable lines by default, one JSON object per line on request.
+//! Logs go to stderr so that command output (`coffer openapi`, `--json`) stays clean.
+
+use coffer_config::LogFormat;
+use tracing_subscriber::EnvFilter;
+
+/// Installs the global subscriber. `RUST_LOG`, when set, wins over `level`.
+///
+/// # Errors
+/// When `level` is not a valid filter.
+pub fn init(format: LogFormat, level: &str) -> anyhow::Result<()> {
+    let filter = match std::env::var("RUST_LOG") {
+        Ok(env) if !env.trim().is_empty() => EnvFilter::try_new(env)?,
+        _ => EnvFilter::try_new(level)
+            .map_err(|e| anyhow::anyhow!("invalid log level `{level}`: {e}"))?,
+    };
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    let result = match format {
+        LogFormat::Human => builder.try_init(),
+        LogFormat::Json => builder.json().flatten_event(true).try_init(),
+    };
+    result.map_err(|e| anyhow::anyhow!("cannot install the logger: {e}"))
+}

@@ -1,0 +1,418 @@
+//! `coffer-config`: Coffer's typed settings tree.
+//!
+//! Settings come, lowest precedence first, from the built-in defaults, one configuration
+//! file (TOML, or JSON when the file name ends in `.json` — so the prototype's
+//! `config.json` keeps working), and `COFFER_*` environment variables: `COFFER_DATA_DIR`
+//! for the top-level `data_dir`, `COFFER_SECTION__KEY` for a key in a section (for example
+//! `COFFER_SERVER__PORT=9000`). A key Coffer does not know is an error that names it, in
+//! the file and in the environment alike: a typo must never silently fall back to a
+//! default. `config/coffer.toml` documents every key with its default.
+//!
+//! This crate knows nothing of the server: it only reads and checks settings.
+
+use std::path::{Path, PathBuf};
+
+use figment::Figment;
+use figment::providers::{Env, Format, Json, Serialized, Toml};
+use serde::{Deserialize, Serialize};
+
+/// The settings tree. Every field has a default, so an empty file is a valid file.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Settings {
+    /// Where Coffer keeps its database, repository and keys unless told otherwise.
+    pub data_dir: PathBuf,
+    pub server: ServerSettings,
+    pub log: LogSettings,
+    pub database: DatabaseSettings,
+    pub storage: StorageSettings,
+    pub backup: BackupSettings,
+    pub retention: RetentionSettings,
+    pub quota: QuotaSettings,
+    pub security: SecuritySettings,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Self {
+            data_dir: PathBuf::from("./coffer-data"),
+            server: ServerSettings::default(),
+            log: LogSettings::default(),
+            database: DatabaseSettings::default(),
+            storage: StorageSettings::default(),
+            backup: BackupSettings::default(),
+            retention: RetentionSettings::default(),
+            quota: QuotaSettings::default(),
+            security: SecuritySettings::default(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ServerSettings {
+    /// Address to listen on. Loopback by default: exposing Coffer is a deliberate choice.
+    pub bind: String,
+    /// TCP port (the brief's 8001). 0 picks a free port (tests).
+    pub port: u16,
+    /// Largest request body accepted, in bytes (answers 413 beyond).
+    pub max_body_bytes: u64,
+    /// Seconds that in-flight requests get to finish after SIGINT/SIGTERM.
+    pub shutdown_timeout_secs: u64,
+}
+
+impl Default for ServerSettings {
+    fn default() -> Self {
+        Self {
+            bind: "127.0.0.1".to_owned(),
+            port: 8001,
+            max_body_bytes: 1024 * 1024,
+            shutdown_timeout_secs: 30,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    Human,
+    Json,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct LogSettings {
+    /// `human` (default) or `json` (one object per line).
+    pub format: LogFormat,
+    /// A `tracing` filter: `info`, `debug`, `coffer=debug,sqlx=warn`. `RUST_LOG` wins.
+    pub level: String,
+}
+
+impl Default for LogSettings {
+    fn default() -> Self {
+        Self {
+            format: LogFormat::Human,
+            level: "info".to_owned(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct DatabaseSettings {
+    /// `sqlite://PATH` or `postgres://USER@HOST:PORT/DB`. Unset: `<data_dir>/coffer.db`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub url: Option<String>,
+    /// Connection pool size.
+    pub max_connections: u32,
+    /// Seconds to wait for a connection before giving up with an error.
+    pub connect_timeout_secs: u64,
+}
+
+impl Default for DatabaseSettings {
+    fn default() -> Self {
+        Self {
+            url: None,
+            max_connections: 8,
+            connect_timeout_secs: 5,
+        }
+    }
+}
+
+/// Which storage backend holds the repository. More (s3) will follow; each adds its own
+/// keys beside `backend`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum StorageBackend {
+    /// A local directory or a mounted NAS share.
+    Fs,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct StorageSettings {
+    pub backend: StorageBackend,
+    /// `fs`: the repository's directory. Unset: `<data_dir>/repository`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub root: Option<PathBuf>,
+}
+
+impl Default for StorageSettings {
+    fn default() -> Self {
+        Self {
+            backend: StorageBackend::Fs,
+            root: None,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct BackupSettings {
+    /// Encrypt stored objects (AES-256-GCM). Turning it off still checks every object
+    /// with SHA-256 and marks the snapshot `encrypted: false`.
+    pub encryption_enabled: bool,
+}
+
+impl Default for BackupSettings {
+    fn default() -> Self {
+        Self {
+            encryption_enabled: true,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RetentionSettings {
+    /// Apply retention after each successful backup.
+    pub enabled: bool,
+    /// Keep at most this many snapshots per source (the newest). 0: no count limit.
+    pub max_backups: u32,
+    /// Remove snapshots older than this many days. 0: no age limit.
+    pub max_age_days: u32,
+}
+
+impl Default for RetentionSettings {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            max_backups: 10,
+            max_age_days: 30,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct QuotaSettings {
+    /// Refuse backups once the stored bytes (after dedup and compression) exceed this many
+    /// MiB. 0: no quota.
+    pub max_storage_mb: u64,
+    /// Raise a warning alert once stored bytes pass this many MiB. 0: no warning.
+    pub warning_threshold_mb: u64,
+}
+
+impl Default for QuotaSettings {
+    fn default() -> Self {
+        Self {
+            max_storage_mb: 0,
+            warning_threshold_mb: 0,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct SecuritySettings {
+    /// The 256-bit master key (created at first start, mode 0600). Unset:
+    /// `<data_dir>/keys/master.key`. Losing it loses the backups.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub encryption_key_file: Option<PathBuf>,
+    /// Lifetime of a login session (JWT `exp`), in hours.
+    pub session_timeout_hours: u32,
+}
+
+impl Default for SecuritySettings {
+    fn default() -> Self {
+        Self {
+            encryption_key_file: None,
+            session_timeout_hours: 24,
+        }
+    }
+}
+
+/// Why settings could not be loaded. The message names the offending key and source.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("configuration file {0} does not exist")]
+    Missing(PathBuf),
+    #[error("{0}")]
+    Invalid(String),
+}
+
+impl From<figment::Error> for ConfigError {
+    fn from(err: figment::Error) -> Self {
+        // figment reports one error per problem; join them so every bad key is named.
+        let messages: Vec<String> = err.into_iter().map(|e| describe(&e)).collect();
+        Self::Invalid(messages.join("; "))
+    }
+}
+
+fn describe(err: &figment::Error) -> String {
+    let key = err.path.join(".");
+    let origin = err
+        .metadata
+        .as_ref()
+        .map(|m| match &m.source {
+            Some(source) => format!(" (from {source})"),
+            None => format!(" (from {})", m.name),
+        })
+        .unwrap_or_default();
+    match &err.kind {
+        // figment's path already ends with the unknown field.
+        figment::error::Kind::UnknownField(field, _) => {
+            let full = if key.is_empty() {
+                field.as_str()
+            } else {
+                key.as_str()
+            };
+            format!("unknown configuration key `{full}`{origin}")
+        }
+        kind => {
+            if key.is_empty() {
+                format!("invalid configuration: {kind}{origin}")
+            } else {
+                format!("invalid configuration key `{key}`: {kind}{origin}")
+            }
+        }
+    }
+}
+
+/// The top-level keys and sections; environment variables outside them are not ours
+/// (`COFFER_ADMIN_PASSWORD`, `COFFER_TEST_*`) and are left alone.
+const ENV_ROOTS: [&str; 9] = [
+    "data_dir",
+    "server",
+    "log",
+    "database",
+    "storage",
+    "backup",
+    "retention",
+    "quota",
+    "security",
+];
+
+/// The file read when `--config` is not given, if it exists.
+pub const DEFAULT_CONFIG_FILE: &str = "config/coffer.toml";
+
+impl Settings {
+    /// Loads defaults, then `file` (TOML, or JSON for `*.json`), then `COFFER_*`
+    /// environment variables, and checks the result.
+    ///
+    /// # Errors
+    /// A missing file, a syntax error, an unknown key, a value of the wrong type or a
+    /// value out of range, with the key named.
+    pub fn load(file: Option<&Path>) -> Result<Self, ConfigError> {
+        Self::figment(file)?.extract::<Self>()?.validated()
+    }
+
+    /// The layered sources, for callers that want to add one (the CLI's `--data-dir`).
+    ///
+    /// # Errors
+    /// When `file` is given but does not exist.
+    pub fn figment(file: Option<&Path>) -> Result<Figment, ConfigError> {
+        let mut figment = Figment::from(Serialized::defaults(Self::default()));
+        if let Some(file) = file {
+            if !file.is_file() {
+                return Err(ConfigError::Missing(file.to_path_buf()));
+            }
+            let is_json = file
+                .extension()
+                .is_some_and(|e| e.eq_ignore_ascii_case("json"));
+            figment = if is_json {
+                figment.merge(Json::file_exact(file))
+            } else {
+                figment.merge(Toml::file_exact(file))
+            };
+        }
+        Ok(figment.merge(env_provider()))
+    }
+
+    /// Extracts and validates settings from a prepared figment.
+    ///
+    /// # Errors
+    /// As [`Settings::load`].
+    pub fn from_figment(figment: &Figment) -> Result<Self, ConfigError> {
+        figment.extract::<Self>()?.validated()
+    }
+
+    /// Range checks that types alone cannot express.
+    ///
+    /// # Errors
+    /// The first rule broken, with the key named.
+    pub fn validated(self) -> Result<Self, ConfigError> {
+        let bad = |key: &str, why: &str| Err(ConfigError::Invalid(format!("`{key}` {why}")));
+        if self.data_dir.as_os_str().is_empty() {
+            return bad("data_dir", "must not be empty");
+        }
+        if self.server.bind.trim().is_empty() {
+            return bad("server.bind", "must not be empty");
+        }
+        if self.server.max_body_bytes < 1024 {
+            return bad("server.max_body_bytes", "must be at least 1024");
+        }
+        if self.database.max_connections == 0 {
+            return bad("database.max_connections", "must be at least 1");
+        }
+        if self.database.connect_timeout_secs == 0 {
+            return bad("database.connect_timeout_secs", "must be at least 1");
+        }
+        if self.database.url.as_deref().is_some_and(|u| {
+            !(u.starts_with("sqlite:")
+                || u.starts_with("postgres://")
+                || u.starts_with("postgresql://"))
+        }) {
+            return bad(
+                "database.url",
+                "must start with sqlite: or postgres:// (MySQL is not supported)",
+            );
+        }
+        if self.security.session_timeout_hours == 0 || self.security.session_timeout_hours > 24 * 30
+        {
+            return bad(
+                "security.session_timeout_hours",
+                "must be between 1 and 720 hours",
+            );
+        }
+        let q = &self.quota;
+        if q.max_storage_mb > 0 && q.warning_threshold_mb > q.max_storage_mb {
+            return bad(
+                "quota.warning_threshold_mb",
+                "must not be above quota.max_storage_mb",
+            );
+        }
+        Ok(self)
+    }
+
+    /// The database URL in force: the configured one, or a SQLite file in `data_dir`.
+    #[must_use]
+    pub fn database_url(&self) -> String {
+        self.database.url.clone().unwrap_or_else(|| {
+            format!(
+                "sqlite://{}?mode=rwc",
+                self.data_dir.join("coffer.db").display()
+            )
+        })
+    }
+
+    /// The repository directory of the `fs` backend.
+    #[must_use]
+    pub fn storage_root(&self) -> PathBuf {
+        self.storage
+            .root
+            .clone()
+            .unwrap_or_else(|| self.data_dir.join("repository"))
+    }
+
+    /// The master key file in force.
+    #[must_use]
+    pub fn encryption_key_file(&self) -> PathBuf {
+        self.security
+            .encryption_key_file
+            .clone()
+            .unwrap_or_else(|| self.data_dir.join("keys").join("master.key"))
+    }
+}
+
+fn env_provider() -> Env {
+    Env::prefixed("COFFER_").split("__").filter(|key| {
+        let key = key.as_str().to_ascii_lowercase();
+        ENV_ROOTS
+            .iter()
+            .any(|root| key == *root || key.starts_with(&format!("{root}.")))
+    })
+}
+
+#[cfg(test)]
+mod tests;

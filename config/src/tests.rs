@@ -1,0 +1,253 @@
+use std::path::{Path, PathBuf};
+
+use figment::Jail;
+
+use super::*;
+
+fn config_dir() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// Every settings file shipped under `config/` (the crate's own Cargo.toml aside).
+fn shipped_files() -> Vec<PathBuf> {
+    let mut files: Vec<PathBuf> = std::fs::read_dir(config_dir())
+        .expect("config dir is readable")
+        .map(|e| e.expect("dir entry").path())
+        .filter(|p| {
+            p.is_file()
+                && p.file_name().is_some_and(|n| n != "Cargo.toml")
+                && p.extension().is_some_and(|e| e == "toml" || e == "json")
+        })
+        .collect();
+    files.sort();
+    files
+}
+
+fn load_err(file: Option<&Path>) -> String {
+    match Settings::load(file) {
+        Ok(s) => panic!("expected an error, got {s:?}"),
+        Err(e) => e.to_string(),
+    }
+}
+
+#[test]
+fn every_shipped_config_file_parses() {
+    let files = shipped_files();
+    assert!(
+        files.iter().any(|f| f.ends_with("coffer.toml")),
+        "config/coffer.toml must exist, found {files:?}"
+    );
+    Jail::expect_with(|_| {
+        for file in &files {
+            Settings::load(Some(file)).map_err(|e| format!("{}: {e}", file.display()))?;
+        }
+        Ok(())
+    });
+}
+
+#[test]
+fn shipped_coffer_toml_states_the_defaults() {
+    Jail::expect_with(|_| {
+        let loaded =
+            Settings::load(Some(&config_dir().join("coffer.toml"))).map_err(|e| e.to_string())?;
+        assert_eq!(loaded, Settings::default());
+        Ok(())
+    });
+}
+
+/// Every key of the tree, optional ones included, appears in `config/coffer.toml`
+/// (commented out when its default is derived), so the file documents everything.
+#[test]
+fn shipped_coffer_toml_documents_every_key() {
+    let text = std::fs::read_to_string(config_dir().join("coffer.toml")).expect("read coffer.toml");
+    let mut full = Settings::default();
+    full.database.url = Some(String::new());
+    full.storage.root = Some(PathBuf::new());
+    full.security.encryption_key_file = Some(PathBuf::new());
+    let value = figment::value::Value::serialize(&full).expect("serialize settings");
+    let dict = value.into_dict().expect("settings serialize to a table");
+    let mut missing = Vec::new();
+    for (key, value) in dict {
+        match value.into_dict() {
+            Some(section) => {
+                if !text.contains(&format!("[{key}]")) {
+                    missing.push(format!("[{key}]"));
+                }
+                for sub in section.keys() {
+                    let documented = text.lines().any(|l| {
+                        let l = l.trim_start_matches(['#', ' ']);
+                        l.starts_with(&format!("{sub} =")) || l.starts_with(&format!("{sub}="))
+                    });
+                    if !documented {
+                        missing.push(format!("{key}.{sub}"));
+                    }
+                }
+            }
+            None => {
+                if !text.lines().any(|l| l.starts_with(&format!("{key} ="))) {
+                    missing.push(key);
+                }
+            }
+        }
+    }
+    assert!(
+        missing.is_empty(),
+        "config/coffer.toml does not document: {missing:?}"
+    );
+}
+
+#[test]
+fn no_file_and_no_environment_gives_defaults() {
+    Jail::expect_with(|_| {
+        assert_eq!(
+            Settings::load(None).map_err(|e| e.to_string())?,
+            Settings::default()
+        );
+        Ok(())
+    });
+}
+
+#[test]
+fn unknown_key_in_file_is_named() {
+    Jail::expect_with(|jail| {
+        jail.create_file("c.toml", "[server]\nprot = 9000\n")?;
+        let err = load_err(Some(Path::new("c.toml")));
+        assert!(
+            err.contains("unknown configuration key `server.prot`"),
+            "{err}"
+        );
+        assert!(err.contains("c.toml"), "names the file: {err}");
+        Ok(())
+    });
+}
+
+#[test]
+fn unknown_top_level_key_and_section_are_named() {
+    Jail::expect_with(|jail| {
+        jail.create_file("a.toml", "colour = \"blue\"\n")?;
+        assert!(load_err(Some(Path::new("a.toml"))).contains("`colour`"));
+        jail.create_file("b.toml", "[servre]\nport = 1\n")?;
+        assert!(load_err(Some(Path::new("b.toml"))).contains("`servre`"));
+        Ok(())
+    });
+}
+
+#[test]
+fn unknown_key_in_environment_is_named() {
+    Jail::expect_with(|jail| {
+        jail.set_env("COFFER_SERVER__PROT", "9000");
+        let err = load_err(None);
+        assert!(err.contains("server.prot"), "{err}");
+        Ok(())
+    });
+}
+
+#[test]
+fn foreign_coffer_variables_are_not_settings() {
+    Jail::expect_with(|jail| {
+        jail.set_env("COFFER_ADMIN_PASSWORD", "not-a-setting-at-all");
+        jail.set_env("COFFER_TEST_POSTGRES_URL", "postgres://x");
+        assert_eq!(
+            Settings::load(None).map_err(|e| e.to_string())?,
+            Settings::default()
+        );
+        Ok(())
+    });
+}
+
+#[test]
+fn environment_overrides_file() {
+    Jail::expect_with(|jail| {
+        jail.create_file(
+            "c.toml",
+            "data_dir = \"/srv/file\"\n[server]\nport = 9100\nbind = \"0.0.0.0\"\n",
+        )?;
+        jail.set_env("COFFER_SERVER__PORT", "9200");
+        jail.set_env("COFFER_DATA_DIR", "/srv/env");
+        jail.set_env("COFFER_DATABASE__URL", "postgres://postgres@127.0.0.1/test");
+        let s = Settings::load(Some(Path::new("c.toml"))).map_err(|e| e.to_string())?;
+        assert_eq!(s.server.port, 9200);
+        assert_eq!(s.server.bind, "0.0.0.0");
+        assert_eq!(s.data_dir, PathBuf::from("/srv/env"));
+        assert_eq!(s.database_url(), "postgres://postgres@127.0.0.1/test");
+        Ok(())
+    });
+}
+
+#[test]
+fn brief_config_json_keeps_its_shape() {
+    Jail::expect_with(|jail| {
+        jail.create_file(
+            "config.json",
+            r#"{
+                "backup": {"encryption_enabled": true},
+                "retention": {"max_backups": 10, "max_age_days": 30, "enabled": true},
+                "quota": {"max_storage_mb": 500, "warning_threshold_mb": 400},
+                "security": {"encryption_key_file": "./config/secret.key", "session_timeout_hours": 24}
+            }"#,
+        )?;
+        let s = Settings::load(Some(Path::new("config.json"))).map_err(|e| e.to_string())?;
+        assert_eq!(s.quota.max_storage_mb, 500);
+        assert_eq!(s.quota.warning_threshold_mb, 400);
+        assert_eq!(
+            s.encryption_key_file(),
+            PathBuf::from("./config/secret.key")
+        );
+        assert_eq!(s.server.port, 8001);
+        Ok(())
+    });
+}
+
+#[test]
+fn wrong_type_is_named() {
+    Jail::expect_with(|jail| {
+        jail.create_file("c.toml", "[server]\nport = \"eighty\"\n")?;
+        let err = load_err(Some(Path::new("c.toml")));
+        assert!(err.contains("server.port"), "{err}");
+        Ok(())
+    });
+}
+
+#[test]
+fn out_of_range_values_are_refused() {
+    Jail::expect_with(|jail| {
+        jail.create_file(
+            "q.toml",
+            "[quota]\nmax_storage_mb = 100\nwarning_threshold_mb = 200\n",
+        )?;
+        assert!(load_err(Some(Path::new("q.toml"))).contains("quota.warning_threshold_mb"));
+        jail.create_file("s.toml", "[security]\nsession_timeout_hours = 0\n")?;
+        assert!(load_err(Some(Path::new("s.toml"))).contains("session_timeout_hours"));
+        jail.create_file("d.toml", "[database]\nurl = \"mysql://x\"\n")?;
+        assert!(load_err(Some(Path::new("d.toml"))).contains("database.url"));
+        Ok(())
+    });
+}
+
+#[test]
+fn missing_file_is_an_error() {
+    Jail::expect_with(|_| {
+        assert!(load_err(Some(Path::new("nope.toml"))).contains("does not exist"));
+        Ok(())
+    });
+}
+
+#[test]
+fn derived_paths_follow_data_dir() {
+    let s = Settings {
+        data_dir: PathBuf::from("/var/lib/coffer"),
+        ..Settings::default()
+    };
+    assert_eq!(
+        s.database_url(),
+        "sqlite:///var/lib/coffer/coffer.db?mode=rwc"
+    );
+    assert_eq!(
+        s.storage_root(),
+        PathBuf::from("/var/lib/coffer/repository")
+    );
+    assert_eq!(
+        s.encryption_key_file(),
+        PathBuf::from("/var/lib/coffer/keys/master.key")
+    );
+}

@@ -1,0 +1,143 @@
+//! The object-storage port. Coffer's repository lives in an object store: whole objects
+//! put, got, listed and deleted by key. No rename, no directories, no partial writes —
+//! so that a local disk, a NAS mount and an S3 bucket are equal backends.
+
+use std::fmt;
+
+use async_trait::async_trait;
+use bytes::Bytes;
+
+/// A validated object key: `/`-separated segments of `[A-Za-z0-9._-]`, none empty, none
+/// `.` or `..`, no leading or trailing `/`, at most 512 bytes. Keys carry no meaning for
+/// the store; the repository format gives them one.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct ObjectKey(String);
+
+/// Why a string is not an [`ObjectKey`].
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ObjectKeyError {
+    #[error("object key is empty")]
+    Empty,
+    #[error("object key is longer than 512 bytes")]
+    TooLong,
+    #[error("object key `{0}` has an empty, `.` or `..` segment")]
+    BadSegment(String),
+    #[error("object key `{0}` has a character outside [A-Za-z0-9._-/]")]
+    BadCharacter(String),
+}
+
+impl ObjectKey {
+    pub const MAX_LEN: usize = 512;
+
+    /// Parses a key.
+    ///
+    /// # Errors
+    /// When the key breaks one of the rules in the type's documentation.
+    pub fn parse(raw: &str) -> Result<Self, ObjectKeyError> {
+        if raw.is_empty() {
+            return Err(ObjectKeyError::Empty);
+        }
+        if raw.len() > Self::MAX_LEN {
+            return Err(ObjectKeyError::TooLong);
+        }
+        if !raw
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-' | b'/'))
+        {
+            return Err(ObjectKeyError::BadCharacter(raw.to_owned()));
+        }
+        if raw
+            .split('/')
+            .any(|seg| seg.is_empty() || seg == "." || seg == "..")
+        {
+            return Err(ObjectKeyError::BadSegment(raw.to_owned()));
+        }
+        Ok(Self(raw.to_owned()))
+    }
+
+    #[must_use]
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for ObjectKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// A failure of the storage backend. The message is for the log and the operator; it
+/// never carries object contents.
+#[derive(Debug, thiserror::Error)]
+pub enum StorageError {
+    /// The backend could not be reached or refused the operation (permissions, full disk,
+    /// network). Retrying later may help.
+    #[error("storage unavailable: {0}")]
+    Unavailable(String),
+    /// Anything else the backend reported.
+    #[error("storage error: {0}")]
+    Other(String),
+}
+
+/// Content-addressed object storage. Keys are opaque; there are no directory semantics.
+///
+/// Contract (checked by the storage adapter's contract tests):
+/// - `put` stores the whole object or nothing: a reader never sees a partial object, also
+///   after a crash. `put` of an existing key replaces it atomically.
+/// - `get` of a missing key returns `Ok(None)`, not an error.
+/// - `delete` of a missing key succeeds.
+/// - `list(prefix)` returns every key that starts with `prefix` (a plain string prefix),
+///   sorted, without directories.
+/// - `check` verifies that the backend is reachable and writable enough to serve; it is
+///   what the health endpoint reports.
+#[async_trait]
+pub trait ObjectStore: Send + Sync {
+    async fn put(&self, key: &ObjectKey, bytes: Bytes) -> Result<(), StorageError>;
+    async fn get(&self, key: &ObjectKey) -> Result<Option<Bytes>, StorageError>;
+    async fn exists(&self, key: &ObjectKey) -> Result<bool, StorageError>;
+    async fn delete(&self, key: &ObjectKey) -> Result<(), StorageError>;
+    async fn list(&self, prefix: &str) -> Result<Vec<ObjectKey>, StorageError>;
+    async fn check(&self) -> Result<(), StorageError>;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn accepts_repository_shaped_keys() {
+        for ok in [
+            "config",
+            "data/ab/abcdef0123",
+            "keys/master-1.json",
+            "a_b-c.d",
+        ] {
+            assert_eq!(
+                ObjectKey::parse(ok).map(|k| k.to_string()),
+                Ok(ok.to_owned())
+            );
+        }
+    }
+
+    #[test]
+    fn rejects_escaping_and_odd_keys() {
+        assert_eq!(ObjectKey::parse(""), Err(ObjectKeyError::Empty));
+        for bad in ["/abs", "trailing/", "a//b", "../x", "a/./b", "a/.."] {
+            assert!(
+                matches!(ObjectKey::parse(bad), Err(ObjectKeyError::BadSegment(_))),
+                "{bad}"
+            );
+        }
+        for bad in ["sp ace", "nul\0", "back\\slash", "ünï"] {
+            assert!(
+                matches!(ObjectKey::parse(bad), Err(ObjectKeyError::BadCharacter(_))),
+                "{bad}"
+            );
+        }
+        assert_eq!(
+            ObjectKey::parse(&"a".repeat(513)),
+            Err(ObjectKeyError::TooLong)
+        );
+    }
+}

@@ -1,0 +1,19 @@
+//! `coffer-migration`: the catalog database's schema, as ordered sea-orm-migration steps.
+//!
+//! The server runs `Migrator::up` at every start; it applies only the steps not yet
+//! recorded in `seaql_migrations`, so running it again is a no-op. Steps are frozen once
+//! released: change the schema or its seeded data with a new step, never by editing one.
+//! Every step must work on SQLite and PostgreSQL alike.
+
+pub use sea_orm_migration::prelude::*;
+
+mod m20261126_000001_initial_schema;
+
+pub struct Migrator;
+
+#[async_trait::async_trait]
+impl MigratorTrait for Migrator {
+    fn migrations() -> Vec<Box<dyn MigrationTrait>> {
+        vec![Box::new(m20261126_000001_initial_schema::Migration)]
+    }
+}

@@ -90,3 +90,67 @@ impl SystemService {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use async_trait::async_trait;
+    use coffer_domain::ports::{DatabaseHealth, RepoError};
+    use coffer_domain::storage::{ObjectKey, ObjectStore, StorageError};
+
+    use super::*;
+
+    struct Db(bool);
+
+    #[async_trait]
+    impl DatabaseHealth for Db {
+        async fn ping(&self) -> Result<(), RepoError> {
+            if self.0 {
+                Ok(())
+            } else {
+                Err(RepoError::Database("refused".into()))
+            }
+        }
+    }
+
+    struct Store(bool);
+
+    #[async_trait]
+    impl ObjectStore for Store {
+        async fn put(&self, _: &ObjectKey, _: bytes::Bytes) -> Result<(), StorageError> {
+            unreachable!("health never writes")
+        }
+        async fn get(&self, _: &ObjectKey) -> Result<Option<bytes::Bytes>, StorageError> {
+            unreachable!("health never reads")
+        }
+        async fn exists(&self, _: &ObjectKey) -> Result<bool, StorageError> {
+            unreachable!("health never reads")
+        }
+        async fn delete(&self, _: &ObjectKey) -> Result<(), StorageError> {
+            unreachable!("health never deletes")
+        }
+        async fn list(&self, _: &str) -> Result<Vec<ObjectKey>, StorageError> {
+            unreachable!("health never lists")
+        }
+        async fn check(&self) -> Result<(), StorageError> {
+            if self.0 {
+                Ok(())
+            } else {
+                Err(StorageError::Unavailable("gone".into()))
+            }
+        }
+    }
+
+    #[test]
+    fn health_reports_each_component() {
+        for (db, store) in [(true, true), (false, true), (true, false), (false, false)] {
+            let service = SystemService::new(Arc::new(Db(db)), Arc::new(Store(store)), "1.2.3");
+            let report = futures::executor::block_on(service.health());
+            assert_eq!(report.version, "1.2.3");
+            assert_eq!(report.database.is_ok(), db);
+            assert_eq!(report.storage.is_ok(), store);
+            assert_eq!(report.is_healthy(), db && store);
+        }
+    }
+}

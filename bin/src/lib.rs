@@ -78,6 +78,8 @@ impl Application {
     /// # Errors
     /// The first start-up step that fails, with what Coffer was doing.
     pub async fn build(settings: &Settings) -> anyhow::Result<Self> {
+        // Bind first: a port in use is the cheapest failure to report.
+        let server = HttpServer::bind(&settings.server.bind, settings.server.port).await?;
         let db = open_database(settings).await?;
         let storage = open_storage(settings)?;
         tracing::info!(
@@ -92,7 +94,6 @@ impl Application {
             env!("CARGO_PKG_VERSION"),
         ));
         let state = Arc::new(AppState { system });
-        let server = HttpServer::bind(&settings.server.bind, settings.server.port).await?;
         let options = HttpOptions {
             max_body_bytes: usize::try_from(settings.server.max_body_bytes)
                 .context("server.max_body_bytes does not fit this platform")?,

@@ -183,7 +183,9 @@ impl Default for RetentionSettings {
     }
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+/// No quota by default (0 = unlimited): a backup server that silently starts refusing
+/// backups at an arbitrary size would surprise; operators set their own.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct QuotaSettings {
     /// Refuse backups once the stored bytes (after dedup and compression) exceed this many
@@ -191,15 +193,6 @@ pub struct QuotaSettings {
     pub max_storage_mb: u64,
     /// Raise a warning alert once stored bytes pass this many MiB. 0: no warning.
     pub warning_threshold_mb: u64,
-}
-
-impl Default for QuotaSettings {
-    fn default() -> Self {
-        Self {
-            max_storage_mb: 0,
-            warning_threshold_mb: 0,
-        }
-    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -45,7 +45,7 @@ impl SeaRoleRepository {
 
 /// Turns a row into a domain role, refusing rows whose stored permissions disagree with
 /// the domain policy: the table documents the policy, it does not override it.
-fn to_stored_role(row: roles::Model) -> Result<StoredRole, RepoError> {
+fn to_stored_role(row: &roles::Model) -> Result<StoredRole, RepoError> {
     let role: Role = row
         .name
         .parse()
@@ -85,7 +85,7 @@ impl RoleRepository for SeaRoleRepository {
             .await
             .map_err(|e| repo_err(&e))?
             .into_iter()
-            .map(to_stored_role)
+            .map(|row| to_stored_role(&row))
             .collect()
     }
 
@@ -95,7 +95,7 @@ impl RoleRepository for SeaRoleRepository {
             .one(&self.conn)
             .await
             .map_err(|e| repo_err(&e))?
-            .map(to_stored_role)
+            .map(|row| to_stored_role(&row))
             .transpose()
     }
 }

@@ -104,13 +104,13 @@ impl TestDatabase {
 
     /// Drops the PostgreSQL database (SQLite files go with the temporary directory).
     pub async fn cleanup(self) {
-        if let Some((admin_url, name)) = &self.postgres {
-            if let Ok(admin) = SeaDatabase::connect(admin_url.as_str()).await {
-                let _ = admin
-                    .execute_unprepared(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
-                    .await;
-                let _ = admin.close().await;
-            }
+        if let Some((admin_url, name)) = &self.postgres
+            && let Ok(admin) = SeaDatabase::connect(admin_url.as_str()).await
+        {
+            let _ = admin
+                .execute_unprepared(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+                .await;
+            let _ = admin.close().await;
         }
     }
 }
@@ -135,14 +135,13 @@ async fn sweep_stale(admin: &sea_orm::DatabaseConnection, pid: u32) {
     };
     let ours = format!("coffer_test_{pid}_");
     for row in rows {
-        if let Ok(name) = row.try_get::<String>("", "datname") {
-            if !name.starts_with(&ours)
-                && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_')
-            {
-                let _ = admin
-                    .execute_unprepared(&format!("DROP DATABASE IF EXISTS {name}"))
-                    .await;
-            }
+        if let Ok(name) = row.try_get::<String>("", "datname")
+            && !name.starts_with(&ours)
+            && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_')
+        {
+            let _ = admin
+                .execute_unprepared(&format!("DROP DATABASE IF EXISTS {name}"))
+                .await;
         }
     }
 }

@@ -69,12 +69,12 @@ pub fn app(state: Arc<AppState>, options: &HttpOptions) -> impl Endpoint + 'stat
     let api = api_service();
     let spec = api.spec_endpoint();
     let swagger = swagger::SwaggerUi::new();
-    Route::new()
+    let routes = Route::new()
         .at("/openapi.json", spec)
         .nest("/swagger", swagger.endpoint())
         .nest("/", api)
-        .data(state)
-        .around(middleware::layer(options.max_body_bytes))
+        .data(state);
+    middleware::wrap(routes, options.max_body_bytes)
 }
 
 #[cfg(test)]

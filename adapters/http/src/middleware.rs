@@ -6,7 +6,7 @@ use std::time::Instant;
 
 use poem::http::header::{self, HeaderValue};
 use poem::http::{Method, StatusCode};
-use poem::{Body, Endpoint, IntoResponse, Request, Response};
+use poem::{Body, Endpoint, EndpointExt, IntoResponse, Request, Response};
 
 use crate::error::{ErrorBody, ErrorDetail, default_code};
 
@@ -63,8 +63,18 @@ fn too_large(limit: usize) -> Response {
     )
 }
 
+/// Wraps the whole application: panics become 500s, then every response passes through
+/// [`handle`].
+pub fn wrap<E: Endpoint + 'static>(
+    ep: E,
+    max_body_bytes: usize,
+) -> impl Endpoint<Output = Response> + 'static {
+    ep.with(poem::middleware::CatchPanic::new())
+        .around(layer(max_body_bytes))
+}
+
 /// The middleware, as a closure for `EndpointExt::around`.
-pub fn layer<E: Endpoint + 'static>(
+fn layer<E: Endpoint + 'static>(
     max_body_bytes: usize,
 ) -> impl Fn(Arc<E>, Request) -> std::pin::Pin<Box<dyn Future<Output = poem::Result<Response>> + Send>>
 + Send
@@ -96,10 +106,8 @@ async fn handle<E: Endpoint>(ep: Arc<E>, mut req: Request, limit: usize) -> poem
     };
 
     let status = resp.status();
-    if status.is_client_error() || status.is_server_error() {
-        if !is_json(&resp) {
-            resp = to_json_error(resp, &method, &path).await;
-        }
+    if (status.is_client_error() || status.is_server_error()) && !is_json(&resp) {
+        resp = to_json_error(resp, &method, &path).await;
     }
 
     secure(&mut resp, &path);

@@ -75,7 +75,7 @@ impl HttpServer {
         E: Endpoint + 'static,
     {
         Server::new_with_acceptor(self.acceptor)
-            .idle_timeout(Duration::from_secs(120))
+            .idle_timeout(Duration::from_mins(2))
             .run_with_graceful_shutdown(app, shutdown, Some(grace))
             .await?;
         Ok(())

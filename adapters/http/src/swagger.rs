@@ -7,7 +7,7 @@ use poem::http::header;
 use poem::web::Html;
 use poem::{Endpoint, IntoResponse, Response, Route};
 
-const PAGE: &str = r##"<!doctype html>
+const PAGE: &str = r#"<!doctype html>
 <html lang="en">
 <head>
 <meta charset="utf-8">
@@ -21,7 +21,7 @@ const PAGE: &str = r##"<!doctype html>
 <script src="/swagger/init.js"></script>
 </body>
 </html>
-"##;
+"#;
 
 const INIT_JS: &str = r##"window.addEventListener("load", function () {
   SwaggerUIBundle({

@@ -283,3 +283,107 @@ fn committed_openapi_json_matches_the_code() {
          and commit the result."
     );
 }
+
+/// poem-openapi's own rejections (malformed JSON, wrong content type, bad parameters)
+/// are plain text; the middleware must turn them into the JSON shape.
+#[allow(clippy::unused_async)] // poem-openapi handlers must be async
+mod framework_errors {
+    use poem::{EndpointExt, Route};
+    use poem_openapi::payload::Json;
+    use poem_openapi::{Object, OpenApi, OpenApiService, param::Query};
+
+    use super::*;
+
+    #[derive(Object)]
+    struct Input {
+        name: String,
+    }
+
+    struct EchoApi;
+
+    #[OpenApi]
+    impl EchoApi {
+        #[oai(path = "/echo", method = "post")]
+        async fn echo(&self, body: Json<Input>) -> Json<String> {
+            Json(body.0.name)
+        }
+
+        #[oai(path = "/count", method = "get")]
+        async fn count(&self, n: Query<u32>) -> Json<u32> {
+            Json(n.0)
+        }
+
+        #[oai(path = "/panic", method = "get")]
+        async fn panics(&self) -> Json<u32> {
+            panic!("secret state in a panic message")
+        }
+
+        #[oai(path = "/boom", method = "get")]
+        async fn boom(&self) -> poem::Result<Json<u32>> {
+            Err(poem::Error::from_string(
+                "db password is hunter2",
+                StatusCode::INTERNAL_SERVER_ERROR,
+            ))
+        }
+    }
+
+    fn client() -> TestClient<poem::endpoint::BoxEndpoint<'static, poem::Response>> {
+        let api = OpenApiService::new(EchoApi, "t", "1");
+        let ep = crate::middleware::wrap(Route::new().nest("/", api), 4096).boxed();
+        TestClient::new(ep)
+    }
+
+    #[tokio::test]
+    async fn malformed_json_is_a_json_400() {
+        let resp = client()
+            .post("/echo")
+            .header("content-type", "application/json")
+            .body("{not json")
+            .send()
+            .await;
+        resp.assert_status(StatusCode::BAD_REQUEST);
+        resp.assert_content_type("application/json; charset=utf-8");
+        let (code, message) = error_of(resp).await;
+        assert_eq!(code, "bad_request");
+        assert!(!message.is_empty());
+    }
+
+    #[tokio::test]
+    async fn wrong_content_type_is_a_json_415() {
+        let resp = client()
+            .post("/echo")
+            .header("content-type", "text/plain")
+            .body("hello")
+            .send()
+            .await;
+        resp.assert_status(StatusCode::UNSUPPORTED_MEDIA_TYPE);
+        let (code, _) = error_of(resp).await;
+        assert_eq!(code, "unsupported_media_type");
+    }
+
+    #[tokio::test]
+    async fn a_bad_parameter_is_a_json_400() {
+        let resp = client().get("/count").query("n", &"many").send().await;
+        resp.assert_status(StatusCode::BAD_REQUEST);
+        let (code, _) = error_of(resp).await;
+        assert_eq!(code, "bad_request");
+    }
+
+    #[tokio::test]
+    async fn a_server_error_says_nothing_internal() {
+        let resp = client().get("/boom").send().await;
+        resp.assert_status(StatusCode::INTERNAL_SERVER_ERROR);
+        let (code, message) = error_of(resp).await;
+        assert_eq!(code, "internal");
+        assert!(!message.contains("hunter2"), "{message}");
+    }
+
+    #[tokio::test]
+    async fn a_panic_is_a_json_500() {
+        let resp = client().get("/panic").send().await;
+        resp.assert_status(StatusCode::INTERNAL_SERVER_ERROR);
+        let (code, message) = error_of(resp).await;
+        assert_eq!(code, "internal");
+        assert!(!message.contains("secret"), "{message}");
+    }
+}

@@ -87,7 +87,7 @@ impl OpendalStore {
 
     fn timeouts() -> TimeoutLayer {
         TimeoutLayer::new()
-            .with_timeout(Duration::from_secs(60))
+            .with_timeout(Duration::from_mins(1))
             .with_io_timeout(Duration::from_secs(30))
     }
 }

@@ -1,0 +1,217 @@
+//! The `coffer` binary as an operator meets it: exit codes, one-line errors, the server
+//! starting on its defaults and stopping on SIGTERM.
+
+use std::io::{Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::path::Path;
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+fn coffer(dir: &Path) -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_coffer"));
+    cmd.current_dir(dir)
+        .env_remove("RUST_LOG")
+        .env_remove("COFFER_CONFIG")
+        .env_remove("COFFER_DATA_DIR")
+        .env("RUST_BACKTRACE", "1")
+        .stdin(Stdio::null());
+    cmd
+}
+
+fn stderr_of(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+/// A failure is one `error: ...` line: no panic, no backtrace.
+fn assert_one_line_error(out: &Output, needle: &str) {
+    let stderr = stderr_of(out);
+    assert!(!out.status.success(), "must fail: {stderr}");
+    let lines: Vec<&str> = stderr.lines().filter(|l| l.starts_with("error:")).collect();
+    assert_eq!(lines.len(), 1, "exactly one error line: {stderr}");
+    assert!(lines[0].contains(needle), "`{needle}` not in: {stderr}");
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    assert!(!stderr.contains("backtrace"), "{stderr}");
+    assert!(!stderr.contains("Stack backtrace"), "{stderr}");
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free port")
+}
+
+/// A minimal HTTP GET, so these tests need no HTTP client crate.
+fn http_get(port: u16, path: &str) -> Option<(u16, String)> {
+    let mut stream = TcpStream::connect(("127.0.0.1", port)).ok()?;
+    stream.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
+    write!(
+        stream,
+        "GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n"
+    )
+    .ok()?;
+    let mut response = String::new();
+    stream.read_to_string(&mut response).ok()?;
+    let status = response.split(' ').nth(1)?.parse().ok()?;
+    let body = response.split_once("\r\n\r\n")?.1.to_owned();
+    Some((status, body))
+}
+
+fn wait_for_health(child: &mut Child, port: u16) -> (u16, String) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        if let Some(answer) = http_get(port, "/api/health") {
+            return answer;
+        }
+        if let Ok(Some(status)) = child.try_wait() {
+            panic!("coffer serve exited early with {status}");
+        }
+        assert!(
+            Instant::now() < deadline,
+            "server did not answer within 30 s"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+#[test]
+fn version_and_help() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let out = coffer(dir.path()).arg("--version").output().expect("run");
+    assert!(out.status.success());
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout).trim(),
+        format!("coffer {}", env!("CARGO_PKG_VERSION"))
+    );
+    let out = coffer(dir.path()).arg("--help").output().expect("run");
+    let help = String::from_utf8_lossy(&out.stdout);
+    for word in [
+        "serve",
+        "migrate",
+        "openapi",
+        "--config",
+        "--data-dir",
+        "--log-format",
+    ] {
+        assert!(help.contains(word), "--help lacks {word}: {help}");
+    }
+}
+
+#[test]
+fn openapi_prints_the_committed_spec() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let out = coffer(dir.path()).arg("openapi").output().expect("run");
+    assert!(out.status.success());
+    let committed = std::fs::read_to_string(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../openapi/openapi.json"),
+    )
+    .expect("openapi/openapi.json");
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout).trim_end(),
+        committed.trim_end(),
+        "refresh with: cargo run -p coffer -- openapi > openapi/openapi.json"
+    );
+}
+
+#[test]
+fn a_bad_config_key_is_one_clear_error() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    std::fs::write(dir.path().join("bad.toml"), "[server]\nprot = 9000\n").expect("write");
+    let out = coffer(dir.path())
+        .args(["--config", "bad.toml", "migrate"])
+        .output()
+        .expect("run");
+    assert_one_line_error(&out, "unknown configuration key `server.prot`");
+
+    let out = coffer(dir.path())
+        .env("COFFER_QUOTA__MAX_STORAGE", "1")
+        .arg("migrate")
+        .output()
+        .expect("run");
+    assert_one_line_error(&out, "quota.max_storage");
+}
+
+#[test]
+fn an_unreachable_database_is_one_clear_error() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let out = coffer(dir.path())
+        .env(
+            "COFFER_DATABASE__URL",
+            "postgres://coffer:hunter2@127.0.0.1:1/coffer",
+        )
+        .env("COFFER_DATABASE__CONNECT_TIMEOUT_SECS", "2")
+        .args(["serve", "--port", "0"])
+        .output()
+        .expect("run");
+    assert_one_line_error(
+        &out,
+        "cannot connect to database postgres://coffer:***@127.0.0.1:1/coffer",
+    );
+    assert!(!stderr_of(&out).contains("hunter2"), "password leaked");
+}
+
+#[test]
+fn a_port_in_use_is_one_clear_error() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let taken = TcpListener::bind("127.0.0.1:0").expect("bind");
+    let port = taken.local_addr().expect("addr").port();
+    let out = coffer(dir.path())
+        .args(["serve", "--port", &port.to_string()])
+        .output()
+        .expect("run");
+    assert_one_line_error(
+        &out,
+        &format!("cannot listen on 127.0.0.1:{port}: address already in use"),
+    );
+}
+
+#[test]
+fn migrate_is_idempotent() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    for _ in 0..2 {
+        let out = coffer(dir.path()).arg("migrate").output().expect("run");
+        assert!(out.status.success(), "{}", stderr_of(&out));
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert!(stdout.contains("up to date"), "{stdout}");
+    }
+    assert!(dir.path().join("coffer-data/coffer.db").is_file());
+}
+
+/// The README's run command, as a new user runs it: no configuration, defaults under
+/// ./coffer-data, health answers, SIGTERM stops it cleanly.
+#[cfg(unix)]
+#[test]
+fn serve_on_defaults_answers_health_and_stops_on_sigterm() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let port = free_port();
+    let mut child = coffer(dir.path())
+        .args(["serve", "--port", &port.to_string(), "--log-format", "json"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn coffer serve");
+    let (status, body) = wait_for_health(&mut child, port);
+    assert_eq!(status, 200, "{body}");
+    assert!(body.contains(r#""status":"ok""#), "{body}");
+    let (status, _) = http_get(port, "/swagger").expect("swagger");
+    assert_eq!(status, 200);
+
+    let kill = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .expect("kill");
+    assert!(kill.success());
+    let out = child.wait_with_output().expect("wait");
+    let stderr = stderr_of(&out);
+    assert!(out.status.success(), "graceful stop exits 0: {stderr}");
+    assert!(stderr.contains("SIGTERM received"), "{stderr}");
+    // JSON logs: every line is one JSON object.
+    for line in stderr.lines().filter(|l| !l.trim().is_empty()) {
+        assert!(
+            line.starts_with('{') && line.ends_with('}'),
+            "not JSON: {line}"
+        );
+    }
+    assert!(dir.path().join("coffer-data/coffer.db").is_file());
+    assert!(dir.path().join("coffer-data/repository").is_dir());
+}

@@ -3,8 +3,16 @@
 //! the audit trail. The CLI and the HTTP API both call these services, so both obey the
 //! same rules.
 //!
-//! This crate never names an adapter: no database, web framework or object store.
+//! This crate never names an adapter: no database, web framework, runtime or object store.
 
+pub mod audit;
+pub mod auth;
+pub mod error;
 pub mod system;
+pub mod users;
 
+pub use audit::{AuditLog, AuditService, ChainReport};
+pub use auth::{AuthService, Session};
+pub use error::ServiceError;
 pub use system::{ComponentHealth, HealthReport, SystemService};
+pub use users::UserService;

@@ -9,9 +9,13 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context as _;
-use coffer_application::SystemService;
+use coffer_application::{AuditLog, AuditService, AuthService, SystemService, UserService};
 use coffer_config::Settings;
+use coffer_crypto::{Argon2Hasher, Hs256Tokens};
 use coffer_db::{Database, DbOptions};
+use coffer_domain::auth::Actor;
+use coffer_domain::ports::{Clock, SystemClock};
+use coffer_domain::secrets::Secret;
 use coffer_http::{AppState, HttpOptions, HttpServer};
 use coffer_storage::OpendalStore;
 
@@ -62,6 +66,132 @@ pub fn open_storage(settings: &Settings) -> anyhow::Result<OpendalStore> {
     }
 }
 
+/// The application services over the concrete adapters: what `serve` and the CLI
+/// commands share, so both obey the same rules.
+pub struct Services {
+    pub db: Database,
+    pub system: Arc<SystemService>,
+    pub auth: Arc<AuthService>,
+    pub users: Arc<UserService>,
+    pub audit: Arc<AuditService>,
+}
+
+impl Services {
+    /// Opens the catalog (migrating it), the storage and the session key, and wires the
+    /// services.
+    ///
+    /// # Errors
+    /// The first adapter that cannot be opened.
+    pub async fn open(settings: &Settings) -> anyhow::Result<Self> {
+        let db = open_database(settings).await?;
+        let storage = open_storage(settings)?;
+        let (session_key, created) =
+            coffer_crypto::load_or_create_key(&settings.session_key_file())?;
+        if created {
+            tracing::info!(path = %settings.session_key_file().display(), "created the session signing key");
+        }
+        let clock: Arc<dyn Clock> = Arc::new(SystemClock);
+        let hasher = Arc::new(Argon2Hasher::new()?);
+        let users_repo = Arc::new(db.users());
+        let audit_log = AuditLog::new(Arc::new(db.audit()), clock.clone());
+        let system = Arc::new(SystemService::new(
+            Arc::new(db.health()),
+            Arc::new(storage),
+            env!("CARGO_PKG_VERSION"),
+        ));
+        let auth = Arc::new(AuthService::new(
+            users_repo.clone(),
+            Arc::new(db.revocations()),
+            hasher.clone(),
+            Arc::new(Hs256Tokens::new(session_key)),
+            clock.clone(),
+            audit_log.clone(),
+            chrono::TimeDelta::hours(i64::from(settings.security.session_timeout_hours)),
+        ));
+        let users = Arc::new(UserService::new(
+            users_repo,
+            Arc::new(db.roles()),
+            hasher,
+            clock,
+            audit_log,
+        ));
+        let audit = Arc::new(AuditService::new(Arc::new(db.audit())));
+        Ok(Self {
+            db,
+            system,
+            auth,
+            users,
+            audit,
+        })
+    }
+
+    /// On first start (no users at all) creates `admin`, with the password from
+    /// `COFFER_ADMIN_PASSWORD` or a generated one that is printed once and written to
+    /// `<data_dir>/initial-admin-password` (mode 0600). There is no default password.
+    ///
+    /// # Errors
+    /// A password from the environment that breaks the rules; I/O or database failures.
+    pub async fn bootstrap_admin(&self, settings: &Settings) -> anyhow::Result<()> {
+        let from_env = std::env::var("COFFER_ADMIN_PASSWORD")
+            .ok()
+            .filter(|p| !p.is_empty());
+        let generated = from_env.is_none();
+        let password = match from_env {
+            Some(p) => Secret::new(p),
+            None => Secret::new(coffer_crypto::random_token(18)?),
+        };
+        let actor = Actor::local_admin("bootstrap");
+        let Some(user) = self
+            .users
+            .bootstrap_admin(&actor, &password)
+            .await
+            .map_err(|e| anyhow::anyhow!("cannot create the first admin: {e}"))?
+        else {
+            return Ok(());
+        };
+        if generated {
+            let path = settings.data_dir.join("initial-admin-password");
+            write_private_file(
+                &path,
+                &format!(
+                    "{}
+",
+                    password.expose()
+                ),
+            )?;
+            // Printed once, to the console (stdout), never through the logger.
+            println!(
+                "\n  Created the first user `{}` (admin) with the password:\n\n      {}\n\n  \
+                 It is also in {} (mode 0600). Log in, change it, then delete that file.\n",
+                user.username,
+                password.expose(),
+                path.display()
+            );
+        } else {
+            tracing::info!(username = %user.username, "created the first admin with the password from COFFER_ADMIN_PASSWORD");
+        }
+        Ok(())
+    }
+}
+
+/// Writes a new file readable by its owner only; refuses to overwrite.
+///
+/// # Errors
+/// When the file exists or cannot be written.
+pub fn write_private_file(path: &Path, contents: &str) -> anyhow::Result<()> {
+    use std::io::Write as _;
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    let mut file = options
+        .open(path)
+        .with_context(|| format!("cannot create {}", path.display()))?;
+    file.write_all(contents.as_bytes())
+        .and_then(|()| file.sync_all())
+        .with_context(|| format!("cannot write {}", path.display()))
+}
+
 /// A server that is bound and wired, ready to run. Tests build one on port 0.
 pub struct Application {
     server: HttpServer,
@@ -80,20 +210,28 @@ impl Application {
     pub async fn build(settings: &Settings) -> anyhow::Result<Self> {
         // Bind first: a port in use is the cheapest failure to report.
         let server = HttpServer::bind(&settings.server.bind, settings.server.port).await?;
-        let db = open_database(settings).await?;
-        let storage = open_storage(settings)?;
+        let services = Services::open(settings).await?;
         tracing::info!(
-            database = db.backend(),
-            storage = storage.backend(),
-            root = %settings.storage_root().display(),
+            database = services.db.backend(),
+            storage = %settings.storage_root().display(),
             "catalog and storage open"
         );
-        let system = Arc::new(SystemService::new(
-            Arc::new(db.health()),
-            Arc::new(storage),
-            env!("CARGO_PKG_VERSION"),
-        ));
-        let state = Arc::new(AppState { system });
+        services.bootstrap_admin(settings).await?;
+        let Services {
+            db,
+            system,
+            auth,
+            users,
+            audit,
+        } = services;
+        let state = Arc::new(AppState {
+            system,
+            auth,
+            users,
+            audit,
+            trusted_proxies: settings.server.trusted_proxies.clone(),
+            secure_cookies: settings.security.secure_cookies,
+        });
         let options = HttpOptions {
             max_body_bytes: usize::try_from(settings.server.max_body_bytes)
                 .context("server.max_body_bytes does not fit this platform")?,

@@ -186,7 +186,8 @@ fn serve_on_defaults_answers_health_and_stops_on_sigterm() {
     let port = free_port();
     let mut child = coffer(dir.path())
         .args(["serve", "--port", &port.to_string(), "--log-format", "json"])
-        .stdout(Stdio::null())
+        .env_remove("COFFER_ADMIN_PASSWORD")
+        .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
         .expect("spawn coffer serve");
@@ -214,4 +215,30 @@ fn serve_on_defaults_answers_health_and_stops_on_sigterm() {
     }
     assert!(dir.path().join("coffer-data/coffer.db").is_file());
     assert!(dir.path().join("coffer-data/repository").is_dir());
+
+    // No default password: a generated one, shown once on the console and kept in a
+    // file only its owner can read; never in the logs.
+    let password_file = dir.path().join("coffer-data/initial-admin-password");
+    let password = std::fs::read_to_string(&password_file).expect("initial-admin-password");
+    let password = password.trim();
+    assert!(password.len() >= 20, "a strong generated password");
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt as _;
+        let mode = std::fs::metadata(&password_file)
+            .expect("meta")
+            .permissions()
+            .mode()
+            & 0o777;
+        assert_eq!(mode, 0o600);
+    }
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        stdout.contains(password),
+        "printed once on the console: {stdout}"
+    );
+    assert!(
+        !stderr.contains(password),
+        "the password must not reach the logs"
+    );
 }

@@ -59,6 +59,9 @@ pub struct ServerSettings {
     pub max_body_bytes: u64,
     /// Seconds that in-flight requests get to finish after SIGINT/SIGTERM.
     pub shutdown_timeout_secs: u64,
+    /// Reverse proxies (IP addresses) whose `X-Forwarded-For` header is believed for the
+    /// client address in the audit trail. Empty: the socket's address is used.
+    pub trusted_proxies: Vec<std::net::IpAddr>,
 }
 
 impl Default for ServerSettings {
@@ -68,6 +71,7 @@ impl Default for ServerSettings {
             port: 8001,
             max_body_bytes: 1024 * 1024,
             shutdown_timeout_secs: 30,
+            trusted_proxies: Vec::new(),
         }
     }
 }
@@ -204,6 +208,12 @@ pub struct SecuritySettings {
     pub encryption_key_file: Option<PathBuf>,
     /// Lifetime of a login session (JWT `exp`), in hours.
     pub session_timeout_hours: u32,
+    /// The 256-bit key that signs session tokens (created at first start, mode 0600).
+    /// Unset: `<data_dir>/keys/session.key`. Replacing it ends every session.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub session_key_file: Option<PathBuf>,
+    /// Mark the session cookie `Secure`: set to true when users reach Coffer over HTTPS.
+    pub secure_cookies: bool,
 }
 
 impl Default for SecuritySettings {
@@ -211,6 +221,8 @@ impl Default for SecuritySettings {
         Self {
             encryption_key_file: None,
             session_timeout_hours: 24,
+            session_key_file: None,
+            secure_cookies: false,
         }
     }
 }
@@ -386,6 +398,15 @@ impl Settings {
             .root
             .clone()
             .unwrap_or_else(|| self.data_dir.join("repository"))
+    }
+
+    /// The session-signing key file in force.
+    #[must_use]
+    pub fn session_key_file(&self) -> PathBuf {
+        self.security
+            .session_key_file
+            .clone()
+            .unwrap_or_else(|| self.data_dir.join("keys").join("session.key"))
     }
 
     /// The master key file in force.

@@ -67,6 +67,7 @@ fn shipped_coffer_toml_documents_every_key() {
     full.database.url = Some(String::new());
     full.storage.root = Some(PathBuf::new());
     full.security.encryption_key_file = Some(PathBuf::new());
+    full.security.session_key_file = Some(PathBuf::new());
     let value = figment::value::Value::serialize(&full).expect("serialize settings");
     let dict = value.into_dict().expect("settings serialize to a table");
     let mut missing = Vec::new();

@@ -6,9 +6,13 @@
 //! rule can be table-tested. Adapters implement the ports declared here; the application
 //! layer drives them.
 
+pub mod audit;
 pub mod auth;
+pub mod crypto;
 pub mod ids;
 pub mod ports;
+pub mod secrets;
 pub mod storage;
+pub mod throttle;
 
 pub use ids::{BackupId, JobId, SourceId, UserId};

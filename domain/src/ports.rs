@@ -3,8 +3,11 @@
 //! settings and the audit trail live only there.
 
 use async_trait::async_trait;
+use chrono::{DateTime, Utc};
 
-use crate::auth::Role;
+use crate::UserId;
+use crate::audit::{AuditEntry, AuditFilter, AuditRecord};
+use crate::auth::{Role, Username};
 
 /// A failure of the catalog database.
 #[derive(Debug, thiserror::Error)]
@@ -55,4 +58,115 @@ pub trait SettingsRepository: Send + Sync {
     async fn put(&self, key: &str, value: &str) -> Result<(), RepoError>;
     async fn list(&self) -> Result<Vec<(String, String)>, RepoError>;
     async fn delete(&self, key: &str) -> Result<bool, RepoError>;
+}
+
+/// A user account as the application sees it (no password hash).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct User {
+    pub id: UserId,
+    pub username: Username,
+    pub role: Role,
+    pub is_active: bool,
+    pub created_at: DateTime<Utc>,
+    pub last_login: Option<DateTime<Utc>>,
+    /// Bumped whenever the user's sessions must end (deactivation, role or password
+    /// change); a session token carries the generation it was issued under.
+    pub token_generation: i64,
+}
+
+/// A user and the stored password hash, for login only.
+#[derive(Debug, Clone)]
+pub struct UserCredentials {
+    pub user: User,
+    pub password_hash: String,
+}
+
+/// What changes in an update; `None` leaves a field alone.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct UserChanges {
+    pub role: Option<Role>,
+    pub is_active: Option<bool>,
+}
+
+/// User accounts.
+///
+/// Contract: usernames are unique (`create` of a taken name is `Conflict`); `update` and
+/// `set_password_hash` bump `token_generation` when they change anything that must end
+/// sessions (role, activation, password); lookups of missing users are `Ok(None)`.
+#[async_trait]
+pub trait UserRepository: Send + Sync {
+    async fn count(&self) -> Result<u64, RepoError>;
+    async fn create(
+        &self,
+        username: &Username,
+        password_hash: &str,
+        role: Role,
+        now: DateTime<Utc>,
+    ) -> Result<User, RepoError>;
+    async fn get(&self, id: UserId) -> Result<Option<User>, RepoError>;
+    async fn find_by_username(&self, username: &str) -> Result<Option<User>, RepoError>;
+    async fn credentials(&self, username: &str) -> Result<Option<UserCredentials>, RepoError>;
+    async fn list(&self) -> Result<Vec<User>, RepoError>;
+    async fn update(
+        &self,
+        id: UserId,
+        changes: &UserChanges,
+        now: DateTime<Utc>,
+    ) -> Result<Option<User>, RepoError>;
+    async fn set_password_hash(
+        &self,
+        id: UserId,
+        password_hash: &str,
+        now: DateTime<Utc>,
+    ) -> Result<Option<User>, RepoError>;
+    /// Records a successful login, replacing the hash when it was upgraded.
+    async fn record_login(
+        &self,
+        id: UserId,
+        now: DateTime<Utc>,
+        upgraded_hash: Option<&str>,
+    ) -> Result<(), RepoError>;
+}
+
+/// The append-only audit trail.
+///
+/// Contract: `append` assigns the next id and the hash chain atomically, even with
+/// concurrent writers (rows are chained in id order); nothing updates or deletes rows.
+/// `list` returns newest first; `scan` returns rows with id above `after_id`, oldest
+/// first.
+#[async_trait]
+pub trait AuditRepository: Send + Sync {
+    async fn append(
+        &self,
+        entry: &AuditEntry,
+        now: DateTime<Utc>,
+    ) -> Result<AuditRecord, RepoError>;
+    async fn list(&self, filter: &AuditFilter, limit: u32) -> Result<Vec<AuditRecord>, RepoError>;
+    async fn scan(&self, after_id: i64, limit: u32) -> Result<Vec<AuditRecord>, RepoError>;
+}
+
+/// Session tokens ended before their expiry (logout).
+///
+/// Contract: a revoked id stays revoked until `purge_expired` passes its expiry;
+/// revoking twice is not an error.
+#[async_trait]
+pub trait SessionRevocations: Send + Sync {
+    async fn revoke(&self, token_id: &str, expires_at: DateTime<Utc>) -> Result<(), RepoError>;
+    async fn is_revoked(&self, token_id: &str) -> Result<bool, RepoError>;
+    async fn purge_expired(&self, now: DateTime<Utc>) -> Result<u64, RepoError>;
+}
+
+/// The time. A port so that tests can fix it.
+pub trait Clock: Send + Sync {
+    fn now(&self) -> DateTime<Utc>;
+}
+
+/// The wall clock.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct SystemClock;
+
+impl Clock for SystemClock {
+    fn now(&self) -> DateTime<Utc> {
+        Utc::now()
+    }
 }

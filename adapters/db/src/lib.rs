@@ -6,6 +6,7 @@
 //! power cut), foreign keys on, and a busy timeout so the CLI and a running server can
 //! share one database file. Library errors stop here: callers see `RepoError`.
 
+mod auth_repos;
 pub mod entities;
 mod error;
 mod repos;
@@ -18,6 +19,7 @@ use coffer_migration::{Migrator, MigratorTrait};
 use sea_orm::sqlx::sqlite::{SqliteJournalMode, SqliteSynchronous};
 use sea_orm::{ConnectOptions, DatabaseBackend, DatabaseConnection};
 
+pub use auth_repos::{SeaAuditRepository, SeaSessionRevocations, SeaUserRepository};
 pub use error::DbError;
 pub use repos::{SeaDatabaseHealth, SeaRoleRepository, SeaSettingsRepository};
 
@@ -143,6 +145,21 @@ impl Database {
     #[must_use]
     pub fn settings(&self) -> SeaSettingsRepository {
         SeaSettingsRepository::new(self.conn.clone())
+    }
+
+    #[must_use]
+    pub fn users(&self) -> SeaUserRepository {
+        SeaUserRepository::new(self.conn.clone())
+    }
+
+    #[must_use]
+    pub fn audit(&self) -> SeaAuditRepository {
+        SeaAuditRepository::new(self.conn.clone())
+    }
+
+    #[must_use]
+    pub fn revocations(&self) -> SeaSessionRevocations {
+        SeaSessionRevocations::new(self.conn.clone())
     }
 
     /// Closes the pool, waiting for connections in use (graceful shutdown).

@@ -50,9 +50,14 @@ pub enum ApiError {
     /// The request is well-formed but fails validation.
     #[oai(status = 422)]
     Unprocessable(Json<ErrorBody>),
-    /// Too many requests (login throttling); retry later.
+    /// Too many requests (login throttling); retry after the given number of seconds.
     #[oai(status = 429)]
-    TooManyRequests(Json<ErrorBody>),
+    TooManyRequests(
+        Json<ErrorBody>,
+        /// Seconds to wait before trying again.
+        #[oai(header = "Retry-After")]
+        Option<u64>,
+    ),
     /// An unexpected failure; the detail is in the server's log.
     #[oai(status = 500)]
     Internal(Json<ErrorBody>),
@@ -104,7 +109,7 @@ impl ApiError {
             413 => Self::PayloadTooLarge(body),
             415 => Self::UnsupportedMediaType(body),
             422 => Self::Unprocessable(body),
-            429 => Self::TooManyRequests(body),
+            429 => Self::TooManyRequests(body, None),
             507 => Self::InsufficientStorage(body),
             _ => Self::Internal(body),
         }
@@ -119,5 +124,34 @@ impl ApiError {
             "internal",
             "internal server error; the details are in the server log",
         )
+    }
+}
+
+impl From<coffer_application::ServiceError> for ApiError {
+    fn from(err: coffer_application::ServiceError) -> Self {
+        use coffer_application::ServiceError as E;
+        match err {
+            E::Unauthenticated(message) => {
+                Self::new(StatusCode::UNAUTHORIZED, "unauthorized", message)
+            }
+            E::Forbidden(f) => Self::new(StatusCode::FORBIDDEN, "forbidden", f.to_string()),
+            E::NotFound(message) => Self::new(StatusCode::NOT_FOUND, "not_found", message),
+            E::Conflict { code, message } => Self::new(StatusCode::CONFLICT, code, message),
+            E::Invalid { code, message } => {
+                Self::new(StatusCode::UNPROCESSABLE_ENTITY, code, message)
+            }
+            E::Throttled { retry_after_secs } => Self::TooManyRequests(
+                Json(ErrorBody {
+                    error: ErrorDetail {
+                        code: "too_many_attempts".to_owned(),
+                        message: format!(
+                            "too many failed logins; try again in {retry_after_secs} s"
+                        ),
+                    },
+                }),
+                Some(retry_after_secs),
+            ),
+            E::Unexpected(e) => Self::internal(&format!("{e:#}")),
+        }
     }
 }

@@ -10,6 +10,7 @@
 //! This crate knows the application layer and the domain, never a database or a store.
 
 mod api;
+pub mod auth;
 mod error;
 mod middleware;
 mod server;
@@ -17,7 +18,9 @@ mod swagger;
 
 use std::sync::Arc;
 
-use coffer_application::SystemService;
+use std::net::IpAddr;
+
+use coffer_application::{AuditService, AuthService, SystemService, UserService};
 use poem::{Endpoint, EndpointExt, Route};
 use poem_openapi::OpenApiService;
 
@@ -27,6 +30,13 @@ pub use server::{HttpServer, ServeError};
 /// The services the API drives, shared by every request.
 pub struct AppState {
     pub system: Arc<SystemService>,
+    pub auth: Arc<AuthService>,
+    pub users: Arc<UserService>,
+    pub audit: Arc<AuditService>,
+    /// Reverse proxies whose `X-Forwarded-For` is believed.
+    pub trusted_proxies: Vec<IpAddr>,
+    /// Mark the session cookie `Secure` (set when served over HTTPS).
+    pub secure_cookies: bool,
 }
 
 /// Limits the HTTP layer enforces.
@@ -45,16 +55,30 @@ impl Default for HttpOptions {
 }
 
 /// Every API group, composed in one place.
-type Apis = api::system::SystemApi;
+type Apis = (
+    api::system::SystemApi,
+    api::auth::AuthApi,
+    api::users::UsersApi,
+    api::audit::AuditApi,
+);
 
 fn api_service() -> OpenApiService<Apis, ()> {
-    OpenApiService::new(api::system::SystemApi, "Coffer", env!("CARGO_PKG_VERSION"))
-        .summary("Self-hosted, offline backup server")
-        .description(
-            "Encrypted, deduplicated, verifiable snapshots of directories. Every error answers \
+    OpenApiService::new(
+        (
+            api::system::SystemApi,
+            api::auth::AuthApi,
+            api::users::UsersApi,
+            api::audit::AuditApi,
+        ),
+        "Coffer",
+        env!("CARGO_PKG_VERSION"),
+    )
+    .summary("Self-hosted, offline backup server")
+    .description(
+        "Encrypted, deduplicated, verifiable snapshots of directories. Every error answers \
          with the JSON body `{\"error\": {\"code\": \"...\", \"message\": \"...\"}}`; `code` \
          is stable and meant for programs, `message` for people.",
-        )
+    )
 }
 
 /// The OpenAPI document, as served at `/openapi.json` and committed as

@@ -1,86 +1,39 @@
-//! The real router over fake ports: status codes, the error shape, headers, the spec.
+//! The real middleware, error mapping and spec, over small test APIs.
 
 use std::path::PathBuf;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 
-use async_trait::async_trait;
 use bytes::Bytes;
-use coffer_application::SystemService;
-use coffer_domain::ports::{DatabaseHealth, RepoError};
-use coffer_domain::storage::{ObjectKey, ObjectStore, StorageError};
 use poem::http::StatusCode;
 use poem::test::TestClient;
 
-use super::{AppState, HttpOptions, app, openapi_json};
+use super::openapi_json;
 
-#[derive(Default)]
-struct Switch(AtomicBool);
+/// The real middleware and Swagger UI around a small API, so the HTTP behaviour can be
+/// tested without the application's services (the end-to-end tests cover those).
+#[allow(clippy::unused_async)] // poem-openapi handlers must be async
+mod harness {
+    use poem::{EndpointExt, Route};
+    use poem_openapi::payload::Json;
+    use poem_openapi::{OpenApi, OpenApiService};
 
-impl Switch {
-    fn fail(&self) -> bool {
-        self.0.load(Ordering::SeqCst)
-    }
-}
+    pub struct PingApi;
 
-#[async_trait]
-impl DatabaseHealth for Switch {
-    async fn ping(&self) -> Result<(), RepoError> {
-        if self.fail() {
-            Err(RepoError::Database("connection refused".into()))
-        } else {
-            Ok(())
+    #[OpenApi]
+    impl PingApi {
+        #[oai(path = "/api/ping", method = "get")]
+        async fn ping(&self) -> Json<u32> {
+            Json(1)
         }
     }
-}
 
-#[async_trait]
-impl ObjectStore for Switch {
-    async fn put(&self, _: &ObjectKey, _: Bytes) -> Result<(), StorageError> {
-        Ok(())
+    pub fn client(
+        max_body: usize,
+    ) -> poem::test::TestClient<poem::endpoint::BoxEndpoint<'static, poem::Response>> {
+        let routes = Route::new()
+            .nest("/swagger", crate::swagger::SwaggerUi::new().endpoint())
+            .nest("/", OpenApiService::new(PingApi, "t", "1"));
+        poem::test::TestClient::new(crate::middleware::wrap(routes, max_body).boxed())
     }
-    async fn get(&self, _: &ObjectKey) -> Result<Option<Bytes>, StorageError> {
-        Ok(None)
-    }
-    async fn exists(&self, _: &ObjectKey) -> Result<bool, StorageError> {
-        Ok(false)
-    }
-    async fn delete(&self, _: &ObjectKey) -> Result<(), StorageError> {
-        Ok(())
-    }
-    async fn list(&self, _: &str) -> Result<Vec<ObjectKey>, StorageError> {
-        Ok(Vec::new())
-    }
-    async fn check(&self) -> Result<(), StorageError> {
-        if self.fail() {
-            Err(StorageError::Unavailable("/secret/path: gone".into()))
-        } else {
-            Ok(())
-        }
-    }
-}
-
-struct Fixture {
-    db: Arc<Switch>,
-    storage: Arc<Switch>,
-    client: TestClient<poem::endpoint::BoxEndpoint<'static, poem::Response>>,
-}
-
-fn fixture_with(options: &HttpOptions) -> Fixture {
-    let db = Arc::new(Switch::default());
-    let storage = Arc::new(Switch::default());
-    let system = Arc::new(SystemService::new(db.clone(), storage.clone(), "9.9.9"));
-    let ep = app(Arc::new(AppState { system }), options);
-    let boxed = poem::EndpointExt::boxed(poem::EndpointExt::map_to_response(ep));
-    Fixture {
-        db,
-        storage,
-        client: TestClient::new(boxed),
-    }
-}
-
-fn fixture() -> Fixture {
-    fixture_with(&HttpOptions::default())
 }
 
 async fn error_of(resp: poem::test::TestResponse) -> (String, String) {
@@ -94,50 +47,8 @@ async fn error_of(resp: poem::test::TestResponse) -> (String, String) {
 }
 
 #[tokio::test]
-async fn health_is_ok_when_everything_answers() {
-    let f = fixture();
-    let resp = f.client.get("/api/health").send().await;
-    resp.assert_status_is_ok();
-    resp.assert_content_type("application/json; charset=utf-8");
-    let json = resp.json().await;
-    let body = json.value().object();
-    body.get("status").assert_string("ok");
-    body.get("version").assert_string("9.9.9");
-    body.get("database").assert_string("ok");
-    body.get("storage").assert_string("ok");
-}
-
-#[tokio::test]
-async fn health_is_503_naming_the_component_that_is_down() {
-    let f = fixture();
-    f.db.0.store(true, Ordering::SeqCst);
-    let resp = f.client.get("/api/health").send().await;
-    resp.assert_status(StatusCode::SERVICE_UNAVAILABLE);
-    let json = resp.json().await;
-    let body = json.value().object();
-    body.get("status").assert_string("unavailable");
-    body.get("database").assert_string("unreachable");
-    body.get("storage").assert_string("ok");
-    body.get("error")
-        .object()
-        .get("code")
-        .assert_string("unavailable");
-
-    f.db.0.store(false, Ordering::SeqCst);
-    f.storage.0.store(true, Ordering::SeqCst);
-    let resp = f.client.get("/api/health").send().await;
-    resp.assert_status(StatusCode::SERVICE_UNAVAILABLE);
-    let text = resp.0.into_body().into_string().await.expect("body");
-    assert!(text.contains(r#""storage":"unreachable""#), "{text}");
-    assert!(
-        !text.contains("/secret/path"),
-        "health must not leak details: {text}"
-    );
-}
-
-#[tokio::test]
 async fn unknown_route_is_a_json_404() {
-    let resp = fixture().client.get("/api/nothing-here").send().await;
+    let resp = harness::client(4096).get("/api/nothing-here").send().await;
     resp.assert_status(StatusCode::NOT_FOUND);
     resp.assert_content_type("application/json; charset=utf-8");
     let (code, message) = error_of(resp).await;
@@ -147,7 +58,7 @@ async fn unknown_route_is_a_json_404() {
 
 #[tokio::test]
 async fn wrong_method_is_a_json_405() {
-    let resp = fixture().client.delete("/api/health").send().await;
+    let resp = harness::client(4096).delete("/api/ping").send().await;
     resp.assert_status(StatusCode::METHOD_NOT_ALLOWED);
     let (code, _) = error_of(resp).await;
     assert_eq!(code, "method_not_allowed");
@@ -155,12 +66,8 @@ async fn wrong_method_is_a_json_405() {
 
 #[tokio::test]
 async fn oversized_body_is_a_json_413() {
-    let f = fixture_with(&HttpOptions {
-        max_body_bytes: 2048,
-    });
-    let resp = f
-        .client
-        .post("/api/health")
+    let resp = harness::client(2048)
+        .post("/api/ping")
         .header("content-type", "application/json")
         .body(vec![b' '; 4096])
         .send()
@@ -173,17 +80,13 @@ async fn oversized_body_is_a_json_413() {
 
 #[tokio::test]
 async fn oversized_chunked_body_is_a_json_413() {
-    let f = fixture_with(&HttpOptions {
-        max_body_bytes: 2048,
-    });
     let stream = futures::stream::iter(
         vec![Bytes::from(vec![b'x'; 1500]); 3]
             .into_iter()
             .map(Ok::<_, std::io::Error>),
     );
-    let resp = f
-        .client
-        .post("/api/health")
+    let resp = harness::client(2048)
+        .post("/api/ping")
         .header("transfer-encoding", "chunked")
         .body(poem::Body::from_bytes_stream(stream))
         .send()
@@ -193,9 +96,9 @@ async fn oversized_chunked_body_is_a_json_413() {
 
 #[tokio::test]
 async fn every_response_carries_the_security_headers() {
-    let f = fixture();
-    for path in ["/api/health", "/api/missing", "/openapi.json", "/swagger/"] {
-        let resp = f.client.get(path).send().await;
+    let client = harness::client(4096);
+    for path in ["/api/ping", "/api/missing", "/swagger/"] {
+        let resp = client.get(path).send().await;
         let headers = resp.0.headers();
         assert_eq!(headers["x-content-type-options"], "nosniff", "{path}");
         assert_eq!(headers["x-frame-options"], "DENY", "{path}");
@@ -204,14 +107,14 @@ async fn every_response_carries_the_security_headers() {
         assert!(csp.contains("script-src 'self'"), "{path}: {csp}");
         assert!(!csp.contains("unsafe-inline"), "{path}: {csp}");
     }
-    let resp = f.client.get("/api/health").send().await;
+    let resp = client.get("/api/ping").send().await;
     assert_eq!(resp.0.headers()["cache-control"], "no-store");
 }
 
 #[tokio::test]
 async fn swagger_ui_is_served_offline_without_inline_script() {
-    let f = fixture();
-    let resp = f.client.get("/swagger/").send().await;
+    let client = harness::client(4096);
+    let resp = client.get("/swagger/").send().await;
     resp.assert_status_is_ok();
     let html = resp.0.into_body().into_string().await.expect("html");
     assert!(html.contains(r#"<div id="ui">"#));
@@ -226,19 +129,11 @@ async fn swagger_ui_is_served_offline_without_inline_script() {
         ("/swagger/swagger-ui.css", ".swagger-ui"),
         ("/swagger/init.js", "/openapi.json"),
     ] {
-        let resp = f.client.get(asset).send().await;
+        let resp = client.get(asset).send().await;
         resp.assert_status_is_ok();
         let text = resp.0.into_body().into_string().await.expect("asset");
         assert!(text.len() > 20 && text.contains(needle), "{asset}");
     }
-}
-
-#[tokio::test]
-async fn the_spec_is_served() {
-    let resp = fixture().client.get("/openapi.json").send().await;
-    resp.assert_status_is_ok();
-    let json = resp.json().await;
-    json.value().object().get("openapi").assert_string("3.0.0");
 }
 
 #[test]

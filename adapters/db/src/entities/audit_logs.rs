@@ -15,6 +15,10 @@ pub struct Model {
     pub success: bool,
     #[sea_orm(column_type = "Text", nullable)]
     pub detail: Option<String>,
+    /// The previous row's `row_hash` ("" for the first row).
+    pub prev_hash: String,
+    /// SHA-256 (hex) of this row's content and `prev_hash`.
+    pub row_hash: String,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

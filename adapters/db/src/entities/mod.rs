@@ -5,6 +5,7 @@ pub mod alerts;
 pub mod audit_logs;
 pub mod backups;
 pub mod jobs;
+pub mod revoked_sessions;
 pub mod roles;
 pub mod settings;
 pub mod sources;

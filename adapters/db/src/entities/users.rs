@@ -13,9 +13,23 @@ pub struct Model {
     pub updated_at: DateTimeUtc,
     pub last_login: Option<DateTimeUtc>,
     pub is_active: bool,
+    pub token_generation: i64,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
-pub enum Relation {}
+pub enum Relation {
+    #[sea_orm(
+        belongs_to = "super::roles::Entity",
+        from = "Column::RoleId",
+        to = "super::roles::Column::Id"
+    )]
+    Role,
+}
+
+impl Related<super::roles::Entity> for Entity {
+    fn to() -> RelationDef {
+        Relation::Role.def()
+    }
+}
 
 impl ActiveModelBehavior for ActiveModel {}

@@ -1,0 +1,159 @@
+use std::sync::Arc;
+
+use coffer_domain::secrets::Secret;
+use poem::Request;
+use poem::web::Data;
+use poem_openapi::payload::Json;
+use poem_openapi::{ApiResponse, OpenApi};
+
+use super::ApiTags;
+use super::dto::{ChangePasswordRequest, LoginRequest, LoginResponse, MeResponse, UserDto};
+use crate::AppState;
+use crate::auth::{Auth, SESSION_COOKIE, client_info};
+use crate::error::ApiError;
+
+pub struct AuthApi;
+
+#[derive(ApiResponse)]
+pub enum LoginResult {
+    /// Logged in. The token also comes as the HttpOnly session cookie.
+    #[oai(status = 200)]
+    Ok(Json<LoginResponse>, #[oai(header = "Set-Cookie")] String),
+}
+
+#[derive(ApiResponse)]
+pub enum LogoutResult {
+    /// The session is ended server-side and the cookie cleared.
+    #[oai(status = 204)]
+    Ended(#[oai(header = "Set-Cookie")] String),
+}
+
+#[derive(ApiResponse)]
+pub enum NoContent {
+    /// Done.
+    #[oai(status = 204)]
+    Done,
+}
+
+fn session_cookie(state: &AppState, token: &str, max_age_secs: i64) -> String {
+    let secure = if state.secure_cookies { "; Secure" } else { "" };
+    format!(
+        "{SESSION_COOKIE}={token}; Path=/; HttpOnly; SameSite=Strict; Max-Age={max_age_secs}{secure}"
+    )
+}
+
+#[OpenApi(prefix_path = "/api", tag = "ApiTags::Auth")]
+impl AuthApi {
+    /// Log in.
+    ///
+    /// Checks a username and password and opens a session: a JWT to send as
+    /// `Authorization: Bearer`, also set as an HttpOnly, SameSite=Strict cookie for the
+    /// dashboard. Repeated failures are throttled (429 with `Retry-After`); every attempt
+    /// is audited. The error never says whether the username exists.
+    ///
+    /// Permission: none (public).
+    #[oai(path = "/login", method = "post", operation_id = "login")]
+    async fn login(
+        &self,
+        state: Data<&Arc<AppState>>,
+        req: &Request,
+        body: Json<LoginRequest>,
+    ) -> Result<LoginResult, ApiError> {
+        let client = client_info(req, &state.trusted_proxies);
+        let password = Secret::new(body.0.password);
+        let session = state
+            .auth
+            .login(&body.0.username, &password, &client)
+            .await?;
+        let max_age = (session.expires_at - chrono::Utc::now())
+            .num_seconds()
+            .max(0);
+        let cookie = session_cookie(&state, session.token.expose(), max_age);
+        Ok(LoginResult::Ok(
+            Json(LoginResponse {
+                token: session.token.expose().to_owned(),
+                token_type: "Bearer".to_owned(),
+                expires_at: session.expires_at,
+                csrf_token: session.csrf,
+                user: UserDto::from(&session.user),
+            }),
+            cookie,
+        ))
+    }
+
+    /// Log out.
+    ///
+    /// Ends this session at once, server-side (the token stops working everywhere), and
+    /// clears the cookie.
+    ///
+    /// Permission: any authenticated user.
+    #[oai(path = "/logout", method = "post", operation_id = "logout")]
+    async fn logout(
+        &self,
+        auth: Auth,
+        state: Data<&Arc<AppState>>,
+    ) -> Result<LogoutResult, ApiError> {
+        let a = auth.into_inner();
+        state.auth.logout(&a.actor, &a.claims).await?;
+        Ok(LogoutResult::Ended(session_cookie(&state, "", 0)))
+    }
+
+    /// The caller.
+    ///
+    /// Who is logged in, their role's permissions, and the session's CSRF token.
+    ///
+    /// Permission: `view`.
+    #[oai(path = "/me", method = "get", operation_id = "getMe")]
+    async fn me(
+        &self,
+        auth: Auth,
+        state: Data<&Arc<AppState>>,
+    ) -> Result<Json<MeResponse>, ApiError> {
+        let a = auth.into_inner();
+        let user_id = a
+            .actor
+            .user_id
+            .ok_or_else(|| ApiError::internal(&"an HTTP session without a user"))?;
+        let user = state.auth.current_user(&a.actor, user_id).await?;
+        Ok(Json(MeResponse {
+            permissions: user
+                .role
+                .permissions()
+                .iter()
+                .map(|p| p.as_str().to_owned())
+                .collect(),
+            user: UserDto::from(&user),
+            csrf_token: a.claims.csrf,
+            session_expires_at: a.claims.expires_at,
+        }))
+    }
+
+    /// Change my password.
+    ///
+    /// Needs the current password. Every session of the caller ends, this one included:
+    /// log in again with the new password.
+    ///
+    /// Permission: `view`.
+    #[oai(
+        path = "/me/password",
+        method = "post",
+        operation_id = "changeMyPassword"
+    )]
+    async fn change_password(
+        &self,
+        auth: Auth,
+        state: Data<&Arc<AppState>>,
+        body: Json<ChangePasswordRequest>,
+    ) -> Result<NoContent, ApiError> {
+        let body = body.0;
+        state
+            .auth
+            .change_own_password(
+                auth.actor(),
+                &Secret::new(body.current_password),
+                &Secret::new(body.new_password),
+            )
+            .await?;
+        Ok(NoContent::Done)
+    }
+}

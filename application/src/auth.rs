@@ -1,0 +1,300 @@
+//! Logging in and out, and turning a session token back into an [`Actor`].
+
+use std::sync::{Arc, Mutex};
+
+use chrono::{DateTime, TimeDelta, Utc};
+use coffer_domain::audit::{AuditAction, AuditEntry};
+use coffer_domain::auth::{Actor, ClientInfo, Permission, Username, check_password};
+use coffer_domain::crypto::{PasswordCheck, PasswordHasher, SessionClaims, TokenCodec};
+use coffer_domain::ports::{Clock, SessionRevocations, User, UserRepository};
+use coffer_domain::secrets::Secret;
+use coffer_domain::throttle::{LoginThrottle, ThrottleDecision, ThrottlePolicy, ThrottleReason};
+
+use crate::audit::AuditLog;
+use crate::error::ServiceError;
+
+/// What a successful login hands out.
+#[derive(Debug, Clone)]
+pub struct Session {
+    pub token: Secret,
+    /// Echo in `X-CSRF-Token` on state-changing requests authorised by the cookie.
+    pub csrf: String,
+    pub expires_at: DateTime<Utc>,
+    pub user: User,
+}
+
+/// The message of every failed login, whatever failed: it must not tell an attacker
+/// whether the username exists, the account is disabled or the password was wrong.
+pub const BAD_CREDENTIALS: &str = "invalid username or password";
+const NOT_AUTHENTICATED: &str = "authentication required: log in and send the token";
+
+pub struct AuthService {
+    users: Arc<dyn UserRepository>,
+    revocations: Arc<dyn SessionRevocations>,
+    hasher: Arc<dyn PasswordHasher>,
+    tokens: Arc<dyn TokenCodec>,
+    clock: Arc<dyn Clock>,
+    audit: AuditLog,
+    throttle: Mutex<LoginThrottle>,
+    session_ttl: TimeDelta,
+}
+
+impl AuthService {
+    #[must_use]
+    pub fn new(
+        users: Arc<dyn UserRepository>,
+        revocations: Arc<dyn SessionRevocations>,
+        hasher: Arc<dyn PasswordHasher>,
+        tokens: Arc<dyn TokenCodec>,
+        clock: Arc<dyn Clock>,
+        audit: AuditLog,
+        session_ttl: TimeDelta,
+    ) -> Self {
+        Self {
+            users,
+            revocations,
+            hasher,
+            tokens,
+            clock,
+            audit,
+            throttle: Mutex::new(LoginThrottle::new(ThrottlePolicy::default())),
+            session_ttl,
+        }
+    }
+
+    fn throttle(&self) -> std::sync::MutexGuard<'_, LoginThrottle> {
+        // The throttle holds only counters; a panic elsewhere cannot leave it unsafe.
+        self.throttle
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Checks a username and password and opens a session.
+    ///
+    /// # Errors
+    /// `Throttled` (with the wait) after repeated failures, `Unauthenticated` for any bad
+    /// credential. Every attempt is audited.
+    pub async fn login(
+        &self,
+        username: &str,
+        password: &Secret,
+        client: &ClientInfo,
+    ) -> Result<Session, ServiceError> {
+        let address = client.ip.clone().unwrap_or_else(|| "local".to_owned());
+        let now = self.clock.now();
+        // Audit rows name what was typed, bounded so a huge name cannot bloat the trail.
+        let shown: String = username.chars().take(Username::MAX_LEN).collect();
+
+        let decision = self.throttle().check(username, &address, now);
+        if let ThrottleDecision::Deny {
+            retry_after_secs,
+            reason,
+        } = decision
+        {
+            let why = match reason {
+                ThrottleReason::PairLocked => {
+                    "locked: too many failures for this user from this address"
+                }
+                ThrottleReason::AddressLocked => "locked: too many failures from this address",
+                ThrottleReason::UsernameSlowed => "slowed: too many failures for this user",
+            };
+            self.audit
+                .record(
+                    AuditEntry::new(shown, AuditAction::LoginThrottled, client)
+                        .failed()
+                        .detail(format!("{why}; retry in {retry_after_secs} s")),
+                )
+                .await?;
+            return Err(ServiceError::Throttled { retry_after_secs });
+        }
+
+        let credentials = match Username::parse(username) {
+            Ok(_) => self.users.credentials(username).await?,
+            Err(_) => None,
+        };
+        let outcome: Result<(User, Option<String>), &'static str> = match credentials {
+            None => {
+                self.hasher.verify_dummy(password).await;
+                Err("unknown username")
+            }
+            Some(c) => match self.hasher.verify(password, &c.password_hash).await? {
+                PasswordCheck::Mismatch => Err("wrong password"),
+                PasswordCheck::Match { .. } if !c.user.is_active => Err("account is disabled"),
+                PasswordCheck::Match { upgraded_hash } => Ok((c.user, upgraded_hash)),
+            },
+        };
+        match outcome {
+            Ok((user, upgraded_hash)) => {
+                self.throttle().record_success(username, &address);
+                self.users
+                    .record_login(user.id, now, upgraded_hash.as_deref())
+                    .await?;
+                let session = self.open_session(&user, now)?;
+                self.audit
+                    .record(
+                        AuditEntry::new(shown, AuditAction::Login, client)
+                            .resource(format!("user:{}", user.id)),
+                    )
+                    .await?;
+                Ok(session)
+            }
+            Err(why) => {
+                let locked = self.throttle().record_failure(username, &address, now);
+                let detail = if locked {
+                    format!("{why}; further attempts are now locked for a while")
+                } else {
+                    why.to_owned()
+                };
+                self.audit
+                    .record(
+                        AuditEntry::new(shown, AuditAction::LoginFailed, client)
+                            .failed()
+                            .detail(detail),
+                    )
+                    .await?;
+                Err(ServiceError::Unauthenticated(BAD_CREDENTIALS))
+            }
+        }
+    }
+
+    fn open_session(&self, user: &User, now: DateTime<Utc>) -> Result<Session, ServiceError> {
+        let expires_at = now + self.session_ttl;
+        let claims = SessionClaims {
+            subject: user.id.get(),
+            token_id: uuid::Uuid::new_v4().simple().to_string(),
+            issued_at: now,
+            expires_at,
+            generation: user.token_generation,
+            csrf: uuid::Uuid::new_v4().simple().to_string(),
+        };
+        let token = self.tokens.issue(&claims)?;
+        Ok(Session {
+            token,
+            csrf: claims.csrf,
+            expires_at,
+            user: user.clone(),
+        })
+    }
+
+    /// The actor a session token stands for, with the user's *current* role.
+    ///
+    /// # Errors
+    /// `Unauthenticated` for a token that is malformed, forged, expired, revoked, of a
+    /// deactivated user or issued before the user's sessions were ended.
+    pub async fn authenticate(
+        &self,
+        token: &str,
+        client: &ClientInfo,
+    ) -> Result<(Actor, SessionClaims), ServiceError> {
+        let claims = self
+            .tokens
+            .verify(token, self.clock.now())
+            .map_err(|_| ServiceError::Unauthenticated(NOT_AUTHENTICATED))?;
+        if self.revocations.is_revoked(&claims.token_id).await? {
+            return Err(ServiceError::Unauthenticated(NOT_AUTHENTICATED));
+        }
+        let user = self
+            .users
+            .get(coffer_domain::UserId::new(claims.subject))
+            .await?
+            .filter(|u| u.is_active && u.token_generation == claims.generation)
+            .ok_or(ServiceError::Unauthenticated(NOT_AUTHENTICATED))?;
+        let actor = Actor {
+            username: user.username.to_string(),
+            user_id: Some(user.id),
+            role: user.role,
+            client: client.clone(),
+        };
+        Ok((actor, claims))
+    }
+
+    /// The caller's own account.
+    ///
+    /// # Errors
+    /// `Forbidden` without `view`; `Unauthenticated` when the account is gone.
+    pub async fn current_user(
+        &self,
+        actor: &Actor,
+        id: coffer_domain::UserId,
+    ) -> Result<User, ServiceError> {
+        actor.require(Permission::View)?;
+        self.users
+            .get(id)
+            .await?
+            .ok_or(ServiceError::Unauthenticated(NOT_AUTHENTICATED))
+    }
+
+    /// Ends the session at once, server-side.
+    ///
+    /// # Errors
+    /// When the revocation cannot be stored.
+    pub async fn logout(&self, actor: &Actor, claims: &SessionClaims) -> Result<(), ServiceError> {
+        self.revocations
+            .revoke(&claims.token_id, claims.expires_at)
+            .await?;
+        self.audit
+            .record(AuditEntry::new(
+                &actor.username,
+                AuditAction::Logout,
+                &actor.client,
+            ))
+            .await?;
+        // Housekeeping: forget revocations whose tokens have expired anyway.
+        if let Err(e) = self.revocations.purge_expired(self.clock.now()).await {
+            tracing::warn!(error = %e, "cannot purge expired session revocations");
+        }
+        Ok(())
+    }
+
+    /// Changes the caller's own password; every session of theirs ends, this one too.
+    ///
+    /// # Errors
+    /// `Invalid` for a wrong current password or a new one that breaks the rules.
+    pub async fn change_own_password(
+        &self,
+        actor: &Actor,
+        current: &Secret,
+        new: &Secret,
+    ) -> Result<(), ServiceError> {
+        actor.require(Permission::View)?;
+        let user_id = actor.user_id.ok_or_else(|| {
+            ServiceError::invalid("no_account", "the local administrator has no password")
+        })?;
+        let credentials = self
+            .users
+            .credentials(&actor.username)
+            .await?
+            .filter(|c| c.user.id == user_id)
+            .ok_or(ServiceError::Unauthenticated(NOT_AUTHENTICATED))?;
+        let entry = AuditEntry::new(&actor.username, AuditAction::PasswordChange, &actor.client)
+            .resource(format!("user:{user_id}"));
+        if self
+            .hasher
+            .verify(current, &credentials.password_hash)
+            .await?
+            == PasswordCheck::Mismatch
+        {
+            self.audit
+                .record(entry.failed().detail("current password is wrong"))
+                .await?;
+            return Err(ServiceError::invalid(
+                "wrong_password",
+                "the current password is wrong",
+            ));
+        }
+        if let Err(e) = check_password(new.expose(), &credentials.user.username) {
+            self.audit
+                .record(entry.failed().detail(e.to_string()))
+                .await?;
+            return Err(ServiceError::invalid("weak_password", e.to_string()));
+        }
+        let hash = self.hasher.hash(new).await?;
+        self.users
+            .set_password_hash(user_id, &hash, self.clock.now())
+            .await?;
+        self.audit
+            .record(entry.detail("all sessions ended"))
+            .await?;
+        Ok(())
+    }
+}

@@ -1,0 +1,71 @@
+//! Crypto ports: password hashing and session tokens. The crypto adapter implements them.
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+
+use crate::secrets::Secret;
+
+/// A failure of the crypto machinery itself (not a wrong password).
+#[derive(Debug, thiserror::Error)]
+#[error("crypto error: {0}")]
+pub struct CryptoError(pub String);
+
+/// The outcome of checking a password.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PasswordCheck {
+    Match {
+        /// A new hash when the stored one used weaker parameters than today's.
+        upgraded_hash: Option<String>,
+    },
+    Mismatch,
+}
+
+/// Password hashing (argon2id).
+///
+/// Contract: `hash` salts itself and returns a self-describing (PHC) string; `verify`
+/// takes about as long whether or not the password matches; `verify_dummy` takes about
+/// as long as a real `verify`, for unknown usernames. Work runs off the async executor
+/// and is bounded in concurrency, so a flood of logins cannot exhaust memory.
+#[async_trait]
+pub trait PasswordHasher: Send + Sync {
+    async fn hash(&self, password: &Secret) -> Result<String, CryptoError>;
+    async fn verify(&self, password: &Secret, stored: &str) -> Result<PasswordCheck, CryptoError>;
+    async fn verify_dummy(&self, password: &Secret);
+}
+
+/// The claims of a session token.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SessionClaims {
+    /// The user's id.
+    pub subject: i64,
+    /// Unique token id, for revocation.
+    pub token_id: String,
+    pub issued_at: DateTime<Utc>,
+    pub expires_at: DateTime<Utc>,
+    /// The user's token generation when issued.
+    pub generation: i64,
+    /// The value a cookie-authenticated, state-changing request must echo in
+    /// `X-CSRF-Token`.
+    pub csrf: String,
+}
+
+/// Why a token is refused. Deliberately coarse: the client learns only "401".
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum TokenError {
+    #[error("malformed token")]
+    Malformed,
+    #[error("unsupported token algorithm")]
+    Algorithm,
+    #[error("bad token signature")]
+    Signature,
+    #[error("token expired")]
+    Expired,
+    #[error("token issuer or audience mismatch")]
+    Audience,
+}
+
+/// Issues and checks session tokens (JWT, HS256, algorithm pinned).
+pub trait TokenCodec: Send + Sync {
+    fn issue(&self, claims: &SessionClaims) -> Result<Secret, CryptoError>;
+    fn verify(&self, token: &str, now: DateTime<Utc>) -> Result<SessionClaims, TokenError>;
+}

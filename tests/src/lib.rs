@@ -36,6 +36,78 @@ impl TestApp {
         format!("http://{}{path}", self.addr)
     }
 
+    /// The first admin's generated password, as a new operator finds it.
+    ///
+    /// # Panics
+    /// When the file is missing.
+    #[must_use]
+    pub fn admin_password(&self) -> String {
+        std::fs::read_to_string(self.data_dir.join("initial-admin-password"))
+            .expect("the generated admin password file")
+            .trim()
+            .to_owned()
+    }
+
+    /// `POST /api/login`.
+    ///
+    /// # Panics
+    /// When the request cannot be sent.
+    pub async fn login(&self, username: &str, password: &str) -> reqwest::Response {
+        self.client
+            .post(self.url("/api/login"))
+            .json(&serde_json::json!({"username": username, "password": password}))
+            .send()
+            .await
+            .expect("login request")
+    }
+
+    /// Logs in and returns the bearer token.
+    ///
+    /// # Panics
+    /// When the login fails.
+    pub async fn token(&self, username: &str, password: &str) -> String {
+        let resp = self.login(username, password).await;
+        assert_eq!(resp.status(), 200, "login of {username}");
+        let body: serde_json::Value = resp.json().await.expect("login JSON");
+        body["token"].as_str().expect("token").to_owned()
+    }
+
+    /// The admin's bearer token.
+    pub async fn admin_token(&self) -> String {
+        self.token("admin", &self.admin_password()).await
+    }
+
+    /// Creates a user as admin; returns its id.
+    ///
+    /// # Panics
+    /// When the creation fails.
+    pub async fn create_user(&self, admin: &str, username: &str, password: &str, role: &str) -> i64 {
+        let resp = self
+            .client
+            .post(self.url("/api/users"))
+            .bearer_auth(admin)
+            .json(&serde_json::json!({"username": username, "password": password, "role": role}))
+            .send()
+            .await
+            .expect("create user");
+        assert_eq!(resp.status(), 201, "create {username}");
+        let body: serde_json::Value = resp.json().await.expect("JSON");
+        body["id"].as_i64().expect("id")
+    }
+
+    /// A GET with a bearer token; returns the status and the JSON body (null if none).
+    pub async fn get_as(&self, token: &str, path: &str) -> (u16, serde_json::Value) {
+        let resp = self
+            .client
+            .get(self.url(path))
+            .bearer_auth(token)
+            .send()
+            .await
+            .expect("request");
+        let status = resp.status().as_u16();
+        (status, resp.json().await.unwrap_or(serde_json::Value::Null))
+    }
+
     /// Stops the server gracefully and checks that it stopped without error.
     ///
     /// # Panics

@@ -1,0 +1,373 @@
+//! Users, sessions, throttling and the audit trail, end to end over HTTP.
+
+use base64::Engine as _;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use chrono::{TimeDelta, Utc};
+use coffer_domain::crypto::{SessionClaims, TokenCodec as _};
+use coffer_tests::{Backend, TestApp, spawn_app, spawn_app_with};
+use hmac::{KeyInit as _, Mac as _};
+use serde_json::{Value, json};
+
+const STRONG: &str = "a long enough passphrase";
+
+async fn app() -> TestApp {
+    spawn_app(Backend::Sqlite, "auth").await.expect("sqlite")
+}
+
+fn session_key(app: &TestApp) -> [u8; 32] {
+    let hex = std::fs::read_to_string(app.settings.session_key_file()).expect("session key");
+    let mut key = [0u8; 32];
+    for (i, b) in key.iter_mut().enumerate() {
+        *b = u8::from_str_radix(&hex.trim()[2 * i..2 * i + 2], 16).expect("hex");
+    }
+    key
+}
+
+/// A token with any header and claims, signed with the server's real key.
+fn forge(key: &[u8; 32], header: &Value, claims: &Value) -> String {
+    let input = format!(
+        "{}.{}",
+        URL_SAFE_NO_PAD.encode(header.to_string()),
+        URL_SAFE_NO_PAD.encode(claims.to_string())
+    );
+    let mut mac = <hmac::Hmac<sha2::Sha256>>::new_from_slice(key).expect("key");
+    mac.update(input.as_bytes());
+    format!("{input}.{}", URL_SAFE_NO_PAD.encode(mac.finalize().into_bytes()))
+}
+
+async fn error_code(resp: reqwest::Response) -> String {
+    let body: Value = resp.json().await.expect("JSON error body");
+    body["error"]["code"].as_str().unwrap_or_default().to_owned()
+}
+
+async fn audit_rows(app: &TestApp, admin: &str, query: &str) -> Vec<Value> {
+    let (status, body) = app.get_as(admin, &format!("/api/audit?{query}")).await;
+    assert_eq!(status, 200, "{body}");
+    body["items"].as_array().expect("items").clone()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn login_gives_a_bearer_token_and_a_strict_cookie() {
+    let app = app().await;
+    let resp = app.login("admin", &app.admin_password()).await;
+    assert_eq!(resp.status(), 200);
+    let cookie = resp.headers()["set-cookie"].to_str().expect("ascii").to_owned();
+    for attr in ["coffer_session=", "HttpOnly", "SameSite=Strict", "Path=/", "Max-Age=86"] {
+        assert!(cookie.contains(attr), "{attr} missing in {cookie}");
+    }
+    let body: Value = resp.json().await.expect("JSON");
+    assert_eq!(body["token_type"], "Bearer");
+    assert_eq!(body["user"]["role"], "admin");
+    let token = body["token"].as_str().expect("token");
+    let (status, me) = app.get_as(token, "/api/me").await;
+    assert_eq!(status, 200);
+    assert_eq!(me["user"]["username"], "admin");
+    assert_eq!(me["csrf_token"], body["csrf_token"]);
+    assert!(me["permissions"].as_array().expect("perms").contains(&json!("audit")));
+    // last_login recorded.
+    assert!(me["user"]["last_login"].is_string());
+    app.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_tokens_are_refused_with_401() {
+    let app = app().await;
+    let good = app.admin_token().await;
+    let key = session_key(&app);
+    let now = Utc::now().timestamp();
+    let claims = |iss: &str, aud: &str, exp: i64| {
+        json!({"iss": iss, "aud": aud, "sub": "1", "jti": "forged", "iat": now - 10, "exp": exp, "gen": 0, "csrf": "c"})
+    };
+    let hs256 = json!({"alg": "HS256", "typ": "JWT"});
+    let mut tampered = good.clone();
+    tampered.pop();
+    tampered.push(if good.ends_with('A') { 'B' } else { 'A' });
+    let alg_none = {
+        let t = forge(&key, &json!({"alg": "none", "typ": "JWT"}), &claims("coffer", "coffer-api", now + 3600));
+        format!("{}.", t.rsplit_once('.').expect("dot").0)
+    };
+    let expired = coffer_crypto::Hs256Tokens::new(key)
+        .issue(&SessionClaims {
+            subject: 1,
+            token_id: "expired".into(),
+            issued_at: Utc::now() - TimeDelta::hours(25),
+            expires_at: Utc::now() - TimeDelta::hours(1),
+            generation: 0,
+            csrf: "c".into(),
+        })
+        .expect("issue")
+        .expose()
+        .to_owned();
+    let cases = [
+        ("tampered signature", tampered),
+        ("alg none", alg_none),
+        ("other algorithm", forge(&key, &json!({"alg": "HS512"}), &claims("coffer", "coffer-api", now + 3600))),
+        ("expired", expired),
+        ("wrong audience", forge(&key, &hs256, &claims("coffer", "someone-else", now + 3600))),
+        ("wrong issuer", forge(&key, &hs256, &claims("evil", "coffer-api", now + 3600))),
+        ("no exp", forge(&key, &hs256, &json!({"iss": "coffer", "aud": "coffer-api", "sub": "1", "jti": "x", "iat": now, "gen": 0, "csrf": "c"}))),
+        ("garbage", "not.a.token".to_owned()),
+    ];
+    for (what, token) in cases {
+        let resp = app.client.get(app.url("/api/me")).bearer_auth(&token).send().await.expect("req");
+        assert_eq!(resp.status(), 401, "{what}");
+        assert_eq!(error_code(resp).await, "unauthorized", "{what}");
+    }
+    // A correctly forged token is accepted, proving the cases above fail for their flaw.
+    let valid = forge(&key, &hs256, &claims("coffer", "coffer-api", now + 3600));
+    assert_eq!(app.get_as(&valid, "/api/me").await.0, 200);
+    let resp = app.client.get(app.url("/api/me")).send().await.expect("req");
+    assert_eq!(resp.status(), 401, "no credentials");
+    app.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn logout_revokes_the_token_at_once() {
+    let app = app().await;
+    let token = app.admin_token().await;
+    let other = app.admin_token().await;
+    let resp = app.client.post(app.url("/api/logout")).bearer_auth(&token).send().await.expect("logout");
+    assert_eq!(resp.status(), 204);
+    let cookie = resp.headers()["set-cookie"].to_str().expect("ascii").to_owned();
+    assert!(cookie.contains("Max-Age=0"), "{cookie}");
+    assert_eq!(app.get_as(&token, "/api/me").await.0, 401);
+    assert_eq!(app.get_as(&other, "/api/me").await.0, 200, "only that session ends");
+    let rows = audit_rows(&app, &other, "action=logout").await;
+    assert_eq!(rows.len(), 1);
+    app.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn deactivation_role_change_and_password_reset_end_sessions() {
+    let app = app().await;
+    let admin = app.admin_token().await;
+    let bob = app.create_user(&admin, "bob", STRONG, "operator").await;
+    let patch = |body: Value| {
+        app.client
+            .patch(app.url(&format!("/api/users/{bob}")))
+            .bearer_auth(&admin)
+            .json(&body)
+            .send()
+    };
+
+    let token = app.token("bob", STRONG).await;
+    assert_eq!(patch(json!({"role": "viewer"})).await.expect("patch").status(), 200);
+    assert_eq!(app.get_as(&token, "/api/me").await.0, 401, "role change ends sessions");
+
+    let token = app.token("bob", STRONG).await;
+    let (_, me) = app.get_as(&token, "/api/me").await;
+    assert_eq!(me["user"]["role"], "viewer");
+    let resp = app
+        .client
+        .post(app.url(&format!("/api/users/{bob}/password")))
+        .bearer_auth(&admin)
+        .json(&json!({"password": "another long passphrase"}))
+        .send()
+        .await
+        .expect("reset");
+    assert_eq!(resp.status(), 204);
+    assert_eq!(app.get_as(&token, "/api/me").await.0, 401, "password reset ends sessions");
+    assert_eq!(app.login("bob", STRONG).await.status(), 401, "old password is gone");
+
+    let token = app.token("bob", "another long passphrase").await;
+    assert_eq!(patch(json!({"is_active": false})).await.expect("patch").status(), 200);
+    assert_eq!(app.get_as(&token, "/api/me").await.0, 401, "deactivation ends sessions");
+    let resp = app.login("bob", "another long passphrase").await;
+    assert_eq!(resp.status(), 401);
+    let body: Value = resp.json().await.expect("JSON");
+    assert_eq!(
+        body["error"]["message"], "invalid username or password",
+        "a disabled account is not revealed"
+    );
+    let updates = audit_rows(&app, &admin, "action=user_update").await;
+    assert_eq!(updates.len(), 2);
+    assert_eq!(audit_rows(&app, &admin, "action=user_password_reset").await.len(), 1);
+    app.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn password_rules_and_the_last_admin_are_enforced() {
+    let app = app().await;
+    let admin = app.admin_token().await;
+    for (body, code) in [
+        (json!({"username": "carol", "password": "short", "role": "viewer"}), "weak_password"),
+        (json!({"username": "carol-the-user", "password": "carol-the-user", "role": "viewer"}), "weak_password"),
+        (json!({"username": "-carol", "password": STRONG, "role": "viewer"}), "invalid_username"),
+    ] {
+        let resp = app.client.post(app.url("/api/users")).bearer_auth(&admin).json(&body).send().await.expect("req");
+        assert_eq!(resp.status(), 422, "{body}");
+        assert_eq!(error_code(resp).await, code, "{body}");
+    }
+    app.create_user(&admin, "carol", STRONG, "viewer").await;
+    let resp = app
+        .client
+        .post(app.url("/api/users"))
+        .bearer_auth(&admin)
+        .json(&json!({"username": "carol", "password": STRONG, "role": "viewer"}))
+        .send()
+        .await
+        .expect("req");
+    assert_eq!(resp.status(), 409);
+    assert_eq!(error_code(resp).await, "username_taken");
+
+    let resp = app
+        .client
+        .patch(app.url("/api/users/1"))
+        .bearer_auth(&admin)
+        .json(&json!({"role": "viewer"}))
+        .send()
+        .await
+        .expect("req");
+    assert_eq!(resp.status(), 409);
+    assert_eq!(error_code(resp).await, "last_admin");
+    app.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn changing_my_password_needs_the_current_one_and_ends_my_sessions() {
+    let app = app().await;
+    let admin = app.admin_token().await;
+    app.create_user(&admin, "dave", STRONG, "viewer").await;
+    let token = app.token("dave", STRONG).await;
+    let change = |current: &str, new: &str| {
+        app.client
+            .post(app.url("/api/me/password"))
+            .bearer_auth(&token)
+            .json(&json!({"current_password": current, "new_password": new}))
+            .send()
+    };
+    let resp = change("not my password", "a new long passphrase").await.expect("req");
+    assert_eq!(resp.status(), 422);
+    assert_eq!(error_code(resp).await, "wrong_password");
+    let resp = change(STRONG, "short").await.expect("req");
+    assert_eq!(error_code(resp).await, "weak_password");
+    assert_eq!(change(STRONG, "a new long passphrase").await.expect("req").status(), 204);
+    assert_eq!(app.get_as(&token, "/api/me").await.0, 401);
+    app.token("dave", "a new long passphrase").await;
+    app.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn failed_logins_are_throttled_audited_and_cannot_lock_the_owner_out() {
+    let Some(app) = spawn_app_with(Backend::Sqlite, "throttle", |s| {
+        s.server.trusted_proxies = vec!["127.0.0.1".parse().expect("ip")];
+    })
+    .await
+    else {
+        unreachable!()
+    };
+    let from = |ip: &'static str, password: String| {
+        app.client
+            .post(app.url("/api/login"))
+            .header("x-forwarded-for", ip)
+            .json(&json!({"username": "admin", "password": password}))
+            .send()
+    };
+    for _ in 0..5 {
+        let resp = from("203.0.113.5", "wrong password!".into()).await.expect("req");
+        assert_eq!(resp.status(), 401);
+    }
+    // Locked for this address, even with the right password.
+    let resp = from("203.0.113.5", app.admin_password()).await.expect("req");
+    assert_eq!(resp.status(), 429);
+    let retry: u64 = resp.headers()["retry-after"].to_str().expect("ascii").parse().expect("seconds");
+    assert!((800..=900).contains(&retry), "Retry-After {retry}");
+    assert_eq!(error_code(resp).await, "too_many_attempts");
+    // The owner, from another address, logs in.
+    let resp = from("198.51.100.7", app.admin_password()).await.expect("req");
+    assert_eq!(resp.status(), 200);
+    let admin: Value = resp.json().await.expect("JSON");
+    let admin = admin["token"].as_str().expect("token").to_owned();
+
+    let failed = audit_rows(&app, &admin, "action=login_failed&username=admin").await;
+    assert_eq!(failed.len(), 5);
+    assert!(failed.iter().all(|r| r["success"] == false && r["ip_address"] == "203.0.113.5"));
+    assert!(failed[0]["detail"].as_str().expect("detail").contains("locked"));
+    let throttled = audit_rows(&app, &admin, "action=login_throttled").await;
+    assert_eq!(throttled.len(), 1);
+    let ok = audit_rows(&app, &admin, "action=login&success=true").await;
+    assert_eq!(ok[0]["ip_address"], "198.51.100.7", "X-Forwarded-For from a trusted proxy");
+    app.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn forwarded_for_is_ignored_from_untrusted_peers() {
+    let app = app().await;
+    let resp = app
+        .client
+        .post(app.url("/api/login"))
+        .header("x-forwarded-for", "192.0.2.99")
+        .json(&json!({"username": "nobody", "password": "whatever it is"}))
+        .send()
+        .await
+        .expect("req");
+    assert_eq!(resp.status(), 401);
+    let admin = app.admin_token().await;
+    let rows = audit_rows(&app, &admin, "action=login_failed").await;
+    assert_eq!(rows[0]["ip_address"], "127.0.0.1");
+    assert_eq!(rows[0]["username"], "nobody");
+    app.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cookie_sessions_need_the_csrf_header_to_change_state() {
+    let app = app().await;
+    let resp = app.login("admin", &app.admin_password()).await;
+    let body: Value = resp.json().await.expect("JSON");
+    let token = body["token"].as_str().expect("token");
+    let csrf = body["csrf_token"].as_str().expect("csrf");
+    let cookie = format!("coffer_session={token}");
+    let resp = app.client.get(app.url("/api/me")).header("cookie", &cookie).send().await.expect("req");
+    assert_eq!(resp.status(), 200, "reads need no CSRF header");
+    let resp = app.client.post(app.url("/api/logout")).header("cookie", &cookie).send().await.expect("req");
+    assert_eq!(resp.status(), 403);
+    assert_eq!(error_code(resp).await, "csrf_token_invalid");
+    let resp = app
+        .client
+        .post(app.url("/api/logout"))
+        .header("cookie", &cookie)
+        .header("x-csrf-token", "wrong")
+        .send()
+        .await
+        .expect("req");
+    assert_eq!(resp.status(), 403);
+    let resp = app
+        .client
+        .post(app.url("/api/logout"))
+        .header("cookie", &cookie)
+        .header("x-csrf-token", csrf)
+        .send()
+        .await
+        .expect("req");
+    assert_eq!(resp.status(), 204);
+    app.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn errors_carry_the_security_headers() {
+    let app = app().await;
+    let resp = app.client.get(app.url("/api/users")).send().await.expect("req");
+    assert_eq!(resp.status(), 401);
+    let h = resp.headers();
+    assert_eq!(h["x-frame-options"], "DENY");
+    assert_eq!(h["x-content-type-options"], "nosniff");
+    assert_eq!(h["referrer-policy"], "no-referrer");
+    assert_eq!(h["cache-control"], "no-store");
+    assert!(h["content-security-policy"].to_str().expect("ascii").contains("script-src 'self'"));
+    app.stop().await;
+}
+
+/// The audit listing on PostgreSQL too (the rest of the suite runs on SQLite; the
+/// repository contracts cover both).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn login_and_audit_on_postgres() {
+    let Some(app) = spawn_app(Backend::Postgres, "auth::login_and_audit_on_postgres").await else {
+        return;
+    };
+    let admin = app.admin_token().await;
+    assert_eq!(app.login("admin", "wrong password here").await.status(), 401);
+    let rows = audit_rows(&app, &admin, "limit=10").await;
+    let actions: Vec<&str> = rows.iter().map(|r| r["action"].as_str().expect("action")).collect();
+    assert_eq!(actions, ["login_failed", "login", "user_create"]);
+    app.stop().await;
+}

@@ -100,11 +100,12 @@ impl AuthService {
             };
             self.audit
                 .record(
-                    AuditEntry::new(shown, AuditAction::LoginThrottled, client)
+                    AuditEntry::new(&shown, AuditAction::LoginThrottled, client)
                         .failed()
                         .detail(format!("{why}; retry in {retry_after_secs} s")),
                 )
                 .await?;
+            tracing::warn!(username = %shown, address, retry_after_secs, "login refused: {why}");
             return Err(ServiceError::Throttled { retry_after_secs });
         }
 
@@ -130,6 +131,7 @@ impl AuthService {
                     .record_login(user.id, now, upgraded_hash.as_deref())
                     .await?;
                 let session = self.open_session(&user, now)?;
+                tracing::info!(username = %user.username, address, "login");
                 self.audit
                     .record(
                         AuditEntry::new(shown, AuditAction::Login, client)
@@ -140,6 +142,7 @@ impl AuthService {
             }
             Err(why) => {
                 let locked = self.throttle().record_failure(username, &address, now);
+                tracing::warn!(username = %shown, address, locked, "login failed: {why}");
                 let detail = if locked {
                     format!("{why}; further attempts are now locked for a while")
                 } else {
@@ -147,7 +150,7 @@ impl AuthService {
                 };
                 self.audit
                     .record(
-                        AuditEntry::new(shown, AuditAction::LoginFailed, client)
+                        AuditEntry::new(&shown, AuditAction::LoginFailed, client)
                             .failed()
                             .detail(detail),
                     )

@@ -81,7 +81,13 @@ impl TestApp {
     ///
     /// # Panics
     /// When the creation fails.
-    pub async fn create_user(&self, admin: &str, username: &str, password: &str, role: &str) -> i64 {
+    pub async fn create_user(
+        &self,
+        admin: &str,
+        username: &str,
+        password: &str,
+        role: &str,
+    ) -> i64 {
         let resp = self
             .client
             .post(self.url("/api/users"))

@@ -32,12 +32,18 @@ fn forge(key: &[u8; 32], header: &Value, claims: &Value) -> String {
     );
     let mut mac = <hmac::Hmac<sha2::Sha256>>::new_from_slice(key).expect("key");
     mac.update(input.as_bytes());
-    format!("{input}.{}", URL_SAFE_NO_PAD.encode(mac.finalize().into_bytes()))
+    format!(
+        "{input}.{}",
+        URL_SAFE_NO_PAD.encode(mac.finalize().into_bytes())
+    )
 }
 
 async fn error_code(resp: reqwest::Response) -> String {
     let body: Value = resp.json().await.expect("JSON error body");
-    body["error"]["code"].as_str().unwrap_or_default().to_owned()
+    body["error"]["code"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned()
 }
 
 async fn audit_rows(app: &TestApp, admin: &str, query: &str) -> Vec<Value> {
@@ -51,8 +57,17 @@ async fn login_gives_a_bearer_token_and_a_strict_cookie() {
     let app = app().await;
     let resp = app.login("admin", &app.admin_password()).await;
     assert_eq!(resp.status(), 200);
-    let cookie = resp.headers()["set-cookie"].to_str().expect("ascii").to_owned();
-    for attr in ["coffer_session=", "HttpOnly", "SameSite=Strict", "Path=/", "Max-Age=86"] {
+    let cookie = resp.headers()["set-cookie"]
+        .to_str()
+        .expect("ascii")
+        .to_owned();
+    for attr in [
+        "coffer_session=",
+        "HttpOnly",
+        "SameSite=Strict",
+        "Path=/",
+        "Max-Age=86",
+    ] {
         assert!(cookie.contains(attr), "{attr} missing in {cookie}");
     }
     let body: Value = resp.json().await.expect("JSON");
@@ -63,7 +78,12 @@ async fn login_gives_a_bearer_token_and_a_strict_cookie() {
     assert_eq!(status, 200);
     assert_eq!(me["user"]["username"], "admin");
     assert_eq!(me["csrf_token"], body["csrf_token"]);
-    assert!(me["permissions"].as_array().expect("perms").contains(&json!("audit")));
+    assert!(
+        me["permissions"]
+            .as_array()
+            .expect("perms")
+            .contains(&json!("audit"))
+    );
     // last_login recorded.
     assert!(me["user"]["last_login"].is_string());
     app.stop().await;
@@ -75,15 +95,17 @@ async fn bad_tokens_are_refused_with_401() {
     let good = app.admin_token().await;
     let key = session_key(&app);
     let now = Utc::now().timestamp();
-    let claims = |iss: &str, aud: &str, exp: i64| {
-        json!({"iss": iss, "aud": aud, "sub": "1", "jti": "forged", "iat": now - 10, "exp": exp, "gen": 0, "csrf": "c"})
-    };
+    let claims = |iss: &str, aud: &str, exp: i64| json!({"iss": iss, "aud": aud, "sub": "1", "jti": "forged", "iat": now - 10, "exp": exp, "gen": 0, "csrf": "c"});
     let hs256 = json!({"alg": "HS256", "typ": "JWT"});
     let mut tampered = good.clone();
     tampered.pop();
     tampered.push(if good.ends_with('A') { 'B' } else { 'A' });
     let alg_none = {
-        let t = forge(&key, &json!({"alg": "none", "typ": "JWT"}), &claims("coffer", "coffer-api", now + 3600));
+        let t = forge(
+            &key,
+            &json!({"alg": "none", "typ": "JWT"}),
+            &claims("coffer", "coffer-api", now + 3600),
+        );
         format!("{}.", t.rsplit_once('.').expect("dot").0)
     };
     let expired = coffer_crypto::Hs256Tokens::new(key)
@@ -101,22 +123,53 @@ async fn bad_tokens_are_refused_with_401() {
     let cases = [
         ("tampered signature", tampered),
         ("alg none", alg_none),
-        ("other algorithm", forge(&key, &json!({"alg": "HS512"}), &claims("coffer", "coffer-api", now + 3600))),
+        (
+            "other algorithm",
+            forge(
+                &key,
+                &json!({"alg": "HS512"}),
+                &claims("coffer", "coffer-api", now + 3600),
+            ),
+        ),
         ("expired", expired),
-        ("wrong audience", forge(&key, &hs256, &claims("coffer", "someone-else", now + 3600))),
-        ("wrong issuer", forge(&key, &hs256, &claims("evil", "coffer-api", now + 3600))),
-        ("no exp", forge(&key, &hs256, &json!({"iss": "coffer", "aud": "coffer-api", "sub": "1", "jti": "x", "iat": now, "gen": 0, "csrf": "c"}))),
+        (
+            "wrong audience",
+            forge(&key, &hs256, &claims("coffer", "someone-else", now + 3600)),
+        ),
+        (
+            "wrong issuer",
+            forge(&key, &hs256, &claims("evil", "coffer-api", now + 3600)),
+        ),
+        (
+            "no exp",
+            forge(
+                &key,
+                &hs256,
+                &json!({"iss": "coffer", "aud": "coffer-api", "sub": "1", "jti": "x", "iat": now, "gen": 0, "csrf": "c"}),
+            ),
+        ),
         ("garbage", "not.a.token".to_owned()),
     ];
     for (what, token) in cases {
-        let resp = app.client.get(app.url("/api/me")).bearer_auth(&token).send().await.expect("req");
+        let resp = app
+            .client
+            .get(app.url("/api/me"))
+            .bearer_auth(&token)
+            .send()
+            .await
+            .expect("req");
         assert_eq!(resp.status(), 401, "{what}");
         assert_eq!(error_code(resp).await, "unauthorized", "{what}");
     }
     // A correctly forged token is accepted, proving the cases above fail for their flaw.
     let valid = forge(&key, &hs256, &claims("coffer", "coffer-api", now + 3600));
     assert_eq!(app.get_as(&valid, "/api/me").await.0, 200);
-    let resp = app.client.get(app.url("/api/me")).send().await.expect("req");
+    let resp = app
+        .client
+        .get(app.url("/api/me"))
+        .send()
+        .await
+        .expect("req");
     assert_eq!(resp.status(), 401, "no credentials");
     app.stop().await;
 }
@@ -126,12 +179,25 @@ async fn logout_revokes_the_token_at_once() {
     let app = app().await;
     let token = app.admin_token().await;
     let other = app.admin_token().await;
-    let resp = app.client.post(app.url("/api/logout")).bearer_auth(&token).send().await.expect("logout");
+    let resp = app
+        .client
+        .post(app.url("/api/logout"))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .expect("logout");
     assert_eq!(resp.status(), 204);
-    let cookie = resp.headers()["set-cookie"].to_str().expect("ascii").to_owned();
+    let cookie = resp.headers()["set-cookie"]
+        .to_str()
+        .expect("ascii")
+        .to_owned();
     assert!(cookie.contains("Max-Age=0"), "{cookie}");
     assert_eq!(app.get_as(&token, "/api/me").await.0, 401);
-    assert_eq!(app.get_as(&other, "/api/me").await.0, 200, "only that session ends");
+    assert_eq!(
+        app.get_as(&other, "/api/me").await.0,
+        200,
+        "only that session ends"
+    );
     let rows = audit_rows(&app, &other, "action=logout").await;
     assert_eq!(rows.len(), 1);
     app.stop().await;
@@ -151,8 +217,18 @@ async fn deactivation_role_change_and_password_reset_end_sessions() {
     };
 
     let token = app.token("bob", STRONG).await;
-    assert_eq!(patch(json!({"role": "viewer"})).await.expect("patch").status(), 200);
-    assert_eq!(app.get_as(&token, "/api/me").await.0, 401, "role change ends sessions");
+    assert_eq!(
+        patch(json!({"role": "viewer"}))
+            .await
+            .expect("patch")
+            .status(),
+        200
+    );
+    assert_eq!(
+        app.get_as(&token, "/api/me").await.0,
+        401,
+        "role change ends sessions"
+    );
 
     let token = app.token("bob", STRONG).await;
     let (_, me) = app.get_as(&token, "/api/me").await;
@@ -166,12 +242,30 @@ async fn deactivation_role_change_and_password_reset_end_sessions() {
         .await
         .expect("reset");
     assert_eq!(resp.status(), 204);
-    assert_eq!(app.get_as(&token, "/api/me").await.0, 401, "password reset ends sessions");
-    assert_eq!(app.login("bob", STRONG).await.status(), 401, "old password is gone");
+    assert_eq!(
+        app.get_as(&token, "/api/me").await.0,
+        401,
+        "password reset ends sessions"
+    );
+    assert_eq!(
+        app.login("bob", STRONG).await.status(),
+        401,
+        "old password is gone"
+    );
 
     let token = app.token("bob", "another long passphrase").await;
-    assert_eq!(patch(json!({"is_active": false})).await.expect("patch").status(), 200);
-    assert_eq!(app.get_as(&token, "/api/me").await.0, 401, "deactivation ends sessions");
+    assert_eq!(
+        patch(json!({"is_active": false}))
+            .await
+            .expect("patch")
+            .status(),
+        200
+    );
+    assert_eq!(
+        app.get_as(&token, "/api/me").await.0,
+        401,
+        "deactivation ends sessions"
+    );
     let resp = app.login("bob", "another long passphrase").await;
     assert_eq!(resp.status(), 401);
     let body: Value = resp.json().await.expect("JSON");
@@ -181,7 +275,12 @@ async fn deactivation_role_change_and_password_reset_end_sessions() {
     );
     let updates = audit_rows(&app, &admin, "action=user_update").await;
     assert_eq!(updates.len(), 2);
-    assert_eq!(audit_rows(&app, &admin, "action=user_password_reset").await.len(), 1);
+    assert_eq!(
+        audit_rows(&app, &admin, "action=user_password_reset")
+            .await
+            .len(),
+        1
+    );
     app.stop().await;
 }
 
@@ -190,11 +289,27 @@ async fn password_rules_and_the_last_admin_are_enforced() {
     let app = app().await;
     let admin = app.admin_token().await;
     for (body, code) in [
-        (json!({"username": "carol", "password": "short", "role": "viewer"}), "weak_password"),
-        (json!({"username": "carol-the-user", "password": "carol-the-user", "role": "viewer"}), "weak_password"),
-        (json!({"username": "-carol", "password": STRONG, "role": "viewer"}), "invalid_username"),
+        (
+            json!({"username": "carol", "password": "short", "role": "viewer"}),
+            "weak_password",
+        ),
+        (
+            json!({"username": "carol-the-user", "password": "carol-the-user", "role": "viewer"}),
+            "weak_password",
+        ),
+        (
+            json!({"username": "-carol", "password": STRONG, "role": "viewer"}),
+            "invalid_username",
+        ),
     ] {
-        let resp = app.client.post(app.url("/api/users")).bearer_auth(&admin).json(&body).send().await.expect("req");
+        let resp = app
+            .client
+            .post(app.url("/api/users"))
+            .bearer_auth(&admin)
+            .json(&body)
+            .send()
+            .await
+            .expect("req");
         assert_eq!(resp.status(), 422, "{body}");
         assert_eq!(error_code(resp).await, code, "{body}");
     }
@@ -236,12 +351,20 @@ async fn changing_my_password_needs_the_current_one_and_ends_my_sessions() {
             .json(&json!({"current_password": current, "new_password": new}))
             .send()
     };
-    let resp = change("not my password", "a new long passphrase").await.expect("req");
+    let resp = change("not my password", "a new long passphrase")
+        .await
+        .expect("req");
     assert_eq!(resp.status(), 422);
     assert_eq!(error_code(resp).await, "wrong_password");
     let resp = change(STRONG, "short").await.expect("req");
     assert_eq!(error_code(resp).await, "weak_password");
-    assert_eq!(change(STRONG, "a new long passphrase").await.expect("req").status(), 204);
+    assert_eq!(
+        change(STRONG, "a new long passphrase")
+            .await
+            .expect("req")
+            .status(),
+        204
+    );
     assert_eq!(app.get_as(&token, "/api/me").await.0, 401);
     app.token("dave", "a new long passphrase").await;
     app.stop().await;
@@ -264,29 +387,51 @@ async fn failed_logins_are_throttled_audited_and_cannot_lock_the_owner_out() {
             .send()
     };
     for _ in 0..5 {
-        let resp = from("203.0.113.5", "wrong password!".into()).await.expect("req");
+        let resp = from("203.0.113.5", "wrong password!".into())
+            .await
+            .expect("req");
         assert_eq!(resp.status(), 401);
     }
     // Locked for this address, even with the right password.
-    let resp = from("203.0.113.5", app.admin_password()).await.expect("req");
+    let resp = from("203.0.113.5", app.admin_password())
+        .await
+        .expect("req");
     assert_eq!(resp.status(), 429);
-    let retry: u64 = resp.headers()["retry-after"].to_str().expect("ascii").parse().expect("seconds");
+    let retry: u64 = resp.headers()["retry-after"]
+        .to_str()
+        .expect("ascii")
+        .parse()
+        .expect("seconds");
     assert!((800..=900).contains(&retry), "Retry-After {retry}");
     assert_eq!(error_code(resp).await, "too_many_attempts");
     // The owner, from another address, logs in.
-    let resp = from("198.51.100.7", app.admin_password()).await.expect("req");
+    let resp = from("198.51.100.7", app.admin_password())
+        .await
+        .expect("req");
     assert_eq!(resp.status(), 200);
     let admin: Value = resp.json().await.expect("JSON");
     let admin = admin["token"].as_str().expect("token").to_owned();
 
     let failed = audit_rows(&app, &admin, "action=login_failed&username=admin").await;
     assert_eq!(failed.len(), 5);
-    assert!(failed.iter().all(|r| r["success"] == false && r["ip_address"] == "203.0.113.5"));
-    assert!(failed[0]["detail"].as_str().expect("detail").contains("locked"));
+    assert!(
+        failed
+            .iter()
+            .all(|r| r["success"] == false && r["ip_address"] == "203.0.113.5")
+    );
+    assert!(
+        failed[0]["detail"]
+            .as_str()
+            .expect("detail")
+            .contains("locked")
+    );
     let throttled = audit_rows(&app, &admin, "action=login_throttled").await;
     assert_eq!(throttled.len(), 1);
     let ok = audit_rows(&app, &admin, "action=login&success=true").await;
-    assert_eq!(ok[0]["ip_address"], "198.51.100.7", "X-Forwarded-For from a trusted proxy");
+    assert_eq!(
+        ok[0]["ip_address"], "198.51.100.7",
+        "X-Forwarded-For from a trusted proxy"
+    );
     app.stop().await;
 }
 
@@ -317,9 +462,21 @@ async fn cookie_sessions_need_the_csrf_header_to_change_state() {
     let token = body["token"].as_str().expect("token");
     let csrf = body["csrf_token"].as_str().expect("csrf");
     let cookie = format!("coffer_session={token}");
-    let resp = app.client.get(app.url("/api/me")).header("cookie", &cookie).send().await.expect("req");
+    let resp = app
+        .client
+        .get(app.url("/api/me"))
+        .header("cookie", &cookie)
+        .send()
+        .await
+        .expect("req");
     assert_eq!(resp.status(), 200, "reads need no CSRF header");
-    let resp = app.client.post(app.url("/api/logout")).header("cookie", &cookie).send().await.expect("req");
+    let resp = app
+        .client
+        .post(app.url("/api/logout"))
+        .header("cookie", &cookie)
+        .send()
+        .await
+        .expect("req");
     assert_eq!(resp.status(), 403);
     assert_eq!(error_code(resp).await, "csrf_token_invalid");
     let resp = app
@@ -346,14 +503,24 @@ async fn cookie_sessions_need_the_csrf_header_to_change_state() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn errors_carry_the_security_headers() {
     let app = app().await;
-    let resp = app.client.get(app.url("/api/users")).send().await.expect("req");
+    let resp = app
+        .client
+        .get(app.url("/api/users"))
+        .send()
+        .await
+        .expect("req");
     assert_eq!(resp.status(), 401);
     let h = resp.headers();
     assert_eq!(h["x-frame-options"], "DENY");
     assert_eq!(h["x-content-type-options"], "nosniff");
     assert_eq!(h["referrer-policy"], "no-referrer");
     assert_eq!(h["cache-control"], "no-store");
-    assert!(h["content-security-policy"].to_str().expect("ascii").contains("script-src 'self'"));
+    assert!(
+        h["content-security-policy"]
+            .to_str()
+            .expect("ascii")
+            .contains("script-src 'self'")
+    );
     app.stop().await;
 }
 
@@ -365,9 +532,15 @@ async fn login_and_audit_on_postgres() {
         return;
     };
     let admin = app.admin_token().await;
-    assert_eq!(app.login("admin", "wrong password here").await.status(), 401);
+    assert_eq!(
+        app.login("admin", "wrong password here").await.status(),
+        401
+    );
     let rows = audit_rows(&app, &admin, "limit=10").await;
-    let actions: Vec<&str> = rows.iter().map(|r| r["action"].as_str().expect("action")).collect();
+    let actions: Vec<&str> = rows
+        .iter()
+        .map(|r| r["action"].as_str().expect("action"))
+        .collect();
     assert_eq!(actions, ["login_failed", "login", "user_create"]);
     app.stop().await;
 }

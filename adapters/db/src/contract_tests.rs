@@ -1,8 +1,8 @@
 //! The repository contract, run against SQLite always and against PostgreSQL when
 //! `COFFER_TEST_POSTGRES_URL` is set. Each case gets a fresh, migrated database.
 
-use coffer_domain::auth::Role;
 use coffer_domain::audit::AuditFilter;
+use coffer_domain::auth::Role;
 use coffer_domain::ports::{DatabaseHealth, RepoError, RoleRepository, SettingsRepository};
 use coffer_migration::{Migrator, MigratorTrait, SchemaManager};
 use sea_orm::{ConnectionTrait, Statement};
@@ -274,29 +274,66 @@ mod auth {
             .create(&name("alice"), "x", Role::Viewer, t(1))
             .await
             .expect_err("duplicate");
-        assert!(matches!(err, RepoError::Conflict(ref m) if m.contains("alice")), "{err}");
+        assert!(
+            matches!(err, RepoError::Conflict(ref m) if m.contains("alice")),
+            "{err}"
+        );
 
-        let creds = users.credentials("alice").await.expect("creds").expect("exists");
+        let creds = users
+            .credentials("alice")
+            .await
+            .expect("creds")
+            .expect("exists");
         assert_eq!(creds.password_hash, "$argon2id$hash-a");
-        assert!(users.credentials("Alice").await.expect("creds").is_none(), "names are exact");
+        assert!(
+            users.credentials("Alice").await.expect("creds").is_none(),
+            "names are exact"
+        );
         assert_eq!(users.get(alice.id).await.expect("get"), Some(alice.clone()));
-        assert!(users.get(coffer_domain::UserId::new(999)).await.expect("get").is_none());
+        assert!(
+            users
+                .get(coffer_domain::UserId::new(999))
+                .await
+                .expect("get")
+                .is_none()
+        );
 
         // A change that ends sessions bumps the generation; a no-op does not.
         let same = users
-            .update(alice.id, &UserChanges { role: Some(Role::Operator), is_active: Some(true) }, t(2))
+            .update(
+                alice.id,
+                &UserChanges {
+                    role: Some(Role::Operator),
+                    is_active: Some(true),
+                },
+                t(2),
+            )
             .await
             .expect("update")
             .expect("exists");
         assert_eq!(same.token_generation, 0);
         let demoted = users
-            .update(alice.id, &UserChanges { role: Some(Role::Viewer), is_active: None }, t(3))
+            .update(
+                alice.id,
+                &UserChanges {
+                    role: Some(Role::Viewer),
+                    is_active: None,
+                },
+                t(3),
+            )
             .await
             .expect("update")
             .expect("exists");
         assert_eq!((demoted.role, demoted.token_generation), (Role::Viewer, 1));
         let disabled = users
-            .update(alice.id, &UserChanges { role: None, is_active: Some(false) }, t(4))
+            .update(
+                alice.id,
+                &UserChanges {
+                    role: None,
+                    is_active: Some(false),
+                },
+                t(4),
+            )
             .await
             .expect("update")
             .expect("exists");
@@ -307,14 +344,33 @@ mod auth {
             .expect("set")
             .expect("exists");
         assert_eq!(rehashed.token_generation, 3);
-        users.record_login(alice.id, t(6), Some("$argon2id$hash-c")).await.expect("login");
-        let creds = users.credentials("alice").await.expect("creds").expect("exists");
+        users
+            .record_login(alice.id, t(6), Some("$argon2id$hash-c"))
+            .await
+            .expect("login");
+        let creds = users
+            .credentials("alice")
+            .await
+            .expect("creds")
+            .expect("exists");
         assert_eq!(creds.password_hash, "$argon2id$hash-c");
         assert_eq!(creds.user.last_login, Some(t(6)));
-        assert_eq!(creds.user.token_generation, 3, "a login does not end sessions");
+        assert_eq!(
+            creds.user.token_generation, 3,
+            "a login does not end sessions"
+        );
 
-        users.create(&name("bob"), "h", Role::Admin, t(7)).await.expect("create");
-        let listed: Vec<String> = users.list().await.expect("list").iter().map(|u| u.username.to_string()).collect();
+        users
+            .create(&name("bob"), "h", Role::Admin, t(7))
+            .await
+            .expect("create");
+        let listed: Vec<String> = users
+            .list()
+            .await
+            .expect("list")
+            .iter()
+            .map(|u| u.username.to_string())
+            .collect();
         assert_eq!(listed, ["alice", "bob"]);
         assert_eq!(users.count().await.expect("count"), 2);
     });
@@ -336,7 +392,10 @@ mod auth {
             if i == 3 {
                 e = e.failed();
             }
-            audit.append(&e, t(i64::try_from(i).expect("small"))).await.expect("append");
+            audit
+                .append(&e, t(i64::try_from(i).expect("small")))
+                .await
+                .expect("append");
         }
         let rows = audit.scan(0, 100).await.expect("scan");
         assert_eq!(rows.len(), 5);
@@ -351,67 +410,116 @@ mod auth {
             ids
         });
         let failed = audit
-            .list(&AuditFilter { success: Some(false), ..AuditFilter::default() }, 10)
+            .list(
+                &AuditFilter {
+                    success: Some(false),
+                    ..AuditFilter::default()
+                },
+                10,
+            )
             .await
             .expect("list");
         assert_eq!(failed.len(), 1);
         assert_eq!(failed[0].entry.detail.as_deref(), Some("event 3"));
         let by_user = audit
-            .list(&AuditFilter { username: Some("user1".into()), ..AuditFilter::default() }, 10)
+            .list(
+                &AuditFilter {
+                    username: Some("user1".into()),
+                    ..AuditFilter::default()
+                },
+                10,
+            )
             .await
             .expect("list");
         assert_eq!(by_user.len(), 2);
         let window = audit
-            .list(&AuditFilter { from: Some(t(1)), to: Some(t(3)), ..AuditFilter::default() }, 10)
+            .list(
+                &AuditFilter {
+                    from: Some(t(1)),
+                    to: Some(t(3)),
+                    ..AuditFilter::default()
+                },
+                10,
+            )
             .await
             .expect("list");
         assert_eq!(window.len(), 2);
         let page2 = audit
-            .list(&AuditFilter { before_id: Some(all[1].id), ..AuditFilter::default() }, 2)
+            .list(
+                &AuditFilter {
+                    before_id: Some(all[1].id),
+                    ..AuditFilter::default()
+                },
+                2,
+            )
             .await
             .expect("list");
-        assert_eq!(page2.iter().map(|r| r.id).collect::<Vec<_>>(), vec![all[2].id, all[3].id]);
+        assert_eq!(
+            page2.iter().map(|r| r.id).collect::<Vec<_>>(),
+            vec![all[2].id, all[3].id]
+        );
         let by_action = audit
-            .list(&AuditFilter { action: Some("logout".into()), ..AuditFilter::default() }, 10)
+            .list(
+                &AuditFilter {
+                    action: Some("logout".into()),
+                    ..AuditFilter::default()
+                },
+                10,
+            )
             .await
             .expect("list");
         assert!(by_action.is_empty());
     });
 
-    contract!(concurrent_appends_keep_one_chain, |db: Database| async move {
-        let mut tasks = Vec::new();
-        for i in 0..40 {
-            let audit = db.audit();
-            tasks.push(tokio::spawn(async move {
-                audit.append(&entry(i), Utc::now()).await.expect("append")
-            }));
+    contract!(
+        concurrent_appends_keep_one_chain,
+        |db: Database| async move {
+            let mut tasks = Vec::new();
+            for i in 0..40 {
+                let audit = db.audit();
+                tasks.push(tokio::spawn(async move {
+                    audit.append(&entry(i), Utc::now()).await.expect("append")
+                }));
+            }
+            for task in tasks {
+                task.await.expect("task");
+            }
+            let rows = db.audit().scan(0, 100).await.expect("scan");
+            assert_eq!(rows.len(), 40);
+            verify_chain(GENESIS_HASH.to_owned(), &rows).expect("no fork under concurrency");
         }
-        for task in tasks {
-            task.await.expect("task");
-        }
-        let rows = db.audit().scan(0, 100).await.expect("scan");
-        assert_eq!(rows.len(), 40);
-        verify_chain(GENESIS_HASH.to_owned(), &rows).expect("no fork under concurrency");
-    });
+    );
 
-    contract!(an_edited_audit_row_breaks_the_chain, |db: Database| async move {
-        for i in 0..4 {
-            db.audit().append(&entry(i), t(0)).await.expect("append");
+    contract!(
+        an_edited_audit_row_breaks_the_chain,
+        |db: Database| async move {
+            for i in 0..4 {
+                db.audit().append(&entry(i), t(0)).await.expect("append");
+            }
+            let third = db.audit().scan(0, 10).await.expect("scan")[2].id;
+            db.connection()
+                .execute_unprepared(&format!(
+                    "UPDATE audit_logs SET success = false WHERE id = {third}"
+                ))
+                .await
+                .expect("tamper");
+            let rows = db.audit().scan(0, 10).await.expect("scan");
+            assert_eq!(
+                verify_chain(GENESIS_HASH.to_owned(), &rows)
+                    .expect_err("broken")
+                    .id,
+                third
+            );
         }
-        let third = db.audit().scan(0, 10).await.expect("scan")[2].id;
-        db.connection()
-            .execute_unprepared(&format!("UPDATE audit_logs SET success = false WHERE id = {third}"))
-            .await
-            .expect("tamper");
-        let rows = db.audit().scan(0, 10).await.expect("scan");
-        assert_eq!(verify_chain(GENESIS_HASH.to_owned(), &rows).expect_err("broken").id, third);
-    });
+    );
 
     contract!(revocations_contract, |db: Database| async move {
         let r = db.revocations();
         assert!(!r.is_revoked("tok-1").await.expect("check"));
         r.revoke("tok-1", t(100)).await.expect("revoke");
-        r.revoke("tok-1", t(100)).await.expect("revoking twice is fine");
+        r.revoke("tok-1", t(100))
+            .await
+            .expect("revoking twice is fine");
         r.revoke("tok-2", t(10)).await.expect("revoke");
         assert!(r.is_revoked("tok-1").await.expect("check"));
         assert_eq!(r.purge_expired(t(50)).await.expect("purge"), 1);

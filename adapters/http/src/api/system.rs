@@ -92,6 +92,8 @@ impl SystemApi {
     ///
     /// Public (no credentials): answers 200 when the database and the storage both
     /// answer, 503 otherwise. Reveals only ok/unreachable, never paths or addresses.
+    ///
+    /// Permission: none (public).
     #[oai(path = "/health", method = "get", operation_id = "getHealth")]
     async fn health(&self, state: Data<&Arc<AppState>>) -> Result<HealthResponse, ApiError> {
         Ok(to_response(&state.system.health().await))

@@ -9,6 +9,7 @@
 pub mod audit;
 pub mod auth;
 pub mod crypto;
+pub mod engine;
 pub mod ids;
 pub mod ports;
 pub mod secrets;

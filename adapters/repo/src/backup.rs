@@ -1,0 +1,600 @@
+//! Backup: walk the source, chunk, dedup, seal, pack, store; then commit the index and
+//! the snapshot.
+//!
+//! Threads: the walker (this function's blocking task) reads directories in name order
+//! and sends file jobs to a pool of workers (one per core); a worker reads its file
+//! through FastCDC, ids each chunk, and seals and packs the new ones. Sealing happens
+//! outside any lock; appending to the current pack is a memcpy under one. A worker that
+//! fills a pack finishes and stores it. The walker descends into subdirectories before
+//! it waits for a directory's files, so workers stay busy across small directories. The
+//! job queue is bounded, and each worker holds at most one chunk (≤ 8 MiB) and the pack
+//! buffers at most two packs, so memory stays bounded whatever the files.
+
+use std::collections::HashSet;
+use std::ffi::OsStr;
+use std::os::unix::ffi::OsStrExt as _;
+use std::os::unix::fs::MetadataExt as _;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::mpsc::{Receiver, SyncSender, sync_channel};
+use std::sync::{Arc, Mutex};
+
+use bytes::Bytes;
+use chrono::Utc;
+use coffer_domain::engine::{BackupRequest, Cancel, Progress, SnapshotSummary};
+use fastcdc::v2020::{Normalization, StreamCDC};
+
+use crate::crypto::{ChunkId, seal_blob};
+use crate::error::EngineError;
+use crate::index::{Index, seal_index};
+use crate::pack::{BlobEntry, BlobKind, PackWriter, pack_key};
+use crate::snapshot::{self, SnapshotDoc};
+use crate::tree::{self, Node, NodeKind};
+use crate::{Repository, crypto, key};
+
+pub const CHUNK_MIN: usize = 512 * 1024;
+pub const CHUNK_AVG: usize = 1024 * 1024;
+pub const CHUNK_MAX: usize = 8 * 1024 * 1024;
+/// Packs are stored once they reach this size.
+const PACK_TARGET: usize = 16 * 1024 * 1024;
+
+/// Runs one backup and commits its snapshot.
+///
+/// # Errors
+/// `Invalid` when the source is not a readable directory, `Cancelled`, storage failures.
+pub async fn run(
+    repo: Arc<Repository>,
+    request: BackupRequest,
+    progress: Arc<Progress>,
+    cancel: Cancel,
+) -> Result<SnapshotSummary, EngineError> {
+    let meta = std::fs::metadata(&request.path).map_err(EngineError::io(format!(
+        "cannot read source {}",
+        request.path.display()
+    )))?;
+    if !meta.is_dir() {
+        return Err(EngineError::Invalid(format!(
+            "{} is not a directory",
+            request.path.display()
+        )));
+    }
+    let index = repo.reload_index().await?;
+    let parent_root = match &request.parent {
+        Some(id) => match repo.load_snapshot(id).await.and_then(|d| d.root()) {
+            Ok(root) => Some(root),
+            Err(e) => {
+                tracing::warn!(parent = %id, error = %e, "parent snapshot unusable; reading every file");
+                None
+            }
+        },
+        None => None,
+    };
+    let started_at = Utc::now();
+    let shared = Arc::new(Shared {
+        repo: repo.clone(),
+        index,
+        seen: Mutex::new(HashSet::new()),
+        data_pack: Mutex::new(None),
+        tree_pack: Mutex::new(None),
+        written: Mutex::new(Vec::new()),
+        handle: tokio::runtime::Handle::current(),
+        progress,
+        cancel,
+        bytes_added: AtomicU64::new(0),
+        stored_bytes: AtomicU64::new(0),
+    });
+    let walk_shared = shared.clone();
+    let path = request.path.clone();
+    let outcome = tokio::task::spawn_blocking(move || walk(&walk_shared, &path, parent_root))
+        .await
+        .map_err(|e| EngineError::Other(format!("backup task failed: {e}")))??;
+
+    // Commit: packs are stored; now the index that points into them, then the snapshot.
+    let written = std::mem::take(&mut *shared.written.lock().expect("written"));
+    if !written.is_empty() {
+        let sealed = seal_index(&repo.keys, repo.encrypt, &written)?;
+        shared
+            .stored_bytes
+            .fetch_add(sealed.len() as u64, Ordering::Relaxed);
+        let name = hex::encode(crypto::random::<32>()?);
+        repo.store
+            .put(&key(&format!("index/{name}"))?, Bytes::from(sealed))
+            .await?;
+    }
+    let warnings = outcome.warnings;
+    let doc = SnapshotDoc {
+        version: 1,
+        source: request.source_name.clone(),
+        path: request.path.display().to_string(),
+        hostname: hostname(),
+        started_at,
+        finished_at: Utc::now(),
+        tree: hex::encode(outcome.root),
+        parent: request.parent.clone(),
+        status: if warnings.is_empty() { "ok" } else { "partial" }.to_owned(),
+        encrypted: repo.encrypt,
+        files: outcome.files,
+        dirs: outcome.dirs,
+        bytes: outcome.bytes,
+        bytes_added: shared.bytes_added.load(Ordering::Relaxed),
+        stored_bytes_added: 0,
+        unchanged_files: outcome.unchanged,
+        warnings,
+    };
+    let mut doc = doc;
+    // The snapshot's own size is part of what this backup stores: seal until the number
+    // it records is the size it has (converges in a step or two).
+    let before = shared.stored_bytes.load(Ordering::Relaxed);
+    doc.stored_bytes_added = before;
+    let mut sealed = snapshot::seal(&repo.keys, repo.encrypt, &doc)?;
+    for _ in 0..4 {
+        let total = before + sealed.len() as u64;
+        if doc.stored_bytes_added == total {
+            break;
+        }
+        doc.stored_bytes_added = total;
+        sealed = snapshot::seal(&repo.keys, repo.encrypt, &doc)?;
+    }
+    let id = hex::encode(crypto::sha256(&sealed));
+    repo.store
+        .put(&key(&format!("snapshots/{id}"))?, Bytes::from(sealed))
+        .await?;
+    repo.reload_index().await?;
+    Ok(doc.summary(id))
+}
+
+fn hostname() -> String {
+    std::fs::read_to_string("/etc/hostname")
+        .map(|h| h.trim().to_owned())
+        .unwrap_or_default()
+}
+
+struct Shared {
+    repo: Arc<Repository>,
+    index: Arc<Index>,
+    /// Chunks stored (or being stored) by this backup.
+    seen: Mutex<HashSet<ChunkId>>,
+    data_pack: Mutex<Option<PackWriter>>,
+    tree_pack: Mutex<Option<PackWriter>>,
+    written: Mutex<Vec<([u8; 32], Vec<BlobEntry>)>>,
+    handle: tokio::runtime::Handle,
+    progress: Arc<Progress>,
+    cancel: Cancel,
+    bytes_added: AtomicU64,
+    stored_bytes: AtomicU64,
+}
+
+impl Shared {
+    fn check_cancel(&self) -> Result<(), EngineError> {
+        if self.cancel.is_cancelled() {
+            Err(EngineError::Cancelled)
+        } else {
+            Ok(())
+        }
+    }
+
+    /// Stores a blob unless the repository or this backup has it already.
+    fn store_blob(&self, kind: BlobKind, id: ChunkId, plain: &[u8]) -> Result<(), EngineError> {
+        if self.index.contains(&id) || !self.seen.lock().expect("seen").insert(id) {
+            return Ok(());
+        }
+        let sealed = seal_blob(&self.repo.keys, self.repo.encrypt, &id, plain)?;
+        if kind == BlobKind::Data {
+            self.bytes_added
+                .fetch_add(plain.len() as u64, Ordering::Relaxed);
+        }
+        let slot = match kind {
+            BlobKind::Data => &self.data_pack,
+            BlobKind::Tree => &self.tree_pack,
+        };
+        let full = {
+            let mut guard = slot.lock().expect("pack");
+            let pack = match guard.as_mut() {
+                Some(p) => p,
+                None => guard.insert(PackWriter::new(crypto::random()?, PACK_TARGET + CHUNK_MAX)),
+            };
+            pack.add_sealed(id, kind, plain.len(), &sealed)?;
+            if pack.len() >= PACK_TARGET {
+                guard.take()
+            } else {
+                None
+            }
+        };
+        if let Some(pack) = full {
+            self.store_pack(pack)?;
+        }
+        Ok(())
+    }
+
+    fn store_pack(&self, pack: PackWriter) -> Result<(), EngineError> {
+        let id = pack.id;
+        let (bytes, entries) = pack.finish(&self.repo.keys, self.repo.encrypt)?;
+        self.stored_bytes
+            .fetch_add(bytes.len() as u64, Ordering::Relaxed);
+        let k = key(&pack_key(&id))?;
+        self.handle
+            .block_on(self.repo.store.put(&k, Bytes::from(bytes)))?;
+        self.written.lock().expect("written").push((id, entries));
+        Ok(())
+    }
+
+    fn flush(&self) -> Result<(), EngineError> {
+        for slot in [&self.data_pack, &self.tree_pack] {
+            let pack = slot.lock().expect("pack").take();
+            if let Some(pack) = pack.filter(|p| !p.is_empty()) {
+                self.store_pack(pack)?;
+            }
+        }
+        Ok(())
+    }
+}
+
+struct WalkOutcome {
+    root: ChunkId,
+    files: u64,
+    dirs: u64,
+    bytes: u64,
+    unchanged: u64,
+    warnings: Vec<String>,
+}
+
+/// What a worker reports for one file.
+enum FileResult {
+    Done {
+        content: Vec<ChunkId>,
+        size: u64,
+        warning: Option<String>,
+    },
+    Unreadable(String),
+    Fatal(EngineError),
+}
+
+struct FileJob {
+    path: PathBuf,
+    display: String,
+    meta: std::fs::Metadata,
+    reply: SyncSender<FileResult>,
+}
+
+fn walk(
+    shared: &Arc<Shared>,
+    root: &Path,
+    parent_root: Option<ChunkId>,
+) -> Result<WalkOutcome, EngineError> {
+    let workers = std::thread::available_parallelism()
+        .map_or(2, std::num::NonZero::get)
+        .max(2);
+    let (jobs, queue) = sync_channel::<FileJob>(workers * 16);
+    let queue = Arc::new(Mutex::new(queue));
+    let result = std::thread::scope(|scope| {
+        for _ in 0..workers {
+            let queue = queue.clone();
+            let shared = shared.clone();
+            scope.spawn(move || worker(&shared, &queue));
+        }
+        let mut walker = Walker {
+            shared,
+            jobs,
+            files: 0,
+            dirs: 0,
+            bytes: 0,
+            unchanged: 0,
+            warnings: Vec::new(),
+        };
+        let parent = parent_root.map(|id| walker.load_tree(&id));
+        let root_id = walker.dir(root, "", parent);
+        let Walker {
+            files,
+            dirs,
+            bytes,
+            unchanged,
+            warnings,
+            jobs,
+            ..
+        } = walker;
+        drop(jobs); // workers end when the queue closes
+        root_id.map(|root| WalkOutcome {
+            root,
+            files,
+            dirs,
+            bytes,
+            unchanged,
+            warnings,
+        })
+    });
+    let outcome = result?;
+    shared.flush()?;
+    Ok(outcome)
+}
+
+fn worker(shared: &Shared, queue: &Mutex<Receiver<FileJob>>) {
+    loop {
+        let job = match queue.lock().expect("queue").recv() {
+            Ok(job) => job,
+            Err(_) => return,
+        };
+        let result = if shared.cancel.is_cancelled() {
+            FileResult::Fatal(EngineError::Cancelled)
+        } else {
+            read_file(shared, &job)
+        };
+        let _ = job.reply.send(result);
+    }
+}
+
+fn changed(before: &std::fs::Metadata, after: &std::fs::Metadata) -> bool {
+    before.len() != after.len()
+        || before.mtime() != after.mtime()
+        || before.mtime_nsec() != after.mtime_nsec()
+        || before.ctime() != after.ctime()
+        || before.ctime_nsec() != after.ctime_nsec()
+}
+
+fn read_file(shared: &Shared, job: &FileJob) -> FileResult {
+    let file = match std::fs::File::open(&job.path) {
+        Ok(f) => f,
+        Err(e) => return FileResult::Unreadable(format!("{}: cannot read: {e}", job.display)),
+    };
+    let cdc = StreamCDC::with_level_and_seed(
+        std::io::BufReader::with_capacity(1 << 20, &file),
+        CHUNK_MIN,
+        CHUNK_AVG,
+        CHUNK_MAX,
+        Normalization::Level1,
+        shared.repo.keys.chunker_seed,
+    );
+    let mut content = Vec::new();
+    let mut size = 0u64;
+    for chunk in cdc {
+        let chunk = match chunk {
+            Ok(c) => c,
+            Err(e) => return FileResult::Unreadable(format!("{}: read failed: {e}", job.display)),
+        };
+        if let Err(e) = shared.check_cancel() {
+            return FileResult::Fatal(e);
+        }
+        let id = shared.repo.keys.chunk_id(&chunk.data);
+        if let Err(e) = shared.store_blob(BlobKind::Data, id, &chunk.data) {
+            return FileResult::Fatal(e);
+        }
+        size += chunk.data.len() as u64;
+        shared.progress.add(0, chunk.data.len() as u64);
+        content.push(id);
+    }
+    shared.progress.add(1, 0);
+    let warning = match file.metadata() {
+        Ok(after) if changed(&job.meta, &after) || after.len() != size => {
+            Some(format!("{}: changed while being read", job.display))
+        }
+        Ok(_) => None,
+        Err(e) => Some(format!(
+            "{}: cannot re-check after reading: {e}",
+            job.display
+        )),
+    };
+    FileResult::Done {
+        content,
+        size,
+        warning,
+    }
+}
+
+struct Walker<'a> {
+    shared: &'a Arc<Shared>,
+    jobs: SyncSender<FileJob>,
+    files: u64,
+    dirs: u64,
+    bytes: u64,
+    unchanged: u64,
+    warnings: Vec<String>,
+}
+
+/// An entry of the directory being built.
+enum Pending {
+    Ready(Node),
+    File(Node, Receiver<FileResult>),
+    Dir(Node, PathBuf, Option<Vec<Node>>),
+}
+
+fn nanos(secs: i64, nsecs: i64) -> i64 {
+    secs.saturating_mul(1_000_000_000).saturating_add(nsecs)
+}
+
+fn node_from(name: &OsStr, meta: &std::fs::Metadata, kind: NodeKind) -> Node {
+    Node {
+        name: name.as_bytes().to_vec(),
+        kind,
+        mode: meta.mode() & 0o7777,
+        uid: meta.uid(),
+        gid: meta.gid(),
+        mtime_ns: nanos(meta.mtime(), meta.mtime_nsec()),
+        ctime_ns: nanos(meta.ctime(), meta.ctime_nsec()),
+        inode: meta.ino(),
+        size: if kind == NodeKind::File {
+            meta.len()
+        } else {
+            0
+        },
+        content: Vec::new(),
+        subtree: None,
+        link_target: Vec::new(),
+    }
+}
+
+impl Walker<'_> {
+    fn load_tree(&mut self, id: &ChunkId) -> Vec<Node> {
+        match self.shared.handle.block_on(self.shared.repo.tree(id)) {
+            Ok(nodes) => nodes,
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot read a tree of the parent snapshot; re-reading its files");
+                Vec::new()
+            }
+        }
+    }
+
+    fn warn(&mut self, message: String) {
+        tracing::warn!("{message}");
+        self.warnings.push(message);
+    }
+
+    /// Backs up one directory and returns its tree id.
+    fn dir(
+        &mut self,
+        path: &Path,
+        display: &str,
+        parent: Option<Vec<Node>>,
+    ) -> Result<ChunkId, EngineError> {
+        self.shared.check_cancel()?;
+        self.dirs += 1;
+        let mut entries: Vec<std::fs::DirEntry> = match std::fs::read_dir(path) {
+            Ok(rd) => rd
+                .filter_map(|e| match e {
+                    Ok(e) => Some(e),
+                    Err(err) => {
+                        self.warn(format!("{display}/: cannot list an entry: {err}"));
+                        None
+                    }
+                })
+                .collect(),
+            Err(e) => {
+                self.warn(format!(
+                    "{}: cannot read directory: {e}",
+                    if display.is_empty() { "/" } else { display }
+                ));
+                Vec::new()
+            }
+        };
+        entries.sort_by(|a, b| a.file_name().as_bytes().cmp(b.file_name().as_bytes()));
+        let parent_nodes = parent.unwrap_or_default();
+        let find_parent = |name: &[u8]| parent_nodes.iter().find(|n| n.name == name);
+
+        let mut pending = Vec::with_capacity(entries.len());
+        for entry in entries {
+            let name = entry.file_name();
+            let child_path = entry.path();
+            let child_display = if display.is_empty() {
+                name.to_string_lossy().into_owned()
+            } else {
+                format!("{display}/{}", name.to_string_lossy())
+            };
+            let meta = match std::fs::symlink_metadata(&child_path) {
+                Ok(m) => m,
+                Err(e) => {
+                    self.warn(format!("{child_display}: cannot stat: {e}"));
+                    continue;
+                }
+            };
+            let ft = meta.file_type();
+            if ft.is_file() {
+                let mut node = node_from(&name, &meta, NodeKind::File);
+                self.files += 1;
+                self.bytes += meta.len();
+                if let Some(old) = find_parent(name.as_bytes()).filter(|old| {
+                    old.kind == NodeKind::File
+                        && old.size == node.size
+                        && old.mtime_ns == node.mtime_ns
+                        && old.ctime_ns == node.ctime_ns
+                        && old.inode == node.inode
+                        && old.content.iter().all(|c| self.shared.index.contains(c))
+                }) {
+                    node.content.clone_from(&old.content);
+                    self.unchanged += 1;
+                    self.shared.progress.add(1, node.size);
+                    pending.push(Pending::Ready(node));
+                    continue;
+                }
+                let (reply, result) = sync_channel(1);
+                self.jobs
+                    .send(FileJob {
+                        path: child_path,
+                        display: child_display,
+                        meta,
+                        reply,
+                    })
+                    .map_err(|_| EngineError::Other("backup workers stopped".into()))?;
+                pending.push(Pending::File(node, result));
+            } else if ft.is_dir() {
+                let node = node_from(&name, &meta, NodeKind::Dir);
+                let old = find_parent(name.as_bytes())
+                    .filter(|n| n.kind == NodeKind::Dir)
+                    .and_then(|n| n.subtree);
+                let old_nodes = old.map(|id| self.load_tree(&id));
+                pending.push(Pending::Dir(node, child_path, old_nodes));
+            } else if ft.is_symlink() {
+                let mut node = node_from(&name, &meta, NodeKind::Symlink);
+                match std::fs::read_link(&child_path) {
+                    Ok(target) => {
+                        node.link_target = target.as_os_str().as_bytes().to_vec();
+                        pending.push(Pending::Ready(node));
+                    }
+                    Err(e) => self.warn(format!("{child_display}: cannot read link: {e}")),
+                }
+            } else {
+                use std::os::unix::fs::FileTypeExt as _;
+                let what = if ft.is_socket() {
+                    "socket"
+                } else if ft.is_fifo() {
+                    "FIFO"
+                } else if ft.is_block_device() || ft.is_char_device() {
+                    "device"
+                } else {
+                    "special file"
+                };
+                self.warn(format!("{child_display}: skipped ({what})"));
+            }
+        }
+
+        // Subdirectories first, while this directory's files are being read.
+        let mut nodes = Vec::with_capacity(pending.len());
+        let mut waiting = Vec::new();
+        for p in pending {
+            match p {
+                Pending::Dir(mut node, child, old) => {
+                    let child_display = if display.is_empty() {
+                        node.display_name()
+                    } else {
+                        format!("{display}/{}", node.display_name())
+                    };
+                    node.subtree = Some(self.dir(&child, &child_display, old)?);
+                    nodes.push(Some(node));
+                }
+                Pending::Ready(node) => nodes.push(Some(node)),
+                Pending::File(node, rx) => {
+                    waiting.push((nodes.len(), node, rx));
+                    nodes.push(None);
+                }
+            }
+        }
+        for (slot, mut node, rx) in waiting {
+            match rx
+                .recv()
+                .map_err(|_| EngineError::Other("a backup worker stopped".into()))?
+            {
+                FileResult::Done {
+                    content,
+                    size,
+                    warning,
+                } => {
+                    node.content = content;
+                    self.bytes = self.bytes - node.size + size;
+                    node.size = size;
+                    if let Some(w) = warning {
+                        self.warn(w);
+                    }
+                    nodes[slot] = Some(node);
+                }
+                FileResult::Unreadable(message) => {
+                    self.files -= 1;
+                    self.bytes -= node.size;
+                    self.warn(message);
+                }
+                FileResult::Fatal(e) => return Err(e),
+            }
+        }
+        let nodes: Vec<Node> = nodes.into_iter().flatten().collect();
+        let encoded = tree::encode(&nodes);
+        let id = self.shared.repo.keys.chunk_id(&encoded);
+        self.shared.store_blob(BlobKind::Tree, id, &encoded)?;
+        Ok(id)
+    }
+}

@@ -1,0 +1,472 @@
+//! `coffer-repo`: the repository engine. It turns directories into encrypted,
+//! deduplicated, verifiable snapshots in an object store, and back.
+//!
+//! # Repository format (version 1)
+//!
+//! All objects live in the object store (see `coffer_domain::storage::ObjectStore`):
+//! whole-object put/get/list/delete, no rename, no directories — so a local disk, a NAS
+//! mount and an S3 bucket are equal.
+//!
+//! | key | content |
+//! | --- | --- |
+//! | `config` | plaintext JSON: format version, repository id, creation time |
+//! | `keys/data` | the key material (encryption key, chunk-id key, chunker seed), AES-256-GCM-wrapped under the 256-bit master key (`CFRKEY01 ‖ nonce ‖ ciphertext+tag`) |
+//! | `data/<xx>/<pack id>` | a pack: sealed blobs, then the sealed pack header, its length (u32 LE) and `CFP1` |
+//! | `index/<id>` | sealed list of (pack id, blob entries) written by one backup |
+//! | `snapshots/<sha256>` | sealed JSON snapshot: source, times, root tree, stats, warnings; the key is the SHA-256 of the stored bytes, which is also the checksum the catalog keeps |
+//!
+//! **Chunks.** File content is cut with FastCDC (min 512 KiB, average 1 MiB, max 8 MiB;
+//! gear table XORed with a secret seed). A chunk's id is HMAC-SHA256 of its plaintext
+//! under a secret id key, so someone with storage access but no key cannot test whether a
+//! known file is stored. Dedup is by id across every snapshot of every source.
+//!
+//! **Sealing.** A blob is zstd-compressed when that makes it smaller, then encrypted with
+//! AES-256-GCM under a key derived for that blob alone (`HMAC-SHA256(enc key, "coffer
+//! blob" ‖ salt)`, 128 random salt bits stored before the ciphertext) with the chunk id as
+//! associated data: every key encrypts exactly one message, so no nonce can repeat and
+//! GCM's limits are never approached; a blob cannot be passed off as another chunk; and
+//! blobs can move between packs (repacking) without re-encryption. Other objects (pack
+//! headers, indexes, snapshots) are sealed the same way under a key derived from 256
+//! random bits in their header, with their purpose in the derivation. With encryption
+//! turned off, blobs are stored compressed only (the keyed chunk id, re-computed on read,
+//! authenticates them) and other objects carry a SHA-256 trailer.
+//!
+//! **Trees.** Each directory is a tree blob: its entries sorted by name (raw bytes), with
+//! kind, mode, uid, gid, mtime, ctime, inode, size and either the file's chunk ids, the
+//! subdirectory's tree id or the symlink's target.
+//!
+//! **Commit order.** A backup stores packs, then its index, then the snapshot object;
+//! the catalog row comes last. Each put is atomic (fs: temporary file, fsync, rename,
+//! fsync of the directory). A crash at any point leaves earlier snapshots intact; the
+//! half-done snapshot is not listed; its packs are garbage for the next prune.
+//!
+//! **Recovery.** Storage plus the master key are enough: `snapshots/` lists every
+//! snapshot and the catalog can be rebuilt from it.
+
+mod backup;
+mod crypto;
+mod error;
+mod index;
+mod pack;
+mod restore;
+mod snapshot;
+mod tree;
+mod verify;
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, RwLock};
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use coffer_domain::engine::{
+    BackupRequest, Cancel, EngineFailure, EntryInfo, EntryKind, Progress, RestoreReport,
+    SnapshotEngine, SnapshotSummary, VerifyReport,
+};
+use coffer_domain::storage::{ObjectKey, ObjectStore};
+
+pub use crypto::Keys;
+pub use error::EngineError;
+
+use crate::index::Index;
+use crate::pack::pack_key;
+use crate::snapshot::SnapshotDoc;
+use crate::tree::{Node, NodeKind};
+
+const KEYS_OBJECT: &str = "keys/data";
+const CONFIG_OBJECT: &str = "config";
+
+fn key(raw: &str) -> Result<ObjectKey, EngineError> {
+    ObjectKey::parse(raw).map_err(|e| EngineError::Other(format!("object key: {e}")))
+}
+
+/// An open repository.
+pub struct Repository {
+    store: Arc<dyn ObjectStore>,
+    keys: Keys,
+    encrypt: bool,
+    index: RwLock<Arc<Index>>,
+    /// Recently read packs, for restore and browsing.
+    pack_cache: Mutex<Vec<([u8; 32], Bytes)>>,
+}
+
+/// Whether `store` holds a repository already.
+///
+/// # Errors
+/// Storage failures.
+pub async fn is_initialized(store: &dyn ObjectStore) -> Result<bool, EngineError> {
+    Ok(store.exists(&key(KEYS_OBJECT)?).await?)
+}
+
+/// Creates a new repository in `store` (which must hold none) under `master`.
+///
+/// # Errors
+/// When a repository exists already, or storage fails.
+pub async fn init(store: &dyn ObjectStore, master: &[u8; 32]) -> Result<(), EngineError> {
+    if is_initialized(store).await? {
+        return Err(EngineError::Invalid(
+            "a repository exists here already".into(),
+        ));
+    }
+    let keys = Keys::generate()?;
+    let config = serde_json::json!({
+        "format": "coffer-repository",
+        "version": 1,
+        "id": hex::encode(crypto::random::<16>()?),
+        "created_at": chrono::Utc::now().to_rfc3339(),
+    });
+    store
+        .put(&key(CONFIG_OBJECT)?, Bytes::from(config.to_string()))
+        .await?;
+    store
+        .put(&key(KEYS_OBJECT)?, Bytes::from(keys.wrap(master)?))
+        .await?;
+    Ok(())
+}
+
+/// Re-wraps the repository's key material under a new master key, without touching
+/// data. The caller keeps both keys until this returns.
+///
+/// # Errors
+/// `WrongKey` when `old` does not open the repository.
+pub async fn rewrap(
+    store: &dyn ObjectStore,
+    old: &[u8; 32],
+    new: &[u8; 32],
+) -> Result<(), EngineError> {
+    let wrapped = store
+        .get(&key(KEYS_OBJECT)?)
+        .await?
+        .ok_or_else(|| EngineError::NotFound("no repository here".into()))?;
+    let keys = Keys::unwrap(&wrapped, old)?;
+    store
+        .put(&key(KEYS_OBJECT)?, Bytes::from(keys.wrap(new)?))
+        .await?;
+    // Read back: the new wrapping must open with the new key before the old key goes.
+    let check = store
+        .get(&key(KEYS_OBJECT)?)
+        .await?
+        .ok_or_else(|| EngineError::Other("the rewrapped key vanished".into()))?;
+    Keys::unwrap(&check, new)?;
+    Ok(())
+}
+
+impl Repository {
+    /// Opens the repository with `master`, loading the index.
+    ///
+    /// # Errors
+    /// `WrongKey`, `NotFound` (no repository), storage failures, a damaged index.
+    pub async fn open(
+        store: Arc<dyn ObjectStore>,
+        master: &[u8; 32],
+        encrypt: bool,
+    ) -> Result<Self, EngineError> {
+        let wrapped = store
+            .get(&key(KEYS_OBJECT)?)
+            .await?
+            .ok_or_else(|| EngineError::NotFound("no repository in this storage".into()))?;
+        let keys = Keys::unwrap(&wrapped, master)?;
+        let repo = Self {
+            store,
+            keys,
+            encrypt,
+            index: RwLock::new(Arc::new(Index::default())),
+            pack_cache: Mutex::new(Vec::new()),
+        };
+        repo.reload_index().await?;
+        Ok(repo)
+    }
+
+    /// Re-reads every index object (another process may have added some).
+    async fn reload_index(&self) -> Result<Arc<Index>, EngineError> {
+        let mut index = Index::default();
+        for k in self.store.list("index/").await? {
+            let sealed = self
+                .store
+                .get(&k)
+                .await?
+                .ok_or_else(|| EngineError::Corrupt(format!("{k} vanished")))?;
+            index.load_object(&self.keys, &sealed)?;
+        }
+        let index = Arc::new(index);
+        *self.index.write().expect("index lock") = index.clone();
+        Ok(index)
+    }
+
+    /// Forgets cached packs, so what follows reads storage as it is now.
+    fn drop_cache(&self) {
+        self.pack_cache.lock().expect("cache").clear();
+    }
+
+    fn index(&self) -> Arc<Index> {
+        self.index.read().expect("index lock").clone()
+    }
+
+    /// A pack's bytes, from a small cache of recently read packs.
+    async fn pack(&self, id: &[u8; 32]) -> Result<Bytes, EngineError> {
+        if let Some((_, bytes)) = self
+            .pack_cache
+            .lock()
+            .expect("cache")
+            .iter()
+            .find(|(p, _)| p == id)
+        {
+            return Ok(bytes.clone());
+        }
+        let bytes =
+            self.store.get(&key(&pack_key(id))?).await?.ok_or_else(|| {
+                EngineError::Damaged(format!("pack {} is missing", hex::encode(id)))
+            })?;
+        let mut cache = self.pack_cache.lock().expect("cache");
+        if cache.len() >= 4 {
+            cache.remove(0);
+        }
+        cache.push((*id, bytes.clone()));
+        Ok(bytes)
+    }
+
+    /// A blob's plaintext, authenticated.
+    async fn blob(&self, id: &crypto::ChunkId) -> Result<Vec<u8>, EngineError> {
+        let index = self.index();
+        let (pack_id, entry) = index.get(id).ok_or_else(|| {
+            EngineError::Damaged(format!(
+                "chunk {} is not in the index",
+                hex::encode(&id[..8])
+            ))
+        })?;
+        let (pack_id, entry) = (*pack_id, *entry);
+        let pack = self.pack(&pack_id).await?;
+        let start =
+            usize::try_from(entry.offset).map_err(|_| EngineError::Corrupt("offset".into()))?;
+        let end = start + entry.length as usize;
+        if end > pack.len() {
+            return Err(EngineError::Damaged(format!(
+                "pack {} is truncated",
+                hex::encode(pack_id)
+            )));
+        }
+        crypto::open_blob(&self.keys, id, entry.raw_length as usize, &pack[start..end])
+    }
+
+    async fn tree(&self, id: &crypto::ChunkId) -> Result<Vec<Node>, EngineError> {
+        tree::decode(&self.blob(id).await?)
+    }
+
+    /// Every snapshot in storage, oldest first.
+    ///
+    /// # Errors
+    /// Storage failures; a snapshot object that fails its checksum.
+    pub async fn list_snapshots(&self) -> Result<Vec<(String, SnapshotDoc)>, EngineError> {
+        let mut out = Vec::new();
+        for k in self.store.list("snapshots/").await? {
+            let id = k.as_str().trim_start_matches("snapshots/").to_owned();
+            out.push((id.clone(), self.load_snapshot(&id).await?));
+        }
+        out.sort_by_key(|(_, d)| d.started_at);
+        Ok(out)
+    }
+
+    /// Loads and checks a snapshot object: its SHA-256 must equal its id.
+    async fn load_snapshot(&self, id: &str) -> Result<SnapshotDoc, EngineError> {
+        if id.len() != 64 || !id.bytes().all(|b| b.is_ascii_hexdigit()) {
+            return Err(EngineError::NotFound(format!("no snapshot `{id}`")));
+        }
+        let sealed = self
+            .store
+            .get(&key(&format!("snapshots/{id}"))?)
+            .await?
+            .ok_or_else(|| EngineError::NotFound(format!("no snapshot {id} in storage")))?;
+        if hex::encode(crypto::sha256(&sealed)) != id {
+            return Err(EngineError::Damaged(format!(
+                "snapshot {id} fails its SHA-256 checksum"
+            )));
+        }
+        snapshot::open(&self.keys, &sealed)
+    }
+
+    /// The nodes at `path` ("" or "/" for the root) inside a snapshot's tree.
+    async fn resolve(&self, root: &crypto::ChunkId, path: &str) -> Result<Node, EngineError> {
+        let mut current = Node {
+            name: Vec::new(),
+            kind: NodeKind::Dir,
+            mode: 0o755,
+            uid: 0,
+            gid: 0,
+            mtime_ns: 0,
+            ctime_ns: 0,
+            inode: 0,
+            size: 0,
+            content: Vec::new(),
+            subtree: Some(*root),
+            link_target: Vec::new(),
+        };
+        for part in path.split('/').filter(|p| !p.is_empty() && *p != ".") {
+            let Some(subtree) = current.subtree.filter(|_| current.kind == NodeKind::Dir) else {
+                return Err(EngineError::NotFound(format!("`{path}`: not a directory")));
+            };
+            let nodes = self.tree(&subtree).await?;
+            current = nodes
+                .into_iter()
+                .find(|n| n.name == part.as_bytes())
+                .ok_or_else(|| EngineError::NotFound(format!("`{path}` is not in the snapshot")))?;
+        }
+        Ok(current)
+    }
+}
+
+fn failure(e: EngineError) -> EngineFailure {
+    match e {
+        EngineError::NotFound(m) => EngineFailure::NotFound(m),
+        EngineError::Invalid(m) => EngineFailure::Invalid(m),
+        EngineError::Damaged(m) => EngineFailure::Damaged(m),
+        EngineError::Cancelled => EngineFailure::Cancelled,
+        other => EngineFailure::Other(other.to_string()),
+    }
+}
+
+/// The engine behind the application's port; owns an open repository.
+pub struct Engine {
+    repo: Arc<Repository>,
+}
+
+impl Engine {
+    #[must_use]
+    pub fn new(repo: Repository) -> Self {
+        Self {
+            repo: Arc::new(repo),
+        }
+    }
+}
+
+#[async_trait]
+impl SnapshotEngine for Engine {
+    async fn backup(
+        &self,
+        request: BackupRequest,
+        progress: Arc<Progress>,
+        cancel: Cancel,
+    ) -> Result<SnapshotSummary, EngineFailure> {
+        backup::run(self.repo.clone(), request, progress, cancel)
+            .await
+            .map_err(failure)
+    }
+
+    async fn snapshots(&self) -> Result<Vec<SnapshotSummary>, EngineFailure> {
+        Ok(self
+            .repo
+            .list_snapshots()
+            .await
+            .map_err(failure)?
+            .into_iter()
+            .map(|(id, doc)| doc.summary(id))
+            .collect())
+    }
+
+    async fn list_dir(&self, snapshot: &str, path: &str) -> Result<Vec<EntryInfo>, EngineFailure> {
+        let doc = self.repo.load_snapshot(snapshot).await.map_err(failure)?;
+        let node = self
+            .repo
+            .resolve(&doc.root()?, path)
+            .await
+            .map_err(failure)?;
+        let subtree = node
+            .subtree
+            .filter(|_| node.kind == NodeKind::Dir)
+            .ok_or_else(|| EngineFailure::Invalid(format!("`{path}` is not a directory")))?;
+        let nodes = self.repo.tree(&subtree).await.map_err(failure)?;
+        Ok(nodes
+            .iter()
+            .map(|n| EntryInfo {
+                name: n.display_name(),
+                kind: match n.kind {
+                    NodeKind::File => EntryKind::File,
+                    NodeKind::Dir => EntryKind::Dir,
+                    NodeKind::Symlink => EntryKind::Symlink,
+                },
+                size: n.size,
+                mtime: chrono::DateTime::from_timestamp_nanos(n.mtime_ns),
+                mode: n.mode,
+            })
+            .collect())
+    }
+
+    async fn restore(
+        &self,
+        snapshot: &str,
+        path: Option<&str>,
+        target: &std::path::Path,
+        progress: Arc<Progress>,
+    ) -> Result<RestoreReport, EngineFailure> {
+        self.repo.drop_cache();
+        restore::run(self.repo.clone(), snapshot, path, target, progress)
+            .await
+            .map_err(failure)
+    }
+
+    async fn verify(&self, snapshot: &str, read_data: bool) -> Result<VerifyReport, EngineFailure> {
+        self.repo.drop_cache();
+        verify::run(&self.repo, snapshot, read_data)
+            .await
+            .map_err(failure)
+    }
+}
+
+impl From<EngineError> for EngineFailure {
+    fn from(e: EngineError) -> Self {
+        failure(e)
+    }
+}
+
+/// Everything a tree references, checked for names that could escape a restore target.
+pub(crate) struct Refs {
+    /// Data chunk → the paths (inside the snapshot) of the files that use it.
+    pub data: HashMap<crypto::ChunkId, Vec<String>>,
+    pub trees: Vec<crypto::ChunkId>,
+    /// Entries that must never be restored: unsafe or duplicate names.
+    pub unsafe_entries: Vec<String>,
+}
+
+/// Walks a tree, collecting what it references.
+async fn collect_refs(
+    repo: &Repository,
+    root: &crypto::ChunkId,
+    base: String,
+) -> Result<Refs, EngineError> {
+    let mut refs = Refs {
+        data: HashMap::new(),
+        trees: vec![*root],
+        unsafe_entries: Vec::new(),
+    };
+    let mut stack = vec![(*root, base)];
+    while let Some((id, path)) = stack.pop() {
+        let nodes = repo.tree(&id).await?;
+        let mut names = std::collections::HashSet::new();
+        for node in nodes {
+            let child = if path.is_empty() {
+                node.display_name()
+            } else {
+                format!("{path}/{}", node.display_name())
+            };
+            if !Node::safe_name(&node.name) || !names.insert(node.name.clone()) {
+                refs.unsafe_entries.push(child.clone());
+            }
+            match node.kind {
+                NodeKind::File => {
+                    for c in node.content {
+                        refs.data.entry(c).or_default().push(child.clone());
+                    }
+                }
+                NodeKind::Dir => {
+                    if let Some(sub) = node.subtree {
+                        refs.trees.push(sub);
+                        stack.push((sub, child));
+                    }
+                }
+                NodeKind::Symlink => {}
+            }
+        }
+    }
+    Ok(refs)
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,625 @@
+//! Engine tests: real directory trees, an in-memory object store.
+
+use std::collections::BTreeMap;
+use std::ffi::OsStr;
+use std::os::unix::ffi::OsStrExt as _;
+use std::os::unix::fs::{MetadataExt as _, PermissionsExt as _};
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use coffer_domain::engine::{
+    BackupRequest, Cancel, EngineFailure, Progress, SnapshotEngine, SnapshotStatus,
+};
+use coffer_domain::storage::{ObjectKey, ObjectStore, StorageError};
+
+use super::*;
+
+/// A plain in-memory object store, with a way to tamper with objects.
+#[derive(Default)]
+pub struct MemStore(Mutex<BTreeMap<String, Bytes>>);
+
+#[async_trait]
+impl ObjectStore for MemStore {
+    async fn put(&self, key: &ObjectKey, bytes: Bytes) -> Result<(), StorageError> {
+        self.0.lock().unwrap().insert(key.to_string(), bytes);
+        Ok(())
+    }
+    async fn get(&self, key: &ObjectKey) -> Result<Option<Bytes>, StorageError> {
+        Ok(self.0.lock().unwrap().get(key.as_str()).cloned())
+    }
+    async fn exists(&self, key: &ObjectKey) -> Result<bool, StorageError> {
+        Ok(self.0.lock().unwrap().contains_key(key.as_str()))
+    }
+    async fn delete(&self, key: &ObjectKey) -> Result<(), StorageError> {
+        self.0.lock().unwrap().remove(key.as_str());
+        Ok(())
+    }
+    async fn list(&self, prefix: &str) -> Result<Vec<ObjectKey>, StorageError> {
+        Ok(self
+            .0
+            .lock()
+            .unwrap()
+            .keys()
+            .filter(|k| k.starts_with(prefix))
+            .map(|k| ObjectKey::parse(k).unwrap())
+            .collect())
+    }
+    async fn check(&self) -> Result<(), StorageError> {
+        Ok(())
+    }
+}
+
+impl MemStore {
+    fn keys_with(&self, prefix: &str) -> Vec<String> {
+        self.0
+            .lock()
+            .unwrap()
+            .keys()
+            .filter(|k| k.starts_with(prefix))
+            .cloned()
+            .collect()
+    }
+    fn edit(&self, key: &str, f: impl FnOnce(&mut Vec<u8>)) {
+        let mut map = self.0.lock().unwrap();
+        let mut bytes = map[key].to_vec();
+        f(&mut bytes);
+        map.insert(key.to_owned(), Bytes::from(bytes));
+    }
+    fn total(&self) -> usize {
+        self.0.lock().unwrap().values().map(Bytes::len).sum()
+    }
+}
+
+const MASTER: [u8; 32] = [42u8; 32];
+
+async fn engine(store: &Arc<MemStore>, encrypt: bool) -> Engine {
+    let dyn_store: Arc<dyn ObjectStore> = store.clone();
+    if !is_initialized(dyn_store.as_ref()).await.unwrap() {
+        init(dyn_store.as_ref(), &MASTER).await.unwrap();
+    }
+    Engine::new(Repository::open(dyn_store, &MASTER, encrypt).await.unwrap())
+}
+
+async fn backup(
+    engine: &Engine,
+    src: &Path,
+    parent: Option<String>,
+) -> coffer_domain::engine::SnapshotSummary {
+    engine
+        .backup(
+            BackupRequest {
+                source_name: "test".into(),
+                path: src.to_path_buf(),
+                parent,
+            },
+            Arc::new(Progress::default()),
+            Cancel::default(),
+        )
+        .await
+        .unwrap()
+}
+
+fn write(path: &Path, data: &[u8]) {
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir).unwrap();
+    }
+    std::fs::write(path, data).unwrap();
+}
+
+/// Pseudo-random but deterministic bytes (incompressible enough).
+fn noise(len: usize, seed: u64) -> Vec<u8> {
+    let mut x = seed | 1;
+    (0..len)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            (x >> 24) as u8
+        })
+        .collect()
+}
+
+/// A tree full of edge cases.
+fn edge_cases(root: &Path) {
+    std::fs::create_dir_all(root.join("empty/nested-empty")).unwrap();
+    write(&root.join("zero-byte"), b"");
+    write(&root.join("small.txt"), b"hello coffer\n");
+    write(&root.join("name with spaces and \n newline"), b"odd name");
+    write(&root.join("ünïcødé-名前.txt"), b"unicode");
+    write(
+        &root.join(OsStr::from_bytes(b"not-utf8-\xff\xfe")),
+        b"raw bytes name",
+    );
+    let mut big = vec![0u8; 12 * 1024 * 1024];
+    big[3_000_000..3_000_000 + 4096].copy_from_slice(&noise(4096, 7));
+    big.extend_from_slice(&noise(3 * 1024 * 1024, 9));
+    write(&root.join("dir/sub/large-sparse-ish.bin"), &big);
+    write(&root.join("dir/exec.sh"), b"#!/bin/sh\necho hi\n");
+    std::fs::set_permissions(
+        root.join("dir/exec.sh"),
+        std::fs::Permissions::from_mode(0o750),
+    )
+    .unwrap();
+    std::fs::set_permissions(
+        root.join("small.txt"),
+        std::fs::Permissions::from_mode(0o600),
+    )
+    .unwrap();
+    std::os::unix::fs::symlink("small.txt", root.join("link-to-small")).unwrap();
+    std::os::unix::fs::symlink("/does/not/exist", root.join("dangling-link")).unwrap();
+    std::os::unix::fs::symlink("../..", root.join("dir/link-up")).unwrap();
+    let old = std::time::UNIX_EPOCH + std::time::Duration::from_secs(1_000_000_000);
+    let f = std::fs::File::options()
+        .write(true)
+        .open(root.join("small.txt"))
+        .unwrap();
+    f.set_times(std::fs::FileTimes::new().set_modified(old))
+        .unwrap();
+}
+
+/// Every entry under `root`: relative path → (kind, mode, mtime for files, content or target).
+fn describe(root: &Path) -> BTreeMap<Vec<u8>, (String, u32, i64, Vec<u8>)> {
+    let mut out = BTreeMap::new();
+    let mut stack = vec![root.to_path_buf()];
+    while let Some(dir) = stack.pop() {
+        for e in std::fs::read_dir(&dir).unwrap() {
+            let e = e.unwrap();
+            let p = e.path();
+            let rel = p
+                .strip_prefix(root)
+                .unwrap()
+                .as_os_str()
+                .as_bytes()
+                .to_vec();
+            let m = std::fs::symlink_metadata(&p).unwrap();
+            let (kind, content) = if m.file_type().is_symlink() {
+                (
+                    "link",
+                    std::fs::read_link(&p)
+                        .unwrap()
+                        .as_os_str()
+                        .as_bytes()
+                        .to_vec(),
+                )
+            } else if m.is_dir() {
+                stack.push(p.clone());
+                ("dir", Vec::new())
+            } else {
+                ("file", std::fs::read(&p).unwrap())
+            };
+            let mtime = if kind == "link" {
+                0
+            } else {
+                m.mtime() * 1_000_000_000 + m.mtime_nsec()
+            };
+            let mode = if kind == "link" { 0 } else { m.mode() & 0o7777 };
+            out.insert(rel, (kind.to_owned(), mode, mtime, content));
+        }
+    }
+    out
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn edge_cases_round_trip_byte_for_byte_and_metadata_equal() {
+    let src = tempfile::tempdir().unwrap();
+    edge_cases(src.path());
+    let store = Arc::new(MemStore::default());
+    let engine = engine(&store, true).await;
+    let snap = backup(&engine, src.path(), None).await;
+    assert_eq!(snap.status, SnapshotStatus::Ok, "{:?}", snap.warnings);
+    assert!(snap.encrypted);
+    assert_eq!(snap.files, 7);
+    let out = tempfile::tempdir().unwrap();
+    let target = out.path().join("restored");
+    let report = engine
+        .restore(&snap.id, None, &target, Arc::new(Progress::default()))
+        .await
+        .unwrap();
+    assert_eq!(report.files, 7);
+    assert_eq!(report.symlinks, 3);
+    assert_eq!(describe(&target), describe(src.path()));
+    // Nothing but the restored entries (no temporary files left).
+    assert!(
+        !describe(&target)
+            .keys()
+            .any(|k| k.windows(7).any(|w| w == b"coffer-"))
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_path_inside_the_snapshot_restores_alone() {
+    let src = tempfile::tempdir().unwrap();
+    edge_cases(src.path());
+    let store = Arc::new(MemStore::default());
+    let engine = engine(&store, true).await;
+    let snap = backup(&engine, src.path(), None).await;
+    let out = tempfile::tempdir().unwrap();
+    engine
+        .restore(
+            &snap.id,
+            Some("dir/sub"),
+            &out.path().join("t"),
+            Arc::new(Progress::default()),
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        describe(&out.path().join("t")),
+        describe(&src.path().join("dir/sub"))
+    );
+    engine
+        .restore(
+            &snap.id,
+            Some("small.txt"),
+            &out.path().join("f"),
+            Arc::new(Progress::default()),
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        std::fs::read(out.path().join("f/small.txt")).unwrap(),
+        b"hello coffer\n"
+    );
+    let entries = engine.list_dir(&snap.id, "dir").await.unwrap();
+    let names: Vec<&str> = entries.iter().map(|e| e.name.as_str()).collect();
+    assert_eq!(names, ["exec.sh", "link-up", "sub"]);
+    assert!(matches!(
+        engine.list_dir(&snap.id, "nope").await,
+        Err(EngineFailure::NotFound(_))
+    ));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unchanged_second_backup_adds_almost_nothing_and_reads_nothing() {
+    let src = tempfile::tempdir().unwrap();
+    edge_cases(src.path());
+    for i in 0..50 {
+        write(&src.path().join(format!("many/f{i}")), &noise(5000, i));
+    }
+    let store = Arc::new(MemStore::default());
+    let engine = engine(&store, true).await;
+    let first = backup(&engine, src.path(), None).await;
+    let before = store.total();
+    let second = backup(&engine, src.path(), Some(first.id.clone())).await;
+    let added = store.total() - before;
+    assert_eq!(second.unchanged_files, second.files, "no file re-read");
+    assert_eq!(second.bytes_added, 0);
+    assert!(added < 4096, "an unchanged backup stored {added} bytes");
+    assert_eq!(second.stored_bytes_added as usize, added);
+    // A changed file is re-read; only its new chunk is stored.
+    write(&src.path().join("many/f3"), &noise(5000, 999));
+    let third = backup(&engine, src.path(), Some(second.id.clone())).await;
+    assert_eq!(third.files - third.unchanged_files, 1);
+    assert_eq!(third.bytes_added, 5000);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nothing_readable_in_storage() {
+    let src = tempfile::tempdir().unwrap();
+    let marker = b"COFFER-MARKER-7f3a9c1e-do-not-leak";
+    let mut text = Vec::new();
+    for _ in 0..2000 {
+        text.extend_from_slice(marker);
+        text.push(b'\n');
+    }
+    write(&src.path().join("secret.txt"), &text);
+    write(
+        &src.path().join("COFFER-MARKER-7f3a9c1e-do-not-leak.name"),
+        marker,
+    );
+    let store = Arc::new(MemStore::default());
+    let engine = engine(&store, true).await;
+    backup(&engine, src.path(), None).await;
+    for (k, v) in store.0.lock().unwrap().iter() {
+        assert!(
+            !v.windows(16).any(|w| w == &marker[..16]),
+            "marker readable in {k}"
+        );
+        assert!(!k.contains("MARKER"));
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unencrypted_repositories_still_verify_every_chunk() {
+    let src = tempfile::tempdir().unwrap();
+    edge_cases(src.path());
+    let store = Arc::new(MemStore::default());
+    let engine = engine(&store, false).await;
+    let snap = backup(&engine, src.path(), None).await;
+    assert!(!snap.encrypted);
+    let report = engine.verify(&snap.id, true).await.unwrap();
+    assert!(report.ok(), "{report:?}");
+    let pack = store.keys_with("data/")[0].clone();
+    store.edit(&pack, |b| b[20] ^= 0xff);
+    let report = engine.verify(&snap.id, true).await.unwrap();
+    assert!(!report.ok());
+}
+
+async fn damaged_setup() -> (tempfile::TempDir, Arc<MemStore>, Engine, String) {
+    let src = tempfile::tempdir().unwrap();
+    write(&src.path().join("a.bin"), &noise(3 * 1024 * 1024, 1));
+    write(&src.path().join("b.txt"), b"small file b");
+    let store = Arc::new(MemStore::default());
+    let engine = engine(&store, true).await;
+    let snap = backup(&engine, src.path(), None).await;
+    assert!(engine.verify(&snap.id, true).await.unwrap().ok());
+    (src, store, engine, snap.id)
+}
+
+fn data_pack_with_most_bytes(store: &MemStore) -> String {
+    let map = store.0.lock().unwrap();
+    map.iter()
+        .filter(|(k, _)| k.starts_with("data/"))
+        .max_by_key(|(_, v)| v.len())
+        .map(|(k, _)| k.clone())
+        .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_flipped_byte_is_found_by_verify_and_restore() {
+    let (_src, store, engine, id) = damaged_setup().await;
+    let pack = data_pack_with_most_bytes(&store);
+    store.edit(&pack, |b| b[1000] ^= 0x01);
+    assert!(
+        engine.verify(&id, false).await.unwrap().ok(),
+        "structure is intact"
+    );
+    let report = engine.verify(&id, true).await.unwrap();
+    assert!(!report.ok());
+    assert_eq!(report.damaged_files, ["a.bin"]);
+    let out = tempfile::tempdir().unwrap();
+    let err = engine
+        .restore(
+            &id,
+            None,
+            &out.path().join("t"),
+            Arc::new(Progress::default()),
+        )
+        .await
+        .unwrap_err();
+    let EngineFailure::Damaged(message) = err else {
+        panic!("{err:?}")
+    };
+    assert!(
+        message.contains("a.bin") && message.contains(&id),
+        "{message}"
+    );
+    assert!(
+        !out.path().join("t/a.bin").exists(),
+        "a damaged file is never written under its name"
+    );
+    assert_eq!(
+        std::fs::read(out.path().join("t/b.txt")).unwrap(),
+        b"small file b"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_truncated_pack_is_found() {
+    let (_src, store, engine, id) = damaged_setup().await;
+    let pack = data_pack_with_most_bytes(&store);
+    store.edit(&pack, |b| b.truncate(b.len() / 2));
+    let report = engine.verify(&id, true).await.unwrap();
+    assert_eq!(report.damaged_files, ["a.bin"], "{report:?}");
+    let out = tempfile::tempdir().unwrap();
+    assert!(matches!(
+        engine.restore(&id, None, &out.path().join("t"), Arc::new(Progress::default())).await,
+        Err(EngineFailure::Damaged(m)) if m.contains("a.bin")
+    ));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_deleted_pack_is_found_before_anything_is_written() {
+    let (_src, store, engine, id) = damaged_setup().await;
+    let pack = data_pack_with_most_bytes(&store);
+    store.0.lock().unwrap().remove(&pack);
+    let report = engine.verify(&id, false).await.unwrap();
+    assert!(
+        report.damaged_files.contains(&"a.bin".to_owned()),
+        "{report:?}"
+    );
+    let out = tempfile::tempdir().unwrap();
+    let target = out.path().join("t");
+    let err = engine
+        .restore(&id, None, &target, Arc::new(Progress::default()))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&err, EngineFailure::Damaged(m) if m.contains("a.bin") && m.contains("nothing was restored")),
+        "{err:?}"
+    );
+    assert!(!target.exists(), "nothing written");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_damaged_snapshot_object_fails_its_checksum() {
+    let (_src, store, engine, id) = damaged_setup().await;
+    store.edit(&format!("snapshots/{id}"), |b| b[50] ^= 1);
+    let report = engine.verify(&id, false).await.unwrap();
+    assert!(report.problems[0].contains("checksum"), "{report:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn restore_targets_must_be_new_or_empty() {
+    let (_src, _store, engine, id) = damaged_setup().await;
+    let out = tempfile::tempdir().unwrap();
+    // A target holding a symlink to elsewhere is not empty: nothing is written through it.
+    let elsewhere = tempfile::tempdir().unwrap();
+    std::os::unix::fs::symlink(elsewhere.path(), out.path().join("b.txt")).unwrap();
+    let err = engine
+        .restore(&id, None, out.path(), Arc::new(Progress::default()))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&err, EngineFailure::Invalid(m) if m.contains("not empty")),
+        "{err:?}"
+    );
+    assert_eq!(std::fs::read_dir(elsewhere.path()).unwrap().count(), 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn entries_that_would_escape_the_target_are_refused() {
+    let store = Arc::new(MemStore::default());
+    let engine = engine(&store, true).await;
+    let repo = engine.repo.clone();
+    // Forge a snapshot whose tree names an entry "..", as a tampered repository might.
+    let evil = Node {
+        name: b"..".to_vec(),
+        kind: NodeKind::File,
+        mode: 0o644,
+        uid: 0,
+        gid: 0,
+        mtime_ns: 0,
+        ctime_ns: 0,
+        inode: 1,
+        size: 0,
+        content: vec![],
+        subtree: None,
+        link_target: vec![],
+    };
+    let tree_bytes = tree::encode(&[evil]);
+    let tree_id = repo.keys.chunk_id(&tree_bytes);
+    let mut pack = pack::PackWriter::new([9u8; 32], 1024);
+    let sealed = crypto::seal_blob(&repo.keys, true, &tree_id, &tree_bytes).unwrap();
+    pack.add_sealed(tree_id, pack::BlobKind::Tree, tree_bytes.len(), &sealed)
+        .unwrap();
+    let (bytes, entries) = pack.finish(&repo.keys, true).unwrap();
+    store
+        .put(&key(&pack_key(&[9u8; 32])).unwrap(), Bytes::from(bytes))
+        .await
+        .unwrap();
+    let index = index::seal_index(&repo.keys, true, &[([9u8; 32], entries)]).unwrap();
+    store
+        .put(&key("index/evil").unwrap(), Bytes::from(index))
+        .await
+        .unwrap();
+    let doc = SnapshotDoc {
+        version: 1,
+        source: "evil".into(),
+        path: "/".into(),
+        hostname: String::new(),
+        started_at: chrono::Utc::now(),
+        finished_at: chrono::Utc::now(),
+        tree: hex::encode(tree_id),
+        parent: None,
+        status: "ok".into(),
+        encrypted: true,
+        files: 1,
+        dirs: 1,
+        bytes: 0,
+        bytes_added: 0,
+        stored_bytes_added: 0,
+        unchanged_files: 0,
+        warnings: vec![],
+    };
+    let sealed = snapshot::seal(&repo.keys, true, &doc).unwrap();
+    let id = hex::encode(crypto::sha256(&sealed));
+    store
+        .put(
+            &key(&format!("snapshots/{id}")).unwrap(),
+            Bytes::from(sealed),
+        )
+        .await
+        .unwrap();
+    repo.reload_index().await.unwrap();
+    let out = tempfile::tempdir().unwrap();
+    let target = out.path().join("t");
+    let err = engine
+        .restore(&id, None, &target, Arc::new(Progress::default()))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&err, EngineFailure::Invalid(m) if m.contains("escape")),
+        "{err:?}"
+    );
+    assert!(!target.exists(), "nothing written");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_wrong_key_opens_nothing() {
+    let (_src, store, _engine, _id) = damaged_setup().await;
+    let dyn_store: Arc<dyn ObjectStore> = store.clone();
+    let err = Repository::open(dyn_store, &[1u8; 32], true)
+        .await
+        .err()
+        .unwrap();
+    assert!(matches!(err, EngineError::WrongKey));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn special_files_are_skipped_and_make_the_snapshot_partial() {
+    let src = tempfile::tempdir().unwrap();
+    write(&src.path().join("ok.txt"), b"fine");
+    let status = std::process::Command::new("mkfifo")
+        .arg(src.path().join("pipe"))
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let store = Arc::new(MemStore::default());
+    let engine = engine(&store, true).await;
+    let snap = backup(&engine, src.path(), None).await;
+    assert_eq!(snap.status, SnapshotStatus::Partial);
+    assert_eq!(snap.warnings, ["pipe: skipped (FIFO)"]);
+    assert_eq!(snap.files, 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cancelled_backup_leaves_no_snapshot() {
+    let src = tempfile::tempdir().unwrap();
+    write(&src.path().join("big"), &noise(4 * 1024 * 1024, 3));
+    let store = Arc::new(MemStore::default());
+    let engine = engine(&store, true).await;
+    let cancel = Cancel::default();
+    cancel.cancel();
+    let err = engine
+        .backup(
+            BackupRequest {
+                source_name: "t".into(),
+                path: src.path().to_path_buf(),
+                parent: None,
+            },
+            Arc::new(Progress::default()),
+            cancel,
+        )
+        .await
+        .unwrap_err();
+    assert!(matches!(err, EngineFailure::Cancelled));
+    assert!(store.keys_with("snapshots/").is_empty());
+    assert!(engine.snapshots().await.unwrap().is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dedup_works_across_sources_and_the_key_can_be_rewrapped() {
+    let a = tempfile::tempdir().unwrap();
+    let b = tempfile::tempdir().unwrap();
+    let data = noise(2 * 1024 * 1024, 5);
+    write(&a.path().join("x"), &data);
+    write(&b.path().join("y"), &data);
+    let store = Arc::new(MemStore::default());
+    let engine = engine(&store, true).await;
+    backup(&engine, a.path(), None).await;
+    let second = backup(&engine, b.path(), None).await;
+    assert_eq!(
+        second.bytes_added, 0,
+        "same content under another source is not stored twice"
+    );
+
+    let new_master = [7u8; 32];
+    rewrap(store.as_ref(), &MASTER, &new_master).await.unwrap();
+    let dyn_store: Arc<dyn ObjectStore> = store.clone();
+    assert!(
+        Repository::open(dyn_store.clone(), &MASTER, true)
+            .await
+            .is_err()
+    );
+    let reopened = Engine::new(
+        Repository::open(dyn_store, &new_master, true)
+            .await
+            .unwrap(),
+    );
+    let snaps = reopened.snapshots().await.unwrap();
+    assert_eq!(snaps.len(), 2);
+    assert!(reopened.verify(&snaps[1].id, true).await.unwrap().ok());
+}

@@ -1,0 +1,105 @@
+//! Verification: structure (snapshot checksum, trees readable, every referenced chunk
+//! indexed and its pack present) and, with `read_data`, every byte authenticated.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use coffer_domain::engine::VerifyReport;
+
+use crate::error::EngineError;
+use crate::{Repository, collect_refs, crypto, key, pack::pack_key};
+
+/// # Errors
+/// `NotFound` for an unknown snapshot; storage failures. Damage is reported in the
+/// result, not as an error.
+pub async fn run(
+    repo: &Repository,
+    snapshot: &str,
+    read_data: bool,
+) -> Result<VerifyReport, EngineError> {
+    let mut report = VerifyReport {
+        snapshot: snapshot.to_owned(),
+        read_data,
+        problems: Vec::new(),
+        damaged_files: Vec::new(),
+        bytes_read: 0,
+    };
+    let doc = match repo.load_snapshot(snapshot).await {
+        Ok(doc) => doc,
+        Err(EngineError::Damaged(m) | EngineError::Corrupt(m)) => {
+            report.problems.push(m);
+            return Ok(report);
+        }
+        Err(e) => return Err(e),
+    };
+    let refs = match collect_refs(repo, &doc.root()?, String::new()).await {
+        Ok(refs) => refs,
+        Err(EngineError::Damaged(m) | EngineError::Corrupt(m)) => {
+            report
+                .problems
+                .push(format!("a directory listing is damaged: {m}"));
+            return Ok(report);
+        }
+        Err(e) => return Err(e),
+    };
+    let index = repo.index();
+    let mut damaged: BTreeSet<String> = BTreeSet::new();
+    // Chunks grouped by pack, to read each pack once.
+    let mut by_pack: BTreeMap<[u8; 32], Vec<crypto::ChunkId>> = BTreeMap::new();
+    for (chunk, paths) in &refs.data {
+        match index.get(chunk) {
+            Some((pack, _)) => by_pack.entry(*pack).or_default().push(*chunk),
+            None => {
+                report.problems.push(format!(
+                    "chunk {} is not in the index",
+                    hex::encode(&chunk[..8])
+                ));
+                damaged.extend(paths.iter().cloned());
+            }
+        }
+    }
+    for (pack, chunks) in &by_pack {
+        let k = key(&pack_key(pack))?;
+        if !read_data {
+            if !repo.store.exists(&k).await? {
+                report
+                    .problems
+                    .push(format!("pack {} is missing", hex::encode(pack)));
+                for c in chunks {
+                    damaged.extend(refs.data[c].iter().cloned());
+                }
+            }
+            continue;
+        }
+        let Some(bytes) = repo.store.get(&k).await? else {
+            report
+                .problems
+                .push(format!("pack {} is missing", hex::encode(pack)));
+            for c in chunks {
+                damaged.extend(refs.data[c].iter().cloned());
+            }
+            continue;
+        };
+        report.bytes_read += bytes.len() as u64;
+        if let Err(e) = crate::pack::read_header(&repo.keys, &bytes, pack) {
+            report.problems.push(e.to_string());
+        }
+        for c in chunks {
+            let (_, entry) = index.get(c).expect("indexed above");
+            let start = usize::try_from(entry.offset).unwrap_or(usize::MAX);
+            let end = start.saturating_add(entry.length as usize);
+            let ok = end <= bytes.len()
+                && crypto::open_blob(&repo.keys, c, entry.raw_length as usize, &bytes[start..end])
+                    .is_ok();
+            if !ok {
+                report.problems.push(format!(
+                    "chunk {} in pack {} fails authentication",
+                    hex::encode(&c[..8]),
+                    hex::encode(pack)
+                ));
+                damaged.extend(refs.data[c].iter().cloned());
+            }
+        }
+    }
+    report.damaged_files = damaged.into_iter().collect();
+    Ok(report)
+}

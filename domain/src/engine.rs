@@ -1,0 +1,203 @@
+//! The snapshot engine port: what the application asks of the repository (backup,
+//! restore, verify, browse, list). The repository adapter implements it.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+
+/// How a snapshot ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SnapshotStatus {
+    /// Everything under the source was read.
+    Ok,
+    /// Some entries could not be read or changed while being read; see the warnings.
+    Partial,
+}
+
+impl SnapshotStatus {
+    #[must_use]
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Self::Ok => "ok",
+            Self::Partial => "partial",
+        }
+    }
+}
+
+/// A committed snapshot, as the repository describes it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SnapshotSummary {
+    /// Hex SHA-256 of the stored snapshot object: its id and its checksum.
+    pub id: String,
+    pub source: String,
+    pub path: String,
+    pub hostname: String,
+    pub started_at: DateTime<Utc>,
+    pub finished_at: DateTime<Utc>,
+    pub status: SnapshotStatus,
+    pub encrypted: bool,
+    pub parent: Option<String>,
+    pub files: u64,
+    pub dirs: u64,
+    /// Logical bytes of all files in the snapshot.
+    pub bytes: u64,
+    /// Plaintext bytes of chunks this backup stored for the first time.
+    pub bytes_added: u64,
+    /// Bytes this backup wrote to storage (packs and metadata, after compression).
+    pub stored_bytes_added: u64,
+    /// Files not re-read because they were unchanged since the parent snapshot.
+    pub unchanged_files: u64,
+    pub warnings: Vec<String>,
+}
+
+/// What to back up.
+#[derive(Debug, Clone)]
+pub struct BackupRequest {
+    pub source_name: String,
+    pub path: PathBuf,
+    /// The previous snapshot of the same source: unchanged files are not re-read.
+    pub parent: Option<String>,
+}
+
+/// Live counters of a long operation, readable from another task.
+#[derive(Debug, Default)]
+pub struct Progress {
+    pub files_done: AtomicU64,
+    pub bytes_done: AtomicU64,
+    pub files_total: AtomicU64,
+    pub bytes_total: AtomicU64,
+}
+
+impl Progress {
+    pub fn add(&self, files: u64, bytes: u64) {
+        self.files_done.fetch_add(files, Ordering::Relaxed);
+        self.bytes_done.fetch_add(bytes, Ordering::Relaxed);
+    }
+
+    #[must_use]
+    pub fn snapshot(&self) -> (u64, u64, u64, u64) {
+        (
+            self.files_done.load(Ordering::Relaxed),
+            self.bytes_done.load(Ordering::Relaxed),
+            self.files_total.load(Ordering::Relaxed),
+            self.bytes_total.load(Ordering::Relaxed),
+        )
+    }
+}
+
+/// Asks a long operation to stop at its next safe point.
+#[derive(Debug, Clone, Default)]
+pub struct Cancel(Arc<AtomicBool>);
+
+impl Cancel {
+    pub fn cancel(&self) {
+        self.0.store(true, Ordering::SeqCst);
+    }
+
+    #[must_use]
+    pub fn is_cancelled(&self) -> bool {
+        self.0.load(Ordering::SeqCst)
+    }
+}
+
+/// An entry of a directory inside a snapshot.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EntryInfo {
+    /// The name; bytes that are not UTF-8 are shown as U+FFFD.
+    pub name: String,
+    pub kind: EntryKind,
+    pub size: u64,
+    pub mtime: DateTime<Utc>,
+    pub mode: u32,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EntryKind {
+    File,
+    Dir,
+    Symlink,
+}
+
+impl EntryKind {
+    #[must_use]
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Self::File => "file",
+            Self::Dir => "dir",
+            Self::Symlink => "symlink",
+        }
+    }
+}
+
+/// What a restore did.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RestoreReport {
+    pub files: u64,
+    pub dirs: u64,
+    pub symlinks: u64,
+    pub bytes: u64,
+}
+
+/// What a verification found about one snapshot.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VerifyReport {
+    pub snapshot: String,
+    pub read_data: bool,
+    /// Human-readable problems; empty when the snapshot is intact.
+    pub problems: Vec<String>,
+    /// Paths inside the snapshot whose content is damaged or missing.
+    pub damaged_files: Vec<String>,
+    pub bytes_read: u64,
+}
+
+impl VerifyReport {
+    #[must_use]
+    pub fn ok(&self) -> bool {
+        self.problems.is_empty() && self.damaged_files.is_empty()
+    }
+}
+
+/// A failure of the engine, in terms the application can act on.
+#[derive(Debug, thiserror::Error)]
+pub enum EngineFailure {
+    #[error("{0}")]
+    NotFound(String),
+    #[error("{0}")]
+    Invalid(String),
+    /// Stored data is damaged; the message names what.
+    #[error("{0}")]
+    Damaged(String),
+    #[error("cancelled")]
+    Cancelled,
+    #[error("{0}")]
+    Other(String),
+}
+
+/// The repository engine.
+///
+/// Contract: `backup` makes the snapshot visible (listable, restorable) only after
+/// everything it references is durably stored; a failed or cancelled backup leaves no
+/// snapshot. `restore` verifies before writing and never writes outside `target`, which
+/// must be new or empty.
+#[async_trait]
+pub trait SnapshotEngine: Send + Sync {
+    async fn backup(
+        &self,
+        request: BackupRequest,
+        progress: Arc<Progress>,
+        cancel: Cancel,
+    ) -> Result<SnapshotSummary, EngineFailure>;
+    async fn snapshots(&self) -> Result<Vec<SnapshotSummary>, EngineFailure>;
+    async fn list_dir(&self, snapshot: &str, path: &str) -> Result<Vec<EntryInfo>, EngineFailure>;
+    async fn restore(
+        &self,
+        snapshot: &str,
+        path: Option<&str>,
+        target: &Path,
+        progress: Arc<Progress>,
+    ) -> Result<RestoreReport, EngineFailure>;
+    async fn verify(&self, snapshot: &str, read_data: bool) -> Result<VerifyReport, EngineFailure>;
+}

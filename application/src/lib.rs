@@ -7,12 +7,14 @@
 
 pub mod audit;
 pub mod auth;
+pub mod backups;
 pub mod error;
 pub mod system;
 pub mod users;
 
 pub use audit::{AuditLog, AuditService, ChainReport};
 pub use auth::{AuthService, Session};
+pub use backups::{BackupService, BackupTarget, MasterKeys};
 pub use error::ServiceError;
 pub use system::{ComponentHealth, HealthReport, SystemService};
 pub use users::UserService;

@@ -9,7 +9,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context as _;
-use coffer_application::{AuditLog, AuditService, AuthService, SystemService, UserService};
+use coffer_application::{
+    AuditLog, AuditService, AuthService, BackupService, SystemService, UserService,
+};
 use coffer_config::Settings;
 use coffer_crypto::{Argon2Hasher, Hs256Tokens};
 use coffer_db::{Database, DbOptions};
@@ -20,6 +22,7 @@ use coffer_http::{AppState, HttpOptions, HttpServer};
 use coffer_storage::OpendalStore;
 
 pub mod logging;
+pub mod repo;
 
 /// Creates the data directory (mode 0700: it holds the catalog and, by default, the
 /// keys) if it does not exist yet.
@@ -52,7 +55,16 @@ pub async fn open_database(settings: &Settings) -> anyhow::Result<Database> {
         connect_timeout: Duration::from_secs(settings.database.connect_timeout_secs),
     };
     let db = Database::connect(&options).await?;
+    let (before, _) = db.migration_status().await.unwrap_or((0, 0));
     db.migrate().await?;
+    let (after, _) = db.migration_status().await?;
+    if after > before {
+        tracing::info!(
+            applied = after - before,
+            backend = db.backend(),
+            "database schema migrated"
+        );
+    }
     Ok(db)
 }
 
@@ -74,6 +86,7 @@ pub struct Services {
     pub auth: Arc<AuthService>,
     pub users: Arc<UserService>,
     pub audit: Arc<AuditService>,
+    pub backups: Arc<BackupService>,
 }
 
 impl Services {
@@ -84,7 +97,9 @@ impl Services {
     /// The first adapter that cannot be opened.
     pub async fn open(settings: &Settings) -> anyhow::Result<Self> {
         let db = open_database(settings).await?;
-        let storage = open_storage(settings)?;
+        let storage: Arc<dyn coffer_domain::storage::ObjectStore> =
+            Arc::new(open_storage(settings)?);
+        let engine = Arc::new(repo::open_engine(settings, storage.clone()).await?);
         let (session_key, created) =
             coffer_crypto::load_or_create_key(&settings.session_key_file())?;
         if created {
@@ -96,8 +111,19 @@ impl Services {
         let audit_log = AuditLog::new(Arc::new(db.audit()), clock.clone());
         let system = Arc::new(SystemService::new(
             Arc::new(db.health()),
-            Arc::new(storage),
+            storage.clone(),
             env!("CARGO_PKG_VERSION"),
+        ));
+        let backups = Arc::new(BackupService::new(
+            engine,
+            Arc::new(db.sources()),
+            Arc::new(db.catalog()),
+            Arc::new(repo::KeyFile {
+                path: settings.encryption_key_file(),
+                store: storage,
+            }),
+            clock.clone(),
+            audit_log.clone(),
         ));
         let auth = Arc::new(AuthService::new(
             users_repo.clone(),
@@ -122,6 +148,7 @@ impl Services {
             auth,
             users,
             audit,
+            backups,
         })
     }
 
@@ -223,6 +250,7 @@ impl Application {
             auth,
             users,
             audit,
+            backups: _,
         } = services;
         let state = Arc::new(AppState {
             system,

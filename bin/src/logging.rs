@@ -11,7 +11,8 @@ use tracing_subscriber::EnvFilter;
 pub fn init(format: LogFormat, level: &str) -> anyhow::Result<()> {
     let filter = match std::env::var("RUST_LOG") {
         Ok(env) if !env.trim().is_empty() => EnvFilter::try_new(env)?,
-        _ => EnvFilter::try_new(level)
+        // sea-orm-migration reports every start at info; Coffer logs what it applies.
+        _ => EnvFilter::try_new(format!("{level},sea_orm_migration=warn"))
             .map_err(|e| anyhow::anyhow!("invalid log level `{level}`: {e}"))?,
     };
     let builder = tracing_subscriber::fmt()

@@ -9,6 +9,20 @@ use coffer_config::{DEFAULT_CONFIG_FILE, LogFormat, Settings};
 use coffer_domain::auth::{Actor, Role};
 use coffer_domain::ports::UserChanges;
 use coffer_domain::secrets::Secret;
+
+/// `println!` that ends the program quietly when stdout is closed (`coffer ls | head`).
+macro_rules! out {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        if let Err(e) = writeln!(std::io::stdout(), $($arg)*)
+            && e.kind() == std::io::ErrorKind::BrokenPipe
+        {
+            std::process::exit(0);
+        }
+    }};
+}
+
+mod cli_backup;
 use figment::providers::Serialized;
 
 /// Coffer: encrypted, deduplicated, verifiable backups you run yourself.
@@ -66,6 +80,77 @@ enum Command {
     /// The audit trail.
     #[command(subcommand)]
     Audit(AuditCommand),
+    /// Back up a directory (it becomes a source named after its path) or a configured
+    /// source. Exit status 3 when the snapshot is partial (see its warnings).
+    Backup {
+        /// Directory to back up.
+        #[arg(required_unless_present = "source", conflicts_with = "source")]
+        path: Option<PathBuf>,
+        /// A configured source, by name.
+        #[arg(long)]
+        source: Option<String>,
+        /// Machine-readable output.
+        #[arg(long)]
+        json: bool,
+    },
+    /// List snapshots, newest first.
+    Snapshots {
+        #[arg(long)]
+        json: bool,
+    },
+    /// List a directory inside a snapshot.
+    Ls {
+        /// Snapshot id (or a unique prefix of 8+ digits), or `latest`.
+        snapshot: String,
+        /// Directory inside the snapshot [default: its root].
+        path: Option<String>,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Restore a snapshot, or a path inside it, into a new or empty directory. Everything
+    /// is verified before anything is written.
+    Restore {
+        /// Snapshot id (or a unique prefix of 8+ digits), or `latest`.
+        snapshot: String,
+        /// New or empty directory to restore into.
+        target: PathBuf,
+        /// Only this file or directory inside the snapshot.
+        #[arg(long)]
+        path: Option<String>,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Verify one snapshot or all: structure, and with --read-data every byte.
+    /// Exit status 1 when anything is damaged.
+    Verify {
+        /// Snapshot id, prefix or `latest` [default: every snapshot].
+        snapshot: Option<String>,
+        /// Read and authenticate every chunk, not just check that it is stored.
+        #[arg(long)]
+        read_data: bool,
+        #[arg(long)]
+        json: bool,
+    },
+    /// The master key: without it the backups cannot be read.
+    #[command(subcommand)]
+    Key(KeyCommand),
+    /// The snapshot catalog in the database.
+    #[command(subcommand)]
+    Catalog(CatalogCommand),
+}
+
+#[derive(Debug, Subcommand)]
+enum KeyCommand {
+    /// Print the master key, to keep somewhere safe away from this machine.
+    Export,
+    /// Replace the master key; stored data is not rewritten.
+    Rotate,
+}
+
+#[derive(Debug, Subcommand)]
+enum CatalogCommand {
+    /// Recreate catalog rows for every snapshot found in storage.
+    Rebuild,
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -132,7 +217,7 @@ enum AuditCommand {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match run(cli) {
-        Ok(()) => ExitCode::SUCCESS,
+        Ok(code) => code,
         Err(err) => {
             // One clear line: the chain of contexts, no backtrace.
             eprintln!("error: {err:#}");
@@ -141,10 +226,10 @@ fn main() -> ExitCode {
     }
 }
 
-fn run(cli: Cli) -> anyhow::Result<()> {
+fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     if matches!(cli.command, Command::Openapi) {
-        println!("{}", coffer_http::openapi_json());
-        return Ok(());
+        out!("{}", coffer_http::openapi_json());
+        return Ok(ExitCode::SUCCESS);
     }
     let settings = load_settings(&cli)?;
     coffer::logging::init(settings.log.format, &settings.log.level)?;
@@ -154,12 +239,14 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         .build()
         .context("cannot start the async runtime")?;
     runtime.block_on(async move {
+        let ok = |r: anyhow::Result<()>| r.map(|()| ExitCode::SUCCESS);
         match cli.command {
-            Command::Serve { .. } => serve(&settings).await,
-            Command::Migrate => migrate(&settings).await,
-            Command::Users(command) => users(&settings, command).await,
-            Command::Audit(AuditCommand::Verify) => audit_verify(&settings).await,
+            Command::Serve { .. } => ok(serve(&settings).await),
+            Command::Migrate => ok(migrate(&settings).await),
+            Command::Users(command) => ok(users(&settings, command).await),
+            Command::Audit(AuditCommand::Verify) => ok(audit_verify(&settings).await),
             Command::Openapi => unreachable!("handled above"),
+            other => cli_backup::run(&settings, other).await,
         }
     })
 }
@@ -205,7 +292,7 @@ async fn serve(settings: &Settings) -> anyhow::Result<()> {
 async fn migrate(settings: &Settings) -> anyhow::Result<()> {
     let db = coffer::open_database(settings).await?;
     let (applied, known) = db.migration_status().await?;
-    println!(
+    out!(
         "database ({}) is up to date: {applied} of {known} migration steps applied",
         db.backend()
     );
@@ -236,8 +323,13 @@ fn password_input(from_stdin: bool) -> anyhow::Result<(Secret, bool)> {
     }
 }
 
+/// The services, opened for a CLI command.
+async fn coffer_services(settings: &Settings) -> anyhow::Result<coffer::Services> {
+    coffer::Services::open(settings).await
+}
+
 async fn users(settings: &Settings, command: UsersCommand) -> anyhow::Result<()> {
-    let services = coffer::Services::open(settings).await?;
+    let services = coffer_services(settings).await?;
     let actor = local_admin();
     let svc = &services.users;
     match command {
@@ -250,12 +342,14 @@ async fn users(settings: &Settings, command: UsersCommand) -> anyhow::Result<()>
             let user = svc
                 .create(&actor, &username, &password, role.into())
                 .await?;
-            println!(
+            out!(
                 "created user `{}` (id {}, {})",
-                user.username, user.id, user.role
+                user.username,
+                user.id,
+                user.role
             );
             if generated {
-                println!("password: {}", password.expose());
+                out!("password: {}", password.expose());
             }
         }
         UsersCommand::List { json } => {
@@ -274,14 +368,17 @@ async fn users(settings: &Settings, command: UsersCommand) -> anyhow::Result<()>
                         })
                     })
                     .collect();
-                println!("{}", serde_json::to_string_pretty(&rows)?);
+                out!("{}", serde_json::to_string_pretty(&rows)?);
             } else {
-                println!(
+                out!(
                     "{:>4}  {:<24} {:<9} {:<8} last login",
-                    "id", "username", "role", "active"
+                    "id",
+                    "username",
+                    "role",
+                    "active"
                 );
                 for u in &users {
-                    println!(
+                    out!(
                         "{:>4}  {:<24} {:<9} {:<8} {}",
                         u.id,
                         u.username.as_str(),
@@ -302,7 +399,7 @@ async fn users(settings: &Settings, command: UsersCommand) -> anyhow::Result<()>
                 is_active: None,
             };
             let user = svc.update(&actor, user.id, &changes).await?;
-            println!("`{}` is now {}", user.username, user.role);
+            out!("`{}` is now {}", user.username, user.role);
         }
         UsersCommand::Disable { username } => set_active(svc, &actor, &username, false).await?,
         UsersCommand::Enable { username } => set_active(svc, &actor, &username, true).await?,
@@ -313,12 +410,12 @@ async fn users(settings: &Settings, command: UsersCommand) -> anyhow::Result<()>
             let user = svc.get_by_name(&actor, &username).await?;
             let (password, generated) = password_input(password_stdin)?;
             svc.reset_password(&actor, user.id, &password).await?;
-            println!(
+            out!(
                 "password of `{}` reset; their sessions have ended",
                 user.username
             );
             if generated {
-                println!("password: {}", password.expose());
+                out!("password: {}", password.expose());
             }
         }
     }
@@ -338,7 +435,7 @@ async fn set_active(
         is_active: Some(active),
     };
     let user = svc.update(actor, user.id, &changes).await?;
-    println!(
+    out!(
         "`{}` is {}",
         user.username,
         if user.is_active {
@@ -351,12 +448,12 @@ async fn set_active(
 }
 
 async fn audit_verify(settings: &Settings) -> anyhow::Result<()> {
-    let services = coffer::Services::open(settings).await?;
+    let services = coffer_services(settings).await?;
     let report = services.audit.verify(&local_admin()).await?;
     services.db.close().await?;
     match report.first_break {
         None => {
-            println!("audit trail intact: {} rows verified", report.rows_checked);
+            out!("audit trail intact: {} rows verified", report.rows_checked);
             Ok(())
         }
         Some((id, reason)) => anyhow::bail!(

@@ -20,6 +20,13 @@ pub enum AuditAction {
     UserCreate,
     UserUpdate,
     UserPasswordReset,
+    SourceCreate,
+    BackupCreate,
+    Restore,
+    Verify,
+    CatalogRebuild,
+    KeyExport,
+    KeyRotate,
 }
 
 impl AuditAction {
@@ -34,6 +41,13 @@ impl AuditAction {
             Self::UserCreate => "user_create",
             Self::UserUpdate => "user_update",
             Self::UserPasswordReset => "user_password_reset",
+            Self::SourceCreate => "source_create",
+            Self::BackupCreate => "backup_create",
+            Self::Restore => "restore",
+            Self::Verify => "verify",
+            Self::CatalogRebuild => "catalog_rebuild",
+            Self::KeyExport => "key_export",
+            Self::KeyRotate => "key_rotate",
         }
     }
 }

@@ -170,3 +170,79 @@ impl Clock for SystemClock {
         Utc::now()
     }
 }
+
+/// A configured backup source.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Source {
+    pub id: crate::SourceId,
+    pub name: String,
+    pub path: String,
+    pub schedule: Option<String>,
+    pub created_at: DateTime<Utc>,
+}
+
+/// Backup sources.
+///
+/// Contract: names are unique (`create` of a taken name is `Conflict`); lookups of
+/// missing sources are `Ok(None)`.
+#[async_trait]
+pub trait SourceRepository: Send + Sync {
+    async fn create(&self, name: &str, path: &str, now: DateTime<Utc>)
+    -> Result<Source, RepoError>;
+    async fn get(&self, id: crate::SourceId) -> Result<Option<Source>, RepoError>;
+    async fn find_by_name(&self, name: &str) -> Result<Option<Source>, RepoError>;
+    async fn find_by_path(&self, path: &str) -> Result<Option<Source>, RepoError>;
+    async fn list(&self) -> Result<Vec<Source>, RepoError>;
+}
+
+/// One snapshot in the catalog.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CatalogEntry {
+    pub id: crate::BackupId,
+    pub snapshot_id: String,
+    pub source_id: Option<crate::SourceId>,
+    pub source_name: String,
+    /// Logical bytes.
+    pub size: u64,
+    pub created_at: DateTime<Utc>,
+    pub finished_at: Option<DateTime<Utc>>,
+    pub status: String,
+    pub checksum: String,
+    pub encrypted: bool,
+    pub file_count: u64,
+    pub dir_count: u64,
+    pub bytes_added: u64,
+    pub stored_bytes_added: u64,
+    pub duration_ms: u64,
+    pub warnings: Vec<String>,
+    pub parent_snapshot_id: Option<String>,
+    pub protected: bool,
+    pub verified_at: Option<DateTime<Utc>>,
+    pub verify_result: Option<String>,
+}
+
+/// The snapshot catalog (rebuildable from storage).
+///
+/// Contract: `insert` of a snapshot id already present is `Conflict`; `list` is newest
+/// first; `find` accepts a full id or a unique prefix of at least 8 hex digits and
+/// reports an ambiguous prefix as `Conflict`.
+#[async_trait]
+pub trait BackupCatalog: Send + Sync {
+    async fn insert(
+        &self,
+        summary: &crate::engine::SnapshotSummary,
+        source_id: Option<crate::SourceId>,
+    ) -> Result<CatalogEntry, RepoError>;
+    async fn list(&self, limit: u64) -> Result<Vec<CatalogEntry>, RepoError>;
+    async fn find(&self, id_or_prefix: &str) -> Result<Option<CatalogEntry>, RepoError>;
+    async fn latest_for_source(
+        &self,
+        source_id: crate::SourceId,
+    ) -> Result<Option<CatalogEntry>, RepoError>;
+    async fn record_verification(
+        &self,
+        snapshot_id: &str,
+        at: DateTime<Utc>,
+        result: &str,
+    ) -> Result<(), RepoError>;
+}

@@ -109,6 +109,7 @@ run_op() {
   local out=$LOGS/$tool-$op.log tf=$LOGS/$tool-$op.time rc
   log "$tool: $op ..."
   printf '+ %s\n' "$*" >"$out"
+  sync # flush dirty pages (and pending discards) left by earlier steps, outside the timed region
   if (cd "$wd" && /usr/bin/time -o "$tf" -f '%e %M' \
     timeout --kill-after=30 "$BENCH_TIMEOUT" "$@") >>"$out" 2>&1 </dev/null; then
     rc=0
@@ -364,7 +365,11 @@ for t in "${TOOLS[@]}"; do
     R[$t|verify_meta]="DIFF($(grep -c '^>' "$LOGS/$t.meta.diff"))"
     log "$t: mode/mtime differences after restore: $LOGS/$t.meta.diff"
   fi
-  [[ $BENCH_KEEP_RESTORE == 1 ]] || rm -rf "$target"
+  if [[ $BENCH_KEEP_RESTORE != 1 ]]; then
+    # Not timed. Can take minutes for a full run on ext4 mounted with -o discard.
+    log "$t: removing restored tree"
+    rm -rf "$target"
+  fi
 done
 
 # ---------------------------------------------------------------- report

@@ -7,6 +7,7 @@
 //! share one database file. Library errors stop here: callers see `RepoError`.
 
 mod auth_repos;
+mod backup_repos;
 pub mod entities;
 mod error;
 mod repos;
@@ -20,6 +21,7 @@ use sea_orm::sqlx::sqlite::{SqliteJournalMode, SqliteSynchronous};
 use sea_orm::{ConnectOptions, DatabaseBackend, DatabaseConnection};
 
 pub use auth_repos::{SeaAuditRepository, SeaSessionRevocations, SeaUserRepository};
+pub use backup_repos::{SeaBackupCatalog, SeaSourceRepository};
 pub use error::DbError;
 pub use repos::{SeaDatabaseHealth, SeaRoleRepository, SeaSettingsRepository};
 
@@ -155,6 +157,16 @@ impl Database {
     #[must_use]
     pub fn audit(&self) -> SeaAuditRepository {
         SeaAuditRepository::new(self.conn.clone())
+    }
+
+    #[must_use]
+    pub fn sources(&self) -> SeaSourceRepository {
+        SeaSourceRepository::new(self.conn.clone())
+    }
+
+    #[must_use]
+    pub fn catalog(&self) -> SeaBackupCatalog {
+        SeaBackupCatalog::new(self.conn.clone())
     }
 
     #[must_use]

@@ -309,9 +309,8 @@ fn walk(
 
 fn worker(shared: &Shared, queue: &Mutex<Receiver<FileJob>>) {
     loop {
-        let job = match queue.lock().expect("queue").recv() {
-            Ok(job) => job,
-            Err(_) => return,
+        let Ok(job) = queue.lock().expect("queue").recv() else {
+            return;
         };
         let result = if shared.cancel.is_cancelled() {
             FileResult::Fatal(EngineError::Cancelled)

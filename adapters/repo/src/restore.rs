@@ -36,20 +36,17 @@ pub async fn run(
 
     // Verify before writing anything: every referenced object must exist, and no entry
     // may escape the target.
-    let (data, unsafe_entries) = match (node.kind, node.subtree) {
-        (NodeKind::Dir, Some(subtree)) => {
-            let refs = collect_refs(&repo, &subtree, String::new()).await?;
-            (refs.data, refs.unsafe_entries)
+    let (data, unsafe_entries) = if let (NodeKind::Dir, Some(subtree)) = (node.kind, node.subtree) {
+        let refs = collect_refs(&repo, &subtree, String::new()).await?;
+        (refs.data, refs.unsafe_entries)
+    } else {
+        let mut data = std::collections::HashMap::new();
+        for c in &node.content {
+            data.entry(*c)
+                .or_insert_with(Vec::new)
+                .push(node.display_name());
         }
-        _ => {
-            let mut data = std::collections::HashMap::new();
-            for c in &node.content {
-                data.entry(*c)
-                    .or_insert_with(Vec::new)
-                    .push(node.display_name());
-            }
-            (data, Vec::new())
-        }
+        (data, Vec::new())
     };
     if !unsafe_entries.is_empty() {
         return Err(EngineError::Invalid(format!(

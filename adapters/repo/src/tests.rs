@@ -116,7 +116,7 @@ fn noise(len: usize, seed: u64) -> Vec<u8> {
             x ^= x << 13;
             x ^= x >> 7;
             x ^= x << 17;
-            (x >> 24) as u8
+            x.to_le_bytes()[3]
         })
         .collect()
 }
@@ -287,7 +287,7 @@ async fn an_unchanged_second_backup_adds_almost_nothing_and_reads_nothing() {
     assert_eq!(second.unchanged_files, second.files, "no file re-read");
     assert_eq!(second.bytes_added, 0);
     assert!(added < 4096, "an unchanged backup stored {added} bytes");
-    assert_eq!(second.stored_bytes_added as usize, added);
+    assert_eq!(second.stored_bytes_added, added as u64);
     // A changed file is re-read; only its new chunk is stored.
     write(&src.path().join("many/f3"), &noise(5000, 999));
     let third = backup(&engine, src.path(), Some(second.id.clone())).await;

@@ -46,15 +46,14 @@ pub async fn run(
     // Chunks grouped by pack, to read each pack once.
     let mut by_pack: BTreeMap<[u8; 32], Vec<crypto::ChunkId>> = BTreeMap::new();
     for (chunk, paths) in &refs.data {
-        match index.get(chunk) {
-            Some((pack, _)) => by_pack.entry(*pack).or_default().push(*chunk),
-            None => {
-                report.problems.push(format!(
-                    "chunk {} is not in the index",
-                    hex::encode(&chunk[..8])
-                ));
-                damaged.extend(paths.iter().cloned());
-            }
+        if let Some((pack, _)) = index.get(chunk) {
+            by_pack.entry(*pack).or_default().push(*chunk);
+        } else {
+            report.problems.push(format!(
+                "chunk {} is not in the index",
+                hex::encode(&chunk[..8])
+            ));
+            damaged.extend(paths.iter().cloned());
         }
     }
     for (pack, chunks) in &by_pack {

@@ -1,0 +1,254 @@
+//! Sources and the snapshot catalog.
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use coffer_domain::engine::SnapshotSummary;
+use coffer_domain::ports::{BackupCatalog, CatalogEntry, RepoError, Source, SourceRepository};
+use coffer_domain::{BackupId, SourceId};
+use sea_orm::sea_query::Expr;
+use sea_orm::{
+    ActiveModelTrait, ActiveValue::Set, ColumnTrait, DatabaseConnection, EntityTrait, QueryFilter,
+    QueryOrder, QuerySelect,
+};
+
+use crate::entities::{backups, sources};
+use crate::error::repo_err;
+
+fn to_source(row: sources::Model) -> Source {
+    Source {
+        id: SourceId::new(row.id),
+        name: row.name,
+        path: row.path,
+        schedule: row.schedule,
+        created_at: row.created_at,
+    }
+}
+
+#[derive(Clone)]
+pub struct SeaSourceRepository {
+    conn: DatabaseConnection,
+}
+
+impl SeaSourceRepository {
+    pub(crate) fn new(conn: DatabaseConnection) -> Self {
+        Self { conn }
+    }
+}
+
+#[async_trait]
+impl SourceRepository for SeaSourceRepository {
+    async fn create(
+        &self,
+        name: &str,
+        path: &str,
+        now: DateTime<Utc>,
+    ) -> Result<Source, RepoError> {
+        let row = sources::ActiveModel {
+            name: Set(name.to_owned()),
+            path: Set(path.to_owned()),
+            schedule: Set(None),
+            retention: Set(None),
+            enabled: Set(true),
+            created_at: Set(now),
+            updated_at: Set(now),
+            last_run_at: Set(None),
+            next_run_at: Set(None),
+            ..Default::default()
+        }
+        .insert(&self.conn)
+        .await
+        .map_err(|e| match repo_err(&e) {
+            RepoError::Conflict(_) => {
+                RepoError::Conflict(format!("a source named `{name}` exists already"))
+            }
+            other => other,
+        })?;
+        Ok(to_source(row))
+    }
+
+    async fn get(&self, id: SourceId) -> Result<Option<Source>, RepoError> {
+        Ok(sources::Entity::find_by_id(id.get())
+            .one(&self.conn)
+            .await
+            .map_err(|e| repo_err(&e))?
+            .map(to_source))
+    }
+
+    async fn find_by_name(&self, name: &str) -> Result<Option<Source>, RepoError> {
+        Ok(sources::Entity::find()
+            .filter(sources::Column::Name.eq(name))
+            .one(&self.conn)
+            .await
+            .map_err(|e| repo_err(&e))?
+            .map(to_source))
+    }
+
+    async fn find_by_path(&self, path: &str) -> Result<Option<Source>, RepoError> {
+        Ok(sources::Entity::find()
+            .filter(sources::Column::Path.eq(path))
+            .order_by_asc(sources::Column::Id)
+            .one(&self.conn)
+            .await
+            .map_err(|e| repo_err(&e))?
+            .map(to_source))
+    }
+
+    async fn list(&self) -> Result<Vec<Source>, RepoError> {
+        Ok(sources::Entity::find()
+            .order_by_asc(sources::Column::Name)
+            .all(&self.conn)
+            .await
+            .map_err(|e| repo_err(&e))?
+            .into_iter()
+            .map(to_source)
+            .collect())
+    }
+}
+
+fn to_entry(row: backups::Model) -> Result<CatalogEntry, RepoError> {
+    let warnings = match &row.warnings {
+        Some(json) => serde_json::from_str(json)
+            .map_err(|e| RepoError::Corrupt(format!("backups.id={} warnings: {e}", row.id)))?,
+        None => Vec::new(),
+    };
+    let unsigned = |v: i64| u64::try_from(v).unwrap_or(0);
+    Ok(CatalogEntry {
+        id: BackupId::new(row.id),
+        snapshot_id: row.snapshot_id,
+        source_id: row.source_id.map(SourceId::new),
+        source_name: row.source_name,
+        size: unsigned(row.size),
+        created_at: row.created_at,
+        finished_at: row.finished_at,
+        status: row.status,
+        checksum: row.checksum.unwrap_or_default(),
+        encrypted: row.encrypted,
+        file_count: unsigned(row.file_count),
+        dir_count: unsigned(row.dir_count),
+        bytes_added: unsigned(row.bytes_added),
+        stored_bytes_added: unsigned(row.stored_bytes_added),
+        duration_ms: unsigned(row.duration_ms),
+        warnings,
+        parent_snapshot_id: row.parent_snapshot_id,
+        protected: row.protected,
+        verified_at: row.verified_at,
+        verify_result: row.verify_result,
+    })
+}
+
+#[derive(Clone)]
+pub struct SeaBackupCatalog {
+    conn: DatabaseConnection,
+}
+
+impl SeaBackupCatalog {
+    pub(crate) fn new(conn: DatabaseConnection) -> Self {
+        Self { conn }
+    }
+}
+
+fn signed(v: u64) -> i64 {
+    i64::try_from(v).unwrap_or(i64::MAX)
+}
+
+#[async_trait]
+impl BackupCatalog for SeaBackupCatalog {
+    async fn insert(
+        &self,
+        s: &SnapshotSummary,
+        source_id: Option<SourceId>,
+    ) -> Result<CatalogEntry, RepoError> {
+        let duration = (s.finished_at - s.started_at).num_milliseconds().max(0);
+        let row = backups::ActiveModel {
+            snapshot_id: Set(s.id.clone()),
+            source_id: Set(source_id.map(SourceId::get)),
+            source_name: Set(s.source.clone()),
+            size: Set(signed(s.bytes)),
+            created_at: Set(s.started_at),
+            finished_at: Set(Some(s.finished_at)),
+            status: Set(s.status.as_str().to_owned()),
+            checksum: Set(Some(s.id.clone())),
+            encrypted: Set(s.encrypted),
+            file_count: Set(signed(s.files)),
+            dir_count: Set(signed(s.dirs)),
+            bytes_added: Set(signed(s.bytes_added)),
+            stored_bytes_added: Set(signed(s.stored_bytes_added)),
+            duration_ms: Set(duration),
+            warnings: Set(Some(
+                serde_json::to_string(&s.warnings).unwrap_or_else(|_| "[]".into()),
+            )),
+            parent_snapshot_id: Set(s.parent.clone()),
+            protected: Set(false),
+            verified_at: Set(None),
+            verify_result: Set(None),
+            ..Default::default()
+        }
+        .insert(&self.conn)
+        .await
+        .map_err(|e| repo_err(&e))?;
+        to_entry(row)
+    }
+
+    async fn list(&self, limit: u64) -> Result<Vec<CatalogEntry>, RepoError> {
+        backups::Entity::find()
+            .order_by_desc(backups::Column::CreatedAt)
+            .order_by_desc(backups::Column::Id)
+            .limit(limit)
+            .all(&self.conn)
+            .await
+            .map_err(|e| repo_err(&e))?
+            .into_iter()
+            .map(to_entry)
+            .collect()
+    }
+
+    async fn find(&self, id_or_prefix: &str) -> Result<Option<CatalogEntry>, RepoError> {
+        let wanted = id_or_prefix.to_ascii_lowercase();
+        if wanted.len() < 8 || !wanted.bytes().all(|b| b.is_ascii_hexdigit()) {
+            return Ok(None);
+        }
+        let rows = backups::Entity::find()
+            .filter(backups::Column::SnapshotId.starts_with(wanted.as_str()))
+            .limit(2)
+            .all(&self.conn)
+            .await
+            .map_err(|e| repo_err(&e))?;
+        match rows.len() {
+            0 => Ok(None),
+            1 => rows.into_iter().next().map(to_entry).transpose(),
+            _ => Err(RepoError::Conflict(format!(
+                "`{id_or_prefix}` matches more than one snapshot; give more digits"
+            ))),
+        }
+    }
+
+    async fn latest_for_source(
+        &self,
+        source_id: SourceId,
+    ) -> Result<Option<CatalogEntry>, RepoError> {
+        backups::Entity::find()
+            .filter(backups::Column::SourceId.eq(source_id.get()))
+            .order_by_desc(backups::Column::CreatedAt)
+            .one(&self.conn)
+            .await
+            .map_err(|e| repo_err(&e))?
+            .map(to_entry)
+            .transpose()
+    }
+
+    async fn record_verification(
+        &self,
+        snapshot_id: &str,
+        at: DateTime<Utc>,
+        result: &str,
+    ) -> Result<(), RepoError> {
+        backups::Entity::update_many()
+            .col_expr(backups::Column::VerifiedAt, Expr::value(at))
+            .col_expr(backups::Column::VerifyResult, Expr::value(result))
+            .filter(backups::Column::SnapshotId.eq(snapshot_id))
+            .exec(&self.conn)
+            .await
+            .map_err(|e| repo_err(&e))?;
+        Ok(())
+    }
+}

@@ -1,0 +1,384 @@
+//! Backups, restores, verification and the catalog: the engine driven under the same
+//! rules for the CLI and the API.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use coffer_domain::audit::{AuditAction, AuditEntry};
+use coffer_domain::auth::{Actor, Permission};
+use coffer_domain::engine::{
+    BackupRequest, Cancel, EngineFailure, EntryInfo, Progress, RestoreReport, SnapshotEngine,
+    VerifyReport,
+};
+use coffer_domain::ports::{BackupCatalog, CatalogEntry, Clock, Source, SourceRepository};
+use coffer_domain::secrets::Secret;
+
+use crate::audit::AuditLog;
+use crate::error::ServiceError;
+
+/// What to back up.
+#[derive(Debug, Clone)]
+pub enum BackupTarget {
+    /// A configured source, by name.
+    Source(String),
+    /// A directory; it becomes a source named after its path if it is not one yet.
+    Path(PathBuf),
+}
+
+impl From<EngineFailure> for ServiceError {
+    fn from(e: EngineFailure) -> Self {
+        match e {
+            EngineFailure::NotFound(m) => Self::NotFound(m),
+            EngineFailure::Invalid(m) => Self::invalid("invalid", m),
+            EngineFailure::Damaged(m) => Self::Conflict {
+                code: "damaged",
+                message: m,
+            },
+            EngineFailure::Cancelled => Self::Conflict {
+                code: "cancelled",
+                message: "the operation was cancelled".into(),
+            },
+            EngineFailure::Other(m) => Self::Unexpected(anyhow::anyhow!(m)),
+        }
+    }
+}
+
+/// Access to the master key, for export and rotation.
+#[async_trait::async_trait]
+pub trait MasterKeys: Send + Sync {
+    /// The master key as text an operator can store safely elsewhere.
+    async fn export(&self) -> Result<Secret, ServiceError>;
+    /// Generates a new master key and re-wraps the repository's keys under it.
+    async fn rotate(&self) -> Result<(), ServiceError>;
+}
+
+pub struct BackupService {
+    engine: Arc<dyn SnapshotEngine>,
+    sources: Arc<dyn SourceRepository>,
+    catalog: Arc<dyn BackupCatalog>,
+    keys: Arc<dyn MasterKeys>,
+    clock: Arc<dyn Clock>,
+    audit: AuditLog,
+}
+
+impl BackupService {
+    #[must_use]
+    pub fn new(
+        engine: Arc<dyn SnapshotEngine>,
+        sources: Arc<dyn SourceRepository>,
+        catalog: Arc<dyn BackupCatalog>,
+        keys: Arc<dyn MasterKeys>,
+        clock: Arc<dyn Clock>,
+        audit: AuditLog,
+    ) -> Self {
+        Self {
+            engine,
+            sources,
+            catalog,
+            keys,
+            clock,
+            audit,
+        }
+    }
+
+    async fn resolve_source(
+        &self,
+        actor: &Actor,
+        target: &BackupTarget,
+    ) -> Result<Source, ServiceError> {
+        match target {
+            BackupTarget::Source(name) => self
+                .sources
+                .find_by_name(name)
+                .await?
+                .ok_or_else(|| ServiceError::NotFound(format!("no source named `{name}`"))),
+            BackupTarget::Path(path) => {
+                let canonical = std::fs::canonicalize(path).map_err(|e| {
+                    ServiceError::invalid("invalid_path", format!("{}: {e}", path.display()))
+                })?;
+                if !canonical.is_dir() {
+                    return Err(ServiceError::invalid(
+                        "invalid_path",
+                        format!("{} is not a directory", canonical.display()),
+                    ));
+                }
+                let text = canonical.to_string_lossy().into_owned();
+                if let Some(source) = self.sources.find_by_path(&text).await? {
+                    return Ok(source);
+                }
+                let source = match self.sources.find_by_name(&text).await? {
+                    Some(s) => s,
+                    None => self.sources.create(&text, &text, self.clock.now()).await?,
+                };
+                self.audit
+                    .record(
+                        AuditEntry::new(&actor.username, AuditAction::SourceCreate, &actor.client)
+                            .resource(format!("source:{}", source.id))
+                            .detail(format!("`{}` -> {}", source.name, source.path)),
+                    )
+                    .await?;
+                Ok(source)
+            }
+        }
+    }
+
+    /// Takes a snapshot and records it in the catalog.
+    ///
+    /// # Errors
+    /// `Forbidden` without `backup`; `NotFound`/`Invalid` for the target; engine failures
+    /// (audited as failed backups).
+    pub async fn backup(
+        &self,
+        actor: &Actor,
+        target: &BackupTarget,
+        progress: Arc<Progress>,
+        cancel: Cancel,
+    ) -> Result<CatalogEntry, ServiceError> {
+        actor.require(Permission::Backup)?;
+        let source = self.resolve_source(actor, target).await?;
+        let parent = self
+            .catalog
+            .latest_for_source(source.id)
+            .await?
+            .map(|e| e.snapshot_id);
+        let request = BackupRequest {
+            source_name: source.name.clone(),
+            path: PathBuf::from(&source.path),
+            parent,
+        };
+        let entry = AuditEntry::new(&actor.username, AuditAction::BackupCreate, &actor.client)
+            .resource(format!("source:{}", source.id));
+        match self.engine.backup(request, progress, cancel).await {
+            Ok(summary) => {
+                let row = self.catalog.insert(&summary, Some(source.id)).await?;
+                self.audit
+                    .record(
+                        entry
+                            .resource(format!("snapshot:{}", summary.id))
+                            .detail(format!(
+                                "`{}`: {} files, {} bytes, {} added; status {}",
+                                source.name,
+                                summary.files,
+                                summary.bytes,
+                                summary.bytes_added,
+                                summary.status.as_str()
+                            )),
+                    )
+                    .await?;
+                Ok(row)
+            }
+            Err(e) => {
+                self.audit
+                    .record_best_effort(entry.failed().detail(format!("`{}`: {e}", source.name)))
+                    .await;
+                Err(e.into())
+            }
+        }
+    }
+
+    /// The catalog, newest first.
+    ///
+    /// # Errors
+    /// `Forbidden` without `view`.
+    pub async fn snapshots(
+        &self,
+        actor: &Actor,
+        limit: u64,
+    ) -> Result<Vec<CatalogEntry>, ServiceError> {
+        actor.require(Permission::View)?;
+        Ok(self.catalog.list(limit).await?)
+    }
+
+    /// A snapshot by id, unique prefix, or `latest`.
+    ///
+    /// # Errors
+    /// `Forbidden` without `view`; `NotFound`.
+    pub async fn find(&self, actor: &Actor, reference: &str) -> Result<CatalogEntry, ServiceError> {
+        actor.require(Permission::View)?;
+        let found = if reference == "latest" {
+            self.catalog.list(1).await?.into_iter().next()
+        } else {
+            self.catalog.find(reference).await?
+        };
+        found.ok_or_else(|| {
+            ServiceError::NotFound(format!("no snapshot `{reference}` in the catalog"))
+        })
+    }
+
+    /// The entries of a directory inside a snapshot.
+    ///
+    /// # Errors
+    /// `Forbidden` without `restore` (names reveal content); `NotFound`.
+    pub async fn list_dir(
+        &self,
+        actor: &Actor,
+        reference: &str,
+        path: &str,
+    ) -> Result<Vec<EntryInfo>, ServiceError> {
+        actor.require(Permission::Restore)?;
+        let snap = self.find(actor, reference).await?;
+        Ok(self.engine.list_dir(&snap.snapshot_id, path).await?)
+    }
+
+    /// Restores a snapshot (or a path in it) into `target`. Audited as a read of backup
+    /// contents.
+    ///
+    /// # Errors
+    /// `Forbidden` without `restore`; `NotFound`; `Invalid` (target not empty, unsafe
+    /// entries); `Conflict` with code `damaged` naming the damaged files.
+    pub async fn restore(
+        &self,
+        actor: &Actor,
+        reference: &str,
+        path: Option<&str>,
+        target: &Path,
+        progress: Arc<Progress>,
+    ) -> Result<(CatalogEntry, RestoreReport), ServiceError> {
+        actor.require(Permission::Restore)?;
+        let snap = self.find(actor, reference).await?;
+        let entry = AuditEntry::new(&actor.username, AuditAction::Restore, &actor.client)
+            .resource(format!("snapshot:{}", snap.snapshot_id));
+        let detail = format!("{} -> {}", path.unwrap_or("/"), target.display());
+        match self
+            .engine
+            .restore(&snap.snapshot_id, path, target, progress)
+            .await
+        {
+            Ok(report) => {
+                self.audit
+                    .record(entry.detail(format!(
+                        "{detail}: {} files, {} bytes",
+                        report.files, report.bytes
+                    )))
+                    .await?;
+                Ok((snap, report))
+            }
+            Err(e) => {
+                self.audit
+                    .record_best_effort(entry.failed().detail(format!("{detail}: {e}")))
+                    .await;
+                Err(e.into())
+            }
+        }
+    }
+
+    /// Verifies one snapshot, or every snapshot in the catalog, and records each result.
+    ///
+    /// # Errors
+    /// `Forbidden` without `restore`; `NotFound`.
+    pub async fn verify(
+        &self,
+        actor: &Actor,
+        reference: Option<&str>,
+        read_data: bool,
+    ) -> Result<Vec<(CatalogEntry, VerifyReport)>, ServiceError> {
+        actor.require(Permission::Restore)?;
+        let snaps = match reference {
+            Some(r) => vec![self.find(actor, r).await?],
+            None => self.catalog.list(u64::MAX >> 1).await?,
+        };
+        let mut out = Vec::with_capacity(snaps.len());
+        for snap in snaps {
+            let report = self.engine.verify(&snap.snapshot_id, read_data).await?;
+            let result = if report.ok() {
+                if read_data {
+                    "ok (data read)".to_owned()
+                } else {
+                    "ok".to_owned()
+                }
+            } else {
+                let mut what = report.problems.first().cloned().unwrap_or_default();
+                if !report.damaged_files.is_empty() {
+                    what = format!("damaged files: {}", report.damaged_files.join(", "));
+                }
+                format!("damaged: {what}")
+            };
+            self.catalog
+                .record_verification(&snap.snapshot_id, self.clock.now(), &result)
+                .await?;
+            let mut entry = AuditEntry::new(&actor.username, AuditAction::Verify, &actor.client)
+                .resource(format!("snapshot:{}", snap.snapshot_id))
+                .detail(result);
+            if !report.ok() {
+                entry = entry.failed();
+            }
+            self.audit.record(entry).await?;
+            out.push((snap, report));
+        }
+        Ok(out)
+    }
+
+    /// Re-creates catalog rows for snapshots found in storage but missing from the
+    /// catalog. Returns how many were added.
+    ///
+    /// # Errors
+    /// `Forbidden` without `manage_system`; storage or database failures.
+    pub async fn rebuild_catalog(&self, actor: &Actor) -> Result<(usize, usize), ServiceError> {
+        actor.require(Permission::ManageSystem)?;
+        let snapshots = self.engine.snapshots().await?;
+        let mut added = 0;
+        for s in &snapshots {
+            if self.catalog.find(&s.id).await?.is_some() {
+                continue;
+            }
+            let source = match self.sources.find_by_name(&s.source).await? {
+                Some(src) => src,
+                None => {
+                    self.sources
+                        .create(&s.source, &s.path, self.clock.now())
+                        .await?
+                }
+            };
+            self.catalog.insert(s, Some(source.id)).await?;
+            added += 1;
+        }
+        self.audit
+            .record(
+                AuditEntry::new(&actor.username, AuditAction::CatalogRebuild, &actor.client)
+                    .detail(format!(
+                        "{} snapshots in storage, {added} added to the catalog",
+                        snapshots.len()
+                    )),
+            )
+            .await?;
+        Ok((snapshots.len(), added))
+    }
+
+    /// The master key, for safekeeping. Audited.
+    ///
+    /// # Errors
+    /// `Forbidden` without `manage_system`.
+    pub async fn export_key(&self, actor: &Actor) -> Result<Secret, ServiceError> {
+        actor.require(Permission::ManageSystem)?;
+        let key = self.keys.export().await?;
+        self.audit
+            .record(AuditEntry::new(
+                &actor.username,
+                AuditAction::KeyExport,
+                &actor.client,
+            ))
+            .await?;
+        Ok(key)
+    }
+
+    /// Replaces the master key; data is not rewritten. Audited.
+    ///
+    /// # Errors
+    /// `Forbidden` without `manage_system`; key or storage failures.
+    pub async fn rotate_key(&self, actor: &Actor) -> Result<(), ServiceError> {
+        actor.require(Permission::ManageSystem)?;
+        let entry = AuditEntry::new(&actor.username, AuditAction::KeyRotate, &actor.client);
+        match self.keys.rotate().await {
+            Ok(()) => {
+                self.audit.record(entry).await?;
+                Ok(())
+            }
+            Err(e) => {
+                self.audit
+                    .record_best_effort(entry.failed().detail(e.to_string()))
+                    .await;
+                Err(e)
+            }
+        }
+    }
+}

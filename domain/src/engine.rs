@@ -200,4 +200,13 @@ pub trait SnapshotEngine: Send + Sync {
         progress: Arc<Progress>,
     ) -> Result<RestoreReport, EngineFailure>;
     async fn verify(&self, snapshot: &str, read_data: bool) -> Result<VerifyReport, EngineFailure>;
+    /// Streams `path` of the snapshot (everything when `None`) as a tar archive into
+    /// `out`, fetching content chunk by chunk (no full-size buffer or temporary file).
+    /// Returns the bytes of file content written.
+    async fn export_tar(
+        &self,
+        snapshot: &str,
+        path: Option<&str>,
+        out: Box<dyn std::io::Write + Send>,
+    ) -> Result<u64, EngineFailure>;
 }

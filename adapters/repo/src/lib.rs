@@ -46,6 +46,7 @@
 mod backup;
 mod crypto;
 mod error;
+mod export;
 mod index;
 mod pack;
 mod restore;
@@ -398,6 +399,17 @@ impl SnapshotEngine for Engine {
     ) -> Result<RestoreReport, EngineFailure> {
         self.repo.drop_cache();
         restore::run(self.repo.clone(), snapshot, path, target, progress)
+            .await
+            .map_err(failure)
+    }
+
+    async fn export_tar(
+        &self,
+        snapshot: &str,
+        path: Option<&str>,
+        out: Box<dyn std::io::Write + Send>,
+    ) -> Result<u64, EngineFailure> {
+        export::tar(self.repo.clone(), snapshot, path, out)
             .await
             .map_err(failure)
     }

@@ -623,3 +623,61 @@ async fn dedup_works_across_sources_and_the_key_can_be_rewrapped() {
     assert_eq!(snaps.len(), 2);
     assert!(reopened.verify(&snaps[1].id, true).await.unwrap().ok());
 }
+
+/// A `Write` into shared memory, to look at an archive after the engine is done with it.
+#[derive(Clone, Default)]
+struct Sink(Arc<Mutex<Vec<u8>>>);
+
+impl std::io::Write for Sink {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_snapshot_streams_as_a_tar_archive_that_unpacks_to_the_source() {
+    let src = tempfile::tempdir().unwrap();
+    edge_cases(src.path());
+    let store = Arc::new(MemStore::default());
+    let engine = engine(&store, true).await;
+    let snap = backup(&engine, src.path(), None).await;
+    let sink = Sink::default();
+    let bytes = engine
+        .export_tar(&snap.id, None, Box::new(sink.clone()))
+        .await
+        .unwrap();
+    assert_eq!(bytes, snap.bytes);
+    let out = tempfile::tempdir().unwrap();
+    let archive = sink.0.lock().unwrap().clone();
+    let mut unpack = tar::Archive::new(&archive[..]);
+    unpack.set_preserve_permissions(true);
+    unpack.set_preserve_mtime(true);
+    unpack.unpack(out.path()).unwrap();
+    let want: Vec<_> = describe(src.path())
+        .into_iter()
+        .map(|(k, (kind, _, _, content))| (k, kind, content))
+        .collect();
+    let got: Vec<_> = describe(out.path())
+        .into_iter()
+        .map(|(k, (kind, _, _, content))| (k, kind, content))
+        .collect();
+    assert_eq!(got, want);
+
+    // One directory inside keeps its name as the top entry.
+    let sink = Sink::default();
+    engine
+        .export_tar(&snap.id, Some("dir/sub"), Box::new(sink.clone()))
+        .await
+        .unwrap();
+    let archive = sink.0.lock().unwrap().clone();
+    let names: Vec<String> = tar::Archive::new(&archive[..])
+        .entries()
+        .unwrap()
+        .map(|e| e.unwrap().path().unwrap().display().to_string())
+        .collect();
+    assert_eq!(names, ["sub", "sub/large-sparse-ish.bin"]);
+}

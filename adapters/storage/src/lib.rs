@@ -2,8 +2,9 @@
 //! [`ObjectStore`] port with opendal, so every opendal backend can hold a repository; today
 //! `fs` (a local directory or a mounted NAS share) and, for tests, `memory`.
 //!
-//! The `fs` backend writes each object to a temporary file under `<root>/.tmp`, syncs it
-//! and renames it into place, so a reader or a crash never sees half an object. Listing
+//! The `fs` backend writes each object to a temporary file under `<root>/.tmp`, syncs it,
+//! renames it into place and syncs the directory, so a reader or a crash (even a power
+//! cut) never sees half an object. Listing
 //! ignores that directory. Every call is bounded by a timeout, so a hung NAS mount turns
 //! into an error instead of a hung server.
 
@@ -109,8 +110,22 @@ impl ObjectStore for OpendalStore {
         self.op
             .write(key.as_str(), bytes)
             .await
-            .map(|_| ())
-            .map_err(|e| map_err("writing", key.as_str(), &e))
+            .map_err(|e| map_err("writing", key.as_str(), &e))?;
+        // opendal syncs the file before renaming it into place; sync the directory too,
+        // so the rename itself survives a power cut before anything depends on it.
+        if let Some(root) = &self.fs_root {
+            let dir = root.join(key.as_str());
+            let dir = dir.parent().unwrap_or(root).to_path_buf();
+            tokio::task::spawn_blocking(move || {
+                std::fs::File::open(&dir).and_then(|d| d.sync_all())
+            })
+            .await
+            .map_err(|e| StorageError::Other(format!("syncing {key}: {e}")))?
+            .map_err(|e| {
+                StorageError::Unavailable(format!("syncing the directory of {key}: {e}"))
+            })?;
+        }
+        Ok(())
     }
 
     async fn get(&self, key: &ObjectKey) -> Result<Option<Bytes>, StorageError> {

@@ -1,0 +1,153 @@
+//! Streaming a snapshot, or a path inside it, as a tar archive: entries are written as
+//! the tree is walked and file data is fetched chunk by chunk, so nothing of full size is
+//! ever held in memory or on disk. Every chunk is authenticated as it is read; a damaged
+//! one aborts the stream with an error naming the file.
+
+use std::ffi::OsStr;
+use std::io::{Read, Write};
+use std::os::unix::ffi::OsStrExt as _;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use crate::error::EngineError;
+use crate::tree::{Node, NodeKind};
+use crate::{Repository, crypto};
+
+/// Reads a file's content blob after blob.
+struct ChunkReader<'a> {
+    repo: &'a Repository,
+    handle: &'a tokio::runtime::Handle,
+    chunks: std::slice::Iter<'a, crypto::ChunkId>,
+    current: Vec<u8>,
+    pos: usize,
+    name: String,
+}
+
+impl Read for ChunkReader<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        while self.pos == self.current.len() {
+            let Some(id) = self.chunks.next() else {
+                return Ok(0);
+            };
+            self.current = self
+                .handle
+                .block_on(self.repo.blob(id))
+                .map_err(|e| std::io::Error::other(format!("{}: {e}", self.name)))?;
+            self.pos = 0;
+        }
+        let n = buf.len().min(self.current.len() - self.pos);
+        buf[..n].copy_from_slice(&self.current[self.pos..self.pos + n]);
+        self.pos += n;
+        Ok(n)
+    }
+}
+
+fn header(node: &Node, kind: tar::EntryType, size: u64) -> tar::Header {
+    let mut h = tar::Header::new_gnu();
+    h.set_entry_type(kind);
+    h.set_size(size);
+    h.set_mode(node.mode);
+    h.set_uid(u64::from(node.uid));
+    h.set_gid(u64::from(node.gid));
+    h.set_mtime(u64::try_from(node.mtime_ns / 1_000_000_000).unwrap_or(0));
+    h
+}
+
+/// Writes `path` of `snapshot` (everything when `None`) as a tar stream into `out`.
+/// Returns the bytes of file content written.
+///
+/// # Errors
+/// `NotFound`, `Damaged` (naming the file), or the writer's error (a client that went
+/// away).
+pub async fn tar(
+    repo: Arc<Repository>,
+    snapshot: &str,
+    path: Option<&str>,
+    out: Box<dyn Write + Send>,
+) -> Result<u64, EngineError> {
+    let doc = repo.load_snapshot(snapshot).await?;
+    let node = repo.resolve(&doc.root()?, path.unwrap_or("")).await?;
+    let handle = tokio::runtime::Handle::current();
+    tokio::task::spawn_blocking(move || {
+        let mut builder = tar::Builder::new(out);
+        builder.follow_symlinks(false);
+        let mut bytes = 0;
+        // A path inside the snapshot keeps its own name as the archive's top entry.
+        let base = if node.name.is_empty() {
+            PathBuf::new()
+        } else {
+            PathBuf::from(OsStr::from_bytes(&node.name))
+        };
+        write_node(&repo, &handle, &mut builder, &node, &base, &mut bytes)?;
+        builder
+            .into_inner()
+            .and_then(|mut w| w.flush())
+            .map_err(EngineError::io("writing the archive"))?;
+        Ok(bytes)
+    })
+    .await
+    .map_err(|e| EngineError::Other(format!("archive task failed: {e}")))?
+}
+
+fn write_node<W: Write>(
+    repo: &Repository,
+    handle: &tokio::runtime::Handle,
+    builder: &mut tar::Builder<W>,
+    node: &Node,
+    path: &Path,
+    bytes: &mut u64,
+) -> Result<(), EngineError> {
+    let io = |e: std::io::Error| {
+        if e.kind() == std::io::ErrorKind::Other && e.to_string().contains("damaged") {
+            EngineError::Damaged(e.to_string())
+        } else {
+            EngineError::io("writing the archive")(e)
+        }
+    };
+    match node.kind {
+        NodeKind::Dir => {
+            if !path.as_os_str().is_empty() {
+                let mut h = header(node, tar::EntryType::Directory, 0);
+                builder
+                    .append_data(&mut h, path, std::io::empty())
+                    .map_err(io)?;
+            }
+            if let Some(sub) = node.subtree {
+                for child in handle.block_on(repo.tree(&sub))? {
+                    if !Node::safe_name(&child.name) {
+                        return Err(EngineError::Invalid(format!(
+                            "refusing entry `{}`: its name would escape the archive's directory",
+                            child.display_name()
+                        )));
+                    }
+                    let child_path = path.join(OsStr::from_bytes(&child.name));
+                    write_node(repo, handle, builder, &child, &child_path, bytes)?;
+                }
+            }
+        }
+        NodeKind::Symlink => {
+            let mut h = header(node, tar::EntryType::Symlink, 0);
+            builder
+                .append_link(
+                    &mut h,
+                    path,
+                    Path::new(OsStr::from_bytes(&node.link_target)),
+                )
+                .map_err(io)?;
+        }
+        NodeKind::File => {
+            let mut h = header(node, tar::EntryType::Regular, node.size);
+            let reader = ChunkReader {
+                repo,
+                handle,
+                chunks: node.content.iter(),
+                current: Vec::new(),
+                pos: 0,
+                name: path.display().to_string(),
+            };
+            builder.append_data(&mut h, path, reader).map_err(io)?;
+            *bytes += node.size;
+        }
+    }
+    Ok(())
+}

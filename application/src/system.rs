@@ -124,6 +124,14 @@ mod tests {
         async fn get(&self, _: &ObjectKey) -> Result<Option<bytes::Bytes>, StorageError> {
             unreachable!("health never reads")
         }
+        async fn get_range(
+            &self,
+            _: &ObjectKey,
+            _: u64,
+            _: u64,
+        ) -> Result<Option<bytes::Bytes>, StorageError> {
+            unreachable!("health never reads")
+        }
         async fn exists(&self, _: &ObjectKey) -> Result<bool, StorageError> {
             unreachable!("health never reads")
         }

@@ -86,6 +86,8 @@ pub enum StorageError {
 /// - `put` stores the whole object or nothing: a reader never sees a partial object, also
 ///   after a crash. `put` of an existing key replaces it atomically.
 /// - `get` of a missing key returns `Ok(None)`, not an error.
+/// - `get_range` returns the bytes from `offset`, at most `len` of them (fewer when the
+///   object is shorter), or `Ok(None)` for a missing key.
 /// - `delete` of a missing key succeeds.
 /// - `list(prefix)` returns every key that starts with `prefix` (a plain string prefix),
 ///   sorted, without directories.
@@ -95,6 +97,12 @@ pub enum StorageError {
 pub trait ObjectStore: Send + Sync {
     async fn put(&self, key: &ObjectKey, bytes: Bytes) -> Result<(), StorageError>;
     async fn get(&self, key: &ObjectKey) -> Result<Option<Bytes>, StorageError>;
+    async fn get_range(
+        &self,
+        key: &ObjectKey,
+        offset: u64,
+        len: u64,
+    ) -> Result<Option<Bytes>, StorageError>;
     async fn exists(&self, key: &ObjectKey) -> Result<bool, StorageError>;
     async fn delete(&self, key: &ObjectKey) -> Result<(), StorageError>;
     async fn list(&self, prefix: &str) -> Result<Vec<ObjectKey>, StorageError>;

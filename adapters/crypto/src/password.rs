@@ -16,7 +16,9 @@ use tokio::sync::Semaphore;
 pub struct Argon2Hasher {
     params: Params,
     permits: Arc<Semaphore>,
-    dummy_hash: String,
+    /// A real hash of a random password, made on first need (commands that never log
+    /// anyone in never pay for it).
+    dummy_hash: tokio::sync::OnceCell<String>,
 }
 
 impl Argon2Hasher {
@@ -39,16 +41,11 @@ impl Argon2Hasher {
         concurrency: usize,
     ) -> Result<Self, CryptoError> {
         let params = Params::new(m_kib, t, p, None).map_err(|e| CryptoError(e.to_string()))?;
-        let mut hasher = Self {
+        Ok(Self {
             params,
             permits: Arc::new(Semaphore::new(concurrency.max(1))),
-            dummy_hash: String::new(),
-        };
-        // A real hash of a random password, so a dummy verification costs exactly what a
-        // real one does.
-        let filler = crate::random_token(24).map_err(|e| CryptoError(e.to_string()))?;
-        hasher.dummy_hash = hash_blocking(&hasher.params, filler.as_bytes())?;
-        Ok(hasher)
+            dummy_hash: tokio::sync::OnceCell::new(),
+        })
     }
 
     async fn blocking<T: Send + 'static>(
@@ -126,7 +123,19 @@ impl PasswordHasher for Argon2Hasher {
     }
 
     async fn verify_dummy(&self, password: &Secret) {
-        let _ = self.verify(password, &self.dummy_hash.clone()).await;
+        // A real hash of a random password, so a dummy verification costs exactly what
+        // a real one does.
+        let dummy = self
+            .dummy_hash
+            .get_or_try_init(|| async {
+                let filler =
+                    Secret::new(crate::random_token(24).map_err(|e| CryptoError(e.to_string()))?);
+                self.hash(&filler).await
+            })
+            .await;
+        if let Ok(dummy) = dummy {
+            let _ = self.verify(password, dummy).await;
+        }
     }
 }
 

@@ -330,35 +330,68 @@ fn changed(before: &std::fs::Metadata, after: &std::fs::Metadata) -> bool {
 }
 
 fn read_file(shared: &Shared, job: &FileJob) -> FileResult {
-    let file = match std::fs::File::open(&job.path) {
+    let mut file = match std::fs::File::open(&job.path) {
         Ok(f) => f,
         Err(e) => return FileResult::Unreadable(format!("{}: cannot read: {e}", job.display)),
     };
-    let cdc = StreamCDC::with_level_and_seed(
-        std::io::BufReader::with_capacity(1 << 20, &file),
-        CHUNK_MIN,
-        CHUNK_AVG,
-        CHUNK_MAX,
-        Normalization::Level1,
-        shared.repo.keys.chunker_seed,
-    );
     let mut content = Vec::new();
     let mut size = 0u64;
-    for chunk in cdc {
-        let chunk = match chunk {
-            Ok(c) => c,
-            Err(e) => return FileResult::Unreadable(format!("{}: read failed: {e}", job.display)),
-        };
-        if let Err(e) = shared.check_cancel() {
-            return FileResult::Fatal(e);
-        }
-        let id = shared.repo.keys.chunk_id(&chunk.data);
-        if let Err(e) = shared.store_blob(BlobKind::Data, id, &chunk.data) {
-            return FileResult::Fatal(e);
-        }
-        size += chunk.data.len() as u64;
-        shared.progress.add(0, chunk.data.len() as u64);
+    let mut store = |data: &[u8]| -> Result<(), EngineError> {
+        shared.check_cancel()?;
+        let id = shared.repo.keys.chunk_id(data);
+        shared.store_blob(BlobKind::Data, id, data)?;
+        size += data.len() as u64;
+        shared.progress.add(0, data.len() as u64);
         content.push(id);
+        Ok(())
+    };
+    // Most files are smaller than the smallest chunk: one read, one chunk, no chunker.
+    if job.meta.len() < CHUNK_MIN as u64 {
+        let mut data = Vec::with_capacity(usize::try_from(job.meta.len()).unwrap_or(0) + 1);
+        if let Err(e) = std::io::Read::read_to_end(&mut file, &mut data) {
+            return FileResult::Unreadable(format!("{}: read failed: {e}", job.display));
+        }
+        if data.len() < CHUNK_MIN {
+            if !data.is_empty()
+                && let Err(e) = store(&data)
+            {
+                return FileResult::Fatal(e);
+            }
+        } else {
+            // It grew past a chunk while we read it: cut it like any large file.
+            for chunk in fastcdc::v2020::FastCDC::with_level_and_seed(
+                &data,
+                CHUNK_MIN,
+                CHUNK_AVG,
+                CHUNK_MAX,
+                Normalization::Level1,
+                shared.repo.keys.chunker_seed,
+            ) {
+                if let Err(e) = store(&data[chunk.offset..chunk.offset + chunk.length]) {
+                    return FileResult::Fatal(e);
+                }
+            }
+        }
+    } else {
+        let cdc = StreamCDC::with_level_and_seed(
+            &file,
+            CHUNK_MIN,
+            CHUNK_AVG,
+            CHUNK_MAX,
+            Normalization::Level1,
+            shared.repo.keys.chunker_seed,
+        );
+        for chunk in cdc {
+            let chunk = match chunk {
+                Ok(c) => c,
+                Err(e) => {
+                    return FileResult::Unreadable(format!("{}: read failed: {e}", job.display));
+                }
+            };
+            if let Err(e) = store(&chunk.data) {
+                return FileResult::Fatal(e);
+            }
+        }
     }
     shared.progress.add(1, 0);
     let warning = match file.metadata() {

@@ -42,8 +42,8 @@ impl Read for ChunkReader<'_> {
     }
 }
 
-fn header(node: &Node, kind: tar::EntryType, size: u64) -> tar::Header {
-    let mut h = tar::Header::new_gnu();
+fn header(node: &Node, kind: ::tar::EntryType, size: u64) -> ::tar::Header {
+    let mut h = ::tar::Header::new_gnu();
     h.set_entry_type(kind);
     h.set_size(size);
     h.set_mode(node.mode);
@@ -59,7 +59,7 @@ fn header(node: &Node, kind: tar::EntryType, size: u64) -> tar::Header {
 /// # Errors
 /// `NotFound`, `Damaged` (naming the file), or the writer's error (a client that went
 /// away).
-pub async fn tar(
+pub async fn write_tar(
     repo: Arc<Repository>,
     snapshot: &str,
     path: Option<&str>,
@@ -69,7 +69,7 @@ pub async fn tar(
     let node = repo.resolve(&doc.root()?, path.unwrap_or("")).await?;
     let handle = tokio::runtime::Handle::current();
     tokio::task::spawn_blocking(move || {
-        let mut builder = tar::Builder::new(out);
+        let mut builder = ::tar::Builder::new(out);
         builder.follow_symlinks(false);
         let mut bytes = 0;
         // A path inside the snapshot keeps its own name as the archive's top entry.
@@ -92,7 +92,7 @@ pub async fn tar(
 fn write_node<W: Write>(
     repo: &Repository,
     handle: &tokio::runtime::Handle,
-    builder: &mut tar::Builder<W>,
+    builder: &mut ::tar::Builder<W>,
     node: &Node,
     path: &Path,
     bytes: &mut u64,
@@ -107,7 +107,7 @@ fn write_node<W: Write>(
     match node.kind {
         NodeKind::Dir => {
             if !path.as_os_str().is_empty() {
-                let mut h = header(node, tar::EntryType::Directory, 0);
+                let mut h = header(node, ::tar::EntryType::Directory, 0);
                 builder
                     .append_data(&mut h, path, std::io::empty())
                     .map_err(io)?;
@@ -126,7 +126,7 @@ fn write_node<W: Write>(
             }
         }
         NodeKind::Symlink => {
-            let mut h = header(node, tar::EntryType::Symlink, 0);
+            let mut h = header(node, ::tar::EntryType::Symlink, 0);
             builder
                 .append_link(
                     &mut h,
@@ -136,7 +136,7 @@ fn write_node<W: Write>(
                 .map_err(io)?;
         }
         NodeKind::File => {
-            let mut h = header(node, tar::EntryType::Regular, node.size);
+            let mut h = header(node, ::tar::EntryType::Regular, node.size);
             let reader = ChunkReader {
                 repo,
                 handle,

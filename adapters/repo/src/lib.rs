@@ -86,8 +86,8 @@ pub struct Repository {
     keys: Keys,
     encrypt: bool,
     index: RwLock<Arc<Index>>,
-    /// Recently read packs, for restore and browsing.
-    pack_cache: Mutex<Vec<([u8; 32], Bytes)>>,
+    /// Recently read tree packs.
+    tree_packs: Mutex<Vec<([u8; 32], Bytes)>>,
 }
 
 /// Whether `store` holds a repository already.
@@ -171,7 +171,7 @@ impl Repository {
             keys,
             encrypt,
             index: RwLock::new(Arc::new(Index::default())),
-            pack_cache: Mutex::new(Vec::new()),
+            tree_packs: Mutex::new(Vec::new()),
         };
         repo.reload_index().await?;
         Ok(repo)
@@ -193,19 +193,14 @@ impl Repository {
         Ok(index)
     }
 
-    /// Forgets cached packs, so what follows reads storage as it is now.
-    fn drop_cache(&self) {
-        self.pack_cache.lock().expect("cache").clear();
-    }
-
     fn index(&self) -> Arc<Index> {
         self.index.read().expect("index lock").clone()
     }
 
-    /// A pack's bytes, from a small cache of recently read packs.
-    async fn pack(&self, id: &[u8; 32]) -> Result<Bytes, EngineError> {
+    /// A tree pack's bytes, from a cache of the last few.
+    async fn tree_pack(&self, id: &[u8; 32]) -> Result<Bytes, EngineError> {
         if let Some((_, bytes)) = self
-            .pack_cache
+            .tree_packs
             .lock()
             .expect("cache")
             .iter()
@@ -217,12 +212,17 @@ impl Repository {
             self.store.get(&key(&pack_key(id))?).await?.ok_or_else(|| {
                 EngineError::Damaged(format!("pack {} is missing", hex::encode(id)))
             })?;
-        let mut cache = self.pack_cache.lock().expect("cache");
+        let mut cache = self.tree_packs.lock().expect("cache");
         if cache.len() >= 4 {
             cache.remove(0);
         }
         cache.push((*id, bytes.clone()));
         Ok(bytes)
+    }
+
+    /// Forgets cached tree packs, so what follows reads storage as it is now.
+    fn drop_cache(&self) {
+        self.tree_packs.lock().expect("cache").clear();
     }
 
     /// A blob's plaintext, authenticated.
@@ -235,17 +235,38 @@ impl Repository {
             ))
         })?;
         let (pack_id, entry) = (*pack_id, *entry);
-        let pack = self.pack(&pack_id).await?;
-        let start =
-            usize::try_from(entry.offset).map_err(|_| EngineError::Corrupt("offset".into()))?;
-        let end = start + entry.length as usize;
-        if end > pack.len() {
+        if entry.kind == pack::BlobKind::Tree {
+            // Trees are small and read in bursts (a whole parent snapshot, a restore plan):
+            // keep their packs, which hold nothing else, in a small cache.
+            let pack = self.tree_pack(&pack_id).await?;
+            let start = usize::try_from(entry.offset).unwrap_or(usize::MAX);
+            let end = start.saturating_add(entry.length as usize);
+            if end > pack.len() {
+                return Err(EngineError::Damaged(format!(
+                    "pack {} is truncated",
+                    hex::encode(pack_id)
+                )));
+            }
+            return crypto::open_blob(&self.keys, id, entry.raw_length as usize, &pack[start..end]);
+        }
+        let sealed = self
+            .store
+            .get_range(
+                &key(&pack_key(&pack_id))?,
+                entry.offset,
+                u64::from(entry.length),
+            )
+            .await?
+            .ok_or_else(|| {
+                EngineError::Damaged(format!("pack {} is missing", hex::encode(pack_id)))
+            })?;
+        if sealed.len() != entry.length as usize {
             return Err(EngineError::Damaged(format!(
                 "pack {} is truncated",
                 hex::encode(pack_id)
             )));
         }
-        crypto::open_blob(&self.keys, id, entry.raw_length as usize, &pack[start..end])
+        crypto::open_blob(&self.keys, id, entry.raw_length as usize, &sealed)
     }
 
     async fn tree(&self, id: &crypto::ChunkId) -> Result<Vec<Node>, EngineError> {
@@ -409,7 +430,7 @@ impl SnapshotEngine for Engine {
         path: Option<&str>,
         out: Box<dyn std::io::Write + Send>,
     ) -> Result<u64, EngineFailure> {
-        export::tar(self.repo.clone(), snapshot, path, out)
+        export::write_tar(self.repo.clone(), snapshot, path, out)
             .await
             .map_err(failure)
     }

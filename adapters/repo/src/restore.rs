@@ -1,14 +1,19 @@
 //! Restore: verify first, then write every file under a temporary name and rename it
 //! into place when complete, never outside the target.
+//!
+//! The tree is walked once to create directories, symlinks and empty temporary files and
+//! to plan, pack by pack, which chunk goes where; then the packs are worked through (one
+//! per core at a time), each needed chunk read once with a ranged read, authenticated
+//! and written at its offsets. Memory holds the plan and one chunk per worker.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, HashMap};
 use std::ffi::OsStr;
 use std::fs::{File, FileTimes, OpenOptions};
-use std::io::Write as _;
 use std::os::unix::ffi::OsStrExt as _;
-use std::os::unix::fs::{OpenOptionsExt as _, PermissionsExt as _};
+use std::os::unix::fs::{FileExt as _, OpenOptionsExt as _, PermissionsExt as _};
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use coffer_domain::engine::{Progress, RestoreReport};
@@ -87,31 +92,58 @@ pub async fn run(
     let target = target.to_path_buf();
     let snapshot_id = snapshot.to_owned();
     tokio::task::spawn_blocking(move || {
-        let mut restorer = Restorer {
+        let mut planner = Planner {
             repo: &repo,
-            handle,
-            progress,
+            handle: &handle,
+            files: Vec::new(),
+            by_pack: HashMap::new(),
+            dirs: Vec::new(),
             report: RestoreReport::default(),
-            damaged: Vec::new(),
         };
         match node.kind {
             NodeKind::Dir => {
                 let subtree = node
                     .subtree
                     .ok_or_else(|| EngineError::Corrupt("directory without tree".into()))?;
-                restorer.dir_contents(&subtree, &target, "")?;
-                restorer.report.dirs += 1;
+                planner.dir_contents(&subtree, &target, "")?;
+                planner.report.dirs += 1;
             }
-            _ => restorer.entry(&node, &target, "")?,
+            _ => planner.entry(&node, &target, "")?,
         }
-        if restorer.damaged.is_empty() {
-            Ok(restorer.report)
+        let Planner {
+            files,
+            by_pack,
+            dirs,
+            mut report,
+            ..
+        } = planner;
+        let damaged = fill(&repo, &handle, &files, by_pack, &progress);
+        for f in &files {
+            if !f.failed.load(Ordering::SeqCst) && f.remaining.load(Ordering::SeqCst) == 0 {
+                report.files += 1;
+                report.bytes += f.node.size;
+            }
+        }
+        // Directory modes and times last, deepest first: a read-only directory must not
+        // stop its own files from being renamed into it.
+        for (path, node) in dirs.iter().rev() {
+            std::fs::set_permissions(path, std::fs::Permissions::from_mode(node.mode)).map_err(
+                EngineError::io(format!("cannot set the mode of {}", path.display())),
+            )?;
+            set_owner(path, node);
+            if let Ok(f) = File::open(path) {
+                let _ = f.set_times(FileTimes::new().set_modified(time_of(node.mtime_ns)));
+            }
+        }
+        let damaged = damaged?;
+        if damaged.is_empty() {
+            Ok(report)
         } else {
             Err(EngineError::Damaged(format!(
                 "snapshot {} is damaged: {} file(s) failed verification and were not restored: {}",
                 snapshot_id,
-                restorer.damaged.len(),
-                restorer.damaged.join(", ")
+                damaged.len(),
+                damaged.join(", ")
             )))
         }
     })
@@ -148,12 +180,31 @@ fn prepare_target(target: &Path) -> Result<(), EngineError> {
     }
 }
 
-struct Restorer<'a> {
+/// A file being restored: written under `temp`, renamed to `path` once every chunk is in.
+struct PlannedFile {
+    temp: PathBuf,
+    path: PathBuf,
+    node: Node,
+    shown: String,
+    remaining: AtomicUsize,
+    failed: AtomicBool,
+}
+
+/// The most bytes one ranged read fetches during a restore.
+const READ_SPAN: u64 = 4 * 1024 * 1024;
+
+/// Where one chunk goes: a file and an offset in it.
+type Target = (usize, u64);
+
+/// Walks the snapshot's tree: creates directories and symlinks, creates every file empty
+/// under a temporary name, and groups what must be written by pack.
+struct Planner<'a> {
     repo: &'a Repository,
-    handle: tokio::runtime::Handle,
-    progress: Arc<Progress>,
+    handle: &'a tokio::runtime::Handle,
+    files: Vec<PlannedFile>,
+    by_pack: HashMap<[u8; 32], HashMap<crypto::ChunkId, Vec<Target>>>,
+    dirs: Vec<(PathBuf, Node)>,
     report: RestoreReport,
-    damaged: Vec<String>,
 }
 
 fn time_of(ns: i64) -> SystemTime {
@@ -173,7 +224,7 @@ fn set_owner(path: &Path, node: &Node) {
     }
 }
 
-impl Restorer<'_> {
+impl Planner<'_> {
     fn dir_contents(
         &mut self,
         tree: &crypto::ChunkId,
@@ -209,15 +260,7 @@ impl Restorer<'_> {
                 if let Some(sub) = node.subtree {
                     self.dir_contents(&sub, &path, &shown)?;
                 }
-                std::fs::set_permissions(&path, std::fs::Permissions::from_mode(node.mode))
-                    .map_err(EngineError::io(format!(
-                        "cannot set the mode of {}",
-                        path.display()
-                    )))?;
-                set_owner(&path, node);
-                if let Ok(f) = File::open(&path) {
-                    let _ = f.set_times(FileTimes::new().set_modified(time_of(node.mtime_ns)));
-                }
+                self.dirs.push((path, node.clone()));
                 self.report.dirs += 1;
             }
             NodeKind::Symlink => {
@@ -227,75 +270,222 @@ impl Restorer<'_> {
                 set_owner(&path, node);
                 self.report.symlinks += 1;
             }
-            NodeKind::File => self.file(node, &path, &shown)?,
-        }
-        Ok(())
-    }
-
-    fn file(&mut self, node: &Node, path: &Path, shown: &str) -> Result<(), EngineError> {
-        let dir = path.parent().unwrap_or(Path::new("."));
-        let temp: PathBuf = dir.join(format!(
-            ".coffer-restore-{}",
-            hex::encode(crypto::random::<8>()?)
-        ));
-        let mut file = OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .mode(0o600)
-            .open(&temp)
-            .map_err(EngineError::io(format!("cannot create {}", temp.display())))?;
-        let mut written = 0u64;
-        for chunk in &node.content {
-            match self.handle.block_on(self.repo.blob(chunk)) {
-                Ok(data) => {
-                    file.write_all(&data)
-                        .map_err(EngineError::io(format!("cannot write {}", temp.display())))?;
-                    written += data.len() as u64;
-                    self.progress.add(0, data.len() as u64);
+            NodeKind::File => {
+                let temp = dir.join(format!(
+                    ".coffer-restore-{}",
+                    hex::encode(crypto::random::<8>()?)
+                ));
+                OpenOptions::new()
+                    .write(true)
+                    .create_new(true)
+                    .mode(0o600)
+                    .open(&temp)
+                    .and_then(|f| f.set_len(node.size))
+                    .map_err(EngineError::io(format!("cannot create {}", temp.display())))?;
+                let index = self.repo.index();
+                let number = self.files.len();
+                let mut offset = 0u64;
+                for chunk in &node.content {
+                    let (pack, entry) = index.get(chunk).ok_or_else(|| {
+                        EngineError::Damaged(format!("{shown}: a chunk is not in the index"))
+                    })?;
+                    self.by_pack
+                        .entry(*pack)
+                        .or_default()
+                        .entry(*chunk)
+                        .or_default()
+                        .push((number, offset));
+                    offset += u64::from(entry.raw_length);
                 }
-                Err(EngineError::Damaged(why)) => {
-                    drop(file);
-                    let _ = std::fs::remove_file(&temp);
-                    tracing::error!(file = shown, "damaged: {why}");
-                    self.damaged.push(format!("{shown} ({why})"));
-                    return Ok(());
+                let file = PlannedFile {
+                    temp,
+                    path,
+                    node: node.clone(),
+                    shown,
+                    remaining: AtomicUsize::new(node.content.len()),
+                    failed: AtomicBool::new(offset != node.size),
+                };
+                if file.failed.load(Ordering::SeqCst) {
+                    tracing::error!(
+                        file = file.shown,
+                        "chunk sizes do not add up to the file size"
+                    );
                 }
-                Err(e) => {
-                    let _ = std::fs::remove_file(&temp);
-                    return Err(e);
+                if node.content.is_empty() {
+                    finalize(&file)?;
                 }
+                self.files.push(file);
             }
         }
-        if written != node.size {
-            let _ = std::fs::remove_file(&temp);
-            self.damaged
-                .push(format!("{shown} (size {written} instead of {})", node.size));
-            return Ok(());
-        }
-        file.sync_all()
-            .map_err(EngineError::io(format!("cannot write {}", temp.display())))?;
-        file.set_permissions(std::fs::Permissions::from_mode(node.mode))
-            .map_err(EngineError::io(format!(
-                "cannot set the mode of {}",
-                temp.display()
-            )))?;
-        let _ = file.set_times(FileTimes::new().set_modified(time_of(node.mtime_ns)));
-        drop(file);
-        set_owner(&temp, node);
-        if std::fs::symlink_metadata(path).is_ok() {
-            let _ = std::fs::remove_file(&temp);
-            return Err(EngineError::Invalid(format!(
-                "{} exists already",
-                path.display()
-            )));
-        }
-        std::fs::rename(&temp, path).map_err(EngineError::io(format!(
-            "cannot rename into {}",
-            path.display()
-        )))?;
-        self.report.files += 1;
-        self.report.bytes += written;
-        self.progress.add(1, 0);
         Ok(())
     }
+}
+
+/// Renames a complete file into place with its metadata, or removes a failed one.
+fn finalize(file: &PlannedFile) -> Result<(), EngineError> {
+    if file.failed.load(Ordering::SeqCst) {
+        let _ = std::fs::remove_file(&file.temp);
+        return Ok(());
+    }
+    let f = OpenOptions::new()
+        .write(true)
+        .open(&file.temp)
+        .map_err(EngineError::io(format!(
+            "cannot open {}",
+            file.temp.display()
+        )))?;
+    f.set_permissions(std::fs::Permissions::from_mode(file.node.mode))
+        .map_err(EngineError::io(format!(
+            "cannot set the mode of {}",
+            file.temp.display()
+        )))?;
+    let _ = f.set_times(FileTimes::new().set_modified(time_of(file.node.mtime_ns)));
+    drop(f);
+    set_owner(&file.temp, &file.node);
+    if std::fs::symlink_metadata(&file.path).is_ok() {
+        let _ = std::fs::remove_file(&file.temp);
+        return Err(EngineError::Invalid(format!(
+            "{} exists already",
+            file.path.display()
+        )));
+    }
+    std::fs::rename(&file.temp, &file.path).map_err(EngineError::io(format!(
+        "cannot rename into {}",
+        file.path.display()
+    )))
+}
+
+/// Works through the packs (one per core at a time), reading each needed chunk once in
+/// pack order, authenticating it and writing it at every offset that needs it; a file is
+/// renamed into place when its last chunk lands.
+/// Returns the files that failed verification (removed, never renamed).
+fn fill(
+    repo: &Repository,
+    handle: &tokio::runtime::Handle,
+    files: &[PlannedFile],
+    by_pack: HashMap<[u8; 32], HashMap<crypto::ChunkId, Vec<Target>>>,
+    progress: &Progress,
+) -> Result<Vec<String>, EngineError> {
+    let queue = Mutex::new(by_pack.into_iter().collect::<Vec<_>>());
+    let fatal: Mutex<Option<EngineError>> = Mutex::new(None);
+    let fail = |number: usize, why: &str| {
+        let file = &files[number];
+        if !file.failed.swap(true, Ordering::SeqCst) {
+            tracing::error!(file = file.shown, "damaged: {why}");
+        }
+    };
+    let workers = std::thread::available_parallelism()
+        .map_or(2, std::num::NonZero::get)
+        .clamp(1, 4);
+    std::thread::scope(|scope| {
+        for _ in 0..workers {
+            scope.spawn(|| {
+                loop {
+                    let Some((pack_id, chunks)) = queue.lock().expect("queue").pop() else {
+                        return;
+                    };
+                    if fatal.lock().expect("fatal").is_some() {
+                        return;
+                    }
+                    // In pack order; neighbouring chunks are fetched with one ranged read
+                    // of at most READ_SPAN bytes, so memory stays at one span per worker.
+                    let index = repo.index();
+                    let mut chunks: Vec<_> = chunks
+                        .into_iter()
+                        .filter_map(|(c, t)| index.get(&c).map(|(_, e)| (*e, t)))
+                        .collect();
+                    chunks.sort_by_key(|(e, _)| e.offset);
+                    let mut i = 0;
+                    while i < chunks.len() {
+                        let start = chunks[i].0.offset;
+                        let mut end = start + u64::from(chunks[i].0.length);
+                        let mut j = i + 1;
+                        while j < chunks.len()
+                            && chunks[j].0.offset == end
+                            && end - start + u64::from(chunks[j].0.length) <= READ_SPAN
+                        {
+                            end += u64::from(chunks[j].0.length);
+                            j += 1;
+                        }
+                        let span = match key(&pack_key(&pack_id)) {
+                            Ok(k) => handle.block_on(repo.store.get_range(&k, start, end - start)),
+                            Err(e) => {
+                                *fatal.lock().expect("fatal") = Some(e);
+                                return;
+                            }
+                        };
+                        let span = match span {
+                            Ok(span) => span,
+                            Err(e) => {
+                                *fatal.lock().expect("fatal") = Some(e.into());
+                                return;
+                            }
+                        };
+                        for (entry, targets) in &chunks[i..j] {
+                            let from = usize::try_from(entry.offset - start).unwrap_or(usize::MAX);
+                            let to = from.saturating_add(entry.length as usize);
+                            let plain = match &span {
+                                Some(bytes) if to <= bytes.len() => crypto::open_blob(
+                                    &repo.keys,
+                                    &entry.id,
+                                    entry.raw_length as usize,
+                                    &bytes[from..to],
+                                ),
+                                Some(_) => Err(EngineError::Damaged(format!(
+                                    "pack {} is truncated",
+                                    hex::encode(pack_id)
+                                ))),
+                                None => Err(EngineError::Damaged(format!(
+                                    "pack {} is missing",
+                                    hex::encode(pack_id)
+                                ))),
+                            };
+                            for &(number, offset) in targets {
+                                let file = &files[number];
+                                match &plain {
+                                    Ok(data) if !file.failed.load(Ordering::SeqCst) => {
+                                        let written = OpenOptions::new()
+                                            .write(true)
+                                            .open(&file.temp)
+                                            .and_then(|f| f.write_all_at(data, offset));
+                                        if let Err(e) = written {
+                                            *fatal.lock().expect("fatal") = Some(EngineError::io(
+                                                format!("cannot write {}", file.temp.display()),
+                                            )(
+                                                e
+                                            ));
+                                            return;
+                                        }
+                                        progress.add(0, data.len() as u64);
+                                    }
+                                    Ok(_) => {}
+                                    Err(e) => fail(number, &e.to_string()),
+                                }
+                                if file.remaining.fetch_sub(1, Ordering::SeqCst) == 1 {
+                                    progress.add(1, 0);
+                                    if let Err(e) = finalize(file) {
+                                        *fatal.lock().expect("fatal") = Some(e);
+                                        return;
+                                    }
+                                }
+                            }
+                        }
+                        i = j;
+                    }
+                }
+            });
+        }
+    });
+    if let Some(e) = fatal.into_inner().expect("fatal") {
+        // Leave no temporary file behind.
+        for f in files {
+            let _ = std::fs::remove_file(&f.temp);
+        }
+        return Err(e);
+    }
+    Ok(files
+        .iter()
+        .filter(|f| f.failed.load(Ordering::SeqCst))
+        .map(|f| f.shown.clone())
+        .collect())
 }

@@ -29,6 +29,20 @@ impl ObjectStore for MemStore {
     async fn get(&self, key: &ObjectKey) -> Result<Option<Bytes>, StorageError> {
         Ok(self.0.lock().unwrap().get(key.as_str()).cloned())
     }
+    async fn get_range(
+        &self,
+        key: &ObjectKey,
+        offset: u64,
+        len: u64,
+    ) -> Result<Option<Bytes>, StorageError> {
+        Ok(self.0.lock().unwrap().get(key.as_str()).map(|b| {
+            let start = usize::try_from(offset).unwrap().min(b.len());
+            let end = start
+                .saturating_add(usize::try_from(len).unwrap())
+                .min(b.len());
+            b.slice(start..end)
+        }))
+    }
     async fn exists(&self, key: &ObjectKey) -> Result<bool, StorageError> {
         Ok(self.0.lock().unwrap().contains_key(key.as_str()))
     }

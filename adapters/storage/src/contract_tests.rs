@@ -91,6 +91,28 @@ async fn contract(store: &dyn ObjectStore) {
     assert_eq!(store.get(&key("data/ab/one")).await.expect("get"), None);
     assert_eq!(store.list("data/").await.expect("list").len(), 1);
 
+    let ranged = store
+        .get_range(&key("data/cd/two"), 1, 3)
+        .await
+        .expect("range");
+    assert_eq!(ranged.as_deref(), Some(&b"eco"[..]));
+    let tail = store
+        .get_range(&key("data/cd/two"), 4, 100)
+        .await
+        .expect("range");
+    assert_eq!(
+        tail.as_deref(),
+        Some(&b"nd"[..]),
+        "a range past the end is cut short"
+    );
+    assert_eq!(
+        store
+            .get_range(&key("data/zz/none"), 0, 4)
+            .await
+            .expect("range"),
+        None
+    );
+
     let big = Bytes::from(vec![7u8; 3 * 1024 * 1024]);
     store
         .put(&key("packs/big"), big.clone())

@@ -136,6 +136,44 @@ impl ObjectStore for OpendalStore {
         }
     }
 
+    async fn get_range(
+        &self,
+        key: &ObjectKey,
+        offset: u64,
+        len: u64,
+    ) -> Result<Option<Bytes>, StorageError> {
+        if len == 0 {
+            return Ok(Some(Bytes::new()));
+        }
+        match self
+            .op
+            .read_with(key.as_str())
+            .range(offset..offset.saturating_add(len))
+            .await
+        {
+            Ok(buffer) => Ok(Some(buffer.to_bytes())),
+            Err(e) if e.kind() == ErrorKind::NotFound => Ok(None),
+            Err(e) if e.kind() == ErrorKind::RangeNotSatisfied => {
+                // The object is shorter than asked: return what it has from `offset`.
+                let size = match self.op.stat(key.as_str()).await {
+                    Ok(meta) => meta.content_length(),
+                    Err(e) if e.kind() == ErrorKind::NotFound => return Ok(None),
+                    Err(e) => return Err(map_err("reading", key.as_str(), &e)),
+                };
+                if offset >= size {
+                    return Ok(Some(Bytes::new()));
+                }
+                self.op
+                    .read_with(key.as_str())
+                    .range(offset..size)
+                    .await
+                    .map(|b| Some(b.to_bytes()))
+                    .map_err(|e| map_err("reading", key.as_str(), &e))
+            }
+            Err(e) => Err(map_err("reading", key.as_str(), &e)),
+        }
+    }
+
     async fn exists(&self, key: &ObjectKey) -> Result<bool, StorageError> {
         match self.op.stat(key.as_str()).await {
             Ok(meta) => Ok(meta.mode() == EntryMode::FILE),

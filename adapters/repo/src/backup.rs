@@ -7,7 +7,7 @@
 //! outside any lock; appending to the current pack is a memcpy under one. A worker that
 //! fills a pack finishes and stores it. The walker descends into subdirectories before
 //! it waits for a directory's files, so workers stay busy across small directories. The
-//! job queue is bounded, and each worker holds at most one chunk (≤ 8 MiB) and the pack
+//! job queue is bounded, and each worker holds at most one chunk (≤ 4 MiB) and the pack
 //! buffers at most two packs, so memory stays bounded whatever the files.
 
 use std::collections::HashSet;
@@ -22,7 +22,7 @@ use std::sync::{Arc, Mutex};
 use bytes::Bytes;
 use chrono::Utc;
 use coffer_domain::engine::{BackupRequest, Cancel, Progress, SnapshotSummary};
-use fastcdc::v2020::{Normalization, StreamCDC};
+use fastcdc::v2020::Normalization;
 
 use crate::crypto::{ChunkId, seal_blob};
 use crate::error::EngineError;
@@ -34,9 +34,9 @@ use crate::{Repository, crypto, key};
 
 pub const CHUNK_MIN: usize = 512 * 1024;
 pub const CHUNK_AVG: usize = 1024 * 1024;
-pub const CHUNK_MAX: usize = 8 * 1024 * 1024;
+pub const CHUNK_MAX: usize = 4 * 1024 * 1024;
 /// Packs are stored once they reach this size.
-const PACK_TARGET: usize = 16 * 1024 * 1024;
+const PACK_TARGET: usize = 8 * 1024 * 1024;
 
 /// Runs one backup and commits its snapshot.
 ///
@@ -82,6 +82,8 @@ pub async fn run(
         cancel,
         bytes_added: AtomicU64::new(0),
         stored_bytes: AtomicU64::new(0),
+        uploads: Mutex::new(None),
+        upload_error: Mutex::new(None),
     });
     let walk_shared = shared.clone();
     let path = request.path.clone();
@@ -162,6 +164,10 @@ struct Shared {
     cancel: Cancel,
     bytes_added: AtomicU64,
     stored_bytes: AtomicU64,
+    /// The uploader thread's queue while a walk runs.
+    uploads: Mutex<Option<SyncSender<PackWriter>>>,
+    /// The first storage failure of the uploader (it also cancels the backup).
+    upload_error: Mutex<Option<EngineError>>,
 }
 
 impl Shared {
@@ -206,7 +212,23 @@ impl Shared {
         Ok(())
     }
 
+    /// Hands a full pack to the uploader thread (waiting while one is already queued,
+    /// so at most two packs are in flight), so workers never wait on storage latency.
     fn store_pack(&self, pack: PackWriter) -> Result<(), EngineError> {
+        if let Some(e) = self.upload_error.lock().expect("upload error").take() {
+            return Err(e);
+        }
+        let sender = self.uploads.lock().expect("uploads").clone();
+        match sender {
+            Some(tx) => tx
+                .send(pack)
+                .map_err(|_| EngineError::Other("the pack uploader stopped".into())),
+            None => self.upload(pack),
+        }
+    }
+
+    /// Seals a pack's header and stores it.
+    fn upload(&self, pack: PackWriter) -> Result<(), EngineError> {
         let id = pack.id;
         let (bytes, entries) = pack.finish(&self.repo.keys, self.repo.encrypt)?;
         self.stored_bytes
@@ -266,7 +288,18 @@ fn walk(
         .max(2);
     let (jobs, queue) = sync_channel::<FileJob>(workers * 16);
     let queue = Arc::new(Mutex::new(queue));
+    let (uploads, pending) = sync_channel::<PackWriter>(1);
+    *shared.uploads.lock().expect("uploads") = Some(uploads);
     let result = std::thread::scope(|scope| {
+        let uploader = shared.clone();
+        scope.spawn(move || {
+            for pack in pending {
+                if let Err(e) = uploader.upload(pack) {
+                    *uploader.upload_error.lock().expect("upload error") = Some(e);
+                    uploader.cancel.cancel();
+                }
+            }
+        });
         for _ in 0..workers {
             let queue = queue.clone();
             let shared = shared.clone();
@@ -293,6 +326,10 @@ fn walk(
             ..
         } = walker;
         drop(jobs); // workers end when the queue closes
+        let flushed = shared.flush();
+        // The uploader ends when its queue closes, after the last pack is stored.
+        shared.uploads.lock().expect("uploads").take();
+        flushed?;
         root_id.map(|root| WalkOutcome {
             root,
             files,
@@ -302,12 +339,16 @@ fn walk(
             warnings,
         })
     });
-    let outcome = result?;
-    shared.flush()?;
-    Ok(outcome)
+    if let Some(e) = shared.upload_error.lock().expect("upload error").take() {
+        return Err(e);
+    }
+    result
 }
 
 fn worker(shared: &Shared, queue: &Mutex<Receiver<FileJob>>) {
+    // One buffer per worker for the whole backup: chunks are cut and sealed from it
+    // in place, so no chunk-sized allocation is made (or faulted in) per chunk.
+    let mut buffer = vec![0u8; 2 * CHUNK_MAX];
     loop {
         let Ok(job) = queue.lock().expect("queue").recv() else {
             return;
@@ -315,7 +356,7 @@ fn worker(shared: &Shared, queue: &Mutex<Receiver<FileJob>>) {
         let result = if shared.cancel.is_cancelled() {
             FileResult::Fatal(EngineError::Cancelled)
         } else {
-            read_file(shared, &job)
+            read_file(shared, &job, &mut buffer)
         };
         let _ = job.reply.send(result);
     }
@@ -329,7 +370,7 @@ fn changed(before: &std::fs::Metadata, after: &std::fs::Metadata) -> bool {
         || before.ctime_nsec() != after.ctime_nsec()
 }
 
-fn read_file(shared: &Shared, job: &FileJob) -> FileResult {
+fn read_file(shared: &Shared, job: &FileJob, buffer: &mut [u8]) -> FileResult {
     let mut file = match std::fs::File::open(&job.path) {
         Ok(f) => f,
         Err(e) => return FileResult::Unreadable(format!("{}: cannot read: {e}", job.display)),
@@ -373,23 +414,51 @@ fn read_file(shared: &Shared, job: &FileJob) -> FileResult {
             }
         }
     } else {
-        let cdc = StreamCDC::with_level_and_seed(
-            &file,
-            CHUNK_MIN,
-            CHUNK_AVG,
-            CHUNK_MAX,
-            Normalization::Level1,
-            shared.repo.keys.chunker_seed,
-        );
-        for chunk in cdc {
-            let chunk = match chunk {
-                Ok(c) => c,
-                Err(e) => {
-                    return FileResult::Unreadable(format!("{}: read failed: {e}", job.display));
+        // Fill the buffer, cut every chunk FastCDC finds but the last (which may be cut
+        // short by the buffer's end), move that remainder to the front and read on. The
+        // cut points are those of streaming over the whole file.
+        let mut filled = 0;
+        let mut eof = false;
+        loop {
+            while !eof && filled < buffer.len() {
+                match std::io::Read::read(&mut file, &mut buffer[filled..]) {
+                    Ok(0) => eof = true,
+                    Ok(n) => filled += n,
+                    Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                    Err(e) => {
+                        return FileResult::Unreadable(format!("{}: read failed: {e}", job.display));
+                    }
                 }
+            }
+            if filled == 0 {
+                break;
+            }
+            let chunks: Vec<(usize, usize)> = fastcdc::v2020::FastCDC::with_level_and_seed(
+                &buffer[..filled],
+                CHUNK_MIN,
+                CHUNK_AVG,
+                CHUNK_MAX,
+                Normalization::Level1,
+                shared.repo.keys.chunker_seed,
+            )
+            .map(|c| (c.offset, c.length))
+            .collect();
+            let keep = if eof {
+                chunks.len()
+            } else {
+                chunks.len().saturating_sub(1).max(1)
             };
-            if let Err(e) = store(&chunk.data) {
-                return FileResult::Fatal(e);
+            let mut consumed = 0;
+            for &(offset, length) in &chunks[..keep] {
+                if let Err(e) = store(&buffer[offset..offset + length]) {
+                    return FileResult::Fatal(e);
+                }
+                consumed = offset + length;
+            }
+            buffer.copy_within(consumed..filled, 0);
+            filled -= consumed;
+            if eof && filled == 0 {
+                break;
             }
         }
     }

@@ -146,31 +146,62 @@ pub fn seal_blob(
     id: &ChunkId,
     plain: &[u8],
 ) -> Result<Vec<u8>, EngineError> {
-    let compressed = zstd::bulk::compress(plain, ZSTD_LEVEL)
-        .map_err(|e| EngineError::Other(format!("compression failed: {e}")))?;
-    let (mut flags, body) = if compressed.len() < plain.len() {
-        (FLAG_COMPRESSED, compressed)
-    } else {
-        (0, plain.to_vec())
-    };
-    let mut out = Vec::with_capacity(body.len() + 33);
-    if encrypt {
-        flags |= FLAG_ENCRYPTED;
-        let salt: [u8; 16] = random()?;
-        out.push(flags);
-        out.extend_from_slice(&salt);
-        let start = out.len();
-        out.extend_from_slice(&body);
-        let mut tail = out.split_off(start);
-        keys.derive_blob(&salt)
-            .encrypt_in_place(&Nonce::from([0u8; 12]), id, &mut tail)
-            .map_err(|_| EngineError::Other("encryption failed".into()))?;
-        out.append(&mut tail);
-    } else {
-        out.push(flags);
-        out.extend_from_slice(&body);
-    }
-    Ok(out)
+    COMPRESSOR.with(|cell| {
+        let mut slot = cell.borrow_mut();
+        if slot.is_none() {
+            let compressor = zstd::bulk::Compressor::new(ZSTD_LEVEL)
+                .map_err(|e| EngineError::Other(format!("compression failed: {e}")))?;
+            *slot = Some((compressor, Vec::new()));
+        }
+        let (compressor, scratch) = slot.as_mut().expect("initialised above");
+        scratch.clear();
+        scratch.reserve(zstd::zstd_safe::compress_bound(plain.len()));
+        let n = compressor
+            .compress_to_buffer(plain, scratch)
+            .map_err(|e| EngineError::Other(format!("compression failed: {e}")))?;
+        let (mut flags, body) = if n < plain.len() {
+            (FLAG_COMPRESSED, &scratch[..n])
+        } else {
+            (0, plain)
+        };
+        let mut out = Vec::with_capacity(body.len() + 33);
+        if encrypt {
+            flags |= FLAG_ENCRYPTED;
+            let salt: [u8; 16] = random()?;
+            out.push(flags);
+            out.extend_from_slice(&salt);
+            let start = out.len();
+            out.extend_from_slice(body);
+            let tag = keys
+                .derive_blob(&salt)
+                .encrypt_inout_detached(&Nonce::from([0u8; 12]), id, (&mut out[start..]).into())
+                .map_err(|_| EngineError::Other("encryption failed".into()))?;
+            out.extend_from_slice(&tag);
+        } else {
+            out.push(flags);
+            out.extend_from_slice(body);
+        }
+        Ok(out)
+    })
+}
+
+thread_local! {
+    /// One zstd context (and its output buffer) per thread, reused for every blob:
+    /// creating a context per small file costs more than compressing it.
+    static COMPRESSOR: std::cell::RefCell<Option<(zstd::bulk::Compressor<'static>, Vec<u8>)>> =
+        const { std::cell::RefCell::new(None) };
+    static DECOMPRESSOR: std::cell::RefCell<Option<zstd::bulk::Decompressor<'static>>> =
+        const { std::cell::RefCell::new(None) };
+}
+
+fn decompress(body: &[u8], raw_len: usize) -> Option<Vec<u8>> {
+    DECOMPRESSOR.with(|cell| {
+        let mut slot = cell.borrow_mut();
+        if slot.is_none() {
+            *slot = Some(zstd::bulk::Decompressor::new().ok()?);
+        }
+        slot.as_mut()?.decompress(body, raw_len).ok()
+    })
 }
 
 /// Opens a sealed blob and checks that its plaintext has the expected id.
@@ -200,7 +231,7 @@ pub fn open_blob(
         rest.to_vec()
     };
     let plain = if flags & FLAG_COMPRESSED != 0 {
-        zstd::bulk::decompress(&body, raw_len).map_err(|_| damaged("does not decompress"))?
+        decompress(&body, raw_len).ok_or_else(|| damaged("does not decompress"))?
     } else {
         body
     };

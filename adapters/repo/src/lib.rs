@@ -15,7 +15,7 @@
 //! | `index/<id>` | sealed list of (pack id, blob entries) written by one backup |
 //! | `snapshots/<sha256>` | sealed JSON snapshot: source, times, root tree, stats, warnings; the key is the SHA-256 of the stored bytes, which is also the checksum the catalog keeps |
 //!
-//! **Chunks.** File content is cut with FastCDC (min 512 KiB, average 1 MiB, max 8 MiB;
+//! **Chunks.** File content is cut with FastCDC (min 512 KiB, average 1 MiB, max 4 MiB;
 //! gear table XORed with a secret seed). A chunk's id is HMAC-SHA256 of its plaintext
 //! under a secret id key, so someone with storage access but no key cannot test whether a
 //! known file is stored. Dedup is by id across every snapshot of every source.

@@ -426,7 +426,10 @@ fn read_file(shared: &Shared, job: &FileJob, buffer: &mut [u8]) -> FileResult {
                     Ok(n) => filled += n,
                     Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
                     Err(e) => {
-                        return FileResult::Unreadable(format!("{}: read failed: {e}", job.display));
+                        return FileResult::Unreadable(format!(
+                            "{}: read failed: {e}",
+                            job.display
+                        ));
                     }
                 }
             }

@@ -10,7 +10,9 @@ use coffer_domain::engine::{
     BackupRequest, Cancel, EngineFailure, EntryInfo, Progress, RestoreReport, SnapshotEngine,
     VerifyReport,
 };
-use coffer_domain::ports::{BackupCatalog, CatalogEntry, Clock, Source, SourceRepository};
+use coffer_domain::ports::{
+    BackupCatalog, CatalogEntry, Clock, RepoError, Source, SourceRepository,
+};
 use coffer_domain::secrets::Secret;
 
 use crate::audit::AuditLog;
@@ -106,9 +108,21 @@ impl BackupService {
                 if let Some(source) = self.sources.find_by_path(&text).await? {
                     return Ok(source);
                 }
-                let source = match self.sources.find_by_name(&text).await? {
-                    Some(s) => s,
-                    None => self.sources.create(&text, &text, self.clock.now()).await?,
+                if let Some(source) = self.sources.find_by_name(&text).await? {
+                    return Ok(source);
+                }
+                let source = match self.sources.create(&text, &text, self.clock.now()).await {
+                    Ok(source) => source,
+                    // Another backup of the same new path created it a moment ago.
+                    Err(RepoError::Conflict(_)) => {
+                        return self.sources.find_by_name(&text).await?.ok_or_else(|| {
+                            ServiceError::Conflict {
+                                code: "conflict",
+                                message: format!("the source `{text}` is being changed; try again"),
+                            }
+                        });
+                    }
+                    Err(e) => return Err(e.into()),
                 };
                 self.audit
                     .record(

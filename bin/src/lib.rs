@@ -54,10 +54,14 @@ pub async fn open_database(settings: &Settings) -> anyhow::Result<Database> {
         max_connections: settings.database.max_connections,
         connect_timeout: Duration::from_secs(settings.database.connect_timeout_secs),
     };
+    // Two processes starting at once on one data directory (the CLI beside the server)
+    // must not create the SQLite file (and switch it to WAL) or apply a migration twice.
+    let lock = data_dir_lock(&settings.data_dir, "migrate.lock")?;
     let db = Database::connect(&options).await?;
     let (before, _) = db.migration_status().await.unwrap_or((0, 0));
     db.migrate().await?;
     let (after, _) = db.migration_status().await?;
+    drop(lock);
     if after > before {
         tracing::info!(
             applied = after - before,
@@ -66,6 +70,23 @@ pub async fn open_database(settings: &Settings) -> anyhow::Result<Database> {
         );
     }
     Ok(db)
+}
+
+/// An exclusive lock on `<data_dir>/<name>`, held until the returned file is dropped.
+///
+/// # Errors
+/// When the lock file cannot be opened or locked.
+pub fn data_dir_lock(data_dir: &Path, name: &str) -> anyhow::Result<std::fs::File> {
+    let path = data_dir.join(name);
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .with_context(|| format!("cannot open {}", path.display()))?;
+    file.lock()
+        .with_context(|| format!("cannot lock {}", path.display()))?;
+    Ok(file)
 }
 
 /// Opens the repository storage named by the settings.

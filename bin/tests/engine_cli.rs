@@ -384,7 +384,27 @@ fn the_catalog_is_rebuilt_from_storage_and_the_key_alone() {
 #[test]
 fn the_cli_works_beside_a_running_server() {
     let f = fixture(50, 2);
-    std::fs::create_dir_all(&f.data).expect("mkdir");
+    // Two backups of a new path at once on a fresh data directory: migrations, key and
+    // repository creation and the new source must all survive the race.
+    let spawn_backup = || {
+        coffer(&f.data)
+            .args(["backup", f.src.to_str().expect("utf8"), "--json"])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("backup")
+    };
+    let (a, b) = (spawn_backup(), spawn_backup());
+    for out in [
+        a.wait_with_output().expect("a"),
+        b.wait_with_output().expect("b"),
+    ] {
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
     let port = std::net::TcpListener::bind("127.0.0.1:0")
         .and_then(|l| l.local_addr())
         .map(|a| a.port())

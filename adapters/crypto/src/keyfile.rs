@@ -69,7 +69,11 @@ pub fn load_or_create_key(path: &Path) -> Result<([u8; 32], bool), KeyFileError>
             let text = std::fs::read_to_string(path).map_err(io("read", path))?;
             Ok((parse_key(path, &text)?, false))
         }
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok((create_key(path)?, true)),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => match create_key(path)? {
+            Some(key) => Ok((key, true)),
+            // Another process created it at the same moment: use theirs.
+            None => load_or_create_key(path),
+        },
         Err(e) => Err(io("read", path)(e)),
     }
 }
@@ -103,27 +107,50 @@ fn parse_key(path: &Path, text: &str) -> Result<[u8; 32], KeyFileError> {
     Ok(key)
 }
 
-fn create_key(path: &Path) -> Result<[u8; 32], KeyFileError> {
-    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-        let mut builder = std::fs::DirBuilder::new();
-        builder.recursive(true);
-        #[cfg(unix)]
-        std::os::unix::fs::DirBuilderExt::mode(&mut builder, 0o700);
-        builder
-            .create(dir)
-            .map_err(io("create the directory of", path))?;
-    }
+/// Creates the key file atomically: the key is written and synced under a temporary
+/// name, then hard-linked to `path`, which fails if `path` exists — so a concurrent
+/// creator never sees a half-written key. `None` when another process won the race.
+fn create_key(path: &Path) -> Result<Option<[u8; 32]>, KeyFileError> {
+    let dir = path
+        .parent()
+        .filter(|d| !d.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    let mut builder = std::fs::DirBuilder::new();
+    builder.recursive(true);
+    #[cfg(unix)]
+    std::os::unix::fs::DirBuilderExt::mode(&mut builder, 0o700);
+    builder
+        .create(dir)
+        .map_err(io("create the directory of", path))?;
     let mut key = [0u8; 32];
     key.copy_from_slice(&random_bytes(32)?);
+    let mut name = path.file_name().unwrap_or_default().to_os_string();
+    name.push(format!(".tmp-{}", hex::encode(random_bytes(8)?)));
+    let temp: PathBuf = dir.join(name);
     let mut options = std::fs::OpenOptions::new();
     options.write(true).create_new(true);
     #[cfg(unix)]
     std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
-    let mut file = options.open(path).map_err(io("create", path))?;
-    file.write_all(format!("{}\n", hex::encode(key)).as_bytes())
-        .and_then(|()| file.sync_all())
-        .map_err(io("write", path))?;
-    Ok(key)
+    let written = options.open(&temp).and_then(|mut file| {
+        file.write_all(format!("{}\n", hex::encode(key)).as_bytes())?;
+        file.sync_all()
+    });
+    if let Err(e) = written {
+        let _ = std::fs::remove_file(&temp);
+        return Err(io("create", path)(e));
+    }
+    let linked = std::fs::hard_link(&temp, path);
+    let _ = std::fs::remove_file(&temp);
+    match linked {
+        Ok(()) => {
+            if let Ok(d) = std::fs::File::open(dir) {
+                let _ = d.sync_all();
+            }
+            Ok(Some(key))
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(None),
+        Err(e) => Err(io("create", path)(e)),
+    }
 }
 
 #[cfg(test)]
@@ -179,6 +206,32 @@ mod tests {
             load_or_create_key(&path),
             Err(KeyFileError::Invalid { .. })
         ));
+    }
+
+    #[test]
+    fn concurrent_creators_agree_on_one_key() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("keys/master.key");
+        let keys: Vec<[u8; 32]> = std::thread::scope(|s| {
+            let handles: Vec<_> = (0..8)
+                .map(|_| s.spawn(|| load_or_create_key(&path).expect("create or load").0))
+                .collect();
+            handles
+                .into_iter()
+                .map(|h| h.join().expect("thread"))
+                .collect()
+        });
+        assert!(
+            keys.windows(2).all(|w| w[0] == w[1]),
+            "every creator ends up with the same key"
+        );
+        assert_eq!(
+            std::fs::read_dir(path.parent().expect("dir"))
+                .expect("dir")
+                .count(),
+            1,
+            "no temporaries left"
+        );
     }
 
     #[test]

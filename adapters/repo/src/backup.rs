@@ -212,8 +212,8 @@ impl Shared {
         Ok(())
     }
 
-    /// Hands a full pack to the uploader thread (waiting while one is already queued,
-    /// so at most two packs are in flight), so workers never wait on storage latency.
+    /// Hands a full pack to the uploader threads (waiting while one is already queued, so
+    /// at most three packs are in flight), so workers do not wait on storage latency.
     fn store_pack(&self, pack: PackWriter) -> Result<(), EngineError> {
         if let Some(e) = self.upload_error.lock().expect("upload error").take() {
             return Err(e);
@@ -291,15 +291,27 @@ fn walk(
     let (uploads, pending) = sync_channel::<PackWriter>(1);
     *shared.uploads.lock().expect("uploads") = Some(uploads);
     let result = std::thread::scope(|scope| {
-        let uploader = shared.clone();
-        scope.spawn(move || {
-            for pack in pending {
-                if let Err(e) = uploader.upload(pack) {
-                    *uploader.upload_error.lock().expect("upload error") = Some(e);
-                    uploader.cancel.cancel();
+        // Two uploaders, so one pack's fsync overlaps the next pack's write.
+        let pending = Arc::new(Mutex::new(pending));
+        for _ in 0..2 {
+            let uploader = shared.clone();
+            let pending = pending.clone();
+            scope.spawn(move || {
+                loop {
+                    let Ok(pack) = pending.lock().expect("pending").recv() else {
+                        return;
+                    };
+                    if let Err(e) = uploader.upload(pack) {
+                        uploader
+                            .upload_error
+                            .lock()
+                            .expect("upload error")
+                            .get_or_insert(e);
+                        uploader.cancel.cancel();
+                    }
                 }
-            }
-        });
+            });
+        }
         for _ in 0..workers {
             let queue = queue.clone();
             let shared = shared.clone();

@@ -46,7 +46,8 @@ pub struct SnapshotSummary {
     pub bytes: u64,
     /// Plaintext bytes of chunks this backup stored for the first time.
     pub bytes_added: u64,
-    /// Bytes this backup wrote to storage (packs and metadata, after compression).
+    /// Bytes this backup wrote to storage after dedup and compression: packs and index
+    /// (the few hundred bytes of the snapshot object itself are not counted).
     pub stored_bytes_added: u64,
     /// Files not re-read because they were unchanged since the parent snapshot.
     pub unchanged_files: u64,

@@ -123,20 +123,11 @@ pub async fn run(
         unchanged_files: outcome.unchanged,
         warnings,
     };
+    // Packs and index; the snapshot object itself (a few hundred bytes) is not counted:
+    // its size depends on this very number.
     let mut doc = doc;
-    // The snapshot's own size is part of what this backup stores: seal until the number
-    // it records is the size it has (converges in a step or two).
-    let before = shared.stored_bytes.load(Ordering::Relaxed);
-    doc.stored_bytes_added = before;
-    let mut sealed = snapshot::seal(&repo.keys, repo.encrypt, &doc)?;
-    for _ in 0..4 {
-        let total = before + sealed.len() as u64;
-        if doc.stored_bytes_added == total {
-            break;
-        }
-        doc.stored_bytes_added = total;
-        sealed = snapshot::seal(&repo.keys, repo.encrypt, &doc)?;
-    }
+    doc.stored_bytes_added = shared.stored_bytes.load(Ordering::Relaxed);
+    let sealed = snapshot::seal(&repo.keys, repo.encrypt, &doc)?;
     let id = hex::encode(crypto::sha256(&sealed));
     repo.store
         .put(&key(&format!("snapshots/{id}"))?, Bytes::from(sealed))

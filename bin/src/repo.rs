@@ -82,7 +82,7 @@ fn unexpected(e: impl std::fmt::Display) -> ServiceError {
 impl MasterKeys for KeyFile {
     async fn export(&self) -> Result<Secret, ServiceError> {
         let (key, _) = coffer_crypto::load_or_create_key(&self.path).map_err(unexpected)?;
-        Ok(Secret::new(hex_encode(&key)))
+        Ok(Secret::new(hex::encode(key)))
     }
 
     async fn rotate(&self) -> Result<(), ServiceError> {
@@ -104,12 +104,4 @@ fn next_path(path: &Path) -> PathBuf {
     let mut name = path.file_name().unwrap_or_default().to_os_string();
     name.push(".new");
     path.with_file_name(name)
-}
-
-fn hex_encode(bytes: &[u8]) -> String {
-    use std::fmt::Write as _;
-    bytes.iter().fold(String::new(), |mut s, b| {
-        let _ = write!(s, "{b:02x}");
-        s
-    })
 }

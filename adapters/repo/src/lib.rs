@@ -335,16 +335,6 @@ impl Repository {
     }
 }
 
-fn failure(e: EngineError) -> EngineFailure {
-    match e {
-        EngineError::NotFound(m) => EngineFailure::NotFound(m),
-        EngineError::Invalid(m) => EngineFailure::Invalid(m),
-        EngineError::Damaged(m) => EngineFailure::Damaged(m),
-        EngineError::Cancelled => EngineFailure::Cancelled,
-        other => EngineFailure::Other(other.to_string()),
-    }
-}
-
 /// The engine behind the application's port; owns an open repository.
 pub struct Engine {
     repo: Arc<Repository>,
@@ -369,7 +359,7 @@ impl SnapshotEngine for Engine {
     ) -> Result<SnapshotSummary, EngineFailure> {
         backup::run(self.repo.clone(), request, progress, cancel)
             .await
-            .map_err(failure)
+            .map_err(EngineFailure::from)
     }
 
     async fn snapshots(&self) -> Result<Vec<SnapshotSummary>, EngineFailure> {
@@ -377,24 +367,32 @@ impl SnapshotEngine for Engine {
             .repo
             .list_snapshots()
             .await
-            .map_err(failure)?
+            .map_err(EngineFailure::from)?
             .into_iter()
             .map(|(id, doc)| doc.summary(id))
             .collect())
     }
 
     async fn list_dir(&self, snapshot: &str, path: &str) -> Result<Vec<EntryInfo>, EngineFailure> {
-        let doc = self.repo.load_snapshot(snapshot).await.map_err(failure)?;
+        let doc = self
+            .repo
+            .load_snapshot(snapshot)
+            .await
+            .map_err(EngineFailure::from)?;
         let node = self
             .repo
             .resolve(&doc.root()?, path)
             .await
-            .map_err(failure)?;
+            .map_err(EngineFailure::from)?;
         let subtree = node
             .subtree
             .filter(|_| node.kind == NodeKind::Dir)
             .ok_or_else(|| EngineFailure::Invalid(format!("`{path}` is not a directory")))?;
-        let nodes = self.repo.tree(&subtree).await.map_err(failure)?;
+        let nodes = self
+            .repo
+            .tree(&subtree)
+            .await
+            .map_err(EngineFailure::from)?;
         Ok(nodes
             .iter()
             .map(|n| EntryInfo {
@@ -421,7 +419,7 @@ impl SnapshotEngine for Engine {
         self.repo.drop_cache();
         restore::run(self.repo.clone(), snapshot, path, target, progress)
             .await
-            .map_err(failure)
+            .map_err(EngineFailure::from)
     }
 
     async fn export_tar(
@@ -432,20 +430,26 @@ impl SnapshotEngine for Engine {
     ) -> Result<u64, EngineFailure> {
         export::write_tar(self.repo.clone(), snapshot, path, out)
             .await
-            .map_err(failure)
+            .map_err(EngineFailure::from)
     }
 
     async fn verify(&self, snapshot: &str, read_data: bool) -> Result<VerifyReport, EngineFailure> {
         self.repo.drop_cache();
         verify::run(&self.repo, snapshot, read_data)
             .await
-            .map_err(failure)
+            .map_err(EngineFailure::from)
     }
 }
 
 impl From<EngineError> for EngineFailure {
     fn from(e: EngineError) -> Self {
-        failure(e)
+        match e {
+            EngineError::NotFound(m) => Self::NotFound(m),
+            EngineError::Invalid(m) => Self::Invalid(m),
+            EngineError::Damaged(m) => Self::Damaged(m),
+            EngineError::Cancelled => Self::Cancelled,
+            other => Self::Other(other.to_string()),
+        }
     }
 }
 
@@ -453,7 +457,6 @@ impl From<EngineError> for EngineFailure {
 pub(crate) struct Refs {
     /// Data chunk → the paths (inside the snapshot) of the files that use it.
     pub data: HashMap<crypto::ChunkId, Vec<String>>,
-    pub trees: Vec<crypto::ChunkId>,
     /// Entries that must never be restored: unsafe or duplicate names.
     pub unsafe_entries: Vec<String>,
 }
@@ -466,7 +469,6 @@ async fn collect_refs(
 ) -> Result<Refs, EngineError> {
     let mut refs = Refs {
         data: HashMap::new(),
-        trees: vec![*root],
         unsafe_entries: Vec::new(),
     };
     let mut stack = vec![(*root, base)];
@@ -490,7 +492,6 @@ async fn collect_refs(
                 }
                 NodeKind::Dir => {
                     if let Some(sub) = node.subtree {
-                        refs.trees.push(sub);
                         stack.push((sub, child));
                     }
                 }

@@ -4,14 +4,16 @@
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+use coffer_domain::SourceId;
 use coffer_domain::audit::{AuditAction, AuditEntry};
 use coffer_domain::auth::{Actor, Permission};
 use coffer_domain::engine::{
-    BackupRequest, Cancel, EngineFailure, EntryInfo, Progress, RestoreReport, SnapshotEngine,
-    VerifyReport,
+    ArchiveFormat, BackupRequest, Cancel, EngineFailure, EntryInfo, Progress, RestoreReport,
+    SnapshotEngine, VerifyReport,
 };
 use coffer_domain::ports::{
-    BackupCatalog, CatalogEntry, Clock, RepoError, Source, SourceRepository,
+    BackupCatalog, BackupFilter, CatalogEntry, Clock, LocalPaths, Page, RepoError, Source,
+    SourceRepository, SourceSpec,
 };
 use coffer_domain::secrets::Secret;
 
@@ -23,6 +25,8 @@ use crate::error::ServiceError;
 pub enum BackupTarget {
     /// A configured source, by name.
     Source(String),
+    /// A configured source, by id.
+    Id(SourceId),
     /// A directory; it becomes a source named after its path if it is not one yet.
     Path(PathBuf),
 }
@@ -54,13 +58,61 @@ pub trait MasterKeys: Send + Sync {
     async fn rotate(&self) -> Result<(), ServiceError>;
 }
 
+/// Largest page of the backup listing and of a directory listing.
+pub const MAX_PAGE: u64 = 1000;
+
+/// A download that has been authorized and recorded, ready to stream.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DownloadPlan {
+    pub snapshot_id: String,
+    pub path: Option<String>,
+    pub format: ArchiveFormat,
+    /// A safe file name for the archive (ASCII letters, digits, `.`, `_`, `-`).
+    pub filename: String,
+}
+
+/// One page of a directory inside a snapshot.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DirPage {
+    pub snapshot: CatalogEntry,
+    /// The directory, normalised (`""` is the snapshot's root).
+    pub path: String,
+    pub entries: Page<EntryInfo>,
+}
+
 pub struct BackupService {
     engine: Arc<dyn SnapshotEngine>,
     sources: Arc<dyn SourceRepository>,
     catalog: Arc<dyn BackupCatalog>,
     keys: Arc<dyn MasterKeys>,
+    paths: Arc<dyn LocalPaths>,
     clock: Arc<dyn Clock>,
     audit: AuditLog,
+}
+
+/// Keeps what is safe in a file name, so that a `Content-Disposition` header needs no
+/// escaping.
+fn file_name_part(s: &str) -> String {
+    let mut out: String = s
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-') {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect();
+    out = out.trim_matches(|c| c == '_' || c == '.').to_owned();
+    out.truncate(80);
+    out
+}
+
+/// A path inside a snapshot as the engine takes it: no leading or trailing `/`.
+fn snapshot_path(path: Option<&str>) -> Option<String> {
+    path.map(|p| p.trim_matches('/'))
+        .filter(|p| !p.is_empty())
+        .map(str::to_owned)
 }
 
 impl BackupService {
@@ -70,6 +122,7 @@ impl BackupService {
         sources: Arc<dyn SourceRepository>,
         catalog: Arc<dyn BackupCatalog>,
         keys: Arc<dyn MasterKeys>,
+        paths: Arc<dyn LocalPaths>,
         clock: Arc<dyn Clock>,
         audit: AuditLog,
     ) -> Self {
@@ -78,9 +131,18 @@ impl BackupService {
             sources,
             catalog,
             keys,
+            paths,
             clock,
             audit,
         }
+    }
+
+    /// A source by id (no permission check: callers have checked theirs).
+    pub(crate) async fn source(&self, id: SourceId) -> Result<Source, ServiceError> {
+        self.sources
+            .get(id)
+            .await?
+            .ok_or_else(|| ServiceError::NotFound(format!("no source with id {id}")))
     }
 
     async fn resolve_source(
@@ -94,24 +156,23 @@ impl BackupService {
                 .find_by_name(name)
                 .await?
                 .ok_or_else(|| ServiceError::NotFound(format!("no source named `{name}`"))),
+            BackupTarget::Id(id) => self.source(*id).await,
             BackupTarget::Path(path) => {
-                let canonical = std::fs::canonicalize(path).map_err(|e| {
-                    ServiceError::invalid("invalid_path", format!("{}: {e}", path.display()))
-                })?;
-                if !canonical.is_dir() {
-                    return Err(ServiceError::invalid(
-                        "invalid_path",
-                        format!("{} is not a directory", canonical.display()),
-                    ));
-                }
-                let text = canonical.to_string_lossy().into_owned();
+                let text = self
+                    .paths
+                    .readable_dir(&path.to_string_lossy())
+                    .map_err(|e| ServiceError::invalid("invalid_path", e.to_string()))?;
                 if let Some(source) = self.sources.find_by_path(&text).await? {
                     return Ok(source);
                 }
                 if let Some(source) = self.sources.find_by_name(&text).await? {
                     return Ok(source);
                 }
-                let source = match self.sources.create(&text, &text, self.clock.now()).await {
+                let source = match self
+                    .sources
+                    .create(&SourceSpec::plain(&text, &text), self.clock.now())
+                    .await
+                {
                     Ok(source) => source,
                     // Another backup of the same new path created it a moment ago.
                     Err(RepoError::Conflict(_)) => {
@@ -247,6 +308,7 @@ impl BackupService {
         path: Option<&str>,
         target: &Path,
         progress: Arc<Progress>,
+        cancel: Cancel,
     ) -> Result<(CatalogEntry, RestoreReport), ServiceError> {
         actor.require(Permission::Restore)?;
         let snap = self.find(actor, reference).await?;
@@ -255,7 +317,7 @@ impl BackupService {
         let detail = format!("{} -> {}", path.unwrap_or("/"), target.display());
         match self
             .engine
-            .restore(&snap.snapshot_id, path, target, progress)
+            .restore(&snap.snapshot_id, path, target, progress, cancel)
             .await
         {
             Ok(report) => {
@@ -293,33 +355,283 @@ impl BackupService {
         };
         let mut out = Vec::with_capacity(snaps.len());
         for snap in snaps {
-            let report = self.engine.verify(&snap.snapshot_id, read_data).await?;
-            let result = if report.ok() {
-                if read_data {
-                    "ok (data read)".to_owned()
-                } else {
-                    "ok".to_owned()
-                }
-            } else {
-                let mut what = report.problems.first().cloned().unwrap_or_default();
-                if !report.damaged_files.is_empty() {
-                    what = format!("damaged files: {}", report.damaged_files.join(", "));
-                }
-                format!("damaged: {what}")
-            };
-            self.catalog
-                .record_verification(&snap.snapshot_id, self.clock.now(), &result)
-                .await?;
-            let mut entry = AuditEntry::new(&actor.username, AuditAction::Verify, &actor.client)
-                .resource(format!("snapshot:{}", snap.snapshot_id))
-                .detail(result);
-            if !report.ok() {
-                entry = entry.failed();
-            }
-            self.audit.record(entry).await?;
-            out.push((snap, report));
+            out.push(
+                self.verify_one(
+                    actor,
+                    &snap.snapshot_id,
+                    read_data,
+                    Arc::new(Progress::default()),
+                    Cancel::default(),
+                )
+                .await?,
+            );
         }
         Ok(out)
+    }
+
+    /// Verifies one snapshot and records the result in the catalog and the trail.
+    ///
+    /// # Errors
+    /// `Forbidden` without `restore`; `NotFound`; `Conflict` (`cancelled`).
+    pub async fn verify_one(
+        &self,
+        actor: &Actor,
+        reference: &str,
+        read_data: bool,
+        progress: Arc<Progress>,
+        cancel: Cancel,
+    ) -> Result<(CatalogEntry, VerifyReport), ServiceError> {
+        actor.require(Permission::Restore)?;
+        let snap = self.find(actor, reference).await?;
+        let report = self
+            .engine
+            .verify(&snap.snapshot_id, read_data, progress, cancel)
+            .await?;
+        let result = if report.ok() {
+            if read_data {
+                "ok (data read)".to_owned()
+            } else {
+                "ok".to_owned()
+            }
+        } else {
+            let mut what = report.problems.first().cloned().unwrap_or_default();
+            if !report.damaged_files.is_empty() {
+                what = format!("damaged files: {}", report.damaged_files.join(", "));
+            }
+            format!("damaged: {what}")
+        };
+        self.catalog
+            .record_verification(&snap.snapshot_id, self.clock.now(), &result)
+            .await?;
+        let mut entry = AuditEntry::new(&actor.username, AuditAction::Verify, &actor.client)
+            .resource(format!("snapshot:{}", snap.snapshot_id))
+            .detail(result);
+        if !report.ok() {
+            entry = entry.failed();
+        }
+        self.audit.record(entry).await?;
+        let snap = self.find(actor, &snap.snapshot_id).await?;
+        Ok((snap, report))
+    }
+
+    /// The catalog, filtered, newest first, one page.
+    ///
+    /// # Errors
+    /// `Forbidden` without `view`.
+    pub async fn list(
+        &self,
+        actor: &Actor,
+        mut filter: BackupFilter,
+    ) -> Result<Page<CatalogEntry>, ServiceError> {
+        actor.require(Permission::View)?;
+        filter.limit = filter.limit.clamp(1, MAX_PAGE);
+        Ok(self.catalog.query(&filter).await?)
+    }
+
+    /// The entry at a path inside a snapshot.
+    ///
+    /// # Errors
+    /// `Forbidden` without `restore`; `NotFound`.
+    pub async fn stat(
+        &self,
+        actor: &Actor,
+        snapshot_id: &str,
+        path: &str,
+    ) -> Result<EntryInfo, ServiceError> {
+        actor.require(Permission::Restore)?;
+        Ok(self.engine.stat(snapshot_id, path).await?)
+    }
+
+    /// Removes a snapshot from the catalog and the repository; the space its data used
+    /// is reclaimed by garbage collection. Protected snapshots must be unprotected first.
+    ///
+    /// # Errors
+    /// `Forbidden` without `manage_system`; `NotFound`; `Conflict` (`protected`).
+    pub async fn delete(&self, actor: &Actor, reference: &str) -> Result<(), ServiceError> {
+        actor.require(Permission::ManageSystem)?;
+        let snap = self.find(actor, reference).await?;
+        if snap.protected {
+            return Err(ServiceError::Conflict {
+                code: "protected",
+                message: format!(
+                    "snapshot {} is protected; unprotect it first",
+                    snap.snapshot_id
+                ),
+            });
+        }
+        let entry = AuditEntry::new(&actor.username, AuditAction::BackupDelete, &actor.client)
+            .resource(format!("snapshot:{}", snap.snapshot_id))
+            .detail(format!("`{}` of {}", snap.source_name, snap.created_at));
+        // The repository first: a catalog row without its snapshot is retried below; a
+        // snapshot without its row would come back with the next catalog rebuild.
+        match self.engine.forget(&snap.snapshot_id).await {
+            Ok(()) | Err(EngineFailure::NotFound(_)) => {}
+            Err(e) => {
+                self.audit
+                    .record_best_effort(entry.failed().detail(e.to_string()))
+                    .await;
+                return Err(e.into());
+            }
+        }
+        self.catalog.delete(&snap.snapshot_id).await?;
+        self.audit.record(entry).await?;
+        Ok(())
+    }
+
+    /// Protects a snapshot from retention, or lifts that.
+    ///
+    /// # Errors
+    /// `Forbidden` without `manage_system`; `NotFound`.
+    pub async fn set_protected(
+        &self,
+        actor: &Actor,
+        reference: &str,
+        protected: bool,
+    ) -> Result<CatalogEntry, ServiceError> {
+        actor.require(Permission::ManageSystem)?;
+        let snap = self.find(actor, reference).await?;
+        if !self
+            .catalog
+            .set_protected(&snap.snapshot_id, protected)
+            .await?
+        {
+            return Err(ServiceError::NotFound(format!(
+                "no snapshot `{reference}` in the catalog"
+            )));
+        }
+        let action = if protected {
+            AuditAction::BackupProtect
+        } else {
+            AuditAction::BackupUnprotect
+        };
+        self.audit
+            .record(
+                AuditEntry::new(&actor.username, action, &actor.client)
+                    .resource(format!("snapshot:{}", snap.snapshot_id)),
+            )
+            .await?;
+        self.find(actor, &snap.snapshot_id).await
+    }
+
+    /// One page of a directory inside a snapshot. Audited: names reveal content.
+    ///
+    /// # Errors
+    /// `Forbidden` without `restore`; `NotFound`; `Invalid` when the path is a file.
+    pub async fn browse(
+        &self,
+        actor: &Actor,
+        reference: &str,
+        path: Option<&str>,
+        limit: u64,
+        offset: u64,
+    ) -> Result<DirPage, ServiceError> {
+        actor.require(Permission::Restore)?;
+        let snap = self.find(actor, reference).await?;
+        let path = snapshot_path(path).unwrap_or_default();
+        let all = self.engine.list_dir(&snap.snapshot_id, &path).await?;
+        let total = all.len() as u64;
+        let items = all
+            .into_iter()
+            .skip(usize::try_from(offset).unwrap_or(usize::MAX))
+            .take(usize::try_from(limit.clamp(1, MAX_PAGE)).unwrap_or(usize::MAX))
+            .collect();
+        self.audit
+            .record(
+                AuditEntry::new(&actor.username, AuditAction::BackupBrowse, &actor.client)
+                    .resource(format!("snapshot:{}", snap.snapshot_id))
+                    .detail(format!("/{path}")),
+            )
+            .await?;
+        Ok(DirPage {
+            snapshot: snap,
+            path,
+            entries: Page { items, total },
+        })
+    }
+
+    /// Authorizes and records a download of a snapshot (or a path in it) as an archive.
+    ///
+    /// # Errors
+    /// `Forbidden` without `restore`; `NotFound` (snapshot or path).
+    pub async fn prepare_download(
+        &self,
+        actor: &Actor,
+        reference: &str,
+        path: Option<&str>,
+        format: ArchiveFormat,
+    ) -> Result<DownloadPlan, ServiceError> {
+        actor.require(Permission::Restore)?;
+        let snap = self.find(actor, reference).await?;
+        let path = snapshot_path(path);
+        let entry = self
+            .engine
+            .stat(&snap.snapshot_id, path.as_deref().unwrap_or(""))
+            .await?;
+        let mut stem = format!(
+            "{}-{}-{}",
+            file_name_part(&snap.source_name),
+            snap.created_at.format("%Y%m%d-%H%M%S"),
+            &snap.snapshot_id[..snap.snapshot_id.len().min(8)]
+        );
+        if path.is_some() {
+            let name = file_name_part(&entry.name);
+            if !name.is_empty() {
+                stem = format!("{stem}-{name}");
+            }
+        }
+        let stem = stem.trim_start_matches('-').to_owned();
+        self.audit
+            .record(
+                AuditEntry::new(&actor.username, AuditAction::BackupDownload, &actor.client)
+                    .resource(format!("snapshot:{}", snap.snapshot_id))
+                    .detail(format!(
+                        "/{} as {}",
+                        path.as_deref().unwrap_or(""),
+                        format.extension()
+                    )),
+            )
+            .await?;
+        Ok(DownloadPlan {
+            snapshot_id: snap.snapshot_id,
+            path,
+            format,
+            filename: format!("{stem}.{}", format.extension()),
+        })
+    }
+
+    /// Streams a prepared download into `out`. Returns the bytes of file content sent.
+    ///
+    /// # Errors
+    /// `Conflict` (`damaged`) naming a damaged file; the writer's failure (a client that
+    /// went away) as `Unexpected`.
+    pub async fn stream_download(
+        &self,
+        actor: &Actor,
+        plan: &DownloadPlan,
+        out: Box<dyn std::io::Write + Send>,
+    ) -> Result<u64, ServiceError> {
+        match self
+            .engine
+            .export(&plan.snapshot_id, plan.path.as_deref(), plan.format, out)
+            .await
+        {
+            Ok(n) => Ok(n),
+            Err(e) => {
+                self.audit
+                    .record_best_effort(
+                        AuditEntry::new(
+                            &actor.username,
+                            AuditAction::BackupDownload,
+                            &actor.client,
+                        )
+                        .resource(format!("snapshot:{}", plan.snapshot_id))
+                        .failed()
+                        .detail(format!("stopped: {e}")),
+                    )
+                    .await;
+                Err(e.into())
+            }
+        }
     }
 
     /// Re-creates catalog rows for snapshots found in storage but missing from the
@@ -339,7 +651,7 @@ impl BackupService {
                 Some(src) => src,
                 None => {
                     self.sources
-                        .create(&s.source, &s.path, self.clock.now())
+                        .create(&SourceSpec::plain(&s.source, &s.path), self.clock.now())
                         .await?
                 }
             };

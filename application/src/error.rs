@@ -18,6 +18,12 @@ pub enum ServiceError {
     /// Input that is well-formed but breaks a rule.
     #[error("{message}")]
     Invalid { code: &'static str, message: String },
+    /// A job already does this (a second backup of one source, say).
+    #[error("{message}")]
+    JobRunning {
+        job_id: coffer_domain::JobId,
+        message: String,
+    },
     #[error("too many attempts; try again in {retry_after_secs} s")]
     Throttled { retry_after_secs: u64 },
     #[error(transparent)]
@@ -25,6 +31,20 @@ pub enum ServiceError {
 }
 
 impl ServiceError {
+    /// The stable code of the error, as the API reports it.
+    #[must_use]
+    pub const fn code(&self) -> &'static str {
+        match self {
+            Self::Unauthenticated(_) => "unauthenticated",
+            Self::Forbidden(_) => "forbidden",
+            Self::NotFound(_) => "not_found",
+            Self::Conflict { code, .. } | Self::Invalid { code, .. } => code,
+            Self::JobRunning { .. } => "job_running",
+            Self::Throttled { .. } => "throttled",
+            Self::Unexpected(_) => "internal",
+        }
+    }
+
     pub fn invalid(code: &'static str, message: impl Into<String>) -> Self {
         Self::Invalid {
             code,

@@ -9,12 +9,16 @@ pub mod audit;
 pub mod auth;
 pub mod backups;
 pub mod error;
+pub mod jobs;
+pub mod sources;
 pub mod system;
 pub mod users;
 
 pub use audit::{AuditLog, AuditService, ChainReport};
 pub use auth::{AuthService, Session};
-pub use backups::{BackupService, BackupTarget, MasterKeys};
+pub use backups::{BackupService, BackupTarget, DirPage, DownloadPlan, MasterKeys};
 pub use error::ServiceError;
+pub use jobs::{ActiveJobs, JobOptions, JobService, JobStatus};
+pub use sources::{SourceChanges, SourceService};
 pub use system::{ComponentHealth, HealthReport, SystemService};
 pub use users::UserService;

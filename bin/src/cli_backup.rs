@@ -209,9 +209,23 @@ pub async fn run(settings: &Settings, command: Command) -> anyhow::Result<ExitCo
             json,
         } => {
             let progress = Arc::new(Progress::default());
+            let cancel = Cancel::default();
+            let on_interrupt = cancel.clone();
+            tokio::spawn(async move {
+                if tokio::signal::ctrl_c().await.is_ok() {
+                    on_interrupt.cancel();
+                }
+            });
             let bar = bar(&progress, json, "restoring");
             let result = svc
-                .restore(&actor, &snapshot, path.as_deref(), &target, progress)
+                .restore(
+                    &actor,
+                    &snapshot,
+                    path.as_deref(),
+                    &target,
+                    progress,
+                    cancel,
+                )
                 .await;
             if let Some(bar) = bar {
                 bar.finish();

@@ -10,7 +10,8 @@ use std::time::Duration;
 
 use anyhow::Context as _;
 use coffer_application::{
-    AuditLog, AuditService, AuthService, BackupService, SystemService, UserService,
+    ActiveJobs, AuditLog, AuditService, AuthService, BackupService, JobOptions, JobService,
+    SourceService, SystemService, UserService,
 };
 use coffer_config::Settings;
 use coffer_crypto::{Argon2Hasher, Hs256Tokens};
@@ -108,6 +109,30 @@ pub struct Services {
     pub users: Arc<UserService>,
     pub audit: Arc<AuditService>,
     pub backups: Arc<BackupService>,
+    pub sources: Arc<SourceService>,
+    pub jobs: Arc<JobService>,
+}
+
+/// The restore roots in force, absolute. The default one (`<data_dir>/restored`) is
+/// created, mode 0700, when missing.
+///
+/// # Errors
+/// When the default root cannot be created or the working directory is unknown.
+pub fn restore_roots(settings: &Settings) -> anyhow::Result<Vec<String>> {
+    if settings.restore.allowed_roots.is_none() {
+        ensure_data_dir(&settings.data_dir.join("restored"))?;
+    }
+    settings
+        .restore_roots()
+        .iter()
+        .map(|root| {
+            let abs = std::path::absolute(root)
+                .with_context(|| format!("cannot make {} absolute", root.display()))?;
+            abs.into_os_string()
+                .into_string()
+                .map_err(|p| anyhow::anyhow!("restore root {} is not valid UTF-8", p.display()))
+        })
+        .collect()
 }
 
 impl Services {
@@ -135,14 +160,36 @@ impl Services {
             storage.clone(),
             env!("CARGO_PKG_VERSION"),
         ));
+        let paths: Arc<dyn coffer_domain::ports::LocalPaths> = Arc::new(coffer_system::HostPaths);
+        let sources_repo = Arc::new(db.sources());
         let backups = Arc::new(BackupService::new(
             engine,
-            Arc::new(db.sources()),
+            sources_repo.clone(),
             Arc::new(db.catalog()),
             Arc::new(repo::KeyFile {
                 path: settings.encryption_key_file(),
                 store: storage,
             }),
+            paths.clone(),
+            clock.clone(),
+            audit_log.clone(),
+        ));
+        let jobs = Arc::new(JobService::new(
+            Arc::new(db.jobs()),
+            backups.clone(),
+            paths.clone(),
+            Arc::new(coffer_system::TokioSpawner::current()),
+            clock.clone(),
+            audit_log.clone(),
+            JobOptions {
+                max_running: usize::try_from(settings.jobs.max_running).unwrap_or(1),
+                restore_roots: restore_roots(settings)?,
+            },
+        ));
+        let sources = Arc::new(SourceService::new(
+            sources_repo,
+            paths,
+            jobs.clone() as Arc<dyn ActiveJobs>,
             clock.clone(),
             audit_log.clone(),
         ));
@@ -170,6 +217,8 @@ impl Services {
             users,
             audit,
             backups,
+            sources,
+            jobs,
         })
     }
 
@@ -265,19 +314,25 @@ impl Application {
             "catalog and storage open"
         );
         services.bootstrap_admin(settings).await?;
+        services.jobs.recover().await?;
         let Services {
             db,
             system,
             auth,
             users,
             audit,
-            backups: _,
+            backups,
+            sources,
+            jobs,
         } = services;
         let state = Arc::new(AppState {
             system,
             auth,
             users,
             audit,
+            sources,
+            backups,
+            jobs,
             trusted_proxies: settings.server.trusted_proxies.clone(),
             secure_cookies: settings.security.secure_cookies,
         });
@@ -304,8 +359,22 @@ impl Application {
     /// # Errors
     /// When the server fails while running.
     pub async fn run(self, shutdown: impl Future<Output = ()>) -> anyhow::Result<()> {
+        let jobs = Arc::clone(&self.state.jobs);
         let app = coffer_http::app(self.state, &self.options);
         self.server.run(app, shutdown, self.grace).await?;
+        // Running jobs are asked to stop and get the grace period to record that; what
+        // is still running after it is marked failed at the next start.
+        jobs.shutdown().await;
+        let deadline = tokio::time::Instant::now() + self.grace;
+        while jobs.running() > 0 && tokio::time::Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        if jobs.running() > 0 {
+            tracing::warn!(
+                jobs = jobs.running(),
+                "jobs still running at shutdown; they will read failed after the next start"
+            );
+        }
         self.db.close().await?;
         tracing::info!("stopped");
         Ok(())

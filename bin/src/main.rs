@@ -80,6 +80,10 @@ enum Command {
     /// The audit trail.
     #[command(subcommand)]
     Audit(AuditCommand),
+    /// Backup sources: named directories on this server (as the local system
+    /// administrator).
+    #[command(subcommand)]
+    Sources(SourcesCommand),
     /// Back up a directory (it becomes a source named after its path) or a configured
     /// source. Exit status 3 when the snapshot is partial (see its warnings).
     Backup {
@@ -208,6 +212,31 @@ enum UsersCommand {
 }
 
 #[derive(Debug, Subcommand)]
+enum SourcesCommand {
+    /// Add a source: an absolute directory this server can read.
+    Add {
+        name: String,
+        path: PathBuf,
+        /// Five-field cron expression in UTC, e.g. "0 3 * * *" (03:00 every day).
+        #[arg(long)]
+        schedule: Option<String>,
+        /// Retention override: keep at most this many snapshots (0 = no count limit).
+        #[arg(long, requires = "max_age_days")]
+        max_backups: Option<u32>,
+        /// Retention override: remove snapshots older than this many days (0 = no limit).
+        #[arg(long, requires = "max_backups")]
+        max_age_days: Option<u32>,
+    },
+    /// List sources.
+    List {
+        #[arg(long)]
+        json: bool,
+    },
+    /// Remove a source (by name or id). Its snapshots stay.
+    Remove { source: String },
+}
+
+#[derive(Debug, Subcommand)]
 enum AuditCommand {
     /// Re-compute the audit trail's hash chain; report the first row where it breaks
     /// (exit status 1), which shows a row edited, deleted or inserted behind Coffer's back.
@@ -245,6 +274,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             Command::Migrate => ok(migrate(&settings).await),
             Command::Users(command) => ok(users(&settings, command).await),
             Command::Audit(AuditCommand::Verify) => ok(audit_verify(&settings).await),
+            Command::Sources(command) => ok(sources(&settings, command).await),
             Command::Openapi => unreachable!("handled above"),
             other => cli_backup::run(&settings, other).await,
         }
@@ -444,6 +474,92 @@ async fn set_active(
             "disabled; their sessions have ended"
         }
     );
+    Ok(())
+}
+
+async fn sources(settings: &Settings, command: SourcesCommand) -> anyhow::Result<()> {
+    let services = coffer_services(settings).await?;
+    let actor = local_admin();
+    let svc = &services.sources;
+    match command {
+        SourcesCommand::Add {
+            name,
+            path,
+            schedule,
+            max_backups,
+            max_age_days,
+        } => {
+            let absolute = std::path::absolute(&path)
+                .with_context(|| format!("cannot make {} absolute", path.display()))?;
+            let retention = max_backups
+                .zip(max_age_days)
+                .map(
+                    |(max_backups, max_age_days)| coffer_domain::ports::Retention {
+                        max_backups,
+                        max_age_days,
+                    },
+                );
+            let source = svc
+                .create(
+                    &actor,
+                    coffer_domain::ports::SourceSpec {
+                        name,
+                        path: absolute.to_string_lossy().into_owned(),
+                        schedule,
+                        retention,
+                    },
+                )
+                .await?;
+            out!(
+                "added source `{}` (id {}): {}",
+                source.name,
+                source.id,
+                source.path
+            );
+        }
+        SourcesCommand::List { json } => {
+            let list = svc.list(&actor).await?;
+            if json {
+                let rows: Vec<serde_json::Value> = list
+                    .iter()
+                    .map(|s| {
+                        serde_json::json!({
+                            "id": s.id.get(),
+                            "name": s.name,
+                            "path": s.path,
+                            "schedule": s.schedule,
+                            "retention": s.retention.map(|r| serde_json::json!({
+                                "max_backups": r.max_backups,
+                                "max_age_days": r.max_age_days,
+                            })),
+                            "created_at": s.created_at.to_rfc3339(),
+                        })
+                    })
+                    .collect();
+                out!("{}", serde_json::to_string_pretty(&rows)?);
+            } else {
+                out!("{:>4}  {:<24} {:<14} path", "id", "name", "schedule");
+                for s in &list {
+                    out!(
+                        "{:>4}  {:<24} {:<14} {}",
+                        s.id,
+                        s.name,
+                        s.schedule.as_deref().unwrap_or("-"),
+                        s.path
+                    );
+                }
+            }
+        }
+        SourcesCommand::Remove { source } => {
+            let found = svc.find(&actor, &source).await?;
+            svc.delete(&actor, found.id).await?;
+            out!(
+                "removed source `{}`; its snapshots stay in the catalog",
+                found.name
+            );
+        }
+    }
+    services.db.close().await?;
     Ok(())
 }
 

@@ -30,6 +30,8 @@ pub struct Settings {
     pub retention: RetentionSettings,
     pub quota: QuotaSettings,
     pub security: SecuritySettings,
+    pub restore: RestoreSettings,
+    pub jobs: JobSettings,
 }
 
 impl Default for Settings {
@@ -44,6 +46,8 @@ impl Default for Settings {
             retention: RetentionSettings::default(),
             quota: QuotaSettings::default(),
             security: SecuritySettings::default(),
+            restore: RestoreSettings::default(),
+            jobs: JobSettings::default(),
         }
     }
 }
@@ -227,6 +231,29 @@ impl Default for SecuritySettings {
     }
 }
 
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RestoreSettings {
+    /// Directories that restores requested over the API may write under (checked with
+    /// every symlink resolved). The first is the default target's parent. Unset:
+    /// `[<data_dir>/restored]`. An empty list turns API restores off.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub allowed_roots: Option<Vec<PathBuf>>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct JobSettings {
+    /// Background jobs (backup, restore, verify) that run at once; the rest queue.
+    pub max_running: u32,
+}
+
+impl Default for JobSettings {
+    fn default() -> Self {
+        Self { max_running: 2 }
+    }
+}
+
 /// Why settings could not be loaded. The message names the offending key and source.
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
@@ -276,7 +303,7 @@ fn describe(err: &figment::Error) -> String {
 
 /// The top-level keys and sections; environment variables outside them are not ours
 /// (`COFFER_ADMIN_PASSWORD`, `COFFER_TEST_*`) and are left alone.
-const ENV_ROOTS: [&str; 9] = [
+const ENV_ROOTS: [&str; 11] = [
     "data_dir",
     "server",
     "log",
@@ -286,6 +313,8 @@ const ENV_ROOTS: [&str; 9] = [
     "retention",
     "quota",
     "security",
+    "restore",
+    "jobs",
 ];
 
 /// The file read when `--config` is not given, if it exists.
@@ -370,6 +399,17 @@ impl Settings {
                 "must be between 1 and 720 hours",
             );
         }
+        if self.jobs.max_running == 0 || self.jobs.max_running > 64 {
+            return bad("jobs.max_running", "must be between 1 and 64");
+        }
+        if self
+            .restore
+            .allowed_roots
+            .as_ref()
+            .is_some_and(|roots| roots.iter().any(|r| r.as_os_str().is_empty()))
+        {
+            return bad("restore.allowed_roots", "must not contain an empty path");
+        }
         let q = &self.quota;
         if q.max_storage_mb > 0 && q.warning_threshold_mb > q.max_storage_mb {
             return bad(
@@ -407,6 +447,15 @@ impl Settings {
             .session_key_file
             .clone()
             .unwrap_or_else(|| self.data_dir.join("keys").join("session.key"))
+    }
+
+    /// The directories API restores may write under, in force.
+    #[must_use]
+    pub fn restore_roots(&self) -> Vec<PathBuf> {
+        self.restore
+            .allowed_roots
+            .clone()
+            .unwrap_or_else(|| vec![self.data_dir.join("restored")])
     }
 
     /// The master key file in force.

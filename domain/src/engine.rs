@@ -64,18 +64,50 @@ pub struct BackupRequest {
 }
 
 /// Live counters of a long operation, readable from another task.
+///
+/// The totals are filled as they become known: a restore or verify knows them before
+/// it starts; a backup counts its source beside reading it and sets `totals_final` when
+/// that count is complete.
 #[derive(Debug, Default)]
 pub struct Progress {
     pub files_done: AtomicU64,
     pub bytes_done: AtomicU64,
     pub files_total: AtomicU64,
     pub bytes_total: AtomicU64,
+    pub totals_final: AtomicBool,
 }
 
 impl Progress {
     pub fn add(&self, files: u64, bytes: u64) {
         self.files_done.fetch_add(files, Ordering::Relaxed);
         self.bytes_done.fetch_add(bytes, Ordering::Relaxed);
+    }
+
+    /// Sets both totals and marks them final.
+    pub fn set_totals(&self, files: u64, bytes: u64) {
+        self.files_total.store(files, Ordering::Relaxed);
+        self.bytes_total.store(bytes, Ordering::Relaxed);
+        self.totals_final.store(true, Ordering::Release);
+    }
+
+    #[must_use]
+    pub fn totals_final(&self) -> bool {
+        self.totals_final.load(Ordering::Acquire)
+    }
+
+    /// The counters as a plain value; totals of zero with nothing known read as `None`.
+    #[must_use]
+    pub fn read(&self) -> crate::jobs::JobProgress {
+        let (files_done, bytes_done, files_total, bytes_total) = self.snapshot();
+        let totals_final = self.totals_final();
+        let known = totals_final || files_total > 0;
+        crate::jobs::JobProgress {
+            files_done,
+            bytes_done,
+            files_total: known.then_some(files_total),
+            bytes_total: known.then_some(bytes_total),
+            totals_final,
+        }
     }
 
     #[must_use]
@@ -177,12 +209,39 @@ pub enum EngineFailure {
     Other(String),
 }
 
+/// The archive formats a snapshot path can be downloaded as.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ArchiveFormat {
+    Tar,
+    Zip,
+}
+
+impl ArchiveFormat {
+    #[must_use]
+    pub const fn extension(self) -> &'static str {
+        match self {
+            Self::Tar => "tar",
+            Self::Zip => "zip",
+        }
+    }
+
+    #[must_use]
+    pub const fn media_type(self) -> &'static str {
+        match self {
+            Self::Tar => "application/x-tar",
+            Self::Zip => "application/zip",
+        }
+    }
+}
+
 /// The repository engine.
 ///
 /// Contract: `backup` makes the snapshot visible (listable, restorable) only after
 /// everything it references is durably stored; a failed or cancelled backup leaves no
 /// snapshot. `restore` verifies before writing and never writes outside `target`, which
-/// must be new or empty.
+/// must be new or empty; a cancelled restore stops between files and leaves no partial
+/// file behind. `forget` removes the snapshot object only (its data goes when garbage
+/// is collected); forgetting a missing snapshot is `NotFound`.
 #[async_trait]
 pub trait SnapshotEngine: Send + Sync {
     async fn backup(
@@ -193,21 +252,33 @@ pub trait SnapshotEngine: Send + Sync {
     ) -> Result<SnapshotSummary, EngineFailure>;
     async fn snapshots(&self) -> Result<Vec<SnapshotSummary>, EngineFailure>;
     async fn list_dir(&self, snapshot: &str, path: &str) -> Result<Vec<EntryInfo>, EngineFailure>;
+    /// The entry at `path` (`""` or `/` is the snapshot's root directory, named after
+    /// the source's directory).
+    async fn stat(&self, snapshot: &str, path: &str) -> Result<EntryInfo, EngineFailure>;
     async fn restore(
         &self,
         snapshot: &str,
         path: Option<&str>,
         target: &Path,
         progress: Arc<Progress>,
+        cancel: Cancel,
     ) -> Result<RestoreReport, EngineFailure>;
-    async fn verify(&self, snapshot: &str, read_data: bool) -> Result<VerifyReport, EngineFailure>;
-    /// Streams `path` of the snapshot (everything when `None`) as a tar archive into
-    /// `out`, fetching content chunk by chunk (no full-size buffer or temporary file).
-    /// Returns the bytes of file content written.
-    async fn export_tar(
+    async fn verify(
+        &self,
+        snapshot: &str,
+        read_data: bool,
+        progress: Arc<Progress>,
+        cancel: Cancel,
+    ) -> Result<VerifyReport, EngineFailure>;
+    /// Streams `path` of the snapshot (everything when `None`) as an archive into `out`,
+    /// fetching content chunk by chunk (no full-size buffer or temporary file). Returns
+    /// the bytes of file content written.
+    async fn export(
         &self,
         snapshot: &str,
         path: Option<&str>,
+        format: ArchiveFormat,
         out: Box<dyn std::io::Write + Send>,
     ) -> Result<u64, EngineFailure>;
+    async fn forget(&self, snapshot: &str) -> Result<(), EngineFailure>;
 }

@@ -171,28 +171,78 @@ impl Clock for SystemClock {
     }
 }
 
+/// How many snapshots of a source to keep. `0` means no limit of that kind.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Retention {
+    /// Keep at most this many snapshots (the newest).
+    pub max_backups: u32,
+    /// Remove snapshots older than this many days.
+    pub max_age_days: u32,
+}
+
 /// A configured backup source.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Source {
     pub id: crate::SourceId,
     pub name: String,
     pub path: String,
+    /// Cron expression, when the source is backed up on a schedule.
     pub schedule: Option<String>,
+    /// Overrides the configured retention for this source.
+    pub retention: Option<Retention>,
     pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+}
+
+/// What a source is made of, for creating or replacing one.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SourceSpec {
+    pub name: String,
+    pub path: String,
+    pub schedule: Option<String>,
+    pub retention: Option<Retention>,
+}
+
+impl SourceSpec {
+    /// A source with no schedule and the default retention.
+    #[must_use]
+    pub fn plain(name: &str, path: &str) -> Self {
+        Self {
+            name: name.to_owned(),
+            path: path.to_owned(),
+            schedule: None,
+            retention: None,
+        }
+    }
 }
 
 /// Backup sources.
 ///
-/// Contract: names are unique (`create` of a taken name is `Conflict`); lookups of
-/// missing sources are `Ok(None)`.
+/// Contract: names are unique (`create` or `update` to a taken name is `Conflict`);
+/// lookups of missing sources are `Ok(None)`; `update` and `delete` of a missing source
+/// are `Ok(None)` / `Ok(false)`; deleting a source keeps its snapshots (their
+/// `source_id` becomes `None`, `source_name` stays); `list` is ordered by name.
 #[async_trait]
 pub trait SourceRepository: Send + Sync {
-    async fn create(&self, name: &str, path: &str, now: DateTime<Utc>)
-    -> Result<Source, RepoError>;
+    async fn create(&self, spec: &SourceSpec, now: DateTime<Utc>) -> Result<Source, RepoError>;
     async fn get(&self, id: crate::SourceId) -> Result<Option<Source>, RepoError>;
     async fn find_by_name(&self, name: &str) -> Result<Option<Source>, RepoError>;
     async fn find_by_path(&self, path: &str) -> Result<Option<Source>, RepoError>;
     async fn list(&self) -> Result<Vec<Source>, RepoError>;
+    async fn update(
+        &self,
+        id: crate::SourceId,
+        spec: &SourceSpec,
+        now: DateTime<Utc>,
+    ) -> Result<Option<Source>, RepoError>;
+    async fn delete(&self, id: crate::SourceId) -> Result<bool, RepoError>;
+}
+
+/// One page of a longer list, with the size of the whole list.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Page<T> {
+    pub items: Vec<T>,
+    pub total: u64,
 }
 
 /// One snapshot in the catalog.
@@ -245,4 +295,79 @@ pub trait BackupCatalog: Send + Sync {
         at: DateTime<Utc>,
         result: &str,
     ) -> Result<(), RepoError>;
+    /// Newest first, filtered, one page.
+    async fn query(&self, filter: &BackupFilter) -> Result<Page<CatalogEntry>, RepoError>;
+    /// Removes a row; `false` when there was none.
+    async fn delete(&self, snapshot_id: &str) -> Result<bool, RepoError>;
+    /// Marks a snapshot protected from retention (or not); `false` when there was none.
+    async fn set_protected(&self, snapshot_id: &str, protected: bool) -> Result<bool, RepoError>;
+}
+
+/// Which catalog rows to list.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct BackupFilter {
+    pub source_id: Option<crate::SourceId>,
+    /// `ok` or `partial`.
+    pub status: Option<String>,
+    /// Snapshots started at or after this time.
+    pub from: Option<DateTime<Utc>>,
+    /// Snapshots started before this time.
+    pub to: Option<DateTime<Utc>>,
+    pub limit: u64,
+    pub offset: u64,
+}
+
+/// The job records.
+///
+/// Contract: `insert` of an id already present is `Conflict`; `update` replaces every
+/// field of the job with that id and is `Ok(false)` when there is none; `list` is newest
+/// first (by creation time, then id) with the total matching the filter;
+/// `fail_unfinished` turns every queued or running job into a failed one with `error`
+/// and `finished_at = now`, returning how many it changed.
+#[async_trait]
+pub trait JobRepository: Send + Sync {
+    async fn insert(&self, job: &crate::jobs::Job) -> Result<(), RepoError>;
+    async fn update(&self, job: &crate::jobs::Job) -> Result<bool, RepoError>;
+    async fn get(&self, id: crate::JobId) -> Result<Option<crate::jobs::Job>, RepoError>;
+    async fn list(
+        &self,
+        filter: &crate::jobs::JobFilter,
+    ) -> Result<Page<crate::jobs::Job>, RepoError>;
+    async fn fail_unfinished(
+        &self,
+        error: &crate::jobs::JobError,
+        now: DateTime<Utc>,
+    ) -> Result<u64, RepoError>;
+}
+
+/// Why a path on the server was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{path}: {reason}")]
+pub struct PathProblem {
+    pub path: String,
+    pub reason: String,
+}
+
+/// Questions about paths on the server's own filesystem (sources to read, restore
+/// targets to write), asked before any work starts.
+///
+/// Contract: `readable_dir` returns the canonical path (every symlink resolved) of an
+/// existing directory the process can list; `resolve_target` returns where a path would
+/// land once every symlink of its existing part is resolved, and refuses a path whose
+/// missing part is not plain names (no `..`, no `.`); relative paths are refused by both.
+/// Implementations do quick metadata calls only, so they are synchronous.
+pub trait LocalPaths: Send + Sync {
+    fn readable_dir(&self, path: &str) -> Result<String, PathProblem>;
+    fn resolve_target(&self, path: &str) -> Result<String, PathProblem>;
+    /// Whether a restore may write there: nothing exists at `path`, or an empty
+    /// directory does.
+    fn is_free(&self, path: &str) -> bool;
+}
+
+/// Work the application hands to the runtime to run in the background.
+pub type BackgroundTask = std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>>;
+
+/// Runs background work; a port so that the application picks no runtime.
+pub trait Spawner: Send + Sync {
+    fn spawn(&self, task: BackgroundTask);
 }

@@ -59,6 +59,12 @@ fn sample_body(operation_id: &str) -> Option<Value> {
         "changeMyPassword" => {
             json!({"current_password": "not my password", "new_password": STRONG})
         }
+        // Valid shapes naming things that do not exist: allowed roles get 404 or 422,
+        // never 401/403, and nothing is changed.
+        "createSource" => json!({"name": "matrix", "path": "/nonexistent/matrix"}),
+        "updateSource" => json!({"name": "matrix-renamed"}),
+        "startBackup" => json!({"source": "no-such-source"}),
+        "startRestore" => json!({}),
         _ => return None,
     })
 }
@@ -136,6 +142,14 @@ async fn every_operation_obeys_the_role_table() {
         "createUser",
         "listAudit",
         "listRoles",
+        "createSource",
+        "startBackup",
+        "startRestore",
+        "browseBackup",
+        "downloadBackup",
+        "deleteBackup",
+        "listJobs",
+        "cancelJob",
     ] {
         assert!(checked.contains_key(id), "{id} not in the spec");
     }

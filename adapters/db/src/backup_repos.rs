@@ -3,27 +3,77 @@
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use coffer_domain::engine::SnapshotSummary;
-use coffer_domain::ports::{BackupCatalog, CatalogEntry, RepoError, Source, SourceRepository};
+use coffer_domain::ports::{
+    BackupCatalog, BackupFilter, CatalogEntry, Page, RepoError, Retention, Source,
+    SourceRepository, SourceSpec,
+};
 use coffer_domain::{BackupId, SourceId};
 use sea_orm::sea_query::Expr;
 use sea_orm::{
-    ActiveModelTrait, ActiveValue::Set, ColumnTrait, DatabaseConnection, EntityTrait, QueryFilter,
-    QueryOrder, QuerySelect,
+    ActiveModelTrait, ActiveValue::Set, ColumnTrait, DatabaseConnection, DbErr, EntityTrait,
+    PaginatorTrait, QueryFilter, QueryOrder, QuerySelect,
 };
+use serde::{Deserialize, Serialize};
 
 use crate::entities::{backups, sources};
-use crate::error::repo_err;
+use crate::error::{is_foreign_key_violation, repo_err};
+use crate::page::window;
 
-fn to_source(row: sources::Model) -> Source {
-    Source {
+/// `sources.retention` as stored: `{"max_backups":N,"max_age_days":N}`.
+#[derive(Serialize, Deserialize)]
+struct RetentionJson {
+    max_backups: u32,
+    max_age_days: u32,
+}
+
+fn retention_json(retention: Option<Retention>) -> Result<Option<String>, RepoError> {
+    retention
+        .map(|r| {
+            serde_json::to_string(&RetentionJson {
+                max_backups: r.max_backups,
+                max_age_days: r.max_age_days,
+            })
+            .map_err(|e| RepoError::Database(format!("cannot encode a retention: {e}")))
+        })
+        .transpose()
+}
+
+fn to_source(row: sources::Model) -> Result<Source, RepoError> {
+    let retention = match &row.retention {
+        Some(json) => {
+            let r: RetentionJson = serde_json::from_str(json)
+                .map_err(|e| RepoError::Corrupt(format!("sources.id={} retention: {e}", row.id)))?;
+            Some(Retention {
+                max_backups: r.max_backups,
+                max_age_days: r.max_age_days,
+            })
+        }
+        None => None,
+    };
+    Ok(Source {
         id: SourceId::new(row.id),
         name: row.name,
         path: row.path,
         schedule: row.schedule,
+        retention,
         created_at: row.created_at,
+        updated_at: row.updated_at,
+    })
+}
+
+/// A unique violation on `sources.name`, said in the user's terms.
+fn name_conflict(err: &DbErr, name: &str) -> RepoError {
+    match repo_err(err) {
+        RepoError::Conflict(_) => {
+            RepoError::Conflict(format!("a source named `{name}` exists already"))
+        }
+        other => other,
     }
 }
 
+/// `SourceRepository` over the `sources` table. Deleting a source leaves its `backups`
+/// and `jobs` rows in place: the foreign keys are `ON DELETE SET NULL` (and SQLite
+/// connections are opened with foreign keys enforced, so that happens there too).
 #[derive(Clone)]
 pub struct SeaSourceRepository {
     conn: DatabaseConnection,
@@ -37,17 +87,12 @@ impl SeaSourceRepository {
 
 #[async_trait]
 impl SourceRepository for SeaSourceRepository {
-    async fn create(
-        &self,
-        name: &str,
-        path: &str,
-        now: DateTime<Utc>,
-    ) -> Result<Source, RepoError> {
+    async fn create(&self, spec: &SourceSpec, now: DateTime<Utc>) -> Result<Source, RepoError> {
         let row = sources::ActiveModel {
-            name: Set(name.to_owned()),
-            path: Set(path.to_owned()),
-            schedule: Set(None),
-            retention: Set(None),
+            name: Set(spec.name.clone()),
+            path: Set(spec.path.clone()),
+            schedule: Set(spec.schedule.clone()),
+            retention: Set(retention_json(spec.retention)?),
             enabled: Set(true),
             created_at: Set(now),
             updated_at: Set(now),
@@ -57,51 +102,84 @@ impl SourceRepository for SeaSourceRepository {
         }
         .insert(&self.conn)
         .await
-        .map_err(|e| match repo_err(&e) {
-            RepoError::Conflict(_) => {
-                RepoError::Conflict(format!("a source named `{name}` exists already"))
-            }
-            other => other,
-        })?;
-        Ok(to_source(row))
+        .map_err(|e| name_conflict(&e, &spec.name))?;
+        to_source(row)
     }
 
     async fn get(&self, id: SourceId) -> Result<Option<Source>, RepoError> {
-        Ok(sources::Entity::find_by_id(id.get())
+        sources::Entity::find_by_id(id.get())
             .one(&self.conn)
             .await
             .map_err(|e| repo_err(&e))?
-            .map(to_source))
+            .map(to_source)
+            .transpose()
     }
 
     async fn find_by_name(&self, name: &str) -> Result<Option<Source>, RepoError> {
-        Ok(sources::Entity::find()
+        sources::Entity::find()
             .filter(sources::Column::Name.eq(name))
             .one(&self.conn)
             .await
             .map_err(|e| repo_err(&e))?
-            .map(to_source))
+            .map(to_source)
+            .transpose()
     }
 
     async fn find_by_path(&self, path: &str) -> Result<Option<Source>, RepoError> {
-        Ok(sources::Entity::find()
+        sources::Entity::find()
             .filter(sources::Column::Path.eq(path))
             .order_by_asc(sources::Column::Id)
             .one(&self.conn)
             .await
             .map_err(|e| repo_err(&e))?
-            .map(to_source))
+            .map(to_source)
+            .transpose()
     }
 
     async fn list(&self) -> Result<Vec<Source>, RepoError> {
-        Ok(sources::Entity::find()
+        sources::Entity::find()
             .order_by_asc(sources::Column::Name)
+            .order_by_asc(sources::Column::Id)
             .all(&self.conn)
             .await
             .map_err(|e| repo_err(&e))?
             .into_iter()
             .map(to_source)
-            .collect())
+            .collect()
+    }
+
+    async fn update(
+        &self,
+        id: SourceId,
+        spec: &SourceSpec,
+        now: DateTime<Utc>,
+    ) -> Result<Option<Source>, RepoError> {
+        let changes = sources::ActiveModel {
+            name: Set(spec.name.clone()),
+            path: Set(spec.path.clone()),
+            schedule: Set(spec.schedule.clone()),
+            retention: Set(retention_json(spec.retention)?),
+            updated_at: Set(now),
+            ..Default::default()
+        };
+        let result = sources::Entity::update_many()
+            .set(changes)
+            .filter(sources::Column::Id.eq(id.get()))
+            .exec(&self.conn)
+            .await
+            .map_err(|e| name_conflict(&e, &spec.name))?;
+        if result.rows_affected == 0 {
+            return Ok(None);
+        }
+        self.get(id).await
+    }
+
+    async fn delete(&self, id: SourceId) -> Result<bool, RepoError> {
+        let result = sources::Entity::delete_by_id(id.get())
+            .exec(&self.conn)
+            .await
+            .map_err(|e| repo_err(&e))?;
+        Ok(result.rows_affected > 0)
     }
 }
 
@@ -136,6 +214,7 @@ fn to_entry(row: backups::Model) -> Result<CatalogEntry, RepoError> {
     })
 }
 
+/// `BackupCatalog` over the `backups` table.
 #[derive(Clone)]
 pub struct SeaBackupCatalog {
     conn: DatabaseConnection,
@@ -151,6 +230,34 @@ fn signed(v: u64) -> i64 {
     i64::try_from(v).unwrap_or(i64::MAX)
 }
 
+fn backup_row(s: &SnapshotSummary, source_id: Option<SourceId>) -> backups::ActiveModel {
+    let duration = (s.finished_at - s.started_at).num_milliseconds().max(0);
+    backups::ActiveModel {
+        snapshot_id: Set(s.id.clone()),
+        source_id: Set(source_id.map(SourceId::get)),
+        source_name: Set(s.source.clone()),
+        size: Set(signed(s.bytes)),
+        created_at: Set(s.started_at),
+        finished_at: Set(Some(s.finished_at)),
+        status: Set(s.status.as_str().to_owned()),
+        checksum: Set(Some(s.id.clone())),
+        encrypted: Set(s.encrypted),
+        file_count: Set(signed(s.files)),
+        dir_count: Set(signed(s.dirs)),
+        bytes_added: Set(signed(s.bytes_added)),
+        stored_bytes_added: Set(signed(s.stored_bytes_added)),
+        duration_ms: Set(duration),
+        warnings: Set(Some(
+            serde_json::to_string(&s.warnings).unwrap_or_else(|_| "[]".into()),
+        )),
+        parent_snapshot_id: Set(s.parent.clone()),
+        protected: Set(false),
+        verified_at: Set(None),
+        verify_result: Set(None),
+        ..Default::default()
+    }
+}
+
 #[async_trait]
 impl BackupCatalog for SeaBackupCatalog {
     async fn insert(
@@ -158,34 +265,16 @@ impl BackupCatalog for SeaBackupCatalog {
         s: &SnapshotSummary,
         source_id: Option<SourceId>,
     ) -> Result<CatalogEntry, RepoError> {
-        let duration = (s.finished_at - s.started_at).num_milliseconds().max(0);
-        let row = backups::ActiveModel {
-            snapshot_id: Set(s.id.clone()),
-            source_id: Set(source_id.map(SourceId::get)),
-            source_name: Set(s.source.clone()),
-            size: Set(signed(s.bytes)),
-            created_at: Set(s.started_at),
-            finished_at: Set(Some(s.finished_at)),
-            status: Set(s.status.as_str().to_owned()),
-            checksum: Set(Some(s.id.clone())),
-            encrypted: Set(s.encrypted),
-            file_count: Set(signed(s.files)),
-            dir_count: Set(signed(s.dirs)),
-            bytes_added: Set(signed(s.bytes_added)),
-            stored_bytes_added: Set(signed(s.stored_bytes_added)),
-            duration_ms: Set(duration),
-            warnings: Set(Some(
-                serde_json::to_string(&s.warnings).unwrap_or_else(|_| "[]".into()),
-            )),
-            parent_snapshot_id: Set(s.parent.clone()),
-            protected: Set(false),
-            verified_at: Set(None),
-            verify_result: Set(None),
-            ..Default::default()
-        }
-        .insert(&self.conn)
-        .await
-        .map_err(|e| repo_err(&e))?;
+        let row = match backup_row(s, source_id).insert(&self.conn).await {
+            Ok(row) => row,
+            // The source was deleted while its backup ran: keep the snapshot, as deleting
+            // the source would have done had the row been there first.
+            Err(e) if source_id.is_some() && is_foreign_key_violation(&e) => backup_row(s, None)
+                .insert(&self.conn)
+                .await
+                .map_err(|e| repo_err(&e))?,
+            Err(e) => return Err(repo_err(&e)),
+        };
         to_entry(row)
     }
 
@@ -229,6 +318,7 @@ impl BackupCatalog for SeaBackupCatalog {
         backups::Entity::find()
             .filter(backups::Column::SourceId.eq(source_id.get()))
             .order_by_desc(backups::Column::CreatedAt)
+            .order_by_desc(backups::Column::Id)
             .one(&self.conn)
             .await
             .map_err(|e| repo_err(&e))?
@@ -250,5 +340,58 @@ impl BackupCatalog for SeaBackupCatalog {
             .await
             .map_err(|e| repo_err(&e))?;
         Ok(())
+    }
+
+    async fn query(&self, filter: &BackupFilter) -> Result<Page<CatalogEntry>, RepoError> {
+        let mut select = backups::Entity::find();
+        if let Some(source_id) = filter.source_id {
+            select = select.filter(backups::Column::SourceId.eq(source_id.get()));
+        }
+        if let Some(status) = &filter.status {
+            select = select.filter(backups::Column::Status.eq(status.as_str()));
+        }
+        if let Some(from) = filter.from {
+            select = select.filter(backups::Column::CreatedAt.gte(from));
+        }
+        if let Some(to) = filter.to {
+            select = select.filter(backups::Column::CreatedAt.lt(to));
+        }
+        let total = select
+            .clone()
+            .count(&self.conn)
+            .await
+            .map_err(|e| repo_err(&e))?;
+        let (limit, offset) = window(filter.limit, filter.offset);
+        let items = select
+            .order_by_desc(backups::Column::CreatedAt)
+            .order_by_desc(backups::Column::Id)
+            .limit(limit)
+            .offset(offset)
+            .all(&self.conn)
+            .await
+            .map_err(|e| repo_err(&e))?
+            .into_iter()
+            .map(to_entry)
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(Page { items, total })
+    }
+
+    async fn delete(&self, snapshot_id: &str) -> Result<bool, RepoError> {
+        let result = backups::Entity::delete_many()
+            .filter(backups::Column::SnapshotId.eq(snapshot_id))
+            .exec(&self.conn)
+            .await
+            .map_err(|e| repo_err(&e))?;
+        Ok(result.rows_affected > 0)
+    }
+
+    async fn set_protected(&self, snapshot_id: &str, protected: bool) -> Result<bool, RepoError> {
+        let result = backups::Entity::update_many()
+            .col_expr(backups::Column::Protected, Expr::value(protected))
+            .filter(backups::Column::SnapshotId.eq(snapshot_id))
+            .exec(&self.conn)
+            .await
+            .map_err(|e| repo_err(&e))?;
+        Ok(result.rows_affected > 0)
     }
 }

@@ -527,3 +527,993 @@ mod auth {
         assert!(!r.is_revoked("tok-2").await.expect("check"));
     });
 }
+
+fn t(secs: i64) -> chrono::DateTime<chrono::Utc> {
+    use chrono::TimeZone;
+    chrono::Utc
+        .with_ymd_and_hms(2026, 11, 26, 12, 0, 0)
+        .unwrap()
+        + chrono::TimeDelta::seconds(secs)
+}
+
+mod sources_and_catalog {
+    use chrono::TimeDelta;
+    use coffer_domain::SourceId;
+    use coffer_domain::engine::{SnapshotStatus, SnapshotSummary};
+    use coffer_domain::jobs::{Job, JobParams};
+    use coffer_domain::ports::{
+        BackupCatalog, BackupFilter, CatalogEntry, JobRepository, RepoError, Retention,
+        SourceRepository, SourceSpec,
+    };
+
+    use super::*;
+
+    /// A 64-digit hex snapshot id made of `n`.
+    fn snap(n: u8) -> String {
+        format!("{n:02x}").repeat(32)
+    }
+
+    fn summary(n: u8, source: &str, started: i64, status: SnapshotStatus) -> SnapshotSummary {
+        SnapshotSummary {
+            id: snap(n),
+            source: source.to_owned(),
+            path: format!("/data/{source}"),
+            hostname: "host".to_owned(),
+            started_at: t(started),
+            finished_at: t(started) + TimeDelta::milliseconds(1500),
+            status,
+            encrypted: true,
+            parent: None,
+            files: 10,
+            dirs: 2,
+            bytes: 1000,
+            bytes_added: 100,
+            stored_bytes_added: 50,
+            unchanged_files: 0,
+            warnings: if status == SnapshotStatus::Partial {
+                vec!["a/b: permission denied".to_owned()]
+            } else {
+                Vec::new()
+            },
+        }
+    }
+
+    fn spec(name: &str, path: &str, schedule: Option<&str>, r: Option<(u32, u32)>) -> SourceSpec {
+        SourceSpec {
+            name: name.to_owned(),
+            path: path.to_owned(),
+            schedule: schedule.map(str::to_owned),
+            retention: r.map(|(max_backups, max_age_days)| Retention {
+                max_backups,
+                max_age_days,
+            }),
+        }
+    }
+
+    fn ids(entries: &[CatalogEntry]) -> Vec<String> {
+        entries.iter().map(|e| e.snapshot_id.clone()).collect()
+    }
+
+    contract!(sources_crud_contract, |db: Database| async move {
+        let sources = db.sources();
+        let zeta = sources
+            .create(
+                &spec("zeta", "/srv/zeta", Some("0 3 * * *"), Some((7, 30))),
+                t(0),
+            )
+            .await
+            .expect("create");
+        assert_eq!(zeta.name, "zeta");
+        assert_eq!(zeta.path, "/srv/zeta");
+        assert_eq!(zeta.schedule.as_deref(), Some("0 3 * * *"));
+        assert_eq!(
+            zeta.retention,
+            Some(Retention {
+                max_backups: 7,
+                max_age_days: 30
+            })
+        );
+        assert_eq!((zeta.created_at, zeta.updated_at), (t(0), t(0)));
+        let alpha = sources
+            .create(&SourceSpec::plain("alpha", "/srv/alpha"), t(1))
+            .await
+            .expect("create");
+        assert_eq!((alpha.schedule.clone(), alpha.retention), (None, None));
+        assert_ne!(alpha.id, zeta.id);
+
+        let err = sources
+            .create(&SourceSpec::plain("zeta", "/elsewhere"), t(2))
+            .await
+            .expect_err("a taken name");
+        assert!(
+            matches!(err, RepoError::Conflict(ref m) if m.contains("zeta")),
+            "{err}"
+        );
+
+        assert_eq!(sources.get(zeta.id).await.expect("get"), Some(zeta.clone()));
+        assert_eq!(
+            sources.get(SourceId::new(9999)).await.expect("get missing"),
+            None
+        );
+        assert_eq!(
+            sources.find_by_name("alpha").await.expect("find"),
+            Some(alpha.clone())
+        );
+        assert_eq!(sources.find_by_name("nope").await.expect("find"), None);
+        assert_eq!(
+            sources.find_by_path("/srv/zeta").await.expect("find"),
+            Some(zeta.clone())
+        );
+        let names: Vec<String> = sources
+            .list()
+            .await
+            .expect("list")
+            .into_iter()
+            .map(|s| s.name)
+            .collect();
+        assert_eq!(names, ["alpha", "zeta"], "ordered by name");
+
+        // Renaming onto a taken name is a conflict and changes nothing.
+        let err = sources
+            .update(alpha.id, &SourceSpec::plain("zeta", "/srv/alpha"), t(3))
+            .await
+            .expect_err("rename onto a taken name");
+        assert!(
+            matches!(err, RepoError::Conflict(ref m) if m.contains("zeta")),
+            "{err}"
+        );
+        assert_eq!(
+            sources.get(alpha.id).await.expect("get"),
+            Some(alpha.clone())
+        );
+
+        // An update replaces every field of the spec and stamps updated_at.
+        let beta = sources
+            .update(
+                alpha.id,
+                &spec("beta", "/srv/beta", Some("*/5 * * * *"), Some((3, 0))),
+                t(4),
+            )
+            .await
+            .expect("update")
+            .expect("exists");
+        assert_eq!(beta.id, alpha.id);
+        assert_eq!(beta.name, "beta");
+        assert_eq!(beta.path, "/srv/beta");
+        assert_eq!(beta.schedule.as_deref(), Some("*/5 * * * *"));
+        assert_eq!(
+            beta.retention,
+            Some(Retention {
+                max_backups: 3,
+                max_age_days: 0
+            })
+        );
+        assert_eq!((beta.created_at, beta.updated_at), (t(1), t(4)));
+        assert_eq!(
+            sources.get(alpha.id).await.expect("get"),
+            Some(beta.clone())
+        );
+        let cleared = sources
+            .update(zeta.id, &SourceSpec::plain("zeta", "/srv/zeta2"), t(5))
+            .await
+            .expect("update keeping its own name")
+            .expect("exists");
+        assert_eq!((cleared.schedule, cleared.retention), (None, None));
+        assert_eq!(cleared.path, "/srv/zeta2");
+        assert_eq!(cleared.updated_at, t(5));
+        assert_eq!(sources.find_by_name("alpha").await.expect("find"), None);
+
+        assert_eq!(
+            sources
+                .update(SourceId::new(9999), &SourceSpec::plain("x", "/x"), t(6))
+                .await
+                .expect("update missing"),
+            None
+        );
+        assert!(sources.delete(zeta.id).await.expect("delete"));
+        assert!(!sources.delete(zeta.id).await.expect("delete again"));
+        assert_eq!(sources.get(zeta.id).await.expect("get"), None);
+        let names: Vec<String> = sources
+            .list()
+            .await
+            .expect("list")
+            .into_iter()
+            .map(|s| s.name)
+            .collect();
+        assert_eq!(names, ["beta"]);
+    });
+
+    contract!(
+        retention_is_stored_as_json_and_bad_json_is_corrupt,
+        |db: Database| async move {
+            let sources = db.sources();
+            let s = sources
+                .create(&spec("docs", "/srv/docs", None, Some((12, 90))), t(0))
+                .await
+                .expect("create");
+            let conn = db.connection();
+            let row = conn
+                .query_one_raw(Statement::from_string(
+                    conn.get_database_backend(),
+                    format!("SELECT retention FROM sources WHERE id = {}", s.id),
+                ))
+                .await
+                .expect("select")
+                .expect("a row");
+            let stored: String = row.try_get_by_index(0).expect("text");
+            assert_eq!(
+                serde_json::from_str::<serde_json::Value>(&stored).expect("json"),
+                serde_json::json!({"max_backups": 12, "max_age_days": 90})
+            );
+            conn.execute_unprepared(&format!(
+                "UPDATE sources SET retention = '{{\"keep\":3}}' WHERE id = {}",
+                s.id
+            ))
+            .await
+            .expect("tamper");
+            let err = sources.get(s.id).await.expect_err("unreadable retention");
+            assert!(
+                matches!(err, RepoError::Corrupt(ref m) if m.contains(&format!("sources.id={}", s.id))),
+                "{err}"
+            );
+            assert!(matches!(
+                sources.list().await.expect_err("list reads it too"),
+                RepoError::Corrupt(_)
+            ));
+        }
+    );
+
+    contract!(
+        deleting_a_source_keeps_its_backups_and_jobs,
+        |db: Database| async move {
+            let sources = db.sources();
+            let catalog = db.catalog();
+            let jobs = db.jobs();
+            let src = sources
+                .create(&SourceSpec::plain("home", "/home"), t(0))
+                .await
+                .expect("create");
+            let other = sources
+                .create(&SourceSpec::plain("other", "/other"), t(0))
+                .await
+                .expect("create");
+            for (n, source) in [(1, src.id), (2, src.id), (3, other.id)] {
+                catalog
+                    .insert(
+                        &summary(
+                            n,
+                            if n == 3 { "other" } else { "home" },
+                            i64::from(n),
+                            SnapshotStatus::Ok,
+                        ),
+                        Some(source),
+                    )
+                    .await
+                    .expect("insert");
+            }
+            let job = Job::queued(
+                coffer_domain::JobId::from_uuid(uuid::Uuid::from_u128(1)),
+                JobParams::Backup {
+                    source_id: src.id,
+                    source_name: "home".to_owned(),
+                },
+                "alice",
+                t(5),
+            );
+            jobs.insert(&job).await.expect("insert job");
+
+            assert!(sources.delete(src.id).await.expect("delete"));
+
+            for n in [1, 2] {
+                let entry = catalog
+                    .find(&snap(n))
+                    .await
+                    .expect("find")
+                    .expect("the snapshot row outlives its source");
+                assert_eq!(entry.source_id, None);
+                assert_eq!(entry.source_name, "home");
+            }
+            let kept = catalog.find(&snap(3)).await.expect("find").expect("kept");
+            assert_eq!(kept.source_id, Some(other.id), "other sources untouched");
+            assert_eq!(
+                catalog.latest_for_source(src.id).await.expect("latest"),
+                None
+            );
+            let page = catalog
+                .query(&BackupFilter::default())
+                .await
+                .expect("query");
+            assert_eq!(page.total, 3);
+
+            let stored = jobs.get(job.id).await.expect("get").expect("job kept");
+            assert_eq!(stored.source_id, None);
+            assert_eq!(stored.params, job.params, "the parameters still name it");
+
+            // The job's runner still holds the old id: its writes succeed and drop it.
+            let mut running = job.clone();
+            running.state = coffer_domain::jobs::JobState::Running;
+            running.started_at = Some(t(6));
+            assert!(jobs.update(&running).await.expect("update after delete"));
+            let stored = jobs.get(job.id).await.expect("get").expect("job kept");
+            assert_eq!(stored.source_id, None);
+            assert_eq!(stored.state, coffer_domain::jobs::JobState::Running);
+
+            // So does the catalog row of the backup that was running.
+            let late = catalog
+                .insert(&summary(4, "home", 7, SnapshotStatus::Ok), Some(src.id))
+                .await
+                .expect("a snapshot finished after its source was deleted");
+            assert_eq!(late.source_id, None);
+            let mut late_job = job.clone();
+            late_job.id = coffer_domain::JobId::from_uuid(uuid::Uuid::from_u128(2));
+            jobs.insert(&late_job).await.expect("insert after delete");
+            assert_eq!(
+                jobs.get(late_job.id)
+                    .await
+                    .expect("get")
+                    .expect("stored")
+                    .source_id,
+                None
+            );
+        }
+    );
+
+    contract!(
+        catalog_query_filters_pages_and_orders,
+        |db: Database| async move {
+            let sources = db.sources();
+            let catalog = db.catalog();
+            let a = sources
+                .create(&SourceSpec::plain("a", "/a"), t(0))
+                .await
+                .expect("create");
+            let b = sources
+                .create(&SourceSpec::plain("b", "/b"), t(0))
+                .await
+                .expect("create");
+            // (snapshot, source, start, status); 4 and 5 start at the same second.
+            let rows = [
+                (1, &a, 10, SnapshotStatus::Ok),
+                (2, &b, 20, SnapshotStatus::Partial),
+                (3, &a, 30, SnapshotStatus::Ok),
+                (4, &a, 40, SnapshotStatus::Partial),
+                (5, &b, 40, SnapshotStatus::Ok),
+                (6, &a, 60, SnapshotStatus::Ok),
+            ];
+            let mut inserted = Vec::new();
+            for (n, source, start, status) in rows {
+                inserted.push(
+                    catalog
+                        .insert(&summary(n, &source.name, start, status), Some(source.id))
+                        .await
+                        .expect("insert"),
+                );
+            }
+            let query = |filter: BackupFilter| {
+                let catalog = catalog.clone();
+                async move { catalog.query(&filter).await.expect("query") }
+            };
+
+            let all = query(BackupFilter::default()).await;
+            assert_eq!(all.total, 6);
+            // Newest first; same time: the later row (higher id) first.
+            assert_eq!(
+                ids(&all.items),
+                [snap(6), snap(5), snap(4), snap(3), snap(2), snap(1)]
+            );
+            assert_eq!(all.items[5], inserted[0], "rows come back whole");
+
+            let only_a = query(BackupFilter {
+                source_id: Some(a.id),
+                ..BackupFilter::default()
+            })
+            .await;
+            assert_eq!(only_a.total, 4);
+            assert_eq!(ids(&only_a.items), [snap(6), snap(4), snap(3), snap(1)]);
+
+            let partial = query(BackupFilter {
+                status: Some("partial".to_owned()),
+                ..BackupFilter::default()
+            })
+            .await;
+            assert_eq!(
+                (partial.total, ids(&partial.items)),
+                (2, vec![snap(4), snap(2)])
+            );
+
+            // `from` is inclusive, `to` exclusive.
+            let window = query(BackupFilter {
+                from: Some(t(20)),
+                to: Some(t(40)),
+                ..BackupFilter::default()
+            })
+            .await;
+            assert_eq!(
+                (window.total, ids(&window.items)),
+                (2, vec![snap(3), snap(2)])
+            );
+            let from_only = query(BackupFilter {
+                from: Some(t(40)),
+                ..BackupFilter::default()
+            })
+            .await;
+            assert_eq!(ids(&from_only.items), [snap(6), snap(5), snap(4)]);
+            let to_only = query(BackupFilter {
+                to: Some(t(10) + TimeDelta::microseconds(1)),
+                ..BackupFilter::default()
+            })
+            .await;
+            assert_eq!(ids(&to_only.items), [snap(1)]);
+
+            let combined = query(BackupFilter {
+                source_id: Some(a.id),
+                status: Some("ok".to_owned()),
+                from: Some(t(10)),
+                to: Some(t(60)),
+                limit: 1,
+                offset: 1,
+            })
+            .await;
+            assert_eq!((combined.total, ids(&combined.items)), (2, vec![snap(1)]));
+
+            let page2 = query(BackupFilter {
+                limit: 2,
+                offset: 2,
+                ..BackupFilter::default()
+            })
+            .await;
+            assert_eq!(
+                (page2.total, ids(&page2.items)),
+                (6, vec![snap(4), snap(3)])
+            );
+            let last = query(BackupFilter {
+                limit: 4,
+                offset: 4,
+                ..BackupFilter::default()
+            })
+            .await;
+            assert_eq!((last.total, ids(&last.items)), (6, vec![snap(2), snap(1)]));
+            let offset_only = query(BackupFilter {
+                offset: 5,
+                ..BackupFilter::default()
+            })
+            .await;
+            assert_eq!(ids(&offset_only.items), [snap(1)], "limit 0 is no limit");
+            let beyond = query(BackupFilter {
+                limit: 10,
+                offset: 10,
+                ..BackupFilter::default()
+            })
+            .await;
+            assert_eq!((beyond.total, beyond.items.len()), (6, 0));
+            let none = query(BackupFilter {
+                status: Some("failed".to_owned()),
+                ..BackupFilter::default()
+            })
+            .await;
+            assert_eq!((none.total, none.items.len()), (0, 0));
+        }
+    );
+
+    contract!(catalog_delete_and_protect, |db: Database| async move {
+        let catalog = db.catalog();
+        for n in [1, 2] {
+            catalog
+                .insert(&summary(n, "s", i64::from(n), SnapshotStatus::Ok), None)
+                .await
+                .expect("insert");
+        }
+        assert!(
+            !catalog
+                .find(&snap(1))
+                .await
+                .expect("find")
+                .expect("exists")
+                .protected
+        );
+        assert!(
+            catalog
+                .set_protected(&snap(1), true)
+                .await
+                .expect("protect")
+        );
+        assert!(
+            catalog
+                .find(&snap(1))
+                .await
+                .expect("find")
+                .expect("exists")
+                .protected
+        );
+        assert!(
+            !catalog
+                .find(&snap(2))
+                .await
+                .expect("find")
+                .expect("exists")
+                .protected,
+            "only the one named"
+        );
+        assert!(catalog.set_protected(&snap(1), true).await.expect("again"));
+        assert!(
+            catalog
+                .set_protected(&snap(1), false)
+                .await
+                .expect("unprotect")
+        );
+        assert!(
+            !catalog
+                .find(&snap(1))
+                .await
+                .expect("find")
+                .expect("exists")
+                .protected
+        );
+        assert!(
+            !catalog
+                .set_protected(&snap(9), true)
+                .await
+                .expect("missing")
+        );
+
+        assert!(
+            !catalog.delete(&snap(1)[..16]).await.expect("a prefix"),
+            "delete takes the full id only"
+        );
+        assert!(catalog.delete(&snap(1)).await.expect("delete"));
+        assert!(!catalog.delete(&snap(1)).await.expect("delete again"));
+        assert_eq!(catalog.find(&snap(1)).await.expect("find"), None);
+        assert!(catalog.find(&snap(2)).await.expect("find").is_some());
+        let page = catalog
+            .query(&BackupFilter::default())
+            .await
+            .expect("query");
+        assert_eq!((page.total, ids(&page.items)), (1, vec![snap(2)]));
+        // The id is free again: the snapshot can be catalogued anew (a rebuild).
+        catalog
+            .insert(&summary(1, "s", 1, SnapshotStatus::Ok), None)
+            .await
+            .expect("re-insert");
+    });
+}
+
+mod jobs {
+    use chrono::TimeDelta;
+    use coffer_domain::jobs::{
+        Job, JobError, JobFilter, JobKind, JobParams, JobProgress, JobResult, JobState,
+    };
+    use coffer_domain::ports::{JobRepository, RepoError, SourceRepository, SourceSpec};
+    use coffer_domain::{JobId, SourceId};
+
+    use super::*;
+
+    fn id(n: u128) -> JobId {
+        JobId::from_uuid(uuid::Uuid::from_u128(n))
+    }
+
+    fn backup(n: u128, source: SourceId, created: i64) -> Job {
+        Job::queued(
+            id(n),
+            JobParams::Backup {
+                source_id: source,
+                source_name: "src".to_owned(),
+            },
+            "alice",
+            t(created),
+        )
+    }
+
+    fn verify(n: u128, created: i64) -> Job {
+        Job::queued(
+            id(n),
+            JobParams::Verify {
+                snapshot_id: "ab".repeat(32),
+                read_data: false,
+            },
+            "bob",
+            t(created),
+        )
+    }
+
+    fn listed(page: &coffer_domain::ports::Page<Job>) -> Vec<JobId> {
+        page.items.iter().map(|j| j.id).collect()
+    }
+
+    contract!(jobs_insert_get_update, |db: Database| async move {
+        let jobs = db.jobs();
+        let source = db
+            .sources()
+            .create(&SourceSpec::plain("src", "/src"), t(0))
+            .await
+            .expect("create source");
+        let job = backup(1, source.id, 1);
+        jobs.insert(&job).await.expect("insert");
+        assert_eq!(jobs.get(job.id).await.expect("get"), Some(job.clone()));
+        assert_eq!(jobs.get(id(99)).await.expect("get missing"), None);
+
+        let mut again = verify(1, 2);
+        again.requested_by = "mallory".to_owned();
+        let err = jobs.insert(&again).await.expect_err("same id");
+        assert!(
+            matches!(err, RepoError::Conflict(ref m) if m.contains(&job.id.to_string())),
+            "{err}"
+        );
+        assert_eq!(
+            jobs.get(job.id).await.expect("get"),
+            Some(job.clone()),
+            "the refused insert changed nothing"
+        );
+
+        let mut running = job.clone();
+        running.state = JobState::Running;
+        running.started_at = Some(t(2) + TimeDelta::microseconds(250_001));
+        running.progress = JobProgress {
+            files_done: 3,
+            bytes_done: 4096,
+            files_total: None,
+            bytes_total: None,
+            totals_final: false,
+        };
+        assert!(jobs.update(&running).await.expect("update"));
+        assert_eq!(jobs.get(job.id).await.expect("get"), Some(running.clone()));
+
+        let mut done = running.clone();
+        done.state = JobState::Succeeded;
+        done.snapshot_id = Some("cd".repeat(32));
+        done.progress = JobProgress {
+            files_done: 10,
+            bytes_done: 10_000,
+            files_total: Some(10),
+            bytes_total: Some(10_000),
+            totals_final: true,
+        };
+        done.result = Some(JobResult::Backup {
+            snapshot_id: "cd".repeat(32),
+            status: "ok".to_owned(),
+            files: 10,
+            bytes: 10_000,
+            bytes_added: 0,
+            warnings: Vec::new(),
+        });
+        done.finished_at = Some(t(9));
+        assert!(jobs.update(&done).await.expect("update"));
+        assert_eq!(jobs.get(job.id).await.expect("get"), Some(done.clone()));
+
+        // An update replaces every field, clearing what the new value leaves empty.
+        let mut requeued = done.clone();
+        requeued.state = JobState::Queued;
+        requeued.source_id = None;
+        requeued.snapshot_id = None;
+        requeued.result = None;
+        requeued.started_at = None;
+        requeued.finished_at = None;
+        requeued.progress = JobProgress::default();
+        requeued.requested_by = "carol".to_owned();
+        requeued.created_at = t(3);
+        assert!(jobs.update(&requeued).await.expect("update"));
+        assert_eq!(jobs.get(job.id).await.expect("get"), Some(requeued));
+
+        assert!(!jobs.update(&verify(42, 0)).await.expect("update missing"));
+        assert_eq!(
+            jobs.get(id(42)).await.expect("get"),
+            None,
+            "update never inserts"
+        );
+    });
+
+    contract!(
+        every_kind_of_job_round_trips_exactly,
+        |db: Database| async move {
+            let jobs = db.jobs();
+            let source = db
+                .sources()
+                .create(&SourceSpec::plain("src", "/src"), t(0))
+                .await
+                .expect("create source");
+            let at = |s: i64, micros: i64| t(s) + TimeDelta::microseconds(micros);
+            let mut b = backup(1, source.id, 0);
+            b.created_at = at(0, 1);
+            b.state = JobState::Succeeded;
+            b.snapshot_id = Some("01".repeat(32));
+            b.started_at = Some(at(1, 999_999));
+            b.finished_at = Some(at(5, 123_456));
+            b.progress = JobProgress {
+                files_done: u64::MAX,
+                bytes_done: u64::MAX - 1,
+                files_total: Some(u64::MAX),
+                bytes_total: Some(0),
+                totals_final: true,
+            };
+            b.result = Some(JobResult::Backup {
+                snapshot_id: "01".repeat(32),
+                status: "partial".to_owned(),
+                files: 7,
+                bytes: 1 << 40,
+                bytes_added: 12,
+                warnings: vec![
+                    "a/b: permission denied".to_owned(),
+                    "ünïcødé \"quoted\" \\ path".to_owned(),
+                ],
+            });
+
+            let mut r = Job::queued(
+                id(2),
+                JobParams::Restore {
+                    snapshot_id: "02".repeat(32),
+                    path: Some("docs/report.pdf".to_owned()),
+                    target: "/restore/here".to_owned(),
+                },
+                "alice",
+                at(10, 500_000),
+            );
+            r.state = JobState::Cancelled;
+            r.error = Some(JobError::new("cancelled", "cancelled by alice"));
+            r.result = Some(JobResult::Restore {
+                snapshot_id: "02".repeat(32),
+                target: "/restore/here".to_owned(),
+                files: 1,
+                dirs: 0,
+                symlinks: 3,
+                bytes: 42,
+            });
+            r.finished_at = Some(at(11, 0));
+
+            let r_all = Job::queued(
+                id(3),
+                JobParams::Restore {
+                    snapshot_id: "03".repeat(32),
+                    path: None,
+                    target: "/t".to_owned(),
+                },
+                "alice",
+                at(12, 0),
+            );
+
+            let mut v = Job::queued(
+                id(4),
+                JobParams::Verify {
+                    snapshot_id: "04".repeat(32),
+                    read_data: true,
+                },
+                "bob",
+                at(13, 7),
+            );
+            v.state = JobState::Failed;
+            v.result = Some(JobResult::Verify {
+                snapshot_id: "04".repeat(32),
+                ok: false,
+                problems: vec!["pack 9f: authentication failed".to_owned()],
+                damaged_files: vec!["x/y".to_owned(), "z".to_owned()],
+                bytes_read: 99,
+            });
+            v.error = Some(JobError::new("damaged", "2 files are damaged"));
+            v.progress = JobProgress {
+                files_done: 2,
+                bytes_done: 99,
+                files_total: Some(2),
+                bytes_total: None,
+                totals_final: false,
+            };
+
+            let mut v_ok = verify(5, 14);
+            v_ok.state = JobState::Succeeded;
+            v_ok.result = Some(JobResult::Verify {
+                snapshot_id: "ab".repeat(32),
+                ok: true,
+                problems: Vec::new(),
+                damaged_files: Vec::new(),
+                bytes_read: 0,
+            });
+
+            for job in [&b, &r, &r_all, &v, &v_ok] {
+                jobs.insert(job).await.expect("insert");
+                assert_eq!(
+                    jobs.get(job.id).await.expect("get").as_ref(),
+                    Some(job),
+                    "{:?} round-trips",
+                    job.kind()
+                );
+            }
+            // Every field of every kind survives an update too.
+            let mut b2 = b.clone();
+            b2.result = Some(JobResult::Backup {
+                snapshot_id: "0f".repeat(32),
+                status: "ok".to_owned(),
+                files: 0,
+                bytes: 0,
+                bytes_added: u64::MAX,
+                warnings: Vec::new(),
+            });
+            b2.error = Some(JobError::new("", ""));
+            assert!(jobs.update(&b2).await.expect("update"));
+            assert_eq!(jobs.get(b.id).await.expect("get"), Some(b2));
+        }
+    );
+
+    contract!(
+        jobs_list_filters_pages_and_orders,
+        |db: Database| async move {
+            let jobs = db.jobs();
+            let sources = db.sources();
+            let s1 = sources
+                .create(&SourceSpec::plain("one", "/1"), t(0))
+                .await
+                .expect("create");
+            let s2 = sources
+                .create(&SourceSpec::plain("two", "/2"), t(0))
+                .await
+                .expect("create");
+            // Ids are not in creation order, and 4 and 5 share a creation time.
+            let mut all = vec![
+                backup(9, s1.id, 10),
+                backup(2, s2.id, 20),
+                verify(7, 30),
+                backup(4, s1.id, 40),
+                verify(5, 40),
+                backup(1, s1.id, 50),
+            ];
+            all[0].state = JobState::Succeeded;
+            all[1].state = JobState::Failed;
+            all[2].state = JobState::Running;
+            all[3].state = JobState::Running;
+            for job in &all {
+                jobs.insert(job).await.expect("insert");
+            }
+            let list = |filter: JobFilter| {
+                let jobs = jobs.clone();
+                async move { jobs.list(&filter).await.expect("list") }
+            };
+
+            let everything = list(JobFilter::default()).await;
+            assert_eq!(everything.total, 6);
+            assert_eq!(
+                listed(&everything),
+                [id(1), id(5), id(4), id(7), id(2), id(9)],
+                "newest first, then by id descending"
+            );
+            assert_eq!(everything.items[5], all[0], "rows come back whole");
+
+            let running = list(JobFilter {
+                state: Some(JobState::Running),
+                ..JobFilter::default()
+            })
+            .await;
+            assert_eq!((running.total, listed(&running)), (2, vec![id(4), id(7)]));
+
+            let verifies = list(JobFilter {
+                kind: Some(JobKind::Verify),
+                ..JobFilter::default()
+            })
+            .await;
+            assert_eq!((verifies.total, listed(&verifies)), (2, vec![id(5), id(7)]));
+
+            let of_s1 = list(JobFilter {
+                source_id: Some(s1.id),
+                ..JobFilter::default()
+            })
+            .await;
+            assert_eq!(
+                (of_s1.total, listed(&of_s1)),
+                (3, vec![id(1), id(4), id(9)])
+            );
+
+            let combined = list(JobFilter {
+                state: Some(JobState::Queued),
+                kind: Some(JobKind::Backup),
+                source_id: Some(s1.id),
+                limit: 10,
+                offset: 0,
+            })
+            .await;
+            assert_eq!((combined.total, listed(&combined)), (1, vec![id(1)]));
+
+            let page = list(JobFilter {
+                limit: 2,
+                offset: 1,
+                ..JobFilter::default()
+            })
+            .await;
+            assert_eq!((page.total, listed(&page)), (6, vec![id(5), id(4)]));
+            let tail = list(JobFilter {
+                offset: 4,
+                ..JobFilter::default()
+            })
+            .await;
+            assert_eq!(listed(&tail), [id(2), id(9)], "limit 0 is no limit");
+            let beyond = list(JobFilter {
+                limit: 3,
+                offset: 6,
+                ..JobFilter::default()
+            })
+            .await;
+            assert_eq!((beyond.total, beyond.items.len()), (6, 0));
+            let none = list(JobFilter {
+                kind: Some(JobKind::Restore),
+                ..JobFilter::default()
+            })
+            .await;
+            assert_eq!((none.total, none.items.len()), (0, 0));
+        }
+    );
+
+    contract!(
+        fail_unfinished_only_touches_queued_and_running,
+        |db: Database| async move {
+            let jobs = db.jobs();
+            let mut all = Vec::new();
+            for (n, state) in JobState::ALL.into_iter().enumerate() {
+                let n = u128::try_from(n).expect("small");
+                let mut job = verify(n + 1, i64::try_from(n).expect("small"));
+                job.state = state;
+                job.progress.files_done = 5;
+                if state != JobState::Queued {
+                    job.started_at = Some(t(100));
+                }
+                if state.is_final() {
+                    job.finished_at = Some(t(200));
+                }
+                if state == JobState::Failed {
+                    job.error = Some(JobError::new("io", "disk on fire"));
+                }
+                jobs.insert(&job).await.expect("insert");
+                all.push(job);
+            }
+            let error = JobError::new("interrupted", "the server stopped while it ran");
+            assert_eq!(jobs.fail_unfinished(&error, t(300)).await.expect("fail"), 2);
+            for before in &all {
+                let after = jobs.get(before.id).await.expect("get").expect("exists");
+                if before.state.is_final() {
+                    assert_eq!(&after, before, "a finished job is untouched");
+                } else {
+                    let mut expected = before.clone();
+                    expected.state = JobState::Failed;
+                    expected.error = Some(error.clone());
+                    expected.finished_at = Some(t(300));
+                    assert_eq!(after, expected);
+                }
+            }
+            assert_eq!(
+                jobs.fail_unfinished(&error, t(400)).await.expect("again"),
+                0
+            );
+            let failed = jobs
+                .list(&JobFilter {
+                    state: Some(JobState::Failed),
+                    ..JobFilter::default()
+                })
+                .await
+                .expect("list");
+            assert_eq!(failed.total, 3);
+        }
+    );
+
+    contract!(
+        an_unreadable_job_row_is_corrupt_and_named,
+        |db: Database| async move {
+            let jobs = db.jobs();
+            for n in 1..=4 {
+                jobs.insert(&verify(n, 0)).await.expect("insert");
+            }
+            let conn = db.connection();
+            for (n, set) in [
+                (1, r#"params = '{"kind":"prune","snapshot_id":"x"}'"#),
+                (2, "state = 'paused'"),
+                (3, "result = 'not json'"),
+                (4, "kind = 'backup'"),
+            ] {
+                conn.execute_unprepared(&format!("UPDATE jobs SET {set} WHERE id = '{}'", id(n)))
+                    .await
+                    .expect("tamper");
+                let err = jobs.get(id(n)).await.expect_err("unreadable");
+                assert!(
+                    matches!(err, RepoError::Corrupt(ref m) if m.contains(&id(n).to_string())),
+                    "{set}: {err}"
+                );
+            }
+            assert!(matches!(
+                jobs.list(&JobFilter::default()).await.expect_err("list"),
+                RepoError::Corrupt(_)
+            ));
+        }
+    );
+}

@@ -44,3 +44,11 @@ pub(crate) fn repo_err(err: &DbErr) -> RepoError {
         _ => RepoError::Database(describe(err)),
     }
 }
+
+/// Whether a write was refused because a referenced row (a source) is missing.
+pub(crate) fn is_foreign_key_violation(err: &DbErr) -> bool {
+    matches!(
+        err.sql_err(),
+        Some(SqlErr::ForeignKeyConstraintViolation(_))
+    )
+}

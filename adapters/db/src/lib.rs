@@ -10,6 +10,8 @@ mod auth_repos;
 mod backup_repos;
 pub mod entities;
 mod error;
+mod jobs_repos;
+mod page;
 mod repos;
 #[cfg(any(test, feature = "test-support"))]
 pub mod testing;
@@ -23,6 +25,7 @@ use sea_orm::{ConnectOptions, DatabaseBackend, DatabaseConnection};
 pub use auth_repos::{SeaAuditRepository, SeaSessionRevocations, SeaUserRepository};
 pub use backup_repos::{SeaBackupCatalog, SeaSourceRepository};
 pub use error::DbError;
+pub use jobs_repos::SeaJobRepository;
 pub use repos::{SeaDatabaseHealth, SeaRoleRepository, SeaSettingsRepository};
 
 /// How to reach the catalog database.
@@ -167,6 +170,11 @@ impl Database {
     #[must_use]
     pub fn catalog(&self) -> SeaBackupCatalog {
         SeaBackupCatalog::new(self.conn.clone())
+    }
+
+    #[must_use]
+    pub fn jobs(&self) -> SeaJobRepository {
+        SeaJobRepository::new(self.conn.clone())
     }
 
     #[must_use]

@@ -11,6 +11,9 @@ pub struct ErrorDetail {
     pub code: String,
     /// Human-readable explanation. Never contains internal details.
     pub message: String,
+    /// With `job_running`: the job already doing the work.
+    #[oai(skip_serializing_if_is_none)]
+    pub job_id: Option<String>,
 }
 
 /// The body of every error response.
@@ -97,6 +100,7 @@ impl ApiError {
             error: ErrorDetail {
                 code: code.into(),
                 message: message.into(),
+                job_id: None,
             },
         });
         match status.as_u16() {
@@ -137,12 +141,20 @@ impl From<coffer_application::ServiceError> for ApiError {
             E::Forbidden(f) => Self::new(StatusCode::FORBIDDEN, "forbidden", f.to_string()),
             E::NotFound(message) => Self::new(StatusCode::NOT_FOUND, "not_found", message),
             E::Conflict { code, message } => Self::new(StatusCode::CONFLICT, code, message),
+            E::JobRunning { job_id, message } => Self::Conflict(Json(ErrorBody {
+                error: ErrorDetail {
+                    code: "job_running".to_owned(),
+                    message,
+                    job_id: Some(job_id.to_string()),
+                },
+            })),
             E::Invalid { code, message } => {
                 Self::new(StatusCode::UNPROCESSABLE_ENTITY, code, message)
             }
             E::Throttled { retry_after_secs } => Self::TooManyRequests(
                 Json(ErrorBody {
                     error: ErrorDetail {
+                        job_id: None,
                         code: "too_many_attempts".to_owned(),
                         message: format!(
                             "too many failed logins; try again in {retry_after_secs} s"

@@ -20,7 +20,9 @@ use std::sync::Arc;
 
 use std::net::IpAddr;
 
-use coffer_application::{AuditService, AuthService, SystemService, UserService};
+use coffer_application::{
+    AuditService, AuthService, BackupService, JobService, SourceService, SystemService, UserService,
+};
 use poem::{Endpoint, EndpointExt, Route};
 use poem_openapi::OpenApiService;
 
@@ -33,6 +35,9 @@ pub struct AppState {
     pub auth: Arc<AuthService>,
     pub users: Arc<UserService>,
     pub audit: Arc<AuditService>,
+    pub sources: Arc<SourceService>,
+    pub backups: Arc<BackupService>,
+    pub jobs: Arc<JobService>,
     /// Reverse proxies whose `X-Forwarded-For` is believed.
     pub trusted_proxies: Vec<IpAddr>,
     /// Mark the session cookie `Secure` (set when served over HTTPS).
@@ -60,6 +65,9 @@ type Apis = (
     api::auth::AuthApi,
     api::users::UsersApi,
     api::audit::AuditApi,
+    api::sources::SourcesApi,
+    api::backups::BackupsApi,
+    api::jobs::JobsApi,
 );
 
 fn api_service() -> OpenApiService<Apis, ()> {
@@ -69,6 +77,9 @@ fn api_service() -> OpenApiService<Apis, ()> {
             api::auth::AuthApi,
             api::users::UsersApi,
             api::audit::AuditApi,
+            api::sources::SourcesApi,
+            api::backups::BackupsApi,
+            api::jobs::JobsApi,
         ),
         "Coffer",
         env!("CARGO_PKG_VERSION"),

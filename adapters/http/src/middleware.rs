@@ -22,6 +22,7 @@ pub fn error_response(status: StatusCode, code: &str, message: &str) -> Response
         error: ErrorDetail {
             code: code.to_owned(),
             message: message.to_owned(),
+            job_id: None,
         },
     };
     let json = poem_openapi::types::ToJSON::to_json_string(&body);

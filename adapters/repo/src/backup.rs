@@ -9,13 +9,20 @@
 //! it waits for a directory's files, so workers stay busy across small directories. The
 //! job queue is bounded, and each worker holds at most one chunk (≤ 4 MiB) and the pack
 //! buffers at most two packs, so memory stays bounded whatever the files.
+//!
+//! Progress: a scanner thread walks the source beside the backup, metadata only, with the
+//! walker's rules (no symlink followed, only regular files counted, unreadable entries
+//! passed over), and fills the totals as it goes; it marks them final when its walk is
+//! complete, and stops when the backup is cancelled or ends. Done counts grow per chunk
+//! read and per unchanged file (its whole size at once). When the backup succeeds the
+//! totals become what the snapshot holds, so done and total agree at the end.
 
 use std::collections::HashSet;
 use std::ffi::OsStr;
 use std::os::unix::ffi::OsStrExt as _;
 use std::os::unix::fs::MetadataExt as _;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::mpsc::{Receiver, SyncSender, sync_channel};
 use std::sync::{Arc, Mutex};
 
@@ -90,6 +97,9 @@ pub async fn run(
     let outcome = tokio::task::spawn_blocking(move || walk(&walk_shared, &path, parent_root))
         .await
         .map_err(|e| EngineError::Other(format!("backup task failed: {e}")))??;
+    // The scanner's count, if it finished, differs only if the tree changed meanwhile
+    // or held unreadable files; what was backed up is the truth from here on.
+    shared.progress.set_totals(outcome.files, outcome.bytes);
 
     // Commit: packs are stored; now the index that points into them, then the snapshot.
     let written = std::mem::take(&mut *shared.written.lock().expect("written"));
@@ -281,7 +291,11 @@ fn walk(
     let queue = Arc::new(Mutex::new(queue));
     let (uploads, pending) = sync_channel::<PackWriter>(1);
     *shared.uploads.lock().expect("uploads") = Some(uploads);
+    let stop_scan = AtomicBool::new(false);
     let result = std::thread::scope(|scope| {
+        scope.spawn(|| scan(root, &shared.progress, &shared.cancel, &stop_scan));
+        // However the walk ends, the scanner stops with it.
+        let _stop_scan = SetOnDrop(&stop_scan);
         // Two uploaders, so one pack's fsync overlaps the next pack's write.
         let pending = Arc::new(Mutex::new(pending));
         for _ in 0..2 {
@@ -346,6 +360,52 @@ fn walk(
         return Err(e);
     }
     result
+}
+
+/// Sets its flag when dropped.
+struct SetOnDrop<'a>(&'a AtomicBool);
+
+impl Drop for SetOnDrop<'_> {
+    fn drop(&mut self) {
+        self.0.store(true, Ordering::Relaxed);
+    }
+}
+
+/// Counts the regular files under `root` and their bytes into `progress`'s totals, by the
+/// walker's rules, and marks them final once the whole tree is counted. Returns early,
+/// leaving the totals not final, when `stop` is set or the backup is cancelled. Entries it
+/// cannot read are passed over: the count is an estimate for display, never a failure.
+pub(crate) fn scan(root: &Path, progress: &Progress, cancel: &Cancel, stop: &AtomicBool) {
+    let (mut files, mut bytes) = (0u64, 0u64);
+    let mut stack = vec![root.to_path_buf()];
+    while let Some(dir) = stack.pop() {
+        let Ok(entries) = std::fs::read_dir(&dir) else {
+            continue;
+        };
+        for entry in entries {
+            if stop.load(Ordering::Relaxed) || cancel.is_cancelled() {
+                return;
+            }
+            let Ok(entry) = entry else {
+                continue;
+            };
+            // Like `symlink_metadata`: a symlink is never followed.
+            let Ok(kind) = entry.file_type() else {
+                continue;
+            };
+            if kind.is_dir() {
+                stack.push(entry.path());
+            } else if kind.is_file()
+                && let Ok(meta) = entry.metadata()
+            {
+                files += 1;
+                bytes += meta.len();
+                progress.files_total.store(files, Ordering::Relaxed);
+                progress.bytes_total.store(bytes, Ordering::Relaxed);
+            }
+        }
+    }
+    progress.set_totals(files, bytes);
 }
 
 fn worker(shared: &Shared, queue: &Mutex<Receiver<FileJob>>) {

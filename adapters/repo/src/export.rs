@@ -1,7 +1,8 @@
-//! Streaming a snapshot, or a path inside it, as a tar archive: entries are written as
-//! the tree is walked and file data is fetched chunk by chunk, so nothing of full size is
-//! ever held in memory or on disk. Every chunk is authenticated as it is read; a damaged
-//! one aborts the stream with an error naming the file.
+//! Streaming a snapshot, or a path inside it, as a tar or zip archive: entries are
+//! written as the tree is walked and file data is fetched chunk by chunk, so nothing of
+//! full size is ever held in memory or on disk. Every chunk is authenticated as it is
+//! read; a damaged one aborts the stream with an error naming the file. Names that could
+//! escape the directory the archive is unpacked into are refused, as in a restore.
 
 use std::ffi::OsStr;
 use std::io::{Read, Write};
@@ -9,8 +10,11 @@ use std::os::unix::ffi::OsStrExt as _;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+use coffer_domain::engine::ArchiveFormat;
+
 use crate::error::EngineError;
 use crate::tree::{Node, NodeKind};
+use crate::zipstream::{Meta, ZipStream};
 use crate::{Repository, crypto};
 
 /// Reads a file's content blob after blob.
@@ -53,40 +57,150 @@ fn header(node: &Node, kind: ::tar::EntryType, size: u64) -> ::tar::Header {
     h
 }
 
-/// Writes `path` of `snapshot` (everything when `None`) as a tar stream into `out`.
-/// Returns the bytes of file content written.
+/// Writes `path` of `snapshot` (everything when `None`) as an archive into `out`. A
+/// path inside the snapshot keeps its own name as the archive's top entry; the whole
+/// snapshot has its root's entries at the top. Returns the bytes of file content written.
 ///
 /// # Errors
-/// `NotFound`, `Damaged` (naming the file), or the writer's error (a client that went
-/// away).
-pub async fn write_tar(
+/// `NotFound`, `Invalid` (a name that would escape), `Damaged` (naming the file), or the
+/// writer's error (a client that went away).
+pub async fn write(
     repo: Arc<Repository>,
     snapshot: &str,
     path: Option<&str>,
+    format: ArchiveFormat,
     out: Box<dyn Write + Send>,
 ) -> Result<u64, EngineError> {
     let doc = repo.load_snapshot(snapshot).await?;
     let node = repo.resolve(&doc.root()?, path.unwrap_or("")).await?;
+    // The top entry is named after the path's last part, which a tampered tree could
+    // have named "..": it passes the same test as every entry below it.
+    if !node.name.is_empty() && !Node::safe_name(&node.name) {
+        return Err(EngineError::Invalid(format!(
+            "refusing entry `{}`: its name would escape the archive's directory",
+            node.display_name()
+        )));
+    }
     let handle = tokio::runtime::Handle::current();
-    tokio::task::spawn_blocking(move || {
-        let mut builder = ::tar::Builder::new(out);
-        builder.follow_symlinks(false);
-        let mut bytes = 0;
-        // A path inside the snapshot keeps its own name as the archive's top entry.
-        let base = if node.name.is_empty() {
-            PathBuf::new()
-        } else {
-            PathBuf::from(OsStr::from_bytes(&node.name))
-        };
-        write_node(&repo, &handle, &mut builder, &node, &base, &mut bytes)?;
-        builder
-            .into_inner()
-            .and_then(|mut w| w.flush())
-            .map_err(EngineError::io("writing the archive"))?;
-        Ok(bytes)
+    tokio::task::spawn_blocking(move || match format {
+        ArchiveFormat::Tar => write_tar(&repo, &handle, &node, out),
+        ArchiveFormat::Zip => write_zip(&repo, &handle, &node, out),
     })
     .await
     .map_err(|e| EngineError::Other(format!("archive task failed: {e}")))?
+}
+
+fn write_tar(
+    repo: &Repository,
+    handle: &tokio::runtime::Handle,
+    node: &Node,
+    out: Box<dyn Write + Send>,
+) -> Result<u64, EngineError> {
+    let mut builder = ::tar::Builder::new(out);
+    builder.follow_symlinks(false);
+    let mut bytes = 0;
+    let base = if node.name.is_empty() {
+        PathBuf::new()
+    } else {
+        PathBuf::from(OsStr::from_bytes(&node.name))
+    };
+    write_node(repo, handle, &mut builder, node, &base, &mut bytes)?;
+    builder
+        .into_inner()
+        .and_then(|mut w| w.flush())
+        .map_err(EngineError::io("writing the archive"))?;
+    Ok(bytes)
+}
+
+fn write_zip(
+    repo: &Repository,
+    handle: &tokio::runtime::Handle,
+    node: &Node,
+    out: Box<dyn Write + Send>,
+) -> Result<u64, EngineError> {
+    let mut zip = ZipStream::new(out);
+    let mut bytes = 0;
+    zip_node(repo, handle, &mut zip, node, &node.name, &mut bytes)?;
+    zip.finish()?;
+    Ok(bytes)
+}
+
+fn zip_meta(node: &Node) -> Meta {
+    Meta {
+        mode: node.mode,
+        mtime_secs: node.mtime_ns.div_euclid(1_000_000_000),
+        uid: node.uid,
+        gid: node.gid,
+    }
+}
+
+/// Deflate level for a file: none when its first chunk did not shrink under zstd when it
+/// was stored (already compressed data: deflating it only costs time), fast otherwise.
+fn zip_level(repo: &Repository, node: &Node) -> flate2::Compression {
+    let index = repo.index();
+    let incompressible = node
+        .content
+        .first()
+        .and_then(|c| index.get(c))
+        .is_some_and(|(_, e)| u64::from(e.length) * 16 >= u64::from(e.raw_length) * 15);
+    if incompressible {
+        flate2::Compression::none()
+    } else {
+        flate2::Compression::fast()
+    }
+}
+
+fn zip_node<W: Write>(
+    repo: &Repository,
+    handle: &tokio::runtime::Handle,
+    zip: &mut ZipStream<W>,
+    node: &Node,
+    name: &[u8],
+    bytes: &mut u64,
+) -> Result<(), EngineError> {
+    match node.kind {
+        NodeKind::Dir => {
+            if !name.is_empty() {
+                zip.add_dir(name, zip_meta(node))?;
+            }
+            if let Some(sub) = node.subtree {
+                for child in handle.block_on(repo.tree(&sub))? {
+                    if !Node::safe_name(&child.name) {
+                        return Err(EngineError::Invalid(format!(
+                            "refusing entry `{}`: its name would escape the archive's directory",
+                            child.display_name()
+                        )));
+                    }
+                    let child_name = if name.is_empty() {
+                        child.name.clone()
+                    } else {
+                        [name, b"/", &child.name].concat()
+                    };
+                    zip_node(repo, handle, zip, &child, &child_name, bytes)?;
+                }
+            }
+        }
+        NodeKind::Symlink => zip.add_symlink(name, &node.link_target, zip_meta(node))?,
+        NodeKind::File => {
+            let shown = String::from_utf8_lossy(name);
+            let chunks = node.content.iter().map(|id| {
+                handle.block_on(repo.blob(id)).map_err(|e| match e {
+                    EngineError::Damaged(m) | EngineError::Corrupt(m) => {
+                        EngineError::Damaged(format!("{shown}: {m}"))
+                    }
+                    other => other,
+                })
+            });
+            *bytes += zip.add_file(
+                name,
+                zip_meta(node),
+                node.size,
+                zip_level(repo, node),
+                chunks,
+            )?;
+        }
+    }
+    Ok(())
 }
 
 fn write_node<W: Write>(

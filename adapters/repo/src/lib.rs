@@ -53,6 +53,7 @@ mod restore;
 mod snapshot;
 mod tree;
 mod verify;
+mod zipstream;
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, RwLock};
@@ -60,8 +61,8 @@ use std::sync::{Arc, Mutex, RwLock};
 use async_trait::async_trait;
 use bytes::Bytes;
 use coffer_domain::engine::{
-    BackupRequest, Cancel, EngineFailure, EntryInfo, EntryKind, Progress, RestoreReport,
-    SnapshotEngine, SnapshotSummary, VerifyReport,
+    ArchiveFormat, BackupRequest, Cancel, EngineFailure, EntryInfo, EntryKind, Progress,
+    RestoreReport, SnapshotEngine, SnapshotSummary, VerifyReport,
 };
 use coffer_domain::storage::{ObjectKey, ObjectStore};
 
@@ -289,7 +290,7 @@ impl Repository {
 
     /// Loads and checks a snapshot object: its SHA-256 must equal its id.
     async fn load_snapshot(&self, id: &str) -> Result<SnapshotDoc, EngineError> {
-        if id.len() != 64 || !id.bytes().all(|b| b.is_ascii_hexdigit()) {
+        if !is_snapshot_id(id) {
             return Err(EngineError::NotFound(format!("no snapshot `{id}`")));
         }
         let sealed = self
@@ -303,6 +304,26 @@ impl Repository {
             )));
         }
         snapshot::open(&self.keys, &sealed)
+    }
+
+    /// Deletes a snapshot object, and only it: the packs it references stay until garbage
+    /// collection, which must first learn that no other snapshot uses them. The object is
+    /// not opened, so a damaged snapshot can be forgotten too.
+    ///
+    /// # Errors
+    /// `NotFound` when there is no such snapshot; storage failures.
+    pub async fn forget(&self, id: &str) -> Result<(), EngineError> {
+        if !is_snapshot_id(id) {
+            return Err(EngineError::NotFound(format!("no snapshot `{id}`")));
+        }
+        let k = key(&format!("snapshots/{id}"))?;
+        if !self.store.exists(&k).await? {
+            return Err(EngineError::NotFound(format!(
+                "no snapshot {id} in storage"
+            )));
+        }
+        self.store.delete(&k).await?;
+        Ok(())
     }
 
     /// The nodes at `path` ("" or "/" for the root) inside a snapshot's tree.
@@ -332,6 +353,27 @@ impl Repository {
                 .ok_or_else(|| EngineError::NotFound(format!("`{path}` is not in the snapshot")))?;
         }
         Ok(current)
+    }
+}
+
+/// Whether `id` has the shape of a snapshot id (64 hex digits): anything else cannot name
+/// a snapshot object, and must never reach a storage key.
+fn is_snapshot_id(id: &str) -> bool {
+    id.len() == 64 && id.bytes().all(|b| b.is_ascii_hexdigit())
+}
+
+/// How an entry of a snapshot is shown to the application.
+fn entry_info(node: &Node) -> EntryInfo {
+    EntryInfo {
+        name: node.display_name(),
+        kind: match node.kind {
+            NodeKind::File => EntryKind::File,
+            NodeKind::Dir => EntryKind::Dir,
+            NodeKind::Symlink => EntryKind::Symlink,
+        },
+        size: node.size,
+        mtime: chrono::DateTime::from_timestamp_nanos(node.mtime_ns),
+        mode: node.mode,
     }
 }
 
@@ -393,20 +435,35 @@ impl SnapshotEngine for Engine {
             .tree(&subtree)
             .await
             .map_err(EngineFailure::from)?;
-        Ok(nodes
-            .iter()
-            .map(|n| EntryInfo {
-                name: n.display_name(),
-                kind: match n.kind {
-                    NodeKind::File => EntryKind::File,
-                    NodeKind::Dir => EntryKind::Dir,
-                    NodeKind::Symlink => EntryKind::Symlink,
-                },
-                size: n.size,
-                mtime: chrono::DateTime::from_timestamp_nanos(n.mtime_ns),
-                mode: n.mode,
-            })
-            .collect())
+        Ok(nodes.iter().map(entry_info).collect())
+    }
+
+    async fn stat(&self, snapshot: &str, path: &str) -> Result<EntryInfo, EngineFailure> {
+        let doc = self
+            .repo
+            .load_snapshot(snapshot)
+            .await
+            .map_err(EngineFailure::from)?;
+        let node = self
+            .repo
+            .resolve(&doc.root()?, path)
+            .await
+            .map_err(EngineFailure::from)?;
+        if !node.name.is_empty() {
+            return Ok(entry_info(&node));
+        }
+        // The root directory's own metadata is not recorded (a tree lists its entries,
+        // not itself): it is named after the source's directory and dated by the snapshot.
+        let name = std::path::Path::new(&doc.path)
+            .file_name()
+            .map_or_else(|| doc.path.clone(), |n| n.to_string_lossy().into_owned());
+        Ok(EntryInfo {
+            name,
+            kind: EntryKind::Dir,
+            size: 0,
+            mtime: doc.started_at,
+            mode: node.mode,
+        })
     }
 
     async fn restore(
@@ -415,27 +472,42 @@ impl SnapshotEngine for Engine {
         path: Option<&str>,
         target: &std::path::Path,
         progress: Arc<Progress>,
+        cancel: Cancel,
     ) -> Result<RestoreReport, EngineFailure> {
         self.repo.drop_cache();
-        restore::run(self.repo.clone(), snapshot, path, target, progress)
+        restore::run(self.repo.clone(), snapshot, path, target, progress, cancel)
             .await
             .map_err(EngineFailure::from)
     }
 
-    async fn export_tar(
+    async fn verify(
+        &self,
+        snapshot: &str,
+        read_data: bool,
+        progress: Arc<Progress>,
+        cancel: Cancel,
+    ) -> Result<VerifyReport, EngineFailure> {
+        self.repo.drop_cache();
+        verify::run(&self.repo, snapshot, read_data, &progress, &cancel)
+            .await
+            .map_err(EngineFailure::from)
+    }
+
+    async fn export(
         &self,
         snapshot: &str,
         path: Option<&str>,
+        format: ArchiveFormat,
         out: Box<dyn std::io::Write + Send>,
     ) -> Result<u64, EngineFailure> {
-        export::write_tar(self.repo.clone(), snapshot, path, out)
+        export::write(self.repo.clone(), snapshot, path, format, out)
             .await
             .map_err(EngineFailure::from)
     }
 
-    async fn verify(&self, snapshot: &str, read_data: bool) -> Result<VerifyReport, EngineFailure> {
-        self.repo.drop_cache();
-        verify::run(&self.repo, snapshot, read_data)
+    async fn forget(&self, snapshot: &str) -> Result<(), EngineFailure> {
+        self.repo
+            .forget(snapshot)
             .await
             .map_err(EngineFailure::from)
     }
@@ -459,20 +531,31 @@ pub(crate) struct Refs {
     pub data: HashMap<crypto::ChunkId, Vec<String>>,
     /// Entries that must never be restored: unsafe or duplicate names.
     pub unsafe_entries: Vec<String>,
+    /// Regular files in the tree, and their logical bytes.
+    pub files: u64,
+    pub bytes: u64,
 }
 
-/// Walks a tree, collecting what it references.
+/// Walks a tree, collecting what it references. Each file found is added to `progress`
+/// (when given); `cancel` is honoured between directories.
 async fn collect_refs(
     repo: &Repository,
     root: &crypto::ChunkId,
     base: String,
+    progress: Option<&Progress>,
+    cancel: &Cancel,
 ) -> Result<Refs, EngineError> {
     let mut refs = Refs {
         data: HashMap::new(),
         unsafe_entries: Vec::new(),
+        files: 0,
+        bytes: 0,
     };
     let mut stack = vec![(*root, base)];
     while let Some((id, path)) = stack.pop() {
+        if cancel.is_cancelled() {
+            return Err(EngineError::Cancelled);
+        }
         let nodes = repo.tree(&id).await?;
         let mut names = std::collections::HashSet::new();
         for node in nodes {
@@ -486,6 +569,11 @@ async fn collect_refs(
             }
             match node.kind {
                 NodeKind::File => {
+                    refs.files += 1;
+                    refs.bytes += node.size;
+                    if let Some(progress) = progress {
+                        progress.add(1, node.size);
+                    }
                     for c in node.content {
                         refs.data.entry(c).or_default().push(child.clone());
                     }

@@ -5,6 +5,11 @@
 //! to plan, pack by pack, which chunk goes where; then the packs are worked through (one
 //! per core at a time), each needed chunk read once with a ranged read, authenticated
 //! and written at its offsets. Memory holds the plan and one chunk per worker.
+//!
+//! Progress: the totals (files and bytes of the selected subtree) are set once the
+//! snapshot is verified, before anything is written. Cancellation is checked between
+//! entries while planning and between ranged reads while filling; a cancelled restore
+//! removes every temporary file, so only files that were complete remain.
 
 use std::collections::{BTreeSet, HashMap};
 use std::ffi::OsStr;
@@ -16,7 +21,7 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use coffer_domain::engine::{Progress, RestoreReport};
+use coffer_domain::engine::{Cancel, Progress, RestoreReport};
 
 use crate::error::EngineError;
 use crate::tree::{Node, NodeKind};
@@ -28,30 +33,35 @@ use crate::{Repository, collect_refs, crypto, key, pack::pack_key};
 /// # Errors
 /// `Damaged` naming the affected files when objects are missing (before anything is
 /// written) or fail authentication while reading (those files are not written);
-/// `Invalid` for a non-empty target or entries that would escape it.
+/// `Invalid` for a non-empty target or entries that would escape it; `Cancelled`.
 pub async fn run(
     repo: Arc<Repository>,
     snapshot: &str,
     path: Option<&str>,
     target: &Path,
     progress: Arc<Progress>,
+    cancel: Cancel,
 ) -> Result<RestoreReport, EngineError> {
     let doc = repo.load_snapshot(snapshot).await?;
     let node = repo.resolve(&doc.root()?, path.unwrap_or("")).await?;
 
     // Verify before writing anything: every referenced object must exist, and no entry
     // may escape the target.
-    let (data, unsafe_entries) = if let (NodeKind::Dir, Some(subtree)) = (node.kind, node.subtree) {
-        let refs = collect_refs(&repo, &subtree, String::new()).await?;
-        (refs.data, refs.unsafe_entries)
-    } else {
-        let mut data = std::collections::HashMap::new();
-        for c in &node.content {
-            data.entry(*c)
-                .or_insert_with(Vec::new)
-                .push(node.display_name());
+    let (data, unsafe_entries, files, bytes) = match (node.kind, node.subtree) {
+        (NodeKind::Dir, Some(subtree)) => {
+            let refs = collect_refs(&repo, &subtree, String::new(), None, &cancel).await?;
+            (refs.data, refs.unsafe_entries, refs.files, refs.bytes)
         }
-        (data, Vec::new())
+        (NodeKind::File, _) => {
+            let mut data = HashMap::new();
+            for c in &node.content {
+                data.entry(*c)
+                    .or_insert_with(Vec::new)
+                    .push(node.display_name());
+            }
+            (data, Vec::new(), 1, node.size)
+        }
+        (NodeKind::Dir, None) | (NodeKind::Symlink, _) => (HashMap::new(), Vec::new(), 0, 0),
     };
     if !unsafe_entries.is_empty() {
         return Err(EngineError::Invalid(format!(
@@ -87,6 +97,10 @@ pub async fn run(
         )));
     }
 
+    if cancel.is_cancelled() {
+        return Err(EngineError::Cancelled);
+    }
+    progress.set_totals(files, bytes);
     prepare_target(target)?;
     let handle = tokio::runtime::Handle::current();
     let target = target.to_path_buf();
@@ -95,20 +109,29 @@ pub async fn run(
         let mut planner = Planner {
             repo: &repo,
             handle: &handle,
+            progress: &progress,
+            cancel: &cancel,
             files: Vec::new(),
             by_pack: HashMap::new(),
             dirs: Vec::new(),
             report: RestoreReport::default(),
         };
-        match node.kind {
-            NodeKind::Dir => {
-                let subtree = node
-                    .subtree
-                    .ok_or_else(|| EngineError::Corrupt("directory without tree".into()))?;
-                planner.dir_contents(&subtree, &target, "")?;
-                planner.report.dirs += 1;
+        let walked = match node.kind {
+            NodeKind::Dir => node
+                .subtree
+                .ok_or_else(|| EngineError::Corrupt("directory without tree".into()))
+                .and_then(|subtree| planner.dir_contents(&subtree, &target, "")),
+            _ => planner.entry(&node, &target, ""),
+        };
+        if let Err(e) = walked {
+            // Leave no temporary file behind (those already renamed are complete).
+            for f in &planner.files {
+                let _ = std::fs::remove_file(&f.temp);
             }
-            _ => planner.entry(&node, &target, "")?,
+            return Err(e);
+        }
+        if node.kind == NodeKind::Dir {
+            planner.report.dirs += 1;
         }
         let Planner {
             files,
@@ -117,7 +140,7 @@ pub async fn run(
             mut report,
             ..
         } = planner;
-        let damaged = fill(&repo, &handle, &files, by_pack, &progress);
+        let damaged = fill(&repo, &handle, &files, by_pack, &progress, &cancel);
         for f in &files {
             if !f.failed.load(Ordering::SeqCst) && f.remaining.load(Ordering::SeqCst) == 0 {
                 report.files += 1;
@@ -201,6 +224,8 @@ type Target = (usize, u64);
 struct Planner<'a> {
     repo: &'a Repository,
     handle: &'a tokio::runtime::Handle,
+    progress: &'a Progress,
+    cancel: &'a Cancel,
     files: Vec<PlannedFile>,
     by_pack: HashMap<[u8; 32], HashMap<crypto::ChunkId, Vec<Target>>>,
     dirs: Vec<(PathBuf, Node)>,
@@ -239,6 +264,9 @@ impl Planner<'_> {
     }
 
     fn entry(&mut self, node: &Node, dir: &Path, display: &str) -> Result<(), EngineError> {
+        if self.cancel.is_cancelled() {
+            return Err(EngineError::Cancelled);
+        }
         if !Node::safe_name(&node.name) {
             return Err(EngineError::Invalid(format!(
                 "refusing entry `{}`",
@@ -311,10 +339,15 @@ impl Planner<'_> {
                         "chunk sizes do not add up to the file size"
                     );
                 }
-                if node.content.is_empty() {
-                    finalize(&file)?;
-                }
+                // Pushed before it can fail, so that a failure removes its temporary file.
                 self.files.push(file);
+                if node.content.is_empty() {
+                    let file = self.files.last().expect("pushed above");
+                    finalize(file)?;
+                    if !file.failed.load(Ordering::SeqCst) {
+                        self.progress.add(1, 0);
+                    }
+                }
             }
         }
         Ok(())
@@ -358,13 +391,15 @@ fn finalize(file: &PlannedFile) -> Result<(), EngineError> {
 /// Works through the packs (one per core at a time), reading each needed chunk once in
 /// pack order, authenticating it and writing it at every offset that needs it; a file is
 /// renamed into place when its last chunk lands.
-/// Returns the files that failed verification (removed, never renamed).
+/// Returns the files that failed verification (removed, never renamed). On cancel or a
+/// fatal error every temporary file is removed; files renamed into place stay.
 fn fill(
     repo: &Repository,
     handle: &tokio::runtime::Handle,
     files: &[PlannedFile],
     by_pack: HashMap<[u8; 32], HashMap<crypto::ChunkId, Vec<Target>>>,
     progress: &Progress,
+    cancel: &Cancel,
 ) -> Result<Vec<String>, EngineError> {
     let queue = Mutex::new(by_pack.into_iter().collect::<Vec<_>>());
     let fatal: Mutex<Option<EngineError>> = Mutex::new(None);
@@ -387,6 +422,13 @@ fn fill(
                     if fatal.lock().expect("fatal").is_some() {
                         return;
                     }
+                    if cancel.is_cancelled() {
+                        fatal
+                            .lock()
+                            .expect("fatal")
+                            .get_or_insert(EngineError::Cancelled);
+                        return;
+                    }
                     // In pack order; neighbouring chunks are fetched with one ranged read
                     // of at most READ_SPAN bytes, so memory stays at one span per worker.
                     let index = repo.index();
@@ -397,6 +439,16 @@ fn fill(
                     chunks.sort_by_key(|(e, _)| e.offset);
                     let mut i = 0;
                     while i < chunks.len() {
+                        if cancel.is_cancelled() {
+                            fatal
+                                .lock()
+                                .expect("fatal")
+                                .get_or_insert(EngineError::Cancelled);
+                            return;
+                        }
+                        if fatal.lock().expect("fatal").is_some() {
+                            return;
+                        }
                         let start = chunks[i].0.offset;
                         let mut end = start + u64::from(chunks[i].0.length);
                         let mut j = i + 1;
@@ -462,10 +514,12 @@ fn fill(
                                     Err(e) => fail(number, &e.to_string()),
                                 }
                                 if file.remaining.fetch_sub(1, Ordering::SeqCst) == 1 {
-                                    progress.add(1, 0);
                                     if let Err(e) = finalize(file) {
                                         *fatal.lock().expect("fatal") = Some(e);
                                         return;
+                                    }
+                                    if !file.failed.load(Ordering::SeqCst) {
+                                        progress.add(1, 0);
                                     }
                                 }
                             }

@@ -10,15 +10,20 @@ use std::sync::{Arc, Mutex};
 use async_trait::async_trait;
 use bytes::Bytes;
 use coffer_domain::engine::{
-    BackupRequest, Cancel, EngineFailure, Progress, SnapshotEngine, SnapshotStatus,
+    ArchiveFormat, BackupRequest, Cancel, EngineFailure, EntryKind, Progress, SnapshotEngine,
+    SnapshotStatus,
 };
 use coffer_domain::storage::{ObjectKey, ObjectStore, StorageError};
 
 use super::*;
 
-/// A plain in-memory object store, with a way to tamper with objects.
+/// Called on every ranged read, before it is answered.
+type RangeHook = Box<dyn FnMut() + Send>;
+
+/// A plain in-memory object store, with a way to tamper with objects and a hook on
+/// ranged reads (the reads of file content).
 #[derive(Default)]
-pub struct MemStore(Mutex<BTreeMap<String, Bytes>>);
+pub struct MemStore(Mutex<BTreeMap<String, Bytes>>, Mutex<Option<RangeHook>>);
 
 #[async_trait]
 impl ObjectStore for MemStore {
@@ -35,6 +40,9 @@ impl ObjectStore for MemStore {
         offset: u64,
         len: u64,
     ) -> Result<Option<Bytes>, StorageError> {
+        if let Some(hook) = self.1.lock().unwrap().as_mut() {
+            hook();
+        }
         Ok(self.0.lock().unwrap().get(key.as_str()).map(|b| {
             let start = usize::try_from(offset).unwrap().min(b.len());
             let end = start
@@ -228,7 +236,13 @@ async fn edge_cases_round_trip_byte_for_byte_and_metadata_equal() {
     let out = tempfile::tempdir().unwrap();
     let target = out.path().join("restored");
     let report = engine
-        .restore(&snap.id, None, &target, Arc::new(Progress::default()))
+        .restore(
+            &snap.id,
+            None,
+            &target,
+            Arc::new(Progress::default()),
+            Cancel::default(),
+        )
         .await
         .unwrap();
     assert_eq!(report.files, 7);
@@ -256,6 +270,7 @@ async fn a_path_inside_the_snapshot_restores_alone() {
             Some("dir/sub"),
             &out.path().join("t"),
             Arc::new(Progress::default()),
+            Cancel::default(),
         )
         .await
         .unwrap();
@@ -269,6 +284,7 @@ async fn a_path_inside_the_snapshot_restores_alone() {
             Some("small.txt"),
             &out.path().join("f"),
             Arc::new(Progress::default()),
+            Cancel::default(),
         )
         .await
         .unwrap();
@@ -348,11 +364,27 @@ async fn unencrypted_repositories_still_verify_every_chunk() {
     let engine = engine(&store, false).await;
     let snap = backup(&engine, src.path(), None).await;
     assert!(!snap.encrypted);
-    let report = engine.verify(&snap.id, true).await.unwrap();
+    let report = engine
+        .verify(
+            &snap.id,
+            true,
+            Arc::new(Progress::default()),
+            Cancel::default(),
+        )
+        .await
+        .unwrap();
     assert!(report.ok(), "{report:?}");
     let pack = store.keys_with("data/")[0].clone();
     store.edit(&pack, |b| b[20] ^= 0xff);
-    let report = engine.verify(&snap.id, true).await.unwrap();
+    let report = engine
+        .verify(
+            &snap.id,
+            true,
+            Arc::new(Progress::default()),
+            Cancel::default(),
+        )
+        .await
+        .unwrap();
     assert!(!report.ok());
 }
 
@@ -363,7 +395,18 @@ async fn damaged_setup() -> (tempfile::TempDir, Arc<MemStore>, Engine, String) {
     let store = Arc::new(MemStore::default());
     let engine = engine(&store, true).await;
     let snap = backup(&engine, src.path(), None).await;
-    assert!(engine.verify(&snap.id, true).await.unwrap().ok());
+    assert!(
+        engine
+            .verify(
+                &snap.id,
+                true,
+                Arc::new(Progress::default()),
+                Cancel::default()
+            )
+            .await
+            .unwrap()
+            .ok()
+    );
     (src, store, engine, snap.id)
 }
 
@@ -382,10 +425,17 @@ async fn a_flipped_byte_is_found_by_verify_and_restore() {
     let pack = data_pack_with_most_bytes(&store);
     store.edit(&pack, |b| b[1000] ^= 0x01);
     assert!(
-        engine.verify(&id, false).await.unwrap().ok(),
+        engine
+            .verify(&id, false, Arc::new(Progress::default()), Cancel::default())
+            .await
+            .unwrap()
+            .ok(),
         "structure is intact"
     );
-    let report = engine.verify(&id, true).await.unwrap();
+    let report = engine
+        .verify(&id, true, Arc::new(Progress::default()), Cancel::default())
+        .await
+        .unwrap();
     assert!(!report.ok());
     assert_eq!(report.damaged_files, ["a.bin"]);
     let out = tempfile::tempdir().unwrap();
@@ -395,6 +445,7 @@ async fn a_flipped_byte_is_found_by_verify_and_restore() {
             None,
             &out.path().join("t"),
             Arc::new(Progress::default()),
+            Cancel::default(),
         )
         .await
         .unwrap_err();
@@ -420,11 +471,14 @@ async fn a_truncated_pack_is_found() {
     let (_src, store, engine, id) = damaged_setup().await;
     let pack = data_pack_with_most_bytes(&store);
     store.edit(&pack, |b| b.truncate(b.len() / 2));
-    let report = engine.verify(&id, true).await.unwrap();
+    let report = engine
+        .verify(&id, true, Arc::new(Progress::default()), Cancel::default())
+        .await
+        .unwrap();
     assert_eq!(report.damaged_files, ["a.bin"], "{report:?}");
     let out = tempfile::tempdir().unwrap();
     assert!(matches!(
-        engine.restore(&id, None, &out.path().join("t"), Arc::new(Progress::default())).await,
+        engine.restore(&id, None, &out.path().join("t"), Arc::new(Progress::default()), Cancel::default()).await,
         Err(EngineFailure::Damaged(m)) if m.contains("a.bin")
     ));
 }
@@ -434,7 +488,10 @@ async fn a_deleted_pack_is_found_before_anything_is_written() {
     let (_src, store, engine, id) = damaged_setup().await;
     let pack = data_pack_with_most_bytes(&store);
     store.0.lock().unwrap().remove(&pack);
-    let report = engine.verify(&id, false).await.unwrap();
+    let report = engine
+        .verify(&id, false, Arc::new(Progress::default()), Cancel::default())
+        .await
+        .unwrap();
     assert!(
         report.damaged_files.contains(&"a.bin".to_owned()),
         "{report:?}"
@@ -442,7 +499,13 @@ async fn a_deleted_pack_is_found_before_anything_is_written() {
     let out = tempfile::tempdir().unwrap();
     let target = out.path().join("t");
     let err = engine
-        .restore(&id, None, &target, Arc::new(Progress::default()))
+        .restore(
+            &id,
+            None,
+            &target,
+            Arc::new(Progress::default()),
+            Cancel::default(),
+        )
         .await
         .unwrap_err();
     assert!(
@@ -456,7 +519,10 @@ async fn a_deleted_pack_is_found_before_anything_is_written() {
 async fn a_damaged_snapshot_object_fails_its_checksum() {
     let (_src, store, engine, id) = damaged_setup().await;
     store.edit(&format!("snapshots/{id}"), |b| b[50] ^= 1);
-    let report = engine.verify(&id, false).await.unwrap();
+    let report = engine
+        .verify(&id, false, Arc::new(Progress::default()), Cancel::default())
+        .await
+        .unwrap();
     assert!(report.problems[0].contains("checksum"), "{report:?}");
 }
 
@@ -468,7 +534,13 @@ async fn restore_targets_must_be_new_or_empty() {
     let elsewhere = tempfile::tempdir().unwrap();
     std::os::unix::fs::symlink(elsewhere.path(), out.path().join("b.txt")).unwrap();
     let err = engine
-        .restore(&id, None, out.path(), Arc::new(Progress::default()))
+        .restore(
+            &id,
+            None,
+            out.path(),
+            Arc::new(Progress::default()),
+            Cancel::default(),
+        )
         .await
         .unwrap_err();
     assert!(
@@ -478,13 +550,9 @@ async fn restore_targets_must_be_new_or_empty() {
     assert_eq!(std::fs::read_dir(elsewhere.path()).unwrap().count(), 0);
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn entries_that_would_escape_the_target_are_refused() {
-    let store = Arc::new(MemStore::default());
-    let engine = engine(&store, true).await;
-    let repo = engine.repo.clone();
-    // Forge a snapshot whose tree names an entry "..", as a tampered repository might.
-    let evil = Node {
+/// A file named "..", which no restore or archive may ever create.
+fn evil_node() -> Node {
+    Node {
         name: b"..".to_vec(),
         kind: NodeKind::File,
         mode: 0o644,
@@ -497,8 +565,13 @@ async fn entries_that_would_escape_the_target_are_refused() {
         content: vec![],
         subtree: None,
         link_target: vec![],
-    };
-    let tree_bytes = tree::encode(&[evil]);
+    }
+}
+
+/// Stores a snapshot whose root tree holds `node`, as a tampered repository might.
+async fn forge_snapshot(engine: &Engine, store: &MemStore, node: Node) -> String {
+    let repo = engine.repo.clone();
+    let tree_bytes = tree::encode(&[node]);
     let tree_id = repo.keys.chunk_id(&tree_bytes);
     let mut pack = pack::PackWriter::new([9u8; 32], 1024);
     let sealed = crypto::seal_blob(&repo.keys, true, &tree_id, &tree_bytes).unwrap();
@@ -543,10 +616,25 @@ async fn entries_that_would_escape_the_target_are_refused() {
         .await
         .unwrap();
     repo.reload_index().await.unwrap();
+    id
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn entries_that_would_escape_the_target_are_refused() {
+    let store = Arc::new(MemStore::default());
+    let engine = engine(&store, true).await;
+    // Forge a snapshot whose tree names an entry "..", as a tampered repository might.
+    let id = forge_snapshot(&engine, &store, evil_node()).await;
     let out = tempfile::tempdir().unwrap();
     let target = out.path().join("t");
     let err = engine
-        .restore(&id, None, &target, Arc::new(Progress::default()))
+        .restore(
+            &id,
+            None,
+            &target,
+            Arc::new(Progress::default()),
+            Cancel::default(),
+        )
         .await
         .unwrap_err();
     assert!(
@@ -554,6 +642,19 @@ async fn entries_that_would_escape_the_target_are_refused() {
         "{err:?}"
     );
     assert!(!target.exists(), "nothing written");
+    for format in [ArchiveFormat::Tar, ArchiveFormat::Zip] {
+        // The whole snapshot, and the entry itself asked for by its path.
+        for path in [None, Some("..")] {
+            let err = engine
+                .export(&id, path, format, Box::new(Sink::default()))
+                .await
+                .unwrap_err();
+            assert!(
+                matches!(&err, EngineFailure::Invalid(m) if m.contains("escape")),
+                "{format:?} {path:?}: {err:?}"
+            );
+        }
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -640,7 +741,18 @@ async fn dedup_works_across_sources_and_the_key_can_be_rewrapped() {
     );
     let snaps = reopened.snapshots().await.unwrap();
     assert_eq!(snaps.len(), 2);
-    assert!(reopened.verify(&snaps[1].id, true).await.unwrap().ok());
+    assert!(
+        reopened
+            .verify(
+                &snaps[1].id,
+                true,
+                Arc::new(Progress::default()),
+                Cancel::default()
+            )
+            .await
+            .unwrap()
+            .ok()
+    );
 }
 
 /// A `Write` into shared memory, to look at an archive after the engine is done with it.
@@ -666,7 +778,7 @@ async fn a_snapshot_streams_as_a_tar_archive_that_unpacks_to_the_source() {
     let snap = backup(&engine, src.path(), None).await;
     let sink = Sink::default();
     let bytes = engine
-        .export_tar(&snap.id, None, Box::new(sink.clone()))
+        .export(&snap.id, None, ArchiveFormat::Tar, Box::new(sink.clone()))
         .await
         .unwrap();
     assert_eq!(bytes, snap.bytes);
@@ -689,7 +801,12 @@ async fn a_snapshot_streams_as_a_tar_archive_that_unpacks_to_the_source() {
     // One directory inside keeps its name as the top entry.
     let sink = Sink::default();
     engine
-        .export_tar(&snap.id, Some("dir/sub"), Box::new(sink.clone()))
+        .export(
+            &snap.id,
+            Some("dir/sub"),
+            ArchiveFormat::Tar,
+            Box::new(sink.clone()),
+        )
         .await
         .unwrap();
     let archive = sink.0.lock().unwrap().clone();
@@ -699,4 +816,511 @@ async fn a_snapshot_streams_as_a_tar_archive_that_unpacks_to_the_source() {
         .map(|e| e.unwrap().path().unwrap().display().to_string())
         .collect();
     assert_eq!(names, ["sub", "sub/large-sparse-ish.bin"]);
+}
+
+const S_IFMT: u32 = 0o170_000;
+const S_IFLNK: u32 = 0o120_000;
+const S_IFDIR: u32 = 0o040_000;
+const S_IFREG: u32 = 0o100_000;
+
+/// Unpacks a zip archive the way `unzip` would on Unix (raw names, Unix modes,
+/// symlinks), checking on the way that every entry carries the source's mtime in whole
+/// seconds. Returns the entries' names in archive order.
+fn unzip_into(archive: Vec<u8>, dir: &Path, src: &Path) -> Vec<Vec<u8>> {
+    use std::io::Read as _;
+    let mut zip = zip::ZipArchive::new(std::io::Cursor::new(archive)).unwrap();
+    let mut names = Vec::new();
+    for i in 0..zip.len() {
+        let mut f = zip.by_index(i).unwrap();
+        let name = f.name_raw().to_vec();
+        names.push(name.clone());
+        let mode = f.unix_mode().expect("a Unix mode");
+        let rel = name.strip_suffix(b"/").unwrap_or(&name);
+        let path = dir.join(OsStr::from_bytes(rel));
+        let mtime = f
+            .extra_data_fields()
+            .find_map(|x| match x {
+                zip::ExtraField::ExtendedTimestamp(t) => t.mod_time(),
+                _ => None,
+            })
+            .expect("an extended timestamp");
+        let source = std::fs::symlink_metadata(src.join(OsStr::from_bytes(rel))).unwrap();
+        assert_eq!(
+            i64::from(mtime),
+            source.mtime(),
+            "mtime of {}",
+            String::from_utf8_lossy(&name)
+        );
+        let mut data = Vec::new();
+        f.read_to_end(&mut data).unwrap();
+        match mode & S_IFMT {
+            S_IFDIR => {
+                assert!(name.ends_with(b"/"), "a directory's name ends in /");
+                std::fs::create_dir_all(&path).unwrap();
+            }
+            S_IFLNK => std::os::unix::fs::symlink(OsStr::from_bytes(&data), &path).unwrap(),
+            S_IFREG => {
+                std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+                std::fs::write(&path, &data).unwrap();
+                std::fs::set_permissions(&path, std::fs::Permissions::from_mode(mode & 0o7777))
+                    .unwrap();
+            }
+            other => panic!("unexpected file type {other:o}"),
+        }
+        if mode & S_IFMT == S_IFDIR {
+            std::fs::set_permissions(&path, std::fs::Permissions::from_mode(mode & 0o7777))
+                .unwrap();
+        }
+    }
+    names
+}
+
+type Described = BTreeMap<Vec<u8>, (String, u32, i64, Vec<u8>)>;
+
+fn without_times(tree: Described) -> Vec<(Vec<u8>, String, u32, Vec<u8>)> {
+    tree.into_iter()
+        .map(|(k, (kind, mode, _, content))| (k, kind, mode, content))
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_snapshot_streams_as_a_zip_archive_that_unpacks_to_the_source() {
+    let src = tempfile::tempdir().unwrap();
+    edge_cases(src.path());
+    // Text compresses, so this one is deflated for real; the rest of the tree is noise.
+    write(
+        &src.path().join("dir/sub/text.txt"),
+        &b"coffer keeps it safe\n".repeat(300_000),
+    );
+    let store = Arc::new(MemStore::default());
+    let engine = engine(&store, true).await;
+    let snap = backup(&engine, src.path(), None).await;
+    let sink = Sink::default();
+    let bytes = engine
+        .export(&snap.id, None, ArchiveFormat::Zip, Box::new(sink.clone()))
+        .await
+        .unwrap();
+    assert_eq!(bytes, snap.bytes);
+    let archive = sink.0.lock().unwrap().clone();
+    assert!(
+        archive.len() < usize::try_from(snap.bytes).unwrap(),
+        "zeros and text are deflated"
+    );
+    let out = tempfile::tempdir().unwrap();
+    let names = unzip_into(archive, out.path(), src.path());
+    assert!(
+        names.contains(&b"empty/nested-empty/".to_vec()),
+        "{names:?}"
+    );
+    assert!(names.contains(&b"not-utf8-\xff\xfe".to_vec()), "raw names");
+    // Times were checked entry by entry, in the whole seconds a zip holds.
+    assert_eq!(
+        without_times(describe(out.path())),
+        without_times(describe(src.path()))
+    );
+
+    // A directory inside keeps its name as the top entry; so does a file.
+    let sink = Sink::default();
+    let bytes = engine
+        .export(
+            &snap.id,
+            Some("dir/sub"),
+            ArchiveFormat::Zip,
+            Box::new(sink.clone()),
+        )
+        .await
+        .unwrap();
+    let big = std::fs::metadata(src.path().join("dir/sub/large-sparse-ish.bin"))
+        .unwrap()
+        .len();
+    assert_eq!(bytes, big + 21 * 300_000);
+    let out = tempfile::tempdir().unwrap();
+    let names = unzip_into(
+        sink.0.lock().unwrap().clone(),
+        out.path(),
+        &src.path().join("dir"),
+    );
+    assert_eq!(
+        names,
+        [&b"sub/"[..], b"sub/large-sparse-ish.bin", b"sub/text.txt"]
+    );
+    assert_eq!(
+        without_times(describe(&out.path().join("sub"))),
+        without_times(describe(&src.path().join("dir/sub")))
+    );
+    let sink = Sink::default();
+    engine
+        .export(
+            &snap.id,
+            Some("small.txt"),
+            ArchiveFormat::Zip,
+            Box::new(sink.clone()),
+        )
+        .await
+        .unwrap();
+    let out = tempfile::tempdir().unwrap();
+    let names = unzip_into(sink.0.lock().unwrap().clone(), out.path(), src.path());
+    assert_eq!(names, [b"small.txt"]);
+    assert_eq!(
+        std::fs::read(out.path().join("small.txt")).unwrap(),
+        b"hello coffer\n"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_damaged_chunk_aborts_a_zip_export_naming_the_file() {
+    let (_src, store, engine, id) = damaged_setup().await;
+    let pack = data_pack_with_most_bytes(&store);
+    store.edit(&pack, |b| b[1000] ^= 0x01);
+    let err = engine
+        .export(&id, None, ArchiveFormat::Zip, Box::new(Sink::default()))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&err, EngineFailure::Damaged(m) if m.contains("a.bin")),
+        "{err:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stat_describes_one_entry() {
+    let src = tempfile::tempdir().unwrap();
+    edge_cases(src.path());
+    let store = Arc::new(MemStore::default());
+    let engine = engine(&store, true).await;
+    let snap = backup(&engine, src.path(), None).await;
+
+    let file = engine.stat(&snap.id, "small.txt").await.unwrap();
+    assert_eq!(file.name, "small.txt");
+    assert_eq!(file.kind, EntryKind::File);
+    assert_eq!(file.size, 13);
+    assert_eq!(file.mode, 0o600);
+    assert_eq!(file.mtime.timestamp(), 1_000_000_000);
+
+    let nested = engine
+        .stat(&snap.id, "/dir/sub/large-sparse-ish.bin")
+        .await
+        .unwrap();
+    assert_eq!(nested.size, 15 * 1024 * 1024);
+    let dir = engine.stat(&snap.id, "dir").await.unwrap();
+    assert_eq!((dir.name.as_str(), dir.kind), ("dir", EntryKind::Dir));
+    let link = engine.stat(&snap.id, "link-to-small").await.unwrap();
+    assert_eq!(link.kind, EntryKind::Symlink);
+
+    let want_root = src
+        .path()
+        .file_name()
+        .unwrap()
+        .to_string_lossy()
+        .into_owned();
+    for root in ["", "/"] {
+        let info = engine.stat(&snap.id, root).await.unwrap();
+        assert_eq!(info.kind, EntryKind::Dir);
+        assert_eq!(info.name, want_root);
+    }
+
+    for missing in ["nope", "dir/nope", "small.txt/below-a-file"] {
+        let err = engine.stat(&snap.id, missing).await.unwrap_err();
+        assert!(
+            matches!(&err, EngineFailure::NotFound(m) if m.contains(missing)),
+            "{missing}: {err:?}"
+        );
+    }
+    assert!(matches!(
+        engine.stat(&"0".repeat(64), "").await,
+        Err(EngineFailure::NotFound(_))
+    ));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn restore_totals_are_known_before_writing_and_equal_the_report() {
+    let src = tempfile::tempdir().unwrap();
+    edge_cases(src.path());
+    let store = Arc::new(MemStore::default());
+    let engine = engine(&store, true).await;
+    let snap = backup(&engine, src.path(), None).await;
+
+    for (path, files) in [(None, 7), (Some("dir/sub"), 1), (Some("small.txt"), 1)] {
+        let progress = Arc::new(Progress::default());
+        // What the progress said when the first file content was read.
+        let seen = Arc::new(Mutex::new(None));
+        let (p, s) = (progress.clone(), seen.clone());
+        *store.1.lock().unwrap() = Some(Box::new(move || {
+            s.lock()
+                .unwrap()
+                .get_or_insert((p.totals_final(), p.snapshot()));
+        }));
+        let out = tempfile::tempdir().unwrap();
+        let report = engine
+            .restore(
+                &snap.id,
+                path,
+                &out.path().join("t"),
+                progress.clone(),
+                Cancel::default(),
+            )
+            .await
+            .unwrap();
+        store.1.lock().unwrap().take();
+        assert_eq!(report.files, files, "{path:?}");
+        let (final_, (_, _, files_total, bytes_total)) = seen.lock().unwrap().unwrap();
+        assert!(final_, "totals final before any content is read");
+        assert_eq!((files_total, bytes_total), (report.files, report.bytes));
+        assert!(progress.totals_final());
+        assert_eq!(
+            progress.snapshot(),
+            (report.files, report.bytes, report.files, report.bytes),
+            "{path:?}"
+        );
+    }
+}
+
+/// Eight incompressible files of 3 MiB: many ranged reads for a restore.
+fn many_files(root: &Path) {
+    for i in 0..8 {
+        write(
+            &root.join(format!("f{i}")),
+            &noise(3 * 1024 * 1024, 100 + i),
+        );
+    }
+    write(&root.join("sub/empty"), b"");
+}
+
+/// Every path under `root` (recursively), hidden ones included.
+fn all_names(root: &Path) -> Vec<String> {
+    describe(root)
+        .into_keys()
+        .map(|k| String::from_utf8_lossy(&k).into_owned())
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cancelled_restore_stops_and_leaves_no_partial_file() {
+    let src = tempfile::tempdir().unwrap();
+    many_files(src.path());
+    let store = Arc::new(MemStore::default());
+    let engine = engine(&store, true).await;
+    let snap = backup(&engine, src.path(), None).await;
+
+    // Cancelled before it starts: nothing at all is written.
+    let out = tempfile::tempdir().unwrap();
+    let cancel = Cancel::default();
+    cancel.cancel();
+    let err = engine
+        .restore(
+            &snap.id,
+            None,
+            &out.path().join("t"),
+            Arc::new(Progress::default()),
+            cancel,
+        )
+        .await
+        .unwrap_err();
+    assert!(matches!(err, EngineFailure::Cancelled), "{err:?}");
+    assert!(!out.path().join("t").exists());
+
+    // Cancelled while content is being read.
+    let cancel = Cancel::default();
+    let c = cancel.clone();
+    *store.1.lock().unwrap() = Some(Box::new(move || c.cancel()));
+    let target = out.path().join("t");
+    let err = engine
+        .restore(
+            &snap.id,
+            None,
+            &target,
+            Arc::new(Progress::default()),
+            cancel,
+        )
+        .await
+        .unwrap_err();
+    store.1.lock().unwrap().take();
+    assert!(matches!(err, EngineFailure::Cancelled), "{err:?}");
+    let names = all_names(&target);
+    assert!(
+        !names.iter().any(|n| n.contains(".coffer-restore-")),
+        "temporary files left: {names:?}"
+    );
+    let restored: Vec<&String> = names.iter().filter(|n| n.starts_with('f')).collect();
+    assert!(restored.len() < 8, "the restore went on: {names:?}");
+    for name in restored {
+        assert_eq!(
+            std::fs::read(target.join(name)).unwrap(),
+            std::fs::read(src.path().join(name)).unwrap(),
+            "{name} is complete"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn verify_reports_progress_and_can_be_cancelled() {
+    let src = tempfile::tempdir().unwrap();
+    edge_cases(src.path());
+    let store = Arc::new(MemStore::default());
+    let engine = engine(&store, true).await;
+    let snap = backup(&engine, src.path(), None).await;
+
+    let progress = Arc::new(Progress::default());
+    let report = engine
+        .verify(&snap.id, false, progress.clone(), Cancel::default())
+        .await
+        .unwrap();
+    assert!(report.ok());
+    assert!(progress.totals_final());
+    assert_eq!(
+        progress.snapshot(),
+        (snap.files, snap.bytes, snap.files, snap.bytes)
+    );
+
+    let progress = Arc::new(Progress::default());
+    let report = engine
+        .verify(&snap.id, true, progress.clone(), Cancel::default())
+        .await
+        .unwrap();
+    assert!(report.ok());
+    assert!(progress.totals_final());
+    let (chunks_done, bytes_done, chunks, bytes) = progress.snapshot();
+    assert_eq!((chunks_done, bytes_done), (chunks, bytes));
+    // 15 MiB in chunks of at most 4 MiB, and 5 small files (zero-byte ones have none).
+    assert!(chunks >= 4 + 5, "{chunks} chunks");
+    assert!(
+        bytes > 3 * 1024 * 1024 && bytes <= report.bytes_read,
+        "{bytes}"
+    );
+
+    for read_data in [false, true] {
+        let cancel = Cancel::default();
+        cancel.cancel();
+        let err = engine
+            .verify(&snap.id, read_data, Arc::new(Progress::default()), cancel)
+            .await
+            .unwrap_err();
+        assert!(matches!(err, EngineFailure::Cancelled), "{err:?}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_forgotten_snapshot_is_gone_and_its_data_stays() {
+    let src = tempfile::tempdir().unwrap();
+    many_files(src.path());
+    let store = Arc::new(MemStore::default());
+    let engine = engine(&store, true).await;
+    let first = backup(&engine, src.path(), None).await;
+    write(&src.path().join("later"), b"added later");
+    let second = backup(&engine, src.path(), Some(first.id.clone())).await;
+    let packs = store.keys_with("data/");
+
+    engine.forget(&first.id).await.unwrap();
+    let ids: Vec<String> = engine
+        .snapshots()
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|s| s.id)
+        .collect();
+    assert_eq!(ids, std::slice::from_ref(&second.id));
+    let out = tempfile::tempdir().unwrap();
+    let err = engine
+        .restore(
+            &first.id,
+            None,
+            &out.path().join("t"),
+            Arc::new(Progress::default()),
+            Cancel::default(),
+        )
+        .await
+        .unwrap_err();
+    assert!(matches!(err, EngineFailure::NotFound(_)), "{err:?}");
+    assert!(matches!(
+        engine.forget(&first.id).await,
+        Err(EngineFailure::NotFound(_))
+    ));
+    assert!(matches!(
+        engine.forget("../config").await,
+        Err(EngineFailure::NotFound(_))
+    ));
+    assert_eq!(
+        store.keys_with("data/"),
+        packs,
+        "packs wait for garbage collection"
+    );
+    // The other snapshot, which shares every pack, restores whole.
+    engine
+        .restore(
+            &second.id,
+            None,
+            &out.path().join("t2"),
+            Arc::new(Progress::default()),
+            Cancel::default(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(describe(&out.path().join("t2")), describe(src.path()));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn backup_totals_end_final_and_equal_to_done() {
+    let src = tempfile::tempdir().unwrap();
+    edge_cases(src.path());
+    many_files(src.path());
+    let store = Arc::new(MemStore::default());
+    let engine = engine(&store, true).await;
+    let mut parent = None;
+    for round in 0..2 {
+        let progress = Arc::new(Progress::default());
+        let snap = engine
+            .backup(
+                BackupRequest {
+                    source_name: "test".into(),
+                    path: src.path().to_path_buf(),
+                    parent: parent.clone(),
+                },
+                progress.clone(),
+                Cancel::default(),
+            )
+            .await
+            .unwrap();
+        if round == 1 {
+            assert_eq!(snap.unchanged_files, snap.files, "nothing re-read");
+        }
+        assert!(progress.totals_final(), "round {round}");
+        assert_eq!(
+            progress.snapshot(),
+            (snap.files, snap.bytes, snap.files, snap.bytes),
+            "round {round}"
+        );
+        parent = Some(snap.id);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_backup_scanner_counts_what_the_walker_backs_up() {
+    let src = tempfile::tempdir().unwrap();
+    edge_cases(src.path());
+    let status = std::process::Command::new("mkfifo")
+        .arg(src.path().join("dir/pipe"))
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let store = Arc::new(MemStore::default());
+    let engine = engine(&store, true).await;
+    let snap = backup(&engine, src.path(), None).await;
+
+    let progress = Progress::default();
+    let stop = std::sync::atomic::AtomicBool::new(false);
+    backup::scan(src.path(), &progress, &Cancel::default(), &stop);
+    assert!(progress.totals_final());
+    let (_, _, files, bytes) = progress.snapshot();
+    assert_eq!((files, bytes), (snap.files, snap.bytes));
+
+    // Stopped or cancelled, it leaves the totals unfinished.
+    let progress = Progress::default();
+    let cancel = Cancel::default();
+    cancel.cancel();
+    backup::scan(src.path(), &progress, &cancel, &stop);
+    assert!(!progress.totals_final());
+    let progress = Progress::default();
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    backup::scan(src.path(), &progress, &Cancel::default(), &stop);
+    assert!(!progress.totals_final());
 }

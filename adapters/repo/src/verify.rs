@@ -1,20 +1,28 @@
 //! Verification: structure (snapshot checksum, trees readable, every referenced chunk
 //! indexed and its pack present) and, with `read_data`, every byte authenticated.
+//!
+//! Progress: without `read_data` the work is reading the trees, so the totals are the
+//! snapshot's files and bytes (from its stats, corrected by the walk) and each file found
+//! counts as done. With `read_data` the work is reading packs: `files_*` count the chunks
+//! to authenticate and `bytes_*` their stored (sealed) bytes; the totals are set once the
+//! trees are read. Cancellation is checked between directories and between packs.
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use coffer_domain::engine::VerifyReport;
+use coffer_domain::engine::{Cancel, Progress, VerifyReport};
 
 use crate::error::EngineError;
 use crate::{Repository, collect_refs, crypto, key, pack::pack_key};
 
 /// # Errors
-/// `NotFound` for an unknown snapshot; storage failures. Damage is reported in the
-/// result, not as an error.
+/// `NotFound` for an unknown snapshot; `Cancelled`; storage failures. Damage is reported
+/// in the result, not as an error.
 pub async fn run(
     repo: &Repository,
     snapshot: &str,
     read_data: bool,
+    progress: &Progress,
+    cancel: &Cancel,
 ) -> Result<VerifyReport, EngineError> {
     let mut report = VerifyReport {
         snapshot: snapshot.to_owned(),
@@ -31,7 +39,11 @@ pub async fn run(
         }
         Err(e) => return Err(e),
     };
-    let refs = match collect_refs(repo, &doc.root()?, String::new()).await {
+    if !read_data {
+        progress.set_totals(doc.files, doc.bytes);
+    }
+    let walk_progress = (!read_data).then_some(progress);
+    let refs = match collect_refs(repo, &doc.root()?, String::new(), walk_progress, cancel).await {
         Ok(refs) => refs,
         Err(EngineError::Damaged(m) | EngineError::Corrupt(m)) => {
             report
@@ -56,7 +68,32 @@ pub async fn run(
             damaged.extend(paths.iter().cloned());
         }
     }
+    if read_data {
+        let chunks = by_pack.values().map(|c| c.len() as u64).sum();
+        let bytes = by_pack
+            .values()
+            .flatten()
+            .filter_map(|c| index.get(c))
+            .map(|(_, e)| u64::from(e.length))
+            .sum();
+        progress.set_totals(chunks, bytes);
+    } else if (refs.files, refs.bytes) != (doc.files, doc.bytes) {
+        // The stats disagree with the tree; the tree is what was counted as done.
+        progress.set_totals(refs.files, refs.bytes);
+    }
+    // What one pack's chunks add to the progress of a data check.
+    let pack_work = |chunks: &[crypto::ChunkId]| {
+        let bytes = chunks
+            .iter()
+            .filter_map(|c| index.get(c))
+            .map(|(_, e)| u64::from(e.length))
+            .sum();
+        (chunks.len() as u64, bytes)
+    };
     for (pack, chunks) in &by_pack {
+        if cancel.is_cancelled() {
+            return Err(EngineError::Cancelled);
+        }
         let k = key(&pack_key(pack))?;
         if !read_data {
             if !repo.store.exists(&k).await? {
@@ -76,6 +113,8 @@ pub async fn run(
             for c in chunks {
                 damaged.extend(refs.data[c].iter().cloned());
             }
+            let (n, b) = pack_work(chunks);
+            progress.add(n, b);
             continue;
         };
         report.bytes_read += bytes.len() as u64;
@@ -97,6 +136,7 @@ pub async fn run(
                 ));
                 damaged.extend(refs.data[c].iter().cloned());
             }
+            progress.add(1, u64::from(entry.length));
         }
     }
     report.damaged_files = damaged.into_iter().collect();

@@ -38,6 +38,7 @@ impl From<RoleName> for Role {
 
 /// A user account.
 #[derive(Debug, Clone, Object)]
+#[oai(skip_serializing_if_is_none)]
 pub struct UserDto {
     pub id: i64,
     pub username: String,
@@ -136,6 +137,7 @@ pub struct RoleDto {
 
 /// One row of the audit trail.
 #[derive(Debug, Object)]
+#[oai(skip_serializing_if_is_none)]
 pub struct AuditRowDto {
     pub id: i64,
     pub timestamp: DateTime<Utc>,
@@ -169,6 +171,7 @@ impl From<AuditRecord> for AuditRowDto {
 
 /// A page of audit rows, newest first.
 #[derive(Debug, Object)]
+#[oai(skip_serializing_if_is_none)]
 pub struct AuditPage {
     pub items: Vec<AuditRowDto>,
     /// Pass as `before` for the next (older) page; absent on the last page.

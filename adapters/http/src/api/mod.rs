@@ -4,7 +4,10 @@
 
 pub mod audit;
 pub mod auth;
+pub mod backups;
 pub mod dto;
+pub mod jobs;
+pub mod sources;
 pub mod system;
 pub mod users;
 
@@ -20,4 +23,10 @@ pub enum ApiTags {
     Users,
     /// The tamper-evident audit trail.
     Audit,
+    /// Directories on the server that Coffer backs up.
+    Sources,
+    /// Snapshots: start backups and restores, browse, download, verify, protect.
+    Backups,
+    /// Background work (backup, restore, verify): state, progress, cancel.
+    Jobs,
 }

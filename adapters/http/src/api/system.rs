@@ -82,6 +82,7 @@ fn to_response(report: &HealthReport) -> HealthResponse {
     health.error = Some(ErrorDetail {
         code: "unavailable".to_owned(),
         message: format!("unreachable: {}", down.join(", ")),
+        job_id: None,
     });
     HealthResponse::Unavailable(Json(health))
 }

@@ -1,0 +1,500 @@
+//! Job records.
+//!
+//! A job's parameters, progress, result and error are JSON text in their columns. The
+//! JSON shapes are this adapter's own (the domain types carry no serde) and are tagged
+//! with the job kind, `{"kind":"backup",...}`, so that a later kind adds a variant
+//! without touching the rows already stored. A row this version cannot read — an
+//! unknown kind, state or shape — is reported as `RepoError::Corrupt` naming the job.
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use coffer_domain::jobs::{
+    Job, JobError, JobFilter, JobKind, JobParams, JobProgress, JobResult, JobState,
+};
+use coffer_domain::ports::{JobRepository, Page, RepoError};
+use coffer_domain::{JobId, SourceId};
+use sea_orm::sea_query::Expr;
+use sea_orm::{
+    ActiveModelTrait,
+    ActiveValue::{NotSet, Set},
+    ColumnTrait, DatabaseConnection, DbErr, EntityTrait, PaginatorTrait, QueryFilter, QueryOrder,
+    QuerySelect,
+};
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+
+use crate::entities::jobs;
+use crate::error::{is_foreign_key_violation, repo_err};
+use crate::page::window;
+
+/// `jobs.params`.
+#[derive(Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+enum ParamsJson {
+    Backup {
+        source_id: i64,
+        source_name: String,
+    },
+    Restore {
+        snapshot_id: String,
+        path: Option<String>,
+        target: String,
+    },
+    Verify {
+        snapshot_id: String,
+        read_data: bool,
+    },
+}
+
+impl From<&JobParams> for ParamsJson {
+    fn from(p: &JobParams) -> Self {
+        match p {
+            JobParams::Backup {
+                source_id,
+                source_name,
+            } => Self::Backup {
+                source_id: source_id.get(),
+                source_name: source_name.clone(),
+            },
+            JobParams::Restore {
+                snapshot_id,
+                path,
+                target,
+            } => Self::Restore {
+                snapshot_id: snapshot_id.clone(),
+                path: path.clone(),
+                target: target.clone(),
+            },
+            JobParams::Verify {
+                snapshot_id,
+                read_data,
+            } => Self::Verify {
+                snapshot_id: snapshot_id.clone(),
+                read_data: *read_data,
+            },
+        }
+    }
+}
+
+impl From<ParamsJson> for JobParams {
+    fn from(p: ParamsJson) -> Self {
+        match p {
+            ParamsJson::Backup {
+                source_id,
+                source_name,
+            } => Self::Backup {
+                source_id: SourceId::new(source_id),
+                source_name,
+            },
+            ParamsJson::Restore {
+                snapshot_id,
+                path,
+                target,
+            } => Self::Restore {
+                snapshot_id,
+                path,
+                target,
+            },
+            ParamsJson::Verify {
+                snapshot_id,
+                read_data,
+            } => Self::Verify {
+                snapshot_id,
+                read_data,
+            },
+        }
+    }
+}
+
+/// `jobs.progress` (the same counters for every kind).
+#[derive(Serialize, Deserialize)]
+struct ProgressJson {
+    files_done: u64,
+    bytes_done: u64,
+    files_total: Option<u64>,
+    bytes_total: Option<u64>,
+    totals_final: bool,
+}
+
+impl From<&JobProgress> for ProgressJson {
+    fn from(p: &JobProgress) -> Self {
+        Self {
+            files_done: p.files_done,
+            bytes_done: p.bytes_done,
+            files_total: p.files_total,
+            bytes_total: p.bytes_total,
+            totals_final: p.totals_final,
+        }
+    }
+}
+
+impl From<ProgressJson> for JobProgress {
+    fn from(p: ProgressJson) -> Self {
+        Self {
+            files_done: p.files_done,
+            bytes_done: p.bytes_done,
+            files_total: p.files_total,
+            bytes_total: p.bytes_total,
+            totals_final: p.totals_final,
+        }
+    }
+}
+
+/// `jobs.result`.
+#[derive(Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+enum ResultJson {
+    Backup {
+        snapshot_id: String,
+        status: String,
+        files: u64,
+        bytes: u64,
+        bytes_added: u64,
+        warnings: Vec<String>,
+    },
+    Restore {
+        snapshot_id: String,
+        target: String,
+        files: u64,
+        dirs: u64,
+        symlinks: u64,
+        bytes: u64,
+    },
+    Verify {
+        snapshot_id: String,
+        ok: bool,
+        problems: Vec<String>,
+        damaged_files: Vec<String>,
+        bytes_read: u64,
+    },
+}
+
+impl From<&JobResult> for ResultJson {
+    fn from(r: &JobResult) -> Self {
+        match r.clone() {
+            JobResult::Backup {
+                snapshot_id,
+                status,
+                files,
+                bytes,
+                bytes_added,
+                warnings,
+            } => Self::Backup {
+                snapshot_id,
+                status,
+                files,
+                bytes,
+                bytes_added,
+                warnings,
+            },
+            JobResult::Restore {
+                snapshot_id,
+                target,
+                files,
+                dirs,
+                symlinks,
+                bytes,
+            } => Self::Restore {
+                snapshot_id,
+                target,
+                files,
+                dirs,
+                symlinks,
+                bytes,
+            },
+            JobResult::Verify {
+                snapshot_id,
+                ok,
+                problems,
+                damaged_files,
+                bytes_read,
+            } => Self::Verify {
+                snapshot_id,
+                ok,
+                problems,
+                damaged_files,
+                bytes_read,
+            },
+        }
+    }
+}
+
+impl From<ResultJson> for JobResult {
+    fn from(r: ResultJson) -> Self {
+        match r {
+            ResultJson::Backup {
+                snapshot_id,
+                status,
+                files,
+                bytes,
+                bytes_added,
+                warnings,
+            } => Self::Backup {
+                snapshot_id,
+                status,
+                files,
+                bytes,
+                bytes_added,
+                warnings,
+            },
+            ResultJson::Restore {
+                snapshot_id,
+                target,
+                files,
+                dirs,
+                symlinks,
+                bytes,
+            } => Self::Restore {
+                snapshot_id,
+                target,
+                files,
+                dirs,
+                symlinks,
+                bytes,
+            },
+            ResultJson::Verify {
+                snapshot_id,
+                ok,
+                problems,
+                damaged_files,
+                bytes_read,
+            } => Self::Verify {
+                snapshot_id,
+                ok,
+                problems,
+                damaged_files,
+                bytes_read,
+            },
+        }
+    }
+}
+
+/// `jobs.error`.
+#[derive(Serialize, Deserialize)]
+struct ErrorJson {
+    code: String,
+    message: String,
+}
+
+impl From<&JobError> for ErrorJson {
+    fn from(e: &JobError) -> Self {
+        Self {
+            code: e.code.clone(),
+            message: e.message.clone(),
+        }
+    }
+}
+
+impl From<ErrorJson> for JobError {
+    fn from(e: ErrorJson) -> Self {
+        Self {
+            code: e.code,
+            message: e.message,
+        }
+    }
+}
+
+fn encode<T: Serialize>(value: &T, what: &str) -> Result<String, RepoError> {
+    serde_json::to_string(value)
+        .map_err(|e| RepoError::Database(format!("cannot encode a job's {what}: {e}")))
+}
+
+fn decode<T: DeserializeOwned>(json: &str, id: &str, column: &str) -> Result<T, RepoError> {
+    serde_json::from_str(json)
+        .map_err(|e| RepoError::Corrupt(format!("jobs.id={id} {column}: {e}")))
+}
+
+/// The row for `job`. `source_id` is passed separately so that a write can drop a
+/// reference to a source deleted meanwhile.
+fn to_row(job: &Job, source_id: Option<SourceId>) -> Result<jobs::ActiveModel, RepoError> {
+    Ok(jobs::ActiveModel {
+        id: Set(job.id.to_string()),
+        kind: Set(job.kind().as_str().to_owned()),
+        state: Set(job.state.as_str().to_owned()),
+        source_id: Set(source_id.map(SourceId::get)),
+        snapshot_id: Set(job.snapshot_id.clone()),
+        requested_by: Set(job.requested_by.clone()),
+        params: Set(encode(&ParamsJson::from(&job.params), "parameters")?),
+        progress: Set(Some(encode(
+            &ProgressJson::from(&job.progress),
+            "progress",
+        )?)),
+        result: Set(job
+            .result
+            .as_ref()
+            .map(|r| encode(&ResultJson::from(r), "result"))
+            .transpose()?),
+        error: Set(job
+            .error
+            .as_ref()
+            .map(|e| encode(&ErrorJson::from(e), "error"))
+            .transpose()?),
+        created_at: Set(job.created_at),
+        started_at: Set(job.started_at),
+        finished_at: Set(job.finished_at),
+    })
+}
+
+fn to_job(row: jobs::Model) -> Result<Job, RepoError> {
+    let id = &row.id;
+    let corrupt = |what: &str, e: &dyn std::fmt::Display| {
+        RepoError::Corrupt(format!("jobs.id={id} {what}: {e}"))
+    };
+    let uuid = uuid::Uuid::parse_str(id).map_err(|e| corrupt("id", &e))?;
+    let kind: JobKind = row.kind.parse().map_err(|e| corrupt("kind", &e))?;
+    let state: JobState = row.state.parse().map_err(|e| corrupt("state", &e))?;
+    let params: JobParams = decode::<ParamsJson>(&row.params, id, "params")?.into();
+    if params.kind() != kind {
+        return Err(RepoError::Corrupt(format!(
+            "jobs.id={id} is a {kind} job with {} parameters",
+            params.kind()
+        )));
+    }
+    let progress = row
+        .progress
+        .as_deref()
+        .map(|json| decode::<ProgressJson>(json, id, "progress"))
+        .transpose()?
+        .map(JobProgress::from)
+        .unwrap_or_default();
+    let result = row
+        .result
+        .as_deref()
+        .map(|json| decode::<ResultJson>(json, id, "result"))
+        .transpose()?
+        .map(JobResult::from);
+    let error = row
+        .error
+        .as_deref()
+        .map(|json| decode::<ErrorJson>(json, id, "error"))
+        .transpose()?
+        .map(JobError::from);
+    Ok(Job {
+        id: JobId::from_uuid(uuid),
+        state,
+        params,
+        source_id: row.source_id.map(SourceId::new),
+        snapshot_id: row.snapshot_id,
+        requested_by: row.requested_by,
+        progress,
+        result,
+        error,
+        created_at: row.created_at,
+        started_at: row.started_at,
+        finished_at: row.finished_at,
+    })
+}
+
+/// `JobRepository` over the `jobs` table.
+///
+/// A job whose source has been deleted keeps its row with `source_id` `None` (the
+/// foreign key is `ON DELETE SET NULL`); writing such a job again — its runner reporting
+/// progress after the source went — stores `None` rather than failing.
+#[derive(Clone)]
+pub struct SeaJobRepository {
+    conn: DatabaseConnection,
+}
+
+impl SeaJobRepository {
+    pub(crate) fn new(conn: DatabaseConnection) -> Self {
+        Self { conn }
+    }
+
+    /// Overwrites the row `id` with `row`; whether there was one.
+    async fn overwrite(&self, id: JobId, mut row: jobs::ActiveModel) -> Result<bool, DbErr> {
+        row.id = NotSet;
+        let result = jobs::Entity::update_many()
+            .set(row)
+            .filter(jobs::Column::Id.eq(id.to_string()))
+            .exec(&self.conn)
+            .await?;
+        Ok(result.rows_affected > 0)
+    }
+}
+
+#[async_trait]
+impl JobRepository for SeaJobRepository {
+    async fn insert(&self, job: &Job) -> Result<(), RepoError> {
+        let first = to_row(job, job.source_id)?.insert(&self.conn).await;
+        let outcome = match first {
+            Err(e) if job.source_id.is_some() && is_foreign_key_violation(&e) => {
+                to_row(job, None)?.insert(&self.conn).await
+            }
+            other => other,
+        };
+        outcome.map(|_| ()).map_err(|e| match repo_err(&e) {
+            RepoError::Conflict(_) => RepoError::Conflict(format!("job {} exists already", job.id)),
+            other => other,
+        })
+    }
+
+    async fn update(&self, job: &Job) -> Result<bool, RepoError> {
+        let first = self.overwrite(job.id, to_row(job, job.source_id)?).await;
+        let outcome = match first {
+            Err(e) if job.source_id.is_some() && is_foreign_key_violation(&e) => {
+                self.overwrite(job.id, to_row(job, None)?).await
+            }
+            other => other,
+        };
+        outcome.map_err(|e| repo_err(&e))
+    }
+
+    async fn get(&self, id: JobId) -> Result<Option<Job>, RepoError> {
+        jobs::Entity::find_by_id(id.to_string())
+            .one(&self.conn)
+            .await
+            .map_err(|e| repo_err(&e))?
+            .map(to_job)
+            .transpose()
+    }
+
+    async fn list(&self, filter: &JobFilter) -> Result<Page<Job>, RepoError> {
+        let mut select = jobs::Entity::find();
+        if let Some(state) = filter.state {
+            select = select.filter(jobs::Column::State.eq(state.as_str()));
+        }
+        if let Some(kind) = filter.kind {
+            select = select.filter(jobs::Column::Kind.eq(kind.as_str()));
+        }
+        if let Some(source_id) = filter.source_id {
+            select = select.filter(jobs::Column::SourceId.eq(source_id.get()));
+        }
+        let total = select
+            .clone()
+            .count(&self.conn)
+            .await
+            .map_err(|e| repo_err(&e))?;
+        let (limit, offset) = window(filter.limit, filter.offset);
+        let items = select
+            .order_by_desc(jobs::Column::CreatedAt)
+            .order_by_desc(jobs::Column::Id)
+            .limit(limit)
+            .offset(offset)
+            .all(&self.conn)
+            .await
+            .map_err(|e| repo_err(&e))?
+            .into_iter()
+            .map(to_job)
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(Page { items, total })
+    }
+
+    async fn fail_unfinished(
+        &self,
+        error: &JobError,
+        now: DateTime<Utc>,
+    ) -> Result<u64, RepoError> {
+        let error = encode(&ErrorJson::from(error), "error")?;
+        let result = jobs::Entity::update_many()
+            .col_expr(jobs::Column::State, Expr::value(JobState::Failed.as_str()))
+            .col_expr(jobs::Column::Error, Expr::value(error))
+            .col_expr(jobs::Column::FinishedAt, Expr::value(now))
+            .filter(
+                jobs::Column::State.is_in([JobState::Queued.as_str(), JobState::Running.as_str()]),
+            )
+            .exec(&self.conn)
+            .await
+            .map_err(|e| repo_err(&e))?;
+        Ok(result.rows_affected)
+    }
+}

@@ -1,0 +1,389 @@
+use std::sync::Arc;
+
+use chrono::{DateTime, Utc};
+use coffer_application::JobStatus;
+use coffer_domain::jobs::{JobFilter, JobKind, JobParams, JobResult, JobState};
+use coffer_domain::{JobId, SourceId};
+use poem::web::Data;
+use poem_openapi::param::{Path, Query};
+use poem_openapi::payload::Json;
+use poem_openapi::{ApiResponse, Enum, Object, OpenApi};
+
+use super::ApiTags;
+use crate::AppState;
+use crate::auth::Auth;
+use crate::error::ApiError;
+
+/// What a job does.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Enum)]
+#[oai(rename_all = "lowercase")]
+pub enum JobKindDto {
+    Backup,
+    Restore,
+    Verify,
+}
+
+impl From<JobKind> for JobKindDto {
+    fn from(k: JobKind) -> Self {
+        match k {
+            JobKind::Backup => Self::Backup,
+            JobKind::Restore => Self::Restore,
+            JobKind::Verify => Self::Verify,
+        }
+    }
+}
+
+impl From<JobKindDto> for JobKind {
+    fn from(k: JobKindDto) -> Self {
+        match k {
+            JobKindDto::Backup => Self::Backup,
+            JobKindDto::Restore => Self::Restore,
+            JobKindDto::Verify => Self::Verify,
+        }
+    }
+}
+
+/// Where a job is: `queued` and `running` change; the other three are final.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Enum)]
+#[oai(rename_all = "lowercase")]
+pub enum JobStateDto {
+    Queued,
+    Running,
+    Succeeded,
+    Failed,
+    Cancelled,
+}
+
+impl From<JobState> for JobStateDto {
+    fn from(s: JobState) -> Self {
+        match s {
+            JobState::Queued => Self::Queued,
+            JobState::Running => Self::Running,
+            JobState::Succeeded => Self::Succeeded,
+            JobState::Failed => Self::Failed,
+            JobState::Cancelled => Self::Cancelled,
+        }
+    }
+}
+
+impl From<JobStateDto> for JobState {
+    fn from(s: JobStateDto) -> Self {
+        match s {
+            JobStateDto::Queued => Self::Queued,
+            JobStateDto::Running => Self::Running,
+            JobStateDto::Succeeded => Self::Succeeded,
+            JobStateDto::Failed => Self::Failed,
+            JobStateDto::Cancelled => Self::Cancelled,
+        }
+    }
+}
+
+/// What the job was asked to do; the fields of its kind are set.
+#[derive(Debug, Default, Object)]
+#[oai(skip_serializing_if_is_none)]
+pub struct JobParamsDto {
+    /// backup: the source's name when the job was queued.
+    pub source_name: Option<String>,
+    /// restore: the path inside the snapshot (everything when absent).
+    pub path: Option<String>,
+    /// restore: the directory on the server, symlinks resolved.
+    pub target: Option<String>,
+    /// verify: whether every data chunk is read, not only the structure.
+    pub read_data: Option<bool>,
+}
+
+/// Counters of the job's work.
+#[derive(Debug, Object)]
+#[oai(skip_serializing_if_is_none)]
+pub struct JobProgressDto {
+    pub files_done: u64,
+    pub bytes_done: u64,
+    /// Absent until known.
+    pub files_total: Option<u64>,
+    /// Absent until known.
+    pub bytes_total: Option<u64>,
+    /// The totals are complete (a backup counts its source while reading it).
+    pub totals_final: bool,
+    /// Bytes per second since the job started (running jobs).
+    pub rate_bytes_per_sec: Option<f64>,
+    /// Seconds left at the current rate, once the totals are final.
+    pub eta_secs: Option<u64>,
+}
+
+/// What a finished job produced; the fields of its kind are set.
+#[derive(Debug, Default, Object)]
+#[oai(skip_serializing_if_is_none)]
+pub struct JobResultDto {
+    /// The snapshot made (backup) or worked on (restore, verify).
+    pub snapshot_id: Option<String>,
+    /// backup: `ok`, or `partial` when some entries could not be read (see `warnings`).
+    pub status: Option<String>,
+    pub files: Option<u64>,
+    /// restore: directories written.
+    pub dirs: Option<u64>,
+    /// restore: symlinks written.
+    pub symlinks: Option<u64>,
+    /// Logical bytes of the files backed up or restored.
+    pub bytes: Option<u64>,
+    /// backup: new bytes stored (before compression) after deduplication.
+    pub bytes_added: Option<u64>,
+    /// backup: entries that could not be read, or changed while being read.
+    pub warnings: Option<Vec<String>>,
+    /// restore: where the files went.
+    pub target: Option<String>,
+    /// verify: the snapshot is intact.
+    pub ok: Option<bool>,
+    /// verify: what is wrong.
+    pub problems: Option<Vec<String>>,
+    /// verify: paths whose content is damaged or missing.
+    pub damaged_files: Option<Vec<String>>,
+    /// verify: bytes read and authenticated.
+    pub bytes_read: Option<u64>,
+}
+
+impl From<JobResult> for JobResultDto {
+    fn from(r: JobResult) -> Self {
+        match r {
+            JobResult::Backup {
+                snapshot_id,
+                status,
+                files,
+                bytes,
+                bytes_added,
+                warnings,
+            } => Self {
+                snapshot_id: Some(snapshot_id),
+                status: Some(status),
+                files: Some(files),
+                bytes: Some(bytes),
+                bytes_added: Some(bytes_added),
+                warnings: Some(warnings),
+                ..Self::default()
+            },
+            JobResult::Restore {
+                snapshot_id,
+                target,
+                files,
+                dirs,
+                symlinks,
+                bytes,
+            } => Self {
+                snapshot_id: Some(snapshot_id),
+                target: Some(target),
+                files: Some(files),
+                dirs: Some(dirs),
+                symlinks: Some(symlinks),
+                bytes: Some(bytes),
+                ..Self::default()
+            },
+            JobResult::Verify {
+                snapshot_id,
+                ok,
+                problems,
+                damaged_files,
+                bytes_read,
+            } => Self {
+                snapshot_id: Some(snapshot_id),
+                ok: Some(ok),
+                problems: Some(problems),
+                damaged_files: Some(damaged_files),
+                bytes_read: Some(bytes_read),
+                ..Self::default()
+            },
+        }
+    }
+}
+
+/// Why a job failed.
+#[derive(Debug, Object)]
+pub struct JobErrorDto {
+    /// Stable code (`not_found`, `damaged`, `interrupted`, `internal`, ...).
+    pub code: String,
+    pub message: String,
+}
+
+/// A background job (backup, restore, verify).
+#[derive(Debug, Object)]
+#[oai(skip_serializing_if_is_none)]
+pub struct JobDto {
+    pub id: String,
+    pub kind: JobKindDto,
+    pub state: JobStateDto,
+    /// backup: the source (absent once the source is deleted).
+    pub source_id: Option<i64>,
+    /// The snapshot made (backup, once done) or worked on.
+    pub snapshot_id: Option<String>,
+    pub requested_by: String,
+    pub params: JobParamsDto,
+    pub progress: JobProgressDto,
+    /// Set when `state` is `succeeded`.
+    pub result: Option<JobResultDto>,
+    /// Set when `state` is `failed`.
+    pub error: Option<JobErrorDto>,
+    /// A cancel was asked for and the job has not stopped yet.
+    pub cancel_requested: bool,
+    pub created_at: DateTime<Utc>,
+    pub started_at: Option<DateTime<Utc>>,
+    pub finished_at: Option<DateTime<Utc>>,
+}
+
+impl From<JobStatus> for JobDto {
+    fn from(s: JobStatus) -> Self {
+        let job = s.job;
+        let params = match &job.params {
+            JobParams::Backup { source_name, .. } => JobParamsDto {
+                source_name: Some(source_name.clone()),
+                ..JobParamsDto::default()
+            },
+            JobParams::Restore { path, target, .. } => JobParamsDto {
+                path: path.clone(),
+                target: Some(target.clone()),
+                ..JobParamsDto::default()
+            },
+            JobParams::Verify { read_data, .. } => JobParamsDto {
+                read_data: Some(*read_data),
+                ..JobParamsDto::default()
+            },
+        };
+        let p = job.progress;
+        Self {
+            id: job.id.to_string(),
+            kind: job.kind().into(),
+            state: job.state.into(),
+            source_id: job.source_id.map(SourceId::get),
+            snapshot_id: job.snapshot_id,
+            requested_by: job.requested_by,
+            params,
+            progress: JobProgressDto {
+                files_done: p.files_done,
+                bytes_done: p.bytes_done,
+                files_total: p.files_total,
+                bytes_total: p.bytes_total,
+                totals_final: p.totals_final,
+                rate_bytes_per_sec: s.rate_bytes_per_sec,
+                eta_secs: s.eta_secs,
+            },
+            result: job.result.map(Into::into),
+            error: job.error.map(|e| JobErrorDto {
+                code: e.code,
+                message: e.message,
+            }),
+            cancel_requested: s.cancel_requested,
+            created_at: job.created_at,
+            started_at: job.started_at,
+            finished_at: job.finished_at,
+        }
+    }
+}
+
+/// A page of jobs, newest first.
+#[derive(Debug, Object)]
+pub struct JobPage {
+    pub items: Vec<JobDto>,
+    /// Jobs matching the filter, on every page.
+    pub total: u64,
+}
+
+/// The answer to a request that starts a job.
+#[derive(ApiResponse)]
+pub enum JobAccepted {
+    /// The job is queued (or already running); follow it at `GET /api/jobs/{id}`.
+    #[oai(status = 202)]
+    Job(
+        Json<JobDto>,
+        /// `/api/jobs/{id}` of the new job.
+        #[oai(header = "Location")]
+        String,
+    ),
+}
+
+impl JobAccepted {
+    pub fn from_status(s: JobStatus) -> Self {
+        let location = format!("/api/jobs/{}", s.job.id);
+        Self::Job(Json(s.into()), location)
+    }
+}
+
+/// A job id from a path: a UUID, or the job cannot exist.
+fn job_id(raw: &str) -> Result<JobId, ApiError> {
+    raw.parse::<uuid::Uuid>()
+        .map(JobId::from_uuid)
+        .map_err(|_| {
+            ApiError::from(coffer_application::ServiceError::NotFound(format!(
+                "no job {raw}"
+            )))
+        })
+}
+
+pub struct JobsApi;
+
+#[OpenApi(prefix_path = "/api", tag = "ApiTags::Jobs")]
+impl JobsApi {
+    /// List jobs.
+    ///
+    /// Newest first, filtered by state, kind and source; `limit` (1–500, default 50) and
+    /// `offset` page through them.
+    ///
+    /// Permission: `view`.
+    #[oai(path = "/jobs", method = "get", operation_id = "listJobs")]
+    #[allow(clippy::too_many_arguments)]
+    async fn list(
+        &self,
+        auth: Auth,
+        state: Data<&Arc<AppState>>,
+        #[oai(name = "state")] job_state: Query<Option<JobStateDto>>,
+        kind: Query<Option<JobKindDto>>,
+        source_id: Query<Option<i64>>,
+        #[oai(validator(minimum(value = "1"), maximum(value = "500")))] limit: Query<Option<u64>>,
+        #[oai(validator(maximum(value = "1000000000")))] offset: Query<Option<u64>>,
+    ) -> Result<Json<JobPage>, ApiError> {
+        let filter = JobFilter {
+            state: job_state.0.map(Into::into),
+            kind: kind.0.map(Into::into),
+            source_id: source_id.0.map(SourceId::new),
+            limit: limit.0.unwrap_or(50),
+            offset: offset.0.unwrap_or(0),
+        };
+        let page = state.jobs.list(auth.actor(), filter).await?;
+        Ok(Json(JobPage {
+            total: page.total,
+            items: page.items.into_iter().map(Into::into).collect(),
+        }))
+    }
+
+    /// Get a job.
+    ///
+    /// State, live progress (files and bytes done and total, rate, ETA), timings, and the
+    /// result or the error.
+    ///
+    /// Permission: `view`.
+    #[oai(path = "/jobs/:id", method = "get", operation_id = "getJob")]
+    async fn get(
+        &self,
+        auth: Auth,
+        state: Data<&Arc<AppState>>,
+        id: Path<String>,
+    ) -> Result<Json<JobDto>, ApiError> {
+        let job = state.jobs.get(auth.actor(), job_id(&id.0)?).await?;
+        Ok(Json(job.into()))
+    }
+
+    /// Cancel a job.
+    ///
+    /// A queued job ends at once; a running one stops at its next safe point (a cancelled
+    /// backup leaves no snapshot) and reads `cancelled` when it has. 409 `job_finished`
+    /// for a job that has already ended. Needs the permission that starting the job
+    /// needs (`backup` for a backup, `restore` for a restore or verify).
+    ///
+    /// Permission: `view`.
+    #[oai(path = "/jobs/:id/cancel", method = "post", operation_id = "cancelJob")]
+    async fn cancel(
+        &self,
+        auth: Auth,
+        state: Data<&Arc<AppState>>,
+        id: Path<String>,
+    ) -> Result<JobAccepted, ApiError> {
+        let job = state.jobs.cancel(auth.actor(), job_id(&id.0)?).await?;
+        Ok(JobAccepted::from_status(job))
+    }
+}

@@ -1,0 +1,232 @@
+use std::sync::Arc;
+
+use chrono::{DateTime, Utc};
+use coffer_application::SourceChanges;
+use coffer_domain::SourceId;
+use coffer_domain::ports::{Retention, Source, SourceSpec};
+use poem::web::Data;
+use poem_openapi::param::Path;
+use poem_openapi::payload::Json;
+use poem_openapi::types::MaybeUndefined;
+use poem_openapi::{ApiResponse, Object, OpenApi};
+
+use super::ApiTags;
+use super::auth::NoContent;
+use crate::AppState;
+use crate::auth::Auth;
+use crate::error::ApiError;
+
+/// How many snapshots of a source to keep; 0 means no limit of that kind.
+#[derive(Debug, Clone, Copy, Object)]
+pub struct RetentionDto {
+    /// Keep at most this many snapshots (the newest). 0: no count limit.
+    #[oai(validator(maximum(value = "100000")))]
+    pub max_backups: u32,
+    /// Remove snapshots older than this many days. 0: no age limit.
+    #[oai(validator(maximum(value = "100000")))]
+    pub max_age_days: u32,
+}
+
+impl From<Retention> for RetentionDto {
+    fn from(r: Retention) -> Self {
+        Self {
+            max_backups: r.max_backups,
+            max_age_days: r.max_age_days,
+        }
+    }
+}
+
+impl From<RetentionDto> for Retention {
+    fn from(r: RetentionDto) -> Self {
+        Self {
+            max_backups: r.max_backups,
+            max_age_days: r.max_age_days,
+        }
+    }
+}
+
+/// A directory on the server that Coffer backs up.
+#[derive(Debug, Object)]
+#[oai(skip_serializing_if_is_none)]
+pub struct SourceDto {
+    pub id: i64,
+    pub name: String,
+    /// Absolute path on the server, symlinks resolved.
+    pub path: String,
+    /// Five-field cron expression (UTC), when backed up on a schedule.
+    pub schedule: Option<String>,
+    /// Overrides the configured retention for this source.
+    pub retention: Option<RetentionDto>,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+}
+
+impl From<Source> for SourceDto {
+    fn from(s: Source) -> Self {
+        Self {
+            id: s.id.get(),
+            name: s.name,
+            path: s.path,
+            schedule: s.schedule,
+            retention: s.retention.map(Into::into),
+            created_at: s.created_at,
+            updated_at: s.updated_at,
+        }
+    }
+}
+
+#[derive(Debug, Object)]
+pub struct CreateSourceRequest {
+    /// 1–200 characters, no control characters; unique.
+    #[oai(validator(min_length = 1, max_length = 200))]
+    pub name: String,
+    /// An absolute path to a directory the server can read.
+    #[oai(validator(min_length = 1, max_length = 4096))]
+    pub path: String,
+    /// Five-field cron expression in UTC, for example `0 3 * * *` (03:00 every day).
+    #[oai(validator(max_length = 200))]
+    pub schedule: Option<String>,
+    pub retention: Option<RetentionDto>,
+}
+
+/// Fields to change; absent fields stay as they are, `null` clears `schedule` or
+/// `retention`.
+#[derive(Debug, Object)]
+pub struct UpdateSourceRequest {
+    #[oai(validator(min_length = 1, max_length = 200))]
+    pub name: Option<String>,
+    #[oai(validator(min_length = 1, max_length = 4096))]
+    pub path: Option<String>,
+    #[oai(validator(max_length = 200))]
+    pub schedule: MaybeUndefined<String>,
+    pub retention: MaybeUndefined<RetentionDto>,
+}
+
+/// `Some(None)` clears a field, `None` leaves it.
+#[allow(clippy::option_option)]
+fn change<T, U: From<T>>(v: MaybeUndefined<T>) -> Option<Option<U>> {
+    match v {
+        MaybeUndefined::Undefined => None,
+        MaybeUndefined::Null => Some(None),
+        MaybeUndefined::Value(v) => Some(Some(v.into())),
+    }
+}
+
+#[derive(ApiResponse)]
+pub enum SourceCreated {
+    /// Created.
+    #[oai(status = 201)]
+    Source(Json<SourceDto>),
+}
+
+pub struct SourcesApi;
+
+#[OpenApi(prefix_path = "/api", tag = "ApiTags::Sources")]
+impl SourcesApi {
+    /// List sources.
+    ///
+    /// Every configured source, by name.
+    ///
+    /// Permission: `view`.
+    #[oai(path = "/sources", method = "get", operation_id = "listSources")]
+    async fn list(
+        &self,
+        auth: Auth,
+        state: Data<&Arc<AppState>>,
+    ) -> Result<Json<Vec<SourceDto>>, ApiError> {
+        let sources = state.sources.list(auth.actor()).await?;
+        Ok(Json(sources.into_iter().map(Into::into).collect()))
+    }
+
+    /// Add a source.
+    ///
+    /// The path must be an absolute directory the server can read; it is stored with
+    /// symlinks resolved. 409 `name_taken` when the name is in use.
+    ///
+    /// Permission: `manage_system`.
+    #[oai(path = "/sources", method = "post", operation_id = "createSource")]
+    async fn create(
+        &self,
+        auth: Auth,
+        state: Data<&Arc<AppState>>,
+        body: Json<CreateSourceRequest>,
+    ) -> Result<SourceCreated, ApiError> {
+        let b = body.0;
+        let source = state
+            .sources
+            .create(
+                auth.actor(),
+                SourceSpec {
+                    name: b.name,
+                    path: b.path,
+                    schedule: b.schedule,
+                    retention: b.retention.map(Into::into),
+                },
+            )
+            .await?;
+        Ok(SourceCreated::Source(Json(source.into())))
+    }
+
+    /// Get a source.
+    ///
+    /// Permission: `view`.
+    #[oai(path = "/sources/:id", method = "get", operation_id = "getSource")]
+    async fn get(
+        &self,
+        auth: Auth,
+        state: Data<&Arc<AppState>>,
+        id: Path<i64>,
+    ) -> Result<Json<SourceDto>, ApiError> {
+        let source = state.sources.get(auth.actor(), SourceId::new(id.0)).await?;
+        Ok(Json(source.into()))
+    }
+
+    /// Change a source.
+    ///
+    /// Permission: `manage_system`.
+    #[oai(path = "/sources/:id", method = "patch", operation_id = "updateSource")]
+    async fn update(
+        &self,
+        auth: Auth,
+        state: Data<&Arc<AppState>>,
+        id: Path<i64>,
+        body: Json<UpdateSourceRequest>,
+    ) -> Result<Json<SourceDto>, ApiError> {
+        let b = body.0;
+        let changes = SourceChanges {
+            name: b.name,
+            path: b.path,
+            schedule: change(b.schedule),
+            retention: change(b.retention),
+        };
+        let source = state
+            .sources
+            .update(auth.actor(), SourceId::new(id.0), changes)
+            .await?;
+        Ok(Json(source.into()))
+    }
+
+    /// Remove a source.
+    ///
+    /// Its snapshots stay (listed with their source name). 409 `job_running` while a
+    /// backup of it is queued or running.
+    ///
+    /// Permission: `manage_system`.
+    #[oai(
+        path = "/sources/:id",
+        method = "delete",
+        operation_id = "deleteSource"
+    )]
+    async fn delete(
+        &self,
+        auth: Auth,
+        state: Data<&Arc<AppState>>,
+        id: Path<i64>,
+    ) -> Result<NoContent, ApiError> {
+        state
+            .sources
+            .delete(auth.actor(), SourceId::new(id.0))
+            .await?;
+        Ok(NoContent::Done)
+    }
+}

@@ -1,0 +1,669 @@
+//! Jobs: backup, restore and verify run in the background, a bounded number at a time,
+//! each recorded in the catalog from request to outcome.
+//!
+//! The queue lives in memory; the records live in the database. A job that was queued or
+//! running when the process died is marked failed by [`JobService::recover`] at the next
+//! start (the space a dead backup wrote is reclaimed by garbage collection).
+
+use std::collections::{HashMap, VecDeque};
+use std::path::{Component, Path};
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use coffer_domain::audit::{AuditAction, AuditEntry};
+use coffer_domain::auth::{Actor, Permission};
+use coffer_domain::engine::{Cancel, Progress};
+use coffer_domain::jobs::{Job, JobError, JobFilter, JobKind, JobParams, JobResult, JobState};
+use coffer_domain::ports::{Clock, JobRepository, LocalPaths, Page, Spawner};
+use coffer_domain::{JobId, SourceId};
+
+use crate::audit::AuditLog;
+use crate::backups::{BackupService, BackupTarget};
+use crate::error::ServiceError;
+
+/// Largest page of a job listing.
+pub const MAX_JOB_PAGE: u64 = 500;
+
+/// Which backup of a source is queued or running, if any.
+pub trait ActiveJobs: Send + Sync {
+    fn backup_of(&self, source: SourceId) -> Option<JobId>;
+}
+
+/// A job as the caller sees it: the record plus what only the running process knows.
+#[derive(Debug, Clone, PartialEq)]
+pub struct JobStatus {
+    pub job: Job,
+    /// A cancel was asked for and the job has not stopped yet.
+    pub cancel_requested: bool,
+    /// Bytes per second since the job started (running jobs only).
+    pub rate_bytes_per_sec: Option<f64>,
+    /// Seconds left at the current rate, once the totals are known.
+    pub eta_secs: Option<u64>,
+}
+
+/// Limits and places the job runner works with.
+#[derive(Debug, Clone)]
+pub struct JobOptions {
+    /// Jobs that run at once; the rest wait in order.
+    pub max_running: usize,
+    /// Absolute directories a restore may write under (checked with symlinks
+    /// resolved). The first is where a restore goes when no target is given.
+    pub restore_roots: Vec<String>,
+}
+
+struct Live {
+    job: Job,
+    actor: Actor,
+    progress: Arc<Progress>,
+    cancel: Cancel,
+}
+
+#[derive(Default)]
+struct Registry {
+    live: HashMap<JobId, Live>,
+    queue: VecDeque<JobId>,
+    running: usize,
+    backups: HashMap<SourceId, JobId>,
+    shutting_down: bool,
+}
+
+struct Inner {
+    repo: Arc<dyn JobRepository>,
+    backups: Arc<BackupService>,
+    paths: Arc<dyn LocalPaths>,
+    spawner: Arc<dyn Spawner>,
+    clock: Arc<dyn Clock>,
+    audit: AuditLog,
+    options: JobOptions,
+    registry: Mutex<Registry>,
+}
+
+impl Inner {
+    fn registry(&self) -> MutexGuard<'_, Registry> {
+        // A panic while holding the lock leaves plain data behind; keep serving.
+        self.registry
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    fn status(&self, live: &Live) -> JobStatus {
+        let mut job = live.job.clone();
+        job.progress = live.progress.read();
+        let now = self.clock.now();
+        let running = job.state == JobState::Running;
+        let started = job.started_at.filter(|_| running);
+        JobStatus {
+            rate_bytes_per_sec: started.and_then(|s| job.progress.rate(s, now)),
+            eta_secs: started.and_then(|s| job.progress.eta_secs(s, now)),
+            cancel_requested: live.cancel.is_cancelled(),
+            job,
+        }
+    }
+}
+
+fn settled(job: Job) -> JobStatus {
+    JobStatus {
+        job,
+        cancel_requested: false,
+        rate_bytes_per_sec: None,
+        eta_secs: None,
+    }
+}
+
+/// The permission a kind of job needs, to start or to cancel it.
+const fn permission_for(kind: JobKind) -> Permission {
+    match kind {
+        JobKind::Backup => Permission::Backup,
+        JobKind::Restore | JobKind::Verify => Permission::Restore,
+    }
+}
+
+/// The error recorded on a failed job: the service's own words for business failures,
+/// nothing internal for the unexpected (that goes to the log).
+fn job_error(id: JobId, e: &ServiceError) -> JobError {
+    match e {
+        ServiceError::Unexpected(inner) => {
+            tracing::error!(job = %id, error = ?inner, "job failed");
+            JobError::new(
+                "internal",
+                "the job failed unexpectedly; the server log has the details",
+            )
+        }
+        other => JobError::new(other.code(), other.to_string()),
+    }
+}
+
+pub struct JobService {
+    inner: Arc<Inner>,
+}
+
+impl JobService {
+    #[must_use]
+    pub fn new(
+        repo: Arc<dyn JobRepository>,
+        backups: Arc<BackupService>,
+        paths: Arc<dyn LocalPaths>,
+        spawner: Arc<dyn Spawner>,
+        clock: Arc<dyn Clock>,
+        audit: AuditLog,
+        options: JobOptions,
+    ) -> Self {
+        Self {
+            inner: Arc::new(Inner {
+                repo,
+                backups,
+                paths,
+                spawner,
+                clock,
+                audit,
+                options: JobOptions {
+                    max_running: options.max_running.max(1),
+                    ..options
+                },
+                registry: Mutex::new(Registry::default()),
+            }),
+        }
+    }
+
+    /// Marks every job the previous process left queued or running as failed. Run once
+    /// at start-up, before any job is accepted.
+    ///
+    /// # Errors
+    /// Database failures.
+    pub async fn recover(&self) -> Result<u64, ServiceError> {
+        let error = JobError::new(
+            "interrupted",
+            "the server stopped while this job was queued or running; start it again",
+        );
+        let n = self
+            .inner
+            .repo
+            .fail_unfinished(&error, self.inner.clock.now())
+            .await?;
+        if n > 0 {
+            tracing::warn!(
+                jobs = n,
+                "marked jobs interrupted by the last shutdown as failed"
+            );
+        }
+        Ok(n)
+    }
+
+    /// Queues a backup of a source.
+    ///
+    /// # Errors
+    /// `Forbidden` without `backup`; `NotFound`; `JobRunning` while a backup of the same
+    /// source is queued or running.
+    pub async fn start_backup(
+        &self,
+        actor: &Actor,
+        source_id: SourceId,
+    ) -> Result<JobStatus, ServiceError> {
+        actor.require(Permission::Backup)?;
+        let source = self.inner.backups.source(source_id).await?;
+        self.submit(
+            actor,
+            JobParams::Backup {
+                source_id: source.id,
+                source_name: source.name,
+            },
+        )
+        .await
+    }
+
+    /// Queues a restore of a snapshot (or a path in it). `target` defaults to
+    /// `<first restore root>/<snapshot id>`; a relative target is taken under the first
+    /// root; either way it must lie under a restore root once symlinks are resolved,
+    /// and be missing or an empty directory.
+    ///
+    /// # Errors
+    /// `Forbidden` without `restore`; `NotFound`; `Invalid` for a target outside the
+    /// roots (`restore_target_not_allowed`) or not empty (`restore_target_not_empty`).
+    pub async fn start_restore(
+        &self,
+        actor: &Actor,
+        reference: &str,
+        path: Option<&str>,
+        target: Option<&str>,
+    ) -> Result<JobStatus, ServiceError> {
+        actor.require(Permission::Restore)?;
+        let snap = self.inner.backups.find(actor, reference).await?;
+        let path = path
+            .map(|p| p.trim_matches('/'))
+            .filter(|p| !p.is_empty())
+            .map(str::to_owned);
+        if let Some(p) = &path {
+            self.inner.backups.stat(actor, &snap.snapshot_id, p).await?;
+        }
+        let target = self.restore_target(target, &snap.snapshot_id)?;
+        self.submit(
+            actor,
+            JobParams::Restore {
+                snapshot_id: snap.snapshot_id,
+                path,
+                target,
+            },
+        )
+        .await
+    }
+
+    /// Queues a verification of one snapshot.
+    ///
+    /// # Errors
+    /// `Forbidden` without `restore`; `NotFound`.
+    pub async fn start_verify(
+        &self,
+        actor: &Actor,
+        reference: &str,
+        read_data: bool,
+    ) -> Result<JobStatus, ServiceError> {
+        actor.require(Permission::Restore)?;
+        let snap = self.inner.backups.find(actor, reference).await?;
+        self.submit(
+            actor,
+            JobParams::Verify {
+                snapshot_id: snap.snapshot_id,
+                read_data,
+            },
+        )
+        .await
+    }
+
+    fn restore_target(
+        &self,
+        requested: Option<&str>,
+        snapshot_id: &str,
+    ) -> Result<String, ServiceError> {
+        let not_allowed = |why: String| ServiceError::invalid("restore_target_not_allowed", why);
+        let roots = &self.inner.options.restore_roots;
+        let Some(first) = roots.first() else {
+            return Err(not_allowed(
+                "restores over the API are turned off (restore.allowed_roots is empty)".into(),
+            ));
+        };
+        let wanted = match requested.map(str::trim).filter(|t| !t.is_empty()) {
+            None => Path::new(first).join(snapshot_id),
+            Some(t) if Path::new(t).is_absolute() => Path::new(t).to_path_buf(),
+            Some(t) => {
+                if Path::new(t)
+                    .components()
+                    .any(|c| !matches!(c, Component::Normal(_)))
+                {
+                    return Err(not_allowed(format!(
+                        "a relative target is a plain path under {first}; `{t}` is not"
+                    )));
+                }
+                Path::new(first).join(t)
+            }
+        };
+        let wanted = wanted.to_string_lossy().into_owned();
+        let resolved = self
+            .inner
+            .paths
+            .resolve_target(&wanted)
+            .map_err(|e| not_allowed(e.to_string()))?;
+        let inside = roots.iter().any(|root| {
+            self.inner
+                .paths
+                .resolve_target(root)
+                .is_ok_and(|r| Path::new(&resolved).starts_with(Path::new(&r)))
+        });
+        if !inside {
+            return Err(not_allowed(format!(
+                "{wanted} resolves to {resolved}, which is not under a restore root ({})",
+                roots.join(", ")
+            )));
+        }
+        if !self.inner.paths.is_free(&resolved) {
+            return Err(ServiceError::invalid(
+                "restore_target_not_empty",
+                format!("{resolved} exists and is not an empty directory"),
+            ));
+        }
+        Ok(resolved)
+    }
+
+    async fn submit(&self, actor: &Actor, params: JobParams) -> Result<JobStatus, ServiceError> {
+        let inner = &self.inner;
+        let id = JobId::from_uuid(uuid::Uuid::now_v7());
+        let job = Job::queued(id, params, &actor.username, inner.clock.now());
+        {
+            let mut reg = inner.registry();
+            if reg.shutting_down {
+                return Err(ServiceError::Conflict {
+                    code: "shutting_down",
+                    message: "the server is shutting down; try again once it is back".into(),
+                });
+            }
+            if let JobParams::Backup {
+                source_id,
+                source_name,
+            } = &job.params
+            {
+                if let Some(other) = reg.backups.get(source_id) {
+                    return Err(ServiceError::JobRunning {
+                        job_id: *other,
+                        message: format!(
+                            "a backup of `{source_name}` is already queued or running (job {other})"
+                        ),
+                    });
+                }
+                reg.backups.insert(*source_id, id);
+            }
+            reg.live.insert(
+                id,
+                Live {
+                    job: job.clone(),
+                    actor: actor.clone(),
+                    progress: Arc::new(Progress::default()),
+                    cancel: Cancel::default(),
+                },
+            );
+        }
+        if let Err(e) = inner.repo.insert(&job).await {
+            let mut reg = inner.registry();
+            reg.live.remove(&id);
+            reg.backups.retain(|_, j| *j != id);
+            return Err(e.into());
+        }
+        inner.registry().queue.push_back(id);
+        pump(inner);
+        Ok(self.get_live(id).unwrap_or_else(|| settled(job)))
+    }
+
+    fn get_live(&self, id: JobId) -> Option<JobStatus> {
+        let reg = self.inner.registry();
+        reg.live.get(&id).map(|l| self.inner.status(l))
+    }
+
+    /// One job.
+    ///
+    /// # Errors
+    /// `Forbidden` without `view`; `NotFound`.
+    pub async fn get(&self, actor: &Actor, id: JobId) -> Result<JobStatus, ServiceError> {
+        actor.require(Permission::View)?;
+        if let Some(s) = self.get_live(id) {
+            return Ok(s);
+        }
+        self.inner
+            .repo
+            .get(id)
+            .await?
+            .map(settled)
+            .ok_or_else(|| ServiceError::NotFound(format!("no job {id}")))
+    }
+
+    /// Jobs, newest first, with live progress for those this process is running.
+    ///
+    /// # Errors
+    /// `Forbidden` without `view`.
+    pub async fn list(
+        &self,
+        actor: &Actor,
+        mut filter: JobFilter,
+    ) -> Result<Page<JobStatus>, ServiceError> {
+        actor.require(Permission::View)?;
+        filter.limit = filter.limit.clamp(1, MAX_JOB_PAGE);
+        let page = self.inner.repo.list(&filter).await?;
+        let reg = self.inner.registry();
+        Ok(Page {
+            total: page.total,
+            items: page
+                .items
+                .into_iter()
+                .map(|job| match reg.live.get(&job.id) {
+                    Some(l) => self.inner.status(l),
+                    None => settled(job),
+                })
+                .collect(),
+        })
+    }
+
+    /// Stops a job: a queued one at once, a running one at its next safe point (a
+    /// cancelled backup leaves no snapshot).
+    ///
+    /// # Errors
+    /// `Forbidden` without the permission the job's kind needs; `NotFound`; `Conflict`
+    /// (`job_finished`) for a job that has already ended.
+    pub async fn cancel(&self, actor: &Actor, id: JobId) -> Result<JobStatus, ServiceError> {
+        actor.require(Permission::View)?;
+        let inner = &self.inner;
+        let queued = {
+            let mut reg = inner.registry();
+            match reg.live.get(&id) {
+                None => None,
+                Some(l) => {
+                    actor.require(permission_for(l.job.kind()))?;
+                    l.cancel.cancel();
+                    if l.job.state == JobState::Queued {
+                        reg.queue.retain(|q| *q != id);
+                        let mut live = reg.live.remove(&id).expect("present");
+                        reg.backups.retain(|_, j| *j != id);
+                        live.job.state = JobState::Cancelled;
+                        live.job.finished_at = Some(inner.clock.now());
+                        Some(Some(live.job))
+                    } else {
+                        Some(None)
+                    }
+                }
+            }
+        };
+        match queued {
+            None => {
+                let job = inner
+                    .repo
+                    .get(id)
+                    .await?
+                    .ok_or_else(|| ServiceError::NotFound(format!("no job {id}")))?;
+                actor.require(permission_for(job.kind()))?;
+                Err(ServiceError::Conflict {
+                    code: "job_finished",
+                    message: format!("job {id} has already ended ({})", job.state),
+                })
+            }
+            Some(done) => {
+                if let Some(job) = &done {
+                    inner.repo.update(job).await?;
+                }
+                inner
+                    .audit
+                    .record(
+                        AuditEntry::new(&actor.username, AuditAction::JobCancel, &actor.client)
+                            .resource(format!("job:{id}")),
+                    )
+                    .await?;
+                match done {
+                    Some(job) => Ok(settled(job)),
+                    None => self.get(actor, id).await,
+                }
+            }
+        }
+    }
+
+    /// Stops taking jobs and asks the running ones to stop; queued ones are recorded as
+    /// interrupted. The caller waits for [`running`](Self::running) to reach zero.
+    pub async fn shutdown(&self) {
+        let inner = &self.inner;
+        let queued: Vec<Job> = {
+            let mut reg = inner.registry();
+            reg.shutting_down = true;
+            for l in reg.live.values() {
+                l.cancel.cancel();
+            }
+            let ids: Vec<JobId> = reg.queue.drain(..).collect();
+            ids.iter()
+                .filter_map(|id| reg.live.remove(id))
+                .map(|l| l.job)
+                .collect()
+        };
+        let now = inner.clock.now();
+        for mut job in queued {
+            job.state = JobState::Failed;
+            job.finished_at = Some(now);
+            job.error = Some(JobError::new(
+                "interrupted",
+                "the server shut down before this job ran; start it again",
+            ));
+            if let Err(e) = inner.repo.update(&job).await {
+                tracing::error!(job = %job.id, error = %e, "cannot record an interrupted job");
+            }
+        }
+    }
+
+    /// Jobs running now.
+    #[must_use]
+    pub fn running(&self) -> usize {
+        self.inner.registry().running
+    }
+}
+
+impl ActiveJobs for JobService {
+    fn backup_of(&self, source: SourceId) -> Option<JobId> {
+        self.inner.registry().backups.get(&source).copied()
+    }
+}
+
+/// Starts queued jobs while there is room.
+fn pump(inner: &Arc<Inner>) {
+    let mut start = Vec::new();
+    {
+        let mut reg = inner.registry();
+        while reg.running < inner.options.max_running && !reg.shutting_down {
+            let Some(id) = reg.queue.pop_front() else {
+                break;
+            };
+            let now = inner.clock.now();
+            if let Some(l) = reg.live.get_mut(&id) {
+                l.job.state = JobState::Running;
+                l.job.started_at = Some(now);
+                reg.running += 1;
+                start.push(id);
+            }
+        }
+    }
+    for id in start {
+        let inner = Arc::clone(inner);
+        inner
+            .spawner
+            .clone()
+            .spawn(Box::pin(async move { run(inner, id).await }));
+    }
+}
+
+async fn run(inner: Arc<Inner>, id: JobId) {
+    let Some((job, actor, progress, cancel)) = ({
+        let reg = inner.registry();
+        reg.live.get(&id).map(|l| {
+            (
+                l.job.clone(),
+                l.actor.clone(),
+                Arc::clone(&l.progress),
+                l.cancel.clone(),
+            )
+        })
+    }) else {
+        return;
+    };
+    if let Err(e) = inner.repo.update(&job).await {
+        tracing::error!(job = %id, error = %e, "cannot record a job as running");
+    }
+    let backups = &inner.backups;
+    let outcome = match &job.params {
+        JobParams::Backup { source_id, .. } => backups
+            .backup(
+                &actor,
+                &BackupTarget::Id(*source_id),
+                Arc::clone(&progress),
+                cancel.clone(),
+            )
+            .await
+            .map(|row| JobResult::Backup {
+                snapshot_id: row.snapshot_id,
+                status: row.status,
+                files: row.file_count,
+                bytes: row.size,
+                bytes_added: row.bytes_added,
+                warnings: row.warnings,
+            }),
+        JobParams::Restore {
+            snapshot_id,
+            path,
+            target,
+        } => backups
+            .restore(
+                &actor,
+                snapshot_id,
+                path.as_deref(),
+                Path::new(target),
+                Arc::clone(&progress),
+                cancel.clone(),
+            )
+            .await
+            .map(|(_, r)| JobResult::Restore {
+                snapshot_id: snapshot_id.clone(),
+                target: target.clone(),
+                files: r.files,
+                dirs: r.dirs,
+                symlinks: r.symlinks,
+                bytes: r.bytes,
+            }),
+        JobParams::Verify {
+            snapshot_id,
+            read_data,
+        } => backups
+            .verify_one(
+                &actor,
+                snapshot_id,
+                *read_data,
+                Arc::clone(&progress),
+                cancel.clone(),
+            )
+            .await
+            .map(|(_, r)| JobResult::Verify {
+                snapshot_id: snapshot_id.clone(),
+                ok: r.ok(),
+                problems: r.problems,
+                damaged_files: r.damaged_files,
+                bytes_read: r.bytes_read,
+            }),
+    };
+    let shutting_down = inner.registry().shutting_down;
+    let mut job = job;
+    job.progress = progress.read();
+    job.finished_at = Some(inner.clock.now());
+    match outcome {
+        Ok(result) => {
+            if let JobResult::Backup { snapshot_id, .. } = &result {
+                job.snapshot_id = Some(snapshot_id.clone());
+            }
+            job.state = JobState::Succeeded;
+            job.result = Some(result);
+        }
+        Err(_) if cancel.is_cancelled() && shutting_down => {
+            job.state = JobState::Failed;
+            job.error = Some(JobError::new(
+                "interrupted",
+                "the server shut down while this job ran; start it again",
+            ));
+        }
+        Err(_) if cancel.is_cancelled() => job.state = JobState::Cancelled,
+        Err(e) => {
+            job.state = JobState::Failed;
+            job.error = Some(job_error(id, &e));
+        }
+    }
+    // The final record is written while the job still counts as live, so that no
+    // reader sees it running in the database after it has ended.
+    if let Some(l) = inner.registry().live.get_mut(&id) {
+        l.job = job.clone();
+    }
+    if let Err(e) = inner.repo.update(&job).await {
+        tracing::error!(job = %id, error = %e, "cannot record the end of a job");
+    }
+    {
+        let mut reg = inner.registry();
+        reg.live.remove(&id);
+        reg.backups.retain(|_, j| *j != id);
+        reg.running -= 1;
+    }
+    pump(&inner);
+}

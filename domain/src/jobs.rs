@@ -1,0 +1,333 @@
+//! Jobs: long work (backup, restore, verify, later prune) run in the background and
+//! recorded in the catalog so that their outcome outlives the request and the process.
+
+use std::fmt;
+use std::str::FromStr;
+
+use chrono::{DateTime, Utc};
+
+use crate::{JobId, SourceId};
+
+/// What a job does.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum JobKind {
+    Backup,
+    Restore,
+    Verify,
+}
+
+impl JobKind {
+    pub const ALL: [Self; 3] = [Self::Backup, Self::Restore, Self::Verify];
+
+    #[must_use]
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Self::Backup => "backup",
+            Self::Restore => "restore",
+            Self::Verify => "verify",
+        }
+    }
+}
+
+/// Where a job is in its life. `Succeeded`, `Failed` and `Cancelled` are final.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum JobState {
+    Queued,
+    Running,
+    Succeeded,
+    Failed,
+    Cancelled,
+}
+
+impl JobState {
+    pub const ALL: [Self; 5] = [
+        Self::Queued,
+        Self::Running,
+        Self::Succeeded,
+        Self::Failed,
+        Self::Cancelled,
+    ];
+
+    #[must_use]
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Self::Queued => "queued",
+            Self::Running => "running",
+            Self::Succeeded => "succeeded",
+            Self::Failed => "failed",
+            Self::Cancelled => "cancelled",
+        }
+    }
+
+    #[must_use]
+    pub const fn is_final(self) -> bool {
+        matches!(self, Self::Succeeded | Self::Failed | Self::Cancelled)
+    }
+}
+
+/// A name that is not a job kind or state.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("unknown value `{0}`")]
+pub struct UnknownName(pub String);
+
+macro_rules! named {
+    ($t:ty) => {
+        impl fmt::Display for $t {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str(self.as_str())
+            }
+        }
+
+        impl FromStr for $t {
+            type Err = UnknownName;
+
+            fn from_str(s: &str) -> Result<Self, Self::Err> {
+                Self::ALL
+                    .into_iter()
+                    .find(|v| v.as_str() == s)
+                    .ok_or_else(|| UnknownName(s.to_owned()))
+            }
+        }
+    };
+}
+
+named!(JobKind);
+named!(JobState);
+
+/// What a job was asked to do.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum JobParams {
+    Backup {
+        source_id: SourceId,
+        source_name: String,
+    },
+    Restore {
+        snapshot_id: String,
+        /// A path inside the snapshot; everything when `None`.
+        path: Option<String>,
+        /// The resolved target directory on the server.
+        target: String,
+    },
+    Verify {
+        snapshot_id: String,
+        /// Also read and authenticate every data chunk (slow), not only the structure.
+        read_data: bool,
+    },
+}
+
+impl JobParams {
+    #[must_use]
+    pub const fn kind(&self) -> JobKind {
+        match self {
+            Self::Backup { .. } => JobKind::Backup,
+            Self::Restore { .. } => JobKind::Restore,
+            Self::Verify { .. } => JobKind::Verify,
+        }
+    }
+}
+
+/// Counters of a job's work. Totals are `None` until known; `totals_final` says whether
+/// they are still growing (a backup counts its source while it reads it).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct JobProgress {
+    pub files_done: u64,
+    pub bytes_done: u64,
+    pub files_total: Option<u64>,
+    pub bytes_total: Option<u64>,
+    pub totals_final: bool,
+}
+
+impl JobProgress {
+    /// Bytes per second since `started`, when any time has passed.
+    #[must_use]
+    pub fn rate(&self, started: DateTime<Utc>, now: DateTime<Utc>) -> Option<f64> {
+        let ms = (now - started).num_milliseconds();
+        if ms <= 0 {
+            return None;
+        }
+        #[allow(clippy::cast_precision_loss)]
+        Some(self.bytes_done as f64 * 1000.0 / ms as f64)
+    }
+
+    /// Seconds left at the current rate; only once the totals are final and work has
+    /// started moving.
+    #[must_use]
+    pub fn eta_secs(&self, started: DateTime<Utc>, now: DateTime<Utc>) -> Option<u64> {
+        if !self.totals_final {
+            return None;
+        }
+        let total = self.bytes_total?;
+        let rate = self.rate(started, now).filter(|r| *r > 0.0)?;
+        let left = total.saturating_sub(self.bytes_done);
+        #[allow(
+            clippy::cast_precision_loss,
+            clippy::cast_possible_truncation,
+            clippy::cast_sign_loss
+        )]
+        Some((left as f64 / rate).ceil() as u64)
+    }
+}
+
+/// What a finished job produced.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum JobResult {
+    Backup {
+        snapshot_id: String,
+        /// `ok` or `partial`.
+        status: String,
+        files: u64,
+        bytes: u64,
+        bytes_added: u64,
+        warnings: Vec<String>,
+    },
+    Restore {
+        snapshot_id: String,
+        target: String,
+        files: u64,
+        dirs: u64,
+        symlinks: u64,
+        bytes: u64,
+    },
+    Verify {
+        snapshot_id: String,
+        ok: bool,
+        problems: Vec<String>,
+        damaged_files: Vec<String>,
+        bytes_read: u64,
+    },
+}
+
+/// Why a job failed: a stable code for programs and a message for people.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct JobError {
+    pub code: String,
+    pub message: String,
+}
+
+impl JobError {
+    #[must_use]
+    pub fn new(code: impl Into<String>, message: impl Into<String>) -> Self {
+        Self {
+            code: code.into(),
+            message: message.into(),
+        }
+    }
+}
+
+/// One job, as recorded.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Job {
+    pub id: JobId,
+    pub state: JobState,
+    pub params: JobParams,
+    /// The source a backup job is for (kept for filtering; `None` once it is deleted).
+    pub source_id: Option<SourceId>,
+    /// The snapshot the job made (backup) or works on (restore, verify).
+    pub snapshot_id: Option<String>,
+    pub requested_by: String,
+    pub progress: JobProgress,
+    pub result: Option<JobResult>,
+    pub error: Option<JobError>,
+    pub created_at: DateTime<Utc>,
+    pub started_at: Option<DateTime<Utc>>,
+    pub finished_at: Option<DateTime<Utc>>,
+}
+
+impl Job {
+    /// A new queued job.
+    #[must_use]
+    pub fn queued(id: JobId, params: JobParams, requested_by: &str, now: DateTime<Utc>) -> Self {
+        let (source_id, snapshot_id) = match &params {
+            JobParams::Backup { source_id, .. } => (Some(*source_id), None),
+            JobParams::Restore { snapshot_id, .. } | JobParams::Verify { snapshot_id, .. } => {
+                (None, Some(snapshot_id.clone()))
+            }
+        };
+        Self {
+            id,
+            state: JobState::Queued,
+            params,
+            source_id,
+            snapshot_id,
+            requested_by: requested_by.to_owned(),
+            progress: JobProgress::default(),
+            result: None,
+            error: None,
+            created_at: now,
+            started_at: None,
+            finished_at: None,
+        }
+    }
+
+    #[must_use]
+    pub const fn kind(&self) -> JobKind {
+        self.params.kind()
+    }
+}
+
+/// Which jobs to list. Newest first.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct JobFilter {
+    pub state: Option<JobState>,
+    pub kind: Option<JobKind>,
+    pub source_id: Option<SourceId>,
+    pub limit: u64,
+    pub offset: u64,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chrono::TimeZone;
+
+    #[test]
+    fn names_round_trip() {
+        for k in JobKind::ALL {
+            assert_eq!(k.as_str().parse::<JobKind>(), Ok(k));
+        }
+        for s in JobState::ALL {
+            assert_eq!(s.to_string().parse::<JobState>(), Ok(s));
+        }
+        assert!("done".parse::<JobState>().is_err());
+        assert!(JobState::Cancelled.is_final());
+        assert!(!JobState::Running.is_final());
+    }
+
+    #[test]
+    fn rate_and_eta_follow_the_counters() {
+        let t0 = Utc.with_ymd_and_hms(2026, 1, 1, 0, 0, 0).unwrap();
+        let t1 = t0 + chrono::Duration::seconds(10);
+        let mut p = JobProgress {
+            bytes_done: 1000,
+            bytes_total: Some(3000),
+            ..JobProgress::default()
+        };
+        assert_eq!(p.rate(t0, t1), Some(100.0));
+        assert_eq!(p.rate(t0, t0), None);
+        // Totals still growing: no promise.
+        assert_eq!(p.eta_secs(t0, t1), None);
+        p.totals_final = true;
+        assert_eq!(p.eta_secs(t0, t1), Some(20));
+        p.bytes_done = 0;
+        assert_eq!(p.eta_secs(t0, t1), None);
+    }
+
+    #[test]
+    fn a_queued_job_knows_its_subject() {
+        let now = Utc.with_ymd_and_hms(2026, 1, 1, 0, 0, 0).unwrap();
+        let id = JobId::from_uuid(uuid::Uuid::nil());
+        let job = Job::queued(
+            id,
+            JobParams::Verify {
+                snapshot_id: "ab".into(),
+                read_data: true,
+            },
+            "alice",
+            now,
+        );
+        assert_eq!(job.state, JobState::Queued);
+        assert_eq!(job.kind(), JobKind::Verify);
+        assert_eq!(job.snapshot_id.as_deref(), Some("ab"));
+        assert_eq!(job.source_id, None);
+    }
+}

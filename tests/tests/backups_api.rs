@@ -1,0 +1,739 @@
+//! Backups over HTTP only: sources, jobs with progress and cancel, restore into the
+//! allowed roots, browse, download — on SQLite and on PostgreSQL.
+
+use std::io::Read as _;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use coffer_tests::{Backend, TestApp, spawn_app, spawn_app_with};
+use serde_json::{Value, json};
+
+macro_rules! on_both {
+    ($name:ident) => {
+        mod $name {
+            use super::*;
+
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn sqlite() {
+                let app = spawn_app(Backend::Sqlite, concat!(stringify!($name), "::sqlite"))
+                    .await
+                    .expect("sqlite is always available");
+                super::$name(&app).await;
+                app.stop().await;
+            }
+
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn postgres() {
+                let Some(app) =
+                    spawn_app(Backend::Postgres, concat!(stringify!($name), "::postgres")).await
+                else {
+                    return;
+                };
+                super::$name(&app).await;
+                app.stop().await;
+            }
+        }
+    };
+}
+
+/// Deterministic pseudo-random bytes (incompressible, undeduplicable).
+fn noise(len: usize, seed: u64) -> Vec<u8> {
+    let mut x = seed | 1;
+    let mut out = Vec::with_capacity(len + 8);
+    while out.len() < len {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        out.extend_from_slice(&x.to_le_bytes());
+    }
+    out.truncate(len);
+    out
+}
+
+/// A small tree with a nested directory, an empty one, a file spanning several chunks
+/// and a symlink.
+fn source_tree(root: &Path) {
+    std::fs::create_dir_all(root.join("docs/sub")).expect("mkdir");
+    std::fs::create_dir_all(root.join("empty")).expect("mkdir");
+    for i in 0..20 {
+        std::fs::write(
+            root.join(format!("docs/note{i}.txt")),
+            format!("note {i}\n").repeat(1 + i),
+        )
+        .expect("write");
+    }
+    std::fs::write(root.join("docs/sub/deep.txt"), b"deep\n").expect("write");
+    std::fs::write(root.join("big.bin"), noise(5 << 20, 7)).expect("write");
+    std::os::unix::fs::symlink("docs/sub", root.join("link")).expect("symlink");
+}
+
+/// Every entry under `root`, relative, with its kind and content (files) or target.
+fn tree_listing(root: &Path) -> Vec<(PathBuf, String, Vec<u8>)> {
+    let mut out = Vec::new();
+    let mut stack = vec![root.to_path_buf()];
+    while let Some(dir) = stack.pop() {
+        for entry in std::fs::read_dir(&dir).expect("read_dir") {
+            let path = entry.expect("entry").path();
+            let rel = path.strip_prefix(root).expect("prefix").to_path_buf();
+            let meta = std::fs::symlink_metadata(&path).expect("metadata");
+            if meta.file_type().is_symlink() {
+                let target = std::fs::read_link(&path).expect("link");
+                out.push((
+                    rel,
+                    "link".into(),
+                    target.into_os_string().into_encoded_bytes(),
+                ));
+            } else if meta.is_dir() {
+                out.push((rel, "dir".into(), Vec::new()));
+                stack.push(path);
+            } else {
+                out.push((rel, "file".into(), std::fs::read(&path).expect("read")));
+            }
+        }
+    }
+    out.sort();
+    out
+}
+
+struct Api<'a> {
+    app: &'a TestApp,
+    token: String,
+}
+
+impl Api<'_> {
+    async fn send(&self, method: &str, path: &str, body: Option<Value>) -> (u16, Value) {
+        let mut req = self
+            .app
+            .client
+            .request(method.parse().expect("method"), self.app.url(path))
+            .bearer_auth(&self.token);
+        if let Some(body) = body {
+            req = req.json(&body);
+        }
+        let resp = req.send().await.expect("request");
+        let status = resp.status().as_u16();
+        (status, resp.json().await.unwrap_or(Value::Null))
+    }
+
+    async fn get(&self, path: &str) -> (u16, Value) {
+        self.send("GET", path, None).await
+    }
+
+    async fn post(&self, path: &str, body: Value) -> (u16, Value) {
+        self.send("POST", path, Some(body)).await
+    }
+
+    async fn bytes(&self, path: &str) -> (u16, String, Vec<u8>) {
+        let resp = self
+            .app
+            .client
+            .get(self.app.url(path))
+            .bearer_auth(&self.token)
+            .send()
+            .await
+            .expect("request");
+        let status = resp.status().as_u16();
+        let disposition = resp
+            .headers()
+            .get("content-disposition")
+            .map(|v| v.to_str().expect("ascii").to_owned())
+            .unwrap_or_default();
+        (
+            status,
+            disposition,
+            resp.bytes().await.expect("body").to_vec(),
+        )
+    }
+
+    /// Polls a job until it ends; returns its final record.
+    async fn wait(&self, job_id: &str) -> Value {
+        for _ in 0..2400 {
+            let (status, job) = self.get(&format!("/api/jobs/{job_id}")).await;
+            assert_eq!(status, 200, "{job}");
+            if ["succeeded", "failed", "cancelled"].contains(&job["state"].as_str().unwrap_or("")) {
+                return job;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        panic!("job {job_id} did not end in 2 minutes");
+    }
+
+    async fn create_source(&self, name: &str, path: &Path) -> i64 {
+        let (status, body) = self
+            .post(
+                "/api/sources",
+                json!({"name": name, "path": path.to_str().expect("utf8")}),
+            )
+            .await;
+        assert_eq!(status, 201, "{body}");
+        body["id"].as_i64().expect("id")
+    }
+
+    /// Starts a backup and waits for it; returns the snapshot id.
+    async fn backup(&self, source_id: i64) -> String {
+        let (status, job) = self
+            .post("/api/backup", json!({"source_id": source_id}))
+            .await;
+        assert_eq!(status, 202, "{job}");
+        let done = self.wait(job["id"].as_str().expect("id")).await;
+        assert_eq!(done["state"], "succeeded", "{done}");
+        done["result"]["snapshot_id"]
+            .as_str()
+            .expect("snapshot id")
+            .to_owned()
+    }
+}
+
+async fn admin(app: &TestApp) -> Api<'_> {
+    Api {
+        app,
+        token: app.admin_token().await,
+    }
+}
+
+fn untar(bytes: &[u8]) -> Vec<(PathBuf, String, Vec<u8>)> {
+    let mut out = Vec::new();
+    let mut archive = tar::Archive::new(bytes);
+    for entry in archive.entries().expect("tar") {
+        let mut entry = entry.expect("entry");
+        let path = entry
+            .path()
+            .expect("path")
+            .components()
+            .collect::<PathBuf>();
+        let kind = entry.header().entry_type();
+        if kind.is_dir() {
+            out.push((path, "dir".into(), Vec::new()));
+        } else if kind.is_symlink() {
+            let target = entry
+                .link_name()
+                .expect("link")
+                .expect("target")
+                .into_owned();
+            out.push((
+                path,
+                "link".into(),
+                target.into_os_string().into_encoded_bytes(),
+            ));
+        } else {
+            let mut data = Vec::new();
+            entry.read_to_end(&mut data).expect("data");
+            out.push((path, "file".into(), data));
+        }
+    }
+    out.sort();
+    out
+}
+
+fn unzip(bytes: &[u8]) -> Vec<(PathBuf, String, Vec<u8>)> {
+    let mut out = Vec::new();
+    let mut archive = zip::ZipArchive::new(std::io::Cursor::new(bytes)).expect("zip");
+    for i in 0..archive.len() {
+        let mut file = archive.by_index(i).expect("entry");
+        let name = file.name().expect("name").trim_end_matches('/').to_owned();
+        let is_link = file.unix_mode().is_some_and(|m| m & 0o170_000 == 0o120_000);
+        let mut data = Vec::new();
+        file.read_to_end(&mut data).expect("data");
+        let kind = if file.is_dir() {
+            data.clear();
+            "dir"
+        } else if is_link {
+            "link"
+        } else {
+            "file"
+        };
+        out.push((PathBuf::from(name), kind.to_owned(), data));
+    }
+    out.sort();
+    out
+}
+
+/// `listing` with every path put under `prefix`, plus the entry for `prefix` itself.
+fn under(
+    prefix: &str,
+    listing: Vec<(PathBuf, String, Vec<u8>)>,
+) -> Vec<(PathBuf, String, Vec<u8>)> {
+    let mut out: Vec<_> = listing
+        .into_iter()
+        .map(|(p, k, d)| (Path::new(prefix).join(p), k, d))
+        .collect();
+    out.push((PathBuf::from(prefix), "dir".into(), Vec::new()));
+    out.sort();
+    out
+}
+
+on_both!(a_source_is_backed_up_browsed_downloaded_and_restored_over_http);
+async fn a_source_is_backed_up_browsed_downloaded_and_restored_over_http(app: &TestApp) {
+    let api = admin(app).await;
+    let work = tempfile::tempdir().expect("tempdir");
+    let src = work.path().join("projects");
+    source_tree(&src);
+    let source_id = api.create_source("projects", &src).await;
+
+    // Back up, follow the job to its end.
+    let (status, job) = api.post("/api/backup", json!({"source": "projects"})).await;
+    assert_eq!(status, 202, "{job}");
+    assert!(["queued", "running"].contains(&job["state"].as_str().expect("state")));
+    let done = api.wait(job["id"].as_str().expect("id")).await;
+    assert_eq!(done["state"], "succeeded", "{done}");
+    assert_eq!(done["kind"], "backup");
+    assert_eq!(done["source_id"], source_id);
+    let progress = &done["progress"];
+    assert_eq!(progress["totals_final"], true, "{done}");
+    assert_eq!(progress["files_done"], progress["files_total"], "{done}");
+    assert_eq!(progress["bytes_done"], progress["bytes_total"], "{done}");
+    let expected_bytes: u64 = tree_listing(&src)
+        .iter()
+        .filter(|(_, k, _)| k == "file")
+        .map(|(_, _, d)| d.len() as u64)
+        .sum();
+    assert_eq!(progress["bytes_total"], expected_bytes);
+    let snap = done["result"]["snapshot_id"]
+        .as_str()
+        .expect("snapshot")
+        .to_owned();
+    assert_eq!(done["snapshot_id"], snap.as_str());
+    assert!(done["finished_at"].is_string() && done["started_at"].is_string());
+
+    // The catalog.
+    let (status, page) = api
+        .get(&format!("/api/backups?source_id={source_id}"))
+        .await;
+    assert_eq!(status, 200);
+    assert_eq!(page["total"], 1, "{page}");
+    assert_eq!(page["items"][0]["id"], snap.as_str());
+    let (status, one) = api.get(&format!("/api/backups/{}", &snap[..12])).await;
+    assert_eq!(status, 200, "{one}");
+    assert_eq!(one["id"], snap.as_str());
+    assert_eq!(one["status"], "ok");
+    assert_eq!(one["size"], expected_bytes);
+    assert_eq!(one["file_count"], 22);
+    assert_eq!(one["encrypted"], true);
+    let (_, none) = api.get("/api/backups?status=partial").await;
+    assert_eq!(none["total"], 0);
+
+    // Browse the root and a nested directory, with paging.
+    let (status, root) = api.get(&format!("/api/backups/{snap}/tree")).await;
+    assert_eq!(status, 200, "{root}");
+    let names: Vec<&str> = root["items"]
+        .as_array()
+        .expect("items")
+        .iter()
+        .map(|e| e["name"].as_str().expect("name"))
+        .collect();
+    assert_eq!(names, ["big.bin", "docs", "empty", "link"]);
+    assert_eq!(root["items"][0]["size"], 5 << 20);
+    assert_eq!(root["items"][3]["type"], "symlink");
+    let (status, docs) = api
+        .get(&format!(
+            "/api/backups/{snap}/tree?path=docs&limit=5&offset=20"
+        ))
+        .await;
+    assert_eq!(status, 200, "{docs}");
+    assert_eq!(docs["total"], 21);
+    assert_eq!(docs["items"].as_array().expect("items").len(), 1);
+    assert_eq!(docs["items"][0]["name"], "sub");
+    let (status, _) = api
+        .get(&format!("/api/backups/{snap}/tree?path=nope"))
+        .await;
+    assert_eq!(status, 404);
+    let (status, _) = api
+        .get(&format!("/api/backups/{snap}/tree?path=big.bin"))
+        .await;
+    assert_eq!(status, 422);
+
+    // Download one file, one folder (tar and zip) and everything.
+    let (status, disposition, body) = api
+        .bytes(&format!(
+            "/api/backups/{snap}/download?path=docs/sub/deep.txt"
+        ))
+        .await;
+    assert_eq!(status, 200);
+    assert!(
+        disposition.starts_with("attachment; filename=\"projects-"),
+        "{disposition}"
+    );
+    assert!(disposition.ends_with("-deep.txt.tar\""), "{disposition}");
+    assert_eq!(
+        untar(&body),
+        [(
+            PathBuf::from("deep.txt"),
+            "file".to_owned(),
+            b"deep\n".to_vec()
+        )]
+    );
+    let docs_listing = under("docs", tree_listing(&src.join("docs")));
+    let (status, _, body) = api
+        .bytes(&format!(
+            "/api/backups/{snap}/download?path=docs&format=tar"
+        ))
+        .await;
+    assert_eq!(status, 200);
+    assert_eq!(untar(&body), docs_listing);
+    let (status, disposition, body) = api
+        .bytes(&format!(
+            "/api/backups/{snap}/download?path=/docs/&format=zip"
+        ))
+        .await;
+    assert_eq!(status, 200);
+    assert!(disposition.ends_with("-docs.zip\""), "{disposition}");
+    assert_eq!(unzip(&body), docs_listing);
+    let (status, _, body) = api
+        .bytes(&format!("/api/backups/{snap}/download?format=zip"))
+        .await;
+    assert_eq!(status, 200);
+    assert_eq!(unzip(&body), tree_listing(&src));
+    let (status, _, _) = api
+        .bytes(&format!("/api/backups/{snap}/download?path=missing"))
+        .await;
+    assert_eq!(status, 404);
+
+    // Restore everything into the default target, then one folder into a named one.
+    let (status, job) = api.post(&format!("/api/restore/{snap}"), json!({})).await;
+    assert_eq!(status, 202, "{job}");
+    let target = app.data_dir.join("restored").join(&snap);
+    let done = api.wait(job["id"].as_str().expect("id")).await;
+    assert_eq!(done["state"], "succeeded", "{done}");
+    let resolved = std::fs::canonicalize(&target).expect("restored");
+    assert_eq!(done["result"]["target"], resolved.to_str().expect("utf8"));
+    assert_eq!(done["result"]["files"], 22);
+    assert_eq!(done["progress"]["bytes_total"], expected_bytes);
+    assert_eq!(tree_listing(&target), tree_listing(&src));
+    let (status, job) = api
+        .post(
+            &format!("/api/restore/{snap}"),
+            json!({"path": "docs/sub", "target": "just-sub"}),
+        )
+        .await;
+    assert_eq!(status, 202, "{job}");
+    let done = api.wait(job["id"].as_str().expect("id")).await;
+    assert_eq!(done["state"], "succeeded", "{done}");
+    let written = tree_listing(&app.data_dir.join("restored/just-sub"));
+    assert!(
+        written
+            .iter()
+            .any(|(p, _, d)| p.ends_with("deep.txt") && d == b"deep\n"),
+        "{written:?}"
+    );
+
+    // Verify, reading every chunk; the result lands on the snapshot.
+    let (status, job) = api
+        .post(
+            &format!("/api/backups/{snap}/verify?read_data=true"),
+            json!(null),
+        )
+        .await;
+    assert_eq!(status, 202, "{job}");
+    let done = api.wait(job["id"].as_str().expect("id")).await;
+    assert_eq!(done["state"], "succeeded", "{done}");
+    assert_eq!(done["result"]["ok"], true);
+    assert!(done["result"]["bytes_read"].as_u64().expect("read") >= expected_bytes);
+    let (_, one) = api.get(&format!("/api/backups/{snap}")).await;
+    assert_eq!(one["verify_result"], "ok (data read)");
+
+    // Jobs are listed newest first, filterable.
+    let (status, jobs) = api.get("/api/jobs?kind=restore").await;
+    assert_eq!(status, 200);
+    assert_eq!(jobs["total"], 2, "{jobs}");
+    let (_, all) = api.get("/api/jobs?limit=1").await;
+    assert_eq!(all["total"], 4);
+    assert_eq!(all["items"][0]["kind"], "verify");
+
+    // Protect, refuse deletion, unprotect, delete; the source outlives it and goes last.
+    let (status, p) = api
+        .post(&format!("/api/backups/{snap}/protect"), json!(null))
+        .await;
+    assert_eq!((status, &p["protected"]), (200, &json!(true)));
+    let (status, e) = api
+        .send("DELETE", &format!("/api/backups/{snap}"), None)
+        .await;
+    assert_eq!(status, 409, "{e}");
+    assert_eq!(e["error"]["code"], "protected");
+    api.post(&format!("/api/backups/{snap}/unprotect"), json!(null))
+        .await;
+    let (status, _) = api
+        .send("DELETE", &format!("/api/backups/{snap}"), None)
+        .await;
+    assert_eq!(status, 204);
+    let (status, _) = api.get(&format!("/api/backups/{snap}")).await;
+    assert_eq!(status, 404);
+    let (status, _) = api
+        .send("DELETE", &format!("/api/sources/{source_id}"), None)
+        .await;
+    assert_eq!(status, 204);
+
+    // Every step is in the audit trail.
+    let (_, audit) = api.get("/api/audit?limit=100").await;
+    let actions: Vec<&str> = audit["items"]
+        .as_array()
+        .expect("items")
+        .iter()
+        .map(|r| r["action"].as_str().expect("action"))
+        .collect();
+    for action in [
+        "source_create",
+        "backup_create",
+        "backup_browse",
+        "backup_download",
+        "restore",
+        "verify",
+        "backup_protect",
+        "backup_unprotect",
+        "backup_delete",
+        "source_delete",
+    ] {
+        assert!(
+            actions.contains(&action),
+            "{action} missing from {actions:?}"
+        );
+    }
+}
+
+on_both!(sources_are_checked_and_managed);
+async fn sources_are_checked_and_managed(app: &TestApp) {
+    let api = admin(app).await;
+    let work = tempfile::tempdir().expect("tempdir");
+    let dir = std::fs::canonicalize(work.path()).expect("canonical");
+    std::fs::create_dir(dir.join("a")).expect("mkdir");
+    std::fs::write(dir.join("file"), b"x").expect("write");
+    std::os::unix::fs::symlink(dir.join("a"), dir.join("via-link")).expect("symlink");
+
+    for (body, code) in [
+        (
+            json!({"name": "x", "path": "relative/path"}),
+            "invalid_path",
+        ),
+        (
+            json!({"name": "x", "path": dir.join("missing")}),
+            "invalid_path",
+        ),
+        (
+            json!({"name": "x", "path": dir.join("file")}),
+            "invalid_path",
+        ),
+        (json!({"name": "  ", "path": dir.join("a")}), "invalid_name"),
+        (
+            json!({"name": "x", "path": dir.join("a"), "schedule": "every day"}),
+            "invalid_schedule",
+        ),
+    ] {
+        let (status, e) = api.post("/api/sources", body.clone()).await;
+        assert_eq!(
+            (status, e["error"]["code"].as_str()),
+            (422, Some(code)),
+            "{body}: {e}"
+        );
+    }
+    let (status, s) = api
+        .post(
+            "/api/sources",
+            json!({"name": "alpha", "path": dir.join("via-link"), "schedule": "0 3 * * *",
+                   "retention": {"max_backups": 3, "max_age_days": 7}}),
+        )
+        .await;
+    assert_eq!(status, 201, "{s}");
+    assert_eq!(
+        s["path"],
+        dir.join("a").to_str().expect("utf8"),
+        "symlinks resolved"
+    );
+    assert_eq!(s["retention"]["max_backups"], 3);
+    let id = s["id"].as_i64().expect("id");
+    let (status, e) = api
+        .post(
+            "/api/sources",
+            json!({"name": "alpha", "path": dir.join("a")}),
+        )
+        .await;
+    assert_eq!(
+        (status, e["error"]["code"].as_str()),
+        (409, Some("name_taken"))
+    );
+
+    // PATCH: absent fields stay, null clears.
+    let (status, s) = api
+        .send(
+            "PATCH",
+            &format!("/api/sources/{id}"),
+            Some(json!({"name": "beta", "schedule": null})),
+        )
+        .await;
+    assert_eq!(status, 200, "{s}");
+    assert_eq!(s["name"], "beta");
+    assert!(s["schedule"].is_null());
+    assert_eq!(s["retention"]["max_age_days"], 7);
+    let (_, list) = api.get("/api/sources").await;
+    assert_eq!(list.as_array().expect("list").len(), 1);
+
+    // A viewer sees sources but cannot change them.
+    let viewer = app
+        .create_user(&api.token, "watcher", "correct horse battery", "viewer")
+        .await;
+    assert!(viewer > 0);
+    let v = Api {
+        app,
+        token: app.token("watcher", "correct horse battery").await,
+    };
+    assert_eq!(v.get(&format!("/api/sources/{id}")).await.0, 200);
+    assert_eq!(
+        v.send("DELETE", &format!("/api/sources/{id}"), None)
+            .await
+            .0,
+        403
+    );
+    assert_eq!(v.post("/api/backup", json!({"source_id": id})).await.0, 403);
+
+    let (status, _) = api
+        .send("DELETE", &format!("/api/sources/{id}"), None)
+        .await;
+    assert_eq!(status, 204);
+    let (status, _) = api.get(&format!("/api/sources/{id}")).await;
+    assert_eq!(status, 404);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn restore_targets_outside_the_allowed_roots_are_refused() {
+    let app = spawn_app(Backend::Sqlite, "restore_roots")
+        .await
+        .expect("sqlite");
+    let api = admin(&app).await;
+    let work = tempfile::tempdir().expect("tempdir");
+    let base = std::fs::canonicalize(work.path()).expect("canonical");
+    let src = base.join("src");
+    source_tree(&src);
+    let id = api.create_source("src", &src).await;
+    let snap = api.backup(id).await;
+
+    let outside = base.join("outside");
+    std::fs::create_dir(&outside).expect("mkdir");
+    let root = app.data_dir.join("restored");
+    std::os::unix::fs::symlink(&outside, root.join("escape")).expect("symlink");
+    std::fs::create_dir(root.join("busy")).expect("mkdir");
+    std::fs::write(root.join("busy/file"), b"x").expect("write");
+
+    for (target, code) in [
+        (json!(outside.join("x")), "restore_target_not_allowed"),
+        (json!("/etc"), "restore_target_not_allowed"),
+        (json!("escape"), "restore_target_not_allowed"),
+        (json!("escape/deeper"), "restore_target_not_allowed"),
+        (json!("../outside"), "restore_target_not_allowed"),
+        (
+            json!(root.join("new/../../x")),
+            "restore_target_not_allowed",
+        ),
+        (json!("busy"), "restore_target_not_empty"),
+    ] {
+        let (status, e) = api
+            .post(&format!("/api/restore/{snap}"), json!({"target": target}))
+            .await;
+        assert_eq!(
+            (status, e["error"]["code"].as_str()),
+            (422, Some(code)),
+            "{target}: {e}"
+        );
+    }
+    let (status, e) = api
+        .post(&format!("/api/restore/{snap}"), json!({"path": "nope"}))
+        .await;
+    assert_eq!(status, 404, "{e}");
+    // Nothing was written anywhere, and no job was started.
+    assert_eq!(std::fs::read_dir(&outside).expect("outside").count(), 0);
+    assert!(!base.join("x").exists());
+    let (_, jobs) = api.get("/api/jobs?kind=restore").await;
+    assert_eq!(jobs["total"], 0);
+    // A viewer may not restore at all.
+    app.create_user(&api.token, "looker", "correct horse battery", "viewer")
+        .await;
+    let v = Api {
+        app: &app,
+        token: app.token("looker", "correct horse battery").await,
+    };
+    assert_eq!(
+        v.post(&format!("/api/restore/{snap}"), json!({})).await.0,
+        403
+    );
+    app.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_backup_per_source_and_a_cancelled_backup_leaves_nothing() {
+    let app = spawn_app_with(Backend::Sqlite, "cancel", |s| s.jobs.max_running = 1)
+        .await
+        .expect("sqlite");
+    let api = admin(&app).await;
+    let work = tempfile::tempdir().expect("tempdir");
+    let big = work.path().join("big");
+    std::fs::create_dir(&big).expect("mkdir");
+    for i in 0..6 {
+        std::fs::write(big.join(format!("part{i}.bin")), noise(24 << 20, i + 1)).expect("write");
+    }
+    let small = work.path().join("small");
+    source_tree(&small);
+    let big_id = api.create_source("big", &big).await;
+    let small_id = api.create_source("small", &small).await;
+
+    let (status, first) = api.post("/api/backup", json!({"source_id": big_id})).await;
+    assert_eq!(status, 202, "{first}");
+    let first_id = first["id"].as_str().expect("id").to_owned();
+    // A second backup of the same source is refused, naming the job doing it.
+    let (status, e) = api.post("/api/backup", json!({"source": "big"})).await;
+    assert_eq!(status, 409, "{e}");
+    assert_eq!(e["error"]["code"], "job_running");
+    assert_eq!(e["error"]["job_id"], first_id.as_str());
+    // Only one job runs at a time here: the small backup waits in the queue...
+    let (status, queued) = api
+        .post("/api/backup", json!({"source_id": small_id}))
+        .await;
+    assert_eq!(status, 202);
+    assert_eq!(queued["state"], "queued", "{queued}");
+    // ... and cancelling it there ends it at once.
+    let queued_id = queued["id"].as_str().expect("id");
+    let (status, c) = api
+        .post(&format!("/api/jobs/{queued_id}/cancel"), json!(null))
+        .await;
+    assert_eq!(status, 202, "{c}");
+    assert_eq!(c["state"], "cancelled");
+
+    // Wait until the big backup is really moving, then cancel it.
+    let mut moving = false;
+    for _ in 0..1500 {
+        let (_, job) = api.get(&format!("/api/jobs/{first_id}")).await;
+        if job["progress"]["bytes_done"].as_u64().unwrap_or(0) > 0 {
+            assert_eq!(job["state"], "running", "{job}");
+            assert!(job["started_at"].is_string());
+            moving = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(moving, "the big backup never reported progress");
+    let (status, c) = api
+        .post(&format!("/api/jobs/{first_id}/cancel"), json!(null))
+        .await;
+    assert_eq!(status, 202, "{c}");
+    let done = api.wait(&first_id).await;
+    assert_eq!(done["state"], "cancelled", "{done}");
+    assert!(done["result"].is_null());
+    let (status, e) = api
+        .post(&format!("/api/jobs/{first_id}/cancel"), json!(null))
+        .await;
+    assert_eq!(
+        (status, e["error"]["code"].as_str()),
+        (409, Some("job_finished"))
+    );
+    // No snapshot is visible, in the catalog or in storage.
+    let (_, page) = api.get("/api/backups").await;
+    assert_eq!(page["total"], 0, "{page}");
+    let snapshots =
+        std::fs::read_dir(app.data_dir.join("repository/snapshots")).map_or(0, Iterator::count);
+    assert_eq!(snapshots, 0);
+
+    // The next backup of the same source works.
+    let snap = api.backup(big_id).await;
+    let (_, page) = api.get("/api/backups").await;
+    assert_eq!(page["total"], 1);
+    assert_eq!(page["items"][0]["id"], snap.as_str());
+    let (_, cancelled) = api.get("/api/jobs?state=cancelled").await;
+    assert_eq!(cancelled["total"], 2);
+    app.stop().await;
+}

@@ -3,7 +3,7 @@
 
 use std::process::ExitCode;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use coffer_application::BackupTarget;
 use coffer_config::Settings;
@@ -35,19 +35,30 @@ fn bar(progress: &Arc<Progress>, json: bool, verb: &'static str) -> Option<Bar> 
     let (stop, mut stopped) = tokio::sync::oneshot::channel();
     let progress = progress.clone();
     let shown = bar.clone();
-    let started = Instant::now();
+    let started = chrono::Utc::now();
     tokio::spawn(async move {
         loop {
-            let (files, bytes, _, _) = progress.snapshot();
-            let millis = u64::try_from(started.elapsed().as_millis())
-                .unwrap_or(u64::MAX)
-                .max(1);
-            let rate = bytes.saturating_mul(1000) / millis;
-            shown.set_message(format!(
-                "{files} files, {} ({}/s)",
-                indicatif::HumanBytes(bytes),
-                indicatif::HumanBytes(rate)
-            ));
+            let p = progress.read();
+            let now = chrono::Utc::now();
+            let rate = p.rate(started, now).unwrap_or(0.0);
+            #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
+            let rate = indicatif::HumanBytes(rate as u64);
+            let done = indicatif::HumanBytes(p.bytes_done);
+            let message = match (p.files_total, p.bytes_total) {
+                (Some(files), Some(bytes)) => {
+                    let eta = p.eta_secs(started, now).map_or_else(
+                        || ", counting".to_owned(),
+                        |s| format!(", ETA {}", indicatif::HumanDuration(Duration::from_secs(s))),
+                    );
+                    format!(
+                        "{}/{files} files, {done}/{} ({rate}/s{eta})",
+                        p.files_done,
+                        indicatif::HumanBytes(bytes)
+                    )
+                }
+                _ => format!("{} files, {done} ({rate}/s)", p.files_done),
+            };
+            shown.set_message(message);
             shown.tick();
             tokio::select! {
                 _ = &mut stopped => break,

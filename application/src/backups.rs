@@ -86,6 +86,7 @@ pub struct BackupService {
     catalog: Arc<dyn BackupCatalog>,
     keys: Arc<dyn MasterKeys>,
     paths: Arc<dyn LocalPaths>,
+    protected: Vec<String>,
     clock: Arc<dyn Clock>,
     audit: AuditLog,
 }
@@ -116,13 +117,17 @@ fn snapshot_path(path: Option<&str>) -> Option<String> {
 }
 
 impl BackupService {
+    /// `protected`: Coffer's own directories, which a backup path may not contain or
+    /// lie in (see [`crate::SourceService::new`]).
     #[must_use]
+    #[allow(clippy::too_many_arguments)]
     pub fn new(
         engine: Arc<dyn SnapshotEngine>,
         sources: Arc<dyn SourceRepository>,
         catalog: Arc<dyn BackupCatalog>,
         keys: Arc<dyn MasterKeys>,
         paths: Arc<dyn LocalPaths>,
+        protected: Vec<String>,
         clock: Arc<dyn Clock>,
         audit: AuditLog,
     ) -> Self {
@@ -132,6 +137,7 @@ impl BackupService {
             catalog,
             keys,
             paths,
+            protected,
             clock,
             audit,
         }
@@ -162,6 +168,7 @@ impl BackupService {
                     .paths
                     .readable_dir(&path.to_string_lossy())
                     .map_err(|e| ServiceError::invalid("invalid_path", e.to_string()))?;
+                crate::sources::check_not_own(&text, &self.protected)?;
                 if let Some(source) = self.sources.find_by_path(&text).await? {
                     return Ok(source);
                 }

@@ -6,8 +6,11 @@
 //! start (the space a dead backup wrote is reclaimed by garbage collection).
 
 use std::collections::{HashMap, VecDeque};
+use std::panic::AssertUnwindSafe;
 use std::path::{Component, Path};
 use std::sync::{Arc, Mutex, MutexGuard};
+
+use futures::FutureExt as _;
 
 use coffer_domain::audit::{AuditAction, AuditEntry};
 use coffer_domain::auth::{Actor, Permission};
@@ -22,6 +25,8 @@ use crate::error::ServiceError;
 
 /// Largest page of a job listing.
 pub const MAX_JOB_PAGE: u64 = 500;
+/// Jobs that may wait in the queue; more are refused (409 `queue_full`).
+pub const MAX_QUEUED: usize = 100;
 
 /// Which backup of a source is queued or running, if any.
 pub trait ActiveJobs: Send + Sync {
@@ -63,6 +68,8 @@ struct Registry {
     queue: VecDeque<JobId>,
     running: usize,
     backups: HashMap<SourceId, JobId>,
+    /// Finished jobs whose final record could not be written yet.
+    unsaved: Vec<JobId>,
     shutting_down: bool,
 }
 
@@ -98,6 +105,53 @@ impl Inner {
             job,
         }
     }
+}
+
+/// Where `wanted` lands with every symlink resolved, if that is under a restore root
+/// and free (missing, or an empty directory). Checked when a restore is asked for and
+/// again when it starts, so that a link made in between cannot lead it out of the roots.
+fn check_target(inner: &Inner, wanted: &str) -> Result<String, ServiceError> {
+    let roots = &inner.options.restore_roots;
+    let not_allowed = || {
+        ServiceError::invalid(
+            "restore_target_not_allowed",
+            format!(
+                "{wanted} is not under an allowed restore root ({})",
+                roots.join(", ")
+            ),
+        )
+    };
+    let resolved = inner.paths.resolve_target(wanted).map_err(|e| {
+        // The reason can describe the server's filesystem; it goes to the log only.
+        tracing::info!(target = wanted, reason = %e, "restore target refused");
+        not_allowed()
+    })?;
+    let inside = roots.iter().any(|root| {
+        inner
+            .paths
+            .resolve_target(root)
+            .is_ok_and(|r| Path::new(&resolved).starts_with(Path::new(&r)))
+    });
+    if !inside {
+        tracing::info!(
+            target = wanted,
+            resolved,
+            "restore target outside the roots"
+        );
+        return Err(not_allowed());
+    }
+    if !inner.paths.is_free(&resolved) {
+        return Err(ServiceError::invalid(
+            "restore_target_not_empty",
+            format!("{wanted} exists and is not an empty directory"),
+        ));
+    }
+    Ok(resolved)
+}
+
+/// Whether one directory is the other or lies inside it.
+fn overlaps(a: &str, b: &str) -> bool {
+    Path::new(a).starts_with(b) || Path::new(b).starts_with(a)
 }
 
 fn settled(job: Job) -> JobStatus {
@@ -234,7 +288,24 @@ impl JobService {
         if let Some(p) = &path {
             self.inner.backups.stat(actor, &snap.snapshot_id, p).await?;
         }
-        let target = self.restore_target(target, &snap.snapshot_id)?;
+        let checked = self
+            .requested_target(target, &snap.snapshot_id)
+            .and_then(|wanted| check_target(&self.inner, &wanted));
+        let target = match checked {
+            Ok(t) => t,
+            Err(e) => {
+                self.inner
+                    .audit
+                    .record_best_effort(
+                        AuditEntry::new(&actor.username, AuditAction::Restore, &actor.client)
+                            .resource(format!("snapshot:{}", snap.snapshot_id))
+                            .failed()
+                            .detail(format!("refused: {e}")),
+                    )
+                    .await;
+                return Err(e);
+            }
+        };
         self.submit(
             actor,
             JobParams::Restore {
@@ -268,16 +339,18 @@ impl JobService {
         .await
     }
 
-    fn restore_target(
+    /// The directory a restore asks for, before any check: the default, an absolute
+    /// path, or a plain relative path under the first root.
+    fn requested_target(
         &self,
         requested: Option<&str>,
         snapshot_id: &str,
     ) -> Result<String, ServiceError> {
-        let not_allowed = |why: String| ServiceError::invalid("restore_target_not_allowed", why);
         let roots = &self.inner.options.restore_roots;
         let Some(first) = roots.first() else {
-            return Err(not_allowed(
-                "restores over the API are turned off (restore.allowed_roots is empty)".into(),
+            return Err(ServiceError::invalid(
+                "restore_target_not_allowed",
+                "restores over the API are turned off (restore.allowed_roots is empty)",
             ));
         };
         let wanted = match requested.map(str::trim).filter(|t| !t.is_empty()) {
@@ -288,38 +361,15 @@ impl JobService {
                     .components()
                     .any(|c| !matches!(c, Component::Normal(_)))
                 {
-                    return Err(not_allowed(format!(
-                        "a relative target is a plain path under {first}; `{t}` is not"
-                    )));
+                    return Err(ServiceError::invalid(
+                        "restore_target_not_allowed",
+                        format!("a relative target is a plain path under {first}; `{t}` is not"),
+                    ));
                 }
                 Path::new(first).join(t)
             }
         };
-        let wanted = wanted.to_string_lossy().into_owned();
-        let resolved = self
-            .inner
-            .paths
-            .resolve_target(&wanted)
-            .map_err(|e| not_allowed(e.to_string()))?;
-        let inside = roots.iter().any(|root| {
-            self.inner
-                .paths
-                .resolve_target(root)
-                .is_ok_and(|r| Path::new(&resolved).starts_with(Path::new(&r)))
-        });
-        if !inside {
-            return Err(not_allowed(format!(
-                "{wanted} resolves to {resolved}, which is not under a restore root ({})",
-                roots.join(", ")
-            )));
-        }
-        if !self.inner.paths.is_free(&resolved) {
-            return Err(ServiceError::invalid(
-                "restore_target_not_empty",
-                format!("{resolved} exists and is not an empty directory"),
-            ));
-        }
-        Ok(resolved)
+        Ok(wanted.to_string_lossy().into_owned())
     }
 
     async fn submit(&self, actor: &Actor, params: JobParams) -> Result<JobStatus, ServiceError> {
@@ -332,6 +382,28 @@ impl JobService {
                 return Err(ServiceError::Conflict {
                     code: "shutting_down",
                     message: "the server is shutting down; try again once it is back".into(),
+                });
+            }
+            if reg.queue.len() >= MAX_QUEUED {
+                return Err(ServiceError::Conflict {
+                    code: "queue_full",
+                    message: format!(
+                        "{MAX_QUEUED} jobs are already waiting; try again when some have run"
+                    ),
+                });
+            }
+            if let JobParams::Restore { target, .. } = &job.params
+                && let Some(other) = reg.live.values().find(|l| {
+                    !l.job.state.is_final()
+                        && matches!(&l.job.params, JobParams::Restore { target: t, .. } if overlaps(t, target))
+                })
+            {
+                return Err(ServiceError::JobRunning {
+                    job_id: other.job.id,
+                    message: format!(
+                        "restore job {} writes to or around {target}; wait for it or choose another target",
+                        other.job.id
+                    ),
                 });
             }
             if let JobParams::Backup {
@@ -359,11 +431,41 @@ impl JobService {
                 },
             );
         }
-        if let Err(e) = inner.repo.insert(&job).await {
+        let what = match &job.params {
+            JobParams::Backup { source_name, .. } => format!("backup of `{source_name}`"),
+            JobParams::Restore {
+                snapshot_id,
+                path,
+                target,
+            } => format!(
+                "restore of {snapshot_id}:/{} into {target}",
+                path.as_deref().unwrap_or("")
+            ),
+            JobParams::Verify {
+                snapshot_id,
+                read_data,
+            } => format!(
+                "verify of {snapshot_id}{}",
+                if *read_data { " (read data)" } else { "" }
+            ),
+        };
+        let recorded = inner
+            .audit
+            .record(
+                AuditEntry::new(&actor.username, AuditAction::JobQueue, &actor.client)
+                    .resource(format!("job:{id}"))
+                    .detail(what),
+            )
+            .await;
+        let stored = match recorded {
+            Ok(_) => inner.repo.insert(&job).await.map_err(ServiceError::from),
+            Err(e) => Err(e),
+        };
+        if let Err(e) = stored {
             let mut reg = inner.registry();
             reg.live.remove(&id);
             reg.backups.retain(|_, j| *j != id);
-            return Err(e.into());
+            return Err(e);
         }
         inner.registry().queue.push_back(id);
         pump(inner);
@@ -431,16 +533,26 @@ impl JobService {
             let mut reg = inner.registry();
             match reg.live.get(&id) {
                 None => None,
+                Some(l) if l.job.state.is_final() => {
+                    actor.require(permission_for(l.job.kind()))?;
+                    return Err(ServiceError::Conflict {
+                        code: "job_finished",
+                        message: format!("job {id} has already ended ({})", l.job.state),
+                    });
+                }
                 Some(l) => {
                     actor.require(permission_for(l.job.kind()))?;
                     l.cancel.cancel();
                     if l.job.state == JobState::Queued {
+                        // Settled in memory at once (it will never run); the entry goes
+                        // once the record is written.
+                        let now = inner.clock.now();
                         reg.queue.retain(|q| *q != id);
-                        let mut live = reg.live.remove(&id).expect("present");
                         reg.backups.retain(|_, j| *j != id);
+                        let live = reg.live.get_mut(&id).expect("present");
                         live.job.state = JobState::Cancelled;
-                        live.job.finished_at = Some(inner.clock.now());
-                        Some(Some(live.job))
+                        live.job.finished_at = Some(now);
+                        Some(Some(live.job.clone()))
                     } else {
                         Some(None)
                     }
@@ -462,7 +574,17 @@ impl JobService {
             }
             Some(done) => {
                 if let Some(job) = &done {
-                    inner.repo.update(job).await?;
+                    let saved = inner.repo.update(job).await;
+                    let mut reg = inner.registry();
+                    match saved {
+                        Ok(_) => {
+                            reg.live.remove(&id);
+                        }
+                        Err(e) => {
+                            tracing::error!(job = %id, error = %e, "cannot record a cancelled job");
+                            reg.unsaved.push(id);
+                        }
+                    }
                 }
                 inner
                     .audit
@@ -496,6 +618,18 @@ impl JobService {
                 .collect()
         };
         let now = inner.clock.now();
+        let unsaved: Vec<Job> = {
+            let reg = inner.registry();
+            reg.unsaved
+                .iter()
+                .filter_map(|id| reg.live.get(id).map(|l| l.job.clone()))
+                .collect()
+        };
+        for job in unsaved {
+            if let Err(e) = inner.repo.update(&job).await {
+                tracing::error!(job = %job.id, error = %e, "cannot record the end of a job");
+            }
+        }
         for mut job in queued {
             job.state = JobState::Failed;
             job.finished_at = Some(now);
@@ -566,13 +700,94 @@ async fn run(inner: Arc<Inner>, id: JobId) {
     if let Err(e) = inner.repo.update(&job).await {
         tracing::error!(job = %id, error = %e, "cannot record a job as running");
     }
+    // A panic inside the work must not leave the job running forever, its source
+    // locked and its slot taken: it ends the job as failed like any other error.
+    let outcome = AssertUnwindSafe(execute(&inner, &job, &actor, &progress, &cancel))
+        .catch_unwind()
+        .await
+        .unwrap_or_else(|_| {
+            Err(ServiceError::Unexpected(anyhow::anyhow!(
+                "the job panicked; see the log above"
+            )))
+        });
+    let shutting_down = inner.registry().shutting_down;
+    let mut job = job;
+    job.progress = progress.read();
+    job.finished_at = Some(inner.clock.now());
+    match outcome {
+        Ok(result) => {
+            if let JobResult::Backup { snapshot_id, .. } = &result {
+                job.snapshot_id = Some(snapshot_id.clone());
+            }
+            job.state = JobState::Succeeded;
+            job.result = Some(result);
+        }
+        Err(ref e) if is_cancelled(e) && shutting_down => {
+            job.state = JobState::Failed;
+            job.error = Some(JobError::new(
+                "interrupted",
+                "the server shut down while this job ran; start it again",
+            ));
+        }
+        Err(ref e) if is_cancelled(e) => job.state = JobState::Cancelled,
+        Err(e) => {
+            job.state = JobState::Failed;
+            job.error = Some(job_error(id, &e));
+        }
+    }
+    // The final record is written while the job still counts as live, so that no
+    // reader sees it running in the database after it has ended.
+    if let Some(l) = inner.registry().live.get_mut(&id) {
+        l.job = job.clone();
+    }
+    let saved = match inner.repo.update(&job).await {
+        Ok(_) => true,
+        Err(e) => {
+            // Readers keep seeing the true outcome from memory; the row is written at
+            // shutdown, or marked failed at the next start.
+            tracing::error!(job = %id, error = %e, "cannot record the end of a job");
+            false
+        }
+    };
+    {
+        let mut reg = inner.registry();
+        if saved {
+            reg.live.remove(&id);
+        } else {
+            reg.unsaved.push(id);
+        }
+        reg.backups.retain(|_, j| *j != id);
+        reg.running -= 1;
+    }
+    pump(&inner);
+}
+
+/// The error a job's work ends with when it honoured a cancel.
+fn is_cancelled(e: &ServiceError) -> bool {
+    matches!(
+        e,
+        ServiceError::Conflict {
+            code: "cancelled",
+            ..
+        }
+    )
+}
+
+/// Does a job's work.
+async fn execute(
+    inner: &Inner,
+    job: &Job,
+    actor: &Actor,
+    progress: &Arc<Progress>,
+    cancel: &Cancel,
+) -> Result<JobResult, ServiceError> {
     let backups = &inner.backups;
-    let outcome = match &job.params {
+    match &job.params {
         JobParams::Backup { source_id, .. } => backups
             .backup(
-                &actor,
+                actor,
                 &BackupTarget::Id(*source_id),
-                Arc::clone(&progress),
+                Arc::clone(progress),
                 cancel.clone(),
             )
             .await
@@ -588,33 +803,43 @@ async fn run(inner: Arc<Inner>, id: JobId) {
             snapshot_id,
             path,
             target,
-        } => backups
-            .restore(
-                &actor,
-                snapshot_id,
-                path.as_deref(),
-                Path::new(target),
-                Arc::clone(&progress),
-                cancel.clone(),
-            )
-            .await
-            .map(|(_, r)| JobResult::Restore {
-                snapshot_id: snapshot_id.clone(),
-                target: target.clone(),
-                files: r.files,
-                dirs: r.dirs,
-                symlinks: r.symlinks,
-                bytes: r.bytes,
-            }),
+        } => {
+            // Again now: the directories above the target may have changed while the
+            // job waited (a link made by another restore, say).
+            if check_target(inner, target)? != *target {
+                return Err(ServiceError::invalid(
+                    "restore_target_not_allowed",
+                    format!("{target} changed since the restore was asked for"),
+                ));
+            }
+            backups
+                .restore(
+                    actor,
+                    snapshot_id,
+                    path.as_deref(),
+                    Path::new(target),
+                    Arc::clone(progress),
+                    cancel.clone(),
+                )
+                .await
+                .map(|(_, r)| JobResult::Restore {
+                    snapshot_id: snapshot_id.clone(),
+                    target: target.clone(),
+                    files: r.files,
+                    dirs: r.dirs,
+                    symlinks: r.symlinks,
+                    bytes: r.bytes,
+                })
+        }
         JobParams::Verify {
             snapshot_id,
             read_data,
         } => backups
             .verify_one(
-                &actor,
+                actor,
                 snapshot_id,
                 *read_data,
-                Arc::clone(&progress),
+                Arc::clone(progress),
                 cancel.clone(),
             )
             .await
@@ -625,45 +850,5 @@ async fn run(inner: Arc<Inner>, id: JobId) {
                 damaged_files: r.damaged_files,
                 bytes_read: r.bytes_read,
             }),
-    };
-    let shutting_down = inner.registry().shutting_down;
-    let mut job = job;
-    job.progress = progress.read();
-    job.finished_at = Some(inner.clock.now());
-    match outcome {
-        Ok(result) => {
-            if let JobResult::Backup { snapshot_id, .. } = &result {
-                job.snapshot_id = Some(snapshot_id.clone());
-            }
-            job.state = JobState::Succeeded;
-            job.result = Some(result);
-        }
-        Err(_) if cancel.is_cancelled() && shutting_down => {
-            job.state = JobState::Failed;
-            job.error = Some(JobError::new(
-                "interrupted",
-                "the server shut down while this job ran; start it again",
-            ));
-        }
-        Err(_) if cancel.is_cancelled() => job.state = JobState::Cancelled,
-        Err(e) => {
-            job.state = JobState::Failed;
-            job.error = Some(job_error(id, &e));
-        }
     }
-    // The final record is written while the job still counts as live, so that no
-    // reader sees it running in the database after it has ended.
-    if let Some(l) = inner.registry().live.get_mut(&id) {
-        l.job = job.clone();
-    }
-    if let Err(e) = inner.repo.update(&job).await {
-        tracing::error!(job = %id, error = %e, "cannot record the end of a job");
-    }
-    {
-        let mut reg = inner.registry();
-        reg.live.remove(&id);
-        reg.backups.retain(|_, j| *j != id);
-        reg.running -= 1;
-    }
-    pump(&inner);
 }

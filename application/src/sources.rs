@@ -30,6 +30,7 @@ pub struct SourceChanges {
 pub struct SourceService {
     sources: Arc<dyn SourceRepository>,
     paths: Arc<dyn LocalPaths>,
+    protected: Vec<String>,
     active: Arc<dyn ActiveJobs>,
     clock: Arc<dyn Clock>,
     audit: AuditLog,
@@ -51,6 +52,24 @@ fn check_name(name: &str) -> Result<String, ServiceError> {
         ));
     }
     Ok(name.to_owned())
+}
+
+/// Refuses a directory that contains one of Coffer's own directories or lies in one:
+/// backing up the repository into itself would grow it with every run.
+pub(crate) fn check_not_own(dir: &str, protected: &[String]) -> Result<(), ServiceError> {
+    let d = std::path::Path::new(dir);
+    if let Some(own) = protected
+        .iter()
+        .find(|p| d.starts_with(p.as_str()) || std::path::Path::new(p.as_str()).starts_with(d))
+    {
+        return Err(ServiceError::invalid(
+            "invalid_path",
+            format!(
+                "{dir} contains or lies in {own}, one of Coffer's own directories (data, repository, restore roots)"
+            ),
+        ));
+    }
+    Ok(())
 }
 
 fn check_schedule(schedule: Option<String>) -> Result<Option<String>, ServiceError> {
@@ -78,9 +97,12 @@ fn check_retention(retention: Option<Retention>) -> Result<Option<Retention>, Se
 
 impl SourceService {
     #[must_use]
+    /// `protected` are Coffer's own directories (data directory, repository, restore
+    /// roots), absolute with symlinks resolved: a source may not contain or lie in them.
     pub fn new(
         sources: Arc<dyn SourceRepository>,
         paths: Arc<dyn LocalPaths>,
+        protected: Vec<String>,
         active: Arc<dyn ActiveJobs>,
         clock: Arc<dyn Clock>,
         audit: AuditLog,
@@ -88,6 +110,7 @@ impl SourceService {
         Self {
             sources,
             paths,
+            protected,
             active,
             clock,
             audit,
@@ -135,9 +158,12 @@ impl SourceService {
     }
 
     fn readable_dir(&self, path: &str) -> Result<String, ServiceError> {
-        self.paths
+        let dir = self
+            .paths
             .readable_dir(path)
-            .map_err(|e| ServiceError::invalid("invalid_path", e.to_string()))
+            .map_err(|e| ServiceError::invalid("invalid_path", e.to_string()))?;
+        check_not_own(&dir, &self.protected)?;
+        Ok(dir)
     }
 
     /// Adds a source. The path must be an absolute, readable directory; it is stored

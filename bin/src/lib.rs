@@ -90,6 +90,48 @@ pub fn data_dir_lock(data_dir: &Path, name: &str) -> anyhow::Result<std::fs::Fil
     Ok(file)
 }
 
+/// The lock that makes a server the only one on its data directory (jobs are run, and
+/// recovered at start-up, by one process). Held until the returned file is dropped.
+///
+/// # Errors
+/// When another server holds it, or the lock file cannot be opened.
+pub fn server_lock(data_dir: &Path) -> anyhow::Result<std::fs::File> {
+    ensure_data_dir(data_dir)?;
+    let path = data_dir.join("server.lock");
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .with_context(|| format!("cannot open {}", path.display()))?;
+    match file.try_lock() {
+        Ok(()) => Ok(file),
+        Err(std::fs::TryLockError::WouldBlock) => anyhow::bail!(
+            "another `coffer serve` is already running on the data directory {}",
+            data_dir.display()
+        ),
+        Err(std::fs::TryLockError::Error(e)) => {
+            Err(e).with_context(|| format!("cannot lock {}", path.display()))
+        }
+    }
+}
+
+/// Coffer's own directories (data directory, repository, restore roots), absolute with
+/// symlinks resolved where they exist: no source may contain them or lie in them.
+///
+/// # Errors
+/// When the working directory is unknown.
+pub fn own_directories(settings: &Settings, roots: &[String]) -> anyhow::Result<Vec<String>> {
+    let mut dirs = vec![settings.data_dir.clone(), settings.storage_root()];
+    dirs.extend(roots.iter().map(std::path::PathBuf::from));
+    dirs.iter()
+        .map(|d| {
+            let abs = std::fs::canonicalize(d).or_else(|_| std::path::absolute(d))?;
+            Ok(abs.to_string_lossy().into_owned())
+        })
+        .collect()
+}
+
 /// Opens the repository storage named by the settings.
 ///
 /// # Errors
@@ -161,6 +203,8 @@ impl Services {
             env!("CARGO_PKG_VERSION"),
         ));
         let paths: Arc<dyn coffer_domain::ports::LocalPaths> = Arc::new(coffer_system::HostPaths);
+        let roots = restore_roots(settings)?;
+        let protected = own_directories(settings, &roots)?;
         let sources_repo = Arc::new(db.sources());
         let backups = Arc::new(BackupService::new(
             engine,
@@ -171,6 +215,7 @@ impl Services {
                 store: storage,
             }),
             paths.clone(),
+            protected.clone(),
             clock.clone(),
             audit_log.clone(),
         ));
@@ -183,12 +228,13 @@ impl Services {
             audit_log.clone(),
             JobOptions {
                 max_running: usize::try_from(settings.jobs.max_running).unwrap_or(1),
-                restore_roots: restore_roots(settings)?,
+                restore_roots: roots,
             },
         ));
         let sources = Arc::new(SourceService::new(
             sources_repo,
             paths,
+            protected,
             jobs.clone() as Arc<dyn ActiveJobs>,
             clock.clone(),
             audit_log.clone(),
@@ -292,6 +338,7 @@ pub fn write_private_file(path: &Path, contents: &str) -> anyhow::Result<()> {
 /// A server that is bound and wired, ready to run. Tests build one on port 0.
 pub struct Application {
     server: HttpServer,
+    _lock: std::fs::File,
     db: Database,
     state: Arc<AppState>,
     options: HttpOptions,
@@ -307,6 +354,7 @@ impl Application {
     pub async fn build(settings: &Settings) -> anyhow::Result<Self> {
         // Bind first: a port in use is the cheapest failure to report.
         let server = HttpServer::bind(&settings.server.bind, settings.server.port).await?;
+        let lock = server_lock(&settings.data_dir)?;
         let services = Services::open(settings).await?;
         tracing::info!(
             database = services.db.backend(),
@@ -342,6 +390,7 @@ impl Application {
         };
         Ok(Self {
             server,
+            _lock: lock,
             db,
             state,
             options,
@@ -360,11 +409,16 @@ impl Application {
     /// When the server fails while running.
     pub async fn run(self, shutdown: impl Future<Output = ()>) -> anyhow::Result<()> {
         let jobs = Arc::clone(&self.state.jobs);
+        let stopping = Arc::clone(&jobs);
+        // Running jobs are asked to stop as soon as the signal comes, beside the drain
+        // of requests in flight, and get the grace period to record that; what still
+        // runs after it is marked failed at the next start.
+        let shutdown = async move {
+            shutdown.await;
+            stopping.shutdown().await;
+        };
         let app = coffer_http::app(self.state, &self.options);
         self.server.run(app, shutdown, self.grace).await?;
-        // Running jobs are asked to stop and get the grace period to record that; what
-        // is still running after it is marked failed at the next start.
-        jobs.shutdown().await;
         let deadline = tokio::time::Instant::now() + self.grace;
         while jobs.running() > 0 && tokio::time::Instant::now() < deadline {
             tokio::time::sleep(Duration::from_millis(50)).await;

@@ -267,7 +267,8 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         .thread_name("coffer")
         .build()
         .context("cannot start the async runtime")?;
-    runtime.block_on(async move {
+    let grace = std::time::Duration::from_secs(settings.server.shutdown_timeout_secs);
+    let code = runtime.block_on(async move {
         let ok = |r: anyhow::Result<()>| r.map(|()| ExitCode::SUCCESS);
         match cli.command {
             Command::Serve { .. } => ok(serve(&settings).await),
@@ -278,7 +279,11 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             Command::Openapi => unreachable!("handled above"),
             other => cli_backup::run(&settings, other).await,
         }
-    })
+    });
+    // Work still on a blocking thread (a read stuck on a hung NFS source, say) must not
+    // keep the process alive past the grace period.
+    runtime.shutdown_timeout(grace);
+    code
 }
 
 fn load_settings(cli: &Cli) -> anyhow::Result<Settings> {

@@ -119,19 +119,20 @@ async fn the_catalog_is_created_and_migrated(app: &TestApp) {
 on_both!(the_catalog_is_created_and_migrated);
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_second_instance_on_the_same_data_dir_migrates_idempotently() {
-    let first = spawn_app(Backend::Sqlite, "restart::first")
+async fn a_second_server_on_the_same_data_dir_is_refused() {
+    let first = spawn_app(Backend::Sqlite, "second::first")
         .await
         .expect("sqlite");
-    let settings = first.settings.clone();
-    let data_dir = first.data_dir.clone();
-    // Stop the first server but keep its directory alive by building the second on it.
-    let mut second_settings = settings.clone();
-    second_settings.server.port = 0;
-    let second = coffer::Application::build(&second_settings)
-        .await
-        .expect("a second start on the same data directory migrates idempotently");
-    drop(second);
-    assert!(data_dir.join("coffer.db").exists());
+    // Jobs are run, and recovered at start-up, by one process per data directory.
+    let Err(e) = coffer::Application::build(&first.settings).await else {
+        panic!("a second server on one data directory must not start");
+    };
+    assert!(
+        format!("{e:#}").contains("already running on the data directory"),
+        "{e:#}"
+    );
+    // The first is unharmed.
+    let (status, _) = first.get_as("", "/api/health").await;
+    assert_eq!(status, 200);
     first.stop().await;
 }

@@ -498,9 +498,21 @@ async fn sources_are_checked_and_managed(app: &TestApp) {
     std::fs::write(dir.join("file"), b"x").expect("write");
     std::os::unix::fs::symlink(dir.join("a"), dir.join("via-link")).expect("symlink");
 
+    let data = std::fs::canonicalize(&app.data_dir).expect("data dir");
     for (body, code) in [
         (
             json!({"name": "x", "path": "relative/path"}),
+            "invalid_path",
+        ),
+        // Coffer's own directories, and any directory holding them, are refused: the
+        // repository would back itself up, growing with every run.
+        (json!({"name": "x", "path": data}), "invalid_path"),
+        (
+            json!({"name": "x", "path": data.join("restored")}),
+            "invalid_path",
+        ),
+        (
+            json!({"name": "x", "path": data.parent().expect("parent")}),
             "invalid_path",
         ),
         (
@@ -735,5 +747,59 @@ async fn one_backup_per_source_and_a_cancelled_backup_leaves_nothing() {
     assert_eq!(page["items"][0]["id"], snap.as_str());
     let (_, cancelled) = api.get("/api/jobs?state=cancelled").await;
     assert_eq!(cancelled["total"], 2);
+
+    // Two restores may not write into the same place: while one is queued or running,
+    // a target equal to it, inside it or around it is refused.
+    let (status, verify) = api
+        .post(
+            &format!("/api/backups/{snap}/verify?read_data=true"),
+            json!(null),
+        )
+        .await;
+    assert_eq!(status, 202, "{verify}");
+    let (status, first) = api
+        .post(&format!("/api/restore/{snap}"), json!({"target": "x"}))
+        .await;
+    assert_eq!(status, 202, "{first}");
+    for target in ["x", "x/inner"] {
+        let (status, e) = api
+            .post(&format!("/api/restore/{snap}"), json!({"target": target}))
+            .await;
+        assert_eq!(status, 409, "{target}: {e}");
+        assert_eq!(e["error"]["job_id"], first["id"]);
+    }
+    let (status, other) = api
+        .post(&format!("/api/restore/{snap}"), json!({"target": "y"}))
+        .await;
+    assert_eq!(status, 202);
+    // A target checked when asked for is checked again when the job starts: a link
+    // planted in between (by an earlier restore, or a local user) cannot lead it out.
+    let (status, planted) = api
+        .post(
+            &format!("/api/restore/{snap}"),
+            json!({"target": "a/escape/new"}),
+        )
+        .await;
+    assert_eq!(status, 202, "{planted}");
+    let outside = work.path().join("outside");
+    std::fs::create_dir(&outside).expect("mkdir");
+    let root = app.data_dir.join("restored");
+    std::fs::create_dir(root.join("a")).expect("mkdir");
+    std::os::unix::fs::symlink(&outside, root.join("a/escape")).expect("symlink");
+    for job in [&verify, &first] {
+        let id = job["id"].as_str().expect("id");
+        api.post(&format!("/api/jobs/{id}/cancel"), json!(null))
+            .await;
+        api.wait(id).await;
+    }
+    let done = api.wait(other["id"].as_str().expect("id")).await;
+    assert_eq!(done["state"], "succeeded", "{done}");
+    let done = api.wait(planted["id"].as_str().expect("id")).await;
+    assert_eq!(done["state"], "failed", "{done}");
+    assert_eq!(
+        done["error"]["code"], "restore_target_not_allowed",
+        "{done}"
+    );
+    assert_eq!(std::fs::read_dir(&outside).expect("outside").count(), 0);
     app.stop().await;
 }

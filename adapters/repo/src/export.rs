@@ -17,7 +17,35 @@ use crate::tree::{Node, NodeKind};
 use crate::zipstream::{Meta, ZipStream};
 use crate::{Repository, crypto};
 
-/// Reads a file's content blob after blob.
+/// The archive's writer, which refuses every write once the export has failed: the
+/// archive formats' own finishing touches (tar's end-of-archive blocks written when its
+/// builder is dropped) must never make a cut-off stream look complete.
+struct Guarded {
+    out: Box<dyn Write + Send>,
+    failed: Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl Write for Guarded {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        if self.failed.load(std::sync::atomic::Ordering::Acquire) {
+            return Err(std::io::Error::other(
+                "the archive failed; not finishing it",
+            ));
+        }
+        self.out.write(buf)
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        if self.failed.load(std::sync::atomic::Ordering::Acquire) {
+            return Err(std::io::Error::other(
+                "the archive failed; not finishing it",
+            ));
+        }
+        self.out.flush()
+    }
+}
+
+/// Reads a file's content blob after blob, and insists on the size its entry declared.
 struct ChunkReader<'a> {
     repo: &'a Repository,
     handle: &'a tokio::runtime::Handle,
@@ -25,12 +53,21 @@ struct ChunkReader<'a> {
     current: Vec<u8>,
     pos: usize,
     name: String,
+    /// Bytes the tree says the file has; the archive header already promised them.
+    expected: u64,
+    produced: u64,
 }
 
 impl Read for ChunkReader<'_> {
     fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
         while self.pos == self.current.len() {
             let Some(id) = self.chunks.next() else {
+                if self.produced != self.expected {
+                    return Err(std::io::Error::other(format!(
+                        "{}: damaged: its chunks hold {} bytes, its entry says {}",
+                        self.name, self.produced, self.expected
+                    )));
+                }
                 return Ok(0);
             };
             self.current = self
@@ -42,6 +79,13 @@ impl Read for ChunkReader<'_> {
         let n = buf.len().min(self.current.len() - self.pos);
         buf[..n].copy_from_slice(&self.current[self.pos..self.pos + n]);
         self.pos += n;
+        self.produced += n as u64;
+        if self.produced > self.expected {
+            return Err(std::io::Error::other(format!(
+                "{}: damaged: its chunks hold more than the {} bytes its entry says",
+                self.name, self.expected
+            )));
+        }
         Ok(n)
     }
 }
@@ -82,9 +126,14 @@ pub async fn write(
         )));
     }
     let handle = tokio::runtime::Handle::current();
+    let failed = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let out: Box<dyn Write + Send> = Box::new(Guarded {
+        out,
+        failed: Arc::clone(&failed),
+    });
     tokio::task::spawn_blocking(move || match format {
-        ArchiveFormat::Tar => write_tar(&repo, &handle, &node, out),
-        ArchiveFormat::Zip => write_zip(&repo, &handle, &node, out),
+        ArchiveFormat::Tar => write_tar(&repo, &handle, &node, out, &failed),
+        ArchiveFormat::Zip => write_zip(&repo, &handle, &node, out, &failed),
     })
     .await
     .map_err(|e| EngineError::Other(format!("archive task failed: {e}")))?
@@ -95,6 +144,7 @@ fn write_tar(
     handle: &tokio::runtime::Handle,
     node: &Node,
     out: Box<dyn Write + Send>,
+    failed: &std::sync::atomic::AtomicBool,
 ) -> Result<u64, EngineError> {
     let mut builder = ::tar::Builder::new(out);
     builder.follow_symlinks(false);
@@ -104,7 +154,11 @@ fn write_tar(
     } else {
         PathBuf::from(OsStr::from_bytes(&node.name))
     };
-    write_node(repo, handle, &mut builder, node, &base, &mut bytes)?;
+    if let Err(e) = write_node(repo, handle, &mut builder, node, &base, &mut bytes) {
+        // Before the builder is dropped, which would append the end-of-archive blocks.
+        failed.store(true, std::sync::atomic::Ordering::Release);
+        return Err(e);
+    }
     builder
         .into_inner()
         .and_then(|mut w| w.flush())
@@ -117,10 +171,14 @@ fn write_zip(
     handle: &tokio::runtime::Handle,
     node: &Node,
     out: Box<dyn Write + Send>,
+    failed: &std::sync::atomic::AtomicBool,
 ) -> Result<u64, EngineError> {
     let mut zip = ZipStream::new(out);
     let mut bytes = 0;
-    zip_node(repo, handle, &mut zip, node, &node.name, &mut bytes)?;
+    if let Err(e) = zip_node(repo, handle, &mut zip, node, &node.name, &mut bytes) {
+        failed.store(true, std::sync::atomic::Ordering::Release);
+        return Err(e);
+    }
     zip.finish()?;
     Ok(bytes)
 }
@@ -258,6 +316,8 @@ fn write_node<W: Write>(
                 current: Vec::new(),
                 pos: 0,
                 name: path.display().to_string(),
+                expected: node.size,
+                produced: 0,
             };
             builder.append_data(&mut h, path, reader).map_err(io)?;
             *bytes += node.size;

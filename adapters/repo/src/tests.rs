@@ -983,6 +983,29 @@ async fn a_damaged_chunk_aborts_a_zip_export_naming_the_file() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failed_tar_export_never_ends_like_a_complete_archive() {
+    let (_src, store, engine, id) = damaged_setup().await;
+    let pack = data_pack_with_most_bytes(&store);
+    store.edit(&pack, |b| b[1000] ^= 0x01);
+    let sink = Sink::default();
+    let err = engine
+        .export(&id, None, ArchiveFormat::Tar, Box::new(sink.clone()))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&err, EngineFailure::Damaged(m) if m.contains("a.bin")),
+        "{err:?}"
+    );
+    // tar's builder appends two zero blocks when dropped; they must not reach the
+    // client, or a cut-off archive would unpack as if it were whole.
+    let written = sink.0.lock().unwrap().clone();
+    assert!(
+        written.len() < 1024 || written[written.len() - 1024..].iter().any(|&b| b != 0),
+        "the stream ends with the end-of-archive marker"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn stat_describes_one_entry() {
     let src = tempfile::tempdir().unwrap();
     edge_cases(src.path());

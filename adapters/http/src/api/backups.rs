@@ -18,7 +18,7 @@ use super::auth::NoContent;
 use super::jobs::JobAccepted;
 use crate::AppState;
 use crate::auth::Auth;
-use crate::error::ApiError;
+use crate::error::{ApiError, ErrorBody, ErrorDetail};
 
 /// One snapshot in the catalog.
 #[derive(Debug, Object)]
@@ -94,21 +94,23 @@ pub struct BackupPage {
 /// Which source to back up: give `source_id` or `source` (its name).
 #[derive(Debug, Object)]
 pub struct StartBackupRequest {
+    #[oai(nullable)]
     pub source_id: Option<i64>,
-    #[oai(validator(min_length = 1, max_length = 200))]
+    #[oai(nullable, validator(min_length = 1, max_length = 200))]
     pub source: Option<String>,
 }
 
 /// What to restore, and where.
 #[derive(Debug, Object)]
 pub struct RestoreRequest {
-    /// A path inside the snapshot (a file or a directory); everything when absent.
-    #[oai(validator(max_length = 4096))]
+    /// A path inside the snapshot (a file or a directory); everything when absent or
+    /// `null`.
+    #[oai(nullable, validator(max_length = 4096))]
     pub path: Option<String>,
     /// A directory on the server under one of `restore.allowed_roots`: absolute, or
     /// relative to the first root. It must not exist yet or be empty. Default:
-    /// `<first root>/<snapshot id>`.
-    #[oai(validator(max_length = 4096))]
+    /// `<first root>/<snapshot id>` (when absent or `null`).
+    #[oai(nullable, validator(max_length = 4096))]
     pub target: Option<String>,
 }
 
@@ -187,10 +189,18 @@ pub enum Download {
 /// closes the channel, which stops the engine at its next write.
 struct ChannelWriter {
     tx: tokio::sync::mpsc::Sender<std::io::Result<Bytes>>,
+    handle: tokio::runtime::Handle,
     buf: Vec<u8>,
 }
 
 const PIECE: usize = 256 * 1024;
+
+/// Downloads streaming at once; each holds a worker thread while it runs.
+const MAX_DOWNLOADS: usize = 8;
+static DOWNLOADS: tokio::sync::Semaphore = tokio::sync::Semaphore::const_new(MAX_DOWNLOADS);
+
+/// A client that reads nothing for this long is dropped, freeing its worker thread.
+const STALLED_CLIENT: std::time::Duration = std::time::Duration::from_mins(2);
 
 impl ChannelWriter {
     fn send(&mut self) -> std::io::Result<()> {
@@ -198,9 +208,21 @@ impl ChannelWriter {
             return Ok(());
         }
         let piece = Bytes::from(std::mem::replace(&mut self.buf, Vec::with_capacity(PIECE)));
-        self.tx
-            .blocking_send(Ok(piece))
-            .map_err(|_| std::io::Error::new(std::io::ErrorKind::BrokenPipe, "client went away"))
+        // Called from the engine's blocking thread, never from the runtime's workers.
+        match self.handle.block_on(tokio::time::timeout(
+            STALLED_CLIENT,
+            self.tx.send(Ok(piece)),
+        )) {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(_)) => Err(std::io::Error::new(
+                std::io::ErrorKind::BrokenPipe,
+                "client went away",
+            )),
+            Err(_) => Err(std::io::Error::new(
+                std::io::ErrorKind::TimedOut,
+                "client stopped reading",
+            )),
+        }
     }
 }
 
@@ -308,7 +330,9 @@ impl BackupsApi {
         from: Query<Option<DateTime<Utc>>>,
         to: Query<Option<DateTime<Utc>>>,
         #[oai(validator(minimum(value = "1"), maximum(value = "1000")))] limit: Query<Option<u64>>,
-        #[oai(validator(maximum(value = "1000000000")))] offset: Query<Option<u64>>,
+        #[oai(validator(minimum(value = "0"), maximum(value = "1000000000")))] offset: Query<
+            Option<u64>,
+        >,
     ) -> Result<Json<BackupPage>, ApiError> {
         let filter = BackupFilter {
             source_id: source_id.0.map(SourceId::new),
@@ -450,7 +474,9 @@ impl BackupsApi {
         id: Path<String>,
         #[oai(validator(max_length = 4096))] path: Query<Option<String>>,
         #[oai(validator(minimum(value = "1"), maximum(value = "1000")))] limit: Query<Option<u64>>,
-        #[oai(validator(maximum(value = "1000000000")))] offset: Query<Option<u64>>,
+        #[oai(validator(minimum(value = "0"), maximum(value = "1000000000")))] offset: Query<
+            Option<u64>,
+        >,
     ) -> Result<Json<TreePage>, ApiError> {
         let page = state
             .backups
@@ -474,7 +500,10 @@ impl BackupsApi {
     ///
     /// A file or a directory (`path`, default everything) as a `tar` (default) or `zip`
     /// archive, streamed as it is read (each chunk authenticated first) with a
-    /// `Content-Disposition` file name. Audited as a read of backup contents.
+    /// `Content-Disposition` file name. Audited as a read of backup contents. At most 8
+    /// downloads stream at once (429 `too_many_downloads` beyond); a client that reads
+    /// nothing for two minutes is dropped. A download that fails midway ends the
+    /// connection without completing the archive.
     ///
     /// Permission: `restore`.
     #[oai(
@@ -494,6 +523,20 @@ impl BackupsApi {
             ArchiveFormatDto::Tar => ArchiveFormat::Tar,
             ArchiveFormatDto::Zip => ArchiveFormat::Zip,
         };
+        let Ok(permit) = DOWNLOADS.try_acquire() else {
+            return Err(ApiError::TooManyRequests(
+                Json(ErrorBody {
+                    error: ErrorDetail {
+                        code: "too_many_downloads".to_owned(),
+                        message: format!(
+                            "{MAX_DOWNLOADS} downloads are already streaming; try again shortly"
+                        ),
+                        job_id: None,
+                    },
+                }),
+                Some(5),
+            ));
+        };
         let actor = auth.actor().clone();
         let plan = state
             .backups
@@ -502,11 +545,13 @@ impl BackupsApi {
         let (tx, rx) = tokio::sync::mpsc::channel::<std::io::Result<Bytes>>(8);
         let writer = ChannelWriter {
             tx: tx.clone(),
+            handle: tokio::runtime::Handle::current(),
             buf: Vec::with_capacity(PIECE),
         };
         let disposition = format!("attachment; filename=\"{}\"", plan.filename);
         let backups = Arc::clone(&state.backups);
         tokio::spawn(async move {
+            let _permit = permit;
             if let Err(e) = backups
                 .stream_download(&actor, &plan, Box::new(writer))
                 .await

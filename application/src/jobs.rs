@@ -467,7 +467,30 @@ impl JobService {
             reg.backups.retain(|_, j| *j != id);
             return Err(e);
         }
-        inner.registry().queue.push_back(id);
+        // A cancel may have come while the record was being stored (the id was already
+        // visible through a 409): then the job is final, and it is recorded as such.
+        let cancelled = {
+            let mut reg = inner.registry();
+            match reg.live.get(&id) {
+                Some(l) if l.job.state == JobState::Queued => {
+                    reg.queue.push_back(id);
+                    None
+                }
+                Some(l) => Some(l.job.clone()),
+                None => None,
+            }
+        };
+        if let Some(done) = cancelled {
+            let saved = inner.repo.update(&done).await;
+            let mut reg = inner.registry();
+            if let Err(e) = saved {
+                tracing::error!(job = %id, error = %e, "cannot record a cancelled job");
+                reg.unsaved.push(id);
+            } else {
+                reg.live.remove(&id);
+            }
+            return Ok(settled(done));
+        }
         pump(inner);
         Ok(self.get_live(id).unwrap_or_else(|| settled(job)))
     }
@@ -577,9 +600,12 @@ impl JobService {
                     let saved = inner.repo.update(job).await;
                     let mut reg = inner.registry();
                     match saved {
-                        Ok(_) => {
+                        Ok(true) => {
                             reg.live.remove(&id);
                         }
+                        // Cancelled while `submit` was still storing it: `submit` sees
+                        // the state and writes the record itself.
+                        Ok(false) => {}
                         Err(e) => {
                             tracing::error!(job = %id, error = %e, "cannot record a cancelled job");
                             reg.unsaved.push(id);
@@ -702,14 +728,32 @@ async fn run(inner: Arc<Inner>, id: JobId) {
     }
     // A panic inside the work must not leave the job running forever, its source
     // locked and its slot taken: it ends the job as failed like any other error.
-    let outcome = AssertUnwindSafe(execute(&inner, &job, &actor, &progress, &cancel))
-        .catch_unwind()
-        .await
-        .unwrap_or_else(|_| {
-            Err(ServiceError::Unexpected(anyhow::anyhow!(
-                "the job panicked; see the log above"
-            )))
-        });
+    let outcome = if let Ok(outcome) =
+        AssertUnwindSafe(execute(&inner, &job, &actor, &progress, &cancel))
+            .catch_unwind()
+            .await
+    {
+        outcome
+    } else {
+        // The use case never got to record its outcome; the trail still gets one.
+        let action = match job.kind() {
+            JobKind::Backup => AuditAction::BackupCreate,
+            JobKind::Restore => AuditAction::Restore,
+            JobKind::Verify => AuditAction::Verify,
+        };
+        inner
+            .audit
+            .record_best_effort(
+                AuditEntry::new(&actor.username, action, &actor.client)
+                    .resource(format!("job:{id}"))
+                    .failed()
+                    .detail("internal error (the job panicked; see the server log)"),
+            )
+            .await;
+        Err(ServiceError::Unexpected(anyhow::anyhow!(
+            "the job panicked; see the log above"
+        )))
+    };
     let shutting_down = inner.registry().shutting_down;
     let mut job = job;
     job.progress = progress.read();

@@ -22,3 +22,6 @@ pub use jobs::{ActiveJobs, JobOptions, JobService, JobStatus};
 pub use sources::{SourceChanges, SourceService};
 pub use system::{ComponentHealth, HealthReport, SystemService};
 pub use users::UserService;
+
+#[cfg(test)]
+mod jobs_tests;

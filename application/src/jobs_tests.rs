@@ -1,0 +1,1662 @@
+//! Tests of [`JobService`], the background job runner, against small in-memory fakes of
+//! its ports.
+//!
+//! Spawned jobs go to a [`Tasks`] spawner that only collects them; the test moves them
+//! into a `LocalPool` and runs them with [`World::settle`], so every test decides exactly
+//! when background work makes progress. The fake engine takes a plan per source: finish
+//! at once, wait at a gate the test opens (then honour a cancel if one was asked for), or
+//! panic.
+
+use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
+use std::path::{Component, Path};
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+
+use async_trait::async_trait;
+use chrono::{DateTime, TimeZone, Utc};
+use futures::channel::oneshot;
+use futures::executor::{LocalPool, block_on};
+use futures::task::{LocalSpawnExt as _, SpawnExt as _};
+
+use coffer_domain::audit::{AuditEntry, AuditFilter, AuditRecord, GENESIS_HASH, chain_hash};
+use coffer_domain::auth::{Actor, ClientInfo, Permission, Role};
+use coffer_domain::engine::{
+    ArchiveFormat, BackupRequest, Cancel, EngineFailure, EntryInfo, EntryKind, Progress,
+    RestoreReport, SnapshotEngine, SnapshotStatus, SnapshotSummary, VerifyReport,
+};
+use coffer_domain::jobs::{Job, JobError, JobFilter, JobParams, JobProgress, JobResult, JobState};
+use coffer_domain::ports::{
+    AuditRepository, BackgroundTask, BackupCatalog, BackupFilter, CatalogEntry, Clock,
+    JobRepository, LocalPaths, Page, PathProblem, RepoError, Source, SourceRepository, SourceSpec,
+    Spawner,
+};
+use coffer_domain::secrets::Secret;
+use coffer_domain::{BackupId, JobId, SourceId, UserId};
+
+use crate::{
+    ActiveJobs as _, AuditLog, BackupService, JobOptions, JobService, JobStatus, MasterKeys,
+    ServiceError,
+};
+
+// ---------------------------------------------------------------------------------------
+// Fakes
+// ---------------------------------------------------------------------------------------
+
+fn t0() -> DateTime<Utc> {
+    Utc.with_ymd_and_hms(2026, 3, 1, 12, 0, 0).unwrap()
+}
+
+/// A clock that moves one second each time it is read, so that "later" is visible.
+struct StepClock(AtomicI64);
+
+impl StepClock {
+    fn new() -> Self {
+        Self(AtomicI64::new(0))
+    }
+}
+
+impl Clock for StepClock {
+    fn now(&self) -> DateTime<Utc> {
+        t0() + chrono::Duration::seconds(self.0.fetch_add(1, Ordering::SeqCst))
+    }
+}
+
+/// Collects spawned work; [`World::settle`] runs it.
+#[derive(Default)]
+struct Tasks(Mutex<Vec<BackgroundTask>>);
+
+impl Tasks {
+    fn take(&self) -> Vec<BackgroundTask> {
+        std::mem::take(&mut *self.0.lock().unwrap())
+    }
+}
+
+impl Spawner for Tasks {
+    fn spawn(&self, task: BackgroundTask) {
+        self.0.lock().unwrap().push(task);
+    }
+}
+
+/// Job records, plus every write in order.
+#[derive(Default)]
+struct FakeJobs {
+    rows: Mutex<BTreeMap<JobId, Job>>,
+    writes: Mutex<Vec<Job>>,
+    /// While set, `update` fails as a database would.
+    fail_updates: AtomicBool,
+}
+
+impl FakeJobs {
+    fn row(&self, id: JobId) -> Option<Job> {
+        self.rows.lock().unwrap().get(&id).cloned()
+    }
+
+    fn count(&self) -> usize {
+        self.rows.lock().unwrap().len()
+    }
+
+    /// The states written for one job, in order.
+    fn states_written(&self, id: JobId) -> Vec<JobState> {
+        self.writes
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|j| j.id == id)
+            .map(|j| j.state)
+            .collect()
+    }
+}
+
+#[async_trait]
+impl JobRepository for FakeJobs {
+    async fn insert(&self, job: &Job) -> Result<(), RepoError> {
+        let mut rows = self.rows.lock().unwrap();
+        if rows.contains_key(&job.id) {
+            return Err(RepoError::Conflict(format!("job {} exists", job.id)));
+        }
+        rows.insert(job.id, job.clone());
+        self.writes.lock().unwrap().push(job.clone());
+        Ok(())
+    }
+
+    async fn update(&self, job: &Job) -> Result<bool, RepoError> {
+        if self.fail_updates.load(Ordering::SeqCst) {
+            return Err(RepoError::Database("connection lost".into()));
+        }
+        let mut rows = self.rows.lock().unwrap();
+        let Some(row) = rows.get_mut(&job.id) else {
+            return Ok(false);
+        };
+        *row = job.clone();
+        self.writes.lock().unwrap().push(job.clone());
+        Ok(true)
+    }
+
+    async fn get(&self, id: JobId) -> Result<Option<Job>, RepoError> {
+        Ok(self.row(id))
+    }
+
+    async fn list(&self, filter: &JobFilter) -> Result<Page<Job>, RepoError> {
+        let mut all: Vec<Job> = self
+            .rows
+            .lock()
+            .unwrap()
+            .values()
+            .filter(|j| filter.state.is_none_or(|s| j.state == s))
+            .filter(|j| filter.kind.is_none_or(|k| j.kind() == k))
+            .filter(|j| filter.source_id.is_none_or(|s| j.source_id == Some(s)))
+            .cloned()
+            .collect();
+        all.sort_by_key(|j| std::cmp::Reverse((j.created_at, j.id)));
+        let total = all.len() as u64;
+        let items = all
+            .into_iter()
+            .skip(usize::try_from(filter.offset).unwrap())
+            .take(usize::try_from(filter.limit).unwrap())
+            .collect();
+        Ok(Page { items, total })
+    }
+
+    async fn fail_unfinished(
+        &self,
+        error: &JobError,
+        now: DateTime<Utc>,
+    ) -> Result<u64, RepoError> {
+        let mut n = 0;
+        for job in self.rows.lock().unwrap().values_mut() {
+            if matches!(job.state, JobState::Queued | JobState::Running) {
+                job.state = JobState::Failed;
+                job.error = Some(error.clone());
+                job.finished_at = Some(now);
+                n += 1;
+            }
+        }
+        Ok(n)
+    }
+}
+
+#[derive(Default)]
+struct FakeSources(Mutex<Vec<Source>>);
+
+#[async_trait]
+impl SourceRepository for FakeSources {
+    async fn create(&self, spec: &SourceSpec, now: DateTime<Utc>) -> Result<Source, RepoError> {
+        let mut all = self.0.lock().unwrap();
+        if all.iter().any(|s| s.name == spec.name) {
+            return Err(RepoError::Conflict(format!(
+                "source `{}` exists",
+                spec.name
+            )));
+        }
+        let source = Source {
+            id: SourceId::new(i64::try_from(all.len()).unwrap() + 1),
+            name: spec.name.clone(),
+            path: spec.path.clone(),
+            schedule: spec.schedule.clone(),
+            retention: spec.retention,
+            created_at: now,
+            updated_at: now,
+        };
+        all.push(source.clone());
+        Ok(source)
+    }
+
+    async fn get(&self, id: SourceId) -> Result<Option<Source>, RepoError> {
+        Ok(self.0.lock().unwrap().iter().find(|s| s.id == id).cloned())
+    }
+
+    async fn find_by_name(&self, name: &str) -> Result<Option<Source>, RepoError> {
+        Ok(self
+            .0
+            .lock()
+            .unwrap()
+            .iter()
+            .find(|s| s.name == name)
+            .cloned())
+    }
+
+    async fn find_by_path(&self, path: &str) -> Result<Option<Source>, RepoError> {
+        Ok(self
+            .0
+            .lock()
+            .unwrap()
+            .iter()
+            .find(|s| s.path == path)
+            .cloned())
+    }
+
+    async fn list(&self) -> Result<Vec<Source>, RepoError> {
+        let mut all = self.0.lock().unwrap().clone();
+        all.sort_by(|a, b| a.name.cmp(&b.name));
+        Ok(all)
+    }
+
+    async fn update(
+        &self,
+        id: SourceId,
+        spec: &SourceSpec,
+        now: DateTime<Utc>,
+    ) -> Result<Option<Source>, RepoError> {
+        let mut all = self.0.lock().unwrap();
+        let Some(s) = all.iter_mut().find(|s| s.id == id) else {
+            return Ok(None);
+        };
+        s.name.clone_from(&spec.name);
+        s.path.clone_from(&spec.path);
+        s.schedule.clone_from(&spec.schedule);
+        s.retention = spec.retention;
+        s.updated_at = now;
+        Ok(Some(s.clone()))
+    }
+
+    async fn delete(&self, id: SourceId) -> Result<bool, RepoError> {
+        let mut all = self.0.lock().unwrap();
+        let before = all.len();
+        all.retain(|s| s.id != id);
+        Ok(all.len() != before)
+    }
+}
+
+#[derive(Default)]
+struct FakeCatalog(Mutex<Vec<CatalogEntry>>);
+
+impl FakeCatalog {
+    fn all(&self) -> Vec<CatalogEntry> {
+        self.0.lock().unwrap().clone()
+    }
+}
+
+#[async_trait]
+impl BackupCatalog for FakeCatalog {
+    async fn insert(
+        &self,
+        summary: &SnapshotSummary,
+        source_id: Option<SourceId>,
+    ) -> Result<CatalogEntry, RepoError> {
+        let mut all = self.0.lock().unwrap();
+        if all.iter().any(|e| e.snapshot_id == summary.id) {
+            return Err(RepoError::Conflict(format!(
+                "snapshot {} exists",
+                summary.id
+            )));
+        }
+        let entry = CatalogEntry {
+            id: BackupId::new(i64::try_from(all.len()).unwrap() + 1),
+            snapshot_id: summary.id.clone(),
+            source_id,
+            source_name: summary.source.clone(),
+            size: summary.bytes,
+            created_at: summary.started_at,
+            finished_at: Some(summary.finished_at),
+            status: summary.status.as_str().to_owned(),
+            checksum: summary.id.clone(),
+            encrypted: summary.encrypted,
+            file_count: summary.files,
+            dir_count: summary.dirs,
+            bytes_added: summary.bytes_added,
+            stored_bytes_added: summary.stored_bytes_added,
+            duration_ms: 0,
+            warnings: summary.warnings.clone(),
+            parent_snapshot_id: summary.parent.clone(),
+            protected: false,
+            verified_at: None,
+            verify_result: None,
+        };
+        all.push(entry.clone());
+        Ok(entry)
+    }
+
+    async fn list(&self, limit: u64) -> Result<Vec<CatalogEntry>, RepoError> {
+        Ok(self
+            .0
+            .lock()
+            .unwrap()
+            .iter()
+            .rev()
+            .take(usize::try_from(limit).unwrap_or(usize::MAX))
+            .cloned()
+            .collect())
+    }
+
+    async fn find(&self, id_or_prefix: &str) -> Result<Option<CatalogEntry>, RepoError> {
+        let all = self.0.lock().unwrap();
+        if let Some(e) = all.iter().find(|e| e.snapshot_id == id_or_prefix) {
+            return Ok(Some(e.clone()));
+        }
+        if id_or_prefix.len() < 8 {
+            return Ok(None);
+        }
+        let hits: Vec<&CatalogEntry> = all
+            .iter()
+            .filter(|e| e.snapshot_id.starts_with(id_or_prefix))
+            .collect();
+        match hits.as_slice() {
+            [] => Ok(None),
+            [one] => Ok(Some((*one).clone())),
+            _ => Err(RepoError::Conflict(format!(
+                "`{id_or_prefix}` is ambiguous"
+            ))),
+        }
+    }
+
+    async fn latest_for_source(
+        &self,
+        source_id: SourceId,
+    ) -> Result<Option<CatalogEntry>, RepoError> {
+        Ok(self
+            .0
+            .lock()
+            .unwrap()
+            .iter()
+            .rev()
+            .find(|e| e.source_id == Some(source_id))
+            .cloned())
+    }
+
+    async fn record_verification(
+        &self,
+        snapshot_id: &str,
+        at: DateTime<Utc>,
+        result: &str,
+    ) -> Result<(), RepoError> {
+        if let Some(e) = self
+            .0
+            .lock()
+            .unwrap()
+            .iter_mut()
+            .find(|e| e.snapshot_id == snapshot_id)
+        {
+            e.verified_at = Some(at);
+            e.verify_result = Some(result.to_owned());
+        }
+        Ok(())
+    }
+
+    async fn query(&self, _: &BackupFilter) -> Result<Page<CatalogEntry>, RepoError> {
+        Err(RepoError::Database(
+            "query is not used by the job tests".into(),
+        ))
+    }
+
+    async fn delete(&self, snapshot_id: &str) -> Result<bool, RepoError> {
+        let mut all = self.0.lock().unwrap();
+        let before = all.len();
+        all.retain(|e| e.snapshot_id != snapshot_id);
+        Ok(all.len() != before)
+    }
+
+    async fn set_protected(&self, snapshot_id: &str, protected: bool) -> Result<bool, RepoError> {
+        let mut all = self.0.lock().unwrap();
+        let Some(e) = all.iter_mut().find(|e| e.snapshot_id == snapshot_id) else {
+            return Ok(false);
+        };
+        e.protected = protected;
+        Ok(true)
+    }
+}
+
+/// What the fake engine does with the next backup of a source.
+enum Plan {
+    /// Wait until the test opens the gate (or drops its end), then finish, unless a
+    /// cancel was asked for meanwhile: then stop with `Cancelled`.
+    Gate(oneshot::Receiver<()>),
+    /// Panic in the middle of the work.
+    Panic,
+}
+
+/// Files and bytes every fake backup reports.
+const FILES: u64 = 3;
+const BYTES: u64 = 300;
+
+#[derive(Default)]
+struct FakeEngine {
+    /// Plans by source name, used in order; with none left a backup finishes at once.
+    plans: Mutex<HashMap<String, VecDeque<Plan>>>,
+    /// Sources whose backup the engine was asked for, in order.
+    started: Mutex<Vec<String>>,
+    /// Restores the engine was asked for (targets), in order.
+    restores: Mutex<Vec<String>>,
+    in_flight: AtomicUsize,
+    max_in_flight: AtomicUsize,
+    next_snapshot: AtomicU64,
+}
+
+/// Counts one operation in flight until dropped (also when the operation panics).
+struct InFlight<'a>(&'a AtomicUsize);
+
+impl Drop for InFlight<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
+impl FakeEngine {
+    /// The next backup of `source` waits for the returned sender.
+    fn gate(&self, source: &str) -> oneshot::Sender<()> {
+        let (tx, rx) = oneshot::channel();
+        self.plan(source, Plan::Gate(rx));
+        tx
+    }
+
+    fn plan(&self, source: &str, plan: Plan) {
+        self.plans
+            .lock()
+            .unwrap()
+            .entry(source.to_owned())
+            .or_default()
+            .push_back(plan);
+    }
+
+    fn started(&self) -> Vec<String> {
+        self.started.lock().unwrap().clone()
+    }
+
+    fn enter(&self) -> InFlight<'_> {
+        let now = self.in_flight.fetch_add(1, Ordering::SeqCst) + 1;
+        self.max_in_flight.fetch_max(now, Ordering::SeqCst);
+        InFlight(&self.in_flight)
+    }
+}
+
+#[async_trait]
+impl SnapshotEngine for FakeEngine {
+    async fn backup(
+        &self,
+        request: BackupRequest,
+        progress: Arc<Progress>,
+        cancel: Cancel,
+    ) -> Result<SnapshotSummary, EngineFailure> {
+        let _in_flight = self.enter();
+        self.started
+            .lock()
+            .unwrap()
+            .push(request.source_name.clone());
+        let plan = self
+            .plans
+            .lock()
+            .unwrap()
+            .get_mut(&request.source_name)
+            .and_then(VecDeque::pop_front);
+        progress.set_totals(FILES, BYTES);
+        match plan {
+            None => {}
+            Some(Plan::Gate(rx)) => {
+                // Either end of the gate lets the backup go on.
+                let _ = rx.await;
+            }
+            Some(Plan::Panic) => panic!("the fake engine panics on purpose"),
+        }
+        // The safe point: a cancelled backup leaves no snapshot.
+        if cancel.is_cancelled() {
+            return Err(EngineFailure::Cancelled);
+        }
+        progress.add(FILES, BYTES);
+        let n = self.next_snapshot.fetch_add(1, Ordering::SeqCst) + 1;
+        Ok(SnapshotSummary {
+            id: format!("{n:064x}"),
+            source: request.source_name,
+            path: request.path.to_string_lossy().into_owned(),
+            hostname: "test".into(),
+            started_at: t0(),
+            finished_at: t0(),
+            status: SnapshotStatus::Ok,
+            encrypted: true,
+            parent: request.parent,
+            files: FILES,
+            dirs: 1,
+            bytes: BYTES,
+            bytes_added: BYTES,
+            stored_bytes_added: BYTES,
+            unchanged_files: 0,
+            warnings: Vec::new(),
+        })
+    }
+
+    async fn snapshots(&self) -> Result<Vec<SnapshotSummary>, EngineFailure> {
+        Ok(Vec::new())
+    }
+
+    async fn list_dir(&self, _: &str, _: &str) -> Result<Vec<EntryInfo>, EngineFailure> {
+        Ok(Vec::new())
+    }
+
+    async fn stat(&self, _: &str, path: &str) -> Result<EntryInfo, EngineFailure> {
+        Ok(EntryInfo {
+            name: path.rsplit('/').next().unwrap_or_default().to_owned(),
+            kind: EntryKind::Dir,
+            size: 0,
+            mtime: t0(),
+            mode: 0o755,
+        })
+    }
+
+    async fn restore(
+        &self,
+        _: &str,
+        _: Option<&str>,
+        target: &Path,
+        progress: Arc<Progress>,
+        cancel: Cancel,
+    ) -> Result<RestoreReport, EngineFailure> {
+        let _in_flight = self.enter();
+        self.restores
+            .lock()
+            .unwrap()
+            .push(target.to_string_lossy().into_owned());
+        if cancel.is_cancelled() {
+            return Err(EngineFailure::Cancelled);
+        }
+        progress.set_totals(FILES, BYTES);
+        progress.add(FILES, BYTES);
+        Ok(RestoreReport {
+            files: FILES,
+            dirs: 1,
+            symlinks: 0,
+            bytes: BYTES,
+        })
+    }
+
+    async fn verify(
+        &self,
+        snapshot: &str,
+        read_data: bool,
+        _: Arc<Progress>,
+        _: Cancel,
+    ) -> Result<VerifyReport, EngineFailure> {
+        Ok(VerifyReport {
+            snapshot: snapshot.to_owned(),
+            read_data,
+            problems: Vec::new(),
+            damaged_files: Vec::new(),
+            bytes_read: 0,
+        })
+    }
+
+    async fn export(
+        &self,
+        _: &str,
+        _: Option<&str>,
+        _: ArchiveFormat,
+        _: Box<dyn std::io::Write + Send>,
+    ) -> Result<u64, EngineFailure> {
+        Err(EngineFailure::Other(
+            "export is not used by the job tests".into(),
+        ))
+    }
+
+    async fn forget(&self, _: &str) -> Result<(), EngineFailure> {
+        Err(EngineFailure::Other(
+            "forget is not used by the job tests".into(),
+        ))
+    }
+}
+
+struct NoKeys;
+
+#[async_trait]
+impl MasterKeys for NoKeys {
+    async fn export(&self) -> Result<Secret, ServiceError> {
+        Err(ServiceError::Unexpected(anyhow::anyhow!(
+            "no keys in the job tests"
+        )))
+    }
+
+    async fn rotate(&self) -> Result<(), ServiceError> {
+        Err(ServiceError::Unexpected(anyhow::anyhow!(
+            "no keys in the job tests"
+        )))
+    }
+}
+
+/// Paths on a pretend filesystem: `links` maps a directory to where it points, `used`
+/// holds directories that are not empty.
+#[derive(Default)]
+struct FakePaths {
+    links: Mutex<HashMap<String, String>>,
+    used: Mutex<HashSet<String>>,
+}
+
+impl LocalPaths for FakePaths {
+    fn readable_dir(&self, path: &str) -> Result<String, PathProblem> {
+        Err(PathProblem {
+            path: path.to_owned(),
+            reason: "the job tests back up sources by id".into(),
+        })
+    }
+
+    fn resolve_target(&self, path: &str) -> Result<String, PathProblem> {
+        let p = Path::new(path);
+        if !p.is_absolute()
+            || p.components()
+                .any(|c| matches!(c, Component::ParentDir | Component::CurDir))
+        {
+            return Err(PathProblem {
+                path: path.to_owned(),
+                reason: "not a plain absolute path".into(),
+            });
+        }
+        let links = self.links.lock().unwrap();
+        for (from, to) in links.iter() {
+            if let Ok(rest) = p.strip_prefix(from) {
+                return Ok(Path::new(to).join(rest).to_string_lossy().into_owned());
+            }
+        }
+        Ok(path.to_owned())
+    }
+
+    fn is_free(&self, path: &str) -> bool {
+        !self.used.lock().unwrap().contains(path)
+    }
+}
+
+#[derive(Default)]
+struct FakeAudit {
+    rows: Mutex<Vec<AuditRecord>>,
+    /// The next `append` waits for this before writing.
+    hold: Mutex<Option<oneshot::Receiver<()>>>,
+}
+
+impl FakeAudit {
+    /// Makes the next `append` wait until the returned sender fires.
+    fn hold_next_append(&self) -> oneshot::Sender<()> {
+        let (tx, rx) = oneshot::channel();
+        *self.hold.lock().unwrap() = Some(rx);
+        tx
+    }
+
+    /// `(action, username, success)` of every row, oldest first.
+    fn rows(&self) -> Vec<(String, String, bool)> {
+        self.rows
+            .lock()
+            .unwrap()
+            .iter()
+            .map(|r| {
+                (
+                    r.entry.action.clone(),
+                    r.entry.username.clone(),
+                    r.entry.success,
+                )
+            })
+            .collect()
+    }
+
+    fn count(&self, action: &str) -> usize {
+        self.rows().iter().filter(|(a, _, _)| a == action).count()
+    }
+}
+
+#[async_trait]
+impl AuditRepository for FakeAudit {
+    async fn append(
+        &self,
+        entry: &AuditEntry,
+        now: DateTime<Utc>,
+    ) -> Result<AuditRecord, RepoError> {
+        let held = self.hold.lock().unwrap().take();
+        if let Some(rx) = held {
+            let _ = rx.await;
+        }
+        let mut rows = self.rows.lock().unwrap();
+        let prev_hash = rows
+            .last()
+            .map_or_else(|| GENESIS_HASH.to_owned(), |r| r.row_hash.clone());
+        let record = AuditRecord {
+            id: i64::try_from(rows.len()).unwrap() + 1,
+            timestamp: now,
+            entry: entry.clone(),
+            row_hash: chain_hash(&prev_hash, now, entry),
+            prev_hash,
+        };
+        rows.push(record.clone());
+        Ok(record)
+    }
+
+    async fn list(&self, filter: &AuditFilter, limit: u32) -> Result<Vec<AuditRecord>, RepoError> {
+        Ok(self
+            .rows
+            .lock()
+            .unwrap()
+            .iter()
+            .rev()
+            .filter(|r| filter.action.as_ref().is_none_or(|a| &r.entry.action == a))
+            .filter(|r| {
+                filter
+                    .username
+                    .as_ref()
+                    .is_none_or(|u| &r.entry.username == u)
+            })
+            .take(usize::try_from(limit).unwrap())
+            .cloned()
+            .collect())
+    }
+
+    async fn scan(&self, after_id: i64, limit: u32) -> Result<Vec<AuditRecord>, RepoError> {
+        Ok(self
+            .rows
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|r| r.id > after_id)
+            .take(usize::try_from(limit).unwrap())
+            .cloned()
+            .collect())
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// The world a test runs in
+// ---------------------------------------------------------------------------------------
+
+const ROOT: &str = "/srv/restore";
+
+struct World {
+    jobs: Arc<JobService>,
+    repo: Arc<FakeJobs>,
+    sources: Arc<FakeSources>,
+    catalog: Arc<FakeCatalog>,
+    engine: Arc<FakeEngine>,
+    paths: Arc<FakePaths>,
+    audit: Arc<FakeAudit>,
+    tasks: Arc<Tasks>,
+    pool: LocalPool,
+}
+
+impl World {
+    fn new(max_running: usize) -> Self {
+        Self::with_repo(max_running, Arc::new(FakeJobs::default()))
+    }
+
+    fn with_repo(max_running: usize, repo: Arc<FakeJobs>) -> Self {
+        let sources = Arc::new(FakeSources::default());
+        let catalog = Arc::new(FakeCatalog::default());
+        let engine = Arc::new(FakeEngine::default());
+        let paths = Arc::new(FakePaths::default());
+        let audit = Arc::new(FakeAudit::default());
+        let tasks = Arc::new(Tasks::default());
+        let clock: Arc<dyn Clock> = Arc::new(StepClock::new());
+        let log = AuditLog::new(audit.clone(), clock.clone());
+        let backups = Arc::new(BackupService::new(
+            engine.clone(),
+            sources.clone(),
+            catalog.clone(),
+            Arc::new(NoKeys),
+            paths.clone(),
+            vec!["/var/lib/coffer".into()],
+            clock.clone(),
+            log.clone(),
+        ));
+        let jobs = Arc::new(JobService::new(
+            repo.clone(),
+            backups,
+            paths.clone(),
+            tasks.clone(),
+            clock,
+            log,
+            JobOptions {
+                max_running,
+                restore_roots: vec![ROOT.into()],
+            },
+        ));
+        Self {
+            jobs,
+            repo,
+            sources,
+            catalog,
+            engine,
+            paths,
+            audit,
+            tasks,
+            pool: LocalPool::new(),
+        }
+    }
+
+    fn source(&self, name: &str) -> SourceId {
+        block_on(
+            self.sources
+                .create(&SourceSpec::plain(name, &format!("/data/{name}")), t0()),
+        )
+        .unwrap()
+        .id
+    }
+
+    /// Runs background work until none of it can move without the test.
+    fn settle(&mut self) {
+        loop {
+            let spawned = self.tasks.take();
+            let none = spawned.is_empty();
+            for task in spawned {
+                self.pool.spawner().spawn(task).unwrap();
+            }
+            self.pool.run_until_stalled();
+            if none && self.tasks.0.lock().unwrap().is_empty() {
+                break;
+            }
+        }
+    }
+
+    fn backup(&self, actor: &Actor, source: SourceId) -> Result<JobStatus, ServiceError> {
+        block_on(self.jobs.start_backup(actor, source))
+    }
+
+    fn get(&self, id: JobId) -> JobStatus {
+        block_on(self.jobs.get(&operator(), id)).unwrap()
+    }
+
+    fn state(&self, id: JobId) -> JobState {
+        self.get(id).job.state
+    }
+
+    fn cancel(&self, actor: &Actor, id: JobId) -> Result<JobStatus, ServiceError> {
+        block_on(self.jobs.cancel(actor, id))
+    }
+}
+
+fn actor(name: &str, role: Role) -> Actor {
+    Actor {
+        username: name.into(),
+        user_id: Some(UserId::new(7)),
+        role,
+        client: ClientInfo::default(),
+    }
+}
+
+fn operator() -> Actor {
+    actor("olga", Role::Operator)
+}
+
+fn viewer() -> Actor {
+    actor("victor", Role::Viewer)
+}
+
+fn job_running_id(e: ServiceError) -> JobId {
+    match e {
+        ServiceError::JobRunning { job_id, .. } => job_id,
+        other => panic!("expected job_running, got {other:?}"),
+    }
+}
+
+fn forbidden_permission(e: ServiceError) -> Permission {
+    match e {
+        ServiceError::Forbidden(f) => f.permission,
+        other => panic!("expected forbidden, got {other:?}"),
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// 1. Queue order and the running bound
+// ---------------------------------------------------------------------------------------
+
+#[test]
+fn with_one_slot_jobs_run_one_at_a_time_in_submission_order() {
+    let mut w = World::new(1);
+    let op = operator();
+    // Names and ids in an order unlike their submission order.
+    let names = ["zeta", "alpha", "mid"];
+    let sources: Vec<SourceId> = names.iter().map(|n| w.source(n)).collect();
+    let mut gates: Vec<_> = names.iter().map(|n| Some(w.engine.gate(n))).collect();
+
+    let ids: Vec<JobId> = sources
+        .iter()
+        .map(|s| {
+            let status = w.backup(&op, *s).unwrap();
+            assert!(w.jobs.running() <= 1);
+            status.job.id
+        })
+        .collect();
+    w.settle();
+
+    for step in 0..names.len() {
+        // The job of this step runs; those before it are done, those after it wait.
+        assert_eq!(w.engine.started(), names[..=step].to_vec(), "step {step}");
+        assert_eq!(w.jobs.running(), 1, "step {step}");
+        for (i, id) in ids.iter().enumerate() {
+            let expected = match i.cmp(&step) {
+                std::cmp::Ordering::Less => JobState::Succeeded,
+                std::cmp::Ordering::Equal => JobState::Running,
+                std::cmp::Ordering::Greater => JobState::Queued,
+            };
+            assert_eq!(w.state(*id), expected, "job {i} at step {step}");
+            assert_eq!(
+                w.repo.row(*id).unwrap().state,
+                expected,
+                "row {i} at step {step}"
+            );
+        }
+        gates[step].take().unwrap().send(()).unwrap();
+        w.settle();
+        assert!(w.jobs.running() <= 1);
+    }
+
+    assert_eq!(w.engine.started(), names.to_vec());
+    assert_eq!(w.jobs.running(), 0);
+    assert_eq!(w.engine.max_in_flight.load(Ordering::SeqCst), 1);
+    // Each started in turn: its `started_at` is after the previous one's `finished_at`.
+    let rows: Vec<Job> = ids.iter().map(|id| w.repo.row(*id).unwrap()).collect();
+    for pair in rows.windows(2) {
+        assert!(pair[1].started_at.unwrap() > pair[0].finished_at.unwrap());
+    }
+}
+
+#[test]
+fn with_two_slots_two_jobs_run_and_the_third_waits() {
+    let mut w = World::new(2);
+    let op = operator();
+    let names = ["a", "b", "c"];
+    let sources: Vec<SourceId> = names.iter().map(|n| w.source(n)).collect();
+    let gates: Vec<_> = names.iter().map(|n| w.engine.gate(n)).collect();
+    let ids: Vec<JobId> = sources
+        .iter()
+        .map(|s| w.backup(&op, *s).unwrap().job.id)
+        .collect();
+    w.settle();
+    assert_eq!(w.jobs.running(), 2);
+    assert_eq!(w.engine.started(), ["a", "b"]);
+    assert_eq!(w.state(ids[2]), JobState::Queued);
+
+    // The second one ends first: the third takes its slot.
+    let mut gates = gates.into_iter();
+    let (ga, gb, gc) = (
+        gates.next().unwrap(),
+        gates.next().unwrap(),
+        gates.next().unwrap(),
+    );
+    gb.send(()).unwrap();
+    w.settle();
+    assert_eq!(w.engine.started(), ["a", "b", "c"]);
+    assert_eq!(w.jobs.running(), 2);
+    ga.send(()).unwrap();
+    gc.send(()).unwrap();
+    w.settle();
+    assert_eq!(w.jobs.running(), 0);
+    assert_eq!(w.engine.max_in_flight.load(Ordering::SeqCst), 2);
+    for id in ids {
+        assert_eq!(w.state(id), JobState::Succeeded);
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// 2. One backup per source
+// ---------------------------------------------------------------------------------------
+
+#[test]
+fn a_second_backup_of_a_source_is_refused_while_the_first_is_queued_or_running() {
+    let mut w = World::new(1);
+    let op = operator();
+    let blocker = w.source("blocker");
+    let a = w.source("a");
+    let open_blocker = w.engine.gate("blocker");
+    let open_a = w.engine.gate("a");
+
+    w.backup(&op, blocker).unwrap();
+    let first = w.backup(&op, a).unwrap().job.id;
+    w.settle();
+    assert_eq!(w.state(first), JobState::Queued);
+
+    // Queued: refused, naming the first job; nothing recorded for the refusal.
+    let refused = w.backup(&op, a).unwrap_err();
+    assert_eq!(refused.code(), "job_running");
+    assert_eq!(job_running_id(refused), first);
+    assert_eq!(w.repo.count(), 2);
+    assert_eq!(w.audit.count("job_queue"), 2);
+    assert_eq!(w.jobs.backup_of(a), Some(first));
+
+    // Running: still refused.
+    open_blocker.send(()).unwrap();
+    w.settle();
+    assert_eq!(w.state(first), JobState::Running);
+    assert_eq!(job_running_id(w.backup(&op, a).unwrap_err()), first);
+    assert_eq!(w.repo.count(), 2);
+
+    // Once it has ended, a new backup of the source is accepted and runs.
+    open_a.send(()).unwrap();
+    w.settle();
+    assert_eq!(w.state(first), JobState::Succeeded);
+    assert_eq!(w.jobs.backup_of(a), None);
+    let again = w.backup(&op, a).unwrap().job.id;
+    assert_ne!(again, first);
+    w.settle();
+    assert_eq!(w.state(again), JobState::Succeeded);
+    assert_eq!(w.engine.started(), ["blocker", "a", "a"]);
+    // The second snapshot of the source builds on the first.
+    let catalog = w.catalog.all();
+    assert_eq!(catalog.len(), 3);
+    assert_eq!(
+        catalog[2].parent_snapshot_id.as_ref(),
+        Some(&catalog[1].snapshot_id)
+    );
+}
+
+#[test]
+fn backups_of_different_sources_do_not_block_each_other() {
+    let mut w = World::new(2);
+    let op = operator();
+    let a = w.source("a");
+    let b = w.source("b");
+    let _open_a = w.engine.gate("a");
+    w.backup(&op, a).unwrap();
+    let jb = w.backup(&op, b).unwrap().job.id;
+    w.settle();
+    assert_eq!(w.state(jb), JobState::Succeeded);
+}
+
+// ---------------------------------------------------------------------------------------
+// 3. Cancelling a queued job
+// ---------------------------------------------------------------------------------------
+
+#[test]
+fn cancelling_a_queued_job_settles_it_at_once_and_frees_its_source() {
+    let mut w = World::new(1);
+    let op = operator();
+    let blocker = w.source("blocker");
+    let b = w.source("b");
+    let open_blocker = w.engine.gate("blocker");
+
+    let running = w.backup(&op, blocker).unwrap().job.id;
+    let queued = w.backup(&op, b).unwrap().job.id;
+    w.settle();
+    assert_eq!(w.state(queued), JobState::Queued);
+
+    // Settled at once, with no background work run in between.
+    let status = w.cancel(&op, queued).unwrap();
+    assert_eq!(status.job.state, JobState::Cancelled);
+    assert!(status.job.finished_at.is_some());
+    assert_eq!(status.job.started_at, None);
+    assert_eq!(w.state(queued), JobState::Cancelled);
+    let row = w.repo.row(queued).unwrap();
+    assert_eq!(row.state, JobState::Cancelled);
+    assert_eq!(row.finished_at, status.job.finished_at);
+    assert_eq!(w.audit.count("job_cancel"), 1);
+    // The source is free again.
+    assert_eq!(w.jobs.backup_of(b), None);
+    // Cancelling it again: it has ended.
+    assert_eq!(w.cancel(&op, queued).unwrap_err().code(), "job_finished");
+
+    // The queue goes on without it: it never reaches the engine.
+    open_blocker.send(()).unwrap();
+    w.settle();
+    assert_eq!(w.state(running), JobState::Succeeded);
+    assert_eq!(w.engine.started(), ["blocker"]);
+    assert_eq!(w.jobs.running(), 0);
+    assert_eq!(w.state(queued), JobState::Cancelled);
+    assert_eq!(
+        w.repo.states_written(queued),
+        [JobState::Queued, JobState::Cancelled]
+    );
+
+    // And a new backup of its source is accepted.
+    let again = w.backup(&op, b).unwrap().job.id;
+    w.settle();
+    assert_eq!(w.state(again), JobState::Succeeded);
+    assert_eq!(w.engine.started(), ["blocker", "b"]);
+}
+
+#[test]
+fn a_queued_job_cancelled_while_its_record_cannot_be_written_never_runs() {
+    let mut w = World::new(1);
+    let op = operator();
+    let blocker = w.source("blocker");
+    let b = w.source("b");
+    let open_blocker = w.engine.gate("blocker");
+    w.backup(&op, blocker).unwrap();
+    let queued = w.backup(&op, b).unwrap().job.id;
+    w.settle();
+
+    w.repo.fail_updates.store(true, Ordering::SeqCst);
+    assert_eq!(
+        w.cancel(&op, queued).unwrap().job.state,
+        JobState::Cancelled
+    );
+    assert_eq!(w.repo.row(queued).unwrap().state, JobState::Queued);
+    assert_eq!(w.state(queued), JobState::Cancelled);
+
+    open_blocker.send(()).unwrap();
+    w.settle();
+    assert_eq!(w.engine.started(), ["blocker"]);
+    assert_eq!(w.state(queued), JobState::Cancelled);
+    assert_eq!(w.jobs.running(), 0);
+
+    // Written at shutdown, once the database is back.
+    w.repo.fail_updates.store(false, Ordering::SeqCst);
+    block_on(w.jobs.shutdown());
+    assert_eq!(w.repo.row(queued).unwrap().state, JobState::Cancelled);
+}
+
+// ---------------------------------------------------------------------------------------
+// 4. Cancelling a running job
+// ---------------------------------------------------------------------------------------
+
+#[test]
+fn cancelling_a_running_job_ends_it_cancelled_when_the_engine_honours_the_cancel() {
+    let mut w = World::new(1);
+    let op = operator();
+    let a = w.source("a");
+    let open_a = w.engine.gate("a");
+    let id = w.backup(&op, a).unwrap().job.id;
+    w.settle();
+    assert_eq!(w.state(id), JobState::Running);
+
+    // Asked, not yet stopped: the job runs until its next safe point.
+    let status = w.cancel(&op, id).unwrap();
+    assert_eq!(status.job.state, JobState::Running);
+    assert!(status.cancel_requested);
+    assert_eq!(w.jobs.backup_of(a), Some(id));
+
+    open_a.send(()).unwrap();
+    w.settle();
+    let status = w.get(id);
+    assert_eq!(status.job.state, JobState::Cancelled);
+    assert!(!status.cancel_requested);
+    let row = w.repo.row(id).unwrap();
+    assert_eq!(row, status.job);
+    assert_eq!(row.state, JobState::Cancelled);
+    assert!(row.finished_at.is_some());
+    assert_eq!(row.error, None);
+    assert_eq!(row.result, None);
+    assert_eq!(row.snapshot_id, None);
+    assert_eq!(
+        w.repo.states_written(id),
+        [JobState::Queued, JobState::Running, JobState::Cancelled]
+    );
+    // No snapshot, the slot and the source are free.
+    assert!(w.catalog.all().is_empty());
+    assert_eq!(w.jobs.running(), 0);
+    assert_eq!(w.jobs.backup_of(a), None);
+}
+
+// ---------------------------------------------------------------------------------------
+// 5. A panic in the engine
+// ---------------------------------------------------------------------------------------
+
+#[test]
+fn a_panicking_backup_fails_as_internal_and_frees_its_slot_and_source() {
+    let mut w = World::new(1);
+    let op = operator();
+    let boom = w.source("boom");
+    let next = w.source("next");
+    w.engine.plan("boom", Plan::Panic);
+    let open_next = w.engine.gate("next");
+
+    let crashed = w.backup(&op, boom).unwrap().job.id;
+    let waiting = w.backup(&op, next).unwrap().job.id;
+    assert_eq!(w.state(waiting), JobState::Queued);
+    w.settle();
+
+    let status = w.get(crashed);
+    assert_eq!(status.job.state, JobState::Failed);
+    let error = status.job.error.clone().unwrap();
+    assert_eq!(error.code, "internal");
+    // Nothing of the panic's own words reaches the record.
+    assert!(!error.message.contains("on purpose"), "{}", error.message);
+    assert_eq!(w.repo.row(crashed).unwrap(), status.job);
+    assert!(status.job.finished_at.is_some());
+
+    // The next queued job took the slot.
+    assert_eq!(w.engine.started(), ["boom", "next"]);
+    assert_eq!(w.state(waiting), JobState::Running);
+    assert_eq!(w.jobs.running(), 1);
+    // The source is free: a new backup of it is accepted (and waits for the slot).
+    assert_eq!(w.jobs.backup_of(boom), None);
+    let again = w.backup(&op, boom).unwrap().job.id;
+    open_next.send(()).unwrap();
+    w.settle();
+    assert_eq!(w.jobs.running(), 0);
+    assert_eq!(w.state(waiting), JobState::Succeeded);
+    assert_eq!(w.state(again), JobState::Succeeded);
+    assert_eq!(w.engine.started(), ["boom", "next", "boom"]);
+    assert_eq!(w.engine.in_flight.load(Ordering::SeqCst), 0);
+}
+
+#[test]
+fn a_panic_with_nothing_queued_leaves_no_job_running() {
+    let mut w = World::new(1);
+    let op = operator();
+    let boom = w.source("boom");
+    w.engine.plan("boom", Plan::Panic);
+    let id = w.backup(&op, boom).unwrap().job.id;
+    w.settle();
+    assert_eq!(w.jobs.running(), 0);
+    assert_eq!(w.state(id), JobState::Failed);
+    // The engine never returned: no audit row may claim a snapshot was made.
+    assert!(
+        !w.audit
+            .rows()
+            .iter()
+            .any(|(action, _, ok)| action == "backup_create" && *ok)
+    );
+    assert!(w.catalog.all().is_empty());
+}
+
+// ---------------------------------------------------------------------------------------
+// 6. Recovery at start-up
+// ---------------------------------------------------------------------------------------
+
+#[test]
+fn recover_fails_unfinished_jobs_as_interrupted_and_leaves_finished_ones() {
+    let repo = Arc::new(FakeJobs::default());
+    let before = t0() - chrono::Duration::hours(1);
+    let mut seeded = Vec::new();
+    for (i, state) in JobState::ALL.into_iter().enumerate() {
+        let id = JobId::from_uuid(uuid::Uuid::from_u128(u128::try_from(i).unwrap() + 1));
+        let mut job = Job::queued(
+            id,
+            JobParams::Backup {
+                source_id: SourceId::new(1),
+                source_name: "a".into(),
+            },
+            "olga",
+            before,
+        );
+        job.state = state;
+        if state != JobState::Queued {
+            job.started_at = Some(before);
+        }
+        if state.is_final() {
+            job.finished_at = Some(before);
+        }
+        if state == JobState::Failed {
+            job.error = Some(JobError::new("damaged", "a pack is damaged"));
+        }
+        block_on(repo.insert(&job)).unwrap();
+        seeded.push((state, job));
+    }
+    let w = World::with_repo(1, repo);
+
+    assert_eq!(block_on(w.jobs.recover()).unwrap(), 2);
+
+    for (state, old) in &seeded {
+        let row = w.repo.row(old.id).unwrap();
+        if state.is_final() {
+            assert_eq!(&row, old, "{state} must be left alone");
+        } else {
+            assert_eq!(row.state, JobState::Failed, "{state}");
+            assert_eq!(row.error.as_ref().unwrap().code, "interrupted", "{state}");
+            let finished = row.finished_at.unwrap();
+            assert!(finished >= t0(), "finished_at is the time of recovery");
+            assert_eq!(row.params, old.params);
+            assert_eq!(row.started_at, old.started_at);
+        }
+        // The service reports the rows as they now are.
+        assert_eq!(w.get(old.id).job, row);
+    }
+    // Nothing left to recover the second time.
+    assert_eq!(block_on(w.jobs.recover()).unwrap(), 0);
+}
+
+// ---------------------------------------------------------------------------------------
+// 7. Permissions
+// ---------------------------------------------------------------------------------------
+
+#[test]
+fn a_viewer_cannot_start_a_backup_and_nothing_is_recorded() {
+    let mut w = World::new(1);
+    let a = w.source("a");
+    let err = w.backup(&viewer(), a).unwrap_err();
+    assert_eq!(forbidden_permission(err), Permission::Backup);
+    w.settle();
+    assert_eq!(w.repo.count(), 0);
+    assert!(w.audit.rows().is_empty());
+    assert!(w.engine.started().is_empty());
+    assert_eq!(w.jobs.backup_of(a), None);
+    assert_eq!(w.jobs.running(), 0);
+}
+
+#[test]
+fn cancelling_a_backup_needs_the_backup_permission() {
+    let mut w = World::new(1);
+    let op = operator();
+    let a = w.source("a");
+    let b = w.source("b");
+    let open_a = w.engine.gate("a");
+    let running = w.backup(&op, a).unwrap().job.id;
+    let queued = w.backup(&op, b).unwrap().job.id;
+    w.settle();
+
+    // A viewer may look but not cancel, whether the job runs or waits.
+    for id in [running, queued] {
+        let err = w.cancel(&viewer(), id).unwrap_err();
+        assert_eq!(forbidden_permission(err), Permission::Backup);
+        assert!(!w.get(id).cancel_requested);
+    }
+    assert_eq!(w.state(running), JobState::Running);
+    assert_eq!(w.state(queued), JobState::Queued);
+    assert_eq!(w.audit.count("job_cancel"), 0);
+
+    // An operator (who has `backup`) may.
+    assert_eq!(
+        w.cancel(&op, queued).unwrap().job.state,
+        JobState::Cancelled
+    );
+    assert!(w.cancel(&op, running).unwrap().cancel_requested);
+    open_a.send(()).unwrap();
+    w.settle();
+    assert_eq!(w.state(running), JobState::Cancelled);
+    assert_eq!(w.audit.count("job_cancel"), 2);
+
+    // Once it has ended, a viewer still learns nothing more than "forbidden".
+    let err = w.cancel(&viewer(), running).unwrap_err();
+    assert_eq!(forbidden_permission(err), Permission::Backup);
+    assert_eq!(w.cancel(&op, running).unwrap_err().code(), "job_finished");
+}
+
+// ---------------------------------------------------------------------------------------
+// 8. The final record
+// ---------------------------------------------------------------------------------------
+
+#[test]
+fn the_final_record_holds_the_outcome_and_matches_what_get_returns() {
+    let mut w = World::new(1);
+    let op = operator();
+    let a = w.source("a");
+    let open_a = w.engine.gate("a");
+    let id = w.backup(&op, a).unwrap().job.id;
+    w.settle();
+
+    // While it runs, `get` shows the live counters (the engine set the totals).
+    let live = w.get(id);
+    assert_eq!(live.job.state, JobState::Running);
+    assert_eq!(live.job.progress.files_total, Some(FILES));
+    assert!(live.job.started_at.is_some());
+
+    open_a.send(()).unwrap();
+    w.settle();
+    let catalog = w.catalog.all();
+    assert_eq!(catalog.len(), 1);
+    let snap = &catalog[0];
+
+    let row = w.repo.row(id).unwrap();
+    assert_eq!(row.state, JobState::Succeeded);
+    assert_eq!(row.snapshot_id.as_ref(), Some(&snap.snapshot_id));
+    assert_eq!(
+        row.result,
+        Some(JobResult::Backup {
+            snapshot_id: snap.snapshot_id.clone(),
+            status: "ok".into(),
+            files: FILES,
+            bytes: BYTES,
+            bytes_added: BYTES,
+            warnings: Vec::new(),
+        })
+    );
+    assert_eq!(row.error, None);
+    assert_eq!(row.started_at, live.job.started_at);
+    assert!(row.finished_at.unwrap() > row.started_at.unwrap());
+    assert_eq!(
+        row.progress,
+        JobProgress {
+            files_done: FILES,
+            bytes_done: BYTES,
+            files_total: Some(FILES),
+            bytes_total: Some(BYTES),
+            totals_final: true,
+        }
+    );
+    assert_eq!(row.requested_by, "olga");
+    assert_eq!(row.source_id, Some(a));
+
+    // No longer live: `get` and `list` answer with exactly the record.
+    let status = w.get(id);
+    assert_eq!(status.job, row);
+    assert!(!status.cancel_requested);
+    assert_eq!(status.rate_bytes_per_sec, None);
+    assert_eq!(status.eta_secs, None);
+    let listed = block_on(w.jobs.list(
+        &op,
+        JobFilter {
+            limit: 10,
+            ..JobFilter::default()
+        },
+    ))
+    .unwrap();
+    assert_eq!(listed.total, 1);
+    assert_eq!(listed.items, [status]);
+    assert_eq!(
+        w.repo.states_written(id),
+        [JobState::Queued, JobState::Running, JobState::Succeeded]
+    );
+}
+
+#[test]
+fn an_outcome_that_cannot_be_written_stays_visible_and_is_written_at_shutdown() {
+    let mut w = World::new(1);
+    let op = operator();
+    let a = w.source("a");
+    let open_a = w.engine.gate("a");
+    let id = w.backup(&op, a).unwrap().job.id;
+    w.settle();
+    w.repo.fail_updates.store(true, Ordering::SeqCst);
+    open_a.send(()).unwrap();
+    w.settle();
+
+    // The database still says running; readers see the truth from memory.
+    assert_eq!(w.repo.row(id).unwrap().state, JobState::Running);
+    assert_eq!(w.state(id), JobState::Succeeded);
+    assert_eq!(w.jobs.running(), 0);
+    assert_eq!(w.jobs.backup_of(a), None);
+
+    w.repo.fail_updates.store(false, Ordering::SeqCst);
+    block_on(w.jobs.shutdown());
+    let row = w.repo.row(id).unwrap();
+    assert_eq!(row.state, JobState::Succeeded);
+    assert_eq!(row, w.get(id).job);
+}
+
+// ---------------------------------------------------------------------------------------
+// Shutdown
+// ---------------------------------------------------------------------------------------
+
+#[test]
+fn shutdown_interrupts_running_and_queued_jobs_and_refuses_new_ones() {
+    let mut w = World::new(1);
+    let op = operator();
+    let a = w.source("a");
+    let b = w.source("b");
+    let open_a = w.engine.gate("a");
+    let running = w.backup(&op, a).unwrap().job.id;
+    let queued = w.backup(&op, b).unwrap().job.id;
+    w.settle();
+
+    block_on(w.jobs.shutdown());
+    let row = w.repo.row(queued).unwrap();
+    assert_eq!(row.state, JobState::Failed);
+    assert_eq!(row.error.unwrap().code, "interrupted");
+    assert_eq!(w.jobs.running(), 1);
+    assert!(w.get(running).cancel_requested);
+    let err = w.backup(&op, w.source("c")).unwrap_err();
+    assert_eq!(err.code(), "shutting_down");
+
+    open_a.send(()).unwrap();
+    w.settle();
+    assert_eq!(w.jobs.running(), 0);
+    let row = w.repo.row(running).unwrap();
+    assert_eq!(row.state, JobState::Failed);
+    assert_eq!(row.error.unwrap().code, "interrupted");
+    // The queued job never ran.
+    assert_eq!(w.engine.started(), ["a"]);
+}
+
+// ---------------------------------------------------------------------------------------
+// Restore targets
+// ---------------------------------------------------------------------------------------
+
+/// Puts one finished snapshot in the catalog and returns its id.
+fn snapshot(w: &mut World) -> String {
+    let s = w.source("snap");
+    w.backup(&operator(), s).unwrap();
+    w.settle();
+    w.catalog.all().last().unwrap().snapshot_id.clone()
+}
+
+#[test]
+fn restores_into_overlapping_targets_are_refused_while_the_first_lives() {
+    let mut w = World::new(1);
+    let op = operator();
+    let snap = snapshot(&mut w);
+    // Keep the slot busy so that the restores wait in the queue.
+    let blocker = w.source("blocker");
+    let open_blocker = w.engine.gate("blocker");
+    w.backup(&op, blocker).unwrap();
+    w.settle();
+
+    let first = block_on(
+        w.jobs
+            .start_restore(&op, &snap, None, Some("/srv/restore/x")),
+    )
+    .unwrap()
+    .job
+    .id;
+    for overlapping in ["/srv/restore/x", "/srv/restore/x/inner", "/srv/restore"] {
+        let err = block_on(w.jobs.start_restore(&op, &snap, None, Some(overlapping))).unwrap_err();
+        assert_eq!(job_running_id(err), first, "{overlapping}");
+    }
+    // A sibling is fine.
+    let sibling = block_on(
+        w.jobs
+            .start_restore(&op, &snap, None, Some("/srv/restore/y")),
+    )
+    .unwrap()
+    .job
+    .id;
+
+    open_blocker.send(()).unwrap();
+    w.settle();
+    assert_eq!(w.state(first), JobState::Succeeded);
+    assert_eq!(w.state(sibling), JobState::Succeeded);
+    assert_eq!(
+        *w.engine.restores.lock().unwrap(),
+        ["/srv/restore/x", "/srv/restore/y"]
+    );
+    // Once it has ended the target may be used again (it is empty in this pretend world).
+    assert!(
+        block_on(
+            w.jobs
+                .start_restore(&op, &snap, None, Some("/srv/restore/x"))
+        )
+        .is_ok()
+    );
+}
+
+#[test]
+fn a_restore_outside_the_roots_is_refused_audited_and_not_queued() {
+    let mut w = World::new(1);
+    let op = operator();
+    let snap = snapshot(&mut w);
+    let jobs_before = w.repo.count();
+    for target in ["/etc", "../etc", "/srv/restore/../../etc"] {
+        let err = block_on(w.jobs.start_restore(&op, &snap, None, Some(target))).unwrap_err();
+        assert_eq!(err.code(), "restore_target_not_allowed", "{target}");
+    }
+    // A link inside the root that points out of it.
+    w.paths
+        .links
+        .lock()
+        .unwrap()
+        .insert("/srv/restore/out".into(), "/etc".into());
+    let err = block_on(w.jobs.start_restore(&op, &snap, None, Some("out/x"))).unwrap_err();
+    assert_eq!(err.code(), "restore_target_not_allowed");
+    // A directory that is not empty.
+    w.paths
+        .used
+        .lock()
+        .unwrap()
+        .insert("/srv/restore/full".into());
+    let err = block_on(w.jobs.start_restore(&op, &snap, None, Some("full"))).unwrap_err();
+    assert_eq!(err.code(), "restore_target_not_empty");
+
+    assert_eq!(w.repo.count(), jobs_before);
+    let refused = w
+        .audit
+        .rows()
+        .iter()
+        .filter(|(action, _, ok)| action == "restore" && !ok)
+        .count();
+    assert_eq!(refused, 5);
+    // A viewer may not even ask.
+    let err = block_on(w.jobs.start_restore(&viewer(), &snap, None, None)).unwrap_err();
+    assert_eq!(forbidden_permission(err), Permission::Restore);
+}
+
+#[test]
+fn a_restore_target_that_turned_into_a_link_out_of_the_roots_is_refused_at_start() {
+    let mut w = World::new(1);
+    let op = operator();
+    let snap = snapshot(&mut w);
+    let blocker = w.source("blocker");
+    let open_blocker = w.engine.gate("blocker");
+    w.backup(&op, blocker).unwrap();
+    w.settle();
+    let id = block_on(
+        w.jobs
+            .start_restore(&op, &snap, None, Some("/srv/restore/t")),
+    )
+    .unwrap()
+    .job
+    .id;
+    // While it waits, its parent becomes a link elsewhere.
+    w.paths
+        .links
+        .lock()
+        .unwrap()
+        .insert("/srv/restore".into(), "/etc".into());
+    open_blocker.send(()).unwrap();
+    w.settle();
+    let row = w.repo.row(id).unwrap();
+    assert_eq!(row.state, JobState::Failed);
+    assert_eq!(row.error.unwrap().code, "restore_target_not_allowed");
+    assert!(w.engine.restores.lock().unwrap().is_empty());
+}
+
+// ---------------------------------------------------------------------------------------
+// A job cancelled while it is being submitted
+// ---------------------------------------------------------------------------------------
+
+/// `submit` makes a job live (and its id known: a second backup of the source names it,
+/// `backup_of` returns it) before it has written the job's record. A cancel in that
+/// window finds the job queued, settles it in memory, writes the record (no row yet:
+/// `update` answers `Ok(false)`, taken as success) and forgets it. `submit` then inserts
+/// the row as `queued` and pushes the id on the queue, where `pump` skips it because it
+/// is no longer live. The row stays `queued` until the next restart, and `get` and
+/// `list` report it as waiting for ever; a second cancel says it "has already ended
+/// (queued)".
+#[test]
+fn a_job_cancelled_before_its_record_is_stored_is_not_left_queued() {
+    let mut w = World::new(1);
+    let op = operator();
+    let a = w.source("a");
+    let release = w.audit.hold_next_append();
+    let submitted: Arc<Mutex<Option<Result<JobStatus, ServiceError>>>> = Arc::default();
+    {
+        let jobs = Arc::clone(&w.jobs);
+        let slot = Arc::clone(&submitted);
+        let op = op.clone();
+        w.pool
+            .spawner()
+            .spawn_local(async move {
+                let r = jobs.start_backup(&op, a).await;
+                *slot.lock().unwrap() = Some(r);
+            })
+            .unwrap();
+    }
+    // `submit` now waits for its `job_queue` audit row.
+    w.settle();
+    assert!(submitted.lock().unwrap().is_none());
+    assert_eq!(w.repo.count(), 0);
+
+    // The job's id is already out, and it can be cancelled.
+    let id = job_running_id(w.backup(&op, a).unwrap_err());
+    assert_eq!(w.jobs.backup_of(a), Some(id));
+    assert_eq!(w.cancel(&op, id).unwrap().job.state, JobState::Cancelled);
+
+    release.send(()).unwrap();
+    w.settle();
+    assert!(submitted.lock().unwrap().is_some());
+    assert!(w.engine.started().is_empty());
+    assert_eq!(w.jobs.running(), 0);
+    // The job was cancelled: no reader may see it waiting, and no row may say so.
+    if let Some(row) = w.repo.row(id) {
+        assert_eq!(row.state, JobState::Cancelled, "the stored record");
+    }
+    match block_on(w.jobs.get(&op, id)) {
+        Ok(status) => assert_eq!(status.job.state, JobState::Cancelled, "what `get` answers"),
+        Err(e) => assert_eq!(e.code(), "not_found"),
+    }
+}

@@ -58,7 +58,7 @@ def _note(line):
 
 
 def _login():
-    """POST /api/login as admin from a fresh loopback address: (status, body, headers)."""
+    """POST /api/login as admin from a fresh loopback address: (status, body, Retry-After)."""
     conn = http.client.HTTPConnection(
         URL.hostname, URL.port, timeout=60, source_address=(next(_addresses), 0)
     )
@@ -71,7 +71,7 @@ def _login():
             data = json.loads(raw)
         except ValueError:
             data = {"raw": raw.decode(errors="replace")}
-        return resp.status, data, dict(resp.getheaders())
+        return resp.status, data, resp.getheader("Retry-After")
     finally:
         conn.close()
 
@@ -101,7 +101,7 @@ class AdminToken:
         with _lock:
             last = None
             for _ in range(4):
-                status, data, headers = _login()
+                status, data, retry_after = _login()
                 _note(f"login {status}")
                 if status == 200 and data["user"]["role"] == "admin":
                     return data["token"]
@@ -109,7 +109,7 @@ class AdminToken:
                 if status == 429:
                     # The fuzzer tried `admin` with wrong passwords often enough to slow
                     # the username itself down (at most a minute).
-                    time.sleep(min(int(headers.get("Retry-After", "5")), 65))
+                    time.sleep(min(int(retry_after or "5"), 65))
                 elif status in (200, 401):
                     _restore_admin()
                 else:

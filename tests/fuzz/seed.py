@@ -65,7 +65,9 @@ def main():
     }
     with open(out, "w") as f:
         json.dump(seed, f)
-    print(f"seed: source {source['id']} ({fixture}), snapshot {seed['snapshot_id'][:12]}, job {job['id']}")
+    print(
+        f"seed: source {source['id']} ({fixture}), snapshot {seed['snapshot_id'][:12]}, job {job['id']}"
+    )
 
 
 if __name__ == "__main__":

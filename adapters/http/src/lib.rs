@@ -9,6 +9,7 @@
 //!
 //! This crate knows the application layer and the domain, never a database or a store.
 
+mod allow;
 mod api;
 pub mod auth;
 mod error;
@@ -109,7 +110,8 @@ pub fn app(state: Arc<AppState>, options: &HttpOptions) -> impl Endpoint + 'stat
         .nest("/swagger", swagger.endpoint())
         .nest("/", api)
         .data(state);
-    middleware::wrap(routes, options.max_body_bytes)
+    let allow = allow::AllowTable::new(<Apis as poem_openapi::OpenApi>::meta());
+    allow::with_allow(middleware::wrap(routes, options.max_body_bytes), allow)
 }
 
 #[cfg(test)]

@@ -60,7 +60,7 @@ impl AuthApi {
         body: Json<LoginRequest>,
     ) -> Result<LoginResult, ApiError> {
         let client = client_info(req, &state.trusted_proxies);
-        let password = Secret::new(body.0.password);
+        let password = Secret::new(body.0.password.into());
         let session = state
             .auth
             .login(&body.0.username, &password, &client)
@@ -150,8 +150,8 @@ impl AuthApi {
             .auth
             .change_own_password(
                 auth.actor(),
-                &Secret::new(body.current_password),
-                &Secret::new(body.new_password),
+                &Secret::new(body.current_password.into()),
+                &Secret::new(body.new_password.into()),
             )
             .await?;
         Ok(NoContent::Done)

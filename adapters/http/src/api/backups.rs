@@ -15,6 +15,7 @@ use poem_openapi::{ApiResponse, Enum, Object, OpenApi};
 
 use super::ApiTags;
 use super::auth::NoContent;
+use super::dto::Text;
 use super::jobs::JobAccepted;
 use crate::AppState;
 use crate::auth::Auth;
@@ -97,7 +98,7 @@ pub struct StartBackupRequest {
     #[oai(nullable)]
     pub source_id: Option<i64>,
     #[oai(nullable, validator(min_length = 1, max_length = 200))]
-    pub source: Option<String>,
+    pub source: Option<Text>,
 }
 
 /// What to restore, and where.
@@ -106,12 +107,12 @@ pub struct RestoreRequest {
     /// A path inside the snapshot (a file or a directory); everything when absent or
     /// `null`.
     #[oai(nullable, validator(max_length = 4096))]
-    pub path: Option<String>,
+    pub path: Option<Text>,
     /// A directory on the server under one of `restore.allowed_roots`: absolute, or
     /// relative to the first root. It must not exist yet or be empty. Default:
     /// `<first root>/<snapshot id>` (when absent or `null`).
     #[oai(nullable, validator(max_length = 4096))]
-    pub target: Option<String>,
+    pub target: Option<Text>,
 }
 
 /// The kind of an entry in a snapshot.

@@ -5,7 +5,14 @@ use chrono::{DateTime, Utc};
 use coffer_domain::audit::AuditRecord;
 use coffer_domain::auth::Role;
 use coffer_domain::ports::User;
+use std::borrow::Cow;
+
+use poem::http::StatusCode;
+use poem_openapi::registry::{MetaSchema, MetaSchemaRef, Registry};
+use poem_openapi::types::{MaybeUndefined, ParseError, ParseFromJSON, ParseResult, ToJSON, Type};
 use poem_openapi::{Enum, Object};
+
+use crate::error::ApiError;
 
 /// A built-in role.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Enum)]
@@ -65,9 +72,9 @@ impl From<&User> for UserDto {
 #[derive(Object)]
 pub struct LoginRequest {
     #[oai(validator(min_length = 1, max_length = 256))]
-    pub username: String,
+    pub username: Text,
     #[oai(validator(min_length = 1, max_length = 4096), write_only)]
-    pub password: String,
+    pub password: Text,
 }
 
 /// A new session.
@@ -98,34 +105,178 @@ pub struct MeResponse {
 pub struct CreateUserRequest {
     /// 1–64 characters of letters, digits, `.`, `_`, `-`, starting with a letter or digit.
     #[oai(validator(min_length = 1, max_length = 64))]
-    pub username: String,
+    pub username: Text,
     /// At least 12 characters, not the username.
     #[oai(validator(min_length = 1, max_length = 4096), write_only)]
-    pub password: String,
+    pub password: Text,
     pub role: RoleName,
 }
 
-/// Fields to change; absent fields stay as they are.
+/// Fields to change; absent fields stay as they are (neither can be `null`).
 #[derive(Debug, Object)]
 pub struct UpdateUserRequest {
-    pub role: Option<RoleName>,
-    pub is_active: Option<bool>,
+    pub role: MaybeUndefined<RoleName>,
+    pub is_active: MaybeUndefined<bool>,
+}
+
+/// A string field of a request body that takes a JSON string and nothing else.
+///
+/// poem-openapi's `String` also accepts a number or a boolean (`12` becomes `"12"`),
+/// which the schema (`"type": "string"`) does not allow: a schema-driven fuzzer sent a
+/// number as a new password and it was taken. `Text` is described exactly like `String`
+/// (validators included) and refuses anything but a string with 400.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Text(pub String);
+
+impl std::ops::Deref for Text {
+    type Target = str;
+
+    fn deref(&self) -> &str {
+        &self.0
+    }
+}
+
+impl From<Text> for String {
+    fn from(text: Text) -> Self {
+        text.0
+    }
+}
+
+impl Type for Text {
+    const IS_REQUIRED: bool = true;
+    type RawValueType = String;
+    type RawElementValueType = String;
+
+    fn name() -> Cow<'static, str> {
+        String::name()
+    }
+
+    fn schema_ref() -> MetaSchemaRef {
+        String::schema_ref()
+    }
+
+    fn as_raw_value(&self) -> Option<&Self::RawValueType> {
+        Some(&self.0)
+    }
+
+    fn raw_element_iter<'a>(
+        &'a self,
+    ) -> Box<dyn Iterator<Item = &'a Self::RawElementValueType> + 'a> {
+        Box::new(std::iter::once(&self.0))
+    }
+
+    fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+}
+
+impl ParseFromJSON for Text {
+    fn parse_from_json(value: Option<serde_json::Value>) -> ParseResult<Self> {
+        match value.unwrap_or_default() {
+            serde_json::Value::String(s) => Ok(Self(s)),
+            other => Err(ParseError::expected_type(other)),
+        }
+    }
+}
+
+impl ToJSON for Text {
+    fn to_json(&self) -> Option<serde_json::Value> {
+        Some(serde_json::Value::String(self.0.clone()))
+    }
+}
+
+/// An optional field of an object type `T` that may also be `null` (absent and `null`
+/// stay apart, as in [`MaybeUndefined`]), described as
+/// `{"nullable": true, "allOf": [{"$ref": "T"}]}`.
+///
+/// A plain `MaybeUndefined<T>` marked `nullable` comes out of poem-openapi as
+/// `"allOf": [{"$ref": "T"}, {"nullable": true}]`, which code generators (for one,
+/// openapi-python-client) read as a new type: clients got a copy of `T` for every such
+/// field instead of `T` itself.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct NullableRef<T>(pub MaybeUndefined<T>);
+
+impl<T: Type> Type for NullableRef<T> {
+    const IS_REQUIRED: bool = false;
+    type RawValueType = T::RawValueType;
+    type RawElementValueType = T::RawElementValueType;
+
+    fn name() -> Cow<'static, str> {
+        format!("nullable_{}", T::name()).into()
+    }
+
+    fn schema_ref() -> MetaSchemaRef {
+        MetaSchemaRef::Inline(Box::new(MetaSchema {
+            nullable: true,
+            all_of: vec![T::schema_ref()],
+            ..MetaSchema::ANY
+        }))
+    }
+
+    fn register(registry: &mut Registry) {
+        T::register(registry);
+    }
+
+    fn as_raw_value(&self) -> Option<&Self::RawValueType> {
+        self.0.as_raw_value()
+    }
+
+    fn raw_element_iter<'a>(
+        &'a self,
+    ) -> Box<dyn Iterator<Item = &'a Self::RawElementValueType> + 'a> {
+        self.0.raw_element_iter()
+    }
+
+    fn is_none(&self) -> bool {
+        self.0.is_none()
+    }
+}
+
+impl<T: ParseFromJSON> ParseFromJSON for NullableRef<T> {
+    fn parse_from_json(value: Option<serde_json::Value>) -> ParseResult<Self> {
+        MaybeUndefined::parse_from_json(value)
+            .map(Self)
+            .map_err(ParseError::propagate)
+    }
+}
+
+impl<T: ToJSON> ToJSON for NullableRef<T> {
+    fn to_json(&self) -> Option<serde_json::Value> {
+        self.0.to_json()
+    }
+}
+
+/// A field of a change request that cannot be cleared: absent leaves it as it is, and
+/// `null`, which the schema does not allow, is refused (400) rather than read as absent.
+///
+/// # Errors
+/// 400 `bad_request` for `null`.
+pub fn not_null<T>(field: &str, value: MaybeUndefined<T>) -> Result<Option<T>, ApiError> {
+    match value {
+        MaybeUndefined::Undefined => Ok(None),
+        MaybeUndefined::Null => Err(ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "bad_request",
+            format!("`{field}` cannot be null; leave it out to keep the current value"),
+        )),
+        MaybeUndefined::Value(v) => Ok(Some(v)),
+    }
 }
 
 #[derive(Object)]
 pub struct ResetPasswordRequest {
     /// At least 12 characters, not the username.
     #[oai(validator(min_length = 1, max_length = 4096), write_only)]
-    pub password: String,
+    pub password: Text,
 }
 
 #[derive(Object)]
 pub struct ChangePasswordRequest {
     #[oai(validator(min_length = 1, max_length = 4096), write_only)]
-    pub current_password: String,
+    pub current_password: Text,
     /// At least 12 characters, not the username.
     #[oai(validator(min_length = 1, max_length = 4096), write_only)]
-    pub new_password: String,
+    pub new_password: Text,
 }
 
 /// A role and what it allows.

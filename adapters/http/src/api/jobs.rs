@@ -202,7 +202,8 @@ pub struct JobErrorDto {
     pub message: String,
 }
 
-/// A background job (backup, restore, verify).
+/// A background job (backup, restore, verify). `result` is set when `state` is
+/// `succeeded`, `error` when it is `failed`.
 #[derive(Debug, Object)]
 #[oai(skip_serializing_if_is_none)]
 pub struct JobDto {
@@ -216,9 +217,10 @@ pub struct JobDto {
     pub requested_by: String,
     pub params: JobParamsDto,
     pub progress: JobProgressDto,
-    /// Set when `state` is `succeeded`.
+    // `result` and `error` are described on the struct: a doc comment on a field whose type
+    // is a schema of its own becomes `allOf: [$ref, {description}]`, which generators turn
+    // into a copy of the type.
     pub result: Option<JobResultDto>,
-    /// Set when `state` is `failed`.
     pub error: Option<JobErrorDto>,
     /// A cancel was asked for and the job has not stopped yet.
     pub cancel_requested: bool,
@@ -335,7 +337,9 @@ impl JobsApi {
         kind: Query<Option<JobKindDto>>,
         source_id: Query<Option<i64>>,
         #[oai(validator(minimum(value = "1"), maximum(value = "500")))] limit: Query<Option<u64>>,
-        #[oai(validator(maximum(value = "1000000000")))] offset: Query<Option<u64>>,
+        #[oai(validator(minimum(value = "0"), maximum(value = "1000000000")))] offset: Query<
+            Option<u64>,
+        >,
     ) -> Result<Json<JobPage>, ApiError> {
         let filter = JobFilter {
             state: job_state.0.map(Into::into),

@@ -12,6 +12,7 @@ use poem_openapi::{ApiResponse, Object, OpenApi};
 
 use super::ApiTags;
 use super::auth::NoContent;
+use super::dto::{NullableRef, Text, not_null};
 use crate::AppState;
 use crate::auth::Auth;
 use crate::error::ApiError;
@@ -20,10 +21,10 @@ use crate::error::ApiError;
 #[derive(Debug, Clone, Copy, Object)]
 pub struct RetentionDto {
     /// Keep at most this many snapshots (the newest). 0: no count limit.
-    #[oai(validator(maximum(value = "100000")))]
+    #[oai(validator(minimum(value = "0"), maximum(value = "100000")))]
     pub max_backups: u32,
     /// Remove snapshots older than this many days. 0: no age limit.
-    #[oai(validator(maximum(value = "100000")))]
+    #[oai(validator(minimum(value = "0"), maximum(value = "100000")))]
     pub max_age_days: u32,
 }
 
@@ -45,7 +46,8 @@ impl From<RetentionDto> for Retention {
     }
 }
 
-/// A directory on the server that Coffer backs up.
+/// A directory on the server that Coffer backs up. `retention`, when present, overrides
+/// the configured retention for this source.
 #[derive(Debug, Object)]
 #[oai(skip_serializing_if_is_none)]
 pub struct SourceDto {
@@ -55,7 +57,8 @@ pub struct SourceDto {
     pub path: String,
     /// Five-field cron expression (UTC), when backed up on a schedule.
     pub schedule: Option<String>,
-    /// Overrides the configured retention for this source.
+    // No doc comment: on a field whose type is a schema of its own, poem-openapi writes
+    // it as `allOf: [$ref, {description}]`, which generators turn into a copy of the type.
     pub retention: Option<RetentionDto>,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
@@ -79,27 +82,29 @@ impl From<Source> for SourceDto {
 pub struct CreateSourceRequest {
     /// 1–200 characters, no control characters; unique.
     #[oai(validator(min_length = 1, max_length = 200))]
-    pub name: String,
+    pub name: Text,
     /// An absolute path to a directory the server can read.
     #[oai(validator(min_length = 1, max_length = 4096))]
-    pub path: String,
+    pub path: Text,
     /// Five-field cron expression in UTC, for example `0 3 * * *` (03:00 every day).
-    #[oai(validator(max_length = 200))]
-    pub schedule: Option<String>,
-    pub retention: Option<RetentionDto>,
+    /// Absent, `null` or empty: no schedule.
+    #[oai(nullable, validator(max_length = 200))]
+    pub schedule: Option<Text>,
+    /// Absent or `null`: the configured retention applies.
+    pub retention: NullableRef<RetentionDto>,
 }
 
 /// Fields to change; absent fields stay as they are, `null` clears `schedule` or
-/// `retention`.
+/// `retention` (`name` and `path` cannot be cleared).
 #[derive(Debug, Object)]
 pub struct UpdateSourceRequest {
     #[oai(validator(min_length = 1, max_length = 200))]
-    pub name: Option<String>,
+    pub name: MaybeUndefined<Text>,
     #[oai(validator(min_length = 1, max_length = 4096))]
-    pub path: Option<String>,
-    #[oai(validator(max_length = 200))]
-    pub schedule: MaybeUndefined<String>,
-    pub retention: MaybeUndefined<RetentionDto>,
+    pub path: MaybeUndefined<Text>,
+    #[oai(nullable, validator(max_length = 200))]
+    pub schedule: MaybeUndefined<Text>,
+    pub retention: NullableRef<RetentionDto>,
 }
 
 /// `Some(None)` clears a field, `None` leaves it.
@@ -157,10 +162,10 @@ impl SourcesApi {
             .create(
                 auth.actor(),
                 SourceSpec {
-                    name: b.name,
-                    path: b.path,
-                    schedule: b.schedule,
-                    retention: b.retention.map(Into::into),
+                    name: b.name.into(),
+                    path: b.path.into(),
+                    schedule: b.schedule.map(Into::into),
+                    retention: b.retention.0.take().map(Into::into),
                 },
             )
             .await?;
@@ -194,10 +199,10 @@ impl SourcesApi {
     ) -> Result<Json<SourceDto>, ApiError> {
         let b = body.0;
         let changes = SourceChanges {
-            name: b.name,
-            path: b.path,
+            name: not_null("name", b.name)?.map(Into::into),
+            path: not_null("path", b.path)?.map(Into::into),
             schedule: change(b.schedule),
-            retention: change(b.retention),
+            retention: change(b.retention.0),
         };
         let source = state
             .sources

@@ -27,18 +27,22 @@ pub enum OverallStatus {
     Unavailable,
 }
 
-/// The server's health, for monitors and load balancers.
+/// The server's health, for monitors and load balancers: `status` is `ok` when every
+/// dependency answers and `unavailable` otherwise (HTTP 503); `database` and `storage`
+/// tell whether the catalog database and the repository storage answer; `error`, in the
+/// API's usual error shape, is present when `status` is `unavailable`.
+//
+// The fields whose types are schemas of their own carry no doc comment: poem-openapi
+// would write them as `allOf: [$ref, {description}]`, which openapi-python-client refuses
+// for an enum ("Cannot take allOf a non-object", dropping `Health` from the client) and
+// turns into a copy of the type for an object.
 #[derive(Debug, Clone, Object)]
 pub struct Health {
-    /// `ok` when every dependency answers; `unavailable` otherwise (HTTP 503).
     pub status: OverallStatus,
     /// Coffer's version.
     pub version: String,
-    /// Whether the catalog database answers.
     pub database: ComponentStatus,
-    /// Whether the repository storage answers.
     pub storage: ComponentStatus,
-    /// Present when `status` is `unavailable`, in the API's usual error shape.
     #[oai(skip_serializing_if_is_none)]
     pub error: Option<ErrorDetail>,
 }

@@ -10,7 +10,9 @@ use poem_openapi::{ApiResponse, OpenApi};
 
 use super::ApiTags;
 use super::auth::NoContent;
-use super::dto::{CreateUserRequest, ResetPasswordRequest, RoleDto, UpdateUserRequest, UserDto};
+use super::dto::{
+    CreateUserRequest, ResetPasswordRequest, RoleDto, UpdateUserRequest, UserDto, not_null,
+};
 use crate::AppState;
 use crate::auth::Auth;
 use crate::error::ApiError;
@@ -57,7 +59,7 @@ impl UsersApi {
             .create(
                 auth.actor(),
                 &body.username,
-                &Secret::new(body.password),
+                &Secret::new(body.password.into()),
                 body.role.into(),
             )
             .await?;
@@ -93,8 +95,8 @@ impl UsersApi {
         body: Json<UpdateUserRequest>,
     ) -> Result<Json<UserDto>, ApiError> {
         let changes = UserChanges {
-            role: body.0.role.map(Into::into),
-            is_active: body.0.is_active,
+            role: not_null("role", body.0.role)?.map(Into::into),
+            is_active: not_null("is_active", body.0.is_active)?,
         };
         let user = state
             .users
@@ -125,7 +127,7 @@ impl UsersApi {
             .reset_password(
                 auth.actor(),
                 UserId::new(id.0),
-                &Secret::new(body.0.password),
+                &Secret::new(body.0.password.into()),
             )
             .await?;
         Ok(NoContent::Done)

@@ -15,6 +15,7 @@ use coffer_domain::ports::{
     BackupCatalog, BackupFilter, CatalogEntry, Clock, LocalPaths, Page, RepoError, Source,
     SourceRepository, SourceSpec,
 };
+use coffer_domain::retention::{self, Candidate, Retention, Verdict};
 use coffer_domain::secrets::Secret;
 
 use crate::audit::AuditLog;
@@ -86,9 +87,33 @@ pub struct BackupService {
     catalog: Arc<dyn BackupCatalog>,
     keys: Arc<dyn MasterKeys>,
     paths: Arc<dyn LocalPaths>,
-    protected: Vec<String>,
+    policy: BackupPolicy,
     clock: Arc<dyn Clock>,
     audit: AuditLog,
+}
+
+/// The rules a backup server keeps around its snapshots.
+#[derive(Debug, Clone, Default)]
+pub struct BackupPolicy {
+    /// Coffer's own directories (data, repository, restore roots), absolute with symlinks
+    /// resolved: a backup path may not contain them or lie in them.
+    pub protected: Vec<String>,
+    /// The retention rules of sources that have no override.
+    pub retention: Retention,
+    /// Apply retention to a source after each successful backup of it.
+    pub retention_after_backup: bool,
+}
+
+/// What retention decided for one source.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RetentionReport {
+    pub source: Source,
+    /// The rules in force: the source's override, or the configured defaults.
+    pub policy: Retention,
+    /// Every snapshot of the source, newest first, with its verdict.
+    pub verdicts: Vec<Verdict>,
+    /// Whether the removals were carried out (false for a preview).
+    pub applied: bool,
 }
 
 /// Keeps what is safe in a file name, so that a `Content-Disposition` header needs no
@@ -117,8 +142,6 @@ fn snapshot_path(path: Option<&str>) -> Option<String> {
 }
 
 impl BackupService {
-    /// `protected`: Coffer's own directories, which a backup path may not contain or
-    /// lie in (see [`crate::SourceService::new`]).
     #[must_use]
     #[allow(clippy::too_many_arguments)]
     pub fn new(
@@ -127,7 +150,7 @@ impl BackupService {
         catalog: Arc<dyn BackupCatalog>,
         keys: Arc<dyn MasterKeys>,
         paths: Arc<dyn LocalPaths>,
-        protected: Vec<String>,
+        policy: BackupPolicy,
         clock: Arc<dyn Clock>,
         audit: AuditLog,
     ) -> Self {
@@ -137,7 +160,7 @@ impl BackupService {
             catalog,
             keys,
             paths,
-            protected,
+            policy,
             clock,
             audit,
         }
@@ -168,7 +191,7 @@ impl BackupService {
                     .paths
                     .readable_dir(&path.to_string_lossy())
                     .map_err(|e| ServiceError::invalid("invalid_path", e.to_string()))?;
-                crate::sources::check_not_own(&text, &self.protected)?;
+                crate::sources::check_not_own(&text, &self.policy.protected)?;
                 if let Some(source) = self.sources.find_by_path(&text).await? {
                     return Ok(source);
                 }
@@ -247,6 +270,12 @@ impl BackupService {
                             )),
                     )
                     .await?;
+                if self.policy.retention_after_backup {
+                    // The snapshot is safe; a retention failure is reported, not fatal.
+                    if let Err(e) = self.enforce_retention(actor, &source, true).await {
+                        tracing::error!(source = %source.name, error = %e, "retention after a backup failed");
+                    }
+                }
                 Ok(row)
             }
             Err(e) => {
@@ -256,6 +285,93 @@ impl BackupService {
                 Err(e.into())
             }
         }
+    }
+
+    /// What retention would keep and remove for a source, and why.
+    ///
+    /// # Errors
+    /// `Forbidden` without `view`; `NotFound`.
+    pub async fn retention_preview(
+        &self,
+        actor: &Actor,
+        source_id: SourceId,
+    ) -> Result<RetentionReport, ServiceError> {
+        actor.require(Permission::View)?;
+        let source = self.source(source_id).await?;
+        self.enforce_retention(actor, &source, false).await
+    }
+
+    /// Applies retention to a source now: removes what its rules do not keep.
+    ///
+    /// # Errors
+    /// `Forbidden` without `manage_system`; `NotFound`; storage or database failures
+    /// (what was removed before stays removed).
+    pub async fn apply_retention(
+        &self,
+        actor: &Actor,
+        source_id: SourceId,
+    ) -> Result<RetentionReport, ServiceError> {
+        actor.require(Permission::ManageSystem)?;
+        let source = self.source(source_id).await?;
+        self.enforce_retention(actor, &source, true).await
+    }
+
+    /// Decides, and with `apply` removes, each snapshot the rules do not keep. Every
+    /// removal is audited with the reason, under the caller's name.
+    async fn enforce_retention(
+        &self,
+        actor: &Actor,
+        source: &Source,
+        apply: bool,
+    ) -> Result<RetentionReport, ServiceError> {
+        let policy = source.retention.unwrap_or(self.policy.retention);
+        let rows = self
+            .catalog
+            .query(&BackupFilter {
+                source_id: Some(source.id),
+                ..BackupFilter::default()
+            })
+            .await?
+            .items;
+        let candidates: Vec<Candidate> = rows
+            .iter()
+            .map(|r| Candidate {
+                id: r.snapshot_id.clone(),
+                created_at: r.created_at,
+                protected: r.protected,
+                complete: r.status == "ok",
+            })
+            .collect();
+        let verdicts = retention::decide(&policy, &candidates, self.clock.now());
+        if apply {
+            for v in verdicts.iter().filter(|v| !v.keep) {
+                let entry =
+                    AuditEntry::new(&actor.username, AuditAction::BackupDelete, &actor.client)
+                        .resource(format!("snapshot:{}", v.id))
+                        .detail(format!(
+                            "retention of `{}`: {}",
+                            source.name,
+                            v.reasons.join(", ")
+                        ));
+                match self.engine.forget(&v.id).await {
+                    Ok(()) | Err(EngineFailure::NotFound(_)) => {}
+                    Err(e) => {
+                        self.audit
+                            .record_best_effort(entry.failed().detail(e.to_string()))
+                            .await;
+                        return Err(e.into());
+                    }
+                }
+                self.catalog.delete(&v.id).await?;
+                self.audit.record(entry).await?;
+            }
+        }
+        Ok(RetentionReport {
+            source: source.clone(),
+            policy,
+            verdicts,
+            applied: apply,
+        })
     }
 
     /// The catalog, newest first.

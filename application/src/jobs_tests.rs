@@ -781,7 +781,10 @@ impl World {
             catalog.clone(),
             Arc::new(NoKeys),
             paths.clone(),
-            vec!["/var/lib/coffer".into()],
+            crate::BackupPolicy {
+                protected: vec!["/var/lib/coffer".into()],
+                ..crate::BackupPolicy::default()
+            },
             clock.clone(),
             log.clone(),
         ));

@@ -16,7 +16,9 @@ pub mod users;
 
 pub use audit::{AuditLog, AuditService, ChainReport};
 pub use auth::{AuthService, Session};
-pub use backups::{BackupService, BackupTarget, DirPage, DownloadPlan, MasterKeys};
+pub use backups::{
+    BackupPolicy, BackupService, BackupTarget, DirPage, DownloadPlan, MasterKeys, RetentionReport,
+};
 pub use error::ServiceError;
 pub use jobs::{ActiveJobs, JobOptions, JobService, JobStatus};
 pub use sources::{SourceChanges, SourceService};

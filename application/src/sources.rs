@@ -85,7 +85,17 @@ fn check_schedule(schedule: Option<String>) -> Result<Option<String>, ServiceErr
 
 fn check_retention(retention: Option<Retention>) -> Result<Option<Retention>, ServiceError> {
     if let Some(r) = retention
-        && (r.max_backups > MAX_RETENTION || r.max_age_days > MAX_RETENTION)
+        && [
+            r.max_backups,
+            r.max_age_days,
+            r.keep_within_days,
+            r.keep_daily,
+            r.keep_weekly,
+            r.keep_monthly,
+            r.keep_yearly,
+        ]
+        .iter()
+        .any(|n| *n > MAX_RETENTION)
     {
         return Err(ServiceError::invalid(
             "invalid_retention",

@@ -10,8 +10,8 @@ use std::time::Duration;
 
 use anyhow::Context as _;
 use coffer_application::{
-    ActiveJobs, AuditLog, AuditService, AuthService, BackupService, JobOptions, JobService,
-    SourceService, SystemService, UserService,
+    ActiveJobs, AuditLog, AuditService, AuthService, BackupPolicy, BackupService, JobOptions,
+    JobService, SourceService, SystemService, UserService,
 };
 use coffer_config::Settings;
 use coffer_crypto::{Argon2Hasher, Hs256Tokens};
@@ -116,6 +116,21 @@ pub fn server_lock(data_dir: &Path) -> anyhow::Result<std::fs::File> {
     }
 }
 
+/// The configured retention rules, for sources without their own.
+#[must_use]
+pub fn retention_rules(settings: &Settings) -> coffer_domain::retention::Retention {
+    let r = &settings.retention;
+    coffer_domain::retention::Retention {
+        max_backups: r.max_backups,
+        max_age_days: r.max_age_days,
+        keep_within_days: r.keep_within_days,
+        keep_daily: r.keep_daily,
+        keep_weekly: r.keep_weekly,
+        keep_monthly: r.keep_monthly,
+        keep_yearly: r.keep_yearly,
+    }
+}
+
 /// Coffer's own directories (data directory, repository, restore roots), absolute with
 /// symlinks resolved where they exist: no source may contain them or lie in them.
 ///
@@ -215,7 +230,11 @@ impl Services {
                 store: storage,
             }),
             paths.clone(),
-            protected.clone(),
+            BackupPolicy {
+                protected: protected.clone(),
+                retention: retention_rules(settings),
+                retention_after_backup: settings.retention.enabled,
+            },
             clock.clone(),
             audit_log.clone(),
         ));

@@ -135,6 +135,18 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Apply a source's retention rules now: remove the snapshots they do not keep
+    /// (--dry-run shows each snapshot with keep or remove and why, and changes nothing).
+    Forget {
+        /// The source, by name or id.
+        #[arg(long)]
+        source: String,
+        /// Only show what would be removed.
+        #[arg(long)]
+        dry_run: bool,
+        #[arg(long)]
+        json: bool,
+    },
     /// The master key: without it the backups cannot be read.
     #[command(subcommand)]
     Key(KeyCommand),
@@ -211,6 +223,58 @@ enum UsersCommand {
     },
 }
 
+/// A source's own retention rules. Giving any of them replaces the configured rules for
+/// this source; the ones not given are off (0).
+#[derive(Debug, Clone, Copy, clap::Args)]
+struct RetentionArgs {
+    /// Keep the newest N snapshots.
+    #[arg(long)]
+    max_backups: Option<u32>,
+    /// Remove snapshots older than N days (the keep rules do not lift this).
+    #[arg(long)]
+    max_age_days: Option<u32>,
+    /// Keep every snapshot of the last N days.
+    #[arg(long)]
+    keep_within_days: Option<u32>,
+    /// Keep the newest snapshot of each of the last N days.
+    #[arg(long)]
+    keep_daily: Option<u32>,
+    /// Keep the newest snapshot of each of the last N ISO weeks.
+    #[arg(long)]
+    keep_weekly: Option<u32>,
+    /// Keep the newest snapshot of each of the last N months.
+    #[arg(long)]
+    keep_monthly: Option<u32>,
+    /// Keep the newest snapshot of each of the last N years.
+    #[arg(long)]
+    keep_yearly: Option<u32>,
+}
+
+impl RetentionArgs {
+    fn rules(self) -> Option<coffer_domain::retention::Retention> {
+        let all = [
+            self.max_backups,
+            self.max_age_days,
+            self.keep_within_days,
+            self.keep_daily,
+            self.keep_weekly,
+            self.keep_monthly,
+            self.keep_yearly,
+        ];
+        all.iter()
+            .any(Option::is_some)
+            .then(|| coffer_domain::retention::Retention {
+                max_backups: self.max_backups.unwrap_or(0),
+                max_age_days: self.max_age_days.unwrap_or(0),
+                keep_within_days: self.keep_within_days.unwrap_or(0),
+                keep_daily: self.keep_daily.unwrap_or(0),
+                keep_weekly: self.keep_weekly.unwrap_or(0),
+                keep_monthly: self.keep_monthly.unwrap_or(0),
+                keep_yearly: self.keep_yearly.unwrap_or(0),
+            })
+    }
+}
+
 #[derive(Debug, Subcommand)]
 enum SourcesCommand {
     /// Add a source: an absolute directory this server can read.
@@ -220,12 +284,8 @@ enum SourcesCommand {
         /// Five-field cron expression in UTC, e.g. "0 3 * * *" (03:00 every day).
         #[arg(long)]
         schedule: Option<String>,
-        /// Retention override: keep at most this many snapshots (0 = no count limit).
-        #[arg(long, requires = "max_age_days")]
-        max_backups: Option<u32>,
-        /// Retention override: remove snapshots older than this many days (0 = no limit).
-        #[arg(long, requires = "max_backups")]
-        max_age_days: Option<u32>,
+        #[command(flatten)]
+        retention: RetentionArgs,
     },
     /// List sources.
     List {
@@ -276,6 +336,11 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             Command::Users(command) => ok(users(&settings, command).await),
             Command::Audit(AuditCommand::Verify) => ok(audit_verify(&settings).await),
             Command::Sources(command) => ok(sources(&settings, command).await),
+            Command::Forget {
+                source,
+                dry_run,
+                json,
+            } => ok(forget(&settings, &source, dry_run, json).await),
             Command::Openapi => unreachable!("handled above"),
             other => cli_backup::run(&settings, other).await,
         }
@@ -491,19 +556,11 @@ async fn sources(settings: &Settings, command: SourcesCommand) -> anyhow::Result
             name,
             path,
             schedule,
-            max_backups,
-            max_age_days,
+            retention,
         } => {
             let absolute = std::path::absolute(&path)
                 .with_context(|| format!("cannot make {} absolute", path.display()))?;
-            let retention = max_backups
-                .zip(max_age_days)
-                .map(
-                    |(max_backups, max_age_days)| coffer_domain::ports::Retention {
-                        max_backups,
-                        max_age_days,
-                    },
-                );
+            let retention = retention.rules();
             let source = svc
                 .create(
                     &actor,
@@ -536,6 +593,11 @@ async fn sources(settings: &Settings, command: SourcesCommand) -> anyhow::Result
                             "retention": s.retention.map(|r| serde_json::json!({
                                 "max_backups": r.max_backups,
                                 "max_age_days": r.max_age_days,
+                                "keep_within_days": r.keep_within_days,
+                                "keep_daily": r.keep_daily,
+                                "keep_weekly": r.keep_weekly,
+                                "keep_monthly": r.keep_monthly,
+                                "keep_yearly": r.keep_yearly,
                             })),
                             "created_at": s.created_at.to_rfc3339(),
                         })
@@ -565,6 +627,71 @@ async fn sources(settings: &Settings, command: SourcesCommand) -> anyhow::Result
         }
     }
     services.db.close().await?;
+    Ok(())
+}
+
+async fn forget(
+    settings: &Settings,
+    source: &str,
+    dry_run: bool,
+    json: bool,
+) -> anyhow::Result<()> {
+    let services = coffer_services(settings).await?;
+    let actor = local_admin();
+    let found = services.sources.find(&actor, source).await?;
+    let report = if dry_run {
+        services.backups.retention_preview(&actor, found.id).await?
+    } else {
+        services.backups.apply_retention(&actor, found.id).await?
+    };
+    services.db.close().await?;
+    let removed = report.verdicts.iter().filter(|v| !v.keep).count();
+    if json {
+        let items: Vec<serde_json::Value> = report
+            .verdicts
+            .iter()
+            .map(|v| {
+                serde_json::json!({
+                    "id": v.id,
+                    "created_at": v.created_at.to_rfc3339(),
+                    "keep": v.keep,
+                    "reasons": v.reasons,
+                })
+            })
+            .collect();
+        out!(
+            "{}",
+            serde_json::to_string_pretty(&serde_json::json!({
+                "source": report.source.name,
+                "applied": report.applied,
+                "kept": report.verdicts.len() - removed,
+                "removed": removed,
+                "items": items,
+            }))?
+        );
+        return Ok(());
+    }
+    out!("{:<12}  {:<20} {:<7} why", "snapshot", "taken (UTC)", "");
+    for v in &report.verdicts {
+        out!(
+            "{:<12}  {:<20} {:<7} {}",
+            &v.id[..v.id.len().min(12)],
+            v.created_at.format("%Y-%m-%d %H:%M:%S"),
+            if v.keep { "keep" } else { "REMOVE" },
+            v.reasons.join(", ")
+        );
+    }
+    out!(
+        "`{}`: {} kept, {} {}",
+        report.source.name,
+        report.verdicts.len() - removed,
+        removed,
+        if report.applied {
+            "removed (their data goes when garbage is collected)"
+        } else {
+            "would be removed (dry run: nothing changed)"
+        }
+    );
     Ok(())
 }
 

@@ -177,8 +177,19 @@ pub struct RetentionSettings {
     pub enabled: bool,
     /// Keep at most this many snapshots per source (the newest). 0: no count limit.
     pub max_backups: u32,
-    /// Remove snapshots older than this many days. 0: no age limit.
+    /// Remove snapshots older than this many days (a hard limit the keep rules below do
+    /// not lift). 0: no age limit.
     pub max_age_days: u32,
+    /// Keep every snapshot of the last N days. 0: off.
+    pub keep_within_days: u32,
+    /// Keep the newest snapshot of each of the last N days that have one. 0: off.
+    pub keep_daily: u32,
+    /// ... of each of the last N ISO weeks. 0: off.
+    pub keep_weekly: u32,
+    /// ... of each of the last N months. 0: off.
+    pub keep_monthly: u32,
+    /// ... of each of the last N years. 0: off.
+    pub keep_yearly: u32,
 }
 
 impl Default for RetentionSettings {
@@ -187,6 +198,11 @@ impl Default for RetentionSettings {
             enabled: true,
             max_backups: 10,
             max_age_days: 30,
+            keep_within_days: 0,
+            keep_daily: 0,
+            keep_weekly: 0,
+            keep_monthly: 0,
+            keep_yearly: 0,
         }
     }
 }

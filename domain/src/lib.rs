@@ -13,6 +13,7 @@ pub mod engine;
 pub mod ids;
 pub mod jobs;
 pub mod ports;
+pub mod retention;
 pub mod schedule;
 pub mod secrets;
 pub mod storage;

@@ -171,14 +171,7 @@ impl Clock for SystemClock {
     }
 }
 
-/// How many snapshots of a source to keep. `0` means no limit of that kind.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub struct Retention {
-    /// Keep at most this many snapshots (the newest).
-    pub max_backups: u32,
-    /// Remove snapshots older than this many days.
-    pub max_age_days: u32,
-}
+pub use crate::retention::Retention;
 
 /// A configured backup source.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -803,3 +803,116 @@ async fn one_backup_per_source_and_a_cancelled_backup_leaves_nothing() {
     assert_eq!(std::fs::read_dir(&outside).expect("outside").count(), 0);
     app.stop().await;
 }
+
+on_both!(retention_runs_after_each_backup_and_can_be_previewed_and_applied);
+async fn retention_runs_after_each_backup_and_can_be_previewed_and_applied(app: &TestApp) {
+    let api = admin(app).await;
+    let work = tempfile::tempdir().expect("tempdir");
+    let src = work.path().join("docs");
+    source_tree(&src);
+    let (status, s) = api
+        .post(
+            "/api/sources",
+            json!({"name": "docs", "path": src, "retention": {"max_backups": 2, "max_age_days": 0}}),
+        )
+        .await;
+    assert_eq!(status, 201, "{s}");
+    let id = s["id"].as_i64().expect("id");
+    assert_eq!(s["retention"]["keep_daily"], 0, "absent rules read as off");
+
+    let mut snaps = Vec::new();
+    for i in 0..3 {
+        std::fs::write(src.join("changing.txt"), format!("version {i}")).expect("write");
+        snaps.push(api.backup(id).await);
+    }
+    // Applied after each backup: the oldest of the three is gone.
+    let (_, page) = api.get(&format!("/api/backups?source_id={id}")).await;
+    assert_eq!(page["total"], 2, "{page}");
+    let ids: Vec<&str> = page["items"]
+        .as_array()
+        .expect("items")
+        .iter()
+        .map(|b| b["id"].as_str().expect("id"))
+        .collect();
+    assert_eq!(ids, [snaps[2].as_str(), snaps[1].as_str()]);
+    assert_eq!(api.get(&format!("/api/backups/{}", snaps[0])).await.0, 404);
+
+    // Preview with tighter rules: nothing changes until applied.
+    let (status, _) = api
+        .send(
+            "PATCH",
+            &format!("/api/sources/{id}"),
+            Some(json!({"retention": {"max_backups": 1, "max_age_days": 0}})),
+        )
+        .await;
+    assert_eq!(status, 200);
+    let (status, preview) = api.get("/api/retention/preview?source=docs").await;
+    assert_eq!(status, 200, "{preview}");
+    assert_eq!(preview["applied"], false);
+    assert_eq!(
+        (preview["kept"].as_u64(), preview["removed"].as_u64()),
+        (Some(1), Some(1))
+    );
+    assert_eq!(preview["items"][0]["id"], snaps[2].as_str());
+    assert_eq!(preview["items"][0]["keep"], true);
+    assert_eq!(preview["items"][1]["keep"], false);
+    assert_eq!(preview["items"][1]["reasons"], json!(["no rule keeps it"]));
+    let (_, page) = api.get(&format!("/api/backups?source_id={id}")).await;
+    assert_eq!(page["total"], 2);
+
+    // A protected snapshot survives; a viewer may preview but not apply.
+    api.post(&format!("/api/backups/{}/protect", snaps[1]), json!(null))
+        .await;
+    app.create_user(&api.token, "peek", "correct horse battery", "viewer")
+        .await;
+    let v = Api {
+        app,
+        token: app.token("peek", "correct horse battery").await,
+    };
+    assert_eq!(
+        v.get(&format!("/api/retention/preview?source={id}"))
+            .await
+            .0,
+        200
+    );
+    assert_eq!(
+        v.post("/api/retention/apply?source=docs", json!(null))
+            .await
+            .0,
+        403
+    );
+    let (status, applied) = api
+        .post("/api/retention/apply?source=docs", json!(null))
+        .await;
+    assert_eq!(status, 200, "{applied}");
+    assert_eq!(applied["removed"], 0);
+    assert_eq!(applied["items"][1]["reasons"], json!(["protected"]));
+    api.post(&format!("/api/backups/{}/unprotect", snaps[1]), json!(null))
+        .await;
+    let (_, applied) = api
+        .post("/api/retention/apply?source=docs", json!(null))
+        .await;
+    assert_eq!(
+        (applied["applied"].as_bool(), applied["removed"].as_u64()),
+        (Some(true), Some(1))
+    );
+    let (_, page) = api.get(&format!("/api/backups?source_id={id}")).await;
+    assert_eq!(page["total"], 1);
+    assert_eq!(page["items"][0]["id"], snaps[2].as_str());
+    // The removed snapshots are gone from storage too, and each removal is audited.
+    let left =
+        std::fs::read_dir(app.data_dir.join("repository/snapshots")).map_or(0, Iterator::count);
+    assert_eq!(left, 1);
+    let (_, audit) = api.get("/api/audit?action=backup_delete").await;
+    let details: Vec<&str> = audit["items"]
+        .as_array()
+        .expect("items")
+        .iter()
+        .map(|r| r["detail"].as_str().unwrap_or(""))
+        .collect();
+    assert_eq!(details.len(), 2, "{details:?}");
+    assert!(
+        details.iter().all(|d| d.starts_with("retention of `docs`")),
+        "{details:?}"
+    );
+}

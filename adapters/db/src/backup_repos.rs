@@ -19,21 +19,57 @@ use crate::entities::{backups, sources};
 use crate::error::{is_foreign_key_violation, repo_err};
 use crate::page::window;
 
-/// `sources.retention` as stored: `{"max_backups":N,"max_age_days":N}`.
+/// `sources.retention` as stored: `{"max_backups":N,"max_age_days":N,"keep_daily":N,...}`.
+/// Rules added later read as 0 (off) from rows written before them.
 #[derive(Serialize, Deserialize)]
 struct RetentionJson {
     max_backups: u32,
     max_age_days: u32,
+    #[serde(default)]
+    keep_within_days: u32,
+    #[serde(default)]
+    keep_daily: u32,
+    #[serde(default)]
+    keep_weekly: u32,
+    #[serde(default)]
+    keep_monthly: u32,
+    #[serde(default)]
+    keep_yearly: u32,
+}
+
+impl From<Retention> for RetentionJson {
+    fn from(r: Retention) -> Self {
+        Self {
+            max_backups: r.max_backups,
+            max_age_days: r.max_age_days,
+            keep_within_days: r.keep_within_days,
+            keep_daily: r.keep_daily,
+            keep_weekly: r.keep_weekly,
+            keep_monthly: r.keep_monthly,
+            keep_yearly: r.keep_yearly,
+        }
+    }
+}
+
+impl From<RetentionJson> for Retention {
+    fn from(r: RetentionJson) -> Self {
+        Self {
+            max_backups: r.max_backups,
+            max_age_days: r.max_age_days,
+            keep_within_days: r.keep_within_days,
+            keep_daily: r.keep_daily,
+            keep_weekly: r.keep_weekly,
+            keep_monthly: r.keep_monthly,
+            keep_yearly: r.keep_yearly,
+        }
+    }
 }
 
 fn retention_json(retention: Option<Retention>) -> Result<Option<String>, RepoError> {
     retention
         .map(|r| {
-            serde_json::to_string(&RetentionJson {
-                max_backups: r.max_backups,
-                max_age_days: r.max_age_days,
-            })
-            .map_err(|e| RepoError::Database(format!("cannot encode a retention: {e}")))
+            serde_json::to_string(&RetentionJson::from(r))
+                .map_err(|e| RepoError::Database(format!("cannot encode a retention: {e}")))
         })
         .transpose()
 }
@@ -43,10 +79,7 @@ fn to_source(row: sources::Model) -> Result<Source, RepoError> {
         Some(json) => {
             let r: RetentionJson = serde_json::from_str(json)
                 .map_err(|e| RepoError::Corrupt(format!("sources.id={} retention: {e}", row.id)))?;
-            Some(Retention {
-                max_backups: r.max_backups,
-                max_age_days: r.max_age_days,
-            })
+            Some(r.into())
         }
         None => None,
     };

@@ -586,6 +586,7 @@ mod sources_and_catalog {
             retention: r.map(|(max_backups, max_age_days)| Retention {
                 max_backups,
                 max_age_days,
+                ..Retention::default()
             }),
         }
     }
@@ -610,7 +611,8 @@ mod sources_and_catalog {
             zeta.retention,
             Some(Retention {
                 max_backups: 7,
-                max_age_days: 30
+                max_age_days: 30,
+                ..Retention::default()
             })
         );
         assert_eq!((zeta.created_at, zeta.updated_at), (t(0), t(0)));
@@ -685,7 +687,8 @@ mod sources_and_catalog {
             beta.retention,
             Some(Retention {
                 max_backups: 3,
-                max_age_days: 0
+                max_age_days: 0,
+                ..Retention::default()
             })
         );
         assert_eq!((beta.created_at, beta.updated_at), (t(1), t(4)));
@@ -743,7 +746,55 @@ mod sources_and_catalog {
             let stored: String = row.try_get_by_index(0).expect("text");
             assert_eq!(
                 serde_json::from_str::<serde_json::Value>(&stored).expect("json"),
-                serde_json::json!({"max_backups": 12, "max_age_days": 90})
+                serde_json::json!({"max_backups": 12, "max_age_days": 90, "keep_within_days": 0,
+                    "keep_daily": 0, "keep_weekly": 0, "keep_monthly": 0, "keep_yearly": 0})
+            );
+            // A row written before the keep rules existed reads with them off.
+            conn.execute_unprepared(&format!(
+                "UPDATE sources SET retention = '{{\"max_backups\":4,\"max_age_days\":9}}' WHERE id = {}",
+                s.id
+            ))
+            .await
+            .expect("old shape");
+            assert_eq!(
+                sources
+                    .get(s.id)
+                    .await
+                    .expect("get")
+                    .expect("row")
+                    .retention,
+                Some(Retention {
+                    max_backups: 4,
+                    max_age_days: 9,
+                    ..Retention::default()
+                })
+            );
+            // Every rule round-trips.
+            let all = Retention {
+                max_backups: 1,
+                max_age_days: 2,
+                keep_within_days: 3,
+                keep_daily: 4,
+                keep_weekly: 5,
+                keep_monthly: 6,
+                keep_yearly: 7,
+            };
+            let mut full = spec("docs", "/srv/docs", None, None);
+            full.retention = Some(all);
+            let updated = sources
+                .update(s.id, &full, t(1))
+                .await
+                .expect("update")
+                .expect("row");
+            assert_eq!(updated.retention, Some(all));
+            assert_eq!(
+                sources
+                    .get(s.id)
+                    .await
+                    .expect("get")
+                    .expect("row")
+                    .retention,
+                Some(all)
             );
             conn.execute_unprepared(&format!(
                 "UPDATE sources SET retention = '{{\"keep\":3}}' WHERE id = {}",

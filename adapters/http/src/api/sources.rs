@@ -1,11 +1,11 @@
 use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
-use coffer_application::SourceChanges;
+use coffer_application::{RetentionReport, SourceChanges};
 use coffer_domain::SourceId;
 use coffer_domain::ports::{Retention, Source, SourceSpec};
 use poem::web::Data;
-use poem_openapi::param::Path;
+use poem_openapi::param::{Path, Query};
 use poem_openapi::payload::Json;
 use poem_openapi::types::MaybeUndefined;
 use poem_openapi::{ApiResponse, Object, OpenApi};
@@ -17,15 +17,33 @@ use crate::AppState;
 use crate::auth::Auth;
 use crate::error::ApiError;
 
-/// How many snapshots of a source to keep; 0 means no limit of that kind.
+/// Which snapshots of a source to keep; 0 turns a rule off. A snapshot is kept when
+/// `max_backups` or any `keep_*` rule selects it, and removed once older than
+/// `max_age_days` whatever the rules say. Protected snapshots and the newest complete
+/// snapshot of a source are always kept.
 #[derive(Debug, Clone, Copy, Object)]
 pub struct RetentionDto {
-    /// Keep at most this many snapshots (the newest). 0: no count limit.
+    /// Keep the newest N snapshots. 0: off.
     #[oai(validator(minimum(value = "0"), maximum(value = "100000")))]
     pub max_backups: u32,
-    /// Remove snapshots older than this many days. 0: no age limit.
+    /// Remove snapshots older than N days, a limit the keep rules do not lift. 0: off.
     #[oai(validator(minimum(value = "0"), maximum(value = "100000")))]
     pub max_age_days: u32,
+    /// Keep every snapshot of the last N days. 0 (default): off.
+    #[oai(default, validator(minimum(value = "0"), maximum(value = "100000")))]
+    pub keep_within_days: u32,
+    /// Keep the newest snapshot of each of the last N days that have one. 0: off.
+    #[oai(default, validator(minimum(value = "0"), maximum(value = "100000")))]
+    pub keep_daily: u32,
+    /// ... of each of the last N ISO weeks. 0: off.
+    #[oai(default, validator(minimum(value = "0"), maximum(value = "100000")))]
+    pub keep_weekly: u32,
+    /// ... of each of the last N months. 0: off.
+    #[oai(default, validator(minimum(value = "0"), maximum(value = "100000")))]
+    pub keep_monthly: u32,
+    /// ... of each of the last N years. 0: off.
+    #[oai(default, validator(minimum(value = "0"), maximum(value = "100000")))]
+    pub keep_yearly: u32,
 }
 
 impl From<Retention> for RetentionDto {
@@ -33,6 +51,11 @@ impl From<Retention> for RetentionDto {
         Self {
             max_backups: r.max_backups,
             max_age_days: r.max_age_days,
+            keep_within_days: r.keep_within_days,
+            keep_daily: r.keep_daily,
+            keep_weekly: r.keep_weekly,
+            keep_monthly: r.keep_monthly,
+            keep_yearly: r.keep_yearly,
         }
     }
 }
@@ -42,6 +65,11 @@ impl From<RetentionDto> for Retention {
         Self {
             max_backups: r.max_backups,
             max_age_days: r.max_age_days,
+            keep_within_days: r.keep_within_days,
+            keep_daily: r.keep_daily,
+            keep_weekly: r.keep_weekly,
+            keep_monthly: r.keep_monthly,
+            keep_yearly: r.keep_yearly,
         }
     }
 }
@@ -122,6 +150,57 @@ pub enum SourceCreated {
     /// Created.
     #[oai(status = 201)]
     Source(Json<SourceDto>),
+}
+
+/// The decision for one snapshot.
+#[derive(Debug, Object)]
+pub struct RetentionVerdictDto {
+    /// The snapshot id.
+    pub id: String,
+    pub created_at: DateTime<Utc>,
+    pub keep: bool,
+    /// Every reason behind the decision ("last 10", "daily 2026-11-20", "protected",
+    /// "older than 30 days", "no rule keeps it", ...).
+    pub reasons: Vec<String>,
+}
+
+/// What retention keeps and removes for one source (`policy`: the rules in force — the
+/// source's override or the configured defaults).
+#[derive(Debug, Object)]
+pub struct RetentionReportDto {
+    pub source_id: i64,
+    pub source_name: String,
+    pub policy: RetentionDto,
+    /// The removals were carried out (`false` for a preview).
+    pub applied: bool,
+    pub kept: u64,
+    pub removed: u64,
+    /// Every snapshot of the source, newest first.
+    pub items: Vec<RetentionVerdictDto>,
+}
+
+impl From<RetentionReport> for RetentionReportDto {
+    fn from(r: RetentionReport) -> Self {
+        let kept = r.verdicts.iter().filter(|v| v.keep).count() as u64;
+        Self {
+            source_id: r.source.id.get(),
+            source_name: r.source.name,
+            policy: r.policy.into(),
+            applied: r.applied,
+            kept,
+            removed: r.verdicts.len() as u64 - kept,
+            items: r
+                .verdicts
+                .into_iter()
+                .map(|v| RetentionVerdictDto {
+                    id: v.id,
+                    created_at: v.created_at,
+                    keep: v.keep,
+                    reasons: v.reasons,
+                })
+                .collect(),
+        }
+    }
 }
 
 pub struct SourcesApi;
@@ -233,5 +312,60 @@ impl SourcesApi {
             .delete(auth.actor(), SourceId::new(id.0))
             .await?;
         Ok(NoContent::Done)
+    }
+
+    /// Preview retention for a source.
+    ///
+    /// Every snapshot of the source (`source`: its id or name), newest first, with keep or
+    /// remove and every reason; nothing is changed.
+    ///
+    /// Permission: `view`.
+    #[oai(
+        path = "/retention/preview",
+        method = "get",
+        operation_id = "previewRetention"
+    )]
+    async fn retention_preview(
+        &self,
+        auth: Auth,
+        state: Data<&Arc<AppState>>,
+        #[oai(validator(min_length = 1, max_length = 200))] source: Query<String>,
+    ) -> Result<Json<RetentionReportDto>, ApiError> {
+        let found = state.sources.find(auth.actor(), &source.0).await?;
+        let report = state
+            .backups
+            .retention_preview(auth.actor(), found.id)
+            .await?;
+        Ok(Json(report.into()))
+    }
+
+    /// Apply retention to a source now.
+    ///
+    /// Removes the snapshots its rules do not keep (as `previewRetention` shows them),
+    /// from the catalog and the repository; each removal is audited with its reasons.
+    /// The space their data used is reclaimed by garbage collection. Retention also runs
+    /// by itself after each successful backup when `retention.enabled` is set.
+    ///
+    /// Permission: `manage_system`.
+    #[oai(
+        path = "/retention/apply",
+        method = "post",
+        operation_id = "applyRetention"
+    )]
+    async fn retention_apply(
+        &self,
+        auth: Auth,
+        state: Data<&Arc<AppState>>,
+        #[oai(validator(min_length = 1, max_length = 200))] source: Query<String>,
+    ) -> Result<Json<RetentionReportDto>, ApiError> {
+        auth.actor()
+            .require(coffer_domain::auth::Permission::ManageSystem)
+            .map_err(coffer_application::ServiceError::from)?;
+        let found = state.sources.find(auth.actor(), &source.0).await?;
+        let report = state
+            .backups
+            .apply_retention(auth.actor(), found.id)
+            .await?;
+        Ok(Json(report.into()))
     }
 }

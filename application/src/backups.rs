@@ -353,17 +353,7 @@ impl BackupService {
                             source.name,
                             v.reasons.join(", ")
                         ));
-                match self.engine.forget(&v.id).await {
-                    Ok(()) | Err(EngineFailure::NotFound(_)) => {}
-                    Err(e) => {
-                        self.audit
-                            .record_best_effort(entry.failed().detail(e.to_string()))
-                            .await;
-                        return Err(e.into());
-                    }
-                }
-                self.catalog.delete(&v.id).await?;
-                self.audit.record(entry).await?;
+                self.remove_snapshot(&v.id, entry).await?;
             }
         }
         Ok(RetentionReport {
@@ -585,9 +575,19 @@ impl BackupService {
         let entry = AuditEntry::new(&actor.username, AuditAction::BackupDelete, &actor.client)
             .resource(format!("snapshot:{}", snap.snapshot_id))
             .detail(format!("`{}` of {}", snap.source_name, snap.created_at));
-        // The repository first: a catalog row without its snapshot is retried below; a
-        // snapshot without its row would come back with the next catalog rebuild.
-        match self.engine.forget(&snap.snapshot_id).await {
+        self.remove_snapshot(&snap.snapshot_id, entry).await
+    }
+
+    /// Removes a snapshot from the repository, then from the catalog, and records
+    /// `entry`. The repository goes first: a catalog row left without its snapshot is
+    /// removed by a retry; a snapshot left without its row would come back with the next
+    /// catalog rebuild.
+    async fn remove_snapshot(
+        &self,
+        snapshot_id: &str,
+        entry: AuditEntry,
+    ) -> Result<(), ServiceError> {
+        match self.engine.forget(snapshot_id).await {
             Ok(()) | Err(EngineFailure::NotFound(_)) => {}
             Err(e) => {
                 self.audit
@@ -596,7 +596,7 @@ impl BackupService {
                 return Err(e.into());
             }
         }
-        self.catalog.delete(&snap.snapshot_id).await?;
+        self.catalog.delete(snapshot_id).await?;
         self.audit.record(entry).await?;
         Ok(())
     }

@@ -135,7 +135,7 @@ fn file_name_part(s: &str) -> String {
 }
 
 /// A path inside a snapshot as the engine takes it: no leading or trailing `/`.
-fn snapshot_path(path: Option<&str>) -> Option<String> {
+pub(crate) fn snapshot_path(path: Option<&str>) -> Option<String> {
     path.map(|p| p.trim_matches('/'))
         .filter(|p| !p.is_empty())
         .map(str::to_owned)

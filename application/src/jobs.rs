@@ -149,9 +149,21 @@ fn check_target(inner: &Inner, wanted: &str) -> Result<String, ServiceError> {
     Ok(resolved)
 }
 
-/// Whether one directory is the other or lies inside it.
-fn overlaps(a: &str, b: &str) -> bool {
-    Path::new(a).starts_with(b) || Path::new(b).starts_with(a)
+/// What a cancel found.
+enum CancelStep {
+    /// Not in this process: finished long ago, or no such job.
+    NotLive,
+    /// Taken out of the queue; it ends cancelled now.
+    Dequeued(Box<Job>),
+    /// Running: asked to stop at its next safe point.
+    Asked,
+}
+
+fn finished(id: JobId, state: JobState) -> ServiceError {
+    ServiceError::Conflict {
+        code: "job_finished",
+        message: format!("job {id} has already ended ({state})"),
+    }
 }
 
 fn settled(job: Job) -> JobStatus {
@@ -281,10 +293,7 @@ impl JobService {
     ) -> Result<JobStatus, ServiceError> {
         actor.require(Permission::Restore)?;
         let snap = self.inner.backups.find(actor, reference).await?;
-        let path = path
-            .map(|p| p.trim_matches('/'))
-            .filter(|p| !p.is_empty())
-            .map(str::to_owned);
+        let path = crate::backups::snapshot_path(path);
         if let Some(p) = &path {
             self.inner.backups.stat(actor, &snap.snapshot_id, p).await?;
         }
@@ -395,7 +404,7 @@ impl JobService {
             if let JobParams::Restore { target, .. } = &job.params
                 && let Some(other) = reg.live.values().find(|l| {
                     !l.job.state.is_final()
-                        && matches!(&l.job.params, JobParams::Restore { target: t, .. } if overlaps(t, target))
+                        && matches!(&l.job.params, JobParams::Restore { target: t, .. } if crate::overlaps(t, target))
                 })
             {
                 return Err(ServiceError::JobRunning {
@@ -481,14 +490,7 @@ impl JobService {
             }
         };
         if let Some(done) = cancelled {
-            let saved = inner.repo.update(&done).await;
-            let mut reg = inner.registry();
-            if let Err(e) = saved {
-                tracing::error!(job = %id, error = %e, "cannot record a cancelled job");
-                reg.unsaved.push(id);
-            } else {
-                reg.live.remove(&id);
-            }
+            record_end(inner, &done).await;
             return Ok(settled(done));
         }
         pump(inner);
@@ -552,16 +554,13 @@ impl JobService {
     pub async fn cancel(&self, actor: &Actor, id: JobId) -> Result<JobStatus, ServiceError> {
         actor.require(Permission::View)?;
         let inner = &self.inner;
-        let queued = {
+        let step = {
             let mut reg = inner.registry();
             match reg.live.get(&id) {
-                None => None,
+                None => CancelStep::NotLive,
                 Some(l) if l.job.state.is_final() => {
                     actor.require(permission_for(l.job.kind()))?;
-                    return Err(ServiceError::Conflict {
-                        code: "job_finished",
-                        message: format!("job {id} has already ended ({})", l.job.state),
-                    });
+                    return Err(finished(id, l.job.state));
                 }
                 Some(l) => {
                     actor.require(permission_for(l.job.kind()))?;
@@ -575,55 +574,35 @@ impl JobService {
                         let live = reg.live.get_mut(&id).expect("present");
                         live.job.state = JobState::Cancelled;
                         live.job.finished_at = Some(now);
-                        Some(Some(live.job.clone()))
+                        CancelStep::Dequeued(Box::new(live.job.clone()))
                     } else {
-                        Some(None)
+                        CancelStep::Asked
                     }
                 }
             }
         };
-        match queued {
-            None => {
-                let job = inner
-                    .repo
-                    .get(id)
-                    .await?
-                    .ok_or_else(|| ServiceError::NotFound(format!("no job {id}")))?;
-                actor.require(permission_for(job.kind()))?;
-                Err(ServiceError::Conflict {
-                    code: "job_finished",
-                    message: format!("job {id} has already ended ({})", job.state),
-                })
-            }
-            Some(done) => {
-                if let Some(job) = &done {
-                    let saved = inner.repo.update(job).await;
-                    let mut reg = inner.registry();
-                    match saved {
-                        Ok(true) => {
-                            reg.live.remove(&id);
-                        }
-                        // Cancelled while `submit` was still storing it: `submit` sees
-                        // the state and writes the record itself.
-                        Ok(false) => {}
-                        Err(e) => {
-                            tracing::error!(job = %id, error = %e, "cannot record a cancelled job");
-                            reg.unsaved.push(id);
-                        }
-                    }
-                }
-                inner
-                    .audit
-                    .record(
-                        AuditEntry::new(&actor.username, AuditAction::JobCancel, &actor.client)
-                            .resource(format!("job:{id}")),
-                    )
-                    .await?;
-                match done {
-                    Some(job) => Ok(settled(job)),
-                    None => self.get(actor, id).await,
-                }
-            }
+        if let CancelStep::NotLive = step {
+            let job = inner
+                .repo
+                .get(id)
+                .await?
+                .ok_or_else(|| ServiceError::NotFound(format!("no job {id}")))?;
+            actor.require(permission_for(job.kind()))?;
+            return Err(finished(id, job.state));
+        }
+        if let CancelStep::Dequeued(job) = &step {
+            record_end(inner, job).await;
+        }
+        inner
+            .audit
+            .record(
+                AuditEntry::new(&actor.username, AuditAction::JobCancel, &actor.client)
+                    .resource(format!("job:{id}")),
+            )
+            .await?;
+        match step {
+            CancelStep::Dequeued(job) => Ok(settled(*job)),
+            _ => self.get(actor, id).await,
         }
     }
 
@@ -784,26 +763,33 @@ async fn run(inner: Arc<Inner>, id: JobId) {
     if let Some(l) = inner.registry().live.get_mut(&id) {
         l.job = job.clone();
     }
-    let saved = match inner.repo.update(&job).await {
-        Ok(_) => true,
-        Err(e) => {
-            // Readers keep seeing the true outcome from memory; the row is written at
-            // shutdown, or marked failed at the next start.
-            tracing::error!(job = %id, error = %e, "cannot record the end of a job");
-            false
-        }
-    };
+    record_end(&inner, &job).await;
     {
         let mut reg = inner.registry();
-        if saved {
-            reg.live.remove(&id);
-        } else {
-            reg.unsaved.push(id);
-        }
         reg.backups.retain(|_, j| *j != id);
         reg.running -= 1;
     }
     pump(&inner);
+}
+
+/// Writes the final record of a job that has ended, then lets go of its live entry.
+/// Until the write succeeds the job stays live, so readers keep seeing its true outcome
+/// from memory; the write is retried at shutdown (or the job is marked failed at the
+/// next start). No row yet means `submit` is still storing it: `submit` sees the final
+/// state and records it itself.
+async fn record_end(inner: &Inner, job: &Job) {
+    let saved = inner.repo.update(job).await;
+    let mut reg = inner.registry();
+    match saved {
+        Ok(true) => {
+            reg.live.remove(&job.id);
+        }
+        Ok(false) => {}
+        Err(e) => {
+            tracing::error!(job = %job.id, error = %e, "cannot record the end of a job");
+            reg.unsaved.push(job.id);
+        }
+    }
 }
 
 /// The error a job's work ends with when it honoured a cancel.

@@ -20,6 +20,12 @@ pub use backups::{
     BackupPolicy, BackupService, BackupTarget, DirPage, DownloadPlan, MasterKeys, RetentionReport,
 };
 pub use error::ServiceError;
+
+/// Whether one directory is the other or lies inside it (whole path components:
+/// `/a/bc` is not inside `/a/b`).
+pub(crate) fn overlaps(a: &str, b: &str) -> bool {
+    std::path::Path::new(a).starts_with(b) || std::path::Path::new(b).starts_with(a)
+}
 pub use jobs::{ActiveJobs, JobOptions, JobService, JobStatus};
 pub use sources::{SourceChanges, SourceService};
 pub use system::{ComponentHealth, HealthReport, SystemService};

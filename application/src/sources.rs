@@ -57,11 +57,7 @@ fn check_name(name: &str) -> Result<String, ServiceError> {
 /// Refuses a directory that contains one of Coffer's own directories or lies in one:
 /// backing up the repository into itself would grow it with every run.
 pub(crate) fn check_not_own(dir: &str, protected: &[String]) -> Result<(), ServiceError> {
-    let d = std::path::Path::new(dir);
-    if let Some(own) = protected
-        .iter()
-        .find(|p| d.starts_with(p.as_str()) || std::path::Path::new(p.as_str()).starts_with(d))
-    {
+    if let Some(own) = protected.iter().find(|p| crate::overlaps(dir, p)) {
         return Err(ServiceError::invalid(
             "invalid_path",
             format!(

@@ -9,7 +9,7 @@ use coffer_domain::audit::{AuditAction, AuditEntry};
 use coffer_domain::auth::{Actor, Permission};
 use coffer_domain::engine::{
     ArchiveFormat, BackupRequest, Cancel, EngineFailure, EntryInfo, Progress, RestoreReport,
-    SnapshotEngine, VerifyReport,
+    SnapshotEngine, SnapshotStatus, VerifyReport,
 };
 use coffer_domain::ports::{
     BackupCatalog, BackupFilter, CatalogEntry, Clock, LocalPaths, Page, RepoError, Source,
@@ -20,6 +20,8 @@ use coffer_domain::secrets::Secret;
 
 use crate::audit::AuditLog;
 use crate::error::ServiceError;
+use crate::storage::StorageService;
+use coffer_domain::alerts::{AlertKind, NewAlert, Severity};
 
 /// What to back up.
 #[derive(Debug, Clone)]
@@ -44,6 +46,14 @@ impl From<EngineFailure> for ServiceError {
             EngineFailure::Cancelled => Self::Conflict {
                 code: "cancelled",
                 message: "the operation was cancelled".into(),
+            },
+            EngineFailure::QuotaExceeded(m) => Self::InsufficientStorage {
+                code: "quota_exceeded",
+                message: m,
+            },
+            EngineFailure::Busy(m) => Self::Conflict {
+                code: "repository_busy",
+                message: m,
             },
             EngineFailure::Other(m) => Self::Unexpected(anyhow::anyhow!(m)),
         }
@@ -90,6 +100,7 @@ pub struct BackupService {
     policy: BackupPolicy,
     clock: Arc<dyn Clock>,
     audit: AuditLog,
+    storage: Arc<StorageService>,
 }
 
 /// The rules a backup server keeps around its snapshots.
@@ -153,6 +164,7 @@ impl BackupService {
         policy: BackupPolicy,
         clock: Arc<dyn Clock>,
         audit: AuditLog,
+        storage: Arc<StorageService>,
     ) -> Self {
         Self {
             engine,
@@ -163,7 +175,17 @@ impl BackupService {
             policy,
             clock,
             audit,
+            storage,
         }
+    }
+
+    /// Whether a backup may start now (quota and disk reserve), and how many bytes it
+    /// may add.
+    ///
+    /// # Errors
+    /// `InsufficientStorage` (`quota_exceeded`, `disk_full`).
+    pub async fn admit_backup(&self) -> Result<Option<u64>, ServiceError> {
+        self.storage.admit_backup().await
     }
 
     /// A source by id (no permission check: callers have checked theirs).
@@ -241,6 +263,17 @@ impl BackupService {
     ) -> Result<CatalogEntry, ServiceError> {
         actor.require(Permission::Backup)?;
         let source = self.resolve_source(actor, target).await?;
+        let entry = AuditEntry::new(&actor.username, AuditAction::BackupCreate, &actor.client)
+            .resource(format!("source:{}", source.id));
+        let budget = match self.storage.admit_backup().await {
+            Ok(budget) => budget,
+            Err(e) => {
+                self.audit
+                    .record_best_effort(entry.failed().detail(format!("`{}`: {e}", source.name)))
+                    .await;
+                return Err(e);
+            }
+        };
         let parent = self
             .catalog
             .latest_for_source(source.id)
@@ -250,12 +283,32 @@ impl BackupService {
             source_name: source.name.clone(),
             path: PathBuf::from(&source.path),
             parent,
+            max_stored_bytes: budget,
         };
-        let entry = AuditEntry::new(&actor.username, AuditAction::BackupCreate, &actor.client)
-            .resource(format!("source:{}", source.id));
         match self.engine.backup(request, progress, cancel).await {
             Ok(summary) => {
                 let row = self.catalog.insert(&summary, Some(source.id)).await?;
+                if let Err(e) = self.storage.added(summary.stored_bytes_added).await {
+                    tracing::error!(error = %e, "cannot count the stored bytes of a backup; `coffer storage recount` corrects it");
+                }
+                if summary.status == SnapshotStatus::Partial {
+                    self.storage
+                        .alerts()
+                        .raise_best_effort(
+                            NewAlert::new(
+                                AlertKind::BackupPartial,
+                                Severity::Warning,
+                                format!(
+                                    "the backup of `{}` is partial: {} entries could not be read (first: {})",
+                                    source.name,
+                                    summary.warnings.len(),
+                                    summary.warnings.first().map_or("", String::as_str)
+                                ),
+                            )
+                            .for_source(source.id),
+                        )
+                        .await;
+                }
                 self.audit
                     .record(
                         entry
@@ -282,6 +335,25 @@ impl BackupService {
                 self.audit
                     .record_best_effort(entry.failed().detail(format!("`{}`: {e}", source.name)))
                     .await;
+                match &e {
+                    EngineFailure::Cancelled => {}
+                    EngineFailure::QuotaExceeded(_) => {
+                        self.storage.backup_stopped_by_quota(&source.name).await;
+                    }
+                    other => {
+                        self.storage
+                            .alerts()
+                            .raise_best_effort(
+                                NewAlert::new(
+                                    AlertKind::BackupFailed,
+                                    Severity::Critical,
+                                    format!("the backup of `{}` failed: {other}", source.name),
+                                )
+                                .for_source(source.id),
+                            )
+                            .await;
+                    }
+                }
                 Err(e.into())
             }
         }
@@ -807,6 +879,7 @@ impl BackupService {
                 &actor.client,
             ))
             .await?;
+        self.storage.key_exported(true).await;
         Ok(key)
     }
 
@@ -819,6 +892,8 @@ impl BackupService {
         let entry = AuditEntry::new(&actor.username, AuditAction::KeyRotate, &actor.client);
         match self.keys.rotate().await {
             Ok(()) => {
+                // The new key has not been exported yet.
+                self.storage.key_exported(false).await;
                 self.audit.record(entry).await?;
                 Ok(())
             }

@@ -26,6 +26,10 @@ pub enum ServiceError {
     },
     #[error("too many attempts; try again in {retry_after_secs} s")]
     Throttled { retry_after_secs: u64 },
+    /// The storage quota or the disk's reserve would be exceeded (`quota_exceeded`,
+    /// `disk_full`).
+    #[error("{message}")]
+    InsufficientStorage { code: &'static str, message: String },
     #[error(transparent)]
     Unexpected(#[from] anyhow::Error),
 }
@@ -38,7 +42,9 @@ impl ServiceError {
             Self::Unauthenticated(_) => "unauthenticated",
             Self::Forbidden(_) => "forbidden",
             Self::NotFound(_) => "not_found",
-            Self::Conflict { code, .. } | Self::Invalid { code, .. } => code,
+            Self::Conflict { code, .. }
+            | Self::Invalid { code, .. }
+            | Self::InsufficientStorage { code, .. } => code,
             Self::JobRunning { .. } => "job_running",
             Self::Throttled { .. } => "throttled",
             Self::Unexpected(_) => "internal",

@@ -22,6 +22,7 @@ use coffer_domain::{JobId, SourceId};
 use crate::audit::AuditLog;
 use crate::backups::{BackupService, BackupTarget};
 use crate::error::ServiceError;
+use crate::maintenance::MaintenanceService;
 
 /// Largest page of a job listing.
 pub const MAX_JOB_PAGE: u64 = 500;
@@ -71,11 +72,23 @@ struct Registry {
     /// Finished jobs whose final record could not be written yet.
     unsaved: Vec<JobId>,
     shutting_down: bool,
+    /// Jobs that ran and ended since start-up, and their seconds, by kind and outcome.
+    durations: HashMap<(JobKind, JobState), (u64, f64)>,
+}
+
+/// Jobs of one kind that ended one way, and how long they ran in all (since start-up).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct JobDurations {
+    pub kind: JobKind,
+    pub state: JobState,
+    pub count: u64,
+    pub total_secs: f64,
 }
 
 struct Inner {
     repo: Arc<dyn JobRepository>,
     backups: Arc<BackupService>,
+    maintenance: Arc<MaintenanceService>,
     paths: Arc<dyn LocalPaths>,
     spawner: Arc<dyn Spawner>,
     clock: Arc<dyn Clock>,
@@ -180,6 +193,7 @@ const fn permission_for(kind: JobKind) -> Permission {
     match kind {
         JobKind::Backup => Permission::Backup,
         JobKind::Restore | JobKind::Verify => Permission::Restore,
+        JobKind::Prune | JobKind::Check => Permission::ManageSystem,
     }
 }
 
@@ -204,9 +218,11 @@ pub struct JobService {
 
 impl JobService {
     #[must_use]
+    #[allow(clippy::too_many_arguments)]
     pub fn new(
         repo: Arc<dyn JobRepository>,
         backups: Arc<BackupService>,
+        maintenance: Arc<MaintenanceService>,
         paths: Arc<dyn LocalPaths>,
         spawner: Arc<dyn Spawner>,
         clock: Arc<dyn Clock>,
@@ -217,6 +233,7 @@ impl JobService {
             inner: Arc::new(Inner {
                 repo,
                 backups,
+                maintenance,
                 paths,
                 spawner,
                 clock,
@@ -266,6 +283,9 @@ impl JobService {
     ) -> Result<JobStatus, ServiceError> {
         actor.require(Permission::Backup)?;
         let source = self.inner.backups.source(source_id).await?;
+        // Refused now (507) rather than queued to fail: the quota is used up or the disk
+        // is below its reserve. The run checks again when it starts.
+        self.inner.backups.admit_backup().await?;
         self.submit(
             actor,
             JobParams::Backup {
@@ -346,6 +366,36 @@ impl JobService {
             },
         )
         .await
+    }
+
+    /// Queues a garbage collection of the repository (one at a time).
+    ///
+    /// # Errors
+    /// `Forbidden` without `manage_system`; `JobRunning` while a prune is queued or running.
+    pub async fn start_prune(&self, actor: &Actor) -> Result<JobStatus, ServiceError> {
+        actor.require(Permission::ManageSystem)?;
+        self.submit(actor, JobParams::Prune).await
+    }
+
+    /// Queues a repository check that re-reads `share_percent` (1–100) of the stored
+    /// data (one at a time).
+    ///
+    /// # Errors
+    /// `Forbidden` without `manage_system`; `Invalid` for a share outside 1–100;
+    /// `JobRunning` while a check is queued or running.
+    pub async fn start_check(
+        &self,
+        actor: &Actor,
+        share_percent: u8,
+    ) -> Result<JobStatus, ServiceError> {
+        actor.require(Permission::ManageSystem)?;
+        if !(1..=100).contains(&share_percent) {
+            return Err(ServiceError::invalid(
+                "invalid_share",
+                format!("the share of data to check is 1 to 100 percent, not {share_percent}"),
+            ));
+        }
+        self.submit(actor, JobParams::Check { share_percent }).await
     }
 
     /// The directory a restore asks for, before any check: the default, an absolute
@@ -430,6 +480,21 @@ impl JobService {
                 }
                 reg.backups.insert(*source_id, id);
             }
+            if matches!(job.params, JobParams::Prune | JobParams::Check { .. })
+                && let Some(other) = reg
+                    .live
+                    .values()
+                    .find(|l| !l.job.state.is_final() && l.job.kind() == job.kind())
+            {
+                return Err(ServiceError::JobRunning {
+                    job_id: other.job.id,
+                    message: format!(
+                        "a {} of the repository is already queued or running (job {})",
+                        job.kind(),
+                        other.job.id
+                    ),
+                });
+            }
             reg.live.insert(
                 id,
                 Live {
@@ -457,6 +522,10 @@ impl JobService {
                 "verify of {snapshot_id}{}",
                 if *read_data { " (read data)" } else { "" }
             ),
+            JobParams::Prune => "prune of the repository".to_owned(),
+            JobParams::Check { share_percent } => {
+                format!("check of the repository ({share_percent}% of the data)")
+            }
         };
         let recorded = inner
             .audit
@@ -653,6 +722,25 @@ impl JobService {
     pub fn running(&self) -> usize {
         self.inner.registry().running
     }
+
+    /// How long the jobs that ran since start-up took, by kind and outcome, in a stable
+    /// order (for metrics).
+    #[must_use]
+    pub fn durations(&self) -> Vec<JobDurations> {
+        let reg = self.inner.registry();
+        let mut out: Vec<JobDurations> = reg
+            .durations
+            .iter()
+            .map(|(&(kind, state), &(count, total_secs))| JobDurations {
+                kind,
+                state,
+                count,
+                total_secs,
+            })
+            .collect();
+        out.sort_by_key(|d| (d.kind.as_str(), d.state.as_str()));
+        out
+    }
 }
 
 impl ActiveJobs for JobService {
@@ -719,6 +807,8 @@ async fn run(inner: Arc<Inner>, id: JobId) {
             JobKind::Backup => AuditAction::BackupCreate,
             JobKind::Restore => AuditAction::Restore,
             JobKind::Verify => AuditAction::Verify,
+            JobKind::Prune => AuditAction::Prune,
+            JobKind::Check => AuditAction::Check,
         };
         inner
             .audit
@@ -768,6 +858,13 @@ async fn run(inner: Arc<Inner>, id: JobId) {
         let mut reg = inner.registry();
         reg.backups.retain(|_, j| *j != id);
         reg.running -= 1;
+        if let (Some(start), Some(end)) = (job.started_at, job.finished_at) {
+            #[allow(clippy::cast_precision_loss)]
+            let secs = (end - start).num_milliseconds().max(0) as f64 / 1000.0;
+            let entry = reg.durations.entry((job.kind(), job.state)).or_default();
+            entry.0 += 1;
+            entry.1 += secs;
+        }
     }
     pump(&inner);
 }
@@ -879,6 +976,31 @@ async fn execute(
                 problems: r.problems,
                 damaged_files: r.damaged_files,
                 bytes_read: r.bytes_read,
+            }),
+        JobParams::Prune => inner
+            .maintenance
+            .prune(actor, false, Arc::clone(progress), cancel.clone())
+            .await
+            .map(|r| JobResult::Prune {
+                snapshots: r.snapshots,
+                packs_deleted: r.packs_deleted + r.orphan_packs_deleted,
+                packs_repacked: r.packs_repacked,
+                bytes_before: r.bytes_before,
+                bytes_after: r.bytes_after,
+            }),
+        JobParams::Check { share_percent } => inner
+            .maintenance
+            .check(actor, *share_percent, Arc::clone(progress), cancel.clone())
+            .await
+            .map(|(r, slice)| JobResult::Check {
+                ok: r.ok(),
+                snapshots: r.snapshots,
+                slice: slice.index,
+                slices: slice.count,
+                packs_read: r.packs_read,
+                bytes_read: r.bytes_read,
+                problems: r.problems,
+                damaged_snapshots: r.damaged_snapshots,
             }),
     }
 }

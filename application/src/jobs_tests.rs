@@ -21,22 +21,26 @@ use futures::task::{LocalSpawnExt as _, SpawnExt as _};
 use coffer_domain::audit::{AuditEntry, AuditFilter, AuditRecord, GENESIS_HASH, chain_hash};
 use coffer_domain::auth::{Actor, ClientInfo, Permission, Role};
 use coffer_domain::engine::{
-    ArchiveFormat, BackupRequest, Cancel, EngineFailure, EntryInfo, EntryKind, Progress,
-    RestoreReport, SnapshotEngine, SnapshotStatus, SnapshotSummary, VerifyReport,
+    ArchiveFormat, BackupRequest, Cancel, CheckReport, CheckSlice, EngineFailure, EntryInfo,
+    EntryKind, Progress, PruneOptions, PruneReport, RestoreReport, SnapshotEngine, SnapshotStatus,
+    SnapshotSummary, VerifyReport,
 };
 use coffer_domain::jobs::{Job, JobError, JobFilter, JobParams, JobProgress, JobResult, JobState};
 use coffer_domain::ports::{
-    AuditRepository, BackgroundTask, BackupCatalog, BackupFilter, CatalogEntry, Clock,
-    JobRepository, LocalPaths, Page, PathProblem, RepoError, Source, SourceRepository, SourceSpec,
-    Spawner,
+    AuditRepository, BackgroundTask, BackupCatalog, BackupFilter, CatalogEntry, CatalogStats,
+    Clock, CounterRepository, JobRepository, LocalPaths, Page, PathProblem, RepoError, Source,
+    SourceRepository, SourceSpec, Spawner,
 };
 use coffer_domain::secrets::Secret;
 use coffer_domain::{BackupId, JobId, SourceId, UserId};
 
+use crate::alerts::tests::{FakeAlerts, FakeDisk};
 use crate::{
-    ActiveJobs as _, AuditLog, BackupService, JobOptions, JobService, JobStatus, MasterKeys,
-    ServiceError,
+    ActiveJobs as _, AlertService, AuditLog, BackupService, DiskGuard, DiskThresholds, JobOptions,
+    JobService, JobStatus, MaintenanceService, MasterKeys, Quota, ServiceError, StorageService,
 };
+use coffer_domain::alerts::{AlertKind, Severity};
+use coffer_domain::audit::AuditAction;
 
 // ---------------------------------------------------------------------------------------
 // Fakes
@@ -196,6 +200,9 @@ impl SourceRepository for FakeSources {
             retention: spec.retention,
             created_at: now,
             updated_at: now,
+            enabled: true,
+            last_run_at: None,
+            next_run_at: None,
         };
         all.push(source.clone());
         Ok(source)
@@ -254,6 +261,60 @@ impl SourceRepository for FakeSources {
         let before = all.len();
         all.retain(|s| s.id != id);
         Ok(all.len() != before)
+    }
+
+    async fn set_enabled(
+        &self,
+        id: SourceId,
+        enabled: bool,
+        now: DateTime<Utc>,
+    ) -> Result<bool, RepoError> {
+        let mut all = self.0.lock().unwrap();
+        let Some(s) = all.iter_mut().find(|s| s.id == id) else {
+            return Ok(false);
+        };
+        s.enabled = enabled;
+        s.updated_at = now;
+        if !enabled {
+            s.next_run_at = None;
+        }
+        Ok(true)
+    }
+
+    async fn set_next_run(
+        &self,
+        id: SourceId,
+        for_schedule: &str,
+        next: Option<DateTime<Utc>>,
+    ) -> Result<bool, RepoError> {
+        let mut all = self.0.lock().unwrap();
+        let Some(s) = all
+            .iter_mut()
+            .find(|s| s.id == id && s.schedule.as_deref() == Some(for_schedule))
+        else {
+            return Ok(false);
+        };
+        s.next_run_at = next;
+        Ok(true)
+    }
+
+    async fn record_run(
+        &self,
+        id: SourceId,
+        for_schedule: &str,
+        at: DateTime<Utc>,
+        next: Option<DateTime<Utc>>,
+    ) -> Result<bool, RepoError> {
+        let mut all = self.0.lock().unwrap();
+        let Some(s) = all
+            .iter_mut()
+            .find(|s| s.id == id && s.schedule.as_deref() == Some(for_schedule))
+        else {
+            return Ok(false);
+        };
+        s.last_run_at = Some(at);
+        s.next_run_at = next;
+        Ok(true)
     }
 }
 
@@ -393,6 +454,31 @@ impl BackupCatalog for FakeCatalog {
         e.protected = protected;
         Ok(true)
     }
+
+    async fn stats(&self) -> Result<CatalogStats, RepoError> {
+        let all = self.0.lock().unwrap();
+        let mut by_status: BTreeMap<String, u64> = BTreeMap::new();
+        for e in all.iter() {
+            *by_status.entry(e.status.clone()).or_default() += 1;
+        }
+        Ok(CatalogStats {
+            count_by_status: by_status.into_iter().collect(),
+            total: all.len() as u64,
+            logical_bytes: all.iter().map(|e| e.size).sum(),
+            stored_bytes_added: all.iter().map(|e| e.stored_bytes_added).sum(),
+        })
+    }
+
+    async fn latest_per_source(&self) -> Result<Vec<(SourceId, CatalogEntry)>, RepoError> {
+        let mut latest: BTreeMap<SourceId, CatalogEntry> = BTreeMap::new();
+        // Inserted oldest first: a later row of a source replaces an earlier one.
+        for e in self.0.lock().unwrap().iter() {
+            if let Some(id) = e.source_id {
+                latest.insert(id, e.clone());
+            }
+        }
+        Ok(latest.into_iter().collect())
+    }
 }
 
 /// What the fake engine does with the next backup of a source.
@@ -402,6 +488,10 @@ enum Plan {
     Gate(oneshot::Receiver<()>),
     /// Panic in the middle of the work.
     Panic,
+    /// Fail as a damaged repository would.
+    Fail,
+    /// Finish with a snapshot that missed an unreadable file.
+    Partial,
 }
 
 /// Files and bytes every fake backup reports.
@@ -419,6 +509,10 @@ struct FakeEngine {
     in_flight: AtomicUsize,
     max_in_flight: AtomicUsize,
     next_snapshot: AtomicU64,
+    /// Bytes each backup stores (default `BYTES`).
+    stores: Mutex<Option<u64>>,
+    /// Prunes run.
+    prunes: AtomicUsize,
 }
 
 /// Counts one operation in flight until dropped (also when the operation panics).
@@ -478,6 +572,7 @@ impl SnapshotEngine for FakeEngine {
             .get_mut(&request.source_name)
             .and_then(VecDeque::pop_front);
         progress.set_totals(FILES, BYTES);
+        let mut partial = false;
         match plan {
             None => {}
             Some(Plan::Gate(rx)) => {
@@ -485,10 +580,24 @@ impl SnapshotEngine for FakeEngine {
                 let _ = rx.await;
             }
             Some(Plan::Panic) => panic!("the fake engine panics on purpose"),
+            Some(Plan::Fail) => {
+                return Err(EngineFailure::Damaged("pack 1234 is missing".into()));
+            }
+            Some(Plan::Partial) => partial = true,
         }
         // The safe point: a cancelled backup leaves no snapshot.
         if cancel.is_cancelled() {
             return Err(EngineFailure::Cancelled);
+        }
+        let stores = self.stores.lock().unwrap().unwrap_or(BYTES);
+        if request
+            .max_stored_bytes
+            .is_some_and(|budget| stores > budget)
+        {
+            return Err(EngineFailure::QuotaExceeded(format!(
+                "would store {stores} bytes, {} allowed",
+                request.max_stored_bytes.unwrap_or_default()
+            )));
         }
         progress.add(FILES, BYTES);
         let n = self.next_snapshot.fetch_add(1, Ordering::SeqCst) + 1;
@@ -499,16 +608,24 @@ impl SnapshotEngine for FakeEngine {
             hostname: "test".into(),
             started_at: t0(),
             finished_at: t0(),
-            status: SnapshotStatus::Ok,
+            status: if partial {
+                SnapshotStatus::Partial
+            } else {
+                SnapshotStatus::Ok
+            },
             encrypted: true,
             parent: request.parent,
             files: FILES,
             dirs: 1,
             bytes: BYTES,
             bytes_added: BYTES,
-            stored_bytes_added: BYTES,
+            stored_bytes_added: stores,
             unchanged_files: 0,
-            warnings: Vec::new(),
+            warnings: if partial {
+                vec!["secret.db: permission denied".into()]
+            } else {
+                Vec::new()
+            },
         })
     }
 
@@ -588,6 +705,69 @@ impl SnapshotEngine for FakeEngine {
         Err(EngineFailure::Other(
             "forget is not used by the job tests".into(),
         ))
+    }
+
+    async fn prune(
+        &self,
+        options: PruneOptions,
+        progress: Arc<Progress>,
+        cancel: Cancel,
+    ) -> Result<PruneReport, EngineFailure> {
+        let _in_flight = self.enter();
+        if cancel.is_cancelled() {
+            return Err(EngineFailure::Cancelled);
+        }
+        self.prunes.fetch_add(1, Ordering::SeqCst);
+        progress.set_totals(1, 0);
+        progress.add(1, 0);
+        Ok(PruneReport {
+            dry_run: options.dry_run,
+            snapshots: 1,
+            packs_before: 2,
+            packs_deleted: 1,
+            bytes_before: 2 * BYTES,
+            bytes_after: BYTES,
+            ..PruneReport::default()
+        })
+    }
+
+    async fn check(
+        &self,
+        slice: Option<CheckSlice>,
+        _: Arc<Progress>,
+        _: Cancel,
+    ) -> Result<CheckReport, EngineFailure> {
+        Ok(CheckReport {
+            snapshots: 1,
+            packs_total: u64::from(slice.map_or(0, |s| s.count)),
+            packs_read: u64::from(slice.is_some()),
+            ..CheckReport::default()
+        })
+    }
+
+    async fn stored_bytes(&self) -> Result<u64, EngineFailure> {
+        Ok(0)
+    }
+}
+
+/// Named counters, as the counters table keeps them.
+#[derive(Default)]
+pub(crate) struct FakeCounters(Mutex<HashMap<String, i64>>);
+
+#[async_trait]
+impl CounterRepository for FakeCounters {
+    async fn get(&self, name: &str) -> Result<i64, RepoError> {
+        Ok(self.0.lock().unwrap().get(name).copied().unwrap_or(0))
+    }
+    async fn add(&self, name: &str, delta: i64) -> Result<i64, RepoError> {
+        let mut map = self.0.lock().unwrap();
+        let v = map.entry(name.to_owned()).or_default();
+        *v += delta;
+        Ok(*v)
+    }
+    async fn set(&self, name: &str, value: i64) -> Result<(), RepoError> {
+        self.0.lock().unwrap().insert(name.to_owned(), value);
+        Ok(())
     }
 }
 
@@ -759,6 +939,8 @@ struct World {
     audit: Arc<FakeAudit>,
     tasks: Arc<Tasks>,
     pool: LocalPool,
+    storage: Arc<StorageService>,
+    alert_rows: Arc<FakeAlerts>,
 }
 
 impl World {
@@ -766,7 +948,15 @@ impl World {
         Self::with_repo(max_running, Arc::new(FakeJobs::default()))
     }
 
+    fn with_quota(quota: Quota) -> Self {
+        Self::build(2, Arc::new(FakeJobs::default()), quota)
+    }
+
     fn with_repo(max_running: usize, repo: Arc<FakeJobs>) -> Self {
+        Self::build(max_running, repo, Quota::default())
+    }
+
+    fn build(max_running: usize, repo: Arc<FakeJobs>, quota: Quota) -> Self {
         let sources = Arc::new(FakeSources::default());
         let catalog = Arc::new(FakeCatalog::default());
         let engine = Arc::new(FakeEngine::default());
@@ -775,6 +965,37 @@ impl World {
         let tasks = Arc::new(Tasks::default());
         let clock: Arc<dyn Clock> = Arc::new(StepClock::new());
         let log = AuditLog::new(audit.clone(), clock.clone());
+        let alert_rows = Arc::new(FakeAlerts::default());
+        let alerts = Arc::new(AlertService::new(
+            alert_rows.clone(),
+            None,
+            tasks.clone(),
+            clock.clone(),
+            log.clone(),
+        ));
+        let disk = Arc::new(DiskGuard::new(
+            Arc::new(FakeDisk::free_mb(100_000)),
+            "/srv/coffer/repository".into(),
+            DiskThresholds {
+                warning_free_mb: 5120,
+                min_free_mb: 1024,
+            },
+            alerts.clone(),
+        ));
+        let storage = Arc::new(StorageService::new(
+            Arc::new(FakeCounters::default()),
+            engine.clone(),
+            alerts,
+            disk,
+            quota,
+            log.clone(),
+        ));
+        let maintenance = Arc::new(MaintenanceService::new(
+            engine.clone(),
+            storage.clone(),
+            log.clone(),
+            20,
+        ));
         let backups = Arc::new(BackupService::new(
             engine.clone(),
             sources.clone(),
@@ -787,10 +1008,12 @@ impl World {
             },
             clock.clone(),
             log.clone(),
+            storage.clone(),
         ));
         let jobs = Arc::new(JobService::new(
             repo.clone(),
             backups,
+            maintenance,
             paths.clone(),
             tasks.clone(),
             clock,
@@ -810,6 +1033,8 @@ impl World {
             audit,
             tasks,
             pool: LocalPool::new(),
+            storage,
+            alert_rows,
         }
     }
 
@@ -1662,4 +1887,225 @@ fn a_job_cancelled_before_its_record_is_stored_is_not_left_queued() {
         Ok(status) => assert_eq!(status.job.state, JobState::Cancelled, "what `get` answers"),
         Err(e) => assert_eq!(e.code(), "not_found"),
     }
+}
+
+// ---------------------------------------------------------------------------------------
+// Quota, storage use and maintenance jobs
+// ---------------------------------------------------------------------------------------
+
+fn admin() -> Actor {
+    actor("admin", Role::Admin)
+}
+
+fn stored(w: &World) -> u64 {
+    block_on(w.storage.usage()).unwrap().stored_bytes
+}
+
+fn open_alerts(w: &World, kind: AlertKind) -> usize {
+    w.alert_rows
+        .rows()
+        .iter()
+        .filter(|a| a.kind == kind && a.is_active())
+        .count()
+}
+
+#[test]
+fn stored_bytes_grow_with_each_backup_and_the_warning_is_raised_once_at_the_threshold() {
+    // Warning at 500 bytes, quota 10 000: each backup stores 300.
+    let mut w = World::with_quota(Quota {
+        max_bytes: Some(10_000),
+        warning_bytes: Some(500),
+    });
+    let a = w.source("a");
+    w.backup(&operator(), a).unwrap();
+    w.settle();
+    assert_eq!(stored(&w), BYTES);
+    assert_eq!(open_alerts(&w, AlertKind::QuotaWarning), 0);
+    for _ in 0..2 {
+        w.backup(&operator(), a).unwrap();
+        w.settle();
+    }
+    assert_eq!(stored(&w), 3 * BYTES);
+    assert_eq!(
+        open_alerts(&w, AlertKind::QuotaWarning),
+        1,
+        "one warning however many backups pass it"
+    );
+    assert_eq!(
+        block_on(w.storage.usage()).unwrap().state,
+        crate::QuotaState::Warning
+    );
+}
+
+#[test]
+fn a_backup_is_refused_with_507_once_the_quota_is_used_up_and_nothing_is_queued() {
+    let mut w = World::with_quota(Quota {
+        max_bytes: Some(2 * BYTES),
+        warning_bytes: None,
+    });
+    let a = w.source("a");
+    for _ in 0..2 {
+        w.backup(&operator(), a).unwrap();
+        w.settle();
+    }
+    assert_eq!(stored(&w), 2 * BYTES);
+    let jobs_before = w.repo.rows.lock().unwrap().len();
+    let err = w.backup(&operator(), a).unwrap_err();
+    assert!(
+        matches!(
+            err,
+            ServiceError::InsufficientStorage {
+                code: "quota_exceeded",
+                ..
+            }
+        ),
+        "{err:?}"
+    );
+    assert_eq!(
+        w.repo.rows.lock().unwrap().len(),
+        jobs_before,
+        "no job was queued"
+    );
+    assert_eq!(open_alerts(&w, AlertKind::QuotaExceeded), 1);
+    // A prune that frees space lifts the refusal and clears the alert.
+    let prune = block_on(w.jobs.start_prune(&admin())).unwrap().job.id;
+    w.settle();
+    assert_eq!(w.state(prune), JobState::Succeeded);
+    assert_eq!(stored(&w), BYTES, "the prune's count of what is left");
+    assert_eq!(open_alerts(&w, AlertKind::QuotaExceeded), 0);
+    w.backup(&operator(), a).unwrap();
+}
+
+#[test]
+fn a_backup_that_would_cross_the_quota_fails_leaves_no_snapshot_and_usage_unchanged() {
+    let mut w = World::with_quota(Quota {
+        max_bytes: Some(1000),
+        warning_bytes: None,
+    });
+    let a = w.source("a");
+    w.backup(&operator(), a).unwrap();
+    w.settle();
+    let before = stored(&w);
+    let rows_before = w.catalog.all().len();
+    // The next backup would store 800 bytes, with 700 left.
+    *w.engine.stores.lock().unwrap() = Some(800);
+    let job = w.backup(&operator(), a).unwrap().job.id;
+    w.settle();
+    assert_eq!(w.state(job), JobState::Failed);
+    let error = block_on(w.jobs.get(&operator(), job))
+        .unwrap()
+        .job
+        .error
+        .unwrap();
+    assert_eq!(error.code, "quota_exceeded");
+    assert_eq!(stored(&w), before, "usage unchanged");
+    let rows_after = w.catalog.all().len();
+    assert_eq!(rows_after, rows_before, "no snapshot recorded");
+    assert_eq!(open_alerts(&w, AlertKind::QuotaExceeded), 1);
+    assert_eq!(
+        open_alerts(&w, AlertKind::BackupFailed),
+        0,
+        "a quota stop is reported as such, not as a failure"
+    );
+}
+
+#[test]
+fn one_prune_and_one_check_at_a_time_admin_only_and_audited() {
+    let mut w = World::new(2);
+    let err = block_on(w.jobs.start_prune(&operator())).unwrap_err();
+    assert_eq!(forbidden_permission(err), Permission::ManageSystem);
+    let first = block_on(w.jobs.start_prune(&admin())).unwrap().job.id;
+    let again = block_on(w.jobs.start_prune(&admin())).unwrap_err();
+    assert_eq!(job_running_id(again), first);
+    assert!(matches!(
+        block_on(w.jobs.start_check(&admin(), 0)),
+        Err(ServiceError::Invalid {
+            code: "invalid_share",
+            ..
+        })
+    ));
+    let check = block_on(w.jobs.start_check(&admin(), 25)).unwrap().job.id;
+    w.settle();
+    assert_eq!(w.state(first), JobState::Succeeded);
+    assert_eq!(w.engine.prunes.load(Ordering::SeqCst), 1);
+    let done = block_on(w.jobs.get(&admin(), check)).unwrap().job;
+    assert!(
+        matches!(
+            done.result,
+            Some(JobResult::Check {
+                ok: true,
+                slice: 0,
+                slices: 4,
+                ..
+            })
+        ),
+        "{:?}",
+        done.result
+    );
+    // The next check reads the next slice.
+    let next = block_on(w.jobs.start_check(&admin(), 25)).unwrap().job.id;
+    w.settle();
+    let done = block_on(w.jobs.get(&admin(), next)).unwrap().job;
+    assert!(
+        matches!(
+            done.result,
+            Some(JobResult::Check {
+                slice: 1,
+                slices: 4,
+                ..
+            })
+        ),
+        "{:?}",
+        done.result
+    );
+    assert_eq!(w.audit.count(AuditAction::Prune.as_str()), 1);
+    assert_eq!(w.audit.count(AuditAction::Check.as_str()), 2);
+}
+
+#[test]
+fn a_failed_or_partial_backup_raises_an_alert_for_its_source_and_a_cancelled_one_does_not() {
+    let mut w = World::new(2);
+    let a = w.source("a");
+    let b = w.source("b");
+    w.engine.plan("a", Plan::Fail);
+    w.engine.plan("b", Plan::Partial);
+    w.backup(&operator(), a).unwrap();
+    w.backup(&operator(), b).unwrap();
+    w.settle();
+    let alerts = w.alert_rows.rows();
+    let failed: Vec<_> = alerts
+        .iter()
+        .filter(|x| x.kind == AlertKind::BackupFailed)
+        .collect();
+    assert_eq!(failed.len(), 1);
+    assert_eq!(failed[0].source_id, Some(a));
+    assert_eq!(failed[0].severity, Severity::Critical);
+    assert!(
+        failed[0].message.contains("pack 1234 is missing"),
+        "{}",
+        failed[0].message
+    );
+    let partial: Vec<_> = alerts
+        .iter()
+        .filter(|x| x.kind == AlertKind::BackupPartial)
+        .collect();
+    assert_eq!(partial.len(), 1);
+    assert_eq!(partial[0].source_id, Some(b));
+    assert!(partial[0].message.contains("secret.db"));
+    // A failure again is a new event, not a repeat of an open condition.
+    w.engine.plan("a", Plan::Fail);
+    w.backup(&operator(), a).unwrap();
+    w.settle();
+    assert_eq!(open_alerts(&w, AlertKind::BackupFailed), 2);
+    let gate = w.engine.gate("a");
+    let job = w.backup(&operator(), a).unwrap().job.id;
+    block_on(w.jobs.cancel(&operator(), job)).unwrap();
+    drop(gate);
+    w.settle();
+    assert_eq!(w.state(job), JobState::Cancelled);
+    assert_eq!(
+        open_alerts(&w, AlertKind::BackupFailed),
+        2,
+        "a cancel is no failure"
+    );
 }

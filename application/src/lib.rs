@@ -5,20 +5,29 @@
 //!
 //! This crate never names an adapter: no database, web framework, runtime or object store.
 
+pub mod alerts;
 pub mod audit;
 pub mod auth;
 pub mod backups;
+pub mod dashboard;
+pub mod disk;
 pub mod error;
 pub mod jobs;
+pub mod maintenance;
+pub mod scheduler;
 pub mod sources;
+pub mod storage;
 pub mod system;
 pub mod users;
 
+pub use alerts::AlertService;
 pub use audit::{AuditLog, AuditService, ChainReport};
 pub use auth::{AuthService, Session};
 pub use backups::{
     BackupPolicy, BackupService, BackupTarget, DirPage, DownloadPlan, MasterKeys, RetentionReport,
 };
+pub use dashboard::{Dashboard, DashboardService, RetentionStatus, SourceOverview};
+pub use disk::{DiskGuard, DiskStatus, DiskThresholds};
 pub use error::ServiceError;
 
 /// Whether one directory is the other or lies inside it (whole path components:
@@ -26,10 +35,18 @@ pub use error::ServiceError;
 pub(crate) fn overlaps(a: &str, b: &str) -> bool {
     std::path::Path::new(a).starts_with(b) || std::path::Path::new(b).starts_with(a)
 }
-pub use jobs::{ActiveJobs, JobOptions, JobService, JobStatus};
+pub use jobs::{ActiveJobs, JobDurations, JobOptions, JobService, JobStatus};
+pub use maintenance::MaintenanceService;
+pub use scheduler::{
+    Dispatch, JobDispatch, Scheduler, SchedulerOptions, SchedulerStatus, SourceSchedule, Task,
+    TaskSchedule, TickReport,
+};
 pub use sources::{SourceChanges, SourceService};
+pub use storage::{Quota, QuotaState, StorageService, StorageUsage};
 pub use system::{ComponentHealth, HealthReport, SystemService};
 pub use users::UserService;
 
 #[cfg(test)]
 mod jobs_tests;
+#[cfg(test)]
+mod scheduler_tests;

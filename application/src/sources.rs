@@ -25,6 +25,8 @@ pub struct SourceChanges {
     pub path: Option<String>,
     pub schedule: Option<Option<String>>,
     pub retention: Option<Option<Retention>>,
+    /// Scheduled runs on or off (the schedule itself is kept).
+    pub enabled: Option<bool>,
 }
 
 pub struct SourceService {
@@ -231,12 +233,20 @@ impl SourceService {
                 None => current.retention,
             },
         };
-        let source = self
+        let now = self.clock.now();
+        let mut source = self
             .sources
-            .update(id, &spec, self.clock.now())
+            .update(id, &spec, now)
             .await
             .map_err(|e| name_taken(e, &spec.name))?
             .ok_or_else(|| ServiceError::NotFound(format!("no source with id {id}")))?;
+        if let Some(enabled) = changes.enabled.filter(|e| *e != source.enabled) {
+            let missing = || ServiceError::NotFound(format!("no source with id {id}"));
+            if !self.sources.set_enabled(id, enabled, now).await? {
+                return Err(missing());
+            }
+            source = self.sources.get(id).await?.ok_or_else(missing)?;
+        }
         let mut what = Vec::new();
         if source.name != current.name {
             what.push(format!("name `{}` -> `{}`", current.name, source.name));
@@ -253,6 +263,12 @@ impl SourceService {
         }
         if source.retention != current.retention {
             what.push("retention".to_owned());
+        }
+        if source.enabled != current.enabled {
+            what.push(format!(
+                "scheduled runs {}",
+                if source.enabled { "on" } else { "off" }
+            ));
         }
         self.audit
             .record(

@@ -141,6 +141,9 @@ mod tests {
         async fn list(&self, _: &str) -> Result<Vec<ObjectKey>, StorageError> {
             unreachable!("health never lists")
         }
+        async fn list_sized(&self, _: &str) -> Result<Vec<(ObjectKey, u64)>, StorageError> {
+            unreachable!("health never lists")
+        }
         async fn check(&self) -> Result<(), StorageError> {
             if self.0 {
                 Ok(())

@@ -16,12 +16,22 @@ use crate::{CatalogCommand, Command, KeyCommand, local_admin};
 
 /// A spinner with live counters on a terminal (nothing when stderr is not one, or with
 /// --json), updated from the operation's progress counters.
-struct Bar {
+pub(crate) struct Bar {
     bar: ProgressBar,
     stop: tokio::sync::oneshot::Sender<()>,
 }
 
 fn bar(progress: &Arc<Progress>, json: bool, verb: &'static str) -> Option<Bar> {
+    counted_bar(progress, json, verb, "files")
+}
+
+/// A progress spinner whose counted items are `unit` (files, packs).
+pub(crate) fn counted_bar(
+    progress: &Arc<Progress>,
+    json: bool,
+    verb: &'static str,
+    unit: &'static str,
+) -> Option<Bar> {
     use std::io::IsTerminal as _;
     if json || !std::io::stderr().is_terminal() {
         return None;
@@ -51,12 +61,12 @@ fn bar(progress: &Arc<Progress>, json: bool, verb: &'static str) -> Option<Bar> 
                         |s| format!(", ETA {}", indicatif::HumanDuration(Duration::from_secs(s))),
                     );
                     format!(
-                        "{}/{files} files, {done}/{} ({rate}/s{eta})",
+                        "{}/{files} {unit}, {done}/{} ({rate}/s{eta})",
                         p.files_done,
                         indicatif::HumanBytes(bytes)
                     )
                 }
-                _ => format!("{} files, {done} ({rate}/s)", p.files_done),
+                _ => format!("{} {unit}, {done} ({rate}/s)", p.files_done),
             };
             shown.set_message(message);
             shown.tick();
@@ -70,7 +80,7 @@ fn bar(progress: &Arc<Progress>, json: bool, verb: &'static str) -> Option<Bar> 
 }
 
 impl Bar {
-    fn finish(self) {
+    pub(crate) fn finish(self) {
         let _ = self.stop.send(());
         self.bar.finish_and_clear();
     }

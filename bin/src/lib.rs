@@ -10,8 +10,9 @@ use std::time::Duration;
 
 use anyhow::Context as _;
 use coffer_application::{
-    ActiveJobs, AuditLog, AuditService, AuthService, BackupPolicy, BackupService, JobOptions,
-    JobService, SourceService, SystemService, UserService,
+    ActiveJobs, AlertService, AuditLog, AuditService, AuthService, BackupPolicy, BackupService,
+    DashboardService, DiskGuard, DiskThresholds, JobOptions, JobService, MaintenanceService, Quota,
+    RetentionStatus, SourceService, StorageService, SystemService, UserService,
 };
 use coffer_config::Settings;
 use coffer_crypto::{Argon2Hasher, Hs256Tokens};
@@ -22,8 +23,12 @@ use coffer_domain::secrets::Secret;
 use coffer_http::{AppState, HttpOptions, HttpServer};
 use coffer_storage::OpendalStore;
 
+pub mod alerts;
 pub mod logging;
 pub mod repo;
+pub mod scheduler_loop;
+
+pub use alerts::install_crypto_provider;
 
 /// Creates the data directory (mode 0700: it holds the catalog and, by default, the
 /// keys) if it does not exist yet.
@@ -168,6 +173,17 @@ pub struct Services {
     pub backups: Arc<BackupService>,
     pub sources: Arc<SourceService>,
     pub jobs: Arc<JobService>,
+    pub alerts: Arc<AlertService>,
+    /// The free space of the volume that holds the repository.
+    pub disk: Arc<DiskGuard>,
+    /// Scheduled runs; its loop runs in `serve` only ([`Application::run`]).
+    pub scheduler: Arc<coffer_application::Scheduler>,
+    /// Storage use and the quota.
+    pub storage: Arc<StorageService>,
+    /// Prune and check.
+    pub maintenance: Arc<MaintenanceService>,
+    /// The overview's figures (dashboard and metrics).
+    pub dashboard: Arc<DashboardService>,
 }
 
 /// The restore roots in force, absolute. The default one (`<data_dir>/restored`) is
@@ -202,7 +218,8 @@ impl Services {
         let db = open_database(settings).await?;
         let storage: Arc<dyn coffer_domain::storage::ObjectStore> =
             Arc::new(open_storage(settings)?);
-        let engine = Arc::new(repo::open_engine(settings, storage.clone()).await?);
+        let engine: Arc<dyn coffer_domain::engine::SnapshotEngine> =
+            Arc::new(repo::open_engine(settings, storage.clone()).await?);
         let (session_key, created) =
             coffer_crypto::load_or_create_key(&settings.session_key_file())?;
         if created {
@@ -221,6 +238,41 @@ impl Services {
         let roots = restore_roots(settings)?;
         let protected = own_directories(settings, &roots)?;
         let sources_repo = Arc::new(db.sources());
+        let spawner: Arc<dyn coffer_domain::ports::Spawner> =
+            Arc::new(coffer_system::TokioSpawner::current());
+        let alerts = Arc::new(AlertService::new(
+            Arc::new(db.alerts()),
+            alerts::webhook_notifier(settings)?,
+            spawner,
+            clock.clone(),
+            audit_log.clone(),
+        ));
+        let disk = Arc::new(DiskGuard::new(
+            Arc::new(coffer_system::SysinfoDiskMonitor::new()),
+            settings.storage_root(),
+            DiskThresholds {
+                warning_free_mb: settings.disk.warning_free_mb,
+                min_free_mb: settings.disk.min_free_mb,
+            },
+            alerts.clone(),
+        ));
+        let storage_use = Arc::new(StorageService::new(
+            Arc::new(db.counters()),
+            engine.clone(),
+            alerts.clone(),
+            disk.clone(),
+            Quota::from_mib(
+                settings.quota.max_storage_mb,
+                settings.quota.warning_threshold_mb,
+            ),
+            audit_log.clone(),
+        ));
+        let maintenance = Arc::new(MaintenanceService::new(
+            engine.clone(),
+            storage_use.clone(),
+            audit_log.clone(),
+            settings.prune.repack_threshold_percent,
+        ));
         let backups = Arc::new(BackupService::new(
             engine,
             sources_repo.clone(),
@@ -237,10 +289,12 @@ impl Services {
             },
             clock.clone(),
             audit_log.clone(),
+            storage_use.clone(),
         ));
         let jobs = Arc::new(JobService::new(
             Arc::new(db.jobs()),
             backups.clone(),
+            maintenance.clone(),
             paths.clone(),
             Arc::new(coffer_system::TokioSpawner::current()),
             clock.clone(),
@@ -249,6 +303,26 @@ impl Services {
                 max_running: usize::try_from(settings.jobs.max_running).unwrap_or(1),
                 restore_roots: roots,
             },
+        ));
+        let scheduler = Arc::new(coffer_application::Scheduler::new(
+            sources_repo.clone(),
+            Arc::new(db.settings()),
+            Arc::new(coffer_application::JobDispatch::new(jobs.clone())),
+            clock.clone(),
+            scheduler_loop::options(settings)?,
+        ));
+        let dashboard = Arc::new(DashboardService::new(
+            Arc::new(db.catalog()),
+            sources_repo.clone(),
+            storage_use.clone(),
+            scheduler.clone(),
+            alerts.clone(),
+            jobs.clone(),
+            RetentionStatus {
+                enabled: settings.retention.enabled,
+                defaults: retention_rules(settings),
+            },
+            clock.clone(),
         ));
         let sources = Arc::new(SourceService::new(
             sources_repo,
@@ -284,6 +358,12 @@ impl Services {
             backups,
             sources,
             jobs,
+            alerts,
+            disk,
+            scheduler,
+            storage: storage_use,
+            maintenance,
+            dashboard,
         })
     }
 
@@ -362,6 +442,7 @@ pub struct Application {
     state: Arc<AppState>,
     options: HttpOptions,
     grace: Duration,
+    scheduler: Arc<coffer_application::Scheduler>,
 }
 
 impl Application {
@@ -382,6 +463,12 @@ impl Application {
         );
         services.bootstrap_admin(settings).await?;
         services.jobs.recover().await?;
+        services
+            .storage
+            .init()
+            .await
+            .context("cannot count the repository's stored bytes")?;
+        alerts::check_disk(&services.disk).await;
         let Services {
             db,
             system,
@@ -391,6 +478,12 @@ impl Application {
             backups,
             sources,
             jobs,
+            alerts,
+            disk,
+            scheduler,
+            storage,
+            maintenance: _,
+            dashboard,
         } = services;
         let state = Arc::new(AppState {
             system,
@@ -400,6 +493,13 @@ impl Application {
             sources,
             backups,
             jobs,
+            alerts,
+            disk,
+            storage,
+            dashboard,
+            metrics: coffer_http::metrics::MetricsAccess {
+                token: settings.metrics.token.clone(),
+            },
             trusted_proxies: settings.server.trusted_proxies.clone(),
             secure_cookies: settings.security.secure_cookies,
         });
@@ -414,6 +514,7 @@ impl Application {
             state,
             options,
             grace: Duration::from_secs(settings.server.shutdown_timeout_secs),
+            scheduler,
         })
     }
 
@@ -429,15 +530,40 @@ impl Application {
     pub async fn run(self, shutdown: impl Future<Output = ()>) -> anyhow::Result<()> {
         let jobs = Arc::clone(&self.state.jobs);
         let stopping = Arc::clone(&jobs);
+        let disk_watch =
+            alerts::DiskWatch::spawn(Arc::clone(&self.state.disk), alerts::DISK_CHECK_EVERY);
+        let stop_disk_watch = disk_watch.stopper();
+        let (stop_scheduler, scheduler_stop) = tokio::sync::watch::channel(false);
+        let scheduler = if self.scheduler.options().enabled {
+            Some(scheduler_loop::spawn(
+                Arc::clone(&self.scheduler),
+                Arc::new(SystemClock),
+                scheduler_stop,
+            ))
+        } else {
+            tracing::info!("scheduler off (scheduler.enabled = false): nothing runs by itself");
+            None
+        };
         // Running jobs are asked to stop as soon as the signal comes, beside the drain
         // of requests in flight, and get the grace period to record that; what still
         // runs after it is marked failed at the next start.
         let shutdown = async move {
             shutdown.await;
+            // No scheduled job may start once jobs are being stopped: the loop ends
+            // (after the tick in progress, if any) before they are.
+            let _ = stop_scheduler.send(true);
+            if let Some(task) = scheduler
+                && let Err(e) = task.await
+            {
+                tracing::error!(error = %e, "the scheduler task failed");
+            }
+            stop_disk_watch.notify_one();
             stopping.shutdown().await;
         };
         let app = coffer_http::app(self.state, &self.options);
-        self.server.run(app, shutdown, self.grace).await?;
+        let served = self.server.run(app, shutdown, self.grace).await;
+        disk_watch.stop().await;
+        served?;
         let deadline = tokio::time::Instant::now() + self.grace;
         while jobs.running() > 0 && tokio::time::Instant::now() < deadline {
             tokio::time::sleep(Duration::from_millis(50)).await;

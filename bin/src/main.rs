@@ -23,6 +23,8 @@ macro_rules! out {
 }
 
 mod cli_backup;
+mod cli_maintenance;
+mod cli_seed;
 use figment::providers::Serialized;
 
 /// Coffer: encrypted, deduplicated, verifiable backups you run yourself.
@@ -147,12 +149,52 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Garbage collection: delete the stored data no snapshot uses and repack mostly
+    /// unused packs. Waits for running backups, restores and checks (of the server too),
+    /// and they wait for it; an interruption at any point leaves every snapshot whole.
+    Prune {
+        /// Report what would be deleted and repacked; change nothing.
+        #[arg(long)]
+        dry_run: bool,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Check the repository: every snapshot's structure, and re-read and authenticate a
+    /// share of the stored data (the next slice after the previous check's, so that
+    /// checks in a row read everything). Exit status 1 when anything is damaged.
+    Check {
+        /// Percent of the stored data to re-read (1–100; 100 reads everything).
+        #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u8).range(1..=100))]
+        share: u8,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Storage use against the quota, and the volume's free space.
+    #[command(subcommand)]
+    Storage(StorageCommand),
     /// The master key: without it the backups cannot be read.
     #[command(subcommand)]
     Key(KeyCommand),
     /// The snapshot catalog in the database.
     #[command(subcommand)]
     Catalog(CatalogCommand),
+    /// Developer tools (benchmark seeding); not part of the product.
+    #[command(subcommand, hide = true)]
+    Dev(cli_seed::DevCommand),
+}
+
+#[derive(Debug, Subcommand)]
+enum StorageCommand {
+    /// Show stored bytes, quota and free disk space.
+    Show {
+        #[arg(long)]
+        json: bool,
+    },
+    /// Count the repository's bytes object by object and correct the usage counter.
+    Recount {
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -294,6 +336,10 @@ enum SourcesCommand {
     },
     /// Remove a source (by name or id). Its snapshots stay.
     Remove { source: String },
+    /// Pause a source's schedule (kept as it is; nothing runs until `enable`).
+    Disable { source: String },
+    /// Resume a source's schedule from its next occurrence.
+    Enable { source: String },
 }
 
 #[derive(Debug, Subcommand)]
@@ -304,6 +350,7 @@ enum AuditCommand {
 }
 
 fn main() -> ExitCode {
+    coffer::install_crypto_provider();
     let cli = Cli::parse();
     match run(cli) {
         Ok(code) => code,
@@ -341,6 +388,17 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 dry_run,
                 json,
             } => ok(forget(&settings, &source, dry_run, json).await),
+            Command::Prune { dry_run, json } => {
+                cli_maintenance::prune(&settings, dry_run, json).await
+            }
+            Command::Check { share, json } => cli_maintenance::check(&settings, share, json).await,
+            Command::Storage(StorageCommand::Show { json }) => {
+                cli_maintenance::storage_show(&settings, json).await
+            }
+            Command::Storage(StorageCommand::Recount { json }) => {
+                cli_maintenance::storage_recount(&settings, json).await
+            }
+            Command::Dev(command) => ok(cli_seed::run(&settings, command).await),
             Command::Openapi => unreachable!("handled above"),
             other => cli_backup::run(&settings, other).await,
         }
@@ -547,6 +605,35 @@ async fn set_active(
     Ok(())
 }
 
+/// When the scheduler will next back a source up, as far as the source says (no run
+/// while paused or without a schedule).
+fn next_run(s: &coffer_domain::ports::Source) -> Option<chrono::DateTime<chrono::Utc>> {
+    s.next_run_at.filter(|_| s.enabled && s.schedule.is_some())
+}
+
+async fn set_enabled(
+    svc: &coffer_application::SourceService,
+    actor: &coffer_domain::auth::Actor,
+    source: &str,
+    enabled: bool,
+) -> anyhow::Result<()> {
+    let found = svc.find(actor, source).await?;
+    let changes = coffer_application::SourceChanges {
+        enabled: Some(enabled),
+        ..coffer_application::SourceChanges::default()
+    };
+    let s = svc.update(actor, found.id, changes).await?;
+    match (enabled, s.schedule.as_deref()) {
+        (false, _) => out!("paused the schedule of `{}`", s.name),
+        (true, Some(schedule)) => out!(
+            "resumed the schedule of `{}` ({schedule} UTC); the server plans its next run within a minute",
+            s.name
+        ),
+        (true, None) => out!("`{}` has no schedule to resume; set one first", s.name),
+    }
+    Ok(())
+}
+
 async fn sources(settings: &Settings, command: SourcesCommand) -> anyhow::Result<()> {
     let services = coffer_services(settings).await?;
     let actor = local_admin();
@@ -600,23 +687,48 @@ async fn sources(settings: &Settings, command: SourcesCommand) -> anyhow::Result
                                 "keep_yearly": r.keep_yearly,
                             })),
                             "created_at": s.created_at.to_rfc3339(),
+                            "enabled": s.enabled,
+                            "last_run_at": s.last_run_at.map(|t| t.to_rfc3339()),
+                            "next_run_at": next_run(s).map(|t| t.to_rfc3339()),
                         })
                     })
                     .collect();
                 out!("{}", serde_json::to_string_pretty(&rows)?);
             } else {
-                out!("{:>4}  {:<24} {:<14} path", "id", "name", "schedule");
+                out!(
+                    "{:>4}  {:<24} {:<14} {:<17} {:<17} path",
+                    "id",
+                    "name",
+                    "schedule",
+                    "next run (UTC)",
+                    "last run (UTC)"
+                );
+                let when = |t: Option<chrono::DateTime<chrono::Utc>>| {
+                    t.map_or_else(
+                        || "-".to_owned(),
+                        |t| t.format("%Y-%m-%d %H:%M").to_string(),
+                    )
+                };
                 for s in &list {
+                    let next = if s.enabled || s.schedule.is_none() {
+                        when(next_run(s))
+                    } else {
+                        "paused".to_owned()
+                    };
                     out!(
-                        "{:>4}  {:<24} {:<14} {}",
+                        "{:>4}  {:<24} {:<14} {:<17} {:<17} {}",
                         s.id,
                         s.name,
                         s.schedule.as_deref().unwrap_or("-"),
+                        next,
+                        when(s.last_run_at),
                         s.path
                     );
                 }
             }
         }
+        SourcesCommand::Disable { source } => set_enabled(svc, &actor, &source, false).await?,
+        SourcesCommand::Enable { source } => set_enabled(svc, &actor, &source, true).await?,
         SourcesCommand::Remove { source } => {
             let found = svc.find(&actor, &source).await?;
             svc.delete(&actor, found.id).await?;

@@ -16,6 +16,9 @@ use figment::Figment;
 use figment::providers::{Env, Format, Json, Serialized, Toml};
 use serde::{Deserialize, Serialize};
 
+mod scheduler;
+pub use scheduler::SchedulerSettings;
+
 /// The settings tree. Every field has a default, so an empty file is a valid file.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -32,6 +35,11 @@ pub struct Settings {
     pub security: SecuritySettings,
     pub restore: RestoreSettings,
     pub jobs: JobSettings,
+    pub prune: PruneSettings,
+    pub metrics: MetricsSettings,
+    pub scheduler: SchedulerSettings,
+    pub alerts: AlertSettings,
+    pub disk: DiskSettings,
 }
 
 impl Default for Settings {
@@ -48,6 +56,11 @@ impl Default for Settings {
             security: SecuritySettings::default(),
             restore: RestoreSettings::default(),
             jobs: JobSettings::default(),
+            prune: PruneSettings::default(),
+            metrics: MetricsSettings::default(),
+            scheduler: SchedulerSettings::default(),
+            alerts: AlertSettings::default(),
+            disk: DiskSettings::default(),
         }
     }
 }
@@ -270,6 +283,97 @@ impl Default for JobSettings {
     }
 }
 
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct PruneSettings {
+    /// A pack whose unused share reaches this percentage is repacked by garbage
+    /// collection (its live data copied, the pack deleted). 100: never repack.
+    pub repack_threshold_percent: u8,
+}
+
+/// Who may scrape `GET /metrics`.
+#[derive(Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct MetricsSettings {
+    /// Bearer token a remote scraper sends. Unset: only clients on this machine may
+    /// scrape.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub token: Option<String>,
+}
+
+impl std::fmt::Debug for MetricsSettings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("MetricsSettings")
+            .field("token", &self.token.as_ref().map(|_| "***"))
+            .finish()
+    }
+}
+
+impl Default for PruneSettings {
+    fn default() -> Self {
+        Self {
+            repack_threshold_percent: 20,
+        }
+    }
+}
+
+/// Where new alerts go besides Coffer's own alert list and log.
+#[derive(Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct AlertSettings {
+    /// POST each new alert as JSON to this `http://` or `https://` URL, retried with
+    /// backoff; a backup never waits for it. Unset: no webhook. The URL may carry a token,
+    /// so only its host is ever logged (and shown by `Debug`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub webhook_url: Option<String>,
+}
+
+impl std::fmt::Debug for AlertSettings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AlertSettings")
+            .field(
+                "webhook_url",
+                &self
+                    .webhook_url
+                    .as_deref()
+                    .map(|u| format!("<a URL to {}>", url_host(u).unwrap_or("?"))),
+            )
+            .finish()
+    }
+}
+
+/// The host (and port) of an `http(s)://` URL, without any user information; `None` when
+/// the URL is not http(s) or names no host.
+#[must_use]
+pub fn url_host(url: &str) -> Option<&str> {
+    let rest = url
+        .strip_prefix("https://")
+        .or_else(|| url.strip_prefix("http://"))?;
+    let authority = &rest[..rest.find(['/', '?', '#']).unwrap_or(rest.len())];
+    let host = authority.rsplit_once('@').map_or(authority, |(_, h)| h);
+    (!host.is_empty() && !host.starts_with(':')).then_some(host)
+}
+
+/// Free space of the volume that holds the repository.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct DiskSettings {
+    /// Raise a `disk_low` warning alert below this many MiB free. 0: no warning.
+    pub warning_free_mb: u64,
+    /// Refuse new backups (HTTP 507, `disk_full`) and make the alert critical below this
+    /// many MiB free. 0: no reserve. At most `warning_free_mb`.
+    pub min_free_mb: u64,
+}
+
+impl Default for DiskSettings {
+    fn default() -> Self {
+        Self {
+            warning_free_mb: 5120,
+            min_free_mb: 1024,
+        }
+    }
+}
+
 /// Why settings could not be loaded. The message names the offending key and source.
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
@@ -319,7 +423,7 @@ fn describe(err: &figment::Error) -> String {
 
 /// The top-level keys and sections; environment variables outside them are not ours
 /// (`COFFER_ADMIN_PASSWORD`, `COFFER_TEST_*`) and are left alone.
-const ENV_ROOTS: [&str; 11] = [
+const ENV_ROOTS: [&str; 16] = [
     "data_dir",
     "server",
     "log",
@@ -331,6 +435,11 @@ const ENV_ROOTS: [&str; 11] = [
     "security",
     "restore",
     "jobs",
+    "prune",
+    "metrics",
+    "scheduler",
+    "alerts",
+    "disk",
 ];
 
 /// The file read when `--config` is not given, if it exists.
@@ -419,6 +528,23 @@ impl Settings {
             return bad("jobs.max_running", "must be between 1 and 64");
         }
         if self
+            .metrics
+            .token
+            .as_deref()
+            .is_some_and(|t| t.len() < 16 || t.chars().any(char::is_whitespace))
+        {
+            return bad(
+                "metrics.token",
+                "must be at least 16 characters without spaces (or unset for local-only scraping)",
+            );
+        }
+        if self.prune.repack_threshold_percent > 100 {
+            return bad(
+                "prune.repack_threshold_percent",
+                "must be between 0 and 100",
+            );
+        }
+        if self
             .restore
             .allowed_roots
             .as_ref()
@@ -433,6 +559,21 @@ impl Settings {
                 "must not be above quota.max_storage_mb",
             );
         }
+        if self
+            .alerts
+            .webhook_url
+            .as_deref()
+            .is_some_and(|u| url_host(u).is_none())
+        {
+            return bad(
+                "alerts.webhook_url",
+                "must be an http:// or https:// URL with a host",
+            );
+        }
+        if self.disk.min_free_mb > self.disk.warning_free_mb {
+            return bad("disk.min_free_mb", "must not be above disk.warning_free_mb");
+        }
+        self.scheduler.validate()?;
         Ok(self)
     }
 

@@ -68,6 +68,7 @@ fn shipped_coffer_toml_documents_every_key() {
     full.storage.root = Some(PathBuf::new());
     full.security.encryption_key_file = Some(PathBuf::new());
     full.security.session_key_file = Some(PathBuf::new());
+    full.alerts.webhook_url = Some(String::new());
     let value = figment::value::Value::serialize(&full).expect("serialize settings");
     let dict = value.into_dict().expect("settings serialize to a table");
     let mut missing = Vec::new();
@@ -254,4 +255,83 @@ fn derived_paths_follow_data_dir() {
         s.encryption_key_file(),
         PathBuf::from("/var/lib/coffer/keys/master.key")
     );
+}
+
+#[test]
+fn alerts_and_disk_settings_are_checked() {
+    Jail::expect_with(|jail| {
+        jail.create_file(
+            "ok.toml",
+            "[alerts]\nwebhook_url = \"https://hooks.example.com/c?token=s3cret\"\n\
+             [disk]\nwarning_free_mb = 100\nmin_free_mb = 100\n",
+        )?;
+        let s = Settings::load(Some(Path::new("ok.toml"))).map_err(|e| e.to_string())?;
+        assert_eq!(
+            s.alerts.webhook_url.as_deref(),
+            Some("https://hooks.example.com/c?token=s3cret")
+        );
+        assert_eq!((s.disk.warning_free_mb, s.disk.min_free_mb), (100, 100));
+        let shown = format!("{s:?}");
+        assert!(
+            !shown.contains("s3cret"),
+            "the token leaks through Debug: {shown}"
+        );
+        assert!(shown.contains("hooks.example.com"), "{shown}");
+
+        for (i, url) in [
+            "ftp://x/y",
+            "hooks.example.com/x",
+            "https://",
+            "http:///x",
+            "",
+        ]
+        .into_iter()
+        .enumerate()
+        {
+            let name = format!("bad{i}.toml");
+            jail.create_file(&name, &format!("[alerts]\nwebhook_url = \"{url}\"\n"))?;
+            let err = load_err(Some(Path::new(&name)));
+            assert!(err.contains("alerts.webhook_url"), "{url}: {err}");
+        }
+        jail.create_file("d.toml", "[disk]\nwarning_free_mb = 10\nmin_free_mb = 20\n")?;
+        assert!(load_err(Some(Path::new("d.toml"))).contains("disk.min_free_mb"));
+        jail.create_file("u.toml", "[alerts]\nwebhook = \"https://x\"\n")?;
+        assert!(load_err(Some(Path::new("u.toml"))).contains("`alerts.webhook`"));
+        jail.create_file("v.toml", "[disk]\nreserve_mb = 1\n")?;
+        assert!(load_err(Some(Path::new("v.toml"))).contains("`disk.reserve_mb`"));
+        Ok(())
+    });
+}
+
+#[test]
+fn alerts_and_disk_settings_come_from_the_environment() {
+    Jail::expect_with(|jail| {
+        jail.set_env("COFFER_ALERTS__WEBHOOK_URL", "http://10.0.0.5:8080/hook");
+        jail.set_env("COFFER_DISK__MIN_FREE_MB", "0");
+        let s = Settings::load(None).map_err(|e| e.to_string())?;
+        assert_eq!(
+            s.alerts.webhook_url.as_deref(),
+            Some("http://10.0.0.5:8080/hook")
+        );
+        assert_eq!(s.disk.min_free_mb, 0);
+        assert_eq!(s.disk.warning_free_mb, 5120);
+        jail.set_env("COFFER_DISK__WARNING_FREE", "1");
+        assert!(load_err(None).contains("disk.warning_free"));
+        Ok(())
+    });
+}
+
+#[test]
+fn the_host_of_a_webhook_url() {
+    for (url, host) in [
+        ("https://hooks.example.com/a?b", Some("hooks.example.com")),
+        ("http://user:pw@10.0.0.5:8080/x", Some("10.0.0.5:8080")),
+        ("https://h#frag", Some("h")),
+        ("https://", None),
+        ("https://:80/x", None),
+        ("ftp://h/x", None),
+        ("h/x", None),
+    ] {
+        assert_eq!(url_host(url), host, "{url}");
+    }
 }

@@ -36,6 +36,10 @@ pub enum AuditAction {
     CatalogRebuild,
     KeyExport,
     KeyRotate,
+    AlertAck,
+    Prune,
+    Check,
+    StorageRecount,
 }
 
 impl AuditAction {
@@ -66,6 +70,10 @@ impl AuditAction {
             Self::CatalogRebuild => "catalog_rebuild",
             Self::KeyExport => "key_export",
             Self::KeyRotate => "key_rotate",
+            Self::AlertAck => "alert_ack",
+            Self::Prune => "prune",
+            Self::Check => "check",
+            Self::StorageRecount => "storage_recount",
         }
     }
 }

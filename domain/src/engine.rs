@@ -61,6 +61,10 @@ pub struct BackupRequest {
     pub path: PathBuf,
     /// The previous snapshot of the same source: unchanged files are not re-read.
     pub parent: Option<String>,
+    /// The most bytes this backup may add to storage (packs and index). A backup that
+    /// would pass it stops with `QuotaExceeded` and removes what it stored. `None`: no
+    /// limit.
+    pub max_stored_bytes: Option<u64>,
 }
 
 /// Live counters of a long operation, readable from another task.
@@ -193,6 +197,85 @@ impl VerifyReport {
     }
 }
 
+/// How a prune (garbage collection) works.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PruneOptions {
+    /// A pack whose unused share reaches this percentage is repacked (its live blobs
+    /// copied into new packs, the old pack deleted). 100: never repack, only delete packs
+    /// that hold nothing live.
+    pub repack_threshold_percent: u8,
+    /// Report what would be done and change nothing.
+    pub dry_run: bool,
+}
+
+impl Default for PruneOptions {
+    fn default() -> Self {
+        Self {
+            repack_threshold_percent: 20,
+            dry_run: false,
+        }
+    }
+}
+
+/// What a prune did (or, in a dry run, would do).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct PruneReport {
+    pub dry_run: bool,
+    /// Snapshots whose data was kept.
+    pub snapshots: u64,
+    pub packs_before: u64,
+    /// Packs that held nothing any snapshot uses, deleted whole.
+    pub packs_deleted: u64,
+    /// Packs that were mostly unused: their live blobs were copied, then they were deleted.
+    pub packs_repacked: u64,
+    /// New packs the repacking wrote.
+    pub packs_written: u64,
+    /// Packs no index named (left by an interrupted backup), deleted.
+    pub orphan_packs_deleted: u64,
+    pub blobs_removed: u64,
+    /// Stored bytes (packs and indexes) before and after.
+    pub bytes_before: u64,
+    pub bytes_after: u64,
+}
+
+impl PruneReport {
+    #[must_use]
+    pub const fn bytes_freed(&self) -> u64 {
+        self.bytes_before.saturating_sub(self.bytes_after)
+    }
+}
+
+/// Which part of the stored data a repository check re-reads: slice `index` of `count`
+/// (packs are assigned to slices by their id), so that `count` checks in a row read
+/// everything once.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CheckSlice {
+    pub index: u32,
+    pub count: u32,
+}
+
+/// What a repository check found.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct CheckReport {
+    pub snapshots: u64,
+    pub trees: u64,
+    pub packs_total: u64,
+    /// Packs read and authenticated blob by blob in this check.
+    pub packs_read: u64,
+    pub bytes_read: u64,
+    /// Human-readable problems; empty when everything checked is intact.
+    pub problems: Vec<String>,
+    /// Snapshots that reference damaged or missing data.
+    pub damaged_snapshots: Vec<String>,
+}
+
+impl CheckReport {
+    #[must_use]
+    pub fn ok(&self) -> bool {
+        self.problems.is_empty()
+    }
+}
+
 /// A failure of the engine, in terms the application can act on.
 #[derive(Debug, thiserror::Error)]
 pub enum EngineFailure {
@@ -205,6 +288,12 @@ pub enum EngineFailure {
     Damaged(String),
     #[error("cancelled")]
     Cancelled,
+    /// The backup would have passed its storage budget (`BackupRequest::max_stored_bytes`).
+    #[error("{0}")]
+    QuotaExceeded(String),
+    /// Another process holds the repository (a prune waiting on a prune, say).
+    #[error("{0}")]
+    Busy(String),
     #[error("{0}")]
     Other(String),
 }
@@ -281,4 +370,25 @@ pub trait SnapshotEngine: Send + Sync {
         out: Box<dyn std::io::Write + Send>,
     ) -> Result<u64, EngineFailure>;
     async fn forget(&self, snapshot: &str) -> Result<(), EngineFailure>;
+    /// Garbage collection: deletes the stored data no snapshot references and repacks
+    /// mostly-unused packs. Never runs beside a backup, restore, verify, check or
+    /// export (of this or another process): it waits for them, and they wait for it.
+    /// A crash at any point leaves every remaining snapshot complete.
+    async fn prune(
+        &self,
+        options: PruneOptions,
+        progress: Arc<Progress>,
+        cancel: Cancel,
+    ) -> Result<PruneReport, EngineFailure>;
+    /// Checks the whole repository: every snapshot's trees are readable and every chunk
+    /// they name is indexed; with a slice, the packs of that slice are also read and
+    /// every blob in them authenticated.
+    async fn check(
+        &self,
+        slice: Option<CheckSlice>,
+        progress: Arc<Progress>,
+        cancel: Cancel,
+    ) -> Result<CheckReport, EngineFailure>;
+    /// The bytes the repository occupies in storage, counted object by object.
+    async fn stored_bytes(&self) -> Result<u64, EngineFailure>;
 }

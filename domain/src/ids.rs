@@ -41,6 +41,10 @@ row_id!(
     /// A catalog row of `backups` (one snapshot).
     BackupId
 );
+row_id!(
+    /// A persisted alert (row of `alerts`).
+    AlertId
+);
 
 /// A background job (backup, restore, verify, prune). Time-ordered (UUID v7) so that job
 /// ids sort by creation.

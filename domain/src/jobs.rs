@@ -1,4 +1,4 @@
-//! Jobs: long work (backup, restore, verify, later prune) run in the background and
+//! Jobs: long work (backup, restore, verify, prune, check) run in the background and
 //! recorded in the catalog so that their outcome outlives the request and the process.
 
 use std::fmt;
@@ -14,10 +14,20 @@ pub enum JobKind {
     Backup,
     Restore,
     Verify,
+    /// Garbage collection of the repository.
+    Prune,
+    /// A check of the whole repository (structure, and a share of the data).
+    Check,
 }
 
 impl JobKind {
-    pub const ALL: [Self; 3] = [Self::Backup, Self::Restore, Self::Verify];
+    pub const ALL: [Self; 5] = [
+        Self::Backup,
+        Self::Restore,
+        Self::Verify,
+        Self::Prune,
+        Self::Check,
+    ];
 
     #[must_use]
     pub const fn as_str(self) -> &'static str {
@@ -25,6 +35,8 @@ impl JobKind {
             Self::Backup => "backup",
             Self::Restore => "restore",
             Self::Verify => "verify",
+            Self::Prune => "prune",
+            Self::Check => "check",
         }
     }
 }
@@ -113,6 +125,11 @@ pub enum JobParams {
         /// Also read and authenticate every data chunk (slow), not only the structure.
         read_data: bool,
     },
+    Prune,
+    Check {
+        /// The share of the stored data to re-read, in percent (1–100).
+        share_percent: u8,
+    },
 }
 
 impl JobParams {
@@ -122,6 +139,8 @@ impl JobParams {
             Self::Backup { .. } => JobKind::Backup,
             Self::Restore { .. } => JobKind::Restore,
             Self::Verify { .. } => JobKind::Verify,
+            Self::Prune => JobKind::Prune,
+            Self::Check { .. } => JobKind::Check,
         }
     }
 }
@@ -195,6 +214,24 @@ pub enum JobResult {
         damaged_files: Vec<String>,
         bytes_read: u64,
     },
+    Prune {
+        snapshots: u64,
+        packs_deleted: u64,
+        packs_repacked: u64,
+        bytes_before: u64,
+        bytes_after: u64,
+    },
+    Check {
+        ok: bool,
+        snapshots: u64,
+        /// Which slice of the data was re-read: `slice` of `slices`.
+        slice: u32,
+        slices: u32,
+        packs_read: u64,
+        bytes_read: u64,
+        problems: Vec<String>,
+        damaged_snapshots: Vec<String>,
+    },
 }
 
 /// Why a job failed: a stable code for programs and a message for people.
@@ -242,6 +279,7 @@ impl Job {
             JobParams::Restore { snapshot_id, .. } | JobParams::Verify { snapshot_id, .. } => {
                 (None, Some(snapshot_id.clone()))
             }
+            JobParams::Prune | JobParams::Check { .. } => (None, None),
         };
         Self {
             id,

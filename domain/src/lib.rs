@@ -6,6 +6,7 @@
 //! rule can be table-tested. Adapters implement the ports declared here; the application
 //! layer drives them.
 
+pub mod alerts;
 pub mod audit;
 pub mod auth;
 pub mod crypto;
@@ -19,4 +20,4 @@ pub mod secrets;
 pub mod storage;
 pub mod throttle;
 
-pub use ids::{BackupId, JobId, SourceId, UserId};
+pub use ids::{AlertId, BackupId, JobId, SourceId, UserId};

@@ -185,6 +185,12 @@ pub struct Source {
     pub retention: Option<Retention>,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
+    /// Whether the scheduler runs this source's schedule (new sources: `true`).
+    pub enabled: bool,
+    /// When the scheduler last started a backup of it.
+    pub last_run_at: Option<DateTime<Utc>>,
+    /// When the scheduler will next start one; `None` until the scheduler has planned it.
+    pub next_run_at: Option<DateTime<Utc>>,
 }
 
 /// What a source is made of, for creating or replacing one.
@@ -215,6 +221,13 @@ impl SourceSpec {
 /// lookups of missing sources are `Ok(None)`; `update` and `delete` of a missing source
 /// are `Ok(None)` / `Ok(false)`; deleting a source keeps its snapshots (their
 /// `source_id` becomes `None`, `source_name` stays); `list` is ordered by name.
+///
+/// Scheduling: `create` makes an enabled source with no run times; an `update` that
+/// changes the schedule clears `next_run_at` (the scheduler plans the new one);
+/// `set_enabled(.., false)` clears it too. `set_next_run` and `record_run` write only
+/// while the source still has the schedule `for_schedule` the caller planned with (a
+/// concurrent change of the schedule wins) and are `Ok(false)` otherwise or when the
+/// source is missing.
 #[async_trait]
 pub trait SourceRepository: Send + Sync {
     async fn create(&self, spec: &SourceSpec, now: DateTime<Utc>) -> Result<Source, RepoError>;
@@ -229,6 +242,28 @@ pub trait SourceRepository: Send + Sync {
         now: DateTime<Utc>,
     ) -> Result<Option<Source>, RepoError>;
     async fn delete(&self, id: crate::SourceId) -> Result<bool, RepoError>;
+    /// Turns scheduled runs of a source on or off; `Ok(false)` when there is none.
+    async fn set_enabled(
+        &self,
+        id: crate::SourceId,
+        enabled: bool,
+        now: DateTime<Utc>,
+    ) -> Result<bool, RepoError>;
+    /// Records when the scheduler will next run the source (`None`: not planned).
+    async fn set_next_run(
+        &self,
+        id: crate::SourceId,
+        for_schedule: &str,
+        next: Option<DateTime<Utc>>,
+    ) -> Result<bool, RepoError>;
+    /// Records a scheduled run started at `at`, and the next one.
+    async fn record_run(
+        &self,
+        id: crate::SourceId,
+        for_schedule: &str,
+        at: DateTime<Utc>,
+        next: Option<DateTime<Utc>>,
+    ) -> Result<bool, RepoError>;
 }
 
 /// One page of a longer list, with the size of the whole list.
@@ -294,6 +329,43 @@ pub trait BackupCatalog: Send + Sync {
     async fn delete(&self, snapshot_id: &str) -> Result<bool, RepoError>;
     /// Marks a snapshot protected from retention (or not); `false` when there was none.
     async fn set_protected(&self, snapshot_id: &str, protected: bool) -> Result<bool, RepoError>;
+    /// Counts and byte sums of the whole catalog, read from maintained counters (no
+    /// scan, whatever the number of snapshots).
+    async fn stats(&self) -> Result<CatalogStats, RepoError>;
+    /// The newest snapshot of each source that has one, ordered by source id: one
+    /// indexed lookup per source, never a scan of the catalog.
+    async fn latest_per_source(&self) -> Result<Vec<(crate::SourceId, CatalogEntry)>, RepoError>;
+}
+
+/// The catalog's figures, kept exact by every write of the catalog in the same
+/// transaction.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct CatalogStats {
+    /// Snapshots per status, ordered by status. A status whose snapshots were all
+    /// removed may stay listed with 0.
+    pub count_by_status: Vec<(String, u64)>,
+    /// Every snapshot.
+    pub total: u64,
+    /// The sum of the snapshots' logical sizes.
+    pub logical_bytes: u64,
+    /// The sum of what each snapshot added to storage when it was made (after dedup and
+    /// compression). Removing snapshots does not free storage by itself (garbage
+    /// collection does), so this is not the storage in use.
+    pub stored_bytes_added: u64,
+}
+
+/// Named 64-bit counters kept in the database, for figures that must not be recomputed
+/// per request (bytes in storage, for example).
+///
+/// Contract: a counter never written reads 0; `add` is atomic (concurrent adds never
+/// lose an update) and returns the value after it; `set` replaces the value (a recount).
+/// Names under `backups.` belong to the catalog, which maintains them itself: do not
+/// write them through this port.
+#[async_trait]
+pub trait CounterRepository: Send + Sync {
+    async fn get(&self, name: &str) -> Result<i64, RepoError>;
+    async fn add(&self, name: &str, delta: i64) -> Result<i64, RepoError>;
+    async fn set(&self, name: &str, value: i64) -> Result<(), RepoError>;
 }
 
 /// Which catalog rows to list.

@@ -90,7 +90,7 @@ pub enum StorageError {
 ///   object is shorter), or `Ok(None)` for a missing key.
 /// - `delete` of a missing key succeeds.
 /// - `list(prefix)` returns every key that starts with `prefix` (a plain string prefix),
-///   sorted, without directories.
+///   sorted, without directories; `list_sized` the same keys with their sizes.
 /// - `check` verifies that the backend is reachable and writable enough to serve; it is
 ///   what the health endpoint reports.
 #[async_trait]
@@ -106,6 +106,8 @@ pub trait ObjectStore: Send + Sync {
     async fn exists(&self, key: &ObjectKey) -> Result<bool, StorageError>;
     async fn delete(&self, key: &ObjectKey) -> Result<(), StorageError>;
     async fn list(&self, prefix: &str) -> Result<Vec<ObjectKey>, StorageError>;
+    /// Like `list`, with each object's size in bytes.
+    async fn list_sized(&self, prefix: &str) -> Result<Vec<(ObjectKey, u64)>, StorageError>;
     async fn check(&self) -> Result<(), StorageError>;
 }
 

@@ -9,6 +9,7 @@ pub use sea_orm_migration::prelude::*;
 
 mod m20261126_000001_initial_schema;
 mod m20261126_000002_sessions_and_audit_chain;
+mod m20261126_000003_counters;
 
 pub struct Migrator;
 
@@ -18,6 +19,7 @@ impl MigratorTrait for Migrator {
         vec![
             Box::new(m20261126_000001_initial_schema::Migration),
             Box::new(m20261126_000002_sessions_and_audit_chain::Migration),
+            Box::new(m20261126_000003_counters::Migration),
         ]
     }
 }

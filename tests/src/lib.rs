@@ -3,6 +3,10 @@
 //! directory and a fresh database (SQLite, or PostgreSQL when `COFFER_TEST_POSTGRES_URL`
 //! is set), and gives back its address and an HTTP client.
 
+mod api;
+
+pub use api::{Api, admin};
+
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
@@ -27,7 +31,8 @@ pub struct TestApp {
     database: Option<TestDatabase>,
     stop: Option<oneshot::Sender<()>>,
     task: Option<JoinHandle<Result<(), String>>>,
-    _dir: tempfile::TempDir,
+    /// Owns the data directory: it goes when the app is dropped.
+    dir: tempfile::TempDir,
 }
 
 impl TestApp {
@@ -131,6 +136,58 @@ impl TestApp {
             db.cleanup().await;
         }
     }
+
+    /// Stops the server and starts it again on the same data directory and database,
+    /// with the settings adjusted (a changed configuration, as an operator would make).
+    ///
+    /// # Panics
+    /// When the server does not stop cleanly or does not start again.
+    pub async fn restart(mut self, adjust: impl FnOnce(&mut Settings)) -> Self {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        if let Some(task) = self.task.take() {
+            task.await
+                .expect("server task")
+                .expect("server stopped cleanly");
+        }
+        let mut settings = self.settings.clone();
+        adjust(&mut settings);
+        let (addr, stop, task) = start(&settings).await;
+        Self {
+            addr,
+            client: self.client.clone(),
+            data_dir: self.data_dir.clone(),
+            settings,
+            database: self.database.take(),
+            stop: Some(stop),
+            task: Some(task),
+            dir: self.dir,
+        }
+    }
+}
+
+type Running = (
+    SocketAddr,
+    oneshot::Sender<()>,
+    JoinHandle<Result<(), String>>,
+);
+
+/// Builds and runs the application on `settings`.
+async fn start(settings: &Settings) -> Running {
+    let app = coffer::Application::build(settings)
+        .await
+        .expect("the application builds");
+    let addr = app.local_addr();
+    let (stop, stopped) = oneshot::channel::<()>();
+    let task = tokio::spawn(async move {
+        app.run(async {
+            let _ = stopped.await;
+        })
+        .await
+        .map_err(|e| format!("{e:#}"))
+    });
+    (addr, stop, task)
 }
 
 /// Starts the application, or returns `None` when the backend is not available here
@@ -163,19 +220,11 @@ pub async fn spawn_app_with(
     };
     settings.server.port = 0;
     settings.database.url = database.as_ref().map(|d| d.url.clone());
+    // No scheduled prune or check may land in the middle of a test that runs at 03:30
+    // UTC; tests of the scheduler turn it back on.
+    settings.scheduler.enabled = false;
     adjust(&mut settings);
-    let app = coffer::Application::build(&settings)
-        .await
-        .expect("the application builds");
-    let addr = app.local_addr();
-    let (stop, stopped) = oneshot::channel::<()>();
-    let task = tokio::spawn(async move {
-        app.run(async {
-            let _ = stopped.await;
-        })
-        .await
-        .map_err(|e| format!("{e:#}"))
-    });
+    let (addr, stop, task) = start(&settings).await;
     Some(TestApp {
         addr,
         client: reqwest::Client::new(),
@@ -184,6 +233,6 @@ pub async fn spawn_app_with(
         database,
         stop: Some(stop),
         task: Some(task),
-        _dir: dir,
+        dir,
     })
 }

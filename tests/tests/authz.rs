@@ -165,6 +165,8 @@ async fn every_operation_obeys_the_role_table() {
         "cancelJob",
         "previewRetention",
         "applyRetention",
+        "listAlerts",
+        "acknowledgeAlert",
     ] {
         assert!(checked.contains_key(id), "{id} not in the spec");
     }

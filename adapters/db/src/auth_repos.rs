@@ -261,7 +261,7 @@ impl SeaAuditRepository {
 }
 
 /// Serialises appends on PostgreSQL (an arbitrary, fixed advisory-lock key).
-const AUDIT_LOCK_KEY: i64 = 0x00C0_FFE2_A0D1_7001;
+pub(crate) const AUDIT_LOCK_KEY: i64 = 0x00C0_FFE2_A0D1_7001;
 
 #[async_trait]
 impl AuditRepository for SeaAuditRepository {

@@ -4,17 +4,19 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use coffer_domain::engine::SnapshotSummary;
 use coffer_domain::ports::{
-    BackupCatalog, BackupFilter, CatalogEntry, Page, RepoError, Retention, Source,
+    BackupCatalog, BackupFilter, CatalogEntry, CatalogStats, Page, RepoError, Retention, Source,
     SourceRepository, SourceSpec,
 };
 use coffer_domain::{BackupId, SourceId};
-use sea_orm::sea_query::Expr;
+use sea_orm::sea_query::{Expr, Query};
 use sea_orm::{
-    ActiveModelTrait, ActiveValue::Set, ColumnTrait, DatabaseConnection, DbErr, EntityTrait,
-    PaginatorTrait, QueryFilter, QueryOrder, QuerySelect,
+    ActiveModelTrait, ActiveValue::Set, ColumnTrait, ConnectionTrait as _, DatabaseConnection,
+    DbErr, EntityTrait, PaginatorTrait, QueryFilter, QueryOrder, QuerySelect,
+    TransactionTrait as _,
 };
 use serde::{Deserialize, Serialize};
 
+use crate::counters::{self, BackupShare};
 use crate::entities::{backups, sources};
 use crate::error::{is_foreign_key_violation, repo_err};
 use crate::page::window;
@@ -91,6 +93,9 @@ fn to_source(row: sources::Model) -> Result<Source, RepoError> {
         retention,
         created_at: row.created_at,
         updated_at: row.updated_at,
+        enabled: row.enabled,
+        last_run_at: row.last_run_at,
+        next_run_at: row.next_run_at,
     })
 }
 
@@ -197,6 +202,11 @@ impl SourceRepository for SeaSourceRepository {
         };
         let result = sources::Entity::update_many()
             .set(changes)
+            // A changed schedule is planned afresh by the scheduler (SET sees the old row).
+            .col_expr(
+                sources::Column::NextRunAt,
+                crate::source_runs::next_run_if_schedule_is(spec.schedule.as_deref()),
+            )
             .filter(sources::Column::Id.eq(id.get()))
             .exec(&self.conn)
             .await
@@ -213,6 +223,34 @@ impl SourceRepository for SeaSourceRepository {
             .await
             .map_err(|e| repo_err(&e))?;
         Ok(result.rows_affected > 0)
+    }
+
+    async fn set_enabled(
+        &self,
+        id: SourceId,
+        enabled: bool,
+        now: DateTime<Utc>,
+    ) -> Result<bool, RepoError> {
+        crate::source_runs::set_enabled(&self.conn, id, enabled, now).await
+    }
+
+    async fn set_next_run(
+        &self,
+        id: SourceId,
+        for_schedule: &str,
+        next: Option<DateTime<Utc>>,
+    ) -> Result<bool, RepoError> {
+        crate::source_runs::set_runs(&self.conn, id, for_schedule, None, next).await
+    }
+
+    async fn record_run(
+        &self,
+        id: SourceId,
+        for_schedule: &str,
+        at: DateTime<Utc>,
+        next: Option<DateTime<Utc>>,
+    ) -> Result<bool, RepoError> {
+        crate::source_runs::set_runs(&self.conn, id, for_schedule, Some(at), next).await
     }
 }
 
@@ -263,6 +301,26 @@ fn signed(v: u64) -> i64 {
     i64::try_from(v).unwrap_or(i64::MAX)
 }
 
+impl SeaBackupCatalog {
+    /// Inserts a row and adds it to the counters, in one transaction.
+    async fn insert_counted(&self, row: backups::ActiveModel) -> Result<backups::Model, DbErr> {
+        // The insert comes first: on SQLite it takes the write lock at once.
+        let txn = self.conn.begin().await?;
+        let row = row.insert(&txn).await?;
+        counters::apply_backup(&txn, share(&row), 1).await?;
+        txn.commit().await?;
+        Ok(row)
+    }
+}
+
+fn share(row: &backups::Model) -> BackupShare<'_> {
+    BackupShare {
+        status: &row.status,
+        size: row.size,
+        stored_bytes_added: row.stored_bytes_added,
+    }
+}
+
 fn backup_row(s: &SnapshotSummary, source_id: Option<SourceId>) -> backups::ActiveModel {
     let duration = (s.finished_at - s.started_at).num_milliseconds().max(0);
     backups::ActiveModel {
@@ -298,12 +356,13 @@ impl BackupCatalog for SeaBackupCatalog {
         s: &SnapshotSummary,
         source_id: Option<SourceId>,
     ) -> Result<CatalogEntry, RepoError> {
-        let row = match backup_row(s, source_id).insert(&self.conn).await {
+        let row = match self.insert_counted(backup_row(s, source_id)).await {
             Ok(row) => row,
             // The source was deleted while its backup ran: keep the snapshot, as deleting
-            // the source would have done had the row been there first.
-            Err(e) if source_id.is_some() && is_foreign_key_violation(&e) => backup_row(s, None)
-                .insert(&self.conn)
+            // the source would have done had the row been there first. (A new transaction:
+            // PostgreSQL refuses further statements in one that failed.)
+            Err(e) if source_id.is_some() && is_foreign_key_violation(&e) => self
+                .insert_counted(backup_row(s, None))
                 .await
                 .map_err(|e| repo_err(&e))?,
             Err(e) => return Err(repo_err(&e)),
@@ -410,12 +469,34 @@ impl BackupCatalog for SeaBackupCatalog {
     }
 
     async fn delete(&self, snapshot_id: &str) -> Result<bool, RepoError> {
-        let result = backups::Entity::delete_many()
-            .filter(backups::Column::SnapshotId.eq(snapshot_id))
-            .exec(&self.conn)
-            .await
-            .map_err(|e| repo_err(&e))?;
-        Ok(result.rows_affected > 0)
+        // DELETE ... RETURNING: the row's share leaves the counters in the transaction
+        // that removed it, and only once however many deletes race for it. Built with
+        // sea-query directly: sea-orm uses RETURNING on SQLite only behind a feature.
+        let stmt = Query::delete()
+            .from_table(backups::Entity)
+            .and_where(backups::Column::SnapshotId.eq(snapshot_id))
+            .returning(Query::returning().columns([
+                backups::Column::Status,
+                backups::Column::Size,
+                backups::Column::StoredBytesAdded,
+            ]))
+            .to_owned();
+        let txn = self.conn.begin().await.map_err(|e| repo_err(&e))?;
+        let removed = txn.query_all(&stmt).await.map_err(|e| repo_err(&e))?;
+        for row in &removed {
+            let read = |col: &str| row.try_get::<i64>("", col);
+            let status: String = row.try_get("", "status").map_err(|e| repo_err(&e))?;
+            let share = BackupShare {
+                status: &status,
+                size: read("size").map_err(|e| repo_err(&e))?,
+                stored_bytes_added: read("stored_bytes_added").map_err(|e| repo_err(&e))?,
+            };
+            counters::apply_backup(&txn, share, -1)
+                .await
+                .map_err(|e| repo_err(&e))?;
+        }
+        txn.commit().await.map_err(|e| repo_err(&e))?;
+        Ok(!removed.is_empty())
     }
 
     async fn set_protected(&self, snapshot_id: &str, protected: bool) -> Result<bool, RepoError> {
@@ -426,5 +507,18 @@ impl BackupCatalog for SeaBackupCatalog {
             .await
             .map_err(|e| repo_err(&e))?;
         Ok(result.rows_affected > 0)
+    }
+
+    async fn stats(&self) -> Result<CatalogStats, RepoError> {
+        counters::catalog_stats(&self.conn).await
+    }
+
+    async fn latest_per_source(&self) -> Result<Vec<(SourceId, CatalogEntry)>, RepoError> {
+        crate::source_runs::latest_per_source(&self.conn)
+            .await?
+            .into_iter()
+            .filter_map(|row| row.source_id.map(|id| (SourceId::new(id), row)))
+            .map(|(id, row)| to_entry(row).map(|entry| (id, entry)))
+            .collect()
     }
 }

@@ -1568,3 +1568,7 @@ mod jobs {
         }
     );
 }
+
+mod counters;
+
+mod alerts;

@@ -44,6 +44,10 @@ enum ParamsJson {
         snapshot_id: String,
         read_data: bool,
     },
+    Prune,
+    Check {
+        share_percent: u8,
+    },
 }
 
 impl From<&JobParams> for ParamsJson {
@@ -71,6 +75,10 @@ impl From<&JobParams> for ParamsJson {
             } => Self::Verify {
                 snapshot_id: snapshot_id.clone(),
                 read_data: *read_data,
+            },
+            JobParams::Prune => Self::Prune,
+            JobParams::Check { share_percent } => Self::Check {
+                share_percent: *share_percent,
             },
         }
     }
@@ -102,6 +110,8 @@ impl From<ParamsJson> for JobParams {
                 snapshot_id,
                 read_data,
             },
+            ParamsJson::Prune => Self::Prune,
+            ParamsJson::Check { share_percent } => Self::Check { share_percent },
         }
     }
 }
@@ -167,6 +177,23 @@ enum ResultJson {
         damaged_files: Vec<String>,
         bytes_read: u64,
     },
+    Prune {
+        snapshots: u64,
+        packs_deleted: u64,
+        packs_repacked: u64,
+        bytes_before: u64,
+        bytes_after: u64,
+    },
+    Check {
+        ok: bool,
+        snapshots: u64,
+        slice: u32,
+        slices: u32,
+        packs_read: u64,
+        bytes_read: u64,
+        problems: Vec<String>,
+        damaged_snapshots: Vec<String>,
+    },
 }
 
 impl From<&JobResult> for ResultJson {
@@ -214,6 +241,38 @@ impl From<&JobResult> for ResultJson {
                 problems,
                 damaged_files,
                 bytes_read,
+            },
+            JobResult::Prune {
+                snapshots,
+                packs_deleted,
+                packs_repacked,
+                bytes_before,
+                bytes_after,
+            } => Self::Prune {
+                snapshots,
+                packs_deleted,
+                packs_repacked,
+                bytes_before,
+                bytes_after,
+            },
+            JobResult::Check {
+                ok,
+                snapshots,
+                slice,
+                slices,
+                packs_read,
+                bytes_read,
+                problems,
+                damaged_snapshots,
+            } => Self::Check {
+                ok,
+                snapshots,
+                slice,
+                slices,
+                packs_read,
+                bytes_read,
+                problems,
+                damaged_snapshots,
             },
         }
     }
@@ -264,6 +323,38 @@ impl From<ResultJson> for JobResult {
                 problems,
                 damaged_files,
                 bytes_read,
+            },
+            ResultJson::Prune {
+                snapshots,
+                packs_deleted,
+                packs_repacked,
+                bytes_before,
+                bytes_after,
+            } => Self::Prune {
+                snapshots,
+                packs_deleted,
+                packs_repacked,
+                bytes_before,
+                bytes_after,
+            },
+            ResultJson::Check {
+                ok,
+                snapshots,
+                slice,
+                slices,
+                packs_read,
+                bytes_read,
+                problems,
+                damaged_snapshots,
+            } => Self::Check {
+                ok,
+                snapshots,
+                slice,
+                slices,
+                packs_read,
+                bytes_read,
+                problems,
+                damaged_snapshots,
             },
         }
     }

@@ -6,13 +6,17 @@
 //! power cut), foreign keys on, and a busy timeout so the CLI and a running server can
 //! share one database file. Library errors stop here: callers see `RepoError`.
 
+mod alerts_repos;
 mod auth_repos;
 mod backup_repos;
+pub mod bench_seed;
+mod counters;
 pub mod entities;
 mod error;
 mod jobs_repos;
 mod page;
 mod repos;
+mod source_runs;
 #[cfg(any(test, feature = "test-support"))]
 pub mod testing;
 
@@ -22,8 +26,10 @@ use coffer_migration::{Migrator, MigratorTrait};
 use sea_orm::sqlx::sqlite::{SqliteJournalMode, SqliteSynchronous};
 use sea_orm::{ConnectOptions, DatabaseBackend, DatabaseConnection};
 
+pub use alerts_repos::SeaAlertRepository;
 pub use auth_repos::{SeaAuditRepository, SeaSessionRevocations, SeaUserRepository};
 pub use backup_repos::{SeaBackupCatalog, SeaSourceRepository};
+pub use counters::SeaCounterRepository;
 pub use error::DbError;
 pub use jobs_repos::SeaJobRepository;
 pub use repos::{SeaDatabaseHealth, SeaRoleRepository, SeaSettingsRepository};
@@ -173,8 +179,18 @@ impl Database {
     }
 
     #[must_use]
+    pub fn counters(&self) -> SeaCounterRepository {
+        SeaCounterRepository::new(self.conn.clone())
+    }
+
+    #[must_use]
     pub fn jobs(&self) -> SeaJobRepository {
         SeaJobRepository::new(self.conn.clone())
+    }
+
+    #[must_use]
+    pub fn alerts(&self) -> SeaAlertRepository {
+        SeaAlertRepository::new(self.conn.clone())
     }
 
     #[must_use]

@@ -163,6 +163,9 @@ impl From<coffer_application::ServiceError> for ApiError {
                 }),
                 Some(retry_after_secs),
             ),
+            E::InsufficientStorage { code, message } => {
+                Self::new(StatusCode::INSUFFICIENT_STORAGE, code, message)
+            }
             E::Unexpected(e) => Self::internal(&format!("{e:#}")),
         }
     }

@@ -13,6 +13,7 @@ mod allow;
 mod api;
 pub mod auth;
 mod error;
+pub mod metrics;
 mod middleware;
 mod server;
 mod swagger;
@@ -22,7 +23,8 @@ use std::sync::Arc;
 use std::net::IpAddr;
 
 use coffer_application::{
-    AuditService, AuthService, BackupService, JobService, SourceService, SystemService, UserService,
+    AlertService, AuditService, AuthService, BackupService, DashboardService, DiskGuard,
+    JobService, SourceService, StorageService, SystemService, UserService,
 };
 use poem::{Endpoint, EndpointExt, Route};
 use poem_openapi::OpenApiService;
@@ -39,6 +41,15 @@ pub struct AppState {
     pub sources: Arc<SourceService>,
     pub backups: Arc<BackupService>,
     pub jobs: Arc<JobService>,
+    pub alerts: Arc<AlertService>,
+    /// The free space of the repository's volume.
+    pub disk: Arc<DiskGuard>,
+    /// Storage use and the quota.
+    pub storage: Arc<StorageService>,
+    /// The overview's figures.
+    pub dashboard: Arc<DashboardService>,
+    /// Who may scrape `/metrics`.
+    pub metrics: metrics::MetricsAccess,
     /// Reverse proxies whose `X-Forwarded-For` is believed.
     pub trusted_proxies: Vec<IpAddr>,
     /// Mark the session cookie `Secure` (set when served over HTTPS).
@@ -69,6 +80,9 @@ type Apis = (
     api::sources::SourcesApi,
     api::backups::BackupsApi,
     api::jobs::JobsApi,
+    api::alerts::AlertsApi,
+    api::maintenance::MaintenanceApi,
+    api::dashboard::DashboardApi,
 );
 
 fn api_service() -> OpenApiService<Apis, ()> {
@@ -81,6 +95,9 @@ fn api_service() -> OpenApiService<Apis, ()> {
             api::sources::SourcesApi,
             api::backups::BackupsApi,
             api::jobs::JobsApi,
+            api::alerts::AlertsApi,
+            api::maintenance::MaintenanceApi,
+            api::dashboard::DashboardApi,
         ),
         "Coffer",
         env!("CARGO_PKG_VERSION"),
@@ -107,6 +124,7 @@ pub fn app(state: Arc<AppState>, options: &HttpOptions) -> impl Endpoint + 'stat
     let swagger = swagger::SwaggerUi::new();
     let routes = Route::new()
         .at("/openapi.json", spec)
+        .at("/metrics", poem::get(metrics::metrics))
         .nest("/swagger", swagger.endpoint())
         .nest("/", api)
         .data(state);

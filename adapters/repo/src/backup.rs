@@ -29,11 +29,13 @@ use std::sync::{Arc, Mutex};
 use bytes::Bytes;
 use chrono::Utc;
 use coffer_domain::engine::{BackupRequest, Cancel, Progress, SnapshotSummary};
+use coffer_domain::storage::ObjectKey;
 use fastcdc::v2020::Normalization;
 
 use crate::crypto::{ChunkId, seal_blob};
 use crate::error::EngineError;
 use crate::index::{Index, seal_index};
+use crate::lock::RepoLock;
 use crate::pack::{BlobEntry, BlobKind, PackWriter, pack_key};
 use crate::snapshot::{self, SnapshotDoc};
 use crate::tree::{self, Node, NodeKind};
@@ -65,6 +67,40 @@ pub async fn run(
             request.path.display()
         )));
     }
+    // Held until the snapshot is committed: no prune can delete what this backup reuses.
+    let lock = RepoLock::shared(repo.store.clone(), repo.lock_timings, "backup", &cancel).await?;
+    let stored = Arc::new(Mutex::new(Vec::new()));
+    let result = store_and_commit(&repo, &request, progress, cancel, &lock, &stored).await;
+    if result.is_err() {
+        // Nothing of a failed backup stays behind: it was never visible, and no other
+        // backup can reuse these objects (they are in no index yet). Newest first, so an
+        // index goes before the packs it names.
+        let keys = std::mem::take(&mut *stored.lock().expect("stored"));
+        for k in keys.iter().rev() {
+            if let Err(e) = repo.store.delete(k).await {
+                tracing::warn!(object = %k, error = %e, "could not remove an object of a failed backup; the next prune will");
+            }
+        }
+    }
+    lock.release().await;
+    let summary = result?;
+    if let Err(e) = repo.reload_index().await {
+        tracing::warn!(error = %e, "could not reload the index after a backup");
+    }
+    Ok(summary)
+}
+
+/// Stores the source's new data and commits the snapshot. Every object put is recorded
+/// in `stored` (for clean-up should this fail); the snapshot object, put last, is not: once
+/// it is stored the backup has succeeded.
+async fn store_and_commit(
+    repo: &Arc<Repository>,
+    request: &BackupRequest,
+    progress: Arc<Progress>,
+    cancel: Cancel,
+    lock: &RepoLock,
+    stored: &Arc<Mutex<Vec<ObjectKey>>>,
+) -> Result<SnapshotSummary, EngineError> {
     let index = repo.reload_index().await?;
     let parent_root = match &request.parent {
         Some(id) => match repo.load_snapshot(id).await.and_then(|d| d.root()) {
@@ -91,6 +127,8 @@ pub async fn run(
         stored_bytes: AtomicU64::new(0),
         uploads: Mutex::new(None),
         upload_error: Mutex::new(None),
+        budget: request.max_stored_bytes,
+        stored_keys: stored.clone(),
     });
     let walk_shared = shared.clone();
     let path = request.path.clone();
@@ -105,13 +143,12 @@ pub async fn run(
     let written = std::mem::take(&mut *shared.written.lock().expect("written"));
     if !written.is_empty() {
         let sealed = seal_index(&repo.keys, repo.encrypt, &written)?;
-        shared
-            .stored_bytes
-            .fetch_add(sealed.len() as u64, Ordering::Relaxed);
+        shared.charge(sealed.len() as u64)?;
         let name = hex::encode(crypto::random::<32>()?);
-        repo.store
-            .put(&key(&format!("index/{name}"))?, Bytes::from(sealed))
-            .await?;
+        let k = key(&format!("index/{name}"))?;
+        lock.ensure_held()?;
+        repo.store.put(&k, Bytes::from(sealed)).await?;
+        stored.lock().expect("stored").push(k);
     }
     let warnings = outcome.warnings;
     let doc = SnapshotDoc {
@@ -139,11 +176,31 @@ pub async fn run(
     doc.stored_bytes_added = shared.stored_bytes.load(Ordering::Relaxed);
     let sealed = snapshot::seal(&repo.keys, repo.encrypt, &doc)?;
     let id = hex::encode(crypto::sha256(&sealed));
+    if shared.cancel.is_cancelled() {
+        return Err(EngineError::Cancelled);
+    }
+    lock.ensure_held()?;
     repo.store
         .put(&key(&format!("snapshots/{id}"))?, Bytes::from(sealed))
         .await?;
-    repo.reload_index().await?;
     Ok(doc.summary(id))
+}
+
+/// Bytes for people: `1.5 GiB`.
+pub(crate) fn human_bytes(bytes: u64) -> String {
+    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
+    #[allow(clippy::cast_precision_loss)]
+    let mut value = bytes as f64;
+    let mut unit = 0;
+    while value >= 1024.0 && unit < UNITS.len() - 1 {
+        value /= 1024.0;
+        unit += 1;
+    }
+    if unit == 0 {
+        format!("{bytes} B")
+    } else {
+        format!("{value:.1} {}", UNITS[unit])
+    }
 }
 
 fn hostname() -> String {
@@ -169,9 +226,27 @@ struct Shared {
     uploads: Mutex<Option<SyncSender<PackWriter>>>,
     /// The first storage failure of the uploader (it also cancels the backup).
     upload_error: Mutex<Option<EngineError>>,
+    /// The most bytes this backup may store.
+    budget: Option<u64>,
+    /// Every object this backup stored, for clean-up if it fails.
+    stored_keys: Arc<Mutex<Vec<ObjectKey>>>,
 }
 
 impl Shared {
+    /// Counts `bytes` against the budget before they are stored.
+    fn charge(&self, bytes: u64) -> Result<(), EngineError> {
+        let total = self.stored_bytes.fetch_add(bytes, Ordering::Relaxed) + bytes;
+        match self.budget {
+            Some(budget) if total > budget => Err(EngineError::QuotaExceeded(format!(
+                "this backup would pass the storage quota: it may add {} but needs more; \
+                 it stopped and removed what it had stored (free space with retention and \
+                 prune, or raise quota.max_storage_mb)",
+                human_bytes(budget)
+            ))),
+            _ => Ok(()),
+        }
+    }
+
     fn check_cancel(&self) -> Result<(), EngineError> {
         if self.cancel.is_cancelled() {
             Err(EngineError::Cancelled)
@@ -232,11 +307,11 @@ impl Shared {
     fn upload(&self, pack: PackWriter) -> Result<(), EngineError> {
         let id = pack.id;
         let (bytes, entries) = pack.finish(&self.repo.keys, self.repo.encrypt)?;
-        self.stored_bytes
-            .fetch_add(bytes.len() as u64, Ordering::Relaxed);
+        self.charge(bytes.len() as u64)?;
         let k = key(&pack_key(&id))?;
         self.handle
             .block_on(self.repo.store.put(&k, Bytes::from(bytes)))?;
+        self.stored_keys.lock().expect("stored").push(k);
         self.written.lock().expect("written").push((id, entries));
         Ok(())
     }

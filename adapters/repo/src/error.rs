@@ -26,6 +26,12 @@ pub enum EngineError {
     },
     #[error("cancelled")]
     Cancelled,
+    /// A backup's storage budget would be passed.
+    #[error("{0}")]
+    QuotaExceeded(String),
+    /// The repository lock could not be taken or was lost.
+    #[error("{0}")]
+    Busy(String),
     #[error("{0}")]
     Other(String),
 }

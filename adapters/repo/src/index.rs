@@ -53,26 +53,42 @@ impl Index {
 
     /// Adds the entries of one stored index object.
     pub fn load_object(&mut self, keys: &Keys, sealed: &[u8]) -> Result<(), EngineError> {
-        let (plain, _) = open_object(keys, INDEX_PURPOSE, sealed, "index")?;
-        let mut rest = &plain[..];
-        while !rest.is_empty() {
-            if rest.len() < 36 {
-                return Err(EngineError::Corrupt("truncated index".into()));
+        for (pack, entries) in open_index(keys, sealed)? {
+            for entry in entries {
+                self.insert(pack, entry);
             }
-            let pack: [u8; 32] = rest[..32].try_into().expect("32");
-            let count = u32::from_le_bytes(rest[32..36].try_into().expect("4")) as usize;
-            rest = &rest[36..];
-            if rest.len() < count * ENTRY_LEN {
-                return Err(EngineError::Corrupt("truncated index".into()));
-            }
-            for chunk in rest[..count * ENTRY_LEN].chunks(ENTRY_LEN) {
-                self.insert(pack, decode_entry(chunk)?);
-            }
-            rest = &rest[count * ENTRY_LEN..];
         }
         Ok(())
     }
 }
+
+/// The packs and blob entries one stored index object lists.
+pub fn open_index(keys: &Keys, sealed: &[u8]) -> Result<Vec<IndexedPack>, EngineError> {
+    let (plain, _) = open_object(keys, INDEX_PURPOSE, sealed, "index")?;
+    let mut rest = &plain[..];
+    let mut out = Vec::new();
+    while !rest.is_empty() {
+        if rest.len() < 36 {
+            return Err(EngineError::Corrupt("truncated index".into()));
+        }
+        let pack: [u8; 32] = rest[..32].try_into().expect("32");
+        let count = u32::from_le_bytes(rest[32..36].try_into().expect("4")) as usize;
+        rest = &rest[36..];
+        if rest.len() < count * ENTRY_LEN {
+            return Err(EngineError::Corrupt("truncated index".into()));
+        }
+        let entries = rest[..count * ENTRY_LEN]
+            .chunks(ENTRY_LEN)
+            .map(decode_entry)
+            .collect::<Result<Vec<_>, _>>()?;
+        out.push((pack, entries));
+        rest = &rest[count * ENTRY_LEN..];
+    }
+    Ok(out)
+}
+
+/// A pack and the blob entries an index lists for it.
+pub type IndexedPack = ([u8; 32], Vec<BlobEntry>);
 
 /// Encodes the packs written by one backup as an index object.
 pub fn seal_index(

@@ -44,11 +44,14 @@
 //! snapshot and the catalog can be rebuilt from it.
 
 mod backup;
+mod check;
 mod crypto;
 mod error;
 mod export;
 mod index;
+mod lock;
 mod pack;
+mod prune;
 mod restore;
 mod snapshot;
 mod tree;
@@ -61,13 +64,15 @@ use std::sync::{Arc, Mutex, RwLock};
 use async_trait::async_trait;
 use bytes::Bytes;
 use coffer_domain::engine::{
-    ArchiveFormat, BackupRequest, Cancel, EngineFailure, EntryInfo, EntryKind, Progress,
-    RestoreReport, SnapshotEngine, SnapshotSummary, VerifyReport,
+    ArchiveFormat, BackupRequest, Cancel, CheckReport, CheckSlice, EngineFailure, EntryInfo,
+    EntryKind, Progress, PruneOptions, PruneReport, RestoreReport, SnapshotEngine, SnapshotSummary,
+    VerifyReport,
 };
 use coffer_domain::storage::{ObjectKey, ObjectStore};
 
 pub use crypto::Keys;
 pub use error::EngineError;
+pub use lock::LockTimings;
 
 use crate::index::Index;
 use crate::pack::pack_key;
@@ -89,6 +94,7 @@ pub struct Repository {
     index: RwLock<Arc<Index>>,
     /// Recently read tree packs.
     tree_packs: Mutex<Vec<([u8; 32], Bytes)>>,
+    lock_timings: LockTimings,
 }
 
 /// Whether `store` holds a repository already.
@@ -173,9 +179,26 @@ impl Repository {
             encrypt,
             index: RwLock::new(Arc::new(Index::default())),
             tree_packs: Mutex::new(Vec::new()),
+            lock_timings: LockTimings::default(),
         };
         repo.reload_index().await?;
         Ok(repo)
+    }
+
+    /// Other lock timings (tests use short ones).
+    #[must_use]
+    pub fn with_lock_timings(mut self, timings: LockTimings) -> Self {
+        self.lock_timings = timings;
+        self
+    }
+
+    /// Takes a shared repository lock for work that reads packs (see `lock`).
+    async fn shared_lock(
+        &self,
+        purpose: &str,
+        cancel: &Cancel,
+    ) -> Result<lock::RepoLock, EngineError> {
+        lock::RepoLock::shared(self.store.clone(), self.lock_timings, purpose, cancel).await
     }
 
     /// Re-reads every index object (another process may have added some).
@@ -226,8 +249,25 @@ impl Repository {
         self.tree_packs.lock().expect("cache").clear();
     }
 
-    /// A blob's plaintext, authenticated.
+    /// A blob's plaintext, authenticated. A reader without a repository lock (browsing)
+    /// may hold an index from before a prune moved the blob: when its pack is gone, the
+    /// index is reloaded and the read tried once more.
     async fn blob(&self, id: &crypto::ChunkId) -> Result<Vec<u8>, EngineError> {
+        match self.blob_once(id).await {
+            Err(EngineError::Damaged(m)) if m.ends_with("is missing") => {
+                let before = self.index().get(id).map(|(p, _)| *p);
+                let after = self.reload_index().await?.get(id).map(|(p, _)| *p);
+                if after.is_some() && after != before {
+                    self.blob_once(id).await
+                } else {
+                    Err(EngineError::Damaged(m))
+                }
+            }
+            other => other,
+        }
+    }
+
+    async fn blob_once(&self, id: &crypto::ChunkId) -> Result<Vec<u8>, EngineError> {
         let index = self.index();
         let (pack_id, entry) = index.get(id).ok_or_else(|| {
             EngineError::Damaged(format!(
@@ -474,10 +514,18 @@ impl SnapshotEngine for Engine {
         progress: Arc<Progress>,
         cancel: Cancel,
     ) -> Result<RestoreReport, EngineFailure> {
+        let lock = self.repo.shared_lock("restore", &cancel).await?;
+        // Under the lock the index cannot change: read it as it is now (a prune of
+        // another process may have moved blobs since this process last looked).
         self.repo.drop_cache();
-        restore::run(self.repo.clone(), snapshot, path, target, progress, cancel)
-            .await
-            .map_err(EngineFailure::from)
+        let result = match self.repo.reload_index().await {
+            Ok(_) => {
+                restore::run(self.repo.clone(), snapshot, path, target, progress, cancel).await
+            }
+            Err(e) => Err(e),
+        };
+        lock.release().await;
+        result.map_err(EngineFailure::from)
     }
 
     async fn verify(
@@ -487,10 +535,14 @@ impl SnapshotEngine for Engine {
         progress: Arc<Progress>,
         cancel: Cancel,
     ) -> Result<VerifyReport, EngineFailure> {
+        let lock = self.repo.shared_lock("verify", &cancel).await?;
         self.repo.drop_cache();
-        verify::run(&self.repo, snapshot, read_data, &progress, &cancel)
-            .await
-            .map_err(EngineFailure::from)
+        let result = match self.repo.reload_index().await {
+            Ok(_) => verify::run(&self.repo, snapshot, read_data, &progress, &cancel).await,
+            Err(e) => Err(e),
+        };
+        lock.release().await;
+        result.map_err(EngineFailure::from)
     }
 
     async fn export(
@@ -500,14 +552,49 @@ impl SnapshotEngine for Engine {
         format: ArchiveFormat,
         out: Box<dyn std::io::Write + Send>,
     ) -> Result<u64, EngineFailure> {
-        export::write(self.repo.clone(), snapshot, path, format, out)
-            .await
-            .map_err(EngineFailure::from)
+        let lock = self.repo.shared_lock("export", &Cancel::default()).await?;
+        self.repo.drop_cache();
+        let result = match self.repo.reload_index().await {
+            Ok(_) => export::write(self.repo.clone(), snapshot, path, format, out).await,
+            Err(e) => Err(e),
+        };
+        lock.release().await;
+        result.map_err(EngineFailure::from)
     }
 
     async fn forget(&self, snapshot: &str) -> Result<(), EngineFailure> {
         self.repo
             .forget(snapshot)
+            .await
+            .map_err(EngineFailure::from)
+    }
+
+    async fn prune(
+        &self,
+        options: PruneOptions,
+        progress: Arc<Progress>,
+        cancel: Cancel,
+    ) -> Result<PruneReport, EngineFailure> {
+        prune::run(&self.repo, options, &progress, &cancel)
+            .await
+            .map_err(EngineFailure::from)
+    }
+
+    async fn check(
+        &self,
+        slice: Option<CheckSlice>,
+        progress: Arc<Progress>,
+        cancel: Cancel,
+    ) -> Result<CheckReport, EngineFailure> {
+        let lock = self.repo.shared_lock("check", &cancel).await?;
+        self.repo.drop_cache();
+        let result = check::run(&self.repo, slice, &progress, &cancel).await;
+        lock.release().await;
+        result.map_err(EngineFailure::from)
+    }
+
+    async fn stored_bytes(&self) -> Result<u64, EngineFailure> {
+        prune::stored_total(&self.repo)
             .await
             .map_err(EngineFailure::from)
     }
@@ -520,6 +607,8 @@ impl From<EngineError> for EngineFailure {
             EngineError::Invalid(m) => Self::Invalid(m),
             EngineError::Damaged(m) => Self::Damaged(m),
             EngineError::Cancelled => Self::Cancelled,
+            EngineError::QuotaExceeded(m) => Self::QuotaExceeded(m),
+            EngineError::Busy(m) => Self::Busy(m),
             other => Self::Other(other.to_string()),
         }
     }

@@ -17,6 +17,8 @@ use coffer_domain::storage::{ObjectKey, ObjectStore, StorageError};
 
 use super::*;
 
+mod gc;
+
 /// Called on every ranged read, before it is answered.
 type RangeHook = Box<dyn FnMut() + Send>;
 
@@ -68,6 +70,16 @@ impl ObjectStore for MemStore {
             .map(|k| ObjectKey::parse(k).unwrap())
             .collect())
     }
+    async fn list_sized(&self, prefix: &str) -> Result<Vec<(ObjectKey, u64)>, StorageError> {
+        Ok(self
+            .0
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|(k, _)| k.starts_with(prefix))
+            .map(|(k, v)| (ObjectKey::parse(k).unwrap(), v.len() as u64))
+            .collect())
+    }
     async fn check(&self) -> Result<(), StorageError> {
         Ok(())
     }
@@ -115,6 +127,7 @@ async fn backup(
                 source_name: "test".into(),
                 path: src.to_path_buf(),
                 parent,
+                max_stored_bytes: None,
             },
             Arc::new(Progress::default()),
             Cancel::default(),
@@ -699,6 +712,7 @@ async fn a_cancelled_backup_leaves_no_snapshot() {
                 source_name: "t".into(),
                 path: src.path().to_path_buf(),
                 parent: None,
+                max_stored_bytes: None,
             },
             Arc::new(Progress::default()),
             cancel,
@@ -1297,6 +1311,7 @@ async fn backup_totals_end_final_and_equal_to_done() {
                     source_name: "test".into(),
                     path: src.path().to_path_buf(),
                     parent: parent.clone(),
+                    max_stored_bytes: None,
                 },
                 progress.clone(),
                 Cancel::default(),

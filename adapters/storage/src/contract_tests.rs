@@ -86,6 +86,25 @@ async fn contract(store: &dyn ObjectStore) {
         .collect();
     assert_eq!(partial, ["data/ab/one"]);
     assert!(store.list("nothing/").await.expect("list").is_empty());
+    let sized: Vec<(String, u64)> = store
+        .list_sized("data/")
+        .await
+        .expect("list sized")
+        .into_iter()
+        .map(|(k, n)| (k.to_string(), n))
+        .collect();
+    let two = store
+        .get(&key("data/cd/two"))
+        .await
+        .expect("get")
+        .expect("two");
+    assert_eq!(
+        sized,
+        [
+            ("data/ab/one".to_owned(), b"replaced".len() as u64),
+            ("data/cd/two".to_owned(), two.len() as u64)
+        ]
+    );
 
     store.delete(&key("data/ab/one")).await.expect("delete");
     assert_eq!(store.get(&key("data/ab/one")).await.expect("get"), None);

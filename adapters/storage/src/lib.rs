@@ -182,6 +182,20 @@ impl ObjectStore for OpendalStore {
         }
     }
 
+    async fn list_sized(&self, prefix: &str) -> Result<Vec<(ObjectKey, u64)>, StorageError> {
+        let keys = self.list(prefix).await?;
+        let mut out = Vec::with_capacity(keys.len());
+        for key in keys {
+            // Listings do not carry sizes on every backend (fs); a stat does.
+            match self.op.stat(key.as_str()).await {
+                Ok(meta) => out.push((key, meta.content_length())),
+                Err(e) if e.kind() == ErrorKind::NotFound => {} // deleted meanwhile
+                Err(e) => return Err(map_err("checking", key.as_str(), &e)),
+            }
+        }
+        Ok(out)
+    }
+
     async fn delete(&self, key: &ObjectKey) -> Result<(), StorageError> {
         match self.op.delete(key.as_str()).await {
             Ok(()) => Ok(()),

@@ -4,6 +4,7 @@
 pub mod alerts;
 pub mod audit_logs;
 pub mod backups;
+pub mod counters;
 pub mod jobs;
 pub mod revoked_sessions;
 pub mod roles;

@@ -21,6 +21,8 @@ pub enum JobKindDto {
     Backup,
     Restore,
     Verify,
+    Prune,
+    Check,
 }
 
 impl From<JobKind> for JobKindDto {
@@ -29,6 +31,8 @@ impl From<JobKind> for JobKindDto {
             JobKind::Backup => Self::Backup,
             JobKind::Restore => Self::Restore,
             JobKind::Verify => Self::Verify,
+            JobKind::Prune => Self::Prune,
+            JobKind::Check => Self::Check,
         }
     }
 }
@@ -39,6 +43,8 @@ impl From<JobKindDto> for JobKind {
             JobKindDto::Backup => Self::Backup,
             JobKindDto::Restore => Self::Restore,
             JobKindDto::Verify => Self::Verify,
+            JobKindDto::Prune => Self::Prune,
+            JobKindDto::Check => Self::Check,
         }
     }
 }
@@ -90,6 +96,8 @@ pub struct JobParamsDto {
     pub target: Option<String>,
     /// verify: whether every data chunk is read, not only the structure.
     pub read_data: Option<bool>,
+    /// check: the share of the stored data re-read, in percent.
+    pub share_percent: Option<u8>,
 }
 
 /// Counters of the job's work.
@@ -137,8 +145,26 @@ pub struct JobResultDto {
     pub problems: Option<Vec<String>>,
     /// verify: paths whose content is damaged or missing.
     pub damaged_files: Option<Vec<String>>,
-    /// verify: bytes read and authenticated.
+    /// verify, check: bytes read and authenticated.
     pub bytes_read: Option<u64>,
+    /// prune, check: snapshots whose data was kept or checked.
+    pub snapshots: Option<u64>,
+    /// prune: packs deleted whole (nothing in them was used).
+    pub packs_deleted: Option<u64>,
+    /// prune: mostly unused packs whose live data was copied before they were deleted.
+    pub packs_repacked: Option<u64>,
+    /// prune: bytes in storage before.
+    pub bytes_before: Option<u64>,
+    /// prune: bytes in storage after.
+    pub bytes_after: Option<u64>,
+    /// check: which slice of the data was re-read (0-based), of `slices`.
+    pub slice: Option<u32>,
+    /// check: slices that together cover all stored data.
+    pub slices: Option<u32>,
+    /// check: packs read and authenticated.
+    pub packs_read: Option<u64>,
+    /// check: snapshots that reference damaged or missing data.
+    pub damaged_snapshots: Option<Vec<String>>,
 }
 
 impl From<JobResult> for JobResultDto {
@@ -190,6 +216,40 @@ impl From<JobResult> for JobResultDto {
                 bytes_read: Some(bytes_read),
                 ..Self::default()
             },
+            JobResult::Prune {
+                snapshots,
+                packs_deleted,
+                packs_repacked,
+                bytes_before,
+                bytes_after,
+            } => Self {
+                snapshots: Some(snapshots),
+                packs_deleted: Some(packs_deleted),
+                packs_repacked: Some(packs_repacked),
+                bytes_before: Some(bytes_before),
+                bytes_after: Some(bytes_after),
+                ..Self::default()
+            },
+            JobResult::Check {
+                ok,
+                snapshots,
+                slice,
+                slices,
+                packs_read,
+                bytes_read,
+                problems,
+                damaged_snapshots,
+            } => Self {
+                ok: Some(ok),
+                snapshots: Some(snapshots),
+                slice: Some(slice),
+                slices: Some(slices),
+                packs_read: Some(packs_read),
+                bytes_read: Some(bytes_read),
+                problems: Some(problems),
+                damaged_snapshots: Some(damaged_snapshots),
+                ..Self::default()
+            },
         }
     }
 }
@@ -202,7 +262,7 @@ pub struct JobErrorDto {
     pub message: String,
 }
 
-/// A background job (backup, restore, verify). `result` is set when `state` is
+/// A background job (backup, restore, verify, prune, check). `result` is set when `state` is
 /// `succeeded`, `error` when it is `failed`.
 #[derive(Debug, Object)]
 #[oai(skip_serializing_if_is_none)]
@@ -244,6 +304,11 @@ impl From<JobStatus> for JobDto {
             },
             JobParams::Verify { read_data, .. } => JobParamsDto {
                 read_data: Some(*read_data),
+                ..JobParamsDto::default()
+            },
+            JobParams::Prune => JobParamsDto::default(),
+            JobParams::Check { share_percent } => JobParamsDto {
+                share_percent: Some(*share_percent),
                 ..JobParamsDto::default()
             },
         };

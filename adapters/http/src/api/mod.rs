@@ -2,11 +2,14 @@
 //! Every operation's description ends with the permission it needs; the
 //! permission-matrix test reads it from the spec.
 
+pub mod alerts;
 pub mod audit;
 pub mod auth;
 pub mod backups;
+pub mod dashboard;
 pub mod dto;
 pub mod jobs;
+pub mod maintenance;
 pub mod sources;
 pub mod system;
 pub mod users;
@@ -29,4 +32,8 @@ pub enum ApiTags {
     Backups,
     /// Background work (backup, restore, verify): state, progress, cancel.
     Jobs,
+    /// What needs an operator's attention: failed backups, quota and disk, damage.
+    Alerts,
+    /// Repository upkeep (garbage collection, checks) and storage use.
+    Maintenance,
 }

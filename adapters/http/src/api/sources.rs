@@ -90,10 +90,18 @@ pub struct SourceDto {
     pub retention: Option<RetentionDto>,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
+    /// Whether the schedule runs (`false`: paused; the schedule is kept).
+    pub enabled: bool,
+    /// When the scheduler last started a backup of this source.
+    pub last_run_at: Option<DateTime<Utc>>,
+    /// When the scheduler will next start one (absent without a schedule, while paused,
+    /// or until the scheduler has planned it, within a minute).
+    pub next_run_at: Option<DateTime<Utc>>,
 }
 
 impl From<Source> for SourceDto {
     fn from(s: Source) -> Self {
+        let next_run_at = s.next_run_at.filter(|_| s.enabled && s.schedule.is_some());
         Self {
             id: s.id.get(),
             name: s.name,
@@ -102,6 +110,9 @@ impl From<Source> for SourceDto {
             retention: s.retention.map(Into::into),
             created_at: s.created_at,
             updated_at: s.updated_at,
+            enabled: s.enabled,
+            last_run_at: s.last_run_at,
+            next_run_at,
         }
     }
 }
@@ -133,6 +144,9 @@ pub struct UpdateSourceRequest {
     #[oai(nullable, validator(max_length = 200))]
     pub schedule: MaybeUndefined<Text>,
     pub retention: NullableRef<RetentionDto>,
+    /// `false` pauses the schedule (kept as it is), `true` resumes it from the next
+    /// occurrence; runs missed while paused are not made up.
+    pub enabled: MaybeUndefined<bool>,
 }
 
 /// `Some(None)` clears a field, `None` leaves it.
@@ -282,6 +296,7 @@ impl SourcesApi {
             path: not_null("path", b.path)?.map(Into::into),
             schedule: change(b.schedule),
             retention: change(b.retention.0),
+            enabled: not_null("enabled", b.enabled)?,
         };
         let source = state
             .sources

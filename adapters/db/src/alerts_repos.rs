@@ -1,0 +1,228 @@
+//! Alerts, in the `alerts` table. Severity and kind are stored as their stable names; a
+//! row with a name this version does not know is reported as `RepoError::Corrupt` naming
+//! the alert. Open alerts are found through `idx_alerts_ack_created`
+//! (`acknowledged_at`, `created_at`).
+
+use async_trait::async_trait;
+use chrono::{DateTime, SubsecRound, Utc};
+use coffer_domain::alerts::{
+    Alert, AlertFilter, AlertKind, AlertRepository, NewAlert, Severity, SeverityCounts,
+};
+use coffer_domain::ports::{Page, RepoError};
+use coffer_domain::{AlertId, SourceId};
+use sea_orm::sea_query::Expr;
+use sea_orm::{
+    ActiveModelTrait,
+    ActiveValue::{NotSet, Set},
+    ColumnTrait, DatabaseConnection, EntityTrait, PaginatorTrait, QueryFilter, QueryOrder,
+    QuerySelect, Select,
+};
+
+use crate::entities::alerts;
+use crate::error::{is_foreign_key_violation, repo_err};
+use crate::page::window;
+
+/// Both databases keep microseconds.
+fn stored_time(t: DateTime<Utc>) -> DateTime<Utc> {
+    t.trunc_subsecs(6)
+}
+
+fn to_alert(row: alerts::Model) -> Result<Alert, RepoError> {
+    let corrupt = |what: &str, e: &dyn std::fmt::Display| {
+        RepoError::Corrupt(format!("alerts.id={} {what}: {e}", row.id))
+    };
+    Ok(Alert {
+        id: AlertId::new(row.id),
+        severity: row
+            .severity
+            .parse::<Severity>()
+            .map_err(|e| corrupt("severity", &e))?,
+        kind: row
+            .kind
+            .parse::<AlertKind>()
+            .map_err(|e| corrupt("kind", &e))?,
+        message: row.message,
+        source_id: row.source_id.map(SourceId::new),
+        created_at: row.created_at,
+        acknowledged_at: row.acknowledged_at,
+        acknowledged_by: row.acknowledged_by,
+    })
+}
+
+/// Unacknowledged alerts of `kind` about `source_id` (`None`: server-wide ones).
+fn open_of(kind: AlertKind, source_id: Option<SourceId>) -> Select<alerts::Entity> {
+    let select = alerts::Entity::find()
+        .filter(alerts::Column::AcknowledgedAt.is_null())
+        .filter(alerts::Column::Kind.eq(kind.as_str()));
+    match source_id {
+        Some(id) => select.filter(alerts::Column::SourceId.eq(id.get())),
+        None => select.filter(alerts::Column::SourceId.is_null()),
+    }
+}
+
+/// `AlertRepository` over the `alerts` table.
+///
+/// An alert about a source deleted meanwhile (or never known) is stored server-wide
+/// (`source_id` `None`, as the foreign key's `ON DELETE SET NULL` would have left it)
+/// rather than lost.
+#[derive(Clone)]
+pub struct SeaAlertRepository {
+    conn: DatabaseConnection,
+}
+
+impl SeaAlertRepository {
+    pub(crate) fn new(conn: DatabaseConnection) -> Self {
+        Self { conn }
+    }
+
+    fn row(
+        alert: &NewAlert,
+        source_id: Option<SourceId>,
+        now: DateTime<Utc>,
+    ) -> alerts::ActiveModel {
+        alerts::ActiveModel {
+            id: NotSet,
+            severity: Set(alert.severity.as_str().to_owned()),
+            kind: Set(alert.kind.as_str().to_owned()),
+            message: Set(alert.message.clone()),
+            source_id: Set(source_id.map(SourceId::get)),
+            created_at: Set(stored_time(now)),
+            acknowledged_at: Set(None),
+            acknowledged_by: Set(None),
+        }
+    }
+}
+
+#[async_trait]
+impl AlertRepository for SeaAlertRepository {
+    async fn insert(&self, alert: &NewAlert, now: DateTime<Utc>) -> Result<Alert, RepoError> {
+        let first = Self::row(alert, alert.source_id, now)
+            .insert(&self.conn)
+            .await;
+        let row = match first {
+            Err(e) if alert.source_id.is_some() && is_foreign_key_violation(&e) => {
+                Self::row(alert, None, now).insert(&self.conn).await
+            }
+            other => other,
+        }
+        .map_err(|e| repo_err(&e))?;
+        to_alert(row)
+    }
+
+    async fn get(&self, id: AlertId) -> Result<Option<Alert>, RepoError> {
+        alerts::Entity::find_by_id(id.get())
+            .one(&self.conn)
+            .await
+            .map_err(|e| repo_err(&e))?
+            .map(to_alert)
+            .transpose()
+    }
+
+    async fn list(&self, filter: &AlertFilter) -> Result<Page<Alert>, RepoError> {
+        let mut select = alerts::Entity::find();
+        if filter.active_only {
+            select = select.filter(alerts::Column::AcknowledgedAt.is_null());
+        }
+        if let Some(severity) = filter.severity {
+            select = select.filter(alerts::Column::Severity.eq(severity.as_str()));
+        }
+        let total = select
+            .clone()
+            .count(&self.conn)
+            .await
+            .map_err(|e| repo_err(&e))?;
+        let (limit, offset) = window(filter.limit, filter.offset);
+        let items = select
+            .order_by_desc(alerts::Column::CreatedAt)
+            .order_by_desc(alerts::Column::Id)
+            .limit(limit)
+            .offset(offset)
+            .all(&self.conn)
+            .await
+            .map_err(|e| repo_err(&e))?
+            .into_iter()
+            .map(to_alert)
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(Page { items, total })
+    }
+
+    async fn find_open(
+        &self,
+        kind: AlertKind,
+        source_id: Option<SourceId>,
+    ) -> Result<Option<Alert>, RepoError> {
+        open_of(kind, source_id)
+            .order_by_desc(alerts::Column::CreatedAt)
+            .order_by_desc(alerts::Column::Id)
+            .one(&self.conn)
+            .await
+            .map_err(|e| repo_err(&e))?
+            .map(to_alert)
+            .transpose()
+    }
+
+    async fn acknowledge(
+        &self,
+        id: AlertId,
+        by: &str,
+        at: DateTime<Utc>,
+    ) -> Result<Option<Alert>, RepoError> {
+        // Only an open alert changes, so the first acknowledgement stands even when two
+        // arrive at once.
+        alerts::Entity::update_many()
+            .col_expr(alerts::Column::AcknowledgedAt, Expr::value(stored_time(at)))
+            .col_expr(alerts::Column::AcknowledgedBy, Expr::value(by))
+            .filter(alerts::Column::Id.eq(id.get()))
+            .filter(alerts::Column::AcknowledgedAt.is_null())
+            .exec(&self.conn)
+            .await
+            .map_err(|e| repo_err(&e))?;
+        self.get(id).await
+    }
+
+    async fn acknowledge_open(
+        &self,
+        kind: AlertKind,
+        source_id: Option<SourceId>,
+        by: &str,
+        at: DateTime<Utc>,
+    ) -> Result<u64, RepoError> {
+        let mut update = alerts::Entity::update_many()
+            .col_expr(alerts::Column::AcknowledgedAt, Expr::value(stored_time(at)))
+            .col_expr(alerts::Column::AcknowledgedBy, Expr::value(by))
+            .filter(alerts::Column::AcknowledgedAt.is_null())
+            .filter(alerts::Column::Kind.eq(kind.as_str()));
+        update = match source_id {
+            Some(id) => update.filter(alerts::Column::SourceId.eq(id.get())),
+            None => update.filter(alerts::Column::SourceId.is_null()),
+        };
+        let result = update.exec(&self.conn).await.map_err(|e| repo_err(&e))?;
+        Ok(result.rows_affected)
+    }
+
+    async fn count_active_by_severity(&self) -> Result<SeverityCounts, RepoError> {
+        let rows: Vec<(String, i64)> = alerts::Entity::find()
+            .select_only()
+            .column(alerts::Column::Severity)
+            .column_as(alerts::Column::Id.count(), "n")
+            .filter(alerts::Column::AcknowledgedAt.is_null())
+            .group_by(alerts::Column::Severity)
+            .into_tuple()
+            .all(&self.conn)
+            .await
+            .map_err(|e| repo_err(&e))?;
+        let mut counts = SeverityCounts::default();
+        for (severity, n) in rows {
+            let n = u64::try_from(n).map_err(|e| {
+                RepoError::Corrupt(format!("alerts: negative count for {severity}: {e}"))
+            })?;
+            match severity.parse::<Severity>() {
+                Ok(Severity::Info) => counts.info = n,
+                Ok(Severity::Warning) => counts.warning = n,
+                Ok(Severity::Critical) => counts.critical = n,
+                Err(e) => return Err(RepoError::Corrupt(format!("alerts severity: {e}"))),
+            }
+        }
+        Ok(counts)
+    }
+}

@@ -1,0 +1,374 @@
+//! Repository locks: how garbage collection and everything that reads or adds data keep
+//! out of each other's way, across processes (the server and the CLI) and machines.
+//!
+//! A backup decides to reuse a chunk because the index it loaded says the chunk is
+//! stored. If a prune deleted that chunk before the backup's snapshot was committed, the
+//! snapshot would reference data that is gone — the way backup tools have lost data.
+//! Coffer rules it out with locks stored in the repository itself:
+//!
+//! - `locks/<random>` holds a small JSON document: shared or exclusive, purpose, host,
+//!   process, creation and refresh times (nothing secret).
+//! - **Shared** (backup, restore, verify, check, export): write the lock, then list the
+//!   locks. A live exclusive lock means a prune is running or waiting: delete ours, wait,
+//!   try again. Otherwise the lock is held.
+//! - **Exclusive** (prune): write the lock, then list the locks. A live exclusive lock
+//!   older than ours (by creation time, then key) wins: delete ours and report the
+//!   repository busy. While live shared locks exist, keep ours (so no new backup starts)
+//!   and wait for them to go. Then the lock is held.
+//!
+//! Because each side writes before it lists, two processes that start at the same moment
+//! each see the other's lock: at worst both back off, never both proceed.
+//!
+//! **Liveness.** A holder rewrites its lock every `refresh` (5 min); a lock not refreshed
+//! for `stale` (30 min) belongs to a crashed process and is ignored (and removed by a
+//! prune). A holder that has not refreshed successfully for `stale - refresh` (say the
+//! machine slept) must assume its lock was taken for stale: it stops before committing
+//! anything (`ensure_held`). The margin covers clock skew between machines up to
+//! `refresh`.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use chrono::{DateTime, Utc};
+use coffer_domain::engine::Cancel;
+use coffer_domain::storage::{ObjectKey, ObjectStore};
+use serde::{Deserialize, Serialize};
+
+use crate::error::EngineError;
+use crate::{crypto, key};
+
+const LOCKS: &str = "locks/";
+
+/// How often locks are refreshed, when they count as stale, how often waiters look.
+#[derive(Debug, Clone, Copy)]
+pub struct LockTimings {
+    pub refresh: Duration,
+    pub stale: Duration,
+    pub poll: Duration,
+}
+
+impl Default for LockTimings {
+    fn default() -> Self {
+        Self {
+            refresh: Duration::from_mins(5),
+            stale: Duration::from_mins(30),
+            poll: Duration::from_secs(2),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct LockDoc {
+    version: u32,
+    exclusive: bool,
+    purpose: String,
+    hostname: String,
+    pid: u32,
+    created_at: DateTime<Utc>,
+    refreshed_at: DateTime<Utc>,
+}
+
+impl LockDoc {
+    fn describe(&self) -> String {
+        format!(
+            "{} on {} (pid {}) since {}",
+            self.purpose,
+            if self.hostname.is_empty() {
+                "an unknown host"
+            } else {
+                &self.hostname
+            },
+            self.pid,
+            self.created_at.format("%Y-%m-%d %H:%M:%S UTC")
+        )
+    }
+}
+
+/// A held repository lock. Release it with `release`; dropping it removes it too (in the
+/// background).
+pub struct RepoLock {
+    store: Arc<dyn ObjectStore>,
+    key: ObjectKey,
+    timings: LockTimings,
+    last_refresh: Arc<Mutex<Instant>>,
+    lost: Arc<AtomicBool>,
+    refresher: Option<tokio::task::JoinHandle<()>>,
+    released: bool,
+}
+
+/// The live locks other than `mine`, with their keys.
+async fn others(
+    store: &dyn ObjectStore,
+    mine: &ObjectKey,
+    stale: Duration,
+) -> Result<Vec<(ObjectKey, LockDoc)>, EngineError> {
+    let now = Utc::now();
+    let stale = chrono::Duration::from_std(stale).unwrap_or(chrono::Duration::MAX);
+    let mut out = Vec::new();
+    for k in store.list(LOCKS).await? {
+        if &k == mine {
+            continue;
+        }
+        let Some(bytes) = store.get(&k).await? else {
+            continue; // released meanwhile
+        };
+        match serde_json::from_slice::<LockDoc>(&bytes) {
+            Ok(doc) if now - doc.refreshed_at > stale => {
+                tracing::debug!(lock = %k, holder = %doc.describe(), "ignoring a stale lock");
+            }
+            Ok(doc) => out.push((k, doc)),
+            Err(e) => tracing::warn!(lock = %k, error = %e, "ignoring an unreadable lock object"),
+        }
+    }
+    Ok(out)
+}
+
+/// Deletes locks nobody has refreshed for `stale`: their holders are gone.
+pub async fn remove_stale(store: &dyn ObjectStore, stale: Duration) -> Result<u64, EngineError> {
+    let now = Utc::now();
+    let stale = chrono::Duration::from_std(stale).unwrap_or(chrono::Duration::MAX);
+    let mut removed = 0;
+    for k in store.list(LOCKS).await? {
+        let Some(bytes) = store.get(&k).await? else {
+            continue;
+        };
+        if let Ok(doc) = serde_json::from_slice::<LockDoc>(&bytes)
+            && now - doc.refreshed_at > stale
+        {
+            tracing::warn!(lock = %k, holder = %doc.describe(), "removing a stale repository lock");
+            store.delete(&k).await?;
+            removed += 1;
+        }
+    }
+    Ok(removed)
+}
+
+fn hostname() -> String {
+    std::fs::read_to_string("/etc/hostname")
+        .map(|h| h.trim().to_owned())
+        .unwrap_or_default()
+}
+
+async fn sleep_or_cancel(poll: Duration, cancel: &Cancel) -> Result<(), EngineError> {
+    // Wake often enough to notice a cancel quickly.
+    let step = Duration::from_millis(100).min(poll);
+    let until = Instant::now() + poll;
+    while Instant::now() < until {
+        if cancel.is_cancelled() {
+            return Err(EngineError::Cancelled);
+        }
+        tokio::time::sleep(step).await;
+    }
+    if cancel.is_cancelled() {
+        return Err(EngineError::Cancelled);
+    }
+    Ok(())
+}
+
+impl RepoLock {
+    async fn write(
+        store: &Arc<dyn ObjectStore>,
+        exclusive: bool,
+        purpose: &str,
+    ) -> Result<(ObjectKey, LockDoc), EngineError> {
+        let now = Utc::now();
+        let doc = LockDoc {
+            version: 1,
+            exclusive,
+            purpose: purpose.to_owned(),
+            hostname: hostname(),
+            pid: std::process::id(),
+            created_at: now,
+            refreshed_at: now,
+        };
+        let k = key(&format!("{LOCKS}{}", hex::encode(crypto::random::<16>()?)))?;
+        store
+            .put(
+                &k,
+                Bytes::from(
+                    serde_json::to_vec(&doc)
+                        .map_err(|e| EngineError::Other(format!("lock: {e}")))?,
+                ),
+            )
+            .await?;
+        Ok((k, doc))
+    }
+
+    /// Takes a shared lock, waiting while a prune runs or waits.
+    ///
+    /// # Errors
+    /// `Cancelled`; storage failures.
+    pub async fn shared(
+        store: Arc<dyn ObjectStore>,
+        timings: LockTimings,
+        purpose: &str,
+        cancel: &Cancel,
+    ) -> Result<Self, EngineError> {
+        let mut announced = false;
+        loop {
+            let (k, doc) = Self::write(&store, false, purpose).await?;
+            let blocking = match others(store.as_ref(), &k, timings.stale).await {
+                Ok(list) => list.into_iter().find(|(_, d)| d.exclusive),
+                Err(e) => {
+                    let _ = store.delete(&k).await;
+                    return Err(e);
+                }
+            };
+            match blocking {
+                None => return Ok(Self::held(store, k, doc, timings)),
+                Some((_, holder)) => {
+                    store.delete(&k).await?;
+                    if !announced {
+                        tracing::info!(holder = %holder.describe(), "waiting for the repository: garbage collection runs");
+                        announced = true;
+                    }
+                    sleep_or_cancel(timings.poll, cancel).await?;
+                }
+            }
+        }
+    }
+
+    /// Takes the exclusive lock, waiting for shared holders to finish.
+    ///
+    /// # Errors
+    /// `Busy` when another exclusive lock came first; `Cancelled`; storage failures.
+    pub async fn exclusive(
+        store: Arc<dyn ObjectStore>,
+        timings: LockTimings,
+        purpose: &str,
+        cancel: &Cancel,
+    ) -> Result<Self, EngineError> {
+        let (k, doc) = Self::write(&store, true, purpose).await?;
+        // Held from here on for refreshing, so that a long wait does not go stale; it is
+        // not "acquired" until no other live lock remains.
+        let lock = Self::held(store.clone(), k.clone(), doc.clone(), timings);
+        let mut announced = false;
+        loop {
+            let live = others(store.as_ref(), &k, timings.stale).await?;
+            if let Some((_, first)) = live.iter().find(|(ok, d)| {
+                d.exclusive && (d.created_at, ok.as_str()) < (doc.created_at, k.as_str())
+            }) {
+                let message = format!(
+                    "the repository is locked by {}; try again when it has finished",
+                    first.describe()
+                );
+                lock.release().await;
+                return Err(EngineError::Busy(message));
+            }
+            let Some((_, holder)) = live.iter().find(|(_, d)| !d.exclusive) else {
+                lock.ensure_held()?;
+                return Ok(lock);
+            };
+            if !announced {
+                tracing::info!(
+                    holders = live.len(),
+                    first = %holder.describe(),
+                    "garbage collection waits for running work to finish"
+                );
+                announced = true;
+            }
+            if let Err(e) = sleep_or_cancel(timings.poll, cancel).await {
+                lock.release().await;
+                return Err(e);
+            }
+        }
+    }
+
+    fn held(
+        store: Arc<dyn ObjectStore>,
+        key: ObjectKey,
+        doc: LockDoc,
+        timings: LockTimings,
+    ) -> Self {
+        let last_refresh = Arc::new(Mutex::new(Instant::now()));
+        let lost = Arc::new(AtomicBool::new(false));
+        let refresher = {
+            let (store, key, last_refresh, lost) = (
+                store.clone(),
+                key.clone(),
+                last_refresh.clone(),
+                lost.clone(),
+            );
+            tokio::spawn(async move {
+                let mut doc = doc;
+                loop {
+                    tokio::time::sleep(timings.refresh).await;
+                    let since = last_refresh.lock().expect("lock time").elapsed();
+                    if since > timings.stale.saturating_sub(timings.refresh) {
+                        // Too late: another process may have taken this lock for stale.
+                        tracing::error!(lock = %key, "repository lock not refreshed in time; giving it up");
+                        lost.store(true, Ordering::SeqCst);
+                        return;
+                    }
+                    doc.refreshed_at = Utc::now();
+                    let Ok(bytes) = serde_json::to_vec(&doc) else {
+                        continue;
+                    };
+                    match store.put(&key, Bytes::from(bytes)).await {
+                        Ok(()) => *last_refresh.lock().expect("lock time") = Instant::now(),
+                        Err(e) => {
+                            tracing::warn!(lock = %key, error = %e, "could not refresh the repository lock");
+                        }
+                    }
+                }
+            })
+        };
+        Self {
+            store,
+            key,
+            timings,
+            last_refresh,
+            lost,
+            refresher: Some(refresher),
+            released: false,
+        }
+    }
+
+    /// Whether the lock is still certainly held; call it right before committing or
+    /// deleting anything.
+    ///
+    /// # Errors
+    /// `Busy` when the lock may have been taken for stale by another process.
+    pub fn ensure_held(&self) -> Result<(), EngineError> {
+        let since = self.last_refresh.lock().expect("lock time").elapsed();
+        if self.lost.load(Ordering::SeqCst)
+            || since > self.timings.stale.saturating_sub(self.timings.refresh)
+        {
+            return Err(EngineError::Busy(
+                "the repository lock was not refreshed in time (was the machine asleep?); \
+                 stopped without committing, to stay safe against a concurrent prune"
+                    .into(),
+            ));
+        }
+        Ok(())
+    }
+
+    /// Removes the lock.
+    pub async fn release(mut self) {
+        if let Some(task) = self.refresher.take() {
+            task.abort();
+        }
+        if let Err(e) = self.store.delete(&self.key).await {
+            tracing::warn!(lock = %self.key, error = %e, "could not remove the repository lock; it goes stale in 30 minutes");
+        }
+        self.released = true;
+    }
+}
+
+impl Drop for RepoLock {
+    fn drop(&mut self) {
+        if let Some(task) = self.refresher.take() {
+            task.abort();
+        }
+        if !self.released
+            && let Ok(handle) = tokio::runtime::Handle::try_current()
+        {
+            let (store, key) = (self.store.clone(), self.key.clone());
+            handle.spawn(async move {
+                let _ = store.delete(&key).await;
+            });
+        }
+    }
+}

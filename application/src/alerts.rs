@@ -1,0 +1,210 @@
+//! Alerts: raising them (de-duplicating conditions), clearing conditions that ended,
+//! listing and acknowledging them. Each new alert is logged and handed to the notifier in
+//! the background, so that a slow or dead webhook never holds up the work that raised it.
+
+use std::sync::Arc;
+
+use coffer_domain::AlertId;
+use coffer_domain::SourceId;
+use coffer_domain::alerts::{
+    Alert, AlertFilter, AlertKind, AlertNotifier, AlertRepository, NewAlert, Severity,
+    SeverityCounts,
+};
+use coffer_domain::audit::{AuditAction, AuditEntry};
+use coffer_domain::auth::{Actor, Permission};
+use coffer_domain::ports::{Clock, Page, Spawner};
+
+use crate::audit::AuditLog;
+use crate::error::ServiceError;
+
+/// Largest page of the alert listing.
+pub const MAX_ALERT_PAGE: u64 = 500;
+
+/// Who acknowledges a condition that no longer holds.
+pub const SYSTEM_ACTOR: &str = "system";
+
+pub struct AlertService {
+    repo: Arc<dyn AlertRepository>,
+    notifier: Option<Arc<dyn AlertNotifier>>,
+    spawner: Arc<dyn Spawner>,
+    clock: Arc<dyn Clock>,
+    audit: AuditLog,
+    /// Makes "is one open? if not, insert" of a condition one step within this process
+    /// (the server holds its data directory alone), so that two checks at once cannot
+    /// both open an alert.
+    conditions: futures::lock::Mutex<()>,
+}
+
+impl AlertService {
+    /// `notifier` is `None` when no webhook is configured: alerts are then stored and
+    /// logged only.
+    #[must_use]
+    pub fn new(
+        repo: Arc<dyn AlertRepository>,
+        notifier: Option<Arc<dyn AlertNotifier>>,
+        spawner: Arc<dyn Spawner>,
+        clock: Arc<dyn Clock>,
+        audit: AuditLog,
+    ) -> Self {
+        Self {
+            repo,
+            notifier,
+            spawner,
+            clock,
+            audit,
+            conditions: futures::lock::Mutex::new(()),
+        }
+    }
+
+    /// Raises an alert. An event kind always makes a new alert. A condition kind makes
+    /// one only when no alert of that kind and source is open — unless the open one is
+    /// less severe, which is then acknowledged by `system` and replaced (an escalation,
+    /// a disk going from low to below the reserve, is news; the same state again is
+    /// not). Returns the new alert, or `None` when the condition was already reported.
+    ///
+    /// Callers on a backup's path should log a failure here and carry on: an alert that
+    /// cannot be stored must not fail the backup. [`AlertService::raise_best_effort`]
+    /// does that.
+    ///
+    /// # Errors
+    /// Database failures.
+    pub async fn raise(&self, alert: NewAlert) -> Result<Option<Alert>, ServiceError> {
+        let stored = if alert.kind.is_condition() {
+            let _one_at_a_time = self.conditions.lock().await;
+            if let Some(open) = self.repo.find_open(alert.kind, alert.source_id).await? {
+                if open.severity >= alert.severity {
+                    return Ok(None);
+                }
+                self.repo
+                    .acknowledge(open.id, SYSTEM_ACTOR, self.clock.now())
+                    .await?;
+            }
+            self.repo.insert(&alert, self.clock.now()).await?
+        } else {
+            self.repo.insert(&alert, self.clock.now()).await?
+        };
+        log_new(&stored);
+        if let Some(notifier) = &self.notifier {
+            let notifier = Arc::clone(notifier);
+            let sent = stored.clone();
+            self.spawner.spawn(Box::pin(async move {
+                // The notifier logs its own final failure (naming the host only).
+                if notifier.notify(&sent).await.is_ok() {
+                    tracing::debug!(alert = %sent.id, "alert sent to the webhook");
+                }
+            }));
+        }
+        Ok(Some(stored))
+    }
+
+    /// As [`AlertService::raise`], logging a failure instead of returning it.
+    pub async fn raise_best_effort(&self, alert: NewAlert) {
+        let kind = alert.kind;
+        if let Err(e) = self.raise(alert).await {
+            tracing::error!(error = %e, kind = %kind, "cannot store an alert");
+        }
+    }
+
+    /// The condition `kind` (of `source_id`, or server-wide) no longer holds: its open
+    /// alerts are acknowledged by `system`. Returns how many.
+    ///
+    /// # Errors
+    /// Database failures.
+    pub async fn clear(
+        &self,
+        kind: AlertKind,
+        source_id: Option<SourceId>,
+    ) -> Result<u64, ServiceError> {
+        let _one_at_a_time = self.conditions.lock().await;
+        let cleared = self
+            .repo
+            .acknowledge_open(kind, source_id, SYSTEM_ACTOR, self.clock.now())
+            .await?;
+        if cleared > 0 {
+            tracing::info!(kind = %kind, source_id = source_id.map(SourceId::get), "condition cleared");
+        }
+        Ok(cleared)
+    }
+
+    /// Alerts, newest first; `limit` is capped at 500 (0 means the default, 50).
+    ///
+    /// # Errors
+    /// `Forbidden` without `view`.
+    pub async fn list(
+        &self,
+        actor: &Actor,
+        mut filter: AlertFilter,
+    ) -> Result<Page<Alert>, ServiceError> {
+        actor.require(Permission::View)?;
+        filter.limit = match filter.limit {
+            0 => AlertFilter::default().limit,
+            n => n.min(MAX_ALERT_PAGE),
+        };
+        Ok(self.repo.list(&filter).await?)
+    }
+
+    /// Active alerts per severity (dashboard, metrics).
+    ///
+    /// # Errors
+    /// `Forbidden` without `view`.
+    pub async fn active_counts(&self, actor: &Actor) -> Result<SeverityCounts, ServiceError> {
+        actor.require(Permission::View)?;
+        Ok(self.repo.count_active_by_severity().await?)
+    }
+
+    /// Acknowledges an alert: it leaves the active list. Acknowledging it again changes
+    /// nothing (the first acknowledgement stands). Audited.
+    ///
+    /// # Errors
+    /// `Forbidden` without `manage_system`; `NotFound`.
+    pub async fn acknowledge(&self, actor: &Actor, id: AlertId) -> Result<Alert, ServiceError> {
+        actor.require(Permission::ManageSystem)?;
+        let not_found = || ServiceError::NotFound(format!("no alert with id {id}"));
+        let current = self.repo.get(id).await?.ok_or_else(not_found)?;
+        let (alert, detail) = if current.is_active() {
+            let alert = self
+                .repo
+                .acknowledge(id, &actor.username, self.clock.now())
+                .await?
+                .ok_or_else(not_found)?;
+            let detail = format!("{} ({}): {}", alert.kind, alert.severity, alert.message);
+            (alert, detail)
+        } else {
+            let detail = format!(
+                "{} ({}), already acknowledged by {}",
+                current.kind,
+                current.severity,
+                current.acknowledged_by.as_deref().unwrap_or("?")
+            );
+            (current, detail)
+        };
+        self.audit
+            .record(
+                AuditEntry::new(&actor.username, AuditAction::AlertAck, &actor.client)
+                    .resource(format!("alert:{id}"))
+                    .detail(detail),
+            )
+            .await?;
+        Ok(alert)
+    }
+}
+
+/// Each new alert goes to the log at a level that matches its severity.
+fn log_new(alert: &Alert) {
+    let source_id = alert.source_id.map(SourceId::get);
+    match alert.severity {
+        Severity::Info => tracing::info!(
+            alert = %alert.id, kind = %alert.kind, source_id, "alert: {}", alert.message
+        ),
+        Severity::Warning => tracing::warn!(
+            alert = %alert.id, kind = %alert.kind, source_id, "alert: {}", alert.message
+        ),
+        Severity::Critical => tracing::error!(
+            alert = %alert.id, kind = %alert.kind, source_id, "alert: {}", alert.message
+        ),
+    }
+}
+
+#[cfg(test)]
+#[path = "alerts_tests.rs"]
+pub(crate) mod tests;

@@ -1,0 +1,180 @@
+//! The free space of the volume that holds the repository: a `disk_low` alert below a
+//! warning threshold (critical below the reserve), cleared when space comes back, and new
+//! backups refused below the reserve so that a full disk never breaks a backup half-way.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use coffer_domain::alerts::{AlertKind, DiskMonitor, NewAlert, Severity};
+
+use crate::alerts::AlertService;
+use crate::error::ServiceError;
+
+const MIB: u64 = 1024 * 1024;
+
+/// The thresholds, in MiB of free space. 0 turns one off.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DiskThresholds {
+    /// Below this, a `disk_low` warning.
+    pub warning_free_mb: u64,
+    /// Below this, `disk_low` is critical and new backups are refused.
+    pub min_free_mb: u64,
+}
+
+/// How full the volume is, by the thresholds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DiskLevel {
+    Ok,
+    Low,
+    BelowReserve,
+}
+
+impl DiskThresholds {
+    /// The level of a volume with `available_bytes` free.
+    #[must_use]
+    pub const fn assess(&self, available_bytes: u64) -> DiskLevel {
+        if available_bytes < self.min_free_mb.saturating_mul(MIB) {
+            DiskLevel::BelowReserve
+        } else if available_bytes < self.warning_free_mb.saturating_mul(MIB) {
+            DiskLevel::Low
+        } else {
+            DiskLevel::Ok
+        }
+    }
+}
+
+/// The volume's space and what the thresholds make of it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DiskStatus {
+    pub total_bytes: u64,
+    pub available_bytes: u64,
+    pub mount_point: PathBuf,
+    /// Below the warning threshold (or the reserve).
+    pub low: bool,
+    /// Below the reserve: new backups are refused.
+    pub below_reserve: bool,
+}
+
+/// Watches the storage volume.
+pub struct DiskGuard {
+    monitor: Arc<dyn DiskMonitor>,
+    path: PathBuf,
+    thresholds: DiskThresholds,
+    alerts: Arc<AlertService>,
+}
+
+impl DiskGuard {
+    /// `path` is the repository's directory (its volume is the one watched).
+    #[must_use]
+    pub fn new(
+        monitor: Arc<dyn DiskMonitor>,
+        path: PathBuf,
+        thresholds: DiskThresholds,
+        alerts: Arc<AlertService>,
+    ) -> Self {
+        Self {
+            monitor,
+            path,
+            thresholds,
+            alerts,
+        }
+    }
+
+    #[must_use]
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Reads the free space now, raises `disk_low` (warning, or critical below the
+    /// reserve) or clears it when space is back above the warning threshold.
+    ///
+    /// # Errors
+    /// When the free space cannot be read or the alert cannot be stored.
+    pub async fn check(&self) -> Result<DiskStatus, ServiceError> {
+        let status = self.read()?;
+        self.report(&status).await?;
+        Ok(status)
+    }
+
+    /// Refuses a new backup while the volume is below the reserve (and raises or clears
+    /// the alert as [`DiskGuard::check`] does). When the free space cannot be read the
+    /// backup is let through, with a warning in the log: an unknown answer is no reason
+    /// to stop backing up.
+    ///
+    /// # Errors
+    /// `InsufficientStorage` (`disk_full`) naming the free and the required space.
+    pub async fn ensure_room_for_backup(&self) -> Result<(), ServiceError> {
+        let status = match self.read() {
+            Ok(status) => status,
+            Err(e) => {
+                tracing::warn!(error = %e, "disk check failed; the backup goes ahead");
+                return Ok(());
+            }
+        };
+        if let Err(e) = self.report(&status).await {
+            tracing::error!(error = %e, "cannot record the disk alert");
+        }
+        if status.below_reserve {
+            return Err(ServiceError::InsufficientStorage {
+                code: "disk_full",
+                message: format!(
+                    "only {} MiB free on {}; backups need at least {} MiB free \
+                     (disk.min_free_mb). Free space on that volume, then try again",
+                    mib(status.available_bytes),
+                    status.mount_point.display(),
+                    self.thresholds.min_free_mb
+                ),
+            });
+        }
+        Ok(())
+    }
+
+    fn read(&self) -> Result<DiskStatus, ServiceError> {
+        let space = self.monitor.space(&self.path).map_err(|e| {
+            anyhow::anyhow!("cannot read the free space of {}: {e}", self.path.display())
+        })?;
+        let level = self.thresholds.assess(space.available_bytes);
+        Ok(DiskStatus {
+            total_bytes: space.total_bytes,
+            available_bytes: space.available_bytes,
+            mount_point: space.mount_point,
+            low: level != DiskLevel::Ok,
+            below_reserve: level == DiskLevel::BelowReserve,
+        })
+    }
+
+    async fn report(&self, status: &DiskStatus) -> Result<(), ServiceError> {
+        let free = mib(status.available_bytes);
+        let mount = status.mount_point.display();
+        let alert = if status.below_reserve {
+            NewAlert::new(
+                AlertKind::DiskLow,
+                Severity::Critical,
+                format!(
+                    "{free} MiB free on {mount}, below the reserve of {} MiB \
+                     (disk.min_free_mb): new backups are refused until space is freed",
+                    self.thresholds.min_free_mb
+                ),
+            )
+        } else if status.low {
+            NewAlert::new(
+                AlertKind::DiskLow,
+                Severity::Warning,
+                format!(
+                    "{free} MiB free on {mount}, below the warning threshold of {} MiB \
+                     (disk.warning_free_mb)",
+                    self.thresholds.warning_free_mb
+                ),
+            )
+        } else {
+            self.alerts.clear(AlertKind::DiskLow, None).await?;
+            return Ok(());
+        };
+        self.alerts.raise(alert).await?;
+        Ok(())
+    }
+}
+
+const fn mib(bytes: u64) -> u64 {
+    bytes / MIB
+}

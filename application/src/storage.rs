@@ -1,0 +1,347 @@
+//! Storage use and the quota: the bytes the repository occupies (after dedup and
+//! compression), kept as a counter that each committed backup raises and each prune sets
+//! (never a storage scan per request), recounted from storage on demand; the warning and
+//! the limit of `quota.*`; and the admission of new backups (quota and the disk's
+//! reserve).
+
+use std::sync::Arc;
+
+use coffer_domain::alerts::{AlertKind, NewAlert, Severity};
+use coffer_domain::audit::{AuditAction, AuditEntry};
+use coffer_domain::auth::{Actor, Permission};
+use coffer_domain::engine::SnapshotEngine;
+use coffer_domain::ports::CounterRepository;
+
+use crate::alerts::AlertService;
+use crate::audit::AuditLog;
+use crate::disk::DiskGuard;
+use crate::error::ServiceError;
+
+/// The counter of bytes in storage.
+pub const STORED_BYTES: &str = "storage.stored_bytes";
+/// Set to 1 once `STORED_BYTES` has been counted from storage (a repository that
+/// predates the counter is counted once at start-up).
+const COUNTED: &str = "storage.counted";
+/// 1 once the current master key has been exported.
+const KEY_EXPORTED: &str = "key.exported";
+
+const MIB: u64 = 1024 * 1024;
+
+/// `quota.*` in bytes; `None` turns a limit off.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Quota {
+    pub max_bytes: Option<u64>,
+    pub warning_bytes: Option<u64>,
+}
+
+impl Quota {
+    /// From the settings' MiB, where 0 means "none".
+    #[must_use]
+    pub const fn from_mib(max_mb: u64, warning_mb: u64) -> Self {
+        Self {
+            max_bytes: if max_mb == 0 {
+                None
+            } else {
+                Some(max_mb.saturating_mul(MIB))
+            },
+            warning_bytes: if warning_mb == 0 {
+                None
+            } else {
+                Some(warning_mb.saturating_mul(MIB))
+            },
+        }
+    }
+
+    /// Where `stored` bytes stand.
+    #[must_use]
+    pub fn state(&self, stored: u64) -> QuotaState {
+        if self.max_bytes.is_some_and(|max| stored >= max) {
+            QuotaState::Exceeded
+        } else if self.warning_bytes.is_some_and(|w| stored >= w) {
+            QuotaState::Warning
+        } else {
+            QuotaState::Ok
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum QuotaState {
+    Ok,
+    Warning,
+    Exceeded,
+}
+
+impl QuotaState {
+    #[must_use]
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Self::Ok => "ok",
+            Self::Warning => "warning",
+            Self::Exceeded => "exceeded",
+        }
+    }
+}
+
+/// Storage use against the quota.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct StorageUsage {
+    pub stored_bytes: u64,
+    pub quota: Quota,
+    pub state: QuotaState,
+}
+
+pub struct StorageService {
+    counters: Arc<dyn CounterRepository>,
+    engine: Arc<dyn SnapshotEngine>,
+    alerts: Arc<AlertService>,
+    disk: Arc<DiskGuard>,
+    quota: Quota,
+    audit: AuditLog,
+}
+
+fn mib(bytes: u64) -> String {
+    #[allow(clippy::cast_precision_loss)]
+    let v = bytes as f64 / MIB as f64;
+    format!("{v:.1} MiB")
+}
+
+impl StorageService {
+    #[must_use]
+    pub fn new(
+        counters: Arc<dyn CounterRepository>,
+        engine: Arc<dyn SnapshotEngine>,
+        alerts: Arc<AlertService>,
+        disk: Arc<DiskGuard>,
+        quota: Quota,
+        audit: AuditLog,
+    ) -> Self {
+        Self {
+            counters,
+            engine,
+            alerts,
+            disk,
+            quota,
+            audit,
+        }
+    }
+
+    #[must_use]
+    pub fn alerts(&self) -> &Arc<AlertService> {
+        &self.alerts
+    }
+
+    #[must_use]
+    pub fn disk(&self) -> &Arc<DiskGuard> {
+        &self.disk
+    }
+
+    #[must_use]
+    pub const fn quota(&self) -> Quota {
+        self.quota
+    }
+
+    /// Counts the repository once if its counter has never been set (a repository made
+    /// before the counter existed); then the quota's alerts are brought up to date.
+    ///
+    /// # Errors
+    /// Storage or database failures.
+    pub async fn init(&self) -> Result<StorageUsage, ServiceError> {
+        if self.counters.get(COUNTED).await? == 0 {
+            let bytes = self.engine.stored_bytes().await?;
+            self.counters.set(STORED_BYTES, to_i64(bytes)).await?;
+            self.counters.set(COUNTED, 1).await?;
+            tracing::info!(bytes, "counted the bytes in storage");
+        }
+        let usage = self.usage().await?;
+        self.evaluate(usage.stored_bytes).await;
+        if self.counters.get(KEY_EXPORTED).await? == 0 {
+            self.raise_key_not_exported().await;
+        }
+        Ok(usage)
+    }
+
+    async fn raise_key_not_exported(&self) {
+        self.alerts
+            .raise_best_effort(NewAlert::new(
+                AlertKind::KeyNotExported,
+                Severity::Warning,
+                "the master key has never been exported: if this machine's key file is lost, \
+                 every backup is lost with it. Run `coffer key export` and keep the key \
+                 somewhere safe, away from this server",
+            ))
+            .await;
+    }
+
+    /// The master key was exported (`true`), or replaced by one that has not been
+    /// (`false`): the `key_not_exported` alert is cleared or raised. Failures are logged.
+    pub async fn key_exported(&self, exported: bool) {
+        if let Err(e) = self.counters.set(KEY_EXPORTED, i64::from(exported)).await {
+            tracing::error!(error = %e, "cannot record the key export");
+        }
+        if exported {
+            if let Err(e) = self.alerts.clear(AlertKind::KeyNotExported, None).await {
+                tracing::error!(error = %e, "cannot clear the key alert");
+            }
+        } else {
+            self.raise_key_not_exported().await;
+        }
+    }
+
+    /// The bytes in storage and where they stand against the quota.
+    ///
+    /// # Errors
+    /// Database failures.
+    pub async fn usage(&self) -> Result<StorageUsage, ServiceError> {
+        let stored = u64::try_from(self.counters.get(STORED_BYTES).await?).unwrap_or(0);
+        Ok(StorageUsage {
+            stored_bytes: stored,
+            quota: self.quota,
+            state: self.quota.state(stored),
+        })
+    }
+
+    /// Whether a new backup may start, and how many bytes it may add. Refused when the
+    /// quota is already reached (`quota_exceeded`) or the disk is below its reserve
+    /// (`disk_full`); both map to HTTP 507.
+    ///
+    /// # Errors
+    /// `InsufficientStorage`; database failures.
+    pub async fn admit_backup(&self) -> Result<Option<u64>, ServiceError> {
+        self.disk.ensure_room_for_backup().await?;
+        let usage = self.usage().await?;
+        match self.quota.max_bytes {
+            Some(max) if usage.stored_bytes >= max => {
+                self.evaluate(usage.stored_bytes).await;
+                Err(ServiceError::InsufficientStorage {
+                    code: "quota_exceeded",
+                    message: format!(
+                        "the storage quota is used up ({} of {}); free space with retention \
+                         and prune, or raise quota.max_storage_mb",
+                        mib(usage.stored_bytes),
+                        mib(max)
+                    ),
+                })
+            }
+            Some(max) => Ok(Some(max - usage.stored_bytes)),
+            None => Ok(None),
+        }
+    }
+
+    /// A backup committed `bytes` to storage.
+    ///
+    /// # Errors
+    /// Database failures.
+    pub async fn added(&self, bytes: u64) -> Result<(), ServiceError> {
+        let now = self.counters.add(STORED_BYTES, to_i64(bytes)).await?;
+        self.evaluate(u64::try_from(now).unwrap_or(0)).await;
+        Ok(())
+    }
+
+    /// A backup of `source` was stopped because it would have passed the quota.
+    pub async fn backup_stopped_by_quota(&self, source: &str) {
+        let max = self.quota.max_bytes.unwrap_or(0);
+        self.alerts
+            .raise_best_effort(NewAlert::new(
+                AlertKind::QuotaExceeded,
+                Severity::Critical,
+                format!(
+                    "the backup of `{source}` was stopped: it would have passed the storage \
+                     quota of {}; nothing of it was kept",
+                    mib(max)
+                ),
+            ))
+            .await;
+    }
+
+    /// The counters, for the maintenance jobs' own bookkeeping.
+    pub(crate) fn counters(&self) -> &Arc<dyn CounterRepository> {
+        &self.counters
+    }
+
+    /// The repository now occupies `bytes` (after a prune or a recount).
+    ///
+    /// # Errors
+    /// Database failures.
+    pub async fn set_stored(&self, bytes: u64) -> Result<(), ServiceError> {
+        self.counters.set(STORED_BYTES, to_i64(bytes)).await?;
+        self.counters.set(COUNTED, 1).await?;
+        self.evaluate(bytes).await;
+        Ok(())
+    }
+
+    /// Counts the bytes in storage object by object and resets the counter to it.
+    /// Returns (counter before, count).
+    ///
+    /// # Errors
+    /// `Forbidden` without `manage_system`; storage or database failures.
+    pub async fn recount(&self, actor: &Actor) -> Result<(u64, u64), ServiceError> {
+        actor.require(Permission::ManageSystem)?;
+        let before = self.usage().await?.stored_bytes;
+        let counted = self.engine.stored_bytes().await?;
+        self.set_stored(counted).await?;
+        self.audit
+            .record(
+                AuditEntry::new(&actor.username, AuditAction::StorageRecount, &actor.client)
+                    .resource("storage")
+                    .detail(format!("counter {before} B, storage {counted} B")),
+            )
+            .await?;
+        Ok((before, counted))
+    }
+
+    /// Raises or clears the quota's alerts for `stored` bytes. Alert failures are logged:
+    /// they never fail the work that changed the usage.
+    async fn evaluate(&self, stored: u64) {
+        let state = self.quota.state(stored);
+        let outcome = async {
+            match state {
+                QuotaState::Exceeded => {
+                    let max = self.quota.max_bytes.unwrap_or(0);
+                    self.alerts
+                        .raise(NewAlert::new(
+                            AlertKind::QuotaExceeded,
+                            Severity::Critical,
+                            format!(
+                                "storage use {} has reached the quota of {}; new backups are refused",
+                                mib(stored),
+                                mib(max)
+                            ),
+                        ))
+                        .await?;
+                }
+                QuotaState::Warning => {
+                    self.alerts.clear(AlertKind::QuotaExceeded, None).await?;
+                    let warning = self.quota.warning_bytes.unwrap_or(0);
+                    self.alerts
+                        .raise(NewAlert::new(
+                            AlertKind::QuotaWarning,
+                            Severity::Warning,
+                            format!(
+                                "storage use {} has passed the warning threshold of {}{}",
+                                mib(stored),
+                                mib(warning),
+                                self.quota
+                                    .max_bytes
+                                    .map(|m| format!(" (quota {})", mib(m)))
+                                    .unwrap_or_default()
+                            ),
+                        ))
+                        .await?;
+                }
+                QuotaState::Ok => {
+                    self.alerts.clear(AlertKind::QuotaExceeded, None).await?;
+                    self.alerts.clear(AlertKind::QuotaWarning, None).await?;
+                }
+            }
+            Ok::<(), ServiceError>(())
+        };
+        if let Err(e) = outcome.await {
+            tracing::error!(error = %e, "cannot update the quota alerts");
+        }
+    }
+}
+
+fn to_i64(v: u64) -> i64 {
+    i64::try_from(v).unwrap_or(i64::MAX)
+}

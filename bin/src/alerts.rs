@@ -1,0 +1,96 @@
+//! Wiring for alerts: the process's TLS crypto provider (the webhook client's rustls), the
+//! webhook notifier named by the settings, and the background watch of the storage
+//! volume's free space.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use coffer_application::DiskGuard;
+use coffer_config::Settings;
+use coffer_domain::alerts::AlertNotifier;
+use tokio::sync::Notify;
+use tokio::task::JoinHandle;
+
+/// How often a running server re-reads the free space of the storage volume.
+pub const DISK_CHECK_EVERY: Duration = Duration::from_mins(10);
+
+/// Makes ring the process's rustls crypto provider (the one sqlx's rustls already
+/// compiles), before any TLS client is built. Calling it again is harmless.
+pub fn install_crypto_provider() {
+    // An error only says a provider is installed already.
+    let _ = rustls::crypto::ring::default_provider().install_default();
+}
+
+/// The webhook notifier, when `alerts.webhook_url` is set.
+///
+/// # Errors
+/// When the URL cannot be used or the HTTP client cannot be built.
+pub fn webhook_notifier(settings: &Settings) -> anyhow::Result<Option<Arc<dyn AlertNotifier>>> {
+    let Some(url) = settings.alerts.webhook_url.as_deref() else {
+        return Ok(None);
+    };
+    let notifier =
+        coffer_notify::WebhookNotifier::new(url).context("cannot set up alerts.webhook_url")?;
+    tracing::info!(host = notifier.host(), "new alerts are sent to the webhook");
+    Ok(Some(Arc::new(notifier)))
+}
+
+/// Checks the free space once, logging what it finds.
+pub async fn check_disk(disk: &DiskGuard) {
+    match disk.check().await {
+        Ok(status) => tracing::info!(
+            mount = %status.mount_point.display(),
+            free_mb = status.available_bytes / (1024 * 1024),
+            total_mb = status.total_bytes / (1024 * 1024),
+            low = status.low,
+            "storage volume"
+        ),
+        Err(e) => tracing::warn!(
+            error = %e,
+            path = %disk.path().display(),
+            "cannot check the free space of the storage volume"
+        ),
+    }
+}
+
+/// The periodic disk check of a running server.
+pub struct DiskWatch {
+    stop: Arc<Notify>,
+    task: JoinHandle<()>,
+}
+
+impl DiskWatch {
+    /// Checks `disk` every `every` (the first check after one period: start-up checks
+    /// once itself) until stopped.
+    #[must_use]
+    pub fn spawn(disk: Arc<DiskGuard>, every: Duration) -> Self {
+        let stop = Arc::new(Notify::new());
+        let stopped = Arc::clone(&stop);
+        let task = tokio::spawn(async move {
+            let mut ticks = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
+            ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                tokio::select! {
+                    () = stopped.notified() => break,
+                    _ = ticks.tick() => check_disk(&disk).await,
+                }
+            }
+        });
+        Self { stop, task }
+    }
+
+    /// What stops the watch: `notify_one` on it (kept if the watch is busy checking).
+    #[must_use]
+    pub fn stopper(&self) -> Arc<Notify> {
+        Arc::clone(&self.stop)
+    }
+
+    /// Stops the watch and waits for a check in progress to finish.
+    pub async fn stop(self) {
+        self.stop.notify_one();
+        if let Err(e) = self.task.await {
+            tracing::error!(error = %e, "the disk watch ended abnormally");
+        }
+    }
+}

@@ -1,0 +1,128 @@
+//! The scheduler's loop in the server: it ticks at each planned run, and at least once a
+//! minute so that changed sources are picked up, until shutdown. The rules (what is due,
+//! overlap, catch-up) are the application's [`Scheduler`]; this only keeps time.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use coffer_application::{Scheduler, SchedulerOptions};
+use coffer_config::Settings;
+use coffer_domain::ports::Clock;
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+
+/// The longest sleep between ticks: a source created or changed meanwhile is planned
+/// within this time.
+pub const MAX_SLEEP: Duration = Duration::from_mins(1);
+/// The pause after a tick that left a run due (its state could not be written): try
+/// again soon, without spinning.
+pub const RETRY_SLEEP: Duration = Duration::from_secs(10);
+
+/// The scheduler's options from the settings (schedules were checked when the settings
+/// were loaded; checked again here for settings built in code).
+///
+/// # Errors
+/// An invalid cron expression, naming the key.
+pub fn options(settings: &Settings) -> anyhow::Result<SchedulerOptions> {
+    let s = &settings.scheduler;
+    Ok(SchedulerOptions {
+        enabled: s.enabled,
+        catch_up: s.catch_up,
+        grace: coffer_application::scheduler::default_grace(),
+        prune: s.prune()?,
+        check: s.check()?,
+        check_share_percent: s.check_share_percent,
+    })
+}
+
+/// How long to sleep at `now` before the next tick, given the earliest planned run.
+#[must_use]
+pub fn pause(now: DateTime<Utc>, next: Option<DateTime<Utc>>) -> Duration {
+    match next {
+        None => MAX_SLEEP,
+        Some(t) if t > now => (t - now).to_std().map_or(MAX_SLEEP, |d| d.min(MAX_SLEEP)),
+        Some(_) => RETRY_SLEEP,
+    }
+}
+
+/// Runs the loop on the runtime until `stop` turns true (or its sender goes away). A
+/// tick in progress finishes first, so no started job goes unrecorded.
+pub fn spawn(
+    scheduler: Arc<Scheduler>,
+    clock: Arc<dyn Clock>,
+    mut stop: watch::Receiver<bool>,
+) -> JoinHandle<()> {
+    tokio::spawn(async move {
+        tracing::info!(catch_up = scheduler.options().catch_up, "scheduler started");
+        loop {
+            if *stop.borrow_and_update() {
+                break;
+            }
+            let report = scheduler.tick().await;
+            if !report.fired.is_empty() || !report.errors.is_empty() {
+                tracing::debug!(
+                    fired = report.fired.len(),
+                    errors = report.errors.len(),
+                    "scheduler tick"
+                );
+            }
+            let next = match scheduler.next_wakeup().await {
+                Ok(next) => next,
+                Err(e) => {
+                    tracing::error!(error = %e, "scheduler: cannot read the planned runs");
+                    Some(clock.now())
+                }
+            };
+            tokio::select! {
+                () = tokio::time::sleep(pause(clock.now(), next)) => {}
+                changed = stop.changed() => {
+                    if changed.is_err() || *stop.borrow() {
+                        break;
+                    }
+                }
+            }
+        }
+        tracing::info!("scheduler stopped");
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chrono::TimeZone as _;
+
+    #[test]
+    fn sleeps_until_the_next_run_at_most_a_minute() {
+        let now = Utc.with_ymd_and_hms(2026, 3, 1, 12, 0, 0).unwrap();
+        let secs = chrono::TimeDelta::seconds;
+        assert_eq!(pause(now, None), MAX_SLEEP);
+        assert_eq!(pause(now, Some(now + secs(15))), Duration::from_secs(15));
+        assert_eq!(pause(now, Some(now + secs(3600))), MAX_SLEEP);
+        assert_eq!(pause(now, Some(now)), RETRY_SLEEP, "due but not handled");
+        assert_eq!(pause(now, Some(now - secs(5))), RETRY_SLEEP);
+    }
+
+    #[test]
+    fn options_follow_the_settings() {
+        let mut settings = Settings::default();
+        let o = options(&settings).unwrap();
+        assert!(o.enabled && o.catch_up);
+        assert_eq!(
+            o.prune.map(|p| p.as_str().to_owned()).as_deref(),
+            Some("30 3 * * *")
+        );
+        assert_eq!(
+            o.check.map(|p| p.as_str().to_owned()).as_deref(),
+            Some("0 4 * * 0")
+        );
+        assert_eq!(o.check_share_percent, 10);
+        settings.scheduler.prune_schedule = String::new();
+        settings.scheduler.check_schedule = "not cron".to_owned();
+        let err = options(&settings).unwrap_err().to_string();
+        assert!(err.contains("scheduler.check_schedule"), "{err}");
+        settings.scheduler.check_schedule = String::new();
+        let o = options(&settings).unwrap();
+        assert!(o.prune.is_none() && o.check.is_none());
+    }
+}

@@ -28,13 +28,14 @@ use coffer_domain::engine::{
 use coffer_domain::jobs::{Job, JobError, JobFilter, JobParams, JobProgress, JobResult, JobState};
 use coffer_domain::ports::{
     AuditRepository, BackgroundTask, BackupCatalog, BackupFilter, CatalogEntry, CatalogStats,
-    Clock, CounterRepository, JobRepository, LocalPaths, Page, PathProblem, RepoError, Source,
+    Clock, CounterRepository, JobRepository, LocalPaths, Page, PathProblem, RepoError,
     SourceRepository, SourceSpec, Spawner,
 };
 use coffer_domain::secrets::Secret;
 use coffer_domain::{BackupId, JobId, SourceId, UserId};
 
 use crate::alerts::tests::{FakeAlerts, FakeDisk};
+use crate::test_fakes::FakeSources;
 use crate::{
     ActiveJobs as _, AlertService, AuditLog, BackupService, DiskGuard, DiskThresholds, JobOptions,
     JobService, JobStatus, MaintenanceService, MasterKeys, Quota, ServiceError, StorageService,
@@ -176,145 +177,6 @@ impl JobRepository for FakeJobs {
             }
         }
         Ok(n)
-    }
-}
-
-#[derive(Default)]
-struct FakeSources(Mutex<Vec<Source>>);
-
-#[async_trait]
-impl SourceRepository for FakeSources {
-    async fn create(&self, spec: &SourceSpec, now: DateTime<Utc>) -> Result<Source, RepoError> {
-        let mut all = self.0.lock().unwrap();
-        if all.iter().any(|s| s.name == spec.name) {
-            return Err(RepoError::Conflict(format!(
-                "source `{}` exists",
-                spec.name
-            )));
-        }
-        let source = Source {
-            id: SourceId::new(i64::try_from(all.len()).unwrap() + 1),
-            name: spec.name.clone(),
-            path: spec.path.clone(),
-            schedule: spec.schedule.clone(),
-            retention: spec.retention,
-            created_at: now,
-            updated_at: now,
-            enabled: true,
-            last_run_at: None,
-            next_run_at: None,
-        };
-        all.push(source.clone());
-        Ok(source)
-    }
-
-    async fn get(&self, id: SourceId) -> Result<Option<Source>, RepoError> {
-        Ok(self.0.lock().unwrap().iter().find(|s| s.id == id).cloned())
-    }
-
-    async fn find_by_name(&self, name: &str) -> Result<Option<Source>, RepoError> {
-        Ok(self
-            .0
-            .lock()
-            .unwrap()
-            .iter()
-            .find(|s| s.name == name)
-            .cloned())
-    }
-
-    async fn find_by_path(&self, path: &str) -> Result<Option<Source>, RepoError> {
-        Ok(self
-            .0
-            .lock()
-            .unwrap()
-            .iter()
-            .find(|s| s.path == path)
-            .cloned())
-    }
-
-    async fn list(&self) -> Result<Vec<Source>, RepoError> {
-        let mut all = self.0.lock().unwrap().clone();
-        all.sort_by(|a, b| a.name.cmp(&b.name));
-        Ok(all)
-    }
-
-    async fn update(
-        &self,
-        id: SourceId,
-        spec: &SourceSpec,
-        now: DateTime<Utc>,
-    ) -> Result<Option<Source>, RepoError> {
-        let mut all = self.0.lock().unwrap();
-        let Some(s) = all.iter_mut().find(|s| s.id == id) else {
-            return Ok(None);
-        };
-        s.name.clone_from(&spec.name);
-        s.path.clone_from(&spec.path);
-        s.schedule.clone_from(&spec.schedule);
-        s.retention = spec.retention;
-        s.updated_at = now;
-        Ok(Some(s.clone()))
-    }
-
-    async fn delete(&self, id: SourceId) -> Result<bool, RepoError> {
-        let mut all = self.0.lock().unwrap();
-        let before = all.len();
-        all.retain(|s| s.id != id);
-        Ok(all.len() != before)
-    }
-
-    async fn set_enabled(
-        &self,
-        id: SourceId,
-        enabled: bool,
-        now: DateTime<Utc>,
-    ) -> Result<bool, RepoError> {
-        let mut all = self.0.lock().unwrap();
-        let Some(s) = all.iter_mut().find(|s| s.id == id) else {
-            return Ok(false);
-        };
-        s.enabled = enabled;
-        s.updated_at = now;
-        if !enabled {
-            s.next_run_at = None;
-        }
-        Ok(true)
-    }
-
-    async fn set_next_run(
-        &self,
-        id: SourceId,
-        for_schedule: &str,
-        next: Option<DateTime<Utc>>,
-    ) -> Result<bool, RepoError> {
-        let mut all = self.0.lock().unwrap();
-        let Some(s) = all
-            .iter_mut()
-            .find(|s| s.id == id && s.schedule.as_deref() == Some(for_schedule))
-        else {
-            return Ok(false);
-        };
-        s.next_run_at = next;
-        Ok(true)
-    }
-
-    async fn record_run(
-        &self,
-        id: SourceId,
-        for_schedule: &str,
-        at: DateTime<Utc>,
-        next: Option<DateTime<Utc>>,
-    ) -> Result<bool, RepoError> {
-        let mut all = self.0.lock().unwrap();
-        let Some(s) = all
-            .iter_mut()
-            .find(|s| s.id == id && s.schedule.as_deref() == Some(for_schedule))
-        else {
-            return Ok(false);
-        };
-        s.last_run_at = Some(at);
-        s.next_run_at = next;
-        Ok(true)
     }
 }
 

@@ -50,3 +50,5 @@ pub use users::UserService;
 mod jobs_tests;
 #[cfg(test)]
 mod scheduler_tests;
+#[cfg(test)]
+mod test_fakes;

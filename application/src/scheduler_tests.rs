@@ -11,9 +11,7 @@ use chrono::{DateTime, TimeDelta, TimeZone, Utc};
 use futures::executor::block_on;
 
 use coffer_domain::auth::Actor;
-use coffer_domain::ports::{
-    Clock, RepoError, SettingsRepository, Source, SourceRepository, SourceSpec,
-};
+use coffer_domain::ports::{Clock, RepoError, SettingsRepository, SourceRepository, SourceSpec};
 use coffer_domain::schedule::Schedule;
 use coffer_domain::{JobId, SourceId};
 
@@ -21,6 +19,7 @@ use crate::ServiceError;
 use crate::scheduler::{
     Dispatch, Fired, Outcome, Scheduler, SchedulerOptions, Subject, Task, default_grace,
 };
+use crate::test_fakes::FakeSources;
 
 // ---------------------------------------------------------------------------------------
 // Fakes
@@ -43,152 +42,6 @@ impl TestClock {
 impl Clock for TestClock {
     fn now(&self) -> DateTime<Utc> {
         *self.0.lock().unwrap()
-    }
-}
-
-/// Sources, keeping the repository contract's scheduling rules.
-#[derive(Default)]
-struct FakeSources(Mutex<Vec<Source>>);
-
-impl FakeSources {
-    fn one(&self, id: SourceId) -> Source {
-        self.0
-            .lock()
-            .unwrap()
-            .iter()
-            .find(|s| s.id == id)
-            .cloned()
-            .expect("the source exists")
-    }
-
-    fn with<T>(&self, id: SourceId, schedule: &str, f: impl FnOnce(&mut Source) -> T) -> Option<T> {
-        let mut all = self.0.lock().unwrap();
-        all.iter_mut()
-            .find(|s| s.id == id && s.schedule.as_deref() == Some(schedule))
-            .map(f)
-    }
-}
-
-#[async_trait]
-impl SourceRepository for FakeSources {
-    async fn create(&self, spec: &SourceSpec, now: DateTime<Utc>) -> Result<Source, RepoError> {
-        let mut all = self.0.lock().unwrap();
-        let source = Source {
-            id: SourceId::new(i64::try_from(all.len()).unwrap() + 1),
-            name: spec.name.clone(),
-            path: spec.path.clone(),
-            schedule: spec.schedule.clone(),
-            retention: spec.retention,
-            created_at: now,
-            updated_at: now,
-            enabled: true,
-            last_run_at: None,
-            next_run_at: None,
-        };
-        all.push(source.clone());
-        Ok(source)
-    }
-
-    async fn get(&self, id: SourceId) -> Result<Option<Source>, RepoError> {
-        Ok(self.0.lock().unwrap().iter().find(|s| s.id == id).cloned())
-    }
-
-    async fn find_by_name(&self, name: &str) -> Result<Option<Source>, RepoError> {
-        Ok(self
-            .0
-            .lock()
-            .unwrap()
-            .iter()
-            .find(|s| s.name == name)
-            .cloned())
-    }
-
-    async fn find_by_path(&self, path: &str) -> Result<Option<Source>, RepoError> {
-        Ok(self
-            .0
-            .lock()
-            .unwrap()
-            .iter()
-            .find(|s| s.path == path)
-            .cloned())
-    }
-
-    async fn list(&self) -> Result<Vec<Source>, RepoError> {
-        let mut all = self.0.lock().unwrap().clone();
-        all.sort_by(|a, b| a.name.cmp(&b.name));
-        Ok(all)
-    }
-
-    async fn update(
-        &self,
-        id: SourceId,
-        spec: &SourceSpec,
-        now: DateTime<Utc>,
-    ) -> Result<Option<Source>, RepoError> {
-        let mut all = self.0.lock().unwrap();
-        let Some(s) = all.iter_mut().find(|s| s.id == id) else {
-            return Ok(None);
-        };
-        if s.schedule != spec.schedule {
-            s.next_run_at = None;
-        }
-        s.name.clone_from(&spec.name);
-        s.path.clone_from(&spec.path);
-        s.schedule.clone_from(&spec.schedule);
-        s.retention = spec.retention;
-        s.updated_at = now;
-        Ok(Some(s.clone()))
-    }
-
-    async fn delete(&self, id: SourceId) -> Result<bool, RepoError> {
-        let mut all = self.0.lock().unwrap();
-        let before = all.len();
-        all.retain(|s| s.id != id);
-        Ok(all.len() != before)
-    }
-
-    async fn set_enabled(
-        &self,
-        id: SourceId,
-        enabled: bool,
-        now: DateTime<Utc>,
-    ) -> Result<bool, RepoError> {
-        let mut all = self.0.lock().unwrap();
-        let Some(s) = all.iter_mut().find(|s| s.id == id) else {
-            return Ok(false);
-        };
-        s.enabled = enabled;
-        s.updated_at = now;
-        if !enabled {
-            s.next_run_at = None;
-        }
-        Ok(true)
-    }
-
-    async fn set_next_run(
-        &self,
-        id: SourceId,
-        for_schedule: &str,
-        next: Option<DateTime<Utc>>,
-    ) -> Result<bool, RepoError> {
-        Ok(self
-            .with(id, for_schedule, |s| s.next_run_at = next)
-            .is_some())
-    }
-
-    async fn record_run(
-        &self,
-        id: SourceId,
-        for_schedule: &str,
-        at: DateTime<Utc>,
-        next: Option<DateTime<Utc>>,
-    ) -> Result<bool, RepoError> {
-        Ok(self
-            .with(id, for_schedule, |s| {
-                s.last_run_at = Some(at);
-                s.next_run_at = next;
-            })
-            .is_some())
     }
 }
 

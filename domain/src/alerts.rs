@@ -8,9 +8,7 @@
 //! longer holds. An *event* (`backup_failed`, `backup_partial`, `damage`, `prune_failed`)
 //! happens once: every occurrence is its own alert.
 
-use std::fmt;
 use std::path::{Path, PathBuf};
-use std::str::FromStr;
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
@@ -89,32 +87,6 @@ impl AlertKind {
             Self::QuotaWarning | Self::QuotaExceeded | Self::DiskLow | Self::KeyNotExported
         )
     }
-}
-
-/// A name that is not a severity or an alert kind.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("unknown value `{0}`")]
-pub struct UnknownAlertName(pub String);
-
-macro_rules! named {
-    ($t:ty) => {
-        impl fmt::Display for $t {
-            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                f.write_str(self.as_str())
-            }
-        }
-
-        impl FromStr for $t {
-            type Err = UnknownAlertName;
-
-            fn from_str(s: &str) -> Result<Self, Self::Err> {
-                Self::ALL
-                    .into_iter()
-                    .find(|v| v.as_str() == s)
-                    .ok_or_else(|| UnknownAlertName(s.to_owned()))
-            }
-        }
-    };
 }
 
 named!(Severity);

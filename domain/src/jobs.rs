@@ -1,9 +1,6 @@
 //! Jobs: long work (backup, restore, verify, prune, check) run in the background and
 //! recorded in the catalog so that their outcome outlives the request and the process.
 
-use std::fmt;
-use std::str::FromStr;
-
 use chrono::{DateTime, Utc};
 
 use crate::{JobId, SourceId};
@@ -75,32 +72,6 @@ impl JobState {
     pub const fn is_final(self) -> bool {
         matches!(self, Self::Succeeded | Self::Failed | Self::Cancelled)
     }
-}
-
-/// A name that is not a job kind or state.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("unknown value `{0}`")]
-pub struct UnknownName(pub String);
-
-macro_rules! named {
-    ($t:ty) => {
-        impl fmt::Display for $t {
-            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                f.write_str(self.as_str())
-            }
-        }
-
-        impl FromStr for $t {
-            type Err = UnknownName;
-
-            fn from_str(s: &str) -> Result<Self, Self::Err> {
-                Self::ALL
-                    .into_iter()
-                    .find(|v| v.as_str() == s)
-                    .ok_or_else(|| UnknownName(s.to_owned()))
-            }
-        }
-    };
 }
 
 named!(JobKind);

@@ -6,6 +6,33 @@
 //! rule can be table-tested. Adapters implement the ports declared here; the application
 //! layer drives them.
 
+/// A name that is not one of an enum's names (a job kind, an alert severity, ...).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("unknown value `{0}`")]
+pub struct UnknownName(pub String);
+
+/// `Display` and `FromStr` for an enum with `ALL` and `as_str`.
+macro_rules! named {
+    ($t:ty) => {
+        impl std::fmt::Display for $t {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str(self.as_str())
+            }
+        }
+
+        impl std::str::FromStr for $t {
+            type Err = $crate::UnknownName;
+
+            fn from_str(s: &str) -> Result<Self, Self::Err> {
+                Self::ALL
+                    .into_iter()
+                    .find(|v| v.as_str() == s)
+                    .ok_or_else(|| $crate::UnknownName(s.to_owned()))
+            }
+        }
+    };
+}
+
 pub mod alerts;
 pub mod audit;
 pub mod auth;

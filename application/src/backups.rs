@@ -179,13 +179,12 @@ impl BackupService {
         }
     }
 
-    /// Whether a backup may start now (quota and disk reserve), and how many bytes it
-    /// may add.
+    /// Whether a backup may start now (quota and disk reserve).
     ///
     /// # Errors
     /// `InsufficientStorage` (`quota_exceeded`, `disk_full`).
-    pub async fn admit_backup(&self) -> Result<Option<u64>, ServiceError> {
-        self.storage.admit_backup().await
+    pub async fn admit_backup(&self) -> Result<(), ServiceError> {
+        self.storage.admit_backup().await.map(drop)
     }
 
     /// A source by id (no permission check: callers have checked theirs).
@@ -265,8 +264,8 @@ impl BackupService {
         let source = self.resolve_source(actor, target).await?;
         let entry = AuditEntry::new(&actor.username, AuditAction::BackupCreate, &actor.client)
             .resource(format!("source:{}", source.id));
-        let budget = match self.storage.admit_backup().await {
-            Ok(budget) => budget,
+        let allowance = match self.storage.admit_backup().await {
+            Ok(allowance) => allowance,
             Err(e) => {
                 self.audit
                     .record_best_effort(entry.failed().detail(format!("`{}`: {e}", source.name)))
@@ -283,14 +282,19 @@ impl BackupService {
             source_name: source.name.clone(),
             path: PathBuf::from(&source.path),
             parent,
-            max_stored_bytes: budget,
+            budget: allowance
+                .clone()
+                .map(|a| a as Arc<dyn coffer_domain::engine::StorageBudget>),
         };
         match self.engine.backup(request, progress, cancel).await {
             Ok(summary) => {
-                let row = self.catalog.insert(&summary, Some(source.id)).await?;
+                // Counted first: the data is in storage whatever happens to the catalog row.
                 if let Err(e) = self.storage.added(summary.stored_bytes_added).await {
                     tracing::error!(error = %e, "cannot count the stored bytes of a backup; `coffer storage recount` corrects it");
                 }
+                // Counted as stored now: what it took from the quota's room goes back.
+                drop(allowance);
+                let row = self.catalog.insert(&summary, Some(source.id)).await?;
                 if summary.status == SnapshotStatus::Partial {
                     self.storage
                         .alerts()

@@ -452,13 +452,9 @@ impl SnapshotEngine for FakeEngine {
             return Err(EngineFailure::Cancelled);
         }
         let stores = self.stores.lock().unwrap().unwrap_or(BYTES);
-        if request
-            .max_stored_bytes
-            .is_some_and(|budget| stores > budget)
-        {
+        if request.budget.as_ref().is_some_and(|b| !b.try_take(stores)) {
             return Err(EngineFailure::QuotaExceeded(format!(
-                "would store {stores} bytes, {} allowed",
-                request.max_stored_bytes.unwrap_or_default()
+                "would pass the quota storing {stores} bytes"
             )));
         }
         progress.add(FILES, BYTES);
@@ -1970,4 +1966,37 @@ fn a_failed_or_partial_backup_raises_an_alert_for_its_source_and_a_cancelled_one
         2,
         "a cancel is no failure"
     );
+}
+
+#[test]
+fn backups_running_at_once_share_the_quota_s_room() {
+    // Room for one backup of 300 bytes, not two.
+    let mut w = World::with_quota(Quota {
+        max_bytes: Some(450),
+        warning_bytes: None,
+    });
+    let a = w.source("a");
+    let b = w.source("b");
+    let gate_a = w.engine.gate("a");
+    let gate_b = w.engine.gate("b");
+    let ja = w.backup(&operator(), a).unwrap().job.id;
+    let jb = w.backup(&operator(), b).unwrap().job.id;
+    w.settle();
+    assert_eq!(w.state(ja), JobState::Running);
+    assert_eq!(w.state(jb), JobState::Running);
+    drop(gate_a);
+    drop(gate_b);
+    w.settle();
+    let mut states = [w.state(ja), w.state(jb)];
+    states.sort_by_key(|s| s.as_str());
+    assert_eq!(states, [JobState::Failed, JobState::Succeeded]);
+    assert_eq!(stored(&w), BYTES, "only the backup that fitted was counted");
+    // Its share went back when it was counted: the next one fits again after a prune.
+    let prune = block_on(w.jobs.start_prune(&admin())).unwrap().job.id;
+    w.settle();
+    assert_eq!(w.state(prune), JobState::Succeeded);
+    let again = w.backup(&operator(), b).unwrap().job.id;
+    w.settle();
+    assert_eq!(w.state(again), JobState::Failed, "300 stored + 300 > 450");
+    assert_eq!(stored(&w), BYTES);
 }

@@ -4,12 +4,13 @@
 //! the limit of `quota.*`; and the admission of new backups (quota and the disk's
 //! reserve).
 
-use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 
 use coffer_domain::alerts::{AlertKind, NewAlert, Severity};
 use coffer_domain::audit::{AuditAction, AuditEntry};
 use coffer_domain::auth::{Actor, Permission};
-use coffer_domain::engine::SnapshotEngine;
+use coffer_domain::engine::{SnapshotEngine, StorageBudget};
 use coffer_domain::ports::CounterRepository;
 
 use crate::alerts::AlertService;
@@ -91,7 +92,56 @@ pub struct StorageUsage {
     pub state: QuotaState,
 }
 
+/// The quota's room, shared by every backup running at once: what is stored (a mirror of
+/// the counter) and what running backups have taken but not yet committed.
+#[derive(Debug)]
+struct Room {
+    max: Option<u64>,
+    stored: AtomicU64,
+    in_flight: Mutex<u64>,
+}
+
+/// One backup's share of the quota's room. What it took stays taken until it is
+/// dropped; by then a committed backup's bytes have been added to `stored`.
+#[derive(Debug)]
+pub struct Allowance {
+    room: Arc<Room>,
+    taken: AtomicU64,
+}
+
+impl StorageBudget for Allowance {
+    fn try_take(&self, bytes: u64) -> bool {
+        let Some(max) = self.room.max else {
+            return true;
+        };
+        let mut in_flight = self
+            .room
+            .in_flight
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let stored = self.room.stored.load(Ordering::SeqCst);
+        if stored.saturating_add(*in_flight).saturating_add(bytes) > max {
+            return false;
+        }
+        *in_flight += bytes;
+        self.taken.fetch_add(bytes, Ordering::SeqCst);
+        true
+    }
+}
+
+impl Drop for Allowance {
+    fn drop(&mut self) {
+        let mut in_flight = self
+            .room
+            .in_flight
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        *in_flight = in_flight.saturating_sub(self.taken.load(Ordering::SeqCst));
+    }
+}
+
 pub struct StorageService {
+    room: Arc<Room>,
     counters: Arc<dyn CounterRepository>,
     engine: Arc<dyn SnapshotEngine>,
     alerts: Arc<AlertService>,
@@ -117,6 +167,11 @@ impl StorageService {
         audit: AuditLog,
     ) -> Self {
         Self {
+            room: Arc::new(Room {
+                max: quota.max_bytes,
+                stored: AtomicU64::new(0),
+                in_flight: Mutex::new(0),
+            }),
             counters,
             engine,
             alerts,
@@ -194,6 +249,7 @@ impl StorageService {
     /// Database failures.
     pub async fn usage(&self) -> Result<StorageUsage, ServiceError> {
         let stored = u64::try_from(self.counters.get(STORED_BYTES).await?).unwrap_or(0);
+        self.room.stored.store(stored, Ordering::SeqCst);
         Ok(StorageUsage {
             stored_bytes: stored,
             quota: self.quota,
@@ -201,13 +257,15 @@ impl StorageService {
         })
     }
 
-    /// Whether a new backup may start, and how many bytes it may add. Refused when the
-    /// quota is already reached (`quota_exceeded`) or the disk is below its reserve
-    /// (`disk_full`); both map to HTTP 507.
+    /// Whether a new backup may start, and its share of the quota's room (shared with
+    /// the backups running beside it; `None` without a quota). Refused when the quota is
+    /// already reached (`quota_exceeded`) or the disk is below its reserve
+    /// (`disk_full`); both map to HTTP 507. Keep the allowance until the backup's bytes
+    /// are counted ([`StorageService::added`]).
     ///
     /// # Errors
     /// `InsufficientStorage`; database failures.
-    pub async fn admit_backup(&self) -> Result<Option<u64>, ServiceError> {
+    pub async fn admit_backup(&self) -> Result<Option<Arc<Allowance>>, ServiceError> {
         self.disk.ensure_room_for_backup().await?;
         let usage = self.usage().await?;
         match self.quota.max_bytes {
@@ -223,7 +281,10 @@ impl StorageService {
                     ),
                 })
             }
-            Some(max) => Ok(Some(max - usage.stored_bytes)),
+            Some(_) => Ok(Some(Arc::new(Allowance {
+                room: Arc::clone(&self.room),
+                taken: AtomicU64::new(0),
+            }))),
             None => Ok(None),
         }
     }
@@ -233,8 +294,9 @@ impl StorageService {
     /// # Errors
     /// Database failures.
     pub async fn added(&self, bytes: u64) -> Result<(), ServiceError> {
-        let now = self.counters.add(STORED_BYTES, to_i64(bytes)).await?;
-        self.evaluate(u64::try_from(now).unwrap_or(0)).await;
+        let now = u64::try_from(self.counters.add(STORED_BYTES, to_i64(bytes)).await?).unwrap_or(0);
+        self.room.stored.store(now, Ordering::SeqCst);
+        self.evaluate(now).await;
         Ok(())
     }
 
@@ -265,6 +327,7 @@ impl StorageService {
     /// Database failures.
     pub async fn set_stored(&self, bytes: u64) -> Result<(), ServiceError> {
         self.counters.set(STORED_BYTES, to_i64(bytes)).await?;
+        self.room.stored.store(bytes, Ordering::SeqCst);
         self.counters.set(COUNTED, 1).await?;
         self.evaluate(bytes).await;
         Ok(())

@@ -21,6 +21,7 @@ pub enum DevCommand {
         #[arg(long, default_value_t = 1_000_000)]
         audit_rows: u64,
         /// Sources to spread the snapshots over (`bench-01`, ...; reused when present).
+        /// The last one stops backing up half-way through the year.
         #[arg(long, default_value_t = 20, value_parser = clap::value_parser!(u32).range(1..=10_000))]
         sources: u32,
         /// Seed even a catalog that looks in use.

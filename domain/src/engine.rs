@@ -61,10 +61,38 @@ pub struct BackupRequest {
     pub path: PathBuf,
     /// The previous snapshot of the same source: unchanged files are not re-read.
     pub parent: Option<String>,
-    /// The most bytes this backup may add to storage (packs and index). A backup that
-    /// would pass it stops with `QuotaExceeded` and removes what it stored. `None`: no
-    /// limit.
-    pub max_stored_bytes: Option<u64>,
+    /// What this backup may add to storage (packs and index), shared with the backups
+    /// running beside it. A backup that would pass it stops with `QuotaExceeded` and
+    /// removes what it stored. `None`: no limit.
+    pub budget: Option<Arc<dyn StorageBudget>>,
+}
+
+/// A storage allowance, shared by the backups that run at once.
+pub trait StorageBudget: Send + Sync + std::fmt::Debug {
+    /// Takes `bytes` from the allowance before they are stored; `false` (and nothing
+    /// taken) when that would pass it.
+    fn try_take(&self, bytes: u64) -> bool;
+}
+
+/// A fixed allowance of bytes, for one backup on its own.
+#[derive(Debug)]
+pub struct FixedBudget(AtomicU64);
+
+impl FixedBudget {
+    #[must_use]
+    pub fn new(bytes: u64) -> Self {
+        Self(AtomicU64::new(bytes))
+    }
+}
+
+impl StorageBudget for FixedBudget {
+    fn try_take(&self, bytes: u64) -> bool {
+        self.0
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |left| {
+                left.checked_sub(bytes)
+            })
+            .is_ok()
+    }
 }
 
 /// Live counters of a long operation, readable from another task.
@@ -288,7 +316,7 @@ pub enum EngineFailure {
     Damaged(String),
     #[error("cancelled")]
     Cancelled,
-    /// The backup would have passed its storage budget (`BackupRequest::max_stored_bytes`).
+    /// The backup would have passed its storage budget (`BackupRequest::budget`).
     #[error("{0}")]
     QuotaExceeded(String),
     /// Another process holds the repository (a prune waiting on a prune, say).

@@ -10,6 +10,7 @@ pub use sea_orm_migration::prelude::*;
 mod m20261126_000001_initial_schema;
 mod m20261126_000002_sessions_and_audit_chain;
 mod m20261126_000003_counters;
+mod m20261126_000005_backups_source_latest_index;
 
 pub struct Migrator;
 
@@ -20,6 +21,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261126_000001_initial_schema::Migration),
             Box::new(m20261126_000002_sessions_and_audit_chain::Migration),
             Box::new(m20261126_000003_counters::Migration),
+            Box::new(m20261126_000005_backups_source_latest_index::Migration),
         ]
     }
 }

@@ -1,8 +1,9 @@
 //! `GET /metrics`: Prometheus text exposition (format 0.0.4). Not part of the JSON API:
 //! scrapers authenticate with `metrics.token` (a bearer token), or, when no token is
-//! configured, only clients on this machine may scrape (the client address is resolved
-//! through `server.trusted_proxies` like everywhere else, so a local reverse proxy does
-//! not make it public). Scrapes are not audited: they change nothing and come every few
+//! configured, only clients on this machine may scrape: the client address is resolved
+//! through `server.trusted_proxies` like everywhere else, and a request relayed
+//! (`X-Forwarded-For`, `Forwarded`, `X-Real-IP`) by a proxy that is not trusted is
+//! refused, so a reverse proxy on this machine does not make the metrics public. Scrapes are not audited: they change nothing and come every few
 //! seconds.
 
 use std::fmt::Write as _;
@@ -61,11 +62,22 @@ fn allowed(req: &Request, state: &AppState) -> Result<(), Box<Response>> {
         )));
     }
     let client = client_info(req, &state.trusted_proxies);
-    let local = client
-        .ip
-        .as_deref()
-        .and_then(|ip| ip.parse::<IpAddr>().ok())
-        .is_some_and(|ip| ip.is_loopback());
+    // A request relayed by a proxy Coffer does not trust comes from someone unknown: a
+    // reverse proxy on this machine must not make the metrics public.
+    let socket_ip = req
+        .remote_addr()
+        .as_socket_addr()
+        .map(std::net::SocketAddr::ip);
+    let relayed_untrusted = ["x-forwarded-for", "forwarded", "x-real-ip"]
+        .iter()
+        .any(|h| req.headers().contains_key(*h))
+        && !socket_ip.is_some_and(|ip| state.trusted_proxies.contains(&ip));
+    let local = !relayed_untrusted
+        && client
+            .ip
+            .as_deref()
+            .and_then(|ip| ip.parse::<IpAddr>().ok())
+            .is_some_and(|ip| ip.is_loopback());
     if local {
         Ok(())
     } else {

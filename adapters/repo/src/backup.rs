@@ -28,7 +28,7 @@ use std::sync::{Arc, Mutex};
 
 use bytes::Bytes;
 use chrono::Utc;
-use coffer_domain::engine::{BackupRequest, Cancel, Progress, SnapshotSummary};
+use coffer_domain::engine::{BackupRequest, Cancel, Progress, SnapshotSummary, StorageBudget};
 use coffer_domain::storage::ObjectKey;
 use fastcdc::v2020::Normalization;
 
@@ -69,18 +69,10 @@ pub async fn run(
     }
     // Held until the snapshot is committed: no prune can delete what this backup reuses.
     let lock = RepoLock::shared(repo.store.clone(), repo.lock_timings, "backup", &cancel).await?;
-    let stored = Arc::new(Mutex::new(Vec::new()));
+    let stored = Arc::new(Mutex::new(Stored::default()));
     let result = store_and_commit(&repo, &request, progress, cancel, &lock, &stored).await;
     if result.is_err() {
-        // Nothing of a failed backup stays behind: it was never visible, and no other
-        // backup can reuse these objects (they are in no index yet). Newest first, so an
-        // index goes before the packs it names.
-        let keys = std::mem::take(&mut *stored.lock().expect("stored"));
-        for k in keys.iter().rev() {
-            if let Err(e) = repo.store.delete(k).await {
-                tracing::warn!(object = %k, error = %e, "could not remove an object of a failed backup; the next prune will");
-            }
-        }
+        remove_uncommitted(&repo, &stored).await;
     }
     lock.release().await;
     let summary = result?;
@@ -90,8 +82,43 @@ pub async fn run(
     Ok(summary)
 }
 
-/// Stores the source's new data and commits the snapshot. Every object put is recorded
-/// in `stored` (for clean-up should this fail); the snapshot object, put last, is not: once
+/// What a backup has put so far.
+#[derive(Default)]
+struct Stored {
+    /// Packs stored.
+    packs: Vec<ObjectKey>,
+    /// An index naming them was (or may have been) stored: from then on other backups
+    /// may reuse the packs, and only a prune may remove them.
+    index_attempted: bool,
+}
+
+/// Removes the packs of a failed backup while nothing can name them yet: no index was
+/// written, so no other backup can have chosen to reuse them. Once an index put was
+/// attempted (it may have landed even if it reported an error) nothing is removed: the
+/// next prune collects what no snapshot uses. A failed delete stops the clean-up, leaving
+/// the rest to prune too.
+async fn remove_uncommitted(repo: &Repository, stored: &Mutex<Stored>) {
+    let (packs, indexed) = {
+        let mut s = stored.lock().expect("stored");
+        (std::mem::take(&mut s.packs), s.index_attempted)
+    };
+    if indexed {
+        tracing::info!(
+            packs = packs.len(),
+            "a failed backup's data stays for the next prune (its index may be visible)"
+        );
+        return;
+    }
+    for k in &packs {
+        if let Err(e) = repo.store.delete(k).await {
+            tracing::warn!(object = %k, error = %e, "could not remove a pack of a failed backup; the next prune will");
+            return;
+        }
+    }
+}
+
+/// Stores the source's new data and commits the snapshot. Every pack put is recorded in
+/// `stored` (for clean-up should this fail); the snapshot object, put last, is not: once
 /// it is stored the backup has succeeded.
 async fn store_and_commit(
     repo: &Arc<Repository>,
@@ -99,7 +126,7 @@ async fn store_and_commit(
     progress: Arc<Progress>,
     cancel: Cancel,
     lock: &RepoLock,
-    stored: &Arc<Mutex<Vec<ObjectKey>>>,
+    stored: &Arc<Mutex<Stored>>,
 ) -> Result<SnapshotSummary, EngineError> {
     let index = repo.reload_index().await?;
     let parent_root = match &request.parent {
@@ -127,7 +154,7 @@ async fn store_and_commit(
         stored_bytes: AtomicU64::new(0),
         uploads: Mutex::new(None),
         upload_error: Mutex::new(None),
-        budget: request.max_stored_bytes,
+        budget: request.budget.clone(),
         stored_keys: stored.clone(),
     });
     let walk_shared = shared.clone();
@@ -147,8 +174,8 @@ async fn store_and_commit(
         let name = hex::encode(crypto::random::<32>()?);
         let k = key(&format!("index/{name}"))?;
         lock.ensure_held()?;
+        stored.lock().expect("stored").index_attempted = true;
         repo.store.put(&k, Bytes::from(sealed)).await?;
-        stored.lock().expect("stored").push(k);
     }
     let warnings = outcome.warnings;
     let doc = SnapshotDoc {
@@ -226,25 +253,27 @@ struct Shared {
     uploads: Mutex<Option<SyncSender<PackWriter>>>,
     /// The first storage failure of the uploader (it also cancels the backup).
     upload_error: Mutex<Option<EngineError>>,
-    /// The most bytes this backup may store.
-    budget: Option<u64>,
+    /// What this backup may store.
+    budget: Option<Arc<dyn StorageBudget>>,
     /// Every object this backup stored, for clean-up if it fails.
-    stored_keys: Arc<Mutex<Vec<ObjectKey>>>,
+    stored_keys: Arc<Mutex<Stored>>,
 }
 
 impl Shared {
     /// Counts `bytes` against the budget before they are stored.
     fn charge(&self, bytes: u64) -> Result<(), EngineError> {
-        let total = self.stored_bytes.fetch_add(bytes, Ordering::Relaxed) + bytes;
-        match self.budget {
-            Some(budget) if total > budget => Err(EngineError::QuotaExceeded(format!(
-                "this backup would pass the storage quota: it may add {} but needs more; \
-                 it stopped and removed what it had stored (free space with retention and \
-                 prune, or raise quota.max_storage_mb)",
-                human_bytes(budget)
-            ))),
-            _ => Ok(()),
+        if let Some(budget) = &self.budget
+            && !budget.try_take(bytes)
+        {
+            return Err(EngineError::QuotaExceeded(format!(
+                "this backup would pass the storage quota after storing {}; it stopped and \
+                 removed what it had stored (free space with retention and prune, or raise \
+                 quota.max_storage_mb)",
+                human_bytes(self.stored_bytes.load(Ordering::Relaxed))
+            )));
         }
+        self.stored_bytes.fetch_add(bytes, Ordering::Relaxed);
+        Ok(())
     }
 
     fn check_cancel(&self) -> Result<(), EngineError> {
@@ -291,8 +320,11 @@ impl Shared {
     /// Hands a full pack to the uploader threads (waiting while one is already queued, so
     /// at most three packs are in flight), so workers do not wait on storage latency.
     fn store_pack(&self, pack: PackWriter) -> Result<(), EngineError> {
-        if let Some(e) = self.upload_error.lock().expect("upload error").take() {
-            return Err(e);
+        // The uploader failed: stop. Its error stays where `walk` reports it from, so
+        // that the backup ends with the cause (a quota stop, a storage failure), not with
+        // the cancel that the failure triggered.
+        if self.upload_error.lock().expect("upload error").is_some() {
+            return Err(EngineError::Cancelled);
         }
         let sender = self.uploads.lock().expect("uploads").clone();
         match sender {
@@ -311,7 +343,7 @@ impl Shared {
         let k = key(&pack_key(&id))?;
         self.handle
             .block_on(self.repo.store.put(&k, Bytes::from(bytes)))?;
-        self.stored_keys.lock().expect("stored").push(k);
+        self.stored_keys.lock().expect("stored").packs.push(k);
         self.written.lock().expect("written").push((id, entries));
         Ok(())
     }

@@ -11,10 +11,12 @@
 //! - **Shared** (backup, restore, verify, check, export): write the lock, then list the
 //!   locks. A live exclusive lock means a prune is running or waiting: delete ours, wait,
 //!   try again. Otherwise the lock is held.
-//! - **Exclusive** (prune): write the lock, then list the locks. A live exclusive lock
-//!   older than ours (by creation time, then key) wins: delete ours and report the
-//!   repository busy. While live shared locks exist, keep ours (so no new backup starts)
-//!   and wait for them to go. Then the lock is held.
+//! - **Exclusive** (prune): write the lock, then list the locks. Any other live exclusive
+//!   lock, or a lock object that cannot be read, means another prune: delete ours and
+//!   report the repository busy (no clock comparison decides between prunes, so skewed
+//!   clocks cannot let two run). While live shared locks exist, keep ours (so no new
+//!   backup starts) and wait for them to go — at most `max_wait` (1 hour), after which the
+//!   prune gives way. Then the lock is held.
 //!
 //! Because each side writes before it lists, two processes that start at the same moment
 //! each see the other's lock: at worst both back off, never both proceed.
@@ -23,7 +25,9 @@
 //! for `stale` (30 min) belongs to a crashed process and is ignored (and removed by a
 //! prune). A holder that has not refreshed successfully for `stale - refresh` (say the
 //! machine slept) must assume its lock was taken for stale: it stops before committing
-//! anything (`ensure_held`). The margin covers clock skew between machines up to
+//! anything (`ensure_held`). It judges that on the monotonic clock and on the wall clock
+//! (the monotonic clock does not count a suspended machine's sleep), from the time written
+//! into its last successful refresh. The margin covers clock skew between machines up to
 //! `refresh`.
 
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -47,6 +51,8 @@ pub struct LockTimings {
     pub refresh: Duration,
     pub stale: Duration,
     pub poll: Duration,
+    /// How long a prune waits for running work before it gives way.
+    pub max_wait: Duration,
 }
 
 impl Default for LockTimings {
@@ -55,6 +61,7 @@ impl Default for LockTimings {
             refresh: Duration::from_mins(5),
             stale: Duration::from_mins(30),
             poll: Duration::from_secs(2),
+            max_wait: Duration::from_hours(1),
         }
     }
 }
@@ -86,27 +93,58 @@ impl LockDoc {
     }
 }
 
+/// When a lock's refresh time was last written successfully, on both clocks: the
+/// monotonic one does not count time the machine spent suspended, the wall clock may be
+/// set back; a lock is given up when either says it is too old.
+#[derive(Debug, Clone, Copy)]
+struct Stamp {
+    mono: Instant,
+    wall: DateTime<Utc>,
+}
+
+impl Stamp {
+    /// Older than others may wait before taking the lock for stale, less a margin of
+    /// one refresh period for clock differences between machines.
+    fn too_old(&self, timings: LockTimings) -> bool {
+        let limit = timings.stale.saturating_sub(timings.refresh);
+        let wall = (Utc::now() - self.wall).to_std().unwrap_or(Duration::ZERO);
+        self.mono.elapsed() > limit || wall > limit
+    }
+}
+
 /// A held repository lock. Release it with `release`; dropping it removes it too (in the
 /// background).
 pub struct RepoLock {
     store: Arc<dyn ObjectStore>,
     key: ObjectKey,
     timings: LockTimings,
-    last_refresh: Arc<Mutex<Instant>>,
+    last_refresh: Arc<Mutex<Stamp>>,
     lost: Arc<AtomicBool>,
     refresher: Option<tokio::task::JoinHandle<()>>,
     released: bool,
 }
 
-/// The live locks other than `mine`, with their keys.
+/// The other locks in the repository.
+struct Others {
+    /// Live locks and their keys.
+    live: Vec<(ObjectKey, LockDoc)>,
+    /// Lock objects that cannot be read: whose they are and whether they are live is
+    /// unknown.
+    unreadable: Vec<ObjectKey>,
+}
+
+/// The locks other than `mine`.
 async fn others(
     store: &dyn ObjectStore,
     mine: &ObjectKey,
     stale: Duration,
-) -> Result<Vec<(ObjectKey, LockDoc)>, EngineError> {
+) -> Result<Others, EngineError> {
     let now = Utc::now();
     let stale = chrono::Duration::from_std(stale).unwrap_or(chrono::Duration::MAX);
-    let mut out = Vec::new();
+    let mut out = Others {
+        live: Vec::new(),
+        unreadable: Vec::new(),
+    };
     for k in store.list(LOCKS).await? {
         if &k == mine {
             continue;
@@ -118,8 +156,11 @@ async fn others(
             Ok(doc) if now - doc.refreshed_at > stale => {
                 tracing::debug!(lock = %k, holder = %doc.describe(), "ignoring a stale lock");
             }
-            Ok(doc) => out.push((k, doc)),
-            Err(e) => tracing::warn!(lock = %k, error = %e, "ignoring an unreadable lock object"),
+            Ok(doc) => out.live.push((k, doc)),
+            Err(e) => {
+                tracing::warn!(lock = %k, error = %e, "a lock object cannot be read");
+                out.unreadable.push(k);
+            }
         }
     }
     Ok(out)
@@ -209,15 +250,16 @@ impl RepoLock {
         let mut announced = false;
         loop {
             let (k, doc) = Self::write(&store, false, purpose).await?;
+            let written = Instant::now();
             let blocking = match others(store.as_ref(), &k, timings.stale).await {
-                Ok(list) => list.into_iter().find(|(_, d)| d.exclusive),
+                Ok(list) => list.live.into_iter().find(|(_, d)| d.exclusive),
                 Err(e) => {
                     let _ = store.delete(&k).await;
                     return Err(e);
                 }
             };
             match blocking {
-                None => return Ok(Self::held(store, k, doc, timings)),
+                None => return Ok(Self::held(store, k, doc, written, timings)),
                 Some((_, holder)) => {
                     store.delete(&k).await?;
                     if !announced {
@@ -240,27 +282,58 @@ impl RepoLock {
         purpose: &str,
         cancel: &Cancel,
     ) -> Result<Self, EngineError> {
+        let written = Instant::now();
         let (k, doc) = Self::write(&store, true, purpose).await?;
         // Held from here on for refreshing, so that a long wait does not go stale; it is
         // not "acquired" until no other live lock remains.
-        let lock = Self::held(store.clone(), k.clone(), doc.clone(), timings);
+        let lock = Self::held(store.clone(), k.clone(), doc, written, timings);
+        // Any other exclusive lock seen now wins, whatever the clocks say: it was written
+        // before this one was listed... or both back off. Once this lock has seen none,
+        // a later prune sees this one and backs off, so only one ever proceeds.
+        let first = match others(store.as_ref(), &k, timings.stale).await {
+            Ok(first) => first,
+            Err(e) => {
+                lock.release().await;
+                return Err(e);
+            }
+        };
+        let refusal = if let Some((_, other)) = first.live.iter().find(|(_, d)| d.exclusive) {
+            Some(format!(
+                "the repository is locked by {}; try again when it has finished",
+                other.describe()
+            ))
+        } else {
+            first.unreadable.first().map(|bad| {
+                format!(
+                    "the lock object {bad} cannot be read; if no Coffer process uses this \
+                     repository, delete it and try again"
+                )
+            })
+        };
+        if let Some(message) = refusal {
+            lock.release().await;
+            return Err(EngineError::Busy(message));
+        }
         let mut announced = false;
+        let mut live = first.live;
         loop {
-            let live = others(store.as_ref(), &k, timings.stale).await?;
-            if let Some((_, first)) = live.iter().find(|(ok, d)| {
-                d.exclusive && (d.created_at, ok.as_str()) < (doc.created_at, k.as_str())
-            }) {
+            let Some((_, holder)) = live.iter().find(|(_, d)| !d.exclusive) else {
+                if let Err(e) = lock.ensure_held() {
+                    lock.release().await;
+                    return Err(e);
+                }
+                return Ok(lock);
+            };
+            if written.elapsed() > timings.max_wait {
                 let message = format!(
-                    "the repository is locked by {}; try again when it has finished",
-                    first.describe()
+                    "running work ({}) held the repository for longer than {} minutes; \
+                     garbage collection gave way and will run another time",
+                    holder.describe(),
+                    timings.max_wait.as_secs() / 60
                 );
                 lock.release().await;
                 return Err(EngineError::Busy(message));
             }
-            let Some((_, holder)) = live.iter().find(|(_, d)| !d.exclusive) else {
-                lock.ensure_held()?;
-                return Ok(lock);
-            };
             if !announced {
                 tracing::info!(
                     holders = live.len(),
@@ -273,6 +346,13 @@ impl RepoLock {
                 lock.release().await;
                 return Err(e);
             }
+            live = match others(store.as_ref(), &k, timings.stale).await {
+                Ok(now) => now.live,
+                Err(e) => {
+                    lock.release().await;
+                    return Err(e);
+                }
+            };
         }
     }
 
@@ -280,9 +360,13 @@ impl RepoLock {
         store: Arc<dyn ObjectStore>,
         key: ObjectKey,
         doc: LockDoc,
+        written: Instant,
         timings: LockTimings,
     ) -> Self {
-        let last_refresh = Arc::new(Mutex::new(Instant::now()));
+        let last_refresh = Arc::new(Mutex::new(Stamp {
+            mono: written,
+            wall: doc.refreshed_at,
+        }));
         let lost = Arc::new(AtomicBool::new(false));
         let refresher = {
             let (store, key, last_refresh, lost) = (
@@ -295,19 +379,24 @@ impl RepoLock {
                 let mut doc = doc;
                 loop {
                     tokio::time::sleep(timings.refresh).await;
-                    let since = last_refresh.lock().expect("lock time").elapsed();
-                    if since > timings.stale.saturating_sub(timings.refresh) {
+                    if last_refresh.lock().expect("lock time").too_old(timings) {
                         // Too late: another process may have taken this lock for stale.
                         tracing::error!(lock = %key, "repository lock not refreshed in time; giving it up");
                         lost.store(true, Ordering::SeqCst);
                         return;
                     }
-                    doc.refreshed_at = Utc::now();
+                    // The time others will judge the lock by is the one written in it,
+                    // stamped before the write: a slow write only makes it look older.
+                    let stamp = Stamp {
+                        mono: Instant::now(),
+                        wall: Utc::now(),
+                    };
+                    doc.refreshed_at = stamp.wall;
                     let Ok(bytes) = serde_json::to_vec(&doc) else {
                         continue;
                     };
                     match store.put(&key, Bytes::from(bytes)).await {
-                        Ok(()) => *last_refresh.lock().expect("lock time") = Instant::now(),
+                        Ok(()) => *last_refresh.lock().expect("lock time") = stamp,
                         Err(e) => {
                             tracing::warn!(lock = %key, error = %e, "could not refresh the repository lock");
                         }
@@ -332,9 +421,12 @@ impl RepoLock {
     /// # Errors
     /// `Busy` when the lock may have been taken for stale by another process.
     pub fn ensure_held(&self) -> Result<(), EngineError> {
-        let since = self.last_refresh.lock().expect("lock time").elapsed();
         if self.lost.load(Ordering::SeqCst)
-            || since > self.timings.stale.saturating_sub(self.timings.refresh)
+            || self
+                .last_refresh
+                .lock()
+                .expect("lock time")
+                .too_old(self.timings)
         {
             return Err(EngineError::Busy(
                 "the repository lock was not refreshed in time (was the machine asleep?); \
@@ -370,5 +462,32 @@ impl Drop for RepoLock {
                 let _ = store.delete(&key).await;
             });
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_lock_is_too_old_by_either_clock() {
+        let timings = LockTimings::default();
+        let fresh = Stamp {
+            mono: Instant::now(),
+            wall: Utc::now(),
+        };
+        assert!(!fresh.too_old(timings));
+        // A machine that slept two hours: its monotonic clock saw nothing of it.
+        let slept = Stamp {
+            mono: Instant::now(),
+            wall: Utc::now() - chrono::Duration::hours(2),
+        };
+        assert!(slept.too_old(timings));
+        // Inside the margin, on the wall clock.
+        let recent = Stamp {
+            mono: Instant::now(),
+            wall: Utc::now() - chrono::Duration::minutes(24),
+        };
+        assert!(!recent.too_old(timings));
     }
 }

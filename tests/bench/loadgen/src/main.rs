@@ -8,6 +8,11 @@
 //! omission cannot hide a stall. Requests scheduled during the warm-up are sent but not
 //! recorded. With several URLs, requests go to them in turn (the rate is shared).
 //!
+//! A request still unsent `--timeout` after its scheduled time is not sent: it counts as
+//! an error (a client would have given up), with that lateness as its latency. So a
+//! saturated server ends the run about `--timeout` after the measured period instead of
+//! draining an ever longer queue.
+//!
 //! Prints, per URL: requests recorded, errors (non-2xx, I/O, timeouts), achieved rate
 //! and p50/p90/p99/p99.9/max latency; and one tab-separated `result` line per URL for
 //! scripts.
@@ -130,6 +135,8 @@ struct Record {
     errors: u64,
     /// Non-2xx statuses seen, and how often.
     statuses: BTreeMap<u16, u64>,
+    /// Requests given up unsent, more than the timeout behind schedule.
+    not_sent: u64,
     /// The first transport error, to show.
     first_failure: Option<String>,
 }
@@ -179,6 +186,18 @@ async fn worker(plan: Arc<Plan>, mut conn: Option<Connection>) {
         }
         tokio::time::sleep_until(due).await;
         let target = &plan.targets[usize::try_from(index).unwrap_or(0) % plan.targets.len()];
+        let late = Instant::now().saturating_duration_since(due);
+        if late > plan.timeout {
+            if due >= plan.measure_from {
+                let mut record = lock(&target.record);
+                record
+                    .latencies
+                    .push(u64::try_from(late.as_micros()).unwrap_or(u64::MAX));
+                record.errors += 1;
+                record.not_sent += 1;
+            }
+            continue;
+        }
         if conn
             .as_ref()
             .is_some_and(|c| c.authority != target.url.authority)
@@ -333,6 +352,13 @@ async fn main() -> ExitCode {
                 .map(|(status, n)| format!("{n} x {status}"))
                 .collect();
             println!("    non-2xx: {}", statuses.join(", "));
+        }
+        if record.not_sent > 0 {
+            println!(
+                "    not sent (more than {:.0} s behind schedule): {}",
+                options.timeout.as_secs_f64(),
+                record.not_sent
+            );
         }
         if let Some(first) = &record.first_failure {
             println!("    first transport error: {first}");

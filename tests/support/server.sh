@@ -26,7 +26,8 @@ venv() {
 start_server() {
   local work=$1 port
   cargo build -p coffer --locked --quiet
-  coffer=$PWD/target/debug/coffer
+  # Where cargo put it: CARGO_TARGET_DIR when set (a shared target directory), else target/.
+  coffer=${CARGO_TARGET_DIR:-$PWD/target}/debug/coffer
   data_dir=$work/data
   port=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
   base_url=http://127.0.0.1:$port

@@ -11,6 +11,7 @@ mod m20261126_000001_initial_schema;
 mod m20261126_000002_sessions_and_audit_chain;
 mod m20261126_000003_counters;
 mod m20261126_000005_backups_source_latest_index;
+mod m20261126_000006_audit_filter_indexes;
 
 pub struct Migrator;
 
@@ -22,6 +23,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261126_000002_sessions_and_audit_chain::Migration),
             Box::new(m20261126_000003_counters::Migration),
             Box::new(m20261126_000005_backups_source_latest_index::Migration),
+            Box::new(m20261126_000006_audit_filter_indexes::Migration),
         ]
     }
 }

@@ -37,8 +37,9 @@ SCALE_VERIFY=${SCALE_VERIFY:-1} # 0: skip `coffer audit verify`
 SCALE_KEEP=${SCALE_KEEP:-0}
 SCALE_DIR=${SCALE_DIR:-${TMPDIR:-/tmp}}
 
-COFFER=$REPO_ROOT/target/release/coffer
-LOADGEN=$REPO_ROOT/target/release/coffer-loadgen
+TARGET_DIR=${CARGO_TARGET_DIR:-$REPO_ROOT/target}
+COFFER=$TARGET_DIR/release/coffer
+LOADGEN=$TARGET_DIR/release/coffer-loadgen
 
 log() { printf '[%(%H:%M:%S)T] %s\n' -1 "$*" >&2; }
 die() { log "FATAL: $*"; exit 2; }

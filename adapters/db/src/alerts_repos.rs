@@ -14,13 +14,12 @@ use sea_orm::sea_query::Expr;
 use sea_orm::{
     ActiveModelTrait,
     ActiveValue::{NotSet, Set},
-    ColumnTrait, DatabaseConnection, EntityTrait, PaginatorTrait, QueryFilter, QueryOrder,
-    QuerySelect, Select,
+    ColumnTrait, DatabaseConnection, EntityTrait, QueryFilter, QueryOrder, QuerySelect, Select,
 };
 
 use crate::entities::alerts;
 use crate::error::{is_foreign_key_violation, repo_err};
-use crate::page::window;
+use crate::page::newest_first;
 
 /// Both databases keep microseconds.
 fn stored_time(t: DateTime<Utc>) -> DateTime<Utc> {
@@ -126,24 +125,15 @@ impl AlertRepository for SeaAlertRepository {
         if let Some(severity) = filter.severity {
             select = select.filter(alerts::Column::Severity.eq(severity.as_str()));
         }
-        let total = select
-            .clone()
-            .count(&self.conn)
-            .await
-            .map_err(|e| repo_err(&e))?;
-        let (limit, offset) = window(filter.limit, filter.offset);
-        let items = select
-            .order_by_desc(alerts::Column::CreatedAt)
-            .order_by_desc(alerts::Column::Id)
-            .limit(limit)
-            .offset(offset)
-            .all(&self.conn)
-            .await
-            .map_err(|e| repo_err(&e))?
-            .into_iter()
-            .map(to_alert)
-            .collect::<Result<Vec<_>, _>>()?;
-        Ok(Page { items, total })
+        newest_first(
+            &self.conn,
+            select,
+            (alerts::Column::CreatedAt, alerts::Column::Id),
+            (filter.limit, filter.offset),
+            None,
+            to_alert,
+        )
+        .await
     }
 
     async fn find_open(

@@ -11,15 +11,14 @@ use coffer_domain::{BackupId, SourceId};
 use sea_orm::sea_query::{Expr, Query};
 use sea_orm::{
     ActiveModelTrait, ActiveValue::Set, ColumnTrait, ConnectionTrait as _, DatabaseConnection,
-    DbErr, EntityTrait, PaginatorTrait, QueryFilter, QueryOrder, QuerySelect,
-    TransactionTrait as _,
+    DbErr, EntityTrait, QueryFilter, QueryOrder, QuerySelect, TransactionTrait as _,
 };
 use serde::{Deserialize, Serialize};
 
 use crate::counters::{self, BackupShare};
 use crate::entities::{backups, sources};
 use crate::error::{is_foreign_key_violation, repo_err};
-use crate::page::window;
+use crate::page::newest_first;
 
 /// `sources.retention` as stored: `{"max_backups":N,"max_age_days":N,"keep_daily":N,...}`.
 /// Rules added later read as 0 (off) from rows written before them.
@@ -451,36 +450,28 @@ impl BackupCatalog for SeaBackupCatalog {
         // Without a source or time filter the total is the catalog's own counter (kept in
         // the transaction of every insert and delete): counting 100,000 rows per page is
         // what made this endpoint slow. Bounded filters still count their rows.
-        let total = if filter.source_id.is_none() && filter.from.is_none() && filter.to.is_none() {
+        let known = if filter.source_id.is_none() && filter.from.is_none() && filter.to.is_none() {
             let stats = crate::counters::catalog_stats(&self.conn).await?;
-            match &filter.status {
+            Some(match &filter.status {
                 None => stats.total,
                 Some(wanted) => stats
                     .count_by_status
                     .iter()
                     .find(|(name, _)| name == wanted)
                     .map_or(0, |(_, n)| *n),
-            }
+            })
         } else {
-            select
-                .clone()
-                .count(&self.conn)
-                .await
-                .map_err(|e| repo_err(&e))?
+            None
         };
-        let (limit, offset) = window(filter.limit, filter.offset);
-        let items = select
-            .order_by_desc(backups::Column::CreatedAt)
-            .order_by_desc(backups::Column::Id)
-            .limit(limit)
-            .offset(offset)
-            .all(&self.conn)
-            .await
-            .map_err(|e| repo_err(&e))?
-            .into_iter()
-            .map(to_entry)
-            .collect::<Result<Vec<_>, _>>()?;
-        Ok(Page { items, total })
+        newest_first(
+            &self.conn,
+            select,
+            (backups::Column::CreatedAt, backups::Column::Id),
+            (filter.limit, filter.offset),
+            known,
+            to_entry,
+        )
+        .await
     }
 
     async fn delete(&self, snapshot_id: &str) -> Result<bool, RepoError> {

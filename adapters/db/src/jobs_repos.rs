@@ -17,15 +17,14 @@ use sea_orm::sea_query::Expr;
 use sea_orm::{
     ActiveModelTrait,
     ActiveValue::{NotSet, Set},
-    ColumnTrait, DatabaseConnection, DbErr, EntityTrait, PaginatorTrait, QueryFilter, QueryOrder,
-    QuerySelect,
+    ColumnTrait, DatabaseConnection, DbErr, EntityTrait, QueryFilter,
 };
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
 use crate::entities::jobs;
 use crate::error::{is_foreign_key_violation, repo_err};
-use crate::page::window;
+use crate::page::newest_first;
 
 /// `jobs.params`.
 #[derive(Serialize, Deserialize)]
@@ -550,24 +549,15 @@ impl JobRepository for SeaJobRepository {
         if let Some(source_id) = filter.source_id {
             select = select.filter(jobs::Column::SourceId.eq(source_id.get()));
         }
-        let total = select
-            .clone()
-            .count(&self.conn)
-            .await
-            .map_err(|e| repo_err(&e))?;
-        let (limit, offset) = window(filter.limit, filter.offset);
-        let items = select
-            .order_by_desc(jobs::Column::CreatedAt)
-            .order_by_desc(jobs::Column::Id)
-            .limit(limit)
-            .offset(offset)
-            .all(&self.conn)
-            .await
-            .map_err(|e| repo_err(&e))?
-            .into_iter()
-            .map(to_job)
-            .collect::<Result<Vec<_>, _>>()?;
-        Ok(Page { items, total })
+        newest_first(
+            &self.conn,
+            select,
+            (jobs::Column::CreatedAt, jobs::Column::Id),
+            (filter.limit, filter.offset),
+            None,
+            to_job,
+        )
+        .await
     }
 
     async fn fail_unfinished(

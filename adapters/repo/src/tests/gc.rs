@@ -395,10 +395,34 @@ async fn a_lock_not_refreshed_in_time_is_given_up() {
 }
 
 /// An object store that fails every put and delete (of anything but locks) after a
-/// number of them: a crash at that point, as far as storage can tell.
+/// number of them — a crash at that point, as far as storage can tell — or that loses the
+/// acknowledgement of some puts.
 struct Faulty {
     inner: Arc<MemStore>,
     left: AtomicI64,
+    /// Puts of keys with this prefix store the object, then report an error (a lost
+    /// acknowledgement: a timeout, a failed fsync after the rename).
+    lost_ack: Option<&'static str>,
+}
+
+impl Faulty {
+    /// Fails every put and delete after `writes` of them.
+    fn crash_after(inner: Arc<MemStore>, writes: i64) -> Self {
+        Self {
+            inner,
+            left: AtomicI64::new(writes),
+            lost_ack: None,
+        }
+    }
+
+    /// Stores puts under `prefix` and reports them failed.
+    fn lose_ack(inner: Arc<MemStore>, prefix: &'static str) -> Self {
+        Self {
+            inner,
+            left: AtomicI64::new(i64::MAX),
+            lost_ack: Some(prefix),
+        }
+    }
 }
 
 impl Faulty {
@@ -417,6 +441,10 @@ impl Faulty {
 impl ObjectStore for Faulty {
     async fn put(&self, key: &ObjectKey, bytes: Bytes) -> Result<(), StorageError> {
         self.step(key)?;
+        if self.lost_ack.is_some_and(|p| key.as_str().starts_with(p)) {
+            self.inner.put(key, bytes).await?;
+            return Err(StorageError::Unavailable("timed out".into()));
+        }
         self.inner.put(key, bytes).await
     }
     async fn get(&self, key: &ObjectKey) -> Result<Option<Bytes>, StorageError> {
@@ -463,10 +491,7 @@ async fn a_prune_interrupted_at_any_step_leaves_every_snapshot_whole() {
         let b = backup(&setup, src.path(), Some(a.id.clone())).await;
         let keep = contents(src.path());
         setup.forget(&a.id).await.unwrap();
-        let faulty = Arc::new(Faulty {
-            inner: mem.clone(),
-            left: AtomicI64::new(step),
-        });
+        let faulty = Arc::new(Faulty::crash_after(mem.clone(), step));
         let crashing = engine_with(faulty).await;
         let outcome = prune(&crashing, 1).await;
         // "Restart": a fresh process on the same storage.
@@ -609,50 +634,6 @@ async fn a_prune_that_meets_damaged_live_data_stops_and_deletes_nothing() {
     assert_eq!(store.keys_with(""), before, "nothing was deleted or added");
 }
 
-/// Objects a put (index or snapshot) may have stored despite reporting an error.
-struct FailingPuts {
-    inner: Arc<MemStore>,
-    prefix: &'static str,
-}
-
-#[async_trait]
-impl ObjectStore for FailingPuts {
-    async fn put(&self, key: &ObjectKey, bytes: Bytes) -> Result<(), StorageError> {
-        if key.as_str().starts_with(self.prefix) {
-            // Stored, then the acknowledgement is lost (a timeout, a failed fsync).
-            self.inner.put(key, bytes).await?;
-            return Err(StorageError::Unavailable("timed out".into()));
-        }
-        self.inner.put(key, bytes).await
-    }
-    async fn get(&self, key: &ObjectKey) -> Result<Option<Bytes>, StorageError> {
-        self.inner.get(key).await
-    }
-    async fn get_range(
-        &self,
-        key: &ObjectKey,
-        offset: u64,
-        len: u64,
-    ) -> Result<Option<Bytes>, StorageError> {
-        self.inner.get_range(key, offset, len).await
-    }
-    async fn exists(&self, key: &ObjectKey) -> Result<bool, StorageError> {
-        self.inner.exists(key).await
-    }
-    async fn delete(&self, key: &ObjectKey) -> Result<(), StorageError> {
-        self.inner.delete(key).await
-    }
-    async fn list(&self, prefix: &str) -> Result<Vec<ObjectKey>, StorageError> {
-        self.inner.list(prefix).await
-    }
-    async fn list_sized(&self, prefix: &str) -> Result<Vec<(ObjectKey, u64)>, StorageError> {
-        self.inner.list_sized(prefix).await
-    }
-    async fn check(&self) -> Result<(), StorageError> {
-        Ok(())
-    }
-}
-
 /// A backup that fails once its index may be visible removes nothing (another backup
 /// may already reuse those packs); the next prune collects what no snapshot uses, and
 /// every snapshot stays whole.
@@ -666,11 +647,7 @@ async fn a_backup_failing_after_its_index_leaves_its_data_to_prune() {
     let kept = contents(src.path());
     for (round, prefix) in [(5, "index/"), (6, "snapshots/")] {
         generation(src.path(), round);
-        let failing = engine_with(Arc::new(FailingPuts {
-            inner: mem.clone(),
-            prefix,
-        }))
-        .await;
+        let failing = engine_with(Arc::new(Faulty::lose_ack(mem.clone(), prefix))).await;
         let packs = mem.keys_with("data/");
         let err = failing
             .backup(

@@ -849,14 +849,18 @@ async fn run(inner: Arc<Inner>, id: JobId) {
         }
     }
     // The final record is written while the job still counts as live, so that no
-    // reader sees it running in the database after it has ended.
-    if let Some(l) = inner.registry().live.get_mut(&id) {
-        l.job = job.clone();
+    // reader sees it running in the database after it has ended. Its source is free for
+    // the next backup in the same step: whoever sees it ended may start another at once.
+    {
+        let mut reg = inner.registry();
+        if let Some(l) = reg.live.get_mut(&id) {
+            l.job = job.clone();
+        }
+        reg.backups.retain(|_, j| *j != id);
     }
     record_end(&inner, &job).await;
     {
         let mut reg = inner.registry();
-        reg.backups.retain(|_, j| *j != id);
         reg.running -= 1;
         if let (Some(start), Some(end)) = (job.started_at, job.finished_at) {
             #[allow(clippy::cast_precision_loss)]

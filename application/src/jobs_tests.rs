@@ -89,6 +89,8 @@ struct FakeJobs {
     writes: Mutex<Vec<Job>>,
     /// While set, `update` fails as a database would.
     fail_updates: AtomicBool,
+    /// While set, the next write of a final state waits for it (a slow database).
+    hold_final: Mutex<Option<oneshot::Receiver<()>>>,
 }
 
 impl FakeJobs {
@@ -98,6 +100,13 @@ impl FakeJobs {
 
     fn count(&self) -> usize {
         self.rows.lock().unwrap().len()
+    }
+
+    /// Holds the next write of an ended job until the returned sender fires.
+    fn hold_final_write(&self) -> oneshot::Sender<()> {
+        let (tx, rx) = oneshot::channel();
+        *self.hold_final.lock().unwrap() = Some(rx);
+        tx
     }
 
     /// The states written for one job, in order.
@@ -125,6 +134,14 @@ impl JobRepository for FakeJobs {
     }
 
     async fn update(&self, job: &Job) -> Result<bool, RepoError> {
+        let held = if job.state.is_final() {
+            self.hold_final.lock().unwrap().take()
+        } else {
+            None
+        };
+        if let Some(rx) = held {
+            rx.await.ok();
+        }
         if self.fail_updates.load(Ordering::SeqCst) {
             return Err(RepoError::Database("connection lost".into()));
         }
@@ -1123,6 +1140,29 @@ fn backups_of_different_sources_do_not_block_each_other() {
     let jb = w.backup(&op, b).unwrap().job.id;
     w.settle();
     assert_eq!(w.state(jb), JobState::Succeeded);
+}
+
+#[test]
+fn a_source_takes_its_next_backup_as_soon_as_its_last_is_seen_ended() {
+    let mut w = World::new(1);
+    let op = operator();
+    let s = w.source("docs");
+    let first = w.backup(&op, s).unwrap().job.id;
+    let release = w.repo.hold_final_write();
+    w.settle();
+    // Ended in memory; its final record is still being written.
+    assert_eq!(w.state(first), JobState::Succeeded);
+    assert_eq!(w.repo.row(first).unwrap().state, JobState::Running);
+
+    // Whoever saw it end may start the next one at once.
+    let second = w.backup(&op, s).unwrap().job.id;
+    release.send(()).unwrap();
+    w.settle();
+    assert_eq!(w.state(first), JobState::Succeeded);
+    assert_eq!(w.state(second), JobState::Succeeded);
+    assert_eq!(w.repo.row(first).unwrap().state, JobState::Succeeded);
+    assert_eq!(w.jobs.backup_of(s), None);
+    assert_eq!(w.jobs.running(), 0);
 }
 
 // ---------------------------------------------------------------------------------------

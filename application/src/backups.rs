@@ -19,6 +19,7 @@ use coffer_domain::retention::{self, Candidate, Retention, Verdict};
 use coffer_domain::secrets::Secret;
 
 use crate::audit::AuditLog;
+use crate::dashboard::RetentionStatus;
 use crate::error::ServiceError;
 use crate::storage::StorageService;
 use coffer_domain::alerts::{AlertKind, NewAlert, Severity};
@@ -98,6 +99,9 @@ pub struct BackupService {
     keys: Arc<dyn MasterKeys>,
     paths: Arc<dyn LocalPaths>,
     policy: BackupPolicy,
+    /// The retention defaults in force: `policy`'s at first, then whatever an
+    /// administrator sets.
+    defaults: std::sync::RwLock<RetentionStatus>,
     clock: Arc<dyn Clock>,
     audit: AuditLog,
     storage: Arc<StorageService>,
@@ -172,6 +176,10 @@ impl BackupService {
             catalog,
             keys,
             paths,
+            defaults: std::sync::RwLock::new(RetentionStatus {
+                enabled: policy.retention_after_backup,
+                defaults: policy.retention,
+            }),
             policy,
             clock,
             audit,
@@ -327,9 +335,11 @@ impl BackupService {
                             )),
                     )
                     .await?;
-                if self.policy.retention_after_backup {
+                let defaults = self.retention_defaults();
+                if defaults.enabled {
                     // The snapshot is safe; a retention failure is reported, not fatal.
-                    if let Err(e) = self.enforce_retention(actor, &source, true).await {
+                    let rules = source.retention.unwrap_or(defaults.defaults);
+                    if let Err(e) = self.enforce_retention(actor, &source, rules, true).await {
                         tracing::error!(source = %source.name, error = %e, "retention after a backup failed");
                     }
                 }
@@ -374,7 +384,52 @@ impl BackupService {
     ) -> Result<RetentionReport, ServiceError> {
         actor.require(Permission::View)?;
         let source = self.source(source_id).await?;
-        self.enforce_retention(actor, &source, false).await
+        let rules = self.rules_for(&source);
+        self.enforce_retention(actor, &source, rules, false).await
+    }
+
+    /// What other rules would keep and remove for a source (`None`: the defaults, as for
+    /// a source without an override); nothing is changed or stored. For trying rules
+    /// out before saving them.
+    ///
+    /// # Errors
+    /// `Forbidden` without `view`; `NotFound`; `Invalid` (counts or ages out of range).
+    pub async fn retention_simulate(
+        &self,
+        actor: &Actor,
+        source_id: SourceId,
+        rules: Option<Retention>,
+    ) -> Result<RetentionReport, ServiceError> {
+        actor.require(Permission::View)?;
+        let rules = crate::sources::check_retention(rules)?;
+        let source = self.source(source_id).await?;
+        let rules = rules.unwrap_or(self.retention_defaults().defaults);
+        self.enforce_retention(actor, &source, rules, false).await
+    }
+
+    /// The retention defaults in force (for sources without their own rules), and
+    /// whether retention runs after each backup.
+    #[must_use]
+    pub fn retention_defaults(&self) -> RetentionStatus {
+        *self
+            .defaults
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Puts new retention defaults in force (an administrator changed them); the next
+    /// backup or preview uses them.
+    pub fn set_retention_defaults(&self, status: RetentionStatus) {
+        *self
+            .defaults
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = status;
+    }
+
+    fn rules_for(&self, source: &Source) -> Retention {
+        source
+            .retention
+            .unwrap_or(self.retention_defaults().defaults)
     }
 
     /// Applies retention to a source now: removes what its rules do not keep.
@@ -389,7 +444,8 @@ impl BackupService {
     ) -> Result<RetentionReport, ServiceError> {
         actor.require(Permission::ManageSystem)?;
         let source = self.source(source_id).await?;
-        self.enforce_retention(actor, &source, true).await
+        let rules = self.rules_for(&source);
+        self.enforce_retention(actor, &source, rules, true).await
     }
 
     /// Decides, and with `apply` removes, each snapshot the rules do not keep. Every
@@ -398,9 +454,9 @@ impl BackupService {
         &self,
         actor: &Actor,
         source: &Source,
+        policy: Retention,
         apply: bool,
     ) -> Result<RetentionReport, ServiceError> {
-        let policy = source.retention.unwrap_or(self.policy.retention);
         let rows = self
             .catalog
             .query(&BackupFilter {

@@ -81,7 +81,8 @@ pub struct DashboardService {
     scheduler: Arc<Scheduler>,
     alerts: Arc<AlertService>,
     jobs: Arc<JobService>,
-    retention: RetentionStatus,
+    /// The retention defaults in force (they change when an administrator sets them).
+    backup_service: Arc<crate::BackupService>,
     clock: Arc<dyn Clock>,
     disk_reading: Mutex<Option<(DateTime<Utc>, Option<DiskStatus>)>>,
 }
@@ -96,7 +97,7 @@ impl DashboardService {
         scheduler: Arc<Scheduler>,
         alerts: Arc<AlertService>,
         jobs: Arc<JobService>,
-        retention: RetentionStatus,
+        backup_service: Arc<crate::BackupService>,
         clock: Arc<dyn Clock>,
     ) -> Self {
         Self {
@@ -106,7 +107,7 @@ impl DashboardService {
             scheduler,
             alerts,
             jobs,
-            retention,
+            backup_service,
             clock,
             disk_reading: Mutex::new(None),
         }
@@ -179,6 +180,7 @@ impl DashboardService {
         #[allow(clippy::cast_precision_loss)]
         let dedup_ratio = (storage.stored_bytes > 0)
             .then(|| backups.logical_bytes as f64 / storage.stored_bytes as f64);
+        let retention = self.backup_service.retention_defaults();
         let sources = sources
             .into_iter()
             .map(|s| {
@@ -189,7 +191,7 @@ impl DashboardService {
                 let planned = scheduler.sources.iter().find(|p| p.source_id == s.id);
                 SourceOverview {
                     id: s.id,
-                    retention: s.retention.unwrap_or(self.retention.defaults),
+                    retention: s.retention.unwrap_or(retention.defaults),
                     retention_overridden: s.retention.is_some(),
                     next_run_at: planned.and_then(|p| p.next_run_at),
                     last_run_at: s.last_run_at,
@@ -211,7 +213,7 @@ impl DashboardService {
             last_backup_at,
             sources,
             scheduler,
-            retention: self.retention,
+            retention,
             alert_counts,
             alerts,
             running_jobs,

@@ -14,7 +14,9 @@ pub mod disk;
 pub mod error;
 pub mod jobs;
 pub mod maintenance;
+pub mod reports;
 pub mod scheduler;
+pub mod settings;
 pub mod sources;
 pub mod storage;
 pub mod system;
@@ -37,17 +39,24 @@ pub(crate) fn overlaps(a: &str, b: &str) -> bool {
 }
 pub use jobs::{ActiveJobs, JobDurations, JobOptions, JobService, JobStatus};
 pub use maintenance::MaintenanceService;
+pub use reports::{
+    AuditCsv, AuditReportFilter, BackupReportFilter, BackupsCsv, ReportService, ReportSink,
+    StorageFigures, Written, export_filename,
+};
 pub use scheduler::{
     Dispatch, JobDispatch, Scheduler, SchedulerOptions, SchedulerStatus, SourceSchedule, Task,
     TaskSchedule, TickReport,
 };
-pub use sources::{SourceChanges, SourceService};
+pub use settings::{Origin, QuotaMib, SettingsChange, SettingsService, SystemSettings};
+pub use sources::{SchedulePreview, SourceChanges, SourceService};
 pub use storage::{Quota, QuotaState, StorageService, StorageUsage};
 pub use system::{ComponentHealth, HealthReport, SystemService};
 pub use users::UserService;
 
 #[cfg(test)]
 mod jobs_tests;
+#[cfg(test)]
+mod reports_tests;
 #[cfg(test)]
 mod scheduler_tests;
 #[cfg(test)]

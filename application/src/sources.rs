@@ -29,6 +29,18 @@ pub struct SourceChanges {
     pub enabled: Option<bool>,
 }
 
+/// How many next runs a schedule preview lists.
+const PREVIEW_RUNS: usize = 5;
+
+/// A schedule as people read it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SchedulePreview {
+    /// The expression, trimmed.
+    pub cron: String,
+    pub description: String,
+    pub next_runs: Vec<chrono::DateTime<chrono::Utc>>,
+}
+
 pub struct SourceService {
     sources: Arc<dyn SourceRepository>,
     paths: Arc<dyn LocalPaths>,
@@ -81,7 +93,9 @@ fn check_schedule(schedule: Option<String>) -> Result<Option<String>, ServiceErr
         .transpose()
 }
 
-fn check_retention(retention: Option<Retention>) -> Result<Option<Retention>, ServiceError> {
+pub(crate) fn check_retention(
+    retention: Option<Retention>,
+) -> Result<Option<Retention>, ServiceError> {
     if let Some(r) = retention
         && [
             r.max_backups,
@@ -123,6 +137,26 @@ impl SourceService {
             clock,
             audit,
         }
+    }
+
+    /// A schedule in words and its next runs, for checking a cron expression before
+    /// saving it. Nothing is stored or audited.
+    ///
+    /// # Errors
+    /// `Forbidden` without `view`; `Invalid` (`invalid_schedule`, saying why).
+    pub fn schedule_preview(
+        &self,
+        actor: &Actor,
+        text: &str,
+    ) -> Result<SchedulePreview, ServiceError> {
+        actor.require(Permission::View)?;
+        let schedule = Schedule::parse(text)
+            .map_err(|e| ServiceError::invalid("invalid_schedule", e.to_string()))?;
+        Ok(SchedulePreview {
+            cron: schedule.as_str().to_owned(),
+            description: schedule.describe(),
+            next_runs: schedule.next_runs(self.clock.now(), PREVIEW_RUNS),
+        })
     }
 
     /// Every source, by name.

@@ -5,13 +5,16 @@
 //! reserve).
 
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, PoisonError, RwLock};
 
 use coffer_domain::alerts::{AlertKind, NewAlert, Severity};
 use coffer_domain::audit::{AuditAction, AuditEntry};
 use coffer_domain::auth::{Actor, Permission};
 use coffer_domain::engine::{SnapshotEngine, StorageBudget};
+use coffer_domain::ports::Clock;
 use coffer_domain::ports::CounterRepository;
+use coffer_domain::reports::StorageHistory;
+use std::sync::OnceLock;
 
 use crate::alerts::AlertService;
 use crate::audit::AuditLog;
@@ -96,7 +99,9 @@ pub struct StorageUsage {
 /// the counter) and what running backups have taken but not yet committed.
 #[derive(Debug)]
 struct Room {
-    max: Option<u64>,
+    /// The quota in bytes; [`NO_MAX`] when there is none. An administrator may change it
+    /// while backups run: they are held to the new value from their next chunk on.
+    max: AtomicU64,
     stored: AtomicU64,
     in_flight: Mutex<u64>,
 }
@@ -109,11 +114,15 @@ pub struct Allowance {
     taken: AtomicU64,
 }
 
+/// `Room::max` when there is no quota.
+const NO_MAX: u64 = u64::MAX;
+
 impl StorageBudget for Allowance {
     fn try_take(&self, bytes: u64) -> bool {
-        let Some(max) = self.room.max else {
+        let max = self.room.max.load(Ordering::SeqCst);
+        if max == NO_MAX {
             return true;
-        };
+        }
         let mut in_flight = self
             .room
             .in_flight
@@ -146,8 +155,11 @@ pub struct StorageService {
     engine: Arc<dyn SnapshotEngine>,
     alerts: Arc<AlertService>,
     disk: Arc<DiskGuard>,
-    quota: Quota,
+    quota: RwLock<Quota>,
     audit: AuditLog,
+    /// Where each change of the counter is sampled, once a day kept (the reports' chart
+    /// of stored bytes); set by [`StorageService::with_history`].
+    history: OnceLock<(Arc<dyn StorageHistory>, Arc<dyn Clock>)>,
 }
 
 fn mib(bytes: u64) -> String {
@@ -168,7 +180,7 @@ impl StorageService {
     ) -> Self {
         Self {
             room: Arc::new(Room {
-                max: quota.max_bytes,
+                max: AtomicU64::new(quota.max_bytes.unwrap_or(NO_MAX)),
                 stored: AtomicU64::new(0),
                 in_flight: Mutex::new(0),
             }),
@@ -176,8 +188,27 @@ impl StorageService {
             engine,
             alerts,
             disk,
-            quota,
+            quota: RwLock::new(quota),
             audit,
+            history: OnceLock::new(),
+        }
+    }
+
+    /// Records the bytes in storage into `history` (the day's sample, by `clock`)
+    /// whenever the counter is set or raised, and at start-up.
+    #[must_use]
+    pub fn with_history(self, history: Arc<dyn StorageHistory>, clock: Arc<dyn Clock>) -> Self {
+        let _ = self.history.set((history, clock));
+        self
+    }
+
+    /// Today's sample of the bytes in storage. A failure is logged: the history is a
+    /// report's chart, never a reason to fail the work that changed the counter.
+    async fn sample(&self, stored: u64) {
+        if let Some((history, clock)) = self.history.get()
+            && let Err(e) = history.record(clock.now().date_naive(), stored).await
+        {
+            tracing::warn!(error = %e, "cannot record the daily storage sample");
         }
     }
 
@@ -191,9 +222,34 @@ impl StorageService {
         &self.disk
     }
 
+    /// The quota in force.
     #[must_use]
-    pub const fn quota(&self) -> Quota {
-        self.quota
+    pub fn quota(&self) -> Quota {
+        *self.quota.read().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Puts a new quota in force (an administrator changed it): new backups are admitted
+    /// against it, running ones are held to it from their next chunk on, and the quota's
+    /// alerts are brought up to date at once.
+    ///
+    /// # Errors
+    /// Database failures reading the stored bytes (the quota is in force regardless).
+    pub async fn set_quota(&self, quota: Quota) -> Result<StorageUsage, ServiceError> {
+        *self.quota.write().unwrap_or_else(PoisonError::into_inner) = quota;
+        self.room
+            .max
+            .store(quota.max_bytes.unwrap_or(NO_MAX), Ordering::SeqCst);
+        let usage = self.usage().await?;
+        self.evaluate(usage.stored_bytes).await;
+        Ok(usage)
+    }
+
+    /// Whether the current master key has been exported since it was made.
+    ///
+    /// # Errors
+    /// Database failures.
+    pub async fn key_was_exported(&self) -> Result<bool, ServiceError> {
+        Ok(self.counters.get(KEY_EXPORTED).await? != 0)
     }
 
     /// Counts the repository once if its counter has never been set (a repository made
@@ -209,6 +265,7 @@ impl StorageService {
             tracing::info!(bytes, "counted the bytes in storage");
         }
         let usage = self.usage().await?;
+        self.sample(usage.stored_bytes).await;
         self.evaluate(usage.stored_bytes).await;
         if self.counters.get(KEY_EXPORTED).await? == 0 {
             self.raise_key_not_exported().await;
@@ -250,10 +307,11 @@ impl StorageService {
     pub async fn usage(&self) -> Result<StorageUsage, ServiceError> {
         let stored = u64::try_from(self.counters.get(STORED_BYTES).await?).unwrap_or(0);
         self.room.stored.store(stored, Ordering::SeqCst);
+        let quota = self.quota();
         Ok(StorageUsage {
             stored_bytes: stored,
-            quota: self.quota,
-            state: self.quota.state(stored),
+            quota,
+            state: quota.state(stored),
         })
     }
 
@@ -268,7 +326,7 @@ impl StorageService {
     pub async fn admit_backup(&self) -> Result<Option<Arc<Allowance>>, ServiceError> {
         self.disk.ensure_room_for_backup().await?;
         let usage = self.usage().await?;
-        match self.quota.max_bytes {
+        match usage.quota.max_bytes {
             Some(max) if usage.stored_bytes >= max => {
                 self.evaluate(usage.stored_bytes).await;
                 Err(ServiceError::InsufficientStorage {
@@ -296,13 +354,14 @@ impl StorageService {
     pub async fn added(&self, bytes: u64) -> Result<(), ServiceError> {
         let now = u64::try_from(self.counters.add(STORED_BYTES, to_i64(bytes)).await?).unwrap_or(0);
         self.room.stored.store(now, Ordering::SeqCst);
+        self.sample(now).await;
         self.evaluate(now).await;
         Ok(())
     }
 
     /// A backup of `source` was stopped because it would have passed the quota.
     pub async fn backup_stopped_by_quota(&self, source: &str) {
-        let max = self.quota.max_bytes.unwrap_or(0);
+        let max = self.quota().max_bytes.unwrap_or(0);
         self.alerts
             .raise_best_effort(NewAlert::new(
                 AlertKind::QuotaExceeded,
@@ -328,6 +387,7 @@ impl StorageService {
     pub async fn set_stored(&self, bytes: u64) -> Result<(), ServiceError> {
         self.counters.set(STORED_BYTES, to_i64(bytes)).await?;
         self.room.stored.store(bytes, Ordering::SeqCst);
+        self.sample(bytes).await;
         self.counters.set(COUNTED, 1).await?;
         self.evaluate(bytes).await;
         Ok(())
@@ -356,11 +416,12 @@ impl StorageService {
     /// Raises or clears the quota's alerts for `stored` bytes. Alert failures are logged:
     /// they never fail the work that changed the usage.
     async fn evaluate(&self, stored: u64) {
-        let state = self.quota.state(stored);
+        let quota = self.quota();
+        let state = quota.state(stored);
         let outcome = async {
             match state {
                 QuotaState::Exceeded => {
-                    let max = self.quota.max_bytes.unwrap_or(0);
+                    let max = quota.max_bytes.unwrap_or(0);
                     self.alerts
                         .raise(NewAlert::new(
                             AlertKind::QuotaExceeded,
@@ -375,7 +436,7 @@ impl StorageService {
                 }
                 QuotaState::Warning => {
                     self.alerts.clear(AlertKind::QuotaExceeded, None).await?;
-                    let warning = self.quota.warning_bytes.unwrap_or(0);
+                    let warning = quota.warning_bytes.unwrap_or(0);
                     self.alerts
                         .raise(NewAlert::new(
                             AlertKind::QuotaWarning,
@@ -384,7 +445,7 @@ impl StorageService {
                                 "storage use {} has passed the warning threshold of {}{}",
                                 mib(stored),
                                 mib(warning),
-                                self.quota
+                                quota
                                     .max_bytes
                                     .map(|m| format!(" (quota {})", mib(m)))
                                     .unwrap_or_default()

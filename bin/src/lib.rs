@@ -12,7 +12,7 @@ use anyhow::Context as _;
 use coffer_application::{
     ActiveJobs, AlertService, AuditLog, AuditService, AuthService, BackupPolicy, BackupService,
     DashboardService, DiskGuard, DiskThresholds, JobOptions, JobService, MaintenanceService, Quota,
-    RetentionStatus, SourceService, StorageService, SystemService, UserService,
+    ReportService, RetentionStatus, SourceService, StorageService, SystemService, UserService,
 };
 use coffer_config::Settings;
 use coffer_crypto::{Argon2Hasher, Hs256Tokens};
@@ -184,6 +184,10 @@ pub struct Services {
     pub maintenance: Arc<MaintenanceService>,
     /// The overview's figures (dashboard and metrics).
     pub dashboard: Arc<DashboardService>,
+    /// The quota and retention defaults set at run time (in force once `open` returns).
+    pub settings: Arc<coffer_application::SettingsService>,
+    /// CSV and PDF exports.
+    pub reports: Arc<ReportService>,
 }
 
 /// The restore roots in force, absolute. The default one (`<data_dir>/restored`) is
@@ -256,17 +260,21 @@ impl Services {
             },
             alerts.clone(),
         ));
-        let storage_use = Arc::new(StorageService::new(
-            Arc::new(db.counters()),
-            engine.clone(),
-            alerts.clone(),
-            disk.clone(),
-            Quota::from_mib(
-                settings.quota.max_storage_mb,
-                settings.quota.warning_threshold_mb,
-            ),
-            audit_log.clone(),
-        ));
+        let storage_use = Arc::new(
+            StorageService::new(
+                Arc::new(db.counters()),
+                engine.clone(),
+                alerts.clone(),
+                disk.clone(),
+                Quota::from_mib(
+                    settings.quota.max_storage_mb,
+                    settings.quota.warning_threshold_mb,
+                ),
+                audit_log.clone(),
+            )
+            // Each change of the counter becomes the day's sample, for the reports' chart.
+            .with_history(Arc::new(db.storage_history()), clock.clone()),
+        );
         let maintenance = Arc::new(MaintenanceService::new(
             engine.clone(),
             storage_use.clone(),
@@ -318,11 +326,18 @@ impl Services {
             scheduler.clone(),
             alerts.clone(),
             jobs.clone(),
-            RetentionStatus {
-                enabled: settings.retention.enabled,
-                defaults: retention_rules(settings),
-            },
+            backups.clone(),
             clock.clone(),
+        ));
+        let reports = Arc::new(ReportService::new(
+            Arc::new(db.catalog()),
+            sources_repo.clone(),
+            Arc::new(db.audit()),
+            storage_use.clone(),
+            Arc::new(db.storage_history()),
+            Arc::new(coffer_reports::Reports),
+            clock.clone(),
+            audit_log.clone(),
         ));
         let sources = Arc::new(SourceService::new(
             sources_repo,
@@ -346,9 +361,27 @@ impl Services {
             Arc::new(db.roles()),
             hasher,
             clock,
-            audit_log,
+            audit_log.clone(),
         ));
         let audit = Arc::new(AuditService::new(Arc::new(db.audit())));
+        let runtime_settings = Arc::new(coffer_application::SettingsService::new(
+            Arc::new(db.settings()),
+            storage_use.clone(),
+            backups.clone(),
+            coffer_application::QuotaMib {
+                max_storage_mb: settings.quota.max_storage_mb,
+                warning_threshold_mb: settings.quota.warning_threshold_mb,
+            },
+            RetentionStatus {
+                enabled: settings.retention.enabled,
+                defaults: retention_rules(settings),
+            },
+            audit_log,
+        ));
+        runtime_settings
+            .init()
+            .await
+            .context("cannot read the settings stored in the database")?;
         Ok(Self {
             db,
             system,
@@ -364,6 +397,8 @@ impl Services {
             storage: storage_use,
             maintenance,
             dashboard,
+            settings: runtime_settings,
+            reports,
         })
     }
 
@@ -484,6 +519,8 @@ impl Application {
             storage,
             maintenance: _,
             dashboard,
+            settings: runtime_settings,
+            reports,
         } = services;
         let state = Arc::new(AppState {
             system,
@@ -497,6 +534,8 @@ impl Application {
             disk,
             storage,
             dashboard,
+            settings: runtime_settings,
+            reports,
             metrics: coffer_http::metrics::MetricsAccess {
                 token: settings.metrics.token.clone(),
             },

@@ -24,6 +24,7 @@ macro_rules! out {
 
 mod cli_backup;
 mod cli_maintenance;
+mod cli_report;
 mod cli_seed;
 use figment::providers::Serialized;
 
@@ -178,6 +179,10 @@ enum Command {
     /// The snapshot catalog in the database.
     #[command(subcommand)]
     Catalog(CatalogCommand),
+    /// Reports: the backup history or the audit trail as CSV, or the PDF report, written
+    /// to a file (as the local system administrator; audited).
+    #[command(subcommand)]
+    Report(cli_report::ReportCommand),
     /// Developer tools (benchmark seeding); not part of the product.
     #[command(subcommand, hide = true)]
     Dev(cli_seed::DevCommand),
@@ -398,6 +403,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             Command::Storage(StorageCommand::Recount { json }) => {
                 cli_maintenance::storage_recount(&settings, json).await
             }
+            Command::Report(command) => ok(cli_report::run(&settings, command).await),
             Command::Dev(command) => ok(cli_seed::run(&settings, command).await),
             Command::Openapi => unreachable!("handled above"),
             other => cli_backup::run(&settings, other).await,

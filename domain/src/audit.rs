@@ -40,6 +40,9 @@ pub enum AuditAction {
     Prune,
     Check,
     StorageRecount,
+    /// A report or the audit log was exported (CSV, PDF).
+    Export,
+    SettingsChange,
 }
 
 impl AuditAction {
@@ -74,6 +77,8 @@ impl AuditAction {
             Self::Prune => "prune",
             Self::Check => "check",
             Self::StorageRecount => "storage_recount",
+            Self::Export => "export",
+            Self::SettingsChange => "settings_change",
         }
     }
 }

@@ -335,6 +335,46 @@ pub trait BackupCatalog: Send + Sync {
     /// The newest snapshot of each source that has one, ordered by source id: one
     /// indexed lookup per source, never a scan of the catalog.
     async fn latest_per_source(&self) -> Result<Vec<(crate::SourceId, CatalogEntry)>, RepoError>;
+
+    /// Keyset paging for exports: up to `limit` rows matching `filter` (whose `limit`
+    /// and `offset` are ignored), newest first like `query`, that come after `after` —
+    /// the `(created_at, id)` of the last row of the previous page — in that order. No
+    /// total is counted, and rows inserted meanwhile never shift the pages.
+    ///
+    /// The default pages with `query`, bounded by `to`; a database adapter should
+    /// answer it with one indexed keyset query instead.
+    async fn page_after(
+        &self,
+        filter: &BackupFilter,
+        after: Option<(DateTime<Utc>, crate::BackupId)>,
+        limit: u64,
+    ) -> Result<Vec<CatalogEntry>, RepoError> {
+        let limit = limit.max(1);
+        let mut bounded = filter.clone();
+        let mut skip_until = None;
+        if let Some((at, id)) = after {
+            // Rows at `at` itself may lie on either side of the cursor.
+            let just_after = at + chrono::TimeDelta::microseconds(1);
+            bounded.to = Some(bounded.to.map_or(just_after, |to| to.min(just_after)));
+            skip_until = Some((at, id));
+        }
+        let mut items = Vec::new();
+        let mut offset = 0;
+        loop {
+            bounded.limit = limit;
+            bounded.offset = offset;
+            let page = self.query(&bounded).await?.items;
+            let fetched = page.len() as u64;
+            items.extend(page.into_iter().filter(|row| {
+                skip_until.is_none_or(|(at, id)| (row.created_at, row.id) < (at, id))
+            }));
+            if items.len() as u64 >= limit || fetched < limit {
+                items.truncate(usize::try_from(limit).unwrap_or(usize::MAX));
+                return Ok(items);
+            }
+            offset += fetched;
+        }
+    }
 }
 
 /// The catalog's figures, kept exact by every write of the catalog in the same

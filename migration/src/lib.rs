@@ -12,6 +12,7 @@ mod m20261126_000002_sessions_and_audit_chain;
 mod m20261126_000003_counters;
 mod m20261126_000005_backups_source_latest_index;
 mod m20261126_000006_audit_filter_indexes;
+mod m20261127_000007_storage_history;
 
 pub struct Migrator;
 
@@ -24,6 +25,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261126_000003_counters::Migration),
             Box::new(m20261126_000005_backups_source_latest_index::Migration),
             Box::new(m20261126_000006_audit_filter_indexes::Migration),
+            Box::new(m20261127_000007_storage_history::Migration),
         ]
     }
 }

@@ -1,11 +1,14 @@
 //! `coffer-tests`: the end-to-end test harness. `spawn_app` starts the real application —
 //! the same `Application::build` that `coffer serve` runs — on port 0 with a fresh data
 //! directory and a fresh database (SQLite, or PostgreSQL when `COFFER_TEST_POSTGRES_URL`
-//! is set), and gives back its address and an HTTP client.
+//! is set), and gives back its address and an HTTP client. [`browser`] drives headless
+//! Chromium through chromedriver for the dashboard's browser tests.
 
 mod api;
+pub mod browser;
 
 pub use api::{Api, admin};
+pub use browser::Browser;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;

@@ -63,8 +63,9 @@ fn sample_body(operation_id: &str) -> Option<Value> {
         // never 401/403, and nothing is changed.
         "createSource" => json!({"name": "matrix", "path": "/nonexistent/matrix"}),
         "updateSource" => json!({"name": "matrix-renamed"}),
-        "startBackup" => json!({"source": "no-such-source"}),
-        "startRestore" => json!({}),
+        "startBackup" | "simulateRetention" => json!({"source": "no-such-source"}),
+        // `updateSettings` with every setting absent changes nothing.
+        "startRestore" | "updateSettings" => json!({}),
         _ => return None,
     })
 }
@@ -167,6 +168,13 @@ async fn every_operation_obeys_the_role_table() {
         "applyRetention",
         "listAlerts",
         "acknowledgeAlert",
+        "simulateRetention",
+        "previewSchedule",
+        "getSettings",
+        "updateSettings",
+        "exportBackupsCsv",
+        "exportAuditCsv",
+        "exportPdf",
     ] {
         assert!(checked.contains_key(id), "{id} not in the spec");
     }

@@ -10,8 +10,9 @@ use coffer_domain::ports::{
 use coffer_domain::{BackupId, SourceId};
 use sea_orm::sea_query::{Expr, Query};
 use sea_orm::{
-    ActiveModelTrait, ActiveValue::Set, ColumnTrait, ConnectionTrait as _, DatabaseConnection,
-    DbErr, EntityTrait, QueryFilter, QueryOrder, QuerySelect, TransactionTrait as _,
+    ActiveModelTrait, ActiveValue::Set, ColumnTrait, Condition, ConnectionTrait as _,
+    DatabaseConnection, DbErr, EntityTrait, QueryFilter, QueryOrder, QuerySelect,
+    TransactionTrait as _,
 };
 use serde::{Deserialize, Serialize};
 
@@ -348,6 +349,24 @@ fn backup_row(s: &SnapshotSummary, source_id: Option<SourceId>) -> backups::Acti
     }
 }
 
+/// The rows `filter` selects (its source, status and time range; not its page).
+fn filtered(filter: &BackupFilter) -> sea_orm::Select<backups::Entity> {
+    let mut select = backups::Entity::find();
+    if let Some(source_id) = filter.source_id {
+        select = select.filter(backups::Column::SourceId.eq(source_id.get()));
+    }
+    if let Some(status) = &filter.status {
+        select = select.filter(backups::Column::Status.eq(status.as_str()));
+    }
+    if let Some(from) = filter.from {
+        select = select.filter(backups::Column::CreatedAt.gte(from));
+    }
+    if let Some(to) = filter.to {
+        select = select.filter(backups::Column::CreatedAt.lt(to));
+    }
+    select
+}
+
 #[async_trait]
 impl BackupCatalog for SeaBackupCatalog {
     async fn insert(
@@ -434,19 +453,7 @@ impl BackupCatalog for SeaBackupCatalog {
     }
 
     async fn query(&self, filter: &BackupFilter) -> Result<Page<CatalogEntry>, RepoError> {
-        let mut select = backups::Entity::find();
-        if let Some(source_id) = filter.source_id {
-            select = select.filter(backups::Column::SourceId.eq(source_id.get()));
-        }
-        if let Some(status) = &filter.status {
-            select = select.filter(backups::Column::Status.eq(status.as_str()));
-        }
-        if let Some(from) = filter.from {
-            select = select.filter(backups::Column::CreatedAt.gte(from));
-        }
-        if let Some(to) = filter.to {
-            select = select.filter(backups::Column::CreatedAt.lt(to));
-        }
+        let select = filtered(filter);
         // Without a source or time filter the total is the catalog's own counter (kept in
         // the transaction of every insert and delete): counting 100,000 rows per page is
         // what made this endpoint slow. Bounded filters still count their rows.
@@ -525,6 +532,35 @@ impl BackupCatalog for SeaBackupCatalog {
             .into_iter()
             .filter_map(|row| row.source_id.map(|id| (SourceId::new(id), row)))
             .map(|(id, row)| to_entry(row).map(|entry| (id, entry)))
+            .collect()
+    }
+
+    async fn page_after(
+        &self,
+        filter: &BackupFilter,
+        after: Option<(DateTime<Utc>, BackupId)>,
+        limit: u64,
+    ) -> Result<Vec<CatalogEntry>, RepoError> {
+        let mut select = filtered(filter);
+        if let Some((at, id)) = after {
+            // (created_at, id) < (at, id), spelled so that the created_at index serves it.
+            select = select.filter(
+                Condition::any().add(backups::Column::CreatedAt.lt(at)).add(
+                    Condition::all()
+                        .add(backups::Column::CreatedAt.eq(at))
+                        .add(backups::Column::Id.lt(id.get())),
+                ),
+            );
+        }
+        select
+            .order_by_desc(backups::Column::CreatedAt)
+            .order_by_desc(backups::Column::Id)
+            .limit(limit.clamp(1, i64::MAX.unsigned_abs()))
+            .all(&self.conn)
+            .await
+            .map_err(|e| repo_err(&e))?
+            .into_iter()
+            .map(to_entry)
             .collect()
     }
 }

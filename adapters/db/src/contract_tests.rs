@@ -1572,3 +1572,5 @@ mod jobs {
 mod counters;
 
 mod alerts;
+
+mod reports;

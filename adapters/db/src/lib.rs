@@ -17,6 +17,7 @@ mod jobs_repos;
 mod page;
 mod repos;
 mod source_runs;
+mod storage_history;
 #[cfg(any(test, feature = "test-support"))]
 pub mod testing;
 
@@ -33,6 +34,7 @@ pub use counters::SeaCounterRepository;
 pub use error::DbError;
 pub use jobs_repos::SeaJobRepository;
 pub use repos::{SeaDatabaseHealth, SeaRoleRepository, SeaSettingsRepository};
+pub use storage_history::SeaStorageHistory;
 
 /// How to reach the catalog database.
 #[derive(Debug, Clone)]
@@ -191,6 +193,11 @@ impl Database {
     #[must_use]
     pub fn alerts(&self) -> SeaAlertRepository {
         SeaAlertRepository::new(self.conn.clone())
+    }
+
+    #[must_use]
+    pub fn storage_history(&self) -> SeaStorageHistory {
+        SeaStorageHistory::new(self.conn.clone())
     }
 
     #[must_use]

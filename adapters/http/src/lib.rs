@@ -17,6 +17,7 @@ pub mod metrics;
 mod middleware;
 mod server;
 mod swagger;
+mod web;
 
 use std::sync::Arc;
 
@@ -24,7 +25,8 @@ use std::net::IpAddr;
 
 use coffer_application::{
     AlertService, AuditService, AuthService, BackupService, DashboardService, DiskGuard,
-    JobService, SourceService, StorageService, SystemService, UserService,
+    JobService, ReportService, SettingsService, SourceService, StorageService, SystemService,
+    UserService,
 };
 use poem::{Endpoint, EndpointExt, Route};
 use poem_openapi::OpenApiService;
@@ -48,6 +50,10 @@ pub struct AppState {
     pub storage: Arc<StorageService>,
     /// The overview's figures.
     pub dashboard: Arc<DashboardService>,
+    /// The quota and retention defaults set at run time.
+    pub settings: Arc<SettingsService>,
+    /// CSV and PDF exports.
+    pub reports: Arc<ReportService>,
     /// Who may scrape `/metrics`.
     pub metrics: metrics::MetricsAccess,
     /// Reverse proxies whose `X-Forwarded-For` is believed.
@@ -83,6 +89,8 @@ type Apis = (
     api::alerts::AlertsApi,
     api::maintenance::MaintenanceApi,
     api::dashboard::DashboardApi,
+    api::settings::SettingsApi,
+    api::reports::ReportsApi,
 );
 
 fn api_service() -> OpenApiService<Apis, ()> {
@@ -98,6 +106,8 @@ fn api_service() -> OpenApiService<Apis, ()> {
             api::alerts::AlertsApi,
             api::maintenance::MaintenanceApi,
             api::dashboard::DashboardApi,
+            api::settings::SettingsApi,
+            api::reports::ReportsApi,
         ),
         "Coffer",
         env!("CARGO_PKG_VERSION"),
@@ -129,7 +139,10 @@ pub fn app(state: Arc<AppState>, options: &HttpOptions) -> impl Endpoint + 'stat
         .nest("/", api)
         .data(state);
     let allow = allow::AllowTable::new(<Apis as poem_openapi::OpenApi>::meta());
-    allow::with_allow(middleware::wrap(routes, options.max_body_bytes), allow)
+    allow::with_allow(
+        middleware::wrap(web::with_dashboard(routes), options.max_body_bytes),
+        allow,
+    )
 }
 
 #[cfg(test)]

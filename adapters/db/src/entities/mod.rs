@@ -10,4 +10,5 @@ pub mod revoked_sessions;
 pub mod roles;
 pub mod settings;
 pub mod sources;
+pub mod storage_history;
 pub mod users;

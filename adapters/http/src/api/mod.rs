@@ -10,6 +10,8 @@ pub mod dashboard;
 pub mod dto;
 pub mod jobs;
 pub mod maintenance;
+pub mod reports;
+pub mod settings;
 pub mod sources;
 pub mod system;
 pub mod users;
@@ -36,4 +38,8 @@ pub enum ApiTags {
     Alerts,
     /// Repository upkeep (garbage collection, checks) and storage use.
     Maintenance,
+    /// Settings changed at run time: the quota, the retention defaults, the key reminder.
+    Settings,
+    /// Exports: the backup history and audit trail as CSV, the PDF report.
+    Reports,
 }

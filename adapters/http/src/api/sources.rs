@@ -166,6 +166,27 @@ pub enum SourceCreated {
     Source(Json<SourceDto>),
 }
 
+/// Rules to try on a source's snapshots.
+#[derive(Debug, Object)]
+pub struct SimulateRetentionRequest {
+    /// The source's id or name.
+    #[oai(validator(min_length = 1, max_length = 200))]
+    pub source: String,
+    /// Absent or `null`: the configured defaults.
+    pub retention: NullableRef<RetentionDto>,
+}
+
+/// A schedule in words.
+#[derive(Debug, Object)]
+pub struct SchedulePreviewDto {
+    /// The expression, trimmed.
+    pub cron: String,
+    /// For example "at 03:30, on Monday to Friday (UTC)".
+    pub description: String,
+    /// The next five runs.
+    pub next_runs: Vec<DateTime<Utc>>,
+}
+
 /// The decision for one snapshot.
 #[derive(Debug, Object)]
 pub struct RetentionVerdictDto {
@@ -352,6 +373,64 @@ impl SourcesApi {
             .retention_preview(auth.actor(), found.id)
             .await?;
         Ok(Json(report.into()))
+    }
+
+    /// Try retention rules on a source.
+    ///
+    /// What `retention` (absent or `null`: the configured defaults) would keep and
+    /// remove among the source's snapshots (`source`: its id or name), with every
+    /// reason. Nothing is changed or stored: for trying rules before saving them.
+    ///
+    /// Permission: `view`.
+    #[oai(
+        path = "/retention/preview",
+        method = "post",
+        operation_id = "simulateRetention"
+    )]
+    async fn retention_simulate(
+        &self,
+        auth: Auth,
+        state: Data<&Arc<AppState>>,
+        body: Json<SimulateRetentionRequest>,
+    ) -> Result<Json<RetentionReportDto>, ApiError> {
+        let body = body.0;
+        let found = state.sources.find(auth.actor(), &body.source).await?;
+        let rules = match body.retention.0 {
+            MaybeUndefined::Value(r) => Some(r.into()),
+            MaybeUndefined::Null | MaybeUndefined::Undefined => None,
+        };
+        let report = state
+            .backups
+            .retention_simulate(auth.actor(), found.id, rules)
+            .await?;
+        Ok(Json(report.into()))
+    }
+
+    /// A cron expression in words.
+    ///
+    /// Checks a five-field cron expression (UTC) and describes it ("at 03:30, every day
+    /// (UTC)") with its next five runs; 422 `invalid_schedule` says what is wrong.
+    /// Nothing is stored.
+    ///
+    /// Permission: `view`.
+    #[oai(
+        path = "/schedule/preview",
+        method = "get",
+        operation_id = "previewSchedule"
+    )]
+    #[allow(clippy::unused_async)] // poem-openapi handlers are async
+    async fn schedule_preview(
+        &self,
+        auth: Auth,
+        state: Data<&Arc<AppState>>,
+        #[oai(validator(min_length = 1, max_length = 200))] cron: Query<String>,
+    ) -> Result<Json<SchedulePreviewDto>, ApiError> {
+        let p = state.sources.schedule_preview(auth.actor(), &cron.0)?;
+        Ok(Json(SchedulePreviewDto {
+            cron: p.cron,
+            description: p.description,
+            next_runs: p.next_runs,
+        }))
     }
 
     /// Apply retention to a source now.

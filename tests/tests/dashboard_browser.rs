@@ -1,0 +1,669 @@
+//! The web dashboard in a real browser: headless Chromium, driven through chromedriver,
+//! against the real server on SQLite. An admin logs in (after a wrong password), adds a
+//! source, backs it up and watches the job finish, browses the snapshot and downloads a
+//! file, restores it, and downloads the CSV and PDF reports; a viewer finds no control
+//! that changes anything. Every page visited is saved as a screenshot under
+//! `$CARGO_TARGET_TMPDIR/screenshots/`.
+//!
+//! Elements are found only by the hooks in `adapters/http/web/README.md`. Without
+//! Chromium or chromedriver the tests skip with a reason (they fail instead under
+//! `COFFER_TEST_REQUIRE_ALL=1`).
+
+use std::io::Read as _;
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use coffer_tests::browser::on_path;
+use coffer_tests::{Api, Backend, Browser, TestApp, admin, spawn_app};
+use serde_json::{Value, json};
+
+const HELLO: &[u8] = b"Hello from the browser test.\n";
+const VIEWER_PASSWORD: &str = "a long enough passphrase";
+/// The schedule given in the source form, and one the preview must call wrong.
+const SCHEDULE: &str = "30 3 * * *";
+const BAD_SCHEDULE: &str = "61 25 * * *";
+
+/// Where the screenshots go (printed once per test).
+fn screenshot_dir() -> PathBuf {
+    PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("screenshots")
+}
+
+async fn shot(browser: &Browser, name: &str) {
+    browser
+        .screenshot(&screenshot_dir().join(format!("{name}.png")))
+        .await;
+}
+
+/// CSS for a page once its data has loaded.
+fn ready(page: &str) -> String {
+    format!(r#"main#page[data-page="{page}"][data-ready="true"]"#)
+}
+
+/// Follows a navigation link and waits for the page's data.
+async fn open(browser: &Browser, page: &str) {
+    browser
+        .find(&format!(r##"nav a[href="#/{page}"]"##))
+        .await
+        .click()
+        .await;
+    browser.find(&ready(page)).await;
+}
+
+/// Fills the login form and submits it.
+async fn submit_login(browser: &Browser, app: &TestApp, username: &str, password: &str) {
+    browser.goto(&app.url("/")).await;
+    let user = browser.find("#login-username").await;
+    user.clear().await;
+    user.send_keys(username).await;
+    let pass = browser.find("#login-password").await;
+    pass.clear().await;
+    pass.send_keys(password).await;
+    browser.find("#login-submit").await.click().await;
+}
+
+/// The hrefs of the navigation's page links.
+async fn nav_links(browser: &Browser) -> Vec<String> {
+    let links = browser
+        .execute(
+            r##"return [...document.querySelectorAll('nav a[href^="#/"]')].map(a => a.getAttribute('href'));"##,
+            Vec::new(),
+        )
+        .await;
+    serde_json::from_value(links).expect("hrefs")
+}
+
+/// `(id, state, has a <progress>)` of every job shown on the page.
+async fn jobs_shown(browser: &Browser) -> Vec<(String, String, bool)> {
+    let jobs = browser
+        .execute(
+            "return [...document.querySelectorAll('[data-job-id]')].map(e => \
+             [e.getAttribute('data-job-id'), e.getAttribute('data-job-state'), \
+              e.querySelector('progress') !== null]);",
+            Vec::new(),
+        )
+        .await;
+    serde_json::from_value(jobs).expect("jobs")
+}
+
+/// Clicks `button` and follows the job it starts on the page until it ends: returns
+/// the job id. Asserts a `<progress>` was shown and the job succeeded.
+async fn click_and_follow_job(browser: &Browser, button: &str) -> String {
+    let before: Vec<String> = jobs_shown(browser)
+        .await
+        .into_iter()
+        .map(|(id, _, _)| id)
+        .collect();
+    browser.find(button).await.click().await;
+    let deadline = Instant::now() + browser.timeout() * 3;
+    let mut saw_progress = false;
+    let mut states = Vec::new();
+    loop {
+        let new = jobs_shown(browser)
+            .await
+            .into_iter()
+            .find(|(id, _, _)| !before.contains(id));
+        if let Some((id, state, progress)) = new {
+            saw_progress |= progress;
+            if states.last() != Some(&state) {
+                states.push(state.clone());
+            }
+            match state.as_str() {
+                "succeeded" => {
+                    assert!(
+                        saw_progress,
+                        "job {id} showed no <progress> (states {states:?})"
+                    );
+                    return id;
+                }
+                "failed" | "cancelled" => {
+                    panic!("job {id} ended {state} on {}", browser.current_url().await)
+                }
+                _ => {}
+            }
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no job started by `{button}` reached succeeded on {} (states seen: {states:?})",
+            browser.current_url().await
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+}
+
+/// Clicks the download link `css` and returns the file the browser saved. When nothing
+/// arrives, the link is fetched from the page to say what the server answered.
+async fn download(browser: &Browser, css: &str) -> (String, Vec<u8>) {
+    browser.clear_downloads();
+    let link = browser.find(css).await;
+    let href = link.attribute("href").await.unwrap_or_default();
+    link.click().await;
+    match browser.try_take_download().await {
+        Ok(done) => done,
+        Err(e) => {
+            let answer = browser
+                .try_execute_async(
+                    "const done = arguments[arguments.length - 1]; \
+                     fetch(arguments[0]).then(async r => done(r.status + ' ' + (await r.text()).slice(0, 300))) \
+                       .catch(e => done(String(e)));",
+                    vec![json!(href)],
+                )
+                .await;
+            panic!("`{css}` ({href}) downloaded nothing: {e}; the server answers: {answer:?}");
+        }
+    }
+}
+
+/// The entries of a tar archive, as `(path, bytes)` of its files.
+fn untar(bytes: &[u8]) -> Vec<(PathBuf, Vec<u8>)> {
+    let mut archive = tar::Archive::new(bytes);
+    let mut out = Vec::new();
+    for entry in archive.entries().expect("tar entries") {
+        let mut entry = entry.expect("tar entry");
+        if entry.header().entry_type().is_file() {
+            let mut data = Vec::new();
+            entry.read_to_end(&mut data).expect("tar data");
+            out.push((entry.path().expect("path").into_owned(), data));
+        }
+    }
+    out
+}
+
+/// Every file under `dir` whose name is `name`.
+fn find_files(dir: &Path, name: &str) -> Vec<PathBuf> {
+    let mut found = Vec::new();
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return found;
+    };
+    for entry in entries.flatten() {
+        let path = entry.path();
+        if path.is_dir() {
+            found.extend(find_files(&path, name));
+        } else if entry.file_name() == name {
+            found.push(path);
+        }
+    }
+    found
+}
+
+/// The records of a CSV file, header included; every record must have the header's width.
+fn parse_csv(text: &str) -> Vec<Vec<String>> {
+    csv::ReaderBuilder::new()
+        .has_headers(false)
+        .from_reader(text.as_bytes())
+        .records()
+        .map(|r| {
+            r.unwrap_or_else(|e| panic!("invalid CSV ({e}):\n{text}"))
+                .iter()
+                .map(str::to_owned)
+                .collect()
+        })
+        .collect()
+}
+
+/// Fails on Content-Security-Policy violations and uncaught exceptions in the console.
+async fn assert_console_clean(browser: &Browser) {
+    let bad: Vec<(String, String)> = browser
+        .console_log()
+        .await
+        .into_iter()
+        .filter(|(_, message)| {
+            message.contains("Content Security Policy") || message.contains("Uncaught")
+        })
+        .collect();
+    assert!(bad.is_empty(), "the browser console reports: {bad:#?}");
+}
+
+/// A source tree with a known file.
+fn source_tree(root: &Path) {
+    std::fs::create_dir_all(root.join("docs")).expect("mkdir");
+    std::fs::write(root.join("hello.txt"), HELLO).expect("write");
+    std::fs::write(root.join("docs/readme.md"), b"# Notes\n").expect("write");
+    std::fs::write(root.join("docs/data.csv"), b"a,b\n1,2\n").expect("write");
+}
+
+/// The client itself, against a page that exists whatever the dashboard's state:
+/// Swagger UI renders (under the strict CSP), scripts run, waits and screenshots work.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_browser_client_drives_swagger_ui() {
+    let Some(browser) = Browser::launch("the_browser_client_drives_swagger_ui").await else {
+        return;
+    };
+    let app = spawn_app(Backend::Sqlite, "browser_swagger")
+        .await
+        .expect("sqlite is always available");
+    browser.goto(&app.url("/swagger/")).await;
+    let title = browser.find(".swagger-ui .info .title").await;
+    assert!(
+        title.text().await.contains("Coffer"),
+        "{}",
+        title.text().await
+    );
+    browser
+        .wait_for(
+            "return document.querySelectorAll('.opblock').length > 5;",
+            "the operations to render",
+        )
+        .await;
+    assert!(browser.try_find("#no-such-element").await.is_none());
+    let count = browser
+        .execute(
+            "return document.querySelectorAll(arguments[0]).length;",
+            vec![json!(".opblock")],
+        )
+        .await;
+    assert!(count.as_u64().unwrap_or(0) > 5, "{count}");
+    // Downloads land in the browser's download directory.
+    browser.clear_downloads();
+    browser
+        .execute(
+            "const a = document.createElement('a'); \
+             a.href = URL.createObjectURL(new Blob(['downloaded by Chromium'])); \
+             a.download = 'smoke.txt'; document.body.append(a); a.click();",
+            Vec::new(),
+        )
+        .await;
+    let (name, bytes) = browser.take_download().await;
+    assert_eq!(name, "smoke.txt");
+    assert_eq!(bytes, b"downloaded by Chromium");
+    browser.set_window_size(1280, 900).await;
+    shot(&browser, "swagger").await;
+    // The console is readable (so the checks of it below are not vacuous).
+    browser
+        .execute("console.warn('coffer console probe');", Vec::new())
+        .await;
+    let console = browser.console_log().await;
+    assert!(
+        console
+            .iter()
+            .any(|(_, m)| m.contains("coffer console probe")),
+        "{console:?}"
+    );
+    assert!(
+        !console
+            .iter()
+            .any(|(_, m)| m.contains("Content Security Policy") || m.contains("Uncaught")),
+        "{console:#?}"
+    );
+    browser.quit().await;
+    app.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_admin_backs_up_browses_restores_and_exports_in_the_browser() {
+    let started = Instant::now();
+    let Some(browser) =
+        Browser::launch("an_admin_backs_up_browses_restores_and_exports_in_the_browser").await
+    else {
+        return;
+    };
+    let app = spawn_app(Backend::Sqlite, "browser_admin")
+        .await
+        .expect("sqlite is always available");
+    let api = admin(&app).await;
+    eprintln!("screenshots: {}", screenshot_dir().display());
+
+    // A wrong password: the form says so.
+    browser.goto(&app.url("/")).await;
+    browser.find("#login-username").await;
+    shot(&browser, "admin-01-login").await;
+    submit_login(&browser, &app, "admin", "not the password").await;
+    let error = browser.find("#login-error").await;
+    let message = browser
+        .wait_for(
+            "const e = document.querySelector('#login-error'); \
+             return e && e.offsetParent !== null && e.textContent.trim();",
+            "#login-error to show a message",
+        )
+        .await;
+    assert_eq!(error.attribute("role").await.as_deref(), Some("alert"));
+    assert!(
+        !message.as_str().unwrap_or_default().is_empty(),
+        "{message}"
+    );
+    shot(&browser, "admin-02-login-error").await;
+
+    // The right one: the overview.
+    submit_login(&browser, &app, "admin", &app.admin_password()).await;
+    browser.find(&ready("overview")).await;
+    shot(&browser, "admin-03-overview").await;
+    let links = nav_links(&browser).await;
+    for page in [
+        "overview", "backups", "sources", "users", "audit", "reports", "settings",
+    ] {
+        assert!(
+            links.contains(&format!("#/{page}")),
+            "the admin's navigation lacks #/{page}: {links:?}"
+        );
+    }
+
+    // Add a source through the form, with a live cron preview.
+    let work = tempfile::tempdir().expect("tempdir");
+    let src = work.path().join("projects");
+    source_tree(&src);
+    open(&browser, "sources").await;
+    add_source(&browser, "projects", &src).await;
+    let row = r#"tr[data-source="projects"]"#;
+    browser.find(row).await;
+    shot(&browser, "admin-05-sources").await;
+    let (_, sources) = api.get("/api/sources").await;
+    let source = sources["items"]
+        .as_array()
+        .or(sources.as_array())
+        .and_then(|items| items.iter().find(|s| s["name"] == "projects"))
+        .unwrap_or_else(|| panic!("the source was not created: {sources}"))
+        .clone();
+    assert_eq!(source["path"], src.to_str().expect("utf8"), "{source}");
+    assert_eq!(source["schedule"], SCHEDULE, "{source}");
+
+    // Back it up from its row; the job's progress shows until it succeeds.
+    let job =
+        click_and_follow_job(&browser, &format!(r#"{row} button[data-action="backup"]"#)).await;
+    shot(&browser, "admin-06-backup-done").await;
+    let done = api.wait(&job).await;
+    assert_eq!(done["state"], "succeeded", "{done}");
+    let snap = done["result"]["snapshot_id"]
+        .as_str()
+        .expect("snapshot id")
+        .to_owned();
+
+    // Backups: the row; browse the snapshot and download the known file.
+    open(&browser, "backups").await;
+    let backup_row = format!(r#"tr[data-backup-id="{snap}"]"#);
+    browser.find(&backup_row).await;
+    shot(&browser, "admin-07-backups").await;
+    // The admin's controls carry the marker the viewer's pages are checked for.
+    let marked = browser
+        .execute(
+            "return document.querySelectorAll('[data-mutating]').length;",
+            Vec::new(),
+        )
+        .await;
+    assert!(
+        marked.as_u64().unwrap_or(0) >= 5,
+        "the admin's Backups page marks only {marked} controls data-mutating"
+    );
+    browser
+        .find(&format!(r#"{backup_row} [data-action="browse"]"#))
+        .await
+        .click()
+        .await;
+    browser.find(&ready("browse")).await;
+    let hello = r#"[data-entry="hello.txt"]"#;
+    browser.find(hello).await;
+    browser.find(r#"[data-entry="docs"]"#).await;
+    shot(&browser, "admin-08-browse").await;
+    let (name, bytes) = download(&browser, &format!(r#"{hello} a[data-action="download"]"#)).await;
+    if Path::new(&name)
+        .extension()
+        .is_some_and(|e| e.eq_ignore_ascii_case("tar"))
+    {
+        assert_eq!(
+            untar(&bytes),
+            [(PathBuf::from("hello.txt"), HELLO.to_vec())],
+            "{name}"
+        );
+    } else {
+        assert_eq!(bytes, HELLO, "{name}");
+    }
+
+    // Restore from the Backups page into the default target.
+    open(&browser, "backups").await;
+    browser
+        .find(&format!(r#"{backup_row} [data-action="restore"]"#))
+        .await
+        .click()
+        .await;
+    browser
+        .wait_for(
+            "const d = document.querySelector('dialog#restore-dialog'); return d && d.open;",
+            "dialog#restore-dialog to open",
+        )
+        .await;
+    browser.find("#restore-target").await;
+    shot(&browser, "admin-09-restore-dialog").await;
+    let restore_job = click_and_follow_job(&browser, "#restore-submit").await;
+    let done = api.wait(&restore_job).await;
+    assert_eq!(done["state"], "succeeded", "{done}");
+    assert_eq!(done["kind"], "restore", "{done}");
+    let restored = find_files(&app.data_dir.join("restored"), "hello.txt");
+    assert_eq!(restored.len(), 1, "{restored:?}");
+    assert_eq!(std::fs::read(&restored[0]).expect("restored file"), HELLO);
+    shot(&browser, "admin-10-restore-done").await;
+
+    // Reports: CSV and PDF, downloaded by the browser.
+    open(&browser, "reports").await;
+    shot(&browser, "admin-11-reports").await;
+    let (name, bytes) = download(&browser, "a#export-csv").await;
+    let csv = String::from_utf8(bytes).expect("UTF-8 CSV");
+    let rows = parse_csv(&csv);
+    assert!(rows.len() >= 2, "{name}: header and a row expected:\n{csv}");
+    let header = &rows[0];
+    assert!(
+        header.iter().any(|h| h.eq_ignore_ascii_case("source")),
+        "{name}: header {header:?}"
+    );
+    let row = rows
+        .iter()
+        .skip(1)
+        .find(|r| r.iter().any(|c| c == &snap))
+        .unwrap_or_else(|| panic!("{name}: no row for snapshot {snap}:\n{csv}"));
+    assert_eq!(row.len(), header.len(), "{row:?} vs {header:?}");
+    assert!(row.iter().any(|c| c == "projects"), "{row:?}");
+
+    let (name, bytes) = download(&browser, "a#export-audit-csv").await;
+    let audit = String::from_utf8(bytes).expect("UTF-8 CSV");
+    let rows = parse_csv(&audit);
+    assert!(
+        rows.len() >= 2,
+        "{name}: header and rows expected:\n{audit}"
+    );
+    assert!(
+        rows.iter().skip(1).all(|r| r.len() == rows[0].len()),
+        "{name}: ragged rows:\n{audit}"
+    );
+    assert!(
+        rows.iter()
+            .skip(1)
+            .any(|r| r.iter().any(|c| c.contains("restore"))),
+        "{name}: the restore is not in the audit log:\n{audit}"
+    );
+
+    let (name, pdf) = download(&browser, "a#export-pdf").await;
+    assert!(pdf.starts_with(b"%PDF"), "{name} is not a PDF");
+    // Its headings, and the snapshot's row (the short id).
+    check_pdf_text(
+        &pdf,
+        &[
+            "Coffer backup report",
+            "Backup history",
+            "projects",
+            &snap[..12],
+        ],
+    );
+
+    // The other admin pages.
+    open(&browser, "users").await;
+    shot(&browser, "admin-12-users").await;
+    open(&browser, "audit").await;
+    shot(&browser, "admin-13-audit").await;
+    open(&browser, "settings").await;
+    shot(&browser, "admin-14-settings").await;
+
+    // A phone's width.
+    browser.set_window_size(375, 812).await;
+    browser.goto(&app.url("/#/overview")).await;
+    browser.find(&ready("overview")).await;
+    shot(&browser, "admin-15-overview-phone").await;
+    let overflow = browser
+        .execute(
+            "return document.documentElement.scrollWidth - document.documentElement.clientWidth;",
+            Vec::new(),
+        )
+        .await;
+    assert!(
+        overflow.as_i64().unwrap_or(0) <= 1,
+        "the overview scrolls sideways at 375 px ({overflow} px)"
+    );
+
+    assert_console_clean(&browser).await;
+    browser.quit().await;
+    app.stop().await;
+    eprintln!("admin flow: {:?}", started.elapsed());
+}
+
+/// Fills and saves the source form; checks the cron preview on the way: an error for a
+/// bad expression, then words for [`SCHEDULE`].
+async fn add_source(browser: &Browser, name: &str, path: &Path) {
+    // The form opens in a dialog from the page's "Add source" button.
+    browser.find("#source-add").await.click().await;
+    browser.find("#source-name").await.send_keys(name).await;
+    browser
+        .find("#source-path")
+        .await
+        .send_keys(path.to_str().expect("utf8"))
+        .await;
+    let field = browser.find("#source-schedule").await;
+
+    field.clear().await;
+    field.send_keys(BAD_SCHEDULE).await;
+    let bad = browser
+        .wait_for(
+            "const p = document.querySelector('#schedule-preview'); \
+             const invalid = document.querySelector('#source-schedule').getAttribute('aria-invalid') === 'true' \
+               || p.getAttribute('role') === 'alert' || p.matches('.is-error, .error, [data-error]'); \
+             return invalid && p.textContent.trim();",
+            &format!("#schedule-preview to report `{BAD_SCHEDULE}` as an error"),
+        )
+        .await;
+
+    field.clear().await;
+    field.send_keys(SCHEDULE).await;
+    let good = browser
+        .wait_for(
+            &format!(
+                "const p = document.querySelector('#schedule-preview'); \
+                 const t = p.textContent.trim(); \
+                 const invalid = document.querySelector('#source-schedule').getAttribute('aria-invalid') === 'true' \
+                   || p.getAttribute('role') === 'alert' || p.matches('.is-error, .error, [data-error]'); \
+                 return !invalid && t !== {bad} && t;"
+            ),
+            &format!("#schedule-preview to describe `{SCHEDULE}`"),
+        )
+        .await;
+    let good = good.as_str().unwrap_or_default();
+    assert!(
+        good.contains("03:30"),
+        "the preview of `{SCHEDULE}` does not name its time: {good:?}"
+    );
+
+    shot(browser, "admin-04-source-form").await;
+    browser.find("#source-save").await.click().await;
+}
+
+/// Checks the PDF's text with `pdftotext` (required under `COFFER_TEST_REQUIRE_ALL=1`).
+fn check_pdf_text(pdf: &[u8], expected: &[&str]) {
+    let Some(pdftotext) = on_path("pdftotext") else {
+        let _: Option<()> = coffer_db::testing::skip(
+            "the PDF's text",
+            "pdftotext is not installed (Debian: apt-get install poppler-utils)",
+        );
+        return;
+    };
+    let dir = tempfile::tempdir().expect("tempdir");
+    let file = dir.path().join("report.pdf");
+    std::fs::write(&file, pdf).expect("write the PDF");
+    let out = std::process::Command::new(pdftotext)
+        .arg(&file)
+        .arg("-")
+        .output()
+        .expect("run pdftotext");
+    assert!(
+        out.status.success(),
+        "pdftotext: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8_lossy(&out.stdout);
+    for want in expected {
+        assert!(text.contains(want), "the PDF lacks {want:?}:\n{text}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_viewer_finds_no_control_that_changes_anything() {
+    let Some(browser) = Browser::launch("a_viewer_finds_no_control_that_changes_anything").await
+    else {
+        return;
+    };
+    let app = spawn_app(Backend::Sqlite, "browser_viewer")
+        .await
+        .expect("sqlite is always available");
+    let api: Api<'_> = admin(&app).await;
+    eprintln!("screenshots: {}", screenshot_dir().display());
+    // Something to look at: a source with a backup.
+    let work = tempfile::tempdir().expect("tempdir");
+    let src = work.path().join("projects");
+    source_tree(&src);
+    let source_id = api.create_source("projects", &src).await;
+    let snap = api.backup(source_id).await;
+    app.create_user(&api.token, "vera", VIEWER_PASSWORD, "viewer")
+        .await;
+
+    submit_login(&browser, &app, "vera", VIEWER_PASSWORD).await;
+    browser.find(&ready("overview")).await;
+    let links = nav_links(&browser).await;
+    for admin_only in ["#/sources", "#/users", "#/audit", "#/reports", "#/settings"] {
+        assert!(
+            !links.iter().any(|l| l == admin_only),
+            "a viewer's navigation shows {admin_only}: {links:?}"
+        );
+    }
+    assert!(links.iter().any(|l| l == "#/overview"), "{links:?}");
+    assert!(links.iter().any(|l| l == "#/backups"), "{links:?}");
+
+    for href in &links {
+        let page = href.trim_start_matches("#/");
+        open(&browser, page).await;
+        if page == "backups" {
+            browser
+                .find(&format!(r#"tr[data-backup-id="{snap}"]"#))
+                .await;
+        }
+        let mutating = browser
+            .execute(
+                "return [...document.querySelectorAll('[data-mutating]')].map(e => e.outerHTML.slice(0, 200));",
+                Vec::new(),
+            )
+            .await;
+        assert_eq!(
+            mutating,
+            json!([]),
+            "the viewer's {page} page has controls that change state"
+        );
+        shot(&browser, &format!("viewer-{page}")).await;
+    }
+
+    // An admin page typed into the address bar sends the viewer back to the overview.
+    browser.goto(&app.url("/#/settings")).await;
+    browser.find(&ready("overview")).await;
+    assert!(
+        browser
+            .try_find(r#"main#page[data-page="settings"]"#)
+            .await
+            .is_none(),
+        "a viewer reached the settings page"
+    );
+
+    // The server refuses anyway.
+    let viewer = Api {
+        app: &app,
+        token: app.token("vera", VIEWER_PASSWORD).await,
+    };
+    let (status, body): (u16, Value) = viewer
+        .post("/api/backup", json!({"source_id": source_id}))
+        .await;
+    assert_eq!(status, 403, "{body}");
+
+    assert_console_clean(&browser).await;
+    browser.quit().await;
+    app.stop().await;
+}

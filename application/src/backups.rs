@@ -290,9 +290,7 @@ impl BackupService {
             source_name: source.name.clone(),
             path: PathBuf::from(&source.path),
             parent,
-            budget: allowance
-                .clone()
-                .map(|a| a as Arc<dyn coffer_domain::engine::StorageBudget>),
+            budget: Some(allowance.clone() as Arc<dyn coffer_domain::engine::StorageBudget>),
         };
         match self.engine.backup(request, progress, cancel).await {
             Ok(summary) => {

@@ -2040,3 +2040,30 @@ fn backups_running_at_once_share_the_quota_s_room() {
     assert_eq!(w.state(again), JobState::Failed, "300 stored + 300 > 450");
     assert_eq!(stored(&w), BYTES);
 }
+
+#[test]
+fn a_quota_set_while_backups_run_holds_them() {
+    // No quota when they start; one set before they store anything leaves room for one.
+    let mut w = World::new(2);
+    let a = w.source("a");
+    let b = w.source("b");
+    let gate_a = w.engine.gate("a");
+    let gate_b = w.engine.gate("b");
+    let ja = w.backup(&operator(), a).unwrap().job.id;
+    let jb = w.backup(&operator(), b).unwrap().job.id;
+    w.settle();
+    assert_eq!(w.state(ja), JobState::Running);
+    assert_eq!(w.state(jb), JobState::Running);
+    block_on(w.storage.set_quota(Quota {
+        max_bytes: Some(450),
+        warning_bytes: None,
+    }))
+    .unwrap();
+    drop(gate_a);
+    drop(gate_b);
+    w.settle();
+    let mut states = [w.state(ja), w.state(jb)];
+    states.sort_by_key(|s| s.as_str());
+    assert_eq!(states, [JobState::Failed, JobState::Succeeded]);
+    assert_eq!(stored(&w), BYTES, "only the backup that fitted was counted");
+}

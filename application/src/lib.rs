@@ -40,8 +40,8 @@ pub(crate) fn overlaps(a: &str, b: &str) -> bool {
 pub use jobs::{ActiveJobs, JobDurations, JobOptions, JobService, JobStatus};
 pub use maintenance::MaintenanceService;
 pub use reports::{
-    AuditCsv, AuditReportFilter, BackupReportFilter, BackupsCsv, ReportService, ReportSink,
-    StorageFigures, Written, export_filename,
+    AuditCsv, AuditReportFilter, BackupReportFilter, BackupsCsv, PdfReport, ReportService,
+    ReportSink, StorageFigures, Written, export_filename,
 };
 pub use scheduler::{
     Dispatch, JobDispatch, Scheduler, SchedulerOptions, SchedulerStatus, SourceSchedule, Task,

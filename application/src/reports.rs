@@ -10,7 +10,11 @@
 //! The CSVs stream: rows are read from the catalog (or the trail) a page at a time by
 //! keyset and written out page by page, so memory stays flat with 100,000+ snapshots.
 //! The PDF reads the period the same way, keeping only figures and the newest
-//! [`PDF_HISTORY_ROWS`] rows.
+//! [`PDF_HISTORY_ROWS`] rows. Its backup figures count attempts, not only snapshots: a
+//! backup that failed, was cancelled or was refused at the start leaves no snapshot, only
+//! an unsuccessful `backup_create` row in the audit trail, which is where they are
+//! counted from (by action and time, both indexed). Drawing the PDF is CPU work: the
+//! caller runs [`ReportService::render_pdf`] where blocking is allowed.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -23,8 +27,8 @@ use coffer_domain::ports::{
     AuditRepository, BackupCatalog, BackupFilter, Clock, RepoError, Source, SourceRepository,
 };
 use coffer_domain::reports::{
-    ActionCount, AuditSummary, DailyBackups, PDF_HISTORY_ROWS, PDF_RECENT_AUDIT_ROWS, ReportData,
-    ReportPeriod, ReportRenderer, StorageHistory,
+    ActionCount, AuditSummary, DailyBackups, FAILED, PDF_HISTORY_ROWS, PDF_RECENT_AUDIT_ROWS,
+    ReportData, ReportPeriod, ReportRenderer, StorageHistory, fill_days,
 };
 
 use crate::audit::AuditLog;
@@ -56,6 +60,8 @@ pub struct AuditReportFilter {
     pub to: Option<DateTime<Utc>>,
     pub username: Option<String>,
     pub action: Option<String>,
+    /// Only successful (`true`) or failed (`false`) events.
+    pub success: Option<bool>,
 }
 
 /// Where a CSV goes, a page at a time (an HTTP response body, a file).
@@ -83,6 +89,15 @@ pub struct BackupsCsv {
 #[derive(Debug, Clone)]
 pub struct AuditCsv {
     filter: AuditFilter,
+    pub at: DateTime<Utc>,
+}
+
+/// An authorised, audited PDF report with its figures gathered, ready to be drawn with
+/// [`ReportService::render_pdf`].
+#[derive(Debug, Clone)]
+pub struct PdfReport {
+    data: ReportData,
+    /// When it was asked for (for the file name).
     pub at: DateTime<Utc>,
 }
 
@@ -283,7 +298,7 @@ impl ReportService {
         let audit_filter = AuditFilter {
             username: nonempty(&filter.username),
             action: nonempty(&filter.action),
-            success: None,
+            success: filter.success,
             from: filter.from,
             to: filter.to,
             before_id: None,
@@ -297,6 +312,7 @@ impl ReportService {
                         ("to", rfc3339(filter.to)),
                         ("username", audit_filter.username.clone()),
                         ("action", audit_filter.action.clone()),
+                        ("success", audit_filter.success.map(|s| s.to_string())),
                     ])),
             )
             .await?;
@@ -342,17 +358,18 @@ impl ReportService {
         }
     }
 
-    /// The PDF report of a period (default: the 30 days before `to`, which defaults to
-    /// now), for one source or all.
+    /// Authorises and audits the PDF report of a period (default: the 30 days before
+    /// `to`, which defaults to now), for one source or all, and gathers its figures;
+    /// draw it with [`ReportService::render_pdf`].
     ///
     /// # Errors
     /// `Forbidden` without `export`; `Invalid` (`invalid_period`); `NotFound` for an
     /// unknown source; database failures.
-    pub async fn pdf(
+    pub async fn prepare_pdf(
         &self,
         actor: &Actor,
         filter: &BackupReportFilter,
-    ) -> Result<(DateTime<Utc>, Vec<u8>), ServiceError> {
+    ) -> Result<PdfReport, ServiceError> {
         actor.require(Permission::Export)?;
         check_period(filter.from, filter.to)?;
         let now = self.clock.now();
@@ -387,8 +404,16 @@ impl ReportService {
         let data = self
             .gather(period, source, actor.username.clone(), now)
             .await?;
-        let pdf = self.renderer.pdf(&data).map_err(render_err)?;
-        Ok((now, pdf))
+        Ok(PdfReport { data, at: now })
+    }
+
+    /// Draws a prepared PDF report. CPU-bound (a second or more for a long history):
+    /// call it where blocking is allowed, not on an async worker.
+    ///
+    /// # Errors
+    /// The renderer's failure.
+    pub fn render_pdf(&self, report: &PdfReport) -> Result<Vec<u8>, ServiceError> {
+        self.renderer.pdf(&report.data).map_err(render_err)
     }
 
     async fn gather(
@@ -444,9 +469,28 @@ impl ReportService {
             }
         }
 
+        // Attempts that left no snapshot, on the day they ended.
+        for at in self
+            .failed_backups(period, source.as_ref().map(|s| s.id))
+            .await?
+        {
+            *by_status.entry(FAILED.to_owned()).or_default() += 1;
+            let bucket = (at.date_naive() - first_day).num_days() / per;
+            if let Some(counts) = usize::try_from(bucket).ok().and_then(|b| daily.get_mut(b)) {
+                *counts.entry(FAILED.to_owned()).or_default() += 1;
+            }
+        }
+
         let stats = self.catalog.stats().await?;
         let usage = self.storage.usage().await?;
+        // Samples are taken when the bytes change (and daily while the server runs): the
+        // value at the period's start is the latest sample before it.
+        let earlier = match first_day.pred_opt() {
+            Some(before) => self.history.latest_on_or_before(before).await?,
+            None => None,
+        };
         let samples = self.history.list(first_day, last_day).await?;
+        let samples = fill_days(earlier, &samples, first_day, last_day, now.date_naive());
         let audit = self.audit_summary(period).await?;
         let day = |i: usize| {
             first_day + TimeDelta::days(i64::try_from(i).unwrap_or(0).saturating_mul(per))
@@ -476,6 +520,44 @@ impl ReportService {
             history_omitted: omitted,
             audit,
         })
+    }
+
+    /// When each backup attempt of the period (of `source`, if given) that left no
+    /// snapshot ended: the trail's unsuccessful `backup_create` rows, whose resource is
+    /// `source:<id>` (`job:<id>` for a job that panicked: counted for all sources only).
+    async fn failed_backups(
+        &self,
+        period: ReportPeriod,
+        source: Option<coffer_domain::SourceId>,
+    ) -> Result<Vec<DateTime<Utc>>, RepoError> {
+        let resource = source.map(|id| format!("source:{id}"));
+        let mut filter = AuditFilter {
+            action: Some(AuditAction::BackupCreate.as_str().to_owned()),
+            success: Some(false),
+            from: Some(period.from),
+            to: Some(period.to),
+            ..AuditFilter::default()
+        };
+        let mut ended = Vec::new();
+        loop {
+            let page = self.trail.list(&filter, AUDIT_PAGE).await?;
+            let full = page.len() == AUDIT_PAGE as usize;
+            if let Some(last) = page.last() {
+                filter.before_id = Some(last.id);
+            }
+            ended.extend(
+                page.into_iter()
+                    .filter(|r| {
+                        resource
+                            .as_deref()
+                            .is_none_or(|want| r.entry.resource.as_deref() == Some(want))
+                    })
+                    .map(|r| r.timestamp),
+            );
+            if !full {
+                return Ok(ended);
+            }
+        }
     }
 
     async fn audit_summary(&self, period: ReportPeriod) -> Result<AuditSummary, RepoError> {

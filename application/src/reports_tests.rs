@@ -144,6 +144,7 @@ impl AuditRepository for Trail {
             .into_iter()
             .filter(|r| f.username.as_ref().is_none_or(|u| &r.entry.username == u))
             .filter(|r| f.action.as_ref().is_none_or(|a| &r.entry.action == a))
+            .filter(|r| f.success.is_none_or(|ok| r.entry.success == ok))
             .filter(|r| f.from.is_none_or(|t| r.timestamp >= t))
             .filter(|r| f.to.is_none_or(|t| r.timestamp < t))
             .filter(|r| f.before_id.is_none_or(|b| r.id < b))
@@ -173,20 +174,58 @@ impl StorageFigures for Storage {
     }
 }
 
+/// The daily samples, with the port's semantics; remembers what was listed and every
+/// value recorded, in order.
 #[derive(Default)]
-struct History(Mutex<Vec<(NaiveDate, NaiveDate)>>);
+struct History {
+    listed: Mutex<Vec<(NaiveDate, NaiveDate)>>,
+    samples: Mutex<Vec<StorageSample>>,
+    recorded: Mutex<Vec<(NaiveDate, u64)>>,
+}
+
+impl History {
+    fn with(samples: &[(NaiveDate, u64)]) -> Self {
+        let h = Self::default();
+        for (day, stored_bytes) in samples {
+            block_on(h.record(*day, *stored_bytes)).unwrap();
+        }
+        h.recorded.lock().unwrap().clear();
+        h
+    }
+}
 
 #[async_trait]
 impl StorageHistory for History {
-    async fn record(&self, _: NaiveDate, _: u64) -> Result<(), RepoError> {
+    async fn record(&self, day: NaiveDate, stored_bytes: u64) -> Result<(), RepoError> {
+        self.recorded.lock().unwrap().push((day, stored_bytes));
+        let mut samples = self.samples.lock().unwrap();
+        samples.retain(|s| s.day != day);
+        samples.push(StorageSample { day, stored_bytes });
+        samples.sort_by_key(|s| s.day);
         Ok(())
     }
     async fn list(&self, from: NaiveDate, to: NaiveDate) -> Result<Vec<StorageSample>, RepoError> {
-        self.0.lock().unwrap().push((from, to));
-        Ok(vec![StorageSample {
-            day: to,
-            stored_bytes: 1_000,
-        }])
+        self.listed.lock().unwrap().push((from, to));
+        Ok(self
+            .samples
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|s| s.day >= from && s.day <= to)
+            .copied()
+            .collect())
+    }
+    async fn latest_on_or_before(
+        &self,
+        day: NaiveDate,
+    ) -> Result<Option<StorageSample>, RepoError> {
+        Ok(self
+            .samples
+            .lock()
+            .unwrap()
+            .iter()
+            .rfind(|s| s.day <= day)
+            .copied())
     }
 }
 
@@ -277,9 +316,13 @@ fn snapshot(id: i64, source: i64, at: DateTime<Utc>, status: &str) -> CatalogEnt
 }
 
 fn world(rows: Vec<CatalogEntry>) -> World {
+    world_with(rows, History::default())
+}
+
+fn world_with(rows: Vec<CatalogEntry>, history: History) -> World {
     let trail = Arc::new(Trail::default());
     let renderer = Arc::new(Renderer::default());
-    let history = Arc::new(History::default());
+    let history = Arc::new(history);
     let sources = Arc::new(FakeSources::default());
     block_on(async {
         sources
@@ -307,6 +350,16 @@ fn world(rows: Vec<CatalogEntry>) -> World {
         renderer,
         history,
     }
+}
+
+/// The PDF as the adapters make it: prepared (authorised, audited, gathered), then drawn.
+fn pdf(
+    w: &World,
+    actor: &Actor,
+    f: &BackupReportFilter,
+) -> Result<(DateTime<Utc>, Vec<u8>), ServiceError> {
+    let report = block_on(w.service.prepare_pdf(actor, f))?;
+    Ok((report.at, w.service.render_pdf(&report)?))
 }
 
 fn actor(role: Role) -> Actor {
@@ -346,10 +399,7 @@ fn only_export_may_export() {
             ),
             Err(ServiceError::Forbidden(_))
         ));
-        assert!(matches!(
-            block_on(w.service.pdf(&a, &f)),
-            Err(ServiceError::Forbidden(_))
-        ));
+        assert!(matches!(pdf(&w, &a, &f), Err(ServiceError::Forbidden(_))));
     }
     assert!(
         w.trail.rows().is_empty(),
@@ -369,10 +419,7 @@ fn bad_periods_and_unknown_sources_are_refused() {
         };
         let err = block_on(w.service.prepare_backups_csv(&admin, &f)).unwrap_err();
         assert_eq!(err.code(), "invalid_period", "{err}");
-        assert_eq!(
-            block_on(w.service.pdf(&admin, &f)).unwrap_err().code(),
-            "invalid_period"
-        );
+        assert_eq!(pdf(&w, &admin, &f).unwrap_err().code(), "invalid_period");
         let a = AuditReportFilter {
             from: Some(from),
             to: Some(to),
@@ -523,7 +570,7 @@ fn the_pdf_gets_the_period_figures_capped_history_and_audit() {
             .await
             .unwrap();
     });
-    let (at, pdf) = block_on(w.service.pdf(&admin, &BackupReportFilter::default())).unwrap();
+    let (at, pdf) = pdf(&w, &admin, &BackupReportFilter::default()).unwrap();
     assert_eq!(at, now());
     assert_eq!(pdf, b"%PDF-fake");
     let data = w.renderer.0.lock().unwrap().clone().unwrap();
@@ -569,7 +616,7 @@ fn the_pdf_gets_the_period_figures_capped_history_and_audit() {
         in_period.len() as u64
     );
     assert_eq!(
-        *w.history.0.lock().unwrap(),
+        *w.history.listed.lock().unwrap(),
         [(
             (now() - TimeDelta::days(30)).date_naive(),
             now().date_naive()
@@ -595,7 +642,7 @@ fn long_pdf_periods_group_days_into_at_most_92_bars() {
         to: Some(now()),
         source: Some("s1".to_owned()),
     };
-    block_on(w.service.pdf(&admin, &f)).unwrap();
+    pdf(&w, &admin, &f).unwrap();
     let data = w.renderer.0.lock().unwrap().clone().unwrap();
     assert_eq!(data.days_per_bucket, 4);
     assert!(data.daily.len() <= 92, "{}", data.daily.len());
@@ -603,4 +650,383 @@ fn long_pdf_periods_group_days_into_at_most_92_bars() {
     assert_eq!(data.backups_in_period(), 5, "source 1's snapshots only");
     let last = data.daily.last().unwrap();
     assert_eq!(last.total(), 5, "all in the last bucket");
+}
+
+/// An unsuccessful (or successful) `backup_create` row of source `source` at `at`.
+fn backup_attempt(w: &World, source: i64, at: DateTime<Utc>, ok: bool) {
+    let entry = AuditEntry::new(
+        "system:scheduler",
+        coffer_domain::audit::AuditAction::BackupCreate,
+        &ClientInfo::default(),
+    )
+    .resource(format!("source:{source}"));
+    let entry = if ok { entry } else { entry.failed() };
+    block_on(w.trail.append(&entry, at)).unwrap();
+}
+
+#[test]
+fn failed_backups_count_in_the_success_rate_and_the_daily_chart() {
+    let two_days_ago = now() - TimeDelta::days(2);
+    let w = world(vec![
+        snapshot(1, 1, two_days_ago, "ok"),
+        snapshot(2, 1, two_days_ago, "ok"),
+        snapshot(3, 1, two_days_ago, "ok"),
+        snapshot(4, 1, two_days_ago, "partial"),
+        snapshot(5, 2, two_days_ago, "ok"),
+    ]);
+    let yesterday = now() - TimeDelta::days(1);
+    backup_attempt(&w, 1, yesterday, false);
+    backup_attempt(&w, 2, yesterday, false);
+    backup_attempt(&w, 1, yesterday, true); // its snapshot is in the catalog
+    backup_attempt(&w, 1, now() - TimeDelta::days(40), false); // before the period
+    let admin = actor(Role::Admin);
+    let bucket = |data: &ReportData, at: DateTime<Utc>| {
+        data.daily
+            .iter()
+            .find(|d| d.day == at.date_naive())
+            .unwrap()
+            .by_status
+            .clone()
+    };
+
+    pdf(&w, &admin, &BackupReportFilter::default()).unwrap();
+    let data = w.renderer.0.lock().unwrap().clone().unwrap();
+    assert_eq!(
+        data.backups_by_status,
+        [
+            ("failed".to_owned(), 2),
+            ("ok".to_owned(), 4),
+            ("partial".to_owned(), 1)
+        ]
+    );
+    assert_eq!(data.backups_in_period(), 7);
+    assert_eq!(bucket(&data, yesterday), [("failed".to_owned(), 2)]);
+    assert_eq!(
+        bucket(&data, two_days_ago),
+        [("ok".to_owned(), 4), ("partial".to_owned(), 1)]
+    );
+
+    // One source: only its own failures.
+    let s1 = BackupReportFilter {
+        source: Some("s1".to_owned()),
+        ..BackupReportFilter::default()
+    };
+    pdf(&w, &admin, &s1).unwrap();
+    let data = w.renderer.0.lock().unwrap().clone().unwrap();
+    assert_eq!(
+        data.backups_by_status,
+        [
+            ("failed".to_owned(), 1),
+            ("ok".to_owned(), 3),
+            ("partial".to_owned(), 1)
+        ]
+    );
+    assert_eq!(
+        data.success_rate_percent(),
+        Some(60.0),
+        "ok / (ok + partial + failed)"
+    );
+    assert_eq!(bucket(&data, yesterday), [("failed".to_owned(), 1)]);
+    // The history table lists snapshots only, newest first.
+    let ids: Vec<i64> = data.history.iter().map(|e| e.id.get()).collect();
+    assert_eq!(ids, [4, 3, 2, 1]);
+}
+
+#[test]
+fn a_quiet_period_carries_the_last_sample_forward_up_to_today() {
+    let day = |back: i64| (now() - TimeDelta::days(back)).date_naive();
+    // One sample long before the period, one change three days ago.
+    let w = world_with(vec![], History::with(&[(day(45), 500), (day(3), 800)]));
+    let admin = actor(Role::Admin);
+    pdf(&w, &admin, &BackupReportFilter::default()).unwrap();
+    let data = w.renderer.0.lock().unwrap().clone().unwrap();
+    let days: Vec<(NaiveDate, u64)> = data
+        .storage_history
+        .iter()
+        .map(|s| (s.day, s.stored_bytes))
+        .collect();
+    let want: Vec<(NaiveDate, u64)> = (0..=30)
+        .rev()
+        .map(|back| (day(back), if back > 3 { 500 } else { 800 }))
+        .collect();
+    assert_eq!(days, want, "every day of the period, none left empty");
+
+    // A period reaching into the future stops at today.
+    let ahead = BackupReportFilter {
+        from: Some(now() - TimeDelta::days(2)),
+        to: Some(now() + TimeDelta::days(10)),
+        source: None,
+    };
+    pdf(&w, &admin, &ahead).unwrap();
+    let data = w.renderer.0.lock().unwrap().clone().unwrap();
+    assert_eq!(
+        data.storage_history.last().map(|s| s.day),
+        Some(now().date_naive())
+    );
+    assert_eq!(data.storage_history.len(), 3);
+}
+
+#[test]
+fn the_audit_csv_filters_by_success() {
+    let w = world(vec![]);
+    let at = now() - TimeDelta::hours(1);
+    backup_attempt(&w, 1, at, false);
+    backup_attempt(&w, 1, at, true);
+    backup_attempt(&w, 2, at, false);
+    let admin = actor(Role::Admin);
+    let failed = AuditReportFilter {
+        success: Some(false),
+        ..AuditReportFilter::default()
+    };
+    let export = block_on(w.service.prepare_audit_csv(&admin, &failed)).unwrap();
+    let mut sink = Collect::default();
+    let written = block_on(w.service.write_audit_csv(&export, &mut sink)).unwrap();
+    assert_eq!(sink.lines()[1..], ["3", "1"]);
+    assert_eq!(written.rows, 2);
+    let last = w.trail.rows().pop().unwrap();
+    assert_eq!(last.entry.detail.as_deref(), Some("success=false"));
+    // The export's own (successful) row is in the `true` export, not the `false` one.
+    let ok = AuditReportFilter {
+        success: Some(true),
+        ..AuditReportFilter::default()
+    };
+    let export = block_on(w.service.prepare_audit_csv(&admin, &ok)).unwrap();
+    let mut sink = Collect::default();
+    block_on(w.service.write_audit_csv(&export, &mut sink)).unwrap();
+    assert_eq!(sink.lines()[1..], ["5", "4", "2"]);
+}
+
+mod sampling {
+    //! The storage history's samples as [`StorageService`] records them.
+
+    use std::path::Path;
+
+    use coffer_domain::engine::{
+        ArchiveFormat, BackupRequest, Cancel, CheckReport, CheckSlice, EngineFailure, EntryInfo,
+        Progress, PruneOptions, PruneReport, RestoreReport, SnapshotEngine, VerifyReport,
+    };
+    use coffer_domain::ports::{BackgroundTask, CounterRepository, Spawner};
+    use futures::channel::oneshot;
+    use futures::executor::LocalPool;
+    use futures::task::LocalSpawnExt as _;
+
+    use super::*;
+    use crate::alerts::tests::{FakeAlerts, FakeDisk};
+    use crate::{AlertService, DiskGuard, Quota, StorageService};
+
+    struct NoEngine;
+
+    #[async_trait]
+    impl SnapshotEngine for NoEngine {
+        async fn backup(
+            &self,
+            _: BackupRequest,
+            _: Arc<Progress>,
+            _: Cancel,
+        ) -> Result<SnapshotSummary, EngineFailure> {
+            unreachable!()
+        }
+        async fn snapshots(&self) -> Result<Vec<SnapshotSummary>, EngineFailure> {
+            unreachable!()
+        }
+        async fn list_dir(&self, _: &str, _: &str) -> Result<Vec<EntryInfo>, EngineFailure> {
+            unreachable!()
+        }
+        async fn stat(&self, _: &str, _: &str) -> Result<EntryInfo, EngineFailure> {
+            unreachable!()
+        }
+        async fn restore(
+            &self,
+            _: &str,
+            _: Option<&str>,
+            _: &Path,
+            _: Arc<Progress>,
+            _: Cancel,
+        ) -> Result<RestoreReport, EngineFailure> {
+            unreachable!()
+        }
+        async fn verify(
+            &self,
+            _: &str,
+            _: bool,
+            _: Arc<Progress>,
+            _: Cancel,
+        ) -> Result<VerifyReport, EngineFailure> {
+            unreachable!()
+        }
+        async fn export(
+            &self,
+            _: &str,
+            _: Option<&str>,
+            _: ArchiveFormat,
+            _: Box<dyn std::io::Write + Send>,
+        ) -> Result<u64, EngineFailure> {
+            unreachable!()
+        }
+        async fn forget(&self, _: &str) -> Result<(), EngineFailure> {
+            unreachable!()
+        }
+        async fn prune(
+            &self,
+            _: PruneOptions,
+            _: Arc<Progress>,
+            _: Cancel,
+        ) -> Result<PruneReport, EngineFailure> {
+            unreachable!()
+        }
+        async fn check(
+            &self,
+            _: Option<CheckSlice>,
+            _: Arc<Progress>,
+            _: Cancel,
+        ) -> Result<CheckReport, EngineFailure> {
+            unreachable!()
+        }
+        async fn stored_bytes(&self) -> Result<u64, EngineFailure> {
+            unreachable!()
+        }
+    }
+
+    struct NoTasks;
+
+    impl Spawner for NoTasks {
+        fn spawn(&self, _: BackgroundTask) {}
+    }
+
+    /// The bytes counter. Its first `add` pauses after changing the value, until
+    /// released: where two backups committing at once interleave.
+    #[derive(Default)]
+    struct GatedCounter {
+        value: Mutex<i64>,
+        gate: Mutex<Option<oneshot::Receiver<()>>>,
+    }
+
+    #[async_trait]
+    impl CounterRepository for GatedCounter {
+        async fn get(&self, _: &str) -> Result<i64, RepoError> {
+            Ok(*self.value.lock().unwrap())
+        }
+        async fn add(&self, _: &str, delta: i64) -> Result<i64, RepoError> {
+            let value = {
+                let mut v = self.value.lock().unwrap();
+                *v += delta;
+                *v
+            };
+            let gate = self.gate.lock().unwrap().take();
+            if let Some(gate) = gate {
+                let _ = gate.await;
+            }
+            Ok(value)
+        }
+        async fn set(&self, _: &str, value: i64) -> Result<(), RepoError> {
+            *self.value.lock().unwrap() = value;
+            Ok(())
+        }
+    }
+
+    /// A clock that can be moved on.
+    struct Moving(Mutex<DateTime<Utc>>);
+
+    impl Clock for Moving {
+        fn now(&self) -> DateTime<Utc> {
+            *self.0.lock().unwrap()
+        }
+    }
+
+    fn storage(
+        counter: Arc<GatedCounter>,
+        history: Arc<History>,
+        clock: Arc<Moving>,
+    ) -> StorageService {
+        let log = AuditLog::new(Arc::new(Trail::default()), clock.clone());
+        let alerts = Arc::new(AlertService::new(
+            Arc::new(FakeAlerts::default()),
+            None,
+            Arc::new(NoTasks),
+            clock.clone(),
+            log.clone(),
+        ));
+        let disk = Arc::new(DiskGuard::new(
+            Arc::new(FakeDisk::free_mb(100_000)),
+            "/srv/coffer/repository".into(),
+            crate::disk::DiskThresholds {
+                warning_free_mb: 10,
+                min_free_mb: 1,
+            },
+            alerts.clone(),
+        ));
+        StorageService::new(
+            counter,
+            Arc::new(NoEngine),
+            alerts,
+            disk,
+            Quota::default(),
+            log,
+        )
+        .with_history(history, clock)
+    }
+
+    #[test]
+    fn concurrent_commits_leave_the_counters_last_value_as_the_days_sample() {
+        let (release, gate) = oneshot::channel();
+        let counter = Arc::new(GatedCounter {
+            value: Mutex::new(0),
+            gate: Mutex::new(Some(gate)),
+        });
+        let history = Arc::new(History::default());
+        let clock = Arc::new(Moving(Mutex::new(now())));
+        let storage = Arc::new(storage(counter.clone(), history.clone(), clock));
+        let mut pool = LocalPool::new();
+        // A commits 100 bytes and pauses right after the counter reads 100...
+        let a = storage.clone();
+        pool.spawner()
+            .spawn_local(async move { a.added(100).await.unwrap() })
+            .unwrap();
+        pool.run_until_stalled();
+        // ...B commits 50 meanwhile (the counter reads 150)...
+        let b = storage.clone();
+        pool.spawner()
+            .spawn_local(async move { b.added(50).await.unwrap() })
+            .unwrap();
+        pool.run_until_stalled();
+        // ...then A goes on.
+        release.send(()).unwrap();
+        pool.run();
+        assert_eq!(*counter.value.lock().unwrap(), 150);
+        let recorded = history.recorded.lock().unwrap().clone();
+        assert_eq!(
+            recorded.last(),
+            Some(&(now().date_naive(), 150)),
+            "the day's last sample is the counter's value: {recorded:?}"
+        );
+    }
+
+    #[test]
+    fn a_sample_is_taken_once_a_day_while_the_server_runs() {
+        let counter = Arc::new(GatedCounter::default());
+        let history = Arc::new(History::default());
+        let clock = Arc::new(Moving(Mutex::new(now())));
+        let storage = storage(counter.clone(), history.clone(), clock.clone());
+        *counter.value.lock().unwrap() = 700;
+        block_on(storage.sample_daily());
+        block_on(storage.sample_daily());
+        let today = now().date_naive();
+        assert_eq!(*history.recorded.lock().unwrap(), [(today, 700)]);
+        // A change is sampled as it happens; the daily tick then has nothing to add.
+        block_on(storage.added(10)).unwrap();
+        block_on(storage.sample_daily());
+        assert_eq!(
+            *history.recorded.lock().unwrap(),
+            [(today, 700), (today, 710)]
+        );
+        // The next day, one more, with nothing changed.
+        *clock.0.lock().unwrap() = now() + TimeDelta::days(1);
+        block_on(storage.sample_daily());
+        block_on(storage.sample_daily());
+        assert_eq!(
+            history.recorded.lock().unwrap().last(),
+            Some(&(today.succ_opt().unwrap(), 710))
+        );
+        assert_eq!(history.recorded.lock().unwrap().len(), 3);
+    }
 }

@@ -84,6 +84,9 @@ pub struct SettingsService {
     file_quota: QuotaMib,
     file_retention: RetentionStatus,
     audit: AuditLog,
+    /// One change at a time, so that what is stored, what is in force and what the audit
+    /// trail says stay the same when two administrators save at once.
+    changing: futures::lock::Mutex<()>,
 }
 
 impl SettingsService {
@@ -104,6 +107,7 @@ impl SettingsService {
             file_quota,
             file_retention,
             audit,
+            changing: futures::lock::Mutex::new(()),
         }
     }
 
@@ -113,6 +117,7 @@ impl SettingsService {
     /// # Errors
     /// Database failures.
     pub async fn init(&self) -> Result<(), ServiceError> {
+        let _one_at_a_time = self.changing.lock().await;
         let quota = self.stored_quota().await?;
         let retention = self.stored_retention().await?;
         if let Some(q) = quota {
@@ -171,6 +176,7 @@ impl SettingsService {
         if let Some(Some(r)) = change.retention {
             crate::sources::check_retention(Some(r.defaults))?;
         }
+        let _one_at_a_time = self.changing.lock().await;
         let before = self.current().await?;
         let mut what = Vec::new();
         if let Some(quota) = change.quota {

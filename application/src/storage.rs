@@ -7,6 +7,7 @@
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError, RwLock};
 
+use chrono::NaiveDate;
 use coffer_domain::alerts::{AlertKind, NewAlert, Severity};
 use coffer_domain::audit::{AuditAction, AuditEntry};
 use coffer_domain::auth::{Actor, Permission};
@@ -119,17 +120,16 @@ const NO_MAX: u64 = u64::MAX;
 
 impl StorageBudget for Allowance {
     fn try_take(&self, bytes: u64) -> bool {
-        let max = self.room.max.load(Ordering::SeqCst);
-        if max == NO_MAX {
-            return true;
-        }
+        // Counted with or without a quota: one set while backups run must see what they
+        // have in flight.
         let mut in_flight = self
             .room
             .in_flight
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let max = self.room.max.load(Ordering::SeqCst);
         let stored = self.room.stored.load(Ordering::SeqCst);
-        if stored.saturating_add(*in_flight).saturating_add(bytes) > max {
+        if max != NO_MAX && stored.saturating_add(*in_flight).saturating_add(bytes) > max {
             return false;
         }
         *in_flight += bytes;
@@ -160,6 +160,11 @@ pub struct StorageService {
     /// Where each change of the counter is sampled, once a day kept (the reports' chart
     /// of stored bytes); set by [`StorageService::with_history`].
     history: OnceLock<(Arc<dyn StorageHistory>, Arc<dyn Clock>)>,
+    /// Held from each change of the counter to its sample, so that samples are recorded
+    /// in the order of the changes and the day's last sample is the counter's value (two
+    /// backups committing at once could otherwise record theirs out of order, the stale
+    /// one last). Holds the day this process last recorded a sample.
+    sampling: futures::lock::Mutex<Option<NaiveDate>>,
 }
 
 fn mib(bytes: u64) -> String {
@@ -191,6 +196,7 @@ impl StorageService {
             quota: RwLock::new(quota),
             audit,
             history: OnceLock::new(),
+            sampling: futures::lock::Mutex::new(None),
         }
     }
 
@@ -202,13 +208,37 @@ impl StorageService {
         self
     }
 
-    /// Today's sample of the bytes in storage. A failure is logged: the history is a
-    /// report's chart, never a reason to fail the work that changed the counter.
-    async fn sample(&self, stored: u64) {
-        if let Some((history, clock)) = self.history.get()
-            && let Err(e) = history.record(clock.now().date_naive(), stored).await
-        {
-            tracing::warn!(error = %e, "cannot record the daily storage sample");
+    /// Today's sample of the bytes in storage; `sampled` is the guard of
+    /// [`StorageService::sampling`], held since the counter was changed. A failure is
+    /// logged: the history is a report's chart, never a reason to fail the work that
+    /// changed the counter.
+    async fn sample(&self, sampled: &mut Option<NaiveDate>, stored: u64) {
+        if let Some((history, clock)) = self.history.get() {
+            let today = clock.now().date_naive();
+            match history.record(today, stored).await {
+                Ok(()) => *sampled = Some(today),
+                Err(e) => tracing::warn!(error = %e, "cannot record the daily storage sample"),
+            }
+        }
+    }
+
+    /// Records today's sample of the bytes in storage unless this process has recorded
+    /// one today already; called periodically while the server runs, so that each day
+    /// it runs has a sample even when nothing changed the counter. Failures are logged.
+    pub async fn sample_daily(&self) {
+        let Some((_, clock)) = self.history.get() else {
+            return;
+        };
+        let mut sampled = self.sampling.lock().await;
+        if *sampled == Some(clock.now().date_naive()) {
+            return;
+        }
+        match self.counters.get(STORED_BYTES).await {
+            Ok(stored) => {
+                self.sample(&mut sampled, u64::try_from(stored).unwrap_or(0))
+                    .await;
+            }
+            Err(e) => tracing::warn!(error = %e, "cannot read the bytes in storage to sample them"),
         }
     }
 
@@ -264,8 +294,12 @@ impl StorageService {
             self.counters.set(COUNTED, 1).await?;
             tracing::info!(bytes, "counted the bytes in storage");
         }
-        let usage = self.usage().await?;
-        self.sample(usage.stored_bytes).await;
+        let usage = {
+            let mut sampled = self.sampling.lock().await;
+            let usage = self.usage().await?;
+            self.sample(&mut sampled, usage.stored_bytes).await;
+            usage
+        };
         self.evaluate(usage.stored_bytes).await;
         if self.counters.get(KEY_EXPORTED).await? == 0 {
             self.raise_key_not_exported().await;
@@ -316,14 +350,15 @@ impl StorageService {
     }
 
     /// Whether a new backup may start, and its share of the quota's room (shared with
-    /// the backups running beside it; `None` without a quota). Refused when the quota is
+    /// the backups running beside it; given without a quota too, so that a quota set while
+    /// the backup runs holds it). Refused when the quota is
     /// already reached (`quota_exceeded`) or the disk is below its reserve
     /// (`disk_full`); both map to HTTP 507. Keep the allowance until the backup's bytes
     /// are counted ([`StorageService::added`]).
     ///
     /// # Errors
     /// `InsufficientStorage`; database failures.
-    pub async fn admit_backup(&self) -> Result<Option<Arc<Allowance>>, ServiceError> {
+    pub async fn admit_backup(&self) -> Result<Arc<Allowance>, ServiceError> {
         self.disk.ensure_room_for_backup().await?;
         let usage = self.usage().await?;
         match usage.quota.max_bytes {
@@ -339,11 +374,12 @@ impl StorageService {
                     ),
                 })
             }
-            Some(_) => Ok(Some(Arc::new(Allowance {
+            // Handed out without a quota too, so that one set while this backup runs
+            // holds it from its next chunk on.
+            _ => Ok(Arc::new(Allowance {
                 room: Arc::clone(&self.room),
                 taken: AtomicU64::new(0),
-            }))),
-            None => Ok(None),
+            })),
         }
     }
 
@@ -352,9 +388,11 @@ impl StorageService {
     /// # Errors
     /// Database failures.
     pub async fn added(&self, bytes: u64) -> Result<(), ServiceError> {
+        let mut sampled = self.sampling.lock().await;
         let now = u64::try_from(self.counters.add(STORED_BYTES, to_i64(bytes)).await?).unwrap_or(0);
         self.room.stored.store(now, Ordering::SeqCst);
-        self.sample(now).await;
+        self.sample(&mut sampled, now).await;
+        drop(sampled);
         self.evaluate(now).await;
         Ok(())
     }
@@ -385,9 +423,11 @@ impl StorageService {
     /// # Errors
     /// Database failures.
     pub async fn set_stored(&self, bytes: u64) -> Result<(), ServiceError> {
+        let mut sampled = self.sampling.lock().await;
         self.counters.set(STORED_BYTES, to_i64(bytes)).await?;
         self.room.stored.store(bytes, Ordering::SeqCst);
-        self.sample(bytes).await;
+        self.sample(&mut sampled, bytes).await;
+        drop(sampled);
         self.counters.set(COUNTED, 1).await?;
         self.evaluate(bytes).await;
         Ok(())

@@ -1,12 +1,12 @@
 //! Wiring for alerts: the process's TLS crypto provider (the webhook client's rustls), the
 //! webhook notifier named by the settings, and the background watch of the storage
-//! volume's free space.
+//! volume's free space (which also takes the day's sample of the bytes in storage).
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context as _;
-use coffer_application::DiskGuard;
+use coffer_application::{DiskGuard, StorageService};
 use coffer_config::Settings;
 use coffer_domain::alerts::AlertNotifier;
 use tokio::sync::Notify;
@@ -62,9 +62,11 @@ pub struct DiskWatch {
 
 impl DiskWatch {
     /// Checks `disk` every `every` (the first check after one period: start-up checks
-    /// once itself) until stopped.
+    /// once itself) until stopped; each time, `storage` records the day's sample of the
+    /// bytes in storage unless it has one (so every day the server runs has one, for the
+    /// reports' chart, even when no backup or prune changed them).
     #[must_use]
-    pub fn spawn(disk: Arc<DiskGuard>, every: Duration) -> Self {
+    pub fn spawn(disk: Arc<DiskGuard>, storage: Arc<StorageService>, every: Duration) -> Self {
         let stop = Arc::new(Notify::new());
         let stopped = Arc::clone(&stop);
         let task = tokio::spawn(async move {
@@ -73,7 +75,10 @@ impl DiskWatch {
             loop {
                 tokio::select! {
                     () = stopped.notified() => break,
-                    _ = ticks.tick() => check_disk(&disk).await,
+                    _ = ticks.tick() => {
+                        check_disk(&disk).await;
+                        storage.sample_daily().await;
+                    }
                 }
             }
         });

@@ -569,8 +569,11 @@ impl Application {
     pub async fn run(self, shutdown: impl Future<Output = ()>) -> anyhow::Result<()> {
         let jobs = Arc::clone(&self.state.jobs);
         let stopping = Arc::clone(&jobs);
-        let disk_watch =
-            alerts::DiskWatch::spawn(Arc::clone(&self.state.disk), alerts::DISK_CHECK_EVERY);
+        let disk_watch = alerts::DiskWatch::spawn(
+            Arc::clone(&self.state.disk),
+            Arc::clone(&self.state.storage),
+            alerts::DISK_CHECK_EVERY,
+        );
         let stop_disk_watch = disk_watch.stopper();
         let (stop_scheduler, scheduler_stop) = tokio::sync::watch::channel(false);
         let scheduler = if self.scheduler.options().enabled {

@@ -20,6 +20,10 @@ pub const PDF_HISTORY_ROWS: usize = 2_000;
 /// The newest audit rows listed in the PDF's audit summary.
 pub const PDF_RECENT_AUDIT_ROWS: usize = 15;
 
+/// The outcome of a backup attempt that left no snapshot, beside the snapshot statuses
+/// `ok` and `partial`.
+pub const FAILED: &str = "failed";
+
 /// A time range: `from` inclusive, `to` exclusive.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ReportPeriod {
@@ -78,22 +82,30 @@ pub struct ReportData {
     pub generated_by: String,
     /// The source the report is limited to, by name (`None`: every source).
     pub source: Option<String>,
-    /// Snapshots started in the period, by status (ordered by status).
+    /// Backup attempts of the period by outcome (ordered by status): the catalog's
+    /// snapshots by their status (`ok`, `partial`), and [`FAILED`] for attempts that left
+    /// no snapshot (failed, cancelled while running, or refused at the start by the quota
+    /// or the disk's reserve), counted from the audit trail's unsuccessful
+    /// `backup_create` rows.
     pub backups_by_status: Vec<(String, u64)>,
     /// Logical bytes of the period's snapshots.
     pub logical_bytes_in_period: u64,
     /// What the period's snapshots added to storage (after dedup and compression).
     pub stored_bytes_added_in_period: u64,
-    /// Bytes in storage now.
+    /// Bytes in storage now. Always the whole repository's (chunks are shared across
+    /// sources, so there is no per-source figure): a per-source report says so.
     pub stored_bytes: u64,
     /// The storage quota now (`None`: no quota).
     pub quota_bytes: Option<u64>,
     /// Logical bytes of every snapshot in the catalog (for the dedup ratio).
     pub catalog_logical_bytes: u64,
-    /// Daily samples of the bytes in storage in the period, oldest first.
+    /// The bytes in storage (the whole repository's) for each day of the period that
+    /// anything is known of, oldest first: see [`fill_days`].
     pub storage_history: Vec<StorageSample>,
-    /// Snapshots per day (or per `days_per_bucket` days) of the period, oldest first;
-    /// every bucket of the period is present, empty ones too.
+    /// Backup attempts per day (or per `days_per_bucket` days) of the period by outcome,
+    /// like `backups_by_status`, oldest first; every bucket of the period is present,
+    /// empty ones too. Snapshots count on the day they started, failed attempts on the
+    /// day they failed.
     pub daily: Vec<DailyBackups>,
     pub days_per_bucket: u32,
     /// The newest snapshots of the period, newest first (at most [`PDF_HISTORY_ROWS`]).
@@ -104,14 +116,14 @@ pub struct ReportData {
 }
 
 impl ReportData {
-    /// Snapshots started in the period.
+    /// Backup attempts in the period: snapshots and failed attempts.
     #[must_use]
     pub fn backups_in_period(&self) -> u64 {
         self.backups_by_status.iter().map(|(_, n)| n).sum()
     }
 
-    /// The share of the period's snapshots that completed without warnings (`ok`), in
-    /// percent; `None` without snapshots.
+    /// The share of the period's backup attempts that completed without warnings, in
+    /// percent: `ok / (ok + partial + failed)`; `None` without attempts.
     #[must_use]
     pub fn success_rate_percent(&self) -> Option<f64> {
         let total = self.backups_in_period();
@@ -155,8 +167,12 @@ pub enum RenderError {
 ///   comma, a quote or a line break; times UTC ISO-8601 (`2026-03-01T12:00:00Z`); sizes
 ///   in bytes. A CSV is written as a header (`*_csv_header`) and then any number of row
 ///   pages (`*_csv_rows`), so that the caller never holds the whole table.
-/// - Every text cell that a spreadsheet would read as a formula (first character `=`,
-///   `+`, `-`, `@`, tab or carriage return) is written with a leading `'`.
+/// - Every text cell that a spreadsheet would read as a formula is written with a
+///   leading `'`: one whose first character is `=`, `+`, `-`, `@`, tab, carriage return
+///   or line feed, or whose first character after leading white space is one of
+///   `= + - @` or their full-width forms `＝ ＋ － ＠`. The backup CSV lists snapshots
+///   only (failed attempts leave none; the audit CSV has them as `backup_create` rows
+///   with `success` false).
 /// - `pdf` returns a complete PDF document whose text can be extracted.
 pub trait ReportRenderer: Send + Sync {
     fn backups_csv_header(&self, out: &mut dyn Write) -> Result<(), RenderError>;
@@ -175,16 +191,54 @@ pub trait ReportRenderer: Send + Sync {
 ///
 /// Contract: `record` inserts the day's sample or replaces its value; `list` returns
 /// the samples of the days `from..=to`, oldest first; a day without a sample is simply
-/// absent (nothing is interpolated).
+/// absent (nothing is interpolated here: see [`fill_days`]); `latest_on_or_before`
+/// returns the sample of the latest day not after `day`, if any.
 #[async_trait]
 pub trait StorageHistory: Send + Sync {
     async fn record(&self, day: NaiveDate, stored_bytes: u64) -> Result<(), RepoError>;
     async fn list(&self, from: NaiveDate, to: NaiveDate) -> Result<Vec<StorageSample>, RepoError>;
+    async fn latest_on_or_before(&self, day: NaiveDate)
+    -> Result<Option<StorageSample>, RepoError>;
+}
+
+/// One sample for each day `first..=last` that anything is known of: a sample is taken
+/// only when the bytes in storage change (and once a day while the server runs), so a
+/// day without one had the value of the latest day before it. `earlier` is the latest
+/// sample before `first` (if any); `samples` those of `first..=last`, oldest first.
+/// Days before the first sample ever stay absent (nothing is known of them), and so do
+/// days after `known_until` (today: the future is not drawn).
+#[must_use]
+pub fn fill_days(
+    earlier: Option<StorageSample>,
+    samples: &[StorageSample],
+    first: NaiveDate,
+    last: NaiveDate,
+    known_until: NaiveDate,
+) -> Vec<StorageSample> {
+    let last = last.min(known_until);
+    let mut carried = earlier.filter(|s| s.day < first).map(|s| s.stored_bytes);
+    let mut samples = samples
+        .iter()
+        .filter(|s| s.day >= first && s.day <= last)
+        .peekable();
+    let mut out = Vec::new();
+    let mut day = first;
+    while day <= last {
+        while let Some(s) = samples.next_if(|s| s.day <= day) {
+            carried = Some(s.stored_bytes);
+        }
+        if let Some(stored_bytes) = carried {
+            out.push(StorageSample { day, stored_bytes });
+        }
+        let Some(next) = day.succ_opt() else { break };
+        day = next;
+    }
+    out
 }
 
 #[cfg(test)]
 mod tests {
-    use chrono::TimeZone;
+    use chrono::{Datelike as _, TimeZone};
 
     use super::*;
 
@@ -217,9 +271,65 @@ mod tests {
             data(&[("ok", 3), ("partial", 1)], 0, 0).success_rate_percent(),
             Some(75.0)
         );
+        // Failed attempts count against it: ok / (ok + partial + failed).
+        let d = data(&[(FAILED, 2), ("ok", 6), ("partial", 2)], 0, 0);
+        assert_eq!(d.success_rate_percent(), Some(60.0));
+        assert_eq!(d.backups_in_period(), 10);
+        assert_eq!(data(&[(FAILED, 4)], 0, 0).success_rate_percent(), Some(0.0));
         assert_eq!(
             data(&[("partial", 2)], 0, 0).success_rate_percent(),
             Some(0.0)
+        );
+    }
+
+    fn day(d: u32) -> NaiveDate {
+        NaiveDate::from_ymd_opt(2026, 3, d).unwrap()
+    }
+
+    fn sample(d: u32, stored_bytes: u64) -> StorageSample {
+        StorageSample {
+            day: day(d),
+            stored_bytes,
+        }
+    }
+
+    #[test]
+    fn days_without_a_sample_carry_the_last_value_forward() {
+        let values = |v: Vec<StorageSample>| -> Vec<(u32, u64)> {
+            v.iter().map(|s| (s.day.day(), s.stored_bytes)).collect()
+        };
+        // A quiet period: only a sample from before it; every day up to today has it.
+        assert_eq!(
+            values(fill_days(
+                Some(sample(1, 70)),
+                &[],
+                day(10),
+                day(14),
+                day(31)
+            )),
+            [(10, 70), (11, 70), (12, 70), (13, 70), (14, 70)]
+        );
+        // Gaps are filled from the day before; a change is taken on its day.
+        assert_eq!(
+            values(fill_days(
+                Some(sample(2, 5)),
+                &[sample(11, 20), sample(13, 10)],
+                day(10),
+                day(14),
+                day(31)
+            )),
+            [(10, 5), (11, 20), (12, 20), (13, 10), (14, 10)]
+        );
+        // Nothing known before the first sample ever; nothing drawn after today.
+        assert_eq!(
+            values(fill_days(None, &[sample(12, 9)], day(10), day(16), day(14))),
+            [(12, 9), (13, 9), (14, 9)]
+        );
+        assert_eq!(fill_days(None, &[], day(10), day(16), day(31)), []);
+        // A period wholly in the future of what is known.
+        assert_eq!(
+            fill_days(Some(sample(1, 3)), &[], day(20), day(25), day(14)),
+            []
         );
     }
 

@@ -250,50 +250,57 @@ mod describe {
 
     pub(super) fn describe(text: &str) -> String {
         let fields: Vec<&str> = text.split_whitespace().collect();
-        let [minute, hour, dom, month, dow] = fields[..] else {
+        let [minute, hour, day_of_month_text, month, weekday_text] = fields[..] else {
             return text.to_owned();
         };
+        // As croner reads them: a leading `+` on the day of week asks for both day
+        // fields to match; otherwise either does, and only a literal `*` (or `?`) field
+        // stands aside.
+        let both = weekday_text.starts_with('+');
+        let weekday_text = weekday_text.trim_start_matches('+');
         let parsed = (
             parse(minute, 0, 59, &[]),
             parse(hour, 0, 23, &[]),
-            parse(dom, 1, 31, &[]),
+            parse(day_of_month_text, 1, 31, &[]),
             parse(month, 1, 12, &MONTHS),
-            parse(dow, 0, 7, &DAYS),
+            parse(weekday_text, 0, 7, &DAYS),
         );
         let (Some(minute), Some(hour), Some(dom), Some(month), Some(dow)) = parsed else {
             return format!(
-                "minute {minute}, hour {hour}, day of month {dom}, month {month}, day of week {dow} (UTC)"
+                "minute {minute}, hour {hour}, day of month {day_of_month_text}, month {month}, day of week {} (UTC)",
+                fields[4]
             );
         };
         let mut out = time_of_day(&minute, &hour);
         let any = |p: &[Part]| p == [Part::Every(1)];
-        let weekdays = if dow
-            == [Part::Range {
-                from: 1,
-                to: 5,
-                step: 1,
-            }] {
-            "Monday to Friday".to_owned()
+        let wildcard = |t: &str| t == "*" || t == "?";
+        let weekdays = weekdays(&dow);
+        let days_of_month = if any(&dom) {
+            "every day".to_owned()
         } else {
-            list(&dow, &day_name, "day")
+            format!(
+                "on day {} of the month",
+                list(&dom, &|d: u32| d.to_string(), "day")
+            )
         };
-        let days_of_month = format!(
-            "on day {} of the month",
-            list(&dom, &|d: u32| d.to_string(), "day")
-        );
-        match (any(&dom), any(&dow)) {
-            (true, true) => out.push_str(", every day"),
-            (true, false) => {
-                let _ = write!(out, ", {}", on(&weekdays));
-            }
-            (false, true) => {
-                let _ = write!(out, ", {days_of_month}");
+        let days = match (wildcard(day_of_month_text), wildcard(weekday_text)) {
+            (true, true) => "every day".to_owned(),
+            (true, false) => weekdays,
+            (false, true) => days_of_month,
+            (false, false) if both => {
+                if any(&dom) {
+                    weekdays
+                } else if any(&dow) {
+                    days_of_month
+                } else {
+                    format!("{days_of_month} if it falls {weekdays}")
+                }
             }
             // Either matches, as in every cron since Vixie's.
-            (false, false) => {
-                let _ = write!(out, ", {days_of_month} or {}", on(&weekdays));
-            }
-        }
+            (false, false) if any(&dom) || any(&dow) => "every day".to_owned(),
+            (false, false) => format!("{days_of_month} or {weekdays}"),
+        };
+        let _ = write!(out, ", {days}");
         if !any(&month) {
             let _ = write!(out, ", in {}", list(&month, &month_name, "month"));
         }
@@ -301,11 +308,37 @@ mod describe {
         out
     }
 
-    fn on(days: &str) -> String {
-        if days.starts_with("every") {
-            days.to_owned()
-        } else {
-            format!("on {days}")
+    /// The days of the week a field selects, in words ("on Monday to Friday", "every
+    /// day"); steps are spelled out as the days they select.
+    fn weekdays(dow: &[Part]) -> String {
+        let mut days = [false; 7];
+        for p in dow {
+            let (from, to, step) = match *p {
+                Part::Every(n) => (0, 6, n),
+                Part::Range { from, to, step } => (from, to, step),
+            };
+            let mut d = from;
+            while d <= to {
+                days[(d % 7) as usize] = true;
+                d = d.saturating_add(step.max(1));
+            }
+        }
+        let chosen: Vec<u32> = (0..7u32).filter(|d| days[*d as usize]).collect();
+        match chosen.as_slice() {
+            [0, 1, 2, 3, 4, 5, 6] => "every day".to_owned(),
+            [1, 2, 3, 4, 5] => "on Monday to Friday".to_owned(),
+            [0, 6] => "on Saturday and Sunday".to_owned(),
+            _ => {
+                let names: Vec<String> = chosen
+                    .iter()
+                    // Monday first, as people read a week.
+                    .map(|d| (d + 6) % 7)
+                    .collect::<std::collections::BTreeSet<u32>>()
+                    .into_iter()
+                    .map(|d| day_name(d + 1))
+                    .collect();
+                format!("on {}", join(&names))
+            }
         }
     }
 }
@@ -358,6 +391,21 @@ mod tests {
             ),
             ("0 0 * * 7", "at 00:00, on Sunday (UTC)"),
             (
+                "0 2 1 * +1",
+                "at 02:00, on day 1 of the month if it falls on Monday (UTC)",
+            ),
+            ("0 2 */1 * 1", "at 02:00, every day (UTC)"),
+            (
+                "0 0 * * */2",
+                "at 00:00, on Tuesday, Thursday, Saturday and Sunday (UTC)",
+            ),
+            ("0 0 * * 6,0", "at 00:00, on Saturday and Sunday (UTC)"),
+            ("0 0 ? * ?", "at 00:00, every day (UTC)"),
+            (
+                "0 0 * * 1,3,5",
+                "at 00:00, on Monday, Wednesday and Friday (UTC)",
+            ),
+            (
                 "0-30/10 8-18 * * *",
                 "at minute every 10th minute from 0 to 30 past hour 8 to 18, every day (UTC)",
             ),
@@ -396,6 +444,33 @@ mod tests {
             }
         }
         assert!(described > 5000, "{described}");
+    }
+
+    #[test]
+    fn the_described_days_are_the_days_it_runs() {
+        use chrono::Datelike as _;
+        let now = Utc.with_ymd_and_hms(2026, 11, 26, 0, 0, 0).unwrap();
+        // "+1": the 1st only when it is a Monday (2027-02-01, 2027-03-01 are Mondays).
+        let and = Schedule::parse("0 2 1 * +1").unwrap().next_runs(now, 2);
+        assert_eq!(and.len(), 2);
+        assert!(
+            and.iter()
+                .all(|t| t.day() == 1 && t.weekday() == chrono::Weekday::Mon),
+            "{and:?}"
+        );
+        // "*/1" is not a wildcard to croner: either field matching means every day.
+        let every = Schedule::parse("0 2 */1 * 1").unwrap().next_runs(now, 7);
+        assert_eq!(every.len(), 7);
+        assert!(
+            every.windows(2).all(|w| (w[1] - w[0]).num_hours() == 24),
+            "{every:?}"
+        );
+        // Steps over weekdays run on the days the words name.
+        let stepped = Schedule::parse("0 0 * * */2").unwrap().next_runs(now, 8);
+        let mut names: Vec<String> = stepped.iter().map(|t| t.weekday().to_string()).collect();
+        names.sort();
+        names.dedup();
+        assert_eq!(names, ["Sat", "Sun", "Thu", "Tue"]);
     }
 
     #[test]

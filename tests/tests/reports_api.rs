@@ -295,6 +295,42 @@ async fn exports(app: &TestApp) {
         assert!(resources.contains(&want), "{resources:?}");
     }
 
+    // `success`, named as in GET /api/audit, filters the export too (the dashboard's
+    // audit page passes it along).
+    let refused = download(&api, "/api/export/csv?from=x").await;
+    assert_eq!(refused.status, 400, "a bad time is refused, unaudited");
+    let ok_only = rows(
+        &download(&api, "/api/export/audit.csv?success=true")
+            .await
+            .body,
+    );
+    let success = column(&ok_only[0], "success");
+    assert!(ok_only.len() > 1);
+    assert!(
+        ok_only[1..].iter().all(|r| &r[success] == "true"),
+        "{ok_only:?}"
+    );
+    let wrong = app.login("admin", "not the password").await;
+    assert_eq!(wrong.status(), 401);
+    let failed_only = rows(
+        &download(&api, "/api/export/audit.csv?success=false")
+            .await
+            .body,
+    );
+    assert!(
+        failed_only.len() > 1,
+        "the wrong password's row: {failed_only:?}"
+    );
+    assert!(
+        failed_only[1..].iter().all(|r| &r[success] == "false"),
+        "{failed_only:?}"
+    );
+    let everything = rows(&download(&api, "/api/export/audit.csv").await.body);
+    assert!(
+        (ok_only.len() - 1) + (failed_only.len() - 1) < everything.len() - 1,
+        "the filtered exports are parts of the whole"
+    );
+
     // Every export is in the audit trail of the API too.
     let (status, page) = api.get("/api/audit?action=export&limit=100").await;
     assert_eq!(status, 200, "{page}");
@@ -307,8 +343,8 @@ async fn exports(app: &TestApp) {
     for want in ["report:csv", "report:audit.csv", "report:pdf"] {
         assert!(listed.contains(&want), "{listed:?}");
     }
-    // Refused exports (422, 404) left no export row: 4 CSVs, 1 PDF, 1 audit CSV.
-    assert_eq!(listed.len(), 6, "{listed:?}");
+    // Refused exports (400, 422, 404) left no export row: 4 CSVs, 1 PDF, 4 audit CSVs.
+    assert_eq!(listed.len(), 9, "{listed:?}");
 }
 on_both!(exports);
 

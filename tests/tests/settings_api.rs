@@ -187,7 +187,33 @@ async fn settings_change_kept_across_restarts_and_reset(app: TestApp) -> TestApp
     let (_, list) = api.get(&format!("/api/backups?source_id={source}")).await;
     assert_eq!(list["total"], 1, "retention with the new defaults: {list}");
 
-    let (_, s) = patch(&api, json!({"retention": null})).await;
+    // Administrators saving at once: what is stored, what is in force and what the
+    // last audit row says agree.
+    let saves = (1..=8u64).map(|mb| {
+        patch(
+            &api,
+            json!({"quota": {"max_storage_mb": 1000 + mb, "warning_threshold_mb": 0}}),
+        )
+    });
+    for (status, body) in futures::future::join_all(saves).await {
+        assert_eq!(status, 200, "{body}");
+    }
+    let (_, s) = api.get("/api/settings").await;
+    let (_, storage) = api.get("/api/storage").await;
+    let max = s["quota"]["max_storage_mb"].as_u64().expect("max");
+    assert_eq!(
+        storage["quota_bytes"].as_u64(),
+        Some(max * 1024 * 1024),
+        "in force: {storage}"
+    );
+    let (_, audit) = api.get("/api/audit?action=settings_change&limit=1").await;
+    let newest = audit["items"][0]["detail"].as_str().unwrap_or_default();
+    assert!(
+        newest.ends_with(&format!("-> max {max} MiB, warning none (dashboard)")),
+        "{newest} / {max}"
+    );
+    let (_, s) = patch(&api, json!({"quota": null, "retention": null})).await;
+    assert_eq!(s["quota"]["from"], "file", "{s}");
     assert_eq!(s["retention"]["from"], "file", "{s}");
     assert_eq!(s["retention"]["rules"]["max_backups"], 10, "{s}");
     drop(api);

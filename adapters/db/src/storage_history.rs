@@ -54,18 +54,34 @@ impl StorageHistory for SeaStorageHistory {
             .await
             .map_err(|e| repo_err(&e))?
             .into_iter()
-            .map(|row| {
-                let day = NaiveDate::parse_from_str(&row.day, DAY_FORMAT).map_err(|e| {
-                    RepoError::Corrupt(format!("storage_history.day `{}`: {e}", row.day))
-                })?;
-                let stored_bytes = u64::try_from(row.stored_bytes).map_err(|_| {
-                    RepoError::Corrupt(format!(
-                        "storage_history `{}` is negative ({})",
-                        row.day, row.stored_bytes
-                    ))
-                })?;
-                Ok(StorageSample { day, stored_bytes })
-            })
+            .map(|row| to_sample(&row))
             .collect()
     }
+
+    async fn latest_on_or_before(
+        &self,
+        day: NaiveDate,
+    ) -> Result<Option<StorageSample>, RepoError> {
+        // The primary key's index, read backwards from `day`: one row.
+        storage_history::Entity::find()
+            .filter(storage_history::Column::Day.lte(day.format(DAY_FORMAT).to_string()))
+            .order_by_desc(storage_history::Column::Day)
+            .one(&self.conn)
+            .await
+            .map_err(|e| repo_err(&e))?
+            .map(|row| to_sample(&row))
+            .transpose()
+    }
+}
+
+fn to_sample(row: &storage_history::Model) -> Result<StorageSample, RepoError> {
+    let day = NaiveDate::parse_from_str(&row.day, DAY_FORMAT)
+        .map_err(|e| RepoError::Corrupt(format!("storage_history.day `{}`: {e}", row.day)))?;
+    let stored_bytes = u64::try_from(row.stored_bytes).map_err(|_| {
+        RepoError::Corrupt(format!(
+            "storage_history `{}` is negative ({})",
+            row.day, row.stored_bytes
+        ))
+    })?;
+    Ok(StorageSample { day, stored_bytes })
 }

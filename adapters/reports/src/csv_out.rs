@@ -47,13 +47,21 @@ const AUDIT_COLUMNS: [&str; 10] = [
     "row_hash",
 ];
 
-/// A cell as written: a text cell that a spreadsheet would evaluate as a formula (it
-/// starts with `=`, `+`, `-`, `@`, a tab or a carriage return) gets a leading `'`, which
-/// makes spreadsheets show it as text. Numbers and times Coffer writes itself never
-/// start with any of these.
+/// What starts a formula, in ASCII and in full width (some spreadsheets fold
+/// `＝＋－＠` to their ASCII forms).
+const FORMULA: [char; 8] = [
+    '=', '+', '-', '@', '\u{FF1D}', '\u{FF0B}', '\u{FF0D}', '\u{FF20}',
+];
+
+/// A cell as written: a text cell that a spreadsheet would evaluate as a formula gets a
+/// leading `'`, which makes spreadsheets show it as text. That is a cell starting with a
+/// tab, a carriage return or a line feed, or whose first character after any leading
+/// white space is `=`, `+`, `-` or `@` (or a full-width `＝ ＋ － ＠`): spreadsheets
+/// skip leading spaces before a formula. Numbers and times Coffer writes itself never
+/// start with any of these (none is negative) and are not passed through here.
 #[must_use]
 pub fn neutralise(cell: &str) -> Cow<'_, str> {
-    if cell.starts_with(['=', '+', '-', '@', '\t', '\r']) {
+    if cell.starts_with(['\t', '\r', '\n']) || cell.trim_start().starts_with(FORMULA) {
         Cow::Owned(format!("'{cell}"))
     } else {
         Cow::Borrowed(cell)
@@ -260,6 +268,15 @@ mod tests {
             "@SUM(A1)",
             "\tleading tab",
             "\rleading cr",
+            "\nleading lf",
+            "  =cmd|' /C calc'!A0",
+            " \t+1+2",
+            "\u{3000}@SUM(A1)",
+            "\u{FF1D}1+1",
+            "\u{FF0B}1",
+            "\u{FF0D}1",
+            "\u{FF20}SUM(A1)",
+            "  \u{FF1D}cmd",
         ] {
             let csv = backups(&[entry(1, hostile)]);
             let cell = &parse(&csv)[1][3];
@@ -267,7 +284,15 @@ mod tests {
         }
         // Inside a cell these characters are harmless and kept as they are.
         assert_eq!(neutralise("a=b-c"), "a=b-c");
+        assert_eq!(neutralise("  a = b"), "  a = b");
+        assert_eq!(neutralise("a\n=b"), "a\n=b");
         assert_eq!(neutralise(""), "");
+        assert_eq!(neutralise("   "), "   ");
+        // The numbers we write ourselves are never touched (never negative).
+        let csv = backups(&[entry(7, "docs")]);
+        let row = &parse(&csv)[1];
+        assert_eq!((row[0].as_str(), row[7].as_str()), ("7", "2.345"));
+        assert_eq!(row[10], "1048576");
     }
 
     #[test]

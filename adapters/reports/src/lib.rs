@@ -7,8 +7,11 @@
 //! caller gives.
 //!
 //! - CSV: RFC 4180 (CRLF, quoting where needed), a header row, UTC ISO-8601 times, sizes
-//!   in bytes. Any text cell a spreadsheet would take for a formula — first character
-//!   `=`, `+`, `-`, `@`, tab or carriage return (OWASP's list) — gets a leading `'`.
+//!   in bytes. Any text cell a spreadsheet would take for a formula gets a leading `'`:
+//!   first character tab, carriage return or line feed, or first character after any
+//!   leading white space `=`, `+`, `-`, `@` or a full-width `＝ ＋ － ＠` (OWASP's list,
+//!   widened). The backup CSV lists snapshots: a failed backup leaves none (the audit
+//!   CSV has it, as a `backup_create` row with `success` false).
 //! - PDF: A4 portrait, the 14 standard fonts (Helvetica), so nothing is embedded and all
 //!   text stays extractable. Those fonts cover Latin-1 only: any other character is
 //!   written as `?`, deliberately, rather than dropped.

@@ -5,16 +5,23 @@
 //! figures and two charts (stored bytes per day; snapshots per day by status); the
 //! backup history table starts on a new page and flows over as many as it needs, its
 //! header repeated on each; the audit summary follows. Every page ends with
-//! "Page N of M", written once the number of pages is known.
+//! "Page N of M", written once the number of pages is known. Paragraphs and the header's
+//! lines wrap to the content width; table cells are shortened with `...`.
+//!
+//! A report limited to one source still shows the storage figures (bytes used, dedup
+//! ratio, the stored-bytes chart) of the whole repository, since sources share their
+//! deduplicated data: those are labelled "all sources" there.
 
 use chrono::{DateTime, Datelike as _, NaiveDate, TimeDelta, Timelike as _, Utc};
-use coffer_domain::reports::{DailyBackups, PDF_HISTORY_ROWS, RenderError, ReportData};
+use coffer_domain::reports::{
+    DailyBackups, FAILED as FAILED_STATUS, PDF_HISTORY_ROWS, RenderError, ReportData,
+};
 use printpdf::{
     BuiltinFont, Color, Line, LinePoint, Mm, Op, PaintMode, PdfDocument, PdfFontHandle, PdfPage,
     PdfSaveOptions, Point, Pt, Rect, Rgb, TextItem,
 };
 
-use crate::text::{bytes, duration, fit, latin1, thousands, width};
+use crate::text::{bytes, duration, fit, latin1, thousands, width, wrap};
 
 const PAGE_W: f32 = 595.28;
 const PAGE_H: f32 = 841.89;
@@ -48,7 +55,18 @@ fn status_color(status: &str) -> Rgb3 {
     match status {
         "ok" => OK,
         "partial" => PARTIAL,
+        FAILED_STATUS => FAILED,
         _ => OTHER,
+    }
+}
+
+/// Stacking and legend order: ok at the bottom, then partial, failed, anything else.
+fn status_rank(status: &str) -> u8 {
+    match status {
+        "ok" => 0,
+        "partial" => 1,
+        FAILED_STATUS => 2,
+        _ => 3,
     }
 }
 
@@ -174,18 +192,21 @@ impl Doc {
         self.y -= 14.0;
     }
 
-    /// A line of body text.
+    /// A paragraph of body text, wrapped to the content width.
     fn para(&mut self, s: &str, ink: Rgb3) {
-        self.ensure(14.0);
-        self.text(
-            MARGIN,
-            self.y,
-            9.0,
-            false,
-            ink,
-            &fit(s, CONTENT_W, 9.0, false),
-        );
-        self.y -= 13.0;
+        for line in wrap(s, CONTENT_W, 9.0, false) {
+            self.ensure(14.0);
+            self.text(MARGIN, self.y, 9.0, false, ink, &line);
+            self.y -= 13.0;
+        }
+    }
+
+    /// Lines of `s` wrapped to the content width at `size`, `step` apart.
+    fn wrapped(&mut self, s: &str, size: f32, ink: Rgb3, step: f32) {
+        for line in wrap(s, CONTENT_W, size, false) {
+            self.text(MARGIN, self.y, size, false, ink, &line);
+            self.y -= step;
+        }
     }
 }
 
@@ -199,7 +220,8 @@ fn last_day(data: &ReportData) -> NaiveDate {
     end.date_naive().max(data.period.from.date_naive())
 }
 
-pub(crate) fn render(data: &ReportData) -> Result<Vec<u8>, RenderError> {
+/// Every page's drawing operations.
+fn layout(data: &ReportData) -> Doc {
     let mut doc = Doc::new();
     header(&mut doc, data);
     summary(&mut doc, data);
@@ -209,6 +231,11 @@ pub(crate) fn render(data: &ReportData) -> Result<Vec<u8>, RenderError> {
     history(&mut doc, data);
     audit(&mut doc, data);
     footers(&mut doc, data);
+    doc
+}
+
+pub(crate) fn render(data: &ReportData) -> Result<Vec<u8>, RenderError> {
+    let mut doc = layout(data);
 
     let mut pdf = PdfDocument::new(TITLE);
     let stamp = pdf_date(data.generated_at);
@@ -272,32 +299,36 @@ fn header(doc: &mut Doc, data: &ReportData) {
         .source
         .as_deref()
         .map_or_else(|| "all sources".to_owned(), |s| format!("source {s}"));
-    doc.text(
-        MARGIN,
-        doc.y,
-        10.0,
-        false,
-        INK,
+    doc.wrapped(
         &format!(
             "Period: {} to {} ({source})",
             when(data.period.from),
             when(data.period.to)
         ),
+        10.0,
+        INK,
+        14.0,
     );
-    doc.y -= 14.0;
-    doc.text(
-        MARGIN,
-        doc.y,
-        9.0,
-        false,
-        MUTED,
+    doc.wrapped(
         &format!(
             "Generated at {} by {}",
             data.generated_at.format("%Y-%m-%d %H:%M:%S UTC"),
             data.generated_by
         ),
+        9.0,
+        MUTED,
+        12.0,
     );
-    doc.y -= 12.0;
+    if data.source.is_some() {
+        doc.wrapped(
+            "Backups, history and the audit summary are this source's; storage used, the \
+             dedup ratio and the stored-bytes chart are the whole repository's (all \
+             sources), since sources share their deduplicated data.",
+            8.0,
+            MUTED,
+            11.0,
+        );
+    }
     doc.line((MARGIN, doc.y), (MARGIN + CONTENT_W, doc.y), 0.5, RULE);
     doc.y -= 16.0;
 }
@@ -328,6 +359,12 @@ fn summary(doc: &mut Doc, data: &ReportData) {
         }
         _ => "no quota set".to_owned(),
     };
+    // A per-source report shows the repository's storage figures: said on the card.
+    let (storage_label, dedup_label) = if data.source.is_some() {
+        ("Storage used (all sources)", "Dedup ratio (all sources)")
+    } else {
+        ("Storage used", "Dedup ratio")
+    };
     let cards: [(&str, String, String); 6] = [
         (
             "Backups in period",
@@ -338,11 +375,11 @@ fn summary(doc: &mut Doc, data: &ReportData) {
             "Success rate",
             data.success_rate_percent()
                 .map_or_else(|| "n/a".to_owned(), percent),
-            "snapshots complete without warnings".to_owned(),
+            "ok / (ok + partial + failed) backups".to_owned(),
         ),
-        ("Storage used", bytes(data.stored_bytes), storage),
+        (storage_label, bytes(data.stored_bytes), storage),
         (
-            "Dedup ratio",
+            dedup_label,
             data.dedup_ratio()
                 .map_or_else(|| "n/a".to_owned(), |r| format!("{r:.2} x")),
             "logical bytes / stored bytes".to_owned(),
@@ -369,8 +406,22 @@ fn summary(doc: &mut Doc, data: &ReportData) {
             let x = MARGIN + i as f32 * (w + gap);
             doc.rect(x, top - h, w, h, PANEL);
             doc.rect(x, top - h, 2.5, h, ACCENT);
-            doc.text(x + 10.0, top - 14.0, 8.0, false, MUTED, label);
-            doc.text(x + 10.0, top - 33.0, 15.0, true, INK, value);
+            doc.text(
+                x + 10.0,
+                top - 14.0,
+                8.0,
+                false,
+                MUTED,
+                &fit(label, w - 16.0, 8.0, false),
+            );
+            doc.text(
+                x + 10.0,
+                top - 33.0,
+                15.0,
+                true,
+                INK,
+                &fit(value, w - 16.0, 15.0, true),
+            );
             doc.text(
                 x + 10.0,
                 top - 46.0,
@@ -513,11 +564,12 @@ fn empty_chart(doc: &mut Doc, f: &Frame, message: &str) {
 fn storage_chart(doc: &mut Doc, data: &ReportData) {
     let first = data.period.from.date_naive();
     let days = u32::try_from((last_day(data) - first).num_days() + 1).unwrap_or(1);
-    let f = chart_frame(
-        doc,
-        "Stored bytes over time",
-        "Bytes in storage at the end of each day (UTC), after dedup and compression",
-    );
+    let subtitle = if data.source.is_some() {
+        "Bytes in storage of the whole repository (all sources) at the end of each day (UTC)"
+    } else {
+        "Bytes in storage at the end of each day (UTC), after dedup and compression"
+    };
+    let f = chart_frame(doc, "Stored bytes over time", subtitle);
     let samples: Vec<_> = data
         .storage_history
         .iter()
@@ -568,9 +620,9 @@ fn storage_chart(doc: &mut Doc, data: &ReportData) {
 fn daily_chart(doc: &mut Doc, data: &ReportData) {
     let per = data.days_per_bucket.max(1);
     let subtitle = if per == 1 {
-        "Snapshots started each day (UTC), by status".to_owned()
+        "Backups each day (UTC) by outcome: snapshots by status, failed attempts".to_owned()
     } else {
-        format!("Snapshots started per {per} days (UTC), by status")
+        format!("Backups per {per} days (UTC) by outcome: snapshots by status, failed attempts")
     };
     let f = chart_frame(doc, "Backups per day", &subtitle);
     let first = data.period.from.date_naive();
@@ -596,13 +648,8 @@ fn daily_chart(doc: &mut Doc, data: &ReportData) {
     for (i, bucket) in data.daily.iter().enumerate() {
         let x = f.x + slot_w * (i as f32 + 0.5) - bar_w / 2.0;
         let mut y = f.y;
-        // ok at the bottom, then partial, then anything else.
         let mut parts: Vec<&(String, u64)> = bucket.by_status.iter().collect();
-        parts.sort_by_key(|(s, _)| match s.as_str() {
-            "ok" => 0,
-            "partial" => 1,
-            _ => 2,
-        });
+        parts.sort_by_key(|(s, _)| status_rank(s));
         for (status, n) in parts {
             if *n == 0 {
                 continue;
@@ -616,11 +663,7 @@ fn daily_chart(doc: &mut Doc, data: &ReportData) {
         }
     }
     // Legend, top right above the plot.
-    statuses.sort_by_key(|s| match *s {
-        "ok" => 0,
-        "partial" => 1,
-        _ => 2,
-    });
+    statuses.sort_by_key(|s| status_rank(s));
     let mut x = f.x + f.w;
     for status in statuses.iter().rev() {
         let w = width(&latin1(status), 7.5, false);
@@ -715,7 +758,8 @@ fn history(doc: &mut Doc, data: &ReportData) {
     let total = data.history.len() as u64 + data.history_omitted;
     doc.para(
         &format!(
-            "{} snapshots started in the period, newest first.",
+            "{} snapshots started in the period, newest first (failed backups leave no \
+             snapshot: they are counted above and listed in the audit trail).",
             thousands(total)
         ),
         INK,
@@ -778,7 +822,10 @@ fn history(doc: &mut Doc, data: &ReportData) {
             align: Align::Left,
         },
     ];
-    let rows = data.history.iter().map(|e| {
+    // The order the paragraph above states, whatever order the rows came in.
+    let mut newest_first: Vec<_> = data.history.iter().collect();
+    newest_first.sort_by_key(|e| std::cmp::Reverse((e.created_at, e.id.get())));
+    let rows = newest_first.into_iter().map(|e| {
         vec![
             e.created_at.format("%Y-%m-%d %H:%M:%S").to_string(),
             e.source_name.clone(),
@@ -1126,6 +1173,12 @@ mod tests {
                 "page {n} lacks its number:\n{text}"
             );
         }
+        // Newest first, as the page says: the first row is the period's newest snapshot.
+        let first_row = text
+            .lines()
+            .find(|l| l.trim_start().starts_with("2026-03-") && l.contains(":00:00"))
+            .unwrap_or_default();
+        assert!(first_row.contains("2026-03-28 "), "{first_row}");
         // The header row is repeated on every page of the table.
         assert!(text.matches("Started (UTC)").count() >= 3, "{text}");
         assert!(text.contains("Backup history (continued)"));
@@ -1151,6 +1204,133 @@ mod tests {
             "no creation date in the info"
         );
         assert!(!raw.contains("D:1970"), "a 1970 date is left in the info");
+    }
+
+    /// Each line of text drawn, by page: (x, y, width, text).
+    fn lines(data: &ReportData) -> Vec<Vec<(f32, f32, f32, String)>> {
+        layout(data)
+            .pages
+            .iter()
+            .map(|ops| {
+                let (mut size, mut bold, mut at) = (0.0, false, (0.0, 0.0));
+                let mut out = Vec::new();
+                for op in ops {
+                    match op {
+                        Op::SetFont { font, size: s } => {
+                            size = s.0;
+                            bold =
+                                matches!(font, PdfFontHandle::Builtin(BuiltinFont::HelveticaBold));
+                        }
+                        Op::SetTextCursor { pos } => at = (pos.x.0, pos.y.0),
+                        Op::ShowText { items } => {
+                            for item in items {
+                                if let TextItem::Text(t) = item {
+                                    out.push((at.0, at.1, width(t, size, bold), t.clone()));
+                                }
+                            }
+                        }
+                        _ => {}
+                    }
+                }
+                out
+            })
+            .collect()
+    }
+
+    #[test]
+    fn long_names_and_notes_wrap_within_the_margins() {
+        let long = format!("finance-{}-END", "quarterly-archive".repeat(8));
+        let mut data = report(
+            (0..30).map(|i| snapshot(i, &long, "ok")).collect(),
+            1234,
+            true,
+        );
+        data.source = Some(long.clone());
+        data.generated_by = format!("system:{}", "operator".repeat(12));
+        let pages = lines(&data);
+        for (n, page) in pages.iter().enumerate() {
+            for (x, _, w, text) in page {
+                assert!(
+                    *x >= MARGIN - 0.5 && x + w <= PAGE_W - MARGIN + 0.5,
+                    "page {}: {text:?} runs from {x} to {} (content {MARGIN}..{})",
+                    n + 1,
+                    x + w,
+                    PAGE_W - MARGIN
+                );
+            }
+        }
+        let all: Vec<&str> = pages.iter().flatten().map(|l| l.3.as_str()).collect();
+        let joined = all.join(" ");
+        // The header's source name and user are all there, over as many lines as needed.
+        assert!(
+            all.iter()
+                .any(|l| l.starts_with("Period: 2026-03-01 00:00 UTC"))
+        );
+        assert!(joined.contains("-END)"), "{joined}");
+        assert!(joined.contains(&"operator".repeat(2)), "{joined}");
+        assert!(
+            all.concat()
+                .contains(&format!("(source {long})").replace(' ', "")),
+            "{joined}"
+        );
+        // The note on left-out rows is whole, not cut mid-word.
+        assert!(
+            joined.contains(
+                "1,234 older ones are left out. The CSV export (GET /api/export/csv, \
+                 coffer report csv) has them all."
+            ),
+            "{joined}"
+        );
+    }
+
+    #[test]
+    fn a_source_report_labels_the_storage_figures_as_the_repositorys() {
+        let mut data = report(vec![], 0, true);
+        let all_sources: Vec<String> = lines(&data).concat().into_iter().map(|l| l.3).collect();
+        assert!(all_sources.contains(&"Storage used".to_owned()));
+        assert!(!all_sources.iter().any(|l| l.starts_with("Storage used (")));
+        data.source = Some("finance".to_owned());
+        let one: Vec<String> = lines(&data).concat().into_iter().map(|l| l.3).collect();
+        for label in ["Storage used (all sources)", "Dedup ratio (all sources)"] {
+            assert!(one.contains(&label.to_owned()), "{label}: {one:?}");
+        }
+        assert!(
+            one.iter()
+                .any(|l| l.starts_with("Bytes in storage of the whole repository (all sources)")),
+            "{one:?}"
+        );
+        assert!(
+            one.join(" ")
+                .contains("are the whole repository's (all sources)")
+        );
+    }
+
+    #[test]
+    fn failed_backups_are_drawn_in_the_failed_colour() {
+        let mut data = report(vec![], 0, true);
+        data.backups_by_status = vec![
+            ("failed".to_owned(), 3),
+            ("ok".to_owned(), 6),
+            ("partial".to_owned(), 1),
+        ];
+        data.daily[4].by_status.push(("failed".to_owned(), 3));
+        let failed = color(FAILED);
+        let page = &layout(&data).pages[0];
+        let filled_failed = page
+            .windows(2)
+            .filter(|w| {
+                matches!(&w[0], Op::SetFillColor { col } if *col == failed)
+                    && matches!(&w[1], Op::DrawRectangle { .. })
+            })
+            .count();
+        assert_eq!(filled_failed, 2, "the bar segment and its legend swatch");
+        let text: Vec<String> = lines(&data)[0].iter().map(|l| l.3.clone()).collect();
+        assert!(text.contains(&"failed".to_owned()), "legend: {text:?}");
+        assert!(text.contains(&"60.0 %".to_owned()), "{text:?}");
+        assert!(
+            text.contains(&"3 failed, 6 ok, 1 partial".to_owned()),
+            "{text:?}"
+        );
     }
 
     #[test]

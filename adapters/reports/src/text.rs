@@ -71,6 +71,43 @@ pub(crate) fn fit(s: &str, max: f32, size: f32, bold: bool) -> String {
     out
 }
 
+/// `s` broken into lines no wider than `max` points: at spaces, and inside a word only
+/// when the word alone is wider than a line. Never empty (an empty text is one empty
+/// line).
+pub(crate) fn wrap(s: &str, max: f32, size: f32, bold: bool) -> Vec<String> {
+    let s = latin1(s);
+    let fits = |t: &str| width(t, size, bold) <= max;
+    let mut lines = Vec::new();
+    let mut line = String::new();
+    for word in s.split_whitespace() {
+        let joined = if line.is_empty() {
+            word.to_owned()
+        } else {
+            format!("{line} {word}")
+        };
+        if fits(&joined) {
+            line = joined;
+            continue;
+        }
+        if !line.is_empty() {
+            lines.push(std::mem::take(&mut line));
+        }
+        // A word wider than a line: as many characters as fit, then the rest.
+        for c in word.chars() {
+            line.push(c);
+            if !fits(&line) && line.chars().count() > 1 {
+                line.pop();
+                lines.push(std::mem::take(&mut line));
+                line.push(c);
+            }
+        }
+    }
+    if !line.is_empty() || lines.is_empty() {
+        lines.push(line);
+    }
+    lines
+}
+
 /// `1234567` as `1,234,567`.
 pub(crate) fn thousands(n: u64) -> String {
     let digits = n.to_string();
@@ -137,6 +174,31 @@ mod tests {
         assert!(s.ends_with("..."), "{s}");
         assert!(width(&s, 8.0, false) <= 40.0);
         assert_eq!(fit("short", 100.0, 8.0, false), "short");
+    }
+
+    #[test]
+    fn text_wraps_at_spaces_within_the_width() {
+        let note = "Only the newest 2,000 are listed here; 1,234 older ones are left out. \
+                    The CSV export (GET /api/export/csv, coffer report csv) has them all.";
+        let lines = wrap(note, 200.0, 9.0, false);
+        assert!(lines.len() >= 3, "{lines:?}");
+        for line in &lines {
+            assert!(width(line, 9.0, false) <= 200.0, "{line:?}");
+        }
+        // Nothing lost or cut mid-word: the words are all there, in order.
+        assert_eq!(
+            lines.join(" ").split(' ').collect::<Vec<_>>(),
+            note.split_whitespace().collect::<Vec<_>>()
+        );
+        // A word wider than a line is broken where it must be.
+        let long = "x".repeat(200);
+        let lines = wrap(&format!("source {long}"), 100.0, 10.0, false);
+        assert_eq!(lines[0], "source");
+        assert!(lines.len() > 2, "{lines:?}");
+        assert!(lines.iter().all(|l| width(l, 10.0, false) <= 100.0));
+        assert_eq!(lines[1..].concat(), long);
+        assert_eq!(wrap("", 100.0, 9.0, false), [""]);
+        assert_eq!(wrap("short", 100.0, 9.0, false), ["short"]);
     }
 
     #[test]

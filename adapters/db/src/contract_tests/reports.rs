@@ -180,5 +180,21 @@ contract!(
             i64::MAX.unsigned_abs(),
             "beyond i64 is stored as the largest value"
         );
+        // The sample a quiet period carries forward: the latest on or before a day.
+        let latest = |d| {
+            let history = history.clone();
+            async move { history.latest_on_or_before(day(d)).await.expect("latest") }
+        };
+        assert_eq!(latest(1).await, None, "nothing before the first sample");
+        assert_eq!(latest(2).await.map(|s| s.stored_bytes), Some(250));
+        assert_eq!(
+            latest(3).await,
+            Some(StorageSample {
+                day: day(2),
+                stored_bytes: 250
+            })
+        );
+        assert_eq!(latest(8).await.map(|s| s.day), Some(day(4)));
+        assert_eq!(latest(30).await.map(|s| s.day), Some(day(9)));
     }
 );

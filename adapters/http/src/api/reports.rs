@@ -79,9 +79,11 @@ impl ReportsApi {
     /// One row per snapshot, newest first: id, snapshot id, source, status, start and
     /// end (UTC ISO-8601), duration in seconds, files, directories, bytes (logical),
     /// bytes added, stored bytes added, SHA-256 checksum, encrypted, protected, parent,
-    /// verification and the number of warnings. RFC 4180 (CRLF, quoting); a cell that
-    /// would start with `=`, `+`, `-`, `@`, tab or CR gets a leading `'` so that
-    /// spreadsheets do not run it as a formula. Filters: `from` (inclusive) and `to`
+    /// verification and the number of warnings. Snapshots only: a failed backup leaves
+    /// none (the audit CSV has it, `action=backup_create&success=false`). RFC 4180
+    /// (CRLF, quoting); a text cell starting with tab, CR or LF, or whose first
+    /// character after leading white space is `=`, `+`, `-`, `@` (or full-width
+    /// `＝＋－＠`), gets a leading `'` so that spreadsheets do not run it as a formula. Filters: `from` (inclusive) and `to`
     /// (exclusive), RFC 3339; `source` by id or name. Streamed; the export is audited
     /// (`export`, `report:csv`).
     ///
@@ -124,8 +126,10 @@ impl ReportsApi {
     /// One row per audit event, newest first: id, time (UTC ISO-8601), user, action,
     /// resource, success, client IP, user agent, details and the row's chain hash. The
     /// same CSV rules as the backup history (RFC 4180, formula cells neutralised).
-    /// Filters: `from` (inclusive), `to` (exclusive), `username`, `action`. Streamed;
-    /// the export is audited (`export`, `report:audit.csv`).
+    /// Filters, named as in `GET /api/audit`: `from` (inclusive), `to` (exclusive),
+    /// `username`, `action`, `success` (`true` or `false`; failed backups are
+    /// `action=backup_create&success=false`). Streamed; the export is audited
+    /// (`export`, `report:audit.csv`).
     ///
     /// Permission: `export`.
     #[oai(
@@ -133,6 +137,7 @@ impl ReportsApi {
         method = "get",
         operation_id = "exportAuditCsv"
     )]
+    #[allow(clippy::too_many_arguments)]
     async fn audit_csv(
         &self,
         auth: Auth,
@@ -141,12 +146,14 @@ impl ReportsApi {
         to: Query<Option<DateTime<Utc>>>,
         #[oai(validator(max_length = 255))] username: Query<Option<String>>,
         #[oai(validator(max_length = 64))] action: Query<Option<String>>,
+        success: Query<Option<bool>>,
     ) -> Result<CsvExport, ApiError> {
         let filter = AuditReportFilter {
             from: from.0,
             to: to.0,
             username: username.0,
             action: action.0,
+            success: success.0,
         };
         let export = state
             .reports
@@ -165,14 +172,18 @@ impl ReportsApi {
 
     /// Export the PDF report.
     ///
-    /// Title, period and generation time; summary figures (backups in the period,
-    /// success rate, storage used against the quota, dedup ratio); a chart of the bytes
-    /// in storage per day and one of backups per day by status; the backup history
+    /// Title, period and generation time; summary figures (backup attempts in the
+    /// period by outcome: snapshots `ok` and `partial`, and `failed` for attempts that
+    /// left no snapshot; success rate `ok / (ok + partial + failed)`; storage used
+    /// against the quota; dedup ratio); a chart of the bytes in storage per day (the
+    /// last known value carried over days without a change) and one of backups per day
+    /// by outcome; the backup history
     /// (the newest 2,000 snapshots of the period; the page says how many more the CSV
     /// has) with its header repeated on every page; an audit summary. Every page is
     /// numbered. Period: `from` (inclusive) and `to` (exclusive), RFC 3339; default the
-    /// 30 days before `to`, which defaults to now. `source` by id or name. Audited
-    /// (`export`, `report:pdf`).
+    /// 30 days before `to`, which defaults to now. `source` by id or name (storage
+    /// figures stay the whole repository's, and say so). Audited (`export`,
+    /// `report:pdf`).
     ///
     /// Permission: `export`.
     #[oai(path = "/export/pdf", method = "get", operation_id = "exportPdf")]
@@ -189,10 +200,13 @@ impl ReportsApi {
             to: to.0,
             source: source.0,
         };
-        let (at, pdf) = state.reports.pdf(auth.actor(), &filter).await?;
-        Ok(PdfExport::Pdf(
-            Binary(pdf),
-            attachment(&export_filename("report", at, "pdf")),
-        ))
+        let report = state.reports.prepare_pdf(auth.actor(), &filter).await?;
+        let name = export_filename("report", report.at, "pdf");
+        // Drawing is CPU work (a second or more for a long history): off the async workers.
+        let reports = Arc::clone(&state.reports);
+        let pdf = tokio::task::spawn_blocking(move || reports.render_pdf(&report))
+            .await
+            .map_err(|e| ApiError::internal(&format!("the PDF renderer stopped: {e}")))??;
+        Ok(PdfExport::Pdf(Binary(pdf), attachment(&name)))
     }
 }

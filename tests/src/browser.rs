@@ -441,6 +441,56 @@ impl Browser {
             .unwrap_or_else(|e| panic!("resizing the window to {width}x{height}: {e}"));
     }
 
+    /// Emulates a device `width` × `height` CSS pixels wide (a phone: `mobile` on, the
+    /// page's `<meta name="viewport">` honoured), as chromedriver's `mobileEmulation`
+    /// does, but on this session: headless Chromium's window cannot be made narrower than
+    /// 500 px, so [`Browser::set_window_size`] cannot show a phone's width. Until
+    /// [`Browser::clear_emulation`]. Returns the page's `innerWidth` afterwards.
+    ///
+    /// # Panics
+    /// When the driver refuses.
+    pub async fn emulate_device(&self, width: u32, height: u32) -> u64 {
+        self.cdp(
+            "Emulation.setDeviceMetricsOverride",
+            json!({
+                "width": width,
+                "height": height,
+                "deviceScaleFactor": 1,
+                "mobile": true,
+                "screenWidth": width,
+                "screenHeight": height,
+            }),
+        )
+        .await
+        .unwrap_or_else(|e| panic!("emulating a {width}x{height} device: {e}"));
+        self.cdp(
+            "Emulation.setTouchEmulationEnabled",
+            json!({"enabled": true}),
+        )
+        .await
+        .unwrap_or_else(|e| panic!("emulating touch: {e}"));
+        self.execute("return window.innerWidth;", Vec::new())
+            .await
+            .as_u64()
+            .unwrap_or(0)
+    }
+
+    /// Ends [`Browser::emulate_device`].
+    ///
+    /// # Panics
+    /// When the driver refuses.
+    pub async fn clear_emulation(&self) {
+        self.cdp("Emulation.clearDeviceMetricsOverride", json!({}))
+            .await
+            .unwrap_or_else(|e| panic!("ending the device emulation: {e}"));
+        self.cdp(
+            "Emulation.setTouchEmulationEnabled",
+            json!({"enabled": false}),
+        )
+        .await
+        .unwrap_or_else(|e| panic!("ending the touch emulation: {e}"));
+    }
+
     /// Saves a PNG of the viewport to `path` (creating its directory).
     ///
     /// # Panics

@@ -72,58 +72,108 @@ async fn nav_links(browser: &Browser) -> Vec<String> {
     serde_json::from_value(links).expect("hrefs")
 }
 
-/// `(id, state, has a <progress>)` of every job shown on the page.
-async fn jobs_shown(browser: &Browser) -> Vec<(String, String, bool)> {
-    let jobs = browser
+/// The ids of the jobs shown on the page.
+async fn job_ids_shown(browser: &Browser) -> Vec<String> {
+    let ids = browser
         .execute(
-            "return [...document.querySelectorAll('[data-job-id]')].map(e => \
-             [e.getAttribute('data-job-id'), e.getAttribute('data-job-state'), \
-              e.querySelector('progress') !== null]);",
+            "return [...document.querySelectorAll('[data-job-id]')].map(e => e.getAttribute('data-job-id'));",
             Vec::new(),
         )
         .await;
-    serde_json::from_value(jobs).expect("jobs")
+    serde_json::from_value(ids).expect("job ids")
 }
 
+/// Installs a `MutationObserver` that records into `window.__jobLog`, as
+/// `[id, state, progress value or null, has a cancel button]`, every change of a job
+/// card on the page (except those of the jobs in `skip`), so states shown for a moment
+/// between two polls of a test are seen all the same. The document stays across the
+/// dashboard's pages (they are URL fragments).
+async fn record_job_cards(browser: &Browser, skip: &[String]) {
+    browser
+        .execute(
+            "const skip = new Set(arguments[0]); \
+             if (window.__jobObserver) window.__jobObserver.disconnect(); \
+             window.__jobLog = []; \
+             const record = () => { \
+               for (const e of document.querySelectorAll('[data-job-id]')) { \
+                 const id = e.getAttribute('data-job-id'); \
+                 if (skip.has(id)) continue; \
+                 const p = e.querySelector('progress'); \
+                 const entry = [id, e.getAttribute('data-job-state'), \
+                   p && p.hasAttribute('value') ? Number(p.getAttribute('value')) : null, \
+                   e.querySelector('[data-action=\"cancel\"]') !== null]; \
+                 const last = window.__jobLog.filter(x => x[0] === id).pop(); \
+                 if (!last || last.some((v, i) => v !== entry[i])) window.__jobLog.push(entry); \
+               } \
+             }; \
+             window.__jobObserver = new MutationObserver(record); \
+             window.__jobObserver.observe(document.body, {subtree: true, childList: true, \
+               attributes: true, attributeFilter: ['data-job-state', 'value']}); \
+             record();",
+            vec![json!(skip)],
+        )
+        .await;
+}
+
+/// What [`record_job_cards`] has seen: `(id, state, progress value, cancel button)`.
+async fn job_log(browser: &Browser) -> Vec<(String, String, Option<f64>, bool)> {
+    let log = browser
+        .execute("return window.__jobLog || [];", Vec::new())
+        .await;
+    serde_json::from_value(log).expect("job log")
+}
+
+const FINAL_STATES: [&str; 3] = ["succeeded", "failed", "cancelled"];
+
 /// Clicks `button` and follows the job it starts on the page until it ends: returns
-/// the job id. Asserts a `<progress>` was shown and the job succeeded.
+/// the job id. Every state the page showed is recorded as it is drawn; the job must have
+/// been shown queued or running, with a progress value, before it was shown succeeded.
 async fn click_and_follow_job(browser: &Browser, button: &str) -> String {
-    let before: Vec<String> = jobs_shown(browser)
-        .await
-        .into_iter()
-        .map(|(id, _, _)| id)
-        .collect();
+    let before = job_ids_shown(browser).await;
+    record_job_cards(browser, &before).await;
     browser.find(button).await.click().await;
     let deadline = Instant::now() + browser.timeout() * 3;
-    let mut saw_progress = false;
-    let mut states = Vec::new();
     loop {
-        let new = jobs_shown(browser)
-            .await
-            .into_iter()
-            .find(|(id, _, _)| !before.contains(id));
-        if let Some((id, state, progress)) = new {
-            saw_progress |= progress;
-            if states.last() != Some(&state) {
-                states.push(state.clone());
-            }
-            match state.as_str() {
+        let log = job_log(browser).await;
+        if let Some((id, _, _, _)) = log.first() {
+            let id = id.clone();
+            let mine: Vec<_> = log.iter().filter(|e| e.0 == id).collect();
+            let states: Vec<&str> = mine.iter().map(|e| e.1.as_str()).collect();
+            let last = *states.last().expect("one entry");
+            match last {
                 "succeeded" => {
+                    let first_final = states
+                        .iter()
+                        .position(|s| FINAL_STATES.contains(s))
+                        .expect("final");
+                    let before_end = &mine[..first_final];
                     assert!(
-                        saw_progress,
-                        "job {id} showed no <progress> (states {states:?})"
+                        before_end
+                            .iter()
+                            .any(|e| e.1 == "running" || e.1 == "queued"),
+                        "job {id} was never shown queued or running before it ended \
+                         (states shown: {states:?})"
                     );
+                    assert!(
+                        before_end.iter().any(|e| e.2.is_some()),
+                        "job {id} showed no progress value while it ran: {mine:?}"
+                    );
+                    let values: Vec<f64> = before_end.iter().filter_map(|e| e.2).collect();
+                    eprintln!("job {id} (`{button}`): shown {states:?}, progress {values:?}");
                     return id;
                 }
                 "failed" | "cancelled" => {
-                    panic!("job {id} ended {state} on {}", browser.current_url().await)
+                    panic!(
+                        "job {id} ended {last} on {} ({mine:?})",
+                        browser.current_url().await
+                    )
                 }
                 _ => {}
             }
         }
         assert!(
             Instant::now() < deadline,
-            "no job started by `{button}` reached succeeded on {} (states seen: {states:?})",
+            "no job started by `{button}` reached succeeded on {} (seen: {log:?})",
             browser.current_url().await
         );
         tokio::time::sleep(std::time::Duration::from_millis(50)).await;
@@ -200,6 +250,28 @@ fn parse_csv(text: &str) -> Vec<Vec<String>> {
         .collect()
 }
 
+/// How far the page scrolls sideways, and the widest elements sticking out of the
+/// viewport (outside the tables' own scrolling wrappers), or `None` when it does not.
+async fn sideways(browser: &Browser) -> Option<String> {
+    let found = browser
+        .execute(
+            "const de = document.documentElement; \
+             const over = Math.max(de.scrollWidth, document.body.scrollWidth) - de.clientWidth; \
+             if (over <= 1) return null; \
+             const vw = de.clientWidth; \
+             const culprits = [...document.querySelectorAll('body *')] \
+               .filter(e => !e.closest('.table-wrap') || e.matches('.table-wrap')) \
+               .map(e => [e, e.getBoundingClientRect().right]) \
+               .filter(([, r]) => r > vw + 1) \
+               .sort((a, b) => b[1] - a[1]).slice(0, 5) \
+               .map(([e, r]) => `${e.tagName.toLowerCase()}${e.id ? '#' + e.id : ''}.${[...e.classList].join('.')} right=${Math.round(r)}`); \
+             return `${over} px; ${culprits.join(', ')}`;",
+            Vec::new(),
+        )
+        .await;
+    found.as_str().map(str::to_owned)
+}
+
 /// Fails on Content-Security-Policy violations and uncaught exceptions in the console.
 async fn assert_console_clean(browser: &Browser) {
     let bad: Vec<(String, String)> = browser
@@ -219,6 +291,31 @@ fn source_tree(root: &Path) {
     std::fs::write(root.join("hello.txt"), HELLO).expect("write");
     std::fs::write(root.join("docs/readme.md"), b"# Notes\n").expect("write");
     std::fs::write(root.join("docs/data.csv"), b"a,b\n1,2\n").expect("write");
+}
+
+/// The size of [`random_file`]s: enough that a backup or restore of one is seen running
+/// for several of the page's polls (neither deduplication nor compression shortens it).
+const BIG: usize = 48 << 20;
+
+/// Writes `len` pseudo-random bytes (xorshift64, seeded by `seed`) to `path`, quickly.
+fn random_file(path: &Path, len: usize, seed: u64) {
+    use std::io::Write as _;
+    let mut file = std::io::BufWriter::new(std::fs::File::create(path).expect("create"));
+    let mut state = seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1;
+    let mut buf = vec![0u8; 1 << 20];
+    let mut left = len;
+    while left > 0 {
+        for word in buf.chunks_exact_mut(8) {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            word.copy_from_slice(&state.to_le_bytes());
+        }
+        let n = left.min(buf.len());
+        file.write_all(&buf[..n]).expect("write");
+        left -= n;
+    }
+    file.flush().expect("flush");
 }
 
 /// The client itself, against a page that exists whatever the dashboard's state:
@@ -340,6 +437,8 @@ async fn an_admin_backs_up_browses_restores_and_exports_in_the_browser() {
     let work = tempfile::tempdir().expect("tempdir");
     let src = work.path().join("projects");
     source_tree(&src);
+    // Big enough for the backup and the restore to be seen running.
+    random_file(&src.join("big.bin"), BIG, 1);
     open(&browser, "sources").await;
     add_source(&browser, "projects", &src).await;
     let row = r#"tr[data-source="projects"]"#;
@@ -481,6 +580,38 @@ async fn an_admin_backs_up_browses_restores_and_exports_in_the_browser() {
         ],
     );
 
+    // An impossible period: said on the page, and nothing is asked of the server.
+    browser.clear_downloads();
+    browser
+        .execute(
+            "for (const [id, v] of [['report-from', '2026-03-10'], ['report-to', '2026-03-01']]) { \
+               const e = document.getElementById(id); e.value = v; \
+               e.dispatchEvent(new Event('change', {bubbles: true})); }",
+            Vec::new(),
+        )
+        .await;
+    // (A script's click: a toast may cover the button.)
+    browser
+        .execute(
+            "document.querySelector('a#export-pdf').click();",
+            Vec::new(),
+        )
+        .await;
+    let said = browser
+        .wait_for(
+            "const e = document.querySelector('#report-error'); \
+             return e && !e.hidden && e.getAttribute('role') === 'alert' && e.textContent.trim();",
+            "#report-error to say the period is wrong",
+        )
+        .await;
+    assert!(said.as_str().unwrap_or_default().contains("From"), "{said}");
+    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    let saved = std::fs::read_dir(browser.download_dir())
+        .expect("download directory")
+        .count();
+    assert_eq!(saved, 0, "an impossible period downloaded something");
+    shot(&browser, "admin-11b-reports-bad-period").await;
+
     // The other admin pages.
     open(&browser, "users").await;
     shot(&browser, "admin-12-users").await;
@@ -489,26 +620,76 @@ async fn an_admin_backs_up_browses_restores_and_exports_in_the_browser() {
     open(&browser, "settings").await;
     shot(&browser, "admin-14-settings").await;
 
-    // A phone's width.
-    browser.set_window_size(375, 812).await;
-    browser.goto(&app.url("/#/overview")).await;
-    browser.find(&ready("overview")).await;
-    shot(&browser, "admin-15-overview-phone").await;
-    let overflow = browser
-        .execute(
-            "return document.documentElement.scrollWidth - document.documentElement.clientWidth;",
-            Vec::new(),
-        )
-        .await;
+    // A phone's width, on every page: nothing scrolls sideways.
+    let phone = browser.emulate_device(375, 812).await;
+    assert_eq!(phone, 375, "the emulated phone's viewport");
+    let browse = format!("backups/{snap}/browse/");
+    let pages = [
+        ("overview", "overview"),
+        ("backups", "backups"),
+        (browse.as_str(), "browse"),
+        ("sources", "sources"),
+        ("users", "users"),
+        ("audit", "audit"),
+        ("reports", "reports"),
+        ("settings", "settings"),
+        ("account", "account"),
+    ];
+    let mut wide = Vec::new();
+    for (route, page) in pages {
+        browser
+            .execute(
+                "location.hash = arguments[0];",
+                vec![json!(format!("#/{route}"))],
+            )
+            .await;
+        browser.find(&ready(page)).await;
+        shot(&browser, &format!("admin-15-phone-{page}")).await;
+        if let Some(problem) = sideways(&browser).await {
+            wide.push(format!("{page}: {problem}"));
+        }
+    }
     assert!(
-        overflow.as_i64().unwrap_or(0) <= 1,
-        "the overview scrolls sideways at 375 px ({overflow} px)"
+        wide.is_empty(),
+        "pages scroll sideways at 375 px: {wide:#?}"
     );
+    browser.clear_emulation().await;
 
     assert_console_clean(&browser).await;
     browser.quit().await;
     app.stop().await;
     eprintln!("admin flow: {:?}", started.elapsed());
+}
+
+/// The buttons a viewer may see: navigation, sign out, refresh, filters and paging, and
+/// closing things (a finished job's card, a toast, a dialog). They change nothing.
+const VIEWER_BUTTONS: &str = "#logout, [data-action=\"refresh\"], [data-action=\"reset\"], \
+     #filter-reset, [data-pager], [data-action=\"dismiss\"], .toast-close, .dialog-close, \
+     form.filters button[type=\"submit\"]";
+
+/// No control marked `data-mutating`, no cancel button and no button outside
+/// [`VIEWER_BUTTONS`] on the viewer's `page`.
+async fn assert_nothing_mutating(browser: &Browser, page: &str) {
+    let found = browser
+        .execute(
+            "return { \
+               mutating: [...document.querySelectorAll('[data-mutating], [data-action=\"cancel\"]')] \
+                 .map(e => e.outerHTML.slice(0, 200)), \
+               buttons: [...document.querySelectorAll('button, [role=\"button\"], input[type=\"submit\"]')] \
+                 .filter(e => !e.matches(arguments[0])).map(e => e.outerHTML.slice(0, 200)) };",
+            vec![json!(VIEWER_BUTTONS)],
+        )
+        .await;
+    assert_eq!(
+        found["mutating"],
+        json!([]),
+        "the viewer's {page} page has controls that change state"
+    );
+    assert_eq!(
+        found["buttons"],
+        json!([]),
+        "the viewer's {page} page has buttons outside the allowlist ({VIEWER_BUTTONS})"
+    );
 }
 
 /// Fills and saves the source form; checks the cron preview on the way: an error for a
@@ -628,19 +809,62 @@ async fn a_viewer_finds_no_control_that_changes_anything() {
                 .find(&format!(r#"tr[data-backup-id="{snap}"]"#))
                 .await;
         }
-        let mutating = browser
-            .execute(
-                "return [...document.querySelectorAll('[data-mutating]')].map(e => e.outerHTML.slice(0, 200));",
-                Vec::new(),
-            )
-            .await;
-        assert_eq!(
-            mutating,
-            json!([]),
-            "the viewer's {page} page has controls that change state"
-        );
+        assert_nothing_mutating(&browser, page).await;
         shot(&browser, &format!("viewer-{page}")).await;
     }
+
+    // A backup an admin started is shown to the viewer while it runs, without a cancel
+    // button. Each page is recorded as it is drawn (a MutationObserver), so the job is
+    // seen in the state the page showed it, even if it ends a moment later; a job that
+    // ended before the page asked is tried again with fresh data.
+    let big = work.path().join("big");
+    std::fs::create_dir_all(&big).expect("mkdir");
+    let big_id = api.create_source("big", &big).await;
+    let mut seen_running = Vec::new();
+    for attempt in 1..=3_u64 {
+        random_file(&big.join("big.bin"), BIG, attempt);
+        // From a page without jobs, so that each page below is drawn afresh.
+        browser
+            .execute("location.hash = '#/account';", Vec::new())
+            .await;
+        browser.find(&ready("account")).await;
+        record_job_cards(&browser, &[]).await;
+        let (status, job) = api.post("/api/backup", json!({"source_id": big_id})).await;
+        assert!(status == 200 || status == 202, "{status} {job}");
+        let job_id = job["id"].as_str().expect("job id").to_owned();
+        for page in ["backups", "overview"] {
+            browser
+                .execute(
+                    "location.hash = arguments[0];",
+                    vec![json!(format!("#/{page}"))],
+                )
+                .await;
+            browser.find(&ready(page)).await;
+            assert_nothing_mutating(&browser, page).await;
+            let log = job_log(&browser).await;
+            let mine: Vec<_> = log.iter().filter(|e| e.0 == job_id).collect();
+            assert!(
+                !mine.iter().any(|e| e.3),
+                "the viewer's {page} page offered to cancel the admin's backup: {mine:?}"
+            );
+            if mine.iter().any(|e| !FINAL_STATES.contains(&e.1.as_str())) {
+                seen_running.push(page);
+                shot(&browser, &format!("viewer-{page}-running-job")).await;
+            }
+        }
+        let done = api.wait(&job_id).await;
+        assert_eq!(done["state"], "succeeded", "{done}");
+        if seen_running.len() == 2 {
+            break;
+        }
+        eprintln!("attempt {attempt}: the viewer saw the backup running on {seen_running:?} only");
+        seen_running.clear();
+    }
+    assert_eq!(
+        seen_running,
+        ["backups", "overview"],
+        "the viewer's pages never showed the admin's backup running"
+    );
 
     // An admin page typed into the address bar sends the viewer back to the overview.
     browser.goto(&app.url("/#/settings")).await;

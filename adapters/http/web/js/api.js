@@ -65,6 +65,12 @@ export async function api(method, path, opts = {}) {
     }
   }
   if (resp.ok) return data;
+  throw failure(resp, data, opts);
+}
+
+/** The ApiError of a failed response (`data`: its parsed JSON body, if any); a 401 also
+ * goes back to the login page unless `opts.auth === false`. */
+function failure(resp, data, opts = {}) {
   const err = data && data.error ? data.error : {};
   const retry = Number(resp.headers.get("retry-after")) || null;
   const error = new ApiError(
@@ -74,7 +80,84 @@ export async function api(method, path, opts = {}) {
     { jobId: err.job_id, retryAfter: retry },
   );
   if (resp.status === 401 && opts.auth !== false) onUnauthorized(error);
-  throw error;
+  return error;
+}
+
+/** The file name of a `Content-Disposition` header (RFC 6266: `filename*` first). */
+export function dispositionName(header) {
+  if (!header) return null;
+  const star = /filename\*\s*=\s*([^']*)'[^']*'([^;]+)/i.exec(header);
+  if (star) {
+    try {
+      return decodeURIComponent(star[2].trim().replace(/^"|"$/g, ""));
+    } catch {
+      // fall back to the plain parameter
+    }
+  }
+  const plain = /filename\s*=\s*(?:"((?:[^"\\]|\\.)*)"|([^;\s]+))/i.exec(header);
+  if (!plain) return null;
+  const name = plain[1] !== undefined ? plain[1].replace(/\\(.)/g, "$1") : plain[2];
+  // Only a base name: never a path.
+  return name.split(/[\\/]/).pop() || null;
+}
+
+/**
+ * Fetches a file export (GET, with the session cookie) into memory and hands it to the
+ * browser as a download named by the server's `Content-Disposition`. For bounded
+ * files only (CSV and PDF reports), never for snapshot archives. Failures throw the
+ * server's ApiError (a 401 also goes back to the login page), so nothing but the file
+ * itself is ever saved.
+ */
+export async function fetchDownload(path, params, { fallbackName = "download", signal } = {}) {
+  let resp;
+  try {
+    resp = await fetch(path + query(params), { method: "GET", credentials: "same-origin", signal, headers: { Accept: "*/*" } });
+  } catch (e) {
+    if (e && e.name === "AbortError") throw e;
+    throw new ApiError(0, "network", "The server cannot be reached. Check that Coffer is running.");
+  }
+  if (!resp.ok) {
+    let data = null;
+    if ((resp.headers.get("content-type") || "").includes("json")) {
+      try {
+        data = await resp.json();
+      } catch {
+        data = null;
+      }
+    }
+    throw failure(resp, data);
+  }
+  const blob = await resp.blob();
+  const name = dispositionName(resp.headers.get("content-disposition")) || fallbackName;
+  const url = URL.createObjectURL(blob);
+  const a = document.createElement("a");
+  a.href = url;
+  a.download = name;
+  a.hidden = true;
+  document.body.append(a);
+  a.click();
+  a.remove();
+  // The download has taken its copy by then; the memory goes back.
+  setTimeout(() => URL.revokeObjectURL(url), 60_000);
+  return { name, size: blob.size };
+}
+
+let sessionCheckedAt = 0;
+
+/**
+ * Whether the session is still valid, asked cheaply (GET /api/me) at most every 10 s;
+ * a 401 goes back to the login page. Used before a plain download link is followed.
+ */
+export async function sessionAlive() {
+  if (Date.now() - sessionCheckedAt < 10_000) return true;
+  try {
+    await api("GET", "/api/me");
+    sessionCheckedAt = Date.now();
+    return true;
+  } catch (e) {
+    if (e.status === 401) return false;
+    throw e;
+  }
 }
 
 export const get = (path, q, opts = {}) => api("GET", path, { ...opts, query: q });

@@ -1,6 +1,8 @@
 // DOM helpers. Everything is built with createElement and textContent: no HTML strings,
 // so nothing the server returns can become markup.
 
+import { fetchDownload, sessionAlive } from "./api.js";
+
 const SVG_NS = "http://www.w3.org/2000/svg";
 
 /**
@@ -201,7 +203,8 @@ export function confirmDialog({ title, message, confirm = "Confirm", danger = fa
     const ok = button(confirm, () => { answered = true; d.close(); resolve(true); }, { variant: danger ? "danger" : "primary", id: `${id}-confirm`, mutating: true });
     const cancel = button("Cancel", () => d.close(), { variant: "ghost" });
     const d = openDialog({ id, title, content: h("p", null, message), actions: [cancel, ok], onClose: () => { if (!answered) resolve(false); } });
-    ok.focus();
+    // The safe choice has the focus: Enter or Space must never delete by accident.
+    cancel.focus();
   });
 }
 
@@ -297,4 +300,67 @@ export function debounce(fn, ms) {
   const d = (...args) => { clearTimeout(t); t = setTimeout(() => fn(...args), ms); };
   d.cancel = () => clearTimeout(t);
   return d;
+}
+
+// ---- downloads ----------------------------------------------------------------------
+
+/**
+ * A download link for a bounded export (CSV, PDF). It keeps a real `href` and the
+ * `download` attribute, but a click fetches the file first (`request()` gives
+ * `[path, params]`, or null after `validate()` has shown why not) and saves it only when
+ * the server answered with the file; an error is shown with `onError` (default: a
+ * toast) instead of being saved as a file. `validate()` returns an error message or null.
+ */
+export function exportLink({ id, label, iconName = "download", cls = "btn btn-primary", request, validate, onError, onStart, fallbackName }) {
+  const a = h("a", { class: cls, id, download: "" }, icon(iconName), h("span", null, label));
+  const fail = onError || toastError;
+  a.addEventListener("click", async (ev) => {
+    if (ev.button !== 0 || ev.metaKey || ev.ctrlKey || ev.shiftKey || ev.altKey) return;
+    ev.preventDefault();
+    if (a.getAttribute("aria-busy") === "true") return;
+    const problem = validate ? validate() : null;
+    if (problem) {
+      fail(problem);
+      return;
+    }
+    const [path, params] = request();
+    if (onStart) onStart();
+    a.setAttribute("aria-busy", "true");
+    a.classList.add("is-busy");
+    try {
+      await fetchDownload(path, params, { fallbackName });
+    } catch (e) {
+      if (e.name !== "AbortError") fail(e);
+    } finally {
+      a.removeAttribute("aria-busy");
+      a.classList.remove("is-busy");
+    }
+  });
+  return a;
+}
+
+/**
+ * Makes a plain download link (a snapshot archive: too big for memory, so the browser
+ * streams it to disk itself) check the session first: an expired session goes to the
+ * login page instead of saving the server's error as the file. Other failures of the
+ * download itself (a missing path, a full disk) still arrive as the file; see the README.
+ */
+export function guardDownload(a) {
+  let confirmed = false;
+  const precheck = () => { sessionAlive().catch(() => {}); };
+  a.addEventListener("pointerenter", precheck);
+  a.addEventListener("focus", precheck);
+  a.addEventListener("click", async (ev) => {
+    if (confirmed) { confirmed = false; return; }
+    ev.preventDefault();
+    try {
+      if (!(await sessionAlive())) return;
+    } catch (e) {
+      toastError(e);
+      return;
+    }
+    confirmed = true;
+    a.click();
+  });
+  return a;
 }

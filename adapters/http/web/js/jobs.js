@@ -98,7 +98,7 @@ export function updateJobCard(el, job) {
     }, { small: true, variant: "ghost", mutating: true, disabled: job.cancel_requested, dataset: { action: "cancel" } }));
   }
   if (opts.onDismiss && FINAL.has(job.state)) {
-    actions.push(button("Dismiss", () => { el.remove(); opts.onDismiss(job); }, { small: true, variant: "ghost", iconOnly: true, icon: "x" }));
+    actions.push(button("Dismiss", () => { el.remove(); opts.onDismiss(job); }, { small: true, variant: "ghost", iconOnly: true, icon: "x", dataset: { action: "dismiss" } }));
   }
   clear(el);
   el.append(
@@ -113,10 +113,56 @@ export function updateJobCard(el, job) {
 }
 
 /**
- * Polls GET /api/jobs/{id} every `interval` ms through the page context (so polling
- * stops when the page is left) until the job is final.
+ * The permission cancelling a job of `kind` needs: the one starting it needs (the
+ * server's `permission_for` in application/src/jobs.rs, mirrored exactly).
  */
-export function watchJob(ctx, id, { interval = 500, onUpdate, onDone } = {}) {
+export function cancelPermission(kind) {
+  switch (kind) {
+    case "backup": return "backup";
+    case "restore":
+    case "verify": return "restore";
+    case "prune":
+    case "check": return "manage_system";
+    default: return null;
+  }
+}
+
+/** `(job) => bool`: whether the signed-in user may cancel `job` (its kind's permission). */
+export function cancelRule(ctx) {
+  return (job) => {
+    const needed = cancelPermission(job && job.kind);
+    return Boolean(needed && ctx.can(needed));
+  };
+}
+
+/** Marks a card whose job the server no longer knows (or no longer shows this user). */
+export function markGone(el, e) {
+  el.dataset.jobGone = "true";
+  el.classList.add("job-gone");
+  for (const b of el.querySelectorAll('[data-action="cancel"]')) b.remove();
+  const opts = el.jobOpts || {};
+  const actions = el.querySelector(".job-actions");
+  if (opts.onDismiss && actions && !actions.querySelector('[data-action="dismiss"]')) {
+    actions.append(button("Dismiss", () => { el.remove(); opts.onDismiss(null); }, { small: true, variant: "ghost", iconOnly: true, icon: "x", dataset: { action: "dismiss" } }));
+  }
+  const meta = el.querySelector(".job-meta");
+  if (meta) {
+    meta.textContent = e && e.status === 403
+      ? "This job is no longer shown to you; its progress is not followed any more."
+      : "This job is no longer known to the server; its progress is not followed any more.";
+  }
+}
+
+const MAX_BACKOFF = 30_000;
+
+/**
+ * Polls GET /api/jobs/{id} every `interval` ms through the page context (so polling
+ * stops when the page is left) until the job is final. A 404 or 403 ends the polling
+ * (`onGone(error)`); a 5xx, a 429 or a network failure backs off (doubling, up to
+ * 30 s) and tries again; a 401 ends it (the session is gone and the login page shows).
+ */
+export function watchJob(ctx, id, { interval = 500, onUpdate, onDone, onGone } = {}) {
+  let failures = 0;
   const tick = async () => {
     if (ctx.left) return;
     let job;
@@ -125,9 +171,15 @@ export function watchJob(ctx, id, { interval = 500, onUpdate, onDone } = {}) {
     } catch (e) {
       if (e.name === "AbortError" || ctx.left) return;
       if (e.status === 401) return;
-      ctx.timeout(tick, interval * 4);
+      if (e.status === 404 || e.status === 403) {
+        if (onGone) onGone(e);
+        return;
+      }
+      failures += 1;
+      ctx.timeout(tick, Math.min(MAX_BACKOFF, interval * 2 ** Math.min(failures + 1, 10)));
       return;
     }
+    failures = 0;
     if (ctx.left) return;
     if (onUpdate) onUpdate(job);
     if (FINAL.has(job.state)) {
@@ -141,9 +193,11 @@ export function watchJob(ctx, id, { interval = 500, onUpdate, onDone } = {}) {
 
 /**
  * The "Activity" list of a page: jobs started from it (and ones found running), each
- * followed until final. `onDone(job)` runs once per job when it ends.
+ * followed until final. `onDone(job)` runs once per job when it ends. `canCancel(job)`
+ * decides whether a job gets a cancel button: none unless given (pass
+ * `cancelRule(ctx)`).
  */
-export function jobPanel(ctx, { onDone, canCancel = () => true } = {}) {
+export function jobPanel(ctx, { onDone, canCancel = () => false } = {}) {
   const list = h("div", { class: "job-list", "aria-live": "polite" });
   const el = h("section", { class: "card activity", "aria-label": "Activity", hidden: true },
     h("div", { class: "card-header" }, h("h2", null, "Activity")),
@@ -165,6 +219,7 @@ export function jobPanel(ctx, { onDone, canCancel = () => true } = {}) {
       watchJob(ctx, job.id, {
         onUpdate: (j) => updateJobCard(card, j),
         onDone: (j) => { card.watching = false; if (onDone) onDone(j); },
+        onGone: (e) => { card.watching = false; markGone(card, e); },
       });
     }
   };

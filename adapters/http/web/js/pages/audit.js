@@ -1,7 +1,7 @@
 // Audit log: filters (user, action, result, time), paging by cursor, CSV export.
 
 import { get, query } from "../api.js";
-import { h, clear, icon, badge, button, pageHeader, emptyState, loading, table, td, input, select } from "../dom.js";
+import { h, clear, icon, badge, button, pageHeader, emptyState, loading, table, td, input, select, errorBox, exportLink, toast } from "../dom.js";
 import * as fmt from "../format.js";
 
 const PAGE_SIZE = 50;
@@ -16,8 +16,23 @@ export function render(ctx) {
   const fResult = select([["", "Any result"], ["true", "Succeeded"], ["false", "Failed"]], { id: "audit-result" });
   const fFrom = input({ type: "date", id: "audit-from" });
   const fTo = input({ type: "date", id: "audit-to" });
-  const exportLink = h("a", { class: "btn", id: "audit-export", href: "/api/export/audit.csv", download: "" }, icon("download"), h("span", null, "Export CSV"));
-  main.append(pageHeader("Audit log", "Every sign-in, change, backup, restore and download, chained by SHA-256 so tampering shows.", ctx.can("export") ? exportLink : null));
+  const periodError = errorBox("audit-error");
+  const errorWrap = h("div", { class: "card-body", hidden: true }, periodError);
+  const say = (e) => { periodError.show(e); errorWrap.hidden = !e; };
+  /** The filters' problem, or null. */
+  const invalid = () => (fFrom.value && fTo.value && fFrom.value > fTo.value
+    ? "“From” is after “To”: choose a start on or before the end of the period."
+    : null);
+  // The CSV export takes the list's filters under the list's names (`success` too).
+  const exporter = exportLink({
+    id: "audit-export", label: "Export CSV", cls: "btn", fallbackName: "coffer-audit.csv",
+    request: () => ["/api/export/audit.csv", filters()],
+    validate: invalid,
+    onStart: () => say(null),
+    onError: (e) => { say(e); if (typeof e !== "string") toast(e.message || String(e), "error"); },
+  });
+  exporter.href = "/api/export/audit.csv";
+  main.append(pageHeader("Audit log", "Every sign-in, change, backup, restore and download, chained by SHA-256 so tampering shows.", ctx.can("export") ? exporter : null));
 
   const filters = () => ({
     username: fUser.value.trim(),
@@ -32,7 +47,7 @@ export function render(ctx) {
   const apply = () => {
     cursors.length = 1;
     pageIndex = 0;
-    exportLink.href = `/api/export/audit.csv${query(filters())}`;
+    exporter.href = `/api/export/audit.csv${query(filters())}`;
     load(true);
   };
   for (const c of [fResult, fFrom, fTo]) c.addEventListener("change", apply);
@@ -41,9 +56,9 @@ export function render(ctx) {
     f("User", fUser), f("Action", fAction), actionsList, f("Result", fResult), f("From", fFrom), f("To", fTo),
     h("div", { class: "filter-actions" },
       button("Apply", null, { type: "submit", small: true }),
-      button("Reset", () => { fUser.value = ""; fAction.value = ""; fResult.value = ""; fFrom.value = ""; fTo.value = ""; apply(); }, { variant: "ghost", small: true })));
+      button("Reset", () => { fUser.value = ""; fAction.value = ""; fResult.value = ""; fFrom.value = ""; fTo.value = ""; apply(); }, { variant: "ghost", small: true, dataset: { action: "reset" } })));
   const body = h("div", null, loading());
-  main.append(h("section", { class: "card", "aria-label": "Audit log" }, form, body));
+  main.append(h("section", { class: "card", "aria-label": "Audit log" }, form, errorWrap, body));
 
   function row(r) {
     return h("tr", { dataset: { auditId: String(r.id) } },
@@ -58,6 +73,14 @@ export function render(ctx) {
 
   async function load(explicit = false) {
     if (explicit) ctx.busy();
+    const problem = invalid();
+    say(problem);
+    if (problem) {
+      // Nothing is asked of the server for an impossible period.
+      clear(body).append(emptyState("calendar", "No period to show", "Fix the dates above."));
+      ctx.ready();
+      return;
+    }
     let page;
     try {
       page = await get("/api/audit", { ...filters(), before: cursors[pageIndex], limit: PAGE_SIZE }, { signal: ctx.signal });

@@ -3,8 +3,8 @@
 
 import { get, post, del, seg, query } from "../api.js";
 import { h, clear, icon, badge, button, pageHeader, emptyState, loading, table, td, pager, toast, toastError,
-  openDialog, confirmDialog, field, input, select, errorBox } from "../dom.js";
-import { jobPanel } from "../jobs.js";
+  openDialog, confirmDialog, field, input, select, errorBox, guardDownload } from "../dom.js";
+import { jobPanel, cancelRule } from "../jobs.js";
 import * as fmt from "../format.js";
 
 const PAGE_SIZE = 25;
@@ -141,7 +141,7 @@ export async function render(ctx) {
   const sources = await get("/api/sources", null, { signal: ctx.signal }).catch((e) => { if (e.status === 403) return []; throw e; });
   const sourceList = Array.isArray(sources) ? sources : sources.items || [];
 
-  const panel = jobPanel(ctx, { onDone: (job) => { announce(job); load(); } });
+  const panel = jobPanel(ctx, { onDone: (job) => { announce(job); load(); }, canCancel: cancelRule(ctx) });
 
   const headerActions = [];
   if (canBackup && sourceList.length) {
@@ -175,7 +175,7 @@ export async function render(ctx) {
   }, { variant: "ghost", small: true, id: "filter-reset" });
   const filterBar = h("form", { class: "filters", role: "search", "aria-label": "Filter backups", onsubmit: (ev) => { ev.preventDefault(); apply(); } },
     fieldOf("Source", fSource, "wide"), fieldOf("Status", fStatus), fieldOf("From", fFrom), fieldOf("To", fTo),
-    h("div", { class: "filter-actions" }, reset, button("Refresh", () => load(true), { variant: "ghost", small: true, icon: "refresh" })));
+    h("div", { class: "filter-actions" }, reset, button("Refresh", () => load(true), { variant: "ghost", small: true, icon: "refresh", dataset: { action: "refresh" } })));
   const body = h("div", null, loading());
   main.append(h("section", { class: "card", "aria-label": "Backups" }, filterBar, body));
 
@@ -186,7 +186,7 @@ export async function render(ctx) {
         h("a", { class: "btn btn-sm btn-icon btn-ghost", href: browseHref(b.id), title: "Browse files", "aria-label": `Browse snapshot ${fmt.shortId(b.id)}`, dataset: { action: "browse" } }, icon("browse")),
         button("Restore", () => restoreDialog(b, panel), { small: true, variant: "ghost", iconOnly: true, icon: "restore", mutating: true, dataset: { action: "restore" } }),
         button("Verify", () => startVerify(b, panel), { small: true, variant: "ghost", iconOnly: true, icon: "verify", mutating: true, dataset: { action: "verify" } }),
-        h("a", { class: "btn btn-sm btn-icon btn-ghost", href: downloadHref(b.id), download: "", title: "Download (tar)", "aria-label": `Download snapshot ${fmt.shortId(b.id)} as tar`, dataset: { action: "download" } }, icon("download")));
+        guardDownload(h("a", { class: "btn btn-sm btn-icon btn-ghost", href: downloadHref(b.id), download: "", title: "Download (tar)", "aria-label": `Download snapshot ${fmt.shortId(b.id)} as tar`, dataset: { action: "download" } }, icon("download"))));
     }
     if (canManage) {
       if (b.protected) {
@@ -269,7 +269,7 @@ export async function render(ctx) {
     const filtered = filters.source_id || filters.status || filters.from || filters.to;
     if (!page.items.length) {
       body.append(filtered
-        ? emptyState("backups", "No backups match these filters", "Change or reset the filters to see more.", button("Reset filters", () => reset.click(), { variant: "ghost" }))
+        ? emptyState("backups", "No backups match these filters", "Change or reset the filters to see more.", button("Reset filters", () => reset.click(), { variant: "ghost", dataset: { action: "reset" } }))
         : emptyState("backups", "No backups yet", canBackup ? "Pick a source and choose “Back up now”, or wait for its schedule." : "Snapshots appear here once a backup has run."));
     } else {
       const cols = [["Snapshot"], ["Source"], ["Taken"], ["Status"], ["Size", "num"], ["Files", "num"], ["Added", "num"], ["Duration", "num"], ["Verified"]];

@@ -2,8 +2,8 @@
 // breadcrumbs, and downloads a file or a folder as a tar (or zip) archive.
 
 import { get, seg } from "../api.js";
-import { h, clear, icon, badge, button, pageHeader, emptyState, loading, table, td, pager } from "../dom.js";
-import { jobPanel } from "../jobs.js";
+import { h, clear, icon, badge, button, pageHeader, emptyState, loading, table, td, pager, guardDownload } from "../dom.js";
+import { jobPanel, cancelRule } from "../jobs.js";
 import { announce, browseHref, downloadHref, restoreDialog } from "./backups.js";
 import * as fmt from "../format.js";
 
@@ -18,15 +18,15 @@ export async function render(ctx) {
   let offset = 0;
 
   const snap = await get(`/api/backups/${seg(id)}`, null, { signal: ctx.signal });
-  const panel = jobPanel(ctx, { onDone: announce });
+  const panel = jobPanel(ctx, { onDone: announce, canCancel: cancelRule(ctx) });
   const here = path ? path.split("/").pop() : "";
 
   main.append(pageHeader(
     path ? here : `Snapshot ${fmt.shortId(snap.id)}`,
     h("span", null, `${snap.source_name} · taken ${fmt.dateTime(snap.created_at, true)} · `, h("span", { class: "mono", title: snap.id }, fmt.shortId(snap.id)), snap.protected ? [" · ", badge("Protected", "warn")] : null),
     h("a", { class: "btn btn-ghost", href: "#/backups" }, "All backups"),
-    h("a", { class: "btn", href: downloadHref(snap.id, path, "zip"), download: "", id: "download-zip" }, icon("download"), h("span", null, "Zip")),
-    h("a", { class: "btn", href: downloadHref(snap.id, path), download: "", id: "download-folder" }, icon("download"), h("span", null, path ? "Download folder" : "Download all")),
+    guardDownload(h("a", { class: "btn", href: downloadHref(snap.id, path, "zip"), download: "", id: "download-zip" }, icon("download"), h("span", null, "Zip"))),
+    guardDownload(h("a", { class: "btn", href: downloadHref(snap.id, path), download: "", id: "download-folder" }, icon("download"), h("span", null, path ? "Download folder" : "Download all"))),
     button(path ? "Restore this folder" : "Restore", () => restoreDialog(snap, panel, path), { variant: "primary", icon: "restore", mutating: true, id: "restore-here" })));
   main.append(panel.el);
 
@@ -53,11 +53,11 @@ export async function render(ctx) {
       td(e.type === "file" ? fmt.bytes(e.size) : "—", "num", { title: e.type === "file" ? `${fmt.number(e.size)} bytes` : undefined }),
       td(fmt.dateTime(e.mtime), "time", { title: e.mtime }),
       td(h("code", { class: "muted" }, `${e.type === "dir" ? "d" : e.type === "symlink" ? "l" : "-"}${fmt.mode(e.mode)}`), "nowrap"),
-      td(h("a", {
+      td(guardDownload(h("a", {
         class: "btn btn-sm btn-ghost", href: downloadHref(snap.id, full), download: "",
         title: e.type === "dir" ? "Download this folder (tar)" : "Download this file (tar)",
         "aria-label": `Download ${e.name}`, dataset: { action: "download" },
-      }, icon("download"), h("span", null, "Download")), "actions"));
+      }, icon("download"), h("span", null, "Download"))), "actions"));
   }
 
   async function load(explicit = false) {

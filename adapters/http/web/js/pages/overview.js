@@ -3,7 +3,7 @@
 
 import { get, post, seg } from "../api.js";
 import { h, clear, icon, badge, button, card, pageHeader, emptyState, loading, table, td, bar, toast, toastError } from "../dom.js";
-import { jobCard, updateJobCard, FINAL } from "../jobs.js";
+import { jobCard, updateJobCard, cancelRule, markGone, FINAL } from "../jobs.js";
 import * as fmt from "../format.js";
 
 const FAST = 1500;
@@ -120,7 +120,8 @@ function sourcesOf(d, ctx) {
 
 export async function render(ctx) {
   const main = ctx.main;
-  const refresh = button("Refresh", () => load(true), { icon: "refresh", variant: "ghost", small: true });
+  const refresh = button("Refresh", () => load(true), { icon: "refresh", variant: "ghost", small: true, dataset: { action: "refresh" } });
+  const mayCancel = cancelRule(ctx);
   const generated = h("span", { class: "muted" });
   main.append(pageHeader("Overview", generated, refresh));
   const banner = h("div");
@@ -142,8 +143,10 @@ export async function render(ctx) {
     try {
       const job = await get(`/api/jobs/${seg(id)}`, null, { signal: ctx.signal });
       updateJobCard(el, job);
-    } catch {
-      // It ended; keep the card as it was.
+    } catch (e) {
+      // Gone from the server (or from this user's view): say so; otherwise it ended and
+      // the next poll settles it.
+      if (e.status === 404 || e.status === 403) markGone(el, e);
     }
   }
 
@@ -154,7 +157,7 @@ export async function render(ctx) {
       const el = cards.get(job.id);
       if (el) updateJobCard(el, job);
       else {
-        const card = jobCard(job, { onDismiss: () => { cards.delete(job.id); jobsEmpty.hidden = cards.size > 0; } });
+        const card = jobCard(job, { cancel: mayCancel(job), onDismiss: () => { cards.delete(job.id); jobsEmpty.hidden = cards.size > 0; } });
         cards.set(job.id, card);
         jobsBody.append(card);
       }

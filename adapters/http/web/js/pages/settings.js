@@ -72,7 +72,7 @@ export async function render(ctx) {
     const error = errorBox("quota-error");
     const save = button("Save quota", null, { type: "submit", variant: "primary", mutating: true, id: "quota-save" });
     const reset = q.from === "dashboard"
-      ? button("Use the configuration file", () => send({ quota: null }, "Quota returned to the configuration file."), { variant: "ghost", mutating: true, id: "quota-reset" })
+      ? button("Use the configuration file", () => send({ quota: null }, "Quota returned to the configuration file.", null, drawQuota), { variant: "ghost", mutating: true, id: "quota-reset" })
       : null;
     const use = storage
       ? h("p", { class: "muted" }, `In use now: ${fmt.bytes(storage.stored_bytes)}${storage.disk_free_bytes !== undefined ? ` · ${fmt.bytes(storage.disk_free_bytes)} free on the disk` : ""}.`)
@@ -89,7 +89,7 @@ export async function render(ctx) {
       const w = Number.parseInt(warn.value, 10) || 0;
       if (m && w && w > m) { error.show("The warning threshold must not be above the quota."); warn.focus(); return; }
       save.disabled = true;
-      await send({ quota: { max_storage_mb: m, warning_threshold_mb: w } }, "Quota saved.", error);
+      await send({ quota: { max_storage_mb: m, warning_threshold_mb: w } }, "Quota saved.", error, drawQuota);
       save.disabled = false;
     });
     clear(quotaBox).append(card("Storage quota", form, { actions: [origin(q.from)] }));
@@ -102,7 +102,7 @@ export async function render(ctx) {
     const error = errorBox("retention-error");
     const save = button("Save retention", null, { type: "submit", variant: "primary", mutating: true, id: "retention-save" });
     const reset = r.from === "dashboard"
-      ? button("Use the configuration file", () => send({ retention: null }, "Retention returned to the configuration file."), { variant: "ghost", mutating: true, id: "retention-reset" })
+      ? button("Use the configuration file", () => send({ retention: null }, "Retention returned to the configuration file.", null, drawRetention), { variant: "ghost", mutating: true, id: "retention-reset" })
       : null;
     const summary = h("p", { class: "muted" }, `Now: ${fmt.retention(r.rules)}.`);
     for (const el of Object.values(rules.inputs)) el.addEventListener("input", () => { summary.textContent = `Would be: ${fmt.retention(rules.read())}.`; });
@@ -114,18 +114,27 @@ export async function render(ctx) {
       ev.preventDefault();
       error.show(null);
       save.disabled = true;
-      await send({ retention: { enabled: enabled.box.checked, rules: rules.read() } }, "Retention defaults saved.", error);
+      await send({ retention: { enabled: enabled.box.checked, rules: rules.read() } }, "Retention defaults saved.", error, drawRetention);
       save.disabled = false;
     });
     clear(retentionBox).append(card("Default retention", form, { actions: [origin(r.from)] }));
   }
 
-  async function send(changes, message, error) {
+  /**
+   * Saves one section and redraws only it (`redraw`) and the key banner: the other
+   * form keeps whatever is being typed into it.
+   */
+  async function send(changes, message, error, redraw) {
     try {
       ctx.busy();
       settings = await patch("/api/settings", changes);
       toast(message, "success");
-      draw(settings);
+      const focused = document.activeElement;
+      drawKey(settings);
+      redraw(settings);
+      // Keyboard users stay where they were (the redrawn control has the same id).
+      if (focused && !focused.isConnected && focused.id) document.getElementById(focused.id)?.focus();
+      ctx.ready();
     } catch (e) {
       if (error) error.show(e);
       else toast(e.message, "error");

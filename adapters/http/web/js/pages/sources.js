@@ -5,7 +5,7 @@
 import { get, post, patch, del, seg } from "../api.js";
 import { h, clear, icon, badge, button, pageHeader, emptyState, loading, table, td, toast, toastError,
   openDialog, confirmDialog, field, input, checkbox, errorBox, debounce } from "../dom.js";
-import { jobPanel } from "../jobs.js";
+import { jobPanel, cancelRule } from "../jobs.js";
 import { announce, startBackup } from "./backups.js";
 import * as fmt from "../format.js";
 
@@ -122,7 +122,7 @@ function sourceForm(ctx, existing, defaults, onSaved) {
       return;
     }
     try {
-      const report = await post("/api/retention/preview", { source: existing.name, retention: override.box.checked ? rules.read() : null });
+      const report = await post("/api/retention/preview", { source: String(existing.id), retention: override.box.checked ? rules.read() : null });
       if (mine !== retSeq) return;
       drawRetentionPreview(retPreview, report);
     } catch (e) {
@@ -203,7 +203,7 @@ export async function render(ctx) {
   const canManage = ctx.can("manage_system");
   const canBackup = ctx.can("backup");
   let defaults = { max_backups: 0, max_age_days: 0 };
-  const panel = jobPanel(ctx, { onDone: (job) => { announce(job); load(); } });
+  const panel = jobPanel(ctx, { onDone: (job) => { announce(job); load(); }, canCancel: cancelRule(ctx) });
   let list = [];
 
   const add = canManage ? button("Add source", () => sourceForm(ctx, null, defaults, () => load(true)), { variant: "primary", icon: "plus", mutating: true, id: "source-add" }) : null;

@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # Speed at scale: p99 latency of the dashboard, the snapshot list and the audit list with
 # 100,000 snapshots and 1,000,000 audit rows in the catalog, at a fixed 200 requests/s on
-# loopback, on SQLite and on PostgreSQL. Goal: p99 < 20 ms. A benchmark, not a test: run
-# it on an idle machine and read the numbers.
+# loopback, on SQLite and on PostgreSQL. Goal: p99 < 20 ms. Then the time and the server's
+# peak memory for exporting the whole catalog as CSV, the whole audit trail as CSV and
+# the PDF report (SCALE_EXPORTS=0 skips them). A benchmark, not a test: run it on an idle
+# machine and read the numbers.
 #
 # Usage:  tests/bench/scale.sh
 #         SCALE_DATABASES=sqlite SCALE_DURATION=10 tests/bench/scale.sh   (quicker)
@@ -35,6 +37,7 @@ SCALE_PG_USER=${SCALE_PG_USER:-postgres}
 SCALE_BUILD=${SCALE_BUILD:-1} # 0: use the binaries already in target/release
 SCALE_VERIFY=${SCALE_VERIFY:-1} # 0: skip `coffer audit verify`
 SCALE_KEEP=${SCALE_KEEP:-0}
+SCALE_EXPORTS=${SCALE_EXPORTS:-1} # 0: skip timing the CSV and PDF exports
 SCALE_DIR=${SCALE_DIR:-${TMPDIR:-/tmp}}
 
 TARGET_DIR=${CARGO_TARGET_DIR:-$REPO_ROOT/target}
@@ -84,6 +87,26 @@ free_port() { python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1
 
 declare -a ROWS=() # "db|url|count|errors|rate|p50|p90|p99|p999|max"
 declare -A SEED_INFO=() VERIFY_INFO=()
+declare -a EXPORTS=() # "db|url|status|seconds|bytes|lines|peak rss MiB"
+
+# The server's peak resident memory so far, in MiB.
+peak_rss_mb() { awk '/^VmHWM:/ { printf "%.0f", $2 / 1024 }' "/proc/$server_pid/status" 2>/dev/null || echo -; }
+
+# Times one export end to end (the whole body read and counted) and the server's peak
+# memory after it: the CSVs stream, so memory must not grow with the catalog.
+time_exports() {
+  local db=$1 base_url=$2 token=$3 url out status secs bytes lines
+  log "$db: peak RSS before exports $(peak_rss_mb) MiB"
+  for url in /api/export/csv /api/export/audit.csv /api/export/pdf; do
+    log "$db: GET $url ..."
+    out=$(curl -sS -o "$work/export.out" -w '%{http_code} %{time_total} %{size_download}' \
+      --max-time 900 -H "Authorization: Bearer $token" "$base_url$url") || out="000 - -"
+    read -r status secs bytes <<<"$out"
+    if [[ $url == *.csv || $url == /api/export/csv ]]; then lines=$(wc -l <"$work/export.out"); else lines=-; fi
+    EXPORTS+=("$db|$url|$status|$secs|$bytes|$lines|$(peak_rss_mb)")
+    rm -f "$work/export.out"
+  done
+}
 
 run_database() {
   local db=$1 port base_url password token dash_status url out line
@@ -149,6 +172,7 @@ run_database() {
     IFS=$'\t' read -r _ _ count errors rate p50 p90 p99 p999 max <<<"$line"
     ROWS+=("$db|$url|$count|$errors|$rate|$p50|$p90|$p99|$p999|$max")
   done
+  [[ $SCALE_EXPORTS == 1 ]] && time_exports "$db" "$base_url" "$token"
   stop_server
 
   if [[ $SCALE_VERIFY == 1 ]]; then
@@ -200,6 +224,19 @@ status=0
   for db in $SCALE_DATABASES; do
     [[ ${VERIFY_INFO[$db]:-} == FAILED* ]] && status=1
   done
+  if ((${#EXPORTS[@]})); then
+    echo
+    echo "exports (whole catalog, streamed; the PDF covers the last 30 days; peak RSS is the server's high-water mark after each):"
+    efmt='%-9s %-24s %6s %9s %12s %10s %14s\n'
+    # shellcheck disable=SC2059
+    printf "$efmt" database url status seconds bytes lines "peak RSS MiB"
+    for row in "${EXPORTS[@]}"; do
+      IFS='|' read -r db url st secs bytes lines rss <<<"$row"
+      [[ $st == 200 ]] || status=1
+      # shellcheck disable=SC2059
+      printf "$efmt" "$db" "$url" "$st" "$secs" "$bytes" "$lines" "$rss"
+    done
+  fi
   echo
   if ((status == 0)); then
     echo "PASS: every p99 < $SCALE_GOAL_MS ms at $SCALE_RATE req/s, no errors"

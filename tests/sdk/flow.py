@@ -26,7 +26,9 @@ from coffer_client.api.backups import (
     start_verify,
 )
 from coffer_client.api.jobs import get_job
-from coffer_client.api.sources import create_source
+from coffer_client.api.reports import export_audit_csv, export_backups_csv, export_pdf
+from coffer_client.api.settings import get_settings, update_settings
+from coffer_client.api.sources import create_source, preview_schedule
 from coffer_client.api.system import get_health
 from coffer_client.models import (
     ArchiveFormatDto,
@@ -43,10 +45,15 @@ from coffer_client.models import (
     MeResponse,
     OverallStatus,
     RestoreRequest,
+    OriginDto,
+    QuotaSettingDto,
     RoleName,
+    SchedulePreviewDto,
+    SettingsDto,
     SourceDto,
     StartBackupRequest,
     TreePage,
+    UpdateSettingsRequest,
 )
 from coffer_client.types import UNSET, File, Response
 
@@ -354,6 +361,42 @@ def main():
     backup = expect(get_backup.sync_detailed(snap, client=client), 200, BackupDto)
     assert backup.verify_result == "ok (data read)" and backup.verified_at, backup
     step(f"verify with read_data: ok, {job.result.bytes_read} bytes read and authenticated")
+
+    # Reports: the history CSV names the snapshot, the audit CSV the restore, the PDF is
+    # one (its text is checked by the Rust tests with pdftotext).
+    resp = export_backups_csv.sync_detailed(client=client, source=str(source.id))
+    assert resp.status_code == 200, (resp.status_code, resp.content[:300])
+    rows = resp.content.decode().splitlines()
+    assert rows[0].startswith("id,snapshot_id,"), rows[0]
+    assert any(snap in row for row in rows[1:]), rows[:3]
+    resp = export_audit_csv.sync_detailed(client=client, action="restore")
+    assert resp.status_code == 200 and resp.content.count(b"\r\n") >= 3, resp.content[:300]
+    resp = export_pdf.sync_detailed(client=client)
+    assert resp.status_code == 200 and resp.content.startswith(b"%PDF-"), resp.content[:20]
+    step(f"exports: {len(rows) - 1} snapshot rows, audit CSV, a {len(resp.content)}-byte PDF")
+
+    # Settings and schedules through their typed models.
+    settings = expect(get_settings.sync_detailed(client=client), 200, SettingsDto)
+    assert settings.quota.from_ == OriginDto.FILE, settings
+    changed = expect(
+        update_settings.sync_detailed(
+            client=client,
+            body=UpdateSettingsRequest(
+                quota=QuotaSettingDto(max_storage_mb=4096, warning_threshold_mb=3072)
+            ),
+        ),
+        200,
+        SettingsDto,
+    )
+    assert changed.quota.max_storage_mb == 4096 and changed.quota.from_ == OriginDto.DASHBOARD
+    preview = expect(
+        preview_schedule.sync_detailed(client=client, cron="30 3 * * 1-5"),
+        200,
+        SchedulePreviewDto,
+    )
+    assert preview.description == "at 03:30, on Monday to Friday (UTC)", preview.description
+    assert len(preview.next_runs) == 5, preview
+    step(f"settings: quota set to {changed.quota.max_storage_mb} MiB; schedule: {preview.description}")
 
 
 if __name__ == "__main__":

@@ -21,7 +21,7 @@ trap cleanup EXIT
 
 # The generator formats its output with ruff, found on PATH (it is in the venv).
 PATH=$(dirname "$py"):$PATH openapi-python-client generate --path openapi/openapi.json \
-  --meta none --output-path "$work/client/coffer_client" >"$work/generate.log" 2>&1 \
+  --config tests/sdk/generator.yml --meta none --output-path "$work/client/coffer_client" >"$work/generate.log" 2>&1 \
   || { cat "$work/generate.log"; exit 1; }
 cat "$work/generate.log"
 # The generator still writes a client when it had to drop parts of the spec; it says so

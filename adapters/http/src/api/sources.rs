@@ -20,7 +20,8 @@ use crate::error::ApiError;
 /// Which snapshots of a source to keep; 0 turns a rule off. A snapshot is kept when
 /// `max_backups` or any `keep_*` rule selects it, and removed once older than
 /// `max_age_days` whatever the rules say. Protected snapshots and the newest complete
-/// snapshot of a source are always kept.
+/// snapshot of a source are always kept. The `keep_*` rules may be left out or `null`:
+/// 0, off.
 #[derive(Debug, Clone, Copy, Object)]
 pub struct RetentionDto {
     /// Keep the newest N snapshots. 0: off.
@@ -30,19 +31,39 @@ pub struct RetentionDto {
     #[oai(validator(minimum(value = "0"), maximum(value = "100000")))]
     pub max_age_days: u32,
     /// Keep every snapshot of the last N days. 0 (default): off.
-    #[oai(default, validator(minimum(value = "0"), maximum(value = "100000")))]
+    #[oai(
+        default,
+        nullable,
+        validator(minimum(value = "0"), maximum(value = "100000"))
+    )]
     pub keep_within_days: u32,
     /// Keep the newest snapshot of each of the last N days that have one. 0: off.
-    #[oai(default, validator(minimum(value = "0"), maximum(value = "100000")))]
+    #[oai(
+        default,
+        nullable,
+        validator(minimum(value = "0"), maximum(value = "100000"))
+    )]
     pub keep_daily: u32,
     /// ... of each of the last N ISO weeks. 0: off.
-    #[oai(default, validator(minimum(value = "0"), maximum(value = "100000")))]
+    #[oai(
+        default,
+        nullable,
+        validator(minimum(value = "0"), maximum(value = "100000"))
+    )]
     pub keep_weekly: u32,
     /// ... of each of the last N months. 0: off.
-    #[oai(default, validator(minimum(value = "0"), maximum(value = "100000")))]
+    #[oai(
+        default,
+        nullable,
+        validator(minimum(value = "0"), maximum(value = "100000"))
+    )]
     pub keep_monthly: u32,
     /// ... of each of the last N years. 0: off.
-    #[oai(default, validator(minimum(value = "0"), maximum(value = "100000")))]
+    #[oai(
+        default,
+        nullable,
+        validator(minimum(value = "0"), maximum(value = "100000"))
+    )]
     pub keep_yearly: u32,
 }
 

@@ -891,3 +891,60 @@ async fn a_viewer_finds_no_control_that_changes_anything() {
     browser.quit().await;
     app.stop().await;
 }
+
+/// Repeated wrong passwords: the form says the login is locked and for how long, and the
+/// right password is refused until then.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_locked_out_login_says_when_to_try_again() {
+    let Some(browser) = Browser::launch("a_locked_out_login_says_when_to_try_again").await else {
+        return;
+    };
+    let app = spawn_app(Backend::Sqlite, "browser_lockout")
+        .await
+        .expect("sqlite is always available");
+    let mut locked = None;
+    for attempt in 1..=20 {
+        submit_login(
+            &browser,
+            &app,
+            "admin",
+            &format!("wrong password {attempt}"),
+        )
+        .await;
+        let text = browser
+            .wait_for(
+                "const e = document.querySelector('#login-error'); \
+                 const b = document.querySelector('#login-submit'); \
+                 return e && e.offsetParent !== null && b && !b.disabled && e.textContent.trim();",
+                "#login-error to show a message",
+            )
+            .await;
+        let text = text.as_str().unwrap_or_default().to_owned();
+        if text.contains("try again in") {
+            locked = Some((attempt, text));
+            break;
+        }
+    }
+    let (attempt, message) = locked.expect("no lockout message after 20 wrong passwords");
+    assert!(attempt > 1, "locked at the first failure: {message}");
+    assert!(
+        message.contains("too many failed logins") && message.ends_with(" s"),
+        "{message}"
+    );
+    shot(&browser, "login-locked").await;
+    // Locked means locked: the right password does not get in either, and says why.
+    submit_login(&browser, &app, "admin", &app.admin_password()).await;
+    let text = browser
+        .wait_for(
+            "const e = document.querySelector('#login-error'); \
+             return e && e.offsetParent !== null && e.textContent.includes('try again in') \
+                    && e.textContent.trim();",
+            "#login-error to say the login is still locked",
+        )
+        .await;
+    assert!(
+        browser.try_find(&ready("overview")).await.is_none(),
+        "signed in while locked: {text}"
+    );
+    app.stop().await;
+}

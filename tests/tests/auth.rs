@@ -544,3 +544,60 @@ async fn login_and_audit_on_postgres() {
     assert_eq!(actions, ["login_failed", "login", "user_create"]);
     app.stop().await;
 }
+
+/// A session that cannot be checked because the database failed is a server error, not a
+/// bad login: with a bearer token and with the dashboard's cookie alike (poem-openapi
+/// tries the schemes in turn and would answer with the last one's "missing" 401).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_database_failure_while_checking_a_session_is_not_a_bad_login() {
+    use sea_orm::ConnectionTrait as _;
+
+    let app = spawn_app(Backend::Sqlite, "auth_db_failure")
+        .await
+        .expect("sqlite is always available");
+    let token = app.admin_token().await;
+    let login = app.login("admin", &app.admin_password()).await;
+    let cookie = login
+        .headers()
+        .get("set-cookie")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split(';').next())
+        .expect("session cookie")
+        .to_owned();
+    let with_cookie = |path: &str| {
+        app.client
+            .get(app.url(path))
+            .header("cookie", cookie.clone())
+    };
+    assert_eq!(app.get_as(&token, "/api/me").await.0, 200);
+    assert_eq!(
+        with_cookie("/api/me").send().await.expect("me").status(),
+        200
+    );
+
+    // The table every session check reads goes away under the server.
+    let db = coffer_db::Database::connect(&coffer_db::DbOptions::new(app.settings.database_url()))
+        .await
+        .expect("connect");
+    let rename = |from: &str, to: &str| format!("ALTER TABLE {from} RENAME TO {to}");
+    db.connection()
+        .execute_unprepared(&rename("revoked_sessions", "revoked_sessions_away"))
+        .await
+        .expect("rename");
+    let (status, body) = app.get_as(&token, "/api/me").await;
+    assert_eq!(status, 500, "bearer: {body}");
+    assert_eq!(body["error"]["code"], "internal", "{body}");
+    let resp = with_cookie("/api/me").send().await.expect("me");
+    assert_eq!(resp.status(), 500, "cookie");
+    let body: serde_json::Value = resp.json().await.expect("JSON");
+    assert_eq!(body["error"]["code"], "internal", "{body}");
+    // A bad token is still a bad login, database or not.
+    assert_eq!(app.get_as("not-a-token", "/api/me").await.0, 401);
+
+    db.connection()
+        .execute_unprepared(&rename("revoked_sessions_away", "revoked_sessions"))
+        .await
+        .expect("rename back");
+    assert_eq!(app.get_as(&token, "/api/me").await.0, 200);
+    app.stop().await;
+}

@@ -86,13 +86,66 @@ fn state(req: &Request) -> poem::Result<&Arc<AppState>> {
         .ok_or_else(|| poem::Error::from_status(StatusCode::INTERNAL_SERVER_ERROR))
 }
 
+/// Why a credential could not be checked at all (the database failed, say), kept for the
+/// whole request: poem-openapi tries the schemes in turn and answers with the *last*
+/// one's error, so a bearer check that failed with a 500 would otherwise reach the client
+/// as the cookie scheme's "no cookie" 401 (and send the dashboard to its login page). The
+/// middleware puts one in every request and answers with it instead of a 401.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct AuthFailure(Arc<std::sync::Mutex<Option<StoredResponse>>>);
+
+#[derive(Debug)]
+struct StoredResponse {
+    status: StatusCode,
+    headers: poem::http::HeaderMap,
+    body: bytes::Bytes,
+}
+
+impl AuthFailure {
+    fn keep(&self, status: StatusCode, headers: poem::http::HeaderMap, body: bytes::Bytes) {
+        let mut slot = self
+            .0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        slot.get_or_insert(StoredResponse {
+            status,
+            headers,
+            body,
+        });
+    }
+
+    /// The failure kept by a scheme, if any.
+    pub(crate) fn take(&self) -> Option<poem::Response> {
+        let stored = self
+            .0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .take()?;
+        let mut resp = poem::Response::builder()
+            .status(stored.status)
+            .body(stored.body);
+        *resp.headers_mut() = stored.headers;
+        Some(resp)
+    }
+}
+
 async fn authenticate(req: &Request, token: &str) -> poem::Result<Authenticated> {
     let state = state(req)?;
     let client = client_info(req, &state.trusted_proxies);
     match state.auth.authenticate(token, &client).await {
         Ok((actor, claims)) => Ok(Authenticated { actor, claims }),
         Err(ServiceError::Unauthenticated(message)) => Err(unauthorized(message)),
-        Err(other) => Err(crate::error::ApiError::from(other).into()),
+        Err(other) => {
+            let resp = poem::IntoResponse::into_response(crate::error::ApiError::from(other));
+            let (status, headers) = (resp.status(), resp.headers().clone());
+            let body = resp.into_body().into_bytes().await.unwrap_or_default();
+            if let Some(failure) = req.extensions().get::<AuthFailure>() {
+                failure.keep(status, headers.clone(), body.clone());
+            }
+            let mut again = poem::Response::builder().status(status).body(body);
+            *again.headers_mut() = headers;
+            Err(poem::Error::from_response(again))
+        }
     }
 }
 

@@ -101,10 +101,18 @@ async fn handle<E: Endpoint>(ep: Arc<E>, mut req: Request, limit: usize) -> poem
         None => limit_unsized_body(&mut req, limit).await.err(),
     };
 
+    let auth_failure = crate::auth::AuthFailure::default();
+    req.extensions_mut().insert(auth_failure.clone());
     let mut resp = match early {
         Some(resp) => resp,
         None => ep.get_response(req).await,
     };
+    // A credential that could not be checked is not a bad credential: answer with why.
+    if resp.status() == StatusCode::UNAUTHORIZED
+        && let Some(failed) = auth_failure.take()
+    {
+        resp = failed;
+    }
 
     let status = resp.status();
     if (status.is_client_error() || status.is_server_error()) && !is_json(&resp) {

@@ -72,6 +72,9 @@ pub struct Dashboard {
     /// The newest active alerts.
     pub alerts: Vec<Alert>,
     pub running_jobs: Vec<JobStatus>,
+    /// Whether the current master key has been exported (the reminder stays up until
+    /// it has, however many newer alerts there are).
+    pub key_exported: bool,
 }
 
 pub struct DashboardService {
@@ -147,6 +150,7 @@ impl DashboardService {
         actor.require(Permission::View)?;
         let backups = self.catalog.stats().await?;
         let storage = self.storage.usage().await?;
+        let key_exported = self.storage.key_was_exported().await?;
         let latest = self.catalog.latest_per_source().await?;
         let scheduler = self.scheduler.status(actor).await?;
         let sources = self.sources.list().await?;
@@ -217,6 +221,7 @@ impl DashboardService {
             alert_counts,
             alerts,
             running_jobs,
+            key_exported,
         })
     }
 }

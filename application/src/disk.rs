@@ -115,13 +115,14 @@ impl DiskGuard {
             tracing::error!(error = %e, "cannot record the disk alert");
         }
         if status.below_reserve {
+            // The mount point goes to the log and the alert, not to API clients.
+            tracing::warn!(mount = %status.mount_point.display(), "backup refused: disk below its reserve");
             return Err(ServiceError::InsufficientStorage {
                 code: "disk_full",
                 message: format!(
-                    "only {} MiB free on {}; backups need at least {} MiB free \
-                     (disk.min_free_mb). Free space on that volume, then try again",
+                    "only {} MiB free on the repository's volume; backups need at least {} MiB \
+                     free (disk.min_free_mb). Free space on that volume, then try again",
                     mib(status.available_bytes),
-                    status.mount_point.display(),
                     self.thresholds.min_free_mb
                 ),
             });

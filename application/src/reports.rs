@@ -21,10 +21,11 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use chrono::{DateTime, TimeDelta, Utc};
-use coffer_domain::audit::{AuditAction, AuditEntry, AuditFilter};
+use coffer_domain::audit::{AuditAction, AuditEntry, AuditFilter, AuditRecord};
 use coffer_domain::auth::{Actor, Permission};
 use coffer_domain::ports::{
-    AuditRepository, BackupCatalog, BackupFilter, Clock, RepoError, Source, SourceRepository,
+    AuditRepository, BackupCatalog, BackupFilter, CatalogEntry, Clock, RepoError, Source,
+    SourceRepository,
 };
 use coffer_domain::reports::{
     ActionCount, AuditSummary, DailyBackups, FAILED, PDF_HISTORY_ROWS, PDF_RECENT_AUDIT_ROWS,
@@ -123,6 +124,40 @@ pub struct ReportService {
     renderer: Arc<dyn ReportRenderer>,
     clock: Arc<dyn Clock>,
     audit: AuditLog,
+}
+
+/// Writes a CSV page by page: the header, then each page `next` fetches (given the last
+/// row written, for keyset paging) rendered by `rows`, until a page comes back short.
+async fn write_pages<T, Fut>(
+    sink: &mut dyn ReportSink,
+    header: impl FnOnce(&mut Vec<u8>) -> Result<(), coffer_domain::reports::RenderError>,
+    rows: impl Fn(&mut Vec<u8>, &[T]) -> Result<(), coffer_domain::reports::RenderError>,
+    page_size: u64,
+    mut next: impl FnMut(Option<&T>) -> Fut,
+) -> Result<Written, ServiceError>
+where
+    Fut: Future<Output = Result<Vec<T>, RepoError>>,
+{
+    let mut written = Written::default();
+    let mut buf = Vec::new();
+    header(&mut buf).map_err(render_err)?;
+    let mut page: Vec<T> = Vec::new();
+    loop {
+        page = next(page.last()).await?;
+        if !page.is_empty() {
+            rows(&mut buf, &page).map_err(render_err)?;
+            written.rows += page.len() as u64;
+        }
+        written.bytes += buf.len() as u64;
+        if !buf.is_empty() {
+            sink.write(std::mem::take(&mut buf))
+                .await
+                .map_err(sink_err)?;
+        }
+        if (page.len() as u64) < page_size {
+            return Ok(written);
+        }
+    }
 }
 
 fn render_err(e: coffer_domain::reports::RenderError) -> ServiceError {
@@ -253,34 +288,21 @@ impl ReportService {
         export: &BackupsCsv,
         sink: &mut dyn ReportSink,
     ) -> Result<Written, ServiceError> {
-        let mut written = Written::default();
-        let mut buf = Vec::new();
-        self.renderer
-            .backups_csv_header(&mut buf)
-            .map_err(render_err)?;
         let mut after = None;
-        loop {
-            let page = self
-                .catalog
-                .page_after(&export.filter, after, CSV_PAGE)
-                .await?;
-            if let Some(last) = page.last() {
-                after = Some((last.created_at, last.id));
-                self.renderer
-                    .backups_csv_rows(&mut buf, &page)
-                    .map_err(render_err)?;
-                written.rows += page.len() as u64;
-            }
-            written.bytes += buf.len() as u64;
-            if !buf.is_empty() {
-                sink.write(std::mem::take(&mut buf))
-                    .await
-                    .map_err(sink_err)?;
-            }
-            if (page.len() as u64) < CSV_PAGE {
-                return Ok(written);
-            }
-        }
+        write_pages(
+            sink,
+            |buf| self.renderer.backups_csv_header(buf),
+            |buf, page| self.renderer.backups_csv_rows(buf, page),
+            CSV_PAGE,
+            |last: Option<&CatalogEntry>| {
+                if let Some(last) = last {
+                    after = Some((last.created_at, last.id));
+                }
+                let (catalog, filter, after) = (&self.catalog, &export.filter, after);
+                async move { catalog.page_after(filter, after, CSV_PAGE).await }
+            },
+        )
+        .await
     }
 
     /// Authorises and audits an audit-trail CSV.
@@ -331,31 +353,21 @@ impl ReportService {
         export: &AuditCsv,
         sink: &mut dyn ReportSink,
     ) -> Result<Written, ServiceError> {
-        let mut written = Written::default();
-        let mut buf = Vec::new();
-        self.renderer
-            .audit_csv_header(&mut buf)
-            .map_err(render_err)?;
         let mut filter = export.filter.clone();
-        loop {
-            let page = self.trail.list(&filter, AUDIT_PAGE).await?;
-            if let Some(last) = page.last() {
-                filter.before_id = Some(last.id);
-                self.renderer
-                    .audit_csv_rows(&mut buf, &page)
-                    .map_err(render_err)?;
-                written.rows += page.len() as u64;
-            }
-            written.bytes += buf.len() as u64;
-            if !buf.is_empty() {
-                sink.write(std::mem::take(&mut buf))
-                    .await
-                    .map_err(sink_err)?;
-            }
-            if page.len() < AUDIT_PAGE as usize {
-                return Ok(written);
-            }
-        }
+        write_pages(
+            sink,
+            |buf| self.renderer.audit_csv_header(buf),
+            |buf, page| self.renderer.audit_csv_rows(buf, page),
+            u64::from(AUDIT_PAGE),
+            |last: Option<&AuditRecord>| {
+                if let Some(last) = last {
+                    filter.before_id = Some(last.id);
+                }
+                let (trail, filter) = (&self.trail, filter.clone());
+                async move { trail.list(&filter, AUDIT_PAGE).await }
+            },
+        )
+        .await
     }
 
     /// Authorises and audits the PDF report of a period (default: the 30 days before

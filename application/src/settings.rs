@@ -121,7 +121,7 @@ impl SettingsService {
         let quota = self.stored_quota().await?;
         let retention = self.stored_retention().await?;
         if let Some(q) = quota {
-            self.storage.set_quota(q.quota()).await?;
+            self.storage.put_quota(q.quota());
             tracing::info!(
                 max_storage_mb = q.max_storage_mb,
                 warning_threshold_mb = q.warning_threshold_mb,
@@ -322,16 +322,23 @@ fn retention_json(r: RetentionStatus) -> Value {
 
 fn parse_retention(v: &Value) -> Option<RetentionStatus> {
     let n = |k: &str| v.get(k)?.as_u64().and_then(|n| u32::try_from(n).ok());
+    // The `keep_*` rules came after the brief's two; a stored value without one (or
+    // without a rule added later) reads it as off, as the catalog's own retention JSON
+    // does, rather than being discarded.
+    let keep = |k: &str| match v.get(k) {
+        None => Some(0),
+        Some(_) => n(k),
+    };
     Some(RetentionStatus {
         enabled: v.get("enabled")?.as_bool()?,
         defaults: Retention {
             max_backups: n("max_backups")?,
             max_age_days: n("max_age_days")?,
-            keep_within_days: n("keep_within_days")?,
-            keep_daily: n("keep_daily")?,
-            keep_weekly: n("keep_weekly")?,
-            keep_monthly: n("keep_monthly")?,
-            keep_yearly: n("keep_yearly")?,
+            keep_within_days: keep("keep_within_days")?,
+            keep_daily: keep("keep_daily")?,
+            keep_weekly: keep("keep_weekly")?,
+            keep_monthly: keep("keep_monthly")?,
+            keep_yearly: keep("keep_yearly")?,
         },
     })
 }

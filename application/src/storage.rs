@@ -265,13 +265,20 @@ impl StorageService {
     /// # Errors
     /// Database failures reading the stored bytes (the quota is in force regardless).
     pub async fn set_quota(&self, quota: Quota) -> Result<StorageUsage, ServiceError> {
+        self.put_quota(quota);
+        let usage = self.usage().await?;
+        self.evaluate(usage.stored_bytes).await;
+        Ok(usage)
+    }
+
+    /// Puts a quota in force without touching the database or the alerts: for start-up,
+    /// where [`StorageService::init`] brings the alerts up to date once the stored bytes
+    /// are known.
+    pub fn put_quota(&self, quota: Quota) {
         *self.quota.write().unwrap_or_else(PoisonError::into_inner) = quota;
         self.room
             .max
             .store(quota.max_bytes.unwrap_or(NO_MAX), Ordering::SeqCst);
-        let usage = self.usage().await?;
-        self.evaluate(usage.stored_bytes).await;
-        Ok(usage)
     }
 
     /// Whether the current master key has been exported since it was made.

@@ -108,7 +108,7 @@ fn entry_json(e: &CatalogEntry) -> serde_json::Value {
     })
 }
 
-fn human(bytes: u64) -> String {
+pub(crate) fn human(bytes: u64) -> String {
     indicatif::HumanBytes(bytes).to_string()
 }
 

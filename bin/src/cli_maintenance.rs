@@ -7,12 +7,8 @@ use std::sync::Arc;
 use coffer_domain::engine::{Cancel, Progress};
 use serde_json::json;
 
-use crate::cli_backup::counted_bar;
+use crate::cli_backup::{counted_bar, human};
 use crate::{coffer_services, local_admin};
-
-fn human(bytes: u64) -> String {
-    indicatif::HumanBytes(bytes).to_string()
-}
 
 /// A cancel that Ctrl-C triggers (the work stops at its next safe point).
 fn interruptible() -> Cancel {

@@ -514,7 +514,7 @@ impl Application {
             sources,
             jobs,
             alerts,
-            disk,
+            disk: _,
             scheduler,
             storage,
             maintenance: _,
@@ -531,7 +531,6 @@ impl Application {
             backups,
             jobs,
             alerts,
-            disk,
             storage,
             dashboard,
             settings: runtime_settings,
@@ -570,7 +569,7 @@ impl Application {
         let jobs = Arc::clone(&self.state.jobs);
         let stopping = Arc::clone(&jobs);
         let disk_watch = alerts::DiskWatch::spawn(
-            Arc::clone(&self.state.disk),
+            Arc::clone(self.state.storage.disk()),
             Arc::clone(&self.state.storage),
             alerts::DISK_CHECK_EVERY,
         );

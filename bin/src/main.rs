@@ -611,12 +611,6 @@ async fn set_active(
     Ok(())
 }
 
-/// When the scheduler will next back a source up, as far as the source says (no run
-/// while paused or without a schedule).
-fn next_run(s: &coffer_domain::ports::Source) -> Option<chrono::DateTime<chrono::Utc>> {
-    s.next_run_at.filter(|_| s.enabled && s.schedule.is_some())
-}
-
 async fn set_enabled(
     svc: &coffer_application::SourceService,
     actor: &coffer_domain::auth::Actor,
@@ -695,7 +689,7 @@ async fn sources(settings: &Settings, command: SourcesCommand) -> anyhow::Result
                             "created_at": s.created_at.to_rfc3339(),
                             "enabled": s.enabled,
                             "last_run_at": s.last_run_at.map(|t| t.to_rfc3339()),
-                            "next_run_at": next_run(s).map(|t| t.to_rfc3339()),
+                            "next_run_at": s.shown_next_run().map(|t| t.to_rfc3339()),
                         })
                     })
                     .collect();
@@ -717,7 +711,7 @@ async fn sources(settings: &Settings, command: SourcesCommand) -> anyhow::Result
                 };
                 for s in &list {
                     let next = if s.enabled || s.schedule.is_none() {
-                        when(next_run(s))
+                        when(s.shown_next_run())
                     } else {
                         "paused".to_owned()
                     };

@@ -1,6 +1,6 @@
 //! Alerts: what an operator must know about without watching the dashboard — a backup
-//! that failed, a quota or a disk filling up, damage found by a verification, a master key
-//! never exported — persisted until someone acknowledges them, and sent to a webhook.
+//! that failed, a quota or a disk filling up, damage found by a repository check, a prune
+//! that failed, a master key never exported — persisted until someone acknowledges them, and sent to a webhook.
 //!
 //! Two sorts of kind. A *condition* (`quota_warning`, `quota_exceeded`, `disk_low`,
 //! `key_not_exported`) is a state that holds for a while: one open alert stands for it,

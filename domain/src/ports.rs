@@ -193,6 +193,16 @@ pub struct Source {
     pub next_run_at: Option<DateTime<Utc>>,
 }
 
+impl Source {
+    /// The next scheduled run as people should see it: none while the source is paused
+    /// or has no schedule, whatever plan is still stored.
+    #[must_use]
+    pub fn shown_next_run(&self) -> Option<DateTime<Utc>> {
+        self.next_run_at
+            .filter(|_| self.enabled && self.schedule.is_some())
+    }
+}
+
 /// What a source is made of, for creating or replacing one.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SourceSpec {

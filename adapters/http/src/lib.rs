@@ -24,9 +24,8 @@ use std::sync::Arc;
 use std::net::IpAddr;
 
 use coffer_application::{
-    AlertService, AuditService, AuthService, BackupService, DashboardService, DiskGuard,
-    JobService, ReportService, SettingsService, SourceService, StorageService, SystemService,
-    UserService,
+    AlertService, AuditService, AuthService, BackupService, DashboardService, JobService,
+    ReportService, SettingsService, SourceService, StorageService, SystemService, UserService,
 };
 use poem::{Endpoint, EndpointExt, Route};
 use poem_openapi::OpenApiService;
@@ -44,8 +43,6 @@ pub struct AppState {
     pub backups: Arc<BackupService>,
     pub jobs: Arc<JobService>,
     pub alerts: Arc<AlertService>,
-    /// The free space of the repository's volume.
-    pub disk: Arc<DiskGuard>,
     /// Storage use and the quota.
     pub storage: Arc<StorageService>,
     /// The overview's figures.

@@ -36,11 +36,7 @@ impl std::fmt::Debug for MetricsAccess {
 }
 
 fn refuse(status: StatusCode, code: &str, message: &str) -> Response {
-    let body = serde_json::json!({"error": {"code": code, "message": message}}).to_string();
-    Response::builder()
-        .status(status)
-        .content_type("application/json")
-        .body(body)
+    crate::middleware::error_response(status, code, message)
 }
 
 /// Whether the scraper may read the metrics; the refusal to send when not.
@@ -137,14 +133,7 @@ pub async fn metrics(req: &Request, state: Data<&Arc<AppState>>) -> Response {
     };
     let d = match state.dashboard.overview(&actor).await {
         Ok(d) => d,
-        Err(e) => {
-            let _ = ApiError::internal(&e);
-            return refuse(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                "internal",
-                "internal server error; the details are in the server log",
-            );
-        }
+        Err(e) => return poem::IntoResponse::into_response(ApiError::internal(&e)),
     };
     let mut o = Out(String::with_capacity(4096));
     o.family("coffer_up", "gauge", "1 while the server answers.");

@@ -549,7 +549,7 @@ impl BackupsApi {
             handle: tokio::runtime::Handle::current(),
             buf: Vec::with_capacity(PIECE),
         };
-        let disposition = format!("attachment; filename=\"{}\"", plan.filename);
+        let disposition = super::dto::attachment(&plan.filename);
         let backups = Arc::clone(&state.backups);
         tokio::spawn(async move {
             let _permit = permit;

@@ -206,6 +206,9 @@ pub struct DashboardDto {
     pub alerts: AlertsOverviewDto,
     /// Jobs running now, with their progress.
     pub running_jobs: Vec<JobDto>,
+    /// Whether the current master key has been exported; until it has, losing this
+    /// server's key file loses every backup.
+    pub key_exported: bool,
 }
 
 impl From<Dashboard> for DashboardDto {
@@ -285,6 +288,7 @@ impl From<Dashboard> for DashboardDto {
                 latest: d.alerts.into_iter().map(Into::into).collect(),
             },
             running_jobs: d.running_jobs.into_iter().map(Into::into).collect(),
+            key_exported: d.key_exported,
         }
     }
 }

@@ -328,3 +328,9 @@ pub struct AuditPage {
     /// Pass as `before` for the next (older) page; absent on the last page.
     pub next_before: Option<i64>,
 }
+
+/// A `Content-Disposition` value that saves the body as `name` (callers build names
+/// that need no escaping).
+pub fn attachment(name: &str) -> String {
+    format!("attachment; filename=\"{name}\"")
+}

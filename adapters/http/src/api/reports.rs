@@ -5,7 +5,9 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use bytes::Bytes;
 use chrono::{DateTime, Utc};
-use coffer_application::{AuditReportFilter, BackupReportFilter, ReportSink, export_filename};
+use coffer_application::{
+    AuditReportFilter, BackupReportFilter, ReportSink, ServiceError, Written, export_filename,
+};
 use poem::Body;
 use poem::web::Data;
 use poem_openapi::param::Query;
@@ -13,6 +15,7 @@ use poem_openapi::payload::Binary;
 use poem_openapi::{ApiResponse, OpenApi};
 
 use super::ApiTags;
+use super::dto::attachment;
 use crate::AppState;
 use crate::auth::Auth;
 use crate::error::ApiError;
@@ -56,18 +59,27 @@ impl ReportSink for ChannelSink {
     }
 }
 
-fn attachment(name: &str) -> String {
-    format!("attachment; filename=\"{name}\"")
-}
-
-/// The response body fed by `export`, which runs beside the response.
-fn streamed<F>(export: impl FnOnce(ChannelSink) -> F) -> Body
+/// The CSV response: a body fed by `export`, which runs beside the response. A failure
+/// is logged under `what` and cuts the body off, so the client never mistakes a partial
+/// export for a complete one.
+fn streamed_csv<F>(
+    what: &'static str,
+    name: &str,
+    export: impl FnOnce(ChannelSink) -> F,
+) -> CsvExport
 where
-    F: Future<Output = ()> + Send + 'static,
+    F: Future<Output = (ChannelSink, Result<Written, ServiceError>)> + Send + 'static,
 {
     let (tx, rx) = tokio::sync::mpsc::channel::<std::io::Result<Bytes>>(4);
-    tokio::spawn(export(ChannelSink(tx)));
-    Body::from_bytes_stream(tokio_stream::wrappers::ReceiverStream::new(rx))
+    let job = export(ChannelSink(tx));
+    tokio::spawn(async move {
+        if let (sink, Err(e)) = job.await {
+            tracing::warn!(error = %e, "{what} export stopped");
+            let _ = sink.0.send(Err(std::io::Error::other(e.to_string()))).await;
+        }
+    });
+    let body = Body::from_bytes_stream(tokio_stream::wrappers::ReceiverStream::new(rx));
+    CsvExport::Csv(Binary(body), attachment(name))
 }
 
 pub struct ReportsApi;
@@ -112,13 +124,14 @@ impl ReportsApi {
             .await?;
         let name = export_filename("backups", export.at, "csv");
         let reports = Arc::clone(&state.reports);
-        let body = streamed(move |mut sink| async move {
-            if let Err(e) = reports.write_backups_csv(&export, &mut sink).await {
-                tracing::warn!(error = %e, "backup CSV export stopped");
-                let _ = sink.0.send(Err(std::io::Error::other(e.to_string()))).await;
-            }
-        });
-        Ok(CsvExport::Csv(Binary(body), attachment(&name)))
+        Ok(streamed_csv(
+            "backup CSV",
+            &name,
+            move |mut sink| async move {
+                let result = reports.write_backups_csv(&export, &mut sink).await;
+                (sink, result)
+            },
+        ))
     }
 
     /// Export the audit trail as CSV.
@@ -161,13 +174,14 @@ impl ReportsApi {
             .await?;
         let name = export_filename("audit", export.at, "csv");
         let reports = Arc::clone(&state.reports);
-        let body = streamed(move |mut sink| async move {
-            if let Err(e) = reports.write_audit_csv(&export, &mut sink).await {
-                tracing::warn!(error = %e, "audit CSV export stopped");
-                let _ = sink.0.send(Err(std::io::Error::other(e.to_string()))).await;
-            }
-        });
-        Ok(CsvExport::Csv(Binary(body), attachment(&name)))
+        Ok(streamed_csv(
+            "audit CSV",
+            &name,
+            move |mut sink| async move {
+                let result = reports.write_audit_csv(&export, &mut sink).await;
+                (sink, result)
+            },
+        ))
     }
 
     /// Export the PDF report.

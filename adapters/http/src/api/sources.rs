@@ -122,7 +122,7 @@ pub struct SourceDto {
 
 impl From<Source> for SourceDto {
     fn from(s: Source) -> Self {
-        let next_run_at = s.next_run_at.filter(|_| s.enabled && s.schedule.is_some());
+        let next_run_at = s.shown_next_run();
         Self {
             id: s.id.get(),
             name: s.name,

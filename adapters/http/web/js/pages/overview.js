@@ -183,8 +183,7 @@ export async function render(ctx) {
     }
     clear(generated).append(`Updated ${fmt.dateTime(d.generated_at, true)}`);
     clear(banner);
-    const keyAlert = d.alerts.latest.find((a) => a.kind === "key_not_exported");
-    if (keyAlert) {
+    if (!d.key_exported) {
       banner.append(h("div", { class: "banner banner-danger", role: "alert" }, icon("key"),
         h("div", { class: "banner-body" }, h("strong", null, "The encryption key has not been exported."),
           h("span", null, "Losing the key loses every backup. Export it and keep the copy somewhere safe, away from this server."),

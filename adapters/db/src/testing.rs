@@ -116,7 +116,8 @@ impl TestDatabase {
 }
 
 /// Drops test databases left by earlier test processes (a panicking test never reaches
-/// `cleanup`). Test binaries run one at a time, so a database of another pid is stale.
+/// `cleanup`): those whose process (the pid in the name) no longer runs. A database of a
+/// live process belongs to a test run beside this one (two checkouts testing at once).
 async fn sweep_stale(admin: &sea_orm::DatabaseConnection, pid: u32) {
     let mut first = false;
     SWEEP.call_once(|| first = true);
@@ -138,12 +139,21 @@ async fn sweep_stale(admin: &sea_orm::DatabaseConnection, pid: u32) {
         if let Ok(name) = row.try_get::<String>("", "datname")
             && !name.starts_with(&ours)
             && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_')
+            && !owner_alive(&name)
         {
             let _ = admin
                 .execute_unprepared(&format!("DROP DATABASE IF EXISTS {name}"))
                 .await;
         }
     }
+}
+
+/// Whether the test process that named a database `coffer_test_<pid>_<n>` still runs.
+fn owner_alive(name: &str) -> bool {
+    name.strip_prefix("coffer_test_")
+        .and_then(|rest| rest.split('_').next())
+        .and_then(|pid| pid.parse::<u32>().ok())
+        .is_some_and(|pid| std::path::Path::new(&format!("/proc/{pid}")).exists())
 }
 
 /// `postgres://u@h:p/db?x` with `db` replaced by `name` (query kept).

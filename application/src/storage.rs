@@ -15,6 +15,7 @@ use coffer_domain::engine::{SnapshotEngine, StorageBudget};
 use coffer_domain::ports::Clock;
 use coffer_domain::ports::CounterRepository;
 use coffer_domain::reports::StorageHistory;
+use coffer_domain::units::human_bytes;
 use std::sync::OnceLock;
 
 use crate::alerts::AlertService;
@@ -165,12 +166,6 @@ pub struct StorageService {
     /// backups committing at once could otherwise record theirs out of order, the stale
     /// one last). Holds the day this process last recorded a sample.
     sampling: futures::lock::Mutex<Option<NaiveDate>>,
-}
-
-fn mib(bytes: u64) -> String {
-    #[allow(clippy::cast_precision_loss)]
-    let v = bytes as f64 / MIB as f64;
-    format!("{v:.1} MiB")
 }
 
 impl StorageService {
@@ -376,8 +371,8 @@ impl StorageService {
                     message: format!(
                         "the storage quota is used up ({} of {}); free space with retention \
                          and prune, or raise quota.max_storage_mb",
-                        mib(usage.stored_bytes),
-                        mib(max)
+                        human_bytes(usage.stored_bytes),
+                        human_bytes(max)
                     ),
                 })
             }
@@ -414,7 +409,7 @@ impl StorageService {
                 format!(
                     "the backup of `{source}` was stopped: it would have passed the storage \
                      quota of {}; nothing of it was kept",
-                    mib(max)
+                    human_bytes(max)
                 ),
             ))
             .await;
@@ -475,8 +470,8 @@ impl StorageService {
                             Severity::Critical,
                             format!(
                                 "storage use {} has reached the quota of {}; new backups are refused",
-                                mib(stored),
-                                mib(max)
+                                human_bytes(stored),
+                                human_bytes(max)
                             ),
                         ))
                         .await?;
@@ -490,11 +485,11 @@ impl StorageService {
                             Severity::Warning,
                             format!(
                                 "storage use {} has passed the warning threshold of {}{}",
-                                mib(stored),
-                                mib(warning),
+                                human_bytes(stored),
+                                human_bytes(warning),
                                 quota
                                     .max_bytes
-                                    .map(|m| format!(" (quota {})", mib(m)))
+                                    .map(|m| format!(" (quota {})", human_bytes(m)))
                                     .unwrap_or_default()
                             ),
                         ))

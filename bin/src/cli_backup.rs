@@ -52,8 +52,8 @@ pub(crate) fn counted_bar(
             let now = chrono::Utc::now();
             let rate = p.rate(started, now).unwrap_or(0.0);
             #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
-            let rate = indicatif::HumanBytes(rate as u64);
-            let done = indicatif::HumanBytes(p.bytes_done);
+            let rate = human(rate as u64);
+            let done = human(p.bytes_done);
             let message = match (p.files_total, p.bytes_total) {
                 (Some(files), Some(bytes)) => {
                     let eta = p.eta_secs(started, now).map_or_else(
@@ -63,7 +63,7 @@ pub(crate) fn counted_bar(
                     format!(
                         "{}/{files} {unit}, {done}/{} ({rate}/s{eta})",
                         p.files_done,
-                        indicatif::HumanBytes(bytes)
+                        human(bytes)
                     )
                 }
                 _ => format!("{} {unit}, {done} ({rate}/s)", p.files_done),
@@ -108,9 +108,7 @@ fn entry_json(e: &CatalogEntry) -> serde_json::Value {
     })
 }
 
-pub(crate) fn human(bytes: u64) -> String {
-    indicatif::HumanBytes(bytes).to_string()
-}
+pub(crate) use coffer_domain::units::human_bytes as human;
 
 pub async fn run(settings: &Settings, command: Command) -> anyhow::Result<ExitCode> {
     let services = crate::coffer_services(settings).await?;

@@ -18,10 +18,11 @@ use coffer_config::Settings;
 use coffer_crypto::{Argon2Hasher, Hs256Tokens};
 use coffer_db::{Database, DbOptions};
 use coffer_domain::auth::Actor;
-use coffer_domain::ports::{Clock, SystemClock};
+use coffer_domain::ports::Clock;
 use coffer_domain::secrets::Secret;
 use coffer_http::{AppState, HttpOptions, HttpServer};
 use coffer_storage::OpendalStore;
+use coffer_system::SystemClock;
 
 pub mod alerts;
 pub mod logging;

@@ -1,5 +1,7 @@
 //! Logging set-up: human-readable lines by default, one JSON object per line on request.
 //! Logs go to stderr so that command output (`coffer openapi`, `--json`) stays clean.
+//! Human lines are coloured only when stderr is a terminal (and `NO_COLOR` is not set):
+//! a log redirected to a file or a journal holds no escape codes.
 
 use coffer_config::LogFormat;
 use tracing_subscriber::EnvFilter;
@@ -19,8 +21,15 @@ pub fn init(format: LogFormat, level: &str) -> anyhow::Result<()> {
         .with_env_filter(filter)
         .with_writer(std::io::stderr);
     let result = match format {
-        LogFormat::Human => builder.try_init(),
+        LogFormat::Human => builder.with_ansi(colours()).try_init(),
         LogFormat::Json => builder.json().flatten_event(true).try_init(),
     };
     result.map_err(|e| anyhow::anyhow!("cannot install the logger: {e}"))
+}
+
+/// Whether human log lines may be coloured: stderr is a terminal and `NO_COLOR`
+/// (<https://no-color.org>) is unset or empty.
+fn colours() -> bool {
+    use std::io::IsTerminal as _;
+    std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty())
 }

@@ -179,6 +179,35 @@ fn migrate_is_idempotent() {
     assert!(dir.path().join("coffer-data/coffer.db").is_file());
 }
 
+/// A log that goes to a file or a pipe (not a terminal) holds plain lines, no colour
+/// escape codes; `--log-format json` is one JSON object per line, as before.
+#[test]
+fn logs_are_plain_text_off_a_terminal() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let out = coffer(dir.path()).arg("migrate").output().expect("run");
+    assert!(out.status.success(), "{}", stderr_of(&out));
+    let stderr = stderr_of(&out);
+    assert!(stderr.contains("database schema migrated"), "{stderr}");
+    assert!(
+        !stderr.contains('\u{1b}'),
+        "escape codes in a redirected log: {stderr:?}"
+    );
+    let json_dir = tempfile::tempdir().expect("tempdir");
+    let out = coffer(json_dir.path())
+        .args(["--log-format", "json", "migrate"])
+        .output()
+        .expect("run");
+    assert!(out.status.success(), "{}", stderr_of(&out));
+    let stderr = stderr_of(&out);
+    let line = stderr
+        .lines()
+        .find(|l| l.contains("database schema migrated"))
+        .unwrap_or_else(|| panic!("no migration line: {stderr}"));
+    let parsed: serde_json::Value = serde_json::from_str(line).expect("one JSON object per line");
+    assert_eq!(parsed["level"], "INFO", "{line}");
+    assert!(!stderr.contains('\u{1b}'), "{stderr:?}");
+}
+
 /// The README's run command, as a new user runs it: no configuration, defaults under
 /// ./coffer-data, health answers, SIGTERM stops it cleanly.
 #[cfg(unix)]

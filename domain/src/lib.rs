@@ -47,5 +47,6 @@ pub mod schedule;
 pub mod secrets;
 pub mod storage;
 pub mod throttle;
+pub mod units;
 
 pub use ids::{AlertId, BackupId, JobId, SourceId, UserId};

@@ -156,19 +156,9 @@ pub trait SessionRevocations: Send + Sync {
     async fn purge_expired(&self, now: DateTime<Utc>) -> Result<u64, RepoError>;
 }
 
-/// The time. A port so that tests can fix it.
+/// The time. A port so that tests can fix it; the host adapter reads the wall clock.
 pub trait Clock: Send + Sync {
     fn now(&self) -> DateTime<Utc>;
-}
-
-/// The wall clock.
-#[derive(Debug, Clone, Copy, Default)]
-pub struct SystemClock;
-
-impl Clock for SystemClock {
-    fn now(&self) -> DateTime<Utc> {
-        Utc::now()
-    }
 }
 
 pub use crate::retention::Retention;

@@ -121,28 +121,8 @@ pub(crate) fn thousands(n: u64) -> String {
     out
 }
 
-/// Bytes in binary units: `0 B`, `512 B`, `1.5 KiB`, `2.25 GiB`.
-pub(crate) fn bytes(n: u64) -> String {
-    const UNITS: [&str; 6] = ["KiB", "MiB", "GiB", "TiB", "PiB", "EiB"];
-    if n < 1024 {
-        return format!("{n} B");
-    }
-    #[allow(clippy::cast_precision_loss)]
-    let mut v = n as f64 / 1024.0;
-    let mut unit = 0;
-    while v >= 1024.0 && unit < UNITS.len() - 1 {
-        v /= 1024.0;
-        unit += 1;
-    }
-    let digits = if v >= 100.0 {
-        0
-    } else if v >= 10.0 {
-        1
-    } else {
-        2
-    };
-    format!("{v:.digits$} {}", UNITS[unit])
-}
+/// Bytes in binary units (`0 B`, `1.50 KiB`): the one formatter Coffer writes bytes with.
+pub(crate) use coffer_domain::units::human_bytes as bytes;
 
 /// A duration in milliseconds as `850 ms`, `12.3 s`, `4m 05s`, `2h 03m`.
 pub(crate) fn duration(ms: u64) -> String {

@@ -1,15 +1,25 @@
 //! `coffer-system`: what Coffer asks of the host it runs on — questions about paths on
-//! the server's own filesystem, the free space of its disks, and the runtime that runs
-//! background jobs.
+//! the server's own filesystem, the free space of its disks, the wall clock, and the
+//! runtime that runs background jobs.
 
 use std::io;
 use std::path::{Path, PathBuf};
 
-use coffer_domain::ports::{BackgroundTask, LocalPaths, PathProblem, Spawner};
+use coffer_domain::ports::{BackgroundTask, Clock, LocalPaths, PathProblem, Spawner};
 
 mod disk;
 
 pub use disk::SysinfoDiskMonitor;
+
+/// The wall clock.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct SystemClock;
+
+impl Clock for SystemClock {
+    fn now(&self) -> chrono::DateTime<chrono::Utc> {
+        chrono::Utc::now()
+    }
+}
 
 /// Paths on the local filesystem (a NAS mount is local here too).
 #[derive(Debug, Clone, Copy, Default)]

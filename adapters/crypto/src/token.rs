@@ -1,18 +1,21 @@
-//! Session tokens: JWT (RFC 7519) signed with HMAC-SHA256, and nothing else.
+//! Session tokens: JWT (RFC 7519) signed with HMAC-SHA256, and nothing else, through the
+//! `jsonwebtoken` crate (its RustCrypto backend: one crypto stack).
 //!
 //! Verification pins the algorithm: a header that says anything but `HS256` (`none`,
-//! `RS256`, ...) is refused before the signature is looked at, the signature is compared
-//! in constant time, and `iss`, `aud`, `exp`, `iat`, `jti`, `sub` must all be present and
-//! right.
+//! `RS256`, `hs256`, ...) is refused before the signature is looked at, the signature is
+//! compared in constant time, and `iss`, `aud`, `exp`, `iat`, `jti`, `sub` must all be
+//! present and right. Expiry is judged against the caller's clock (the application's
+//! `Clock` port), not the process's, with no leeway; `iat` may be up to a minute ahead
+//! (clock skew between instances).
 
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use chrono::{DateTime, TimeDelta, Utc};
 use coffer_domain::crypto::{CryptoError, SessionClaims, TokenCodec, TokenError};
 use coffer_domain::secrets::Secret;
-use hmac::{Hmac, KeyInit as _, Mac as _};
+use jsonwebtoken::errors::ErrorKind;
+use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
 use serde::{Deserialize, Serialize};
-use sha2::Sha256;
 
 pub const ISSUER: &str = "coffer";
 pub const AUDIENCE: &str = "coffer-api";
@@ -21,7 +24,9 @@ const LEEWAY_SECS: i64 = 60;
 
 /// HS256 tokens under one 256-bit key.
 pub struct Hs256Tokens {
-    key: [u8; 32],
+    encoding: EncodingKey,
+    decoding: DecodingKey,
+    validation: Validation,
 }
 
 impl std::fmt::Debug for Hs256Tokens {
@@ -30,8 +35,9 @@ impl std::fmt::Debug for Hs256Tokens {
     }
 }
 
-#[derive(Serialize, Deserialize)]
-struct Header {
+/// The header fields looked at before anything else.
+#[derive(Deserialize)]
+struct AlgorithmHeader {
     alg: String,
     #[serde(default)]
     typ: Option<String>,
@@ -53,27 +59,47 @@ struct Claims {
 
 impl Hs256Tokens {
     #[must_use]
-    pub const fn new(key: [u8; 32]) -> Self {
-        Self { key }
-    }
-
-    fn mac(&self) -> Hmac<Sha256> {
-        <Hmac<Sha256>>::new_from_slice(&self.key).expect("HMAC takes keys of any length")
+    pub fn new(key: [u8; 32]) -> Self {
+        let mut validation = Validation::new(Algorithm::HS256);
+        // Judged against the caller's `now` below: the application's clock, not the
+        // process's.
+        validation.validate_exp = false;
+        validation.leeway = 0;
+        validation.set_required_spec_claims(&["exp", "iss", "aud", "sub"]);
+        validation.set_issuer(&[ISSUER]);
+        validation.set_audience(&[AUDIENCE]);
+        Self {
+            // A 32-byte key is never empty, the only key HS256 refuses.
+            encoding: EncodingKey::from_secret(&key).expect("a 256-bit HMAC key"),
+            decoding: DecodingKey::from_secret(&key).expect("a 256-bit HMAC key"),
+            validation,
+        }
     }
 }
 
-fn b64(bytes: &[u8]) -> String {
-    URL_SAFE_NO_PAD.encode(bytes)
+/// Refuses, before the signature is checked, a token whose header names any algorithm
+/// but HS256 (or a `typ` other than JWT): `alg` is never taken from the token.
+fn pin_algorithm(token: &str) -> Result<(), TokenError> {
+    let mut parts = token.split('.');
+    let (Some(header), Some(_), Some(_), None) =
+        (parts.next(), parts.next(), parts.next(), parts.next())
+    else {
+        return Err(TokenError::Malformed);
+    };
+    let header: AlgorithmHeader = URL_SAFE_NO_PAD
+        .decode(header)
+        .ok()
+        .and_then(|h| serde_json::from_slice(&h).ok())
+        .ok_or(TokenError::Malformed)?;
+    if header.alg != "HS256" || header.typ.as_deref().is_some_and(|t| t != "JWT") {
+        return Err(TokenError::Algorithm);
+    }
+    Ok(())
 }
 
 impl TokenCodec for Hs256Tokens {
     fn issue(&self, claims: &SessionClaims) -> Result<Secret, CryptoError> {
-        let header = serde_json::to_vec(&Header {
-            alg: "HS256".to_owned(),
-            typ: Some("JWT".to_owned()),
-        })
-        .map_err(|e| CryptoError(e.to_string()))?;
-        let body = serde_json::to_vec(&Claims {
+        let body = Claims {
             iss: ISSUER.to_owned(),
             aud: AUDIENCE.to_owned(),
             sub: claims.subject.to_string(),
@@ -82,44 +108,23 @@ impl TokenCodec for Hs256Tokens {
             exp: claims.expires_at.timestamp(),
             generation: claims.generation,
             csrf: claims.csrf.clone(),
-        })
-        .map_err(|e| CryptoError(e.to_string()))?;
-        let signing_input = format!("{}.{}", b64(&header), b64(&body));
-        let mut mac = self.mac();
-        mac.update(signing_input.as_bytes());
-        let signature = b64(&mac.finalize().into_bytes());
-        Ok(Secret::new(format!("{signing_input}.{signature}")))
+        };
+        jsonwebtoken::encode(&Header::new(Algorithm::HS256), &body, &self.encoding)
+            .map(Secret::new)
+            .map_err(|e| CryptoError(e.to_string()))
     }
 
     fn verify(&self, token: &str, now: DateTime<Utc>) -> Result<SessionClaims, TokenError> {
-        let (signing_input, signature) = token.rsplit_once('.').ok_or(TokenError::Malformed)?;
-        let (header, body) = signing_input
-            .split_once('.')
-            .filter(|(_, body)| !body.contains('.'))
-            .ok_or(TokenError::Malformed)?;
-        let header: Header = URL_SAFE_NO_PAD
-            .decode(header)
-            .ok()
-            .and_then(|h| serde_json::from_slice(&h).ok())
-            .ok_or(TokenError::Malformed)?;
-        if header.alg != "HS256" || header.typ.as_deref().is_some_and(|t| t != "JWT") {
-            return Err(TokenError::Algorithm);
-        }
-        let signature = URL_SAFE_NO_PAD
-            .decode(signature)
-            .map_err(|_| TokenError::Malformed)?;
-        let mut mac = self.mac();
-        mac.update(signing_input.as_bytes());
-        mac.verify_slice(&signature)
-            .map_err(|_| TokenError::Signature)?;
-        let claims: Claims = URL_SAFE_NO_PAD
-            .decode(body)
-            .ok()
-            .and_then(|b| serde_json::from_slice(&b).ok())
-            .ok_or(TokenError::Malformed)?;
-        if claims.iss != ISSUER || claims.aud != AUDIENCE {
-            return Err(TokenError::Audience);
-        }
+        pin_algorithm(token)?;
+        let claims = jsonwebtoken::decode::<Claims>(token, &self.decoding, &self.validation)
+            .map_err(|e| match e.into_kind() {
+                ErrorKind::InvalidAlgorithm => TokenError::Algorithm,
+                ErrorKind::InvalidSignature => TokenError::Signature,
+                ErrorKind::InvalidIssuer | ErrorKind::InvalidAudience => TokenError::Audience,
+                ErrorKind::ExpiredSignature => TokenError::Expired,
+                _ => TokenError::Malformed,
+            })?
+            .claims;
         let issued_at = DateTime::from_timestamp(claims.iat, 0).ok_or(TokenError::Malformed)?;
         let expires_at = DateTime::from_timestamp(claims.exp, 0).ok_or(TokenError::Malformed)?;
         if now >= expires_at {
@@ -146,8 +151,14 @@ impl TokenCodec for Hs256Tokens {
 #[cfg(test)]
 mod tests {
     use chrono::TimeZone as _;
+    use hmac::{Hmac, KeyInit as _, Mac as _};
+    use sha2::Sha256;
 
     use super::*;
+
+    fn b64(bytes: &[u8]) -> String {
+        URL_SAFE_NO_PAD.encode(bytes)
+    }
 
     fn now() -> DateTime<Utc> {
         Utc.with_ymd_and_hms(2026, 11, 26, 12, 0, 0).unwrap()

@@ -70,17 +70,38 @@ impl Schedule {
     }
 
     /// The schedule in words, for people checking what they typed: `"30 3 * * 1-5"` is
-    /// "at 03:30, Monday to Friday (UTC)". Forms beyond plain numbers, names, ranges,
-    /// lists and steps (`L`, `W`, `#`) are described field by field.
+    /// "at 03:30, on Monday to Friday (UTC)". Read from croner's parsed pattern (the
+    /// times it fires), never from the text again; patterns with `L`, `W` or `#` are
+    /// described field by field.
     #[must_use]
     pub fn describe(&self) -> String {
-        describe::describe(&self.text)
+        describe::describe(&self.cron.pattern, &self.text)
     }
 }
 
-/// Cron fields in words.
+impl PartialEq for Schedule {
+    fn eq(&self, other: &Self) -> bool {
+        self.text == other.text
+    }
+}
+
+impl Eq for Schedule {}
+
+impl std::fmt::Display for Schedule {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.text)
+    }
+}
+
+/// Cron fields in words, from the values croner parsed.
+///
+/// croner 4's own `describe()` was tried and not used: it words `0-30/10 8-18 * * *`
+/// as "every 10 minutes, of hour 8-18" (it runs at :00 to :30 only), lists `1-5` as five
+/// day names and says nothing of UTC.
 mod describe {
     use std::fmt::Write as _;
+
+    use croner::{CronComponent, CronPattern};
 
     const MONTHS: [&str; 12] = [
         "January",
@@ -106,48 +127,73 @@ mod describe {
         "Saturday",
     ];
 
-    /// One comma-separated part of a field.
+    /// A field's values as people group them.
     #[derive(Debug, Clone, Copy, PartialEq, Eq)]
     enum Part {
-        /// `*`, or `*/n` with a step above 1.
+        /// Every value of the field, or every `n`th from its first (`*`, `*/n`).
         Every(u32),
-        /// `a`, `a-b`, `a-b/n`, `a/n` (to the field's end).
+        /// One value, a run of values, or every `step`th value from `from` to `to`.
         Range { from: u32, to: u32, step: u32 },
     }
 
-    /// A field as parts, or `None` for forms described verbatim.
-    fn parse(field: &str, min: u32, max: u32, names: &[&str]) -> Option<Vec<Part>> {
-        field
-            .split(',')
-            .map(|item| {
-                let (base, step) = match item.split_once('/') {
-                    Some((b, s)) => (b, s.parse::<u32>().ok().filter(|s| *s > 0)?),
-                    None => (item, 1),
-                };
-                if base == "*" || base == "?" {
-                    return Some(Part::Every(step));
+    /// The values of a field in `min..=max`, grouped: the whole field, a stepped
+    /// progression (`0-30/10`), or runs of consecutive values (three or more make a
+    /// range) and single values.
+    fn parts(values: &[u16], min: u32, max: u32) -> Vec<Part> {
+        let values: Vec<u32> = values.iter().map(|v| u32::from(*v)).collect();
+        let (Some(&first), Some(&last)) = (values.first(), values.last()) else {
+            return Vec::new();
+        };
+        // Two values read better as a list ("January and July") than as a step.
+        if values.len() >= 3 {
+            let step = values[1] - first;
+            if values.windows(2).all(|w| w[1] - w[0] == step) {
+                if first == min && last + step > max {
+                    return vec![Part::Every(step)];
                 }
-                let value = |t: &str| -> Option<u32> {
-                    t.parse::<u32>().ok().or_else(|| {
-                        names
-                            .iter()
-                            .position(|n| n[..3].eq_ignore_ascii_case(t))
-                            .and_then(|i| u32::try_from(i).ok())
-                            .map(|i| i + min)
-                    })
-                };
-                let (from, to) = if let Some((a, b)) = base.split_once('-') {
-                    (value(a)?, value(b)?)
-                } else {
-                    let a = value(base)?;
-                    (a, if step > 1 { max } else { a })
-                };
-                (from <= to).then_some(Part::Range { from, to, step })
-            })
-            .collect()
+                if step > 1 {
+                    return vec![Part::Range {
+                        from: first,
+                        to: last,
+                        step,
+                    }];
+                }
+            }
+        }
+        let mut out = Vec::new();
+        let mut i = 0;
+        while i < values.len() {
+            let mut j = i;
+            while j + 1 < values.len() && values[j + 1] == values[j] + 1 {
+                j += 1;
+            }
+            if j >= i + 2 {
+                out.push(Part::Range {
+                    from: values[i],
+                    to: values[j],
+                    step: 1,
+                });
+            } else {
+                out.extend(values[i..=j].iter().map(|&v| Part::Range {
+                    from: v,
+                    to: v,
+                    step: 1,
+                }));
+            }
+            i = j + 1;
+        }
+        out
     }
 
-    /// Single values only (no steps, no ranges wider than one).
+    fn field(component: &CronComponent) -> Vec<Part> {
+        parts(
+            &component.values(),
+            u32::from(component.min),
+            u32::from(component.max),
+        )
+    }
+
+    /// Single values only (no steps, no ranges).
     fn singles(parts: &[Part]) -> Option<Vec<u32>> {
         parts
             .iter()
@@ -184,11 +230,7 @@ mod describe {
             .map(|p| match *p {
                 Part::Every(1) => format!("every {unit}"),
                 Part::Every(n) => format!("every {} {unit}", ordinal(n)),
-                Part::Range { from, to, step }
-                    if from == to || (step > 1 && from.saturating_add(step) > to) =>
-                {
-                    name(from)
-                }
+                Part::Range { from, to, .. } if from == to => name(from),
                 Part::Range { from, to, step: 1 } => format!("{} to {}", name(from), name(to)),
                 Part::Range { from, to, step } => {
                     format!(
@@ -201,10 +243,6 @@ mod describe {
             })
             .collect();
         join(&items)
-    }
-
-    fn day_name(d: u32) -> String {
-        DAYS[(d % 7) as usize].to_owned()
     }
 
     fn month_name(m: u32) -> String {
@@ -248,33 +286,25 @@ mod describe {
         }
     }
 
-    pub(super) fn describe(text: &str) -> String {
-        let fields: Vec<&str> = text.split_whitespace().collect();
-        let [minute, hour, day_of_month_text, month, weekday_text] = fields[..] else {
-            return text.to_owned();
-        };
-        // As croner reads them: a leading `+` on the day of week asks for both day
-        // fields to match; otherwise either does, and only a literal `*` (or `?`) field
-        // stands aside.
-        let both = weekday_text.starts_with('+');
-        let weekday_text = weekday_text.trim_start_matches('+');
-        let parsed = (
-            parse(minute, 0, 59, &[]),
-            parse(hour, 0, 23, &[]),
-            parse(day_of_month_text, 1, 31, &[]),
-            parse(month, 1, 12, &MONTHS),
-            parse(weekday_text, 0, 7, &DAYS),
-        );
-        let (Some(minute), Some(hour), Some(dom), Some(month), Some(dow)) = parsed else {
-            return format!(
-                "minute {minute}, hour {hour}, day of month {day_of_month_text}, month {month}, day of week {} (UTC)",
-                fields[4]
-            );
-        };
+    pub(super) fn describe(pattern: &CronPattern, text: &str) -> String {
+        if pattern.days.has_modifiers() || pattern.days_of_week.has_modifiers() {
+            // `L`, `W` and `#` pick days that depend on the month: shown as written.
+            let fields: Vec<&str> = text.split_whitespace().collect();
+            if let [minute, hour, day_of_month, month, day_of_week] = fields[..] {
+                return format!(
+                    "minute {minute}, hour {hour}, day of month {day_of_month}, month {month}, day of week {day_of_week} (UTC)"
+                );
+            }
+            return format!("{text} (UTC)");
+        }
+        let minute = field(&pattern.minutes);
+        let hour = field(&pattern.hours);
+        let dom = field(&pattern.days);
+        let month = field(&pattern.months);
         let mut out = time_of_day(&minute, &hour);
         let any = |p: &[Part]| p == [Part::Every(1)];
-        let wildcard = |t: &str| t == "*" || t == "?";
-        let weekdays = weekdays(&dow);
+        let weekdays = weekdays(&pattern.days_of_week.values());
+        let every_weekday = weekdays == "every day";
         let days_of_month = if any(&dom) {
             "every day".to_owned()
         } else {
@@ -283,21 +313,23 @@ mod describe {
                 list(&dom, &|d: u32| d.to_string(), "day")
             )
         };
-        let days = match (wildcard(day_of_month_text), wildcard(weekday_text)) {
+        // As croner matches them: with a `+` on the day of week both day fields must
+        // match; otherwise either does, and only a literal `*` (or `?`) stands aside.
+        let days = match (pattern.is_dom_wildcard(), pattern.is_dow_wildcard()) {
             (true, true) => "every day".to_owned(),
             (true, false) => weekdays,
             (false, true) => days_of_month,
-            (false, false) if both => {
+            (false, false) if pattern.matches_dom_and_dow() => {
                 if any(&dom) {
                     weekdays
-                } else if any(&dow) {
+                } else if every_weekday {
                     days_of_month
                 } else {
                     format!("{days_of_month} if it falls {weekdays}")
                 }
             }
             // Either matches, as in every cron since Vixie's.
-            (false, false) if any(&dom) || any(&dow) => "every day".to_owned(),
+            (false, false) if any(&dom) || every_weekday => "every day".to_owned(),
             (false, false) => format!("{days_of_month} or {weekdays}"),
         };
         let _ = write!(out, ", {days}");
@@ -308,34 +340,25 @@ mod describe {
         out
     }
 
-    /// The days of the week a field selects, in words ("on Monday to Friday", "every
-    /// day"); steps are spelled out as the days they select.
-    fn weekdays(dow: &[Part]) -> String {
+    /// The days of the week that `values` (0 or 7 is Sunday) select, in words ("on
+    /// Monday to Friday", "every day").
+    fn weekdays(values: &[u16]) -> String {
         let mut days = [false; 7];
-        for p in dow {
-            let (from, to, step) = match *p {
-                Part::Every(n) => (0, 6, n),
-                Part::Range { from, to, step } => (from, to, step),
-            };
-            let mut d = from;
-            while d <= to {
-                days[(d % 7) as usize] = true;
-                d = d.saturating_add(step.max(1));
-            }
+        for v in values {
+            days[usize::from(*v % 7)] = true;
         }
-        let chosen: Vec<u32> = (0..7u32).filter(|d| days[*d as usize]).collect();
+        let chosen: Vec<usize> = (0..7).filter(|d| days[*d]).collect();
         match chosen.as_slice() {
             [0, 1, 2, 3, 4, 5, 6] => "every day".to_owned(),
             [1, 2, 3, 4, 5] => "on Monday to Friday".to_owned(),
             [0, 6] => "on Saturday and Sunday".to_owned(),
             _ => {
-                let names: Vec<String> = chosen
-                    .iter()
-                    // Monday first, as people read a week.
-                    .map(|d| (d + 6) % 7)
-                    .collect::<std::collections::BTreeSet<u32>>()
+                // Monday first, as people read a week.
+                let mut names: Vec<usize> = chosen.iter().map(|d| (d + 6) % 7).collect();
+                names.sort_unstable();
+                let names: Vec<String> = names
                     .into_iter()
-                    .map(|d| day_name(d + 1))
+                    .map(|d| DAYS[(d + 1) % 7].to_owned())
                     .collect();
                 format!("on {}", join(&names))
             }

@@ -1,4 +1,5 @@
-//! Crypto ports: password hashing and session tokens. The crypto adapter implements them.
+//! Crypto ports: password hashing, session tokens and the master key. The crypto adapter
+//! implements them; the repository engine re-wraps its keys.
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
@@ -68,4 +69,22 @@ pub enum TokenError {
 pub trait TokenCodec: Send + Sync {
     fn issue(&self, claims: &SessionClaims) -> Result<Secret, CryptoError>;
     fn verify(&self, token: &str, now: DateTime<Utc>) -> Result<SessionClaims, TokenError>;
+}
+
+/// The master key file: exported for safekeeping, rotated on request.
+///
+/// Contract: `export` returns the key as text an operator can store elsewhere (hex);
+/// `rotate` makes the new key durable before the repository depends on it and replaces
+/// the old one only once the repository's keys are re-wrapped under the new one, so an
+/// interruption at any point leaves a key that opens the repository.
+#[async_trait]
+pub trait MasterKeys: Send + Sync {
+    async fn export(&self) -> Result<Secret, CryptoError>;
+    async fn rotate(&self) -> Result<(), CryptoError>;
+}
+
+/// Re-wraps the repository's data keys under a new master key; no data is rewritten.
+#[async_trait]
+pub trait KeyRewrap: Send + Sync {
+    async fn rewrap(&self, old: &[u8; 32], new: &[u8; 32]) -> Result<(), CryptoError>;
 }

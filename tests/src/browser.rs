@@ -1,44 +1,27 @@
-//! A small W3C WebDriver client for the browser tests: it starts Debian's `chromedriver`
-//! on a free port, opens one headless Chromium session with its own profile and download
-//! directory, and offers what a test needs — go to a page, find elements by CSS (waiting
-//! until they appear), click, type, read, run a script, wait for a condition, take
-//! screenshots and collect downloads. Dropping the [`Browser`] ends the session and stops
-//! the driver.
-//!
-//! Lookups wait up to [`Browser::timeout`] and fail with the selector (or condition) and
-//! the page's current URL, so a broken page says where it broke.
+//! The browser tests' driver: Debian's `chromedriver` started on a free port, one
+//! headless Chromium session with its own profile and download directory, spoken to
+//! through `fantoccini` (a maintained W3C WebDriver client). On top of it, what a test
+//! needs — find elements by CSS (waiting until they appear), click, type, read, run a
+//! script, wait for a condition, take screenshots, collect downloads — with failures
+//! that name the selector (or condition) and the page's URL, so a broken page says
+//! where it broke. Dropping the [`Browser`] ends the session and stops the driver.
 
-use std::io::{Read as _, Write as _};
-use std::net::{Ipv4Addr, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use base64::Engine as _;
+use fantoccini::error::CmdError;
+use fantoccini::wd::{Capabilities, WebDriverCompatibleCommand};
+use fantoccini::{Client, ClientBuilder, Locator};
+use hyper_util::client::legacy::connect::HttpConnector;
 use serde_json::{Value, json};
-
-/// The key under which WebDriver names an element reference.
-const ELEMENT_KEY: &str = "element-6066-11e4-a52e-4f735466cecf";
 
 /// How often waits poll.
 const POLL: Duration = Duration::from_millis(100);
 
-/// An error answered by the driver (or the failure to reach it).
-#[derive(Debug, Clone)]
-pub struct WebDriverError {
-    /// The W3C error code (`no such element`, ...) or `transport`.
-    pub error: String,
-    pub message: String,
-}
-
-impl std::fmt::Display for WebDriverError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{}: {}", self.error, self.message)
-    }
-}
-
-impl std::error::Error for WebDriverError {}
+/// A command the driver refused (or the failure to reach it).
+pub type WebDriverError = CmdError;
 
 /// Where the browser and its driver are installed.
 #[derive(Debug, Clone)]
@@ -95,11 +78,11 @@ pub fn on_path(name: &str) -> Option<PathBuf> {
 
 /// A headless Chromium session driven through `chromedriver`.
 pub struct Browser {
-    http: reqwest::Client,
+    client: Client,
     /// `http://127.0.0.1:<port>` of the driver.
     driver_url: String,
-    driver_port: u16,
-    session: String,
+    /// The session, until it is ended.
+    session: Option<String>,
     driver: Child,
     downloads: tempfile::TempDir,
     /// The browser profile; removed with the browser.
@@ -112,9 +95,35 @@ pub struct Browser {
 #[derive(Clone)]
 pub struct Element<'a> {
     browser: &'a Browser,
-    id: String,
+    inner: fantoccini::elements::Element,
     /// The selector that found it, for error messages.
     selector: String,
+}
+
+/// A chromedriver command beside the W3C set, posted under the session
+/// (`/session/{id}/<path>`): the DevTools bridge and the browser log.
+#[derive(Debug)]
+struct SessionPost {
+    path: &'static str,
+    body: Value,
+}
+
+impl WebDriverCompatibleCommand for SessionPost {
+    fn endpoint(
+        &self,
+        base_url: &url::Url,
+        session_id: Option<&str>,
+    ) -> Result<url::Url, url::ParseError> {
+        base_url.join(&format!(
+            "session/{}/{}",
+            session_id.unwrap_or_default(),
+            self.path
+        ))
+    }
+
+    fn method_and_body(&self, _: &url::Url) -> (http::Method, Option<String>) {
+        (http::Method::POST, Some(self.body.to_string()))
+    }
 }
 
 impl Browser {
@@ -139,10 +148,6 @@ impl Browser {
     /// Starts the driver on a free port (retrying if another process takes the port
     /// between the probe and the driver's bind) and opens a session.
     pub async fn start(install: &Installation) -> Result<Self, String> {
-        let http = reqwest::Client::builder()
-            .timeout(Duration::from_mins(1))
-            .build()
-            .map_err(|e| format!("HTTP client: {e}"))?;
         let mut last = String::new();
         for _ in 0..5 {
             let port = free_port().map_err(|e| format!("no free port: {e}"))?;
@@ -154,10 +159,8 @@ impl Browser {
                 .spawn()
                 .map_err(|e| format!("spawning {}: {e}", install.chromedriver.display()))?;
             let driver_url = format!("http://127.0.0.1:{port}");
-            match wait_ready(&http, &driver_url, &mut driver).await {
-                Ok(()) => {
-                    return Self::open_session(http, driver_url, port, driver, install).await;
-                }
+            match wait_ready(&driver_url, &mut driver).await {
+                Ok(()) => return Self::open_session(driver_url, driver, install).await,
                 Err(e) => {
                     let _ = driver.kill();
                     let _ = driver.wait();
@@ -169,9 +172,7 @@ impl Browser {
     }
 
     async fn open_session(
-        http: reqwest::Client,
         driver_url: String,
-        driver_port: u16,
         mut driver: Child,
         install: &Installation,
     ) -> Result<Self, String> {
@@ -184,7 +185,7 @@ impl Browser {
             }
         };
         let download_dir = downloads.path().to_string_lossy().into_owned();
-        let caps = json!({"capabilities": {"alwaysMatch": {
+        let caps = json!({
             "browserName": "chrome",
             "unhandledPromptBehavior": "accept",
             "goog:loggingPrefs": {"browser": "ALL"},
@@ -211,26 +212,26 @@ impl Browser {
                     "profile.password_manager_enabled": false,
                 },
             },
-        }}});
-        let created = request(
-            &http,
-            reqwest::Method::POST,
-            &format!("{driver_url}/session"),
-            Some(&caps),
-        )
-        .await;
-        let session = match created {
-            Ok(v) => v["sessionId"].as_str().unwrap_or_default().to_owned(),
+        });
+        let Value::Object(caps) = caps else {
+            unreachable!("an object")
+        };
+        let connected = ClientBuilder::new(HttpConnector::new())
+            .capabilities(Capabilities::from_iter(caps))
+            .connect(&driver_url)
+            .await;
+        let client = match connected {
+            Ok(client) => client,
             Err(e) => {
                 let _ = driver.kill();
                 let _ = driver.wait();
                 return Err(format!("creating the session: {e}"));
             }
         };
+        let session = client.session_id().await.ok().flatten();
         let browser = Self {
-            http,
+            client,
             driver_url,
-            driver_port,
             session,
             driver,
             downloads,
@@ -259,28 +260,18 @@ impl Browser {
         self.timeout_ms.store(ms, Ordering::Relaxed);
     }
 
-    /// Sends one command of this session (`path` is relative to `/session/{id}`).
-    pub async fn command(
-        &self,
-        method: reqwest::Method,
-        path: &str,
-        body: Option<&Value>,
-    ) -> Result<Value, WebDriverError> {
-        let url = format!("{}/session/{}{path}", self.driver_url, self.session);
-        request(&self.http, method, &url, body).await
-    }
-
-    async fn post(&self, path: &str, body: &Value) -> Result<Value, WebDriverError> {
-        self.command(reqwest::Method::POST, path, Some(body)).await
-    }
-
-    async fn get(&self, path: &str) -> Result<Value, WebDriverError> {
-        self.command(reqwest::Method::GET, path, None).await
+    /// The WebDriver client itself, for what this wrapper does not offer.
+    pub fn client(&self) -> &Client {
+        &self.client
     }
 
     /// A Chrome DevTools Protocol command through chromedriver.
     pub async fn cdp(&self, cmd: &str, params: Value) -> Result<Value, WebDriverError> {
-        self.post("/goog/cdp/execute", &json!({"cmd": cmd, "params": params}))
+        self.client
+            .issue_cmd(SessionPost {
+                path: "goog/cdp/execute",
+                body: json!({"cmd": cmd, "params": params}),
+            })
             .await
     }
 
@@ -289,16 +280,25 @@ impl Browser {
     /// # Panics
     /// When the navigation fails.
     pub async fn goto(&self, url: &str) {
-        self.post("/url", &json!({"url": url}))
+        self.client
+            .goto(url)
             .await
             .unwrap_or_else(|e| panic!("navigating to {url}: {e}"));
     }
 
     /// The page's current URL (or a placeholder when it cannot be read).
     pub async fn current_url(&self) -> String {
-        match self.get("/url").await {
-            Ok(v) => v.as_str().unwrap_or_default().to_owned(),
+        match self.client.current_url().await {
+            Ok(url) => url.to_string(),
             Err(e) => format!("<unknown URL: {e}>"),
+        }
+    }
+
+    fn element(&self, inner: fantoccini::elements::Element, selector: &str) -> Element<'_> {
+        Element {
+            browser: self,
+            inner,
+            selector: selector.to_owned(),
         }
     }
 
@@ -307,38 +307,20 @@ impl Browser {
     /// # Panics
     /// When the driver fails (an invalid selector, a closed window).
     pub async fn find_all(&self, css: &str) -> Vec<Element<'_>> {
-        let found = self
-            .post("/elements", &json!({"using": "css selector", "value": css}))
+        self.client
+            .find_all(Locator::Css(css))
             .await
-            .unwrap_or_else(|e| panic!("finding `{css}`: {e}"));
-        found
-            .as_array()
-            .map(|items| {
-                items
-                    .iter()
-                    .filter_map(|e| e[ELEMENT_KEY].as_str())
-                    .map(|id| Element {
-                        browser: self,
-                        id: id.to_owned(),
-                        selector: css.to_owned(),
-                    })
-                    .collect()
-            })
-            .unwrap_or_default()
+            .unwrap_or_else(|e| panic!("finding `{css}`: {e}"))
+            .into_iter()
+            .map(|e| self.element(e, css))
+            .collect()
     }
 
     /// The first element matching `css` now, if any.
     pub async fn try_find(&self, css: &str) -> Option<Element<'_>> {
-        match self
-            .post("/element", &json!({"using": "css selector", "value": css}))
-            .await
-        {
-            Ok(v) => v[ELEMENT_KEY].as_str().map(|id| Element {
-                browser: self,
-                id: id.to_owned(),
-                selector: css.to_owned(),
-            }),
-            Err(e) if e.error == "no such element" => None,
+        match self.client.find(Locator::Css(css)).await {
+            Ok(e) => Some(self.element(e, css)),
+            Err(e) if e.is_no_such_element() => None,
             Err(e) => panic!("finding `{css}`: {e}"),
         }
     }
@@ -391,8 +373,7 @@ impl Browser {
         script: &str,
         args: Vec<Value>,
     ) -> Result<Value, WebDriverError> {
-        self.post("/execute/sync", &json!({"script": script, "args": args}))
-            .await
+        self.client.execute(script, args).await
     }
 
     /// Runs an asynchronous `script`: it ends by calling the callback passed as its last
@@ -402,8 +383,7 @@ impl Browser {
         script: &str,
         args: Vec<Value>,
     ) -> Result<Value, WebDriverError> {
-        self.post("/execute/async", &json!({"script": script, "args": args}))
-            .await
+        self.client.execute_async(script, args).await
     }
 
     /// Polls `script` until it returns a truthy value, and returns that value.
@@ -436,7 +416,8 @@ impl Browser {
     /// # Panics
     /// When the driver refuses.
     pub async fn set_window_size(&self, width: u32, height: u32) {
-        self.post("/window/rect", &json!({"width": width, "height": height}))
+        self.client
+            .set_window_size(width, height)
             .await
             .unwrap_or_else(|e| panic!("resizing the window to {width}x{height}: {e}"));
     }
@@ -496,13 +477,11 @@ impl Browser {
     /// # Panics
     /// When the screenshot cannot be taken or written.
     pub async fn screenshot(&self, path: &Path) {
-        let data = self
-            .get("/screenshot")
+        let png = self
+            .client
+            .screenshot()
             .await
             .unwrap_or_else(|e| panic!("screenshot: {e}"));
-        let png = base64::engine::general_purpose::STANDARD
-            .decode(data.as_str().unwrap_or_default())
-            .unwrap_or_else(|e| panic!("screenshot is not base64: {e}"));
         assert!(png.starts_with(b"\x89PNG"), "screenshot is not a PNG");
         if let Some(dir) = path.parent() {
             std::fs::create_dir_all(dir)
@@ -514,7 +493,14 @@ impl Browser {
     /// The browser console's entries since the last call (chromedriver's log endpoint),
     /// as `(level, message)`.
     pub async fn console_log(&self) -> Vec<(String, String)> {
-        let Ok(entries) = self.post("/se/log", &json!({"type": "browser"})).await else {
+        let Ok(entries) = self
+            .client
+            .issue_cmd(SessionPost {
+                path: "se/log",
+                body: json!({"type": "browser"}),
+            })
+            .await
+        else {
             return Vec::new();
         };
         entries
@@ -607,18 +593,33 @@ impl Browser {
 
     /// Ends the session and stops the driver (also done on drop).
     pub async fn quit(mut self) {
-        let _ = self.command(reqwest::Method::DELETE, "", None).await;
-        self.session.clear();
+        let _ = self.client.clone().close().await;
+        self.session = None;
         // Drop stops the driver.
     }
 }
 
 impl Drop for Browser {
     fn drop(&mut self) {
-        // Drop cannot await: end the session (which closes Chromium) with a plain,
-        // blocking HTTP request, so no browser outlives a failed test.
-        if !self.session.is_empty() {
-            let _ = delete_session_blocking(self.driver_port, &self.session);
+        // Drop cannot await, and the session's own task may never run again (a failed
+        // test unwinding on its runtime): end the session (which closes Chromium) from a
+        // runtime of its own, reconnecting to it by id, so no browser outlives the test.
+        if let Some(session) = self.session.take() {
+            let url = self.driver_url.clone();
+            let _ = std::thread::spawn(move || {
+                let runtime = tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()?;
+                runtime.block_on(async {
+                    if let Ok(client) =
+                        Client::with_existing_session(&url, &session, HttpConnector::new()).await
+                    {
+                        let _ = tokio::time::timeout(Duration::from_secs(10), client.close()).await;
+                    }
+                });
+                Ok::<(), std::io::Error>(())
+            })
+            .join();
         }
         let _ = self.driver.kill();
         let _ = self.driver.wait();
@@ -628,11 +629,7 @@ impl Drop for Browser {
 impl Element<'_> {
     /// The element as a script argument.
     pub fn to_arg(&self) -> Value {
-        json!({ ELEMENT_KEY: self.id })
-    }
-
-    fn path(&self, rest: &str) -> String {
-        format!("/element/{}{rest}", self.id)
+        serde_json::to_value(&self.inner).unwrap_or_default()
     }
 
     /// Clicks it (scrolling it into view).
@@ -640,8 +637,8 @@ impl Element<'_> {
     /// # Panics
     /// When the driver refuses (hidden, covered, gone).
     pub async fn click(&self) {
-        self.browser
-            .post(&self.path("/click"), &json!({}))
+        self.inner
+            .click()
             .await
             .unwrap_or_else(|e| panic!("clicking `{}`: {e}", self.selector));
     }
@@ -651,8 +648,8 @@ impl Element<'_> {
     /// # Panics
     /// When the driver refuses.
     pub async fn send_keys(&self, text: &str) {
-        self.browser
-            .post(&self.path("/value"), &json!({"text": text}))
+        self.inner
+            .send_keys(text)
             .await
             .unwrap_or_else(|e| panic!("typing into `{}`: {e}", self.selector));
     }
@@ -662,8 +659,8 @@ impl Element<'_> {
     /// # Panics
     /// When the driver refuses.
     pub async fn clear(&self) {
-        self.browser
-            .post(&self.path("/clear"), &json!({}))
+        self.inner
+            .clear()
             .await
             .unwrap_or_else(|e| panic!("clearing `{}`: {e}", self.selector));
     }
@@ -673,13 +670,10 @@ impl Element<'_> {
     /// # Panics
     /// When the driver refuses.
     pub async fn text(&self) -> String {
-        self.browser
-            .get(&self.path("/text"))
+        self.inner
+            .text()
             .await
             .unwrap_or_else(|e| panic!("text of `{}`: {e}", self.selector))
-            .as_str()
-            .unwrap_or_default()
-            .to_owned()
     }
 
     /// An attribute (`None` when absent).
@@ -687,21 +681,19 @@ impl Element<'_> {
     /// # Panics
     /// When the driver refuses.
     pub async fn attribute(&self, name: &str) -> Option<String> {
-        self.browser
-            .get(&self.path(&format!("/attribute/{name}")))
+        self.inner
+            .attr(name)
             .await
             .unwrap_or_else(|e| panic!("attribute {name} of `{}`: {e}", self.selector))
-            .as_str()
-            .map(str::to_owned)
     }
 
-    /// A DOM property (`value`, `checked`, ...).
+    /// A DOM property (`value`, `checked`, ...), as text (`None` when unset).
     ///
     /// # Panics
     /// When the driver refuses.
-    pub async fn property(&self, name: &str) -> Value {
-        self.browser
-            .get(&self.path(&format!("/property/{name}")))
+    pub async fn property(&self, name: &str) -> Option<String> {
+        self.inner
+            .prop(name)
             .await
             .unwrap_or_else(|e| panic!("property {name} of `{}`: {e}", self.selector))
     }
@@ -711,31 +703,22 @@ impl Element<'_> {
     /// # Panics
     /// When the driver refuses.
     pub async fn is_displayed(&self) -> bool {
-        self.browser
-            .get(&self.path("/displayed"))
+        self.inner
+            .is_displayed()
             .await
             .unwrap_or_else(|e| panic!("displayed of `{}`: {e}", self.selector))
-            .as_bool()
-            .unwrap_or(false)
     }
 
     /// The first descendant matching `css` now, if any.
     pub async fn try_find(&self, css: &str) -> Option<Element<'_>> {
         let selector = format!("{} {css}", self.selector);
-        match self
-            .browser
-            .post(
-                &self.path("/element"),
-                &json!({"using": "css selector", "value": css}),
-            )
-            .await
-        {
-            Ok(v) => v[ELEMENT_KEY].as_str().map(|id| Element {
+        match self.inner.find(Locator::Css(css)).await {
+            Ok(inner) => Some(Element {
                 browser: self.browser,
-                id: id.to_owned(),
+                inner,
                 selector,
             }),
-            Err(e) if e.error == "no such element" => None,
+            Err(e) if e.is_no_such_element() => None,
             Err(e) => panic!("finding `{selector}`: {e}"),
         }
     }
@@ -754,12 +737,16 @@ fn truthy(v: &Value) -> bool {
 
 /// A port that was free a moment ago (the driver binds it itself; see the retry).
 fn free_port() -> std::io::Result<u16> {
-    let listener = TcpListener::bind((Ipv4Addr::LOCALHOST, 0))?;
+    let listener = std::net::TcpListener::bind((std::net::Ipv4Addr::LOCALHOST, 0))?;
     Ok(listener.local_addr()?.port())
 }
 
 /// Waits for the driver's `/status` to say ready; fails early if it exits.
-async fn wait_ready(http: &reqwest::Client, url: &str, driver: &mut Child) -> Result<(), String> {
+async fn wait_ready(url: &str, driver: &mut Child) -> Result<(), String> {
+    let http = reqwest::Client::builder()
+        .timeout(Duration::from_secs(5))
+        .build()
+        .map_err(|e| format!("HTTP client: {e}"))?;
     let deadline = Instant::now() + Duration::from_secs(15);
     loop {
         if let Ok(Some(status)) = driver.try_wait() {
@@ -776,50 +763,4 @@ async fn wait_ready(http: &reqwest::Client, url: &str, driver: &mut Child) -> Re
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-}
-
-/// One WebDriver HTTP exchange; unwraps `value` or turns the error object into an error.
-async fn request(
-    http: &reqwest::Client,
-    method: reqwest::Method,
-    url: &str,
-    body: Option<&Value>,
-) -> Result<Value, WebDriverError> {
-    let transport = |e: reqwest::Error| WebDriverError {
-        error: "transport".to_owned(),
-        message: format!("{url}: {e}"),
-    };
-    let mut req = http.request(method, url);
-    if let Some(body) = body {
-        req = req.json(body);
-    }
-    let resp = req.send().await.map_err(transport)?;
-    let status = resp.status();
-    let mut body: Value = resp.json().await.map_err(transport)?;
-    let value = body["value"].take();
-    if status.is_success() {
-        Ok(value)
-    } else {
-        Err(WebDriverError {
-            error: value["error"]
-                .as_str()
-                .unwrap_or("unknown error")
-                .to_owned(),
-            message: value["message"].as_str().unwrap_or_default().to_owned(),
-        })
-    }
-}
-
-/// `DELETE /session/{id}` over a plain socket, for `Drop`.
-fn delete_session_blocking(port: u16, session: &str) -> std::io::Result<()> {
-    let mut stream = TcpStream::connect((Ipv4Addr::LOCALHOST, port))?;
-    stream.set_read_timeout(Some(Duration::from_secs(10)))?;
-    stream.set_write_timeout(Some(Duration::from_secs(5)))?;
-    write!(
-        stream,
-        "DELETE /session/{session} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
-    )?;
-    let mut sink = Vec::new();
-    stream.read_to_end(&mut sink)?;
-    Ok(())
 }

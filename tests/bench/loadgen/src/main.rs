@@ -26,105 +26,66 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use clap::Parser as _;
 use tokio::time::Instant;
 
 use crate::http::{Connection, RequestError, Url, get_request};
 use crate::stats::{Summary, summarize};
 
-const USAGE: &str = "\
-usage: coffer-loadgen --url URL [--url URL ...] [options]
-
-Open-loop load at a fixed rate; latency from each request's scheduled send time.
-
-options:
-  --url URL          http://host:port/path?query (repeat for several; they take turns)
-  --rate N           requests per second, over all URLs        [default: 200]
-  --duration SECS    measured period                           [default: 30]
-  --warmup SECS      unrecorded period before it               [default: 5]
-  --connections N    keep-alive connections                    [default: 16]
-  --timeout SECS     per request, connecting included          [default: 10]
-  --token TOKEN      send `Authorization: Bearer TOKEN` (or set LOADGEN_TOKEN,
-                     which keeps the token out of the process list)
-  -h, --help         this text
-";
-
-#[derive(Debug, Clone)]
+/// Open-loop load at a fixed rate; latency from each request's scheduled send time.
+#[derive(Debug, Clone, clap::Parser)]
+#[command(name = "coffer-loadgen", version, about)]
 struct Options {
+    /// http://host:port/path?query (repeat for several; they take turns).
+    #[arg(long = "url", value_name = "URL", required = true, value_parser = Url::parse)]
     urls: Vec<Url>,
+    /// Requests per second, over all URLs.
+    #[arg(long, default_value_t = 200.0, value_parser = positive)]
     rate: f64,
+    /// Measured period, in seconds.
+    #[arg(long, value_name = "SECS", default_value = "30", value_parser = measured)]
     duration: Duration,
+    /// Unrecorded period before it, in seconds.
+    #[arg(long, value_name = "SECS", default_value = "5", value_parser = seconds)]
     warmup: Duration,
-    connections: usize,
+    /// Keep-alive connections.
+    #[arg(long, default_value_t = 16, value_parser = clap::value_parser!(u16).range(1..=10_000))]
+    connections: u16,
+    /// Per request, connecting included, in seconds.
+    #[arg(long, value_name = "SECS", default_value = "10", value_parser = seconds)]
     timeout: Duration,
+    /// Send `Authorization: Bearer TOKEN` (LOADGEN_TOKEN keeps the token out of the
+    /// process list).
+    #[arg(long, env = "LOADGEN_TOKEN", hide_env_values = true)]
     token: Option<String>,
 }
 
-fn parse_args(args: impl IntoIterator<Item = String>) -> Result<Option<Options>, String> {
-    let mut options = Options {
-        urls: Vec::new(),
-        rate: 200.0,
-        duration: Duration::from_secs(30),
-        warmup: Duration::from_secs(5),
-        connections: 16,
-        timeout: Duration::from_secs(10),
-        token: std::env::var("LOADGEN_TOKEN")
-            .ok()
-            .filter(|t| !t.is_empty()),
-    };
-    let secs = |name: &str, v: &str| {
-        v.parse::<f64>()
-            .ok()
-            .filter(|s| s.is_finite() && *s >= 0.0)
-            .map(Duration::from_secs_f64)
-            .ok_or_else(|| format!("{name}: expected seconds, got `{v}`"))
-    };
-    let mut args = args.into_iter();
-    while let Some(arg) = args.next() {
-        if arg == "-h" || arg == "--help" {
-            return Ok(None);
+/// A positive, finite number.
+fn positive(v: &str) -> Result<f64, String> {
+    v.parse::<f64>()
+        .ok()
+        .filter(|r| r.is_finite() && *r > 0.0)
+        .ok_or_else(|| format!("expected a positive number, got `{v}`"))
+}
+
+/// Seconds, 0 or more.
+fn seconds(v: &str) -> Result<Duration, String> {
+    v.parse::<f64>()
+        .ok()
+        .filter(|s| s.is_finite() && *s >= 0.0)
+        .map(Duration::from_secs_f64)
+        .ok_or_else(|| format!("expected seconds, got `{v}`"))
+}
+
+/// Seconds, more than 0.
+fn measured(v: &str) -> Result<Duration, String> {
+    seconds(v).and_then(|d| {
+        if d.is_zero() {
+            Err("must be more than 0".to_owned())
+        } else {
+            Ok(d)
         }
-        let (name, inline) = match arg.split_once('=') {
-            Some((n, v)) => (n.to_owned(), Some(v.to_owned())),
-            None => (arg.clone(), None),
-        };
-        let mut value = || {
-            inline
-                .clone()
-                .or_else(|| args.next())
-                .ok_or_else(|| format!("{name} needs a value"))
-        };
-        match name.as_str() {
-            "--url" => options.urls.push(Url::parse(&value()?)?),
-            "--rate" => {
-                let v = value()?;
-                options.rate = v
-                    .parse::<f64>()
-                    .ok()
-                    .filter(|r| r.is_finite() && *r > 0.0)
-                    .ok_or_else(|| format!("--rate: expected a positive number, got `{v}`"))?;
-            }
-            "--duration" => options.duration = secs("--duration", &value()?)?,
-            "--warmup" => options.warmup = secs("--warmup", &value()?)?,
-            "--timeout" => options.timeout = secs("--timeout", &value()?)?,
-            "--connections" => {
-                let v = value()?;
-                options.connections = v
-                    .parse::<usize>()
-                    .ok()
-                    .filter(|n| (1..=10_000).contains(n))
-                    .ok_or_else(|| format!("--connections: expected 1-10000, got `{v}`"))?;
-            }
-            "--token" => options.token = Some(value()?),
-            other => return Err(format!("unknown argument `{other}`")),
-        }
-    }
-    if options.urls.is_empty() {
-        return Err("give at least one --url".to_owned());
-    }
-    if options.duration.is_zero() {
-        return Err("--duration must be more than 0".to_owned());
-    }
-    Ok(Some(options))
+    })
 }
 
 /// What is recorded for one URL.
@@ -143,12 +104,13 @@ struct Record {
 
 struct Target {
     url: Url,
-    request: Vec<u8>,
     record: Mutex<Record>,
 }
 
 struct Plan {
     targets: Vec<Target>,
+    /// The bearer token sent with every request.
+    token: Option<String>,
     /// When request 0 is due.
     start: Instant,
     /// Requests scheduled before this are not recorded.
@@ -209,7 +171,10 @@ async fn worker(plan: Arc<Plan>, mut conn: Option<Connection>) {
                 conn = Some(Connection::open(&target.url.authority, plan.timeout).await?);
             }
             match conn.as_mut() {
-                Some(c) => c.send(&target.request).await,
+                Some(c) => {
+                    c.send(get_request(&target.url, plan.token.as_deref()))
+                        .await
+                }
                 None => unreachable!("connected above"),
             }
         })
@@ -248,28 +213,17 @@ fn ms(micros: u64) -> f64 {
 
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> ExitCode {
-    let options = match parse_args(std::env::args().skip(1)) {
-        Ok(Some(o)) => o,
-        Ok(None) => {
-            print!("{USAGE}");
-            return ExitCode::SUCCESS;
-        }
-        Err(e) => {
-            eprintln!("coffer-loadgen: {e}\n\n{USAGE}");
-            return ExitCode::from(2);
-        }
-    };
+    let options = Options::parse();
     let targets: Vec<Target> = options
         .urls
         .iter()
         .map(|url| Target {
             url: url.clone(),
-            request: get_request(url, options.token.as_deref()),
             record: Mutex::new(Record::default()),
         })
         .collect();
     // Connect the pool first, so that connecting is not part of the first requests.
-    let mut pool = Vec::with_capacity(options.connections);
+    let mut pool = Vec::with_capacity(usize::from(options.connections));
     for _ in 0..options.connections {
         match Connection::open(&targets[0].url.authority, options.timeout).await {
             Ok(c) => pool.push(Some(c)),
@@ -283,6 +237,7 @@ async fn main() -> ExitCode {
     let measure_from = start + options.warmup;
     let plan = Arc::new(Plan {
         targets,
+        token: options.token.clone().filter(|t| !t.is_empty()),
         start,
         measure_from,
         end: measure_from + options.duration,
@@ -388,21 +343,19 @@ async fn main() -> ExitCode {
 mod tests {
     use super::*;
 
-    fn args(list: &[&str]) -> Vec<String> {
-        list.iter().map(|s| (*s).to_owned()).collect()
+    fn parse(list: &[&str]) -> Result<Options, clap::Error> {
+        Options::try_parse_from(std::iter::once("coffer-loadgen").chain(list.iter().copied()))
     }
 
     #[test]
     #[allow(clippy::float_cmp)] // exact values parsed from exact text
     fn defaults_and_overrides() {
-        let o = parse_args(args(&["--url", "http://127.0.0.1:1/a"]))
-            .unwrap()
-            .unwrap();
+        let o = parse(&["--url", "http://127.0.0.1:1/a"]).unwrap();
         assert_eq!(o.rate, 200.0);
         assert_eq!(o.duration, Duration::from_secs(30));
         assert_eq!(o.warmup, Duration::from_secs(5));
         assert_eq!(o.connections, 16);
-        let o = parse_args(args(&[
+        let o = parse(&[
             "--url=http://h:2/x",
             "--url",
             "http://h:2/y",
@@ -415,8 +368,7 @@ mod tests {
             "4",
             "--token",
             "t",
-        ]))
-        .unwrap()
+        ])
         .unwrap();
         assert_eq!(o.urls.len(), 2);
         assert_eq!(o.rate, 50.5);
@@ -427,13 +379,16 @@ mod tests {
 
     #[test]
     fn bad_arguments() {
-        assert!(parse_args(args(&[])).is_err());
-        assert!(parse_args(args(&["--url", "http://h:1/", "--rate", "0"])).is_err());
-        assert!(parse_args(args(&["--url", "http://h:1/", "--duration", "0"])).is_err());
-        assert!(parse_args(args(&["--url", "http://h:1/", "--connections", "0"])).is_err());
-        assert!(parse_args(args(&["--url"])).is_err());
-        assert!(parse_args(args(&["--bogus"])).is_err());
-        assert!(parse_args(args(&["--help"])).unwrap().is_none());
+        assert!(parse(&[]).is_err());
+        assert!(parse(&["--url", "http://h:1/", "--rate", "0"]).is_err());
+        assert!(parse(&["--url", "http://h:1/", "--duration", "0"]).is_err());
+        assert!(parse(&["--url", "http://h:1/", "--connections", "0"]).is_err());
+        assert!(parse(&["--url"]).is_err());
+        assert!(parse(&["--bogus"]).is_err());
+        assert_eq!(
+            parse(&["--help"]).unwrap_err().kind(),
+            clap::error::ErrorKind::DisplayHelp
+        );
     }
 
     #[test]
@@ -441,6 +396,7 @@ mod tests {
         let start = Instant::now();
         let plan = Plan {
             targets: Vec::new(),
+            token: None,
             start,
             measure_from: start,
             end: start,

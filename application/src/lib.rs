@@ -3,61 +3,69 @@
 //! the audit trail. The CLI and the HTTP API both call these services, so both obey the
 //! same rules.
 //!
+//! One folder per area (`catalog`, `backup`, `restore`, `retention`, `keys`, `jobs`,
+//! `maintenance`, `storage`, `alerts`, `sources`, `settings`, `reports`, `users`, `auth`,
+//! `audit`, `system`, `dashboard`), each with its ports, its service and its error enum
+//! (one variant per stable error code). A service holds ports and applies domain
+//! policies; it never holds another area's service: what it needs of another area is a
+//! port that area implements (a backup reaches the quota through `storage::Admission`,
+//! the job runner reaches the areas' work through `jobs::JobExecutor`). The dashboard is
+//! a read model nothing imports. `.ci/layering` fails on a cycle of `use crate::<area>`
+//! between areas.
+//!
 //! This crate never names an adapter: no database, web framework, runtime or object store.
 
 pub mod alerts;
 pub mod audit;
 pub mod auth;
-pub mod backups;
+pub mod backup;
+pub mod catalog;
 pub mod dashboard;
-pub mod disk;
 pub mod error;
 pub mod jobs;
+pub mod keys;
 pub mod maintenance;
+mod paths;
 pub mod reports;
-pub mod scheduler;
+pub mod restore;
+pub mod retention;
 pub mod settings;
 pub mod sources;
 pub mod storage;
 pub mod system;
 pub mod users;
 
-pub use alerts::AlertService;
+pub use alerts::{AlertService, AlertSink};
 pub use audit::{AuditLog, AuditService, ChainReport};
-pub use auth::{AuthService, Session};
-pub use backups::{
-    BackupPolicy, BackupService, BackupTarget, DirPage, DownloadPlan, MasterKeys, RetentionReport,
+pub use auth::{AuthError, AuthService, Session};
+pub use backup::{BackupError, BackupPorts, BackupService, BackupTarget};
+pub use catalog::{CatalogError, CatalogService, DirPage, DownloadPlan, Paging};
+pub use dashboard::{Dashboard, DashboardService, DashboardSources, SourceOverview};
+pub use error::{CodedError, CommonError, EngineError, ErrorClass};
+pub use jobs::{
+    ActiveJobs, JobDurations, JobOptions, JobQueue, JobService, JobStatus, JobsError, Scheduler,
+    SchedulerOptions, SchedulerStatus, SubmitError,
 };
-pub use dashboard::{Dashboard, DashboardService, RetentionStatus, SourceOverview};
-pub use disk::{DiskGuard, DiskStatus, DiskThresholds};
-pub use error::ServiceError;
-
-/// Whether one directory is the other or lies inside it (whole path components:
-/// `/a/bc` is not inside `/a/b`).
-pub(crate) fn overlaps(a: &str, b: &str) -> bool {
-    std::path::Path::new(a).starts_with(b) || std::path::Path::new(b).starts_with(a)
-}
-pub use jobs::{ActiveJobs, JobDurations, JobOptions, JobService, JobStatus};
-pub use maintenance::MaintenanceService;
+pub use keys::{KeyService, KeyStatus};
+pub use maintenance::{MaintenanceError, MaintenancePorts, MaintenanceService};
 pub use reports::{
-    AuditCsv, AuditReportFilter, BackupReportFilter, BackupsCsv, PdfReport, ReportService,
-    ReportSink, StorageFigures, Written, export_filename,
+    AuditCsv, AuditReportFilter, BackupReportFilter, BackupsCsv, PdfReport, ReportError,
+    ReportService, ReportSink, Written, export_filename,
 };
-pub use scheduler::{
-    Dispatch, JobDispatch, Scheduler, SchedulerOptions, SchedulerStatus, SourceSchedule, Task,
-    TaskSchedule, TickReport,
+pub use restore::{RestoreError, RestoreService};
+pub use retention::{
+    RetentionDefaults, RetentionError, RetentionReport, RetentionService, RetentionStatus,
 };
-pub use settings::{Origin, QuotaMib, SettingsChange, SettingsService, SystemSettings};
-pub use sources::{SchedulePreview, SourceChanges, SourceService};
-pub use storage::{Quota, QuotaState, StorageService, StorageUsage};
+pub use settings::{
+    Origin, QuotaMib, SettingsChange, SettingsError, SettingsPorts, SettingsService, SystemSettings,
+};
+pub use sources::{NewSource, SchedulePreview, SourceChanges, SourceError, SourceService};
+pub use storage::{
+    AdmissionError, DiskGuard, DiskStatus, DiskThresholds, Quota, QuotaState, StorageFigures,
+    StorageService, StorageUsage,
+};
 pub use system::{ComponentHealth, HealthReport, SystemService};
-pub use users::UserService;
+pub use users::{UserError, UserService};
 
-#[cfg(test)]
-mod jobs_tests;
-#[cfg(test)]
-mod reports_tests;
-#[cfg(test)]
-mod scheduler_tests;
 #[cfg(test)]
 mod test_fakes;

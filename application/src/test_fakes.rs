@@ -6,6 +6,7 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use coffer_domain::SourceId;
 use coffer_domain::ports::{RepoError, Source, SourceRepository, SourceSpec};
+use coffer_domain::schedule::Schedule;
 
 /// Sources, keeping the repository contract's scheduling rules.
 #[derive(Default)]
@@ -22,10 +23,15 @@ impl FakeSources {
             .expect("the source exists")
     }
 
-    fn with<T>(&self, id: SourceId, schedule: &str, f: impl FnOnce(&mut Source) -> T) -> Option<T> {
+    fn with<T>(
+        &self,
+        id: SourceId,
+        schedule: &Schedule,
+        f: impl FnOnce(&mut Source) -> T,
+    ) -> Option<T> {
         let mut all = self.0.lock().unwrap();
         all.iter_mut()
-            .find(|s| s.id == id && s.schedule.as_deref() == Some(schedule))
+            .find(|s| s.id == id && s.schedule.as_ref() == Some(schedule))
             .map(f)
     }
 }
@@ -135,7 +141,7 @@ impl SourceRepository for FakeSources {
     async fn set_next_run(
         &self,
         id: SourceId,
-        for_schedule: &str,
+        for_schedule: &Schedule,
         next: Option<DateTime<Utc>>,
     ) -> Result<bool, RepoError> {
         Ok(self
@@ -146,7 +152,7 @@ impl SourceRepository for FakeSources {
     async fn record_run(
         &self,
         id: SourceId,
-        for_schedule: &str,
+        for_schedule: &Schedule,
         at: DateTime<Utc>,
         next: Option<DateTime<Utc>>,
     ) -> Result<bool, RepoError> {

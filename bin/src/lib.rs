@@ -9,15 +9,19 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context as _;
+use coffer_application::retention::AfterBackup;
 use coffer_application::{
-    ActiveJobs, AlertService, AuditLog, AuditService, AuthService, BackupPolicy, BackupService,
-    DashboardService, DiskGuard, DiskThresholds, JobOptions, JobService, MaintenanceService, Quota,
-    ReportService, RetentionStatus, SourceService, StorageService, SystemService, UserService,
+    AlertService, AuditLog, AuditService, AuthService, BackupPorts, BackupService, CatalogService,
+    DashboardService, DashboardSources, DiskGuard, DiskThresholds, JobOptions, JobService,
+    KeyService, MaintenancePorts, MaintenanceService, Quota, ReportService, RestoreService,
+    RetentionService, RetentionStatus, SettingsPorts, SourceService, StorageService, SystemService,
+    UserService,
 };
 use coffer_config::Settings;
-use coffer_crypto::{Argon2Hasher, Hs256Tokens};
+use coffer_crypto::{Argon2Hasher, Hs256Tokens, MasterKeyFile};
 use coffer_db::{Database, DbOptions};
 use coffer_domain::auth::Actor;
+use coffer_domain::jobs::JobKind;
 use coffer_domain::ports::Clock;
 use coffer_domain::secrets::Secret;
 use coffer_http::{AppState, HttpOptions, HttpServer};
@@ -171,8 +175,13 @@ pub struct Services {
     pub auth: Arc<AuthService>,
     pub users: Arc<UserService>,
     pub audit: Arc<AuditService>,
-    pub backups: Arc<BackupService>,
     pub sources: Arc<SourceService>,
+    /// Snapshots: list, find, browse, download, protect, delete, rebuild.
+    pub catalog: Arc<CatalogService>,
+    pub backups: Arc<BackupService>,
+    /// Restores and verification.
+    pub restores: Arc<RestoreService>,
+    pub retention: Arc<RetentionService>,
     pub jobs: Arc<JobService>,
     pub alerts: Arc<AlertService>,
     /// The free space of the volume that holds the repository.
@@ -181,6 +190,8 @@ pub struct Services {
     pub scheduler: Arc<coffer_application::Scheduler>,
     /// Storage use and the quota.
     pub storage: Arc<StorageService>,
+    /// The master key: export, rotation, the reminder.
+    pub keys: Arc<KeyService>,
     /// Prune and check.
     pub maintenance: Arc<MaintenanceService>,
     /// The overview's figures (dashboard and metrics).
@@ -243,12 +254,14 @@ impl Services {
         let roots = restore_roots(settings)?;
         let protected = own_directories(settings, &roots)?;
         let sources_repo = Arc::new(db.sources());
+        let catalog_repo = Arc::new(db.catalog());
+        let counters = Arc::new(db.counters());
         let spawner: Arc<dyn coffer_domain::ports::Spawner> =
             Arc::new(coffer_system::TokioSpawner::current());
         let alerts = Arc::new(AlertService::new(
             Arc::new(db.alerts()),
             alerts::webhook_notifier(settings)?,
-            spawner,
+            spawner.clone(),
             clock.clone(),
             audit_log.clone(),
         ));
@@ -263,7 +276,7 @@ impl Services {
         ));
         let storage_use = Arc::new(
             StorageService::new(
-                Arc::new(db.counters()),
+                counters.clone(),
                 engine.clone(),
                 alerts.clone(),
                 disk.clone(),
@@ -276,62 +289,108 @@ impl Services {
             // Each change of the counter becomes the day's sample, for the reports' chart.
             .with_history(Arc::new(db.storage_history()), clock.clone()),
         );
-        let maintenance = Arc::new(MaintenanceService::new(
-            engine.clone(),
-            storage_use.clone(),
+        let keys = Arc::new(KeyService::new(
+            Arc::new(MasterKeyFile::new(
+                settings.encryption_key_file(),
+                Arc::new(repo::RepositoryKeys::new(storage)),
+            )),
+            counters.clone(),
+            alerts.clone(),
             audit_log.clone(),
-            settings.prune.repack_threshold_percent,
-        ));
-        let backups = Arc::new(BackupService::new(
-            engine,
-            sources_repo.clone(),
-            Arc::new(db.catalog()),
-            Arc::new(repo::KeyFile {
-                path: settings.encryption_key_file(),
-                store: storage,
-            }),
-            paths.clone(),
-            BackupPolicy {
-                protected: protected.clone(),
-                retention: retention_rules(settings),
-                retention_after_backup: settings.retention.enabled,
-            },
-            clock.clone(),
-            audit_log.clone(),
-            storage_use.clone(),
         ));
         let jobs = Arc::new(JobService::new(
             Arc::new(db.jobs()),
-            backups.clone(),
-            maintenance.clone(),
-            paths.clone(),
-            Arc::new(coffer_system::TokioSpawner::current()),
+            spawner,
             clock.clone(),
             audit_log.clone(),
             JobOptions {
                 max_running: usize::try_from(settings.jobs.max_running).unwrap_or(1),
-                restore_roots: roots,
             },
         ));
+        let catalog = Arc::new(CatalogService::new(
+            engine.clone(),
+            catalog_repo.clone(),
+            sources_repo.clone(),
+            clock.clone(),
+            audit_log.clone(),
+        ));
+        let retention = Arc::new(RetentionService::new(
+            catalog_repo.clone(),
+            sources_repo.clone(),
+            catalog.clone(),
+            RetentionStatus {
+                enabled: settings.retention.enabled,
+                defaults: retention_rules(settings),
+            },
+            clock.clone(),
+        ));
+        let backups = Arc::new(BackupService::new(
+            engine.clone(),
+            sources_repo.clone(),
+            catalog_repo.clone(),
+            paths.clone(),
+            protected.clone(),
+            BackupPorts {
+                admission: storage_use.clone(),
+                alerts: alerts.clone(),
+                retention: retention.clone() as Arc<dyn AfterBackup>,
+                queue: jobs.clone(),
+            },
+            clock.clone(),
+            audit_log.clone(),
+        ));
+        let restores = Arc::new(RestoreService::new(
+            engine.clone(),
+            catalog_repo.clone(),
+            paths.clone(),
+            roots,
+            jobs.clone(),
+            clock.clone(),
+            audit_log.clone(),
+        ));
+        let maintenance = Arc::new(MaintenanceService::new(
+            engine,
+            counters,
+            MaintenancePorts {
+                stored: storage_use.clone(),
+                alerts: alerts.clone(),
+                queue: jobs.clone(),
+            },
+            audit_log.clone(),
+            settings.prune.repack_threshold_percent,
+        ));
+        // The runner does each kind of work through the area that owns it.
+        jobs.register(JobKind::Backup, &backups);
+        jobs.register(JobKind::Restore, &restores);
+        jobs.register(JobKind::Verify, &restores);
+        jobs.register(JobKind::Prune, &maintenance);
+        jobs.register(JobKind::Check, &maintenance);
         let scheduler = Arc::new(coffer_application::Scheduler::new(
             sources_repo.clone(),
             Arc::new(db.settings()),
-            Arc::new(coffer_application::JobDispatch::new(jobs.clone())),
+            Arc::new(coffer_application::jobs::JobDispatch::new(
+                backups.clone(),
+                maintenance.clone(),
+            )),
             clock.clone(),
             scheduler_loop::options(settings)?,
         ));
         let dashboard = Arc::new(DashboardService::new(
-            Arc::new(db.catalog()),
-            sources_repo.clone(),
-            storage_use.clone(),
-            scheduler.clone(),
-            alerts.clone(),
-            jobs.clone(),
-            backups.clone(),
+            DashboardSources {
+                catalog: catalog_repo.clone(),
+                sources: sources_repo.clone(),
+                alerts: Arc::new(db.alerts()),
+                storage: storage_use.clone(),
+                disk: disk.clone(),
+                schedule: scheduler.clone(),
+                jobs: jobs.clone(),
+                retention: retention.clone(),
+                keys: keys.clone(),
+            },
             clock.clone(),
         ));
         let reports = Arc::new(ReportService::new(
-            Arc::new(db.catalog()),
+            catalog_repo,
             sources_repo.clone(),
             Arc::new(db.audit()),
             storage_use.clone(),
@@ -344,7 +403,7 @@ impl Services {
             sources_repo,
             paths,
             protected,
-            jobs.clone() as Arc<dyn ActiveJobs>,
+            jobs.clone(),
             clock.clone(),
             audit_log.clone(),
         ));
@@ -367,8 +426,11 @@ impl Services {
         let audit = Arc::new(AuditService::new(Arc::new(db.audit())));
         let runtime_settings = Arc::new(coffer_application::SettingsService::new(
             Arc::new(db.settings()),
-            storage_use.clone(),
-            backups.clone(),
+            SettingsPorts {
+                quota: storage_use.clone(),
+                retention: retention.clone(),
+                keys: keys.clone(),
+            },
             coffer_application::QuotaMib {
                 max_storage_mb: settings.quota.max_storage_mb,
                 warning_threshold_mb: settings.quota.warning_threshold_mb,
@@ -389,13 +451,17 @@ impl Services {
             auth,
             users,
             audit,
-            backups,
             sources,
+            catalog,
+            backups,
+            restores,
+            retention,
             jobs,
             alerts,
             disk,
             scheduler,
             storage: storage_use,
+            keys,
             maintenance,
             dashboard,
             settings: runtime_settings,
@@ -504,6 +570,11 @@ impl Application {
             .init()
             .await
             .context("cannot count the repository's stored bytes")?;
+        services
+            .keys
+            .init()
+            .await
+            .context("cannot read whether the master key was exported")?;
         alerts::check_disk(&services.disk).await;
         let Services {
             db,
@@ -511,14 +582,18 @@ impl Application {
             auth,
             users,
             audit,
-            backups,
             sources,
+            catalog,
+            backups,
+            restores,
+            retention,
             jobs,
             alerts,
             disk: _,
             scheduler,
             storage,
-            maintenance: _,
+            keys: _,
+            maintenance,
             dashboard,
             settings: runtime_settings,
             reports,
@@ -529,8 +604,12 @@ impl Application {
             users,
             audit,
             sources,
+            catalog,
             backups,
+            restores,
+            retention,
             jobs,
+            maintenance,
             alerts,
             storage,
             dashboard,

@@ -1,14 +1,12 @@
 //! Opening the repository: the master key file and the engine, with first-start
 //! initialisation guarded against a second process doing the same.
 
-use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use anyhow::Context as _;
 use async_trait::async_trait;
-use coffer_application::{MasterKeys, ServiceError};
 use coffer_config::Settings;
-use coffer_domain::secrets::Secret;
+use coffer_domain::crypto::{CryptoError, KeyRewrap};
 use coffer_domain::storage::ObjectStore;
 use coffer_repo::{Engine, Repository};
 
@@ -68,40 +66,25 @@ pub async fn open_engine(
     Ok(Engine::new(repo))
 }
 
-/// The master key file, exported and rotated.
-pub struct KeyFile {
-    pub path: PathBuf,
-    pub store: Arc<dyn ObjectStore>,
+/// The repository's side of a key rotation: re-wrapping its data keys under the new
+/// master key. The engine crate implements it when it grows the trait; until then this
+/// wires the domain port to `coffer_repo::rewrap`.
+pub struct RepositoryKeys {
+    store: Arc<dyn ObjectStore>,
 }
 
-fn unexpected(e: impl std::fmt::Display) -> ServiceError {
-    ServiceError::Unexpected(anyhow::anyhow!("{e}"))
+impl RepositoryKeys {
+    #[must_use]
+    pub fn new(store: Arc<dyn ObjectStore>) -> Self {
+        Self { store }
+    }
 }
 
 #[async_trait]
-impl MasterKeys for KeyFile {
-    async fn export(&self) -> Result<Secret, ServiceError> {
-        let (key, _) = coffer_crypto::load_or_create_key(&self.path).map_err(unexpected)?;
-        Ok(Secret::new(hex::encode(key)))
-    }
-
-    async fn rotate(&self) -> Result<(), ServiceError> {
-        let (old, _) = coffer_crypto::load_or_create_key(&self.path).map_err(unexpected)?;
-        // The new key is durable on disk before the repository depends on it; the old one
-        // stays until the repository's keys are re-wrapped and read back.
-        let next = next_path(&self.path);
-        let _ = std::fs::remove_file(&next);
-        let (new, _) = coffer_crypto::load_or_create_key(&next).map_err(unexpected)?;
-        coffer_repo::rewrap(self.store.as_ref(), &old, &new)
+impl KeyRewrap for RepositoryKeys {
+    async fn rewrap(&self, old: &[u8; 32], new: &[u8; 32]) -> Result<(), CryptoError> {
+        coffer_repo::rewrap(self.store.as_ref(), old, new)
             .await
-            .map_err(unexpected)?;
-        std::fs::rename(&next, &self.path).map_err(unexpected)?;
-        Ok(())
+            .map_err(|e| CryptoError(e.to_string()))
     }
-}
-
-fn next_path(path: &Path) -> PathBuf {
-    let mut name = path.file_name().unwrap_or_default().to_os_string();
-    name.push(".new");
-    path.with_file_name(name)
 }

@@ -29,7 +29,7 @@ pub fn options(settings: &Settings) -> anyhow::Result<SchedulerOptions> {
     Ok(SchedulerOptions {
         enabled: s.enabled,
         catch_up: s.catch_up,
-        grace: coffer_application::scheduler::default_grace(),
+        grace: coffer_application::jobs::scheduler::default_grace(),
         prune: s.prune()?,
         check: s.check()?,
         check_share_percent: s.check_share_percent,

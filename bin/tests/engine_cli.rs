@@ -36,6 +36,18 @@ fn json(data: &Path, args: &[&str]) -> serde_json::Value {
     serde_json::from_str(&ok(data, args)).expect("JSON output")
 }
 
+/// `coffer snapshots --json`: the API's page of snapshots; its items.
+fn snapshots(data: &Path) -> serde_json::Value {
+    let page = json(data, &["snapshots", "--json"]);
+    let items = page["items"].clone();
+    assert_eq!(
+        page["total"].as_u64(),
+        items.as_array().map(|a| a.len() as u64),
+        "{page}"
+    );
+    items
+}
+
 /// Deterministic pseudo-random bytes.
 fn noise(len: usize, seed: u64) -> Vec<u8> {
     let mut x = seed | 1;
@@ -102,25 +114,49 @@ fn backup_list_browse_restore_verify_round_trip() {
     let snap = json(&f.data, &["backup", src, "--json"]);
     assert_eq!(snap["status"], "ok");
     assert_eq!(snap["encrypted"], true);
-    assert_eq!(snap["files"], 301);
+    assert_eq!(snap["file_count"], 301);
     let id = snap["id"].as_str().expect("id").to_owned();
     assert_eq!(id.len(), 64);
     assert_eq!(snap["checksum"], snap["id"]);
 
     let second = json(&f.data, &["backup", src, "--json"]);
     assert_eq!(second["bytes_added"], 0);
-    assert_eq!(second["parent"], id.as_str());
+    assert_eq!(second["parent_id"], id.as_str());
 
-    let list = json(&f.data, &["snapshots", "--json"]);
+    let list = snapshots(&f.data);
     assert_eq!(list.as_array().expect("list").len(), 2);
     assert_eq!(list[0]["id"], second["id"], "newest first");
 
     let ls = json(&f.data, &["ls", &id[..12], "docs", "--json"]);
+    assert_eq!(
+        (&ls["snapshot_id"], &ls["path"]),
+        (&snap["id"], &"docs".into())
+    );
     assert!(
-        ls.as_array()
+        ls["items"]
+            .as_array()
             .expect("entries")
             .iter()
             .any(|e| e["name"] == "empty" && e["type"] == "dir")
+    );
+    // `ls` is audited like browsing over the API: names reveal content.
+    std::fs::create_dir_all(&f.out).expect("output directory");
+    let trail = f.out.join("browsed.csv");
+    ok(
+        &f.data,
+        &[
+            "report",
+            "audit-csv",
+            "--output",
+            trail.to_str().expect("utf8"),
+            "--action",
+            "backup_browse",
+        ],
+    );
+    let trail = std::fs::read_to_string(&trail).expect("the audit CSV");
+    assert!(
+        trail.contains(&format!("snapshot:{id}")) && trail.contains("/docs"),
+        "{trail}"
     );
 
     let out = f.out.join("all");
@@ -152,7 +188,7 @@ fn backup_list_browse_restore_verify_round_trip() {
             .iter()
             .all(|r| r["ok"] == true)
     );
-    let list = json(&f.data, &["snapshots", "--json"]);
+    let list = snapshots(&f.data);
     assert!(
         list[0]["verify_result"]
             .as_str()
@@ -223,7 +259,7 @@ fn damage_is_detected_and_named() {
         "{err}"
     );
     assert!(!target.join("big.bin").exists());
-    let list = json(&f.data, &["snapshots", "--json"]);
+    let list = snapshots(&f.data);
     assert!(
         list[0]["verify_result"]
             .as_str()
@@ -270,10 +306,7 @@ fn kill_nine_at_random_moments_never_hurts_earlier_snapshots() {
         assert!(target.join("big.bin").is_file());
     }
     // At least one kill landed mid-backup (otherwise this test proved nothing).
-    let kept = json(&f.data, &["snapshots", "--json"])
-        .as_array()
-        .expect("list")
-        .len();
+    let kept = snapshots(&f.data).as_array().expect("list").len();
     assert!(kept < 6, "every kill came too late: {kept} snapshots");
     let last = json(&f.data, &["backup", src, "--json"]);
     assert_eq!(last["status"], "ok");
@@ -353,16 +386,10 @@ fn the_catalog_is_rebuilt_from_storage_and_the_key_alone() {
     for file in ["coffer.db", "coffer.db-wal", "coffer.db-shm"] {
         let _ = std::fs::remove_file(f.data.join(file));
     }
-    assert_eq!(
-        json(&f.data, &["snapshots", "--json"])
-            .as_array()
-            .expect("list")
-            .len(),
-        0
-    );
+    assert_eq!(snapshots(&f.data).as_array().expect("list").len(), 0);
     let out = ok(&f.data, &["catalog", "rebuild"]);
     assert!(out.contains("2 snapshot(s) in storage; 2 added"), "{out}");
-    let list = json(&f.data, &["snapshots", "--json"]);
+    let list = snapshots(&f.data);
     let ids: Vec<&str> = list
         .as_array()
         .expect("list")

@@ -3,7 +3,10 @@
 
 use chrono::{DateTime, Utc};
 
-use crate::{JobId, SourceId};
+use crate::engine::{
+    CheckReport, CheckSlice, PruneReport, RestoreReport, SnapshotStatus, VerifyReport,
+};
+use crate::{JobId, SnapshotId, SourceId};
 
 /// What a job does.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -85,14 +88,14 @@ pub enum JobParams {
         source_name: String,
     },
     Restore {
-        snapshot_id: String,
+        snapshot_id: SnapshotId,
         /// A path inside the snapshot; everything when `None`.
         path: Option<String>,
         /// The resolved target directory on the server.
         target: String,
     },
     Verify {
-        snapshot_id: String,
+        snapshot_id: SnapshotId,
         /// Also read and authenticate every data chunk (slow), not only the structure.
         read_data: bool,
     },
@@ -162,16 +165,15 @@ impl JobProgress {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum JobResult {
     Backup {
-        snapshot_id: String,
-        /// `ok` or `partial`.
-        status: String,
+        snapshot_id: SnapshotId,
+        status: SnapshotStatus,
         files: u64,
         bytes: u64,
         bytes_added: u64,
         warnings: Vec<String>,
     },
     Restore {
-        snapshot_id: String,
+        snapshot_id: SnapshotId,
         target: String,
         files: u64,
         dirs: u64,
@@ -179,7 +181,7 @@ pub enum JobResult {
         bytes: u64,
     },
     Verify {
-        snapshot_id: String,
+        snapshot_id: SnapshotId,
         ok: bool,
         problems: Vec<String>,
         damaged_files: Vec<String>,
@@ -203,6 +205,60 @@ pub enum JobResult {
         problems: Vec<String>,
         damaged_snapshots: Vec<String>,
     },
+}
+
+impl JobResult {
+    /// What a prune job reports of `r` (its deleted packs count the orphaned ones too).
+    #[must_use]
+    pub const fn of_prune(r: &PruneReport) -> Self {
+        Self::Prune {
+            snapshots: r.snapshots,
+            packs_deleted: r.packs_deleted + r.orphan_packs_deleted,
+            packs_repacked: r.packs_repacked,
+            bytes_before: r.bytes_before,
+            bytes_after: r.bytes_after,
+        }
+    }
+
+    /// What a check job reports of `r`, which read `slice`.
+    #[must_use]
+    pub fn of_check(r: CheckReport, slice: CheckSlice) -> Self {
+        Self::Check {
+            ok: r.ok(),
+            snapshots: r.snapshots,
+            slice: slice.index,
+            slices: slice.count,
+            packs_read: r.packs_read,
+            bytes_read: r.bytes_read,
+            problems: r.problems,
+            damaged_snapshots: r.damaged_snapshots,
+        }
+    }
+
+    /// What a restore job reports of `r`: `snapshot_id` restored into `target`.
+    #[must_use]
+    pub const fn of_restore(snapshot_id: SnapshotId, target: String, r: &RestoreReport) -> Self {
+        Self::Restore {
+            snapshot_id,
+            target,
+            files: r.files,
+            dirs: r.dirs,
+            symlinks: r.symlinks,
+            bytes: r.bytes,
+        }
+    }
+
+    /// What a verify job reports of `r`, about `snapshot_id`.
+    #[must_use]
+    pub fn of_verify(snapshot_id: SnapshotId, r: VerifyReport) -> Self {
+        Self::Verify {
+            snapshot_id,
+            ok: r.ok(),
+            problems: r.problems,
+            damaged_files: r.damaged_files,
+            bytes_read: r.bytes_read,
+        }
+    }
 }
 
 /// Why a job failed: a stable code for programs and a message for people.
@@ -231,7 +287,7 @@ pub struct Job {
     /// The source a backup job is for (kept for filtering; `None` once it is deleted).
     pub source_id: Option<SourceId>,
     /// The snapshot the job made (backup) or works on (restore, verify).
-    pub snapshot_id: Option<String>,
+    pub snapshot_id: Option<SnapshotId>,
     pub requested_by: String,
     pub progress: JobProgress,
     pub result: Option<JobResult>,
@@ -325,10 +381,11 @@ mod tests {
     fn a_queued_job_knows_its_subject() {
         let now = Utc.with_ymd_and_hms(2026, 1, 1, 0, 0, 0).unwrap();
         let id = JobId::from_uuid(uuid::Uuid::nil());
+        let snapshot = SnapshotId::parse(&"ab".repeat(32)).unwrap();
         let job = Job::queued(
             id,
             JobParams::Verify {
-                snapshot_id: "ab".into(),
+                snapshot_id: snapshot.clone(),
                 read_data: true,
             },
             "alice",
@@ -336,7 +393,7 @@ mod tests {
         );
         assert_eq!(job.state, JobState::Queued);
         assert_eq!(job.kind(), JobKind::Verify);
-        assert_eq!(job.snapshot_id.as_deref(), Some("ab"));
+        assert_eq!(job.snapshot_id.as_ref(), Some(&snapshot));
         assert_eq!(job.source_id, None);
     }
 }

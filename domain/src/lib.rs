@@ -49,4 +49,7 @@ pub mod storage;
 pub mod throttle;
 pub mod units;
 
-pub use ids::{AlertId, BackupId, JobId, SourceId, UserId};
+pub use ids::{
+    AlertId, BackupId, InvalidSnapshotId, JobId, SnapshotId, SnapshotPrefix, SnapshotRef, SourceId,
+    UnknownSnapshot, UserId,
+};

@@ -5,9 +5,11 @@
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 
-use crate::UserId;
 use crate::audit::{AuditEntry, AuditFilter, AuditRecord};
 use crate::auth::{Role, Username};
+use crate::engine::SnapshotStatus;
+use crate::schedule::Schedule;
+use crate::{SnapshotId, SnapshotPrefix, UserId};
 
 /// A failure of the catalog database.
 #[derive(Debug, thiserror::Error)]
@@ -169,8 +171,8 @@ pub struct Source {
     pub id: crate::SourceId,
     pub name: String,
     pub path: String,
-    /// Cron expression, when the source is backed up on a schedule.
-    pub schedule: Option<String>,
+    /// When the source is backed up on a schedule.
+    pub schedule: Option<Schedule>,
     /// Overrides the configured retention for this source.
     pub retention: Option<Retention>,
     pub created_at: DateTime<Utc>,
@@ -198,7 +200,7 @@ impl Source {
 pub struct SourceSpec {
     pub name: String,
     pub path: String,
-    pub schedule: Option<String>,
+    pub schedule: Option<Schedule>,
     pub retention: Option<Retention>,
 }
 
@@ -253,14 +255,14 @@ pub trait SourceRepository: Send + Sync {
     async fn set_next_run(
         &self,
         id: crate::SourceId,
-        for_schedule: &str,
+        for_schedule: &Schedule,
         next: Option<DateTime<Utc>>,
     ) -> Result<bool, RepoError>;
     /// Records a scheduled run started at `at`, and the next one.
     async fn record_run(
         &self,
         id: crate::SourceId,
-        for_schedule: &str,
+        for_schedule: &Schedule,
         at: DateTime<Utc>,
         next: Option<DateTime<Utc>>,
     ) -> Result<bool, RepoError>;
@@ -277,14 +279,14 @@ pub struct Page<T> {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CatalogEntry {
     pub id: crate::BackupId,
-    pub snapshot_id: String,
+    pub snapshot_id: SnapshotId,
     pub source_id: Option<crate::SourceId>,
     pub source_name: String,
     /// Logical bytes.
     pub size: u64,
     pub created_at: DateTime<Utc>,
     pub finished_at: Option<DateTime<Utc>>,
-    pub status: String,
+    pub status: SnapshotStatus,
     pub checksum: String,
     pub encrypted: bool,
     pub file_count: u64,
@@ -293,17 +295,23 @@ pub struct CatalogEntry {
     pub stored_bytes_added: u64,
     pub duration_ms: u64,
     pub warnings: Vec<String>,
-    pub parent_snapshot_id: Option<String>,
+    pub parent_snapshot_id: Option<SnapshotId>,
     pub protected: bool,
     pub verified_at: Option<DateTime<Utc>>,
     pub verify_result: Option<String>,
 }
 
+impl SnapshotStatus {
+    pub const ALL: [Self; 2] = [Self::Ok, Self::Partial];
+}
+
+named!(SnapshotStatus);
+
 /// The snapshot catalog (rebuildable from storage).
 ///
 /// Contract: `insert` of a snapshot id already present is `Conflict`; `list` is newest
-/// first; `find` accepts a full id or a unique prefix of at least 8 hex digits and
-/// reports an ambiguous prefix as `Conflict`.
+/// first; `find` takes a prefix (the whole id is one) and reports a prefix that more than
+/// one snapshot starts with as `Conflict`.
 #[async_trait]
 pub trait BackupCatalog: Send + Sync {
     async fn insert(
@@ -312,23 +320,27 @@ pub trait BackupCatalog: Send + Sync {
         source_id: Option<crate::SourceId>,
     ) -> Result<CatalogEntry, RepoError>;
     async fn list(&self, limit: u64) -> Result<Vec<CatalogEntry>, RepoError>;
-    async fn find(&self, id_or_prefix: &str) -> Result<Option<CatalogEntry>, RepoError>;
+    async fn find(&self, prefix: &SnapshotPrefix) -> Result<Option<CatalogEntry>, RepoError>;
     async fn latest_for_source(
         &self,
         source_id: crate::SourceId,
     ) -> Result<Option<CatalogEntry>, RepoError>;
     async fn record_verification(
         &self,
-        snapshot_id: &str,
+        snapshot_id: &SnapshotId,
         at: DateTime<Utc>,
         result: &str,
     ) -> Result<(), RepoError>;
     /// Newest first, filtered, one page.
     async fn query(&self, filter: &BackupFilter) -> Result<Page<CatalogEntry>, RepoError>;
     /// Removes a row; `false` when there was none.
-    async fn delete(&self, snapshot_id: &str) -> Result<bool, RepoError>;
+    async fn delete(&self, snapshot_id: &SnapshotId) -> Result<bool, RepoError>;
     /// Marks a snapshot protected from retention (or not); `false` when there was none.
-    async fn set_protected(&self, snapshot_id: &str, protected: bool) -> Result<bool, RepoError>;
+    async fn set_protected(
+        &self,
+        snapshot_id: &SnapshotId,
+        protected: bool,
+    ) -> Result<bool, RepoError>;
     /// Counts and byte sums of the whole catalog, read from maintained counters (no
     /// scan, whatever the number of snapshots).
     async fn stats(&self) -> Result<CatalogStats, RepoError>;
@@ -412,8 +424,7 @@ pub trait CounterRepository: Send + Sync {
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct BackupFilter {
     pub source_id: Option<crate::SourceId>,
-    /// `ok` or `partial`.
-    pub status: Option<String>,
+    pub status: Option<SnapshotStatus>,
     /// Snapshots started at or after this time.
     pub from: Option<DateTime<Utc>>,
     /// Snapshots started before this time.

@@ -43,16 +43,44 @@ impl Retention {
             || self.keep_yearly > 0
     }
 
+    /// The largest count or age a rule may set.
+    pub const MAX: u32 = 100_000;
+
+    /// Refuses counts and ages above [`Retention::MAX`].
+    ///
+    /// # Errors
+    /// `RetentionOutOfRange` naming the limit.
+    pub fn check(&self) -> Result<(), RetentionOutOfRange> {
+        let all = [
+            self.max_backups,
+            self.max_age_days,
+            self.keep_within_days,
+            self.keep_daily,
+            self.keep_weekly,
+            self.keep_monthly,
+            self.keep_yearly,
+        ];
+        if all.iter().any(|n| *n > Self::MAX) {
+            return Err(RetentionOutOfRange);
+        }
+        Ok(())
+    }
+
     /// Whether nothing at all is set (everything is kept).
     pub fn is_unlimited(&self) -> bool {
         *self == Self::default()
     }
 }
 
-/// A snapshot as retention sees it.
+/// A rule set above [`Retention::MAX`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("retention counts and ages are at most {}", Retention::MAX)]
+pub struct RetentionOutOfRange;
+
+/// A snapshot as retention sees it; `Id` names it (a `SnapshotId` in the server).
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Candidate {
-    pub id: String,
+pub struct Candidate<Id> {
+    pub id: Id,
     pub created_at: DateTime<Utc>,
     pub protected: bool,
     /// Status `ok` (not `partial`).
@@ -61,8 +89,8 @@ pub struct Candidate {
 
 /// The decision for one snapshot, with every reason that led to it.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Verdict {
-    pub id: String,
+pub struct Verdict<Id> {
+    pub id: Id,
     pub created_at: DateTime<Utc>,
     pub keep: bool,
     /// Human-readable, stable wording, e.g. "protected", "newest complete snapshot",
@@ -84,8 +112,12 @@ pub struct Verdict {
 /// Every snapshot — protected, partial, or past the age limit — counts toward "last N" and
 /// takes its bucket; as snapshots past the age limit are the oldest, they never take a
 /// place from a younger one.
-pub fn decide(policy: &Retention, snapshots: &[Candidate], now: DateTime<Utc>) -> Vec<Verdict> {
-    let mut order: Vec<&Candidate> = snapshots.iter().collect();
+pub fn decide<Id: Clone + Ord>(
+    policy: &Retention,
+    snapshots: &[Candidate<Id>],
+    now: DateTime<Utc>,
+) -> Vec<Verdict<Id>> {
+    let mut order: Vec<&Candidate<Id>> = snapshots.iter().collect();
     order.sort_by(|a, b| {
         b.created_at
             .cmp(&a.created_at)
@@ -156,9 +188,9 @@ fn days_before(now: DateTime<Utc>, days: u32) -> Option<DateTime<Utc>> {
 }
 
 /// For each snapshot of `order` (newest first), the keep rules (rule 5) that select it.
-fn keep_rule_reasons(
+fn keep_rule_reasons<Id>(
     policy: &Retention,
-    order: &[&Candidate],
+    order: &[&Candidate<Id>],
     now: DateTime<Utc>,
 ) -> Vec<Vec<String>> {
     let last_n = usize::try_from(policy.max_backups).unwrap_or(usize::MAX);
@@ -256,7 +288,7 @@ mod tests {
         Utc.with_ymd_and_hms(y, mo, d, h, mi, s).unwrap()
     }
 
-    fn snap(id: &str, created_at: DateTime<Utc>) -> Candidate {
+    fn snap(id: &str, created_at: DateTime<Utc>) -> Candidate<String> {
         Candidate {
             id: id.to_owned(),
             created_at,
@@ -265,14 +297,14 @@ mod tests {
         }
     }
 
-    fn protected(id: &str, created_at: DateTime<Utc>) -> Candidate {
+    fn protected(id: &str, created_at: DateTime<Utc>) -> Candidate<String> {
         Candidate {
             protected: true,
             ..snap(id, created_at)
         }
     }
 
-    fn partial(id: &str, created_at: DateTime<Utc>) -> Candidate {
+    fn partial(id: &str, created_at: DateTime<Utc>) -> Candidate<String> {
         Candidate {
             complete: false,
             ..snap(id, created_at)
@@ -283,7 +315,7 @@ mod tests {
     type Row<'a> = (&'a str, bool, &'a [&'a str]);
 
     #[track_caller]
-    fn check(policy: Retention, snapshots: &[Candidate], expected: &[Row<'_>]) {
+    fn check(policy: Retention, snapshots: &[Candidate<String>], expected: &[Row<'_>]) {
         let verdicts = decide(&policy, snapshots, now());
         let got: Vec<(&str, bool, Vec<&str>)> = verdicts
             .iter()
@@ -307,7 +339,7 @@ mod tests {
         }
     }
 
-    fn ids(verdicts: &[Verdict]) -> Vec<&str> {
+    fn ids(verdicts: &[Verdict<String>]) -> Vec<&str> {
         verdicts.iter().map(|v| v.id.as_str()).collect()
     }
 
@@ -408,7 +440,7 @@ mod tests {
             },
         ];
         for policy in policies {
-            assert_eq!(decide(&policy, &[], now()), vec![], "{policy:?}");
+            assert_eq!(decide::<String>(&policy, &[], now()), vec![], "{policy:?}");
         }
     }
 
@@ -689,7 +721,7 @@ mod tests {
             ..Retention::default()
         };
         // Twelve daily snapshots at 03:00, 11-26 back to 11-15, then older ones.
-        let mut snapshots: Vec<Candidate> = (15..=26)
+        let mut snapshots: Vec<Candidate<String>> = (15..=26)
             .map(|d| snap(&format!("n{d}"), at(2026, 11, d, 3, 0, 0)))
             .collect();
         snapshots.push(snap("oct-27", at(2026, 10, 27, 12, 0, 0))); // exactly 30 days

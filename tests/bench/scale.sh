@@ -53,8 +53,9 @@ if [[ " $SCALE_DATABASES " == *" postgres "* ]]; then
 fi
 
 if [[ $SCALE_BUILD == 1 ]]; then
-  log "building (cargo build --release -p coffer -p coffer-loadgen) ..."
-  cargo build --release --locked -p coffer -p coffer-loadgen >&2
+  # `coffer dev seed` exists only in a build with the bench-seed feature.
+  log "building (cargo build --release -p coffer -p coffer-loadgen --features coffer/bench-seed) ..."
+  cargo build --release --locked -p coffer -p coffer-loadgen --features coffer/bench-seed >&2
 fi
 [[ -x $COFFER && -x $LOADGEN ]] || die "binaries missing: $COFFER, $LOADGEN"
 

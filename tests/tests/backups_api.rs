@@ -215,6 +215,13 @@ async fn a_source_is_backed_up_browsed_downloaded_and_restored_over_http(app: &T
     assert_eq!(one["encrypted"], true);
     let (_, none) = api.get("/api/backups?status=partial").await;
     assert_eq!(none["total"], 0);
+    // A status no snapshot can have is a filter that matches nothing, not an error.
+    let (status, none) = api.get("/api/backups?status=failed").await;
+    assert_eq!(status, 200, "{none}");
+    assert_eq!(
+        (&none["total"], &none["items"]),
+        (&0.into(), &serde_json::json!([]))
+    );
 
     // Browse the root and a nested directory, with paging.
     let (status, root) = api.get(&format!("/api/backups/{snap}/tree")).await;

@@ -2,12 +2,13 @@
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
-use coffer_domain::engine::SnapshotSummary;
+use coffer_domain::engine::{SnapshotStatus, SnapshotSummary};
 use coffer_domain::ports::{
     BackupCatalog, BackupFilter, CatalogEntry, CatalogStats, Page, RepoError, Retention, Source,
     SourceRepository, SourceSpec,
 };
-use coffer_domain::{BackupId, SourceId};
+use coffer_domain::schedule::Schedule;
+use coffer_domain::{BackupId, SnapshotId, SnapshotPrefix, SourceId};
 use sea_orm::sea_query::{Expr, Query};
 use sea_orm::{
     ActiveModelTrait, ActiveValue::Set, ColumnTrait, Condition, ConnectionTrait as _,
@@ -85,11 +86,17 @@ fn to_source(row: sources::Model) -> Result<Source, RepoError> {
         }
         None => None,
     };
+    let schedule = row
+        .schedule
+        .as_deref()
+        .map(Schedule::parse)
+        .transpose()
+        .map_err(|e| RepoError::Corrupt(format!("sources.id={} schedule: {e}", row.id)))?;
     Ok(Source {
         id: SourceId::new(row.id),
         name: row.name,
         path: row.path,
-        schedule: row.schedule,
+        schedule,
         retention,
         created_at: row.created_at,
         updated_at: row.updated_at,
@@ -129,7 +136,7 @@ impl SourceRepository for SeaSourceRepository {
         let row = sources::ActiveModel {
             name: Set(spec.name.clone()),
             path: Set(spec.path.clone()),
-            schedule: Set(spec.schedule.clone()),
+            schedule: Set(spec.schedule.as_ref().map(|s| s.as_str().to_owned())),
             retention: Set(retention_json(spec.retention)?),
             enabled: Set(true),
             created_at: Set(now),
@@ -195,7 +202,7 @@ impl SourceRepository for SeaSourceRepository {
         let changes = sources::ActiveModel {
             name: Set(spec.name.clone()),
             path: Set(spec.path.clone()),
-            schedule: Set(spec.schedule.clone()),
+            schedule: Set(spec.schedule.as_ref().map(|s| s.as_str().to_owned())),
             retention: Set(retention_json(spec.retention)?),
             updated_at: Set(now),
             ..Default::default()
@@ -205,7 +212,9 @@ impl SourceRepository for SeaSourceRepository {
             // A changed schedule is planned afresh by the scheduler (SET sees the old row).
             .col_expr(
                 sources::Column::NextRunAt,
-                crate::source_runs::next_run_if_schedule_is(spec.schedule.as_deref()),
+                crate::source_runs::next_run_if_schedule_is(
+                    spec.schedule.as_ref().map(Schedule::as_str),
+                ),
             )
             .filter(sources::Column::Id.eq(id.get()))
             .exec(&self.conn)
@@ -237,20 +246,20 @@ impl SourceRepository for SeaSourceRepository {
     async fn set_next_run(
         &self,
         id: SourceId,
-        for_schedule: &str,
+        for_schedule: &Schedule,
         next: Option<DateTime<Utc>>,
     ) -> Result<bool, RepoError> {
-        crate::source_runs::set_runs(&self.conn, id, for_schedule, None, next).await
+        crate::source_runs::set_runs(&self.conn, id, for_schedule.as_str(), None, next).await
     }
 
     async fn record_run(
         &self,
         id: SourceId,
-        for_schedule: &str,
+        for_schedule: &Schedule,
         at: DateTime<Utc>,
         next: Option<DateTime<Utc>>,
     ) -> Result<bool, RepoError> {
-        crate::source_runs::set_runs(&self.conn, id, for_schedule, Some(at), next).await
+        crate::source_runs::set_runs(&self.conn, id, for_schedule.as_str(), Some(at), next).await
     }
 }
 
@@ -261,15 +270,27 @@ fn to_entry(row: backups::Model) -> Result<CatalogEntry, RepoError> {
         None => Vec::new(),
     };
     let unsigned = |v: i64| u64::try_from(v).unwrap_or(0);
+    let corrupt = |what: &str, e: &dyn std::fmt::Display| {
+        RepoError::Corrupt(format!("backups.id={} {what}: {e}", row.id))
+    };
+    let snapshot_id =
+        SnapshotId::parse(&row.snapshot_id).map_err(|e| corrupt("snapshot_id", &e))?;
+    let parent_snapshot_id = row
+        .parent_snapshot_id
+        .as_deref()
+        .map(SnapshotId::parse)
+        .transpose()
+        .map_err(|e| corrupt("parent_snapshot_id", &e))?;
+    let status: SnapshotStatus = row.status.parse().map_err(|e| corrupt("status", &e))?;
     Ok(CatalogEntry {
         id: BackupId::new(row.id),
-        snapshot_id: row.snapshot_id,
+        snapshot_id,
         source_id: row.source_id.map(SourceId::new),
         source_name: row.source_name,
         size: unsigned(row.size),
         created_at: row.created_at,
         finished_at: row.finished_at,
-        status: row.status,
+        status,
         checksum: row.checksum.unwrap_or_default(),
         encrypted: row.encrypted,
         file_count: unsigned(row.file_count),
@@ -278,7 +299,7 @@ fn to_entry(row: backups::Model) -> Result<CatalogEntry, RepoError> {
         stored_bytes_added: unsigned(row.stored_bytes_added),
         duration_ms: unsigned(row.duration_ms),
         warnings,
-        parent_snapshot_id: row.parent_snapshot_id,
+        parent_snapshot_id,
         protected: row.protected,
         verified_at: row.verified_at,
         verify_result: row.verify_result,
@@ -355,7 +376,7 @@ fn filtered(filter: &BackupFilter) -> sea_orm::Select<backups::Entity> {
     if let Some(source_id) = filter.source_id {
         select = select.filter(backups::Column::SourceId.eq(source_id.get()));
     }
-    if let Some(status) = &filter.status {
+    if let Some(status) = filter.status {
         select = select.filter(backups::Column::Status.eq(status.as_str()));
     }
     if let Some(from) = filter.from {
@@ -401,13 +422,9 @@ impl BackupCatalog for SeaBackupCatalog {
             .collect()
     }
 
-    async fn find(&self, id_or_prefix: &str) -> Result<Option<CatalogEntry>, RepoError> {
-        let wanted = id_or_prefix.to_ascii_lowercase();
-        if wanted.len() < 8 || !wanted.bytes().all(|b| b.is_ascii_hexdigit()) {
-            return Ok(None);
-        }
+    async fn find(&self, prefix: &SnapshotPrefix) -> Result<Option<CatalogEntry>, RepoError> {
         let rows = backups::Entity::find()
-            .filter(backups::Column::SnapshotId.starts_with(wanted.as_str()))
+            .filter(backups::Column::SnapshotId.starts_with(prefix.as_str()))
             .limit(2)
             .all(&self.conn)
             .await
@@ -416,7 +433,8 @@ impl BackupCatalog for SeaBackupCatalog {
             0 => Ok(None),
             1 => rows.into_iter().next().map(to_entry).transpose(),
             _ => Err(RepoError::Conflict(format!(
-                "`{id_or_prefix}` matches more than one snapshot; give more digits"
+                "`{}` matches more than one snapshot; give more digits",
+                prefix.as_str()
             ))),
         }
     }
@@ -438,14 +456,14 @@ impl BackupCatalog for SeaBackupCatalog {
 
     async fn record_verification(
         &self,
-        snapshot_id: &str,
+        snapshot_id: &SnapshotId,
         at: DateTime<Utc>,
         result: &str,
     ) -> Result<(), RepoError> {
         backups::Entity::update_many()
             .col_expr(backups::Column::VerifiedAt, Expr::value(at))
             .col_expr(backups::Column::VerifyResult, Expr::value(result))
-            .filter(backups::Column::SnapshotId.eq(snapshot_id))
+            .filter(backups::Column::SnapshotId.eq(snapshot_id.as_str()))
             .exec(&self.conn)
             .await
             .map_err(|e| repo_err(&e))?;
@@ -459,12 +477,12 @@ impl BackupCatalog for SeaBackupCatalog {
         // what made this endpoint slow. Bounded filters still count their rows.
         let known = if filter.source_id.is_none() && filter.from.is_none() && filter.to.is_none() {
             let stats = crate::counters::catalog_stats(&self.conn).await?;
-            Some(match &filter.status {
+            Some(match filter.status {
                 None => stats.total,
                 Some(wanted) => stats
                     .count_by_status
                     .iter()
-                    .find(|(name, _)| name == wanted)
+                    .find(|(name, _)| name == wanted.as_str())
                     .map_or(0, |(_, n)| *n),
             })
         } else {
@@ -481,13 +499,13 @@ impl BackupCatalog for SeaBackupCatalog {
         .await
     }
 
-    async fn delete(&self, snapshot_id: &str) -> Result<bool, RepoError> {
+    async fn delete(&self, snapshot_id: &SnapshotId) -> Result<bool, RepoError> {
         // DELETE ... RETURNING: the row's share leaves the counters in the transaction
         // that removed it, and only once however many deletes race for it. Built with
         // sea-query directly: sea-orm uses RETURNING on SQLite only behind a feature.
         let stmt = Query::delete()
             .from_table(backups::Entity)
-            .and_where(backups::Column::SnapshotId.eq(snapshot_id))
+            .and_where(backups::Column::SnapshotId.eq(snapshot_id.as_str()))
             .returning(Query::returning().columns([
                 backups::Column::Status,
                 backups::Column::Size,
@@ -512,10 +530,14 @@ impl BackupCatalog for SeaBackupCatalog {
         Ok(!removed.is_empty())
     }
 
-    async fn set_protected(&self, snapshot_id: &str, protected: bool) -> Result<bool, RepoError> {
+    async fn set_protected(
+        &self,
+        snapshot_id: &SnapshotId,
+        protected: bool,
+    ) -> Result<bool, RepoError> {
         let result = backups::Entity::update_many()
             .col_expr(backups::Column::Protected, Expr::value(protected))
-            .filter(backups::Column::SnapshotId.eq(snapshot_id))
+            .filter(backups::Column::SnapshotId.eq(snapshot_id.as_str()))
             .exec(&self.conn)
             .await
             .map_err(|e| repo_err(&e))?;

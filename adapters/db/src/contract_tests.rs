@@ -538,19 +538,33 @@ fn t(secs: i64) -> chrono::DateTime<chrono::Utc> {
 
 mod sources_and_catalog {
     use chrono::TimeDelta;
-    use coffer_domain::SourceId;
     use coffer_domain::engine::{SnapshotStatus, SnapshotSummary};
     use coffer_domain::jobs::{Job, JobParams};
     use coffer_domain::ports::{
         BackupCatalog, BackupFilter, CatalogEntry, JobRepository, RepoError, Retention,
         SourceRepository, SourceSpec,
     };
+    use coffer_domain::schedule::Schedule;
+    use coffer_domain::{SnapshotId, SnapshotPrefix, SnapshotRef, SourceId};
 
     use super::*;
 
     /// A 64-digit hex snapshot id made of `n`.
     fn snap(n: u8) -> String {
         format!("{n:02x}").repeat(32)
+    }
+
+    /// Snapshot `n`'s id.
+    fn sid(n: u8) -> SnapshotId {
+        SnapshotId::parse(&snap(n)).expect("an id")
+    }
+
+    /// A prefix to look a snapshot up by (the whole id is one).
+    fn prefix(text: &str) -> SnapshotPrefix {
+        match SnapshotRef::parse(text).expect("a prefix") {
+            SnapshotRef::Prefix(p) => p,
+            SnapshotRef::Latest => unreachable!("not `latest`"),
+        }
     }
 
     fn summary(n: u8, source: &str, started: i64, status: SnapshotStatus) -> SnapshotSummary {
@@ -582,7 +596,7 @@ mod sources_and_catalog {
         SourceSpec {
             name: name.to_owned(),
             path: path.to_owned(),
-            schedule: schedule.map(str::to_owned),
+            schedule: schedule.map(|s| Schedule::parse(s).expect("a schedule")),
             retention: r.map(|(max_backups, max_age_days)| Retention {
                 max_backups,
                 max_age_days,
@@ -592,7 +606,7 @@ mod sources_and_catalog {
     }
 
     fn ids(entries: &[CatalogEntry]) -> Vec<String> {
-        entries.iter().map(|e| e.snapshot_id.clone()).collect()
+        entries.iter().map(|e| e.snapshot_id.to_string()).collect()
     }
 
     contract!(sources_crud_contract, |db: Database| async move {
@@ -606,7 +620,10 @@ mod sources_and_catalog {
             .expect("create");
         assert_eq!(zeta.name, "zeta");
         assert_eq!(zeta.path, "/srv/zeta");
-        assert_eq!(zeta.schedule.as_deref(), Some("0 3 * * *"));
+        assert_eq!(
+            zeta.schedule.as_ref().map(Schedule::as_str),
+            Some("0 3 * * *")
+        );
         assert_eq!(
             zeta.retention,
             Some(Retention {
@@ -682,7 +699,10 @@ mod sources_and_catalog {
         assert_eq!(beta.id, alpha.id);
         assert_eq!(beta.name, "beta");
         assert_eq!(beta.path, "/srv/beta");
-        assert_eq!(beta.schedule.as_deref(), Some("*/5 * * * *"));
+        assert_eq!(
+            beta.schedule.as_ref().map(Schedule::as_str),
+            Some("*/5 * * * *")
+        );
         assert_eq!(
             beta.retention,
             Some(Retention {
@@ -857,14 +877,18 @@ mod sources_and_catalog {
 
             for n in [1, 2] {
                 let entry = catalog
-                    .find(&snap(n))
+                    .find(&prefix(&snap(n)))
                     .await
                     .expect("find")
                     .expect("the snapshot row outlives its source");
                 assert_eq!(entry.source_id, None);
                 assert_eq!(entry.source_name, "home");
             }
-            let kept = catalog.find(&snap(3)).await.expect("find").expect("kept");
+            let kept = catalog
+                .find(&prefix(&snap(3)))
+                .await
+                .expect("find")
+                .expect("kept");
             assert_eq!(kept.source_id, Some(other.id), "other sources untouched");
             assert_eq!(
                 catalog.latest_for_source(src.id).await.expect("latest"),
@@ -931,6 +955,15 @@ mod sources_and_catalog {
                 (5, &b, 40, SnapshotStatus::Ok),
                 (6, &a, 60, SnapshotStatus::Ok),
             ];
+            // A status no snapshot has: an empty page, counted 0 (no counter yet).
+            let none = catalog
+                .query(&BackupFilter {
+                    status: Some(SnapshotStatus::Partial),
+                    ..BackupFilter::default()
+                })
+                .await
+                .expect("query");
+            assert_eq!((none.total, none.items.len()), (0, 0));
             let mut inserted = Vec::new();
             for (n, source, start, status) in rows {
                 inserted.push(
@@ -963,7 +996,7 @@ mod sources_and_catalog {
             assert_eq!(ids(&only_a.items), [snap(6), snap(4), snap(3), snap(1)]);
 
             let partial = query(BackupFilter {
-                status: Some("partial".to_owned()),
+                status: Some(SnapshotStatus::Partial),
                 ..BackupFilter::default()
             })
             .await;
@@ -998,7 +1031,7 @@ mod sources_and_catalog {
 
             let combined = query(BackupFilter {
                 source_id: Some(a.id),
-                status: Some("ok".to_owned()),
+                status: Some(SnapshotStatus::Ok),
                 from: Some(t(10)),
                 to: Some(t(60)),
                 limit: 1,
@@ -1037,12 +1070,6 @@ mod sources_and_catalog {
             })
             .await;
             assert_eq!((beyond.total, beyond.items.len()), (6, 0));
-            let none = query(BackupFilter {
-                status: Some("failed".to_owned()),
-                ..BackupFilter::default()
-            })
-            .await;
-            assert_eq!((none.total, none.items.len()), (0, 0));
         }
     );
 
@@ -1056,21 +1083,16 @@ mod sources_and_catalog {
         }
         assert!(
             !catalog
-                .find(&snap(1))
+                .find(&prefix(&snap(1)))
                 .await
                 .expect("find")
                 .expect("exists")
                 .protected
         );
+        assert!(catalog.set_protected(&sid(1), true).await.expect("protect"));
         assert!(
             catalog
-                .set_protected(&snap(1), true)
-                .await
-                .expect("protect")
-        );
-        assert!(
-            catalog
-                .find(&snap(1))
+                .find(&prefix(&snap(1)))
                 .await
                 .expect("find")
                 .expect("exists")
@@ -1078,43 +1100,44 @@ mod sources_and_catalog {
         );
         assert!(
             !catalog
-                .find(&snap(2))
+                .find(&prefix(&snap(2)))
                 .await
                 .expect("find")
                 .expect("exists")
                 .protected,
             "only the one named"
         );
-        assert!(catalog.set_protected(&snap(1), true).await.expect("again"));
+        assert!(catalog.set_protected(&sid(1), true).await.expect("again"));
         assert!(
             catalog
-                .set_protected(&snap(1), false)
+                .set_protected(&sid(1), false)
                 .await
                 .expect("unprotect")
         );
         assert!(
             !catalog
-                .find(&snap(1))
+                .find(&prefix(&snap(1)))
                 .await
                 .expect("find")
                 .expect("exists")
                 .protected
         );
-        assert!(
-            !catalog
-                .set_protected(&snap(9), true)
-                .await
-                .expect("missing")
-        );
+        assert!(!catalog.set_protected(&sid(9), true).await.expect("missing"));
 
         assert!(
-            !catalog.delete(&snap(1)[..16]).await.expect("a prefix"),
-            "delete takes the full id only"
+            SnapshotId::parse(&snap(1)[..16]).is_err(),
+            "delete takes the full id only: a prefix is no `SnapshotId`"
         );
-        assert!(catalog.delete(&snap(1)).await.expect("delete"));
-        assert!(!catalog.delete(&snap(1)).await.expect("delete again"));
-        assert_eq!(catalog.find(&snap(1)).await.expect("find"), None);
-        assert!(catalog.find(&snap(2)).await.expect("find").is_some());
+        assert!(catalog.delete(&sid(1)).await.expect("delete"));
+        assert!(!catalog.delete(&sid(1)).await.expect("delete again"));
+        assert_eq!(catalog.find(&prefix(&snap(1))).await.expect("find"), None);
+        assert!(
+            catalog
+                .find(&prefix(&snap(2)))
+                .await
+                .expect("find")
+                .is_some()
+        );
         let page = catalog
             .query(&BackupFilter::default())
             .await
@@ -1130,11 +1153,17 @@ mod sources_and_catalog {
 
 mod jobs {
     use chrono::TimeDelta;
+    use coffer_domain::engine::SnapshotStatus;
     use coffer_domain::jobs::{
         Job, JobError, JobFilter, JobKind, JobParams, JobProgress, JobResult, JobState,
     };
     use coffer_domain::ports::{JobRepository, RepoError, SourceRepository, SourceSpec};
-    use coffer_domain::{JobId, SourceId};
+    use coffer_domain::{JobId, SnapshotId, SourceId};
+
+    /// The id of 32 repetitions of `pair`.
+    fn sid(pair: &str) -> SnapshotId {
+        SnapshotId::parse(&pair.repeat(32)).expect("an id")
+    }
 
     use super::*;
 
@@ -1158,7 +1187,7 @@ mod jobs {
         Job::queued(
             id(n),
             JobParams::Verify {
-                snapshot_id: "ab".repeat(32),
+                snapshot_id: sid("ab"),
                 read_data: false,
             },
             "bob",
@@ -1210,7 +1239,7 @@ mod jobs {
 
         let mut done = running.clone();
         done.state = JobState::Succeeded;
-        done.snapshot_id = Some("cd".repeat(32));
+        done.snapshot_id = Some(sid("cd"));
         done.progress = JobProgress {
             files_done: 10,
             bytes_done: 10_000,
@@ -1219,8 +1248,8 @@ mod jobs {
             totals_final: true,
         };
         done.result = Some(JobResult::Backup {
-            snapshot_id: "cd".repeat(32),
-            status: "ok".to_owned(),
+            snapshot_id: sid("cd"),
+            status: SnapshotStatus::Ok,
             files: 10,
             bytes: 10_000,
             bytes_added: 0,
@@ -1265,7 +1294,7 @@ mod jobs {
             let mut b = backup(1, source.id, 0);
             b.created_at = at(0, 1);
             b.state = JobState::Succeeded;
-            b.snapshot_id = Some("01".repeat(32));
+            b.snapshot_id = Some(sid("01"));
             b.started_at = Some(at(1, 999_999));
             b.finished_at = Some(at(5, 123_456));
             b.progress = JobProgress {
@@ -1276,8 +1305,8 @@ mod jobs {
                 totals_final: true,
             };
             b.result = Some(JobResult::Backup {
-                snapshot_id: "01".repeat(32),
-                status: "partial".to_owned(),
+                snapshot_id: sid("01"),
+                status: SnapshotStatus::Partial,
                 files: 7,
                 bytes: 1 << 40,
                 bytes_added: 12,
@@ -1290,7 +1319,7 @@ mod jobs {
             let mut r = Job::queued(
                 id(2),
                 JobParams::Restore {
-                    snapshot_id: "02".repeat(32),
+                    snapshot_id: sid("02"),
                     path: Some("docs/report.pdf".to_owned()),
                     target: "/restore/here".to_owned(),
                 },
@@ -1300,7 +1329,7 @@ mod jobs {
             r.state = JobState::Cancelled;
             r.error = Some(JobError::new("cancelled", "cancelled by alice"));
             r.result = Some(JobResult::Restore {
-                snapshot_id: "02".repeat(32),
+                snapshot_id: sid("02"),
                 target: "/restore/here".to_owned(),
                 files: 1,
                 dirs: 0,
@@ -1312,7 +1341,7 @@ mod jobs {
             let r_all = Job::queued(
                 id(3),
                 JobParams::Restore {
-                    snapshot_id: "03".repeat(32),
+                    snapshot_id: sid("03"),
                     path: None,
                     target: "/t".to_owned(),
                 },
@@ -1323,7 +1352,7 @@ mod jobs {
             let mut v = Job::queued(
                 id(4),
                 JobParams::Verify {
-                    snapshot_id: "04".repeat(32),
+                    snapshot_id: sid("04"),
                     read_data: true,
                 },
                 "bob",
@@ -1331,7 +1360,7 @@ mod jobs {
             );
             v.state = JobState::Failed;
             v.result = Some(JobResult::Verify {
-                snapshot_id: "04".repeat(32),
+                snapshot_id: sid("04"),
                 ok: false,
                 problems: vec!["pack 9f: authentication failed".to_owned()],
                 damaged_files: vec!["x/y".to_owned(), "z".to_owned()],
@@ -1349,7 +1378,7 @@ mod jobs {
             let mut v_ok = verify(5, 14);
             v_ok.state = JobState::Succeeded;
             v_ok.result = Some(JobResult::Verify {
-                snapshot_id: "ab".repeat(32),
+                snapshot_id: sid("ab"),
                 ok: true,
                 problems: Vec::new(),
                 damaged_files: Vec::new(),
@@ -1368,8 +1397,8 @@ mod jobs {
             // Every field of every kind survives an update too.
             let mut b2 = b.clone();
             b2.result = Some(JobResult::Backup {
-                snapshot_id: "0f".repeat(32),
-                status: "ok".to_owned(),
+                snapshot_id: sid("0f"),
+                status: SnapshotStatus::Ok,
                 files: 0,
                 bytes: 0,
                 bytes_added: u64::MAX,

@@ -8,11 +8,12 @@
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
+use coffer_domain::engine::SnapshotStatus;
 use coffer_domain::jobs::{
     Job, JobError, JobFilter, JobKind, JobParams, JobProgress, JobResult, JobState,
 };
 use coffer_domain::ports::{JobRepository, Page, RepoError};
-use coffer_domain::{JobId, SourceId};
+use coffer_domain::{InvalidSnapshotId, JobId, SnapshotId, SourceId, UnknownName};
 use sea_orm::sea_query::Expr;
 use sea_orm::{
     ActiveModelTrait,
@@ -26,6 +27,44 @@ use crate::entities::jobs;
 use crate::error::{is_foreign_key_violation, repo_err};
 use crate::page::newest_first;
 
+/// A snapshot id in the JSON columns: its text, checked when read.
+#[derive(Clone, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
+struct SnapshotIdJson(SnapshotId);
+
+impl TryFrom<String> for SnapshotIdJson {
+    type Error = InvalidSnapshotId;
+
+    fn try_from(text: String) -> Result<Self, Self::Error> {
+        SnapshotId::parse(&text).map(Self)
+    }
+}
+
+impl From<SnapshotIdJson> for String {
+    fn from(id: SnapshotIdJson) -> Self {
+        id.0.to_string()
+    }
+}
+
+/// A snapshot's status in the JSON columns (`ok`, `partial`), checked when read.
+#[derive(Clone, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
+struct StatusJson(SnapshotStatus);
+
+impl TryFrom<String> for StatusJson {
+    type Error = UnknownName;
+
+    fn try_from(text: String) -> Result<Self, Self::Error> {
+        text.parse().map(Self)
+    }
+}
+
+impl From<StatusJson> for String {
+    fn from(status: StatusJson) -> Self {
+        status.0.as_str().to_owned()
+    }
+}
+
 /// `jobs.params`.
 #[derive(Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
@@ -35,12 +74,12 @@ enum ParamsJson {
         source_name: String,
     },
     Restore {
-        snapshot_id: String,
+        snapshot_id: SnapshotIdJson,
         path: Option<String>,
         target: String,
     },
     Verify {
-        snapshot_id: String,
+        snapshot_id: SnapshotIdJson,
         read_data: bool,
     },
     Prune,
@@ -64,7 +103,7 @@ impl From<&JobParams> for ParamsJson {
                 path,
                 target,
             } => Self::Restore {
-                snapshot_id: snapshot_id.clone(),
+                snapshot_id: SnapshotIdJson(snapshot_id.clone()),
                 path: path.clone(),
                 target: target.clone(),
             },
@@ -72,7 +111,7 @@ impl From<&JobParams> for ParamsJson {
                 snapshot_id,
                 read_data,
             } => Self::Verify {
-                snapshot_id: snapshot_id.clone(),
+                snapshot_id: SnapshotIdJson(snapshot_id.clone()),
                 read_data: *read_data,
             },
             JobParams::Prune => Self::Prune,
@@ -98,7 +137,7 @@ impl From<ParamsJson> for JobParams {
                 path,
                 target,
             } => Self::Restore {
-                snapshot_id,
+                snapshot_id: snapshot_id.0,
                 path,
                 target,
             },
@@ -106,7 +145,7 @@ impl From<ParamsJson> for JobParams {
                 snapshot_id,
                 read_data,
             } => Self::Verify {
-                snapshot_id,
+                snapshot_id: snapshot_id.0,
                 read_data,
             },
             ParamsJson::Prune => Self::Prune,
@@ -154,15 +193,15 @@ impl From<ProgressJson> for JobProgress {
 #[serde(tag = "kind", rename_all = "snake_case")]
 enum ResultJson {
     Backup {
-        snapshot_id: String,
-        status: String,
+        snapshot_id: SnapshotIdJson,
+        status: StatusJson,
         files: u64,
         bytes: u64,
         bytes_added: u64,
         warnings: Vec<String>,
     },
     Restore {
-        snapshot_id: String,
+        snapshot_id: SnapshotIdJson,
         target: String,
         files: u64,
         dirs: u64,
@@ -170,7 +209,7 @@ enum ResultJson {
         bytes: u64,
     },
     Verify {
-        snapshot_id: String,
+        snapshot_id: SnapshotIdJson,
         ok: bool,
         problems: Vec<String>,
         damaged_files: Vec<String>,
@@ -206,8 +245,8 @@ impl From<&JobResult> for ResultJson {
                 bytes_added,
                 warnings,
             } => Self::Backup {
-                snapshot_id,
-                status,
+                snapshot_id: SnapshotIdJson(snapshot_id),
+                status: StatusJson(status),
                 files,
                 bytes,
                 bytes_added,
@@ -221,7 +260,7 @@ impl From<&JobResult> for ResultJson {
                 symlinks,
                 bytes,
             } => Self::Restore {
-                snapshot_id,
+                snapshot_id: SnapshotIdJson(snapshot_id),
                 target,
                 files,
                 dirs,
@@ -235,7 +274,7 @@ impl From<&JobResult> for ResultJson {
                 damaged_files,
                 bytes_read,
             } => Self::Verify {
-                snapshot_id,
+                snapshot_id: SnapshotIdJson(snapshot_id),
                 ok,
                 problems,
                 damaged_files,
@@ -288,8 +327,8 @@ impl From<ResultJson> for JobResult {
                 bytes_added,
                 warnings,
             } => Self::Backup {
-                snapshot_id,
-                status,
+                snapshot_id: snapshot_id.0,
+                status: status.0,
                 files,
                 bytes,
                 bytes_added,
@@ -303,7 +342,7 @@ impl From<ResultJson> for JobResult {
                 symlinks,
                 bytes,
             } => Self::Restore {
-                snapshot_id,
+                snapshot_id: snapshot_id.0,
                 target,
                 files,
                 dirs,
@@ -317,7 +356,7 @@ impl From<ResultJson> for JobResult {
                 damaged_files,
                 bytes_read,
             } => Self::Verify {
-                snapshot_id,
+                snapshot_id: snapshot_id.0,
                 ok,
                 problems,
                 damaged_files,
@@ -402,7 +441,7 @@ fn to_row(job: &Job, source_id: Option<SourceId>) -> Result<jobs::ActiveModel, R
         kind: Set(job.kind().as_str().to_owned()),
         state: Set(job.state.as_str().to_owned()),
         source_id: Set(source_id.map(SourceId::get)),
-        snapshot_id: Set(job.snapshot_id.clone()),
+        snapshot_id: Set(job.snapshot_id.as_ref().map(ToString::to_string)),
         requested_by: Set(job.requested_by.clone()),
         params: Set(encode(&ParamsJson::from(&job.params), "parameters")?),
         progress: Set(Some(encode(
@@ -459,12 +498,18 @@ fn to_job(row: jobs::Model) -> Result<Job, RepoError> {
         .map(|json| decode::<ErrorJson>(json, id, "error"))
         .transpose()?
         .map(JobError::from);
+    let snapshot_id = row
+        .snapshot_id
+        .as_deref()
+        .map(SnapshotId::parse)
+        .transpose()
+        .map_err(|e| corrupt("snapshot_id", &e))?;
     Ok(Job {
         id: JobId::from_uuid(uuid),
         state,
         params,
         source_id: row.source_id.map(SourceId::new),
-        snapshot_id: row.snapshot_id,
+        snapshot_id,
         requested_by: row.requested_by,
         progress,
         result,

@@ -9,6 +9,7 @@
 mod alerts_repos;
 mod auth_repos;
 mod backup_repos;
+#[cfg(feature = "bench-seed")]
 pub mod bench_seed;
 mod counters;
 pub mod entities;

@@ -4,7 +4,7 @@
 use std::net::IpAddr;
 use std::sync::Arc;
 
-use coffer_application::ServiceError;
+use coffer_application::AuthError;
 use coffer_domain::auth::{Actor, ClientInfo};
 use coffer_domain::crypto::SessionClaims;
 use poem::Request;
@@ -134,7 +134,7 @@ async fn authenticate(req: &Request, token: &str) -> poem::Result<Authenticated>
     let client = client_info(req, &state.trusted_proxies);
     match state.auth.authenticate(token, &client).await {
         Ok((actor, claims)) => Ok(Authenticated { actor, claims }),
-        Err(ServiceError::Unauthenticated(message)) => Err(unauthorized(message)),
+        Err(AuthError::Unauthenticated(message)) => Err(unauthorized(message)),
         Err(other) => {
             let resp = poem::IntoResponse::into_response(crate::error::ApiError::from(other));
             let (status, headers) = (resp.status(), resp.headers().clone());

@@ -1,5 +1,11 @@
 //! The one error shape of the API and its mapping to HTTP statuses.
 
+use coffer_application::error::{CodedError, ErrorClass};
+use coffer_application::{
+    AdmissionError, AuthError, BackupError, CatalogError, CommonError, EngineError, JobsError,
+    MaintenanceError, ReportError, RestoreError, RetentionError, SettingsError, SourceError,
+    SubmitError, UserError,
+};
 use poem::http::StatusCode;
 use poem_openapi::payload::Json;
 use poem_openapi::{ApiResponse, Object};
@@ -131,31 +137,117 @@ impl ApiError {
     }
 }
 
-impl From<coffer_application::ServiceError> for ApiError {
-    fn from(err: coffer_application::ServiceError) -> Self {
-        use coffer_application::ServiceError as E;
-        match err {
-            E::Unauthenticated(message) => {
-                Self::new(StatusCode::UNAUTHORIZED, "unauthorized", message)
+impl ApiError {
+    /// An error of the application's, with its code, the status chosen for it, and the
+    /// id of the job in the way when there is one.
+    fn coded(status: StatusCode, e: &dyn CodedError) -> Self {
+        let job_id = match e.class() {
+            ErrorClass::JobRunning(id) => Some(id.to_string()),
+            ErrorClass::Business | ErrorClass::Cancelled | ErrorClass::Unexpected(_) => None,
+        };
+        let mut err = Self::new(status, e.code(), e.to_string());
+        if let (Self::Conflict(Json(body)), Some(id)) = (&mut err, job_id) {
+            body.error.job_id = Some(id);
+        }
+        err
+    }
+
+    /// An error the API's own request checks found (not a use case's): `code` names it.
+    #[must_use]
+    pub fn request(refusal: RequestError, message: impl Into<String>) -> Self {
+        match refusal {
+            RequestError::InvalidRequest => {
+                Self::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid_request", message)
             }
-            E::Forbidden(f) => Self::new(StatusCode::FORBIDDEN, "forbidden", f.to_string()),
-            E::NotFound(message) => Self::new(StatusCode::NOT_FOUND, "not_found", message),
-            E::Conflict { code, message } => Self::new(StatusCode::CONFLICT, code, message),
-            E::JobRunning { job_id, message } => Self::Conflict(Json(ErrorBody {
-                error: ErrorDetail {
-                    code: "job_running".to_owned(),
-                    message,
-                    job_id: Some(job_id.to_string()),
-                },
-            })),
-            E::Invalid { code, message } => {
-                Self::new(StatusCode::UNPROCESSABLE_ENTITY, code, message)
+            RequestError::TooManyDownloads => Self::TooManyRequests(
+                Json(ErrorBody {
+                    error: ErrorDetail {
+                        code: "too_many_downloads".to_owned(),
+                        message: message.into(),
+                        job_id: None,
+                    },
+                }),
+                Some(5),
+            ),
+        }
+    }
+}
+
+/// Refusals the HTTP layer makes itself, before or around a use case.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RequestError {
+    /// 422 `invalid_request`: fields that contradict each other.
+    InvalidRequest,
+    /// 429 `too_many_downloads`, retry after 5 s.
+    TooManyDownloads,
+}
+
+// Every area's error, variant by variant, to a status. The code is the application's
+// (`CodedError::code`), so the API and the job records say the same.
+
+impl From<CommonError> for ApiError {
+    fn from(e: CommonError) -> Self {
+        let status = match &e {
+            CommonError::Forbidden(_) => StatusCode::FORBIDDEN,
+            CommonError::NotFound(_) => StatusCode::NOT_FOUND,
+            CommonError::Conflict(_) => StatusCode::CONFLICT,
+            CommonError::Unexpected(inner) => return Self::internal(&format!("{inner:#}")),
+        };
+        Self::coded(status, &e)
+    }
+}
+
+impl From<EngineError> for ApiError {
+    fn from(e: EngineError) -> Self {
+        let status = match &e {
+            EngineError::Invalid(_) => StatusCode::UNPROCESSABLE_ENTITY,
+            EngineError::Damaged(_) | EngineError::Cancelled | EngineError::RepositoryBusy(_) => {
+                StatusCode::CONFLICT
             }
-            E::Throttled { retry_after_secs } => Self::TooManyRequests(
+            EngineError::QuotaExceeded(_) => StatusCode::INSUFFICIENT_STORAGE,
+        };
+        Self::coded(status, &e)
+    }
+}
+
+impl From<SubmitError> for ApiError {
+    fn from(e: SubmitError) -> Self {
+        let status = match &e {
+            SubmitError::Common(_) => {
+                let SubmitError::Common(c) = e else {
+                    unreachable!()
+                };
+                return c.into();
+            }
+            SubmitError::JobRunning { .. }
+            | SubmitError::QueueFull(_)
+            | SubmitError::ShuttingDown => StatusCode::CONFLICT,
+        };
+        Self::coded(status, &e)
+    }
+}
+
+impl From<AdmissionError> for ApiError {
+    fn from(e: AdmissionError) -> Self {
+        match e {
+            AdmissionError::Common(c) => c.into(),
+            AdmissionError::QuotaExceeded(_) | AdmissionError::DiskFull(_) => {
+                Self::coded(StatusCode::INSUFFICIENT_STORAGE, &e)
+            }
+        }
+    }
+}
+
+impl From<AuthError> for ApiError {
+    fn from(e: AuthError) -> Self {
+        match e {
+            AuthError::Common(c) => c.into(),
+            AuthError::Unauthenticated(_) => Self::coded(StatusCode::UNAUTHORIZED, &e),
+            AuthError::Throttled { retry_after_secs } => Self::TooManyRequests(
                 Json(ErrorBody {
                     error: ErrorDetail {
                         job_id: None,
-                        code: "too_many_attempts".to_owned(),
+                        code: e.code().to_owned(),
                         message: format!(
                             "too many failed logins; try again in {retry_after_secs} s"
                         ),
@@ -163,10 +255,131 @@ impl From<coffer_application::ServiceError> for ApiError {
                 }),
                 Some(retry_after_secs),
             ),
-            E::InsufficientStorage { code, message } => {
-                Self::new(StatusCode::INSUFFICIENT_STORAGE, code, message)
+            AuthError::NoAccount | AuthError::WrongPassword | AuthError::WeakPassword(_) => {
+                Self::coded(StatusCode::UNPROCESSABLE_ENTITY, &e)
             }
-            E::Unexpected(e) => Self::internal(&format!("{e:#}")),
         }
+    }
+}
+
+impl From<UserError> for ApiError {
+    fn from(e: UserError) -> Self {
+        match e {
+            UserError::Common(c) => c.into(),
+            UserError::InvalidUsername(_) | UserError::WeakPassword(_) => {
+                Self::coded(StatusCode::UNPROCESSABLE_ENTITY, &e)
+            }
+            UserError::UsernameTaken(_) | UserError::LastAdmin(_) => {
+                Self::coded(StatusCode::CONFLICT, &e)
+            }
+        }
+    }
+}
+
+impl From<SourceError> for ApiError {
+    fn from(e: SourceError) -> Self {
+        match e {
+            SourceError::Common(c) => c.into(),
+            SourceError::InvalidName(_)
+            | SourceError::InvalidPath(_)
+            | SourceError::InvalidSchedule(_)
+            | SourceError::InvalidRetention(_) => Self::coded(StatusCode::UNPROCESSABLE_ENTITY, &e),
+            SourceError::NameTaken(_) | SourceError::JobRunning { .. } => {
+                Self::coded(StatusCode::CONFLICT, &e)
+            }
+        }
+    }
+}
+
+impl From<CatalogError> for ApiError {
+    fn from(e: CatalogError) -> Self {
+        match e {
+            CatalogError::Common(c) => c.into(),
+            CatalogError::Engine(x) => x.into(),
+            CatalogError::Protected(_) => Self::coded(StatusCode::CONFLICT, &e),
+        }
+    }
+}
+
+impl From<RetentionError> for ApiError {
+    fn from(e: RetentionError) -> Self {
+        match e {
+            RetentionError::Common(c) => c.into(),
+            RetentionError::Engine(x) => x.into(),
+            RetentionError::InvalidRetention(_) => {
+                Self::coded(StatusCode::UNPROCESSABLE_ENTITY, &e)
+            }
+        }
+    }
+}
+
+impl From<BackupError> for ApiError {
+    fn from(e: BackupError) -> Self {
+        match e {
+            BackupError::Common(c) => c.into(),
+            BackupError::Engine(x) => x.into(),
+            BackupError::Admission(a) => a.into(),
+            BackupError::Submit(s) => s.into(),
+            BackupError::InvalidPath(_) => Self::coded(StatusCode::UNPROCESSABLE_ENTITY, &e),
+        }
+    }
+}
+
+impl From<RestoreError> for ApiError {
+    fn from(e: RestoreError) -> Self {
+        match e {
+            RestoreError::Common(c) => c.into(),
+            RestoreError::Engine(x) => x.into(),
+            RestoreError::Submit(s) => s.into(),
+            RestoreError::TargetNotAllowed(_) | RestoreError::TargetNotEmpty(_) => {
+                Self::coded(StatusCode::UNPROCESSABLE_ENTITY, &e)
+            }
+        }
+    }
+}
+
+impl From<MaintenanceError> for ApiError {
+    fn from(e: MaintenanceError) -> Self {
+        match e {
+            MaintenanceError::Common(c) => c.into(),
+            MaintenanceError::Engine(x) => x.into(),
+            MaintenanceError::Submit(s) => s.into(),
+            MaintenanceError::InvalidShare(_) => Self::coded(StatusCode::UNPROCESSABLE_ENTITY, &e),
+        }
+    }
+}
+
+impl From<JobsError> for ApiError {
+    fn from(e: JobsError) -> Self {
+        match e {
+            JobsError::Common(c) => c.into(),
+            JobsError::JobFinished(_) => Self::coded(StatusCode::CONFLICT, &e),
+        }
+    }
+}
+
+impl From<ReportError> for ApiError {
+    fn from(e: ReportError) -> Self {
+        match e {
+            ReportError::Common(c) => c.into(),
+            ReportError::InvalidPeriod(_) => Self::coded(StatusCode::UNPROCESSABLE_ENTITY, &e),
+        }
+    }
+}
+
+impl From<SettingsError> for ApiError {
+    fn from(e: SettingsError) -> Self {
+        match e {
+            SettingsError::Common(c) => c.into(),
+            SettingsError::InvalidQuota(_) | SettingsError::InvalidRetention(_) => {
+                Self::coded(StatusCode::UNPROCESSABLE_ENTITY, &e)
+            }
+        }
+    }
+}
+
+impl From<coffer_domain::auth::Forbidden> for ApiError {
+    fn from(e: coffer_domain::auth::Forbidden) -> Self {
+        CommonError::from(e).into()
     }
 }

@@ -24,14 +24,31 @@ use std::sync::Arc;
 use std::net::IpAddr;
 
 use coffer_application::{
-    AlertService, AuditService, AuthService, BackupService, DashboardService, JobService,
-    ReportService, SettingsService, SourceService, StorageService, SystemService, UserService,
+    AlertService, AuditService, AuthService, BackupService, CatalogService, DashboardService,
+    JobService, MaintenanceService, ReportService, RestoreService, RetentionService,
+    SettingsService, SourceService, StorageService, SystemService, UserService,
 };
 use poem::{Endpoint, EndpointExt, Route};
 use poem_openapi::OpenApiService;
 
-pub use error::{ApiError, ErrorBody, ErrorDetail};
+pub use error::{ApiError, ErrorBody, ErrorDetail, RequestError};
 pub use server::{HttpServer, ServeError};
+
+/// The API's schemas, for the CLI's `--json` output: the CLI and the API are two faces
+/// of the same use cases and name things alike (`file_count`, `size`, `source_name`,
+/// `parent_id`, ...). The CLI's JSON is as stable as the API.
+pub mod schema {
+    pub use crate::api::backups::{BackupDto, BackupPage, EntryDto, TreePage};
+    pub use crate::api::dto::UserDto;
+    pub use crate::api::jobs::JobResultDto;
+    pub use crate::api::maintenance::StorageDto;
+    pub use crate::api::sources::{RetentionReportDto, SourceDto};
+
+    /// `value` as the API writes it.
+    pub fn to_json<T: poem_openapi::types::ToJSON>(value: &T) -> serde_json::Value {
+        value.to_json().unwrap_or_default()
+    }
+}
 
 /// The services the API drives, shared by every request.
 pub struct AppState {
@@ -40,8 +57,15 @@ pub struct AppState {
     pub users: Arc<UserService>,
     pub audit: Arc<AuditService>,
     pub sources: Arc<SourceService>,
+    /// Snapshots: list, find, browse, download, protect, delete.
+    pub catalog: Arc<CatalogService>,
     pub backups: Arc<BackupService>,
+    /// Restores and verification.
+    pub restores: Arc<RestoreService>,
+    pub retention: Arc<RetentionService>,
     pub jobs: Arc<JobService>,
+    /// Prune and check.
+    pub maintenance: Arc<MaintenanceService>,
     pub alerts: Arc<AlertService>,
     /// Storage use and the quota.
     pub storage: Arc<StorageService>,

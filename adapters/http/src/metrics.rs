@@ -219,7 +219,7 @@ pub async fn metrics(req: &Request, state: Data<&Arc<AppState>>) -> Response {
         if let Some(b) = &s.last_backup {
             o.sample(
                 "coffer_source_last_backup_timestamp_seconds",
-                &[("source", &s.name), ("status", &b.status)],
+                &[("source", &s.name), ("status", b.status.as_str())],
                 secs(b.created_at),
             );
         }
@@ -230,7 +230,11 @@ pub async fn metrics(req: &Request, state: Data<&Arc<AppState>>) -> Response {
         "When the newest snapshot of each source that read everything (status ok) was taken.",
     );
     for s in &d.sources {
-        if let Some(b) = s.last_backup.as_ref().filter(|b| b.status == "ok") {
+        if let Some(b) = s
+            .last_backup
+            .as_ref()
+            .filter(|b| b.status == coffer_domain::engine::SnapshotStatus::Ok)
+        {
             o.sample(
                 "coffer_source_last_success_timestamp_seconds",
                 &[("source", &s.name)],

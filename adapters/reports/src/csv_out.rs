@@ -124,10 +124,10 @@ pub(crate) fn backups_rows(out: &mut dyn Write, rows: &[CatalogEntry]) -> Result
     for r in rows {
         let record: [String; 20] = [
             r.id.get().to_string(),
-            text(&r.snapshot_id),
+            text(r.snapshot_id.as_str()),
             r.source_id.map(|s| s.get().to_string()).unwrap_or_default(),
             text(&r.source_name),
-            text(&r.status),
+            text(r.status.as_str()),
             time(r.created_at),
             opt_time(r.finished_at),
             duration(r.duration_ms),
@@ -139,7 +139,11 @@ pub(crate) fn backups_rows(out: &mut dyn Write, rows: &[CatalogEntry]) -> Result
             text(&r.checksum),
             r.encrypted.to_string(),
             r.protected.to_string(),
-            opt_text(r.parent_snapshot_id.as_deref()),
+            opt_text(
+                r.parent_snapshot_id
+                    .as_ref()
+                    .map(coffer_domain::SnapshotId::as_str),
+            ),
             opt_time(r.verified_at),
             opt_text(r.verify_result.as_deref()),
             r.warnings.len().to_string(),
@@ -185,13 +189,13 @@ mod tests {
         let t = Utc.with_ymd_and_hms(2026, 3, 1, 12, 0, 0).unwrap();
         CatalogEntry {
             id: BackupId::new(id),
-            snapshot_id: format!("{id:064x}"),
+            snapshot_id: coffer_domain::SnapshotId::parse(&format!("{id:064x}")).unwrap(),
             source_id: Some(SourceId::new(3)),
             source_name: source.to_owned(),
             size: 1_048_576,
             created_at: t,
             finished_at: Some(t + chrono::TimeDelta::milliseconds(2_345)),
-            status: "ok".to_owned(),
+            status: coffer_domain::engine::SnapshotStatus::Ok,
             checksum: format!("{id:064x}"),
             encrypted: true,
             file_count: 12,

@@ -829,12 +829,12 @@ fn history(doc: &mut Doc, data: &ReportData) {
         vec![
             e.created_at.format("%Y-%m-%d %H:%M:%S").to_string(),
             e.source_name.clone(),
-            e.status.clone(),
+            e.status.as_str().to_owned(),
             duration(e.duration_ms),
             thousands(e.file_count),
             bytes(e.size),
             bytes(e.stored_bytes_added),
-            e.snapshot_id.chars().take(12).collect(),
+            e.snapshot_id.short().to_owned(),
         ]
     });
     table(doc, &cols, "Backup history (continued)", rows);
@@ -1029,13 +1029,14 @@ mod tests {
         let day = 1 + i % 28;
         CatalogEntry {
             id: BackupId::new(i64::from(i)),
-            snapshot_id: format!("{:064x}", u64::from(i) * 7919),
+            snapshot_id: coffer_domain::SnapshotId::parse(&format!("{:064x}", u64::from(i) * 7919))
+                .unwrap(),
             source_id: Some(SourceId::new(1)),
             source_name: source.to_owned(),
             size: 3_000_000 + u64::from(i),
             created_at: t(day, i % 24),
             finished_at: Some(t(day, i % 24) + TimeDelta::seconds(42)),
-            status: status.to_owned(),
+            status: status.parse().unwrap(),
             checksum: String::new(),
             encrypted: true,
             file_count: 1234,

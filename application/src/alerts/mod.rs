@@ -15,7 +15,29 @@ use coffer_domain::auth::{Actor, Permission};
 use coffer_domain::ports::{Clock, Page, Spawner};
 
 use crate::audit::AuditLog;
-use crate::error::ServiceError;
+use crate::error::CommonError;
+
+/// Raising and clearing alerts: what the areas that detect trouble (backup, storage,
+/// disk, maintenance, keys) hold. [`AlertService`] implements it.
+#[async_trait::async_trait]
+pub trait AlertSink: Send + Sync {
+    /// Raises an alert (see [`AlertService::raise`]); `None` when the condition was
+    /// already reported.
+    async fn raise(&self, alert: NewAlert) -> Result<Option<Alert>, CommonError>;
+
+    /// The condition `kind` (of `source_id`, or server-wide) no longer holds.
+    async fn clear(&self, kind: AlertKind, source_id: Option<SourceId>)
+    -> Result<u64, CommonError>;
+
+    /// As [`AlertSink::raise`], logging a failure instead of returning it: an alert that
+    /// cannot be stored must not fail the work that raised it.
+    async fn raise_best_effort(&self, alert: NewAlert) {
+        let kind = alert.kind;
+        if let Err(e) = self.raise(alert).await {
+            tracing::error!(error = %e, kind = %kind, "cannot store an alert");
+        }
+    }
+}
 
 /// Largest page of the alert listing.
 pub const MAX_ALERT_PAGE: u64 = 500;
@@ -63,12 +85,12 @@ impl AlertService {
     /// not). Returns the new alert, or `None` when the condition was already reported.
     ///
     /// Callers on a backup's path should log a failure here and carry on: an alert that
-    /// cannot be stored must not fail the backup. [`AlertService::raise_best_effort`]
-    /// does that.
+    /// cannot be stored must not fail the backup. [`AlertSink::raise_best_effort`] does
+    /// that.
     ///
     /// # Errors
     /// Database failures.
-    pub async fn raise(&self, alert: NewAlert) -> Result<Option<Alert>, ServiceError> {
+    pub async fn raise(&self, alert: NewAlert) -> Result<Option<Alert>, CommonError> {
         let stored = if alert.kind.is_condition() {
             let _one_at_a_time = self.conditions.lock().await;
             if let Some(open) = self.repo.find_open(alert.kind, alert.source_id).await? {
@@ -97,14 +119,6 @@ impl AlertService {
         Ok(Some(stored))
     }
 
-    /// As [`AlertService::raise`], logging a failure instead of returning it.
-    pub async fn raise_best_effort(&self, alert: NewAlert) {
-        let kind = alert.kind;
-        if let Err(e) = self.raise(alert).await {
-            tracing::error!(error = %e, kind = %kind, "cannot store an alert");
-        }
-    }
-
     /// The condition `kind` (of `source_id`, or server-wide) no longer holds: its open
     /// alerts are acknowledged by `system`. Returns how many.
     ///
@@ -114,7 +128,7 @@ impl AlertService {
         &self,
         kind: AlertKind,
         source_id: Option<SourceId>,
-    ) -> Result<u64, ServiceError> {
+    ) -> Result<u64, CommonError> {
         let _one_at_a_time = self.conditions.lock().await;
         let cleared = self
             .repo
@@ -134,7 +148,7 @@ impl AlertService {
         &self,
         actor: &Actor,
         mut filter: AlertFilter,
-    ) -> Result<Page<Alert>, ServiceError> {
+    ) -> Result<Page<Alert>, CommonError> {
         actor.require(Permission::View)?;
         filter.limit = match filter.limit {
             0 => AlertFilter::default().limit,
@@ -147,7 +161,7 @@ impl AlertService {
     ///
     /// # Errors
     /// `Forbidden` without `view`.
-    pub async fn active_counts(&self, actor: &Actor) -> Result<SeverityCounts, ServiceError> {
+    pub async fn active_counts(&self, actor: &Actor) -> Result<SeverityCounts, CommonError> {
         actor.require(Permission::View)?;
         Ok(self.repo.count_active_by_severity().await?)
     }
@@ -157,9 +171,9 @@ impl AlertService {
     ///
     /// # Errors
     /// `Forbidden` without `manage_system`; `NotFound`.
-    pub async fn acknowledge(&self, actor: &Actor, id: AlertId) -> Result<Alert, ServiceError> {
+    pub async fn acknowledge(&self, actor: &Actor, id: AlertId) -> Result<Alert, CommonError> {
         actor.require(Permission::ManageSystem)?;
-        let not_found = || ServiceError::NotFound(format!("no alert with id {id}"));
+        let not_found = || CommonError::NotFound(format!("no alert with id {id}"));
         let current = self.repo.get(id).await?.ok_or_else(not_found)?;
         let (alert, detail) = if current.is_active() {
             let alert = self
@@ -205,6 +219,20 @@ fn log_new(alert: &Alert) {
     }
 }
 
+#[async_trait::async_trait]
+impl AlertSink for AlertService {
+    async fn raise(&self, alert: NewAlert) -> Result<Option<Alert>, CommonError> {
+        Self::raise(self, alert).await
+    }
+
+    async fn clear(
+        &self,
+        kind: AlertKind,
+        source_id: Option<SourceId>,
+    ) -> Result<u64, CommonError> {
+        Self::clear(self, kind, source_id).await
+    }
+}
+
 #[cfg(test)]
-#[path = "alerts_tests.rs"]
 pub(crate) mod tests;

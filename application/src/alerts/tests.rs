@@ -20,9 +20,9 @@ use coffer_domain::auth::{Actor, ClientInfo, Role};
 use coffer_domain::ports::{AuditRepository, BackgroundTask, Clock, Page, RepoError, Spawner};
 use coffer_domain::{AlertId, SourceId, UserId};
 
-use super::{AlertService, MAX_ALERT_PAGE, SYSTEM_ACTOR};
-use crate::disk::{DiskGuard, DiskLevel, DiskThresholds};
-use crate::{AuditLog, ServiceError};
+use super::{AlertService, AlertSink as _, MAX_ALERT_PAGE, SYSTEM_ACTOR};
+use crate::storage::{AdmissionError, DiskGuard, DiskLevel, DiskThresholds};
+use crate::{AuditLog, CodedError as _, CommonError};
 
 // ---------------------------------------------------------------------------------------
 // Fakes
@@ -505,7 +505,7 @@ fn a_database_failure_is_reported_or_logged() {
     let w = World::new();
     w.repo.down.store(true, Ordering::SeqCst);
     let err = block_on(w.service.raise(failed(1))).expect_err("database down");
-    assert!(matches!(err, ServiceError::Unexpected(_)), "{err}");
+    assert!(matches!(err, CommonError::Unexpected(_)), "{err}");
     block_on(w.service.raise_best_effort(failed(1)));
     assert_eq!(w.tasks.pending(), 0, "nothing to notify");
     w.repo.down.store(false, Ordering::SeqCst);
@@ -560,7 +560,7 @@ fn acknowledging_needs_manage_system_and_is_audited() {
     let a = w.raise(failed(1)).unwrap();
     for role in [Role::Viewer, Role::Operator] {
         let err = block_on(w.service.acknowledge(&actor("eve", role), a.id)).unwrap_err();
-        assert!(matches!(err, ServiceError::Forbidden(_)), "{role:?}: {err}");
+        assert!(matches!(err, CommonError::Forbidden(_)), "{role:?}: {err}");
     }
     assert!(w.audit.entries().is_empty());
     assert_eq!(w.active().len(), 1);
@@ -609,7 +609,7 @@ fn acknowledging_an_unknown_alert_is_not_found() {
             .acknowledge(&actor("root", Role::Admin), AlertId::new(99)),
     )
     .unwrap_err();
-    assert!(matches!(err, ServiceError::NotFound(_)), "{err}");
+    assert!(matches!(err, CommonError::NotFound(_)), "{err}");
     assert!(w.audit.entries().is_empty());
 }
 
@@ -715,10 +715,9 @@ fn backups_are_refused_below_the_reserve_only() {
 
     disk.set_free_mb(800);
     let err = block_on(g.ensure_room_for_backup()).expect_err("below the reserve");
-    let ServiceError::InsufficientStorage { code, message } = &err else {
+    let AdmissionError::DiskFull(message) = &err else {
         panic!("{err:?}");
     };
-    assert_eq!(*code, "disk_full");
     assert_eq!(err.code(), "disk_full");
     assert!(message.contains("800 MiB free"), "{message}");
     assert!(message.contains("1024 MiB"), "{message}");
@@ -728,7 +727,7 @@ fn backups_are_refused_below_the_reserve_only() {
     w.repo.down.store(true, Ordering::SeqCst);
     assert!(matches!(
         block_on(g.ensure_room_for_backup()),
-        Err(ServiceError::InsufficientStorage { .. })
+        Err(AdmissionError::DiskFull(_))
     ));
     assert!(block_on(g.check()).is_err(), "check reports the failure");
 }

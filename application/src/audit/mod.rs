@@ -6,7 +6,7 @@ use coffer_domain::audit::{AuditEntry, AuditFilter, AuditRecord, GENESIS_HASH, v
 use coffer_domain::auth::{Actor, Permission};
 use coffer_domain::ports::{AuditRepository, Clock};
 
-use crate::error::ServiceError;
+use crate::error::CommonError;
 
 /// Appends to the trail. Every use case that changes state or reads protected content
 /// records through this; if the row cannot be written the use case fails, so nothing
@@ -27,7 +27,7 @@ impl AuditLog {
     ///
     /// # Errors
     /// When the row cannot be written.
-    pub async fn record(&self, entry: AuditEntry) -> Result<AuditRecord, ServiceError> {
+    pub async fn record(&self, entry: AuditEntry) -> Result<AuditRecord, CommonError> {
         Ok(self.repo.append(&entry, self.clock.now()).await?)
     }
 
@@ -71,7 +71,7 @@ impl AuditService {
         actor: &Actor,
         filter: &AuditFilter,
         limit: u32,
-    ) -> Result<Vec<AuditRecord>, ServiceError> {
+    ) -> Result<Vec<AuditRecord>, CommonError> {
         actor.require(Permission::Audit)?;
         Ok(self
             .repo
@@ -83,7 +83,7 @@ impl AuditService {
     ///
     /// # Errors
     /// `Forbidden` without the `audit` permission; database failures.
-    pub async fn verify(&self, actor: &Actor) -> Result<ChainReport, ServiceError> {
+    pub async fn verify(&self, actor: &Actor) -> Result<ChainReport, CommonError> {
         actor.require(Permission::Audit)?;
         let mut prev = GENESIS_HASH.to_owned();
         let mut after = 0;

@@ -11,7 +11,55 @@ use coffer_domain::secrets::Secret;
 use coffer_domain::throttle::{LoginThrottle, ThrottleDecision, ThrottlePolicy, ThrottleReason};
 
 use crate::audit::AuditLog;
-use crate::error::ServiceError;
+use crate::error::{CodedError, CommonError, ErrorClass};
+
+/// Errors of logging in and out and of sessions.
+#[derive(Debug, thiserror::Error)]
+pub enum AuthError {
+    #[error(transparent)]
+    Common(#[from] CommonError),
+    /// `unauthorized`: no valid credentials (or wrong ones; never says which).
+    #[error("{0}")]
+    Unauthenticated(&'static str),
+    /// `too_many_attempts`: login throttled; retry after the wait.
+    #[error("too many attempts; try again in {retry_after_secs} s")]
+    Throttled { retry_after_secs: u64 },
+    /// `no_account`: the local administrator has no password to change.
+    #[error("the local administrator has no password")]
+    NoAccount,
+    /// `wrong_password`: the current password given is wrong.
+    #[error("the current password is wrong")]
+    WrongPassword,
+    /// `weak_password`: the new password breaks the rules.
+    #[error("{0}")]
+    WeakPassword(String),
+}
+
+impl CodedError for AuthError {
+    fn code(&self) -> &'static str {
+        match self {
+            Self::Common(e) => e.code(),
+            Self::Unauthenticated(_) => "unauthorized",
+            Self::Throttled { .. } => "too_many_attempts",
+            Self::NoAccount => "no_account",
+            Self::WrongPassword => "wrong_password",
+            Self::WeakPassword(_) => "weak_password",
+        }
+    }
+
+    fn class(&self) -> ErrorClass<'_> {
+        match self {
+            Self::Common(e) => CodedError::class(e),
+            Self::Unauthenticated(_)
+            | Self::Throttled { .. }
+            | Self::NoAccount
+            | Self::WrongPassword
+            | Self::WeakPassword(_) => ErrorClass::Business,
+        }
+    }
+}
+
+crate::error::common_conversions!(AuthError);
 
 /// What a successful login hands out.
 #[derive(Debug, Clone)]
@@ -79,7 +127,7 @@ impl AuthService {
         username: &str,
         password: &Secret,
         client: &ClientInfo,
-    ) -> Result<Session, ServiceError> {
+    ) -> Result<Session, AuthError> {
         let address = client.ip.clone().unwrap_or_else(|| "local".to_owned());
         let now = self.clock.now();
         // Audit rows name what was typed, bounded so a huge name cannot bloat the trail.
@@ -106,7 +154,7 @@ impl AuthService {
                 )
                 .await?;
             tracing::warn!(username = %shown, address, retry_after_secs, "login refused: {why}");
-            return Err(ServiceError::Throttled { retry_after_secs });
+            return Err(AuthError::Throttled { retry_after_secs });
         }
 
         let credentials = match Username::parse(username) {
@@ -155,12 +203,12 @@ impl AuthService {
                             .detail(detail),
                     )
                     .await?;
-                Err(ServiceError::Unauthenticated(BAD_CREDENTIALS))
+                Err(AuthError::Unauthenticated(BAD_CREDENTIALS))
             }
         }
     }
 
-    fn open_session(&self, user: &User, now: DateTime<Utc>) -> Result<Session, ServiceError> {
+    fn open_session(&self, user: &User, now: DateTime<Utc>) -> Result<Session, AuthError> {
         let expires_at = now + self.session_ttl;
         let claims = SessionClaims {
             subject: user.id.get(),
@@ -188,20 +236,20 @@ impl AuthService {
         &self,
         token: &str,
         client: &ClientInfo,
-    ) -> Result<(Actor, SessionClaims), ServiceError> {
+    ) -> Result<(Actor, SessionClaims), AuthError> {
         let claims = self
             .tokens
             .verify(token, self.clock.now())
-            .map_err(|_| ServiceError::Unauthenticated(NOT_AUTHENTICATED))?;
+            .map_err(|_| AuthError::Unauthenticated(NOT_AUTHENTICATED))?;
         if self.revocations.is_revoked(&claims.token_id).await? {
-            return Err(ServiceError::Unauthenticated(NOT_AUTHENTICATED));
+            return Err(AuthError::Unauthenticated(NOT_AUTHENTICATED));
         }
         let user = self
             .users
             .get(coffer_domain::UserId::new(claims.subject))
             .await?
             .filter(|u| u.is_active && u.token_generation == claims.generation)
-            .ok_or(ServiceError::Unauthenticated(NOT_AUTHENTICATED))?;
+            .ok_or(AuthError::Unauthenticated(NOT_AUTHENTICATED))?;
         let actor = Actor {
             username: user.username.to_string(),
             user_id: Some(user.id),
@@ -219,19 +267,19 @@ impl AuthService {
         &self,
         actor: &Actor,
         id: coffer_domain::UserId,
-    ) -> Result<User, ServiceError> {
+    ) -> Result<User, AuthError> {
         actor.require(Permission::View)?;
         self.users
             .get(id)
             .await?
-            .ok_or(ServiceError::Unauthenticated(NOT_AUTHENTICATED))
+            .ok_or(AuthError::Unauthenticated(NOT_AUTHENTICATED))
     }
 
     /// Ends the session at once, server-side.
     ///
     /// # Errors
     /// When the revocation cannot be stored.
-    pub async fn logout(&self, actor: &Actor, claims: &SessionClaims) -> Result<(), ServiceError> {
+    pub async fn logout(&self, actor: &Actor, claims: &SessionClaims) -> Result<(), AuthError> {
         self.revocations
             .revoke(&claims.token_id, claims.expires_at)
             .await?;
@@ -258,17 +306,15 @@ impl AuthService {
         actor: &Actor,
         current: &Secret,
         new: &Secret,
-    ) -> Result<(), ServiceError> {
+    ) -> Result<(), AuthError> {
         actor.require(Permission::View)?;
-        let user_id = actor.user_id.ok_or_else(|| {
-            ServiceError::invalid("no_account", "the local administrator has no password")
-        })?;
+        let user_id = actor.user_id.ok_or_else(|| AuthError::NoAccount)?;
         let credentials = self
             .users
             .credentials(&actor.username)
             .await?
             .filter(|c| c.user.id == user_id)
-            .ok_or(ServiceError::Unauthenticated(NOT_AUTHENTICATED))?;
+            .ok_or(AuthError::Unauthenticated(NOT_AUTHENTICATED))?;
         let entry = AuditEntry::new(&actor.username, AuditAction::PasswordChange, &actor.client)
             .resource(format!("user:{user_id}"));
         if self
@@ -280,16 +326,13 @@ impl AuthService {
             self.audit
                 .record(entry.failed().detail("current password is wrong"))
                 .await?;
-            return Err(ServiceError::invalid(
-                "wrong_password",
-                "the current password is wrong",
-            ));
+            return Err(AuthError::WrongPassword);
         }
         if let Err(e) = check_password(new.expose(), &credentials.user.username) {
             self.audit
                 .record(entry.failed().detail(e.to_string()))
                 .await?;
-            return Err(ServiceError::invalid("weak_password", e.to_string()));
+            return Err(AuthError::WeakPassword(e.to_string()));
         }
         let hash = self.hasher.hash(new).await?;
         self.users

@@ -6,18 +6,18 @@ use std::sync::{Arc, Mutex};
 
 use chrono::{DateTime, TimeDelta, Utc};
 use coffer_domain::SourceId;
-use coffer_domain::alerts::{Alert, AlertFilter, SeverityCounts};
+use coffer_domain::alerts::{Alert, AlertFilter, AlertRepository, SeverityCounts};
 use coffer_domain::auth::{Actor, Permission};
-use coffer_domain::jobs::{JobFilter, JobState};
 use coffer_domain::ports::{BackupCatalog, CatalogEntry, CatalogStats, Clock, SourceRepository};
 use coffer_domain::retention::Retention;
+use coffer_domain::schedule::Schedule;
 
-use crate::alerts::AlertService;
-use crate::disk::DiskStatus;
-use crate::error::ServiceError;
-use crate::jobs::{JobService, JobStatus};
-use crate::scheduler::{Scheduler, SchedulerStatus};
-use crate::storage::{StorageService, StorageUsage};
+use crate::error::CommonError;
+use crate::jobs::scheduler::SchedulePlan;
+use crate::jobs::{JobStatus, RunningJobs, SchedulerStatus};
+use crate::keys::KeyStatus;
+use crate::retention::{RetentionDefaults, RetentionStatus};
+use crate::storage::{DiskCheck, DiskStatus, StorageFigures, StorageUsage};
 
 /// Active alerts shown in full on the dashboard (the counts cover all of them).
 const ALERTS_SHOWN: u64 = 10;
@@ -33,7 +33,7 @@ pub struct SourceOverview {
     pub name: String,
     pub path: String,
     pub enabled: bool,
-    pub schedule: Option<String>,
+    pub schedule: Option<Schedule>,
     pub next_run_at: Option<DateTime<Utc>>,
     pub last_run_at: Option<DateTime<Utc>>,
     /// Its newest snapshot.
@@ -42,14 +42,6 @@ pub struct SourceOverview {
     pub retention: Retention,
     /// Whether those are the source's own rules rather than the defaults.
     pub retention_overridden: bool,
-}
-
-/// Retention as configured.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct RetentionStatus {
-    /// Retention runs after each successful backup (`retention.enabled`).
-    pub enabled: bool,
-    pub defaults: Retention,
 }
 
 /// Everything the overview page shows.
@@ -77,40 +69,32 @@ pub struct Dashboard {
     pub key_exported: bool,
 }
 
-pub struct DashboardService {
-    catalog: Arc<dyn BackupCatalog>,
-    sources: Arc<dyn SourceRepository>,
-    storage: Arc<StorageService>,
-    scheduler: Arc<Scheduler>,
-    alerts: Arc<AlertService>,
-    jobs: Arc<JobService>,
+/// What the dashboard reads: the catalog and alert records, and each area's figures
+/// through the port it offers. A read model: it changes nothing, and no area uses it.
+pub struct DashboardSources {
+    pub catalog: Arc<dyn BackupCatalog>,
+    pub sources: Arc<dyn SourceRepository>,
+    pub alerts: Arc<dyn AlertRepository>,
+    pub storage: Arc<dyn StorageFigures>,
+    pub disk: Arc<dyn DiskCheck>,
+    pub schedule: Arc<dyn SchedulePlan>,
+    pub jobs: Arc<dyn RunningJobs>,
     /// The retention defaults in force (they change when an administrator sets them).
-    backup_service: Arc<crate::BackupService>,
+    pub retention: Arc<dyn RetentionDefaults>,
+    pub keys: Arc<dyn KeyStatus>,
+}
+
+pub struct DashboardService {
+    read: DashboardSources,
     clock: Arc<dyn Clock>,
     disk_reading: Mutex<Option<(DateTime<Utc>, Option<DiskStatus>)>>,
 }
 
 impl DashboardService {
-    #[allow(clippy::too_many_arguments)]
     #[must_use]
-    pub fn new(
-        catalog: Arc<dyn BackupCatalog>,
-        sources: Arc<dyn SourceRepository>,
-        storage: Arc<StorageService>,
-        scheduler: Arc<Scheduler>,
-        alerts: Arc<AlertService>,
-        jobs: Arc<JobService>,
-        backup_service: Arc<crate::BackupService>,
-        clock: Arc<dyn Clock>,
-    ) -> Self {
+    pub fn new(read: DashboardSources, clock: Arc<dyn Clock>) -> Self {
         Self {
-            catalog,
-            sources,
-            storage,
-            scheduler,
-            alerts,
-            jobs,
-            backup_service,
+            read,
             clock,
             disk_reading: Mutex::new(None),
         }
@@ -128,7 +112,7 @@ impl DashboardService {
         {
             return reading.clone();
         }
-        let reading = match self.storage.disk().check().await {
+        let reading = match self.read.disk.check().await {
             Ok(status) => Some(status),
             Err(e) => {
                 tracing::warn!(error = %e, "cannot read the free disk space");
@@ -146,45 +130,32 @@ impl DashboardService {
     ///
     /// # Errors
     /// `Forbidden` without `view`; database failures.
-    pub async fn overview(&self, actor: &Actor) -> Result<Dashboard, ServiceError> {
+    pub async fn overview(&self, actor: &Actor) -> Result<Dashboard, CommonError> {
         actor.require(Permission::View)?;
-        let backups = self.catalog.stats().await?;
-        let storage = self.storage.usage().await?;
-        let key_exported = self.storage.key_was_exported().await?;
-        let latest = self.catalog.latest_per_source().await?;
-        let scheduler = self.scheduler.status(actor).await?;
-        let sources = self.sources.list().await?;
-        let alert_counts = self.alerts.active_counts(actor).await?;
-        let alerts = self
+        let read = &self.read;
+        let backups = read.catalog.stats().await?;
+        let storage = read.storage.usage().await?;
+        let key_exported = read.keys.key_was_exported().await?;
+        let latest = read.catalog.latest_per_source().await?;
+        let scheduler = read.schedule.plan().await?;
+        let sources = read.sources.list().await?;
+        let alert_counts = read.alerts.count_active_by_severity().await?;
+        let alerts = read
             .alerts
-            .list(
-                actor,
-                AlertFilter {
-                    limit: ALERTS_SHOWN,
-                    ..AlertFilter::default()
-                },
-            )
+            .list(&AlertFilter {
+                limit: ALERTS_SHOWN,
+                ..AlertFilter::default()
+            })
             .await?
             .items;
-        let running_jobs = self
-            .jobs
-            .list(
-                actor,
-                JobFilter {
-                    state: Some(JobState::Running),
-                    limit: JOBS_SHOWN,
-                    ..JobFilter::default()
-                },
-            )
-            .await?
-            .items;
+        let running_jobs = read.jobs.running(JOBS_SHOWN).await?;
         let disk = self.disk().await;
         let protected_bytes = latest.iter().map(|(_, e)| e.size).sum();
         let last_backup_at = latest.iter().map(|(_, e)| e.created_at).max();
         #[allow(clippy::cast_precision_loss)]
         let dedup_ratio = (storage.stored_bytes > 0)
             .then(|| backups.logical_bytes as f64 / storage.stored_bytes as f64);
-        let retention = self.backup_service.retention_defaults();
+        let retention = read.retention.retention_defaults();
         let sources = sources
             .into_iter()
             .map(|s| {

@@ -26,37 +26,89 @@ use coffer_domain::ports::{Clock, RepoError, SettingsRepository, Source, SourceR
 use coffer_domain::schedule::Schedule;
 use coffer_domain::{JobId, SourceId};
 
-use crate::error::ServiceError;
-use crate::jobs::JobService;
+use crate::error::{CodedError, CommonError, ErrorClass};
 
 /// The name scheduled jobs are requested by: audited as `system:scheduler`.
 pub const SCHEDULER_USER: &str = "scheduler";
 
+/// Why a scheduled run could not be started.
+#[derive(Debug, thiserror::Error)]
+pub enum DispatchError {
+    /// The previous job of this subject is still queued or running.
+    #[error("job {0} is still queued or running")]
+    StillRunning(JobId),
+    /// Refused, with the area's code and message (no source, quota used up, ...).
+    #[error("{message}")]
+    Refused { code: &'static str, message: String },
+    #[error(transparent)]
+    Unexpected(anyhow::Error),
+}
+
+impl DispatchError {
+    /// Any area's error, by its class.
+    pub fn from_error<E: CodedError>(e: E) -> Self {
+        match e.class() {
+            ErrorClass::JobRunning(job_id) => Self::StillRunning(job_id),
+            ErrorClass::Unexpected(_) => Self::Unexpected(anyhow::Error::new(e)),
+            ErrorClass::Business | ErrorClass::Cancelled => Self::Refused {
+                code: e.code(),
+                message: e.to_string(),
+            },
+        }
+    }
+}
+
 /// Starts the jobs the scheduler decides on. A port so that the scheduler can be tested
 /// without a job runner.
 ///
-/// Contract: `Err(ServiceError::JobRunning { .. })` when a job of the same subject (that
+/// Contract: `Err(DispatchError::StillRunning(..))` when a job of the same subject (that
 /// source's backup; a prune; a check) is already queued or running.
 #[async_trait]
 pub trait Dispatch: Send + Sync {
-    async fn backup(&self, source: SourceId) -> Result<JobId, ServiceError>;
-    async fn prune(&self) -> Result<JobId, ServiceError>;
-    async fn check(&self, share_percent: u8) -> Result<JobId, ServiceError>;
+    async fn backup(&self, source: SourceId) -> Result<JobId, DispatchError>;
+    async fn prune(&self) -> Result<JobId, DispatchError>;
+    async fn check(&self, share_percent: u8) -> Result<JobId, DispatchError>;
 }
 
-/// [`Dispatch`] through the job runner, as the local system administrator
+/// Starting a scheduled backup; the backup area implements it.
+#[async_trait]
+pub trait ScheduledBackups: Send + Sync {
+    async fn start_scheduled(
+        &self,
+        actor: &Actor,
+        source: SourceId,
+    ) -> Result<JobId, DispatchError>;
+}
+
+/// Starting a scheduled prune or check; the maintenance area implements it.
+#[async_trait]
+pub trait ScheduledMaintenance: Send + Sync {
+    async fn start_scheduled_prune(&self, actor: &Actor) -> Result<JobId, DispatchError>;
+    async fn start_scheduled_check(
+        &self,
+        actor: &Actor,
+        share_percent: u8,
+    ) -> Result<JobId, DispatchError>;
+}
+
+/// [`Dispatch`] through the areas that own the work, as the local system administrator
 /// `system:scheduler`: scheduled jobs obey the same rules and leave the same audit trail
 /// as jobs asked for by people.
 pub struct JobDispatch {
-    jobs: Arc<JobService>,
+    backups: Arc<dyn ScheduledBackups>,
+    maintenance: Arc<dyn ScheduledMaintenance>,
     actor: Actor,
 }
 
 impl JobDispatch {
     #[must_use]
-    pub fn new(jobs: Arc<JobService>) -> Self {
+    pub fn new(
+        backups: Arc<dyn ScheduledBackups>,
+        maintenance: Arc<dyn ScheduledMaintenance>,
+    ) -> Self {
         Self {
-            jobs,
+            backups,
+            maintenance,
             actor: Actor::local_admin(SCHEDULER_USER),
         }
     }
@@ -64,20 +116,25 @@ impl JobDispatch {
 
 #[async_trait]
 impl Dispatch for JobDispatch {
-    async fn backup(&self, source: SourceId) -> Result<JobId, ServiceError> {
-        let status = self.jobs.start_backup(&self.actor, source).await?;
-        Ok(status.job.id)
+    async fn backup(&self, source: SourceId) -> Result<JobId, DispatchError> {
+        self.backups.start_scheduled(&self.actor, source).await
     }
 
-    async fn prune(&self) -> Result<JobId, ServiceError> {
-        let status = self.jobs.start_prune(&self.actor).await?;
-        Ok(status.job.id)
+    async fn prune(&self) -> Result<JobId, DispatchError> {
+        self.maintenance.start_scheduled_prune(&self.actor).await
     }
 
-    async fn check(&self, share_percent: u8) -> Result<JobId, ServiceError> {
-        let status = self.jobs.start_check(&self.actor, share_percent).await?;
-        Ok(status.job.id)
+    async fn check(&self, share_percent: u8) -> Result<JobId, DispatchError> {
+        self.maintenance
+            .start_scheduled_check(&self.actor, share_percent)
+            .await
     }
+}
+
+/// The scheduler's plan, for the dashboard.
+#[async_trait]
+pub trait SchedulePlan: Send + Sync {
+    async fn plan(&self) -> Result<SchedulerStatus, CommonError>;
 }
 
 /// A repository-wide task with its own schedule.
@@ -185,7 +242,7 @@ pub struct TickReport {
 pub struct SourceSchedule {
     pub source_id: SourceId,
     pub source_name: String,
-    pub schedule: Option<String>,
+    pub schedule: Option<Schedule>,
     /// The source's own switch (scheduled runs on or off).
     pub enabled: bool,
     /// The next run, when one will happen (scheduler and source enabled, a schedule).
@@ -352,14 +409,12 @@ impl Scheduler {
         now: DateTime<Utc>,
         report: &mut TickReport,
     ) -> Result<(), RepoError> {
-        let Some(text) = source.schedule.as_deref().filter(|_| source.enabled) else {
+        let Some(schedule) = source.schedule.as_ref().filter(|_| source.enabled) else {
             return Ok(());
         };
-        let schedule = Schedule::parse(text)
-            .map_err(|e| RepoError::Corrupt(format!("stored schedule: {e}")))?;
         let Some(planned) = source.next_run_at else {
             self.sources
-                .set_next_run(source.id, text, schedule.next_after(now))
+                .set_next_run(source.id, schedule, schedule.next_after(now))
                 .await?;
             return Ok(());
         };
@@ -375,9 +430,11 @@ impl Scheduler {
         };
         let next = schedule.next_after(now);
         if matches!(outcome, Outcome::Started { .. }) {
-            self.sources.record_run(source.id, text, now, next).await?;
+            self.sources
+                .record_run(source.id, schedule, now, next)
+                .await?;
         } else {
-            self.sources.set_next_run(source.id, text, next).await?;
+            self.sources.set_next_run(source.id, schedule, next).await?;
         }
         report.fired.push(Fired {
             subject,
@@ -443,7 +500,7 @@ impl Scheduler {
     ) -> Option<Outcome>
     where
         F: FnOnce() -> Fut,
-        Fut: Future<Output = Result<JobId, ServiceError>>,
+        Fut: Future<Output = Result<JobId, DispatchError>>,
     {
         let catch_up = match due(planned, now, self.options.grace) {
             Due::NotYet => return None,
@@ -463,22 +520,22 @@ impl Scheduler {
                 }
                 Outcome::Started { job_id, catch_up }
             }
-            Err(ServiceError::JobRunning { job_id, .. }) => {
+            Err(DispatchError::StillRunning(job_id)) => {
                 tracing::warn!(%subject, %planned, running = %job_id, "scheduled run skipped: the previous one is still queued or running");
                 Outcome::StillRunning { job_id }
             }
-            Err(e) => {
-                match &e {
-                    ServiceError::Unexpected(inner) => {
-                        tracing::error!(%subject, error = ?inner, "scheduled run could not start");
-                    }
-                    other => {
-                        tracing::warn!(%subject, error = %other, "scheduled run could not start");
-                    }
-                }
+            Err(DispatchError::Unexpected(inner)) => {
+                tracing::error!(%subject, error = ?inner, "scheduled run could not start");
                 Outcome::Failed {
-                    code: e.code().to_owned(),
-                    message: e.to_string(),
+                    code: "internal".to_owned(),
+                    message: inner.to_string(),
+                }
+            }
+            Err(DispatchError::Refused { code, message }) => {
+                tracing::warn!(%subject, error = %message, "scheduled run could not start");
+                Outcome::Failed {
+                    code: code.to_owned(),
+                    message,
                 }
             }
         };
@@ -531,7 +588,7 @@ impl Scheduler {
     ///
     /// # Errors
     /// Database failures.
-    pub async fn next_wakeup(&self) -> Result<Option<DateTime<Utc>>, ServiceError> {
+    pub async fn next_wakeup(&self) -> Result<Option<DateTime<Utc>>, CommonError> {
         let status = self.plan().await?;
         Ok(status
             .sources
@@ -545,12 +602,12 @@ impl Scheduler {
     ///
     /// # Errors
     /// `Forbidden` without `view`; database failures.
-    pub async fn status(&self, actor: &Actor) -> Result<SchedulerStatus, ServiceError> {
+    pub async fn status(&self, actor: &Actor) -> Result<SchedulerStatus, CommonError> {
         actor.require(Permission::View)?;
         self.plan().await
     }
 
-    async fn plan(&self) -> Result<SchedulerStatus, ServiceError> {
+    async fn plan(&self) -> Result<SchedulerStatus, CommonError> {
         let now = self.clock.now();
         let on = self.options.enabled;
         let sources = self
@@ -561,13 +618,9 @@ impl Scheduler {
             .map(|s| {
                 let next_run_at = if on && s.enabled {
                     // Not planned yet: what the next tick will plan.
-                    s.schedule.as_deref().and_then(|text| {
-                        s.next_run_at.or_else(|| {
-                            Schedule::parse(text)
-                                .ok()
-                                .and_then(|schedule| schedule.next_after(now))
-                        })
-                    })
+                    s.schedule
+                        .as_ref()
+                        .and_then(|schedule| s.next_run_at.or_else(|| schedule.next_after(now)))
                 } else {
                     None
                 };
@@ -607,3 +660,14 @@ impl Scheduler {
         })
     }
 }
+
+#[async_trait]
+impl SchedulePlan for Scheduler {
+    async fn plan(&self) -> Result<SchedulerStatus, CommonError> {
+        Self::plan(self).await
+    }
+}
+
+#[cfg(test)]
+#[path = "scheduler_tests.rs"]
+mod tests;

@@ -15,9 +15,9 @@ use coffer_domain::ports::{Clock, RepoError, SettingsRepository, SourceRepositor
 use coffer_domain::schedule::Schedule;
 use coffer_domain::{JobId, SourceId};
 
-use crate::ServiceError;
-use crate::scheduler::{
-    Dispatch, Fired, Outcome, Scheduler, SchedulerOptions, Subject, Task, default_grace,
+use super::{
+    Dispatch, DispatchError, Fired, Outcome, Scheduler, SchedulerOptions, Subject, Task,
+    default_grace,
 };
 use crate::test_fakes::FakeSources;
 
@@ -119,19 +119,16 @@ struct Books {
 }
 
 impl FakeDispatch {
-    fn start(&self, subject: &str, label: String) -> Result<JobId, ServiceError> {
+    fn start(&self, subject: &str, label: String) -> Result<JobId, DispatchError> {
         let mut books = self.0.lock().unwrap();
         books.calls += 1;
         if books.failing.contains(subject) {
-            return Err(ServiceError::Unexpected(anyhow::anyhow!(
+            return Err(DispatchError::Unexpected(anyhow::anyhow!(
                 "the runner broke for {subject}"
             )));
         }
         if let Some(job_id) = books.running.get(subject) {
-            return Err(ServiceError::JobRunning {
-                job_id: *job_id,
-                message: format!("{subject} is still running"),
-            });
+            return Err(DispatchError::StillRunning(*job_id));
         }
         books.issued += 1;
         let id = JobId::from_uuid(uuid::Uuid::from_u128(books.issued));
@@ -165,16 +162,16 @@ impl FakeDispatch {
 
 #[async_trait]
 impl Dispatch for FakeDispatch {
-    async fn backup(&self, source: SourceId) -> Result<JobId, ServiceError> {
+    async fn backup(&self, source: SourceId) -> Result<JobId, DispatchError> {
         let subject = format!("backup:{source}");
         self.start(&subject, subject.clone())
     }
 
-    async fn prune(&self) -> Result<JobId, ServiceError> {
+    async fn prune(&self) -> Result<JobId, DispatchError> {
         self.start("prune", "prune".to_owned())
     }
 
-    async fn check(&self, share_percent: u8) -> Result<JobId, ServiceError> {
+    async fn check(&self, share_percent: u8) -> Result<JobId, DispatchError> {
         self.start("check", format!("check:{share_percent}"))
     }
 }
@@ -209,7 +206,7 @@ impl World {
 
     fn source(&self, name: &str, schedule: Option<&str>) -> SourceId {
         let spec = SourceSpec {
-            schedule: schedule.map(str::to_owned),
+            schedule: schedule.map(|s| Schedule::parse(s).unwrap()),
             ..SourceSpec::plain(name, &format!("/srv/{name}"))
         };
         block_on(self.sources.create(&spec, self.clock.now()))
@@ -307,7 +304,7 @@ fn a_schedule_fires_at_its_time_and_not_before() {
     assert_eq!(
         (
             row.source_name.as_str(),
-            row.schedule.as_deref(),
+            row.schedule.as_ref().map(Schedule::as_str),
             row.enabled
         ),
         ("docs", Some("0 3 * * *"), true)
@@ -506,7 +503,7 @@ fn a_changed_schedule_is_planned_afresh() {
     assert_eq!(w.sources.one(docs).next_run_at, Some(at(2, 3, 0, 0)));
 
     let spec = SourceSpec {
-        schedule: Some("30 12 * * *".to_owned()),
+        schedule: Some(Schedule::parse("30 12 * * *").unwrap()),
         ..SourceSpec::plain("docs", "/srv/docs")
     };
     block_on(w.sources.update(docs, &spec, at(1, 12, 5, 0))).unwrap();

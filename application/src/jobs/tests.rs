@@ -31,17 +31,24 @@ use coffer_domain::ports::{
     Clock, CounterRepository, JobRepository, LocalPaths, Page, PathProblem, RepoError,
     SourceRepository, SourceSpec, Spawner,
 };
-use coffer_domain::secrets::Secret;
-use coffer_domain::{BackupId, JobId, SourceId, UserId};
+use coffer_domain::{BackupId, JobId, SnapshotId, SnapshotPrefix, SourceId, UserId};
 
 use crate::alerts::tests::{FakeAlerts, FakeDisk};
+use crate::catalog::CatalogService;
+use crate::error::{CodedError, CommonError, ErrorClass};
+use crate::maintenance::MaintenanceError;
+use crate::restore::RestoreError;
+use crate::retention::{RetentionService, RetentionStatus};
+use crate::storage::AdmissionError;
 use crate::test_fakes::FakeSources;
 use crate::{
-    ActiveJobs as _, AlertService, AuditLog, BackupService, DiskGuard, DiskThresholds, JobOptions,
-    JobService, JobStatus, MaintenanceService, MasterKeys, Quota, ServiceError, StorageService,
+    ActiveJobs as _, AlertService, AuditLog, BackupError, BackupPorts, BackupService, DiskGuard,
+    DiskThresholds, JobOptions, JobService, JobStatus, JobsError, MaintenancePorts,
+    MaintenanceService, Quota, RestoreService, StorageService,
 };
 use coffer_domain::alerts::{AlertKind, Severity};
 use coffer_domain::audit::AuditAction;
+use coffer_domain::jobs::JobKind;
 
 // ---------------------------------------------------------------------------------------
 // Fakes
@@ -214,7 +221,7 @@ impl BackupCatalog for FakeCatalog {
         source_id: Option<SourceId>,
     ) -> Result<CatalogEntry, RepoError> {
         let mut all = self.0.lock().unwrap();
-        if all.iter().any(|e| e.snapshot_id == summary.id) {
+        if all.iter().any(|e| e.snapshot_id.as_str() == summary.id) {
             return Err(RepoError::Conflict(format!(
                 "snapshot {} exists",
                 summary.id
@@ -222,13 +229,13 @@ impl BackupCatalog for FakeCatalog {
         }
         let entry = CatalogEntry {
             id: BackupId::new(i64::try_from(all.len()).unwrap() + 1),
-            snapshot_id: summary.id.clone(),
+            snapshot_id: SnapshotId::parse(&summary.id).unwrap(),
             source_id,
             source_name: summary.source.clone(),
             size: summary.bytes,
             created_at: summary.started_at,
             finished_at: Some(summary.finished_at),
-            status: summary.status.as_str().to_owned(),
+            status: summary.status,
             checksum: summary.id.clone(),
             encrypted: summary.encrypted,
             file_count: summary.files,
@@ -237,7 +244,10 @@ impl BackupCatalog for FakeCatalog {
             stored_bytes_added: summary.stored_bytes_added,
             duration_ms: 0,
             warnings: summary.warnings.clone(),
-            parent_snapshot_id: summary.parent.clone(),
+            parent_snapshot_id: summary
+                .parent
+                .as_deref()
+                .map(|p| SnapshotId::parse(p).unwrap()),
             protected: false,
             verified_at: None,
             verify_result: None,
@@ -258,17 +268,12 @@ impl BackupCatalog for FakeCatalog {
             .collect())
     }
 
-    async fn find(&self, id_or_prefix: &str) -> Result<Option<CatalogEntry>, RepoError> {
+    async fn find(&self, prefix: &SnapshotPrefix) -> Result<Option<CatalogEntry>, RepoError> {
+        let id_or_prefix = prefix.as_str();
         let all = self.0.lock().unwrap();
-        if let Some(e) = all.iter().find(|e| e.snapshot_id == id_or_prefix) {
-            return Ok(Some(e.clone()));
-        }
-        if id_or_prefix.len() < 8 {
-            return Ok(None);
-        }
         let hits: Vec<&CatalogEntry> = all
             .iter()
-            .filter(|e| e.snapshot_id.starts_with(id_or_prefix))
+            .filter(|e| e.snapshot_id.as_str().starts_with(id_or_prefix))
             .collect();
         match hits.as_slice() {
             [] => Ok(None),
@@ -295,7 +300,7 @@ impl BackupCatalog for FakeCatalog {
 
     async fn record_verification(
         &self,
-        snapshot_id: &str,
+        snapshot_id: &SnapshotId,
         at: DateTime<Utc>,
         result: &str,
     ) -> Result<(), RepoError> {
@@ -304,7 +309,7 @@ impl BackupCatalog for FakeCatalog {
             .lock()
             .unwrap()
             .iter_mut()
-            .find(|e| e.snapshot_id == snapshot_id)
+            .find(|e| e.snapshot_id == *snapshot_id)
         {
             e.verified_at = Some(at);
             e.verify_result = Some(result.to_owned());
@@ -318,16 +323,20 @@ impl BackupCatalog for FakeCatalog {
         ))
     }
 
-    async fn delete(&self, snapshot_id: &str) -> Result<bool, RepoError> {
+    async fn delete(&self, snapshot_id: &SnapshotId) -> Result<bool, RepoError> {
         let mut all = self.0.lock().unwrap();
         let before = all.len();
-        all.retain(|e| e.snapshot_id != snapshot_id);
+        all.retain(|e| e.snapshot_id != *snapshot_id);
         Ok(all.len() != before)
     }
 
-    async fn set_protected(&self, snapshot_id: &str, protected: bool) -> Result<bool, RepoError> {
+    async fn set_protected(
+        &self,
+        snapshot_id: &SnapshotId,
+        protected: bool,
+    ) -> Result<bool, RepoError> {
         let mut all = self.0.lock().unwrap();
-        let Some(e) = all.iter_mut().find(|e| e.snapshot_id == snapshot_id) else {
+        let Some(e) = all.iter_mut().find(|e| e.snapshot_id == *snapshot_id) else {
             return Ok(false);
         };
         e.protected = protected;
@@ -338,7 +347,7 @@ impl BackupCatalog for FakeCatalog {
         let all = self.0.lock().unwrap();
         let mut by_status: BTreeMap<String, u64> = BTreeMap::new();
         for e in all.iter() {
-            *by_status.entry(e.status.clone()).or_default() += 1;
+            *by_status.entry(e.status.as_str().to_owned()).or_default() += 1;
         }
         Ok(CatalogStats {
             count_by_status: by_status.into_iter().collect(),
@@ -646,23 +655,6 @@ impl CounterRepository for FakeCounters {
     }
 }
 
-struct NoKeys;
-
-#[async_trait]
-impl MasterKeys for NoKeys {
-    async fn export(&self) -> Result<Secret, ServiceError> {
-        Err(ServiceError::Unexpected(anyhow::anyhow!(
-            "no keys in the job tests"
-        )))
-    }
-
-    async fn rotate(&self) -> Result<(), ServiceError> {
-        Err(ServiceError::Unexpected(anyhow::anyhow!(
-            "no keys in the job tests"
-        )))
-    }
-}
-
 /// Paths on a pretend filesystem: `links` maps a directory to where it points, `used`
 /// holds directories that are not empty.
 #[derive(Default)]
@@ -806,6 +798,9 @@ const ROOT: &str = "/srv/restore";
 
 struct World {
     jobs: Arc<JobService>,
+    backups: Arc<BackupService>,
+    restores: Arc<RestoreService>,
+    maintenance: Arc<MaintenanceService>,
     repo: Arc<FakeJobs>,
     sources: Arc<FakeSources>,
     catalog: Arc<FakeCatalog>,
@@ -857,49 +852,84 @@ impl World {
             },
             alerts.clone(),
         ));
+        let counters = Arc::new(FakeCounters::default());
         let storage = Arc::new(StorageService::new(
-            Arc::new(FakeCounters::default()),
+            counters.clone(),
             engine.clone(),
-            alerts,
+            alerts.clone(),
             disk,
             quota,
             log.clone(),
         ));
+        let jobs = Arc::new(JobService::new(
+            repo.clone(),
+            tasks.clone(),
+            clock.clone(),
+            log.clone(),
+            JobOptions { max_running },
+        ));
         let maintenance = Arc::new(MaintenanceService::new(
             engine.clone(),
-            storage.clone(),
+            counters,
+            MaintenancePorts {
+                stored: storage.clone(),
+                alerts: alerts.clone(),
+                queue: jobs.clone(),
+            },
             log.clone(),
             20,
+        ));
+        let catalog_service = Arc::new(CatalogService::new(
+            engine.clone(),
+            catalog.clone(),
+            sources.clone(),
+            clock.clone(),
+            log.clone(),
+        ));
+        let retention = Arc::new(RetentionService::new(
+            catalog.clone(),
+            sources.clone(),
+            catalog_service,
+            RetentionStatus {
+                enabled: false,
+                defaults: coffer_domain::retention::Retention::default(),
+            },
+            clock.clone(),
         ));
         let backups = Arc::new(BackupService::new(
             engine.clone(),
             sources.clone(),
             catalog.clone(),
-            Arc::new(NoKeys),
             paths.clone(),
-            crate::BackupPolicy {
-                protected: vec!["/var/lib/coffer".into()],
-                ..crate::BackupPolicy::default()
+            vec!["/var/lib/coffer".into()],
+            BackupPorts {
+                admission: storage.clone(),
+                alerts,
+                retention,
+                queue: jobs.clone(),
             },
             clock.clone(),
             log.clone(),
-            storage.clone(),
         ));
-        let jobs = Arc::new(JobService::new(
-            repo.clone(),
-            backups,
-            maintenance,
+        let restores = Arc::new(RestoreService::new(
+            engine.clone(),
+            catalog.clone(),
             paths.clone(),
-            tasks.clone(),
+            vec![ROOT.into()],
+            jobs.clone(),
             clock,
             log,
-            JobOptions {
-                max_running,
-                restore_roots: vec![ROOT.into()],
-            },
         ));
+        jobs.register(JobKind::Backup, &backups);
+        jobs.register(JobKind::Restore, &restores);
+        jobs.register(JobKind::Verify, &restores);
+        jobs.register(JobKind::Prune, &maintenance);
+        jobs.register(JobKind::Check, &maintenance);
         Self {
             jobs,
+            backups,
+            restores,
+            maintenance,
             repo,
             sources,
             catalog,
@@ -937,8 +967,8 @@ impl World {
         }
     }
 
-    fn backup(&self, actor: &Actor, source: SourceId) -> Result<JobStatus, ServiceError> {
-        block_on(self.jobs.start_backup(actor, source))
+    fn backup(&self, actor: &Actor, source: SourceId) -> Result<JobStatus, BackupError> {
+        block_on(self.backups.start(actor, source))
     }
 
     fn get(&self, id: JobId) -> JobStatus {
@@ -949,7 +979,7 @@ impl World {
         self.get(id).job.state
     }
 
-    fn cancel(&self, actor: &Actor, id: JobId) -> Result<JobStatus, ServiceError> {
+    fn cancel(&self, actor: &Actor, id: JobId) -> Result<JobStatus, JobsError> {
         block_on(self.jobs.cancel(actor, id))
     }
 }
@@ -971,17 +1001,60 @@ fn viewer() -> Actor {
     actor("victor", Role::Viewer)
 }
 
-fn job_running_id(e: ServiceError) -> JobId {
-    match e {
-        ServiceError::JobRunning { job_id, .. } => job_id,
-        other => panic!("expected job_running, got {other:?}"),
+#[allow(clippy::needless_pass_by_value)] // takes what a call returns, as the callers have it
+fn job_running_id(e: impl CodedError) -> JobId {
+    match e.class() {
+        ErrorClass::JobRunning(job_id) => job_id,
+        _ => panic!("expected job_running, got {e:?}"),
     }
 }
 
-fn forbidden_permission(e: ServiceError) -> Permission {
-    match e {
-        ServiceError::Forbidden(f) => f.permission,
-        other => panic!("expected forbidden, got {other:?}"),
+/// The common part of an area's error, if that is what it is.
+trait Common: std::fmt::Debug {
+    fn common(&self) -> Option<&CommonError>;
+}
+
+impl Common for BackupError {
+    fn common(&self) -> Option<&CommonError> {
+        match self {
+            Self::Common(c) => Some(c),
+            _ => None,
+        }
+    }
+}
+
+impl Common for RestoreError {
+    fn common(&self) -> Option<&CommonError> {
+        match self {
+            Self::Common(c) => Some(c),
+            _ => None,
+        }
+    }
+}
+
+impl Common for MaintenanceError {
+    fn common(&self) -> Option<&CommonError> {
+        match self {
+            Self::Common(c) => Some(c),
+            _ => None,
+        }
+    }
+}
+
+impl Common for JobsError {
+    fn common(&self) -> Option<&CommonError> {
+        match self {
+            Self::Common(c) => Some(c),
+            Self::JobFinished(_) => None,
+        }
+    }
+}
+
+#[allow(clippy::needless_pass_by_value)] // takes what a call returns, as the callers have it
+fn forbidden_permission(e: impl Common) -> Permission {
+    match e.common() {
+        Some(CommonError::Forbidden(f)) => f.permission,
+        _ => panic!("expected forbidden, got {e:?}"),
     }
 }
 
@@ -1496,7 +1569,7 @@ fn the_final_record_holds_the_outcome_and_matches_what_get_returns() {
         row.result,
         Some(JobResult::Backup {
             snapshot_id: snap.snapshot_id.clone(),
-            status: "ok".into(),
+            status: SnapshotStatus::Ok,
             files: FILES,
             bytes: BYTES,
             bytes_added: BYTES,
@@ -1609,7 +1682,7 @@ fn snapshot(w: &mut World) -> String {
     let s = w.source("snap");
     w.backup(&operator(), s).unwrap();
     w.settle();
-    w.catalog.all().last().unwrap().snapshot_id.clone()
+    w.catalog.all().last().unwrap().snapshot_id.to_string()
 }
 
 #[test]
@@ -1624,19 +1697,23 @@ fn restores_into_overlapping_targets_are_refused_while_the_first_lives() {
     w.settle();
 
     let first = block_on(
-        w.jobs
+        w.restores
             .start_restore(&op, &snap, None, Some("/srv/restore/x")),
     )
     .unwrap()
     .job
     .id;
     for overlapping in ["/srv/restore/x", "/srv/restore/x/inner", "/srv/restore"] {
-        let err = block_on(w.jobs.start_restore(&op, &snap, None, Some(overlapping))).unwrap_err();
+        let err = block_on(
+            w.restores
+                .start_restore(&op, &snap, None, Some(overlapping)),
+        )
+        .unwrap_err();
         assert_eq!(job_running_id(err), first, "{overlapping}");
     }
     // A sibling is fine.
     let sibling = block_on(
-        w.jobs
+        w.restores
             .start_restore(&op, &snap, None, Some("/srv/restore/y")),
     )
     .unwrap()
@@ -1654,7 +1731,7 @@ fn restores_into_overlapping_targets_are_refused_while_the_first_lives() {
     // Once it has ended the target may be used again (it is empty in this pretend world).
     assert!(
         block_on(
-            w.jobs
+            w.restores
                 .start_restore(&op, &snap, None, Some("/srv/restore/x"))
         )
         .is_ok()
@@ -1668,7 +1745,7 @@ fn a_restore_outside_the_roots_is_refused_audited_and_not_queued() {
     let snap = snapshot(&mut w);
     let jobs_before = w.repo.count();
     for target in ["/etc", "../etc", "/srv/restore/../../etc"] {
-        let err = block_on(w.jobs.start_restore(&op, &snap, None, Some(target))).unwrap_err();
+        let err = block_on(w.restores.start_restore(&op, &snap, None, Some(target))).unwrap_err();
         assert_eq!(err.code(), "restore_target_not_allowed", "{target}");
     }
     // A link inside the root that points out of it.
@@ -1677,7 +1754,7 @@ fn a_restore_outside_the_roots_is_refused_audited_and_not_queued() {
         .lock()
         .unwrap()
         .insert("/srv/restore/out".into(), "/etc".into());
-    let err = block_on(w.jobs.start_restore(&op, &snap, None, Some("out/x"))).unwrap_err();
+    let err = block_on(w.restores.start_restore(&op, &snap, None, Some("out/x"))).unwrap_err();
     assert_eq!(err.code(), "restore_target_not_allowed");
     // A directory that is not empty.
     w.paths
@@ -1685,7 +1762,7 @@ fn a_restore_outside_the_roots_is_refused_audited_and_not_queued() {
         .lock()
         .unwrap()
         .insert("/srv/restore/full".into());
-    let err = block_on(w.jobs.start_restore(&op, &snap, None, Some("full"))).unwrap_err();
+    let err = block_on(w.restores.start_restore(&op, &snap, None, Some("full"))).unwrap_err();
     assert_eq!(err.code(), "restore_target_not_empty");
 
     assert_eq!(w.repo.count(), jobs_before);
@@ -1697,7 +1774,7 @@ fn a_restore_outside_the_roots_is_refused_audited_and_not_queued() {
         .count();
     assert_eq!(refused, 5);
     // A viewer may not even ask.
-    let err = block_on(w.jobs.start_restore(&viewer(), &snap, None, None)).unwrap_err();
+    let err = block_on(w.restores.start_restore(&viewer(), &snap, None, None)).unwrap_err();
     assert_eq!(forbidden_permission(err), Permission::Restore);
 }
 
@@ -1711,7 +1788,7 @@ fn a_restore_target_that_turned_into_a_link_out_of_the_roots_is_refused_at_start
     w.backup(&op, blocker).unwrap();
     w.settle();
     let id = block_on(
-        w.jobs
+        w.restores
             .start_restore(&op, &snap, None, Some("/srv/restore/t")),
     )
     .unwrap()
@@ -1749,15 +1826,15 @@ fn a_job_cancelled_before_its_record_is_stored_is_not_left_queued() {
     let op = operator();
     let a = w.source("a");
     let release = w.audit.hold_next_append();
-    let submitted: Arc<Mutex<Option<Result<JobStatus, ServiceError>>>> = Arc::default();
+    let submitted: Arc<Mutex<Option<Result<JobStatus, BackupError>>>> = Arc::default();
     {
-        let jobs = Arc::clone(&w.jobs);
+        let backups = Arc::clone(&w.backups);
         let slot = Arc::clone(&submitted);
         let op = op.clone();
         w.pool
             .spawner()
             .spawn_local(async move {
-                let r = jobs.start_backup(&op, a).await;
+                let r = backups.start(&op, a).await;
                 *slot.lock().unwrap() = Some(r);
             })
             .unwrap();
@@ -1852,10 +1929,7 @@ fn a_backup_is_refused_with_507_once_the_quota_is_used_up_and_nothing_is_queued(
     assert!(
         matches!(
             err,
-            ServiceError::InsufficientStorage {
-                code: "quota_exceeded",
-                ..
-            }
+            BackupError::Admission(AdmissionError::QuotaExceeded(_))
         ),
         "{err:?}"
     );
@@ -1866,7 +1940,10 @@ fn a_backup_is_refused_with_507_once_the_quota_is_used_up_and_nothing_is_queued(
     );
     assert_eq!(open_alerts(&w, AlertKind::QuotaExceeded), 1);
     // A prune that frees space lifts the refusal and clears the alert.
-    let prune = block_on(w.jobs.start_prune(&admin())).unwrap().job.id;
+    let prune = block_on(w.maintenance.start_prune(&admin()))
+        .unwrap()
+        .job
+        .id;
     w.settle();
     assert_eq!(w.state(prune), JobState::Succeeded);
     assert_eq!(stored(&w), BYTES, "the prune's count of what is left");
@@ -1910,19 +1987,22 @@ fn a_backup_that_would_cross_the_quota_fails_leaves_no_snapshot_and_usage_unchan
 #[test]
 fn one_prune_and_one_check_at_a_time_admin_only_and_audited() {
     let mut w = World::new(2);
-    let err = block_on(w.jobs.start_prune(&operator())).unwrap_err();
+    let err = block_on(w.maintenance.start_prune(&operator())).unwrap_err();
     assert_eq!(forbidden_permission(err), Permission::ManageSystem);
-    let first = block_on(w.jobs.start_prune(&admin())).unwrap().job.id;
-    let again = block_on(w.jobs.start_prune(&admin())).unwrap_err();
+    let first = block_on(w.maintenance.start_prune(&admin()))
+        .unwrap()
+        .job
+        .id;
+    let again = block_on(w.maintenance.start_prune(&admin())).unwrap_err();
     assert_eq!(job_running_id(again), first);
     assert!(matches!(
-        block_on(w.jobs.start_check(&admin(), 0)),
-        Err(ServiceError::Invalid {
-            code: "invalid_share",
-            ..
-        })
+        block_on(w.maintenance.start_check(&admin(), 0)),
+        Err(MaintenanceError::InvalidShare(_))
     ));
-    let check = block_on(w.jobs.start_check(&admin(), 25)).unwrap().job.id;
+    let check = block_on(w.maintenance.start_check(&admin(), 25))
+        .unwrap()
+        .job
+        .id;
     w.settle();
     assert_eq!(w.state(first), JobState::Succeeded);
     assert_eq!(w.engine.prunes.load(Ordering::SeqCst), 1);
@@ -1941,7 +2021,10 @@ fn one_prune_and_one_check_at_a_time_admin_only_and_audited() {
         done.result
     );
     // The next check reads the next slice.
-    let next = block_on(w.jobs.start_check(&admin(), 25)).unwrap().job.id;
+    let next = block_on(w.maintenance.start_check(&admin(), 25))
+        .unwrap()
+        .job
+        .id;
     w.settle();
     let done = block_on(w.jobs.get(&admin(), next)).unwrap().job;
     assert!(
@@ -2032,7 +2115,10 @@ fn backups_running_at_once_share_the_quota_s_room() {
     assert_eq!(states, [JobState::Failed, JobState::Succeeded]);
     assert_eq!(stored(&w), BYTES, "only the backup that fitted was counted");
     // Its share went back when it was counted: the next one fits again after a prune.
-    let prune = block_on(w.jobs.start_prune(&admin())).unwrap().job.id;
+    let prune = block_on(w.maintenance.start_prune(&admin()))
+        .unwrap()
+        .job
+        .id;
     w.settle();
     assert_eq!(w.state(prune), JobState::Succeeded);
     let again = w.backup(&operator(), b).unwrap().job.id;

@@ -3,6 +3,8 @@
 
 use std::sync::Arc;
 
+use async_trait::async_trait;
+use coffer_domain::JobId;
 use coffer_domain::alerts::{AlertKind, NewAlert, Severity};
 use coffer_domain::audit::{AuditAction, AuditEntry};
 use coffer_domain::auth::{Actor, Permission};
@@ -10,10 +12,54 @@ use coffer_domain::engine::{
     Cancel, CheckReport, CheckSlice, EngineFailure, Progress, PruneOptions, PruneReport,
     SnapshotEngine,
 };
+use coffer_domain::jobs::{JobParams, JobResult};
+use coffer_domain::ports::CounterRepository;
 
+use crate::alerts::AlertSink;
 use crate::audit::AuditLog;
-use crate::error::ServiceError;
-use crate::storage::StorageService;
+use crate::error::{CodedError, CommonError, EngineError, ErrorClass};
+use crate::jobs::{
+    DispatchError, JobExecutor, JobFailure, JobQueue, JobStatus, ScheduledMaintenance, SubmitError,
+};
+use crate::storage::StoredBytes;
+
+/// Errors of garbage collection and checks.
+#[derive(Debug, thiserror::Error)]
+pub enum MaintenanceError {
+    #[error(transparent)]
+    Common(#[from] CommonError),
+    #[error(transparent)]
+    Engine(#[from] EngineError),
+    /// `job_running`, `queue_full`, `shutting_down`.
+    #[error(transparent)]
+    Submit(#[from] SubmitError),
+    /// `invalid_share`: a check's share outside 1–100 percent.
+    #[error("{0}")]
+    InvalidShare(String),
+}
+
+impl CodedError for MaintenanceError {
+    fn code(&self) -> &'static str {
+        match self {
+            Self::Common(e) => e.code(),
+            Self::Engine(e) => e.code(),
+            Self::Submit(e) => e.code(),
+            Self::InvalidShare(_) => "invalid_share",
+        }
+    }
+
+    fn class(&self) -> ErrorClass<'_> {
+        match self {
+            Self::Common(e) => CodedError::class(e),
+            Self::Engine(e) => CodedError::class(e),
+            Self::Submit(e) => e.class(),
+            Self::InvalidShare(_) => ErrorClass::Business,
+        }
+    }
+}
+
+crate::error::common_conversions!(MaintenanceError);
+crate::error::engine_conversion!(MaintenanceError);
 
 /// The counter that holds the slice the next check reads.
 const NEXT_SLICE: &str = "check.next_slice";
@@ -26,9 +72,20 @@ pub fn slices_for(share_percent: u8) -> u32 {
     100_u32.div_ceil(share)
 }
 
+/// What the maintenance area holds of the other areas: ports, never their services.
+pub struct MaintenancePorts {
+    /// The bytes in storage, set after a prune.
+    pub stored: Arc<dyn StoredBytes>,
+    pub alerts: Arc<dyn AlertSink>,
+    /// Where prunes and checks asked for over the API and by the scheduler wait.
+    pub queue: Arc<dyn JobQueue>,
+}
+
 pub struct MaintenanceService {
     engine: Arc<dyn SnapshotEngine>,
-    storage: Arc<StorageService>,
+    /// Where the next check's slice is kept.
+    counters: Arc<dyn CounterRepository>,
+    ports: MaintenancePorts,
     audit: AuditLog,
     repack_threshold_percent: u8,
 }
@@ -37,13 +94,15 @@ impl MaintenanceService {
     #[must_use]
     pub fn new(
         engine: Arc<dyn SnapshotEngine>,
-        storage: Arc<StorageService>,
+        counters: Arc<dyn CounterRepository>,
+        ports: MaintenancePorts,
         audit: AuditLog,
         repack_threshold_percent: u8,
     ) -> Self {
         Self {
             engine,
-            storage,
+            counters,
+            ports,
             audit,
             repack_threshold_percent: repack_threshold_percent.min(100),
         }
@@ -63,7 +122,7 @@ impl MaintenanceService {
         dry_run: bool,
         progress: Arc<Progress>,
         cancel: Cancel,
-    ) -> Result<PruneReport, ServiceError> {
+    ) -> Result<PruneReport, MaintenanceError> {
         actor.require(Permission::ManageSystem)?;
         let options = PruneOptions {
             repack_threshold_percent: self.repack_threshold_percent,
@@ -74,7 +133,7 @@ impl MaintenanceService {
         match self.engine.prune(options, progress, cancel).await {
             Ok(report) => {
                 if !dry_run {
-                    self.storage.set_stored(report.bytes_after).await?;
+                    self.ports.stored.set_stored(report.bytes_after).await?;
                 }
                 self.audit
                     .record(entry.detail(format!(
@@ -98,8 +157,8 @@ impl MaintenanceService {
                     .record_best_effort(entry.failed().detail(e.to_string()))
                     .await;
                 if !cancelled && !dry_run {
-                    self.storage
-                        .alerts()
+                    self.ports
+                        .alerts
                         .raise_best_effort(NewAlert::new(
                             AlertKind::PruneFailed,
                             Severity::Warning,
@@ -125,10 +184,10 @@ impl MaintenanceService {
         share_percent: u8,
         progress: Arc<Progress>,
         cancel: Cancel,
-    ) -> Result<(CheckReport, CheckSlice), ServiceError> {
+    ) -> Result<(CheckReport, CheckSlice), MaintenanceError> {
         actor.require(Permission::ManageSystem)?;
         let count = slices_for(share_percent);
-        let counters = self.storage.counters();
+        let counters = &self.counters;
         let next = u32::try_from(counters.get(NEXT_SLICE).await?.rem_euclid(i64::from(count)))
             .unwrap_or(0);
         let slice = CheckSlice { index: next, count };
@@ -173,8 +232,8 @@ impl MaintenanceService {
             .record(if report.ok() { entry } else { entry.failed() })
             .await?;
         if !report.ok() {
-            self.storage
-                .alerts()
+            self.ports
+                .alerts
                 .raise_best_effort(NewAlert::new(
                     AlertKind::Damage,
                     Severity::Critical,
@@ -187,6 +246,102 @@ impl MaintenanceService {
                 .await;
         }
         Ok((report, slice))
+    }
+}
+
+impl MaintenanceService {
+    /// Queues a garbage collection of the repository (one at a time).
+    ///
+    /// # Errors
+    /// `Forbidden` without `manage_system`; `JobRunning` while a prune is queued or
+    /// running.
+    pub async fn start_prune(&self, actor: &Actor) -> Result<JobStatus, MaintenanceError> {
+        actor.require(Permission::ManageSystem)?;
+        Ok(self.ports.queue.submit(actor, JobParams::Prune).await?)
+    }
+
+    /// Queues a repository check that re-reads `share_percent` (1–100) of the stored
+    /// data (one at a time).
+    ///
+    /// # Errors
+    /// `Forbidden` without `manage_system`; `InvalidShare` for a share outside 1–100;
+    /// `JobRunning` while a check is queued or running.
+    pub async fn start_check(
+        &self,
+        actor: &Actor,
+        share_percent: u8,
+    ) -> Result<JobStatus, MaintenanceError> {
+        actor.require(Permission::ManageSystem)?;
+        if !(1..=100).contains(&share_percent) {
+            return Err(MaintenanceError::InvalidShare(format!(
+                "the share of data to check is 1 to 100 percent, not {share_percent}"
+            )));
+        }
+        Ok(self
+            .ports
+            .queue
+            .submit(actor, JobParams::Check { share_percent })
+            .await?)
+    }
+
+    async fn run(
+        &self,
+        actor: &Actor,
+        params: &JobParams,
+        progress: Arc<Progress>,
+        cancel: Cancel,
+    ) -> Result<JobResult, MaintenanceError> {
+        match params {
+            JobParams::Prune => {
+                let r = self.prune(actor, false, progress, cancel).await?;
+                Ok(JobResult::of_prune(&r))
+            }
+            JobParams::Check { share_percent } => {
+                let (r, slice) = self.check(actor, *share_percent, progress, cancel).await?;
+                Ok(JobResult::of_check(r, slice))
+            }
+            other => Err(CommonError::Unexpected(anyhow::anyhow!(
+                "the maintenance area was handed a {} job",
+                other.kind()
+            ))
+            .into()),
+        }
+    }
+}
+
+#[async_trait]
+impl JobExecutor for MaintenanceService {
+    async fn execute(
+        &self,
+        actor: &Actor,
+        params: &JobParams,
+        progress: Arc<Progress>,
+        cancel: Cancel,
+    ) -> Result<JobResult, JobFailure> {
+        self.run(actor, params, progress, cancel)
+            .await
+            .map_err(JobFailure::from_error)
+    }
+}
+
+#[async_trait]
+impl ScheduledMaintenance for MaintenanceService {
+    async fn start_scheduled_prune(&self, actor: &Actor) -> Result<JobId, DispatchError> {
+        self.start_prune(actor)
+            .await
+            .map(|status| status.job.id)
+            .map_err(DispatchError::from_error)
+    }
+
+    async fn start_scheduled_check(
+        &self,
+        actor: &Actor,
+        share_percent: u8,
+    ) -> Result<JobId, DispatchError> {
+        self.start_check(actor, share_percent)
+            .await
+            .map(|status| status.job.id)
+            .map_err(DispatchError::from_error)
     }
 }
 

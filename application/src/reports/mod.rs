@@ -33,8 +33,36 @@ use coffer_domain::reports::{
 };
 
 use crate::audit::AuditLog;
-use crate::error::ServiceError;
-use crate::storage::{StorageService, StorageUsage};
+use crate::error::{CodedError, CommonError, ErrorClass};
+use crate::storage::StorageFigures;
+
+/// Errors of the exports.
+#[derive(Debug, thiserror::Error)]
+pub enum ReportError {
+    #[error(transparent)]
+    Common(#[from] CommonError),
+    /// `invalid_period`: `from` is not before `to`.
+    #[error("{0}")]
+    InvalidPeriod(String),
+}
+
+impl CodedError for ReportError {
+    fn code(&self) -> &'static str {
+        match self {
+            Self::Common(e) => e.code(),
+            Self::InvalidPeriod(_) => "invalid_period",
+        }
+    }
+
+    fn class(&self) -> ErrorClass<'_> {
+        match self {
+            Self::Common(e) => CodedError::class(e),
+            Self::InvalidPeriod(_) => ErrorClass::Business,
+        }
+    }
+}
+
+crate::error::common_conversions!(ReportError);
 
 /// Rows read and written per page of a CSV.
 const CSV_PAGE: u64 = 1_000;
@@ -102,19 +130,6 @@ pub struct PdfReport {
     pub at: DateTime<Utc>,
 }
 
-/// The storage figures a report shows; [`StorageService`] in the server.
-#[async_trait]
-pub trait StorageFigures: Send + Sync {
-    async fn usage(&self) -> Result<StorageUsage, ServiceError>;
-}
-
-#[async_trait]
-impl StorageFigures for StorageService {
-    async fn usage(&self) -> Result<StorageUsage, ServiceError> {
-        Self::usage(self).await
-    }
-}
-
 pub struct ReportService {
     catalog: Arc<dyn BackupCatalog>,
     sources: Arc<dyn SourceRepository>,
@@ -134,7 +149,7 @@ async fn write_pages<T, Fut>(
     rows: impl Fn(&mut Vec<u8>, &[T]) -> Result<(), coffer_domain::reports::RenderError>,
     page_size: u64,
     mut next: impl FnMut(Option<&T>) -> Fut,
-) -> Result<Written, ServiceError>
+) -> Result<Written, ReportError>
 where
     Fut: Future<Output = Result<Vec<T>, RepoError>>,
 {
@@ -160,27 +175,21 @@ where
     }
 }
 
-fn render_err(e: coffer_domain::reports::RenderError) -> ServiceError {
-    ServiceError::Unexpected(anyhow::Error::new(e))
+fn render_err(e: coffer_domain::reports::RenderError) -> ReportError {
+    CommonError::Unexpected(anyhow::Error::new(e)).into()
 }
 
-fn sink_err(e: std::io::Error) -> ServiceError {
-    ServiceError::Unexpected(anyhow::Error::new(e).context("the export's output failed"))
+fn sink_err(e: std::io::Error) -> ReportError {
+    CommonError::Unexpected(anyhow::Error::new(e).context("the export's output failed")).into()
 }
 
-fn check_period(
-    from: Option<DateTime<Utc>>,
-    to: Option<DateTime<Utc>>,
-) -> Result<(), ServiceError> {
+fn check_period(from: Option<DateTime<Utc>>, to: Option<DateTime<Utc>>) -> Result<(), ReportError> {
     match (from, to) {
-        (Some(from), Some(to)) if from >= to => Err(ServiceError::invalid(
-            "invalid_period",
-            format!(
-                "`from` ({}) must be earlier than `to` ({}); `to` is exclusive",
-                from.to_rfc3339(),
-                to.to_rfc3339()
-            ),
-        )),
+        (Some(from), Some(to)) if from >= to => Err(ReportError::InvalidPeriod(format!(
+            "`from` ({}) must be earlier than `to` ({}); `to` is exclusive",
+            from.to_rfc3339(),
+            to.to_rfc3339()
+        ))),
         _ => Ok(()),
     }
 }
@@ -228,7 +237,7 @@ impl ReportService {
     }
 
     /// A source by id (digits) or name.
-    async fn source(&self, wanted: Option<&str>) -> Result<Option<Source>, ServiceError> {
+    async fn source(&self, wanted: Option<&str>) -> Result<Option<Source>, ReportError> {
         let Some(wanted) = wanted.map(str::trim).filter(|w| !w.is_empty()) else {
             return Ok(None);
         };
@@ -239,7 +248,7 @@ impl ReportService {
         }
         match self.sources.find_by_name(wanted).await? {
             Some(source) => Ok(Some(source)),
-            None => Err(ServiceError::NotFound(format!("no source `{wanted}`"))),
+            None => Err(CommonError::NotFound(format!("no source `{wanted}`")).into()),
         }
     }
 
@@ -253,7 +262,7 @@ impl ReportService {
         &self,
         actor: &Actor,
         filter: &BackupReportFilter,
-    ) -> Result<BackupsCsv, ServiceError> {
+    ) -> Result<BackupsCsv, ReportError> {
         actor.require(Permission::Export)?;
         check_period(filter.from, filter.to)?;
         let source = self.source(filter.source.as_deref()).await?;
@@ -287,7 +296,7 @@ impl ReportService {
         &self,
         export: &BackupsCsv,
         sink: &mut dyn ReportSink,
-    ) -> Result<Written, ServiceError> {
+    ) -> Result<Written, ReportError> {
         let mut after = None;
         write_pages(
             sink,
@@ -313,7 +322,7 @@ impl ReportService {
         &self,
         actor: &Actor,
         filter: &AuditReportFilter,
-    ) -> Result<AuditCsv, ServiceError> {
+    ) -> Result<AuditCsv, ReportError> {
         actor.require(Permission::Export)?;
         check_period(filter.from, filter.to)?;
         let nonempty = |v: &Option<String>| v.clone().filter(|v| !v.is_empty());
@@ -352,7 +361,7 @@ impl ReportService {
         &self,
         export: &AuditCsv,
         sink: &mut dyn ReportSink,
-    ) -> Result<Written, ServiceError> {
+    ) -> Result<Written, ReportError> {
         let mut filter = export.filter.clone();
         write_pages(
             sink,
@@ -381,7 +390,7 @@ impl ReportService {
         &self,
         actor: &Actor,
         filter: &BackupReportFilter,
-    ) -> Result<PdfReport, ServiceError> {
+    ) -> Result<PdfReport, ReportError> {
         actor.require(Permission::Export)?;
         check_period(filter.from, filter.to)?;
         let now = self.clock.now();
@@ -424,7 +433,7 @@ impl ReportService {
     ///
     /// # Errors
     /// The renderer's failure.
-    pub fn render_pdf(&self, report: &PdfReport) -> Result<Vec<u8>, ServiceError> {
+    pub fn render_pdf(&self, report: &PdfReport) -> Result<Vec<u8>, ReportError> {
         self.renderer.pdf(&report.data).map_err(render_err)
     }
 
@@ -434,7 +443,7 @@ impl ReportService {
         source: Option<Source>,
         generated_by: String,
         now: DateTime<Utc>,
-    ) -> Result<ReportData, ServiceError> {
+    ) -> Result<ReportData, ReportError> {
         let first_day = period.from.date_naive();
         let last_day = (period.to - TimeDelta::microseconds(1))
             .date_naive()
@@ -463,12 +472,12 @@ impl ReportService {
                 after = Some((last.created_at, last.id));
             }
             for row in page {
-                *by_status.entry(row.status.clone()).or_default() += 1;
+                *by_status.entry(row.status.as_str().to_owned()).or_default() += 1;
                 logical = logical.saturating_add(row.size);
                 stored_added = stored_added.saturating_add(row.stored_bytes_added);
                 let bucket = (row.created_at.date_naive() - first_day).num_days() / per;
                 if let Some(counts) = usize::try_from(bucket).ok().and_then(|b| daily.get_mut(b)) {
-                    *counts.entry(row.status.clone()).or_default() += 1;
+                    *counts.entry(row.status.as_str().to_owned()).or_default() += 1;
                 }
                 if history.len() < PDF_HISTORY_ROWS {
                     history.push(row);
@@ -622,3 +631,6 @@ impl ReportService {
 pub fn export_filename(kind: &str, at: DateTime<Utc>, ext: &str) -> String {
     format!("coffer-{kind}-{}.{ext}", at.format("%Y%m%d-%H%M%S"))
 }
+
+#[cfg(test)]
+mod tests;

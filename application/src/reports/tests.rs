@@ -19,12 +19,13 @@ use coffer_domain::ports::{
 use coffer_domain::reports::{
     PDF_HISTORY_ROWS, RenderError, ReportData, ReportRenderer, StorageHistory, StorageSample,
 };
-use coffer_domain::{BackupId, SourceId};
+use coffer_domain::{BackupId, SnapshotId, SnapshotPrefix, SourceId};
 
+use crate::CodedError as _;
 use crate::test_fakes::FakeSources;
 use crate::{
-    AuditLog, AuditReportFilter, BackupReportFilter, Quota, QuotaState, ReportService, ReportSink,
-    ServiceError, StorageFigures, StorageUsage,
+    AuditLog, AuditReportFilter, BackupReportFilter, CommonError, Quota, QuotaState, ReportError,
+    ReportService, ReportSink, StorageFigures, StorageUsage,
 };
 
 fn now() -> DateTime<Utc> {
@@ -54,7 +55,7 @@ impl BackupCatalog for Catalog {
     async fn list(&self, _: u64) -> Result<Vec<CatalogEntry>, RepoError> {
         unreachable!()
     }
-    async fn find(&self, _: &str) -> Result<Option<CatalogEntry>, RepoError> {
+    async fn find(&self, _: &SnapshotPrefix) -> Result<Option<CatalogEntry>, RepoError> {
         unreachable!()
     }
     async fn latest_for_source(&self, _: SourceId) -> Result<Option<CatalogEntry>, RepoError> {
@@ -62,7 +63,7 @@ impl BackupCatalog for Catalog {
     }
     async fn record_verification(
         &self,
-        _: &str,
+        _: &SnapshotId,
         _: DateTime<Utc>,
         _: &str,
     ) -> Result<(), RepoError> {
@@ -93,10 +94,10 @@ impl BackupCatalog for Catalog {
             total,
         })
     }
-    async fn delete(&self, _: &str) -> Result<bool, RepoError> {
+    async fn delete(&self, _: &SnapshotId) -> Result<bool, RepoError> {
         unreachable!()
     }
-    async fn set_protected(&self, _: &str, _: bool) -> Result<bool, RepoError> {
+    async fn set_protected(&self, _: &SnapshotId, _: bool) -> Result<bool, RepoError> {
         unreachable!()
     }
     async fn stats(&self) -> Result<CatalogStats, RepoError> {
@@ -162,7 +163,7 @@ struct Storage;
 
 #[async_trait]
 impl StorageFigures for Storage {
-    async fn usage(&self) -> Result<StorageUsage, ServiceError> {
+    async fn usage(&self) -> Result<StorageUsage, CommonError> {
         Ok(StorageUsage {
             stored_bytes: 1_000,
             quota: Quota {
@@ -293,13 +294,13 @@ struct World {
 fn snapshot(id: i64, source: i64, at: DateTime<Utc>, status: &str) -> CatalogEntry {
     CatalogEntry {
         id: BackupId::new(id),
-        snapshot_id: format!("{id:064x}"),
+        snapshot_id: SnapshotId::parse(&format!("{id:064x}")).unwrap(),
         source_id: Some(SourceId::new(source)),
         source_name: format!("s{source}"),
         size: 10,
         created_at: at,
         finished_at: Some(at),
-        status: status.to_owned(),
+        status: status.parse().unwrap(),
         checksum: String::new(),
         encrypted: true,
         file_count: 1,
@@ -357,7 +358,7 @@ fn pdf(
     w: &World,
     actor: &Actor,
     f: &BackupReportFilter,
-) -> Result<(DateTime<Utc>, Vec<u8>), ServiceError> {
+) -> Result<(DateTime<Utc>, Vec<u8>), ReportError> {
     let report = block_on(w.service.prepare_pdf(actor, f))?;
     Ok((report.at, w.service.render_pdf(&report)?))
 }
@@ -390,16 +391,19 @@ fn only_export_may_export() {
         let f = BackupReportFilter::default();
         assert!(matches!(
             block_on(w.service.prepare_backups_csv(&a, &f)),
-            Err(ServiceError::Forbidden(_))
+            Err(ReportError::Common(CommonError::Forbidden(_)))
         ));
         assert!(matches!(
             block_on(
                 w.service
                     .prepare_audit_csv(&a, &AuditReportFilter::default())
             ),
-            Err(ServiceError::Forbidden(_))
+            Err(ReportError::Common(CommonError::Forbidden(_)))
         ));
-        assert!(matches!(pdf(&w, &a, &f), Err(ServiceError::Forbidden(_))));
+        assert!(matches!(
+            pdf(&w, &a, &f),
+            Err(ReportError::Common(CommonError::Forbidden(_)))
+        ));
     }
     assert!(
         w.trail.rows().is_empty(),
@@ -438,7 +442,7 @@ fn bad_periods_and_unknown_sources_are_refused() {
     };
     assert!(matches!(
         block_on(w.service.prepare_backups_csv(&admin, &f)),
-        Err(ServiceError::NotFound(_))
+        Err(ReportError::Common(CommonError::NotFound(_)))
     ));
     assert!(w.trail.rows().is_empty());
 }
@@ -583,7 +587,10 @@ fn the_pdf_gets_the_period_figures_capped_history_and_audit() {
         .filter(|r| r.created_at >= data.period.from && r.created_at < data.period.to)
         .collect::<Vec<_>>();
     assert_eq!(data.backups_in_period(), in_period.len() as u64);
-    let partial = in_period.iter().filter(|r| r.status == "partial").count() as u64;
+    let partial = in_period
+        .iter()
+        .filter(|r| r.status == coffer_domain::engine::SnapshotStatus::Partial)
+        .count() as u64;
     assert_eq!(
         data.backups_by_status,
         [
@@ -949,7 +956,7 @@ mod sampling {
         let disk = Arc::new(DiskGuard::new(
             Arc::new(FakeDisk::free_mb(100_000)),
             "/srv/coffer/repository".into(),
-            crate::disk::DiskThresholds {
+            crate::storage::DiskThresholds {
                 warning_free_mb: 10,
                 min_free_mb: 1,
             },

@@ -13,10 +13,42 @@ use coffer_domain::retention::Retention;
 use serde_json::{Value, json};
 
 use crate::audit::AuditLog;
-use crate::backups::BackupService;
-use crate::dashboard::RetentionStatus;
-use crate::error::ServiceError;
-use crate::storage::{Quota, StorageService};
+use crate::error::{CodedError, CommonError, ErrorClass};
+use crate::keys::KeyStatus;
+use crate::retention::{RetentionDefaults, RetentionStatus};
+use crate::storage::{Quota, QuotaControl};
+
+/// Errors of changing settings.
+#[derive(Debug, thiserror::Error)]
+pub enum SettingsError {
+    #[error(transparent)]
+    Common(#[from] CommonError),
+    /// `invalid_quota`.
+    #[error("{0}")]
+    InvalidQuota(String),
+    /// `invalid_retention`.
+    #[error("{0}")]
+    InvalidRetention(String),
+}
+
+impl CodedError for SettingsError {
+    fn code(&self) -> &'static str {
+        match self {
+            Self::Common(e) => e.code(),
+            Self::InvalidQuota(_) => "invalid_quota",
+            Self::InvalidRetention(_) => "invalid_retention",
+        }
+    }
+
+    fn class(&self) -> ErrorClass<'_> {
+        match self {
+            Self::Common(e) => CodedError::class(e),
+            Self::InvalidQuota(_) | Self::InvalidRetention(_) => ErrorClass::Business,
+        }
+    }
+}
+
+crate::error::common_conversions!(SettingsError);
 
 const QUOTA_KEY: &str = "quota";
 const RETENTION_KEY: &str = "retention";
@@ -77,10 +109,19 @@ pub struct SettingsChange {
     pub retention: Option<Option<RetentionStatus>>,
 }
 
+/// What the settings area holds of the other areas: ports, never their services.
+pub struct SettingsPorts {
+    /// Where the quota is put in force.
+    pub quota: Arc<dyn QuotaControl>,
+    /// Where the retention defaults are put in force.
+    pub retention: Arc<dyn RetentionDefaults>,
+    /// Whether the master key has been exported.
+    pub keys: Arc<dyn KeyStatus>,
+}
+
 pub struct SettingsService {
     repo: Arc<dyn SettingsRepository>,
-    storage: Arc<StorageService>,
-    backups: Arc<BackupService>,
+    ports: SettingsPorts,
     file_quota: QuotaMib,
     file_retention: RetentionStatus,
     audit: AuditLog,
@@ -94,16 +135,14 @@ impl SettingsService {
     #[must_use]
     pub fn new(
         repo: Arc<dyn SettingsRepository>,
-        storage: Arc<StorageService>,
-        backups: Arc<BackupService>,
+        ports: SettingsPorts,
         file_quota: QuotaMib,
         file_retention: RetentionStatus,
         audit: AuditLog,
     ) -> Self {
         Self {
             repo,
-            storage,
-            backups,
+            ports,
             file_quota,
             file_retention,
             audit,
@@ -116,12 +155,12 @@ impl SettingsService {
     ///
     /// # Errors
     /// Database failures.
-    pub async fn init(&self) -> Result<(), ServiceError> {
+    pub async fn init(&self) -> Result<(), SettingsError> {
         let _one_at_a_time = self.changing.lock().await;
         let quota = self.stored_quota().await?;
         let retention = self.stored_retention().await?;
         if let Some(q) = quota {
-            self.storage.put_quota(q.quota());
+            self.ports.quota.put_quota(q.quota());
             tracing::info!(
                 max_storage_mb = q.max_storage_mb,
                 warning_threshold_mb = q.warning_threshold_mb,
@@ -129,7 +168,7 @@ impl SettingsService {
             );
         }
         if let Some(r) = retention {
-            self.backups.set_retention_defaults(r);
+            self.ports.retention.set_retention_defaults(r);
             tracing::info!(
                 "the retention defaults set from the dashboard are in force (not the configuration file's)"
             );
@@ -141,12 +180,12 @@ impl SettingsService {
     ///
     /// # Errors
     /// `Forbidden` without `manage_system`; database failures.
-    pub async fn get(&self, actor: &Actor) -> Result<SystemSettings, ServiceError> {
+    pub async fn get(&self, actor: &Actor) -> Result<SystemSettings, SettingsError> {
         actor.require(Permission::ManageSystem)?;
         self.current().await
     }
 
-    async fn current(&self) -> Result<SystemSettings, ServiceError> {
+    async fn current(&self) -> Result<SystemSettings, SettingsError> {
         let quota = self.stored_quota().await?;
         let retention = self.stored_retention().await?;
         Ok(SystemSettings {
@@ -154,7 +193,7 @@ impl SettingsService {
             quota_from: origin(quota.is_some()),
             retention: retention.unwrap_or(self.file_retention),
             retention_from: origin(retention.is_some()),
-            key_exported: self.storage.key_was_exported().await?,
+            key_exported: self.ports.keys.key_was_exported().await?,
         })
     }
 
@@ -168,13 +207,15 @@ impl SettingsService {
         &self,
         actor: &Actor,
         change: SettingsChange,
-    ) -> Result<SystemSettings, ServiceError> {
+    ) -> Result<SystemSettings, SettingsError> {
         actor.require(Permission::ManageSystem)?;
         if let Some(Some(q)) = change.quota {
             check_quota(q)?;
         }
         if let Some(Some(r)) = change.retention {
-            crate::sources::check_retention(Some(r.defaults))?;
+            r.defaults
+                .check()
+                .map_err(|e| SettingsError::InvalidRetention(e.to_string()))?;
         }
         let _one_at_a_time = self.changing.lock().await;
         let before = self.current().await?;
@@ -189,7 +230,7 @@ impl SettingsService {
                 }
             }
             let q = quota.unwrap_or(self.file_quota);
-            self.storage.set_quota(q.quota()).await?;
+            self.ports.quota.set_quota(q.quota()).await?;
             what.push(format!(
                 "quota {} -> {}",
                 describe_quota(before.quota, before.quota_from),
@@ -208,7 +249,7 @@ impl SettingsService {
                 }
             }
             let r = retention.unwrap_or(self.file_retention);
-            self.backups.set_retention_defaults(r);
+            self.ports.retention.set_retention_defaults(r);
             what.push(format!(
                 "retention defaults {} -> {}",
                 describe_retention(before.retention, before.retention_from),
@@ -227,21 +268,21 @@ impl SettingsService {
         self.current().await
     }
 
-    async fn stored_quota(&self) -> Result<Option<QuotaMib>, ServiceError> {
+    async fn stored_quota(&self) -> Result<Option<QuotaMib>, SettingsError> {
         Ok(self
             .stored(QUOTA_KEY)
             .await?
             .and_then(|v| parse_or_warn(QUOTA_KEY, parse_quota(&v))))
     }
 
-    async fn stored_retention(&self) -> Result<Option<RetentionStatus>, ServiceError> {
+    async fn stored_retention(&self) -> Result<Option<RetentionStatus>, SettingsError> {
         Ok(self
             .stored(RETENTION_KEY)
             .await?
             .and_then(|v| parse_or_warn(RETENTION_KEY, parse_retention(&v))))
     }
 
-    async fn stored(&self, key: &str) -> Result<Option<Value>, ServiceError> {
+    async fn stored(&self, key: &str) -> Result<Option<Value>, SettingsError> {
         let Some(text) = self.repo.get(key).await? else {
             return Ok(None);
         };
@@ -273,21 +314,17 @@ fn parse_or_warn<T>(key: &str, parsed: Option<T>) -> Option<T> {
     parsed
 }
 
-fn check_quota(q: QuotaMib) -> Result<(), ServiceError> {
+fn check_quota(q: QuotaMib) -> Result<(), SettingsError> {
     if q.max_storage_mb > MAX_QUOTA_MB || q.warning_threshold_mb > MAX_QUOTA_MB {
-        return Err(ServiceError::invalid(
-            "invalid_quota",
-            format!("the quota and its warning threshold are at most {MAX_QUOTA_MB} MiB"),
-        ));
+        return Err(SettingsError::InvalidQuota(format!(
+            "the quota and its warning threshold are at most {MAX_QUOTA_MB} MiB"
+        )));
     }
     if q.max_storage_mb > 0 && q.warning_threshold_mb > q.max_storage_mb {
-        return Err(ServiceError::invalid(
-            "invalid_quota",
-            format!(
-                "the warning threshold ({} MiB) must not be above the quota ({} MiB)",
-                q.warning_threshold_mb, q.max_storage_mb
-            ),
-        ));
+        return Err(SettingsError::InvalidQuota(format!(
+            "the warning threshold ({} MiB) must not be above the quota ({} MiB)",
+            q.warning_threshold_mb, q.max_storage_mb
+        )));
     }
     Ok(())
 }
@@ -376,5 +413,4 @@ fn describe_retention(r: RetentionStatus, from: Origin) -> String {
 }
 
 #[cfg(test)]
-#[path = "settings_tests.rs"]
 mod tests;

@@ -2,20 +2,84 @@
 
 use std::sync::Arc;
 
-use coffer_domain::SourceId;
 use coffer_domain::audit::{AuditAction, AuditEntry};
 use coffer_domain::auth::{Actor, Permission};
-use coffer_domain::ports::{Clock, LocalPaths, Retention, Source, SourceRepository, SourceSpec};
+use coffer_domain::ports::{
+    Clock, LocalPaths, RepoError, Retention, Source, SourceRepository, SourceSpec,
+};
 use coffer_domain::schedule::Schedule;
+use coffer_domain::{JobId, SourceId};
 
 use crate::audit::AuditLog;
-use crate::error::ServiceError;
+use crate::error::{CodedError, CommonError, ErrorClass};
 use crate::jobs::ActiveJobs;
+use crate::paths::{own_directory, own_directory_message};
 
 /// Longest source name.
 pub const MAX_SOURCE_NAME: usize = 200;
-/// Largest retention count or age a source may set.
-pub const MAX_RETENTION: u32 = 100_000;
+
+/// Errors of managing sources.
+#[derive(Debug, thiserror::Error)]
+pub enum SourceError {
+    #[error(transparent)]
+    Common(#[from] CommonError),
+    /// `invalid_name`.
+    #[error("{0}")]
+    InvalidName(String),
+    /// `invalid_path`: not an absolute, readable directory, or one of Coffer's own.
+    #[error("{0}")]
+    InvalidPath(String),
+    /// `invalid_schedule`: not a five-field cron expression.
+    #[error("{0}")]
+    InvalidSchedule(String),
+    /// `invalid_retention`: a count or age out of range.
+    #[error("{0}")]
+    InvalidRetention(String),
+    /// `name_taken`.
+    #[error("{0}")]
+    NameTaken(String),
+    /// `job_running`: a backup of the source is queued or running.
+    #[error("{message}")]
+    JobRunning { job_id: JobId, message: String },
+}
+
+impl CodedError for SourceError {
+    fn code(&self) -> &'static str {
+        match self {
+            Self::Common(e) => e.code(),
+            Self::InvalidName(_) => "invalid_name",
+            Self::InvalidPath(_) => "invalid_path",
+            Self::InvalidSchedule(_) => "invalid_schedule",
+            Self::InvalidRetention(_) => "invalid_retention",
+            Self::NameTaken(_) => "name_taken",
+            Self::JobRunning { .. } => "job_running",
+        }
+    }
+
+    fn class(&self) -> ErrorClass<'_> {
+        match self {
+            Self::Common(e) => CodedError::class(e),
+            Self::JobRunning { job_id, .. } => ErrorClass::JobRunning(*job_id),
+            Self::InvalidName(_)
+            | Self::InvalidPath(_)
+            | Self::InvalidSchedule(_)
+            | Self::InvalidRetention(_)
+            | Self::NameTaken(_) => ErrorClass::Business,
+        }
+    }
+}
+
+crate::error::common_conversions!(SourceError);
+
+/// A source as asked for: checked and parsed by [`SourceService::create`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewSource {
+    pub name: String,
+    pub path: String,
+    /// A five-field cron expression (UTC); blank means none.
+    pub schedule: Option<String>,
+    pub retention: Option<Retention>,
+}
 
 /// A change to a source; `None` leaves a field as it is. `schedule` and `retention`
 /// take `Some(None)` to clear them.
@@ -51,68 +115,33 @@ pub struct SourceService {
 }
 
 /// Checks a name: trimmed, 1 to 200 characters, no control characters.
-fn check_name(name: &str) -> Result<String, ServiceError> {
+fn check_name(name: &str) -> Result<String, SourceError> {
     let name = name.trim();
     if name.is_empty() || name.chars().count() > MAX_SOURCE_NAME {
-        return Err(ServiceError::invalid(
-            "invalid_name",
-            format!("a source name has 1 to {MAX_SOURCE_NAME} characters"),
-        ));
+        return Err(SourceError::InvalidName(format!(
+            "a source name has 1 to {MAX_SOURCE_NAME} characters"
+        )));
     }
     if name.chars().any(char::is_control) {
-        return Err(ServiceError::invalid(
-            "invalid_name",
-            "a source name cannot contain control characters",
+        return Err(SourceError::InvalidName(
+            "a source name cannot contain control characters".to_owned(),
         ));
     }
     Ok(name.to_owned())
 }
 
-/// Refuses a directory that contains one of Coffer's own directories or lies in one:
-/// backing up the repository into itself would grow it with every run.
-pub(crate) fn check_not_own(dir: &str, protected: &[String]) -> Result<(), ServiceError> {
-    if let Some(own) = protected.iter().find(|p| crate::overlaps(dir, p)) {
-        return Err(ServiceError::invalid(
-            "invalid_path",
-            format!(
-                "{dir} contains or lies in {own}, one of Coffer's own directories (data, repository, restore roots)"
-            ),
-        ));
-    }
-    Ok(())
-}
-
-fn check_schedule(schedule: Option<String>) -> Result<Option<String>, ServiceError> {
+/// A schedule as typed (blank: none), parsed.
+fn check_schedule(schedule: Option<String>) -> Result<Option<Schedule>, SourceError> {
     schedule
         .filter(|s| !s.trim().is_empty())
-        .map(|s| {
-            Schedule::parse(&s)
-                .map(|p| p.as_str().to_owned())
-                .map_err(|e| ServiceError::invalid("invalid_schedule", e.to_string()))
-        })
+        .map(|s| Schedule::parse(&s).map_err(|e| SourceError::InvalidSchedule(e.to_string())))
         .transpose()
 }
 
-pub(crate) fn check_retention(
-    retention: Option<Retention>,
-) -> Result<Option<Retention>, ServiceError> {
-    if let Some(r) = retention
-        && [
-            r.max_backups,
-            r.max_age_days,
-            r.keep_within_days,
-            r.keep_daily,
-            r.keep_weekly,
-            r.keep_monthly,
-            r.keep_yearly,
-        ]
-        .iter()
-        .any(|n| *n > MAX_RETENTION)
-    {
-        return Err(ServiceError::invalid(
-            "invalid_retention",
-            format!("retention counts and ages are at most {MAX_RETENTION}"),
-        ));
+fn check_retention(retention: Option<Retention>) -> Result<Option<Retention>, SourceError> {
+    if let Some(r) = retention {
+        r.check()
+            .map_err(|e| SourceError::InvalidRetention(e.to_string()))?;
     }
     Ok(retention)
 }
@@ -148,10 +177,10 @@ impl SourceService {
         &self,
         actor: &Actor,
         text: &str,
-    ) -> Result<SchedulePreview, ServiceError> {
+    ) -> Result<SchedulePreview, SourceError> {
         actor.require(Permission::View)?;
-        let schedule = Schedule::parse(text)
-            .map_err(|e| ServiceError::invalid("invalid_schedule", e.to_string()))?;
+        let schedule =
+            Schedule::parse(text).map_err(|e| SourceError::InvalidSchedule(e.to_string()))?;
         Ok(SchedulePreview {
             cron: schedule.as_str().to_owned(),
             description: schedule.describe(),
@@ -163,7 +192,7 @@ impl SourceService {
     ///
     /// # Errors
     /// `Forbidden` without `view`.
-    pub async fn list(&self, actor: &Actor) -> Result<Vec<Source>, ServiceError> {
+    pub async fn list(&self, actor: &Actor) -> Result<Vec<Source>, SourceError> {
         actor.require(Permission::View)?;
         Ok(self.sources.list().await?)
     }
@@ -172,19 +201,20 @@ impl SourceService {
     ///
     /// # Errors
     /// `Forbidden` without `view`; `NotFound`.
-    pub async fn get(&self, actor: &Actor, id: SourceId) -> Result<Source, ServiceError> {
+    pub async fn get(&self, actor: &Actor, id: SourceId) -> Result<Source, SourceError> {
         actor.require(Permission::View)?;
-        self.sources
+        Ok(self
+            .sources
             .get(id)
             .await?
-            .ok_or_else(|| ServiceError::NotFound(format!("no source with id {id}")))
+            .ok_or_else(|| CommonError::NotFound(format!("no source with id {id}")))?)
     }
 
     /// A source by id (all digits) or by name.
     ///
     /// # Errors
     /// `Forbidden` without `view`; `NotFound`.
-    pub async fn find(&self, actor: &Actor, reference: &str) -> Result<Source, ServiceError> {
+    pub async fn find(&self, actor: &Actor, reference: &str) -> Result<Source, SourceError> {
         actor.require(Permission::View)?;
         if let Some(s) = self.sources.find_by_name(reference).await? {
             return Ok(s);
@@ -194,17 +224,17 @@ impl SourceService {
         {
             return Ok(s);
         }
-        Err(ServiceError::NotFound(format!(
-            "no source named `{reference}`"
-        )))
+        Err(CommonError::NotFound(format!("no source named `{reference}`")).into())
     }
 
-    fn readable_dir(&self, path: &str) -> Result<String, ServiceError> {
+    fn readable_dir(&self, path: &str) -> Result<String, SourceError> {
         let dir = self
             .paths
             .readable_dir(path)
-            .map_err(|e| ServiceError::invalid("invalid_path", e.to_string()))?;
-        check_not_own(&dir, &self.protected)?;
+            .map_err(|e| SourceError::InvalidPath(e.to_string()))?;
+        if let Some(own) = own_directory(&dir, &self.protected) {
+            return Err(SourceError::InvalidPath(own_directory_message(&dir, own)));
+        }
         Ok(dir)
     }
 
@@ -214,7 +244,7 @@ impl SourceService {
     /// # Errors
     /// `Forbidden` without `manage_system`; `Invalid` (name, path, schedule, retention);
     /// `Conflict` when the name is taken.
-    pub async fn create(&self, actor: &Actor, spec: SourceSpec) -> Result<Source, ServiceError> {
+    pub async fn create(&self, actor: &Actor, spec: NewSource) -> Result<Source, SourceError> {
         actor.require(Permission::ManageSystem)?;
         let spec = SourceSpec {
             name: check_name(&spec.name)?,
@@ -246,7 +276,7 @@ impl SourceService {
         actor: &Actor,
         id: SourceId,
         changes: SourceChanges,
-    ) -> Result<Source, ServiceError> {
+    ) -> Result<Source, SourceError> {
         actor.require(Permission::ManageSystem)?;
         let current = self.get(actor, id).await?;
         let spec = SourceSpec {
@@ -273,11 +303,11 @@ impl SourceService {
             .update(id, &spec, now)
             .await
             .map_err(|e| name_taken(e, &spec.name))?
-            .ok_or_else(|| ServiceError::NotFound(format!("no source with id {id}")))?;
+            .ok_or_else(|| CommonError::NotFound(format!("no source with id {id}")))?;
         if let Some(enabled) = changes.enabled.filter(|e| *e != source.enabled) {
-            let missing = || ServiceError::NotFound(format!("no source with id {id}"));
+            let missing = || CommonError::NotFound(format!("no source with id {id}"));
             if !self.sources.set_enabled(id, enabled, now).await? {
-                return Err(missing());
+                return Err(missing().into());
             }
             source = self.sources.get(id).await?.ok_or_else(missing)?;
         }
@@ -291,8 +321,8 @@ impl SourceService {
         if source.schedule != current.schedule {
             what.push(format!(
                 "schedule {} -> {}",
-                current.schedule.as_deref().unwrap_or("none"),
-                source.schedule.as_deref().unwrap_or("none")
+                current.schedule.as_ref().map_or("none", Schedule::as_str),
+                source.schedule.as_ref().map_or("none", Schedule::as_str)
             ));
         }
         if source.retention != current.retention {
@@ -323,11 +353,11 @@ impl SourceService {
     /// # Errors
     /// `Forbidden` without `manage_system`; `NotFound`; `JobRunning` while a backup of it
     /// is queued or running.
-    pub async fn delete(&self, actor: &Actor, id: SourceId) -> Result<(), ServiceError> {
+    pub async fn delete(&self, actor: &Actor, id: SourceId) -> Result<(), SourceError> {
         actor.require(Permission::ManageSystem)?;
         let current = self.get(actor, id).await?;
         if let Some(job_id) = self.active.backup_of(id) {
-            return Err(ServiceError::JobRunning {
+            return Err(SourceError::JobRunning {
                 job_id,
                 message: format!(
                     "a backup of `{}` is queued or running (job {job_id}); cancel it or wait",
@@ -336,7 +366,7 @@ impl SourceService {
             });
         }
         if !self.sources.delete(id).await? {
-            return Err(ServiceError::NotFound(format!("no source with id {id}")));
+            return Err(CommonError::NotFound(format!("no source with id {id}")).into());
         }
         self.audit
             .record(
@@ -349,12 +379,11 @@ impl SourceService {
     }
 }
 
-fn name_taken(e: coffer_domain::ports::RepoError, name: &str) -> ServiceError {
+fn name_taken(e: RepoError, name: &str) -> SourceError {
     match e {
-        coffer_domain::ports::RepoError::Conflict(_) => ServiceError::Conflict {
-            code: "name_taken",
-            message: format!("a source named `{name}` already exists"),
-        },
+        RepoError::Conflict(_) => {
+            SourceError::NameTaken(format!("a source named `{name}` already exists"))
+        }
         other => other.into(),
     }
 }

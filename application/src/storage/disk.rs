@@ -5,10 +5,18 @@
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+use async_trait::async_trait;
 use coffer_domain::alerts::{AlertKind, DiskMonitor, NewAlert, Severity};
 
-use crate::alerts::AlertService;
-use crate::error::ServiceError;
+use super::AdmissionError;
+use crate::alerts::AlertSink;
+use crate::error::CommonError;
+
+/// The volume's free space, read now (the dashboard's).
+#[async_trait]
+pub trait DiskCheck: Send + Sync {
+    async fn check(&self) -> Result<DiskStatus, CommonError>;
+}
 
 const MIB: u64 = 1024 * 1024;
 
@@ -60,7 +68,7 @@ pub struct DiskGuard {
     monitor: Arc<dyn DiskMonitor>,
     path: PathBuf,
     thresholds: DiskThresholds,
-    alerts: Arc<AlertService>,
+    alerts: Arc<dyn AlertSink>,
 }
 
 impl DiskGuard {
@@ -70,7 +78,7 @@ impl DiskGuard {
         monitor: Arc<dyn DiskMonitor>,
         path: PathBuf,
         thresholds: DiskThresholds,
-        alerts: Arc<AlertService>,
+        alerts: Arc<dyn AlertSink>,
     ) -> Self {
         Self {
             monitor,
@@ -90,7 +98,7 @@ impl DiskGuard {
     ///
     /// # Errors
     /// When the free space cannot be read or the alert cannot be stored.
-    pub async fn check(&self) -> Result<DiskStatus, ServiceError> {
+    pub async fn check(&self) -> Result<DiskStatus, CommonError> {
         let status = self.read()?;
         self.report(&status).await?;
         Ok(status)
@@ -102,8 +110,8 @@ impl DiskGuard {
     /// to stop backing up.
     ///
     /// # Errors
-    /// `InsufficientStorage` (`disk_full`) naming the free and the required space.
-    pub async fn ensure_room_for_backup(&self) -> Result<(), ServiceError> {
+    /// `DiskFull` naming the free and the required space.
+    pub async fn ensure_room_for_backup(&self) -> Result<(), AdmissionError> {
         let status = match self.read() {
             Ok(status) => status,
             Err(e) => {
@@ -117,20 +125,17 @@ impl DiskGuard {
         if status.below_reserve {
             // The mount point goes to the log and the alert, not to API clients.
             tracing::warn!(mount = %status.mount_point.display(), "backup refused: disk below its reserve");
-            return Err(ServiceError::InsufficientStorage {
-                code: "disk_full",
-                message: format!(
-                    "only {} MiB free on the repository's volume; backups need at least {} MiB \
-                     free (disk.min_free_mb). Free space on that volume, then try again",
-                    mib(status.available_bytes),
-                    self.thresholds.min_free_mb
-                ),
-            });
+            return Err(AdmissionError::DiskFull(format!(
+                "only {} MiB free on the repository's volume; backups need at least {} MiB \
+                 free (disk.min_free_mb). Free space on that volume, then try again",
+                mib(status.available_bytes),
+                self.thresholds.min_free_mb
+            )));
         }
         Ok(())
     }
 
-    fn read(&self) -> Result<DiskStatus, ServiceError> {
+    fn read(&self) -> Result<DiskStatus, CommonError> {
         let space = self.monitor.space(&self.path).map_err(|e| {
             anyhow::anyhow!("cannot read the free space of {}: {e}", self.path.display())
         })?;
@@ -144,7 +149,7 @@ impl DiskGuard {
         })
     }
 
-    async fn report(&self, status: &DiskStatus) -> Result<(), ServiceError> {
+    async fn report(&self, status: &DiskStatus) -> Result<(), CommonError> {
         let free = mib(status.available_bytes);
         let mount = status.mount_point.display();
         let alert = if status.below_reserve {
@@ -178,4 +183,11 @@ impl DiskGuard {
 
 const fn mib(bytes: u64) -> u64 {
     bytes / MIB
+}
+
+#[async_trait]
+impl DiskCheck for DiskGuard {
+    async fn check(&self) -> Result<DiskStatus, CommonError> {
+        Self::check(self).await
+    }
 }

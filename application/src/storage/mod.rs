@@ -18,18 +18,87 @@ use coffer_domain::reports::StorageHistory;
 use coffer_domain::units::human_bytes;
 use std::sync::OnceLock;
 
-use crate::alerts::AlertService;
+use async_trait::async_trait;
+
+use crate::alerts::AlertSink;
 use crate::audit::AuditLog;
-use crate::disk::DiskGuard;
-use crate::error::ServiceError;
+use crate::error::{CodedError, CommonError, ErrorClass};
+
+mod disk;
+
+pub use disk::{DiskCheck, DiskGuard, DiskLevel, DiskStatus, DiskThresholds};
+
+/// Why a backup may not start (or go on): both are HTTP 507.
+#[derive(Debug, thiserror::Error)]
+pub enum AdmissionError {
+    #[error(transparent)]
+    Common(#[from] CommonError),
+    /// `quota_exceeded`: the storage quota is used up.
+    #[error("{0}")]
+    QuotaExceeded(String),
+    /// `disk_full`: the repository's volume is below its reserve.
+    #[error("{0}")]
+    DiskFull(String),
+}
+
+impl CodedError for AdmissionError {
+    fn code(&self) -> &'static str {
+        match self {
+            Self::Common(e) => e.code(),
+            Self::QuotaExceeded(_) => "quota_exceeded",
+            Self::DiskFull(_) => "disk_full",
+        }
+    }
+
+    fn class(&self) -> ErrorClass<'_> {
+        match self {
+            Self::Common(e) => CodedError::class(e),
+            Self::QuotaExceeded(_) | Self::DiskFull(_) => ErrorClass::Business,
+        }
+    }
+}
+
+crate::error::common_conversions!(AdmissionError);
+
+/// Admission of backups against the quota and the disk's reserve, and the count of
+/// what they store: what the backup area holds.
+#[async_trait]
+pub trait Admission: Send + Sync {
+    /// Whether a new backup may start, and its share of the quota's room; keep it until
+    /// the backup's bytes are counted with [`Admission::added`].
+    async fn admit_backup(&self) -> Result<Arc<dyn StorageBudget>, AdmissionError>;
+    /// A backup committed `bytes` to storage.
+    async fn added(&self, bytes: u64) -> Result<(), CommonError>;
+    /// A backup of `source` was stopped because it would have passed the quota.
+    async fn backup_stopped_by_quota(&self, source: &str);
+}
+
+/// The bytes in storage after a prune: what the maintenance area holds.
+#[async_trait]
+pub trait StoredBytes: Send + Sync {
+    async fn set_stored(&self, bytes: u64) -> Result<(), CommonError>;
+}
+
+/// Storage use against the quota, for the reports and the dashboard.
+#[async_trait]
+pub trait StorageFigures: Send + Sync {
+    async fn usage(&self) -> Result<StorageUsage, CommonError>;
+}
+
+/// The quota, changed at run time: what the settings area holds.
+#[async_trait]
+pub trait QuotaControl: Send + Sync {
+    /// Puts a quota in force without touching the alerts (start-up).
+    fn put_quota(&self, quota: Quota);
+    /// Puts a quota in force and brings the quota's alerts up to date.
+    async fn set_quota(&self, quota: Quota) -> Result<StorageUsage, CommonError>;
+}
 
 /// The counter of bytes in storage.
 pub const STORED_BYTES: &str = "storage.stored_bytes";
 /// Set to 1 once `STORED_BYTES` has been counted from storage (a repository that
 /// predates the counter is counted once at start-up).
 const COUNTED: &str = "storage.counted";
-/// 1 once the current master key has been exported.
-const KEY_EXPORTED: &str = "key.exported";
 
 const MIB: u64 = 1024 * 1024;
 
@@ -154,7 +223,7 @@ pub struct StorageService {
     room: Arc<Room>,
     counters: Arc<dyn CounterRepository>,
     engine: Arc<dyn SnapshotEngine>,
-    alerts: Arc<AlertService>,
+    alerts: Arc<dyn AlertSink>,
     disk: Arc<DiskGuard>,
     quota: RwLock<Quota>,
     audit: AuditLog,
@@ -173,7 +242,7 @@ impl StorageService {
     pub fn new(
         counters: Arc<dyn CounterRepository>,
         engine: Arc<dyn SnapshotEngine>,
-        alerts: Arc<AlertService>,
+        alerts: Arc<dyn AlertSink>,
         disk: Arc<DiskGuard>,
         quota: Quota,
         audit: AuditLog,
@@ -238,11 +307,6 @@ impl StorageService {
     }
 
     #[must_use]
-    pub fn alerts(&self) -> &Arc<AlertService> {
-        &self.alerts
-    }
-
-    #[must_use]
     pub fn disk(&self) -> &Arc<DiskGuard> {
         &self.disk
     }
@@ -259,7 +323,7 @@ impl StorageService {
     ///
     /// # Errors
     /// Database failures reading the stored bytes (the quota is in force regardless).
-    pub async fn set_quota(&self, quota: Quota) -> Result<StorageUsage, ServiceError> {
+    pub async fn set_quota(&self, quota: Quota) -> Result<StorageUsage, CommonError> {
         self.put_quota(quota);
         let usage = self.usage().await?;
         self.evaluate(usage.stored_bytes).await;
@@ -276,22 +340,18 @@ impl StorageService {
             .store(quota.max_bytes.unwrap_or(NO_MAX), Ordering::SeqCst);
     }
 
-    /// Whether the current master key has been exported since it was made.
-    ///
-    /// # Errors
-    /// Database failures.
-    pub async fn key_was_exported(&self) -> Result<bool, ServiceError> {
-        Ok(self.counters.get(KEY_EXPORTED).await? != 0)
-    }
-
     /// Counts the repository once if its counter has never been set (a repository made
     /// before the counter existed); then the quota's alerts are brought up to date.
     ///
     /// # Errors
     /// Storage or database failures.
-    pub async fn init(&self) -> Result<StorageUsage, ServiceError> {
+    pub async fn init(&self) -> Result<StorageUsage, CommonError> {
         if self.counters.get(COUNTED).await? == 0 {
-            let bytes = self.engine.stored_bytes().await?;
+            let bytes = self
+                .engine
+                .stored_bytes()
+                .await
+                .map_err(CommonError::unexpected)?;
             self.counters.set(STORED_BYTES, to_i64(bytes)).await?;
             self.counters.set(COUNTED, 1).await?;
             tracing::info!(bytes, "counted the bytes in storage");
@@ -303,44 +363,14 @@ impl StorageService {
             usage
         };
         self.evaluate(usage.stored_bytes).await;
-        if self.counters.get(KEY_EXPORTED).await? == 0 {
-            self.raise_key_not_exported().await;
-        }
         Ok(usage)
-    }
-
-    async fn raise_key_not_exported(&self) {
-        self.alerts
-            .raise_best_effort(NewAlert::new(
-                AlertKind::KeyNotExported,
-                Severity::Warning,
-                "the master key has never been exported: if this machine's key file is lost, \
-                 every backup is lost with it. Run `coffer key export` and keep the key \
-                 somewhere safe, away from this server",
-            ))
-            .await;
-    }
-
-    /// The master key was exported (`true`), or replaced by one that has not been
-    /// (`false`): the `key_not_exported` alert is cleared or raised. Failures are logged.
-    pub async fn key_exported(&self, exported: bool) {
-        if let Err(e) = self.counters.set(KEY_EXPORTED, i64::from(exported)).await {
-            tracing::error!(error = %e, "cannot record the key export");
-        }
-        if exported {
-            if let Err(e) = self.alerts.clear(AlertKind::KeyNotExported, None).await {
-                tracing::error!(error = %e, "cannot clear the key alert");
-            }
-        } else {
-            self.raise_key_not_exported().await;
-        }
     }
 
     /// The bytes in storage and where they stand against the quota.
     ///
     /// # Errors
     /// Database failures.
-    pub async fn usage(&self) -> Result<StorageUsage, ServiceError> {
+    pub async fn usage(&self) -> Result<StorageUsage, CommonError> {
         let stored = u64::try_from(self.counters.get(STORED_BYTES).await?).unwrap_or(0);
         self.room.stored.store(stored, Ordering::SeqCst);
         let quota = self.quota();
@@ -359,22 +389,19 @@ impl StorageService {
     /// are counted ([`StorageService::added`]).
     ///
     /// # Errors
-    /// `InsufficientStorage`; database failures.
-    pub async fn admit_backup(&self) -> Result<Arc<Allowance>, ServiceError> {
+    /// `QuotaExceeded`, `DiskFull`; database failures.
+    pub async fn admit_backup(&self) -> Result<Arc<Allowance>, AdmissionError> {
         self.disk.ensure_room_for_backup().await?;
         let usage = self.usage().await?;
         match usage.quota.max_bytes {
             Some(max) if usage.stored_bytes >= max => {
                 self.evaluate(usage.stored_bytes).await;
-                Err(ServiceError::InsufficientStorage {
-                    code: "quota_exceeded",
-                    message: format!(
-                        "the storage quota is used up ({} of {}); free space with retention \
-                         and prune, or raise quota.max_storage_mb",
-                        human_bytes(usage.stored_bytes),
-                        human_bytes(max)
-                    ),
-                })
+                Err(AdmissionError::QuotaExceeded(format!(
+                    "the storage quota is used up ({} of {}); free space with retention and \
+                     prune, or raise quota.max_storage_mb",
+                    human_bytes(usage.stored_bytes),
+                    human_bytes(max)
+                )))
             }
             // Handed out without a quota too, so that one set while this backup runs
             // holds it from its next chunk on.
@@ -389,7 +416,7 @@ impl StorageService {
     ///
     /// # Errors
     /// Database failures.
-    pub async fn added(&self, bytes: u64) -> Result<(), ServiceError> {
+    pub async fn added(&self, bytes: u64) -> Result<(), CommonError> {
         let mut sampled = self.sampling.lock().await;
         let now = u64::try_from(self.counters.add(STORED_BYTES, to_i64(bytes)).await?).unwrap_or(0);
         self.room.stored.store(now, Ordering::SeqCst);
@@ -415,16 +442,11 @@ impl StorageService {
             .await;
     }
 
-    /// The counters, for the maintenance jobs' own bookkeeping.
-    pub(crate) fn counters(&self) -> &Arc<dyn CounterRepository> {
-        &self.counters
-    }
-
     /// The repository now occupies `bytes` (after a prune or a recount).
     ///
     /// # Errors
     /// Database failures.
-    pub async fn set_stored(&self, bytes: u64) -> Result<(), ServiceError> {
+    pub async fn set_stored(&self, bytes: u64) -> Result<(), CommonError> {
         let mut sampled = self.sampling.lock().await;
         self.counters.set(STORED_BYTES, to_i64(bytes)).await?;
         self.room.stored.store(bytes, Ordering::SeqCst);
@@ -435,15 +457,37 @@ impl StorageService {
         Ok(())
     }
 
+    /// Storage use against the quota, and the storage volume's free space read now
+    /// (its own result: a volume that cannot be read does not hide the usage).
+    ///
+    /// # Errors
+    /// `Forbidden` without `view`; database failures.
+    pub async fn show(
+        &self,
+        actor: &Actor,
+    ) -> Result<(StorageUsage, Result<DiskStatus, CommonError>), CommonError> {
+        actor.require(Permission::View)?;
+        let usage = self.usage().await?;
+        let disk = self.disk.check().await;
+        if let Err(e) = &disk {
+            tracing::warn!(error = %e, "cannot read the free disk space");
+        }
+        Ok((usage, disk))
+    }
+
     /// Counts the bytes in storage object by object and resets the counter to it.
     /// Returns (counter before, count).
     ///
     /// # Errors
     /// `Forbidden` without `manage_system`; storage or database failures.
-    pub async fn recount(&self, actor: &Actor) -> Result<(u64, u64), ServiceError> {
+    pub async fn recount(&self, actor: &Actor) -> Result<(u64, u64), CommonError> {
         actor.require(Permission::ManageSystem)?;
         let before = self.usage().await?.stored_bytes;
-        let counted = self.engine.stored_bytes().await?;
+        let counted = self
+            .engine
+            .stored_bytes()
+            .await
+            .map_err(CommonError::unexpected)?;
         self.set_stored(counted).await?;
         self.audit
             .record(
@@ -500,11 +544,51 @@ impl StorageService {
                     self.alerts.clear(AlertKind::QuotaWarning, None).await?;
                 }
             }
-            Ok::<(), ServiceError>(())
+            Ok::<(), CommonError>(())
         };
         if let Err(e) = outcome.await {
             tracing::error!(error = %e, "cannot update the quota alerts");
         }
+    }
+}
+
+#[async_trait]
+impl Admission for StorageService {
+    async fn admit_backup(&self) -> Result<Arc<dyn StorageBudget>, AdmissionError> {
+        Ok(Self::admit_backup(self).await?)
+    }
+
+    async fn added(&self, bytes: u64) -> Result<(), CommonError> {
+        Self::added(self, bytes).await
+    }
+
+    async fn backup_stopped_by_quota(&self, source: &str) {
+        Self::backup_stopped_by_quota(self, source).await;
+    }
+}
+
+#[async_trait]
+impl StoredBytes for StorageService {
+    async fn set_stored(&self, bytes: u64) -> Result<(), CommonError> {
+        Self::set_stored(self, bytes).await
+    }
+}
+
+#[async_trait]
+impl StorageFigures for StorageService {
+    async fn usage(&self) -> Result<StorageUsage, CommonError> {
+        Self::usage(self).await
+    }
+}
+
+#[async_trait]
+impl QuotaControl for StorageService {
+    fn put_quota(&self, quota: Quota) {
+        Self::put_quota(self, quota);
+    }
+
+    async fn set_quota(&self, quota: Quota) -> Result<StorageUsage, CommonError> {
+        Self::set_quota(self, quota).await
     }
 }
 

@@ -6,11 +6,56 @@ use coffer_domain::UserId;
 use coffer_domain::audit::{AuditAction, AuditEntry};
 use coffer_domain::auth::{Actor, Permission, Role, Username, check_password};
 use coffer_domain::crypto::PasswordHasher;
-use coffer_domain::ports::{Clock, RoleRepository, StoredRole, User, UserChanges, UserRepository};
+use coffer_domain::ports::{
+    Clock, RepoError, RoleRepository, StoredRole, User, UserChanges, UserRepository,
+};
 use coffer_domain::secrets::Secret;
 
 use crate::audit::AuditLog;
-use crate::error::ServiceError;
+use crate::error::{CodedError, CommonError, ErrorClass};
+
+/// Errors of managing user accounts.
+#[derive(Debug, thiserror::Error)]
+pub enum UserError {
+    #[error(transparent)]
+    Common(#[from] CommonError),
+    /// `invalid_username`.
+    #[error("{0}")]
+    InvalidUsername(String),
+    /// `weak_password`.
+    #[error("{0}")]
+    WeakPassword(String),
+    /// `username_taken`.
+    #[error("{0}")]
+    UsernameTaken(String),
+    /// `last_admin`: the change would leave no active admin.
+    #[error("{0}")]
+    LastAdmin(String),
+}
+
+impl CodedError for UserError {
+    fn code(&self) -> &'static str {
+        match self {
+            Self::Common(e) => e.code(),
+            Self::InvalidUsername(_) => "invalid_username",
+            Self::WeakPassword(_) => "weak_password",
+            Self::UsernameTaken(_) => "username_taken",
+            Self::LastAdmin(_) => "last_admin",
+        }
+    }
+
+    fn class(&self) -> ErrorClass<'_> {
+        match self {
+            Self::Common(e) => CodedError::class(e),
+            Self::InvalidUsername(_)
+            | Self::WeakPassword(_)
+            | Self::UsernameTaken(_)
+            | Self::LastAdmin(_) => ErrorClass::Business,
+        }
+    }
+}
+
+crate::error::common_conversions!(UserError);
 
 pub struct UserService {
     users: Arc<dyn UserRepository>,
@@ -20,8 +65,8 @@ pub struct UserService {
     audit: AuditLog,
 }
 
-fn parse_username(raw: &str) -> Result<Username, ServiceError> {
-    Username::parse(raw).map_err(|e| ServiceError::invalid("invalid_username", e.to_string()))
+fn parse_username(raw: &str) -> Result<Username, UserError> {
+    Username::parse(raw).map_err(|e| UserError::InvalidUsername(e.to_string()))
 }
 
 impl UserService {
@@ -44,19 +89,20 @@ impl UserService {
 
     /// # Errors
     /// `Forbidden` without `manage_users`.
-    pub async fn list(&self, actor: &Actor) -> Result<Vec<User>, ServiceError> {
+    pub async fn list(&self, actor: &Actor) -> Result<Vec<User>, UserError> {
         actor.require(Permission::ManageUsers)?;
         Ok(self.users.list().await?)
     }
 
     /// # Errors
     /// `Forbidden` without `manage_users`; `NotFound`.
-    pub async fn get(&self, actor: &Actor, id: UserId) -> Result<User, ServiceError> {
+    pub async fn get(&self, actor: &Actor, id: UserId) -> Result<User, UserError> {
         actor.require(Permission::ManageUsers)?;
-        self.users
+        Ok(self
+            .users
             .get(id)
             .await?
-            .ok_or_else(|| ServiceError::NotFound(format!("no user with id {id}")))
+            .ok_or_else(|| CommonError::NotFound(format!("no user with id {id}")))?)
     }
 
     /// # Errors
@@ -67,22 +113,19 @@ impl UserService {
         username: &str,
         password: &Secret,
         role: Role,
-    ) -> Result<User, ServiceError> {
+    ) -> Result<User, UserError> {
         actor.require(Permission::ManageUsers)?;
         let username = parse_username(username)?;
         check_password(password.expose(), &username)
-            .map_err(|e| ServiceError::invalid("weak_password", e.to_string()))?;
+            .map_err(|e| UserError::WeakPassword(e.to_string()))?;
         let hash = self.hasher.hash(password).await?;
         let user = self
             .users
             .create(&username, &hash, role, self.clock.now())
             .await
-            .map_err(|e| match ServiceError::from(e) {
-                ServiceError::Conflict { message, .. } => ServiceError::Conflict {
-                    code: "username_taken",
-                    message,
-                },
-                other => other,
+            .map_err(|e| match e {
+                RepoError::Conflict(message) => UserError::UsernameTaken(message),
+                other => other.into(),
             })?;
         self.audit
             .record(
@@ -104,7 +147,7 @@ impl UserService {
         actor: &Actor,
         id: UserId,
         changes: &UserChanges,
-    ) -> Result<User, ServiceError> {
+    ) -> Result<User, UserError> {
         actor.require(Permission::ManageUsers)?;
         let current = self.get(actor, id).await?;
         let loses_admin = current.role == Role::Admin
@@ -119,20 +162,17 @@ impl UserService {
                 .filter(|u| u.id != id && u.role == Role::Admin && u.is_active)
                 .count();
             if other_admins == 0 {
-                return Err(ServiceError::Conflict {
-                    code: "last_admin",
-                    message: format!(
-                        "`{}` is the last active admin; make another admin first",
-                        current.username
-                    ),
-                });
+                return Err(UserError::LastAdmin(format!(
+                    "`{}` is the last active admin; make another admin first",
+                    current.username
+                )));
             }
         }
         let updated = self
             .users
             .update(id, changes, self.clock.now())
             .await?
-            .ok_or_else(|| ServiceError::NotFound(format!("no user with id {id}")))?;
+            .ok_or_else(|| CommonError::NotFound(format!("no user with id {id}")))?;
         let mut what = Vec::new();
         if updated.role != current.role {
             what.push(format!("role {} -> {}", current.role, updated.role));
@@ -169,17 +209,17 @@ impl UserService {
         actor: &Actor,
         id: UserId,
         password: &Secret,
-    ) -> Result<User, ServiceError> {
+    ) -> Result<User, UserError> {
         actor.require(Permission::ManageUsers)?;
         let user = self.get(actor, id).await?;
         check_password(password.expose(), &user.username)
-            .map_err(|e| ServiceError::invalid("weak_password", e.to_string()))?;
+            .map_err(|e| UserError::WeakPassword(e.to_string()))?;
         let hash = self.hasher.hash(password).await?;
         let user = self
             .users
             .set_password_hash(id, &hash, self.clock.now())
             .await?
-            .ok_or_else(|| ServiceError::NotFound(format!("no user with id {id}")))?;
+            .ok_or_else(|| CommonError::NotFound(format!("no user with id {id}")))?;
         self.audit
             .record(
                 AuditEntry::new(
@@ -201,7 +241,7 @@ impl UserService {
     ///
     /// # Errors
     /// `Forbidden` without `view`.
-    pub async fn roles(&self, actor: &Actor) -> Result<Vec<StoredRole>, ServiceError> {
+    pub async fn roles(&self, actor: &Actor) -> Result<Vec<StoredRole>, UserError> {
         actor.require(Permission::View)?;
         Ok(self.roles.list().await?)
     }
@@ -214,7 +254,7 @@ impl UserService {
         &self,
         actor: &Actor,
         password: &Secret,
-    ) -> Result<Option<User>, ServiceError> {
+    ) -> Result<Option<User>, UserError> {
         actor.require(Permission::ManageUsers)?;
         if self.users.count().await? > 0 {
             return Ok(None);
@@ -228,11 +268,12 @@ impl UserService {
     ///
     /// # Errors
     /// `Forbidden`; `NotFound`.
-    pub async fn get_by_name(&self, actor: &Actor, username: &str) -> Result<User, ServiceError> {
+    pub async fn get_by_name(&self, actor: &Actor, username: &str) -> Result<User, UserError> {
         actor.require(Permission::ManageUsers)?;
-        self.users
+        Ok(self
+            .users
             .find_by_username(username)
             .await?
-            .ok_or_else(|| ServiceError::NotFound(format!("no user named `{username}`")))
+            .ok_or_else(|| CommonError::NotFound(format!("no user named `{username}`")))?)
     }
 }

@@ -1,33 +1,67 @@
 //! `coffer prune`, `coffer check` and `coffer storage`: repository upkeep from the CLI,
 //! as the local system administrator, under the same rules (and locks) as the server.
+//! `--json` is the API's schema for the same thing (a prune or check job's result, the
+//! storage figures) with the report's further details beside it.
 
 use std::process::ExitCode;
 use std::sync::Arc;
 
-use coffer_domain::engine::{Cancel, Progress};
+use coffer_config::Settings;
+use coffer_domain::engine::Progress;
+use coffer_domain::jobs::JobResult;
+use coffer_http::schema::{JobResultDto, StorageDto, to_json};
 use serde_json::json;
 
-use crate::cli_backup::{counted_bar, human};
-use crate::{coffer_services, local_admin};
+use super::{counted_bar, human, interruptible, local_admin, print_json, services};
 
-/// A cancel that Ctrl-C triggers (the work stops at its next safe point).
-fn interruptible() -> Cancel {
-    let cancel = Cancel::default();
-    let on_interrupt = cancel.clone();
-    tokio::spawn(async move {
-        if tokio::signal::ctrl_c().await.is_ok() {
-            on_interrupt.cancel();
-        }
-    });
-    cancel
+#[derive(Debug, clap::Args)]
+pub struct PruneArgs {
+    /// Report what would be deleted and repacked; change nothing.
+    #[arg(long)]
+    dry_run: bool,
+    /// Machine-readable output: a prune job's result (`JobResult` schema) and the
+    /// report's details.
+    #[arg(long)]
+    json: bool,
 }
 
-pub async fn prune(
-    settings: &coffer_config::Settings,
-    dry_run: bool,
+#[derive(Debug, clap::Args)]
+pub struct CheckArgs {
+    /// Percent of the stored data to re-read (1–100; 100 reads everything).
+    #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u8).range(1..=100))]
+    share: u8,
+    /// Machine-readable output: a check job's result (`JobResult` schema) and the
+    /// report's details.
+    #[arg(long)]
     json: bool,
-) -> anyhow::Result<ExitCode> {
-    let services = coffer_services(settings).await?;
+}
+
+#[derive(Debug, clap::Subcommand)]
+pub enum StorageCommand {
+    /// Show stored bytes, quota and free disk space.
+    Show {
+        /// Machine-readable output: the API's `Storage` schema.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Count the repository's bytes object by object and correct the usage counter.
+    Recount {
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+/// `base` (a JSON object) with `more`'s fields added.
+fn with(mut base: serde_json::Value, more: serde_json::Value) -> serde_json::Value {
+    if let (Some(object), serde_json::Value::Object(extra)) = (base.as_object_mut(), more) {
+        object.extend(extra);
+    }
+    base
+}
+
+pub async fn prune(settings: &Settings, args: PruneArgs) -> anyhow::Result<ExitCode> {
+    let PruneArgs { dry_run, json } = args;
+    let services = services(settings).await?;
     let progress = Arc::new(Progress::default());
     let bar = counted_bar(
         &progress,
@@ -45,21 +79,16 @@ pub async fn prune(
     services.db.close().await?;
     let r = result?;
     if json {
-        out!(
-            "{}",
-            serde_json::to_string_pretty(&json!({
+        print_json(&with(
+            to_json(&JobResultDto::from(JobResult::of_prune(&r))),
+            json!({
                 "dry_run": r.dry_run,
-                "snapshots": r.snapshots,
                 "packs_before": r.packs_before,
-                "packs_deleted": r.packs_deleted,
-                "packs_repacked": r.packs_repacked,
                 "packs_written": r.packs_written,
                 "orphan_packs_deleted": r.orphan_packs_deleted,
                 "blobs_removed": r.blobs_removed,
-                "bytes_before": r.bytes_before,
-                "bytes_after": r.bytes_after,
-            }))?
-        );
+            }),
+        ))?;
     } else {
         let verb = if r.dry_run { "would be" } else { "were" };
         out!(
@@ -89,39 +118,27 @@ pub async fn prune(
     Ok(ExitCode::SUCCESS)
 }
 
-pub async fn check(
-    settings: &coffer_config::Settings,
-    share_percent: u8,
-    json: bool,
-) -> anyhow::Result<ExitCode> {
-    let services = coffer_services(settings).await?;
+pub async fn check(settings: &Settings, args: CheckArgs) -> anyhow::Result<ExitCode> {
+    let CheckArgs { share, json } = args;
+    let services = services(settings).await?;
     let progress = Arc::new(Progress::default());
     let bar = counted_bar(&progress, json, "checking", "packs");
     let result = services
         .maintenance
-        .check(&local_admin(), share_percent, progress, interruptible())
+        .check(&local_admin(), share, progress, interruptible())
         .await;
     if let Some(bar) = bar {
         bar.finish();
     }
     services.db.close().await?;
     let (r, slice) = result?;
+    let ok = r.ok();
     if json {
-        out!(
-            "{}",
-            serde_json::to_string_pretty(&json!({
-                "ok": r.ok(),
-                "snapshots": r.snapshots,
-                "trees": r.trees,
-                "slice": slice.index,
-                "slices": slice.count,
-                "packs_total": r.packs_total,
-                "packs_read": r.packs_read,
-                "bytes_read": r.bytes_read,
-                "problems": r.problems,
-                "damaged_snapshots": r.damaged_snapshots,
-            }))?
-        );
+        let (trees, packs_total) = (r.trees, r.packs_total);
+        print_json(&with(
+            to_json(&JobResultDto::from(JobResult::of_check(r, slice))),
+            json!({"trees": trees, "packs_total": packs_total}),
+        ))?;
     } else {
         out!(
             "{} snapshots, {} trees: structure checked. Data slice {} of {}: {} of {} packs read ({}).",
@@ -133,7 +150,7 @@ pub async fn check(
             r.packs_total,
             human(r.bytes_read)
         );
-        if r.ok() {
+        if ok {
             out!("No damage found.");
         } else {
             out!("DAMAGE FOUND:");
@@ -145,78 +162,63 @@ pub async fn check(
             }
         }
     }
-    Ok(if r.ok() {
+    Ok(if ok {
         ExitCode::SUCCESS
     } else {
         ExitCode::FAILURE
     })
 }
 
-pub async fn storage_show(
-    settings: &coffer_config::Settings,
-    json: bool,
-) -> anyhow::Result<ExitCode> {
-    let services = coffer_services(settings).await?;
-    let usage = services.storage.usage().await?;
-    let disk = services.storage.disk().check().await;
+pub async fn storage(settings: &Settings, command: StorageCommand) -> anyhow::Result<ExitCode> {
+    match command {
+        StorageCommand::Show { json } => show(settings, json).await,
+        StorageCommand::Recount { json } => recount(settings, json).await,
+    }
+}
+
+async fn show(settings: &Settings, json: bool) -> anyhow::Result<ExitCode> {
+    let services = services(settings).await?;
+    let shown = services.storage.show(&local_admin()).await;
     services.db.close().await?;
+    let (usage, disk) = shown?;
     if json {
-        let disk = disk.as_ref().ok();
-        out!(
-            "{}",
-            serde_json::to_string_pretty(&json!({
-                "stored_bytes": usage.stored_bytes,
-                "quota_bytes": usage.quota.max_bytes,
-                "warning_bytes": usage.quota.warning_bytes,
-                "quota_state": usage.state.as_str(),
-                "disk_free_bytes": disk.map(|d| d.available_bytes),
-                "disk_total_bytes": disk.map(|d| d.total_bytes),
-            }))?
-        );
-    } else {
-        out!(
-            "stored: {}{}",
-            human(usage.stored_bytes),
-            usage.quota.max_bytes.map_or_else(
-                || " (no quota)".to_owned(),
-                |m| format!(" of a {} quota ({})", human(m), usage.state.as_str())
-            )
-        );
-        match disk {
-            Ok(d) => out!(
-                "disk: {} free of {} on {}{}",
-                human(d.available_bytes),
-                human(d.total_bytes),
-                d.mount_point.display(),
-                if d.below_reserve {
-                    " — BELOW THE RESERVE: backups are refused"
-                } else if d.low {
-                    " — low"
-                } else {
-                    ""
-                }
-            ),
-            Err(e) => out!("disk: cannot read the free space ({e})"),
-        }
+        print_json(&to_json(&StorageDto::new(&usage, disk.as_ref().ok())))?;
+        return Ok(ExitCode::SUCCESS);
+    }
+    out!(
+        "stored: {}{}",
+        human(usage.stored_bytes),
+        usage.quota.max_bytes.map_or_else(
+            || " (no quota)".to_owned(),
+            |m| format!(" of a {} quota ({})", human(m), usage.state.as_str())
+        )
+    );
+    match disk {
+        Ok(d) => out!(
+            "disk: {} free of {} on {}{}",
+            human(d.available_bytes),
+            human(d.total_bytes),
+            d.mount_point.display(),
+            if d.below_reserve {
+                " — BELOW THE RESERVE: backups are refused"
+            } else if d.low {
+                " — low"
+            } else {
+                ""
+            }
+        ),
+        Err(e) => out!("disk: cannot read the free space ({e})"),
     }
     Ok(ExitCode::SUCCESS)
 }
 
-pub async fn storage_recount(
-    settings: &coffer_config::Settings,
-    json: bool,
-) -> anyhow::Result<ExitCode> {
-    let services = coffer_services(settings).await?;
+async fn recount(settings: &Settings, json: bool) -> anyhow::Result<ExitCode> {
+    let services = services(settings).await?;
     let result = services.storage.recount(&local_admin()).await;
     services.db.close().await?;
     let (before, counted) = result?;
     if json {
-        out!(
-            "{}",
-            serde_json::to_string_pretty(
-                &json!({"counter_before": before, "stored_bytes": counted})
-            )?
-        );
+        print_json(&json!({"counter_before": before, "stored_bytes": counted}))?;
     } else if before == counted {
         out!("stored: {} (the counter was right)", human(counted));
     } else {

@@ -20,7 +20,7 @@ use chrono::{DateTime, Utc};
 use clap::{Args, Subcommand};
 use coffer_application::{AuditReportFilter, BackupReportFilter, ReportSink};
 
-use crate::{coffer_services, local_admin};
+use super::{local_admin, services};
 
 #[derive(Debug, Subcommand)]
 pub enum ReportCommand {
@@ -243,7 +243,7 @@ pub async fn run(settings: &coffer_config::Settings, command: ReportCommand) -> 
     // The file can be written (or the export is refused) before anything is exported
     // and audited.
     let staged = Staged::create(&out.output, out.force)?;
-    let services = coffer_services(settings).await?;
+    let services = services(settings).await?;
     let actor = local_admin();
     let reports = &services.reports;
     let result = async {

@@ -3,11 +3,12 @@
 //! snapshot per source, and the scheduler's state on `sources`.
 
 use chrono::TimeDelta;
-use coffer_domain::SourceId;
 use coffer_domain::engine::{SnapshotStatus, SnapshotSummary};
 use coffer_domain::ports::{
     BackupCatalog, CatalogStats, CounterRepository, SourceRepository, SourceSpec,
 };
+use coffer_domain::schedule::Schedule;
+use coffer_domain::{SnapshotId, SourceId};
 use sea_orm::ActiveValue::Set;
 use sea_orm::{ActiveModelTrait as _, DatabaseConnection};
 
@@ -17,6 +18,16 @@ use crate::entities::backups;
 /// A 64-digit hex snapshot id made of `n`.
 fn snap(n: u8) -> String {
     format!("{n:02x}").repeat(32)
+}
+
+/// Snapshot `n`'s id.
+fn sid(n: u8) -> SnapshotId {
+    SnapshotId::parse(&snap(n)).expect("an id")
+}
+
+/// A schedule.
+fn cron(text: &str) -> Schedule {
+    Schedule::parse(text).expect("a schedule")
 }
 
 fn summary(n: u8, source: &str, started: i64, status: SnapshotStatus) -> SnapshotSummary {
@@ -183,7 +194,7 @@ unmigrated!(
         );
         assert_exact(&db, "the backfill").await;
         // And they are kept from there on.
-        assert!(db.catalog().delete(&snap(2)).await.expect("delete"));
+        assert!(db.catalog().delete(&sid(2)).await.expect("delete"));
         assert_exact(&db, "a delete after the backfill").await;
     }
 );
@@ -248,10 +259,10 @@ contract!(
         assert_exact(&db, "a refused insert").await;
 
         // Deletes, of present and missing rows.
-        assert!(catalog.delete(&snap(3)).await.expect("delete"));
-        assert!(catalog.delete(&snap(1)).await.expect("delete"));
-        assert!(!catalog.delete(&snap(1)).await.expect("delete again"));
-        assert!(!catalog.delete(&snap(42)).await.expect("delete missing"));
+        assert!(catalog.delete(&sid(3)).await.expect("delete"));
+        assert!(catalog.delete(&sid(1)).await.expect("delete"));
+        assert!(!catalog.delete(&sid(1)).await.expect("delete again"));
+        assert!(!catalog.delete(&sid(42)).await.expect("delete missing"));
         assert_exact(&db, "deletes").await;
 
         // A backup whose source went away while it ran is kept without a source (the
@@ -270,20 +281,15 @@ contract!(
         assert_exact(&db, "an insert retried without its source").await;
 
         // Other writes leave the figures alone.
-        assert!(
-            catalog
-                .set_protected(&snap(2), true)
-                .await
-                .expect("protect")
-        );
+        assert!(catalog.set_protected(&sid(2), true).await.expect("protect"));
         catalog
-            .record_verification(&snap(2), t(50), "ok")
+            .record_verification(&sid(2), t(50), "ok")
             .await
             .expect("verify");
         assert_exact(&db, "protect and verify").await;
 
         // The last partial snapshot goes: its status may stay listed, at 0.
-        assert!(catalog.delete(&snap(6)).await.expect("delete"));
+        assert!(catalog.delete(&sid(6)).await.expect("delete"));
         assert_exact(&db, "the last partial removed").await;
         let stats = catalog.stats().await.expect("stats");
         assert!(
@@ -332,7 +338,7 @@ contract!(
             .flat_map(|n| std::iter::repeat_n(n, 3))
             .map(|n| {
                 let catalog = catalog.clone();
-                tokio::spawn(async move { catalog.delete(&snap(n)).await })
+                tokio::spawn(async move { catalog.delete(&sid(n)).await })
             })
             .collect();
         let mut removed = 0;
@@ -456,7 +462,7 @@ contract!(
         let latest = catalog.latest_per_source().await.expect("latest");
         let got: Vec<(SourceId, String)> = latest
             .iter()
-            .map(|(id, e)| (*id, e.snapshot_id.clone()))
+            .map(|(id, e)| (*id, e.snapshot_id.to_string()))
             .collect();
         assert_eq!(got, vec![(a.id, snap(2)), (b.id, snap(6))]);
         for (id, entry) in &latest {
@@ -477,7 +483,7 @@ contract!(
 contract!(source_schedule_state_contract, |db: Database| async move {
     let sources = db.sources();
     let spec = |schedule: Option<&str>| SourceSpec {
-        schedule: schedule.map(str::to_owned),
+        schedule: schedule.map(cron),
         ..SourceSpec::plain("s", "/s")
     };
     let s = sources
@@ -489,7 +495,7 @@ contract!(source_schedule_state_contract, |db: Database| async move {
 
     assert!(
         sources
-            .set_next_run(s.id, "0 3 * * *", Some(t(100)))
+            .set_next_run(s.id, &cron("0 3 * * *"), Some(t(100)))
             .await
             .expect("plan")
     );
@@ -499,13 +505,13 @@ contract!(source_schedule_state_contract, |db: Database| async move {
     // Planned with a schedule the source no longer has: refused, nothing written.
     assert!(
         !sources
-            .set_next_run(s.id, "0 4 * * *", Some(t(5)))
+            .set_next_run(s.id, &cron("0 4 * * *"), Some(t(5)))
             .await
             .expect("stale plan")
     );
     assert!(
         !sources
-            .record_run(s.id, "0 4 * * *", t(5), Some(t(6)))
+            .record_run(s.id, &cron("0 4 * * *"), t(5), Some(t(6)))
             .await
             .expect("stale run")
     );
@@ -517,7 +523,7 @@ contract!(source_schedule_state_contract, |db: Database| async move {
 
     assert!(
         sources
-            .record_run(s.id, "0 3 * * *", t(100), Some(t(200)))
+            .record_run(s.id, &cron("0 3 * * *"), t(100), Some(t(200)))
             .await
             .expect("run")
     );
@@ -556,7 +562,7 @@ contract!(source_schedule_state_contract, |db: Database| async move {
     );
     assert!(
         sources
-            .set_next_run(s.id, "*/5 * * * *", Some(t(300)))
+            .set_next_run(s.id, &cron("*/5 * * * *"), Some(t(300)))
             .await
             .expect("plan")
     );
@@ -580,7 +586,7 @@ contract!(source_schedule_state_contract, |db: Database| async move {
         .expect("update");
     assert!(
         sources
-            .set_next_run(s.id, "0 3 * * *", Some(t(400)))
+            .set_next_run(s.id, &cron("0 3 * * *"), Some(t(400)))
             .await
             .expect("plan")
     );
@@ -609,13 +615,13 @@ contract!(source_schedule_state_contract, |db: Database| async move {
     );
     assert!(
         !sources
-            .set_next_run(missing, "0 3 * * *", None)
+            .set_next_run(missing, &cron("0 3 * * *"), None)
             .await
             .expect("missing")
     );
     assert!(
         !sources
-            .record_run(missing, "0 3 * * *", t(0), None)
+            .record_run(missing, &cron("0 3 * * *"), t(0), None)
             .await
             .expect("missing")
     );

@@ -45,7 +45,10 @@ impl BackupCatalog for DefaultPaging {
     async fn list(&self, limit: u64) -> Result<Vec<CatalogEntry>, RepoError> {
         self.0.list(limit).await
     }
-    async fn find(&self, id: &str) -> Result<Option<CatalogEntry>, RepoError> {
+    async fn find(
+        &self,
+        id: &coffer_domain::SnapshotPrefix,
+    ) -> Result<Option<CatalogEntry>, RepoError> {
         self.0.find(id).await
     }
     async fn latest_for_source(
@@ -56,7 +59,7 @@ impl BackupCatalog for DefaultPaging {
     }
     async fn record_verification(
         &self,
-        id: &str,
+        id: &coffer_domain::SnapshotId,
         at: chrono::DateTime<chrono::Utc>,
         result: &str,
     ) -> Result<(), RepoError> {
@@ -65,10 +68,14 @@ impl BackupCatalog for DefaultPaging {
     async fn query(&self, filter: &BackupFilter) -> Result<Page<CatalogEntry>, RepoError> {
         self.0.query(filter).await
     }
-    async fn delete(&self, id: &str) -> Result<bool, RepoError> {
+    async fn delete(&self, id: &coffer_domain::SnapshotId) -> Result<bool, RepoError> {
         self.0.delete(id).await
     }
-    async fn set_protected(&self, id: &str, protected: bool) -> Result<bool, RepoError> {
+    async fn set_protected(
+        &self,
+        id: &coffer_domain::SnapshotId,
+        protected: bool,
+    ) -> Result<bool, RepoError> {
         self.0.set_protected(id, protected).await
     }
     async fn stats(&self) -> Result<coffer_domain::ports::CatalogStats, RepoError> {
@@ -91,7 +98,7 @@ async fn all_pages(catalog: &dyn BackupCatalog, filter: &BackupFilter, size: u64
             return out;
         };
         after = Some((last.created_at, last.id));
-        out.extend(page.iter().map(|e| e.snapshot_id[..2].to_owned()));
+        out.extend(page.iter().map(|e| e.snapshot_id.prefix(2).to_owned()));
     }
 }
 

@@ -3,9 +3,9 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 use chrono::{DateTime, Utc};
-use coffer_application::ServiceError;
+use coffer_application::{DirPage, Paging};
 use coffer_domain::SourceId;
-use coffer_domain::engine::{ArchiveFormat, EntryInfo, EntryKind};
+use coffer_domain::engine::{ArchiveFormat, EntryInfo, EntryKind, SnapshotStatus};
 use coffer_domain::ports::{BackupFilter, CatalogEntry};
 use poem::Body;
 use poem::web::Data;
@@ -19,7 +19,7 @@ use super::dto::Text;
 use super::jobs::JobAccepted;
 use crate::AppState;
 use crate::auth::Auth;
-use crate::error::{ApiError, ErrorBody, ErrorDetail};
+use crate::error::{ApiError, RequestError};
 
 /// One snapshot in the catalog.
 #[derive(Debug, Object)]
@@ -61,10 +61,10 @@ pub struct BackupDto {
 impl From<CatalogEntry> for BackupDto {
     fn from(e: CatalogEntry) -> Self {
         Self {
-            id: e.snapshot_id,
+            id: e.snapshot_id.to_string(),
             source_id: e.source_id.map(SourceId::get),
             source_name: e.source_name,
-            status: e.status,
+            status: e.status.as_str().to_owned(),
             created_at: e.created_at,
             finished_at: e.finished_at,
             duration_ms: e.duration_ms,
@@ -76,7 +76,7 @@ impl From<CatalogEntry> for BackupDto {
             checksum: e.checksum,
             encrypted: e.encrypted,
             warnings: e.warnings,
-            parent_id: e.parent_snapshot_id,
+            parent_id: e.parent_snapshot_id.map(|p| p.to_string()),
             protected: e.protected,
             verified_at: e.verified_at,
             verify_result: e.verify_result,
@@ -165,6 +165,17 @@ pub struct TreePage {
     pub total: u64,
 }
 
+impl From<DirPage> for TreePage {
+    fn from(page: DirPage) -> Self {
+        Self {
+            snapshot_id: page.snapshot.snapshot_id.to_string(),
+            path: page.path,
+            total: page.entries.total,
+            items: page.entries.items.into_iter().map(Into::into).collect(),
+        }
+    }
+}
+
 /// Archive formats for downloads.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Enum)]
 #[oai(rename_all = "lowercase")]
@@ -245,10 +256,10 @@ fn one_source(body: &StartBackupRequest) -> Result<Option<i64>, ApiError> {
     match (&body.source_id, &body.source) {
         (Some(id), None) => Ok(Some(*id)),
         (None, Some(_)) => Ok(None),
-        _ => Err(ApiError::from(ServiceError::invalid(
-            "invalid_request",
+        _ => Err(ApiError::request(
+            RequestError::InvalidRequest,
             "name the source with exactly one of `source_id` and `source`",
-        ))),
+        )),
     }
 }
 
@@ -274,13 +285,11 @@ impl BackupsApi {
         let id = if let Some(id) = one_source(&body.0)? {
             SourceId::new(id)
         } else {
-            actor
-                .require(coffer_domain::auth::Permission::Backup)
-                .map_err(ServiceError::from)?;
+            actor.require(coffer_domain::auth::Permission::Backup)?;
             let name = body.0.source.as_deref().unwrap_or_default();
             state.sources.find(actor, name).await?.id
         };
-        let job = state.jobs.start_backup(actor, id).await?;
+        let job = state.backups.start(actor, id).await?;
         Ok(JobAccepted::from_status(job))
     }
 
@@ -302,7 +311,7 @@ impl BackupsApi {
         body: Json<RestoreRequest>,
     ) -> Result<JobAccepted, ApiError> {
         let job = state
-            .jobs
+            .restores
             .start_restore(
                 auth.actor(),
                 &id.0,
@@ -335,15 +344,29 @@ impl BackupsApi {
             Option<u64>,
         >,
     ) -> Result<Json<BackupPage>, ApiError> {
+        let status = match status.0.as_deref().map(str::parse::<SnapshotStatus>) {
+            None => None,
+            Some(Ok(status)) => Some(status),
+            Some(Err(_)) => {
+                // No snapshot has any other status: the page is empty, as a filter
+                // that matches nothing answers.
+                auth.actor()
+                    .require(coffer_domain::auth::Permission::View)?;
+                return Ok(Json(BackupPage {
+                    items: Vec::new(),
+                    total: 0,
+                }));
+            }
+        };
         let filter = BackupFilter {
             source_id: source_id.0.map(SourceId::new),
-            status: status.0,
+            status,
             from: from.0,
             to: to.0,
             limit: limit.0.unwrap_or(50),
             offset: offset.0.unwrap_or(0),
         };
-        let page = state.backups.list(auth.actor(), filter).await?;
+        let page = state.catalog.list(auth.actor(), filter).await?;
         Ok(Json(BackupPage {
             total: page.total,
             items: page.items.into_iter().map(Into::into).collect(),
@@ -362,7 +385,7 @@ impl BackupsApi {
         state: Data<&Arc<AppState>>,
         id: Path<String>,
     ) -> Result<Json<BackupDto>, ApiError> {
-        Ok(Json(state.backups.find(auth.actor(), &id.0).await?.into()))
+        Ok(Json(state.catalog.find(auth.actor(), &id.0).await?.into()))
     }
 
     /// Delete a snapshot.
@@ -382,7 +405,7 @@ impl BackupsApi {
         state: Data<&Arc<AppState>>,
         id: Path<String>,
     ) -> Result<NoContent, ApiError> {
-        state.backups.delete(auth.actor(), &id.0).await?;
+        state.catalog.delete(auth.actor(), &id.0).await?;
         Ok(NoContent::Done)
     }
 
@@ -403,7 +426,7 @@ impl BackupsApi {
         id: Path<String>,
     ) -> Result<Json<BackupDto>, ApiError> {
         let e = state
-            .backups
+            .catalog
             .set_protected(auth.actor(), &id.0, true)
             .await?;
         Ok(Json(e.into()))
@@ -424,7 +447,7 @@ impl BackupsApi {
         id: Path<String>,
     ) -> Result<Json<BackupDto>, ApiError> {
         let e = state
-            .backups
+            .catalog
             .set_protected(auth.actor(), &id.0, false)
             .await?;
         Ok(Json(e.into()))
@@ -450,7 +473,7 @@ impl BackupsApi {
         read_data: Query<Option<bool>>,
     ) -> Result<JobAccepted, ApiError> {
         let job = state
-            .jobs
+            .restores
             .start_verify(auth.actor(), &id.0, read_data.0.unwrap_or(false))
             .await?;
         Ok(JobAccepted::from_status(job))
@@ -480,21 +503,18 @@ impl BackupsApi {
         >,
     ) -> Result<Json<TreePage>, ApiError> {
         let page = state
-            .backups
+            .catalog
             .browse(
                 auth.actor(),
                 &id.0,
                 path.0.as_deref(),
-                limit.0.unwrap_or(200),
-                offset.0.unwrap_or(0),
+                Some(Paging {
+                    limit: limit.0.unwrap_or(200),
+                    offset: offset.0.unwrap_or(0),
+                }),
             )
             .await?;
-        Ok(Json(TreePage {
-            snapshot_id: page.snapshot.snapshot_id,
-            path: page.path,
-            total: page.entries.total,
-            items: page.entries.items.into_iter().map(Into::into).collect(),
-        }))
+        Ok(Json(page.into()))
     }
 
     /// Download from a snapshot.
@@ -525,22 +545,14 @@ impl BackupsApi {
             ArchiveFormatDto::Zip => ArchiveFormat::Zip,
         };
         let Ok(permit) = DOWNLOADS.try_acquire() else {
-            return Err(ApiError::TooManyRequests(
-                Json(ErrorBody {
-                    error: ErrorDetail {
-                        code: "too_many_downloads".to_owned(),
-                        message: format!(
-                            "{MAX_DOWNLOADS} downloads are already streaming; try again shortly"
-                        ),
-                        job_id: None,
-                    },
-                }),
-                Some(5),
+            return Err(ApiError::request(
+                RequestError::TooManyDownloads,
+                format!("{MAX_DOWNLOADS} downloads are already streaming; try again shortly"),
             ));
         };
         let actor = auth.actor().clone();
         let plan = state
-            .backups
+            .catalog
             .prepare_download(&actor, &id.0, path.0.as_deref(), format)
             .await?;
         let (tx, rx) = tokio::sync::mpsc::channel::<std::io::Result<Bytes>>(8);
@@ -550,10 +562,10 @@ impl BackupsApi {
             buf: Vec::with_capacity(PIECE),
         };
         let disposition = super::dto::attachment(&plan.filename);
-        let backups = Arc::clone(&state.backups);
+        let catalog = Arc::clone(&state.catalog);
         tokio::spawn(async move {
             let _permit = permit;
-            if let Err(e) = backups
+            if let Err(e) = catalog
                 .stream_download(&actor, &plan, Box::new(writer))
                 .await
             {

@@ -3,7 +3,8 @@
 use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
-use coffer_application::{Dashboard, SourceOverview, Task};
+use coffer_application::jobs::Task;
+use coffer_application::{Dashboard, SourceOverview};
 use poem::web::Data;
 use poem_openapi::payload::Json;
 use poem_openapi::{Enum, Object, OpenApi};
@@ -112,13 +113,13 @@ impl From<SourceOverview> for SourceOverviewDto {
             name: s.name,
             path: s.path,
             enabled: s.enabled,
-            schedule: s.schedule,
+            schedule: s.schedule.map(|schedule| schedule.as_str().to_owned()),
             next_run_at: s.next_run_at,
             last_run_at: s.last_run_at,
             last_backup: s.last_backup.map(|e| LastBackupDto {
-                snapshot_id: e.snapshot_id,
+                snapshot_id: e.snapshot_id.to_string(),
                 created_at: e.created_at,
-                status: e.status,
+                status: e.status.as_str().to_owned(),
                 size: e.size,
                 duration_ms: e.duration_ms,
             }),

@@ -178,8 +178,8 @@ impl From<JobResult> for JobResultDto {
                 bytes_added,
                 warnings,
             } => Self {
-                snapshot_id: Some(snapshot_id),
-                status: Some(status),
+                snapshot_id: Some(snapshot_id.to_string()),
+                status: Some(status.as_str().to_owned()),
                 files: Some(files),
                 bytes: Some(bytes),
                 bytes_added: Some(bytes_added),
@@ -194,7 +194,7 @@ impl From<JobResult> for JobResultDto {
                 symlinks,
                 bytes,
             } => Self {
-                snapshot_id: Some(snapshot_id),
+                snapshot_id: Some(snapshot_id.to_string()),
                 target: Some(target),
                 files: Some(files),
                 dirs: Some(dirs),
@@ -209,7 +209,7 @@ impl From<JobResult> for JobResultDto {
                 damaged_files,
                 bytes_read,
             } => Self {
-                snapshot_id: Some(snapshot_id),
+                snapshot_id: Some(snapshot_id.to_string()),
                 ok: Some(ok),
                 problems: Some(problems),
                 damaged_files: Some(damaged_files),
@@ -318,7 +318,7 @@ impl From<JobStatus> for JobDto {
             kind: job.kind().into(),
             state: job.state.into(),
             source_id: job.source_id.map(SourceId::get),
-            snapshot_id: job.snapshot_id,
+            snapshot_id: job.snapshot_id.map(|id| id.to_string()),
             requested_by: job.requested_by,
             params,
             progress: JobProgressDto {
@@ -375,11 +375,7 @@ impl JobAccepted {
 fn job_id(raw: &str) -> Result<JobId, ApiError> {
     raw.parse::<uuid::Uuid>()
         .map(JobId::from_uuid)
-        .map_err(|_| {
-            ApiError::from(coffer_application::ServiceError::NotFound(format!(
-                "no job {raw}"
-            )))
-        })
+        .map_err(|_| coffer_application::CommonError::NotFound(format!("no job {raw}")).into())
 }
 
 pub struct JobsApi;

@@ -2,7 +2,7 @@
 
 use std::sync::Arc;
 
-use coffer_application::QuotaState;
+use coffer_application::{DiskStatus, QuotaState, StorageUsage};
 use poem::web::Data;
 use poem_openapi::param::Query;
 use poem_openapi::payload::Json;
@@ -61,6 +61,23 @@ pub struct StorageDto {
     pub disk_below_reserve: bool,
 }
 
+impl StorageDto {
+    /// Storage use, and the volume's free space when it could be read.
+    #[must_use]
+    pub fn new(usage: &StorageUsage, disk: Option<&DiskStatus>) -> Self {
+        Self {
+            stored_bytes: usage.stored_bytes,
+            quota_bytes: usage.quota.max_bytes,
+            warning_bytes: usage.quota.warning_bytes,
+            quota_state: usage.state.into(),
+            disk_free_bytes: disk.map(|d| d.available_bytes),
+            disk_total_bytes: disk.map(|d| d.total_bytes),
+            disk_low: disk.is_some_and(|d| d.low),
+            disk_below_reserve: disk.is_some_and(|d| d.below_reserve),
+        }
+    }
+}
+
 pub struct MaintenanceApi;
 
 #[OpenApi(prefix_path = "/api", tag = "ApiTags::Maintenance")]
@@ -84,7 +101,7 @@ impl MaintenanceApi {
         auth: Auth,
         state: Data<&Arc<AppState>>,
     ) -> Result<JobAccepted, ApiError> {
-        let job = state.jobs.start_prune(auth.actor()).await?;
+        let job = state.maintenance.start_prune(auth.actor()).await?;
         Ok(JobAccepted::from_status(job))
     }
 
@@ -111,7 +128,7 @@ impl MaintenanceApi {
         >,
     ) -> Result<JobAccepted, ApiError> {
         let job = state
-            .jobs
+            .maintenance
             .start_check(auth.actor(), share_percent.0.unwrap_or(DEFAULT_CHECK_SHARE))
             .await?;
         Ok(JobAccepted::from_status(job))
@@ -129,24 +146,7 @@ impl MaintenanceApi {
         auth: Auth,
         state: Data<&Arc<AppState>>,
     ) -> Result<Json<StorageDto>, ApiError> {
-        auth.actor()
-            .require(coffer_domain::auth::Permission::View)
-            .map_err(coffer_application::ServiceError::from)?;
-        let usage = state.storage.usage().await?;
-        let disk = state.storage.disk().check().await;
-        if let Err(e) = &disk {
-            tracing::warn!(error = %e, "cannot read the free disk space");
-        }
-        let disk = disk.ok();
-        Ok(Json(StorageDto {
-            stored_bytes: usage.stored_bytes,
-            quota_bytes: usage.quota.max_bytes,
-            warning_bytes: usage.quota.warning_bytes,
-            quota_state: usage.state.into(),
-            disk_free_bytes: disk.as_ref().map(|d| d.available_bytes),
-            disk_total_bytes: disk.as_ref().map(|d| d.total_bytes),
-            disk_low: disk.as_ref().is_some_and(|d| d.low),
-            disk_below_reserve: disk.as_ref().is_some_and(|d| d.below_reserve),
-        }))
+        let (usage, disk) = state.storage.show(auth.actor()).await?;
+        Ok(Json(StorageDto::new(&usage, disk.ok().as_ref())))
     }
 }

@@ -6,7 +6,7 @@ use async_trait::async_trait;
 use bytes::Bytes;
 use chrono::{DateTime, Utc};
 use coffer_application::{
-    AuditReportFilter, BackupReportFilter, ReportSink, ServiceError, Written, export_filename,
+    AuditReportFilter, BackupReportFilter, ReportError, ReportSink, Written, export_filename,
 };
 use poem::Body;
 use poem::web::Data;
@@ -68,7 +68,7 @@ fn streamed_csv<F>(
     export: impl FnOnce(ChannelSink) -> F,
 ) -> CsvExport
 where
-    F: Future<Output = (ChannelSink, Result<Written, ServiceError>)> + Send + 'static,
+    F: Future<Output = (ChannelSink, Result<Written, ReportError>)> + Send + 'static,
 {
     let (tx, rx) = tokio::sync::mpsc::channel::<std::io::Result<Bytes>>(4);
     let job = export(ChannelSink(tx));

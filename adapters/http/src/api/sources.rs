@@ -1,9 +1,9 @@
 use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
-use coffer_application::{RetentionReport, SourceChanges};
+use coffer_application::{NewSource, RetentionReport, SourceChanges};
 use coffer_domain::SourceId;
-use coffer_domain::ports::{Retention, Source, SourceSpec};
+use coffer_domain::ports::{Retention, Source};
 use poem::web::Data;
 use poem_openapi::param::{Path, Query};
 use poem_openapi::payload::Json;
@@ -127,7 +127,7 @@ impl From<Source> for SourceDto {
             id: s.id.get(),
             name: s.name,
             path: s.path,
-            schedule: s.schedule,
+            schedule: s.schedule.map(|schedule| schedule.as_str().to_owned()),
             retention: s.retention.map(Into::into),
             created_at: s.created_at,
             updated_at: s.updated_at,
@@ -249,7 +249,7 @@ impl From<RetentionReport> for RetentionReportDto {
                 .verdicts
                 .into_iter()
                 .map(|v| RetentionVerdictDto {
-                    id: v.id,
+                    id: v.id.to_string(),
                     created_at: v.created_at,
                     keep: v.keep,
                     reasons: v.reasons,
@@ -296,7 +296,7 @@ impl SourcesApi {
             .sources
             .create(
                 auth.actor(),
-                SourceSpec {
+                NewSource {
                     name: b.name.into(),
                     path: b.path.into(),
                     schedule: b.schedule.map(Into::into),
@@ -389,10 +389,7 @@ impl SourcesApi {
         #[oai(validator(min_length = 1, max_length = 200))] source: Query<String>,
     ) -> Result<Json<RetentionReportDto>, ApiError> {
         let found = state.sources.find(auth.actor(), &source.0).await?;
-        let report = state
-            .backups
-            .retention_preview(auth.actor(), found.id)
-            .await?;
+        let report = state.retention.preview(auth.actor(), found.id).await?;
         Ok(Json(report.into()))
     }
 
@@ -421,8 +418,8 @@ impl SourcesApi {
             MaybeUndefined::Null | MaybeUndefined::Undefined => None,
         };
         let report = state
-            .backups
-            .retention_simulate(auth.actor(), found.id, rules)
+            .retention
+            .simulate(auth.actor(), found.id, rules)
             .await?;
         Ok(Json(report.into()))
     }
@@ -474,13 +471,9 @@ impl SourcesApi {
         #[oai(validator(min_length = 1, max_length = 200))] source: Query<String>,
     ) -> Result<Json<RetentionReportDto>, ApiError> {
         auth.actor()
-            .require(coffer_domain::auth::Permission::ManageSystem)
-            .map_err(coffer_application::ServiceError::from)?;
+            .require(coffer_domain::auth::Permission::ManageSystem)?;
         let found = state.sources.find(auth.actor(), &source.0).await?;
-        let report = state
-            .backups
-            .apply_retention(auth.actor(), found.id)
-            .await?;
+        let report = state.retention.apply(auth.actor(), found.id).await?;
         Ok(Json(report.into()))
     }
 }

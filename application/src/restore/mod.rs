@@ -1,0 +1,434 @@
+//! Reading snapshots back: restores (into the server's restore roots when asked over the
+//! API, anywhere from the local CLI) and verification, at once or as jobs.
+
+use std::path::{Component, Path};
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use coffer_domain::audit::{AuditAction, AuditEntry};
+use coffer_domain::auth::{Actor, Permission};
+use coffer_domain::engine::{Cancel, Progress, RestoreReport, SnapshotEngine, VerifyReport};
+use coffer_domain::jobs::{JobParams, JobResult};
+use coffer_domain::ports::{BackupCatalog, CatalogEntry, Clock, LocalPaths};
+use coffer_domain::{SnapshotId, SnapshotRef};
+
+use crate::audit::AuditLog;
+use crate::catalog::lookup;
+use crate::error::{CodedError, CommonError, EngineError, ErrorClass};
+use crate::jobs::{JobExecutor, JobFailure, JobQueue, JobStatus, SubmitError};
+use crate::paths::snapshot_path;
+
+/// Errors of restoring and verifying.
+#[derive(Debug, thiserror::Error)]
+pub enum RestoreError {
+    #[error(transparent)]
+    Common(#[from] CommonError),
+    #[error(transparent)]
+    Engine(#[from] EngineError),
+    /// `job_running`, `queue_full`, `shutting_down`.
+    #[error(transparent)]
+    Submit(#[from] SubmitError),
+    /// `restore_target_not_allowed`: outside the restore roots (symlinks resolved).
+    #[error("{0}")]
+    TargetNotAllowed(String),
+    /// `restore_target_not_empty`.
+    #[error("{0}")]
+    TargetNotEmpty(String),
+}
+
+impl CodedError for RestoreError {
+    fn code(&self) -> &'static str {
+        match self {
+            Self::Common(e) => e.code(),
+            Self::Engine(e) => e.code(),
+            Self::Submit(e) => e.code(),
+            Self::TargetNotAllowed(_) => "restore_target_not_allowed",
+            Self::TargetNotEmpty(_) => "restore_target_not_empty",
+        }
+    }
+
+    fn class(&self) -> ErrorClass<'_> {
+        match self {
+            Self::Common(e) => CodedError::class(e),
+            Self::Engine(e) => CodedError::class(e),
+            Self::Submit(e) => e.class(),
+            Self::TargetNotAllowed(_) | Self::TargetNotEmpty(_) => ErrorClass::Business,
+        }
+    }
+}
+
+crate::error::common_conversions!(RestoreError);
+crate::error::engine_conversion!(RestoreError);
+
+pub struct RestoreService {
+    engine: Arc<dyn SnapshotEngine>,
+    catalog: Arc<dyn BackupCatalog>,
+    paths: Arc<dyn LocalPaths>,
+    /// Absolute directories a restore over the API may write under (checked with
+    /// symlinks resolved). The first is where a restore goes when no target is given.
+    restore_roots: Vec<String>,
+    queue: Arc<dyn JobQueue>,
+    clock: Arc<dyn Clock>,
+    audit: AuditLog,
+}
+
+impl RestoreService {
+    #[must_use]
+    #[allow(clippy::too_many_arguments)]
+    pub fn new(
+        engine: Arc<dyn SnapshotEngine>,
+        catalog: Arc<dyn BackupCatalog>,
+        paths: Arc<dyn LocalPaths>,
+        restore_roots: Vec<String>,
+        queue: Arc<dyn JobQueue>,
+        clock: Arc<dyn Clock>,
+        audit: AuditLog,
+    ) -> Self {
+        Self {
+            engine,
+            catalog,
+            paths,
+            restore_roots,
+            queue,
+            clock,
+            audit,
+        }
+    }
+
+    /// A snapshot by id, unique prefix or `latest`, as typed: parsed after the
+    /// permission checks, so a caller without them learns nothing about it.
+    async fn find(&self, actor: &Actor, reference: &str) -> Result<CatalogEntry, RestoreError> {
+        actor.require(Permission::View)?;
+        Ok(lookup(self.catalog.as_ref(), &SnapshotRef::parse(reference)?).await?)
+    }
+
+    /// Restores a snapshot (or a path in it) into `target`. Audited as a read of backup
+    /// contents.
+    ///
+    /// # Errors
+    /// `Forbidden` without `restore`; `NotFound`; `Invalid` (target not empty, unsafe
+    /// entries); `Damaged` naming the damaged files.
+    pub async fn restore(
+        &self,
+        actor: &Actor,
+        reference: &str,
+        path: Option<&str>,
+        target: &Path,
+        progress: Arc<Progress>,
+        cancel: Cancel,
+    ) -> Result<(CatalogEntry, RestoreReport), RestoreError> {
+        actor.require(Permission::Restore)?;
+        let snap = self.find(actor, reference).await?;
+        let entry = AuditEntry::new(&actor.username, AuditAction::Restore, &actor.client)
+            .resource(format!("snapshot:{}", snap.snapshot_id));
+        let detail = format!("{} -> {}", path.unwrap_or("/"), target.display());
+        match self
+            .engine
+            .restore(snap.snapshot_id.as_str(), path, target, progress, cancel)
+            .await
+        {
+            Ok(report) => {
+                self.audit
+                    .record(entry.detail(format!(
+                        "{detail}: {} files, {} bytes",
+                        report.files, report.bytes
+                    )))
+                    .await?;
+                Ok((snap, report))
+            }
+            Err(e) => {
+                self.audit
+                    .record_best_effort(entry.failed().detail(format!("{detail}: {e}")))
+                    .await;
+                Err(e.into())
+            }
+        }
+    }
+
+    /// Where `wanted` lands with every symlink resolved, if that is under a restore root
+    /// and free (missing, or an empty directory). Checked when a restore is asked for
+    /// and again when it starts, so that a link made in between cannot lead it out of
+    /// the roots.
+    fn check_target(&self, wanted: &str) -> Result<String, RestoreError> {
+        let roots = &self.restore_roots;
+        let not_allowed = || {
+            RestoreError::TargetNotAllowed(format!(
+                "{wanted} is not under an allowed restore root ({})",
+                roots.join(", ")
+            ))
+        };
+        let resolved = self.paths.resolve_target(wanted).map_err(|e| {
+            // The reason can describe the server's filesystem; it goes to the log only.
+            tracing::info!(target = wanted, reason = %e, "restore target refused");
+            not_allowed()
+        })?;
+        let inside = roots.iter().any(|root| {
+            self.paths
+                .resolve_target(root)
+                .is_ok_and(|r| Path::new(&resolved).starts_with(Path::new(&r)))
+        });
+        if !inside {
+            tracing::info!(
+                target = wanted,
+                resolved,
+                "restore target outside the roots"
+            );
+            return Err(not_allowed());
+        }
+        if !self.paths.is_free(&resolved) {
+            return Err(RestoreError::TargetNotEmpty(format!(
+                "{wanted} exists and is not an empty directory"
+            )));
+        }
+        Ok(resolved)
+    }
+
+    /// The directory a restore asks for, before any check: the default, an absolute
+    /// path, or a plain relative path under the first root.
+    fn requested_target(
+        &self,
+        requested: Option<&str>,
+        snapshot_id: &SnapshotId,
+    ) -> Result<String, RestoreError> {
+        let Some(first) = self.restore_roots.first() else {
+            return Err(RestoreError::TargetNotAllowed(
+                "restores over the API are turned off (restore.allowed_roots is empty)".to_owned(),
+            ));
+        };
+        let wanted = match requested.map(str::trim).filter(|t| !t.is_empty()) {
+            None => Path::new(first).join(snapshot_id.as_str()),
+            Some(t) if Path::new(t).is_absolute() => Path::new(t).to_path_buf(),
+            Some(t) => {
+                if Path::new(t)
+                    .components()
+                    .any(|c| !matches!(c, Component::Normal(_)))
+                {
+                    return Err(RestoreError::TargetNotAllowed(format!(
+                        "a relative target is a plain path under {first}; `{t}` is not"
+                    )));
+                }
+                Path::new(first).join(t)
+            }
+        };
+        Ok(wanted.to_string_lossy().into_owned())
+    }
+
+    /// Queues a restore of a snapshot (or a path in it). `target` defaults to
+    /// `<first restore root>/<snapshot id>`; a relative target is taken under the first
+    /// root; either way it must lie under a restore root once symlinks are resolved,
+    /// and be missing or an empty directory.
+    ///
+    /// # Errors
+    /// `Forbidden` without `restore`; `NotFound`; `TargetNotAllowed`, `TargetNotEmpty`;
+    /// `JobRunning` while another restore writes into or around the same target.
+    pub async fn start_restore(
+        &self,
+        actor: &Actor,
+        reference: &str,
+        path: Option<&str>,
+        target: Option<&str>,
+    ) -> Result<JobStatus, RestoreError> {
+        actor.require(Permission::Restore)?;
+        let snap = self.find(actor, reference).await?;
+        let path = snapshot_path(path);
+        if let Some(p) = &path {
+            self.engine.stat(snap.snapshot_id.as_str(), p).await?;
+        }
+        let checked = self
+            .requested_target(target, &snap.snapshot_id)
+            .and_then(|wanted| self.check_target(&wanted));
+        let target = match checked {
+            Ok(t) => t,
+            Err(e) => {
+                self.audit
+                    .record_best_effort(
+                        AuditEntry::new(&actor.username, AuditAction::Restore, &actor.client)
+                            .resource(format!("snapshot:{}", snap.snapshot_id))
+                            .failed()
+                            .detail(format!("refused: {e}")),
+                    )
+                    .await;
+                return Err(e);
+            }
+        };
+        Ok(self
+            .queue
+            .submit(
+                actor,
+                JobParams::Restore {
+                    snapshot_id: snap.snapshot_id,
+                    path,
+                    target,
+                },
+            )
+            .await?)
+    }
+
+    /// Verifies one snapshot, or every snapshot in the catalog, and records each result.
+    ///
+    /// # Errors
+    /// `Forbidden` without `restore`; `NotFound`.
+    pub async fn verify(
+        &self,
+        actor: &Actor,
+        reference: Option<&str>,
+        read_data: bool,
+    ) -> Result<Vec<(CatalogEntry, VerifyReport)>, RestoreError> {
+        actor.require(Permission::Restore)?;
+        let snaps = match reference {
+            Some(r) => vec![self.find(actor, r).await?],
+            None => self.catalog.list(u64::MAX >> 1).await?,
+        };
+        let mut out = Vec::with_capacity(snaps.len());
+        for snap in snaps {
+            out.push(
+                self.verify_one(
+                    actor,
+                    snap.snapshot_id.as_str(),
+                    read_data,
+                    Arc::new(Progress::default()),
+                    Cancel::default(),
+                )
+                .await?,
+            );
+        }
+        Ok(out)
+    }
+
+    /// Verifies one snapshot and records the result in the catalog and the trail.
+    ///
+    /// # Errors
+    /// `Forbidden` without `restore`; `NotFound`; `Cancelled`.
+    pub async fn verify_one(
+        &self,
+        actor: &Actor,
+        reference: &str,
+        read_data: bool,
+        progress: Arc<Progress>,
+        cancel: Cancel,
+    ) -> Result<(CatalogEntry, VerifyReport), RestoreError> {
+        actor.require(Permission::Restore)?;
+        let snap = self.find(actor, reference).await?;
+        let report = self
+            .engine
+            .verify(snap.snapshot_id.as_str(), read_data, progress, cancel)
+            .await?;
+        let result = if report.ok() {
+            if read_data {
+                "ok (data read)".to_owned()
+            } else {
+                "ok".to_owned()
+            }
+        } else {
+            let mut what = report.problems.first().cloned().unwrap_or_default();
+            if !report.damaged_files.is_empty() {
+                what = format!("damaged files: {}", report.damaged_files.join(", "));
+            }
+            format!("damaged: {what}")
+        };
+        self.catalog
+            .record_verification(&snap.snapshot_id, self.clock.now(), &result)
+            .await?;
+        let mut entry = AuditEntry::new(&actor.username, AuditAction::Verify, &actor.client)
+            .resource(format!("snapshot:{}", snap.snapshot_id))
+            .detail(result);
+        if !report.ok() {
+            entry = entry.failed();
+        }
+        self.audit.record(entry).await?;
+        let snap = self.find(actor, snap.snapshot_id.as_str()).await?;
+        Ok((snap, report))
+    }
+
+    /// Queues a verification of one snapshot.
+    ///
+    /// # Errors
+    /// `Forbidden` without `restore`; `NotFound`.
+    pub async fn start_verify(
+        &self,
+        actor: &Actor,
+        reference: &str,
+        read_data: bool,
+    ) -> Result<JobStatus, RestoreError> {
+        actor.require(Permission::Restore)?;
+        let snap = self.find(actor, reference).await?;
+        Ok(self
+            .queue
+            .submit(
+                actor,
+                JobParams::Verify {
+                    snapshot_id: snap.snapshot_id,
+                    read_data,
+                },
+            )
+            .await?)
+    }
+
+    async fn run(
+        &self,
+        actor: &Actor,
+        params: &JobParams,
+        progress: Arc<Progress>,
+        cancel: Cancel,
+    ) -> Result<JobResult, RestoreError> {
+        match params {
+            JobParams::Restore {
+                snapshot_id,
+                path,
+                target,
+            } => {
+                // Again now: the directories above the target may have changed while the
+                // job waited (a link made by another restore, say).
+                if self.check_target(target)? != *target {
+                    return Err(RestoreError::TargetNotAllowed(format!(
+                        "{target} changed since the restore was asked for"
+                    )));
+                }
+                let (_, r) = self
+                    .restore(
+                        actor,
+                        snapshot_id.as_str(),
+                        path.as_deref(),
+                        Path::new(target),
+                        progress,
+                        cancel,
+                    )
+                    .await?;
+                Ok(JobResult::of_restore(
+                    snapshot_id.clone(),
+                    target.clone(),
+                    &r,
+                ))
+            }
+            JobParams::Verify {
+                snapshot_id,
+                read_data,
+            } => {
+                let (_, r) = self
+                    .verify_one(actor, snapshot_id.as_str(), *read_data, progress, cancel)
+                    .await?;
+                Ok(JobResult::of_verify(snapshot_id.clone(), r))
+            }
+            other => Err(CommonError::Unexpected(anyhow::anyhow!(
+                "the restore area was handed a {} job",
+                other.kind()
+            ))
+            .into()),
+        }
+    }
+}
+
+#[async_trait]
+impl JobExecutor for RestoreService {
+    async fn execute(
+        &self,
+        actor: &Actor,
+        params: &JobParams,
+        progress: Arc<Progress>,
+        cancel: Cancel,
+    ) -> Result<JobResult, JobFailure> {
+        self.run(actor, params, progress, cancel)
+            .await
+            .map_err(JobFailure::from_error)
+    }
+}

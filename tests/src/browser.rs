@@ -1,6 +1,6 @@
 //! The browser tests' driver: Debian's `chromedriver` started on a free port, one
 //! headless Chromium session with its own profile and download directory, spoken to
-//! through `fantoccini` (a maintained W3C WebDriver client). On top of it, what a test
+//! through `thirtyfour` (a maintained W3C WebDriver client). On top of it, what a test
 //! needs — find elements by CSS (waiting until they appear), click, type, read, run a
 //! script, wait for a condition, take screenshots, collect downloads — with failures
 //! that name the selector (or condition) and the page's URL, so a broken page says
@@ -11,17 +11,24 @@ use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use fantoccini::error::CmdError;
-use fantoccini::wd::{Capabilities, WebDriverCompatibleCommand};
-use fantoccini::{Client, ClientBuilder, Locator};
-use hyper_util::client::legacy::connect::HttpConnector;
 use serde_json::{Value, json};
+use thirtyfour::common::command::FormatRequestData;
+use thirtyfour::common::requestdata::RequestData;
+use thirtyfour::{By, SessionId, WebDriver, WebElement};
 
 /// How often waits poll.
 const POLL: Duration = Duration::from_millis(100);
 
 /// A command the driver refused (or the failure to reach it).
-pub type WebDriverError = CmdError;
+pub type WebDriverError = thirtyfour::error::WebDriverError;
+
+/// Whether the driver said there is no such element.
+fn no_such_element(e: &WebDriverError) -> bool {
+    matches!(
+        e.as_inner(),
+        thirtyfour::error::WebDriverErrorInner::NoSuchElement(_)
+    )
+}
 
 /// Where the browser and its driver are installed.
 #[derive(Debug, Clone)]
@@ -78,11 +85,8 @@ pub fn on_path(name: &str) -> Option<PathBuf> {
 
 /// A headless Chromium session driven through `chromedriver`.
 pub struct Browser {
-    client: Client,
-    /// `http://127.0.0.1:<port>` of the driver.
-    driver_url: String,
-    /// The session, until it is ended.
-    session: Option<String>,
+    /// The session; taken when it ends (before the driver stops).
+    client: Option<WebDriver>,
     driver: Child,
     downloads: tempfile::TempDir,
     /// The browser profile; removed with the browser.
@@ -95,7 +99,7 @@ pub struct Browser {
 #[derive(Clone)]
 pub struct Element<'a> {
     browser: &'a Browser,
-    inner: fantoccini::elements::Element,
+    inner: WebElement,
     /// The selector that found it, for error messages.
     selector: String,
 }
@@ -108,21 +112,13 @@ struct SessionPost {
     body: Value,
 }
 
-impl WebDriverCompatibleCommand for SessionPost {
-    fn endpoint(
-        &self,
-        base_url: &url::Url,
-        session_id: Option<&str>,
-    ) -> Result<url::Url, url::ParseError> {
-        base_url.join(&format!(
-            "session/{}/{}",
-            session_id.unwrap_or_default(),
-            self.path
-        ))
-    }
-
-    fn method_and_body(&self, _: &url::Url) -> (http::Method, Option<String>) {
-        (http::Method::POST, Some(self.body.to_string()))
+impl FormatRequestData for SessionPost {
+    fn format_request(&self, session_id: &SessionId) -> RequestData {
+        RequestData::new(
+            http::Method::POST,
+            format!("session/{session_id}/{}", self.path),
+        )
+        .add_body(self.body.clone())
     }
 }
 
@@ -216,11 +212,7 @@ impl Browser {
         let Value::Object(caps) = caps else {
             unreachable!("an object")
         };
-        let connected = ClientBuilder::new(HttpConnector::new())
-            .capabilities(Capabilities::from_iter(caps))
-            .connect(&driver_url)
-            .await;
-        let client = match connected {
+        let client = match WebDriver::new(driver_url, caps).await {
             Ok(client) => client,
             Err(e) => {
                 let _ = driver.kill();
@@ -228,11 +220,8 @@ impl Browser {
                 return Err(format!("creating the session: {e}"));
             }
         };
-        let session = client.session_id().await.ok().flatten();
         let browser = Self {
-            client,
-            driver_url,
-            session,
+            client: Some(client),
             driver,
             downloads,
             _profile: profile,
@@ -261,17 +250,26 @@ impl Browser {
     }
 
     /// The WebDriver client itself, for what this wrapper does not offer.
-    pub fn client(&self) -> &Client {
-        &self.client
+    ///
+    /// # Panics
+    /// Never while the browser lives (the session ends with it).
+    pub fn client(&self) -> &WebDriver {
+        self.client
+            .as_ref()
+            .expect("the session lives as long as the browser")
+    }
+
+    /// A chromedriver command beside the W3C set, with its `value`.
+    async fn post(&self, path: &'static str, body: Value) -> Result<Value, WebDriverError> {
+        self.client()
+            .cmd(SessionPost { path, body })
+            .await?
+            .value_json()
     }
 
     /// A Chrome DevTools Protocol command through chromedriver.
     pub async fn cdp(&self, cmd: &str, params: Value) -> Result<Value, WebDriverError> {
-        self.client
-            .issue_cmd(SessionPost {
-                path: "goog/cdp/execute",
-                body: json!({"cmd": cmd, "params": params}),
-            })
+        self.post("goog/cdp/execute", json!({"cmd": cmd, "params": params}))
             .await
     }
 
@@ -280,7 +278,7 @@ impl Browser {
     /// # Panics
     /// When the navigation fails.
     pub async fn goto(&self, url: &str) {
-        self.client
+        self.client()
             .goto(url)
             .await
             .unwrap_or_else(|e| panic!("navigating to {url}: {e}"));
@@ -288,13 +286,13 @@ impl Browser {
 
     /// The page's current URL (or a placeholder when it cannot be read).
     pub async fn current_url(&self) -> String {
-        match self.client.current_url().await {
+        match self.client().current_url().await {
             Ok(url) => url.to_string(),
             Err(e) => format!("<unknown URL: {e}>"),
         }
     }
 
-    fn element(&self, inner: fantoccini::elements::Element, selector: &str) -> Element<'_> {
+    fn element(&self, inner: WebElement, selector: &str) -> Element<'_> {
         Element {
             browser: self,
             inner,
@@ -307,8 +305,8 @@ impl Browser {
     /// # Panics
     /// When the driver fails (an invalid selector, a closed window).
     pub async fn find_all(&self, css: &str) -> Vec<Element<'_>> {
-        self.client
-            .find_all(Locator::Css(css))
+        self.client()
+            .find_all(By::Css(css))
             .await
             .unwrap_or_else(|e| panic!("finding `{css}`: {e}"))
             .into_iter()
@@ -318,9 +316,9 @@ impl Browser {
 
     /// The first element matching `css` now, if any.
     pub async fn try_find(&self, css: &str) -> Option<Element<'_>> {
-        match self.client.find(Locator::Css(css)).await {
+        match self.client().find(By::Css(css)).await {
             Ok(e) => Some(self.element(e, css)),
-            Err(e) if e.is_no_such_element() => None,
+            Err(e) if no_such_element(&e) => None,
             Err(e) => panic!("finding `{css}`: {e}"),
         }
     }
@@ -373,7 +371,7 @@ impl Browser {
         script: &str,
         args: Vec<Value>,
     ) -> Result<Value, WebDriverError> {
-        self.client.execute(script, args).await
+        Ok(self.client().execute(script, args).await?.json().clone())
     }
 
     /// Runs an asynchronous `script`: it ends by calling the callback passed as its last
@@ -383,7 +381,12 @@ impl Browser {
         script: &str,
         args: Vec<Value>,
     ) -> Result<Value, WebDriverError> {
-        self.client.execute_async(script, args).await
+        Ok(self
+            .client()
+            .execute_async(script, args)
+            .await?
+            .json()
+            .clone())
     }
 
     /// Polls `script` until it returns a truthy value, and returns that value.
@@ -416,8 +419,8 @@ impl Browser {
     /// # Panics
     /// When the driver refuses.
     pub async fn set_window_size(&self, width: u32, height: u32) {
-        self.client
-            .set_window_size(width, height)
+        self.client()
+            .set_window_rect(0, 0, width, height)
             .await
             .unwrap_or_else(|e| panic!("resizing the window to {width}x{height}: {e}"));
     }
@@ -478,8 +481,8 @@ impl Browser {
     /// When the screenshot cannot be taken or written.
     pub async fn screenshot(&self, path: &Path) {
         let png = self
-            .client
-            .screenshot()
+            .client()
+            .screenshot_as_png()
             .await
             .unwrap_or_else(|e| panic!("screenshot: {e}"));
         assert!(png.starts_with(b"\x89PNG"), "screenshot is not a PNG");
@@ -493,14 +496,7 @@ impl Browser {
     /// The browser console's entries since the last call (chromedriver's log endpoint),
     /// as `(level, message)`.
     pub async fn console_log(&self) -> Vec<(String, String)> {
-        let Ok(entries) = self
-            .client
-            .issue_cmd(SessionPost {
-                path: "se/log",
-                body: json!({"type": "browser"}),
-            })
-            .await
-        else {
+        let Ok(entries) = self.post("se/log", json!({"type": "browser"})).await else {
             return Vec::new();
         };
         entries
@@ -593,34 +589,19 @@ impl Browser {
 
     /// Ends the session and stops the driver (also done on drop).
     pub async fn quit(mut self) {
-        let _ = self.client.clone().close().await;
-        self.session = None;
+        if let Some(client) = self.client.take() {
+            let _ = client.quit().await;
+        }
         // Drop stops the driver.
     }
 }
 
 impl Drop for Browser {
     fn drop(&mut self) {
-        // Drop cannot await, and the session's own task may never run again (a failed
-        // test unwinding on its runtime): end the session (which closes Chromium) from a
-        // runtime of its own, reconnecting to it by id, so no browser outlives the test.
-        if let Some(session) = self.session.take() {
-            let url = self.driver_url.clone();
-            let _ = std::thread::spawn(move || {
-                let runtime = tokio::runtime::Builder::new_current_thread()
-                    .enable_all()
-                    .build()?;
-                runtime.block_on(async {
-                    if let Ok(client) =
-                        Client::with_existing_session(&url, &session, HttpConnector::new()).await
-                    {
-                        let _ = tokio::time::timeout(Duration::from_secs(10), client.close()).await;
-                    }
-                });
-                Ok::<(), std::io::Error>(())
-            })
-            .join();
-        }
+        // The session ends first (which closes Chromium), while the driver still runs:
+        // dropping a session that was not quit ends it synchronously (thirtyfour's own
+        // teardown), so no browser outlives a failed test.
+        drop(self.client.take());
         let _ = self.driver.kill();
         let _ = self.driver.wait();
     }
@@ -629,7 +610,7 @@ impl Drop for Browser {
 impl Element<'_> {
     /// The element as a script argument.
     pub fn to_arg(&self) -> Value {
-        serde_json::to_value(&self.inner).unwrap_or_default()
+        self.inner.to_json().unwrap_or_default()
     }
 
     /// Clicks it (scrolling it into view).
@@ -712,13 +693,13 @@ impl Element<'_> {
     /// The first descendant matching `css` now, if any.
     pub async fn try_find(&self, css: &str) -> Option<Element<'_>> {
         let selector = format!("{} {css}", self.selector);
-        match self.inner.find(Locator::Css(css)).await {
+        match self.inner.find(By::Css(css)).await {
             Ok(inner) => Some(Element {
                 browser: self.browser,
                 inner,
                 selector,
             }),
-            Err(e) if e.is_no_such_element() => None,
+            Err(e) if no_such_element(&e) => None,
             Err(e) => panic!("finding `{selector}`: {e}"),
         }
     }

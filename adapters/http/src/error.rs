@@ -212,18 +212,12 @@ impl From<EngineError> for ApiError {
 
 impl From<SubmitError> for ApiError {
     fn from(e: SubmitError) -> Self {
-        let status = match &e {
-            SubmitError::Common(_) => {
-                let SubmitError::Common(c) = e else {
-                    unreachable!()
-                };
-                return c.into();
-            }
+        match e {
+            SubmitError::Common(c) => c.into(),
             SubmitError::JobRunning { .. }
             | SubmitError::QueueFull(_)
-            | SubmitError::ShuttingDown => StatusCode::CONFLICT,
-        };
-        Self::coded(status, &e)
+            | SubmitError::ShuttingDown => Self::coded(StatusCode::CONFLICT, &e),
+        }
     }
 }
 

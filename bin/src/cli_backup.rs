@@ -108,6 +108,21 @@ fn entry_json(e: &CatalogEntry) -> serde_json::Value {
     })
 }
 
+/// Where the time of a backup or restore went, on stderr (`--timings`).
+fn print_timings(progress: &Progress, wall: std::time::Duration) {
+    let phases: Vec<String> = progress
+        .phases
+        .read()
+        .iter()
+        .map(|(phase, d)| format!("{} {:.2}", phase.name(), d.as_secs_f64()))
+        .collect();
+    eprintln!(
+        "timings: wall {:.2} s; thread seconds by phase: {}",
+        wall.as_secs_f64(),
+        phases.join(", ")
+    );
+}
+
 pub(crate) fn human(bytes: u64) -> String {
     indicatif::HumanBytes(bytes).to_string()
 }
@@ -117,7 +132,12 @@ pub async fn run(settings: &Settings, command: Command) -> anyhow::Result<ExitCo
     let svc = &services.backups;
     let actor = local_admin();
     let code = match command {
-        Command::Backup { path, source, json } => {
+        Command::Backup {
+            path,
+            source,
+            json,
+            timings,
+        } => {
             let target = match (path, source) {
                 (_, Some(name)) => BackupTarget::Source(name),
                 (Some(path), None) => BackupTarget::Path(path),
@@ -132,9 +152,13 @@ pub async fn run(settings: &Settings, command: Command) -> anyhow::Result<ExitCo
                 }
             });
             let bar = bar(&progress, json, "backing up");
-            let result = svc.backup(&actor, &target, progress, cancel).await;
+            let started = std::time::Instant::now();
+            let result = svc.backup(&actor, &target, progress.clone(), cancel).await;
             if let Some(bar) = bar {
                 bar.finish();
+            }
+            if timings {
+                print_timings(&progress, started.elapsed());
             }
             let e = result?;
             if json {
@@ -228,6 +252,7 @@ pub async fn run(settings: &Settings, command: Command) -> anyhow::Result<ExitCo
             target,
             path,
             json,
+            timings,
         } => {
             let progress = Arc::new(Progress::default());
             let cancel = Cancel::default();
@@ -238,18 +263,22 @@ pub async fn run(settings: &Settings, command: Command) -> anyhow::Result<ExitCo
                 }
             });
             let bar = bar(&progress, json, "restoring");
+            let started = std::time::Instant::now();
             let result = svc
                 .restore(
                     &actor,
                     &snapshot,
                     path.as_deref(),
                     &target,
-                    progress,
+                    progress.clone(),
                     cancel,
                 )
                 .await;
             if let Some(bar) = bar {
                 bar.finish();
+            }
+            if timings {
+                print_timings(&progress, started.elapsed());
             }
             let (snap, report) = result?;
             if json {
@@ -257,19 +286,24 @@ pub async fn run(settings: &Settings, command: Command) -> anyhow::Result<ExitCo
                     "{}",
                     serde_json::to_string_pretty(&json!({
                         "snapshot": snap.snapshot_id, "target": target.display().to_string(),
-                        "files": report.files, "dirs": report.dirs, "symlinks": report.symlinks, "bytes": report.bytes,
+                        "files": report.files, "dirs": report.dirs, "symlinks": report.symlinks,
+                        "hardlinks": report.hardlinks, "bytes": report.bytes, "warnings": report.warnings,
                     }))?
                 );
             } else {
                 out!(
-                    "restored snapshot {} into {}: {} files, {} directories, {} symlinks, {}; every chunk was authenticated.",
+                    "restored snapshot {} into {}: {} files ({} of them hard links), {} directories, {} symlinks, {}; every chunk was authenticated.",
                     &snap.snapshot_id[..12],
                     target.display(),
                     report.files,
+                    report.hardlinks,
                     report.dirs,
                     report.symlinks,
                     human(report.bytes)
                 );
+                for w in &report.warnings {
+                    out!("  warning: {w}");
+                }
             }
             ExitCode::SUCCESS
         }

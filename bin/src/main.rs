@@ -99,6 +99,9 @@ enum Command {
         /// Machine-readable output.
         #[arg(long)]
         json: bool,
+        /// Print where the time went, phase by phase (thread time), on stderr.
+        #[arg(long)]
+        timings: bool,
     },
     /// List snapshots, newest first.
     Snapshots {
@@ -126,6 +129,9 @@ enum Command {
         path: Option<String>,
         #[arg(long)]
         json: bool,
+        /// Print where the time went, phase by phase (thread time), on stderr.
+        #[arg(long)]
+        timings: bool,
     },
     /// Verify one snapshot or all: structure, and with --read-data every byte.
     /// Exit status 1 when anything is damaged.

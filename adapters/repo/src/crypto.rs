@@ -7,6 +7,8 @@ use rand::TryRng as _;
 use rand::rngs::SysRng;
 use sha2::{Digest, Sha256};
 
+use coffer_domain::engine::{Phase, PhaseTimes};
+
 use crate::error::EngineError;
 
 /// A chunk (blob) id: HMAC-SHA256 of the plaintext under the repository's id key.
@@ -140,55 +142,81 @@ const ZSTD_LEVEL: i32 = 3;
 /// (compressed) plaintext: the chunk id, a MAC of the plaintext, authenticates it on read.
 ///
 /// Layout: `flags ‖ salt(16) ‖ ciphertext+tag`, or `flags ‖ body` unencrypted.
+#[cfg(test)]
 pub fn seal_blob(
     keys: &Keys,
     encrypt: bool,
     id: &ChunkId,
     plain: &[u8],
+    phases: Option<&PhaseTimes>,
 ) -> Result<Vec<u8>, EngineError> {
-    COMPRESSOR.with(|cell| {
+    let mut out = Vec::new();
+    seal_blob_into(keys, encrypt, id, plain, phases, &mut out)?;
+    Ok(out)
+}
+
+/// [`seal_blob`] into `out` (emptied first): compressed straight into place and
+/// encrypted there, so sealing needs no memory of its own beyond `out`, which the
+/// caller reuses from blob to blob.
+pub fn seal_blob_into(
+    keys: &Keys,
+    encrypt: bool,
+    id: &ChunkId,
+    plain: &[u8],
+    phases: Option<&PhaseTimes>,
+    out: &mut Vec<u8>,
+) -> Result<(), EngineError> {
+    let clock = Clock::start(phases);
+    let header = if encrypt { 17 } else { 1 };
+    out.clear();
+    out.resize(header, 0);
+    // Room for the compressed body: a body that would not be smaller is stored raw.
+    let room = plain.len().saturating_sub(1);
+    out.reserve(room.max(plain.len()) + 16);
+    let compressed = COMPRESSOR.with(|cell| -> Result<Option<usize>, EngineError> {
         let mut slot = cell.borrow_mut();
         if slot.is_none() {
-            let compressor = zstd::bulk::Compressor::new(ZSTD_LEVEL)
-                .map_err(|e| EngineError::Other(format!("compression failed: {e}")))?;
-            *slot = Some((compressor, Vec::new()));
+            *slot = Some(
+                zstd::bulk::Compressor::new(ZSTD_LEVEL)
+                    .map_err(|e| EngineError::Other(format!("compression failed: {e}")))?,
+            );
         }
-        let (compressor, scratch) = slot.as_mut().expect("initialised above");
-        scratch.clear();
-        scratch.reserve(zstd::zstd_safe::compress_bound(plain.len()));
-        let n = compressor
-            .compress_to_buffer(plain, scratch)
-            .map_err(|e| EngineError::Other(format!("compression failed: {e}")))?;
-        let (mut flags, body) = if n < plain.len() {
-            (FLAG_COMPRESSED, &scratch[..n])
-        } else {
-            (0, plain)
-        };
-        let mut out = Vec::with_capacity(body.len() + 33);
-        if encrypt {
-            flags |= FLAG_ENCRYPTED;
-            let salt: [u8; 16] = random()?;
-            out.push(flags);
-            out.extend_from_slice(&salt);
-            let start = out.len();
-            out.extend_from_slice(body);
-            let tag = keys
-                .derive_blob(&salt)
-                .encrypt_inout_detached(&Nonce::from([0u8; 12]), id, (&mut out[start..]).into())
-                .map_err(|_| EngineError::Other("encryption failed".into()))?;
-            out.extend_from_slice(&tag);
-        } else {
-            out.push(flags);
-            out.extend_from_slice(body);
-        }
-        Ok(out)
-    })
+        let compressor = slot.as_mut().expect("initialised above");
+        out.resize(header + room, 0);
+        // Too small a room ("destination too small") means it does not shrink.
+        Ok(compressor
+            .compress_to_buffer(plain, &mut out[header..])
+            .ok()
+            .filter(|&n| n < plain.len()))
+    })?;
+    let mut flags = if let Some(n) = compressed {
+        out.truncate(header + n);
+        FLAG_COMPRESSED
+    } else {
+        out.truncate(header);
+        out.extend_from_slice(plain);
+        0
+    };
+    let clock = clock.lap(Phase::Compress);
+    if encrypt {
+        flags |= FLAG_ENCRYPTED;
+        let salt: [u8; 16] = random()?;
+        out[1..17].copy_from_slice(&salt);
+        let tag = keys
+            .derive_blob(&salt)
+            .encrypt_inout_detached(&Nonce::from([0u8; 12]), id, (&mut out[17..]).into())
+            .map_err(|_| EngineError::Other("encryption failed".into()))?;
+        out.extend_from_slice(&tag);
+    }
+    out[0] = flags;
+    clock.lap(Phase::Seal);
+    Ok(())
 }
 
 thread_local! {
     /// One zstd context (and its output buffer) per thread, reused for every blob:
     /// creating a context per small file costs more than compressing it.
-    static COMPRESSOR: std::cell::RefCell<Option<(zstd::bulk::Compressor<'static>, Vec<u8>)>> =
+    static COMPRESSOR: std::cell::RefCell<Option<zstd::bulk::Compressor<'static>>> =
         const { std::cell::RefCell::new(None) };
     static DECOMPRESSOR: std::cell::RefCell<Option<zstd::bulk::Decompressor<'static>>> =
         const { std::cell::RefCell::new(None) };
@@ -214,8 +242,23 @@ pub fn open_blob(
     raw_len: usize,
     sealed: &[u8],
 ) -> Result<Vec<u8>, EngineError> {
+    open_blob_timed(keys, id, raw_len, sealed, None)
+}
+
+/// [`open_blob`], adding the time of each step to `phases`.
+///
+/// # Errors
+/// As [`open_blob`].
+pub fn open_blob_timed(
+    keys: &Keys,
+    id: &ChunkId,
+    raw_len: usize,
+    sealed: &[u8],
+    phases: Option<&PhaseTimes>,
+) -> Result<Vec<u8>, EngineError> {
     let damaged =
         |why: &str| EngineError::Damaged(format!("chunk {}: {why}", hex::encode(&id[..8])));
+    let clock = Clock::start(phases);
     let (&flags, rest) = sealed.split_first().ok_or_else(|| damaged("empty"))?;
     let body = if flags & FLAG_ENCRYPTED != 0 {
         if rest.len() < 16 {
@@ -230,15 +273,38 @@ pub fn open_blob(
     } else {
         rest.to_vec()
     };
+    let clock = clock.lap(Phase::Seal);
     let plain = if flags & FLAG_COMPRESSED != 0 {
         decompress(&body, raw_len).ok_or_else(|| damaged("does not decompress"))?
     } else {
         body
     };
-    if plain.len() != raw_len || keys.chunk_id(&plain) != *id {
+    let clock = clock.lap(Phase::Compress);
+    let matches = plain.len() == raw_len && keys.chunk_id(&plain) == *id;
+    clock.lap(Phase::Hash);
+    if !matches {
         return Err(damaged("content does not match its id"));
     }
     Ok(plain)
+}
+
+/// Adds the time between laps to a phase, when there is anywhere to add it.
+pub struct Clock<'a>(Option<(&'a PhaseTimes, std::time::Instant)>);
+
+impl<'a> Clock<'a> {
+    pub fn start(phases: Option<&'a PhaseTimes>) -> Self {
+        Self(phases.map(|p| (p, std::time::Instant::now())))
+    }
+
+    /// Adds the time since the last lap to `phase` and starts the next lap (the last
+    /// lap's result may be dropped).
+    pub fn lap(self, phase: Phase) -> Self {
+        Self(self.0.map(|(p, started)| {
+            let now = std::time::Instant::now();
+            p.add(phase, now - started);
+            (p, now)
+        }))
+    }
 }
 
 const OBJECT_MAGIC: &[u8; 4] = b"CFO1";
@@ -353,7 +419,7 @@ mod tests {
         let data = b"hello hello hello hello hello hello hello".repeat(100);
         let id = keys.chunk_id(&data);
         for encrypt in [true, false] {
-            let sealed = seal_blob(&keys, encrypt, &id, &data).expect("seal");
+            let sealed = seal_blob(&keys, encrypt, &id, &data, None).expect("seal");
             assert_eq!(
                 open_blob(&keys, &id, data.len(), &sealed).expect("open"),
                 data
@@ -371,7 +437,7 @@ mod tests {
                 "flip, encrypt={encrypt}"
             );
         }
-        let sealed = seal_blob(&keys, true, &id, &data).expect("seal");
+        let sealed = seal_blob(&keys, true, &id, &data, None).expect("seal");
         assert!(
             !sealed.windows(5).any(|w| w == b"hello"),
             "no plaintext in an encrypted blob"

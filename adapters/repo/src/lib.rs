@@ -82,6 +82,18 @@ use crate::tree::{Node, NodeKind};
 const KEYS_OBJECT: &str = "keys/data";
 const CONFIG_OBJECT: &str = "config";
 
+/// Runs `f`, adding its duration to `phase` of the operation's timings.
+pub(crate) fn timed<T>(
+    progress: &coffer_domain::engine::Progress,
+    phase: coffer_domain::engine::Phase,
+    f: impl FnOnce() -> T,
+) -> T {
+    let started = std::time::Instant::now();
+    let out = f();
+    progress.phases.add(phase, started.elapsed());
+    out
+}
+
 fn key(raw: &str) -> Result<ObjectKey, EngineError> {
     ObjectKey::parse(raw).map_err(|e| EngineError::Other(format!("object key: {e}")))
 }
@@ -369,18 +381,9 @@ impl Repository {
     /// The nodes at `path` ("" or "/" for the root) inside a snapshot's tree.
     async fn resolve(&self, root: &crypto::ChunkId, path: &str) -> Result<Node, EngineError> {
         let mut current = Node {
-            name: Vec::new(),
-            kind: NodeKind::Dir,
             mode: 0o755,
-            uid: 0,
-            gid: 0,
-            mtime_ns: 0,
-            ctime_ns: 0,
-            inode: 0,
-            size: 0,
-            content: Vec::new(),
             subtree: Some(*root),
-            link_target: Vec::new(),
+            ..Node::new(Vec::new(), NodeKind::Dir)
         };
         for part in path.split('/').filter(|p| !p.is_empty() && *p != ".") {
             let Some(subtree) = current.subtree.filter(|_| current.kind == NodeKind::Dir) else {
@@ -414,6 +417,12 @@ fn entry_info(node: &Node) -> EntryInfo {
         size: node.size,
         mtime: chrono::DateTime::from_timestamp_nanos(node.mtime_ns),
         mode: node.mode,
+        xattrs: node
+            .xattrs
+            .iter()
+            .map(|x| String::from_utf8_lossy(&x.name).into_owned())
+            .collect(),
+        links: node.nlink.max(1),
     }
 }
 
@@ -503,6 +512,8 @@ impl SnapshotEngine for Engine {
             size: 0,
             mtime: doc.started_at,
             mode: node.mode,
+            xattrs: Vec::new(),
+            links: 1,
         })
     }
 

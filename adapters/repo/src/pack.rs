@@ -66,9 +66,15 @@ pub struct PackWriter {
 
 impl PackWriter {
     pub fn new(id: [u8; 32], capacity: usize) -> Self {
+        Self::with_buffer(id, Vec::with_capacity(capacity))
+    }
+
+    /// A pack filled into `buf` (emptied first), whose memory is reused.
+    pub fn with_buffer(id: [u8; 32], mut buf: Vec<u8>) -> Self {
+        buf.clear();
         Self {
             id,
-            buf: Vec::with_capacity(capacity),
+            buf,
             entries: Vec::new(),
         }
     }

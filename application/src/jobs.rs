@@ -959,7 +959,9 @@ async fn execute(
                     files: r.files,
                     dirs: r.dirs,
                     symlinks: r.symlinks,
+                    hardlinks: r.hardlinks,
                     bytes: r.bytes,
+                    warnings: r.warnings,
                 })
         }
         JobParams::Verify {

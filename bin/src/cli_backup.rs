@@ -224,25 +224,43 @@ pub async fn run(settings: &Settings, command: Command) -> anyhow::Result<ExitCo
             snapshot,
             path,
             json,
+            long,
         } => {
             let path = path.unwrap_or_default();
             let entries = svc.list_dir(&actor, &snapshot, &path).await?;
             if json {
                 let rows: Vec<_> = entries
                     .iter()
-                    .map(|e| json!({"name": e.name, "type": e.kind.as_str(), "size": e.size, "mtime": e.mtime.to_rfc3339(), "mode": format!("{:o}", e.mode)}))
+                    .map(|e| json!({"name": e.name, "type": e.kind.as_str(), "size": e.size, "mtime": e.mtime.to_rfc3339(), "mode": format!("{:o}", e.mode), "links": e.links, "xattrs": e.xattrs}))
                     .collect();
                 out!("{}", serde_json::to_string_pretty(&rows)?);
             } else {
                 for e in &entries {
-                    out!(
-                        "{:<7} {:>5o} {:>12} {}  {}",
-                        e.kind.as_str(),
-                        e.mode,
-                        e.size,
-                        e.mtime.format("%Y-%m-%d %H:%M"),
-                        e.name
-                    );
+                    if long {
+                        let xattrs = if e.xattrs.is_empty() {
+                            String::new()
+                        } else {
+                            format!("  [{}]", e.xattrs.join(", "))
+                        };
+                        out!(
+                            "{:<7} {:>5o} {:>3} {:>12} {}  {}{xattrs}",
+                            e.kind.as_str(),
+                            e.mode,
+                            e.links,
+                            e.size,
+                            e.mtime.format("%Y-%m-%d %H:%M:%S"),
+                            e.name
+                        );
+                    } else {
+                        out!(
+                            "{:<7} {:>5o} {:>12} {}  {}",
+                            e.kind.as_str(),
+                            e.mode,
+                            e.size,
+                            e.mtime.format("%Y-%m-%d %H:%M"),
+                            e.name
+                        );
+                    }
                 }
             }
             ExitCode::SUCCESS

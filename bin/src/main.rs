@@ -116,6 +116,9 @@ enum Command {
         path: Option<String>,
         #[arg(long)]
         json: bool,
+        /// Also show each entry's link count and extended attributes (ACLs among them).
+        #[arg(long, short = 'l')]
+        long: bool,
     },
     /// Restore a snapshot, or a path inside it, into a new or empty directory. Everything
     /// is verified before anything is written.

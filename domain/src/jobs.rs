@@ -176,7 +176,11 @@ pub enum JobResult {
         files: u64,
         dirs: u64,
         symlinks: u64,
+        /// Names restored as hard links (counted in `files`).
+        hardlinks: u64,
         bytes: u64,
+        /// Metadata the target refused (extended attributes, ACLs); the data is there.
+        warnings: Vec<String>,
     },
     Verify {
         snapshot_id: String,

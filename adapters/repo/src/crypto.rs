@@ -172,7 +172,7 @@ pub fn seal_blob_into(
     out.resize(header, 0);
     // Room for the compressed body: a body that would not be smaller is stored raw.
     let room = plain.len().saturating_sub(1);
-    out.reserve(room.max(plain.len()) + 16);
+    out.reserve_exact(room.max(plain.len()) + 16);
     let compressed = COMPRESSOR.with(|cell| -> Result<Option<usize>, EngineError> {
         let mut slot = cell.borrow_mut();
         if slot.is_none() {

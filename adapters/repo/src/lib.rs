@@ -215,15 +215,17 @@ impl Repository {
 
     /// Re-reads every index object (another process may have added some).
     async fn reload_index(&self) -> Result<Arc<Index>, EngineError> {
-        let mut index = Index::default();
+        let mut objects = Vec::new();
         for k in self.store.list("index/").await? {
-            let sealed = self
-                .store
-                .get(&k)
-                .await?
-                .ok_or_else(|| EngineError::Corrupt(format!("{k} vanished")))?;
-            index.load_object(&self.keys, &sealed)?;
+            objects.push(
+                self.store
+                    .get(&k)
+                    .await?
+                    .ok_or_else(|| EngineError::Corrupt(format!("{k} vanished")))?,
+            );
         }
+        let mut index = Index::default();
+        index.load_objects(&self.keys, objects.iter().map(|o| &o[..]))?;
         let index = Arc::new(index);
         *self.index.write().expect("index lock") = index.clone();
         Ok(index)
@@ -287,7 +289,7 @@ impl Repository {
                 hex::encode(&id[..8])
             ))
         })?;
-        let (pack_id, entry) = (*pack_id, *entry);
+        let pack_id = *pack_id;
         if entry.kind == pack::BlobKind::Tree {
             // Trees are small and read in bursts (a whole parent snapshot, a restore plan):
             // keep their packs, which hold nothing else, in a small cache.

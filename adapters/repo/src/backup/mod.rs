@@ -48,10 +48,10 @@ pub const CHUNK_MIN: usize = 512 * 1024;
 pub const CHUNK_AVG: usize = 1024 * 1024;
 pub const CHUNK_MAX: usize = 4 * 1024 * 1024;
 /// Packs are stored once they reach this size.
-const PACK_TARGET: usize = 8 * 1024 * 1024;
-/// Data packs in memory at once: one being filled, two being stored (one's sync
-/// overlapping the other's write).
-const PACKS_IN_FLIGHT: usize = 3;
+const PACK_TARGET: usize = 4 * 1024 * 1024;
+/// Data packs in memory at once: one being filled, one handed over, two being stored
+/// (one's sync overlapping the other's write).
+const PACKS_IN_FLIGHT: usize = 4;
 
 /// Runs one backup and commits its snapshot.
 ///
@@ -337,11 +337,22 @@ impl Shared {
             let mut guard = slot.lock().expect("pack");
             if guard.is_none() {
                 let buffer = match kind {
-                    BlobKind::Data => self.pack_buffer(),
+                    BlobKind::Data => {
+                        // Waiting for a buffer must not hold the pack: other workers
+                        // go on sealing meanwhile.
+                        drop(guard);
+                        let buffer = self.pack_buffer();
+                        guard = slot.lock().expect("pack");
+                        buffer
+                    }
                     // Trees are small: a pack of them needs no data pack's buffer.
                     BlobKind::Tree => Vec::new(),
                 };
-                *guard = Some(PackWriter::with_buffer(crypto::random()?, buffer));
+                match guard.as_ref() {
+                    None => *guard = Some(PackWriter::with_buffer(crypto::random()?, buffer)),
+                    // Another worker started one meanwhile.
+                    Some(_) => self.return_pack_buffer(buffer),
+                }
             }
             let pack = guard.as_mut().expect("set above");
             pack.add_sealed(id, kind, plain.len(), sealed)?;
@@ -397,6 +408,16 @@ impl Shared {
         }
     }
 
+    fn return_pack_buffer(&self, mut buffer: Vec<u8>) {
+        buffer.clear();
+        self.pack_buffers
+            .lock()
+            .expect("pack buffers")
+            .0
+            .push(buffer);
+        self.pack_returned.notify_one();
+    }
+
     /// Seals a pack's header and stores it.
     fn upload(&self, pack: PackWriter) -> Result<(), EngineError> {
         let id = pack.id;
@@ -409,18 +430,15 @@ impl Shared {
         })?;
         // The store let go of the bytes: their buffer serves the next pack, so packs do
         // not cost fresh memory (and the page faults that come with it) one after another.
-        let mut pool = self.pack_buffers.lock().expect("pack buffers");
-        match bytes.try_into_mut() {
-            Ok(buffer) => {
-                let mut buffer = Vec::from(buffer);
-                buffer.clear();
-                pool.0.push(buffer);
-            }
+        if let Ok(buffer) = bytes.try_into_mut() {
+            self.return_pack_buffer(Vec::from(buffer));
+        } else {
             // Still held elsewhere: its place goes to a new one.
-            Err(_) => pool.1 = pool.1.saturating_sub(1),
+            let mut pool = self.pack_buffers.lock().expect("pack buffers");
+            pool.1 = pool.1.saturating_sub(1);
+            drop(pool);
+            self.pack_returned.notify_one();
         }
-        drop(pool);
-        self.pack_returned.notify_one();
         self.stored_keys.lock().expect("stored").packs.push(k);
         self.written.lock().expect("written").push((id, entries));
         Ok(())
@@ -450,7 +468,7 @@ struct WalkOutcome {
 enum EntryResult {
     /// The entry's node (files: with content), a warning about it, and whether it is a
     /// file not re-read because it was unchanged.
-    Node(Node, Option<String>, bool),
+    Node(Box<Node>, Option<String>, bool),
     /// Not backed up (unreadable, replaced, a socket...): why.
     Skipped(String),
     Fatal(EngineError),
@@ -460,10 +478,56 @@ enum EntryResult {
 struct EntryJob {
     dir: Arc<OwnedFd>,
     name: Vec<u8>,
-    display: String,
-    /// The entry of the same name in the parent snapshot.
-    parent: Option<Node>,
-    reply: SyncSender<EntryResult>,
+    /// The directory's path in the snapshot, for messages.
+    dir_display: Arc<str>,
+    /// The parent snapshot's entries of this directory, and the one of the same name.
+    parent: Option<(Arc<Vec<Node>>, usize)>,
+    /// Where the result goes: the directory's results, and this entry's place in them.
+    results: Arc<DirResults>,
+    slot: usize,
+}
+
+impl EntryJob {
+    /// The entry's path in the snapshot, for messages.
+    fn display(&self) -> String {
+        Walker::child_display(&self.dir_display, &self.name)
+    }
+
+    fn parent(&self) -> Option<&Node> {
+        self.parent.as_ref().map(|(nodes, i)| &nodes[*i])
+    }
+}
+
+/// The results of one directory's entries, filled in by the workers as they finish.
+struct DirResults {
+    slots: Mutex<(Vec<Option<EntryResult>>, usize)>,
+    done: std::sync::Condvar,
+}
+
+impl DirResults {
+    fn new(entries: usize) -> Arc<Self> {
+        Arc::new(Self {
+            slots: Mutex::new(((0..entries).map(|_| None).collect(), 0)),
+            done: std::sync::Condvar::new(),
+        })
+    }
+
+    fn put(&self, slot: usize, result: EntryResult) {
+        let mut slots = self.slots.lock().expect("results");
+        slots.0[slot] = Some(result);
+        slots.1 += 1;
+        drop(slots);
+        self.done.notify_one();
+    }
+
+    /// Waits until `expected` entries have reported, and takes their results.
+    fn wait(&self, expected: usize) -> Vec<Option<EntryResult>> {
+        let mut slots = self.slots.lock().expect("results");
+        while slots.1 < expected {
+            slots = self.done.wait(slots).expect("results");
+        }
+        std::mem::take(&mut slots.0)
+    }
 }
 
 /// Worker threads: more than cores, because looking at and opening files waits for the
@@ -472,7 +536,7 @@ struct EntryJob {
 fn workers() -> usize {
     std::thread::available_parallelism()
         .map_or(2, std::num::NonZero::get)
-        .saturating_mul(3)
+        .saturating_mul(2)
         .clamp(4, 12)
 }
 
@@ -492,7 +556,7 @@ fn walk(
     let workers = workers();
     let (jobs, queue) = sync_channel::<EntryJob>(workers * 64);
     let queue = Arc::new(Mutex::new(queue));
-    let (uploads, pending) = sync_channel::<PackWriter>(0);
+    let (uploads, pending) = sync_channel::<PackWriter>(1);
     *shared.uploads.lock().expect("uploads") = Some(uploads);
     let stop_scan = AtomicBool::new(false);
     let result = std::thread::scope(|scope| {
@@ -695,7 +759,7 @@ fn worker(shared: &Shared, queue: &Mutex<Receiver<EntryJob>>) {
         } else {
             entry(shared, &job, &mut small)
         };
-        let _ = job.reply.send(result);
+        job.results.put(job.slot, result);
     }
 }
 
@@ -707,7 +771,7 @@ fn entry(shared: &Shared, job: &EntryJob, small: &mut (Vec<u8>, Vec<u8>)) -> Ent
         Err(e) => {
             return EntryResult::Skipped(format!(
                 "{}: cannot stat: {}",
-                job.display,
+                job.display(),
                 std::io::Error::from(e)
             ));
         }
@@ -715,7 +779,7 @@ fn entry(shared: &Shared, job: &EntryJob, small: &mut (Vec<u8>, Vec<u8>)) -> Ent
     match FileType::from_raw_mode(st.st_mode) {
         FileType::RegularFile => {
             let mut node = source::node(job.name.clone(), &st, NodeKind::File);
-            if let Some(old) = job.parent.as_ref().filter(|old| {
+            if let Some(old) = job.parent().filter(|old| {
                 old.kind == NodeKind::File
                     // A version 1 parent recorded no attributes to carry over.
                     && !old.is_version_1()
@@ -730,7 +794,7 @@ fn entry(shared: &Shared, job: &EntryJob, small: &mut (Vec<u8>, Vec<u8>)) -> Ent
                 node.content.clone_from(&old.content);
                 node.xattrs.clone_from(&old.xattrs);
                 progress.add(1, node.size);
-                return EntryResult::Node(node, None, true);
+                return EntryResult::Node(Box::new(node), None, true);
             }
             let file = match timed(progress, Phase::Open, || {
                 source::open_file(&job.dir, &job.name, &st)
@@ -739,13 +803,13 @@ fn entry(shared: &Shared, job: &EntryJob, small: &mut (Vec<u8>, Vec<u8>)) -> Ent
                 Err(source::OpenError::Replaced) => {
                     return EntryResult::Skipped(format!(
                         "{}: replaced while being read; skipped",
-                        job.display
+                        job.display()
                     ));
                 }
                 Err(source::OpenError::Os(e)) => {
                     return EntryResult::Skipped(format!(
                         "{}: cannot read: {}",
-                        job.display,
+                        job.display(),
                         std::io::Error::from(e)
                     ));
                 }
@@ -757,7 +821,7 @@ fn entry(shared: &Shared, job: &EntryJob, small: &mut (Vec<u8>, Vec<u8>)) -> Ent
                 let buffers = lent.buffers();
                 read_file(
                     shared,
-                    &job.display,
+                    &job.display(),
                     file,
                     node.size,
                     Buffer::Large(&mut buffers.input),
@@ -766,7 +830,7 @@ fn entry(shared: &Shared, job: &EntryJob, small: &mut (Vec<u8>, Vec<u8>)) -> Ent
             } else {
                 read_file(
                     shared,
-                    &job.display,
+                    &job.display(),
                     file,
                     node.size,
                     Buffer::Small(&mut small.0),
@@ -785,12 +849,12 @@ fn entry(shared: &Shared, job: &EntryJob, small: &mut (Vec<u8>, Vec<u8>)) -> Ent
                             if source::changed(&st, &after)
                                 || after.st_size.max(0).cast_unsigned() != size =>
                         {
-                            Some(format!("{}: changed while being read", job.display))
+                            Some(format!("{}: changed while being read", job.display()))
                         }
                         Ok(_) => None,
                         Err(e) => Some(format!(
                             "{}: cannot re-check after reading: {}",
-                            job.display,
+                            job.display(),
                             std::io::Error::from(e)
                         )),
                     };
@@ -799,7 +863,7 @@ fn entry(shared: &Shared, job: &EntryJob, small: &mut (Vec<u8>, Vec<u8>)) -> Ent
                         Err(e) => {
                             warning.get_or_insert(format!(
                                 "{}: cannot read its extended attributes: {}",
-                                job.display,
+                                job.display(),
                                 std::io::Error::from(e)
                             ));
                         }
@@ -807,7 +871,7 @@ fn entry(shared: &Shared, job: &EntryJob, small: &mut (Vec<u8>, Vec<u8>)) -> Ent
                     node.content = content;
                     node.size = size;
                     progress.add(1, 0);
-                    EntryResult::Node(node, warning, false)
+                    EntryResult::Node(Box::new(node), warning, false)
                 }
                 Read::Unreadable(message) => EntryResult::Skipped(message),
                 Read::Fatal(e) => EntryResult::Fatal(e),
@@ -822,7 +886,7 @@ fn entry(shared: &Shared, job: &EntryJob, small: &mut (Vec<u8>, Vec<u8>)) -> Ent
                 Err(e) => {
                     return EntryResult::Skipped(format!(
                         "{}: cannot read link: {}",
-                        job.display,
+                        job.display(),
                         std::io::Error::from(e)
                     ));
                 }
@@ -838,17 +902,17 @@ fn entry(shared: &Shared, job: &EntryJob, small: &mut (Vec<u8>, Vec<u8>)) -> Ent
                     Err(e) => {
                         warning = Some(format!(
                             "{}: cannot read its extended attributes: {}",
-                            job.display,
+                            job.display(),
                             std::io::Error::from(e)
                         ));
                     }
                 }
             }
-            EntryResult::Node(node, warning, false)
+            EntryResult::Node(Box::new(node), warning, false)
         }
         FileType::Directory => EntryResult::Skipped(format!(
             "{}: replaced by a directory while being read; skipped",
-            job.display
+            job.display()
         )),
         other => {
             let what = match other {
@@ -857,7 +921,7 @@ fn entry(shared: &Shared, job: &EntryJob, small: &mut (Vec<u8>, Vec<u8>)) -> Ent
                 FileType::BlockDevice | FileType::CharacterDevice => "device",
                 _ => "special file",
             };
-            EntryResult::Skipped(format!("{}: skipped ({what})", job.display))
+            EntryResult::Skipped(format!("{}: skipped ({what})", job.display()))
         }
     }
 }
@@ -876,7 +940,7 @@ enum Read {
 }
 
 /// How much a large file's reader asks for at once.
-const READ_SIZE: usize = 1024 * 1024;
+const READ_SIZE: usize = 256 * 1024;
 
 /// Where a file's content is read into.
 enum Buffer<'a> {
@@ -925,7 +989,7 @@ fn read_file(
         Buffer::Small(data) => {
             // Smaller than the smallest chunk: one read, one chunk, no chunker.
             data.clear();
-            data.reserve(usize::try_from(expected).unwrap_or(0) + 1);
+            data.reserve_exact(usize::try_from(expected).unwrap_or(0) + 1);
             if let Err(e) = timed(progress, Phase::Read, || {
                 std::io::Read::read_to_end(&mut file, data)
             }) {
@@ -1017,8 +1081,10 @@ struct Walker<'a> {
 
 /// An entry of the directory being built.
 enum Pending {
+    /// A subdirectory: its name and its tree in the parent snapshot.
     Dir(Vec<u8>, Option<ChunkId>),
-    Entry(Receiver<EntryResult>),
+    /// An entry a worker looks at.
+    Entry,
 }
 
 impl Walker<'_> {
@@ -1067,13 +1133,15 @@ impl Walker<'_> {
             }
         };
         let fd = Arc::new(fd);
-        let parent_nodes = parent.unwrap_or_default();
+        let parent_nodes = Arc::new(parent.unwrap_or_default());
         let find_parent = |name: &[u8]| {
             parent_nodes
                 .binary_search_by(|n| n.name.as_slice().cmp(name))
                 .ok()
-                .map(|i| &parent_nodes[i])
         };
+        let dir_display: Arc<str> = Arc::from(display);
+        let results = DirResults::new(listed.len());
+        let mut sent = 0;
 
         let mut pending = Vec::with_capacity(listed.len());
         for entry in listed {
@@ -1087,28 +1155,29 @@ impl Walker<'_> {
             }
             if kind == FileType::Directory {
                 let old = find_parent(&entry.name)
+                    .map(|i| &parent_nodes[i])
                     .filter(|n| n.kind == NodeKind::Dir)
                     .and_then(|n| n.subtree);
                 pending.push(Pending::Dir(entry.name, old));
                 continue;
             }
-            let (reply, result) = sync_channel(1);
-            let display = Self::child_display(display, &entry.name);
+            let slot = pending.len();
             self.jobs
                 .send(EntryJob {
                     dir: fd.clone(),
-                    parent: find_parent(&entry.name).cloned(),
+                    parent: find_parent(&entry.name).map(|i| (parent_nodes.clone(), i)),
                     name: entry.name,
-                    display,
-                    reply,
+                    dir_display: dir_display.clone(),
+                    results: results.clone(),
+                    slot,
                 })
                 .map_err(|_| EngineError::Other("backup workers stopped".into()))?;
-            pending.push(Pending::Entry(result));
+            sent += 1;
+            pending.push(Pending::Entry);
         }
 
         // Subdirectories first, while this directory's other entries are being read.
-        let mut nodes = Vec::with_capacity(pending.len());
-        let mut waiting = Vec::new();
+        let mut nodes: Vec<Option<Node>> = Vec::with_capacity(pending.len());
         for p in pending {
             match p {
                 Pending::Dir(name, old) => {
@@ -1142,17 +1211,14 @@ impl Walker<'_> {
                     node.subtree = Some(self.dir(child, &child_display, old_nodes)?);
                     nodes.push(Some(node));
                 }
-                Pending::Entry(rx) => {
-                    waiting.push((nodes.len(), rx));
-                    nodes.push(None);
-                }
+                Pending::Entry => nodes.push(None),
             }
         }
-        for (slot, rx) in waiting {
-            match rx
-                .recv()
-                .map_err(|_| EngineError::Other("a backup worker stopped".into()))?
-            {
+        for (slot, result) in results.wait(sent).into_iter().enumerate() {
+            let Some(result) = result else {
+                continue;
+            };
+            match result {
                 EntryResult::Node(node, warning, unchanged) => {
                     if node.kind == NodeKind::File {
                         self.files += 1;
@@ -1162,7 +1228,7 @@ impl Walker<'_> {
                     if let Some(w) = warning {
                         self.warn(w);
                     }
-                    nodes[slot] = Some(node);
+                    nodes[slot] = Some(*node);
                 }
                 EntryResult::Skipped(message) => self.warn(message),
                 EntryResult::Fatal(e) => return Err(e),

@@ -288,7 +288,7 @@ pub fn assign_packs(plan: &mut Plan, index: &Index) -> Damage {
                     packs.len() - 1
                 });
                 packs[p].blobs.push(BlobTargets {
-                    entry: *entry,
+                    entry,
                     targets: Vec::new(),
                 });
                 (p, packs[p].blobs.len() - 1)

@@ -1,7 +1,12 @@
 //! `coffer-repo`: the repository engine. It turns directories into encrypted,
 //! deduplicated, verifiable snapshots in an object store, and back.
 //!
-//! # Repository format (version 1)
+//! # Repository format
+//!
+//! The repository's `config` object says version 1: the object layout below has not
+//! changed since. Trees (the directory listings) carry their own version: 2 since hard
+//! links and extended attributes are kept; trees of version 1 are still read (see
+//! **Trees**), so every repository written before restores as it did.
 //!
 //! All objects live in the object store (see `coffer_domain::storage::ObjectStore`):
 //! whole-object put/get/list/delete, no rename, no directories — so a local disk, a NAS
@@ -31,9 +36,38 @@
 //! turned off, blobs are stored compressed only (the keyed chunk id, re-computed on read,
 //! authenticates them) and other objects carry a SHA-256 trailer.
 //!
-//! **Trees.** Each directory is a tree blob: its entries sorted by name (raw bytes), with
-//! kind, mode, uid, gid, mtime, ctime, inode, size and either the file's chunk ids, the
-//! subdirectory's tree id or the symlink's target.
+//! **Packs.** A backup fills packs of about 4 MiB (a pack is stored once it passes 4 MiB,
+//! so it holds at most one chunk more); trees go into packs of their own, so reading a
+//! snapshot's structure never fetches file content.
+//!
+//! **Trees.** Each directory is a tree blob: a version byte, an entry count, then its
+//! entries sorted by name (raw bytes). Each entry (all integers little-endian): kind (u8:
+//! file, directory, symlink), name (u32 length + bytes), mode (`st_mode & 0o7777`), uid,
+//! gid (u32), mtime and ctime (i64 nanoseconds), inode and size (u64), then the file's
+//! chunk ids (u32 count + 32 bytes each), the subdirectory's tree id (32 bytes) or the
+//! symlink's target (u32 length + bytes). Version 2 appends to every entry its device
+//! (u64), its link count (u32) and its extended attributes (u32 count, then name and value,
+//! each u32 length + bytes, sorted by name). A version 1 entry reads as link count 0
+//! ("not recorded"): a backup whose parent entry is version 1 re-reads that file instead
+//! of trusting the missing attributes.
+//!
+//! What a tree keeps of each entry, and what a restore gives back:
+//! - **symlinks** with their own modification time (`utimensat(AT_SYMLINK_NOFOLLOW)`);
+//! - **hard links**: files of one snapshot with the same device and inode and a link
+//!   count above 1 are restored as one inode with several names (`linkat`); the content
+//!   is read once per name but stored once (deduplication), and a restore of a part of
+//!   the snapshot links the names that fall inside it;
+//! - **extended attributes**: every attribute the system lists (`user.*`, `security.*`,
+//!   and `trusted.*` when running as root) but its own `system.*` bookkeeping, of which
+//!   the POSIX ACLs are kept (`system.posix_acl_access`, `system.posix_acl_default`, the
+//!   kernel's binary form); a symlink's attributes are read and set only as root. A
+//!   target that refuses one (a file system without them, a user without the right)
+//!   gets the data anyway, and the restore's warnings name what was not set;
+//! - **holes**: nothing is recorded — a restore writes no aligned 4 KiB block of zeros,
+//!   so runs of zeros become holes where the target file system has them (a sparse disk
+//!   image comes back sparse; a file that was all zeros on disk comes back sparse too);
+//! - owner and group (set when restoring as root), mode with set-id and sticky bits,
+//!   and modification times of files and directories (directories last).
 //!
 //! **Commit order.** A backup stores packs, then its index, then the snapshot object;
 //! the catalog row comes last. Each put is atomic (fs: temporary file, fsync, rename,

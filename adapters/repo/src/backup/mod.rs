@@ -23,7 +23,7 @@ use std::collections::HashSet;
 use std::os::fd::OwnedFd;
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::mpsc::{Receiver, SyncSender, sync_channel};
+use std::sync::mpsc::{Receiver, Sender, SyncSender, sync_channel};
 use std::sync::{Arc, Mutex};
 
 use bytes::Bytes;
@@ -73,8 +73,13 @@ pub async fn run(
             request.path.display()
         )));
     }
+    let started = std::time::Instant::now();
     // Held until the snapshot is committed: no prune can delete what this backup reuses.
     let lock = RepoLock::shared(repo.store.clone(), repo.lock_timings, "backup", &cancel).await?;
+    tracing::debug!(
+        elapsed_ms = started.elapsed().as_millis(),
+        "backup: repository lock taken"
+    );
     let stored = Arc::new(Mutex::new(Stored::default()));
     let result = store_and_commit(&repo, &request, progress, cancel, &lock, &stored).await;
     if result.is_err() {
@@ -85,6 +90,7 @@ pub async fn run(
     if let Err(e) = repo.reload_index().await {
         tracing::warn!(error = %e, "could not reload the index after a backup");
     }
+    tracing::debug!(elapsed_ms = started.elapsed().as_millis(), "backup: done");
     Ok(summary)
 }
 
@@ -165,7 +171,6 @@ async fn store_and_commit(
         as_root: rustix::process::geteuid().is_root(),
         pack_buffers: Mutex::new((Vec::new(), 0)),
         pack_returned: std::sync::Condvar::new(),
-        large_buffers: Pool::new(large_readers(), CHUNK_MAX + READ_SIZE),
         tree_sealed: Mutex::new(Vec::new()),
     });
     let walk_shared = shared.clone();
@@ -176,6 +181,7 @@ async fn store_and_commit(
     // The scanner's count, if it finished, differs only if the tree changed meanwhile
     // or held unreadable files; what was backed up is the truth from here on.
     shared.progress.set_totals(outcome.files, outcome.bytes);
+    tracing::debug!("backup: every file read, every pack stored");
 
     // Commit: packs are stored; now the index that points into them, then the snapshot.
     let written = std::mem::take(&mut *shared.written.lock().expect("written"));
@@ -187,6 +193,7 @@ async fn store_and_commit(
         lock.ensure_held()?;
         stored.lock().expect("stored").index_attempted = true;
         repo.store.put(&k, Bytes::from(sealed)).await?;
+        tracing::debug!("backup: index stored");
     }
     let warnings = outcome.warnings;
     let doc = SnapshotDoc {
@@ -274,8 +281,6 @@ struct Shared {
     /// Buffers of stored packs for the next packs, and how many data pack buffers exist.
     pack_buffers: Mutex<(Vec<Vec<u8>>, usize)>,
     pack_returned: std::sync::Condvar,
-    /// Chunker buffers for large files, as many as may be read at once.
-    large_buffers: Pool,
     /// Where the walker seals trees.
     tree_sealed: Mutex<Vec<u8>>,
 }
@@ -540,8 +545,8 @@ fn workers() -> usize {
         .clamp(4, 12)
 }
 
-/// Files of at least this size are read through a chunker's buffer; at most
-/// [`large_readers`] of them at once, which bounds memory with many workers.
+/// Files of at least this size are read through a chunker's buffer, by one of the
+/// [`large_readers`] (which bounds memory however many workers there are).
 const LARGE_FILE: u64 = CHUNK_MIN as u64;
 
 fn large_readers() -> usize {
@@ -584,11 +589,21 @@ fn walk(
                 }
             });
         }
+        // The readers of large files end when every worker (their only senders) has.
+        let (large, large_queue) = std::sync::mpsc::channel::<Box<LargeJob>>();
+        let large_queue = Arc::new(Mutex::new(large_queue));
+        for _ in 0..large_readers() {
+            let queue = large_queue.clone();
+            let shared = shared.clone();
+            scope.spawn(move || large_reader(&shared, &queue));
+        }
         for _ in 0..workers {
             let queue = queue.clone();
             let shared = shared.clone();
-            scope.spawn(move || worker(&shared, &queue));
+            let large = large.clone();
+            scope.spawn(move || worker(&shared, &queue, &large));
         }
+        drop(large);
         let mut walker = Walker {
             shared,
             jobs,
@@ -633,71 +648,6 @@ fn walk(
         return Err(e);
     }
     result
-}
-
-/// Buffers for large files, at most `limit` sets of them lent at once: lending waits
-/// until one comes back. They are made on first need and kept for the next borrower.
-struct Pool {
-    free: Mutex<(Vec<Buffers>, usize)>,
-    returned: std::sync::Condvar,
-    limit: usize,
-    size: usize,
-}
-
-impl Pool {
-    fn new(limit: usize, size: usize) -> Self {
-        Self {
-            free: Mutex::new((Vec::new(), 0)),
-            returned: std::sync::Condvar::new(),
-            limit,
-            size,
-        }
-    }
-
-    fn borrow(&self) -> Lent<'_> {
-        let mut free = self.free.lock().expect("pool");
-        loop {
-            if let Some(buffers) = free.0.pop() {
-                return Lent(self, Some(buffers));
-            }
-            if free.1 < self.limit {
-                free.1 += 1;
-                drop(free);
-                return Lent(
-                    self,
-                    Some(Buffers {
-                        input: vec![0u8; self.size],
-                        sealed: Vec::new(),
-                    }),
-                );
-            }
-            free = self.returned.wait(free).expect("pool");
-        }
-    }
-}
-
-/// What a large file is read and sealed through.
-struct Buffers {
-    input: Vec<u8>,
-    sealed: Vec<u8>,
-}
-
-/// Buffers lent by a [`Pool`], returned when dropped.
-struct Lent<'a>(&'a Pool, Option<Buffers>);
-
-impl Lent<'_> {
-    fn buffers(&mut self) -> &mut Buffers {
-        self.1.as_mut().expect("lent")
-    }
-}
-
-impl Drop for Lent<'_> {
-    fn drop(&mut self) {
-        if let Some(buffer) = self.1.take() {
-            self.0.free.lock().expect("pool").0.push(buffer);
-            self.0.returned.notify_one();
-        }
-    }
 }
 
 /// Sets its flag when dropped.
@@ -746,7 +696,7 @@ pub(crate) fn scan(root: &Path, progress: &Progress, cancel: &Cancel, stop: &Ato
     progress.set_totals(files, bytes);
 }
 
-fn worker(shared: &Shared, queue: &Mutex<Receiver<EntryJob>>) {
+fn worker(shared: &Shared, queue: &Mutex<Receiver<EntryJob>>, large: &Sender<Box<LargeJob>>) {
     // Small files are read whole into this buffer and sealed into the other, both reused
     // from file to file.
     let mut small = (Vec::new(), Vec::new());
@@ -755,28 +705,86 @@ fn worker(shared: &Shared, queue: &Mutex<Receiver<EntryJob>>) {
             return;
         };
         let result = if shared.cancel.is_cancelled() {
+            (job, EntryResult::Fatal(EngineError::Cancelled))
+        } else {
+            match entry(shared, job, &mut small) {
+                Looked::Done(job, result) => (job, result),
+                Looked::Large(large_job) => {
+                    // Its readers take it; this worker goes on with small files.
+                    if let Err(e) = large.send(large_job) {
+                        let job = e.0.job;
+                        job.results.put(
+                            job.slot,
+                            EntryResult::Fatal(EngineError::Other(
+                                "the readers of large files stopped".into(),
+                            )),
+                        );
+                    }
+                    continue;
+                }
+            }
+        };
+        let (job, result) = result;
+        job.results.put(job.slot, result);
+    }
+}
+
+/// A file of at least [`LARGE_FILE`] bytes, for the readers of large files.
+struct LargeJob {
+    job: EntryJob,
+    st: rustix::fs::Stat,
+    node: Node,
+}
+
+/// Reads large files through the chunker, one at a time, with buffers of its own: a few
+/// of these threads bound the memory large files take, while the workers go on with the
+/// small files (a worker never waits for a large file's turn).
+fn large_reader(shared: &Shared, queue: &Mutex<Receiver<Box<LargeJob>>>) {
+    let mut input = vec![0u8; CHUNK_MAX + READ_SIZE];
+    let mut sealed = Vec::new();
+    loop {
+        let Ok(large) = queue.lock().expect("large queue").recv() else {
+            return;
+        };
+        let LargeJob { job, st, node } = *large;
+        let result = if shared.cancel.is_cancelled() {
             EntryResult::Fatal(EngineError::Cancelled)
         } else {
-            entry(shared, &job, &mut small)
+            read_entry(
+                shared,
+                &job,
+                &st,
+                node,
+                Buffer::Large(&mut input),
+                &mut sealed,
+            )
         };
         job.results.put(job.slot, result);
     }
 }
 
-/// Looks at one entry that is not a directory and backs it up.
-fn entry(shared: &Shared, job: &EntryJob, small: &mut (Vec<u8>, Vec<u8>)) -> EntryResult {
+/// What looking at an entry gave: its result, or a large file for the large readers.
+enum Looked {
+    Done(EntryJob, EntryResult),
+    Large(Box<LargeJob>),
+}
+
+/// Looks at one entry that is not a directory and backs it up; a regular file of at
+/// least [`LARGE_FILE`] bytes that must be read is handed on instead.
+fn entry(shared: &Shared, job: EntryJob, small: &mut (Vec<u8>, Vec<u8>)) -> Looked {
     let progress = &shared.progress;
     let st = match timed(progress, Phase::Walk, || source::stat(&job.dir, &job.name)) {
         Ok(st) => st,
         Err(e) => {
-            return EntryResult::Skipped(format!(
+            let message = format!(
                 "{}: cannot stat: {}",
                 job.display(),
                 std::io::Error::from(e)
-            ));
+            );
+            return Looked::Done(job, EntryResult::Skipped(message));
         }
     };
-    match FileType::from_raw_mode(st.st_mode) {
+    let result = match FileType::from_raw_mode(st.st_mode) {
         FileType::RegularFile => {
             let mut node = source::node(job.name.clone(), &st, NodeKind::File);
             if let Some(old) = job.parent().filter(|old| {
@@ -794,122 +802,15 @@ fn entry(shared: &Shared, job: &EntryJob, small: &mut (Vec<u8>, Vec<u8>)) -> Ent
                 node.content.clone_from(&old.content);
                 node.xattrs.clone_from(&old.xattrs);
                 progress.add(1, node.size);
-                return EntryResult::Node(Box::new(node), None, true);
-            }
-            let file = match timed(progress, Phase::Open, || {
-                source::open_file(&job.dir, &job.name, &st)
-            }) {
-                Ok(f) => f,
-                Err(source::OpenError::Replaced) => {
-                    return EntryResult::Skipped(format!(
-                        "{}: replaced while being read; skipped",
-                        job.display()
-                    ));
-                }
-                Err(source::OpenError::Os(e)) => {
-                    return EntryResult::Skipped(format!(
-                        "{}: cannot read: {}",
-                        job.display(),
-                        std::io::Error::from(e)
-                    ));
-                }
-            };
-            let read = if node.size >= LARGE_FILE {
-                // Chunks are cut and sealed in place from a lent buffer: no chunk-sized
-                // allocation per chunk, and only a few such buffers at once.
-                let mut lent = shared.large_buffers.borrow();
-                let buffers = lent.buffers();
-                read_file(
-                    shared,
-                    &job.display(),
-                    file,
-                    node.size,
-                    Buffer::Large(&mut buffers.input),
-                    &mut buffers.sealed,
-                )
+                EntryResult::Node(Box::new(node), None, true)
+            } else if node.size >= LARGE_FILE {
+                return Looked::Large(Box::new(LargeJob { job, st, node }));
             } else {
-                read_file(
-                    shared,
-                    &job.display(),
-                    file,
-                    node.size,
-                    Buffer::Small(&mut small.0),
-                    &mut small.1,
-                )
-            };
-            match read {
-                Read::Done {
-                    content,
-                    size,
-                    after,
-                    xattrs,
-                } => {
-                    let mut warning = match after {
-                        Ok(after)
-                            if source::changed(&st, &after)
-                                || after.st_size.max(0).cast_unsigned() != size =>
-                        {
-                            Some(format!("{}: changed while being read", job.display()))
-                        }
-                        Ok(_) => None,
-                        Err(e) => Some(format!(
-                            "{}: cannot re-check after reading: {}",
-                            job.display(),
-                            std::io::Error::from(e)
-                        )),
-                    };
-                    match xattrs {
-                        Ok(x) => node.xattrs = x,
-                        Err(e) => {
-                            warning.get_or_insert(format!(
-                                "{}: cannot read its extended attributes: {}",
-                                job.display(),
-                                std::io::Error::from(e)
-                            ));
-                        }
-                    }
-                    node.content = content;
-                    node.size = size;
-                    progress.add(1, 0);
-                    EntryResult::Node(Box::new(node), warning, false)
-                }
-                Read::Unreadable(message) => EntryResult::Skipped(message),
-                Read::Fatal(e) => EntryResult::Fatal(e),
+                let (data, sealed) = small;
+                read_entry(shared, &job, &st, node, Buffer::Small(data), sealed)
             }
         }
-        FileType::Symlink => {
-            let mut node = source::node(job.name.clone(), &st, NodeKind::Symlink);
-            match timed(progress, Phase::Walk, || {
-                source::read_link(&job.dir, &job.name)
-            }) {
-                Ok(target) => node.link_target = target,
-                Err(e) => {
-                    return EntryResult::Skipped(format!(
-                        "{}: cannot read link: {}",
-                        job.display(),
-                        std::io::Error::from(e)
-                    ));
-                }
-            }
-            // Only `security.*` and `trusted.*` attributes can sit on a symlink, and
-            // only root can set them again.
-            let mut warning = None;
-            if shared.as_root {
-                match timed(progress, Phase::Metadata, || {
-                    source::link_xattrs(&job.dir, &job.name)
-                }) {
-                    Ok(x) => node.xattrs = x,
-                    Err(e) => {
-                        warning = Some(format!(
-                            "{}: cannot read its extended attributes: {}",
-                            job.display(),
-                            std::io::Error::from(e)
-                        ));
-                    }
-                }
-            }
-            EntryResult::Node(Box::new(node), warning, false)
-        }
+        FileType::Symlink => symlink_entry(shared, &job, &st),
         FileType::Directory => EntryResult::Skipped(format!(
             "{}: replaced by a directory while being read; skipped",
             job.display()
@@ -923,7 +824,112 @@ fn entry(shared: &Shared, job: &EntryJob, small: &mut (Vec<u8>, Vec<u8>)) -> Ent
             };
             EntryResult::Skipped(format!("{}: skipped ({what})", job.display()))
         }
+    };
+    Looked::Done(job, result)
+}
+
+/// Opens and reads a regular file (checking it is the one `st` describes) into `node`.
+fn read_entry(
+    shared: &Shared,
+    job: &EntryJob,
+    st: &rustix::fs::Stat,
+    mut node: Node,
+    buffer: Buffer<'_>,
+    sealed: &mut Vec<u8>,
+) -> EntryResult {
+    let progress = &shared.progress;
+    let file = match timed(progress, Phase::Open, || {
+        source::open_file(&job.dir, &job.name, st)
+    }) {
+        Ok(f) => f,
+        Err(source::OpenError::Replaced) => {
+            return EntryResult::Skipped(format!(
+                "{}: replaced while being read; skipped",
+                job.display()
+            ));
+        }
+        Err(source::OpenError::Os(e)) => {
+            return EntryResult::Skipped(format!(
+                "{}: cannot read: {}",
+                job.display(),
+                std::io::Error::from(e)
+            ));
+        }
+    };
+    match read_file(shared, &job.display(), file, node.size, buffer, sealed) {
+        Read::Done {
+            content,
+            size,
+            after,
+            xattrs,
+        } => {
+            let mut warning = match after {
+                Ok(after)
+                    if source::changed(st, &after)
+                        || after.st_size.max(0).cast_unsigned() != size =>
+                {
+                    Some(format!("{}: changed while being read", job.display()))
+                }
+                Ok(_) => None,
+                Err(e) => Some(format!(
+                    "{}: cannot re-check after reading: {}",
+                    job.display(),
+                    std::io::Error::from(e)
+                )),
+            };
+            match xattrs {
+                Ok(x) => node.xattrs = x,
+                Err(e) => {
+                    warning.get_or_insert(format!(
+                        "{}: cannot read its extended attributes: {}",
+                        job.display(),
+                        std::io::Error::from(e)
+                    ));
+                }
+            }
+            node.content = content;
+            node.size = size;
+            progress.add(1, 0);
+            EntryResult::Node(Box::new(node), warning, false)
+        }
+        Read::Unreadable(message) => EntryResult::Skipped(message),
+        Read::Fatal(e) => EntryResult::Fatal(e),
     }
+}
+
+fn symlink_entry(shared: &Shared, job: &EntryJob, st: &rustix::fs::Stat) -> EntryResult {
+    let progress = &shared.progress;
+    let mut node = source::node(job.name.clone(), st, NodeKind::Symlink);
+    match timed(progress, Phase::Walk, || {
+        source::read_link(&job.dir, &job.name)
+    }) {
+        Ok(target) => node.link_target = target,
+        Err(e) => {
+            return EntryResult::Skipped(format!(
+                "{}: cannot read link: {}",
+                job.display(),
+                std::io::Error::from(e)
+            ));
+        }
+    }
+    // Only `security.*` and `trusted.*` attributes can sit on a symlink, and only root
+    // can set them again.
+    let mut warning = None;
+    if shared.as_root {
+        match timed(progress, Phase::Metadata, || {
+            source::link_xattrs(&job.dir, &job.name)
+        }) {
+            Ok(x) => node.xattrs = x,
+            Err(e) => {
+                warning = Some(format!(
+                    "{}: cannot read its extended attributes: {}",
+                    job.display(),
+                    std::io::Error::from(e)
+                ));
+            }
+        }
+    }
+    EntryResult::Node(Box::new(node), warning, false)
 }
 
 /// What reading a file gave.
@@ -950,6 +956,16 @@ enum Buffer<'a> {
     Large(&'a mut [u8]),
 }
 
+/// Ids and stores one chunk.
+fn store_chunk(shared: &Shared, data: &[u8], sealed: &mut Vec<u8>) -> Result<ChunkId, EngineError> {
+    shared.check_cancel()?;
+    let progress = &shared.progress;
+    let id = timed(progress, Phase::Hash, || shared.repo.keys.chunk_id(data));
+    shared.store_blob(BlobKind::Data, id, data, sealed)?;
+    progress.add(0, data.len() as u64);
+    Ok(id)
+}
+
 /// Reads a file through the chunker, storing each new chunk.
 fn read_file(
     shared: &Shared,
@@ -962,15 +978,6 @@ fn read_file(
     let progress = &shared.progress;
     let mut content = Vec::new();
     let mut size = 0u64;
-    let mut store = |data: &[u8]| -> Result<(), EngineError> {
-        shared.check_cancel()?;
-        let id = timed(progress, Phase::Hash, || shared.repo.keys.chunk_id(data));
-        shared.store_blob(BlobKind::Data, id, data, sealed)?;
-        size += data.len() as u64;
-        progress.add(0, data.len() as u64);
-        content.push(id);
-        Ok(())
-    };
     let cut = |data: &[u8]| -> Vec<(usize, usize)> {
         timed(progress, Phase::Chunk, || {
             fastcdc::v2020::FastCDC::with_level_and_seed(
@@ -995,19 +1002,18 @@ fn read_file(
             }) {
                 return Read::Unreadable(format!("{display}: read failed: {e}"));
             }
-            if data.len() < CHUNK_MIN {
-                if !data.is_empty()
-                    && let Err(e) = store(data)
-                {
-                    return Read::Fatal(e);
-                }
+            let pieces = if data.len() < CHUNK_MIN {
+                vec![(0, data.len())]
             } else {
                 // It grew past a chunk while we read it: cut it like any large file.
-                for (offset, length) in cut(data) {
-                    if let Err(e) = store(&data[offset..offset + length]) {
-                        return Read::Fatal(e);
-                    }
+                cut(data)
+            };
+            for (offset, length) in pieces.into_iter().filter(|&(_, l)| l > 0) {
+                match store_chunk(shared, &data[offset..offset + length], sealed) {
+                    Ok(id) => content.push(id),
+                    Err(e) => return Read::Fatal(e),
                 }
+                size += length as u64;
             }
             // A file that grew far past what small files need gives its memory back.
             if data.capacity() > 2 * CHUNK_MIN {
@@ -1046,9 +1052,11 @@ fn read_file(
                 };
                 let mut consumed = 0;
                 for &(offset, length) in &chunks[..keep] {
-                    if let Err(e) = store(&buffer[offset..offset + length]) {
-                        return Read::Fatal(e);
+                    match store_chunk(shared, &buffer[offset..offset + length], sealed) {
+                        Ok(id) => content.push(id),
+                        Err(e) => return Read::Fatal(e),
                     }
+                    size += length as u64;
                     consumed = offset + length;
                 }
                 buffer.copy_within(consumed..filled, 0);

@@ -8,8 +8,23 @@
 //!
 //! # What each format carries
 //!
-//! **tar**: GNU headers, names and symlink targets of any length as raw bytes, mode,
-//! numeric owner and mtime in whole seconds.
+//! **tar** (POSIX pax): ustar headers, each preceded by a pax extended header (typeflag
+//! `x`) when the entry needs one. It carries what a restore brings back except holes:
+//! - names and symlink targets as raw bytes. Those that do not fit ustar's fields go in
+//!   the `path` / `linkpath` records (with `hdrcharset=BINARY` when they are not UTF-8,
+//!   which GNU tar does not know: it says it ignores it and unpacks the raw name), and
+//!   the ustar header keeps a shortened name for readers that ignore pax;
+//! - mode (with setuid, setgid and sticky bits), numeric owner (no user or group names),
+//!   and mtime for files, directories and symlinks alike; to the nanosecond in an `mtime`
+//!   record when it has a fractional part (as most have: such an entry takes 1 KiB more
+//!   for its extended header);
+//! - extended attributes, as `SCHILY.xattr.<name>` records with the raw value, as GNU
+//!   tar's `--xattrs` writes and reads them. POSIX ACLs are among them
+//!   (`system.posix_acl_access`, `system.posix_acl_default`, in the kernel's binary form):
+//!   `tar --xattrs --xattrs-include='*' -xpf` puts everything back;
+//! - hard links: the second and later names of a file (within the exported part) are link
+//!   entries (typeflag `1`) to the first name, and the content is stored once;
+//! - holes (sparse files) come out as zeros.
 //!
 //! **zip**: written by the `zip` crate's streaming writer (a data descriptor after each
 //! file's content; ZIP64 where a size, an offset or the entry count needs it). It carries
@@ -185,7 +200,8 @@ trait Entries {
 
 /// Writes `path` of `snapshot` (everything when `None`) as an archive into `out`. A
 /// path inside the snapshot keeps its own name as the archive's top entry; the whole
-/// snapshot has its root's entries at the top. Returns the bytes of file content written.
+/// snapshot has its root's entries at the top. Returns the bytes of file content written
+/// (in a tar, a hard-linked file's content counts once).
 ///
 /// # Errors
 /// `NotFound`, `Invalid` (a name that would escape), `Damaged` (naming the file), or the

@@ -1,8 +1,11 @@
-//! What a zip download carries besides content, checked with the tool people unpack
-//! them with (Info-ZIP's unzip): long and raw names, symlinks, hard links, modes, times,
-//! owners.
+//! What a tar or zip download carries besides content, checked with the tools people
+//! unpack them with (GNU tar, Info-ZIP's unzip) and, for tar, by reading the headers
+//! here: long names, long symlink targets, hard links, extended attributes and ACLs,
+//! symlink times, sub-second times, owners.
 
+use std::collections::BTreeMap;
 use std::os::unix::fs::MetadataExt as _;
+use std::path::PathBuf;
 use std::process::Command;
 
 use rustix::fs::XattrFlags;
@@ -135,6 +138,47 @@ async fn download(
     sink.0.lock().unwrap().clone()
 }
 
+/// The tree of [`metadata_tree`], backed up and downloaded, the archive saved for a tool
+/// to unpack.
+struct Downloaded {
+    src: tempfile::TempDir,
+    /// What [`metadata_tree`] says of the tree.
+    xattrs: bool,
+    as_root: bool,
+    engine: Engine,
+    snap: SnapshotSummary,
+    archive: Vec<u8>,
+    /// Holds `file`, the archive, and `target`, where to unpack it (not made yet).
+    out: tempfile::TempDir,
+    file: PathBuf,
+    target: PathBuf,
+}
+
+async fn download_metadata_tree(format: ArchiveFormat) -> Downloaded {
+    let src = tempfile::tempdir().unwrap();
+    let (xattrs, as_root) = metadata_tree(src.path());
+    let store = Arc::new(MemStore::default());
+    let engine = engine(&store, true).await;
+    let snap = backup(&engine, src.path(), None).await;
+    assert_eq!(snap.status, SnapshotStatus::Ok, "{:?}", snap.warnings);
+    let archive = download(&engine, &snap.id, None, format).await;
+    let out = tempfile::tempdir().unwrap();
+    let file = out.path().join(format!("download.{}", format.extension()));
+    std::fs::write(&file, &archive).unwrap();
+    let target = out.path().join("t");
+    Downloaded {
+        src,
+        xattrs,
+        as_root,
+        engine,
+        snap,
+        archive,
+        out,
+        file,
+        target,
+    }
+}
+
 /// One entry as [`shown`] describes it: name, kind, mode, mtime, content or target.
 type Shown = (String, String, u32, Option<i64>, String);
 
@@ -192,24 +236,340 @@ fn run(command: &mut Command) {
     );
 }
 
+/// An entry's uid, gid and extended attributes (name, value).
+type Owned = (u32, u32, Vec<(String, Vec<u8>)>);
+
+/// Owner and extended attributes of each of `names` under `root`.
+fn owners_and_attributes(root: &Path, names: &[Vec<u8>]) -> BTreeMap<Vec<u8>, Owned> {
+    let mut out = BTreeMap::new();
+    for name in names {
+        let path = root.join(OsStr::from_bytes(name));
+        let m = std::fs::symlink_metadata(&path).unwrap();
+        let attributes = [
+            "user.mime_type",
+            "user.empty",
+            "user.binary",
+            "user.odd=name%",
+            "user.linked",
+            "system.posix_acl_access",
+            "system.posix_acl_default",
+        ]
+        .into_iter()
+        .filter_map(|a| xattr(&path, a).map(|v| (a.to_owned(), v)))
+        .collect();
+        out.insert(name.clone(), (m.uid(), m.gid(), attributes));
+    }
+    out
+}
+
+/// One entry of a tar archive as its headers say.
+#[derive(Debug)]
+struct TarEntry {
+    kind: u8,
+    /// The ustar name fields, prefix and name joined.
+    ustar_name: Vec<u8>,
+    ustar_link: Vec<u8>,
+    ustar_mtime: u64,
+    /// The records of the extended header before it, in order.
+    pax: Vec<(Vec<u8>, Vec<u8>)>,
+    data: Vec<u8>,
+}
+
+impl TarEntry {
+    fn record(&self, key: &str) -> Option<&[u8]> {
+        self.pax
+            .iter()
+            .find(|(k, _)| k == key.as_bytes())
+            .map(|(_, v)| v.as_slice())
+    }
+    fn path(&self) -> Vec<u8> {
+        self.record("path").unwrap_or(&self.ustar_name).to_vec()
+    }
+    fn link(&self) -> Vec<u8> {
+        self.record("linkpath").unwrap_or(&self.ustar_link).to_vec()
+    }
+}
+
+/// A numeric header field: octal, or base-256 when its first byte has the high bit.
+fn number(field: &[u8]) -> u64 {
+    if field[0] & 0x80 != 0 {
+        return field[1..]
+            .iter()
+            .fold(u64::from(field[0] & 0x7f), |n, &b| (n << 8) | u64::from(b));
+    }
+    let digits: Vec<u8> = field
+        .iter()
+        .copied()
+        .filter(|b| (b'0'..=b'7').contains(b))
+        .collect();
+    u64::from_str_radix(std::str::from_utf8(&digits).unwrap(), 8).unwrap_or(0)
+}
+
+fn c_string(field: &[u8]) -> &[u8] {
+    let end = field.iter().position(|&b| b == 0).unwrap_or(field.len());
+    &field[..end]
+}
+
+/// Reads a pax extended header's records, checking that each one's length counts it
+/// whole.
+fn pax_records(mut data: &[u8]) -> Vec<(Vec<u8>, Vec<u8>)> {
+    let mut out = Vec::new();
+    while !data.is_empty() {
+        let space = data.iter().position(|&b| b == b' ').unwrap();
+        let len: usize = std::str::from_utf8(&data[..space])
+            .unwrap()
+            .parse()
+            .unwrap();
+        let record = &data[..len];
+        assert_eq!(record.last(), Some(&b'\n'), "a record ends in a newline");
+        let body = &record[space + 1..len - 1];
+        let eq = body.iter().position(|&b| b == b'=').unwrap();
+        out.push((body[..eq].to_vec(), body[eq + 1..].to_vec()));
+        data = &data[len..];
+    }
+    out
+}
+
+/// Reads a tar archive's headers block by block, as the format defines them (and not as
+/// a particular tool reads them).
+fn tar_entries(archive: &[u8]) -> Vec<TarEntry> {
+    let mut out = Vec::new();
+    let mut pos = 0;
+    let mut pax = Vec::new();
+    loop {
+        let block = &archive[pos..pos + 512];
+        if block.iter().all(|&b| b == 0) {
+            assert!(
+                archive[pos..].iter().all(|&b| b == 0),
+                "only zeros after the end"
+            );
+            assert!(
+                archive.len() - pos >= 1024,
+                "two zero blocks end the archive"
+            );
+            assert!(pax.is_empty(), "an extended header with no entry after it");
+            return out;
+        }
+        let sum: u64 = block
+            .iter()
+            .enumerate()
+            .map(|(i, &b)| {
+                if (148..156).contains(&i) {
+                    32
+                } else {
+                    u64::from(b)
+                }
+            })
+            .sum();
+        assert_eq!(number(&block[148..156]), sum, "header checksum");
+        assert_eq!(&block[257..265], b"ustar\x0000", "a ustar header");
+        let size = usize::try_from(number(&block[124..136])).unwrap();
+        let kind = block[156];
+        let data = archive[pos + 512..pos + 512 + size].to_vec();
+        pos += 512 + size.div_ceil(512) * 512;
+        if kind == b'x' {
+            assert!(pax.is_empty(), "two extended headers in a row");
+            pax = pax_records(&data);
+            continue;
+        }
+        let (name, prefix) = (c_string(&block[..100]), c_string(&block[345..500]));
+        let ustar_name = if prefix.is_empty() {
+            name.to_vec()
+        } else {
+            [prefix, b"/", name].concat()
+        };
+        out.push(TarEntry {
+            kind,
+            ustar_name,
+            ustar_link: c_string(&block[157..257]).to_vec(),
+            ustar_mtime: number(&block[136..148]),
+            pax: std::mem::take(&mut pax),
+            data,
+        });
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_tar_download_carries_what_a_restore_brings_back() {
+    let Downloaded {
+        src,
+        xattrs,
+        as_root,
+        engine,
+        snap,
+        archive,
+        out: _out,
+        file,
+        target,
+    } = download_metadata_tree(ArchiveFormat::Tar).await;
+    let root = src.path();
+
+    // GNU tar unpacks it to the source: names, kinds, modes, contents and times (to
+    // the nanosecond, symlinks' and directories' included).
+    std::fs::create_dir(&target).unwrap();
+    run(Command::new("tar")
+        .args(["--xattrs", "--xattrs-include=*", "-xpf"])
+        .arg(&file)
+        .arg("-C")
+        .arg(&target));
+    let src_view = describe(root);
+    let exact = |_: &str, mtime: i64| Some(mtime);
+    assert_same(
+        &shown(describe(&target), exact),
+        &shown(src_view.clone(), exact),
+    );
+    // Hard links are one file again.
+    let one = std::fs::metadata(target.join("hl/one")).unwrap();
+    assert_eq!(one.nlink(), 3);
+    for other in ["hl/two", "other/three"] {
+        let m = std::fs::metadata(target.join(other)).unwrap();
+        assert_eq!((m.dev(), m.ino()), (one.dev(), one.ino()), "{other}");
+    }
+    // Owners, extended attributes and ACLs.
+    let names: Vec<Vec<u8>> = src_view.keys().cloned().collect();
+    let got = owners_and_attributes(&target, &names);
+    let want = owners_and_attributes(root, &names);
+    for name in &names {
+        let (got, want) = (&got[name], &want[name]);
+        if as_root {
+            assert_eq!(
+                (got.0, got.1),
+                (want.0, want.1),
+                "owner of {}",
+                String::from_utf8_lossy(name)
+            );
+        }
+        assert_eq!(
+            got.2,
+            want.2,
+            "attributes of {}",
+            String::from_utf8_lossy(name)
+        );
+    }
+    if xattrs {
+        assert_eq!(
+            xattr(&target.join("acl.txt"), "system.posix_acl_access"),
+            Some(access_acl())
+        );
+        assert_eq!(
+            xattr(&target.join("acl-dir"), "system.posix_acl_default"),
+            Some(access_acl())
+        );
+        assert_eq!(
+            xattr(&target.join("attrs.txt"), "user.binary").as_deref(),
+            Some(&b"bin\0ary\nvalue"[..])
+        );
+    }
+
+    // The headers themselves, read here.
+    let entries = tar_entries(&archive);
+    let by_path: BTreeMap<Vec<u8>, &TarEntry> = entries.iter().map(|e| (e.path(), e)).collect();
+    assert_eq!(by_path.len(), entries.len(), "one entry per path");
+    assert_eq!(by_path.keys().cloned().collect::<Vec<_>>(), names);
+    let long = long_names();
+    for path in [&long.path, &long.deep] {
+        let e = by_path[path];
+        assert_eq!(e.record("path"), Some(path.as_slice()));
+        assert_eq!(e.record("hdrcharset"), Some(&b"BINARY"[..]), "a raw name");
+        // The ustar name, for readers without pax: the leading directories and the
+        // last name, cut.
+        assert!(!e.ustar_name.is_empty() && e.ustar_name.len() <= 256);
+        let (dir, base) = match e.ustar_name.iter().rposition(|&b| b == b'/') {
+            Some(i) => (&e.ustar_name[..i], &e.ustar_name[i + 1..]),
+            None => (&[][..], &e.ustar_name[..]),
+        };
+        assert!(
+            path.starts_with(dir)
+                && path
+                    .rsplit(|&b| b == b'/')
+                    .next()
+                    .unwrap()
+                    .starts_with(base)
+        );
+        assert_eq!(
+            e.data,
+            std::fs::read(root.join(OsStr::from_bytes(path))).unwrap()
+        );
+    }
+    let split = by_path[&long.split];
+    assert_eq!(split.record("path"), None, "ustar's prefix holds it");
+    assert_eq!(split.ustar_name, long.split);
+    let link = by_path[&b"long-link".to_vec()];
+    assert_eq!((link.kind, link.link()), (b'2', long.target.clone()));
+    assert_eq!(link.record("linkpath"), Some(long.target.as_slice()));
+    assert_eq!(by_path[&b"raw-link".to_vec()].link(), b"caf\xe9");
+    // The content once, under the first name; the other names link to it.
+    let first = by_path[&b"hl/one".to_vec()];
+    assert_eq!((first.kind, first.data.as_slice()), (b'0', LINKED));
+    for other in [&b"hl/two"[..], b"other/three"] {
+        let e = by_path[&other.to_vec()];
+        assert_eq!(
+            (e.kind, e.link(), e.data.len()),
+            (b'1', b"hl/one".to_vec(), 0)
+        );
+    }
+    // Times: whole seconds in ustar, the rest in pax; a plain entry has no pax header.
+    let subsec = by_path[&b"subsec.txt".to_vec()];
+    assert_eq!(subsec.ustar_mtime, 1_600_000_000);
+    assert_eq!(subsec.record("mtime"), Some(&b"1600000000.123456789"[..]));
+    let old = by_path[&b"old-link".to_vec()];
+    assert_eq!((old.kind, old.ustar_mtime), (b'2', 1_234_567_890));
+    assert_eq!(old.record("mtime"), Some(&b"1234567890.000000123"[..]));
+    assert!(by_path[&b"plain.txt".to_vec()].pax.is_empty());
+    if xattrs {
+        let attrs = by_path[&b"attrs.txt".to_vec()];
+        assert_eq!(
+            attrs
+                .pax
+                .iter()
+                .filter(|(k, _)| k.starts_with(b"SCHILY."))
+                .cloned()
+                .collect::<Vec<_>>(),
+            [
+                (&b"SCHILY.xattr.user.binary"[..], &b"bin\0ary\nvalue"[..]),
+                (b"SCHILY.xattr.user.empty", b""),
+                (b"SCHILY.xattr.user.mime_type", b"text/plain"),
+                (b"SCHILY.xattr.user.odd%3Dname%25", b"escaped"),
+            ]
+            .map(|(k, v)| (k.to_vec(), v.to_vec()))
+        );
+        let acl = access_acl();
+        assert_eq!(
+            by_path[&b"acl.txt".to_vec()].record("SCHILY.xattr.system.posix_acl_access"),
+            Some(acl.as_slice())
+        );
+        assert_eq!(
+            by_path[&b"acl-dir".to_vec()].record("SCHILY.xattr.system.posix_acl_default"),
+            Some(acl.as_slice())
+        );
+        assert_eq!(first.record("SCHILY.xattr.user.linked"), Some(&b"once"[..]));
+    }
+    if as_root {
+        let big = by_path[&b"big-owner.txt".to_vec()];
+        assert_eq!(big.record("uid"), Some(&b"3000000"[..]));
+        assert_eq!(big.record("gid"), Some(&b"3000001"[..]));
+    }
+
+    // A part holding one name of a linked file has it as a plain file.
+    let part = tar_entries(&download(&engine, &snap.id, Some("other"), ArchiveFormat::Tar).await);
+    let three = part.iter().find(|e| e.path() == b"other/three").unwrap();
+    assert_eq!((three.kind, three.data.as_slice()), (b'0', LINKED));
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_zip_download_unpacks_with_unzip_and_each_linked_name_holds_the_content() {
     if !unzip_installed() {
         return;
     }
-    let src = tempfile::tempdir().unwrap();
+    let Downloaded {
+        src,
+        as_root,
+        out: _out,
+        file,
+        target,
+        ..
+    } = download_metadata_tree(ArchiveFormat::Zip).await;
     let root = src.path();
-    let (_, as_root) = metadata_tree(root);
-    let store = Arc::new(MemStore::default());
-    let engine = engine(&store, true).await;
-    let snap = backup(&engine, root, None).await;
-    assert_eq!(snap.status, SnapshotStatus::Ok, "{:?}", snap.warnings);
-    let archive = download(&engine, &snap.id, None, ArchiveFormat::Zip).await;
-
-    let out = tempfile::tempdir().unwrap();
-    let file = out.path().join("download.zip");
-    std::fs::write(&file, &archive).unwrap();
-    let target = out.path().join("t");
     // -^: names as they are (control characters too); -X: owners; -K: setuid and setgid
     // bits.
     run(Command::new("unzip")

@@ -90,7 +90,6 @@ mod restore;
 mod snapshot;
 mod tree;
 mod verify;
-mod zipstream;
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, RwLock};

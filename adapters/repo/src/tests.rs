@@ -17,6 +17,7 @@ use coffer_domain::storage::{ObjectKey, ObjectStore, StorageError};
 
 use super::*;
 
+mod export;
 mod gc;
 mod metadata;
 

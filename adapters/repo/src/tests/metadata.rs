@@ -8,7 +8,7 @@ use rustix::fs::{AtFlags, Timespec, Timestamps, XattrFlags};
 
 use super::*;
 
-fn set_link_time(path: &Path, secs: i64) {
+pub(super) fn set_link_time(path: &Path, secs: i64) {
     rustix::fs::utimensat(
         rustix::fs::CWD,
         path,
@@ -27,7 +27,7 @@ fn set_link_time(path: &Path, secs: i64) {
     .unwrap();
 }
 
-fn xattr(path: &Path, name: &str) -> Option<Vec<u8>> {
+pub(super) fn xattr(path: &Path, name: &str) -> Option<Vec<u8>> {
     let mut buf = vec![0u8; 4096];
     match rustix::fs::lgetxattr(path, name, &mut buf[..]) {
         Ok(n) => {
@@ -40,7 +40,7 @@ fn xattr(path: &Path, name: &str) -> Option<Vec<u8>> {
 
 /// A POSIX access ACL (`user::rw-, user:4242:r--, group::r--, mask::r--, other::---`)
 /// in the kernel's xattr form.
-fn access_acl() -> Vec<u8> {
+pub(super) fn access_acl() -> Vec<u8> {
     let mut acl = 2u32.to_le_bytes().to_vec();
     for (tag, perm, id) in [
         (0x01u16, 6u16, u32::MAX),
@@ -58,7 +58,7 @@ fn access_acl() -> Vec<u8> {
 
 /// Whether this file system takes user attributes and ACLs at all (tmpfs before Linux
 /// 6.6 did not): the test says so and checks the rest when it does not.
-fn supports_xattrs(dir: &Path) -> bool {
+pub(super) fn supports_xattrs(dir: &Path) -> bool {
     let probe = dir.join(".probe");
     write(&probe, b"");
     let ok = rustix::fs::setxattr(&probe, "user.probe", b"1", XattrFlags::empty()).is_ok()

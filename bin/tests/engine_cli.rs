@@ -354,7 +354,7 @@ fn a_prune_killed_at_random_moments_never_makes_the_next_command_wait() {
             left_behind += 1;
         }
         // The dead prune's lock must not hold anybody up: its process is gone.
-        let (out, took) = run_within(&f.data, &["verify"], Duration::from_secs(60));
+        let (out, took) = run_within(&f.data, &["verify"], Duration::from_mins(1));
         assert!(
             out.status.success(),
             "round {round}: verify failed after {took:?}: {}",

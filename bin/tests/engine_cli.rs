@@ -325,8 +325,7 @@ fn a_prune_killed_at_random_moments_never_makes_the_next_command_wait() {
         // Every other round a backup runs meanwhile: the prune then waits for it, holding
         // its lock, and dies waiting.
         let backup = (round % 2 == 0).then(|| {
-            std::fs::write(f.src.join("growing.bin"), noise(48 << 20, round + 50))
-                .expect("write");
+            std::fs::write(f.src.join("growing.bin"), noise(48 << 20, round + 50)).expect("write");
             let child = coffer(&f.data)
                 .args(["backup", src])
                 .stdout(Stdio::null())
@@ -348,7 +347,10 @@ fn a_prune_killed_at_random_moments_never_makes_the_next_command_wait() {
             .status();
         let _ = child.wait();
         if let Some(mut backup) = backup {
-            assert!(backup.wait().expect("backup").success(), "round {round}: backup");
+            assert!(
+                backup.wait().expect("backup").success(),
+                "round {round}: backup"
+            );
         }
         if std::fs::read_dir(&locks).is_ok_and(|mut d| d.next().is_some()) {
             left_behind += 1;

@@ -35,6 +35,9 @@ pub async fn run(
     cancel: &Cancel,
 ) -> Result<CheckReport, EngineError> {
     let mut report = CheckReport::default();
+    if let Err(problem) = repo.check_config().await? {
+        report.problems.push(problem);
+    }
     let index = repo.reload_index().await?;
     let sizes: HashMap<[u8; 32], u64> = repo
         .store

@@ -7,7 +7,9 @@
 
 use std::collections::HashMap;
 
-use crate::crypto::{ChunkId, Keys, open_object, seal_object};
+use coffer_domain::storage::ObjectStore;
+
+use crate::crypto::{self, ChunkId, Keys, Legacy, open_object, open_object_with, seal_object};
 use crate::error::EngineError;
 use crate::pack::{BlobEntry, BlobKind, ENTRY_LEN, decode_entry, encode_entry};
 
@@ -142,6 +144,28 @@ pub fn open_index(keys: &Keys, sealed: &[u8]) -> Result<Vec<IndexedPack>, Engine
         rest = &rest[count * ENTRY_LEN..];
     }
     Ok(out)
+}
+
+/// Seals every index object of a legacy unencrypted repository again, with a MAC: a new
+/// object first, then the old one goes (a reader in between sees both, which list the
+/// same). The caller holds the exclusive lock.
+pub async fn reseal_legacy(store: &dyn ObjectStore, keys: &Keys) -> Result<u64, EngineError> {
+    let mut resealed = 0;
+    for k in store.list("index/").await? {
+        let Some(sealed) = store.get(&k).await? else {
+            continue;
+        };
+        if !crypto::object_is_legacy(&sealed) {
+            continue;
+        }
+        let (plain, _) = open_object_with(keys, INDEX_PURPOSE, &sealed, "index", Legacy::Allowed)?;
+        let fresh = seal_object(keys, false, INDEX_PURPOSE, &plain)?;
+        let name = crate::key(&format!("index/{}", hex::encode(crypto::random::<32>()?)))?;
+        store.put(&name, bytes::Bytes::from(fresh)).await?;
+        store.delete(&k).await?;
+        resealed += 1;
+    }
+    Ok(resealed)
 }
 
 /// A pack and the blob entries an index lists for it.

@@ -19,6 +19,7 @@ use super::*;
 
 mod export;
 mod gc;
+mod integrity;
 mod metadata;
 
 /// Called on every ranged read, before it is answered.
@@ -113,7 +114,7 @@ const MASTER: [u8; 32] = [42u8; 32];
 async fn engine(store: &Arc<MemStore>, encrypt: bool) -> Engine {
     let dyn_store: Arc<dyn ObjectStore> = store.clone();
     if !is_initialized(dyn_store.as_ref()).await.unwrap() {
-        init(dyn_store.as_ref(), &MASTER).await.unwrap();
+        init(dyn_store.as_ref(), &MASTER, encrypt).await.unwrap();
     }
     Engine::new(Repository::open(dyn_store, &MASTER, encrypt).await.unwrap())
 }

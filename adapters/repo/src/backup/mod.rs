@@ -63,6 +63,17 @@ pub async fn run(
     progress: Arc<Progress>,
     cancel: Cancel,
 ) -> Result<SnapshotSummary, EngineError> {
+    if repo.wanted_encrypt != repo.encrypt {
+        return Err(EngineError::Invalid(if repo.encrypt {
+            "this repository encrypts everything, and backup.encryption_enabled is false: \
+             set it to true (an encrypted repository takes no unencrypted backups)"
+                .into()
+        } else {
+            "this repository was created without encryption, and backup.encryption_enabled is \
+             true: back up into a new repository to have encrypted backups, or set it to false"
+                .into()
+        }));
+    }
     let meta = std::fs::metadata(&request.path).map_err(EngineError::io(format!(
         "cannot read source {}",
         request.path.display()

@@ -327,7 +327,7 @@ fn fixture_view(root: &Path) -> View {
 }
 
 /// A store holding the files of one fixture repository.
-fn fixture_store(which: &str) -> (Arc<MemStore>, Vec<String>) {
+pub(super) fn fixture_store(which: &str) -> (Arc<MemStore>, Vec<String>) {
     let base = Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("tests/fixtures/repo-v1")
         .join(which);

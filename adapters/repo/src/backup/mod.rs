@@ -849,7 +849,7 @@ fn read_entry(
     sealed: &mut Vec<u8>,
 ) -> EntryResult {
     let progress = &shared.progress;
-    let file = match timed(progress, Phase::Open, || {
+    let (file, opened) = match timed(progress, Phase::Open, || {
         source::open_file(&job.dir, &job.name, st)
     }) {
         Ok(f) => f,
@@ -867,6 +867,9 @@ fn read_entry(
             ));
         }
     };
+    // What is recorded comes from the inode opened, not the one looked at.
+    let mut node = source::node(std::mem::take(&mut node.name), &opened, NodeKind::File);
+    let st = &opened;
     match read_file(shared, &job.display(), file, node.size, buffer, sealed) {
         Read::Done {
             content,

@@ -71,8 +71,14 @@ pub enum OpenError {
 }
 
 /// Opens a regular file for reading (never through a symlink) and checks that it is the
-/// file `seen` describes.
-pub fn open_file(dir: &OwnedFd, name: &[u8], seen: &Stat) -> Result<std::fs::File, OpenError> {
+/// file `seen` describes (same device and inode). Returns it with its metadata as opened:
+/// what the snapshot records comes from the very inode that is read, so a file swapped
+/// in at the same inode number cannot pass under the other's owner and mode.
+pub fn open_file(
+    dir: &OwnedFd,
+    name: &[u8],
+    seen: &Stat,
+) -> Result<(std::fs::File, Stat), OpenError> {
     let fd = rustix::fs::openat(
         dir,
         name_of(name),
@@ -90,7 +96,7 @@ pub fn open_file(dir: &OwnedFd, name: &[u8], seen: &Stat) -> Result<std::fs::Fil
     {
         return Err(OpenError::Replaced);
     }
-    Ok(std::fs::File::from(fd))
+    Ok((std::fs::File::from(fd), st))
 }
 
 /// A symlink's target.
@@ -227,4 +233,71 @@ fn collect(
     }
     out.sort();
     Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::os::unix::fs::PermissionsExt as _;
+
+    use super::*;
+
+    fn open_dir_of(path: &std::path::Path) -> OwnedFd {
+        rustix::fs::open(
+            path,
+            OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC,
+            Mode::empty(),
+        )
+        .unwrap()
+    }
+
+    /// A local user who can write in the source swaps an entry between the moment the
+    /// backup looks at it and the moment it opens it: a symlink to a file only root can
+    /// read, or another file. Neither is read in its place.
+    #[test]
+    fn an_entry_swapped_after_it_was_looked_at_is_never_read_in_its_place() {
+        let dir = tempfile::tempdir().unwrap();
+        let secret = dir.path().join("secret");
+        std::fs::write(&secret, b"root only").unwrap();
+        let src = dir.path().join("src");
+        std::fs::create_dir(&src).unwrap();
+        std::fs::write(src.join("a"), b"mine").unwrap();
+        let fd = open_dir_of(&src);
+
+        let seen = stat(&fd, b"a").unwrap();
+        std::fs::remove_file(src.join("a")).unwrap();
+        std::os::unix::fs::symlink(&secret, src.join("a")).unwrap();
+        assert!(matches!(
+            open_file(&fd, b"a", &seen),
+            Err(OpenError::Replaced)
+        ));
+
+        // Another file in its place: refused, unless it got the same inode number (a
+        // file system may reuse it at once); then what is read and what is recorded both
+        // come from the file opened.
+        std::fs::remove_file(src.join("a")).unwrap();
+        std::fs::write(src.join("a"), b"another file").unwrap();
+        std::fs::set_permissions(src.join("a"), std::fs::Permissions::from_mode(0o600)).unwrap();
+        match open_file(&fd, b"a", &seen) {
+            Err(OpenError::Replaced) => {}
+            Ok((mut f, opened)) => {
+                assert_eq!(opened.st_mode & 0o7777, 0o600);
+                let mut content = Vec::new();
+                std::io::Read::read_to_end(&mut f, &mut content).unwrap();
+                assert_eq!(content, b"another file");
+            }
+            Err(OpenError::Os(e)) => panic!("{e}"),
+        }
+
+        let seen = stat(&fd, b"a").unwrap();
+        assert!(
+            open_file(&fd, b"a", &seen).is_ok(),
+            "the file looked at opens"
+        );
+
+        // A directory swapped for a symlink to elsewhere is not entered.
+        std::fs::create_dir(src.join("d")).unwrap();
+        std::fs::remove_dir(src.join("d")).unwrap();
+        std::os::unix::fs::symlink(dir.path(), src.join("d")).unwrap();
+        assert!(open_dir(&fd, b"d").is_err());
+    }
 }

@@ -44,7 +44,7 @@ pub async fn open_engine(
         key
     } else {
         let (key, created) = coffer_crypto::load_or_create_key(&key_path)?;
-        coffer_repo::init(store.as_ref(), &key).await?;
+        coffer_repo::init(store.as_ref(), &key, settings.backup.encryption_enabled).await?;
         tracing::warn!(
             key = %key_path.display(),
             created,

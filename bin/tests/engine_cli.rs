@@ -319,6 +319,99 @@ fn kill_nine_at_random_moments_never_hurts_earlier_snapshots() {
     ok(&f.data, &["verify", "--read-data"]);
 }
 
+/// Runs `coffer ARGS`, killing it if it takes longer than `limit`; returns its output and
+/// how long it took.
+fn run_within(data: &Path, args: &[&str], limit: Duration) -> (Output, Duration) {
+    let started = std::time::Instant::now();
+    let mut child = coffer(data)
+        .args(args)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn");
+    while child.try_wait().expect("wait").is_none() {
+        if started.elapsed() > limit {
+            let _ = child.kill();
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let out = child.wait_with_output().expect("output");
+    (out, started.elapsed())
+}
+
+#[test]
+fn a_prune_killed_at_random_moments_never_makes_the_next_command_wait() {
+    let f = fixture(600, 8);
+    let src = f.src.to_str().expect("utf8");
+    ok(&f.data, &["backup", src]);
+    // Garbage for the prune: a second snapshot, then only the newest kept.
+    std::fs::write(f.src.join("extra.bin"), noise(16 << 20, 7)).expect("write");
+    ok(&f.data, &["backup", src]);
+    std::fs::remove_file(f.src.join("extra.bin")).expect("remove");
+    ok(&f.data, &["backup", src]);
+    let locks = f.data.join("repository/locks");
+    let mut seed = 0x2545_f491_u64;
+    let mut left_behind = 0;
+    for round in 0..6u64 {
+        seed = seed.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1);
+        // Every other round a backup runs meanwhile: the prune then waits for it, holding
+        // its lock, and dies waiting.
+        let backup = (round % 2 == 0).then(|| {
+            std::fs::write(f.src.join("growing.bin"), noise(48 << 20, round + 50)).expect("write");
+            let child = coffer(&f.data)
+                .args(["backup", src])
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .expect("spawn backup");
+            std::thread::sleep(Duration::from_millis(300));
+            child
+        });
+        let mut child = coffer(&f.data)
+            .args(["prune"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("spawn");
+        std::thread::sleep(Duration::from_millis(30 + (seed >> 33) % 400));
+        let _ = Command::new("kill")
+            .args(["-9", &child.id().to_string()])
+            .status();
+        let _ = child.wait();
+        if let Some(mut backup) = backup {
+            assert!(
+                backup.wait().expect("backup").success(),
+                "round {round}: backup"
+            );
+        }
+        if std::fs::read_dir(&locks).is_ok_and(|mut d| d.next().is_some()) {
+            left_behind += 1;
+        }
+        // The dead prune's lock must not hold anybody up: its process is gone.
+        let (out, took) = run_within(&f.data, &["verify"], Duration::from_mins(1));
+        assert!(
+            out.status.success(),
+            "round {round}: verify failed after {took:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(
+            took < Duration::from_secs(15),
+            "round {round}: verify waited {took:?} for a dead process's lock: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    // At least one kill landed while the prune held its lock (else this proved nothing).
+    assert!(left_behind > 0, "no kill left a lock behind");
+    // The next prune runs and removes what the dead ones left.
+    ok(&f.data, &["prune"]);
+    assert!(
+        std::fs::read_dir(&locks).is_ok_and(|mut d| d.next().is_none()),
+        "no lock is left"
+    );
+    ok(&f.data, &["verify", "--read-data"]);
+}
+
 #[test]
 fn keys_export_rotate_and_refuse_what_they_must() {
     let f = fixture(10, 1);

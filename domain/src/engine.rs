@@ -107,6 +107,91 @@ pub struct Progress {
     pub files_total: AtomicU64,
     pub bytes_total: AtomicU64,
     pub totals_final: AtomicBool,
+    /// Where the time goes, phase by phase.
+    pub phases: PhaseTimes,
+}
+
+/// A step of a backup or restore, for [`PhaseTimes`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Phase {
+    /// Listing directories and reading entries' metadata (a backup's walk, a restore's
+    /// reading of the snapshot's trees).
+    Walk,
+    /// Opening files (backup) or creating files and directories (restore).
+    Open,
+    /// Reading file content (backup) or stored data (restore).
+    Read,
+    /// Content-defined chunking.
+    Chunk,
+    /// Keyed hashing of chunks (their ids).
+    Hash,
+    /// zstd compression (backup) or decompression (restore).
+    Compress,
+    /// AES-256-GCM encryption (backup) or authentication and decryption (restore).
+    Seal,
+    /// Writing: packs to storage (backup) or file content to disk (restore).
+    Write,
+    /// Ownership, modes, times, extended attributes, links and renames.
+    Metadata,
+}
+
+impl Phase {
+    pub const ALL: [Self; 9] = [
+        Self::Walk,
+        Self::Open,
+        Self::Read,
+        Self::Chunk,
+        Self::Hash,
+        Self::Compress,
+        Self::Seal,
+        Self::Write,
+        Self::Metadata,
+    ];
+
+    #[must_use]
+    pub const fn name(self) -> &'static str {
+        match self {
+            Self::Walk => "walk",
+            Self::Open => "open",
+            Self::Read => "read",
+            Self::Chunk => "chunk",
+            Self::Hash => "hash",
+            Self::Compress => "compress",
+            Self::Seal => "seal",
+            Self::Write => "write",
+            Self::Metadata => "metadata",
+        }
+    }
+}
+
+/// Time spent per [`Phase`], summed over every thread that worked on it: thread time,
+/// not wall time (phases overlap, and several threads run each), so the figures say where
+/// the work is, and their sum can exceed the operation's duration.
+#[derive(Debug, Default)]
+pub struct PhaseTimes([AtomicU64; Phase::ALL.len()]);
+
+impl PhaseTimes {
+    pub fn add(&self, phase: Phase, elapsed: std::time::Duration) {
+        self.0[phase as usize].fetch_add(
+            u64::try_from(elapsed.as_nanos()).unwrap_or(u64::MAX),
+            Ordering::Relaxed,
+        );
+    }
+
+    /// Every phase that took any time, in the order of [`Phase::ALL`].
+    #[must_use]
+    pub fn read(&self) -> Vec<(Phase, std::time::Duration)> {
+        Phase::ALL
+            .iter()
+            .map(|&p| {
+                (
+                    p,
+                    std::time::Duration::from_nanos(self.0[p as usize].load(Ordering::Relaxed)),
+                )
+            })
+            .filter(|(_, d)| !d.is_zero())
+            .collect()
+    }
 }
 
 impl Progress {
@@ -177,6 +262,11 @@ pub struct EntryInfo {
     pub size: u64,
     pub mtime: DateTime<Utc>,
     pub mode: u32,
+    /// The names of its extended attributes (POSIX ACLs are `system.posix_acl_access`
+    /// and `system.posix_acl_default`), sorted.
+    pub xattrs: Vec<String>,
+    /// How many names the file had when it was backed up (hard links); 1 for most.
+    pub links: u32,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -200,10 +290,17 @@ impl EntryKind {
 /// What a restore did.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct RestoreReport {
+    /// Regular files written, hard links to them included.
     pub files: u64,
     pub dirs: u64,
     pub symlinks: u64,
+    /// Names restored as hard links to a file restored before them (counted in `files`).
+    pub hardlinks: u64,
+    /// Bytes of file content written (a file with several names counts once).
     pub bytes: u64,
+    /// Metadata that could not be applied (extended attributes or ACLs the target file
+    /// system or the restoring user may not set); the data itself is restored.
+    pub warnings: Vec<String>,
 }
 
 /// What a verification found about one snapshot.

@@ -178,7 +178,11 @@ pub enum JobResult {
         files: u64,
         dirs: u64,
         symlinks: u64,
+        /// Names restored as hard links (counted in `files`).
+        hardlinks: u64,
         bytes: u64,
+        /// Metadata the target refused (extended attributes, ACLs); the data is there.
+        warnings: Vec<String>,
     },
     Verify {
         snapshot_id: SnapshotId,
@@ -237,14 +241,16 @@ impl JobResult {
 
     /// What a restore job reports of `r`: `snapshot_id` restored into `target`.
     #[must_use]
-    pub const fn of_restore(snapshot_id: SnapshotId, target: String, r: &RestoreReport) -> Self {
+    pub fn of_restore(snapshot_id: SnapshotId, target: String, r: RestoreReport) -> Self {
         Self::Restore {
             snapshot_id,
             target,
             files: r.files,
             dirs: r.dirs,
             symlinks: r.symlinks,
+            hardlinks: r.hardlinks,
             bytes: r.bytes,
+            warnings: r.warnings,
         }
     }
 

@@ -234,6 +234,8 @@ async fn a_source_is_backed_up_browsed_downloaded_and_restored_over_http(app: &T
         .collect();
     assert_eq!(names, ["big.bin", "docs", "empty", "link"]);
     assert_eq!(root["items"][0]["size"], 5 << 20);
+    assert_eq!(root["items"][0]["links"], 1);
+    assert_eq!(root["items"][0]["xattrs"], json!([]));
     assert_eq!(root["items"][3]["type"], "symlink");
     let (status, docs) = api
         .get(&format!(
@@ -308,6 +310,8 @@ async fn a_source_is_backed_up_browsed_downloaded_and_restored_over_http(app: &T
     let resolved = std::fs::canonicalize(&target).expect("restored");
     assert_eq!(done["result"]["target"], resolved.to_str().expect("utf8"));
     assert_eq!(done["result"]["files"], 22);
+    assert_eq!(done["result"]["hardlinks"], 0);
+    assert_eq!(done["result"]["warnings"], json!([]), "{done}");
     assert_eq!(done["progress"]["bytes_total"], expected_bytes);
     assert_eq!(tree_listing(&target), tree_listing(&src));
     let (status, job) = api

@@ -1334,7 +1334,9 @@ mod jobs {
                 files: 1,
                 dirs: 0,
                 symlinks: 3,
+                hardlinks: 1,
                 bytes: 42,
+                warnings: vec!["docs: extended attribute user.a not restored".to_owned()],
             });
             r.finished_at = Some(at(11, 0));
 

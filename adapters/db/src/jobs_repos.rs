@@ -206,7 +206,12 @@ enum ResultJson {
         files: u64,
         dirs: u64,
         symlinks: u64,
+        /// Absent in results stored before hard links were restored.
+        #[serde(default)]
+        hardlinks: u64,
         bytes: u64,
+        #[serde(default)]
+        warnings: Vec<String>,
     },
     Verify {
         snapshot_id: SnapshotIdJson,
@@ -258,14 +263,18 @@ impl From<&JobResult> for ResultJson {
                 files,
                 dirs,
                 symlinks,
+                hardlinks,
                 bytes,
+                warnings,
             } => Self::Restore {
                 snapshot_id: SnapshotIdJson(snapshot_id),
                 target,
                 files,
                 dirs,
                 symlinks,
+                hardlinks,
                 bytes,
+                warnings,
             },
             JobResult::Verify {
                 snapshot_id,
@@ -340,14 +349,18 @@ impl From<ResultJson> for JobResult {
                 files,
                 dirs,
                 symlinks,
+                hardlinks,
                 bytes,
+                warnings,
             } => Self::Restore {
                 snapshot_id: snapshot_id.0,
                 target,
                 files,
                 dirs,
                 symlinks,
+                hardlinks,
                 bytes,
+                warnings,
             },
             ResultJson::Verify {
                 snapshot_id,

@@ -35,6 +35,9 @@ pub async fn run(
     cancel: &Cancel,
 ) -> Result<CheckReport, EngineError> {
     let mut report = CheckReport::default();
+    if let Err(problem) = repo.check_config().await? {
+        report.problems.push(problem);
+    }
     let index = repo.reload_index().await?;
     let sizes: HashMap<[u8; 32], u64> = repo
         .store
@@ -51,11 +54,8 @@ pub async fn run(
     // Packs the index names: present and long enough.
     let mut bad: HashSet<ChunkId> = HashSet::new();
     let mut per_pack: HashMap<[u8; 32], Vec<(ChunkId, pack::BlobEntry)>> = HashMap::new();
-    for (id, location) in &index.blobs {
-        per_pack
-            .entry(index.packs[location.pack as usize])
-            .or_default()
-            .push((*id, location.entry));
+    for (id, pack, entry) in index.iter() {
+        per_pack.entry(*pack).or_default().push((*id, entry));
     }
     let mut missing: BTreeSet<[u8; 32]> = BTreeSet::new();
     for (pack_id, entries) in &per_pack {

@@ -7,6 +7,8 @@ use rand::TryRng as _;
 use rand::rngs::SysRng;
 use sha2::{Digest, Sha256};
 
+use coffer_domain::engine::{Phase, PhaseTimes};
+
 use crate::error::EngineError;
 
 /// A chunk (blob) id: HMAC-SHA256 of the plaintext under the repository's id key.
@@ -35,6 +37,45 @@ pub fn sha256(data: &[u8]) -> [u8; 32] {
     Sha256::digest(data).into()
 }
 
+/// Whether a repository encrypts, recorded in its key material (so nobody without the
+/// key can change it) and enforced on every object read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    /// Everything is encrypted; an unencrypted object is refused.
+    Encrypted,
+    /// Objects are stored unencrypted, each authenticated by a keyed MAC (blobs by their
+    /// keyed id); an object without one is refused.
+    Plain,
+    /// A repository created unencrypted before objects carried a keyed MAC: its snapshots
+    /// and pack headers of that time end with a plain SHA-256 and are still read; its
+    /// indexes were sealed again with a MAC when the repository was upgraded.
+    PlainLegacy,
+}
+
+impl Mode {
+    const fn byte(self) -> u8 {
+        match self {
+            Self::Plain => 0,
+            Self::Encrypted => 1,
+            Self::PlainLegacy => 2,
+        }
+    }
+
+    fn from_byte(b: u8) -> Option<Self> {
+        match b {
+            0 => Some(Self::Plain),
+            1 => Some(Self::Encrypted),
+            2 => Some(Self::PlainLegacy),
+            _ => None,
+        }
+    }
+
+    #[must_use]
+    pub const fn encrypts(self) -> bool {
+        matches!(self, Self::Encrypted)
+    }
+}
+
 /// The repository's secret key material, stored wrapped under the master key.
 #[derive(Clone)]
 pub struct Keys {
@@ -44,6 +85,10 @@ pub struct Keys {
     id: [u8; 32],
     /// XORed into the chunker's gear table: chunk boundaries reveal nothing either.
     pub chunker_seed: u64,
+    /// `None` for key material of format 1, which did not record it (see `Repository::open`).
+    pub mode: Option<Mode>,
+    /// Keys the MACs of unencrypted objects (derived from `enc`).
+    mac: [u8; 32],
 }
 
 impl std::fmt::Debug for Keys {
@@ -52,19 +97,47 @@ impl std::fmt::Debug for Keys {
     }
 }
 
-const WRAP_MAGIC: &[u8; 8] = b"CFRKEY01";
-const KEY_MATERIAL_LEN: usize = 72;
+/// Key material of format 1 (no mode): still read, never written.
+const WRAP_MAGIC_1: &[u8; 8] = b"CFRKEY01";
+const KEY_MATERIAL_LEN_1: usize = 72;
+/// Format 2: the material of format 1, then the mode (one byte).
+const WRAP_MAGIC: &[u8; 8] = b"CFRKEY02";
+const KEY_MATERIAL_LEN: usize = 73;
 
 impl Keys {
     /// Fresh key material for a new repository.
     ///
     /// # Errors
     /// When the OS has no randomness.
-    pub fn generate() -> Result<Self, EngineError> {
-        Ok(Self {
-            enc: random()?,
-            id: random()?,
-            chunker_seed: u64::from_le_bytes(random()?),
+    pub fn generate(mode: Mode) -> Result<Self, EngineError> {
+        Ok(Self::from_parts(
+            random()?,
+            random()?,
+            u64::from_le_bytes(random()?),
+            Some(mode),
+        ))
+    }
+
+    fn from_parts(enc: [u8; 32], id: [u8; 32], chunker_seed: u64, mode: Option<Mode>) -> Self {
+        Self {
+            mac: hmac(&enc, &[b"coffer object mac"]),
+            enc,
+            id,
+            chunker_seed,
+            mode,
+        }
+    }
+
+    /// The same keys, recording `mode`.
+    #[must_use]
+    pub fn with_mode(mut self, mode: Mode) -> Self {
+        self.mode = Some(mode);
+        self
+    }
+
+    fn mode_or_refuse(&self) -> Result<Mode, EngineError> {
+        self.mode.ok_or_else(|| {
+            EngineError::Other("the repository's mode is not known yet (open it first)".into())
         })
     }
 
@@ -88,10 +161,12 @@ impl Keys {
     /// # Errors
     /// When the OS has no randomness.
     pub fn wrap(&self, master: &[u8; 32]) -> Result<Vec<u8>, EngineError> {
+        let mode = self.mode_or_refuse()?;
         let mut material = Vec::with_capacity(KEY_MATERIAL_LEN + 16);
         material.extend_from_slice(&self.enc);
         material.extend_from_slice(&self.id);
         material.extend_from_slice(&self.chunker_seed.to_le_bytes());
+        material.push(mode.byte());
         let nonce: [u8; 12] = random()?;
         let cipher = Aes256Gcm::new_from_slice(master).expect("32-byte key");
         cipher
@@ -106,28 +181,76 @@ impl Keys {
     /// # Errors
     /// [`EngineError::WrongKey`] when `master` is not the key the material was wrapped with.
     pub fn unwrap(wrapped: &[u8], master: &[u8; 32]) -> Result<Self, EngineError> {
-        if wrapped.len() != 8 + 12 + KEY_MATERIAL_LEN + 16 || &wrapped[..8] != WRAP_MAGIC {
-            return Err(EngineError::Corrupt(
-                "the repository key object is damaged".into(),
-            ));
+        let damaged = || EngineError::Corrupt("the repository key object is damaged".into());
+        let magic: &[u8; 8] = wrapped
+            .get(..8)
+            .and_then(|m| m.try_into().ok())
+            .ok_or_else(damaged)?;
+        let len = match magic {
+            m if m == WRAP_MAGIC => KEY_MATERIAL_LEN,
+            m if m == WRAP_MAGIC_1 => KEY_MATERIAL_LEN_1,
+            _ => return Err(damaged()),
+        };
+        if wrapped.len() != 8 + 12 + len + 16 {
+            return Err(damaged());
         }
         let nonce: [u8; 12] = wrapped[8..20].try_into().expect("12 bytes");
         let mut material = wrapped[20..].to_vec();
         let cipher = Aes256Gcm::new_from_slice(master).expect("32-byte key");
         cipher
-            .decrypt_in_place(&Nonce::from(nonce), WRAP_MAGIC, &mut material)
+            .decrypt_in_place(&Nonce::from(nonce), magic, &mut material)
             .map_err(|_| EngineError::WrongKey)?;
-        Ok(Self {
-            enc: material[..32].try_into().expect("32"),
-            id: material[32..64].try_into().expect("32"),
-            chunker_seed: u64::from_le_bytes(material[64..72].try_into().expect("8")),
-        })
+        let mode = if len == KEY_MATERIAL_LEN {
+            Some(Mode::from_byte(material[72]).ok_or_else(damaged)?)
+        } else {
+            None
+        };
+        Ok(Self::from_parts(
+            material[..32].try_into().expect("32"),
+            material[32..64].try_into().expect("32"),
+            u64::from_le_bytes(material[64..72].try_into().expect("8")),
+            mode,
+        ))
     }
+
+    /// The MAC of an unencrypted object: its header, its purpose and its body.
+    fn object_mac(&self, flags: u8, object_id: &[u8; 32], purpose: &[u8], body: &[u8]) -> [u8; 32] {
+        hmac(
+            &self.mac,
+            &[
+                OBJECT_MAGIC,
+                &[flags],
+                object_id,
+                &(purpose.len() as u64).to_le_bytes(),
+                purpose,
+                body,
+            ],
+        )
+    }
+}
+
+/// Whether a stored object is an unencrypted one (`None`: not an object of this kind).
+#[must_use]
+pub fn object_is_unencrypted(sealed: &[u8]) -> Option<bool> {
+    object_flags(sealed).map(|f| f & FLAG_ENCRYPTED == 0)
+}
+
+/// Whether a stored object is an unencrypted one sealed before objects carried a MAC.
+#[must_use]
+pub fn object_is_legacy(sealed: &[u8]) -> bool {
+    object_flags(sealed).is_some_and(|f| f & (FLAG_ENCRYPTED | FLAG_MAC) == 0)
+}
+
+fn object_flags(sealed: &[u8]) -> Option<u8> {
+    (sealed.len() > 4 && &sealed[..4] == OBJECT_MAGIC).then(|| sealed[4])
 }
 
 /// Flags of a sealed payload.
 const FLAG_ENCRYPTED: u8 = 1;
 const FLAG_COMPRESSED: u8 = 2;
+/// An unencrypted object ends with a keyed MAC (not a plain SHA-256, which anybody can
+/// compute).
+const FLAG_MAC: u8 = 4;
 
 /// zstd level: fast, and on par with restic's default in size.
 const ZSTD_LEVEL: i32 = 3;
@@ -140,55 +263,81 @@ const ZSTD_LEVEL: i32 = 3;
 /// (compressed) plaintext: the chunk id, a MAC of the plaintext, authenticates it on read.
 ///
 /// Layout: `flags ‖ salt(16) ‖ ciphertext+tag`, or `flags ‖ body` unencrypted.
+#[cfg(test)]
 pub fn seal_blob(
     keys: &Keys,
     encrypt: bool,
     id: &ChunkId,
     plain: &[u8],
+    phases: Option<&PhaseTimes>,
 ) -> Result<Vec<u8>, EngineError> {
-    COMPRESSOR.with(|cell| {
+    let mut out = Vec::new();
+    seal_blob_into(keys, encrypt, id, plain, phases, &mut out)?;
+    Ok(out)
+}
+
+/// [`seal_blob`] into `out` (emptied first): compressed straight into place and
+/// encrypted there, so sealing needs no memory of its own beyond `out`, which the
+/// caller reuses from blob to blob.
+pub fn seal_blob_into(
+    keys: &Keys,
+    encrypt: bool,
+    id: &ChunkId,
+    plain: &[u8],
+    phases: Option<&PhaseTimes>,
+    out: &mut Vec<u8>,
+) -> Result<(), EngineError> {
+    let clock = Clock::start(phases);
+    let header = if encrypt { 17 } else { 1 };
+    out.clear();
+    out.resize(header, 0);
+    // Room for the compressed body: a body that would not be smaller is stored raw.
+    let room = plain.len().saturating_sub(1);
+    out.reserve_exact(room.max(plain.len()) + 16);
+    let compressed = COMPRESSOR.with(|cell| -> Result<Option<usize>, EngineError> {
         let mut slot = cell.borrow_mut();
         if slot.is_none() {
-            let compressor = zstd::bulk::Compressor::new(ZSTD_LEVEL)
-                .map_err(|e| EngineError::Other(format!("compression failed: {e}")))?;
-            *slot = Some((compressor, Vec::new()));
+            *slot = Some(
+                zstd::bulk::Compressor::new(ZSTD_LEVEL)
+                    .map_err(|e| EngineError::Other(format!("compression failed: {e}")))?,
+            );
         }
-        let (compressor, scratch) = slot.as_mut().expect("initialised above");
-        scratch.clear();
-        scratch.reserve(zstd::zstd_safe::compress_bound(plain.len()));
-        let n = compressor
-            .compress_to_buffer(plain, scratch)
-            .map_err(|e| EngineError::Other(format!("compression failed: {e}")))?;
-        let (mut flags, body) = if n < plain.len() {
-            (FLAG_COMPRESSED, &scratch[..n])
-        } else {
-            (0, plain)
-        };
-        let mut out = Vec::with_capacity(body.len() + 33);
-        if encrypt {
-            flags |= FLAG_ENCRYPTED;
-            let salt: [u8; 16] = random()?;
-            out.push(flags);
-            out.extend_from_slice(&salt);
-            let start = out.len();
-            out.extend_from_slice(body);
-            let tag = keys
-                .derive_blob(&salt)
-                .encrypt_inout_detached(&Nonce::from([0u8; 12]), id, (&mut out[start..]).into())
-                .map_err(|_| EngineError::Other("encryption failed".into()))?;
-            out.extend_from_slice(&tag);
-        } else {
-            out.push(flags);
-            out.extend_from_slice(body);
-        }
-        Ok(out)
-    })
+        let compressor = slot.as_mut().expect("initialised above");
+        out.resize(header + room, 0);
+        // Too small a room ("destination too small") means it does not shrink.
+        Ok(compressor
+            .compress_to_buffer(plain, &mut out[header..])
+            .ok()
+            .filter(|&n| n < plain.len()))
+    })?;
+    let mut flags = if let Some(n) = compressed {
+        out.truncate(header + n);
+        FLAG_COMPRESSED
+    } else {
+        out.truncate(header);
+        out.extend_from_slice(plain);
+        0
+    };
+    let clock = clock.lap(Phase::Compress);
+    if encrypt {
+        flags |= FLAG_ENCRYPTED;
+        let salt: [u8; 16] = random()?;
+        out[1..17].copy_from_slice(&salt);
+        let tag = keys
+            .derive_blob(&salt)
+            .encrypt_inout_detached(&Nonce::from([0u8; 12]), id, (&mut out[17..]).into())
+            .map_err(|_| EngineError::Other("encryption failed".into()))?;
+        out.extend_from_slice(&tag);
+    }
+    out[0] = flags;
+    clock.lap(Phase::Seal);
+    Ok(())
 }
 
 thread_local! {
     /// One zstd context (and its output buffer) per thread, reused for every blob:
     /// creating a context per small file costs more than compressing it.
-    static COMPRESSOR: std::cell::RefCell<Option<(zstd::bulk::Compressor<'static>, Vec<u8>)>> =
+    static COMPRESSOR: std::cell::RefCell<Option<zstd::bulk::Compressor<'static>>> =
         const { std::cell::RefCell::new(None) };
     static DECOMPRESSOR: std::cell::RefCell<Option<zstd::bulk::Decompressor<'static>>> =
         const { std::cell::RefCell::new(None) };
@@ -214,9 +363,29 @@ pub fn open_blob(
     raw_len: usize,
     sealed: &[u8],
 ) -> Result<Vec<u8>, EngineError> {
+    open_blob_timed(keys, id, raw_len, sealed, None)
+}
+
+/// [`open_blob`], adding the time of each step to `phases`.
+///
+/// # Errors
+/// As [`open_blob`].
+pub fn open_blob_timed(
+    keys: &Keys,
+    id: &ChunkId,
+    raw_len: usize,
+    sealed: &[u8],
+    phases: Option<&PhaseTimes>,
+) -> Result<Vec<u8>, EngineError> {
     let damaged =
         |why: &str| EngineError::Damaged(format!("chunk {}: {why}", hex::encode(&id[..8])));
+    let clock = Clock::start(phases);
     let (&flags, rest) = sealed.split_first().ok_or_else(|| damaged("empty"))?;
+    if flags & FLAG_ENCRYPTED == 0 && keys.mode_or_refuse()?.encrypts() {
+        return Err(damaged(
+            "not encrypted, in a repository that encrypts everything (refused)",
+        ));
+    }
     let body = if flags & FLAG_ENCRYPTED != 0 {
         if rest.len() < 16 {
             return Err(damaged("truncated"));
@@ -230,23 +399,46 @@ pub fn open_blob(
     } else {
         rest.to_vec()
     };
+    let clock = clock.lap(Phase::Seal);
     let plain = if flags & FLAG_COMPRESSED != 0 {
         decompress(&body, raw_len).ok_or_else(|| damaged("does not decompress"))?
     } else {
         body
     };
-    if plain.len() != raw_len || keys.chunk_id(&plain) != *id {
+    let clock = clock.lap(Phase::Compress);
+    let matches = plain.len() == raw_len && keys.chunk_id(&plain) == *id;
+    clock.lap(Phase::Hash);
+    if !matches {
         return Err(damaged("content does not match its id"));
     }
     Ok(plain)
 }
 
+/// Adds the time between laps to a phase, when there is anywhere to add it.
+pub struct Clock<'a>(Option<(&'a PhaseTimes, std::time::Instant)>);
+
+impl<'a> Clock<'a> {
+    pub fn start(phases: Option<&'a PhaseTimes>) -> Self {
+        Self(phases.map(|p| (p, std::time::Instant::now())))
+    }
+
+    /// Adds the time since the last lap to `phase` and starts the next lap (the last
+    /// lap's result may be dropped).
+    pub fn lap(self, phase: Phase) -> Self {
+        Self(self.0.map(|(p, started)| {
+            let now = std::time::Instant::now();
+            p.add(phase, now - started);
+            (p, now)
+        }))
+    }
+}
+
 const OBJECT_MAGIC: &[u8; 4] = b"CFO1";
 
-/// Seals a whole object (snapshot, index, pack header): `magic || flags || object id(32)
-/// || body`, the body compressed when that helps and then encrypted under a key derived
-/// for this object alone (so a fixed nonce is safe), or followed by its SHA-256 when the
-/// repository is unencrypted.
+/// Seals a whole object (snapshot, index, pack header, config): `magic || flags || object
+/// id(32) || body`, the body compressed when that helps and then encrypted under a key
+/// derived for this object alone (so a fixed nonce is safe), or, in an unencrypted
+/// repository, followed by an HMAC-SHA256 under a key derived from the key material.
 pub fn seal_object(
     keys: &Keys,
     encrypt: bool,
@@ -272,8 +464,9 @@ pub fn seal_object(
             .encrypt_in_place(&Nonce::from([0u8; 12]), OBJECT_MAGIC, &mut body)
             .map_err(|_| EngineError::Other("encryption failed".into()))?;
     } else {
-        let digest = sha256(&body);
-        body.extend_from_slice(&digest);
+        flags |= FLAG_MAC;
+        let mac = keys.object_mac(flags, &object_id, purpose, &body);
+        body.extend_from_slice(&mac);
     }
     let mut out = Vec::with_capacity(body.len() + 37);
     out.extend_from_slice(OBJECT_MAGIC);
@@ -294,7 +487,32 @@ pub fn open_object(
     sealed: &[u8],
     what: &str,
 ) -> Result<(Vec<u8>, bool), EngineError> {
+    open_object_with(keys, purpose, sealed, what, Legacy::Refused)
+}
+
+/// Whether an unencrypted object may end with the plain SHA-256 of format 1.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Legacy {
+    /// In a `Mode::PlainLegacy` repository (snapshots and pack headers of that time).
+    Allowed,
+    Refused,
+}
+
+/// [`open_object`], saying whether a legacy object may pass in a repository of
+/// `Mode::PlainLegacy`.
+///
+/// # Errors
+/// [`EngineError::Damaged`] when the object fails authentication, is unencrypted in an
+/// encrypted repository, or carries no keyed MAC where one is required.
+pub fn open_object_with(
+    keys: &Keys,
+    purpose: &[u8],
+    sealed: &[u8],
+    what: &str,
+    legacy: Legacy,
+) -> Result<(Vec<u8>, bool), EngineError> {
     let damaged = || EngineError::Damaged(format!("{what} is damaged"));
+    let mode = keys.mode_or_refuse()?;
     if sealed.len() < 37 + 8 || &sealed[..4] != OBJECT_MAGIC {
         return Err(damaged());
     }
@@ -308,10 +526,30 @@ pub fn open_object(
             .decrypt_in_place(&Nonce::from([0u8; 12]), OBJECT_MAGIC, &mut body)
             .map_err(|_| damaged())?;
     } else {
+        // Whoever has write access to the storage can make an unencrypted object with a
+        // plain checksum: only a MAC under the key material proves it is the repository's.
+        if mode.encrypts() {
+            return Err(EngineError::Damaged(format!(
+                "{what} is not encrypted, in a repository that encrypts everything: refused \
+                 (Coffer did not write it with this repository's key)"
+            )));
+        }
         let split = body.len().checked_sub(32).ok_or_else(damaged)?;
-        let digest = body.split_off(split);
-        if sha256(&body)[..] != digest[..] {
-            return Err(damaged());
+        let tag = body.split_off(split);
+        if flags & FLAG_MAC != 0 {
+            let mac = keys.object_mac(flags, &object_id, purpose, &body);
+            if !bool::from(subtle::ConstantTimeEq::ct_eq(&mac[..], &tag[..])) {
+                return Err(damaged());
+            }
+        } else if mode == Mode::PlainLegacy && legacy == Legacy::Allowed {
+            if sha256(&body)[..] != tag[..] {
+                return Err(damaged());
+            }
+        } else {
+            return Err(EngineError::Damaged(format!(
+                "{what} carries no MAC under the repository's key: refused (Coffer did not \
+                 write it with this repository's key)"
+            )));
         }
     }
     if body.len() < 8 {
@@ -336,24 +574,45 @@ mod tests {
     use super::*;
 
     #[test]
-    fn keys_wrap_and_unwrap_only_with_the_master_key() {
-        let keys = Keys::generate().expect("keys");
-        let wrapped = keys.wrap(&[1u8; 32]).expect("wrap");
-        let back = Keys::unwrap(&wrapped, &[1u8; 32]).expect("unwrap");
+    fn keys_wrap_and_unwrap_only_with_the_master_key_and_keep_their_mode() {
+        for mode in [Mode::Encrypted, Mode::Plain, Mode::PlainLegacy] {
+            let keys = Keys::generate(mode).expect("keys");
+            let wrapped = keys.wrap(&[1u8; 32]).expect("wrap");
+            let back = Keys::unwrap(&wrapped, &[1u8; 32]).expect("unwrap");
+            assert_eq!(back.chunk_id(b"x"), keys.chunk_id(b"x"));
+            assert_eq!(back.mode, Some(mode));
+            assert!(matches!(
+                Keys::unwrap(&wrapped, &[2u8; 32]),
+                Err(EngineError::WrongKey)
+            ));
+        }
+    }
+
+    #[test]
+    fn key_material_of_format_1_reads_without_a_mode() {
+        let keys = Keys::generate(Mode::Encrypted).expect("keys");
+        let mut material = keys.enc.to_vec();
+        material.extend_from_slice(&keys.id);
+        material.extend_from_slice(&keys.chunker_seed.to_le_bytes());
+        let nonce = [3u8; 12];
+        Aes256Gcm::new_from_slice(&[1u8; 32])
+            .unwrap()
+            .encrypt_in_place(&Nonce::from(nonce), WRAP_MAGIC_1, &mut material)
+            .unwrap();
+        let wrapped = [&WRAP_MAGIC_1[..], &nonce, &material].concat();
+        let back = Keys::unwrap(&wrapped, &[1u8; 32]).expect("format 1");
+        assert_eq!(back.mode, None);
         assert_eq!(back.chunk_id(b"x"), keys.chunk_id(b"x"));
-        assert!(matches!(
-            Keys::unwrap(&wrapped, &[2u8; 32]),
-            Err(EngineError::WrongKey)
-        ));
+        assert!(back.wrap(&[1u8; 32]).is_err(), "no mode, nothing to write");
     }
 
     #[test]
     fn blobs_round_trip_and_detect_tampering() {
-        let keys = Keys::generate().expect("keys");
         let data = b"hello hello hello hello hello hello hello".repeat(100);
-        let id = keys.chunk_id(&data);
-        for encrypt in [true, false] {
-            let sealed = seal_blob(&keys, encrypt, &id, &data).expect("seal");
+        for (mode, encrypt) in [(Mode::Encrypted, true), (Mode::Plain, false)] {
+            let keys = Keys::generate(mode).expect("keys");
+            let id = keys.chunk_id(&data);
+            let sealed = seal_blob(&keys, encrypt, &id, &data, None).expect("seal");
             assert_eq!(
                 open_blob(&keys, &id, data.len(), &sealed).expect("open"),
                 data
@@ -371,17 +630,22 @@ mod tests {
                 "flip, encrypt={encrypt}"
             );
         }
-        let sealed = seal_blob(&keys, true, &id, &data).expect("seal");
+        let keys = Keys::generate(Mode::Encrypted).expect("keys");
+        let id = keys.chunk_id(&data);
+        let sealed = seal_blob(&keys, true, &id, &data, None).expect("seal");
         assert!(
             !sealed.windows(5).any(|w| w == b"hello"),
             "no plaintext in an encrypted blob"
         );
+        // An unencrypted blob in an encrypted repository is refused.
+        let plain = seal_blob(&keys, false, &id, &data, None).expect("seal");
+        assert!(open_blob(&keys, &id, data.len(), &plain).is_err());
     }
 
     #[test]
     fn objects_round_trip_and_detect_tampering() {
-        let keys = Keys::generate().expect("keys");
-        for encrypt in [true, false] {
+        for (mode, encrypt) in [(Mode::Encrypted, true), (Mode::Plain, false)] {
+            let keys = Keys::generate(mode).expect("keys");
             let sealed = seal_object(&keys, encrypt, b"t", b"{\"a\":1}").expect("seal");
             assert_eq!(
                 open_object(&keys, b"t", &sealed, "x").expect("open"),
@@ -391,13 +655,42 @@ mod tests {
             let last = bad.len() - 1;
             bad[last] ^= 0x40;
             assert!(open_object(&keys, b"t", &bad, "x").is_err());
+            // Bound to its purpose: an index cannot pass for a snapshot.
+            assert!(open_object(&keys, b"u", &sealed, "x").is_err());
         }
+    }
+
+    /// `magic ‖ flags ‖ id ‖ (len ‖ body) ‖ SHA-256`: what anybody can write.
+    fn checksummed(plain: &[u8]) -> Vec<u8> {
+        let mut body = (plain.len() as u64).to_le_bytes().to_vec();
+        body.extend_from_slice(plain);
+        let digest = sha256(&body);
+        [&OBJECT_MAGIC[..], &[0], &[9u8; 32], &body, &digest].concat()
+    }
+
+    #[test]
+    fn objects_anybody_could_write_are_refused_but_in_a_legacy_repository() {
+        let forged = checksummed(b"{}");
+        for mode in [Mode::Encrypted, Mode::Plain] {
+            let keys = Keys::generate(mode).expect("keys");
+            for legacy in [Legacy::Allowed, Legacy::Refused] {
+                let err = open_object_with(&keys, b"t", &forged, "the object", legacy)
+                    .expect_err("refused");
+                assert!(matches!(err, EngineError::Damaged(m) if m.contains("refused")));
+            }
+        }
+        let keys = Keys::generate(Mode::PlainLegacy).expect("keys");
+        assert!(open_object_with(&keys, b"t", &forged, "x", Legacy::Allowed).is_ok());
+        assert!(open_object_with(&keys, b"t", &forged, "x", Legacy::Refused).is_err());
+        // What a legacy repository writes now carries a MAC.
+        let sealed = seal_object(&keys, false, b"t", b"{}").expect("seal");
+        assert!(open_object_with(&keys, b"t", &sealed, "x", Legacy::Refused).is_ok());
     }
 
     #[test]
     fn chunk_ids_are_keyed() {
-        let a = Keys::generate().expect("keys");
-        let b = Keys::generate().expect("keys");
+        let a = Keys::generate(Mode::Encrypted).expect("keys");
+        let b = Keys::generate(Mode::Encrypted).expect("keys");
         assert_ne!(a.chunk_id(b"same"), b.chunk_id(b"same"));
         assert_ne!(a.chunk_id(b"same"), sha256(b"same"));
     }

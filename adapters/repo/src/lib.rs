@@ -1,7 +1,13 @@
 //! `coffer-repo`: the repository engine. It turns directories into encrypted,
 //! deduplicated, verifiable snapshots in an object store, and back.
 //!
-//! # Repository format (version 1)
+//! # Repository format
+//!
+//! Version 2. Version 1 repositories (before the mode was part of the key material and
+//! unencrypted objects carried MACs) are upgraded the first time they are opened (see
+//! **Upgrade**). Trees (the directory listings) carry their own version: 2 since hard
+//! links and extended attributes are kept; trees of version 1 are still read (see
+//! **Trees**), so every repository written before restores as it did.
 //!
 //! All objects live in the object store (see `coffer_domain::storage::ObjectStore`):
 //! whole-object put/get/list/delete, no rename, no directories — so a local disk, a NAS
@@ -9,8 +15,8 @@
 //!
 //! | key | content |
 //! | --- | --- |
-//! | `config` | plaintext JSON: format version, repository id, creation time |
-//! | `keys/data` | the key material (encryption key, chunk-id key, chunker seed), AES-256-GCM-wrapped under the 256-bit master key (`CFRKEY01 ‖ nonce ‖ ciphertext+tag`) |
+//! | `config` | sealed JSON (like a snapshot): format, version, repository id, creation time. Required: a repository without it is refused (an unmounted share, a half copy) |
+//! | `keys/data` | the key material (encryption key, chunk-id key, chunker seed, mode: encrypted, unencrypted, or legacy unencrypted), AES-256-GCM-wrapped under the 256-bit master key (`CFRKEY02 ‖ nonce ‖ ciphertext+tag`; version 1 had no mode and `CFRKEY01`) |
 //! | `data/<xx>/<pack id>` | a pack: sealed blobs, then the sealed pack header, its length (u32 LE) and `CFP1` |
 //! | `index/<id>` | sealed list of (pack id, blob entries) written by one backup |
 //! | `snapshots/<sha256>` | sealed JSON snapshot: source, times, root tree, stats, warnings; the key is the SHA-256 of the stored bytes, which is also the checksum the catalog keeps |
@@ -27,13 +33,55 @@
 //! GCM's limits are never approached; a blob cannot be passed off as another chunk; and
 //! blobs can move between packs (repacking) without re-encryption. Other objects (pack
 //! headers, indexes, snapshots) are sealed the same way under a key derived from 256
-//! random bits in their header, with their purpose in the derivation. With encryption
-//! turned off, blobs are stored compressed only (the keyed chunk id, re-computed on read,
-//! authenticates them) and other objects carry a SHA-256 trailer.
+//! random bits in their header, with their purpose in the derivation. A repository without
+//! encryption (its mode, in the key material, so nobody without the key can change it)
+//! stores blobs compressed only (the keyed chunk id, re-computed on read, authenticates
+//! them) and other objects with an HMAC-SHA256 trailer under a key derived from the key
+//! material, over header, purpose and body. Every read enforces the mode: an unencrypted
+//! object in an encrypted repository, or one without a MAC, is refused as damaged — whoever
+//! can write to the storage could make one (version 1 accepted a plain SHA-256 there, so an
+//! index planted that way could have steered a prune into deleting live packs).
 //!
-//! **Trees.** Each directory is a tree blob: its entries sorted by name (raw bytes), with
-//! kind, mode, uid, gid, mtime, ctime, inode, size and either the file's chunk ids, the
-//! subdirectory's tree id or the symlink's target.
+//! **Upgrade** from version 1, on the first open with the master key: the mode is
+//! recorded (encrypted if every index and snapshot is; legacy unencrypted if any is not —
+//! their snapshots and pack headers keep their plain checksums, a snapshot's id being the
+//! SHA-256 of its bytes, while their indexes are sealed again with MACs under the
+//! exclusive lock); the config is sealed; the key material goes last. The repository's
+//! mode then holds whatever `backup.encryption_enabled` says: a backup against it is
+//! refused (restores work).
+//!
+//! **Packs.** A backup fills packs of about 4 MiB (a pack is stored once it passes 4 MiB,
+//! so it holds at most one chunk more); trees go into packs of their own, so reading a
+//! snapshot's structure never fetches file content.
+//!
+//! **Trees.** Each directory is a tree blob: a version byte, an entry count, then its
+//! entries sorted by name (raw bytes). Each entry (all integers little-endian): kind (u8:
+//! file, directory, symlink), name (u32 length + bytes), mode (`st_mode & 0o7777`), uid,
+//! gid (u32), mtime and ctime (i64 nanoseconds), inode and size (u64), then the file's
+//! chunk ids (u32 count + 32 bytes each), the subdirectory's tree id (32 bytes) or the
+//! symlink's target (u32 length + bytes). Version 2 appends to every entry its device
+//! (u64), its link count (u32) and its extended attributes (u32 count, then name and value,
+//! each u32 length + bytes, sorted by name). A version 1 entry reads as link count 0
+//! ("not recorded"): a backup whose parent entry is version 1 re-reads that file instead
+//! of trusting the missing attributes.
+//!
+//! What a tree keeps of each entry, and what a restore gives back:
+//! - **symlinks** with their own modification time (`utimensat(AT_SYMLINK_NOFOLLOW)`);
+//! - **hard links**: files of one snapshot with the same device and inode and a link
+//!   count above 1 are restored as one inode with several names (`linkat`); the content
+//!   is read once per name but stored once (deduplication), and a restore of a part of
+//!   the snapshot links the names that fall inside it;
+//! - **extended attributes**: every attribute the system lists (`user.*`, `security.*`,
+//!   and `trusted.*` when running as root) but its own `system.*` bookkeeping, of which
+//!   the POSIX ACLs are kept (`system.posix_acl_access`, `system.posix_acl_default`, the
+//!   kernel's binary form); a symlink's attributes are read and set only as root. A
+//!   target that refuses one (a file system without them, a user without the right)
+//!   gets the data anyway, and the restore's warnings name what was not set;
+//! - **holes**: nothing is recorded — a restore writes no aligned 4 KiB block of zeros,
+//!   so runs of zeros become holes where the target file system has them (a sparse disk
+//!   image comes back sparse; a file that was all zeros on disk comes back sparse too);
+//! - owner and group (set when restoring as root), mode with set-id and sticky bits,
+//!   and modification times of files and directories (directories last).
 //!
 //! **Commit order.** A backup stores packs, then its index, then the snapshot object;
 //! the catalog row comes last. Each put is atomic (fs: temporary file, fsync, rename,
@@ -56,7 +104,6 @@ mod restore;
 mod snapshot;
 mod tree;
 mod verify;
-mod zipstream;
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, RwLock};
@@ -82,6 +129,18 @@ use crate::tree::{Node, NodeKind};
 const KEYS_OBJECT: &str = "keys/data";
 const CONFIG_OBJECT: &str = "config";
 
+/// Runs `f`, adding its duration to `phase` of the operation's timings.
+pub(crate) fn timed<T>(
+    progress: &coffer_domain::engine::Progress,
+    phase: coffer_domain::engine::Phase,
+    f: impl FnOnce() -> T,
+) -> T {
+    let started = std::time::Instant::now();
+    let out = f();
+    progress.phases.add(phase, started.elapsed());
+    out
+}
+
 fn key(raw: &str) -> Result<ObjectKey, EngineError> {
     ObjectKey::parse(raw).map_err(|e| EngineError::Other(format!("object key: {e}")))
 }
@@ -90,7 +149,11 @@ fn key(raw: &str) -> Result<ObjectKey, EngineError> {
 pub struct Repository {
     store: Arc<dyn ObjectStore>,
     keys: Keys,
+    /// Whether the repository encrypts (its mode, from its key material).
     encrypt: bool,
+    /// Whether the configuration asks for encryption: a backup is refused when this
+    /// differs from the repository's mode.
+    wanted_encrypt: bool,
     index: RwLock<Arc<Index>>,
     /// Recently read tree packs.
     tree_packs: Mutex<Vec<([u8; 32], Bytes)>>,
@@ -105,30 +168,180 @@ pub async fn is_initialized(store: &dyn ObjectStore) -> Result<bool, EngineError
     Ok(store.exists(&key(KEYS_OBJECT)?).await?)
 }
 
-/// Creates a new repository in `store` (which must hold none) under `master`.
+/// What the `config` object says.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+struct ConfigDoc {
+    format: String,
+    version: u32,
+    id: String,
+    created_at: String,
+}
+
+const CONFIG_PURPOSE: &[u8] = b"coffer config";
+const REPOSITORY_FORMAT: &str = "coffer-repository";
+/// Format 2: key material records the mode, unencrypted objects carry keyed MACs, the
+/// config object is sealed. Format 1 repositories are upgraded when opened.
+const REPOSITORY_VERSION: u32 = 2;
+
+/// Writes the sealed config object.
+async fn write_config(
+    store: &dyn ObjectStore,
+    keys: &Keys,
+    id: String,
+    created_at: String,
+) -> Result<(), EngineError> {
+    let doc = ConfigDoc {
+        format: REPOSITORY_FORMAT.into(),
+        version: REPOSITORY_VERSION,
+        id,
+        created_at,
+    };
+    let json = serde_json::to_vec(&doc).map_err(|e| EngineError::Other(e.to_string()))?;
+    let mode = keys
+        .mode
+        .ok_or_else(|| EngineError::Other("no mode".into()))?;
+    let sealed = crypto::seal_object(keys, mode.encrypts(), CONFIG_PURPOSE, &json)?;
+    store.put(&key(CONFIG_OBJECT)?, Bytes::from(sealed)).await?;
+    Ok(())
+}
+
+/// Reads and authenticates the config object. A missing one is an error of its own:
+/// the key object without it is what an unmounted share or a half-copied repository
+/// looks like.
+async fn read_config(store: &dyn ObjectStore, keys: &Keys) -> Result<ConfigDoc, EngineError> {
+    let sealed = store.get(&key(CONFIG_OBJECT)?).await?.ok_or_else(|| {
+        EngineError::NotFound(
+            "the repository has no `config` object beside its key: this is not a whole \
+             repository (a storage that is not mounted, or a copy that stopped half-way?); \
+             nothing was written"
+                .into(),
+        )
+    })?;
+    let (json, _) = crypto::open_object(keys, CONFIG_PURPOSE, &sealed, "the repository config")?;
+    let doc: ConfigDoc = serde_json::from_slice(&json)
+        .map_err(|e| EngineError::Damaged(format!("the repository config: {e}")))?;
+    if doc.format != REPOSITORY_FORMAT || doc.version > REPOSITORY_VERSION {
+        return Err(EngineError::Invalid(format!(
+            "the repository is format {} version {}: this Coffer reads {REPOSITORY_FORMAT} up to version {REPOSITORY_VERSION}",
+            doc.format, doc.version
+        )));
+    }
+    Ok(doc)
+}
+
+/// Creates a new repository in `store` (which must hold none) under `master`,
+/// encrypting everything or not (for good: the mode is part of the key material).
 ///
 /// # Errors
 /// When a repository exists already, or storage fails.
-pub async fn init(store: &dyn ObjectStore, master: &[u8; 32]) -> Result<(), EngineError> {
+pub async fn init(
+    store: &dyn ObjectStore,
+    master: &[u8; 32],
+    encrypt: bool,
+) -> Result<(), EngineError> {
     if is_initialized(store).await? {
         return Err(EngineError::Invalid(
             "a repository exists here already".into(),
         ));
     }
-    let keys = Keys::generate()?;
-    let config = serde_json::json!({
-        "format": "coffer-repository",
-        "version": 1,
-        "id": hex::encode(crypto::random::<16>()?),
-        "created_at": chrono::Utc::now().to_rfc3339(),
-    });
-    store
-        .put(&key(CONFIG_OBJECT)?, Bytes::from(config.to_string()))
-        .await?;
+    let keys = Keys::generate(if encrypt {
+        crypto::Mode::Encrypted
+    } else {
+        crypto::Mode::Plain
+    })?;
+    // The config first: a repository is there once its key is (see `is_initialized`).
+    write_config(
+        store,
+        &keys,
+        hex::encode(crypto::random::<16>()?),
+        chrono::Utc::now().to_rfc3339(),
+    )
+    .await?;
     store
         .put(&key(KEYS_OBJECT)?, Bytes::from(keys.wrap(master)?))
         .await?;
     Ok(())
+}
+
+/// Brings a repository of format 1 to format 2 (see the crate documentation): records
+/// its mode in its key material — encrypted when every index and snapshot it holds is
+/// encrypted (or, when it holds none, as `encrypt` asks), legacy unencrypted when any is
+/// not — seals its config object, and, for a legacy unencrypted one, seals its indexes
+/// again with a MAC, under the exclusive lock (they decide what a prune keeps). The key
+/// material goes last, so an interrupted upgrade runs again at the next open; two
+/// processes upgrading at once write the same.
+async fn upgrade(
+    store: &Arc<dyn ObjectStore>,
+    master: &[u8; 32],
+    keys: Keys,
+    encrypt: bool,
+) -> Result<Keys, EngineError> {
+    let mut any = false;
+    let mut any_plain = false;
+    for prefix in ["index/", "snapshots/"] {
+        for k in store.list(prefix).await? {
+            let Some(bytes) = store.get(&k).await? else {
+                continue;
+            };
+            if let Some(unencrypted) = crypto::object_is_unencrypted(&bytes) {
+                any = true;
+                any_plain |= unencrypted;
+            }
+        }
+    }
+    let mode = match (any_plain, any, encrypt) {
+        (true, _, _) => crypto::Mode::PlainLegacy,
+        (false, true, _) | (false, false, true) => crypto::Mode::Encrypted,
+        (false, false, false) => crypto::Mode::Plain,
+    };
+    tracing::warn!(
+        ?mode,
+        "upgrading the repository to format {REPOSITORY_VERSION} (its mode recorded in its key, \
+         its config sealed)"
+    );
+    let keys = keys.with_mode(mode);
+    if mode == crypto::Mode::PlainLegacy {
+        let lock = lock::RepoLock::exclusive(
+            store.clone(),
+            LockTimings::default(),
+            "upgrade",
+            &Cancel::default(),
+        )
+        .await?;
+        let result = index::reseal_legacy(store.as_ref(), &keys).await;
+        let held = lock.ensure_held();
+        lock.release().await;
+        result?;
+        held?;
+    }
+    let (id, created_at) = match store.get(&key(CONFIG_OBJECT)?).await? {
+        Some(bytes) => serde_json::from_slice::<ConfigDoc>(&bytes).map_or_else(
+            |_| (hex::encode([0u8; 16]), chrono::Utc::now().to_rfc3339()),
+            |c| (c.id, c.created_at),
+        ),
+        None => {
+            return Err(EngineError::NotFound(
+                "the repository has no `config` object beside its key: this is not a whole \
+                 repository (a storage that is not mounted, or a copy that stopped half-way?)"
+                    .into(),
+            ));
+        }
+    };
+    write_config(store.as_ref(), &keys, id, created_at).await?;
+    store
+        .put(&key(KEYS_OBJECT)?, Bytes::from(keys.wrap(master)?))
+        .await?;
+    let check = store
+        .get(&key(KEYS_OBJECT)?)
+        .await?
+        .ok_or_else(|| EngineError::Other("the upgraded key vanished".into()))?;
+    let back = Keys::unwrap(&check, master)?;
+    if back.mode != Some(mode) {
+        return Err(EngineError::Other(
+            "the upgraded key does not read back as written".into(),
+        ));
+    }
+    Ok(back)
 }
 
 /// Re-wraps the repository's key material under a new master key, without touching
@@ -172,17 +385,42 @@ impl Repository {
             .get(&key(KEYS_OBJECT)?)
             .await?
             .ok_or_else(|| EngineError::NotFound("no repository in this storage".into()))?;
-        let keys = Keys::unwrap(&wrapped, master)?;
+        let mut keys = Keys::unwrap(&wrapped, master)?;
+        if keys.mode.is_none() {
+            keys = upgrade(&store, master, keys, encrypt).await?;
+        }
+        read_config(store.as_ref(), &keys).await?;
+        let mode = keys
+            .mode
+            .ok_or_else(|| EngineError::Other("the repository's mode is unknown".into()))?;
+        if mode.encrypts() != encrypt {
+            tracing::warn!(
+                repository_encrypts = mode.encrypts(),
+                "backup.encryption_enabled differs from the repository's mode: restores work, \
+                 backups are refused"
+            );
+        }
         let repo = Self {
             store,
             keys,
-            encrypt,
+            encrypt: mode.encrypts(),
+            wanted_encrypt: encrypt,
             index: RwLock::new(Arc::new(Index::default())),
             tree_packs: Mutex::new(Vec::new()),
             lock_timings: LockTimings::default(),
         };
         repo.reload_index().await?;
         Ok(repo)
+    }
+
+    /// Reads the config object again: `Ok(Err(problem))` when it is missing or damaged
+    /// (verify and check report it), `Err` for storage failures.
+    pub(crate) async fn check_config(&self) -> Result<Result<(), String>, EngineError> {
+        match read_config(self.store.as_ref(), &self.keys).await {
+            Ok(_) => Ok(Ok(())),
+            Err(EngineError::Storage(e)) => Err(EngineError::Storage(e)),
+            Err(e) => Ok(Err(e.to_string())),
+        }
     }
 
     /// Other lock timings (tests use short ones).
@@ -203,15 +441,17 @@ impl Repository {
 
     /// Re-reads every index object (another process may have added some).
     async fn reload_index(&self) -> Result<Arc<Index>, EngineError> {
-        let mut index = Index::default();
+        let mut objects = Vec::new();
         for k in self.store.list("index/").await? {
-            let sealed = self
-                .store
-                .get(&k)
-                .await?
-                .ok_or_else(|| EngineError::Corrupt(format!("{k} vanished")))?;
-            index.load_object(&self.keys, &sealed)?;
+            objects.push(
+                self.store
+                    .get(&k)
+                    .await?
+                    .ok_or_else(|| EngineError::Corrupt(format!("{k} vanished")))?,
+            );
         }
+        let mut index = Index::default();
+        index.load_objects(&self.keys, objects.iter().map(|o| &o[..]))?;
         let index = Arc::new(index);
         *self.index.write().expect("index lock") = index.clone();
         Ok(index)
@@ -275,7 +515,7 @@ impl Repository {
                 hex::encode(&id[..8])
             ))
         })?;
-        let (pack_id, entry) = (*pack_id, *entry);
+        let pack_id = *pack_id;
         if entry.kind == pack::BlobKind::Tree {
             // Trees are small and read in bursts (a whole parent snapshot, a restore plan):
             // keep their packs, which hold nothing else, in a small cache.
@@ -369,18 +609,9 @@ impl Repository {
     /// The nodes at `path` ("" or "/" for the root) inside a snapshot's tree.
     async fn resolve(&self, root: &crypto::ChunkId, path: &str) -> Result<Node, EngineError> {
         let mut current = Node {
-            name: Vec::new(),
-            kind: NodeKind::Dir,
             mode: 0o755,
-            uid: 0,
-            gid: 0,
-            mtime_ns: 0,
-            ctime_ns: 0,
-            inode: 0,
-            size: 0,
-            content: Vec::new(),
             subtree: Some(*root),
-            link_target: Vec::new(),
+            ..Node::new(Vec::new(), NodeKind::Dir)
         };
         for part in path.split('/').filter(|p| !p.is_empty() && *p != ".") {
             let Some(subtree) = current.subtree.filter(|_| current.kind == NodeKind::Dir) else {
@@ -414,6 +645,12 @@ fn entry_info(node: &Node) -> EntryInfo {
         size: node.size,
         mtime: chrono::DateTime::from_timestamp_nanos(node.mtime_ns),
         mode: node.mode,
+        xattrs: node
+            .xattrs
+            .iter()
+            .map(|x| String::from_utf8_lossy(&x.name).into_owned())
+            .collect(),
+        links: node.nlink.max(1),
     }
 }
 
@@ -503,6 +740,8 @@ impl SnapshotEngine for Engine {
             size: 0,
             mtime: doc.started_at,
             mode: node.mode,
+            xattrs: Vec::new(),
+            links: 1,
         })
     }
 

@@ -21,9 +21,14 @@
 //! Because each side writes before it lists, two processes that start at the same moment
 //! each see the other's lock: at worst both back off, never both proceed.
 //!
-//! **Liveness.** A holder rewrites its lock every `refresh` (5 min); a lock not refreshed
-//! for `stale` (30 min) belongs to a crashed process and is ignored (and removed by a
-//! prune). A holder that has not refreshed successfully for `stale - refresh` (say the
+//! **Liveness.** A lock records the host it was taken on (machine id, boot id, pid
+//! namespace) and the process (pid and its start time). On the same host, a lock whose
+//! process is gone — no such pid, or a pid reused by a process that started later, or a
+//! machine booted since — is stale at once: a `kill -9` or a power cut during a prune
+//! does not hold up the next command. A lock from another host (or another pid namespace:
+//! a container) cannot be judged that way; its holder rewrites it every `refresh`
+//! (5 min), and one not refreshed for `stale` (30 min) belongs to a crashed process. Stale
+//! locks are ignored, and removed by a prune. A holder that has not refreshed successfully for `stale - refresh` (say the
 //! machine slept) must assume its lock was taken for stale: it stops before committing
 //! anything (`ensure_held`). It judges that on the monotonic clock and on the wall clock
 //! (the monotonic clock does not count a suspended machine's sleep), from the time written
@@ -75,6 +80,90 @@ struct LockDoc {
     pid: u32,
     created_at: DateTime<Utc>,
     refreshed_at: DateTime<Utc>,
+    /// Where the holder runs (absent in locks of older versions: judged by time only).
+    #[serde(default)]
+    machine_id: String,
+    #[serde(default)]
+    boot_id: String,
+    #[serde(default)]
+    pid_namespace: String,
+    /// The holder's start time (clock ticks since boot), which a reused pid does not share.
+    #[serde(default)]
+    pid_start: u64,
+}
+
+/// This process and the host it runs on, as a lock records them.
+#[derive(Debug, Clone, Default)]
+struct Identity {
+    machine_id: String,
+    boot_id: String,
+    pid_namespace: String,
+    pid_start: u64,
+}
+
+fn read_trimmed(path: &str) -> String {
+    std::fs::read_to_string(path)
+        .map(|s| s.trim().to_owned())
+        .unwrap_or_default()
+}
+
+/// When process `pid` started (field 22 of `/proc/<pid>/stat`), or `None` when there is
+/// no such process.
+fn process_start(pid: u32) -> Option<u64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // The command name (field 2) may hold spaces and parentheses: fields are counted
+    // from its closing parenthesis, which is the last one.
+    let after = &stat[stat.rfind(')')? + 1..];
+    after.split_whitespace().nth(19)?.parse().ok()
+}
+
+impl Identity {
+    fn current() -> &'static Self {
+        static CURRENT: std::sync::OnceLock<Identity> = std::sync::OnceLock::new();
+        CURRENT.get_or_init(|| {
+            let machine_id = [
+                read_trimmed("/etc/machine-id"),
+                read_trimmed("/var/lib/dbus/machine-id"),
+            ]
+            .into_iter()
+            .find(|id| !id.is_empty())
+            .unwrap_or_default();
+            Self {
+                machine_id,
+                boot_id: read_trimmed("/proc/sys/kernel/random/boot_id"),
+                pid_namespace: std::fs::read_link("/proc/self/ns/pid")
+                    .map(|p| p.to_string_lossy().into_owned())
+                    .unwrap_or_default(),
+                pid_start: process_start(std::process::id()).unwrap_or(0),
+            }
+        })
+    }
+}
+
+impl LockDoc {
+    /// Whether the lock's holder is known to be gone: it ran on this host, and the
+    /// host has booted since, or its process no longer runs (a pid now used by a process
+    /// that started at another time counts as gone). A lock of another host, container
+    /// or older version cannot be judged here: `false`.
+    fn holder_gone(&self) -> bool {
+        let me = Identity::current();
+        if me.machine_id.is_empty() || self.machine_id != me.machine_id || me.boot_id.is_empty() {
+            return false;
+        }
+        if self.boot_id != me.boot_id {
+            return true;
+        }
+        if self.pid_namespace.is_empty() || self.pid_namespace != me.pid_namespace {
+            return false;
+        }
+        process_start(self.pid) != Some(self.pid_start)
+    }
+
+    /// Whether the lock no longer counts: its holder is gone, or it was not refreshed
+    /// for `stale`.
+    fn is_stale(&self, now: DateTime<Utc>, stale: chrono::Duration) -> bool {
+        now - self.refreshed_at > stale || self.holder_gone()
+    }
 }
 
 impl LockDoc {
@@ -153,8 +242,8 @@ async fn others(
             continue; // released meanwhile
         };
         match serde_json::from_slice::<LockDoc>(&bytes) {
-            Ok(doc) if now - doc.refreshed_at > stale => {
-                tracing::debug!(lock = %k, holder = %doc.describe(), "ignoring a stale lock");
+            Ok(doc) if doc.is_stale(now, stale) => {
+                tracing::info!(lock = %k, holder = %doc.describe(), "ignoring the lock of a process that is gone");
             }
             Ok(doc) => out.live.push((k, doc)),
             Err(e) => {
@@ -176,7 +265,7 @@ pub async fn remove_stale(store: &dyn ObjectStore, stale: Duration) -> Result<u6
             continue;
         };
         if let Ok(doc) = serde_json::from_slice::<LockDoc>(&bytes)
-            && now - doc.refreshed_at > stale
+            && doc.is_stale(now, stale)
         {
             tracing::warn!(lock = %k, holder = %doc.describe(), "removing a stale repository lock");
             store.delete(&k).await?;
@@ -215,6 +304,7 @@ impl RepoLock {
         purpose: &str,
     ) -> Result<(ObjectKey, LockDoc), EngineError> {
         let now = Utc::now();
+        let me = Identity::current();
         let doc = LockDoc {
             version: 1,
             exclusive,
@@ -223,6 +313,10 @@ impl RepoLock {
             pid: std::process::id(),
             created_at: now,
             refreshed_at: now,
+            machine_id: me.machine_id.clone(),
+            boot_id: me.boot_id.clone(),
+            pid_namespace: me.pid_namespace.clone(),
+            pid_start: me.pid_start,
         };
         let k = key(&format!("{LOCKS}{}", hex::encode(crypto::random::<16>()?)))?;
         store
@@ -263,7 +357,10 @@ impl RepoLock {
                 Some((_, holder)) => {
                     store.delete(&k).await?;
                     if !announced {
-                        tracing::info!(holder = %holder.describe(), "waiting for the repository: garbage collection runs");
+                        tracing::warn!(
+                            "waiting for the repository: it is locked for garbage collection by {}",
+                            holder.describe()
+                        );
                         announced = true;
                     }
                     sleep_or_cancel(timings.poll, cancel).await?;
@@ -489,5 +586,62 @@ mod tests {
             wall: Utc::now() - chrono::Duration::minutes(24),
         };
         assert!(!recent.too_old(timings));
+    }
+
+    fn doc_of(pid: u32, pid_start: u64) -> LockDoc {
+        let me = Identity::current();
+        LockDoc {
+            version: 1,
+            exclusive: true,
+            purpose: "prune".into(),
+            hostname: hostname(),
+            pid,
+            created_at: Utc::now(),
+            refreshed_at: Utc::now(),
+            machine_id: me.machine_id.clone(),
+            boot_id: me.boot_id.clone(),
+            pid_namespace: me.pid_namespace.clone(),
+            pid_start,
+        }
+    }
+
+    #[test]
+    fn a_lock_whose_process_is_gone_is_stale_at_once_on_its_own_host() {
+        let me = Identity::current();
+        if me.machine_id.is_empty() || me.boot_id.is_empty() {
+            eprintln!("note: this host has no machine id or boot id; locks are judged by time");
+            return;
+        }
+        let now = Utc::now();
+        let stale = chrono::Duration::minutes(30);
+        // This process: alive.
+        let alive = doc_of(std::process::id(), me.pid_start);
+        assert!(!alive.is_stale(now, stale));
+        // A process that ran and exited.
+        let mut child = std::process::Command::new("true").spawn().unwrap();
+        let pid = child.id();
+        let start = process_start(pid).unwrap_or(1);
+        child.wait().unwrap();
+        assert!(doc_of(pid, start).is_stale(now, stale), "exited process");
+        // Our pid, but another start time: a reused pid.
+        assert!(doc_of(std::process::id(), me.pid_start + 1).is_stale(now, stale));
+        // The machine booted since.
+        let mut rebooted = doc_of(std::process::id(), me.pid_start);
+        rebooted.boot_id = "another boot".into();
+        assert!(rebooted.is_stale(now, stale));
+        // Another host, another container, or an older lock: by time only.
+        let mut elsewhere = doc_of(pid, start);
+        elsewhere.machine_id = "another machine".into();
+        assert!(!elsewhere.is_stale(now, stale));
+        let mut container = doc_of(pid, start);
+        container.pid_namespace = "pid:[1]".into();
+        assert!(!container.is_stale(now, stale));
+        let old: LockDoc = serde_json::from_value(serde_json::json!({
+            "version": 1, "exclusive": true, "purpose": "prune", "hostname": "h",
+            "pid": pid, "created_at": now, "refreshed_at": now,
+        }))
+        .unwrap();
+        assert!(!old.is_stale(now, stale));
+        assert!(old.is_stale(now + chrono::Duration::hours(1), stale));
     }
 }

@@ -1,6 +1,6 @@
 //! Packs: many sealed blobs in one object, with a sealed header listing them.
 
-use crate::crypto::{ChunkId, Keys, open_object, seal_object};
+use crate::crypto::{ChunkId, Keys, Legacy, open_object_with, seal_object};
 use crate::error::EngineError;
 
 /// What a blob holds.
@@ -66,9 +66,15 @@ pub struct PackWriter {
 
 impl PackWriter {
     pub fn new(id: [u8; 32], capacity: usize) -> Self {
+        Self::with_buffer(id, Vec::with_capacity(capacity))
+    }
+
+    /// A pack filled into `buf` (emptied first), whose memory is reused.
+    pub fn with_buffer(id: [u8; 32], mut buf: Vec<u8>) -> Self {
+        buf.clear();
         Self {
             id,
-            buf: Vec::with_capacity(capacity),
+            buf,
             entries: Vec::new(),
         }
     }
@@ -144,11 +150,12 @@ pub fn read_header(
         .len()
         .checked_sub(8 + len)
         .ok_or_else(|| damaged("truncated header"))?;
-    let (header, _) = open_object(
+    let (header, _) = open_object_with(
         keys,
         HEADER_PURPOSE,
         &pack[start..pack.len() - 8],
         "pack header",
+        Legacy::Allowed,
     )
     .map_err(|_| damaged("header fails authentication"))?;
     if header.len() < 32 || &header[..32] != expected_id || (header.len() - 32) % ENTRY_LEN != 0 {

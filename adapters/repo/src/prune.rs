@@ -101,6 +101,7 @@ async fn load(repo: &Repository) -> Result<Loaded, EngineError> {
         }
         objects.push((k, packs));
     }
+    index.finish();
     let mut sizes = HashMap::new();
     for (k, size) in repo.store.list_sized("data/").await? {
         if let Some(id) = k
@@ -191,11 +192,10 @@ async fn prune(
     // Live bytes per pack, at the locations readers use.
     let mut live_bytes: HashMap<[u8; 32], u64> = HashMap::new();
     let mut live_in: HashMap<[u8; 32], Vec<BlobEntry>> = HashMap::new();
-    for (id, location) in &index.blobs {
+    for (id, pack, entry) in index.iter() {
         if live.contains(id) {
-            let pack = index.packs[location.pack as usize];
-            *live_bytes.entry(pack).or_default() += u64::from(location.entry.length);
-            live_in.entry(pack).or_default().push(location.entry);
+            *live_bytes.entry(*pack).or_default() += u64::from(entry.length);
+            live_in.entry(*pack).or_default().push(entry);
         }
     }
     // A live blob in a pack that is not in storage: the repository is damaged already,
@@ -251,9 +251,8 @@ async fn prune(
     // Indexed packs missing from storage with nothing live in them: drop their entries.
     let gone = |pack: &[u8; 32]| !matches!(fates.get(pack), Some(Fate::Keep));
     report.blobs_removed = index
-        .blobs
         .iter()
-        .filter(|(id, l)| !live.contains(*id) && gone(&index.packs[l.pack as usize]))
+        .filter(|(id, pack, _)| !live.contains(*id) && gone(pack))
         .count() as u64;
     let repack: Vec<[u8; 32]> = fates
         .iter()

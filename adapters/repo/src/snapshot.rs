@@ -4,7 +4,7 @@ use chrono::{DateTime, Utc};
 use coffer_domain::engine::{SnapshotStatus, SnapshotSummary};
 use serde::{Deserialize, Serialize};
 
-use crate::crypto::{ChunkId, Keys, open_object, seal_object};
+use crate::crypto::{ChunkId, Keys, Legacy, open_object_with, seal_object};
 use crate::error::EngineError;
 
 const SNAPSHOT_PURPOSE: &[u8] = b"coffer snapshot";
@@ -78,6 +78,8 @@ pub fn seal(keys: &Keys, encrypt: bool, doc: &SnapshotDoc) -> Result<Vec<u8>, En
 /// # Errors
 /// `Damaged` when the object fails authentication; `Corrupt` when it is not a snapshot.
 pub fn open(keys: &Keys, sealed: &[u8]) -> Result<SnapshotDoc, EngineError> {
-    let (json, _) = open_object(keys, SNAPSHOT_PURPOSE, sealed, "snapshot")?;
+    // Snapshots of a legacy unencrypted repository keep their plain checksums: their ids
+    // are the SHA-256 of these very bytes.
+    let (json, _) = open_object_with(keys, SNAPSHOT_PURPOSE, sealed, "snapshot", Legacy::Allowed)?;
     serde_json::from_slice(&json).map_err(|e| EngineError::Corrupt(format!("snapshot: {e}")))
 }

@@ -31,6 +31,9 @@ pub async fn run(
         damaged_files: Vec::new(),
         bytes_read: 0,
     };
+    if let Err(problem) = repo.check_config().await? {
+        report.problems.push(problem);
+    }
     let doc = match repo.load_snapshot(snapshot).await {
         Ok(doc) => doc,
         Err(EngineError::Damaged(m) | EngineError::Corrupt(m)) => {

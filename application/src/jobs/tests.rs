@@ -528,6 +528,8 @@ impl SnapshotEngine for FakeEngine {
             size: 0,
             mtime: t0(),
             mode: 0o755,
+            xattrs: Vec::new(),
+            links: 1,
         })
     }
 
@@ -554,6 +556,7 @@ impl SnapshotEngine for FakeEngine {
             dirs: 1,
             symlinks: 0,
             bytes: BYTES,
+            ..RestoreReport::default()
         })
     }
 

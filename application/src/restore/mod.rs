@@ -397,7 +397,7 @@ impl RestoreService {
                 Ok(JobResult::of_restore(
                     snapshot_id.clone(),
                     target.clone(),
-                    &r,
+                    r,
                 ))
             }
             JobParams::Verify {

@@ -10,7 +10,7 @@ use coffer_config::Settings;
 use coffer_domain::engine::{Progress, SnapshotStatus};
 use coffer_http::schema::{BackupDto, to_json};
 
-use super::{bar, human, interruptible, local_admin, print_json, services};
+use super::{bar, human, interruptible, local_admin, print_json, print_timings, services};
 
 #[derive(Debug, clap::Args)]
 pub struct BackupArgs {
@@ -23,10 +23,18 @@ pub struct BackupArgs {
     /// Machine-readable output: the snapshot as the API's `Backup` schema.
     #[arg(long)]
     json: bool,
+    /// Print where the time went, phase by phase (thread time), on stderr.
+    #[arg(long)]
+    timings: bool,
 }
 
 pub async fn run(settings: &Settings, args: BackupArgs) -> anyhow::Result<ExitCode> {
-    let BackupArgs { path, source, json } = args;
+    let BackupArgs {
+        path,
+        source,
+        json,
+        timings,
+    } = args;
     let target = match (path, source) {
         (_, Some(name)) => BackupTarget::Source(name),
         (Some(path), None) => BackupTarget::Path(path),
@@ -35,12 +43,21 @@ pub async fn run(settings: &Settings, args: BackupArgs) -> anyhow::Result<ExitCo
     let services = services(settings).await?;
     let progress = Arc::new(Progress::default());
     let bar = bar(&progress, json, "backing up");
+    let started = std::time::Instant::now();
     let result = services
         .backups
-        .backup(&local_admin(), &target, progress, interruptible())
+        .backup(
+            &local_admin(),
+            &target,
+            Arc::clone(&progress),
+            interruptible(),
+        )
         .await;
     if let Some(bar) = bar {
         bar.finish();
+    }
+    if timings {
+        print_timings(&progress, started.elapsed());
     }
     services.db.close().await?;
     let e = result?;

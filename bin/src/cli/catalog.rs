@@ -28,6 +28,9 @@ pub struct LsArgs {
     /// Machine-readable output: the API's `TreePage` schema.
     #[arg(long)]
     json: bool,
+    /// Also show each entry's link count and extended attributes (ACLs among them).
+    #[arg(long, short = 'l')]
+    long: bool,
 }
 
 #[derive(Debug, clap::Subcommand)]
@@ -85,14 +88,31 @@ pub async fn ls(settings: &Settings, args: LsArgs) -> anyhow::Result<ExitCode> {
         return Ok(ExitCode::SUCCESS);
     }
     for e in &page.entries.items {
-        out!(
-            "{:<7} {:>5o} {:>12} {}  {}",
-            e.kind.as_str(),
-            e.mode,
-            e.size,
-            e.mtime.format("%Y-%m-%d %H:%M"),
-            e.name
-        );
+        if args.long {
+            let xattrs = if e.xattrs.is_empty() {
+                String::new()
+            } else {
+                format!("  [{}]", e.xattrs.join(", "))
+            };
+            out!(
+                "{:<7} {:>5o} {:>3} {:>12} {}  {}{xattrs}",
+                e.kind.as_str(),
+                e.mode,
+                e.links,
+                e.size,
+                e.mtime.format("%Y-%m-%d %H:%M:%S"),
+                e.name
+            );
+        } else {
+            out!(
+                "{:<7} {:>5o} {:>12} {}  {}",
+                e.kind.as_str(),
+                e.mode,
+                e.size,
+                e.mtime.format("%Y-%m-%d %H:%M"),
+                e.name
+            );
+        }
     }
     Ok(ExitCode::SUCCESS)
 }

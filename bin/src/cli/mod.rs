@@ -157,6 +157,21 @@ impl Bar {
     }
 }
 
+/// Where the time of a backup or restore went, on stderr (`--timings`).
+pub(crate) fn print_timings(progress: &Progress, wall: Duration) {
+    let phases: Vec<String> = progress
+        .phases
+        .read()
+        .iter()
+        .map(|(phase, d)| format!("{} {:.2}", phase.name(), d.as_secs_f64()))
+        .collect();
+    eprintln!(
+        "timings: wall {:.2} s; thread seconds by phase: {}",
+        wall.as_secs_f64(),
+        phases.join(", ")
+    );
+}
+
 /// A spinner counting files.
 pub(crate) fn bar(progress: &Arc<Progress>, json: bool, verb: &'static str) -> Option<Bar> {
     counted_bar(progress, json, verb, "files")

@@ -10,7 +10,7 @@ use coffer_domain::engine::Progress;
 use coffer_domain::jobs::JobResult;
 use coffer_http::schema::{JobResultDto, to_json};
 
-use super::{bar, human, interruptible, local_admin, print_json, services};
+use super::{bar, human, interruptible, local_admin, print_json, print_timings, services};
 
 #[derive(Debug, clap::Args)]
 pub struct RestoreArgs {
@@ -24,6 +24,9 @@ pub struct RestoreArgs {
     /// Machine-readable output: a restore job's result (`JobResult` schema).
     #[arg(long)]
     json: bool,
+    /// Print where the time went, phase by phase (thread time), on stderr.
+    #[arg(long)]
+    timings: bool,
 }
 
 #[derive(Debug, clap::Args)]
@@ -42,6 +45,7 @@ pub async fn restore(settings: &Settings, args: RestoreArgs) -> anyhow::Result<E
     let services = services(settings).await?;
     let progress = Arc::new(Progress::default());
     let bar = bar(&progress, args.json, "restoring");
+    let started = std::time::Instant::now();
     let result = services
         .restores
         .restore(
@@ -49,29 +53,36 @@ pub async fn restore(settings: &Settings, args: RestoreArgs) -> anyhow::Result<E
             &args.snapshot,
             args.path.as_deref(),
             &args.target,
-            progress,
+            Arc::clone(&progress),
             interruptible(),
         )
         .await;
     if let Some(bar) = bar {
         bar.finish();
     }
+    if args.timings {
+        print_timings(&progress, started.elapsed());
+    }
     services.db.close().await?;
     let (snap, report) = result?;
     if args.json {
         let result =
-            JobResult::of_restore(snap.snapshot_id, args.target.display().to_string(), &report);
+            JobResult::of_restore(snap.snapshot_id, args.target.display().to_string(), report);
         print_json(&to_json(&JobResultDto::from(result)))?;
     } else {
         out!(
-            "restored snapshot {} into {}: {} files, {} directories, {} symlinks, {}; every chunk was authenticated.",
+            "restored snapshot {} into {}: {} files ({} of them hard links), {} directories, {} symlinks, {}; every chunk was authenticated.",
             snap.snapshot_id.short(),
             args.target.display(),
             report.files,
+            report.hardlinks,
             report.dirs,
             report.symlinks,
             human(report.bytes)
         );
+        for w in &report.warnings {
+            out!("  warning: {w}");
+        }
     }
     Ok(ExitCode::SUCCESS)
 }

@@ -136,6 +136,11 @@ pub struct EntryDto {
     pub mtime: DateTime<Utc>,
     /// Unix permission bits.
     pub mode: u32,
+    /// Names of the entry's extended attributes, sorted (POSIX ACLs are
+    /// `system.posix_acl_access` and `system.posix_acl_default`).
+    pub xattrs: Vec<String>,
+    /// Names the file had when it was backed up (hard links); 1 for most entries.
+    pub links: u32,
 }
 
 impl From<EntryInfo> for EntryDto {
@@ -150,6 +155,8 @@ impl From<EntryInfo> for EntryDto {
             size: e.size,
             mtime: e.mtime,
             mode: e.mode,
+            xattrs: e.xattrs,
+            links: e.links,
         }
     }
 }

@@ -131,11 +131,15 @@ pub struct JobResultDto {
     pub dirs: Option<u64>,
     /// restore: symlinks written.
     pub symlinks: Option<u64>,
+    /// restore: names restored as hard links to a file restored before them (counted in
+    /// `files`).
+    pub hardlinks: Option<u64>,
     /// Logical bytes of the files backed up or restored.
     pub bytes: Option<u64>,
     /// backup: new bytes stored (before compression) after deduplication.
     pub bytes_added: Option<u64>,
-    /// backup: entries that could not be read, or changed while being read.
+    /// backup: entries that could not be read, or changed while being read; restore:
+    /// metadata the target refused (extended attributes, ACLs), the data being there.
     pub warnings: Option<Vec<String>>,
     /// restore: where the files went.
     pub target: Option<String>,
@@ -192,14 +196,18 @@ impl From<JobResult> for JobResultDto {
                 files,
                 dirs,
                 symlinks,
+                hardlinks,
                 bytes,
+                warnings,
             } => Self {
                 snapshot_id: Some(snapshot_id.to_string()),
                 target: Some(target),
                 files: Some(files),
                 dirs: Some(dirs),
                 symlinks: Some(symlinks),
+                hardlinks: Some(hardlinks),
                 bytes: Some(bytes),
+                warnings: Some(warnings),
                 ..Self::default()
             },
             JobResult::Verify {

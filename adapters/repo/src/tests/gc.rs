@@ -20,7 +20,7 @@ fn quick() -> LockTimings {
 
 async fn engine_with(store: Arc<dyn ObjectStore>) -> Engine {
     if !is_initialized(store.as_ref()).await.unwrap() {
-        init(store.as_ref(), &MASTER).await.unwrap();
+        init(store.as_ref(), &MASTER, true).await.unwrap();
     }
     Engine::new(
         Repository::open(store, &MASTER, true)

@@ -1,0 +1,1267 @@
+//! Backup: walk the source, chunk, dedup, seal, pack, store; then commit the index and
+//! the snapshot.
+//!
+//! Threads: the walker (this function's blocking task) reads directories in name order
+//! and sends file jobs to a pool of workers (one per core); a worker reads its file
+//! through FastCDC, ids each chunk, and seals and packs the new ones. Sealing happens
+//! outside any lock; appending to the current pack is a memcpy under one. A worker that
+//! fills a pack finishes and stores it. The walker descends into subdirectories before
+//! it waits for a directory's files, so workers stay busy across small directories. The
+//! job queue is bounded, and each worker holds at most one chunk (≤ 4 MiB) and the pack
+//! buffers at most two packs, so memory stays bounded whatever the files.
+//!
+//! Progress: a scanner thread walks the source beside the backup, metadata only, with the
+//! walker's rules (no symlink followed, only regular files counted, unreadable entries
+//! passed over), and fills the totals as it goes; it marks them final when its walk is
+//! complete, and stops when the backup is cancelled or ends. Done counts grow per chunk
+//! read and per unchanged file (its whole size at once). When the backup succeeds the
+//! totals become what the snapshot holds, so done and total agree at the end.
+
+mod source;
+
+use std::collections::HashSet;
+use std::os::fd::OwnedFd;
+use std::path::Path;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::mpsc::{Receiver, Sender, SyncSender, sync_channel};
+use std::sync::{Arc, Mutex};
+
+use bytes::Bytes;
+use chrono::Utc;
+use coffer_domain::engine::{
+    BackupRequest, Cancel, Phase, Progress, SnapshotSummary, StorageBudget,
+};
+use coffer_domain::storage::ObjectKey;
+use fastcdc::v2020::Normalization;
+use rustix::fs::{FileType, Mode, OFlags};
+
+use crate::crypto::{ChunkId, seal_blob_into};
+use crate::error::EngineError;
+use crate::index::{Index, seal_index};
+use crate::lock::RepoLock;
+use crate::pack::{BlobEntry, BlobKind, PackWriter, pack_key};
+use crate::snapshot::{self, SnapshotDoc};
+use crate::tree::{self, Node, NodeKind};
+use crate::{Repository, crypto, key, timed};
+
+pub const CHUNK_MIN: usize = 512 * 1024;
+pub const CHUNK_AVG: usize = 1024 * 1024;
+pub const CHUNK_MAX: usize = 4 * 1024 * 1024;
+/// Packs are stored once they reach this size.
+const PACK_TARGET: usize = 4 * 1024 * 1024;
+/// Data packs in memory at once: one being filled, one handed over, two being stored
+/// (one's sync overlapping the other's write).
+const PACKS_IN_FLIGHT: usize = 4;
+
+/// Runs one backup and commits its snapshot.
+///
+/// # Errors
+/// `Invalid` when the source is not a readable directory, `Cancelled`, storage failures.
+pub async fn run(
+    repo: Arc<Repository>,
+    request: BackupRequest,
+    progress: Arc<Progress>,
+    cancel: Cancel,
+) -> Result<SnapshotSummary, EngineError> {
+    if repo.wanted_encrypt != repo.encrypt {
+        return Err(EngineError::Invalid(if repo.encrypt {
+            "this repository encrypts everything, and backup.encryption_enabled is false: \
+             set it to true (an encrypted repository takes no unencrypted backups)"
+                .into()
+        } else {
+            "this repository was created without encryption, and backup.encryption_enabled is \
+             true: back up into a new repository to have encrypted backups, or set it to false"
+                .into()
+        }));
+    }
+    let meta = std::fs::metadata(&request.path).map_err(EngineError::io(format!(
+        "cannot read source {}",
+        request.path.display()
+    )))?;
+    if !meta.is_dir() {
+        return Err(EngineError::Invalid(format!(
+            "{} is not a directory",
+            request.path.display()
+        )));
+    }
+    let started = std::time::Instant::now();
+    // Held until the snapshot is committed: no prune can delete what this backup reuses.
+    let lock = RepoLock::shared(repo.store.clone(), repo.lock_timings, "backup", &cancel).await?;
+    tracing::debug!(
+        elapsed_ms = started.elapsed().as_millis(),
+        "backup: repository lock taken"
+    );
+    let stored = Arc::new(Mutex::new(Stored::default()));
+    let result = store_and_commit(&repo, &request, progress, cancel, &lock, &stored).await;
+    if result.is_err() {
+        remove_uncommitted(&repo, &stored).await;
+    }
+    lock.release().await;
+    let summary = result?;
+    if let Err(e) = repo.reload_index().await {
+        tracing::warn!(error = %e, "could not reload the index after a backup");
+    }
+    tracing::debug!(elapsed_ms = started.elapsed().as_millis(), "backup: done");
+    Ok(summary)
+}
+
+/// What a backup has put so far.
+#[derive(Default)]
+struct Stored {
+    /// Packs stored.
+    packs: Vec<ObjectKey>,
+    /// An index naming them was (or may have been) stored: from then on other backups
+    /// may reuse the packs, and only a prune may remove them.
+    index_attempted: bool,
+}
+
+/// Removes the packs of a failed backup while nothing can name them yet: no index was
+/// written, so no other backup can have chosen to reuse them. Once an index put was
+/// attempted (it may have landed even if it reported an error) nothing is removed: the
+/// next prune collects what no snapshot uses. A failed delete stops the clean-up, leaving
+/// the rest to prune too.
+async fn remove_uncommitted(repo: &Repository, stored: &Mutex<Stored>) {
+    let (packs, indexed) = {
+        let mut s = stored.lock().expect("stored");
+        (std::mem::take(&mut s.packs), s.index_attempted)
+    };
+    if indexed {
+        tracing::info!(
+            packs = packs.len(),
+            "a failed backup's data stays for the next prune (its index may be visible)"
+        );
+        return;
+    }
+    for k in &packs {
+        if let Err(e) = repo.store.delete(k).await {
+            tracing::warn!(object = %k, error = %e, "could not remove a pack of a failed backup; the next prune will");
+            return;
+        }
+    }
+}
+
+/// Stores the source's new data and commits the snapshot. Every pack put is recorded in
+/// `stored` (for clean-up should this fail); the snapshot object, put last, is not: once
+/// it is stored the backup has succeeded.
+async fn store_and_commit(
+    repo: &Arc<Repository>,
+    request: &BackupRequest,
+    progress: Arc<Progress>,
+    cancel: Cancel,
+    lock: &RepoLock,
+    stored: &Arc<Mutex<Stored>>,
+) -> Result<SnapshotSummary, EngineError> {
+    let index = repo.reload_index().await?;
+    let parent_root = match &request.parent {
+        Some(id) => match repo.load_snapshot(id).await.and_then(|d| d.root()) {
+            Ok(root) => Some(root),
+            Err(e) => {
+                tracing::warn!(parent = %id, error = %e, "parent snapshot unusable; reading every file");
+                None
+            }
+        },
+        None => None,
+    };
+    let started_at = Utc::now();
+    let shared = Arc::new(Shared {
+        repo: repo.clone(),
+        index,
+        seen: Mutex::new(HashSet::new()),
+        data_pack: Mutex::new(None),
+        tree_pack: Mutex::new(None),
+        written: Mutex::new(Vec::new()),
+        handle: tokio::runtime::Handle::current(),
+        progress,
+        cancel,
+        bytes_added: AtomicU64::new(0),
+        stored_bytes: AtomicU64::new(0),
+        uploads: Mutex::new(None),
+        upload_error: Mutex::new(None),
+        budget: request.budget.clone(),
+        stored_keys: stored.clone(),
+        as_root: rustix::process::geteuid().is_root(),
+        pack_buffers: Mutex::new((Vec::new(), 0)),
+        pack_returned: std::sync::Condvar::new(),
+        tree_sealed: Mutex::new(Vec::new()),
+    });
+    let walk_shared = shared.clone();
+    let path = request.path.clone();
+    let outcome = tokio::task::spawn_blocking(move || walk(&walk_shared, &path, parent_root))
+        .await
+        .map_err(|e| EngineError::Other(format!("backup task failed: {e}")))??;
+    // The scanner's count, if it finished, differs only if the tree changed meanwhile
+    // or held unreadable files; what was backed up is the truth from here on.
+    shared.progress.set_totals(outcome.files, outcome.bytes);
+    tracing::debug!("backup: every file read, every pack stored");
+
+    // Commit: packs are stored; now the index that points into them, then the snapshot.
+    let written = std::mem::take(&mut *shared.written.lock().expect("written"));
+    if !written.is_empty() {
+        let sealed = seal_index(&repo.keys, repo.encrypt, &written)?;
+        shared.charge(sealed.len() as u64)?;
+        let name = hex::encode(crypto::random::<32>()?);
+        let k = key(&format!("index/{name}"))?;
+        lock.ensure_held()?;
+        stored.lock().expect("stored").index_attempted = true;
+        repo.store.put(&k, Bytes::from(sealed)).await?;
+        tracing::debug!("backup: index stored");
+    }
+    let warnings = outcome.warnings;
+    let doc = SnapshotDoc {
+        version: 1,
+        source: request.source_name.clone(),
+        path: request.path.display().to_string(),
+        hostname: hostname(),
+        started_at,
+        finished_at: Utc::now(),
+        tree: hex::encode(outcome.root),
+        parent: request.parent.clone(),
+        status: if warnings.is_empty() { "ok" } else { "partial" }.to_owned(),
+        encrypted: repo.encrypt,
+        files: outcome.files,
+        dirs: outcome.dirs,
+        bytes: outcome.bytes,
+        bytes_added: shared.bytes_added.load(Ordering::Relaxed),
+        stored_bytes_added: 0,
+        unchanged_files: outcome.unchanged,
+        warnings,
+    };
+    // Packs and index; the snapshot object itself (a few hundred bytes) is not counted:
+    // its size depends on this very number.
+    let mut doc = doc;
+    doc.stored_bytes_added = shared.stored_bytes.load(Ordering::Relaxed);
+    let sealed = snapshot::seal(&repo.keys, repo.encrypt, &doc)?;
+    let id = hex::encode(crypto::sha256(&sealed));
+    if shared.cancel.is_cancelled() {
+        return Err(EngineError::Cancelled);
+    }
+    lock.ensure_held()?;
+    repo.store
+        .put(&key(&format!("snapshots/{id}"))?, Bytes::from(sealed))
+        .await?;
+    Ok(doc.summary(id))
+}
+
+/// Bytes for people: `1.5 GiB`.
+pub(crate) fn human_bytes(bytes: u64) -> String {
+    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
+    #[allow(clippy::cast_precision_loss)]
+    let mut value = bytes as f64;
+    let mut unit = 0;
+    while value >= 1024.0 && unit < UNITS.len() - 1 {
+        value /= 1024.0;
+        unit += 1;
+    }
+    if unit == 0 {
+        format!("{bytes} B")
+    } else {
+        format!("{value:.1} {}", UNITS[unit])
+    }
+}
+
+fn hostname() -> String {
+    std::fs::read_to_string("/etc/hostname")
+        .map(|h| h.trim().to_owned())
+        .unwrap_or_default()
+}
+
+struct Shared {
+    repo: Arc<Repository>,
+    index: Arc<Index>,
+    /// Chunks stored (or being stored) by this backup.
+    seen: Mutex<HashSet<ChunkId>>,
+    data_pack: Mutex<Option<PackWriter>>,
+    tree_pack: Mutex<Option<PackWriter>>,
+    written: Mutex<Vec<([u8; 32], Vec<BlobEntry>)>>,
+    handle: tokio::runtime::Handle,
+    progress: Arc<Progress>,
+    cancel: Cancel,
+    bytes_added: AtomicU64,
+    stored_bytes: AtomicU64,
+    /// The uploader thread's queue while a walk runs.
+    uploads: Mutex<Option<SyncSender<PackWriter>>>,
+    /// The first storage failure of the uploader (it also cancels the backup).
+    upload_error: Mutex<Option<EngineError>>,
+    /// What this backup may store.
+    budget: Option<Arc<dyn StorageBudget>>,
+    /// Every object this backup stored, for clean-up if it fails.
+    stored_keys: Arc<Mutex<Stored>>,
+    /// Whether the backup runs as root: only then are symlinks' attributes read (only
+    /// root can set them again).
+    as_root: bool,
+    /// Buffers of stored packs for the next packs, and how many data pack buffers exist.
+    pack_buffers: Mutex<(Vec<Vec<u8>>, usize)>,
+    pack_returned: std::sync::Condvar,
+    /// Where the walker seals trees.
+    tree_sealed: Mutex<Vec<u8>>,
+}
+
+impl Shared {
+    /// Counts `bytes` against the budget before they are stored.
+    fn charge(&self, bytes: u64) -> Result<(), EngineError> {
+        if let Some(budget) = &self.budget
+            && !budget.try_take(bytes)
+        {
+            return Err(EngineError::QuotaExceeded(format!(
+                "this backup would pass the storage quota after storing {}; it stopped and \
+                 removed what it had stored (free space with retention and prune, or raise \
+                 quota.max_storage_mb)",
+                human_bytes(self.stored_bytes.load(Ordering::Relaxed))
+            )));
+        }
+        self.stored_bytes.fetch_add(bytes, Ordering::Relaxed);
+        Ok(())
+    }
+
+    fn check_cancel(&self) -> Result<(), EngineError> {
+        if self.cancel.is_cancelled() {
+            Err(EngineError::Cancelled)
+        } else {
+            Ok(())
+        }
+    }
+
+    /// Stores a blob unless the repository or this backup has it already.
+    fn store_blob(
+        &self,
+        kind: BlobKind,
+        id: ChunkId,
+        plain: &[u8],
+        sealed: &mut Vec<u8>,
+    ) -> Result<(), EngineError> {
+        if self.index.contains(&id) || !self.seen.lock().expect("seen").insert(id) {
+            return Ok(());
+        }
+        if kind == BlobKind::Data {
+            self.bytes_added
+                .fetch_add(plain.len() as u64, Ordering::Relaxed);
+        }
+        let slot = match kind {
+            BlobKind::Data => &self.data_pack,
+            BlobKind::Tree => &self.tree_pack,
+        };
+        // Sealed outside the pack's lock, appended (a copy) under it.
+        seal_blob_into(
+            &self.repo.keys,
+            self.repo.encrypt,
+            &id,
+            plain,
+            Some(&self.progress.phases),
+            sealed,
+        )?;
+        let full = {
+            let mut guard = slot.lock().expect("pack");
+            if guard.is_none() {
+                let buffer = match kind {
+                    BlobKind::Data => {
+                        // Waiting for a buffer must not hold the pack: other workers
+                        // go on sealing meanwhile.
+                        drop(guard);
+                        let buffer = self.pack_buffer();
+                        guard = slot.lock().expect("pack");
+                        buffer
+                    }
+                    // Trees are small: a pack of them needs no data pack's buffer.
+                    BlobKind::Tree => Vec::new(),
+                };
+                match guard.as_ref() {
+                    None => *guard = Some(PackWriter::with_buffer(crypto::random()?, buffer)),
+                    // Another worker started one meanwhile.
+                    Some(_) => self.return_pack_buffer(buffer),
+                }
+            }
+            let pack = guard.as_mut().expect("set above");
+            pack.add_sealed(id, kind, plain.len(), sealed)?;
+            if pack.len() >= PACK_TARGET {
+                guard.take()
+            } else {
+                None
+            }
+        };
+        if let Some(pack) = full {
+            self.store_pack(pack)?;
+        }
+        Ok(())
+    }
+
+    /// Hands a full pack to the uploader threads (waiting while one is already queued, so
+    /// at most three packs are in flight), so workers do not wait on storage latency.
+    fn store_pack(&self, pack: PackWriter) -> Result<(), EngineError> {
+        // The uploader failed: stop. Its error stays where `walk` reports it from, so
+        // that the backup ends with the cause (a quota stop, a storage failure), not with
+        // the cancel that the failure triggered.
+        if self.upload_error.lock().expect("upload error").is_some() {
+            return Err(EngineError::Cancelled);
+        }
+        let sender = self.uploads.lock().expect("uploads").clone();
+        match sender {
+            Some(tx) => tx
+                .send(pack)
+                .map_err(|_| EngineError::Other("the pack uploader stopped".into())),
+            None => self.upload(pack),
+        }
+    }
+
+    /// A buffer for a new data pack: one a stored pack left, or a new one while fewer
+    /// than [`PACKS_IN_FLIGHT`] exist (else it waits for an upload to end, which bounds
+    /// memory however slow the storage).
+    fn pack_buffer(&self) -> Vec<u8> {
+        let mut pool = self.pack_buffers.lock().expect("pack buffers");
+        loop {
+            if let Some(buffer) = pool.0.pop() {
+                return buffer;
+            }
+            if pool.1 < PACKS_IN_FLIGHT || self.upload_error.lock().expect("upload error").is_some()
+            {
+                pool.1 += 1;
+                return Vec::with_capacity(PACK_TARGET + CHUNK_MAX + 64 * 1024);
+            }
+            let (next, _) = self
+                .pack_returned
+                .wait_timeout(pool, std::time::Duration::from_millis(100))
+                .expect("pack buffers");
+            pool = next;
+        }
+    }
+
+    fn return_pack_buffer(&self, mut buffer: Vec<u8>) {
+        buffer.clear();
+        self.pack_buffers
+            .lock()
+            .expect("pack buffers")
+            .0
+            .push(buffer);
+        self.pack_returned.notify_one();
+    }
+
+    /// Seals a pack's header and stores it.
+    fn upload(&self, pack: PackWriter) -> Result<(), EngineError> {
+        let id = pack.id;
+        let (bytes, entries) = pack.finish(&self.repo.keys, self.repo.encrypt)?;
+        self.charge(bytes.len() as u64)?;
+        let k = key(&pack_key(&id))?;
+        let bytes = Bytes::from(bytes);
+        timed(&self.progress, Phase::Write, || {
+            self.handle.block_on(self.repo.store.put(&k, bytes.clone()))
+        })?;
+        // The store let go of the bytes: their buffer serves the next pack, so packs do
+        // not cost fresh memory (and the page faults that come with it) one after another.
+        if let Ok(buffer) = bytes.try_into_mut() {
+            self.return_pack_buffer(Vec::from(buffer));
+        } else {
+            // Still held elsewhere: its place goes to a new one.
+            let mut pool = self.pack_buffers.lock().expect("pack buffers");
+            pool.1 = pool.1.saturating_sub(1);
+            drop(pool);
+            self.pack_returned.notify_one();
+        }
+        self.stored_keys.lock().expect("stored").packs.push(k);
+        self.written.lock().expect("written").push((id, entries));
+        Ok(())
+    }
+
+    fn flush(&self) -> Result<(), EngineError> {
+        for slot in [&self.data_pack, &self.tree_pack] {
+            let pack = slot.lock().expect("pack").take();
+            if let Some(pack) = pack.filter(|p| !p.is_empty()) {
+                self.store_pack(pack)?;
+            }
+        }
+        Ok(())
+    }
+}
+
+struct WalkOutcome {
+    root: ChunkId,
+    files: u64,
+    dirs: u64,
+    bytes: u64,
+    unchanged: u64,
+    warnings: Vec<String>,
+}
+
+/// What a worker reports for one entry that is not a directory.
+enum EntryResult {
+    /// The entry's node (files: with content), a warning about it, and whether it is a
+    /// file not re-read because it was unchanged.
+    Node(Box<Node>, Option<String>, bool),
+    /// Not backed up (unreadable, replaced, a socket...): why.
+    Skipped(String),
+    Fatal(EngineError),
+}
+
+/// An entry for a worker: everything but directories, which the walker opens itself.
+struct EntryJob {
+    dir: Arc<OwnedFd>,
+    name: Vec<u8>,
+    /// The directory's path in the snapshot, for messages.
+    dir_display: Arc<str>,
+    /// The parent snapshot's entries of this directory, and the one of the same name.
+    parent: Option<(Arc<Vec<Node>>, usize)>,
+    /// Where the result goes: the directory's results, and this entry's place in them.
+    results: Arc<DirResults>,
+    slot: usize,
+}
+
+impl EntryJob {
+    /// The entry's path in the snapshot, for messages.
+    fn display(&self) -> String {
+        Walker::child_display(&self.dir_display, &self.name)
+    }
+
+    fn parent(&self) -> Option<&Node> {
+        self.parent.as_ref().map(|(nodes, i)| &nodes[*i])
+    }
+}
+
+/// The results of one directory's entries, filled in by the workers as they finish.
+struct DirResults {
+    slots: Mutex<(Vec<Option<EntryResult>>, usize)>,
+    done: std::sync::Condvar,
+}
+
+impl DirResults {
+    fn new(entries: usize) -> Arc<Self> {
+        Arc::new(Self {
+            slots: Mutex::new(((0..entries).map(|_| None).collect(), 0)),
+            done: std::sync::Condvar::new(),
+        })
+    }
+
+    fn put(&self, slot: usize, result: EntryResult) {
+        let mut slots = self.slots.lock().expect("results");
+        slots.0[slot] = Some(result);
+        slots.1 += 1;
+        drop(slots);
+        self.done.notify_one();
+    }
+
+    /// Waits until `expected` entries have reported, and takes their results.
+    fn wait(&self, expected: usize) -> Vec<Option<EntryResult>> {
+        let mut slots = self.slots.lock().expect("results");
+        while slots.1 < expected {
+            slots = self.done.wait(slots).expect("results");
+        }
+        std::mem::take(&mut slots.0)
+    }
+}
+
+/// Worker threads: more than cores, because looking at and opening files waits for the
+/// file system (one thread at a time on a NAS or a virtual disk would wait most of the
+/// time), while chunking, hashing and compressing use the cores.
+fn workers() -> usize {
+    std::thread::available_parallelism()
+        .map_or(2, std::num::NonZero::get)
+        .saturating_mul(2)
+        .clamp(4, 12)
+}
+
+/// Files of at least this size are read through a chunker's buffer, by one of the
+/// [`large_readers`] (which bounds memory however many workers there are).
+const LARGE_FILE: u64 = CHUNK_MIN as u64;
+
+fn large_readers() -> usize {
+    std::thread::available_parallelism().map_or(2, std::num::NonZero::get)
+}
+
+fn walk(
+    shared: &Arc<Shared>,
+    root: &Path,
+    parent_root: Option<ChunkId>,
+) -> Result<WalkOutcome, EngineError> {
+    let workers = workers();
+    let (jobs, queue) = sync_channel::<EntryJob>(workers * 64);
+    let queue = Arc::new(Mutex::new(queue));
+    let (uploads, pending) = sync_channel::<PackWriter>(1);
+    *shared.uploads.lock().expect("uploads") = Some(uploads);
+    let stop_scan = AtomicBool::new(false);
+    let result = std::thread::scope(|scope| {
+        scope.spawn(|| scan(root, &shared.progress, &shared.cancel, &stop_scan));
+        // However the walk ends, the scanner stops with it.
+        let _stop_scan = SetOnDrop(&stop_scan);
+        // Two uploaders, so one pack's fsync overlaps the next pack's write.
+        let pending = Arc::new(Mutex::new(pending));
+        for _ in 0..2 {
+            let uploader = shared.clone();
+            let pending = pending.clone();
+            scope.spawn(move || {
+                loop {
+                    let Ok(pack) = pending.lock().expect("pending").recv() else {
+                        return;
+                    };
+                    if let Err(e) = uploader.upload(pack) {
+                        uploader
+                            .upload_error
+                            .lock()
+                            .expect("upload error")
+                            .get_or_insert(e);
+                        uploader.cancel.cancel();
+                    }
+                }
+            });
+        }
+        // The readers of large files end when every worker (their only senders) has.
+        let (large, large_queue) = std::sync::mpsc::channel::<Box<LargeJob>>();
+        let large_queue = Arc::new(Mutex::new(large_queue));
+        for _ in 0..large_readers() {
+            let queue = large_queue.clone();
+            let shared = shared.clone();
+            scope.spawn(move || large_reader(&shared, &queue));
+        }
+        for _ in 0..workers {
+            let queue = queue.clone();
+            let shared = shared.clone();
+            let large = large.clone();
+            scope.spawn(move || worker(&shared, &queue, &large));
+        }
+        drop(large);
+        let mut walker = Walker {
+            shared,
+            jobs,
+            files: 0,
+            dirs: 0,
+            bytes: 0,
+            unchanged: 0,
+            warnings: Vec::new(),
+        };
+        let parent = parent_root.map(|id| walker.load_tree(&id));
+        let root_id = rustix::fs::open(
+            root,
+            OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC,
+            Mode::empty(),
+        )
+        .map_err(|e| EngineError::io(format!("cannot read source {}", root.display()))(e.into()))
+        .and_then(|fd| walker.dir(fd, "", parent));
+        let Walker {
+            files,
+            dirs,
+            bytes,
+            unchanged,
+            warnings,
+            jobs,
+            ..
+        } = walker;
+        drop(jobs); // workers end when the queue closes
+        let flushed = shared.flush();
+        // The uploader ends when its queue closes, after the last pack is stored.
+        shared.uploads.lock().expect("uploads").take();
+        flushed?;
+        root_id.map(|root| WalkOutcome {
+            root,
+            files,
+            dirs,
+            bytes,
+            unchanged,
+            warnings,
+        })
+    });
+    if let Some(e) = shared.upload_error.lock().expect("upload error").take() {
+        return Err(e);
+    }
+    result
+}
+
+/// Sets its flag when dropped.
+struct SetOnDrop<'a>(&'a AtomicBool);
+
+impl Drop for SetOnDrop<'_> {
+    fn drop(&mut self) {
+        self.0.store(true, Ordering::Relaxed);
+    }
+}
+
+/// Counts the regular files under `root` and their bytes into `progress`'s totals, by the
+/// walker's rules, and marks them final once the whole tree is counted. Returns early,
+/// leaving the totals not final, when `stop` is set or the backup is cancelled. Entries it
+/// cannot read are passed over: the count is an estimate for display, never a failure.
+pub(crate) fn scan(root: &Path, progress: &Progress, cancel: &Cancel, stop: &AtomicBool) {
+    let (mut files, mut bytes) = (0u64, 0u64);
+    let mut stack = vec![root.to_path_buf()];
+    while let Some(dir) = stack.pop() {
+        let Ok(entries) = std::fs::read_dir(&dir) else {
+            continue;
+        };
+        for entry in entries {
+            if stop.load(Ordering::Relaxed) || cancel.is_cancelled() {
+                return;
+            }
+            let Ok(entry) = entry else {
+                continue;
+            };
+            // Like `symlink_metadata`: a symlink is never followed.
+            let Ok(kind) = entry.file_type() else {
+                continue;
+            };
+            if kind.is_dir() {
+                stack.push(entry.path());
+            } else if kind.is_file()
+                && let Ok(meta) = entry.metadata()
+            {
+                files += 1;
+                bytes += meta.len();
+                progress.files_total.store(files, Ordering::Relaxed);
+                progress.bytes_total.store(bytes, Ordering::Relaxed);
+            }
+        }
+    }
+    progress.set_totals(files, bytes);
+}
+
+fn worker(shared: &Shared, queue: &Mutex<Receiver<EntryJob>>, large: &Sender<Box<LargeJob>>) {
+    // Small files are read whole into this buffer and sealed into the other, both reused
+    // from file to file.
+    let mut small = (Vec::new(), Vec::new());
+    loop {
+        let Ok(job) = queue.lock().expect("queue").recv() else {
+            return;
+        };
+        let result = if shared.cancel.is_cancelled() {
+            (job, EntryResult::Fatal(EngineError::Cancelled))
+        } else {
+            match entry(shared, job, &mut small) {
+                Looked::Done(job, result) => (job, result),
+                Looked::Large(large_job) => {
+                    // Its readers take it; this worker goes on with small files.
+                    if let Err(e) = large.send(large_job) {
+                        let job = e.0.job;
+                        job.results.put(
+                            job.slot,
+                            EntryResult::Fatal(EngineError::Other(
+                                "the readers of large files stopped".into(),
+                            )),
+                        );
+                    }
+                    continue;
+                }
+            }
+        };
+        let (job, result) = result;
+        job.results.put(job.slot, result);
+    }
+}
+
+/// A file of at least [`LARGE_FILE`] bytes, for the readers of large files.
+struct LargeJob {
+    job: EntryJob,
+    st: rustix::fs::Stat,
+    node: Node,
+}
+
+/// Reads large files through the chunker, one at a time, with buffers of its own: a few
+/// of these threads bound the memory large files take, while the workers go on with the
+/// small files (a worker never waits for a large file's turn).
+fn large_reader(shared: &Shared, queue: &Mutex<Receiver<Box<LargeJob>>>) {
+    let mut input = vec![0u8; CHUNK_MAX + READ_SIZE];
+    let mut sealed = Vec::new();
+    loop {
+        let Ok(large) = queue.lock().expect("large queue").recv() else {
+            return;
+        };
+        let LargeJob { job, st, node } = *large;
+        let result = if shared.cancel.is_cancelled() {
+            EntryResult::Fatal(EngineError::Cancelled)
+        } else {
+            read_entry(
+                shared,
+                &job,
+                &st,
+                node,
+                Buffer::Large(&mut input),
+                &mut sealed,
+            )
+        };
+        job.results.put(job.slot, result);
+    }
+}
+
+/// What looking at an entry gave: its result, or a large file for the large readers.
+enum Looked {
+    Done(EntryJob, EntryResult),
+    Large(Box<LargeJob>),
+}
+
+/// Looks at one entry that is not a directory and backs it up; a regular file of at
+/// least [`LARGE_FILE`] bytes that must be read is handed on instead.
+fn entry(shared: &Shared, job: EntryJob, small: &mut (Vec<u8>, Vec<u8>)) -> Looked {
+    let progress = &shared.progress;
+    let st = match timed(progress, Phase::Walk, || source::stat(&job.dir, &job.name)) {
+        Ok(st) => st,
+        Err(e) => {
+            let message = format!(
+                "{}: cannot stat: {}",
+                job.display(),
+                std::io::Error::from(e)
+            );
+            return Looked::Done(job, EntryResult::Skipped(message));
+        }
+    };
+    let result = match FileType::from_raw_mode(st.st_mode) {
+        FileType::RegularFile => {
+            let mut node = source::node(job.name.clone(), &st, NodeKind::File);
+            if let Some(old) = job.parent().filter(|old| {
+                old.kind == NodeKind::File
+                    // A version 1 parent recorded no attributes to carry over.
+                    && !old.is_version_1()
+                    && old.size == node.size
+                    && old.mtime_ns == node.mtime_ns
+                    && old.ctime_ns == node.ctime_ns
+                    && old.inode == node.inode
+                    && old.content.iter().all(|c| shared.index.contains(c))
+            }) {
+                // Unchanged: its content and its attributes (a change of either moves
+                // the change time) are the parent's.
+                node.content.clone_from(&old.content);
+                node.xattrs.clone_from(&old.xattrs);
+                progress.add(1, node.size);
+                EntryResult::Node(Box::new(node), None, true)
+            } else if node.size >= LARGE_FILE {
+                return Looked::Large(Box::new(LargeJob { job, st, node }));
+            } else {
+                let (data, sealed) = small;
+                read_entry(shared, &job, &st, node, Buffer::Small(data), sealed)
+            }
+        }
+        FileType::Symlink => symlink_entry(shared, &job, &st),
+        FileType::Directory => EntryResult::Skipped(format!(
+            "{}: replaced by a directory while being read; skipped",
+            job.display()
+        )),
+        other => {
+            let what = match other {
+                FileType::Socket => "socket",
+                FileType::Fifo => "FIFO",
+                FileType::BlockDevice | FileType::CharacterDevice => "device",
+                _ => "special file",
+            };
+            EntryResult::Skipped(format!("{}: skipped ({what})", job.display()))
+        }
+    };
+    Looked::Done(job, result)
+}
+
+/// Opens and reads a regular file (checking it is the one `st` describes) into `node`.
+fn read_entry(
+    shared: &Shared,
+    job: &EntryJob,
+    st: &rustix::fs::Stat,
+    mut node: Node,
+    buffer: Buffer<'_>,
+    sealed: &mut Vec<u8>,
+) -> EntryResult {
+    let progress = &shared.progress;
+    let (file, opened) = match timed(progress, Phase::Open, || {
+        source::open_file(&job.dir, &job.name, st)
+    }) {
+        Ok(f) => f,
+        Err(source::OpenError::Replaced) => {
+            return EntryResult::Skipped(format!(
+                "{}: replaced while being read; skipped",
+                job.display()
+            ));
+        }
+        Err(source::OpenError::Os(e)) => {
+            return EntryResult::Skipped(format!(
+                "{}: cannot read: {}",
+                job.display(),
+                std::io::Error::from(e)
+            ));
+        }
+    };
+    // What is recorded comes from the inode opened, not the one looked at.
+    let mut node = source::node(std::mem::take(&mut node.name), &opened, NodeKind::File);
+    let st = &opened;
+    match read_file(shared, &job.display(), file, node.size, buffer, sealed) {
+        Read::Done {
+            content,
+            size,
+            after,
+            xattrs,
+        } => {
+            let mut warning = match after {
+                Ok(after)
+                    if source::changed(st, &after)
+                        || after.st_size.max(0).cast_unsigned() != size =>
+                {
+                    Some(format!("{}: changed while being read", job.display()))
+                }
+                Ok(_) => None,
+                Err(e) => Some(format!(
+                    "{}: cannot re-check after reading: {}",
+                    job.display(),
+                    std::io::Error::from(e)
+                )),
+            };
+            match xattrs {
+                Ok(x) => node.xattrs = x,
+                Err(e) => {
+                    warning.get_or_insert(format!(
+                        "{}: cannot read its extended attributes: {}",
+                        job.display(),
+                        std::io::Error::from(e)
+                    ));
+                }
+            }
+            node.content = content;
+            node.size = size;
+            progress.add(1, 0);
+            EntryResult::Node(Box::new(node), warning, false)
+        }
+        Read::Unreadable(message) => EntryResult::Skipped(message),
+        Read::Fatal(e) => EntryResult::Fatal(e),
+    }
+}
+
+fn symlink_entry(shared: &Shared, job: &EntryJob, st: &rustix::fs::Stat) -> EntryResult {
+    let progress = &shared.progress;
+    let mut node = source::node(job.name.clone(), st, NodeKind::Symlink);
+    match timed(progress, Phase::Walk, || {
+        source::read_link(&job.dir, &job.name)
+    }) {
+        Ok(target) => node.link_target = target,
+        Err(e) => {
+            return EntryResult::Skipped(format!(
+                "{}: cannot read link: {}",
+                job.display(),
+                std::io::Error::from(e)
+            ));
+        }
+    }
+    // Only `security.*` and `trusted.*` attributes can sit on a symlink, and only root
+    // can set them again.
+    let mut warning = None;
+    if shared.as_root {
+        match timed(progress, Phase::Metadata, || {
+            source::link_xattrs(&job.dir, &job.name)
+        }) {
+            Ok(x) => node.xattrs = x,
+            Err(e) => {
+                warning = Some(format!(
+                    "{}: cannot read its extended attributes: {}",
+                    job.display(),
+                    std::io::Error::from(e)
+                ));
+            }
+        }
+    }
+    EntryResult::Node(Box::new(node), warning, false)
+}
+
+/// What reading a file gave.
+enum Read {
+    Done {
+        content: Vec<ChunkId>,
+        size: u64,
+        /// Its metadata once read, to tell whether it changed meanwhile.
+        after: Result<rustix::fs::Stat, rustix::io::Errno>,
+        xattrs: Result<Vec<crate::tree::Xattr>, rustix::io::Errno>,
+    },
+    Unreadable(String),
+    Fatal(EngineError),
+}
+
+/// How much a large file's reader asks for at once.
+const READ_SIZE: usize = 256 * 1024;
+
+/// Where a file's content is read into.
+enum Buffer<'a> {
+    /// A file smaller than [`LARGE_FILE`]: read whole (the vector grows as needed).
+    Small(&'a mut Vec<u8>),
+    /// A larger file, through the chunker: `CHUNK_MAX + READ_SIZE` bytes.
+    Large(&'a mut [u8]),
+}
+
+/// Ids and stores one chunk.
+fn store_chunk(shared: &Shared, data: &[u8], sealed: &mut Vec<u8>) -> Result<ChunkId, EngineError> {
+    shared.check_cancel()?;
+    let progress = &shared.progress;
+    let id = timed(progress, Phase::Hash, || shared.repo.keys.chunk_id(data));
+    shared.store_blob(BlobKind::Data, id, data, sealed)?;
+    progress.add(0, data.len() as u64);
+    Ok(id)
+}
+
+/// Reads a file through the chunker, storing each new chunk.
+fn read_file(
+    shared: &Shared,
+    display: &str,
+    mut file: std::fs::File,
+    expected: u64,
+    buffer: Buffer<'_>,
+    sealed: &mut Vec<u8>,
+) -> Read {
+    let progress = &shared.progress;
+    let mut content = Vec::new();
+    let mut size = 0u64;
+    let cut = |data: &[u8]| -> Vec<(usize, usize)> {
+        timed(progress, Phase::Chunk, || {
+            fastcdc::v2020::FastCDC::with_level_and_seed(
+                data,
+                CHUNK_MIN,
+                CHUNK_AVG,
+                CHUNK_MAX,
+                Normalization::Level1,
+                shared.repo.keys.chunker_seed,
+            )
+            .map(|c| (c.offset, c.length))
+            .collect()
+        })
+    };
+    match buffer {
+        Buffer::Small(data) => {
+            // Smaller than the smallest chunk: one read, one chunk, no chunker.
+            data.clear();
+            data.reserve_exact(usize::try_from(expected).unwrap_or(0) + 1);
+            if let Err(e) = timed(progress, Phase::Read, || {
+                std::io::Read::read_to_end(&mut file, data)
+            }) {
+                return Read::Unreadable(format!("{display}: read failed: {e}"));
+            }
+            let pieces = if data.len() < CHUNK_MIN {
+                vec![(0, data.len())]
+            } else {
+                // It grew past a chunk while we read it: cut it like any large file.
+                cut(data)
+            };
+            for (offset, length) in pieces.into_iter().filter(|&(_, l)| l > 0) {
+                match store_chunk(shared, &data[offset..offset + length], sealed) {
+                    Ok(id) => content.push(id),
+                    Err(e) => return Read::Fatal(e),
+                }
+                size += length as u64;
+            }
+            // A file that grew far past what small files need gives its memory back.
+            if data.capacity() > 2 * CHUNK_MIN {
+                *data = Vec::new();
+            }
+        }
+        Buffer::Large(buffer) => {
+            // Fill the buffer, cut every chunk FastCDC finds but the last (which may be cut
+            // short by the buffer's end), move that remainder to the front and read on. The
+            // cut points are those of streaming over the whole file: the remainder is
+            // shorter than a chunk can be, and the buffer holds the longest chunk.
+            let mut filled = 0;
+            let mut eof = false;
+            loop {
+                while !eof && filled < buffer.len() {
+                    let end = (filled + READ_SIZE).min(buffer.len());
+                    match timed(progress, Phase::Read, || {
+                        std::io::Read::read(&mut file, &mut buffer[filled..end])
+                    }) {
+                        Ok(0) => eof = true,
+                        Ok(n) => filled += n,
+                        Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                        Err(e) => {
+                            return Read::Unreadable(format!("{display}: read failed: {e}"));
+                        }
+                    }
+                }
+                if filled == 0 {
+                    break;
+                }
+                let chunks = cut(&buffer[..filled]);
+                let keep = if eof {
+                    chunks.len()
+                } else {
+                    chunks.len().saturating_sub(1).max(1)
+                };
+                let mut consumed = 0;
+                for &(offset, length) in &chunks[..keep] {
+                    match store_chunk(shared, &buffer[offset..offset + length], sealed) {
+                        Ok(id) => content.push(id),
+                        Err(e) => return Read::Fatal(e),
+                    }
+                    size += length as u64;
+                    consumed = offset + length;
+                }
+                buffer.copy_within(consumed..filled, 0);
+                filled -= consumed;
+                if eof && filled == 0 {
+                    break;
+                }
+            }
+        }
+    }
+    let after = rustix::fs::fstat(&file);
+    let xattrs = timed(progress, Phase::Metadata, || source::xattrs(&file));
+    Read::Done {
+        content,
+        size,
+        after,
+        xattrs,
+    }
+}
+
+struct Walker<'a> {
+    shared: &'a Arc<Shared>,
+    jobs: SyncSender<EntryJob>,
+    files: u64,
+    dirs: u64,
+    bytes: u64,
+    unchanged: u64,
+    warnings: Vec<String>,
+}
+
+/// An entry of the directory being built.
+enum Pending {
+    /// A subdirectory: its name and its tree in the parent snapshot.
+    Dir(Vec<u8>, Option<ChunkId>),
+    /// An entry a worker looks at.
+    Entry,
+}
+
+impl Walker<'_> {
+    fn load_tree(&mut self, id: &ChunkId) -> Vec<Node> {
+        match self.shared.handle.block_on(self.shared.repo.tree(id)) {
+            Ok(nodes) => nodes,
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot read a tree of the parent snapshot; re-reading its files");
+                Vec::new()
+            }
+        }
+    }
+
+    fn warn(&mut self, message: String) {
+        tracing::warn!("{message}");
+        self.warnings.push(message);
+    }
+
+    fn child_display(display: &str, name: &[u8]) -> String {
+        if display.is_empty() {
+            String::from_utf8_lossy(name).into_owned()
+        } else {
+            format!("{display}/{}", String::from_utf8_lossy(name))
+        }
+    }
+
+    /// Backs up one directory (open, below its parent's handle) and returns its tree id.
+    fn dir(
+        &mut self,
+        fd: OwnedFd,
+        display: &str,
+        parent: Option<Vec<Node>>,
+    ) -> Result<ChunkId, EngineError> {
+        self.shared.check_cancel()?;
+        self.dirs += 1;
+        let progress = &self.shared.progress;
+        let listed = match timed(progress, Phase::Walk, || source::list(&fd)) {
+            Ok(l) => l,
+            Err(e) => {
+                self.warn(format!(
+                    "{}: cannot read directory: {}",
+                    if display.is_empty() { "/" } else { display },
+                    std::io::Error::from(e)
+                ));
+                Vec::new()
+            }
+        };
+        let fd = Arc::new(fd);
+        let parent_nodes = Arc::new(parent.unwrap_or_default());
+        let find_parent = |name: &[u8]| {
+            parent_nodes
+                .binary_search_by(|n| n.name.as_slice().cmp(name))
+                .ok()
+        };
+        let dir_display: Arc<str> = Arc::from(display);
+        let results = DirResults::new(listed.len());
+        let mut sent = 0;
+
+        let mut pending = Vec::with_capacity(listed.len());
+        for entry in listed {
+            let mut kind = entry.kind;
+            if kind == FileType::Unknown {
+                // The listing does not say (some file systems): look.
+                kind = match timed(progress, Phase::Walk, || source::stat(&fd, &entry.name)) {
+                    Ok(st) => FileType::from_raw_mode(st.st_mode),
+                    Err(_) => FileType::Unknown,
+                };
+            }
+            if kind == FileType::Directory {
+                let old = find_parent(&entry.name)
+                    .map(|i| &parent_nodes[i])
+                    .filter(|n| n.kind == NodeKind::Dir)
+                    .and_then(|n| n.subtree);
+                pending.push(Pending::Dir(entry.name, old));
+                continue;
+            }
+            let slot = pending.len();
+            self.jobs
+                .send(EntryJob {
+                    dir: fd.clone(),
+                    parent: find_parent(&entry.name).map(|i| (parent_nodes.clone(), i)),
+                    name: entry.name,
+                    dir_display: dir_display.clone(),
+                    results: results.clone(),
+                    slot,
+                })
+                .map_err(|_| EngineError::Other("backup workers stopped".into()))?;
+            sent += 1;
+            pending.push(Pending::Entry);
+        }
+
+        // Subdirectories first, while this directory's other entries are being read.
+        let mut nodes: Vec<Option<Node>> = Vec::with_capacity(pending.len());
+        for p in pending {
+            match p {
+                Pending::Dir(name, old) => {
+                    let child_display = Self::child_display(display, &name);
+                    let opened = timed(progress, Phase::Walk, || source::open_dir(&fd, &name));
+                    let (child, st) = match opened {
+                        Ok(opened) => opened,
+                        Err(rustix::io::Errno::NOTDIR | rustix::io::Errno::LOOP) => {
+                            self.warn(format!(
+                                "{child_display}: replaced while being read; skipped"
+                            ));
+                            continue;
+                        }
+                        Err(e) => {
+                            self.warn(format!(
+                                "{child_display}: cannot read directory: {}",
+                                std::io::Error::from(e)
+                            ));
+                            continue;
+                        }
+                    };
+                    let mut node = source::node(name, &st, NodeKind::Dir);
+                    match timed(progress, Phase::Metadata, || source::xattrs(&child)) {
+                        Ok(x) => node.xattrs = x,
+                        Err(e) => self.warn(format!(
+                            "{child_display}: cannot read its extended attributes: {}",
+                            std::io::Error::from(e)
+                        )),
+                    }
+                    let old_nodes = old.map(|id| self.load_tree(&id));
+                    node.subtree = Some(self.dir(child, &child_display, old_nodes)?);
+                    nodes.push(Some(node));
+                }
+                Pending::Entry => nodes.push(None),
+            }
+        }
+        for (slot, result) in results.wait(sent).into_iter().enumerate() {
+            let Some(result) = result else {
+                continue;
+            };
+            match result {
+                EntryResult::Node(node, warning, unchanged) => {
+                    if node.kind == NodeKind::File {
+                        self.files += 1;
+                        self.bytes += node.size;
+                        self.unchanged += u64::from(unchanged);
+                    }
+                    if let Some(w) = warning {
+                        self.warn(w);
+                    }
+                    nodes[slot] = Some(*node);
+                }
+                EntryResult::Skipped(message) => self.warn(message),
+                EntryResult::Fatal(e) => return Err(e),
+            }
+        }
+        let nodes: Vec<Node> = nodes.into_iter().flatten().collect();
+        let encoded = tree::encode(&nodes);
+        let id = self.shared.repo.keys.chunk_id(&encoded);
+        let mut sealed = self.shared.tree_sealed.lock().expect("tree buffer");
+        self.shared
+            .store_blob(BlobKind::Tree, id, &encoded, &mut sealed)?;
+        Ok(id)
+    }
+}

@@ -242,23 +242,6 @@ async fn store_and_commit(
     Ok(doc.summary(id))
 }
 
-/// Bytes for people: `1.5 GiB`.
-pub(crate) fn human_bytes(bytes: u64) -> String {
-    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
-    #[allow(clippy::cast_precision_loss)]
-    let mut value = bytes as f64;
-    let mut unit = 0;
-    while value >= 1024.0 && unit < UNITS.len() - 1 {
-        value /= 1024.0;
-        unit += 1;
-    }
-    if unit == 0 {
-        format!("{bytes} B")
-    } else {
-        format!("{value:.1} {}", UNITS[unit])
-    }
-}
-
 fn hostname() -> String {
     std::fs::read_to_string("/etc/hostname")
         .map(|h| h.trim().to_owned())
@@ -306,7 +289,7 @@ impl Shared {
                 "this backup would pass the storage quota after storing {}; it stopped and \
                  removed what it had stored (free space with retention and prune, or raise \
                  quota.max_storage_mb)",
-                human_bytes(self.stored_bytes.load(Ordering::Relaxed))
+                coffer_domain::units::human_bytes(self.stored_bytes.load(Ordering::Relaxed))
             )));
         }
         self.stored_bytes.fetch_add(bytes, Ordering::Relaxed);

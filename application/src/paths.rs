@@ -13,9 +13,10 @@ pub(crate) fn snapshot_path(path: Option<&str>) -> Option<String> {
         .map(str::to_owned)
 }
 
-/// The one of Coffer's own directories (data, repository, restore roots) that `dir`
-/// contains or lies in, if any: backing up the repository into itself would grow it with
-/// every run.
+/// The one of Coffer's own directories (data, repository, restore roots) or files (keys,
+/// catalog, configuration) that `dir` contains or lies in, if any: backing up the
+/// repository into itself would grow it with every run, and a key in a snapshot could be
+/// downloaded by anybody who may restore.
 pub(crate) fn own_directory<'a>(dir: &str, protected: &'a [String]) -> Option<&'a str> {
     protected
         .iter()
@@ -26,6 +27,6 @@ pub(crate) fn own_directory<'a>(dir: &str, protected: &'a [String]) -> Option<&'
 /// Why `dir` may not be backed up, when it overlaps one of Coffer's own directories.
 pub(crate) fn own_directory_message(dir: &str, own: &str) -> String {
     format!(
-        "{dir} contains or lies in {own}, one of Coffer's own directories (data, repository, restore roots)"
+        "{dir} contains or lies in {own}, one of Coffer's own directories or files (data, repository, restore roots, keys, catalog, configuration)"
     )
 }

@@ -141,14 +141,28 @@ pub fn retention_rules(settings: &Settings) -> coffer_domain::retention::Retenti
     }
 }
 
-/// Coffer's own directories (data directory, repository, restore roots), absolute with
-/// symlinks resolved where they exist: no source may contain them or lie in them.
+/// Coffer's own directories (data directory, repository, restore roots) and files (session
+/// and master keys, SQLite catalog, configuration file), absolute with symlinks resolved
+/// where they exist: no source may contain them or lie in them, and a backup never reads
+/// them wherever it meets them.
 ///
 /// # Errors
 /// When the working directory is unknown.
 pub fn own_directories(settings: &Settings, roots: &[String]) -> anyhow::Result<Vec<String>> {
     let mut dirs = vec![settings.data_dir.clone(), settings.storage_root()];
     dirs.extend(roots.iter().map(std::path::PathBuf::from));
+    // Coffer's secrets and state, wherever they are configured to live: whoever may
+    // restore could read them out of a snapshot (the session key mints admin tokens).
+    dirs.push(settings.session_key_file());
+    dirs.push(settings.encryption_key_file());
+    if let Some(db) = settings.sqlite_file() {
+        for suffix in ["", "-wal", "-shm", "-journal"] {
+            let mut name = db.clone().into_os_string();
+            name.push(suffix);
+            dirs.push(std::path::PathBuf::from(name));
+        }
+    }
+    dirs.extend(settings.config_file.clone());
     dirs.iter()
         .map(|d| {
             let abs = std::fs::canonicalize(d).or_else(|_| std::path::absolute(d))?;
@@ -314,31 +328,37 @@ impl Services {
             clock.clone(),
             audit_log.clone(),
         ));
-        let retention = Arc::new(RetentionService::new(
-            catalog_repo.clone(),
-            sources_repo.clone(),
-            catalog.clone(),
-            RetentionStatus {
-                enabled: settings.retention.enabled,
-                defaults: retention_rules(settings),
-            },
-            clock.clone(),
-        ));
-        let backups = Arc::new(BackupService::new(
-            engine.clone(),
-            sources_repo.clone(),
-            catalog_repo.clone(),
-            paths.clone(),
-            protected.clone(),
-            BackupPorts {
-                admission: storage_use.clone(),
-                alerts: alerts.clone(),
-                retention: retention.clone() as Arc<dyn AfterBackup>,
-                queue: jobs.clone(),
-            },
-            clock.clone(),
-            audit_log.clone(),
-        ));
+        let retention = Arc::new(
+            RetentionService::new(
+                catalog_repo.clone(),
+                sources_repo.clone(),
+                catalog.clone(),
+                RetentionStatus {
+                    enabled: settings.retention.enabled,
+                    defaults: retention_rules(settings),
+                },
+                clock.clone(),
+            )
+            .with_burst_minutes(settings.retention.burst_minutes),
+        );
+        let backups = Arc::new(
+            BackupService::new(
+                engine.clone(),
+                sources_repo.clone(),
+                catalog_repo.clone(),
+                paths.clone(),
+                protected.clone(),
+                BackupPorts {
+                    admission: storage_use.clone(),
+                    alerts: alerts.clone(),
+                    retention: retention.clone() as Arc<dyn AfterBackup>,
+                    queue: jobs.clone(),
+                },
+                clock.clone(),
+                audit_log.clone(),
+            )
+            .with_suspicious_shrink_percent(settings.backup.suspicious_shrink_percent),
+        );
         let restores = Arc::new(RestoreService::new(
             engine.clone(),
             catalog_repo.clone(),

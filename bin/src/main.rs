@@ -188,5 +188,7 @@ fn load_settings(cli: &Cli) -> anyhow::Result<Settings> {
             figment = figment.merge(Serialized::default("server.port", port));
         }
     }
-    Ok(Settings::from_figment(&figment)?)
+    let mut settings = Settings::from_figment(&figment)?;
+    settings.config_file = file.map(Path::to_path_buf);
+    Ok(settings)
 }

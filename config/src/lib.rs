@@ -40,6 +40,10 @@ pub struct Settings {
     pub scheduler: SchedulerSettings,
     pub alerts: AlertSettings,
     pub disk: DiskSettings,
+    /// The configuration file these settings were read from, if any (set by the loader,
+    /// not a key of the file): one of the files a source may not hold.
+    #[serde(skip)]
+    pub config_file: Option<PathBuf>,
 }
 
 impl Default for Settings {
@@ -58,6 +62,7 @@ impl Default for Settings {
             jobs: JobSettings::default(),
             prune: PruneSettings::default(),
             metrics: MetricsSettings::default(),
+            config_file: None,
             scheduler: SchedulerSettings::default(),
             alerts: AlertSettings::default(),
             disk: DiskSettings::default(),
@@ -170,15 +175,19 @@ impl Default for StorageSettings {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct BackupSettings {
-    /// Encrypt stored objects (AES-256-GCM). Turning it off still checks every object
-    /// with SHA-256 and marks the snapshot `encrypted: false`.
+    /// Encrypt stored objects (AES-256-GCM), for good once the repository exists.
     pub encryption_enabled: bool,
+    /// A backup whose source holds this share (percent) fewer files or bytes than its
+    /// last good snapshot — or none at all — is kept but marked suspicious, raises a
+    /// critical alert and replaces no older snapshot. 0: only an empty source counts.
+    pub suspicious_shrink_percent: u8,
 }
 
 impl Default for BackupSettings {
     fn default() -> Self {
         Self {
             encryption_enabled: true,
+            suspicious_shrink_percent: 50,
         }
     }
 }
@@ -203,6 +212,10 @@ pub struct RetentionSettings {
     pub keep_monthly: u32,
     /// ... of each of the last N years. 0: off.
     pub keep_yearly: u32,
+    /// Snapshots taken within one window of this many minutes count once toward
+    /// `max_backups`, so a burst of backups never pushes older history out. 0: every
+    /// snapshot counts.
+    pub burst_minutes: u32,
 }
 
 impl Default for RetentionSettings {
@@ -216,6 +229,7 @@ impl Default for RetentionSettings {
             keep_weekly: 0,
             keep_monthly: 0,
             keep_yearly: 0,
+            burst_minutes: 60,
         }
     }
 }
@@ -538,6 +552,9 @@ impl Settings {
                 "must be at least 16 characters without spaces (or unset for local-only scraping)",
             );
         }
+        if self.backup.suspicious_shrink_percent > 100 {
+            return bad("backup.suspicious_shrink_percent", "must be at most 100");
+        }
         if self.prune.repack_threshold_percent > 100 {
             return bad(
                 "prune.repack_threshold_percent",
@@ -613,6 +630,15 @@ impl Settings {
             .allowed_roots
             .clone()
             .unwrap_or_else(|| vec![self.data_dir.join("restored")])
+    }
+
+    /// The SQLite database file in force, when the catalog is one (`None` for PostgreSQL).
+    #[must_use]
+    pub fn sqlite_file(&self) -> Option<PathBuf> {
+        let url = self.database_url();
+        let rest = url.strip_prefix("sqlite://")?;
+        let path = rest.split('?').next().unwrap_or(rest);
+        (!path.is_empty() && path != ":memory:").then(|| PathBuf::from(path))
     }
 
     /// The master key file in force.

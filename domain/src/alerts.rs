@@ -49,10 +49,12 @@ pub enum AlertKind {
     Damage,
     KeyNotExported,
     PruneFailed,
+    /// A backup found its source empty or collapsed (an unmounted share?).
+    BackupSuspicious,
 }
 
 impl AlertKind {
-    pub const ALL: [Self; 8] = [
+    pub const ALL: [Self; 9] = [
         Self::BackupFailed,
         Self::BackupPartial,
         Self::QuotaWarning,
@@ -61,6 +63,7 @@ impl AlertKind {
         Self::Damage,
         Self::KeyNotExported,
         Self::PruneFailed,
+        Self::BackupSuspicious,
     ];
 
     /// The stable name stored in the `alerts` table and shown by the API.
@@ -69,6 +72,7 @@ impl AlertKind {
         match self {
             Self::BackupFailed => "backup_failed",
             Self::BackupPartial => "backup_partial",
+            Self::BackupSuspicious => "backup_suspicious",
             Self::QuotaWarning => "quota_warning",
             Self::QuotaExceeded => "quota_exceeded",
             Self::DiskLow => "disk_low",

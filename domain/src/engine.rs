@@ -52,6 +52,9 @@ pub struct SnapshotSummary {
     /// Files not re-read because they were unchanged since the parent snapshot.
     pub unchanged_files: u64,
     pub warnings: Vec<String>,
+    /// Why the source looked empty or collapsed, when it did: such a snapshot is kept but
+    /// replaces no older one (see [`crate::retention`]).
+    pub suspicious: Option<String>,
 }
 
 /// What to back up.
@@ -65,6 +68,13 @@ pub struct BackupRequest {
     /// running beside it. A backup that would pass it stops with `QuotaExceeded` and
     /// removes what it stored. `None`: no limit.
     pub budget: Option<Arc<dyn StorageBudget>>,
+    /// What the source held before: a snapshot far below it is marked suspicious (see
+    /// [`crate::retention::suspicion`]). `None`: nothing to compare with.
+    pub expected: Option<crate::retention::Expectation>,
+    /// Files and directories never read, wherever the walk meets them (through a symlink
+    /// or a bind mount too): Coffer's own keys, database, configuration and directories.
+    /// Each one met is skipped with a warning.
+    pub never_read: Vec<PathBuf>,
 }
 
 /// A storage allowance, shared by the backups that run at once.

@@ -299,6 +299,8 @@ pub struct CatalogEntry {
     pub protected: bool,
     pub verified_at: Option<DateTime<Utc>>,
     pub verify_result: Option<String>,
+    /// Why the source looked empty or collapsed when this snapshot was taken.
+    pub suspicious: Option<String>,
 }
 
 impl SnapshotStatus {

@@ -4,11 +4,23 @@
 //! Rules, in order of precedence (see [`decide`]):
 //! 1. a `protected` snapshot is kept;
 //! 2. the newest complete snapshot is kept (the newest snapshot overall when none is
-//!    complete);
+//!    complete); a suspicious one (see below) is never it;
 //! 3. a snapshot older than `max_age_days` is removed, whatever the keep rules say;
-//! 4. with no keep rule set, everything else is kept;
-//! 5. otherwise a snapshot is kept when a keep rule selects it (`max_backups`,
+//! 4. a suspicious snapshot is kept;
+//! 5. with no keep rule set, everything else is kept;
+//! 6. otherwise a snapshot is kept when a keep rule selects it (`max_backups`,
 //!    `keep_within_days`, and restic-style daily / weekly / monthly / yearly buckets).
+//!
+//! **Bursts.** `max_backups` counts bursts, not snapshots: every snapshot taken within one
+//! window of the clock (an hour by default, [`DEFAULT_BURST_MINUTES`]; aligned to the
+//! epoch, so UTC clock hours) counts once, and the newest N windows that have snapshots
+//! are kept whole. Ten backups in a row — an operator's, or a script's — then never push
+//! older history out: they take one place of the N. A window of 0 counts every snapshot.
+//!
+//! **Suspicious snapshots** (a source that came back empty, or shrank by more than the
+//! configured share: an unmounted share, a deleted tree) are kept, and never replace an
+//! older snapshot: they take no place among the last N, open no daily/weekly/... bucket,
+//! and are never the "newest complete snapshot" that is kept whatever happens.
 
 use chrono::{DateTime, Datelike as _, TimeDelta, Utc};
 
@@ -85,6 +97,8 @@ pub struct Candidate<Id> {
     pub protected: bool,
     /// Status `ok` (not `partial`).
     pub complete: bool,
+    /// The source looked empty or collapsed when it was taken (see the module docs).
+    pub suspicious: bool,
 }
 
 /// The decision for one snapshot, with every reason that led to it.
@@ -109,13 +123,26 @@ pub struct Verdict<Id> {
 /// keep-rule reasons: it is kept only by rules 1–2 (their reasons alone), otherwise removed
 /// with "older than N days". A removed snapshot younger than that has "no rule keeps it".
 ///
-/// Every snapshot — protected, partial, or past the age limit — counts toward "last N" and
-/// takes its bucket; as snapshots past the age limit are the oldest, they never take a
-/// place from a younger one.
+/// Every snapshot but a suspicious one — protected, partial, or past the age limit — counts
+/// toward "last N" (by its hour) and takes its bucket; as snapshots past the age limit are
+/// the oldest, they never take a place from a younger one.
 pub fn decide<Id: Clone + Ord>(
     policy: &Retention,
     snapshots: &[Candidate<Id>],
     now: DateTime<Utc>,
+) -> Vec<Verdict<Id>> {
+    decide_with(policy, snapshots, now, DEFAULT_BURST_MINUTES)
+}
+
+/// The window (minutes) within which snapshots count as one burst for `max_backups`.
+pub const DEFAULT_BURST_MINUTES: u32 = 60;
+
+/// [`decide`] with another burst window: `burst_minutes` of 0 counts every snapshot.
+pub fn decide_with<Id: Clone + Ord>(
+    policy: &Retention,
+    snapshots: &[Candidate<Id>],
+    now: DateTime<Utc>,
+    burst_minutes: u32,
 ) -> Vec<Verdict<Id>> {
     let mut order: Vec<&Candidate<Id>> = snapshots.iter().collect();
     order.sort_by(|a, b| {
@@ -124,7 +151,7 @@ pub fn decide<Id: Clone + Ord>(
             .then_with(|| b.id.cmp(&a.id))
     });
 
-    let newest = match order.iter().position(|c| c.complete) {
+    let newest = match order.iter().position(|c| c.complete && !c.suspicious) {
         Some(i) => Some((i, "newest complete snapshot")),
         None => (!order.is_empty()).then_some((0, "newest snapshot")),
     };
@@ -135,7 +162,7 @@ pub fn decide<Id: Clone + Ord>(
     } else {
         None
     };
-    let selected = keep_rule_reasons(policy, &order, now);
+    let selected = keep_rule_reasons(policy, &order, now, burst_minutes);
 
     order
         .iter()
@@ -156,6 +183,9 @@ pub fn decide<Id: Clone + Ord>(
                     reasons.push(format!("older than {} days", policy.max_age_days));
                 }
                 pinned
+            } else if c.suspicious {
+                reasons.push("suspicious: kept for review".to_owned());
+                true
             } else if !policy.has_keep_rules() {
                 reasons.push(if policy.is_unlimited() {
                     "no limits set".to_owned()
@@ -192,8 +222,32 @@ fn keep_rule_reasons<Id>(
     policy: &Retention,
     order: &[&Candidate<Id>],
     now: DateTime<Utc>,
+    burst_minutes: u32,
 ) -> Vec<Vec<String>> {
     let last_n = usize::try_from(policy.max_backups).unwrap_or(usize::MAX);
+    // The bursts that count for "last N": the newest N that hold a snapshot which is not
+    // suspicious. Without a window, each snapshot is its own (its place in `order`).
+    let burst = |i: usize, c: &Candidate<Id>| -> i64 {
+        if burst_minutes == 0 {
+            -i64::try_from(i).unwrap_or(i64::MAX)
+        } else {
+            c.created_at
+                .timestamp()
+                .div_euclid(i64::from(burst_minutes) * 60)
+        }
+    };
+    let mut bursts: Vec<i64> = Vec::new();
+    for (i, c) in order.iter().enumerate().filter(|(_, c)| !c.suspicious) {
+        let b = burst(i, c);
+        if bursts.last() != Some(&b) {
+            if bursts.len() == last_n {
+                break;
+            }
+            bursts.push(b);
+        }
+    }
+    // Newest first: a snapshot of that burst or a later one is among them.
+    let oldest_burst = bursts.last().copied();
     // Selected when at or after this instant; None with the rule on: everything is within.
     let within_cutoff = days_before(now, policy.keep_within_days);
     let mut buckets = [
@@ -207,7 +261,11 @@ fn keep_rule_reasons<Id>(
         .enumerate()
         .map(|(i, c)| {
             let mut reasons = Vec::new();
-            if policy.max_backups > 0 && i < last_n {
+            if c.suspicious {
+                // Kept by its own rule; it takes no place from a snapshot before it.
+                return reasons;
+            }
+            if policy.max_backups > 0 && oldest_burst.is_none_or(|b| burst(i, c) >= b) {
                 reasons.push(format!("last {}", policy.max_backups));
             }
             if policy.keep_within_days > 0
@@ -256,6 +314,53 @@ impl Bucket {
     }
 }
 
+/// What a new snapshot of a source is compared with to tell whether the source collapsed:
+/// the files and bytes of the source's latest snapshot that was not suspicious itself, and
+/// the share (percent) by which either may shrink before the new one is suspicious.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Expectation {
+    pub files: u64,
+    pub bytes: u64,
+    pub shrink_percent: u8,
+}
+
+/// Why a snapshot of `files` files and `bytes` bytes looks wrong against `expected`:
+/// the source came back empty, or shrank by more than the allowed share. `None` when it
+/// looks right (or the check is off: a share of 0, or nothing to compare with).
+#[must_use]
+pub fn suspicion(expected: &Expectation, files: u64, bytes: u64) -> Option<String> {
+    if expected.files == 0 {
+        return None;
+    }
+    if files == 0 {
+        return Some(format!(
+            "the source is empty; its previous snapshot held {} files",
+            expected.files
+        ));
+    }
+    let share = u64::from(expected.shrink_percent.min(100));
+    if share == 0 {
+        return None;
+    }
+    // Shrank by more than `share` percent: what is left is under (100 - share) percent.
+    let shrank = |now: u64, before: u64| {
+        u128::from(now) * 100 < u128::from(before) * u128::from(100 - share)
+    };
+    if shrank(files, expected.files) {
+        return Some(format!(
+            "{files} files, down from {} (more than {share}% fewer)",
+            expected.files
+        ));
+    }
+    if shrank(bytes, expected.bytes) {
+        return Some(format!(
+            "{} bytes, down from {} (more than {share}% less)",
+            bytes, expected.bytes
+        ));
+    }
+    None
+}
+
 fn day_label(at: DateTime<Utc>) -> String {
     format!("{:04}-{:02}-{:02}", at.year(), at.month(), at.day())
 }
@@ -294,6 +399,7 @@ mod tests {
             created_at,
             protected: false,
             complete: true,
+            suspicious: false,
         }
     }
 
@@ -1164,6 +1270,108 @@ mod tests {
         );
     }
 
+    // --- Bursts and suspicious snapshots -------------------------------------------------
+
+    fn suspicious(id: &str, created_at: DateTime<Utc>) -> Candidate<String> {
+        Candidate {
+            suspicious: true,
+            ..snap(id, created_at)
+        }
+    }
+
+    /// Ten backups in ten minutes (an operator's, or a script's) with the brief's
+    /// `max_backups = 10`: before, they were "the last 10" and every older snapshot went.
+    #[test]
+    fn a_burst_of_backups_counts_as_one_and_keeps_the_history() {
+        let mut snapshots: Vec<Candidate<String>> = (0..10)
+            .map(|i| snap(&format!("burst-{i}"), at(2026, 11, 26, 11, 40 + i, 0)))
+            .collect();
+        snapshots.extend((1..=5).map(|d| snap(&format!("day-{d}"), at(2026, 11, 26 - d, 3, 0, 0))));
+        let verdicts = decide(
+            &Retention {
+                max_backups: 10,
+                ..Retention::default()
+            },
+            &snapshots,
+            now(),
+        );
+        assert!(verdicts.iter().all(|v| v.keep), "{verdicts:?}");
+        // The count is by hour: the oldest hour past the tenth goes.
+        let mut hourly: Vec<Candidate<String>> = (0..12)
+            .map(|h| snap(&format!("h{h:02}"), at(2026, 11, 26, 11 - h, 5, 0)))
+            .collect();
+        hourly.push(snap("h00-again", at(2026, 11, 26, 11, 50, 0)));
+        let kept: Vec<String> = decide(
+            &Retention {
+                max_backups: 10,
+                ..Retention::default()
+            },
+            &hourly,
+            now(),
+        )
+        .into_iter()
+        .filter(|v| v.keep)
+        .map(|v| v.id)
+        .collect();
+        assert_eq!(kept.len(), 11, "ten hours, one of them with two: {kept:?}");
+        assert!(!kept.contains(&"h10".to_owned()) && !kept.contains(&"h11".to_owned()));
+    }
+
+    /// A source that came back empty ten times (an unmounted share): its history stays,
+    /// the suspicious snapshots are kept for review, and the newest good snapshot is the
+    /// one kept whatever happens.
+    #[test]
+    fn suspicious_snapshots_are_kept_and_replace_nothing() {
+        let mut snapshots: Vec<Candidate<String>> = (0..10)
+            .map(|d| suspicious(&format!("empty-{d}"), at(2026, 11, 26, 10, d * 5, 0)))
+            .collect();
+        snapshots.push(snap("good-1", at(2026, 11, 25, 3, 0, 0)));
+        snapshots.push(snap("good-2", at(2026, 11, 24, 3, 0, 0)));
+        snapshots.push(snap("good-3", at(2026, 11, 23, 3, 0, 0)));
+        check(
+            Retention {
+                max_backups: 2,
+                keep_daily: 1,
+                max_age_days: 30,
+                ..Retention::default()
+            },
+            &snapshots,
+            &[
+                ("empty-9", true, &["suspicious: kept for review"]),
+                ("empty-8", true, &["suspicious: kept for review"]),
+                ("empty-7", true, &["suspicious: kept for review"]),
+                ("empty-6", true, &["suspicious: kept for review"]),
+                ("empty-5", true, &["suspicious: kept for review"]),
+                ("empty-4", true, &["suspicious: kept for review"]),
+                ("empty-3", true, &["suspicious: kept for review"]),
+                ("empty-2", true, &["suspicious: kept for review"]),
+                ("empty-1", true, &["suspicious: kept for review"]),
+                ("empty-0", true, &["suspicious: kept for review"]),
+                (
+                    "good-1",
+                    true,
+                    &["newest complete snapshot", "last 2", "daily 2026-11-25"],
+                ),
+                ("good-2", true, &["last 2"]),
+                ("good-3", false, &["no rule keeps it"]),
+            ],
+        );
+        // The age limit still holds for them.
+        let old = [
+            suspicious("old", at(2026, 9, 1, 0, 0, 0)),
+            snap("new", now()),
+        ];
+        let verdicts = decide(
+            &Retention {
+                max_age_days: 30,
+                ..Retention::default()
+            },
+            &old,
+            now(),
+        );
+        assert!(!verdicts.iter().find(|v| v.id == "old").unwrap().keep);
+    }
+
     // --- Ordering ----------------------------------------------------------------------
 
     #[test]
@@ -1205,15 +1413,16 @@ mod tests {
                 snap("id-30", t),
                 snap("id-1", at(2026, 11, 24, 0, 0, 0)),
             ],
-            // Byte order of ids: "id-30" > "id-2" > "id-10".
+            // Byte order of ids: "id-30" > "id-2" > "id-10". All three were taken in one
+            // hour, so "last 1" keeps them all (see `a_burst_of_backups_counts_as_one`).
             &[
                 (
                     "id-30",
                     true,
                     &["newest complete snapshot", "last 1", "daily 2026-11-25"],
                 ),
-                ("id-2", false, &["no rule keeps it"]),
-                ("id-10", false, &["no rule keeps it"]),
+                ("id-2", true, &["last 1"]),
+                ("id-10", true, &["last 1"]),
                 ("id-1", true, &["daily 2026-11-24"]),
             ],
         );

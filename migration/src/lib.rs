@@ -13,6 +13,7 @@ mod m20261126_000003_counters;
 mod m20261126_000005_backups_source_latest_index;
 mod m20261126_000006_audit_filter_indexes;
 mod m20261127_000007_storage_history;
+mod m20261205_000008_backups_suspicious;
 
 pub struct Migrator;
 
@@ -26,6 +27,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261126_000005_backups_source_latest_index::Migration),
             Box::new(m20261126_000006_audit_filter_indexes::Migration),
             Box::new(m20261127_000007_storage_history::Migration),
+            Box::new(m20261205_000008_backups_suspicious::Migration),
         ]
     }
 }

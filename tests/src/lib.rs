@@ -10,6 +10,48 @@ pub mod browser;
 pub use api::{Api, admin};
 pub use browser::Browser;
 
+/// Runs an end-to-end test `async fn $name(app: &TestApp)` of the calling module on both
+/// catalog databases: `mod $name { sqlite, postgres }`, the PostgreSQL one returning early
+/// (with the harness's printed reason) when no server is configured. A second argument
+/// adjusts the settings first, as [`spawn_app_with`] does.
+#[macro_export]
+macro_rules! on_both {
+    ($name:ident) => {
+        $crate::on_both!($name, |_| {});
+    };
+    ($name:ident, $adjust:expr) => {
+        mod $name {
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn sqlite() {
+                let app = $crate::spawn_app_with(
+                    $crate::Backend::Sqlite,
+                    concat!(stringify!($name), "::sqlite"),
+                    $adjust,
+                )
+                .await
+                .expect("sqlite is always available");
+                super::$name(&app).await;
+                app.stop().await;
+            }
+
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn postgres() {
+                let Some(app) = $crate::spawn_app_with(
+                    $crate::Backend::Postgres,
+                    concat!(stringify!($name), "::postgres"),
+                    $adjust,
+                )
+                .await
+                else {
+                    return;
+                };
+                super::$name(&app).await;
+                app.stop().await;
+            }
+        }
+    };
+}
+
 use std::net::SocketAddr;
 use std::path::PathBuf;
 

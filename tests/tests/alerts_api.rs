@@ -6,7 +6,7 @@ use std::io::{BufRead, BufReader, Read, Write};
 use std::sync::mpsc;
 use std::time::Duration;
 
-use coffer_tests::{Backend, TestApp, spawn_app_with};
+use coffer_tests::{Backend, TestApp, on_both, spawn_app_with};
 use serde_json::Value;
 
 const STRONG: &str = "a long enough passphrase";
@@ -14,44 +14,7 @@ const STRONG: &str = "a long enough passphrase";
 /// More free space than any disk has, in MiB (1 EiB).
 const ALWAYS_LOW_MB: u64 = 1 << 40;
 
-/// Runs `async fn $name(&TestApp)` on both catalog backends with the disk thresholds
-/// set so that a `disk_low` warning is raised at start-up.
-macro_rules! on_both {
-    ($name:ident) => {
-        mod $name {
-            use super::*;
-
-            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn sqlite() {
-                let app = spawn_app_with(
-                    Backend::Sqlite,
-                    concat!(stringify!($name), "::sqlite"),
-                    low_disk,
-                )
-                .await
-                .expect("sqlite is always available");
-                super::$name(&app).await;
-                app.stop().await;
-            }
-
-            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn postgres() {
-                let Some(app) = spawn_app_with(
-                    Backend::Postgres,
-                    concat!(stringify!($name), "::postgres"),
-                    low_disk,
-                )
-                .await
-                else {
-                    return;
-                };
-                super::$name(&app).await;
-                app.stop().await;
-            }
-        }
-    };
-}
-
+/// The disk thresholds set so that a `disk_low` warning is raised at start-up.
 fn low_disk(settings: &mut coffer_config::Settings) {
     settings.disk.warning_free_mb = ALWAYS_LOW_MB;
     settings.disk.min_free_mb = 0;
@@ -168,7 +131,10 @@ async fn alerts_are_listed_acknowledged_by_admins_and_audited(app: &TestApp) {
             .contains("disk_low")
     );
 }
-on_both!(alerts_are_listed_acknowledged_by_admins_and_audited);
+on_both!(
+    alerts_are_listed_acknowledged_by_admins_and_audited,
+    low_disk
+);
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn below_the_reserve_the_disk_alert_is_critical() {

@@ -1,38 +1,8 @@
 //! End to end over real TCP: the server as `coffer serve` builds it, on SQLite and on
 //! PostgreSQL.
 
-use coffer_tests::{Backend, TestApp, spawn_app};
+use coffer_tests::{Backend, TestApp, on_both, spawn_app};
 use serde_json::Value;
-
-/// Runs the scenario `async fn $name(&TestApp)` on both catalog backends, as the tests
-/// `$name::sqlite` and `$name::postgres`.
-macro_rules! on_both {
-    ($name:ident) => {
-        mod $name {
-            use super::*;
-
-            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn sqlite() {
-                let app = spawn_app(Backend::Sqlite, concat!(stringify!($name), "::sqlite"))
-                    .await
-                    .expect("sqlite is always available");
-                super::$name(&app).await;
-                app.stop().await;
-            }
-
-            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn postgres() {
-                let Some(app) =
-                    spawn_app(Backend::Postgres, concat!(stringify!($name), "::postgres")).await
-                else {
-                    return;
-                };
-                super::$name(&app).await;
-                app.stop().await;
-            }
-        }
-    };
-}
 
 async fn get_json(app: &TestApp, path: &str) -> (u16, Value) {
     let resp = app.client.get(app.url(path)).send().await.expect("request");

@@ -5,36 +5,8 @@ use std::io::Read as _;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use coffer_tests::{Api, Backend, TestApp, admin, spawn_app, spawn_app_with};
+use coffer_tests::{Api, Backend, TestApp, admin, on_both, spawn_app, spawn_app_with};
 use serde_json::json;
-
-macro_rules! on_both {
-    ($name:ident) => {
-        mod $name {
-            use super::*;
-
-            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn sqlite() {
-                let app = spawn_app(Backend::Sqlite, concat!(stringify!($name), "::sqlite"))
-                    .await
-                    .expect("sqlite is always available");
-                super::$name(&app).await;
-                app.stop().await;
-            }
-
-            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn postgres() {
-                let Some(app) =
-                    spawn_app(Backend::Postgres, concat!(stringify!($name), "::postgres")).await
-                else {
-                    return;
-                };
-                super::$name(&app).await;
-                app.stop().await;
-            }
-        }
-    };
-}
 
 /// Deterministic pseudo-random bytes (incompressible, undeduplicable).
 fn noise(len: usize, seed: u64) -> Vec<u8> {
@@ -719,7 +691,12 @@ async fn one_backup_per_source_and_a_cancelled_backup_leaves_nothing() {
     app.stop().await;
 }
 
-on_both!(retention_runs_after_each_backup_and_can_be_previewed_and_applied);
+// Every snapshot counts here (no burst window): the backups of a test follow each other
+// within seconds, and what is checked is the counting itself.
+on_both!(
+    retention_runs_after_each_backup_and_can_be_previewed_and_applied,
+    |s: &mut coffer_config::Settings| s.retention.burst_minutes = 0
+);
 async fn retention_runs_after_each_backup_and_can_be_previewed_and_applied(app: &TestApp) {
     let api = admin(app).await;
     let work = tempfile::tempdir().expect("tempdir");
@@ -830,4 +807,182 @@ async fn retention_runs_after_each_backup_and_can_be_previewed_and_applied(app: 
         details.iter().all(|d| d.starts_with("retention of `docs`")),
         "{details:?}"
     );
+    // After a backup, retention acts as the system under the configured policy; applied
+    // by hand, as the administrator who applied it.
+    let users: Vec<&str> = audit["items"]
+        .as_array()
+        .expect("items")
+        .iter()
+        .map(|r| r["username"].as_str().unwrap_or(""))
+        .collect();
+    assert_eq!(users, ["admin", "system:retention"], "newest first");
+}
+
+on_both!(a_burst_of_backups_by_an_operator_removes_no_history);
+/// Ten quick backups by an operator (or ten runs of a script) with `max_backups = 3`:
+/// they count as one burst, and retention after them removes nothing.
+async fn a_burst_of_backups_by_an_operator_removes_no_history(app: &TestApp) {
+    let api = admin(app).await;
+    let work = tempfile::tempdir().expect("tempdir");
+    let src = work.path().join("docs");
+    source_tree(&src);
+    let (status, s) = api
+        .post(
+            "/api/sources",
+            json!({"name": "docs", "path": src, "retention": {"max_backups": 3, "max_age_days": 0}}),
+        )
+        .await;
+    assert_eq!(status, 201, "{s}");
+    let id = s["id"].as_i64().expect("id");
+    app.create_user(&api.token, "op", "correct horse battery", "operator")
+        .await;
+    let op = Api {
+        app,
+        token: app.token("op", "correct horse battery").await,
+    };
+    for i in 0..10 {
+        std::fs::write(src.join("changing.txt"), format!("version {i}")).expect("write");
+        op.backup(id).await;
+    }
+    let (_, page) = api.get(&format!("/api/backups?source_id={id}")).await;
+    assert_eq!(page["total"], 10, "{page}");
+    let (_, audit) = api.get("/api/audit?action=backup_delete").await;
+    assert_eq!(audit["items"], json!([]), "{audit}");
+}
+
+on_both!(
+    an_emptied_source_is_kept_marked_and_keeps_its_history,
+    |s: &mut coffer_config::Settings| s.retention.burst_minutes = 0
+);
+/// A share that is not mounted looks like an empty directory: its backups are kept,
+/// marked suspicious with a critical alert, and retention keeps the snapshots before.
+async fn an_emptied_source_is_kept_marked_and_keeps_its_history(app: &TestApp) {
+    let api = admin(app).await;
+    let work = tempfile::tempdir().expect("tempdir");
+    let src = work.path().join("share");
+    source_tree(&src);
+    let (status, s) = api
+        .post(
+            "/api/sources",
+            json!({"name": "share", "path": src, "retention": {"max_backups": 1, "max_age_days": 0}}),
+        )
+        .await;
+    assert_eq!(status, 201, "{s}");
+    let id = s["id"].as_i64().expect("id");
+    let good = api.backup(id).await;
+    // The share "unmounts": the directory is there, and empty.
+    for entry in std::fs::read_dir(&src).expect("read_dir") {
+        let path = entry.expect("entry").path();
+        if path.is_dir() && !path.is_symlink() {
+            std::fs::remove_dir_all(&path).expect("rm");
+        } else {
+            std::fs::remove_file(&path).expect("rm");
+        }
+    }
+    let empty1 = api.backup(id).await;
+    let empty2 = api.backup(id).await;
+    let (_, page) = api.get(&format!("/api/backups?source_id={id}")).await;
+    let listed: Vec<(&str, bool)> = page["items"]
+        .as_array()
+        .expect("items")
+        .iter()
+        .map(|b| (b["id"].as_str().expect("id"), b["suspicious"] == true))
+        .collect();
+    assert_eq!(
+        listed,
+        [
+            (empty2.as_str(), true),
+            (empty1.as_str(), true),
+            (good.as_str(), false)
+        ],
+        "{page}"
+    );
+    let reason = page["items"][0]["suspicious_reason"]
+        .as_str()
+        .expect("reason");
+    assert!(reason.contains("empty"), "{reason}");
+    let (_, alerts) = api.get("/api/alerts").await;
+    let suspicious: Vec<&serde_json::Value> = alerts["items"]
+        .as_array()
+        .expect("items")
+        .iter()
+        .filter(|a| a["kind"] == "backup_suspicious")
+        .collect();
+    assert_eq!(suspicious.len(), 2, "{alerts}");
+    assert_eq!(suspicious[0]["severity"], "critical");
+    // A source that shrank by more than half is suspicious too.
+    source_tree(&src);
+    api.backup(id).await;
+    for i in 0..15 {
+        std::fs::remove_file(src.join(format!("docs/note{i}.txt"))).expect("rm");
+    }
+    std::fs::remove_file(src.join("big.bin")).expect("rm");
+    api.backup(id).await;
+    let (_, page) = api
+        .get(&format!("/api/backups?source_id={id}&limit=1"))
+        .await;
+    assert_eq!(page["items"][0]["suspicious"], true, "{page}");
+}
+
+/// Coffer's own secrets cannot be backed up: a source that holds the master key (kept
+/// outside the data directory here) is refused, and a backup never reads a key it
+/// meets inside a source anyway (a hard link to the session key, here).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn coffer_secrets_are_never_backed_up() {
+    let outside = tempfile::tempdir().expect("tempdir");
+    let keys = outside.path().join("keys");
+    std::fs::create_dir_all(&keys).expect("mkdir");
+    let master = keys.join("master.key");
+    let key_file = master.clone();
+    let app = spawn_app_with(Backend::Sqlite, "coffer_secrets", move |s| {
+        s.security.encryption_key_file = Some(key_file);
+    })
+    .await
+    .expect("sqlite");
+    let api = admin(&app).await;
+    assert!(
+        master.is_file(),
+        "the key was created outside the data directory"
+    );
+
+    // A source that contains the master key: refused.
+    let (status, body) = api
+        .post(
+            "/api/sources",
+            json!({"name": "keys", "path": outside.path()}),
+        )
+        .await;
+    assert_eq!(status, 422, "{body}");
+    assert_eq!(body["error"]["code"], "invalid_path", "{body}");
+
+    // A hard link to the session key inside a source: skipped with a warning.
+    let work = tempfile::tempdir().expect("tempdir");
+    let src = work.path().join("docs");
+    source_tree(&src);
+    std::fs::hard_link(
+        app.data_dir.join("keys/session.key"),
+        src.join("innocent.txt"),
+    )
+    .expect("hard link");
+    let id = api.create_source("docs", &src).await;
+    let snap = api.backup(id).await;
+    let (_, one) = api.get(&format!("/api/backups/{snap}")).await;
+    let warnings = one["warnings"].as_array().expect("warnings");
+    assert!(
+        warnings.iter().any(|w| {
+            let w = w.as_str().unwrap_or("");
+            w.contains("innocent.txt") && w.contains("Coffer's own")
+        }),
+        "{one}"
+    );
+    let (_, root) = api.get(&format!("/api/backups/{snap}/tree")).await;
+    assert!(
+        !root["items"]
+            .as_array()
+            .expect("items")
+            .iter()
+            .any(|e| e["name"] == "innocent.txt"),
+        "{root}"
+    );
+    app.stop().await;
 }

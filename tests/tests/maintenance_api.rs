@@ -3,44 +3,8 @@
 
 use std::path::Path;
 
-use coffer_tests::{Api, Backend, TestApp, admin, spawn_app_with};
+use coffer_tests::{Api, Backend, TestApp, admin, on_both, spawn_app_with};
 use serde_json::{Value, json};
-
-macro_rules! on_both {
-    ($name:ident, $adjust:expr) => {
-        mod $name {
-            use super::*;
-
-            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn sqlite() {
-                let app = spawn_app_with(
-                    Backend::Sqlite,
-                    concat!(stringify!($name), "::sqlite"),
-                    $adjust,
-                )
-                .await
-                .expect("sqlite is always available");
-                super::$name(&app).await;
-                app.stop().await;
-            }
-
-            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn postgres() {
-                let Some(app) = spawn_app_with(
-                    Backend::Postgres,
-                    concat!(stringify!($name), "::postgres"),
-                    $adjust,
-                )
-                .await
-                else {
-                    return;
-                };
-                super::$name(&app).await;
-                app.stop().await;
-            }
-        }
-    };
-}
 
 /// Deterministic pseudo-random bytes (incompressible, undeduplicable).
 fn noise(len: usize, seed: u64) -> Vec<u8> {

@@ -5,36 +5,8 @@
 use chrono::{DateTime, TimeDelta, Utc};
 use coffer_domain::engine::{SnapshotStatus, SnapshotSummary};
 use coffer_domain::ports::BackupCatalog as _;
-use coffer_tests::{Api, Backend, TestApp, admin, spawn_app};
+use coffer_tests::{Api, TestApp, admin, on_both};
 use serde_json::Value;
-
-macro_rules! on_both {
-    ($name:ident) => {
-        mod $name {
-            use super::*;
-
-            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn sqlite() {
-                let app = spawn_app(Backend::Sqlite, concat!(stringify!($name), "::sqlite"))
-                    .await
-                    .expect("sqlite is always available");
-                super::$name(&app).await;
-                app.stop().await;
-            }
-
-            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn postgres() {
-                let Some(app) =
-                    spawn_app(Backend::Postgres, concat!(stringify!($name), "::postgres")).await
-                else {
-                    return;
-                };
-                super::$name(&app).await;
-                app.stop().await;
-            }
-        }
-    };
-}
 
 const HOSTILE: &str = "=HYPERLINK(\"http://evil.example\",\"click\")";
 const SYNTHETIC: i64 = 70;
@@ -119,6 +91,7 @@ async fn seed_catalog(app: &TestApp, source_id: i64, now: DateTime<Utc>) {
         stored_bytes_added: 5,
         unchanged_files: 0,
         warnings: Vec::new(),
+        suspicious: None,
     };
     for n in 1..=SYNTHETIC {
         let at = now - TimeDelta::hours(1 + 3 * (n - 1));

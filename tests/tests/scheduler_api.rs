@@ -1,36 +1,8 @@
 //! Schedules over the API: a source's schedule is paused and resumed with
 //! `PATCH /api/sources/{id}` (`enabled`), shown with its run times, and audited.
 
-use coffer_tests::{Backend, TestApp, spawn_app};
+use coffer_tests::{TestApp, on_both};
 use serde_json::{Value, json};
-
-macro_rules! on_both {
-    ($name:ident) => {
-        mod $name {
-            use super::*;
-
-            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn sqlite() {
-                let app = spawn_app(Backend::Sqlite, concat!(stringify!($name), "::sqlite"))
-                    .await
-                    .expect("sqlite is always available");
-                super::$name(&app).await;
-                app.stop().await;
-            }
-
-            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn postgres() {
-                let Some(app) =
-                    spawn_app(Backend::Postgres, concat!(stringify!($name), "::postgres")).await
-                else {
-                    return;
-                };
-                super::$name(&app).await;
-                app.stop().await;
-            }
-        }
-    };
-}
 
 async fn send(app: &TestApp, token: &str, method: &str, path: &str, body: Value) -> (u16, Value) {
     let resp = app

@@ -303,6 +303,7 @@ fn to_entry(row: backups::Model) -> Result<CatalogEntry, RepoError> {
         protected: row.protected,
         verified_at: row.verified_at,
         verify_result: row.verify_result,
+        suspicious: row.suspicious,
     })
 }
 
@@ -366,6 +367,7 @@ fn backup_row(s: &SnapshotSummary, source_id: Option<SourceId>) -> backups::Acti
         protected: Set(false),
         verified_at: Set(None),
         verify_result: Set(None),
+        suspicious: Set(s.suspicious.clone()),
         ..Default::default()
     }
 }

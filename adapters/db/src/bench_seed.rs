@@ -352,6 +352,7 @@ async fn seed_snapshots(
             protected: Set(rng.chance(5)),
             verified_at: Set(verified.then(|| created_at + Duration::hours(6))),
             verify_result: Set(verified.then(|| "ok".to_owned())),
+            suspicious: Set(None),
         });
         state.last_at = Some(created_at);
         if rows.len() == BACKUP_ROWS_PER_INSERT || i + 1 == total {

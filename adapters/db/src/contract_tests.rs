@@ -589,6 +589,7 @@ mod sources_and_catalog {
             } else {
                 Vec::new()
             },
+            suspicious: None,
         }
     }
 

@@ -29,6 +29,9 @@ pub struct SnapshotDoc {
     pub stored_bytes_added: u64,
     pub unchanged_files: u64,
     pub warnings: Vec<String>,
+    /// Why the source looked empty or collapsed (absent in snapshots of older versions).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub suspicious: Option<String>,
 }
 
 impl SnapshotDoc {
@@ -64,6 +67,7 @@ impl SnapshotDoc {
             stored_bytes_added: self.stored_bytes_added,
             unchanged_files: self.unchanged_files,
             warnings: self.warnings.clone(),
+            suspicious: self.suspicious.clone(),
         }
     }
 }

@@ -131,6 +131,8 @@ async fn backup(
                 path: src.to_path_buf(),
                 parent,
                 budget: None,
+                expected: None,
+                never_read: Vec::new(),
             },
             Arc::new(Progress::default()),
             Cancel::default(),
@@ -628,6 +630,7 @@ async fn forge_snapshot_with(engine: &Engine, store: &MemStore, node: Node, data
         stored_bytes_added: 0,
         unchanged_files: 0,
         warnings: vec![],
+        suspicious: None,
     };
     let sealed = snapshot::seal(&repo.keys, true, &doc).unwrap();
     let id = hex::encode(crypto::sha256(&sealed));
@@ -723,6 +726,8 @@ async fn a_cancelled_backup_leaves_no_snapshot() {
                 path: src.path().to_path_buf(),
                 parent: None,
                 budget: None,
+                expected: None,
+                never_read: Vec::new(),
             },
             Arc::new(Progress::default()),
             cancel,
@@ -1336,6 +1341,8 @@ async fn backup_totals_end_final_and_equal_to_done() {
                     path: src.path().to_path_buf(),
                     parent: parent.clone(),
                     budget: None,
+                    expected: None,
+                    never_read: Vec::new(),
                 },
                 progress.clone(),
                 Cancel::default(),

@@ -208,6 +208,7 @@ mod tests {
             protected: false,
             verified_at: None,
             verify_result: None,
+            suspicious: None,
         }
     }
 

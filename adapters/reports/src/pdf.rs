@@ -1049,6 +1049,7 @@ mod tests {
             protected: false,
             verified_at: None,
             verify_result: None,
+            suspicious: None,
         }
     }
 

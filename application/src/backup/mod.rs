@@ -14,8 +14,10 @@ use coffer_domain::engine::{
 };
 use coffer_domain::jobs::{JobParams, JobResult};
 use coffer_domain::ports::{
-    BackupCatalog, CatalogEntry, Clock, LocalPaths, RepoError, Source, SourceRepository, SourceSpec,
+    BackupCatalog, BackupFilter, CatalogEntry, Clock, LocalPaths, RepoError, Source,
+    SourceRepository, SourceSpec,
 };
+use coffer_domain::retention::Expectation;
 use coffer_domain::{JobId, SourceId};
 
 use crate::alerts::AlertSink;
@@ -105,6 +107,8 @@ pub struct BackupService {
     ports: BackupPorts,
     clock: Arc<dyn Clock>,
     audit: AuditLog,
+    /// `backup.suspicious_shrink_percent`.
+    suspicious_shrink_percent: u8,
 }
 
 impl BackupService {
@@ -129,7 +133,30 @@ impl BackupService {
             ports,
             clock,
             audit,
+            suspicious_shrink_percent: 50,
         }
+    }
+
+    /// The share (percent) by which a source may shrink before its backup is suspicious
+    /// (`backup.suspicious_shrink_percent`; 0: only an empty source is).
+    #[must_use]
+    pub fn with_suspicious_shrink_percent(mut self, percent: u8) -> Self {
+        self.suspicious_shrink_percent = percent.min(100);
+        self
+    }
+
+    /// The newest snapshot of a source that was not suspicious itself: what a new one is
+    /// compared with (two empty backups in a row must both look wrong).
+    async fn last_good(&self, source: SourceId) -> Result<Option<CatalogEntry>, BackupError> {
+        let page = self
+            .catalog
+            .query(&BackupFilter {
+                source_id: Some(source),
+                limit: 100,
+                ..BackupFilter::default()
+            })
+            .await?;
+        Ok(page.items.into_iter().find(|e| e.suspicious.is_none()))
     }
 
     /// A source by id (no permission check: callers have checked theirs).
@@ -225,11 +252,19 @@ impl BackupService {
             .latest_for_source(source.id)
             .await?
             .map(|e| e.snapshot_id.to_string());
+        let expected = self.last_good(source.id).await?.map(|good| Expectation {
+            files: good.file_count,
+            bytes: good.size,
+            shrink_percent: self.suspicious_shrink_percent,
+        });
         let request = BackupRequest {
             source_name: source.name.clone(),
             path: PathBuf::from(&source.path),
             parent,
             budget: Some(Arc::clone(&allowance)),
+            expected,
+            // Coffer's own files and directories, wherever the walk meets them.
+            never_read: self.protected.iter().map(PathBuf::from).collect(),
         };
         match self.engine.backup(request, progress, cancel).await {
             Ok(summary) => {
@@ -240,6 +275,24 @@ impl BackupService {
                 // Counted as stored now: what it took from the quota's room goes back.
                 drop(allowance);
                 let row = self.catalog.insert(&summary, Some(source.id)).await?;
+                if let Some(why) = &summary.suspicious {
+                    self.ports
+                        .alerts
+                        .raise_best_effort(
+                            NewAlert::new(
+                                AlertKind::BackupSuspicious,
+                                Severity::Critical,
+                                format!(
+                                    "the backup of `{}` looks wrong: {why}. Is the source (a \
+                                     mounted share?) all there? The snapshot is kept, and no \
+                                     older snapshot is removed on its account",
+                                    source.name
+                                ),
+                            )
+                            .for_source(source.id),
+                        )
+                        .await;
+                }
                 if summary.status == SnapshotStatus::Partial {
                     self.ports
                         .alerts
@@ -263,17 +316,21 @@ impl BackupService {
                         entry
                             .resource(format!("snapshot:{}", summary.id))
                             .detail(format!(
-                                "`{}`: {} files, {} bytes, {} added; status {}",
+                                "`{}`: {} files, {} bytes, {} added; status {}{}",
                                 source.name,
                                 summary.files,
                                 summary.bytes,
                                 summary.bytes_added,
-                                summary.status.as_str()
+                                summary.status.as_str(),
+                                summary
+                                    .suspicious
+                                    .as_ref()
+                                    .map_or_else(String::new, |why| format!("; suspicious: {why}"))
                             )),
                     )
                     .await?;
                 // The snapshot is safe; a retention failure is reported, not fatal.
-                self.ports.retention.after_backup(actor, &source).await;
+                self.ports.retention.after_backup(&source).await;
                 Ok(row)
             }
             Err(e) => {

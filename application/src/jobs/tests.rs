@@ -251,6 +251,7 @@ impl BackupCatalog for FakeCatalog {
             protected: false,
             verified_at: None,
             verify_result: None,
+            suspicious: None,
         };
         all.push(entry.clone());
         Ok(entry)
@@ -510,6 +511,7 @@ impl SnapshotEngine for FakeEngine {
             } else {
                 Vec::new()
             },
+            suspicious: None,
         })
     }
 

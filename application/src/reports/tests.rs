@@ -313,6 +313,7 @@ fn snapshot(id: i64, source: i64, at: DateTime<Utc>, status: &str) -> CatalogEnt
         protected: false,
         verified_at: None,
         verify_result: None,
+        suspicious: None,
     }
 }
 

@@ -103,10 +103,15 @@ pub trait RetentionDefaults: Send + Sync {
 /// Retention after a successful backup of a source: what the backup area holds.
 #[async_trait]
 pub trait AfterBackup: Send + Sync {
-    /// Applies the source's rules when retention after backups is on. A failure is
-    /// logged, never returned: the snapshot is safe either way.
-    async fn after_backup(&self, actor: &Actor, source: &Source);
+    /// Applies the source's rules when retention after backups is on, as the system
+    /// (`system:retention`) under the configured policy — not as whoever ran the backup,
+    /// who may lack the right to remove snapshots. A failure is logged, never returned:
+    /// the snapshot is safe either way.
+    async fn after_backup(&self, source: &Source);
 }
+
+/// Retention after a backup acts as `system:retention` in the audit trail.
+const RETENTION_ACTOR: &str = "retention";
 
 pub struct RetentionService {
     catalog: Arc<dyn BackupCatalog>,
@@ -115,6 +120,9 @@ pub struct RetentionService {
     /// The configuration's defaults at first, then whatever an administrator sets.
     defaults: RwLock<RetentionStatus>,
     clock: Arc<dyn Clock>,
+    /// `retention.burst_minutes`: snapshots within one such window count once toward
+    /// `max_backups`.
+    burst_minutes: u32,
 }
 
 impl RetentionService {
@@ -132,7 +140,15 @@ impl RetentionService {
             removal,
             defaults: RwLock::new(defaults),
             clock,
+            burst_minutes: retention::DEFAULT_BURST_MINUTES,
         }
+    }
+
+    /// Another burst window for `max_backups` (0: every snapshot counts).
+    #[must_use]
+    pub fn with_burst_minutes(mut self, minutes: u32) -> Self {
+        self.burst_minutes = minutes;
+        self
     }
 
     async fn source(&self, id: SourceId) -> Result<Source, RetentionError> {
@@ -229,9 +245,11 @@ impl RetentionService {
                 created_at: r.created_at,
                 protected: r.protected,
                 complete: r.status == SnapshotStatus::Ok,
+                suspicious: r.suspicious.is_some(),
             })
             .collect();
-        let verdicts = retention::decide(&policy, &candidates, self.clock.now());
+        let verdicts =
+            retention::decide_with(&policy, &candidates, self.clock.now(), self.burst_minutes);
         if apply {
             for v in verdicts.iter().filter(|v| !v.keep) {
                 let entry =
@@ -269,13 +287,14 @@ impl RetentionDefaults for RetentionService {
 
 #[async_trait]
 impl AfterBackup for RetentionService {
-    async fn after_backup(&self, actor: &Actor, source: &Source) {
+    async fn after_backup(&self, source: &Source) {
         let defaults = self.defaults();
         if !defaults.enabled {
             return;
         }
         let rules = source.retention.unwrap_or(defaults.defaults);
-        if let Err(e) = self.enforce(actor, source, rules, true).await {
+        let system = Actor::local_admin(RETENTION_ACTOR);
+        if let Err(e) = self.enforce(&system, source, rules, true).await {
             tracing::error!(source = %source.name, error = %e, "retention after a backup failed");
         }
     }

@@ -50,6 +50,7 @@ fn summary(n: u8, source: &str, started: i64, status: SnapshotStatus) -> Snapsho
         stored_bytes_added: 100 * u64::from(n) + 3,
         unchanged_files: 0,
         warnings: Vec::new(),
+        suspicious: None,
     }
 }
 

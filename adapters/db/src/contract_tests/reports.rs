@@ -27,6 +27,7 @@ fn summary(n: u8, started: i64) -> SnapshotSummary {
         stored_bytes_added: 1,
         unchanged_files: 0,
         warnings: Vec::new(),
+        suspicious: None,
     }
 }
 

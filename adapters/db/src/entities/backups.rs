@@ -32,6 +32,9 @@ pub struct Model {
     pub protected: bool,
     pub verified_at: Option<DateTimeUtc>,
     pub verify_result: Option<String>,
+    /// Why the source looked empty or collapsed; NULL when it looked right.
+    #[sea_orm(column_type = "Text", nullable)]
+    pub suspicious: Option<String>,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

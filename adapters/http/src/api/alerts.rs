@@ -57,6 +57,10 @@ pub enum AlertKindDto {
     Damage,
     KeyNotExported,
     PruneFailed,
+    /// A backup found its source empty, or shrunk by more than
+    /// `backup.suspicious_shrink_percent` (an unmounted share?): the snapshot is kept and
+    /// replaces no older one.
+    BackupSuspicious,
 }
 
 impl From<AlertKind> for AlertKindDto {
@@ -70,6 +74,7 @@ impl From<AlertKind> for AlertKindDto {
             AlertKind::Damage => Self::Damage,
             AlertKind::KeyNotExported => Self::KeyNotExported,
             AlertKind::PruneFailed => Self::PruneFailed,
+            AlertKind::BackupSuspicious => Self::BackupSuspicious,
         }
     }
 }

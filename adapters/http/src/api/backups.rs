@@ -56,6 +56,12 @@ pub struct BackupDto {
     pub verified_at: Option<DateTime<Utc>>,
     /// `ok`, `ok (data read)` or `damaged: ...`.
     pub verify_result: Option<String>,
+    /// The source looked empty or collapsed when this snapshot was taken (against its
+    /// last good snapshot; see `backup.suspicious_shrink_percent`): kept, and it
+    /// replaces no older snapshot in retention.
+    pub suspicious: bool,
+    /// Why, when `suspicious`.
+    pub suspicious_reason: Option<String>,
 }
 
 impl From<CatalogEntry> for BackupDto {
@@ -80,6 +86,8 @@ impl From<CatalogEntry> for BackupDto {
             protected: e.protected,
             verified_at: e.verified_at,
             verify_result: e.verify_result,
+            suspicious: e.suspicious.is_some(),
+            suspicious_reason: e.suspicious,
         }
     }
 }

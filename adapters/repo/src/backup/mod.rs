@@ -183,6 +183,12 @@ async fn store_and_commit(
         pack_buffers: Mutex::new((Vec::new(), 0)),
         pack_returned: std::sync::Condvar::new(),
         tree_sealed: Mutex::new(Vec::new()),
+        never_read: request
+            .never_read
+            .iter()
+            .filter_map(|p| rustix::fs::stat(p).ok())
+            .map(|st| (st.st_dev, st.st_ino))
+            .collect(),
     });
     let walk_shared = shared.clone();
     let path = request.path.clone();
@@ -224,6 +230,9 @@ async fn store_and_commit(
         bytes_added: shared.bytes_added.load(Ordering::Relaxed),
         stored_bytes_added: 0,
         unchanged_files: outcome.unchanged,
+        suspicious: request.expected.as_ref().and_then(|expected| {
+            coffer_domain::retention::suspicion(expected, outcome.files, outcome.bytes)
+        }),
         warnings,
     };
     // Packs and index; the snapshot object itself (a few hundred bytes) is not counted:
@@ -277,6 +286,23 @@ struct Shared {
     pack_returned: std::sync::Condvar,
     /// Where the walker seals trees.
     tree_sealed: Mutex<Vec<u8>>,
+    /// Device and inode of every file and directory never to read (see
+    /// `BackupRequest::never_read`).
+    never_read: HashSet<(u64, u64)>,
+}
+
+impl Shared {
+    /// Whether the entry `st` describes is one of those never to read.
+    fn never_read(&self, st: &rustix::fs::Stat) -> bool {
+        !self.never_read.is_empty() && self.never_read.contains(&(st.st_dev, st.st_ino))
+    }
+}
+
+/// The message for an entry never read.
+fn never_read_message(display: &str) -> String {
+    format!(
+        "{display}: not read: it is one of Coffer's own files or directories (keys, catalog, configuration, repository)"
+    )
 }
 
 impl Shared {
@@ -778,6 +804,10 @@ fn entry(shared: &Shared, job: EntryJob, small: &mut (Vec<u8>, Vec<u8>)) -> Look
             return Looked::Done(job, EntryResult::Skipped(message));
         }
     };
+    if shared.never_read(&st) {
+        let message = never_read_message(&job.display());
+        return Looked::Done(job, EntryResult::Skipped(message));
+    }
     let result = match FileType::from_raw_mode(st.st_mode) {
         FileType::RegularFile => {
             let mut node = source::node(job.name.clone(), &st, NodeKind::File);
@@ -1204,6 +1234,10 @@ impl Walker<'_> {
                             continue;
                         }
                     };
+                    if self.shared.never_read(&st) {
+                        self.warn(never_read_message(&child_display));
+                        continue;
+                    }
                     let mut node = source::node(name, &st, NodeKind::Dir);
                     match timed(progress, Phase::Metadata, || source::xattrs(&child)) {
                         Ok(x) => node.xattrs = x,

@@ -209,6 +209,8 @@ async fn a_repository_keeps_its_mode_whatever_the_setting_says() {
                     path: src.path().to_path_buf(),
                     parent: None,
                     budget: None,
+                    expected: None,
+                    never_read: Vec::new(),
                 },
                 Arc::new(Progress::default()),
                 Cancel::default(),

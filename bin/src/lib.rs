@@ -155,6 +155,7 @@ pub fn own_directories(settings: &Settings, roots: &[String]) -> anyhow::Result<
     // restore could read them out of a snapshot (the session key mints admin tokens).
     dirs.push(settings.session_key_file());
     dirs.push(settings.encryption_key_file());
+    dirs.push(settings.audit_key_file());
     if let Some(db) = settings.sqlite_file() {
         for suffix in ["", "-wal", "-shm", "-journal"] {
             let mut name = db.clone().into_os_string();
@@ -238,6 +239,22 @@ pub fn restore_roots(settings: &Settings) -> anyhow::Result<Vec<String>> {
         .collect()
 }
 
+/// The audit key (created at first start, mode 0600) and the chain it seals, and
+/// whether the key was just created.
+///
+/// # Errors
+/// A key file readable by others, damaged, or not creatable.
+pub fn audit_chain(
+    settings: &Settings,
+) -> anyhow::Result<(coffer_domain::audit::AuditChain, bool)> {
+    let path = settings.audit_key_file();
+    let (key, created) = coffer_crypto::load_or_create_key(&path)?;
+    if created {
+        tracing::info!(path = %path.display(), "created the audit trail's key");
+    }
+    Ok((coffer_domain::audit::AuditChain::new(key), created))
+}
+
 impl Services {
     /// Opens the catalog (migrating it), the storage and the session key, and wires the
     /// services.
@@ -258,7 +275,14 @@ impl Services {
         let clock: Arc<dyn Clock> = Arc::new(SystemClock);
         let hasher = Arc::new(Argon2Hasher::new()?);
         let users_repo = Arc::new(db.users());
-        let audit_log = AuditLog::new(Arc::new(db.audit()), clock.clone());
+        let (audit_chain, audit_key_created) = audit_chain(settings)?;
+        let audit_log = AuditLog::new(Arc::new(db.audit(audit_chain.clone())), clock.clone());
+        if audit_key_created {
+            // The first start with a keyed chain: the rows of the unkeyed version 1 chain
+            // (an older installation) are sealed by the first keyed row. Only now: later,
+            // an unkeyed tail is a rewrite, which `audit verify` must report, not seal.
+            audit_log.seal_unkeyed_tail().await?;
+        }
         let system = Arc::new(SystemService::new(
             Arc::new(db.health()),
             storage.clone(),
@@ -306,6 +330,7 @@ impl Services {
         let keys = Arc::new(KeyService::new(
             Arc::new(MasterKeyFile::new(
                 settings.encryption_key_file(),
+                repo::lock_path(settings),
                 Arc::new(repo::RepositoryKeys::new(storage)),
             )),
             counters.clone(),
@@ -412,7 +437,7 @@ impl Services {
         let reports = Arc::new(ReportService::new(
             catalog_repo,
             sources_repo.clone(),
-            Arc::new(db.audit()),
+            Arc::new(db.audit(audit_chain.clone())),
             storage_use.clone(),
             Arc::new(db.storage_history()),
             Arc::new(coffer_reports::Reports),
@@ -443,7 +468,11 @@ impl Services {
             clock,
             audit_log.clone(),
         ));
-        let audit = Arc::new(AuditService::new(Arc::new(db.audit())));
+        let audit = Arc::new(AuditService::new(
+            Arc::new(db.audit(audit_chain.clone())),
+            audit_chain,
+            audit_log.clone(),
+        ));
         let runtime_settings = Arc::new(coffer_application::SettingsService::new(
             Arc::new(db.settings()),
             SettingsPorts {

@@ -22,8 +22,10 @@ pub async fn open_engine(
 ) -> anyhow::Result<Engine> {
     let key_path = settings.encryption_key_file();
     crate::ensure_data_dir(&settings.data_dir)?;
-    // One process at a time decides whether to initialise (the CLI beside the server).
-    let lock_path = settings.data_dir.join("repository.lock");
+    // One process at a time decides whether to initialise (the CLI beside the server),
+    // settles an interrupted key rotation, and reads the key to open the repository: a
+    // key rotation holds the same lock, so nobody reads a key it is about to replace.
+    let lock_path = lock_path(settings);
     let lock = std::fs::OpenOptions::new()
         .create(true)
         .truncate(false)
@@ -33,6 +35,22 @@ pub async fn open_engine(
     lock.lock()
         .with_context(|| format!("cannot lock {}", lock_path.display()))?;
     let master = if coffer_repo::is_initialized(store.as_ref()).await? {
+        let keys = coffer_crypto::MasterKeyFile::new(
+            key_path.clone(),
+            lock_path.clone(),
+            Arc::new(RepositoryKeys::new(store.clone())),
+        );
+        match keys.recover().await.map_err(|e| anyhow::anyhow!(e.0))? {
+            coffer_crypto::Recovery::Clean => {}
+            coffer_crypto::Recovery::RolledBack => tracing::warn!(
+                key = %key_path.display(),
+                "a key rotation was interrupted before the repository changed: rolled back, the key is unchanged"
+            ),
+            coffer_crypto::Recovery::Finished => tracing::warn!(
+                key = %key_path.display(),
+                "a key rotation was interrupted after the repository was re-wrapped: finished, the new key is in place (export it: `coffer key export`)"
+            ),
+        }
         if !key_path.exists() {
             anyhow::bail!(
                 "the repository at {} is encrypted with a master key that is not at {}: restore the key file from your key export (see `coffer key export`) or point security.encryption_key_file at it",
@@ -52,7 +70,6 @@ pub async fn open_engine(
         );
         key
     };
-    drop(lock);
     let repo = Repository::open(store, &master, settings.backup.encryption_enabled)
         .await
         .map_err(|e| match e {
@@ -63,7 +80,15 @@ pub async fn open_engine(
             ),
             other => anyhow::Error::new(other).context("cannot open the repository"),
         })?;
+    drop(lock);
     Ok(Engine::new(repo))
+}
+
+/// The lock file that initialising, opening the repository and rotating its key take
+/// in turn: `<data_dir>/repository.lock`.
+#[must_use]
+pub fn lock_path(settings: &Settings) -> std::path::PathBuf {
+    settings.data_dir.join("repository.lock")
 }
 
 /// The repository's side of a key rotation: re-wrapping its data keys under the new
@@ -84,6 +109,12 @@ impl RepositoryKeys {
 impl KeyRewrap for RepositoryKeys {
     async fn rewrap(&self, old: &[u8; 32], new: &[u8; 32]) -> Result<(), CryptoError> {
         coffer_repo::rewrap(self.store.as_ref(), old, new)
+            .await
+            .map_err(|e| CryptoError(e.to_string()))
+    }
+
+    async fn opens(&self, key: &[u8; 32]) -> Result<bool, CryptoError> {
+        coffer_repo::key_opens(self.store.as_ref(), key)
             .await
             .map_err(|e| CryptoError(e.to_string()))
     }

@@ -396,3 +396,100 @@ fn audit_verify_finds_a_row_edited_in_the_database() {
         .expect("run");
     assert_one_line_error(&out, "audit trail broken at row 2");
 }
+
+/// Someone who can write the database but cannot read the audit key rewrites the whole
+/// table (one row edited, every hash after it re-computed, as the unkeyed chain allowed),
+/// and later cuts the tail: the first is found by `audit verify`, the second by `audit
+/// verify --head` with a head exported before.
+#[test]
+fn audit_verify_finds_a_rewritten_table_and_a_tail_cut_after_an_exported_head() {
+    use coffer_domain::audit::{AuditChain, chain_hash};
+
+    let dir = tempfile::tempdir().expect("tempdir");
+    for name in ["hank", "ivy", "jack"] {
+        run_ok(
+            dir.path(),
+            &["users", "add", name, "--role", "viewer"],
+            None,
+        );
+    }
+    let head = run_ok(dir.path(), &["audit", "head"], None);
+    let head = head.trim();
+    assert!(head.starts_with("4:k1:"), "{head}");
+    run_ok(
+        dir.path(),
+        &["users", "add", "kate", "--role", "viewer"],
+        None,
+    );
+    let verified = run_ok(dir.path(), &["audit", "verify", "--head", head], None);
+    assert!(verified.contains("5 rows verified"), "{verified}");
+
+    let url = format!(
+        "sqlite://{}",
+        dir.path().join("coffer-data/coffer.db").display()
+    );
+    let sql = |statements: Vec<String>| {
+        let url = url.clone();
+        tokio::runtime::Runtime::new()
+            .expect("runtime")
+            .block_on(async move {
+                let db = coffer_db::Database::connect(&coffer_db::DbOptions::new(url))
+                    .await
+                    .expect("connect");
+                for statement in statements {
+                    db.connection()
+                        .execute_unprepared(&statement)
+                        .await
+                        .expect("tamper");
+                }
+                db.close().await.expect("close");
+            });
+    };
+    // The tail cut: rows from the head on are gone. The rest verifies on its own; the
+    // head proves the cut.
+    sql(vec!["DELETE FROM audit_logs WHERE id >= 4".into()]);
+    assert!(run_ok(dir.path(), &["audit", "verify"], None).contains("3 rows verified"));
+    let out = coffer(dir.path())
+        .args(["audit", "verify", "--head", head])
+        .output()
+        .expect("run");
+    assert_one_line_error(&out, "rows were cut");
+
+    // The rewrite: row 2 names someone else, and every hash is re-computed.
+    let rows = tokio::runtime::Runtime::new()
+        .expect("runtime")
+        .block_on(async {
+            let db = coffer_db::Database::connect(&coffer_db::DbOptions::new(url.clone()))
+                .await
+                .expect("connect");
+            // Reading needs no key; the chain given is never used to seal here.
+            let rows = coffer_domain::ports::AuditRepository::scan(
+                &db.audit(AuditChain::new([0; 32])),
+                0,
+                100,
+            )
+            .await
+            .expect("scan");
+            db.close().await.expect("close");
+            rows
+        });
+    let mut prev = String::new();
+    let mut statements = Vec::new();
+    for mut row in rows {
+        if row.id == 2 {
+            row.entry.username = "someone-else".into();
+        }
+        let hash = chain_hash(&prev, row.timestamp, &row.entry);
+        statements.push(format!(
+            "UPDATE audit_logs SET username = '{}', prev_hash = '{prev}', row_hash = '{hash}' WHERE id = {}",
+            row.entry.username, row.id
+        ));
+        prev = hash;
+    }
+    sql(statements);
+    let out = coffer(dir.path())
+        .args(["audit", "verify"])
+        .output()
+        .expect("run");
+    assert_one_line_error(&out, "the keyed part of the trail was cut");
+}

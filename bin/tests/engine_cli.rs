@@ -470,6 +470,59 @@ fn keys_export_rotate_and_refuse_what_they_must() {
     );
 }
 
+/// `coffer key rotate` killed at each of its steps (the test build's crash points end the
+/// process on the spot): the next command settles the rotation — rolled back while the
+/// repository still needs the old key, finished once it needs the new one — and the
+/// backups restore with the key file in place.
+#[test]
+fn a_key_rotation_killed_at_any_step_is_settled_by_the_next_command() {
+    let f = fixture(10, 1);
+    let src = f.src.to_str().expect("utf8");
+    ok(&f.data, &["backup", src]);
+    let key_file = f.data.join("keys/master.key");
+    let next = f.data.join("keys/master.key.new");
+    for (step, settled) in [
+        ("key-rotate:new-key", Some("rolled back")),
+        ("key-rotate:rewrapped", Some("finished")),
+        ("key-rotate:renamed", None),
+    ] {
+        let before = std::fs::read_to_string(&key_file).expect("key");
+        let out = coffer(&f.data)
+            .args(["key", "rotate"])
+            .env("COFFER_CRASH_AT", step)
+            .output()
+            .expect("run coffer");
+        assert!(
+            !out.status.success() && out.status.code().is_none(),
+            "{step}: the rotation was meant to die: {out:?}"
+        );
+        assert_eq!(
+            next.exists(),
+            settled.is_some(),
+            "{step}: the new key's file"
+        );
+
+        let out = run(&f.data, &["snapshots"]);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(out.status.success(), "{step}: {stderr}");
+        match settled {
+            Some(word) => assert!(stderr.contains(word), "{step}: {stderr}"),
+            None => assert!(!stderr.contains("interrupted"), "{step}: {stderr}"),
+        }
+        assert!(!next.exists(), "{step}: nothing left beside the key");
+        let after = std::fs::read_to_string(&key_file).expect("key");
+        assert_eq!(after == before, step == "key-rotate:new-key", "{step}");
+        let target = f.out.join(step.replace(':', "-"));
+        ok(
+            &f.data,
+            &["restore", "latest", target.to_str().expect("utf8")],
+        );
+        assert!(same_tree(&f.src, &target), "{step}");
+    }
+    ok(&f.data, &["key", "rotate"]);
+    ok(&f.data, &["verify", "--read-data"]);
+}
+
 #[test]
 fn the_catalog_is_rebuilt_from_storage_and_the_key_alone() {
     let f = fixture(10, 1);

@@ -259,6 +259,11 @@ pub struct SecuritySettings {
     /// Unset: `<data_dir>/keys/session.key`. Replacing it ends every session.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub session_key_file: Option<PathBuf>,
+    /// The 256-bit key that seals the audit trail's chain (HMAC-SHA256; created at first
+    /// start, mode 0600). Unset: `<data_dir>/keys/audit.key`. Keep it outside the
+    /// database's reach: whoever holds it and the database can rewrite the trail.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub audit_key_file: Option<PathBuf>,
     /// Mark the session cookie `Secure`: set to true when users reach Coffer over HTTPS.
     pub secure_cookies: bool,
 }
@@ -269,6 +274,7 @@ impl Default for SecuritySettings {
             encryption_key_file: None,
             session_timeout_hours: 24,
             session_key_file: None,
+            audit_key_file: None,
             secure_cookies: false,
         }
     }
@@ -621,6 +627,15 @@ impl Settings {
             .session_key_file
             .clone()
             .unwrap_or_else(|| self.data_dir.join("keys").join("session.key"))
+    }
+
+    /// The audit-chain key file in force.
+    #[must_use]
+    pub fn audit_key_file(&self) -> PathBuf {
+        self.security
+            .audit_key_file
+            .clone()
+            .unwrap_or_else(|| self.data_dir.join("keys").join("audit.key"))
     }
 
     /// The directories API restores may write under, in force.

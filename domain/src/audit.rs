@@ -1,10 +1,18 @@
-//! The audit trail: what is recorded, and the hash chain that makes tampering visible.
+//! The audit trail: what is recorded, and the keyed chain that makes tampering visible.
 //!
-//! Each row carries the SHA-256 of its own canonical content together with the previous
-//! row's hash. Editing, deleting or inserting a row in the database breaks the chain at
-//! that row, which `coffer audit verify` reports.
+//! Each row carries a MAC (HMAC-SHA256 under the audit key, a file kept outside the
+//! database) of its own canonical content together with the previous row's MAC. Editing,
+//! deleting or inserting a row breaks the chain at that row, which `coffer audit verify`
+//! reports; without the key nobody can rewrite the table into a chain that verifies. A
+//! cut tail leaves a chain that verifies on its own: an exported head
+//! (`coffer audit head`) proves it, because every row up to the head must still be there
+//! with the MAC the head names.
+//!
+//! Rows written before the chain was keyed carry an unkeyed SHA-256 chain (version 1);
+//! they verify as such, and only before the first keyed row.
 
 use chrono::{DateTime, SubsecRound, Utc};
+use hmac::{KeyInit, Mac};
 use sha2::{Digest, Sha256};
 
 use crate::auth::ClientInfo;
@@ -43,6 +51,10 @@ pub enum AuditAction {
     /// A report or the audit log was exported (CSV, PDF).
     Export,
     SettingsChange,
+    /// The chain went on keyed after rows of the unkeyed version 1.
+    AuditChainKeyed,
+    /// The chain's head was exported (`coffer audit head`).
+    AuditHead,
 }
 
 impl AuditAction {
@@ -79,6 +91,8 @@ impl AuditAction {
             Self::StorageRecount => "storage_recount",
             Self::Export => "export",
             Self::SettingsChange => "settings_change",
+            Self::AuditChainKeyed => "audit_chain_keyed",
+            Self::AuditHead => "audit_head",
         }
     }
 }
@@ -141,6 +155,14 @@ pub struct AuditRecord {
     pub row_hash: String,
 }
 
+impl AuditRecord {
+    /// Whether the row is sealed under the audit key (not a version 1 row).
+    #[must_use]
+    pub fn is_keyed(&self) -> bool {
+        self.row_hash.starts_with(KEYED_PREFIX)
+    }
+}
+
 /// The hash of the chain before the first row.
 pub const GENESIS_HASH: &str = "";
 
@@ -150,39 +172,152 @@ pub fn audit_timestamp(now: DateTime<Utc>) -> DateTime<Utc> {
     now.trunc_subsecs(6)
 }
 
-/// The row hash: SHA-256, hex, over the previous hash and every field of the row, each
-/// length-prefixed so that no two different rows share an encoding.
+/// Feeds the canonical encoding of a row (after the previous row's hash) to `update`:
+/// every field length-prefixed, so that no two different rows share an encoding.
+fn encode(
+    prev_hash: &str,
+    timestamp: DateTime<Utc>,
+    entry: &AuditEntry,
+    update: &mut dyn FnMut(&[u8]),
+) {
+    let mut field = |value: Option<&str>| match value {
+        None => update(b"-"),
+        Some(v) => {
+            update(b"+");
+            update(&(v.len() as u64).to_be_bytes());
+            update(v.as_bytes());
+        }
+    };
+    field(Some(prev_hash));
+    field(Some(
+        &audit_timestamp(timestamp)
+            .format("%Y-%m-%dT%H:%M:%S%.6fZ")
+            .to_string(),
+    ));
+    field(Some(&entry.username));
+    field(Some(&entry.action));
+    field(entry.resource.as_deref());
+    field(Some(if entry.success { "1" } else { "0" }));
+    field(entry.detail.as_deref());
+    field(entry.client.ip.as_deref());
+    field(entry.client.user_agent.as_deref());
+}
+
+/// The version 1 row hash: unkeyed SHA-256, hex, over the previous hash and every field
+/// of the row. Only rows written before the chain was keyed carry it.
 #[must_use]
 pub fn chain_hash(prev_hash: &str, timestamp: DateTime<Utc>, entry: &AuditEntry) -> String {
-    fn field(hasher: &mut Sha256, value: Option<&str>) {
-        match value {
-            None => hasher.update(b"-"),
-            Some(v) => {
-                hasher.update(b"+");
-                hasher.update((v.len() as u64).to_be_bytes());
-                hasher.update(v.as_bytes());
-            }
-        }
-    }
     let mut hasher = Sha256::new();
     hasher.update(b"coffer-audit-v1");
-    field(&mut hasher, Some(prev_hash));
-    field(
-        &mut hasher,
-        Some(
-            &audit_timestamp(timestamp)
-                .format("%Y-%m-%dT%H:%M:%S%.6fZ")
-                .to_string(),
-        ),
-    );
-    field(&mut hasher, Some(&entry.username));
-    field(&mut hasher, Some(&entry.action));
-    field(&mut hasher, entry.resource.as_deref());
-    field(&mut hasher, Some(if entry.success { "1" } else { "0" }));
-    field(&mut hasher, entry.detail.as_deref());
-    field(&mut hasher, entry.client.ip.as_deref());
-    field(&mut hasher, entry.client.user_agent.as_deref());
+    encode(prev_hash, timestamp, entry, &mut |b| hasher.update(b));
     hex::encode(hasher.finalize())
+}
+
+/// How a keyed row's hash begins: `k1:` and 64 hex digits.
+const KEYED_PREFIX: &str = "k1:";
+
+/// The audit key (32 bytes from a file outside the database) and the chain it seals.
+#[derive(Clone)]
+pub struct AuditChain {
+    key: [u8; 32],
+}
+
+impl std::fmt::Debug for AuditChain {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("AuditChain(..)")
+    }
+}
+
+/// Where a verification has got to: the last row's hash, and whether the keyed part of
+/// the chain has begun (after it, an unkeyed row is a forgery).
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct ChainState {
+    pub prev_hash: String,
+    pub keyed: bool,
+}
+
+impl AuditChain {
+    #[must_use]
+    pub const fn new(key: [u8; 32]) -> Self {
+        Self { key }
+    }
+
+    /// The MAC of a row, ready to finalise or compare.
+    fn mac(
+        &self,
+        prev_hash: &str,
+        timestamp: DateTime<Utc>,
+        entry: &AuditEntry,
+    ) -> hmac::Hmac<Sha256> {
+        let mut mac = hmac::Hmac::<Sha256>::new_from_slice(&self.key).expect("any key length");
+        mac.update(b"coffer-audit-v2");
+        encode(prev_hash, timestamp, entry, &mut |b| mac.update(b));
+        mac
+    }
+
+    /// The keyed row hash: `k1:` and the HMAC-SHA256, hex, over the previous row's hash
+    /// and every field of the row.
+    #[must_use]
+    pub fn seal(&self, prev_hash: &str, timestamp: DateTime<Utc>, entry: &AuditEntry) -> String {
+        let mac = self
+            .mac(prev_hash, timestamp, entry)
+            .finalize()
+            .into_bytes();
+        format!("{KEYED_PREFIX}{}", hex::encode(mac))
+    }
+
+    /// Whether the row's stored MAC is the one its content and predecessor give, compared
+    /// in constant time.
+    fn opens(&self, row: &AuditRecord) -> bool {
+        let Some(Ok(given)) = row.row_hash.strip_prefix(KEYED_PREFIX).map(hex::decode) else {
+            return false;
+        };
+        self.mac(&row.prev_hash, row.timestamp, &row.entry)
+            .verify_slice(&given)
+            .is_ok()
+    }
+
+    /// Checks consecutive rows (in id order), continuing from `state`. Returns the state
+    /// to continue from, or the first break.
+    ///
+    /// # Errors
+    /// The first row whose stored hashes do not match its content or its predecessor,
+    /// or an unkeyed row after keyed ones.
+    pub fn verify<'a>(
+        &self,
+        mut state: ChainState,
+        rows: impl IntoIterator<Item = &'a AuditRecord>,
+    ) -> Result<ChainState, ChainBreak> {
+        for row in rows {
+            if row.prev_hash != state.prev_hash {
+                return Err(ChainBreak {
+                    id: row.id,
+                    reason: "does not follow the previous row (a row was deleted or inserted)",
+                });
+            }
+            if row.row_hash.starts_with(KEYED_PREFIX) {
+                if !self.opens(row) {
+                    return Err(ChainBreak {
+                        id: row.id,
+                        reason: "content does not match its MAC (the row was edited, or written without the audit key)",
+                    });
+                }
+                state.keyed = true;
+            } else if state.keyed {
+                return Err(ChainBreak {
+                    id: row.id,
+                    reason: "an unkeyed row after keyed ones (rows were rewritten without the audit key)",
+                });
+            } else if chain_hash(&row.prev_hash, row.timestamp, &row.entry) != row.row_hash {
+                return Err(ChainBreak {
+                    id: row.id,
+                    reason: "content does not match its hash (the row was edited)",
+                });
+            }
+            state.prev_hash.clone_from(&row.row_hash);
+        }
+        Ok(state)
+    }
 }
 
 /// Where a verified chain first breaks.
@@ -192,31 +327,36 @@ pub struct ChainBreak {
     pub reason: &'static str,
 }
 
-/// Checks consecutive rows (in id order), continuing from `prev_hash`. Returns the hash to
-/// continue from, or the first break.
-///
-/// # Errors
-/// The first row whose stored hashes do not match its content or its predecessor.
-pub fn verify_chain<'a>(
-    mut prev_hash: String,
-    rows: impl IntoIterator<Item = &'a AuditRecord>,
-) -> Result<String, ChainBreak> {
-    for row in rows {
-        if row.prev_hash != prev_hash {
-            return Err(ChainBreak {
-                id: row.id,
-                reason: "does not follow the previous row (a row was deleted or inserted)",
-            });
-        }
-        if chain_hash(&row.prev_hash, row.timestamp, &row.entry) != row.row_hash {
-            return Err(ChainBreak {
-                id: row.id,
-                reason: "content does not match its hash (the row was edited)",
-            });
-        }
-        prev_hash.clone_from(&row.row_hash);
+/// An exported head of the chain: a row's id and hash, written `ID:HASH`. A later
+/// verification proves every row up to it is still there, unchanged.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AuditHead {
+    pub id: i64,
+    pub row_hash: String,
+}
+
+impl std::fmt::Display for AuditHead {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}:{}", self.id, self.row_hash)
     }
-    Ok(prev_hash)
+}
+
+impl std::str::FromStr for AuditHead {
+    type Err = String;
+
+    fn from_str(text: &str) -> Result<Self, Self::Err> {
+        let bad =
+            || format!("{text:?} is not an audit head (ID:HASH, as `coffer audit head` prints it)");
+        let (id, row_hash) = text.trim().split_once(':').ok_or_else(bad)?;
+        let id = id.parse::<i64>().map_err(|_| bad())?;
+        if id < 1 || row_hash.is_empty() {
+            return Err(bad());
+        }
+        Ok(Self {
+            id,
+            row_hash: row_hash.to_owned(),
+        })
+    }
 }
 
 /// Which rows to list.
@@ -237,18 +377,32 @@ mod tests {
 
     use super::*;
 
-    fn chain(n: i64) -> Vec<AuditRecord> {
-        let mut prev = GENESIS_HASH.to_owned();
-        (1..=n)
+    const KEY: AuditChain = AuditChain::new([7; 32]);
+
+    fn entry(id: i64) -> AuditEntry {
+        AuditEntry::new(
+            format!("user{id}"),
+            AuditAction::Login,
+            &ClientInfo::default(),
+        )
+        .resource(format!("user:{id}"))
+    }
+
+    /// `n` rows after `after`, the first `unkeyed` of them in the version 1 chain.
+    fn chain(after: &[AuditRecord], n: i64, unkeyed: i64, key: &AuditChain) -> Vec<AuditRecord> {
+        let mut prev = after
+            .last()
+            .map_or_else(String::new, |r| r.row_hash.clone());
+        let first = after.last().map_or(1, |r| r.id + 1);
+        (first..first + n)
             .map(|id| {
                 let timestamp = Utc.timestamp_opt(1_700_000_000 + id, 123_456_789).unwrap();
-                let entry = AuditEntry::new(
-                    format!("user{id}"),
-                    AuditAction::Login,
-                    &ClientInfo::default(),
-                )
-                .resource(format!("user:{id}"));
-                let row_hash = chain_hash(&prev, timestamp, &entry);
+                let entry = entry(id);
+                let row_hash = if id - first < unkeyed {
+                    chain_hash(&prev, timestamp, &entry)
+                } else {
+                    key.seal(&prev, timestamp, &entry)
+                };
                 let record = AuditRecord {
                     id,
                     timestamp: audit_timestamp(timestamp),
@@ -262,33 +416,72 @@ mod tests {
             .collect()
     }
 
+    fn verify(rows: &[AuditRecord]) -> Result<ChainState, ChainBreak> {
+        KEY.verify(ChainState::default(), rows)
+    }
+
     #[test]
     fn an_intact_chain_verifies() {
-        let rows = chain(5);
+        let rows = chain(&[], 5, 0, &KEY);
+        assert!(rows[0].row_hash.starts_with("k1:"));
         assert_eq!(
-            verify_chain(GENESIS_HASH.to_owned(), &rows),
-            Ok(rows[4].row_hash.clone())
+            verify(&rows),
+            Ok(ChainState {
+                prev_hash: rows[4].row_hash.clone(),
+                keyed: true
+            })
         );
     }
 
     #[test]
     fn an_edited_row_is_found() {
-        let mut rows = chain(5);
+        let mut rows = chain(&[], 5, 0, &KEY);
         rows[2].entry.success = false;
-        assert_eq!(
-            verify_chain(GENESIS_HASH.to_owned(), &rows).unwrap_err().id,
-            3
-        );
+        assert_eq!(verify(&rows).unwrap_err().id, 3);
     }
 
     #[test]
     fn a_deleted_row_is_found() {
-        let mut rows = chain(5);
+        let mut rows = chain(&[], 5, 0, &KEY);
         rows.remove(1);
-        assert_eq!(
-            verify_chain(GENESIS_HASH.to_owned(), &rows).unwrap_err().id,
-            3
+        assert_eq!(verify(&rows).unwrap_err().id, 3);
+    }
+
+    /// Someone with write access to the database but not the key file rewrites the whole
+    /// table: under another key, or as an unkeyed chain after the keyed part began.
+    #[test]
+    fn a_whole_table_rewritten_without_the_key_is_found() {
+        let forged = chain(&[], 5, 0, &AuditChain::new([8; 32]));
+        assert_eq!(verify(&forged).unwrap_err().id, 1);
+
+        let genuine = chain(&[], 3, 0, &KEY);
+        let mut rows = genuine[..1].to_vec();
+        rows.extend(chain(&rows, 4, 4, &KEY));
+        let cut = verify(&rows).unwrap_err();
+        assert_eq!(cut.id, 2);
+        assert!(cut.reason.contains("unkeyed row after keyed"), "{cut:?}");
+    }
+
+    #[test]
+    fn rows_written_before_the_chain_was_keyed_verify_as_version_1() {
+        let rows = chain(&[], 6, 3, &KEY);
+        assert!(!rows[2].row_hash.starts_with("k1:"));
+        assert!(verify(&rows).unwrap().keyed);
+        let mut edited = rows.clone();
+        edited[1].entry.detail = Some("changed".into());
+        assert_eq!(verify(&edited).unwrap_err().id, 2);
+        // An edited legacy row re-hashed (v1 needs no key) breaks the first keyed row,
+        // which seals the legacy head.
+        let mut rehashed = rows[..3].to_vec();
+        rehashed[2].entry.detail = Some("changed".into());
+        rehashed[2].row_hash = chain_hash(
+            &rehashed[2].prev_hash,
+            rehashed[2].timestamp,
+            &rehashed[2].entry,
         );
+        let mut tail = rows[3..].to_vec();
+        rehashed.append(&mut tail);
+        assert_eq!(verify(&rehashed).unwrap_err().id, 4);
     }
 
     #[test]
@@ -297,10 +490,11 @@ mod tests {
         let c = ClientInfo::default();
         let a = AuditEntry::new("ab", AuditAction::Login, &c).resource("c");
         let b = AuditEntry::new("a", AuditAction::Login, &c).resource("bc");
+        assert_ne!(KEY.seal("", t, &a), KEY.seal("", t, &b));
         assert_ne!(chain_hash("", t, &a), chain_hash("", t, &b));
         let none = AuditEntry::new("a", AuditAction::Login, &c);
         let empty = AuditEntry::new("a", AuditAction::Login, &c).resource("");
-        assert_ne!(chain_hash("", t, &none), chain_hash("", t, &empty));
+        assert_ne!(KEY.seal("", t, &none), KEY.seal("", t, &empty));
     }
 
     #[test]
@@ -309,6 +503,19 @@ mod tests {
         let e = AuditEntry::new("a", AuditAction::Login, &c);
         let t1 = Utc.timestamp_opt(1_700_000_000, 123_456_000).unwrap();
         let t2 = Utc.timestamp_opt(1_700_000_000, 123_456_999).unwrap();
-        assert_eq!(chain_hash("", t1, &e), chain_hash("", t2, &e));
+        assert_eq!(KEY.seal("", t1, &e), KEY.seal("", t2, &e));
+    }
+
+    #[test]
+    fn a_head_reads_back_as_printed() {
+        let head = AuditHead {
+            id: 42,
+            row_hash: "k1:00ff".into(),
+        };
+        assert_eq!(head.to_string(), "42:k1:00ff");
+        assert_eq!("42:k1:00ff".parse::<AuditHead>(), Ok(head));
+        for bad in ["", "42", "x:k1:00", "0:k1:00", "42:"] {
+            assert!(bad.parse::<AuditHead>().is_err(), "{bad:?}");
+        }
     }
 }

@@ -87,4 +87,8 @@ pub trait MasterKeys: Send + Sync {
 #[async_trait]
 pub trait KeyRewrap: Send + Sync {
     async fn rewrap(&self, old: &[u8; 32], new: &[u8; 32]) -> Result<(), CryptoError>;
+
+    /// Whether `key` opens the repository's key material as it is now: how an
+    /// interrupted rotation learns which of the two key files the repository depends on.
+    async fn opens(&self, key: &[u8; 32]) -> Result<bool, CryptoError>;
 }

@@ -11,6 +11,6 @@ mod password;
 mod token;
 
 pub use keyfile::{KeyFileError, load_or_create_key, random_bytes, random_token};
-pub use master_key::MasterKeyFile;
+pub use master_key::{MasterKeyFile, Recovery};
 pub use password::Argon2Hasher;
 pub use token::Hs256Tokens;

@@ -3,7 +3,7 @@
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use coffer_domain::UserId;
-use coffer_domain::audit::{AuditEntry, AuditFilter, AuditRecord, audit_timestamp, chain_hash};
+use coffer_domain::audit::{AuditChain, AuditEntry, AuditFilter, AuditRecord, audit_timestamp};
 use coffer_domain::auth::{ClientInfo, Role, Username};
 use coffer_domain::ports::{
     AuditRepository, RepoError, SessionRevocations, User, UserChanges, UserCredentials,
@@ -248,15 +248,16 @@ fn to_record(row: audit_logs::Model) -> AuditRecord {
     }
 }
 
-/// `AuditRepository` over `audit_logs`, with the hash chain computed at append.
+/// `AuditRepository` over `audit_logs`, with the keyed chain sealed at append.
 #[derive(Clone)]
 pub struct SeaAuditRepository {
     conn: DatabaseConnection,
+    chain: AuditChain,
 }
 
 impl SeaAuditRepository {
-    pub(crate) fn new(conn: DatabaseConnection) -> Self {
-        Self { conn }
+    pub(crate) fn new(conn: DatabaseConnection, chain: AuditChain) -> Self {
+        Self { conn, chain }
     }
 }
 
@@ -303,7 +304,7 @@ impl AuditRepository for SeaAuditRepository {
             .map_err(|e| repo_err(&e))?
             .map(|row| row.row_hash)
             .unwrap_or_default();
-        let row_hash = chain_hash(&prev_hash, timestamp, entry);
+        let row_hash = self.chain.seal(&prev_hash, timestamp, entry);
         audit_logs::Entity::update_many()
             .col_expr(audit_logs::Column::PrevHash, Expr::value(prev_hash.clone()))
             .col_expr(audit_logs::Column::RowHash, Expr::value(row_hash.clone()))

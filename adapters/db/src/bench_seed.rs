@@ -12,7 +12,7 @@
 //! - Audit rows: a valid continuation of the hash chain. Each transaction takes the lock
 //!   the server's append takes (PostgreSQL: the same advisory lock; SQLite: the write
 //!   lock, by a no-op write first), reads the last row's hash, and inserts rows with
-//!   explicit ids that follow it, hashed in order with the domain's `chain_hash`.
+//!   explicit ids that follow it, sealed in order under the audit key, as the server's append does.
 //!
 //! It refuses a catalog that looks in use (users other than the bootstrap `admin`, or
 //! more than [`MAX_SNAPSHOTS_WITHOUT_FORCE`] snapshots) unless forced.
@@ -20,7 +20,7 @@
 use std::time::Instant;
 
 use chrono::{DateTime, Duration, Utc};
-use coffer_domain::audit::{AuditEntry, audit_timestamp, chain_hash};
+use coffer_domain::audit::{AuditEntry, audit_timestamp};
 use coffer_domain::auth::ClientInfo;
 use sea_orm::{
     ActiveValue::{NotSet, Set},
@@ -54,6 +54,8 @@ pub struct SeedOptions {
     pub force: bool,
     /// The end of the seeded year.
     pub now: DateTime<Utc>,
+    /// The installation's audit key, which seals the seeded rows as the server would.
+    pub audit_chain: coffer_domain::audit::AuditChain,
 }
 
 /// Progress, reported after every `INSERT`.
@@ -526,7 +528,7 @@ async fn seed_audit(
             let entry = audit_entry(rng, i);
             let offset = i * step_us + rng.below(step_us);
             let timestamp = audit_timestamp(start + Duration::microseconds(signed(offset)));
-            let row_hash = chain_hash(&prev, timestamp, &entry);
+            let row_hash = options.audit_chain.seal(&prev, timestamp, &entry);
             id += 1;
             rows.push(audit_logs::ActiveModel {
                 id: Set(id),

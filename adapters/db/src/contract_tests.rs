@@ -242,7 +242,10 @@ async fn unreachable_database_is_one_clear_error() {
 
 mod auth {
     use chrono::{TimeDelta, TimeZone, Utc};
-    use coffer_domain::audit::{AuditAction, AuditEntry, GENESIS_HASH, verify_chain};
+    use coffer_domain::audit::{AuditAction, AuditChain, AuditEntry, ChainState, GENESIS_HASH};
+
+    /// The audit key of these tests.
+    const CHAIN: AuditChain = AuditChain::new([3; 32]);
     use coffer_domain::auth::{ClientInfo, Role, Username};
     use coffer_domain::ports::{
         AuditRepository, RepoError, SessionRevocations, UserChanges, UserRepository,
@@ -386,7 +389,7 @@ mod auth {
     }
 
     contract!(audit_trail_is_a_hash_chain, |db: Database| async move {
-        let audit = db.audit();
+        let audit = db.audit(CHAIN);
         for i in 0..5 {
             let mut e = entry(i);
             if i == 3 {
@@ -400,7 +403,9 @@ mod auth {
         let rows = audit.scan(0, 100).await.expect("scan");
         assert_eq!(rows.len(), 5);
         assert_eq!(rows[0].prev_hash, GENESIS_HASH);
-        verify_chain(GENESIS_HASH.to_owned(), &rows).expect("the stored chain verifies");
+        CHAIN
+            .verify(ChainState::default(), &rows)
+            .expect("the stored chain verifies");
 
         // Listing: newest first, filters, keyset paging.
         let all = audit.list(&AuditFilter::default(), 10).await.expect("list");
@@ -476,7 +481,7 @@ mod auth {
         |db: Database| async move {
             let mut tasks = Vec::new();
             for i in 0..40 {
-                let audit = db.audit();
+                let audit = db.audit(CHAIN);
                 tasks.push(tokio::spawn(async move {
                     audit.append(&entry(i), Utc::now()).await.expect("append")
                 }));
@@ -484,9 +489,11 @@ mod auth {
             for task in tasks {
                 task.await.expect("task");
             }
-            let rows = db.audit().scan(0, 100).await.expect("scan");
+            let rows = db.audit(CHAIN).scan(0, 100).await.expect("scan");
             assert_eq!(rows.len(), 40);
-            verify_chain(GENESIS_HASH.to_owned(), &rows).expect("no fork under concurrency");
+            CHAIN
+                .verify(ChainState::default(), &rows)
+                .expect("no fork under concurrency");
         }
     );
 
@@ -494,18 +501,22 @@ mod auth {
         an_edited_audit_row_breaks_the_chain,
         |db: Database| async move {
             for i in 0..4 {
-                db.audit().append(&entry(i), t(0)).await.expect("append");
+                db.audit(CHAIN)
+                    .append(&entry(i), t(0))
+                    .await
+                    .expect("append");
             }
-            let third = db.audit().scan(0, 10).await.expect("scan")[2].id;
+            let third = db.audit(CHAIN).scan(0, 10).await.expect("scan")[2].id;
             db.connection()
                 .execute_unprepared(&format!(
                     "UPDATE audit_logs SET success = false WHERE id = {third}"
                 ))
                 .await
                 .expect("tamper");
-            let rows = db.audit().scan(0, 10).await.expect("scan");
+            let rows = db.audit(CHAIN).scan(0, 10).await.expect("scan");
             assert_eq!(
-                verify_chain(GENESIS_HASH.to_owned(), &rows)
+                CHAIN
+                    .verify(ChainState::default(), &rows)
                     .expect_err("broken")
                     .id,
                 third

@@ -166,9 +166,10 @@ impl Database {
         SeaUserRepository::new(self.conn.clone())
     }
 
+    /// The audit trail, its rows sealed under `chain` (the audit key).
     #[must_use]
-    pub fn audit(&self) -> SeaAuditRepository {
-        SeaAuditRepository::new(self.conn.clone())
+    pub fn audit(&self, chain: coffer_domain::audit::AuditChain) -> SeaAuditRepository {
+        SeaAuditRepository::new(self.conn.clone(), chain)
     }
 
     #[must_use]

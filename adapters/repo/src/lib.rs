@@ -371,6 +371,22 @@ pub async fn rewrap(
     Ok(())
 }
 
+/// Whether `master` opens the repository's key material as stored now.
+///
+/// # Errors
+/// `NotFound` when there is no repository, storage failures, damaged key material.
+pub async fn key_opens(store: &dyn ObjectStore, master: &[u8; 32]) -> Result<bool, EngineError> {
+    let wrapped = store
+        .get(&key(KEYS_OBJECT)?)
+        .await?
+        .ok_or_else(|| EngineError::NotFound("no repository here".into()))?;
+    match Keys::unwrap(&wrapped, master) {
+        Ok(_) => Ok(true),
+        Err(EngineError::WrongKey) => Ok(false),
+        Err(e) => Err(e),
+    }
+}
+
 impl Repository {
     /// Opens the repository with `master`, loading the index.
     ///

@@ -2,7 +2,9 @@
 
 use std::sync::Arc;
 
-use coffer_domain::audit::{AuditEntry, AuditFilter, AuditRecord, GENESIS_HASH, verify_chain};
+use coffer_domain::audit::{
+    AuditAction, AuditChain, AuditEntry, AuditFilter, AuditHead, AuditRecord, ChainState,
+};
 use coffer_domain::auth::{Actor, Permission};
 use coffer_domain::ports::{AuditRepository, Clock};
 
@@ -31,6 +33,31 @@ impl AuditLog {
         Ok(self.repo.append(&entry, self.clock.now()).await?)
     }
 
+    /// Starts the keyed chain after rows of the unkeyed version 1 chain (an installation
+    /// from before the chain was keyed): one row, sealed under the key, that seals their
+    /// head. Nothing when the newest row is keyed already, or there is none. Call it only
+    /// when the audit key was just created: later, an unkeyed tail is a rewrite.
+    ///
+    /// # Errors
+    /// When the trail cannot be read or the row cannot be written.
+    pub async fn seal_unkeyed_tail(&self) -> Result<(), CommonError> {
+        let newest = self.repo.list(&AuditFilter::default(), 1).await?;
+        if newest.first().is_some_and(|row| !row.is_keyed()) {
+            self.record(
+                AuditEntry::new(
+                    "system",
+                    AuditAction::AuditChainKeyed,
+                    &coffer_domain::auth::ClientInfo::default(),
+                )
+                .detail(
+                    "the rows before this one carry the unkeyed version 1 chain; from here on each row is sealed under the audit key",
+                ),
+            )
+            .await?;
+        }
+        Ok(())
+    }
+
     /// Records a failure that is already being reported; a failure to record it is logged
     /// rather than hiding the original error.
     pub async fn record_best_effort(&self, entry: AuditEntry) {
@@ -44,13 +71,15 @@ impl AuditLog {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ChainReport {
     pub rows_checked: u64,
-    /// The first row where the chain breaks, and why.
+    /// The first row where the chain breaks (or the exported head it fails), and why.
     pub first_break: Option<(i64, &'static str)>,
 }
 
 /// Reading and verifying the trail (permission `audit`).
 pub struct AuditService {
     repo: Arc<dyn AuditRepository>,
+    chain: AuditChain,
+    log: AuditLog,
 }
 
 /// Largest page of the audit listing.
@@ -58,8 +87,30 @@ pub const MAX_AUDIT_PAGE: u32 = 500;
 
 impl AuditService {
     #[must_use]
-    pub fn new(repo: Arc<dyn AuditRepository>) -> Self {
-        Self { repo }
+    pub fn new(repo: Arc<dyn AuditRepository>, chain: AuditChain, log: AuditLog) -> Self {
+        Self { repo, chain, log }
+    }
+
+    /// The chain's head, to keep outside Coffer (`coffer audit head`): a later
+    /// [`AuditService::verify`] given it proves no row up to it was cut or rewritten. The
+    /// export is itself recorded, and its row is the head.
+    ///
+    /// # Errors
+    /// `Forbidden` without the `audit` permission; database failures.
+    pub async fn head(&self, actor: &Actor) -> Result<AuditHead, CommonError> {
+        actor.require(Permission::Audit)?;
+        let row = self
+            .log
+            .record(AuditEntry::new(
+                &actor.username,
+                AuditAction::AuditHead,
+                &actor.client,
+            ))
+            .await?;
+        Ok(AuditHead {
+            id: row.id,
+            row_hash: row.row_hash,
+        })
     }
 
     /// Rows matching `filter`, newest first, at most `limit` (capped at 500).
@@ -79,34 +130,71 @@ impl AuditService {
             .await?)
     }
 
-    /// Re-computes the hash chain over every row, in pages.
+    /// Re-computes the keyed chain over every row, in pages; with `head` (an exported
+    /// head), also proves the row it names is still there, unchanged.
     ///
     /// # Errors
     /// `Forbidden` without the `audit` permission; database failures.
-    pub async fn verify(&self, actor: &Actor) -> Result<ChainReport, CommonError> {
+    pub async fn verify(
+        &self,
+        actor: &Actor,
+        head: Option<&AuditHead>,
+    ) -> Result<ChainReport, CommonError> {
         actor.require(Permission::Audit)?;
-        let mut prev = GENESIS_HASH.to_owned();
+        let mut state = ChainState::default();
         let mut after = 0;
         let mut rows_checked = 0u64;
+        let mut head_seen = false;
+        let broken = |rows_checked: u64, id: i64, reason: &'static str| {
+            Ok::<_, CommonError>(ChainReport {
+                rows_checked,
+                first_break: Some((id, reason)),
+            })
+        };
         loop {
             let page = self.repo.scan(after, 1000).await?;
             let Some(last) = page.last() else {
                 break;
             };
             after = last.id;
-            match verify_chain(prev, &page) {
+            match self.chain.verify(state, &page) {
                 Ok(next) => {
-                    prev = next;
+                    state = next;
                     rows_checked += page.len() as u64;
                 }
                 Err(b) => {
                     rows_checked += page.iter().take_while(|r| r.id < b.id).count() as u64;
-                    return Ok(ChainReport {
-                        rows_checked,
-                        first_break: Some((b.id, b.reason)),
-                    });
+                    return broken(rows_checked, b.id, b.reason);
                 }
             }
+            if let Some(head) = head
+                && let Some(row) = page.iter().find(|r| r.id == head.id)
+            {
+                if row.row_hash != head.row_hash {
+                    return broken(
+                        rows_checked,
+                        head.id,
+                        "does not match the exported head (the trail was rewritten)",
+                    );
+                }
+                head_seen = true;
+            }
+        }
+        if let Some(head) = head
+            && !head_seen
+        {
+            return broken(
+                rows_checked,
+                head.id,
+                "is missing: the trail ends before the exported head (rows were cut)",
+            );
+        }
+        if rows_checked > 0 && !state.keyed {
+            return broken(
+                rows_checked,
+                after,
+                "ends in unkeyed rows: the keyed part of the trail was cut",
+            );
         }
         Ok(ChainReport {
             rows_checked,

@@ -1,24 +1,45 @@
-//! `coffer audit verify`: the audit trail's hash chain, re-computed.
+//! `coffer audit verify|head`: the audit trail's keyed chain, re-computed, and its head
+//! exported to prove later that nothing was cut.
 
 use std::process::ExitCode;
 
 use coffer_config::Settings;
+use coffer_domain::audit::AuditHead;
 
 use super::{local_admin, services};
 
 #[derive(Debug, clap::Subcommand)]
 pub enum AuditCommand {
-    /// Re-compute the audit trail's hash chain; report the first row where it breaks
+    /// Re-compute the audit trail's keyed chain; report the first row where it breaks
     /// (exit status 1), which shows a row edited, deleted or inserted behind Coffer's back.
-    Verify,
+    Verify {
+        /// A head printed earlier by `coffer audit head` (ID:HASH): also prove that every
+        /// row up to it is still there, unchanged (a cut tail verifies otherwise).
+        #[arg(long, value_parser = parse_head)]
+        head: Option<AuditHead>,
+    },
+    /// Print the chain's head (ID:HASH, after recording its export). Keep it outside this
+    /// machine — a ticket, a mail, paper — and pass it to `audit verify --head` later.
+    Head,
+}
+
+fn parse_head(text: &str) -> Result<AuditHead, String> {
+    text.parse()
 }
 
 pub async fn run(settings: &Settings, command: AuditCommand) -> anyhow::Result<ExitCode> {
-    let AuditCommand::Verify = command;
     let services = services(settings).await?;
-    let report = services.audit.verify(&local_admin()).await;
+    let result = match command {
+        AuditCommand::Verify { head } => services.audit.verify(&local_admin(), head.as_ref()).await,
+        AuditCommand::Head => {
+            let head = services.audit.head(&local_admin()).await;
+            services.db.close().await?;
+            out!("{}", head?);
+            return Ok(ExitCode::SUCCESS);
+        }
+    };
     services.db.close().await?;
-    let report = report?;
+    let report = result?;
     match report.first_break {
         None => {
             out!("audit trail intact: {} rows verified", report.rows_checked);

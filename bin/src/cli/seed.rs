@@ -94,6 +94,7 @@ pub async fn run(settings: &coffer_config::Settings, command: DevCommand) -> any
         sources,
         force,
         now: chrono::Utc::now(),
+        audit_chain: coffer::audit_chain(settings)?.0,
     };
     let mut meter = Meter::new();
     let started = Instant::now();

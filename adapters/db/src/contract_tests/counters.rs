@@ -10,7 +10,7 @@ use coffer_domain::ports::{
 use coffer_domain::schedule::Schedule;
 use coffer_domain::{SnapshotId, SourceId};
 use sea_orm::ActiveValue::Set;
-use sea_orm::{ActiveModelTrait as _, DatabaseConnection};
+use sea_orm::{DatabaseConnection, EntityTrait as _};
 
 use super::*;
 use crate::entities::backups;
@@ -161,7 +161,8 @@ unmigrated!(
             (3, "partial", 40, 4),
             (4, "ok", 5, 5),
         ] {
-            backups::ActiveModel {
+            // Without RETURNING: the entity knows columns later steps add.
+            backups::Entity::insert(backups::ActiveModel {
                 snapshot_id: Set(snap(n)),
                 source_id: Set(None),
                 source_name: Set("old".to_owned()),
@@ -176,8 +177,8 @@ unmigrated!(
                 duration_ms: Set(0),
                 protected: Set(false),
                 ..Default::default()
-            }
-            .insert(db.connection())
+            })
+            .exec_without_returning(db.connection())
             .await
             .expect("a row from before");
         }

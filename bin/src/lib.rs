@@ -667,7 +667,9 @@ impl Application {
             metrics: coffer_http::metrics::MetricsAccess {
                 token: settings.metrics.token.clone(),
             },
-            trusted_proxies: settings.server.trusted_proxies.clone(),
+            trusted_proxies: coffer_http::auth::TrustedProxies::new(
+                settings.server.trusted_proxies.clone(),
+            ),
             secure_cookies: settings.security.secure_cookies,
         });
         let options = HttpOptions {

@@ -82,7 +82,8 @@ pub struct ServerSettings {
     /// Seconds that in-flight requests get to finish after SIGINT/SIGTERM.
     pub shutdown_timeout_secs: u64,
     /// Reverse proxies (IP addresses) whose `X-Forwarded-For` header is believed for the
-    /// client address in the audit trail. Empty: the socket's address is used.
+    /// client address (audit trail, login throttle). Empty: the socket's address is used;
+    /// forwarding headers from other peers are ignored and warned of once.
     pub trusted_proxies: Vec<std::net::IpAddr>,
 }
 
@@ -264,7 +265,8 @@ pub struct SecuritySettings {
     /// database's reach: whoever holds it and the database can rewrite the trail.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub audit_key_file: Option<PathBuf>,
-    /// Mark the session cookie `Secure`: set to true when users reach Coffer over HTTPS.
+    /// Mark the session and device cookies `Secure`: set to true when users reach Coffer
+    /// over HTTPS.
     pub secure_cookies: bool,
 }
 

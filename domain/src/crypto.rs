@@ -65,10 +65,29 @@ pub enum TokenError {
     Audience,
 }
 
-/// Issues and checks session tokens (JWT, HS256, algorithm pinned).
+/// The claims of a device cookie: "this client logged in as `username` before". It
+/// grants nothing but an exemption from the per-account login limit (see
+/// [`crate::throttle`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DeviceClaims {
+    /// The username it was issued to, as stored.
+    pub username: String,
+    /// Unique per client; its failures are counted under it.
+    pub device_id: String,
+    pub issued_at: DateTime<Utc>,
+    pub expires_at: DateTime<Utc>,
+}
+
+/// Issues and checks session tokens and device cookies (JWT, HS256, algorithm pinned).
+///
+/// Contract: a device token is never accepted by `verify` and a session token never by
+/// `verify_device` (they are signed for different audiences); both are unforgeable
+/// without the session signing key.
 pub trait TokenCodec: Send + Sync {
     fn issue(&self, claims: &SessionClaims) -> Result<Secret, CryptoError>;
     fn verify(&self, token: &str, now: DateTime<Utc>) -> Result<SessionClaims, TokenError>;
+    fn issue_device(&self, claims: &DeviceClaims) -> Result<Secret, CryptoError>;
+    fn verify_device(&self, token: &str, now: DateTime<Utc>) -> Result<DeviceClaims, TokenError>;
 }
 
 /// The master key file: exported for safekeeping, rotated on request.

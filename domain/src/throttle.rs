@@ -1,96 +1,225 @@
 //! Login throttling: a pure policy over failure counters, with time passed in.
 //!
-//! Three counters, so that an attacker can slow a login down but never lock its owner
-//! out for good:
-//! - per (username, client address): after `pair_limit` failures that pair is locked for
-//!   `lockout` — this stops guessing from one place;
-//! - per client address: after `ip_limit` failures (any usernames) the address is locked
-//!   for `lockout` — this stops spraying many names from one place;
-//! - per username, from anywhere: after `user_soft_limit` failures each further attempt
-//!   must wait a delay that doubles per failure up to `max_user_delay` — distributed
-//!   guessing is slowed to a crawl, while the owner, from an address that has not failed,
-//!   waits at most `max_user_delay`.
+//! It follows OWASP's guidance (Authentication and Credential Stuffing cheat sheets,
+//! "device cookies") so that an attacker can slow logins down but cannot keep an
+//! account's owner out:
 //!
-//! Counters forget failures older than `window`; a successful login clears its
-//! (username, address) and username counters.
+//! - **Per client address, growing delays.** An address (IPv4, or an IPv6 /64: one host
+//!   holds a whole /64, see [`address_key`]) may fail `address_free_failures` times; each
+//!   further attempt from it must wait a delay that doubles per failure, from
+//!   `address_base_delay` up to `max_address_delay`. This slows guessing and spraying
+//!   from one place.
+//! - **Per account, a lockout for unknown clients.** After `account_limit` failures for
+//!   one username from clients it does not know, such clients are refused for that
+//!   username for `lockout`. This stops guessing spread over many addresses.
+//! - **Known clients are exempt.** A client holding a valid device cookie issued to that
+//!   username by an earlier successful login (see `TokenCodec::issue_device`) is judged
+//!   by its own counter only: the owner's browser gets in while the account is under
+//!   attack, even from the attacker's address. After `device_limit` failures a device
+//!   cookie stops counting as known for `lockout` (a stolen cookie buys few guesses).
+//! - **Reserved, not checked then recorded.** [`LoginThrottle::begin`] checks *and*
+//!   counts the attempt as a failure under the caller's lock, before the password is
+//!   looked at; a success refunds it ([`LoginThrottle::succeeded`]). So parallel attempts
+//!   cannot all pass the check, and at most `max_in_flight` attempts per address (or per
+//!   device cookie) are being checked at any moment: the queue of password checks is
+//!   bounded per client.
+//! - **Refusals are coalesced.** The first refusal of a lockout is reported for the audit
+//!   trail ([`Refusal::first_of_lockout`]); the further ones are only counted, and when
+//!   the lockout is over [`LoginThrottle::take_finished`] hands back one
+//!   [`LockoutSummary`] with their number. An unauthenticated client cannot grow the
+//!   audit trail by hammering a locked door.
+//!
+//! Counters forget failures after `window` without any; the maps hold at most
+//! `max_entries` each (the stalest idle ones are forgotten first).
 
 use std::collections::HashMap;
+use std::net::IpAddr;
 
 use chrono::{DateTime, TimeDelta, Utc};
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ThrottlePolicy {
-    pub pair_limit: u32,
-    pub ip_limit: u32,
-    pub user_soft_limit: u32,
+    /// Failures from one address before its attempts are delayed.
+    pub address_free_failures: u32,
+    /// The first delay; each further failure doubles it.
+    pub address_base_delay: TimeDelta,
+    /// The longest delay per address.
+    pub max_address_delay: TimeDelta,
+    /// Failures for one username from unknown clients that lock it for them.
+    pub account_limit: u32,
+    /// Failures with one device cookie after which it no longer counts as known.
+    pub device_limit: u32,
+    /// How long an account (for unknown clients) or a device cookie stays locked.
     pub lockout: TimeDelta,
+    /// Counters forget failures after this long without any.
     pub window: TimeDelta,
-    pub max_user_delay: TimeDelta,
-    /// Most counters kept per kind; beyond it the stalest are forgotten (memory bound).
+    /// Attempts per address (or device cookie) being checked at once.
+    pub max_in_flight: u32,
+    /// Most counters kept per kind; beyond it the stalest idle ones are forgotten.
     pub max_entries: usize,
 }
 
 impl Default for ThrottlePolicy {
     fn default() -> Self {
         Self {
-            pair_limit: 5,
-            ip_limit: 20,
-            user_soft_limit: 10,
+            address_free_failures: 5,
+            address_base_delay: TimeDelta::seconds(5),
+            max_address_delay: TimeDelta::minutes(15),
+            account_limit: 10,
+            device_limit: 5,
             lockout: TimeDelta::minutes(15),
-            window: TimeDelta::minutes(15),
-            max_user_delay: TimeDelta::seconds(60),
+            window: TimeDelta::hours(1),
+            max_in_flight: 4,
             max_entries: 10_000,
         }
     }
 }
 
+/// The throttle's key for a client address: an IPv4 address as is (also when it comes
+/// IPv4-mapped, `::ffff:a.b.c.d`), an IPv6 address as its /64 network (`2001:db8::/64`),
+/// no address (the local command line) as `local`, anything unparsable as given.
+#[must_use]
+pub fn address_key(ip: Option<&str>) -> String {
+    let Some(ip) = ip else {
+        return "local".to_owned();
+    };
+    match ip.trim().parse::<IpAddr>().map(|ip| ip.to_canonical()) {
+        Ok(IpAddr::V4(v4)) => v4.to_string(),
+        Ok(IpAddr::V6(v6)) => {
+            let net = u128::from(v6) & !((1u128 << 64) - 1);
+            format!("{}/64", std::net::Ipv6Addr::from(net))
+        }
+        Err(_) => ip.to_owned(),
+    }
+}
+
+/// One login attempt, as the throttle sees it.
+#[derive(Debug, Clone, Copy)]
+pub struct Attempt<'a> {
+    /// The username as typed.
+    pub username: &'a str,
+    /// The client's [`address_key`].
+    pub address: &'a str,
+    /// The id of a valid device cookie issued to this very username, if the client sent
+    /// one.
+    pub device: Option<&'a str>,
+}
+
 /// Why an attempt is refused.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ThrottleReason {
-    /// Too many failures for this username from this address.
-    PairLocked,
-    /// Too many failures from this address.
-    AddressLocked,
-    /// Too many failures for this username; wait before the next attempt.
-    UsernameSlowed,
+    /// This address (or device cookie) already has `max_in_flight` attempts being checked.
+    InFlight,
+    /// Too many failures from this address: wait for the delay.
+    AddressSlowed,
+    /// Too many failures for this username from unknown clients.
+    AccountLocked,
 }
 
+/// What a refusal is counted against.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum LockSubject {
+    Address(String),
+    Account(String),
+    Device(String),
+}
+
+/// An attempt refused.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ThrottleDecision {
-    Allow,
-    Deny {
-        /// Whole seconds to wait (at least 1).
-        retry_after_secs: u64,
-        reason: ThrottleReason,
-    },
+pub struct Refusal {
+    /// Whole seconds to wait (at least 1).
+    pub retry_after_secs: u64,
+    pub reason: ThrottleReason,
+    /// The first refusal of this lockout: record it. Later ones are only counted.
+    pub first_of_lockout: bool,
+}
+
+/// An attempt let through: it is already counted as a failure. Hand it back with
+/// [`LoginThrottle::succeeded`] or [`LoginThrottle::failed`] (also when the attempt is
+/// abandoned), exactly once.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[must_use = "a reservation must be settled with succeeded() or failed()"]
+pub struct Reservation {
+    username: String,
+    address: String,
+    /// Set for a known client: the device cookie's id.
+    device: Option<String>,
+    /// This attempt's reservation locked the account (unknown clients) or the device.
+    locked: bool,
+}
+
+impl Reservation {
+    /// Whether the attempt came from a known client (a valid device cookie).
+    #[must_use]
+    pub const fn known_client(&self) -> bool {
+        self.device.is_some()
+    }
+}
+
+/// A lockout that is over, with how many attempts it refused.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LockoutSummary {
+    pub subject: LockSubject,
+    /// The username of the first refused attempt.
+    pub username: String,
+    /// The address of the first refused attempt.
+    pub address: String,
+    pub first: DateTime<Utc>,
+    pub last: DateTime<Utc>,
+    /// Attempts refused, the first (already reported) included.
+    pub refused: u32,
 }
 
 #[derive(Debug, Clone)]
 struct Counter {
+    /// Failures, attempts in flight included.
     failures: u32,
-    first: DateTime<Utc>,
     last: DateTime<Utc>,
     locked_until: Option<DateTime<Utc>>,
+    in_flight: u32,
 }
 
 impl Counter {
     const fn new(now: DateTime<Utc>) -> Self {
         Self {
             failures: 0,
-            first: now,
             last: now,
             locked_until: None,
+            in_flight: 0,
         }
     }
+
+    fn locked_for(&self, now: DateTime<Utc>) -> Option<u64> {
+        self.locked_until
+            .filter(|until| *until > now)
+            .map(|until| secs_until(until, now))
+    }
+
+    fn idle(&self, now: DateTime<Utc>, window: TimeDelta) -> bool {
+        self.in_flight == 0 && now - self.last > window && self.locked_for(now).is_none()
+    }
+}
+
+#[derive(Debug, Clone)]
+struct Episode {
+    username: String,
+    address: String,
+    first: DateTime<Utc>,
+    last: DateTime<Utc>,
+    until: DateTime<Utc>,
+    refused: u32,
 }
 
 /// The counters. Keep one per server (behind a mutex); it holds no secrets.
 #[derive(Debug, Default)]
 pub struct LoginThrottle {
     policy: ThrottlePolicy,
-    pairs: HashMap<(String, String), Counter>,
     addresses: HashMap<String, Counter>,
-    users: HashMap<String, Counter>,
+    accounts: HashMap<String, Counter>,
+    devices: HashMap<String, Counter>,
+    episodes: HashMap<LockSubject, Episode>,
+    /// Lockouts over, not yet taken.
+    finished: Vec<LockoutSummary>,
 }
 
 fn secs_until(until: DateTime<Utc>, now: DateTime<Utc>) -> u64 {
@@ -98,53 +227,33 @@ fn secs_until(until: DateTime<Utc>, now: DateTime<Utc>) -> u64 {
     u64::try_from((ms + 999) / 1000).unwrap_or(1).max(1)
 }
 
-fn locked(counter: Option<&Counter>, now: DateTime<Utc>) -> Option<u64> {
-    counter
-        .and_then(|c| c.locked_until)
-        .filter(|until| *until > now)
-        .map(|until| secs_until(until, now))
-}
-
-/// Adds a failure; returns true when this failure starts a lockout.
-fn bump<K: std::hash::Hash + Eq + Clone>(
-    map: &mut HashMap<K, Counter>,
-    key: &K,
+/// The counter for `key`, made room for and started afresh when idle past the window.
+fn counter<'m>(
+    map: &'m mut HashMap<String, Counter>,
+    key: &str,
     now: DateTime<Utc>,
     policy: &ThrottlePolicy,
-    limit: Option<u32>,
-) -> bool {
+) -> &'m mut Counter {
     if map.len() >= policy.max_entries && !map.contains_key(key) {
         prune(map, now, policy);
     }
-    let counter = map.entry(key.clone()).or_insert_with(|| Counter::new(now));
-    if now - counter.last > policy.window && counter.locked_until.is_none_or(|u| u <= now) {
+    let counter = map
+        .entry(key.to_owned())
+        .or_insert_with(|| Counter::new(now));
+    if counter.idle(now, policy.window) {
         *counter = Counter::new(now);
     }
-    counter.failures += 1;
-    counter.last = now;
-    match limit {
-        Some(limit)
-            if counter.failures >= limit && counter.locked_until.is_none_or(|u| u <= now) =>
-        {
-            counter.locked_until = Some(now + policy.lockout);
-            counter.failures = 0;
-            counter.first = now;
-            true
-        }
-        _ => false,
-    }
+    counter
 }
 
-/// Forgets expired counters, then the stalest, until there is room for one more.
-fn prune<K: std::hash::Hash + Eq + Clone>(
-    map: &mut HashMap<K, Counter>,
-    now: DateTime<Utc>,
-    policy: &ThrottlePolicy,
-) {
-    map.retain(|_, c| now - c.last <= policy.window || c.locked_until.is_some_and(|u| u > now));
+/// Forgets idle counters, then the stalest without attempts in flight, until there is
+/// room for one more.
+fn prune(map: &mut HashMap<String, Counter>, now: DateTime<Utc>, policy: &ThrottlePolicy) {
+    map.retain(|_, c| !c.idle(now, policy.window));
     while map.len() >= policy.max_entries {
         let Some(stalest) = map
             .iter()
+            .filter(|(_, c)| c.in_flight == 0)
             .min_by_key(|(_, c)| c.last)
             .map(|(k, _)| k.clone())
         else {
@@ -152,6 +261,19 @@ fn prune<K: std::hash::Hash + Eq + Clone>(
         };
         map.remove(&stalest);
     }
+}
+
+/// When the next attempt from an address with `c`'s failures may come, if not now.
+fn address_ready(
+    c: &Counter,
+    now: DateTime<Utc>,
+    policy: &ThrottlePolicy,
+) -> Option<DateTime<Utc>> {
+    let excess = c.failures.checked_sub(policy.address_free_failures)?;
+    let factor = 1_i32 << excess.min(20);
+    let delay = (policy.address_base_delay * factor).min(policy.max_address_delay);
+    let ready = c.last + delay;
+    (now < ready).then_some(ready)
 }
 
 impl LoginThrottle {
@@ -163,66 +285,223 @@ impl LoginThrottle {
         }
     }
 
-    /// Whether an attempt for `username` from `address` may proceed now.
-    #[must_use]
-    pub fn check(&self, username: &str, address: &str, now: DateTime<Utc>) -> ThrottleDecision {
-        let pair = (username.to_owned(), address.to_owned());
-        if let Some(secs) = locked(self.pairs.get(&pair), now) {
-            return ThrottleDecision::Deny {
-                retry_after_secs: secs,
-                reason: ThrottleReason::PairLocked,
-            };
+    /// Checks an attempt and, when it may proceed, counts it as a failure at once (the
+    /// check and the count under one lock). Call before looking at the password.
+    ///
+    /// # Errors
+    /// A [`Refusal`] with the wait when the attempt may not proceed now.
+    pub fn begin(
+        &mut self,
+        attempt: &Attempt<'_>,
+        now: DateTime<Utc>,
+    ) -> Result<Reservation, Refusal> {
+        let policy = self.policy.clone();
+        let known = attempt.device.filter(|d| {
+            self.devices
+                .get(*d)
+                .is_none_or(|c| c.locked_for(now).is_none())
+        });
+        if let Some(device) = known {
+            let c = counter(&mut self.devices, device, now, &policy);
+            if c.in_flight >= policy.max_in_flight {
+                return Err(self.refuse(
+                    LockSubject::Device(device.to_owned()),
+                    ThrottleReason::InFlight,
+                    now + TimeDelta::seconds(1),
+                    attempt,
+                    now,
+                ));
+            }
+            c.failures += 1;
+            c.in_flight += 1;
+            c.last = now;
+            let locked = c.failures >= policy.device_limit;
+            if locked {
+                c.locked_until = Some(now + policy.lockout);
+                c.failures = 0;
+            }
+            return Ok(Reservation {
+                username: attempt.username.to_owned(),
+                address: attempt.address.to_owned(),
+                device: Some(device.to_owned()),
+                locked,
+            });
         }
-        if let Some(secs) = locked(self.addresses.get(address), now) {
-            return ThrottleDecision::Deny {
-                retry_after_secs: secs,
-                reason: ThrottleReason::AddressLocked,
-            };
+
+        let address = counter(&mut self.addresses, attempt.address, now, &policy);
+        let refusal = if address.in_flight >= policy.max_in_flight {
+            Some((ThrottleReason::InFlight, now + TimeDelta::seconds(1)))
+        } else {
+            address_ready(address, now, &policy).map(|at| (ThrottleReason::AddressSlowed, at))
+        };
+        if let Some((reason, until)) = refusal {
+            let subject = LockSubject::Address(attempt.address.to_owned());
+            return Err(self.refuse(subject, reason, until, attempt, now));
         }
-        if let Some(user) = self.users.get(username)
-            && user.failures >= self.policy.user_soft_limit
-            && now - user.last <= self.policy.window
-        {
-            let excess = user.failures - self.policy.user_soft_limit;
-            let delay = TimeDelta::seconds(1_i64 << excess.min(20)).min(self.policy.max_user_delay);
-            let ready = user.last + delay;
-            if now < ready {
-                return ThrottleDecision::Deny {
-                    retry_after_secs: secs_until(ready, now),
-                    reason: ThrottleReason::UsernameSlowed,
-                };
+        let account = counter(&mut self.accounts, attempt.username, now, &policy);
+        if let Some(until) = account.locked_until.filter(|u| *u > now) {
+            let subject = LockSubject::Account(attempt.username.to_owned());
+            return Err(self.refuse(subject, ThrottleReason::AccountLocked, until, attempt, now));
+        }
+        account.failures += 1;
+        account.last = now;
+        let locked = account.failures >= policy.account_limit;
+        if locked {
+            account.locked_until = Some(now + policy.lockout);
+            account.failures = 0;
+        }
+        // Borrowed again: `refuse` and the account's counter needed `self` in between.
+        let address = counter(&mut self.addresses, attempt.address, now, &policy);
+        address.failures += 1;
+        address.in_flight += 1;
+        address.last = now;
+        Ok(Reservation {
+            username: attempt.username.to_owned(),
+            address: attempt.address.to_owned(),
+            device: None,
+            locked,
+        })
+    }
+
+    /// The attempt failed (or was abandoned): its failure stays counted. Returns true when
+    /// further attempts like it are now throttled.
+    pub fn failed(&mut self, reservation: Reservation, now: DateTime<Utc>) -> bool {
+        // Taken apart: a reservation is settled once.
+        let Reservation {
+            address,
+            device,
+            locked,
+            ..
+        } = reservation;
+        if let Some(device) = device {
+            if let Some(c) = self.devices.get_mut(&device) {
+                c.in_flight = c.in_flight.saturating_sub(1);
+                c.last = now;
+            }
+            return locked;
+        }
+        let mut slowed = false;
+        if let Some(c) = self.addresses.get_mut(&address) {
+            c.in_flight = c.in_flight.saturating_sub(1);
+            // The delay runs from the failure, not from when the check began.
+            c.last = now;
+            slowed = c.failures >= self.policy.address_free_failures;
+        }
+        locked || slowed
+    }
+
+    /// The attempt succeeded: its failure is refunded, and the owner's account counter
+    /// (or device counter) starts afresh. A lock that another attempt set stays.
+    pub fn succeeded(&mut self, reservation: Reservation) {
+        let Reservation {
+            username,
+            address,
+            device,
+            locked,
+        } = reservation;
+        if let Some(device) = device {
+            if let Some(c) = self.devices.get_mut(&device) {
+                c.in_flight = c.in_flight.saturating_sub(1);
+                c.failures = 0;
+                if locked {
+                    c.locked_until = None;
+                }
+            }
+            return;
+        }
+        if let Some(c) = self.addresses.get_mut(&address) {
+            c.in_flight = c.in_flight.saturating_sub(1);
+            c.failures = c.failures.saturating_sub(1);
+        }
+        if let Some(c) = self.accounts.get_mut(&username) {
+            if locked {
+                c.locked_until = None;
+            }
+            if c.locked_until.is_none() {
+                c.failures = 0;
             }
         }
-        ThrottleDecision::Allow
     }
 
-    /// Records a failed attempt. Returns true when it locked the pair or the address.
-    pub fn record_failure(&mut self, username: &str, address: &str, now: DateTime<Utc>) -> bool {
-        let policy = self.policy.clone();
-        let pair = (username.to_owned(), address.to_owned());
-        let pair_locked = bump(
-            &mut self.pairs,
-            &pair,
-            now,
-            &policy,
-            Some(policy.pair_limit),
-        );
-        let address_locked = bump(
-            &mut self.addresses,
-            &address.to_owned(),
-            now,
-            &policy,
-            Some(policy.ip_limit),
-        );
-        bump(&mut self.users, &username.to_owned(), now, &policy, None);
-        pair_locked || address_locked
+    /// Lockouts that are over by `now` and refused more than their first attempt, each
+    /// with its count (the first refusal was reported when it happened).
+    pub fn take_finished(&mut self, now: DateTime<Utc>) -> Vec<LockoutSummary> {
+        let over: Vec<LockSubject> = self
+            .episodes
+            .iter()
+            .filter(|(_, e)| e.until <= now)
+            .map(|(s, _)| s.clone())
+            .collect();
+        for subject in over {
+            self.finish(&subject);
+        }
+        std::mem::take(&mut self.finished)
     }
 
-    /// Records a successful login: the owner's counters start afresh.
-    pub fn record_success(&mut self, username: &str, address: &str) {
-        self.pairs
-            .remove(&(username.to_owned(), address.to_owned()));
-        self.users.remove(username);
+    fn finish(&mut self, subject: &LockSubject) {
+        if let Some(e) = self.episodes.remove(subject)
+            && e.refused > 1
+        {
+            self.finished.push(LockoutSummary {
+                subject: subject.clone(),
+                username: e.username,
+                address: e.address,
+                first: e.first,
+                last: e.last,
+                refused: e.refused,
+            });
+        }
+    }
+
+    fn refuse(
+        &mut self,
+        subject: LockSubject,
+        reason: ThrottleReason,
+        until: DateTime<Utc>,
+        attempt: &Attempt<'_>,
+        now: DateTime<Utc>,
+    ) -> Refusal {
+        let secs = secs_until(until, now);
+        if let Some(e) = self.episodes.get_mut(&subject)
+            && e.until > now
+        {
+            e.refused += 1;
+            e.last = now;
+            e.until = e.until.max(until);
+            return Refusal {
+                retry_after_secs: secs,
+                reason,
+                first_of_lockout: false,
+            };
+        }
+        self.finish(&subject);
+        if self.episodes.len() >= self.policy.max_entries {
+            // Memory bound: the lockout ending first is reported now.
+            if let Some(first) = self
+                .episodes
+                .iter()
+                .min_by_key(|(_, e)| e.until)
+                .map(|(s, _)| s.clone())
+            {
+                self.finish(&first);
+            }
+        }
+        self.episodes.insert(
+            subject,
+            Episode {
+                username: attempt.username.to_owned(),
+                address: attempt.address.to_owned(),
+                first: now,
+                last: now,
+                until,
+                refused: 1,
+            },
+        );
+        Refusal {
+            retry_after_secs: secs,
+            reason,
+            first_of_lockout: true,
+        }
     }
 }
 
@@ -240,111 +519,217 @@ mod tests {
         TimeDelta::seconds(n)
     }
 
+    fn unknown<'a>(username: &'a str, address: &'a str) -> Attempt<'a> {
+        Attempt {
+            username,
+            address,
+            device: None,
+        }
+    }
+
+    /// A failed attempt, start to end, at `now`.
+    fn fail(t: &mut LoginThrottle, a: &Attempt<'_>, now: DateTime<Utc>) -> Result<bool, Refusal> {
+        let r = t.begin(a, now)?;
+        Ok(t.failed(r, now))
+    }
+
     #[test]
-    fn five_failures_lock_the_pair_for_fifteen_minutes() {
+    fn address_keys_aggregate_ipv6_by_64_and_unmap_ipv4() {
+        assert_eq!(address_key(Some("203.0.113.9")), "203.0.113.9");
+        assert_eq!(address_key(Some("::ffff:203.0.113.9")), "203.0.113.9");
+        assert_eq!(address_key(Some("2001:db8:1:2::1")), "2001:db8:1:2::/64");
+        assert_eq!(
+            address_key(Some("2001:db8:1:2:ffff:eeee:dddd:cccc")),
+            "2001:db8:1:2::/64"
+        );
+        assert_ne!(
+            address_key(Some("2001:db8:1:3::1")),
+            address_key(Some("2001:db8:1:2::1"))
+        );
+        assert_eq!(address_key(Some("::1")), "::/64");
+        assert_eq!(address_key(None), "local");
+        assert_eq!(address_key(Some("not an ip")), "not an ip");
+    }
+
+    #[test]
+    fn delays_per_address_grow_and_are_capped() {
         let mut t = LoginThrottle::default();
         let now = t0();
-        for i in 0..4 {
-            assert!(!t.record_failure("admin", "10.0.0.9", now + secs(i)));
+        for i in 0..5 {
             assert_eq!(
-                t.check("admin", "10.0.0.9", now + secs(i)),
-                ThrottleDecision::Allow
+                fail(&mut t, &unknown(&format!("u{i}"), "10.0.0.9"), now),
+                Ok(i == 4),
+                "free failure {i}"
             );
         }
-        assert!(t.record_failure("admin", "10.0.0.9", now + secs(4)));
-        assert_eq!(
-            t.check("admin", "10.0.0.9", now + secs(5)),
-            ThrottleDecision::Deny {
-                retry_after_secs: 899,
-                reason: ThrottleReason::PairLocked
-            }
+        // Five failures: 5 s, then 10, 20, ... from the last failure, at most 15 minutes.
+        let mut at = now;
+        for (i, expected) in [5, 10, 20, 40, 80, 160, 320, 640, 900, 900]
+            .into_iter()
+            .enumerate()
+        {
+            let name = format!("x{i}");
+            let refused = fail(&mut t, &unknown(&name, "10.0.0.9"), at).expect_err("slowed");
+            assert_eq!(refused.reason, ThrottleReason::AddressSlowed);
+            assert_eq!(refused.retry_after_secs, expected);
+            at += secs(i64::try_from(expected).unwrap());
+            assert_eq!(fail(&mut t, &unknown(&name, "10.0.0.9"), at), Ok(true));
+        }
+        // Another address is not slowed.
+        assert_eq!(fail(&mut t, &unknown("x", "10.0.0.1"), at), Ok(false));
+        // An hour without failures and the address starts afresh.
+        let later = at + TimeDelta::hours(1) + secs(1);
+        assert_eq!(fail(&mut t, &unknown("y", "10.0.0.9"), later), Ok(false));
+    }
+
+    #[test]
+    fn a_burst_is_bounded_by_reservations_and_in_flight_attempts() {
+        let mut t = LoginThrottle::default();
+        let now = t0();
+        // Fifty attempts begun before any has finished.
+        let results: Vec<_> = (0..50)
+            .map(|_| t.begin(&unknown("admin", "10.0.0.9"), now))
+            .collect();
+        let passed = results.iter().filter(|r| r.is_ok()).count();
+        assert_eq!(passed, 4, "at most max_in_flight at once");
+        assert!(
+            results
+                .iter()
+                .filter_map(|r| r.as_ref().err())
+                .all(|r| r.reason == ThrottleReason::InFlight && r.retry_after_secs == 1)
         );
-        // The owner, from elsewhere, is not locked out.
+        for r in results.into_iter().flatten() {
+            t.failed(r, now);
+        }
+        // The fifth is let through, then the address waits.
+        assert_eq!(fail(&mut t, &unknown("admin", "10.0.0.9"), now), Ok(true));
         assert_eq!(
-            t.check("admin", "10.0.0.1", now + secs(5)),
-            ThrottleDecision::Allow
+            t.begin(&unknown("admin", "10.0.0.9"), now)
+                .expect_err("slowed")
+                .reason,
+            ThrottleReason::AddressSlowed
         );
+    }
+
+    #[test]
+    fn a_success_refunds_its_reservation() {
+        let mut t = LoginThrottle::default();
+        let now = t0();
+        // A busy office behind one address: many logins, all fine, never slowed.
+        for _ in 0..100 {
+            let r = t
+                .begin(&unknown("alice", "10.0.0.9"), now)
+                .expect("allowed");
+            t.succeeded(r);
+        }
+        for _ in 0..4 {
+            assert_eq!(fail(&mut t, &unknown("alice", "10.0.0.9"), now), Ok(false));
+        }
+        // The owner's success clears their account's failures, not the address's.
+        let r = t
+            .begin(&unknown("alice", "10.0.0.9"), now)
+            .expect("allowed");
+        t.succeeded(r);
+        assert_eq!(fail(&mut t, &unknown("bob", "10.0.0.9"), now), Ok(true));
+    }
+
+    #[test]
+    fn an_account_locks_for_unknown_clients_but_not_for_known_ones() {
+        let mut t = LoginThrottle::default();
+        let now = t0();
+        // Distributed guessing: one failure from each of ten addresses.
+        for i in 0..10 {
+            let locked =
+                fail(&mut t, &unknown("admin", &format!("10.0.{i}.1")), now).expect("allowed");
+            assert_eq!(locked, i == 9);
+        }
+        let refused = t
+            .begin(&unknown("admin", "192.168.1.1"), now)
+            .expect_err("locked");
+        assert_eq!(refused.reason, ThrottleReason::AccountLocked);
+        assert_eq!(refused.retry_after_secs, 900);
+        // The owner's browser, with its device cookie, gets in, even from an address
+        // that is being slowed.
+        for _ in 0..5 {
+            let _ = fail(&mut t, &unknown("someone", "10.0.0.1"), now);
+        }
+        let known = Attempt {
+            username: "admin",
+            address: "10.0.0.1",
+            device: Some("dev-1"),
+        };
+        let r = t.begin(&known, now).expect("known client");
+        assert!(r.known_client());
+        t.succeeded(r);
+        // Other users are not affected by admin's lock.
+        assert!(t.begin(&unknown("bob", "192.168.1.1"), now).is_ok());
         // The lock ends.
-        assert_eq!(
-            t.check("admin", "10.0.0.9", now + secs(4) + TimeDelta::minutes(15)),
-            ThrottleDecision::Allow
+        assert!(
+            t.begin(
+                &unknown("admin", "192.168.1.2"),
+                now + TimeDelta::minutes(15)
+            )
+            .is_ok()
         );
     }
 
     #[test]
-    fn spraying_names_from_one_address_locks_the_address() {
+    fn a_device_cookie_that_fails_too_often_is_no_longer_known() {
         let mut t = LoginThrottle::default();
         let now = t0();
-        let mut locked = false;
-        for i in 0..20 {
-            locked = t.record_failure(&format!("user{i}"), "10.0.0.9", now);
+        let stolen = Attempt {
+            username: "admin",
+            address: "10.0.0.66",
+            device: Some("dev-1"),
+        };
+        for i in 0..5 {
+            assert_eq!(fail(&mut t, &stolen, now), Ok(i == 4));
         }
-        assert!(locked);
-        assert!(matches!(
-            t.check("someone-else", "10.0.0.9", now),
-            ThrottleDecision::Deny {
-                reason: ThrottleReason::AddressLocked,
-                ..
-            }
-        ));
-        assert_eq!(
-            t.check("someone-else", "10.0.0.1", now),
-            ThrottleDecision::Allow
-        );
+        // Now judged as an unknown client: the address's counter starts.
+        let r = t.begin(&stolen, now).expect("as unknown");
+        assert!(!r.known_client());
+        t.failed(r, now);
     }
 
     #[test]
-    fn distributed_guessing_is_slowed_never_locked() {
+    fn refusals_are_coalesced_into_one_report_per_lockout() {
         let mut t = LoginThrottle::default();
         let now = t0();
-        for i in 0..10 {
-            t.record_failure("admin", &format!("10.0.{i}.1"), now);
+        for i in 0..5 {
+            let _ = fail(&mut t, &unknown(&format!("u{i}"), "10.0.0.9"), now);
         }
-        // 10 failures: next attempt must wait 1 s.
+        let first = t.begin(&unknown("x", "10.0.0.9"), now).expect_err("slowed");
+        assert!(first.first_of_lockout);
+        for i in 1..30 {
+            let again = t
+                .begin(
+                    &unknown("x", "10.0.0.9"),
+                    now + TimeDelta::milliseconds(i * 100),
+                )
+                .expect_err("slowed");
+            assert!(!again.first_of_lockout);
+        }
+        assert!(t.take_finished(now + secs(4)).is_empty(), "not over yet");
+        let over = t.take_finished(now + secs(5));
         assert_eq!(
-            t.check("admin", "192.168.1.1", now),
-            ThrottleDecision::Deny {
-                retry_after_secs: 1,
-                reason: ThrottleReason::UsernameSlowed
-            }
+            over,
+            [LockoutSummary {
+                subject: LockSubject::Address("10.0.0.9".into()),
+                username: "x".into(),
+                address: "10.0.0.9".into(),
+                first: now,
+                last: now + TimeDelta::milliseconds(2900),
+                refused: 30,
+            }]
         );
-        assert_eq!(
-            t.check("admin", "192.168.1.1", now + secs(1)),
-            ThrottleDecision::Allow
-        );
-        // The delay doubles, up to a minute, never more.
-        for i in 10..40 {
-            t.record_failure("admin", &format!("10.1.{i}.1"), now);
-        }
-        assert_eq!(
-            t.check("admin", "192.168.1.1", now),
-            ThrottleDecision::Deny {
-                retry_after_secs: 60,
-                reason: ThrottleReason::UsernameSlowed
-            }
-        );
-        assert_eq!(
-            t.check("admin", "192.168.1.1", now + secs(60)),
-            ThrottleDecision::Allow
-        );
-    }
-
-    #[test]
-    fn success_clears_the_owners_counters_and_old_failures_are_forgotten() {
-        let mut t = LoginThrottle::default();
-        let now = t0();
-        for _ in 0..4 {
-            t.record_failure("admin", "10.0.0.9", now);
-        }
-        t.record_success("admin", "10.0.0.9");
-        for _ in 0..4 {
-            assert!(!t.record_failure("admin", "10.0.0.9", now));
-        }
-        // Failures spread over more than the window never add up to a lock.
-        let mut t = LoginThrottle::default();
-        for i in 0..10 {
-            assert!(!t.record_failure("bob", "10.0.0.9", now + TimeDelta::minutes(16 * i)));
-        }
+        assert!(t.take_finished(now + secs(6)).is_empty(), "reported once");
+        // A lockout that refused one attempt needs no second report.
+        let _ = fail(&mut t, &unknown("x", "10.0.0.9"), now + secs(5));
+        let one = t
+            .begin(&unknown("x", "10.0.0.9"), now + secs(5))
+            .expect_err("slowed");
+        assert!(one.first_of_lockout);
+        assert!(t.take_finished(now + secs(60)).is_empty());
     }
 
     #[test]
@@ -355,8 +740,21 @@ mod tests {
         });
         let now = t0();
         for i in 0..1000 {
-            t.record_failure(&format!("u{i}"), &format!("a{i}"), now + secs(i));
+            let _ = fail(
+                &mut t,
+                &unknown(&format!("u{i}"), &format!("a{i}")),
+                now + secs(i),
+            );
+            let device = format!("d{i}");
+            let known = Attempt {
+                username: "u",
+                address: "a",
+                device: Some(&device),
+            };
+            if let Ok(r) = t.begin(&known, now + secs(i)) {
+                t.failed(r, now + secs(i));
+            }
         }
-        assert!(t.pairs.len() <= 100 && t.addresses.len() <= 100 && t.users.len() <= 100);
+        assert!(t.addresses.len() <= 100 && t.accounts.len() <= 100 && t.devices.len() <= 100);
     }
 }

@@ -11,7 +11,7 @@
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use chrono::{DateTime, TimeDelta, Utc};
-use coffer_domain::crypto::{CryptoError, SessionClaims, TokenCodec, TokenError};
+use coffer_domain::crypto::{CryptoError, DeviceClaims, SessionClaims, TokenCodec, TokenError};
 use coffer_domain::secrets::Secret;
 use jsonwebtoken::errors::ErrorKind;
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
@@ -19,6 +19,8 @@ use serde::{Deserialize, Serialize};
 
 pub const ISSUER: &str = "coffer";
 pub const AUDIENCE: &str = "coffer-api";
+/// The audience of device cookies: no session token passes for one, nor the reverse.
+pub const DEVICE_AUDIENCE: &str = "coffer-device";
 /// Clock skew tolerated on `iat`.
 const LEEWAY_SECS: i64 = 60;
 
@@ -27,6 +29,7 @@ pub struct Hs256Tokens {
     encoding: EncodingKey,
     decoding: DecodingKey,
     validation: Validation,
+    device_validation: Validation,
 }
 
 impl std::fmt::Debug for Hs256Tokens {
@@ -57,6 +60,19 @@ struct Claims {
     csrf: String,
 }
 
+#[derive(Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct DeviceBody {
+    iss: String,
+    aud: String,
+    /// The username.
+    sub: String,
+    /// The device id.
+    jti: String,
+    iat: i64,
+    exp: i64,
+}
+
 impl Hs256Tokens {
     #[must_use]
     pub fn new(key: [u8; 32]) -> Self {
@@ -68,13 +84,43 @@ impl Hs256Tokens {
         validation.set_required_spec_claims(&["exp", "iss", "aud", "sub"]);
         validation.set_issuer(&[ISSUER]);
         validation.set_audience(&[AUDIENCE]);
+        let mut device_validation = validation.clone();
+        device_validation.set_audience(&[DEVICE_AUDIENCE]);
         Self {
             // A 32-byte key is never empty, the only key HS256 refuses.
             encoding: EncodingKey::from_secret(&key).expect("a 256-bit HMAC key"),
             decoding: DecodingKey::from_secret(&key).expect("a 256-bit HMAC key"),
             validation,
+            device_validation,
         }
     }
+}
+
+fn map_decode_error(e: jsonwebtoken::errors::Error) -> TokenError {
+    match e.into_kind() {
+        ErrorKind::InvalidAlgorithm => TokenError::Algorithm,
+        ErrorKind::InvalidSignature => TokenError::Signature,
+        ErrorKind::InvalidIssuer | ErrorKind::InvalidAudience => TokenError::Audience,
+        ErrorKind::ExpiredSignature => TokenError::Expired,
+        _ => TokenError::Malformed,
+    }
+}
+
+/// The times of a decoded token, checked against `now` (no leeway on expiry).
+fn check_times(
+    iat: i64,
+    exp: i64,
+    now: DateTime<Utc>,
+) -> Result<(DateTime<Utc>, DateTime<Utc>), TokenError> {
+    let issued_at = DateTime::from_timestamp(iat, 0).ok_or(TokenError::Malformed)?;
+    let expires_at = DateTime::from_timestamp(exp, 0).ok_or(TokenError::Malformed)?;
+    if now >= expires_at {
+        return Err(TokenError::Expired);
+    }
+    if issued_at > now + TimeDelta::seconds(LEEWAY_SECS) || issued_at >= expires_at {
+        return Err(TokenError::Malformed);
+    }
+    Ok((issued_at, expires_at))
 }
 
 /// Refuses, before the signature is checked, a token whose header names any algorithm
@@ -117,22 +163,9 @@ impl TokenCodec for Hs256Tokens {
     fn verify(&self, token: &str, now: DateTime<Utc>) -> Result<SessionClaims, TokenError> {
         pin_algorithm(token)?;
         let claims = jsonwebtoken::decode::<Claims>(token, &self.decoding, &self.validation)
-            .map_err(|e| match e.into_kind() {
-                ErrorKind::InvalidAlgorithm => TokenError::Algorithm,
-                ErrorKind::InvalidSignature => TokenError::Signature,
-                ErrorKind::InvalidIssuer | ErrorKind::InvalidAudience => TokenError::Audience,
-                ErrorKind::ExpiredSignature => TokenError::Expired,
-                _ => TokenError::Malformed,
-            })?
+            .map_err(map_decode_error)?
             .claims;
-        let issued_at = DateTime::from_timestamp(claims.iat, 0).ok_or(TokenError::Malformed)?;
-        let expires_at = DateTime::from_timestamp(claims.exp, 0).ok_or(TokenError::Malformed)?;
-        if now >= expires_at {
-            return Err(TokenError::Expired);
-        }
-        if issued_at > now + TimeDelta::seconds(LEEWAY_SECS) || issued_at >= expires_at {
-            return Err(TokenError::Malformed);
-        }
+        let (issued_at, expires_at) = check_times(claims.iat, claims.exp, now)?;
         let subject = claims.sub.parse().map_err(|_| TokenError::Malformed)?;
         if claims.jti.is_empty() || claims.csrf.is_empty() {
             return Err(TokenError::Malformed);
@@ -144,6 +177,38 @@ impl TokenCodec for Hs256Tokens {
             expires_at,
             generation: claims.generation,
             csrf: claims.csrf,
+        })
+    }
+
+    fn issue_device(&self, claims: &DeviceClaims) -> Result<Secret, CryptoError> {
+        let body = DeviceBody {
+            iss: ISSUER.to_owned(),
+            aud: DEVICE_AUDIENCE.to_owned(),
+            sub: claims.username.clone(),
+            jti: claims.device_id.clone(),
+            iat: claims.issued_at.timestamp(),
+            exp: claims.expires_at.timestamp(),
+        };
+        jsonwebtoken::encode(&Header::new(Algorithm::HS256), &body, &self.encoding)
+            .map(Secret::new)
+            .map_err(|e| CryptoError(e.to_string()))
+    }
+
+    fn verify_device(&self, token: &str, now: DateTime<Utc>) -> Result<DeviceClaims, TokenError> {
+        pin_algorithm(token)?;
+        let claims =
+            jsonwebtoken::decode::<DeviceBody>(token, &self.decoding, &self.device_validation)
+                .map_err(map_decode_error)?
+                .claims;
+        let (issued_at, expires_at) = check_times(claims.iat, claims.exp, now)?;
+        if claims.sub.is_empty() || claims.jti.is_empty() {
+            return Err(TokenError::Malformed);
+        }
+        Ok(DeviceClaims {
+            username: claims.sub,
+            device_id: claims.jti,
+            issued_at,
+            expires_at,
         })
     }
 }
@@ -286,5 +351,28 @@ mod tests {
         for junk in ["", "a.b", "a.b.c.d", "...", "not a token"] {
             assert!(codec().verify(junk, now()).is_err(), "{junk}");
         }
+    }
+
+    #[test]
+    fn device_tokens_and_session_tokens_never_pass_for_each_other() {
+        let device = DeviceClaims {
+            username: "admin".to_owned(),
+            device_id: "dev-1".to_owned(),
+            issued_at: now(),
+            expires_at: now() + TimeDelta::days(90),
+        };
+        let token = codec().issue_device(&device).expect("issue");
+        assert_eq!(codec().verify_device(token.expose(), now()), Ok(device));
+        assert!(codec().verify(token.expose(), now()).is_err());
+        let session = codec().issue(&claims()).expect("issue");
+        assert!(codec().verify_device(session.expose(), now()).is_err());
+        assert_eq!(
+            Hs256Tokens::new([8u8; 32]).verify_device(token.expose(), now()),
+            Err(TokenError::Signature)
+        );
+        assert_eq!(
+            codec().verify_device(token.expose(), now() + TimeDelta::days(90)),
+            Err(TokenError::Expired)
+        );
     }
 }

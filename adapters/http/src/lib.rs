@@ -21,8 +21,6 @@ mod web;
 
 use std::sync::Arc;
 
-use std::net::IpAddr;
-
 use coffer_application::{
     AlertService, AuditService, AuthService, BackupService, CatalogService, DashboardService,
     JobService, MaintenanceService, ReportService, RestoreService, RetentionService,
@@ -78,7 +76,7 @@ pub struct AppState {
     /// Who may scrape `/metrics`.
     pub metrics: metrics::MetricsAccess,
     /// Reverse proxies whose `X-Forwarded-For` is believed.
-    pub trusted_proxies: Vec<IpAddr>,
+    pub trusted_proxies: auth::TrustedProxies,
     /// Mark the session cookie `Secure` (set when served over HTTPS).
     pub secure_cookies: bool,
 }

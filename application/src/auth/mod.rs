@@ -5,10 +5,15 @@ use std::sync::{Arc, Mutex};
 use chrono::{DateTime, TimeDelta, Utc};
 use coffer_domain::audit::{AuditAction, AuditEntry};
 use coffer_domain::auth::{Actor, ClientInfo, Permission, Username, check_password};
-use coffer_domain::crypto::{PasswordCheck, PasswordHasher, SessionClaims, TokenCodec};
+use coffer_domain::crypto::{
+    DeviceClaims, PasswordCheck, PasswordHasher, SessionClaims, TokenCodec,
+};
 use coffer_domain::ports::{Clock, SessionRevocations, User, UserRepository};
 use coffer_domain::secrets::Secret;
-use coffer_domain::throttle::{LoginThrottle, ThrottleDecision, ThrottlePolicy, ThrottleReason};
+use coffer_domain::throttle::{
+    Attempt, LockSubject, LockoutSummary, LoginThrottle, Reservation, ThrottlePolicy,
+    ThrottleReason, address_key,
+};
 
 use crate::audit::AuditLog;
 use crate::error::{CodedError, CommonError, ErrorClass};
@@ -69,7 +74,19 @@ pub struct Session {
     pub csrf: String,
     pub expires_at: DateTime<Utc>,
     pub user: User,
+    /// The device cookie to (re)set: proof that this client logged in to this account.
+    pub device: DeviceToken,
 }
+
+/// A device cookie's value and end.
+#[derive(Debug, Clone)]
+pub struct DeviceToken {
+    pub token: Secret,
+    pub expires_at: DateTime<Utc>,
+}
+
+/// How long a device cookie stays valid; every successful login renews it.
+pub const DEVICE_TTL: TimeDelta = TimeDelta::days(90);
 
 /// The message of every failed login, whatever failed: it must not tell an attacker
 /// whether the username exists, the account is disabled or the password was wrong.
@@ -119,43 +136,77 @@ impl AuthService {
 
     /// Checks a username and password and opens a session.
     ///
+    /// `device_token` is the client's device cookie, if it sent one: valid and issued to
+    /// this username, it makes the client a known one, exempt from the per-account limit
+    /// (see [`coffer_domain::throttle`]).
+    ///
     /// # Errors
     /// `Throttled` (with the wait) after repeated failures, `Unauthenticated` for any bad
-    /// credential. Every attempt is audited.
+    /// credential. Every attempt that reaches the password check is audited; refused
+    /// ones once per lockout, then with their count when it ends.
     pub async fn login(
         &self,
         username: &str,
         password: &Secret,
         client: &ClientInfo,
+        device_token: Option<&str>,
     ) -> Result<Session, AuthError> {
-        let address = client.ip.clone().unwrap_or_else(|| "local".to_owned());
+        let address = address_key(client.ip.as_deref());
         let now = self.clock.now();
-        // Audit rows name what was typed, bounded so a huge name cannot bloat the trail.
+        // Audit rows and counters name what was typed, bounded so that a huge name can
+        // bloat neither.
         let shown: String = username.chars().take(Username::MAX_LEN).collect();
+        let device = device_token
+            .and_then(|t| self.tokens.verify_device(t, now).ok())
+            .filter(|d| d.username == username);
+        let attempt = Attempt {
+            username: &shown,
+            address: &address,
+            device: device.as_ref().map(|d| d.device_id.as_str()),
+        };
 
-        let decision = self.throttle().check(username, &address, now);
-        if let ThrottleDecision::Deny {
-            retry_after_secs,
-            reason,
-        } = decision
-        {
-            let why = match reason {
-                ThrottleReason::PairLocked => {
-                    "locked: too many failures for this user from this address"
-                }
-                ThrottleReason::AddressLocked => "locked: too many failures from this address",
-                ThrottleReason::UsernameSlowed => "slowed: too many failures for this user",
-            };
-            self.audit
-                .record(
-                    AuditEntry::new(&shown, AuditAction::LoginThrottled, client)
-                        .failed()
-                        .detail(format!("{why}; retry in {retry_after_secs} s")),
-                )
-                .await?;
-            tracing::warn!(username = %shown, address, retry_after_secs, "login refused: {why}");
-            return Err(AuthError::Throttled { retry_after_secs });
+        // Checked and counted under one lock: parallel attempts cannot all pass.
+        let (begun, finished) = {
+            let mut throttle = self.throttle();
+            (throttle.begin(&attempt, now), throttle.take_finished(now))
+        };
+        for summary in finished {
+            self.record_lockout_end(summary).await;
         }
+        let reservation = match begun {
+            Ok(reservation) => Pending {
+                service: self,
+                reservation: Some(reservation),
+            },
+            Err(refusal) => {
+                let why = match refusal.reason {
+                    ThrottleReason::InFlight => {
+                        "refused: too many attempts in progress from this client"
+                    }
+                    ThrottleReason::AddressSlowed => "slowed: too many failures from this address",
+                    ThrottleReason::AccountLocked => {
+                        "locked: too many failures for this user from unknown clients"
+                    }
+                };
+                let retry_after_secs = refusal.retry_after_secs;
+                if refusal.first_of_lockout {
+                    tracing::warn!(username = %shown, address, retry_after_secs, "login refused: {why}");
+                    self.audit
+                        .record(
+                            AuditEntry::new(&shown, AuditAction::LoginThrottled, client)
+                                .failed()
+                                .detail(format!(
+                                    "{why}; retry in {retry_after_secs} s (further refusals \
+                                     until then are counted in one row when it ends)"
+                                )),
+                        )
+                        .await?;
+                } else {
+                    tracing::debug!(username = %shown, address, retry_after_secs, "login refused: {why}");
+                }
+                return Err(AuthError::Throttled { retry_after_secs });
+            }
+        };
 
         let credentials = match Username::parse(username) {
             Ok(_) => self.users.credentials(username).await?,
@@ -174,11 +225,15 @@ impl AuthService {
         };
         match outcome {
             Ok((user, upgraded_hash)) => {
-                self.throttle().record_success(username, &address);
+                reservation.succeeded();
                 self.users
                     .record_login(user.id, now, upgraded_hash.as_deref())
                     .await?;
-                let session = self.open_session(&user, now)?;
+                let device_id = device.map_or_else(
+                    || uuid::Uuid::new_v4().simple().to_string(),
+                    |d| d.device_id,
+                );
+                let session = self.open_session(&user, device_id, now)?;
                 tracing::info!(username = %user.username, address, "login");
                 self.audit
                     .record(
@@ -189,13 +244,16 @@ impl AuthService {
                 Ok(session)
             }
             Err(why) => {
-                let locked = self.throttle().record_failure(username, &address, now);
-                tracing::warn!(username = %shown, address, locked, "login failed: {why}");
-                let detail = if locked {
-                    format!("{why}; further attempts are now locked for a while")
-                } else {
-                    why.to_owned()
-                };
+                let known = reservation.known_client();
+                let throttled = reservation.failed();
+                tracing::warn!(username = %shown, address, known, throttled, "login failed: {why}");
+                let mut detail = why.to_owned();
+                if known {
+                    detail.push_str(" (from a known client)");
+                }
+                if throttled {
+                    detail.push_str("; further attempts are now throttled");
+                }
                 self.audit
                     .record(
                         AuditEntry::new(&shown, AuditAction::LoginFailed, client)
@@ -208,7 +266,37 @@ impl AuthService {
         }
     }
 
-    fn open_session(&self, user: &User, now: DateTime<Utc>) -> Result<Session, AuthError> {
+    /// The one row that counts what a lockout refused after its first refusal.
+    async fn record_lockout_end(&self, summary: LockoutSummary) {
+        let what = match &summary.subject {
+            LockSubject::Address(a) => format!("address {a}"),
+            LockSubject::Account(u) => format!("user {u} (unknown clients)"),
+            LockSubject::Device(_) => "a device cookie".to_owned(),
+        };
+        let client = ClientInfo {
+            ip: Some(summary.address.clone()),
+            user_agent: None,
+        };
+        let entry = AuditEntry::new(&summary.username, AuditAction::LoginThrottled, &client)
+            .failed()
+            .detail(format!(
+                "lockout of {what} over: {} attempts refused from {} to {}",
+                summary.refused,
+                summary.first.format("%Y-%m-%dT%H:%M:%SZ"),
+                summary.last.format("%Y-%m-%dT%H:%M:%SZ"),
+            ));
+        // The login being handled must not fail for the bookkeeping of an older one.
+        if let Err(e) = self.audit.record(entry).await {
+            tracing::error!(error = %e, "cannot record the end of a login lockout");
+        }
+    }
+
+    fn open_session(
+        &self,
+        user: &User,
+        device_id: String,
+        now: DateTime<Utc>,
+    ) -> Result<Session, AuthError> {
         let expires_at = now + self.session_ttl;
         let claims = SessionClaims {
             subject: user.id.get(),
@@ -219,11 +307,21 @@ impl AuthService {
             csrf: uuid::Uuid::new_v4().simple().to_string(),
         };
         let token = self.tokens.issue(&claims)?;
+        let device = DeviceClaims {
+            username: user.username.to_string(),
+            device_id,
+            issued_at: now,
+            expires_at: now + DEVICE_TTL,
+        };
         Ok(Session {
             token,
             csrf: claims.csrf,
             expires_at,
             user: user.clone(),
+            device: DeviceToken {
+                token: self.tokens.issue_device(&device)?,
+                expires_at: device.expires_at,
+            },
         })
     }
 
@@ -342,5 +440,44 @@ impl AuthService {
             .record(entry.detail("all sessions ended"))
             .await?;
         Ok(())
+    }
+}
+
+/// A reserved login attempt. Settled as a success or a failure; dropped unsettled (the
+/// request was abandoned, or an error cut it short), it counts as a failure, so that no
+/// reservation is ever lost.
+struct Pending<'a> {
+    service: &'a AuthService,
+    reservation: Option<Reservation>,
+}
+
+impl Pending<'_> {
+    fn known_client(&self) -> bool {
+        self.reservation
+            .as_ref()
+            .is_some_and(Reservation::known_client)
+    }
+
+    fn succeeded(mut self) {
+        if let Some(r) = self.reservation.take() {
+            self.service.throttle().succeeded(r);
+        }
+    }
+
+    /// Whether further attempts like it are now throttled.
+    fn failed(mut self) -> bool {
+        self.reservation.take().is_some_and(|r| {
+            let now = self.service.clock.now();
+            self.service.throttle().failed(r, now)
+        })
+    }
+}
+
+impl Drop for Pending<'_> {
+    fn drop(&mut self) {
+        if let Some(r) = self.reservation.take() {
+            let now = self.service.clock.now();
+            self.service.throttle().failed(r, now);
+        }
     }
 }

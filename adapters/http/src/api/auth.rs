@@ -9,16 +9,66 @@ use poem_openapi::{ApiResponse, OpenApi};
 use super::ApiTags;
 use super::dto::{ChangePasswordRequest, LoginRequest, LoginResponse, MeResponse, UserDto};
 use crate::AppState;
-use crate::auth::{Auth, SESSION_COOKIE, client_info};
+use crate::auth::{Auth, DEVICE_COOKIE, SESSION_COOKIE, client_info};
 use crate::error::ApiError;
 
 pub struct AuthApi;
 
 #[derive(ApiResponse)]
 pub enum LoginResult {
-    /// Logged in. The token also comes as the HttpOnly session cookie.
+    /// Logged in. The token also comes as the HttpOnly session cookie; a second
+    /// `Set-Cookie` renews the `coffer_device` cookie (HttpOnly, SameSite=Strict, path
+    /// `/api/login`, 90 days): send it back with later logins (CLI and API clients too)
+    /// to stay exempt from the per-account login limit while someone else guesses.
     #[oai(status = 200)]
     Ok(Json<LoginResponse>, #[oai(header = "Set-Cookie")] String),
+}
+
+/// [`LoginResult`] with the device cookie appended: poem-openapi sets one header per
+/// name, and a login sets two cookies.
+pub struct LoginOk {
+    result: LoginResult,
+    device_cookie: String,
+}
+
+impl poem::IntoResponse for LoginOk {
+    fn into_response(self) -> poem::Response {
+        let mut resp = self.result.into_response();
+        if let Ok(value) = poem::http::HeaderValue::from_str(&self.device_cookie) {
+            resp.headers_mut()
+                .append(poem::http::header::SET_COOKIE, value);
+        }
+        resp
+    }
+}
+
+impl ApiResponse for LoginOk {
+    fn meta() -> poem_openapi::registry::MetaResponses {
+        LoginResult::meta()
+    }
+
+    fn register(registry: &mut poem_openapi::registry::Registry) {
+        LoginResult::register(registry);
+    }
+}
+
+/// The value of the cookie `name` sent with the request, if any.
+fn request_cookie<'r>(req: &'r Request, name: &str) -> Option<&'r str> {
+    req.headers()
+        .get_all(poem::http::header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .filter_map(|pair| pair.trim().split_once('='))
+        .find(|(n, _)| *n == name)
+        .map(|(_, value)| value.trim())
+}
+
+fn device_cookie(state: &AppState, token: &str, max_age_secs: i64) -> String {
+    let secure = if state.secure_cookies { "; Secure" } else { "" };
+    format!(
+        "{DEVICE_COOKIE}={token}; Path=/api/login; HttpOnly; SameSite=Strict; Max-Age={max_age_secs}{secure}"
+    )
 }
 
 #[derive(ApiResponse)]
@@ -48,8 +98,11 @@ impl AuthApi {
     ///
     /// Checks a username and password and opens a session: a JWT to send as
     /// `Authorization: Bearer`, also set as an HttpOnly, SameSite=Strict cookie for the
-    /// dashboard. Repeated failures are throttled (429 with `Retry-After`); every attempt
-    /// is audited. The error never says whether the username exists.
+    /// dashboard. Repeated failures are throttled (429 with `Retry-After`): delays that
+    /// grow per client address, and a per-account limit that clients holding a
+    /// `coffer_device` cookie from an earlier login to that account are exempt from.
+    /// Every checked attempt is audited, refusals once per lockout. The error never says
+    /// whether the username exists.
     ///
     /// Permission: none (public).
     #[oai(path = "/login", method = "post", operation_id = "login")]
@@ -58,18 +111,24 @@ impl AuthApi {
         state: Data<&Arc<AppState>>,
         req: &Request,
         body: Json<LoginRequest>,
-    ) -> Result<LoginResult, ApiError> {
+    ) -> Result<LoginOk, ApiError> {
         let client = client_info(req, &state.trusted_proxies);
         let password = Secret::new(body.0.password.into());
         let session = state
             .auth
-            .login(&body.0.username, &password, &client)
+            .login(
+                &body.0.username,
+                &password,
+                &client,
+                request_cookie(req, DEVICE_COOKIE),
+            )
             .await?;
-        let max_age = (session.expires_at - chrono::Utc::now())
-            .num_seconds()
-            .max(0);
+        let now = chrono::Utc::now();
+        let max_age = (session.expires_at - now).num_seconds().max(0);
         let cookie = session_cookie(&state, session.token.expose(), max_age);
-        Ok(LoginResult::Ok(
+        let device_max_age = (session.device.expires_at - now).num_seconds().max(0);
+        let device_cookie = device_cookie(&state, session.device.token.expose(), device_max_age);
+        let result = LoginResult::Ok(
             Json(LoginResponse {
                 token: session.token.expose().to_owned(),
                 token_type: "Bearer".to_owned(),
@@ -78,7 +137,11 @@ impl AuthApi {
                 user: UserDto::from(&session.user),
             }),
             cookie,
-        ))
+        );
+        Ok(LoginOk {
+            result,
+            device_cookie,
+        })
     }
 
     /// Log out.

@@ -213,9 +213,9 @@ pub struct RetentionSettings {
     pub keep_monthly: u32,
     /// ... of each of the last N years. 0: off.
     pub keep_yearly: u32,
-    /// Snapshots taken within one window of this many minutes count once toward
-    /// `max_backups`, so a burst of backups never pushes older history out. 0: every
-    /// snapshot counts.
+    /// Snapshots taken within one clock-aligned window of this many minutes count once
+    /// toward `max_backups` and are kept together, so a burst of backups never pushes
+    /// older history out. 0: every snapshot counts.
     pub burst_minutes: u32,
 }
 

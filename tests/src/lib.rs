@@ -21,6 +21,10 @@ macro_rules! on_both {
     };
     ($name:ident, $adjust:expr) => {
         mod $name {
+            // The adjusting function, when one is named, lives beside the test.
+            #[allow(unused_imports)]
+            use super::*;
+
             #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
             async fn sqlite() {
                 let app = $crate::spawn_app_with(

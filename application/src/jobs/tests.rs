@@ -318,10 +318,24 @@ impl BackupCatalog for FakeCatalog {
         Ok(())
     }
 
-    async fn query(&self, _: &BackupFilter) -> Result<Page<CatalogEntry>, RepoError> {
-        Err(RepoError::Database(
-            "query is not used by the job tests".into(),
-        ))
+    /// By source only (what a backup asks for its source's last good snapshot), newest
+    /// first.
+    async fn query(&self, filter: &BackupFilter) -> Result<Page<CatalogEntry>, RepoError> {
+        let all = self.0.lock().unwrap();
+        let matching: Vec<CatalogEntry> = all
+            .iter()
+            .rev()
+            .filter(|e| filter.source_id.is_none_or(|s| e.source_id == Some(s)))
+            .cloned()
+            .collect();
+        Ok(Page {
+            total: matching.len() as u64,
+            items: matching
+                .into_iter()
+                .skip(usize::try_from(filter.offset).unwrap_or(usize::MAX))
+                .take(usize::try_from(filter.limit).unwrap_or(usize::MAX))
+                .collect(),
+        })
     }
 
     async fn delete(&self, snapshot_id: &SnapshotId) -> Result<bool, RepoError> {

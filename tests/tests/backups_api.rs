@@ -986,3 +986,56 @@ async fn coffer_secrets_are_never_backed_up() {
     );
     app.stop().await;
 }
+
+on_both!(a_head_on_a_download_exports_nothing_and_is_not_audited);
+async fn a_head_on_a_download_exports_nothing_and_is_not_audited(app: &TestApp) {
+    let api = admin(app).await;
+    let work = tempfile::tempdir().expect("tempdir");
+    let src = work.path().join("projects");
+    source_tree(&src);
+    let id = api.create_source("projects", &src).await;
+    let snap = api.backup(id).await;
+
+    for query in ["", "?path=docs&format=zip"] {
+        let resp = app
+            .client
+            .head(app.url(&format!("/api/backups/{snap}/download{query}")))
+            .bearer_auth(&api.token)
+            .send()
+            .await
+            .expect("head");
+        assert_eq!(resp.status(), 200, "{query}");
+        let disposition = resp
+            .headers()
+            .get("content-disposition")
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default()
+            .to_owned();
+        assert!(
+            disposition.starts_with("attachment; filename=\"projects-"),
+            "{disposition}"
+        );
+        assert!(resp.bytes().await.expect("body").is_empty());
+    }
+    // A HEAD of what does not exist answers as the GET would.
+    let resp = app
+        .client
+        .head(app.url(&format!("/api/backups/{snap}/download?path=missing")))
+        .bearer_auth(&api.token)
+        .send()
+        .await
+        .expect("head");
+    assert_eq!(resp.status(), 404);
+    // Give a stray export time to fail and record itself, then: nothing in the trail.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let (_, audit) = api.get("/api/audit?action=backup_download").await;
+    assert_eq!(audit["items"], json!([]), "{audit}");
+    // The GET is still audited.
+    let (status, _, body) = api
+        .bytes(&format!("/api/backups/{snap}/download?path=docs"))
+        .await;
+    assert_eq!(status, 200);
+    assert!(!body.is_empty());
+    let (_, audit) = api.get("/api/audit?action=backup_download").await;
+    assert_eq!(audit["items"].as_array().map(Vec::len), Some(1), "{audit}");
+}

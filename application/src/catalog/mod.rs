@@ -319,6 +319,33 @@ impl CatalogService {
         path: Option<&str>,
         format: ArchiveFormat,
     ) -> Result<DownloadPlan, CatalogError> {
+        let plan = self.plan_download(actor, reference, path, format).await?;
+        self.audit
+            .record(
+                AuditEntry::new(&actor.username, AuditAction::BackupDownload, &actor.client)
+                    .resource(format!("snapshot:{}", plan.snapshot_id))
+                    .detail(format!(
+                        "/{} as {}",
+                        plan.path.as_deref().unwrap_or(""),
+                        format.extension()
+                    )),
+            )
+            .await?;
+        Ok(plan)
+    }
+
+    /// What a download would be (its snapshot, path and file name), authorized but
+    /// neither recorded nor started: the answer to a `HEAD`, which reads no content.
+    ///
+    /// # Errors
+    /// `Forbidden` without `restore`; `NotFound` (snapshot or path).
+    pub async fn plan_download(
+        &self,
+        actor: &Actor,
+        reference: &str,
+        path: Option<&str>,
+        format: ArchiveFormat,
+    ) -> Result<DownloadPlan, CatalogError> {
         actor.require(Permission::Restore)?;
         let snap = self.find(actor, reference).await?;
         let path = snapshot_path(path);
@@ -339,17 +366,6 @@ impl CatalogService {
             }
         }
         let stem = stem.trim_start_matches('-').to_owned();
-        self.audit
-            .record(
-                AuditEntry::new(&actor.username, AuditAction::BackupDownload, &actor.client)
-                    .resource(format!("snapshot:{}", snap.snapshot_id))
-                    .detail(format!(
-                        "/{} as {}",
-                        path.as_deref().unwrap_or(""),
-                        format.extension()
-                    )),
-            )
-            .await?;
         Ok(DownloadPlan {
             snapshot_id: snap.snapshot_id,
             path,

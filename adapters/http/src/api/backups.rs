@@ -539,7 +539,8 @@ impl BackupsApi {
     /// `Content-Disposition` file name. Audited as a read of backup contents. At most 8
     /// downloads stream at once (429 `too_many_downloads` beyond); a client that reads
     /// nothing for two minutes is dropped. A download that fails midway ends the
-    /// connection without completing the archive.
+    /// connection without completing the archive. `HEAD` answers with the headers only:
+    /// it reads no content and is not audited.
     ///
     /// Permission: `restore`.
     #[oai(
@@ -549,6 +550,7 @@ impl BackupsApi {
     )]
     async fn download(
         &self,
+        req: &poem::Request,
         auth: Auth,
         state: Data<&Arc<AppState>>,
         id: Path<String>,
@@ -559,6 +561,16 @@ impl BackupsApi {
             ArchiveFormatDto::Tar => ArchiveFormat::Tar,
             ArchiveFormatDto::Zip => ArchiveFormat::Zip,
         };
+        if crate::middleware::is_head(req) {
+            let plan = state
+                .catalog
+                .plan_download(auth.actor(), &id.0, path.0.as_deref(), format)
+                .await?;
+            return Ok(Download::Archive(
+                Binary(Body::empty()),
+                super::dto::attachment(&plan.filename),
+            ));
+        }
         let Ok(permit) = DOWNLOADS.try_acquire() else {
             return Err(ApiError::request(
                 RequestError::TooManyDownloads,

@@ -1039,3 +1039,45 @@ async fn a_head_on_a_download_exports_nothing_and_is_not_audited(app: &TestApp) 
     let (_, audit) = api.get("/api/audit?action=backup_download").await;
     assert_eq!(audit["items"].as_array().map(Vec::len), Some(1), "{audit}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn refusals_name_no_server_path() {
+    let app = spawn_app(Backend::Sqlite, "refusals_name_no_server_path")
+        .await
+        .expect("sqlite");
+    let api = admin(&app).await;
+    let work = tempfile::tempdir().expect("tempdir");
+    let src = work.path().join("src");
+    source_tree(&src);
+    let id = api.create_source("src", &src).await;
+    let snap = api.backup(id).await;
+    let data_dir = std::fs::canonicalize(&app.data_dir).expect("canonical");
+    let root = app.data_dir.join("restored");
+    std::fs::create_dir(root.join("busy")).expect("mkdir");
+    std::fs::write(root.join("busy/file"), b"x").expect("write");
+
+    let mut refusals = Vec::new();
+    for target in [json!("busy"), json!("/etc"), json!("../outside")] {
+        let (status, e) = api
+            .post(&format!("/api/restore/{snap}"), json!({"target": target}))
+            .await;
+        assert_eq!(status, 422, "{e}");
+        refusals.push(e);
+    }
+    let (status, e) = api
+        .post(
+            "/api/sources",
+            json!({"name": "own", "path": data_dir.join("restored")}),
+        )
+        .await;
+    assert_eq!(status, 422, "{e}");
+    refusals.push(e);
+    for e in &refusals {
+        let message = e["error"]["message"].as_str().expect("message");
+        for server_path in [&data_dir, &app.data_dir] {
+            let shown = server_path.to_str().expect("utf8");
+            assert!(!message.contains(shown), "{message} names {shown}");
+        }
+    }
+    app.stop().await;
+}

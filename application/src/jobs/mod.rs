@@ -493,7 +493,7 @@ impl JobQueue for JobService {
                 return Err(SubmitError::JobRunning {
                     job_id: other.job.id,
                     message: format!(
-                        "restore job {} writes to or around {target}; wait for it or choose another target",
+                        "restore job {} writes to or around the same directory; wait for it or choose another target",
                         other.job.id
                     ),
                 });

@@ -1758,6 +1758,53 @@ fn restores_into_overlapping_targets_are_refused_while_the_first_lives() {
 }
 
 #[test]
+fn refused_restores_name_no_server_path() {
+    let mut w = World::new(1);
+    let op = operator();
+    let snap = snapshot(&mut w);
+    w.paths
+        .used
+        .lock()
+        .unwrap()
+        .insert("/srv/restore/busy".to_owned());
+    let mut messages = Vec::new();
+    for target in [
+        "busy",
+        "/srv/restore/busy",
+        "/etc",
+        "../etc",
+        "/srv/restore/../x",
+    ] {
+        let err = block_on(w.restores.start_restore(&op, &snap, None, Some(target))).unwrap_err();
+        messages.push((target, err.code(), err.to_string()));
+    }
+    // An overlapping restore while the first waits in the queue.
+    let blocker = w.source("blocker");
+    let open_blocker = w.engine.gate("blocker");
+    w.backup(&op, blocker).unwrap();
+    w.settle();
+    block_on(w.restores.start_restore(&op, &snap, None, Some("x"))).unwrap();
+    let err = block_on(w.restores.start_restore(&op, &snap, None, Some("x/inner"))).unwrap_err();
+    messages.push(("x/inner", err.code(), err.to_string()));
+    for (target, code, message) in &messages {
+        assert!(!message.contains("/srv"), "{target} ({code}): {message}");
+    }
+    assert_eq!(
+        messages.iter().map(|m| m.1).collect::<Vec<_>>(),
+        [
+            "restore_target_not_empty",
+            "restore_target_not_empty",
+            "restore_target_not_allowed",
+            "restore_target_not_allowed",
+            "restore_target_not_allowed",
+            "job_running"
+        ]
+    );
+    open_blocker.send(()).unwrap();
+    w.settle();
+}
+
+#[test]
 fn a_restore_outside_the_roots_is_refused_audited_and_not_queued() {
     let mut w = World::new(1);
     let op = operator();

@@ -16,7 +16,7 @@ use crate::audit::AuditLog;
 use crate::catalog::lookup;
 use crate::error::{CodedError, CommonError, EngineError, ErrorClass};
 use crate::jobs::{JobExecutor, JobFailure, JobQueue, JobStatus, SubmitError};
-use crate::paths::snapshot_path;
+use crate::paths::{hide_path, snapshot_path};
 
 /// Errors of restoring and verifying.
 #[derive(Debug, thiserror::Error)]
@@ -53,6 +53,19 @@ impl CodedError for RestoreError {
             Self::Engine(e) => CodedError::class(e),
             Self::Submit(e) => e.class(),
             Self::TargetNotAllowed(_) | Self::TargetNotEmpty(_) => ErrorClass::Business,
+        }
+    }
+}
+
+impl RestoreError {
+    /// This error as a client may see it: the engine's messages (a target found not
+    /// empty at the last moment, say) name the target directory on the server.
+    fn hiding(self, target: &str) -> Self {
+        let hide = |m: String| hide_path(m, target, "the restore target");
+        match self {
+            Self::Engine(EngineError::Invalid(m)) => Self::Engine(EngineError::Invalid(hide(m))),
+            Self::Engine(EngineError::Damaged(m)) => Self::Engine(EngineError::Damaged(hide(m))),
+            other => other,
         }
     }
 }
@@ -150,12 +163,15 @@ impl RestoreService {
     /// and again when it starts, so that a link made in between cannot lead it out of
     /// the roots.
     fn check_target(&self, wanted: &str) -> Result<String, RestoreError> {
+        // Messages name no server path (the roots, or where the target resolves to):
+        // the client knows what it asked for, the log has the rest.
         let roots = &self.restore_roots;
         let not_allowed = || {
-            RestoreError::TargetNotAllowed(format!(
-                "{wanted} is not under an allowed restore root ({})",
-                roots.join(", ")
-            ))
+            RestoreError::TargetNotAllowed(
+                "the restore target is not under an allowed restore root \
+                 (restore.allowed_roots, symlinks resolved)"
+                    .to_owned(),
+            )
         };
         let resolved = self.paths.resolve_target(wanted).map_err(|e| {
             // The reason can describe the server's filesystem; it goes to the log only.
@@ -176,9 +192,12 @@ impl RestoreService {
             return Err(not_allowed());
         }
         if !self.paths.is_free(&resolved) {
-            return Err(RestoreError::TargetNotEmpty(format!(
-                "{wanted} exists and is not an empty directory"
-            )));
+            tracing::info!(target = wanted, resolved, "restore target not empty");
+            return Err(RestoreError::TargetNotEmpty(
+                "the restore target exists and is not an empty directory; choose a new or \
+                 empty one"
+                    .to_owned(),
+            ));
         }
         Ok(resolved)
     }
@@ -204,7 +223,8 @@ impl RestoreService {
                     .any(|c| !matches!(c, Component::Normal(_)))
                 {
                     return Err(RestoreError::TargetNotAllowed(format!(
-                        "a relative target is a plain path under {first}; `{t}` is not"
+                        "a relative target is a plain path under the first restore root; \
+                         `{t}` is not"
                     )));
                 }
                 Path::new(first).join(t)
@@ -380,9 +400,10 @@ impl RestoreService {
                 // Again now: the directories above the target may have changed while the
                 // job waited (a link made by another restore, say).
                 if self.check_target(target)? != *target {
-                    return Err(RestoreError::TargetNotAllowed(format!(
-                        "{target} changed since the restore was asked for"
-                    )));
+                    tracing::info!(target, "restore target changed while the job waited");
+                    return Err(RestoreError::TargetNotAllowed(
+                        "the restore target changed since the restore was asked for".to_owned(),
+                    ));
                 }
                 let (_, r) = self
                     .restore(
@@ -393,7 +414,8 @@ impl RestoreService {
                         progress,
                         cancel,
                     )
-                    .await?;
+                    .await
+                    .map_err(|e| e.hiding(target))?;
                 Ok(JobResult::of_restore(
                     snapshot_id.clone(),
                     target.clone(),

@@ -1081,3 +1081,65 @@ async fn refusals_name_no_server_path() {
     }
     app.stop().await;
 }
+
+on_both!(viewers_see_no_file_names_or_restore_targets);
+async fn viewers_see_no_file_names_or_restore_targets(app: &TestApp) {
+    let api = admin(app).await;
+    let work = tempfile::tempdir().expect("tempdir");
+    let src = work.path().join("projects");
+    source_tree(&src);
+    // A FIFO is skipped with a warning that names it.
+    let status = std::process::Command::new("mkfifo")
+        .arg(src.join("secret-plans.fifo"))
+        .status()
+        .expect("mkfifo");
+    assert!(status.success());
+    let id = api.create_source("projects", &src).await;
+    let snap = api.backup(id).await;
+    let (status, job) = api
+        .post(
+            &format!("/api/restore/{snap}"),
+            json!({"path": "docs/sub", "target": "restored-here"}),
+        )
+        .await;
+    assert_eq!(status, 202, "{job}");
+    let done = api.wait(job["id"].as_str().expect("id")).await;
+    assert_eq!(done["state"], "succeeded", "{done}");
+    // The admin sees it all.
+    let (_, backup) = api.get(&format!("/api/backups/{snap}")).await;
+    assert!(backup.to_string().contains("secret-plans"), "{backup}");
+    assert!(done.to_string().contains("restored-here"), "{done}");
+
+    app.create_user(&api.token, "looker", "correct horse battery", "viewer")
+        .await;
+    let viewer = Api {
+        app,
+        token: app.token("looker", "correct horse battery").await,
+    };
+    let mut seen = Vec::new();
+    for path in [
+        "/api/jobs".to_owned(),
+        format!("/api/jobs/{}", done["id"].as_str().expect("id")),
+        "/api/backups".to_owned(),
+        format!("/api/backups/{snap}"),
+        "/api/dashboard".to_owned(),
+    ] {
+        let (status, body) = viewer.get(&path).await;
+        assert_eq!(status, 200, "{path}: {body}");
+        seen.push(body);
+    }
+    for body in &seen {
+        let text = body.to_string();
+        for secret in ["secret-plans", "restored-here", "docs/sub"] {
+            assert!(!text.contains(secret), "{secret} in {text}");
+        }
+    }
+    // What is left says that something is hidden, and how much.
+    let (_, backup) = viewer.get(&format!("/api/backups/{snap}")).await;
+    assert_eq!(backup["status"], "partial");
+    assert_eq!(backup["warnings"].as_array().map(Vec::len), Some(1));
+    let (_, restore) = viewer
+        .get(&format!("/api/jobs/{}", done["id"].as_str().expect("id")))
+        .await;
+    assert_eq!(restore["result"]["files"], done["result"]["files"]);
+}

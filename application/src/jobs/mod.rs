@@ -156,6 +156,16 @@ fn settled(job: Job) -> JobStatus {
     }
 }
 
+/// `status` as `actor` may see it: without the `restore` permission, nothing that names
+/// what is in a backup (see [`Job::without_contents`]).
+#[must_use]
+pub fn shown_to(actor: &Actor, mut status: JobStatus) -> JobStatus {
+    if !actor.role.allows(Permission::Restore) {
+        status.job = status.job.without_contents();
+    }
+    status
+}
+
 /// The permission a kind of job needs, to start or to cancel it.
 #[must_use]
 pub const fn permission_for(kind: JobKind) -> Permission {
@@ -272,14 +282,14 @@ impl JobService {
     pub async fn get(&self, actor: &Actor, id: JobId) -> Result<JobStatus, JobsError> {
         actor.require(Permission::View)?;
         if let Some(s) = self.get_live(id) {
-            return Ok(s);
+            return Ok(shown_to(actor, s));
         }
         Ok(self
             .inner
             .repo
             .get(id)
             .await?
-            .map(settled)
+            .map(|job| shown_to(actor, settled(job)))
             .ok_or_else(|| CommonError::NotFound(format!("no job {id}")))?)
     }
 
@@ -294,7 +304,11 @@ impl JobService {
     ) -> Result<Page<JobStatus>, JobsError> {
         actor.require(Permission::View)?;
         filter.limit = filter.limit.clamp(1, MAX_JOB_PAGE);
-        Ok(self.page(&filter).await?)
+        let page = self.page(&filter).await?;
+        Ok(Page {
+            total: page.total,
+            items: page.items.into_iter().map(|s| shown_to(actor, s)).collect(),
+        })
     }
 
     async fn page(&self, filter: &JobFilter) -> Result<Page<JobStatus>, CommonError> {

@@ -1143,3 +1143,101 @@ async fn viewers_see_no_file_names_or_restore_targets(app: &TestApp) {
         .await;
     assert_eq!(restore["result"]["files"], done["result"]["files"]);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_restore_without_room_on_its_target_is_refused_with_507() {
+    let app = spawn_app(Backend::Sqlite, "restore_disk_full")
+        .await
+        .expect("sqlite");
+    let api = admin(&app).await;
+    let work = tempfile::tempdir().expect("tempdir");
+    let src = work.path().join("src");
+    source_tree(&src);
+    let id = api.create_source("src", &src).await;
+    let snap = api.backup(id).await;
+    // A reserve larger than any disk: no volume has room for the restore and it.
+    let app = app
+        .restart(|s| {
+            s.disk.warning_free_mb = 1 << 40;
+            s.disk.min_free_mb = 1 << 40;
+        })
+        .await;
+    let api = admin(&app).await;
+    for body in [
+        json!({}),
+        json!({"path": "docs/sub/deep.txt"}),
+        json!({"path": "docs"}),
+    ] {
+        let (status, e) = api
+            .post(&format!("/api/restore/{snap}"), body.clone())
+            .await;
+        assert_eq!(
+            (status, e["error"]["code"].as_str()),
+            (507, Some("disk_full")),
+            "{body}: {e}"
+        );
+        let message = e["error"]["message"].as_str().expect("message");
+        assert!(
+            !message.contains(app.data_dir.to_str().expect("utf8")),
+            "{message}"
+        );
+    }
+    let (_, jobs) = api.get("/api/jobs?kind=restore").await;
+    assert_eq!(jobs["total"], 0, "{jobs}");
+    app.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_user_cannot_take_every_download() {
+    let app = spawn_app_with(Backend::Sqlite, "downloads_per_user", |s| {
+        s.server.max_downloads_per_user = 1;
+    })
+    .await
+    .expect("sqlite");
+    let api = admin(&app).await;
+    let work = tempfile::tempdir().expect("tempdir");
+    let src = work.path().join("src");
+    std::fs::create_dir_all(&src).expect("mkdir");
+    // More than the response's buffers hold: a client that does not read holds its slot.
+    std::fs::write(src.join("big.bin"), noise(64 << 20, 11)).expect("write");
+    let id = api.create_source("src", &src).await;
+    let snap = api.backup(id).await;
+    let url = app.url(&format!("/api/backups/{snap}/download"));
+
+    let held = app
+        .client
+        .get(&url)
+        .bearer_auth(&api.token)
+        .send()
+        .await
+        .expect("first download");
+    assert_eq!(held.status(), 200);
+    let (status, _, body) = api.bytes(&format!("/api/backups/{snap}/download")).await;
+    assert_eq!(status, 429);
+    let e: serde_json::Value = serde_json::from_slice(&body).expect("error JSON");
+    assert_eq!(e["error"]["code"], "too_many_downloads", "{e}");
+    // Another user is not held up by the first one's download.
+    app.create_user(&api.token, "otto", "correct horse battery", "operator")
+        .await;
+    let otto = Api {
+        app: &app,
+        token: app.token("otto", "correct horse battery").await,
+    };
+    let (status, _, body) = otto
+        .bytes(&format!("/api/backups/{snap}/download?format=zip"))
+        .await;
+    assert_eq!(status, 200);
+    assert!(body.len() > 64 << 20);
+    // The slot comes back once the first download is gone.
+    drop(held);
+    let mut status = 0;
+    for _ in 0..100 {
+        status = api.bytes(&format!("/api/backups/{snap}/download")).await.0;
+        if status == 200 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(status, 200);
+    app.stop().await;
+}

@@ -217,6 +217,7 @@ impl From<SubmitError> for ApiError {
             SubmitError::JobRunning { .. }
             | SubmitError::QueueFull(_)
             | SubmitError::ShuttingDown => Self::coded(StatusCode::CONFLICT, &e),
+            SubmitError::TooManyJobs(_) => Self::coded(StatusCode::TOO_MANY_REQUESTS, &e),
         }
     }
 }
@@ -328,6 +329,7 @@ impl From<RestoreError> for ApiError {
             RestoreError::TargetNotAllowed(_) | RestoreError::TargetNotEmpty(_) => {
                 Self::coded(StatusCode::UNPROCESSABLE_ENTITY, &e)
             }
+            RestoreError::DiskFull(_) => Self::coded(StatusCode::INSUFFICIENT_STORAGE, &e),
         }
     }
 }

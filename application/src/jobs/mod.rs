@@ -60,6 +60,10 @@ pub struct JobStatus {
 pub struct JobOptions {
     /// Jobs that run at once; the rest wait in order.
     pub max_running: usize,
+    /// Jobs one user may have waiting in the queue at once (429 `too_many_jobs`
+    /// beyond), so that nobody fills the queue for everybody else. 0: no cap. The
+    /// scheduler and the local command line are not users and have no cap.
+    pub max_queued_per_user: usize,
 }
 
 struct Live {
@@ -226,6 +230,7 @@ impl JobService {
                 audit,
                 options: JobOptions {
                     max_running: options.max_running.max(1),
+                    max_queued_per_user: options.max_queued_per_user,
                 },
                 registry: Mutex::new(Registry::default()),
             }),
@@ -497,6 +502,22 @@ impl JobQueue for JobService {
                 return Err(SubmitError::QueueFull(format!(
                     "{MAX_QUEUED} jobs are already waiting; try again when some have run"
                 )));
+            }
+            let cap = inner.options.max_queued_per_user;
+            if cap > 0 && actor.user_id.is_some() {
+                let waiting = reg
+                    .live
+                    .values()
+                    .filter(|l| {
+                        l.job.state == JobState::Queued && l.job.requested_by == actor.username
+                    })
+                    .count();
+                if waiting >= cap {
+                    return Err(SubmitError::TooManyJobs(format!(
+                        "you already have {waiting} jobs waiting (jobs.max_queued_per_user); \
+                         try again when some have started"
+                    )));
+                }
             }
             if let JobParams::Restore { target, .. } = &job.params
                 && let Some(other) = reg.live.values().find(|l| {

@@ -44,7 +44,7 @@ use crate::test_fakes::FakeSources;
 use crate::{
     ActiveJobs as _, AlertService, AuditLog, BackupError, BackupPorts, BackupService, DiskGuard,
     DiskThresholds, JobOptions, JobService, JobStatus, JobsError, MaintenancePorts,
-    MaintenanceService, Quota, RestoreService, StorageService,
+    MaintenanceService, Quota, RestoreService, StorageService, TargetRoom,
 };
 use coffer_domain::alerts::{AlertKind, Severity};
 use coffer_domain::audit::AuditAction;
@@ -682,6 +682,22 @@ struct FakePaths {
     used: Mutex<HashSet<String>>,
 }
 
+/// Every restore target's volume, with room to spare.
+struct RoomyTargets;
+
+impl coffer_domain::alerts::DiskMonitor for RoomyTargets {
+    fn space(
+        &self,
+        _: &Path,
+    ) -> Result<coffer_domain::alerts::DiskSpace, coffer_domain::alerts::DiskSpaceError> {
+        Ok(coffer_domain::alerts::DiskSpace {
+            total_bytes: 1 << 50,
+            available_bytes: 1 << 49,
+            mount_point: "/srv".into(),
+        })
+    }
+}
+
 impl LocalPaths for FakePaths {
     fn readable_dir(&self, path: &str) -> Result<String, PathProblem> {
         Err(PathProblem {
@@ -846,6 +862,17 @@ impl World {
     }
 
     fn build(max_running: usize, repo: Arc<FakeJobs>, quota: Quota) -> Self {
+        Self::build_with(
+            JobOptions {
+                max_running,
+                max_queued_per_user: 0,
+            },
+            repo,
+            quota,
+        )
+    }
+
+    fn build_with(options: JobOptions, repo: Arc<FakeJobs>, quota: Quota) -> Self {
         let sources = Arc::new(FakeSources::default());
         let catalog = Arc::new(FakeCatalog::default());
         let engine = Arc::new(FakeEngine::default());
@@ -885,7 +912,7 @@ impl World {
             tasks.clone(),
             clock.clone(),
             log.clone(),
-            JobOptions { max_running },
+            options,
         ));
         let maintenance = Arc::new(MaintenanceService::new(
             engine.clone(),
@@ -936,6 +963,10 @@ impl World {
             paths.clone(),
             vec![ROOT.into()],
             jobs.clone(),
+            TargetRoom {
+                monitor: Arc::new(RoomyTargets),
+                reserve_mb: 1024,
+            },
             clock,
             log,
         ));
@@ -1755,6 +1786,38 @@ fn restores_into_overlapping_targets_are_refused_while_the_first_lives() {
         )
         .is_ok()
     );
+}
+
+#[test]
+fn one_user_cannot_fill_the_queue() {
+    let mut w = World::build_with(
+        JobOptions {
+            max_running: 1,
+            max_queued_per_user: 2,
+        },
+        Arc::new(FakeJobs::default()),
+        Quota::default(),
+    );
+    let olga = operator();
+    let open_running = w.engine.gate("running");
+    w.backup(&olga, w.source("running")).unwrap();
+    w.settle();
+    // The running job does not count; two may wait.
+    w.backup(&olga, w.source("a")).unwrap();
+    w.backup(&olga, w.source("b")).unwrap();
+    let c = w.source("c");
+    let err = w.backup(&olga, c).unwrap_err();
+    assert_eq!(err.code(), "too_many_jobs", "{err}");
+    // Another user, and the scheduler (no user), still get in.
+    w.backup(&actor("otto", Role::Operator), w.source("d"))
+        .unwrap();
+    w.backup(&Actor::local_admin("scheduler"), w.source("e"))
+        .unwrap();
+    open_running.send(()).unwrap();
+    w.settle();
+    // Once hers have run, she may queue again.
+    w.backup(&olga, c).unwrap();
+    w.settle();
 }
 
 #[test]

@@ -19,6 +19,7 @@ use super::dto::Text;
 use super::jobs::JobAccepted;
 use crate::AppState;
 use crate::auth::Auth;
+use crate::downloads::NoSlot;
 use crate::error::{ApiError, RequestError};
 
 /// One snapshot in the catalog.
@@ -222,10 +223,6 @@ struct ChannelWriter {
 
 const PIECE: usize = 256 * 1024;
 
-/// Downloads streaming at once; each holds a worker thread while it runs.
-const MAX_DOWNLOADS: usize = 8;
-static DOWNLOADS: tokio::sync::Semaphore = tokio::sync::Semaphore::const_new(MAX_DOWNLOADS);
-
 /// A client that reads nothing for this long is dropped, freeing its worker thread.
 const STALLED_CLIENT: std::time::Duration = std::time::Duration::from_mins(2);
 
@@ -286,7 +283,8 @@ impl BackupsApi {
     ///
     /// Queues a backup of a source and answers at once with the job (202); follow it at
     /// `GET /api/jobs/{id}`. 409 `job_running` (with `job_id`) while a backup of the same
-    /// source is queued or running.
+    /// source is queued or running; 429 `too_many_jobs` when the caller already has
+    /// `jobs.max_queued_per_user` jobs waiting.
     ///
     /// Permission: `backup`.
     #[oai(path = "/backup", method = "post", operation_id = "startBackup")]
@@ -536,11 +534,12 @@ impl BackupsApi {
     ///
     /// A file or a directory (`path`, default everything) as a `tar` (default) or `zip`
     /// archive, streamed as it is read (each chunk authenticated first) with a
-    /// `Content-Disposition` file name. Audited as a read of backup contents. At most 8
-    /// downloads stream at once (429 `too_many_downloads` beyond); a client that reads
-    /// nothing for two minutes is dropped. A download that fails midway ends the
-    /// connection without completing the archive. `HEAD` answers with the headers only:
-    /// it reads no content and is not audited.
+    /// `Content-Disposition` file name. Audited as a read of backup contents. At most
+    /// `server.max_downloads` downloads stream at once (default 8), and at most
+    /// `server.max_downloads_per_user` of one user (default 2): 429 `too_many_downloads`
+    /// beyond. A client that reads nothing for two minutes is dropped. A download that
+    /// fails midway ends the connection without completing the archive. `HEAD` answers
+    /// with the headers only: it reads no content and is not audited.
     ///
     /// Permission: `restore`.
     #[oai(
@@ -571,13 +570,25 @@ impl BackupsApi {
                 super::dto::attachment(&plan.filename),
             ));
         }
-        let Ok(permit) = DOWNLOADS.try_acquire() else {
-            return Err(ApiError::request(
-                RequestError::TooManyDownloads,
-                format!("{MAX_DOWNLOADS} downloads are already streaming; try again shortly"),
-            ));
-        };
         let actor = auth.actor().clone();
+        let permit = match state.downloads.try_acquire(&actor.username) {
+            Ok(slot) => slot,
+            Err(NoSlot::Total(n)) => {
+                return Err(ApiError::request(
+                    RequestError::TooManyDownloads,
+                    format!("{n} downloads are already streaming; try again shortly"),
+                ));
+            }
+            Err(NoSlot::PerUser(n)) => {
+                return Err(ApiError::request(
+                    RequestError::TooManyDownloads,
+                    format!(
+                        "you already have {n} downloads streaming (server.max_downloads_per_user); \
+                         try again when one has finished"
+                    ),
+                ));
+            }
+        };
         let plan = state
             .catalog
             .prepare_download(&actor, &id.0, path.0.as_deref(), format)

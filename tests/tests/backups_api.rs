@@ -386,11 +386,18 @@ async fn sources_are_checked_and_managed(app: &TestApp) {
     std::os::unix::fs::symlink(dir.join("a"), dir.join("via-link")).expect("symlink");
 
     let data = std::fs::canonicalize(&app.data_dir).expect("data dir");
-    for (body, code) in [
-        (
+    // A relative path breaks the schema's `pattern` (`^/`): refused as malformed.
+    let (status, e) = api
+        .post(
+            "/api/sources",
             json!({"name": "x", "path": "relative/path"}),
-            "invalid_path",
-        ),
+        )
+        .await;
+    assert_eq!(
+        (status, e["error"]["code"].as_str()),
+        (400, Some("bad_request"))
+    );
+    for (body, code) in [
         // Coffer's own directories, and any directory holding them, are refused: the
         // repository would back itself up, growing with every run.
         (json!({"name": "x", "path": data}), "invalid_path"),

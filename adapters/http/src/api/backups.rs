@@ -11,7 +11,7 @@ use poem::Body;
 use poem::web::Data;
 use poem_openapi::param::{Path, Query};
 use poem_openapi::payload::{Binary, Json};
-use poem_openapi::{ApiResponse, Enum, Object, OpenApi};
+use poem_openapi::{ApiResponse, Enum, Object, OpenApi, Union};
 
 use super::ApiTags;
 use super::auth::NoContent;
@@ -101,13 +101,25 @@ pub struct BackupPage {
     pub total: u64,
 }
 
-/// Which source to back up: give `source_id` or `source` (its name).
+/// Which source to back up: by `source_id` or by `source` (its name), exactly one.
+#[derive(Debug, Union)]
+#[oai(one_of)]
+pub enum StartBackupRequest {
+    ById(BackupBySourceId),
+    ByName(BackupBySourceName),
+}
+
+/// The source to back up, by its id.
 #[derive(Debug, Object)]
-pub struct StartBackupRequest {
-    #[oai(nullable)]
-    pub source_id: Option<i64>,
-    #[oai(nullable, validator(min_length = 1, max_length = 200))]
-    pub source: Option<Text>,
+pub struct BackupBySourceId {
+    pub source_id: i64,
+}
+
+/// The source to back up, by its name.
+#[derive(Debug, Object)]
+pub struct BackupBySourceName {
+    #[oai(validator(min_length = 1, max_length = 200))]
+    pub source: Text,
 }
 
 /// What to restore, and where.
@@ -264,24 +276,14 @@ impl Write for ChannelWriter {
     }
 }
 
-fn one_source(body: &StartBackupRequest) -> Result<Option<i64>, ApiError> {
-    match (&body.source_id, &body.source) {
-        (Some(id), None) => Ok(Some(*id)),
-        (None, Some(_)) => Ok(None),
-        _ => Err(ApiError::request(
-            RequestError::InvalidRequest,
-            "name the source with exactly one of `source_id` and `source`",
-        )),
-    }
-}
-
 pub struct BackupsApi;
 
 #[OpenApi(prefix_path = "/api", tag = "ApiTags::Backups")]
 impl BackupsApi {
     /// Start a backup.
     ///
-    /// Queues a backup of a source and answers at once with the job (202); follow it at
+    /// Queues a backup of a source, named by `source_id` or by `source` (exactly one:
+    /// 400 otherwise), and answers at once with the job (202); follow it at
     /// `GET /api/jobs/{id}`. 409 `job_running` (with `job_id`) while a backup of the same
     /// source is queued or running; 429 `too_many_jobs` when the caller already has
     /// `jobs.max_queued_per_user` jobs waiting.
@@ -295,12 +297,12 @@ impl BackupsApi {
         body: Json<StartBackupRequest>,
     ) -> Result<JobAccepted, ApiError> {
         let actor = auth.actor();
-        let id = if let Some(id) = one_source(&body.0)? {
-            SourceId::new(id)
-        } else {
-            actor.require(coffer_domain::auth::Permission::Backup)?;
-            let name = body.0.source.as_deref().unwrap_or_default();
-            state.sources.find(actor, name).await?.id
+        let id = match &body.0 {
+            StartBackupRequest::ById(by) => SourceId::new(by.source_id),
+            StartBackupRequest::ByName(by) => {
+                actor.require(coffer_domain::auth::Permission::Backup)?;
+                state.sources.find(actor, &by.source).await?.id
+            }
         };
         let job = state.backups.start(actor, id).await?;
         Ok(JobAccepted::from_status(job))

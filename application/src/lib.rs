@@ -52,7 +52,7 @@ pub use reports::{
     AuditCsv, AuditReportFilter, BackupReportFilter, BackupsCsv, PdfReport, ReportError,
     ReportService, ReportSink, Written, export_filename,
 };
-pub use restore::{RestoreError, RestoreService};
+pub use restore::{RestoreError, RestoreService, TargetRoom};
 pub use retention::{
     RetentionDefaults, RetentionError, RetentionReport, RetentionService, RetentionStatus,
 };

@@ -25,8 +25,25 @@ pub(crate) fn own_directory<'a>(dir: &str, protected: &'a [String]) -> Option<&'
 }
 
 /// Why `dir` may not be backed up, when it overlaps one of Coffer's own directories.
+/// The message goes to clients, so it names neither `dir` resolved (symlinks followed)
+/// nor `own`: which of the server's paths it met goes to the log.
 pub(crate) fn own_directory_message(dir: &str, own: &str) -> String {
-    format!(
-        "{dir} contains or lies in {own}, one of Coffer's own directories or files (data, repository, restore roots, keys, catalog, configuration)"
-    )
+    tracing::info!(
+        source = dir,
+        own,
+        "source refused: it overlaps Coffer's own files"
+    );
+    "the path contains or lies in one of Coffer's own directories or files (data, \
+     repository, restore roots, keys, catalog, configuration)"
+        .to_owned()
+}
+
+/// `message` with every mention of `path` (a server path a client should not learn)
+/// replaced by `shown`; the original goes to the log when it changed.
+pub(crate) fn hide_path(message: String, path: &str, shown: &str) -> String {
+    if path.is_empty() || !message.contains(path) {
+        return message;
+    }
+    tracing::info!(%message, "server path hidden from a client's message");
+    message.replace(path, shown)
 }

@@ -15,7 +15,7 @@ use coffer_application::{
     DashboardService, DashboardSources, DiskGuard, DiskThresholds, JobOptions, JobService,
     KeyService, MaintenancePorts, MaintenanceService, Quota, ReportService, RestoreService,
     RetentionService, RetentionStatus, SettingsPorts, SourceService, StorageService, SystemService,
-    UserService,
+    TargetRoom, UserService,
 };
 use coffer_config::Settings;
 use coffer_crypto::{Argon2Hasher, Hs256Tokens, MasterKeyFile};
@@ -344,6 +344,8 @@ impl Services {
             audit_log.clone(),
             JobOptions {
                 max_running: usize::try_from(settings.jobs.max_running).unwrap_or(1),
+                max_queued_per_user: usize::try_from(settings.jobs.max_queued_per_user)
+                    .unwrap_or(0),
             },
         ));
         let catalog = Arc::new(CatalogService::new(
@@ -390,6 +392,10 @@ impl Services {
             paths.clone(),
             roots,
             jobs.clone(),
+            TargetRoom {
+                monitor: Arc::new(coffer_system::SysinfoDiskMonitor::new()),
+                reserve_mb: settings.disk.min_free_mb,
+            },
             clock.clone(),
             audit_log.clone(),
         ));
@@ -671,6 +677,10 @@ impl Application {
                 settings.server.trusted_proxies.clone(),
             ),
             secure_cookies: settings.security.secure_cookies,
+            downloads: Arc::new(coffer_http::downloads::DownloadLimits::new(
+                usize::try_from(settings.server.max_downloads).unwrap_or(1),
+                usize::try_from(settings.server.max_downloads_per_user).unwrap_or(1),
+            )),
         });
         let options = HttpOptions {
             max_body_bytes: usize::try_from(settings.server.max_body_bytes)

@@ -85,6 +85,11 @@ pub struct ServerSettings {
     /// client address (audit trail, login throttle). Empty: the socket's address is used;
     /// forwarding headers from other peers are ignored and warned of once.
     pub trusted_proxies: Vec<std::net::IpAddr>,
+    /// Downloads (tar/zip) streaming at once, each holding a worker thread (HTTP 429,
+    /// `too_many_downloads`, beyond).
+    pub max_downloads: u32,
+    /// Downloads one user may stream at once (HTTP 429, `too_many_downloads`, beyond).
+    pub max_downloads_per_user: u32,
 }
 
 impl Default for ServerSettings {
@@ -95,6 +100,8 @@ impl Default for ServerSettings {
             max_body_bytes: 1024 * 1024,
             shutdown_timeout_secs: 30,
             trusted_proxies: Vec::new(),
+            max_downloads: 8,
+            max_downloads_per_user: 2,
         }
     }
 }
@@ -297,11 +304,17 @@ pub struct RestoreSettings {
 pub struct JobSettings {
     /// Background jobs (backup, restore, verify) that run at once; the rest queue.
     pub max_running: u32,
+    /// Jobs one user may have waiting in the queue at once (HTTP 429, `too_many_jobs`,
+    /// beyond). 0: no cap. Scheduled jobs are not counted.
+    pub max_queued_per_user: u32,
 }
 
 impl Default for JobSettings {
     fn default() -> Self {
-        Self { max_running: 2 }
+        Self {
+            max_running: 2,
+            max_queued_per_user: 10,
+        }
     }
 }
 
@@ -383,7 +396,8 @@ pub struct DiskSettings {
     /// Raise a `disk_low` warning alert below this many MiB free. 0: no warning.
     pub warning_free_mb: u64,
     /// Refuse new backups (HTTP 507, `disk_full`) and make the alert critical below this
-    /// many MiB free. 0: no reserve. At most `warning_free_mb`.
+    /// many MiB free. 0: no reserve. At most `warning_free_mb`. A restore likewise needs
+    /// its bytes plus this reserve free on the target's volume.
     pub min_free_mb: u64,
 }
 
@@ -548,6 +562,23 @@ impl Settings {
         }
         if self.jobs.max_running == 0 || self.jobs.max_running > 64 {
             return bad("jobs.max_running", "must be between 1 and 64");
+        }
+        if self.jobs.max_queued_per_user > 100 {
+            return bad(
+                "jobs.max_queued_per_user",
+                "must be at most 100 (the queue's size); 0 turns the cap off",
+            );
+        }
+        if self.server.max_downloads == 0 || self.server.max_downloads > 256 {
+            return bad("server.max_downloads", "must be between 1 and 256");
+        }
+        if self.server.max_downloads_per_user == 0
+            || self.server.max_downloads_per_user > self.server.max_downloads
+        {
+            return bad(
+                "server.max_downloads_per_user",
+                "must be between 1 and server.max_downloads",
+            );
         }
         if self
             .metrics

@@ -267,6 +267,17 @@ impl JobResult {
     }
 }
 
+/// What a caller without the `restore` permission sees instead of a name that reveals
+/// what is in a backup (a file name, a path inside a snapshot, a restore target).
+pub const HIDDEN: &str = "(hidden: needs the restore permission)";
+
+/// Each entry replaced by [`HIDDEN`]: how many there were stays visible.
+pub fn hide_all(items: &mut [String]) {
+    for item in items {
+        HIDDEN.clone_into(item);
+    }
+}
+
 /// Why a job failed: a stable code for programs and a message for people.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct JobError {
@@ -334,6 +345,45 @@ impl Job {
     pub const fn kind(&self) -> JobKind {
         self.params.kind()
     }
+
+    /// This job as a caller without the `restore` permission may see it: browsing a
+    /// snapshot needs that permission, so neither may a job's record name what is in one
+    /// (paths inside a snapshot, file names in warnings and damage reports, failure
+    /// messages of restores and verifications) or where a restore wrote. Kinds, states,
+    /// counters and error codes stay.
+    #[must_use]
+    pub fn without_contents(mut self) -> Self {
+        if let JobParams::Restore { path, target, .. } = &mut self.params {
+            if path.is_some() {
+                *path = Some(HIDDEN.to_owned());
+            }
+            HIDDEN.clone_into(target);
+        }
+        match &mut self.result {
+            Some(JobResult::Backup { warnings, .. }) => hide_all(warnings),
+            Some(JobResult::Restore {
+                target, warnings, ..
+            }) => {
+                HIDDEN.clone_into(target);
+                hide_all(warnings);
+            }
+            Some(JobResult::Verify {
+                problems,
+                damaged_files,
+                ..
+            }) => {
+                hide_all(problems);
+                hide_all(damaged_files);
+            }
+            Some(JobResult::Prune { .. } | JobResult::Check { .. }) | None => {}
+        }
+        if let Some(error) = &mut self.error
+            && matches!(self.params.kind(), JobKind::Restore | JobKind::Verify)
+        {
+            HIDDEN.clone_into(&mut error.message);
+        }
+        self
+    }
 }
 
 /// Which jobs to list. Newest first.
@@ -381,6 +431,51 @@ mod tests {
         assert_eq!(p.eta_secs(t0, t1), Some(20));
         p.bytes_done = 0;
         assert_eq!(p.eta_secs(t0, t1), None);
+    }
+
+    #[test]
+    fn a_job_without_contents_names_no_file_and_no_target() {
+        let now = Utc.with_ymd_and_hms(2026, 1, 1, 0, 0, 0).unwrap();
+        let snapshot = SnapshotId::parse(&"ab".repeat(32)).unwrap();
+        let mut restore = Job::queued(
+            JobId::from_uuid(uuid::Uuid::nil()),
+            JobParams::Restore {
+                snapshot_id: snapshot.clone(),
+                path: Some("home/ann/diary.txt".into()),
+                target: "/srv/restore/ann".into(),
+            },
+            "alice",
+            now,
+        );
+        restore.error = Some(JobError::new("damaged", "home/ann/diary.txt: damaged"));
+        let mut verify = Job::queued(
+            JobId::from_uuid(uuid::Uuid::nil()),
+            JobParams::Verify {
+                snapshot_id: snapshot.clone(),
+                read_data: true,
+            },
+            "alice",
+            now,
+        );
+        verify.result = Some(JobResult::Verify {
+            snapshot_id: snapshot,
+            ok: false,
+            problems: vec!["home/ann/diary.txt: chunk missing".into()],
+            damaged_files: vec!["home/ann/diary.txt".into()],
+            bytes_read: 5,
+        });
+        for job in [restore, verify] {
+            let shown = format!("{:?}", job.clone().without_contents());
+            assert!(!shown.contains("diary"), "{shown}");
+            assert!(!shown.contains("/srv"), "{shown}");
+            let hidden = job.without_contents();
+            if let Some(JobResult::Verify { damaged_files, .. }) = &hidden.result {
+                assert_eq!(damaged_files, &[HIDDEN]);
+            }
+            if let Some(error) = &hidden.error {
+                assert_eq!(error.code, "damaged");
+            }
+        }
     }
 
     #[test]

@@ -303,6 +303,21 @@ pub struct CatalogEntry {
     pub suspicious: Option<String>,
 }
 
+impl CatalogEntry {
+    /// This snapshot as a caller without the `restore` permission may see it: its
+    /// warnings and a damage report name files, and browsing needs that permission.
+    #[must_use]
+    pub fn without_contents(mut self) -> Self {
+        crate::jobs::hide_all(&mut self.warnings);
+        if let Some(result) = &mut self.verify_result
+            && result.starts_with("damaged")
+        {
+            *result = format!("damaged {}", crate::jobs::HIDDEN);
+        }
+        self
+    }
+}
+
 impl SnapshotStatus {
     pub const ALL: [Self; 2] = [Self::Ok, Self::Partial];
 }

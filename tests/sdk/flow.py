@@ -51,7 +51,7 @@ from coffer_client.models import (
     SchedulePreviewDto,
     SettingsDto,
     SourceDto,
-    StartBackupRequest,
+    BackupBySourceName,
     TreePage,
     UpdateSettingsRequest,
 )
@@ -242,7 +242,7 @@ def main():
     assert source.name == "sdk-flow" and source.path == os.path.realpath(src), source
     step(f"source {source.id} over {source.path}")
 
-    started = start_backup.sync_detailed(client=client, body=StartBackupRequest(source="sdk-flow"))
+    started = start_backup.sync_detailed(client=client, body=BackupBySourceName(source="sdk-flow"))
     job = expect(started, 202, JobDto)
     assert started.headers["location"] == f"/api/jobs/{job.id}", started.headers
     job = wait_for(client, job, JobKindDto.BACKUP)

@@ -386,11 +386,18 @@ async fn sources_are_checked_and_managed(app: &TestApp) {
     std::os::unix::fs::symlink(dir.join("a"), dir.join("via-link")).expect("symlink");
 
     let data = std::fs::canonicalize(&app.data_dir).expect("data dir");
-    for (body, code) in [
-        (
+    // A relative path breaks the schema's `pattern` (`^/`): refused as malformed.
+    let (status, e) = api
+        .post(
+            "/api/sources",
             json!({"name": "x", "path": "relative/path"}),
-            "invalid_path",
-        ),
+        )
+        .await;
+    assert_eq!(
+        (status, e["error"]["code"].as_str()),
+        (400, Some("bad_request"))
+    );
+    for (body, code) in [
         // Coffer's own directories, and any directory holding them, are refused: the
         // repository would back itself up, growing with every run.
         (json!({"name": "x", "path": data}), "invalid_path"),
@@ -984,5 +991,260 @@ async fn coffer_secrets_are_never_backed_up() {
             .any(|e| e["name"] == "innocent.txt"),
         "{root}"
     );
+    app.stop().await;
+}
+
+on_both!(a_head_on_a_download_exports_nothing_and_is_not_audited);
+async fn a_head_on_a_download_exports_nothing_and_is_not_audited(app: &TestApp) {
+    let api = admin(app).await;
+    let work = tempfile::tempdir().expect("tempdir");
+    let src = work.path().join("projects");
+    source_tree(&src);
+    let id = api.create_source("projects", &src).await;
+    let snap = api.backup(id).await;
+
+    for query in ["", "?path=docs&format=zip"] {
+        let resp = app
+            .client
+            .head(app.url(&format!("/api/backups/{snap}/download{query}")))
+            .bearer_auth(&api.token)
+            .send()
+            .await
+            .expect("head");
+        assert_eq!(resp.status(), 200, "{query}");
+        let disposition = resp
+            .headers()
+            .get("content-disposition")
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default()
+            .to_owned();
+        assert!(
+            disposition.starts_with("attachment; filename=\"projects-"),
+            "{disposition}"
+        );
+        assert!(resp.bytes().await.expect("body").is_empty());
+    }
+    // A HEAD of what does not exist answers as the GET would.
+    let resp = app
+        .client
+        .head(app.url(&format!("/api/backups/{snap}/download?path=missing")))
+        .bearer_auth(&api.token)
+        .send()
+        .await
+        .expect("head");
+    assert_eq!(resp.status(), 404);
+    // Give a stray export time to fail and record itself, then: nothing in the trail.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let (_, audit) = api.get("/api/audit?action=backup_download").await;
+    assert_eq!(audit["items"], json!([]), "{audit}");
+    // The GET is still audited.
+    let (status, _, body) = api
+        .bytes(&format!("/api/backups/{snap}/download?path=docs"))
+        .await;
+    assert_eq!(status, 200);
+    assert!(!body.is_empty());
+    let (_, audit) = api.get("/api/audit?action=backup_download").await;
+    assert_eq!(audit["items"].as_array().map(Vec::len), Some(1), "{audit}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn refusals_name_no_server_path() {
+    let app = spawn_app(Backend::Sqlite, "refusals_name_no_server_path")
+        .await
+        .expect("sqlite");
+    let api = admin(&app).await;
+    let work = tempfile::tempdir().expect("tempdir");
+    let src = work.path().join("src");
+    source_tree(&src);
+    let id = api.create_source("src", &src).await;
+    let snap = api.backup(id).await;
+    let data_dir = std::fs::canonicalize(&app.data_dir).expect("canonical");
+    let root = app.data_dir.join("restored");
+    std::fs::create_dir(root.join("busy")).expect("mkdir");
+    std::fs::write(root.join("busy/file"), b"x").expect("write");
+
+    let mut refusals = Vec::new();
+    for target in [json!("busy"), json!("/etc"), json!("../outside")] {
+        let (status, e) = api
+            .post(&format!("/api/restore/{snap}"), json!({"target": target}))
+            .await;
+        assert_eq!(status, 422, "{e}");
+        refusals.push(e);
+    }
+    let (status, e) = api
+        .post(
+            "/api/sources",
+            json!({"name": "own", "path": data_dir.join("restored")}),
+        )
+        .await;
+    assert_eq!(status, 422, "{e}");
+    refusals.push(e);
+    for e in &refusals {
+        let message = e["error"]["message"].as_str().expect("message");
+        for server_path in [&data_dir, &app.data_dir] {
+            let shown = server_path.to_str().expect("utf8");
+            assert!(!message.contains(shown), "{message} names {shown}");
+        }
+    }
+    app.stop().await;
+}
+
+on_both!(viewers_see_no_file_names_or_restore_targets);
+async fn viewers_see_no_file_names_or_restore_targets(app: &TestApp) {
+    let api = admin(app).await;
+    let work = tempfile::tempdir().expect("tempdir");
+    let src = work.path().join("projects");
+    source_tree(&src);
+    // A FIFO is skipped with a warning that names it.
+    let status = std::process::Command::new("mkfifo")
+        .arg(src.join("secret-plans.fifo"))
+        .status()
+        .expect("mkfifo");
+    assert!(status.success());
+    let id = api.create_source("projects", &src).await;
+    let snap = api.backup(id).await;
+    let (status, job) = api
+        .post(
+            &format!("/api/restore/{snap}"),
+            json!({"path": "docs/sub", "target": "restored-here"}),
+        )
+        .await;
+    assert_eq!(status, 202, "{job}");
+    let done = api.wait(job["id"].as_str().expect("id")).await;
+    assert_eq!(done["state"], "succeeded", "{done}");
+    // The admin sees it all.
+    let (_, backup) = api.get(&format!("/api/backups/{snap}")).await;
+    assert!(backup.to_string().contains("secret-plans"), "{backup}");
+    assert!(done.to_string().contains("restored-here"), "{done}");
+
+    app.create_user(&api.token, "looker", "correct horse battery", "viewer")
+        .await;
+    let viewer = Api {
+        app,
+        token: app.token("looker", "correct horse battery").await,
+    };
+    let mut seen = Vec::new();
+    for path in [
+        "/api/jobs".to_owned(),
+        format!("/api/jobs/{}", done["id"].as_str().expect("id")),
+        "/api/backups".to_owned(),
+        format!("/api/backups/{snap}"),
+        "/api/dashboard".to_owned(),
+    ] {
+        let (status, body) = viewer.get(&path).await;
+        assert_eq!(status, 200, "{path}: {body}");
+        seen.push(body);
+    }
+    for body in &seen {
+        let text = body.to_string();
+        for secret in ["secret-plans", "restored-here", "docs/sub"] {
+            assert!(!text.contains(secret), "{secret} in {text}");
+        }
+    }
+    // What is left says that something is hidden, and how much.
+    let (_, backup) = viewer.get(&format!("/api/backups/{snap}")).await;
+    assert_eq!(backup["status"], "partial");
+    assert_eq!(backup["warnings"].as_array().map(Vec::len), Some(1));
+    let (_, restore) = viewer
+        .get(&format!("/api/jobs/{}", done["id"].as_str().expect("id")))
+        .await;
+    assert_eq!(restore["result"]["files"], done["result"]["files"]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_restore_without_room_on_its_target_is_refused_with_507() {
+    let app = spawn_app(Backend::Sqlite, "restore_disk_full")
+        .await
+        .expect("sqlite");
+    let api = admin(&app).await;
+    let work = tempfile::tempdir().expect("tempdir");
+    let src = work.path().join("src");
+    source_tree(&src);
+    let id = api.create_source("src", &src).await;
+    let snap = api.backup(id).await;
+    // A reserve larger than any disk: no volume has room for the restore and it.
+    let app = app
+        .restart(|s| {
+            s.disk.warning_free_mb = 1 << 40;
+            s.disk.min_free_mb = 1 << 40;
+        })
+        .await;
+    let api = admin(&app).await;
+    for body in [
+        json!({}),
+        json!({"path": "docs/sub/deep.txt"}),
+        json!({"path": "docs"}),
+    ] {
+        let (status, e) = api
+            .post(&format!("/api/restore/{snap}"), body.clone())
+            .await;
+        assert_eq!(
+            (status, e["error"]["code"].as_str()),
+            (507, Some("disk_full")),
+            "{body}: {e}"
+        );
+        let message = e["error"]["message"].as_str().expect("message");
+        assert!(
+            !message.contains(app.data_dir.to_str().expect("utf8")),
+            "{message}"
+        );
+    }
+    let (_, jobs) = api.get("/api/jobs?kind=restore").await;
+    assert_eq!(jobs["total"], 0, "{jobs}");
+    app.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_user_cannot_take_every_download() {
+    let app = spawn_app_with(Backend::Sqlite, "downloads_per_user", |s| {
+        s.server.max_downloads_per_user = 1;
+    })
+    .await
+    .expect("sqlite");
+    let api = admin(&app).await;
+    let work = tempfile::tempdir().expect("tempdir");
+    let src = work.path().join("src");
+    std::fs::create_dir_all(&src).expect("mkdir");
+    // More than the response's buffers hold: a client that does not read holds its slot.
+    std::fs::write(src.join("big.bin"), noise(64 << 20, 11)).expect("write");
+    let id = api.create_source("src", &src).await;
+    let snap = api.backup(id).await;
+    let url = app.url(&format!("/api/backups/{snap}/download"));
+
+    let held = app
+        .client
+        .get(&url)
+        .bearer_auth(&api.token)
+        .send()
+        .await
+        .expect("first download");
+    assert_eq!(held.status(), 200);
+    let (status, _, body) = api.bytes(&format!("/api/backups/{snap}/download")).await;
+    assert_eq!(status, 429);
+    let e: serde_json::Value = serde_json::from_slice(&body).expect("error JSON");
+    assert_eq!(e["error"]["code"], "too_many_downloads", "{e}");
+    // Another user is not held up by the first one's download.
+    app.create_user(&api.token, "otto", "correct horse battery", "operator")
+        .await;
+    let otto = Api {
+        app: &app,
+        token: app.token("otto", "correct horse battery").await,
+    };
+    let (status, _, body) = otto
+        .bytes(&format!("/api/backups/{snap}/download?format=zip"))
+        .await;
+    assert_eq!(status, 200);
+    assert!(body.len() > 64 << 20);
+    // The slot comes back once the first download is gone.
+    drop(held);
+    let mut status = 0;
+    for _ in 0..100 {
+        status = api.bytes(&format!("/api/backups/{snap}/download")).await.0;
+        if status == 200 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(status, 200);
     app.stop().await;
 }

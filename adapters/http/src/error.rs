@@ -156,9 +156,6 @@ impl ApiError {
     #[must_use]
     pub fn request(refusal: RequestError, message: impl Into<String>) -> Self {
         match refusal {
-            RequestError::InvalidRequest => {
-                Self::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid_request", message)
-            }
             RequestError::TooManyDownloads => Self::TooManyRequests(
                 Json(ErrorBody {
                     error: ErrorDetail {
@@ -176,8 +173,6 @@ impl ApiError {
 /// Refusals the HTTP layer makes itself, before or around a use case.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum RequestError {
-    /// 422 `invalid_request`: fields that contradict each other.
-    InvalidRequest,
     /// 429 `too_many_downloads`, retry after 5 s.
     TooManyDownloads,
 }
@@ -217,6 +212,7 @@ impl From<SubmitError> for ApiError {
             SubmitError::JobRunning { .. }
             | SubmitError::QueueFull(_)
             | SubmitError::ShuttingDown => Self::coded(StatusCode::CONFLICT, &e),
+            SubmitError::TooManyJobs(_) => Self::coded(StatusCode::TOO_MANY_REQUESTS, &e),
         }
     }
 }
@@ -328,6 +324,7 @@ impl From<RestoreError> for ApiError {
             RestoreError::TargetNotAllowed(_) | RestoreError::TargetNotEmpty(_) => {
                 Self::coded(StatusCode::UNPROCESSABLE_ENTITY, &e)
             }
+            RestoreError::DiskFull(_) => Self::coded(StatusCode::INSUFFICIENT_STORAGE, &e),
         }
     }
 }

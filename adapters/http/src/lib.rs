@@ -12,6 +12,7 @@
 mod allow;
 mod api;
 pub mod auth;
+pub mod downloads;
 mod error;
 pub mod metrics;
 mod middleware;
@@ -79,6 +80,8 @@ pub struct AppState {
     pub trusted_proxies: auth::TrustedProxies,
     /// Mark the session cookie `Secure` (set when served over HTTPS).
     pub secure_cookies: bool,
+    /// Downloads streaming at once, in all and per user.
+    pub downloads: Arc<downloads::DownloadLimits>,
 }
 
 /// Limits the HTTP layer enforces.

@@ -64,6 +64,18 @@ fn too_large(limit: usize) -> Response {
     )
 }
 
+/// Marks a `HEAD` request. poem answers `HEAD` with the `GET` handler and drops the body,
+/// but the handler sees `GET`: one whose work has side effects (a download's export and
+/// audit row) looks for this mark and answers with the headers alone.
+#[derive(Debug, Clone, Copy)]
+pub struct HeadOnly;
+
+/// Whether `req` is a `HEAD` (see [`HeadOnly`]).
+#[must_use]
+pub fn is_head(req: &Request) -> bool {
+    req.extensions().get::<HeadOnly>().is_some()
+}
+
 /// Wraps the whole application: panics become 500s, then every response passes through
 /// [`handle`].
 pub fn wrap<E: Endpoint + 'static>(
@@ -103,6 +115,9 @@ async fn handle<E: Endpoint>(ep: Arc<E>, mut req: Request, limit: usize) -> poem
 
     let auth_failure = crate::auth::AuthFailure::default();
     req.extensions_mut().insert(auth_failure.clone());
+    if method == Method::HEAD {
+        req.extensions_mut().insert(HeadOnly);
+    }
     let mut resp = match early {
         Some(resp) => resp,
         None => ep.get_response(req).await,

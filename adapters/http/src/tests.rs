@@ -164,6 +164,52 @@ fn every_operation_has_an_id_and_documents_its_errors() {
     }
 }
 
+/// What a client can know before it asks is in the schema, so that generated clients and
+/// fuzzers do not send what the server will refuse: the password rules, absolute source
+/// paths, and the choice between `source_id` and `source`.
+#[test]
+fn the_spec_states_the_rules_a_client_can_know_up_front() {
+    let spec: serde_json::Value = serde_json::from_str(&openapi_json()).expect("spec is JSON");
+    let schemas = &spec["components"]["schemas"];
+    for (schema, field) in [
+        ("CreateUserRequest", "password"),
+        ("ResetPasswordRequest", "password"),
+        ("ChangePasswordRequest", "new_password"),
+    ] {
+        let prop = &schemas[schema]["properties"][field];
+        assert_eq!(
+            (&prop["minLength"], &prop["maxLength"]),
+            (&12.into(), &1024.into()),
+            "{schema}.{field}: {prop}"
+        );
+    }
+    for schema in ["CreateSourceRequest", "UpdateSourceRequest"] {
+        let prop = &schemas[schema]["properties"]["path"];
+        assert_eq!(prop["pattern"], "^/", "{schema}.path: {prop}");
+    }
+    let body = &spec["paths"]["/api/backup"]["post"]["requestBody"]["content"]["application/json; charset=utf-8"]
+        ["schema"];
+    let name = body["$ref"]
+        .as_str()
+        .and_then(|r| r.rsplit('/').next())
+        .expect("a named schema");
+    let choices: Vec<&str> = schemas[name]["oneOf"]
+        .as_array()
+        .unwrap_or_else(|| panic!("{name} is no oneOf: {}", schemas[name]))
+        .iter()
+        .filter_map(|c| c["$ref"].as_str()?.rsplit('/').next())
+        .collect();
+    let required: Vec<&serde_json::Value> =
+        choices.iter().map(|c| &schemas[*c]["required"]).collect();
+    assert_eq!(
+        required,
+        [
+            &serde_json::json!(["source_id"]),
+            &serde_json::json!(["source"])
+        ]
+    );
+}
+
 /// The committed spec must match the code. Refresh it with
 /// `cargo run -p coffer -- openapi > openapi/openapi.json`.
 #[test]

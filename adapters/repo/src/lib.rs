@@ -901,14 +901,14 @@ async fn collect_refs(
             return Err(EngineError::Cancelled);
         }
         let nodes = repo.tree(&id).await?;
-        let mut names = std::collections::HashSet::new();
+        let mut names = tree::DirNames::default();
         for node in nodes {
             let child = if path.is_empty() {
                 node.display_name()
             } else {
                 format!("{path}/{}", node.display_name())
             };
-            if !Node::safe_name(&node.name) || !names.insert(node.name.clone()) {
+            if !names.admit(&node.name) {
                 refs.unsafe_entries.push(child.clone());
             }
             match node.kind {

@@ -589,8 +589,19 @@ async fn forge_snapshot_with_data(
 }
 
 async fn forge_snapshot_with(engine: &Engine, store: &MemStore, node: Node, data: &[u8]) -> String {
+    forge_snapshot_of(engine, store, &[node], data).await
+}
+
+/// Stores a snapshot whose root tree holds `nodes` as given (in that order, duplicates
+/// and all), with `data` stored as a chunk.
+async fn forge_snapshot_of(
+    engine: &Engine,
+    store: &MemStore,
+    nodes: &[Node],
+    data: &[u8],
+) -> String {
     let repo = engine.repo.clone();
-    let tree_bytes = tree::encode(&[node]);
+    let tree_bytes = tree::encode(nodes);
     let tree_id = repo.keys.chunk_id(&tree_bytes);
     let mut pack = pack::PackWriter::new([9u8; 32], 1024);
     let sealed = crypto::seal_blob(&repo.keys, true, &tree_id, &tree_bytes, None).unwrap();
@@ -680,6 +691,46 @@ async fn entries_that_would_escape_the_target_are_refused() {
                 "{format:?} {path:?}: {err:?}"
             );
         }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn duplicate_names_are_refused_by_restore_and_archives_alike() {
+    let store = Arc::new(MemStore::default());
+    let engine = engine(&store, true).await;
+    // Two entries named "twin" in one directory, as a tampered repository might hold:
+    // unpacked, the second would silently replace the first.
+    let twin = || Node {
+        mode: 0o644,
+        inode: 1,
+        ..Node::new(b"twin".to_vec(), NodeKind::File)
+    };
+    let id = forge_snapshot_of(&engine, &store, &[twin(), twin()], &[]).await;
+    let out = tempfile::tempdir().unwrap();
+    let target = out.path().join("t");
+    let err = engine
+        .restore(
+            &id,
+            None,
+            &target,
+            Arc::new(Progress::default()),
+            Cancel::default(),
+        )
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&err, EngineFailure::Invalid(m) if m.contains("collide")),
+        "{err:?}"
+    );
+    for format in [ArchiveFormat::Tar, ArchiveFormat::Zip] {
+        let err = engine
+            .export(&id, None, format, Box::new(Sink::default()))
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(&err, EngineFailure::Invalid(m) if m.contains("collide") && m.contains("twin")),
+            "{format:?}: {err:?}"
+        );
     }
 }
 

@@ -107,6 +107,21 @@ impl Node {
     }
 }
 
+/// The names of one directory's entries, checked one by one before any is created
+/// (restore) or written into an archive (export), and when a snapshot is checked: an
+/// entry is admitted when its name is safe ([`Node::safe_name`]) and no earlier entry of
+/// the directory had it. A tampered tree could name an entry `..`, or two alike so that
+/// the second replaces the first when they are unpacked. One rule for every reader.
+#[derive(Debug, Default)]
+pub struct DirNames(std::collections::HashSet<Vec<u8>>);
+
+impl DirNames {
+    /// Whether `name` may be created in this directory, remembering it when it may.
+    pub fn admit(&mut self, name: &[u8]) -> bool {
+        Node::safe_name(name) && self.0.insert(name.to_vec())
+    }
+}
+
 /// The version every tree is written in.
 const TREE_VERSION: u8 = 2;
 /// Trees of repositories written before version 2: read, never written.

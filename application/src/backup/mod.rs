@@ -300,11 +300,14 @@ impl BackupService {
                             NewAlert::new(
                                 AlertKind::BackupPartial,
                                 Severity::Warning,
+                                // No file name: every role sees alerts, and names from
+                                // inside a backup need `restore` (the snapshot's
+                                // warnings have them).
                                 format!(
-                                    "the backup of `{}` is partial: {} entries could not be read (first: {})",
+                                    "the backup of `{}` is partial: {} entries could not be \
+                                     read (the snapshot's warnings name them)",
                                     source.name,
                                     summary.warnings.len(),
-                                    summary.warnings.first().map_or("", String::as_str)
                                 ),
                             )
                             .for_source(source.id),

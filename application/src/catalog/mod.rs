@@ -102,6 +102,16 @@ pub struct Paging {
     pub offset: u64,
 }
 
+/// `entry` as `actor` may see it: without the `restore` permission (which browsing
+/// needs), no file names (see [`CatalogEntry::without_contents`]).
+fn shown_to(actor: &Actor, entry: CatalogEntry) -> CatalogEntry {
+    if actor.role.allows(Permission::Restore) {
+        entry
+    } else {
+        entry.without_contents()
+    }
+}
+
 /// Keeps what is safe in a file name, so that a `Content-Disposition` header needs no
 /// escaping.
 fn file_name_part(s: &str) -> String {
@@ -157,7 +167,11 @@ impl CatalogService {
     ) -> Result<Page<CatalogEntry>, CatalogError> {
         actor.require(Permission::View)?;
         filter.limit = filter.limit.clamp(1, MAX_PAGE);
-        Ok(self.catalog.query(&filter).await?)
+        let page = self.catalog.query(&filter).await?;
+        Ok(Page {
+            total: page.total,
+            items: page.items.into_iter().map(|e| shown_to(actor, e)).collect(),
+        })
     }
 
     /// The catalog, newest first.
@@ -170,7 +184,8 @@ impl CatalogService {
         limit: u64,
     ) -> Result<Vec<CatalogEntry>, CatalogError> {
         actor.require(Permission::View)?;
-        Ok(self.catalog.list(limit).await?)
+        let entries = self.catalog.list(limit).await?;
+        Ok(entries.into_iter().map(|e| shown_to(actor, e)).collect())
     }
 
     /// A snapshot by id, unique prefix, or `latest`. Like every use case here it takes
@@ -181,7 +196,8 @@ impl CatalogService {
     /// `Forbidden` without `view`; `NotFound`.
     pub async fn find(&self, actor: &Actor, reference: &str) -> Result<CatalogEntry, CatalogError> {
         actor.require(Permission::View)?;
-        self.find_ref(&SnapshotRef::parse(reference)?).await
+        let entry = self.find_ref(&SnapshotRef::parse(reference)?).await?;
+        Ok(shown_to(actor, entry))
     }
 
     async fn find_ref(&self, reference: &SnapshotRef) -> Result<CatalogEntry, CatalogError> {
@@ -319,6 +335,33 @@ impl CatalogService {
         path: Option<&str>,
         format: ArchiveFormat,
     ) -> Result<DownloadPlan, CatalogError> {
+        let plan = self.plan_download(actor, reference, path, format).await?;
+        self.audit
+            .record(
+                AuditEntry::new(&actor.username, AuditAction::BackupDownload, &actor.client)
+                    .resource(format!("snapshot:{}", plan.snapshot_id))
+                    .detail(format!(
+                        "/{} as {}",
+                        plan.path.as_deref().unwrap_or(""),
+                        format.extension()
+                    )),
+            )
+            .await?;
+        Ok(plan)
+    }
+
+    /// What a download would be (its snapshot, path and file name), authorized but
+    /// neither recorded nor started: the answer to a `HEAD`, which reads no content.
+    ///
+    /// # Errors
+    /// `Forbidden` without `restore`; `NotFound` (snapshot or path).
+    pub async fn plan_download(
+        &self,
+        actor: &Actor,
+        reference: &str,
+        path: Option<&str>,
+        format: ArchiveFormat,
+    ) -> Result<DownloadPlan, CatalogError> {
         actor.require(Permission::Restore)?;
         let snap = self.find(actor, reference).await?;
         let path = snapshot_path(path);
@@ -339,17 +382,6 @@ impl CatalogService {
             }
         }
         let stem = stem.trim_start_matches('-').to_owned();
-        self.audit
-            .record(
-                AuditEntry::new(&actor.username, AuditAction::BackupDownload, &actor.client)
-                    .resource(format!("snapshot:{}", snap.snapshot_id))
-                    .detail(format!(
-                        "/{} as {}",
-                        path.as_deref().unwrap_or(""),
-                        format.extension()
-                    )),
-            )
-            .await?;
         Ok(DownloadPlan {
             snapshot_id: snap.snapshot_id,
             path,

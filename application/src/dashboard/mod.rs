@@ -14,7 +14,7 @@ use coffer_domain::schedule::Schedule;
 
 use crate::error::CommonError;
 use crate::jobs::scheduler::SchedulePlan;
-use crate::jobs::{JobStatus, RunningJobs, SchedulerStatus};
+use crate::jobs::{JobStatus, RunningJobs, SchedulerStatus, shown_to};
 use crate::keys::KeyStatus;
 use crate::retention::{RetentionDefaults, RetentionStatus};
 use crate::storage::{DiskCheck, DiskStatus, StorageFigures, StorageUsage};
@@ -148,7 +148,14 @@ impl DashboardService {
             })
             .await?
             .items;
-        let running_jobs = read.jobs.running(JOBS_SHOWN).await?;
+        let running_jobs = read
+            .jobs
+            .running(JOBS_SHOWN)
+            .await?
+            .into_iter()
+            .map(|s| shown_to(actor, s))
+            .collect();
+        let may_browse = actor.role.allows(Permission::Restore);
         let disk = self.disk().await;
         let protected_bytes = latest.iter().map(|(_, e)| e.size).sum();
         let last_backup_at = latest.iter().map(|(_, e)| e.created_at).max();
@@ -159,10 +166,13 @@ impl DashboardService {
         let sources = sources
             .into_iter()
             .map(|s| {
-                let last_backup = latest
-                    .iter()
-                    .find(|(id, _)| *id == s.id)
-                    .map(|(_, e)| e.clone());
+                let last_backup = latest.iter().find(|(id, _)| *id == s.id).map(|(_, e)| {
+                    if may_browse {
+                        e.clone()
+                    } else {
+                        e.clone().without_contents()
+                    }
+                });
                 let planned = scheduler.sources.iter().find(|p| p.source_id == s.id);
                 SourceOverview {
                     id: s.id,

@@ -60,6 +60,10 @@ pub struct JobStatus {
 pub struct JobOptions {
     /// Jobs that run at once; the rest wait in order.
     pub max_running: usize,
+    /// Jobs one user may have waiting in the queue at once (429 `too_many_jobs`
+    /// beyond), so that nobody fills the queue for everybody else. 0: no cap. The
+    /// scheduler and the local command line are not users and have no cap.
+    pub max_queued_per_user: usize,
 }
 
 struct Live {
@@ -156,6 +160,16 @@ fn settled(job: Job) -> JobStatus {
     }
 }
 
+/// `status` as `actor` may see it: without the `restore` permission, nothing that names
+/// what is in a backup (see [`Job::without_contents`]).
+#[must_use]
+pub fn shown_to(actor: &Actor, mut status: JobStatus) -> JobStatus {
+    if !actor.role.allows(Permission::Restore) {
+        status.job = status.job.without_contents();
+    }
+    status
+}
+
 /// The permission a kind of job needs, to start or to cancel it.
 #[must_use]
 pub const fn permission_for(kind: JobKind) -> Permission {
@@ -216,6 +230,7 @@ impl JobService {
                 audit,
                 options: JobOptions {
                     max_running: options.max_running.max(1),
+                    max_queued_per_user: options.max_queued_per_user,
                 },
                 registry: Mutex::new(Registry::default()),
             }),
@@ -272,14 +287,14 @@ impl JobService {
     pub async fn get(&self, actor: &Actor, id: JobId) -> Result<JobStatus, JobsError> {
         actor.require(Permission::View)?;
         if let Some(s) = self.get_live(id) {
-            return Ok(s);
+            return Ok(shown_to(actor, s));
         }
         Ok(self
             .inner
             .repo
             .get(id)
             .await?
-            .map(settled)
+            .map(|job| shown_to(actor, settled(job)))
             .ok_or_else(|| CommonError::NotFound(format!("no job {id}")))?)
     }
 
@@ -294,7 +309,11 @@ impl JobService {
     ) -> Result<Page<JobStatus>, JobsError> {
         actor.require(Permission::View)?;
         filter.limit = filter.limit.clamp(1, MAX_JOB_PAGE);
-        Ok(self.page(&filter).await?)
+        let page = self.page(&filter).await?;
+        Ok(Page {
+            total: page.total,
+            items: page.items.into_iter().map(|s| shown_to(actor, s)).collect(),
+        })
     }
 
     async fn page(&self, filter: &JobFilter) -> Result<Page<JobStatus>, CommonError> {
@@ -484,6 +503,22 @@ impl JobQueue for JobService {
                     "{MAX_QUEUED} jobs are already waiting; try again when some have run"
                 )));
             }
+            let cap = inner.options.max_queued_per_user;
+            if cap > 0 && actor.user_id.is_some() {
+                let waiting = reg
+                    .live
+                    .values()
+                    .filter(|l| {
+                        l.job.state == JobState::Queued && l.job.requested_by == actor.username
+                    })
+                    .count();
+                if waiting >= cap {
+                    return Err(SubmitError::TooManyJobs(format!(
+                        "you already have {waiting} jobs waiting (jobs.max_queued_per_user); \
+                         try again when some have started"
+                    )));
+                }
+            }
             if let JobParams::Restore { target, .. } = &job.params
                 && let Some(other) = reg.live.values().find(|l| {
                     !l.job.state.is_final()
@@ -493,7 +528,7 @@ impl JobQueue for JobService {
                 return Err(SubmitError::JobRunning {
                     job_id: other.job.id,
                     message: format!(
-                        "restore job {} writes to or around {target}; wait for it or choose another target",
+                        "restore job {} writes to or around the same directory; wait for it or choose another target",
                         other.job.id
                     ),
                 });

@@ -86,6 +86,9 @@ pub enum SubmitError {
     /// `queue_full`.
     #[error("{0}")]
     QueueFull(String),
+    /// `too_many_jobs`: the caller already has as many jobs waiting as one user may.
+    #[error("{0}")]
+    TooManyJobs(String),
     /// `shutting_down`.
     #[error("the server is shutting down; try again once it is back")]
     ShuttingDown,
@@ -97,6 +100,7 @@ impl CodedError for SubmitError {
             Self::Common(e) => e.code(),
             Self::JobRunning { .. } => "job_running",
             Self::QueueFull(_) => "queue_full",
+            Self::TooManyJobs(_) => "too_many_jobs",
             Self::ShuttingDown => "shutting_down",
         }
     }
@@ -105,7 +109,7 @@ impl CodedError for SubmitError {
         match self {
             Self::Common(e) => CodedError::class(e),
             Self::JobRunning { job_id, .. } => ErrorClass::JobRunning(*job_id),
-            Self::QueueFull(_) | Self::ShuttingDown => ErrorClass::Business,
+            Self::QueueFull(_) | Self::TooManyJobs(_) | Self::ShuttingDown => ErrorClass::Business,
         }
     }
 }

@@ -44,7 +44,7 @@ use crate::test_fakes::FakeSources;
 use crate::{
     ActiveJobs as _, AlertService, AuditLog, BackupError, BackupPorts, BackupService, DiskGuard,
     DiskThresholds, JobOptions, JobService, JobStatus, JobsError, MaintenancePorts,
-    MaintenanceService, Quota, RestoreService, StorageService,
+    MaintenanceService, Quota, RestoreService, StorageService, TargetRoom,
 };
 use coffer_domain::alerts::{AlertKind, Severity};
 use coffer_domain::audit::AuditAction;
@@ -681,6 +681,22 @@ struct FakePaths {
     used: Mutex<HashSet<String>>,
 }
 
+/// Every restore target's volume, with room to spare.
+struct RoomyTargets;
+
+impl coffer_domain::alerts::DiskMonitor for RoomyTargets {
+    fn space(
+        &self,
+        _: &Path,
+    ) -> Result<coffer_domain::alerts::DiskSpace, coffer_domain::alerts::DiskSpaceError> {
+        Ok(coffer_domain::alerts::DiskSpace {
+            total_bytes: 1 << 50,
+            available_bytes: 1 << 49,
+            mount_point: "/srv".into(),
+        })
+    }
+}
+
 impl LocalPaths for FakePaths {
     fn readable_dir(&self, path: &str) -> Result<String, PathProblem> {
         Err(PathProblem {
@@ -845,6 +861,17 @@ impl World {
     }
 
     fn build(max_running: usize, repo: Arc<FakeJobs>, quota: Quota) -> Self {
+        Self::build_with(
+            JobOptions {
+                max_running,
+                max_queued_per_user: 0,
+            },
+            repo,
+            quota,
+        )
+    }
+
+    fn build_with(options: JobOptions, repo: Arc<FakeJobs>, quota: Quota) -> Self {
         let sources = Arc::new(FakeSources::default());
         let catalog = Arc::new(FakeCatalog::default());
         let engine = Arc::new(FakeEngine::default());
@@ -884,7 +911,7 @@ impl World {
             tasks.clone(),
             clock.clone(),
             log.clone(),
-            JobOptions { max_running },
+            options,
         ));
         let maintenance = Arc::new(MaintenanceService::new(
             engine.clone(),
@@ -935,6 +962,10 @@ impl World {
             paths.clone(),
             vec![ROOT.into()],
             jobs.clone(),
+            TargetRoom {
+                monitor: Arc::new(RoomyTargets),
+                reserve_mb: 1024,
+            },
             clock,
             log,
         ));
@@ -1757,6 +1788,85 @@ fn restores_into_overlapping_targets_are_refused_while_the_first_lives() {
 }
 
 #[test]
+fn one_user_cannot_fill_the_queue() {
+    let mut w = World::build_with(
+        JobOptions {
+            max_running: 1,
+            max_queued_per_user: 2,
+        },
+        Arc::new(FakeJobs::default()),
+        Quota::default(),
+    );
+    let olga = operator();
+    let open_running = w.engine.gate("running");
+    w.backup(&olga, w.source("running")).unwrap();
+    w.settle();
+    // The running job does not count; two may wait.
+    w.backup(&olga, w.source("a")).unwrap();
+    w.backup(&olga, w.source("b")).unwrap();
+    let c = w.source("c");
+    let err = w.backup(&olga, c).unwrap_err();
+    assert_eq!(err.code(), "too_many_jobs", "{err}");
+    // Another user, and the scheduler (no user), still get in.
+    w.backup(&actor("otto", Role::Operator), w.source("d"))
+        .unwrap();
+    w.backup(&Actor::local_admin("scheduler"), w.source("e"))
+        .unwrap();
+    open_running.send(()).unwrap();
+    w.settle();
+    // Once hers have run, she may queue again.
+    w.backup(&olga, c).unwrap();
+    w.settle();
+}
+
+#[test]
+fn refused_restores_name_no_server_path() {
+    let mut w = World::new(1);
+    let op = operator();
+    let snap = snapshot(&mut w);
+    w.paths
+        .used
+        .lock()
+        .unwrap()
+        .insert("/srv/restore/busy".to_owned());
+    let mut messages = Vec::new();
+    for target in [
+        "busy",
+        "/srv/restore/busy",
+        "/etc",
+        "../etc",
+        "/srv/restore/../x",
+    ] {
+        let err = block_on(w.restores.start_restore(&op, &snap, None, Some(target))).unwrap_err();
+        messages.push((target, err.code(), err.to_string()));
+    }
+    // An overlapping restore while the first waits in the queue.
+    let blocker = w.source("blocker");
+    let open_blocker = w.engine.gate("blocker");
+    w.backup(&op, blocker).unwrap();
+    w.settle();
+    block_on(w.restores.start_restore(&op, &snap, None, Some("x"))).unwrap();
+    let err = block_on(w.restores.start_restore(&op, &snap, None, Some("x/inner"))).unwrap_err();
+    messages.push(("x/inner", err.code(), err.to_string()));
+    for (target, code, message) in &messages {
+        assert!(!message.contains("/srv"), "{target} ({code}): {message}");
+    }
+    assert_eq!(
+        messages.iter().map(|m| m.1).collect::<Vec<_>>(),
+        [
+            "restore_target_not_empty",
+            "restore_target_not_empty",
+            "restore_target_not_allowed",
+            "restore_target_not_allowed",
+            "restore_target_not_allowed",
+            "job_running"
+        ]
+    );
+    open_blocker.send(()).unwrap();
+    w.settle();
+}
+
+#[test]
 fn a_restore_outside_the_roots_is_refused_audited_and_not_queued() {
     let mut w = World::new(1);
     let op = operator();
@@ -2090,7 +2200,13 @@ fn a_failed_or_partial_backup_raises_an_alert_for_its_source_and_a_cancelled_one
         .collect();
     assert_eq!(partial.len(), 1);
     assert_eq!(partial[0].source_id, Some(b));
-    assert!(partial[0].message.contains("secret.db"));
+    // Every role sees alerts; names from inside a backup need `restore`.
+    assert!(
+        partial[0].message.contains("1 entries could not be read")
+            && !partial[0].message.contains("secret.db"),
+        "{}",
+        partial[0].message
+    );
     // A failure again is a new event, not a repeat of an open condition.
     w.engine.plan("a", Plan::Fail);
     w.backup(&operator(), a).unwrap();

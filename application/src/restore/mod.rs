@@ -5,18 +5,22 @@ use std::path::{Component, Path};
 use std::sync::Arc;
 
 use async_trait::async_trait;
+use coffer_domain::alerts::DiskMonitor;
 use coffer_domain::audit::{AuditAction, AuditEntry};
 use coffer_domain::auth::{Actor, Permission};
-use coffer_domain::engine::{Cancel, Progress, RestoreReport, SnapshotEngine, VerifyReport};
+use coffer_domain::engine::{
+    Cancel, EntryKind, Progress, RestoreReport, SnapshotEngine, VerifyReport,
+};
 use coffer_domain::jobs::{JobParams, JobResult};
 use coffer_domain::ports::{BackupCatalog, CatalogEntry, Clock, LocalPaths};
+use coffer_domain::units::human_bytes;
 use coffer_domain::{SnapshotId, SnapshotRef};
 
 use crate::audit::AuditLog;
 use crate::catalog::lookup;
 use crate::error::{CodedError, CommonError, EngineError, ErrorClass};
 use crate::jobs::{JobExecutor, JobFailure, JobQueue, JobStatus, SubmitError};
-use crate::paths::snapshot_path;
+use crate::paths::{hide_path, snapshot_path};
 
 /// Errors of restoring and verifying.
 #[derive(Debug, thiserror::Error)]
@@ -34,6 +38,9 @@ pub enum RestoreError {
     /// `restore_target_not_empty`.
     #[error("{0}")]
     TargetNotEmpty(String),
+    /// `disk_full`: the target's volume lacks room for the restore and the reserve.
+    #[error("{0}")]
+    DiskFull(String),
 }
 
 impl CodedError for RestoreError {
@@ -44,6 +51,7 @@ impl CodedError for RestoreError {
             Self::Submit(e) => e.code(),
             Self::TargetNotAllowed(_) => "restore_target_not_allowed",
             Self::TargetNotEmpty(_) => "restore_target_not_empty",
+            Self::DiskFull(_) => "disk_full",
         }
     }
 
@@ -52,13 +60,38 @@ impl CodedError for RestoreError {
             Self::Common(e) => CodedError::class(e),
             Self::Engine(e) => CodedError::class(e),
             Self::Submit(e) => e.class(),
-            Self::TargetNotAllowed(_) | Self::TargetNotEmpty(_) => ErrorClass::Business,
+            Self::TargetNotAllowed(_) | Self::TargetNotEmpty(_) | Self::DiskFull(_) => {
+                ErrorClass::Business
+            }
+        }
+    }
+}
+
+impl RestoreError {
+    /// This error as a client may see it: the engine's messages (a target found not
+    /// empty at the last moment, say) name the target directory on the server.
+    fn hiding(self, target: &str) -> Self {
+        let hide = |m: String| hide_path(m, target, "the restore target");
+        match self {
+            Self::Engine(EngineError::Invalid(m)) => Self::Engine(EngineError::Invalid(hide(m))),
+            Self::Engine(EngineError::Damaged(m)) => Self::Engine(EngineError::Damaged(hide(m))),
+            other => other,
         }
     }
 }
 
 crate::error::common_conversions!(RestoreError);
 crate::error::engine_conversion!(RestoreError);
+
+/// What a restore over the API needs free on its target's volume: the bytes it writes
+/// plus `reserve_mb` (the same reserve as backups keep, `disk.min_free_mb`), read
+/// through the disk probe the alerts use.
+pub struct TargetRoom {
+    pub monitor: Arc<dyn DiskMonitor>,
+    pub reserve_mb: u64,
+}
+
+const MIB: u64 = 1024 * 1024;
 
 pub struct RestoreService {
     engine: Arc<dyn SnapshotEngine>,
@@ -68,6 +101,7 @@ pub struct RestoreService {
     /// symlinks resolved). The first is where a restore goes when no target is given.
     restore_roots: Vec<String>,
     queue: Arc<dyn JobQueue>,
+    room: TargetRoom,
     clock: Arc<dyn Clock>,
     audit: AuditLog,
 }
@@ -81,6 +115,7 @@ impl RestoreService {
         paths: Arc<dyn LocalPaths>,
         restore_roots: Vec<String>,
         queue: Arc<dyn JobQueue>,
+        room: TargetRoom,
         clock: Arc<dyn Clock>,
         audit: AuditLog,
     ) -> Self {
@@ -90,9 +125,63 @@ impl RestoreService {
             paths,
             restore_roots,
             queue,
+            room,
             clock,
             audit,
         }
+    }
+
+    /// The bytes a restore of `path` (everything when `None`) writes: the snapshot's
+    /// size, or a file's. A directory inside a snapshot has no recorded total, so only the
+    /// reserve is asked for then.
+    async fn bytes_to_restore(
+        &self,
+        snap: &CatalogEntry,
+        path: Option<&str>,
+    ) -> Result<u64, RestoreError> {
+        let Some(path) = path else {
+            return Ok(snap.size);
+        };
+        let entry = self.engine.stat(snap.snapshot_id.as_str(), path).await?;
+        Ok(match entry.kind {
+            EntryKind::File => entry.size,
+            EntryKind::Dir | EntryKind::Symlink => 0,
+        })
+    }
+
+    /// Refuses a restore into `target` when its volume has less than `bytes` plus the
+    /// reserve free. When the free space cannot be read the restore goes ahead, with a
+    /// warning in the log: an unknown answer is no reason to refuse.
+    fn ensure_room(&self, target: &str, bytes: u64) -> Result<(), RestoreError> {
+        let space = match self.room.monitor.space(Path::new(target)) {
+            Ok(space) => space,
+            Err(e) => {
+                tracing::warn!(target, error = %e.0, "cannot read the free space of a restore target; the restore goes ahead");
+                return Ok(());
+            }
+        };
+        let reserve = self.room.reserve_mb.saturating_mul(MIB);
+        let needed = bytes.saturating_add(reserve);
+        if space.available_bytes >= needed {
+            return Ok(());
+        }
+        // The volume and the target go to the log, not to the client.
+        tracing::warn!(
+            target,
+            mount = %space.mount_point.display(),
+            available = space.available_bytes,
+            needed,
+            "restore refused: not enough free space on the target's volume"
+        );
+        Err(RestoreError::DiskFull(format!(
+            "the restore needs {} free on the target's volume ({} to write and a reserve of \
+             {} MiB, disk.min_free_mb), and {} are free; free space there or choose another \
+             target",
+            human_bytes(needed),
+            human_bytes(bytes),
+            self.room.reserve_mb,
+            human_bytes(space.available_bytes)
+        )))
     }
 
     /// A snapshot by id, unique prefix or `latest`, as typed: parsed after the
@@ -150,12 +239,15 @@ impl RestoreService {
     /// and again when it starts, so that a link made in between cannot lead it out of
     /// the roots.
     fn check_target(&self, wanted: &str) -> Result<String, RestoreError> {
+        // Messages name no server path (the roots, or where the target resolves to):
+        // the client knows what it asked for, the log has the rest.
         let roots = &self.restore_roots;
         let not_allowed = || {
-            RestoreError::TargetNotAllowed(format!(
-                "{wanted} is not under an allowed restore root ({})",
-                roots.join(", ")
-            ))
+            RestoreError::TargetNotAllowed(
+                "the restore target is not under an allowed restore root \
+                 (restore.allowed_roots, symlinks resolved)"
+                    .to_owned(),
+            )
         };
         let resolved = self.paths.resolve_target(wanted).map_err(|e| {
             // The reason can describe the server's filesystem; it goes to the log only.
@@ -176,9 +268,12 @@ impl RestoreService {
             return Err(not_allowed());
         }
         if !self.paths.is_free(&resolved) {
-            return Err(RestoreError::TargetNotEmpty(format!(
-                "{wanted} exists and is not an empty directory"
-            )));
+            tracing::info!(target = wanted, resolved, "restore target not empty");
+            return Err(RestoreError::TargetNotEmpty(
+                "the restore target exists and is not an empty directory; choose a new or \
+                 empty one"
+                    .to_owned(),
+            ));
         }
         Ok(resolved)
     }
@@ -204,7 +299,8 @@ impl RestoreService {
                     .any(|c| !matches!(c, Component::Normal(_)))
                 {
                     return Err(RestoreError::TargetNotAllowed(format!(
-                        "a relative target is a plain path under {first}; `{t}` is not"
+                        "a relative target is a plain path under the first restore root; \
+                         `{t}` is not"
                     )));
                 }
                 Path::new(first).join(t)
@@ -231,12 +327,11 @@ impl RestoreService {
         actor.require(Permission::Restore)?;
         let snap = self.find(actor, reference).await?;
         let path = snapshot_path(path);
-        if let Some(p) = &path {
-            self.engine.stat(snap.snapshot_id.as_str(), p).await?;
-        }
+        let bytes = self.bytes_to_restore(&snap, path.as_deref()).await?;
         let checked = self
             .requested_target(target, &snap.snapshot_id)
-            .and_then(|wanted| self.check_target(&wanted));
+            .and_then(|wanted| self.check_target(&wanted))
+            .and_then(|t| self.ensure_room(&t, bytes).map(|()| t));
         let target = match checked {
             Ok(t) => t,
             Err(e) => {
@@ -380,10 +475,15 @@ impl RestoreService {
                 // Again now: the directories above the target may have changed while the
                 // job waited (a link made by another restore, say).
                 if self.check_target(target)? != *target {
-                    return Err(RestoreError::TargetNotAllowed(format!(
-                        "{target} changed since the restore was asked for"
-                    )));
+                    tracing::info!(target, "restore target changed while the job waited");
+                    return Err(RestoreError::TargetNotAllowed(
+                        "the restore target changed since the restore was asked for".to_owned(),
+                    ));
                 }
+                // And the room: other restores may have filled the volume meanwhile.
+                let snap = self.find(actor, snapshot_id.as_str()).await?;
+                let bytes = self.bytes_to_restore(&snap, path.as_deref()).await?;
+                self.ensure_room(target, bytes)?;
                 let (_, r) = self
                     .restore(
                         actor,
@@ -393,7 +493,8 @@ impl RestoreService {
                         progress,
                         cancel,
                     )
-                    .await?;
+                    .await
+                    .map_err(|e| e.hiding(target))?;
                 Ok(JobResult::of_restore(
                     snapshot_id.clone(),
                     target.clone(),

@@ -11,7 +11,7 @@ use poem::Body;
 use poem::web::Data;
 use poem_openapi::param::{Path, Query};
 use poem_openapi::payload::{Binary, Json};
-use poem_openapi::{ApiResponse, Enum, Object, OpenApi};
+use poem_openapi::{ApiResponse, Enum, Object, OpenApi, Union};
 
 use super::ApiTags;
 use super::auth::NoContent;
@@ -19,6 +19,7 @@ use super::dto::Text;
 use super::jobs::JobAccepted;
 use crate::AppState;
 use crate::auth::Auth;
+use crate::downloads::NoSlot;
 use crate::error::{ApiError, RequestError};
 
 /// One snapshot in the catalog.
@@ -100,13 +101,25 @@ pub struct BackupPage {
     pub total: u64,
 }
 
-/// Which source to back up: give `source_id` or `source` (its name).
+/// Which source to back up: by `source_id` or by `source` (its name), exactly one.
+#[derive(Debug, Union)]
+#[oai(one_of)]
+pub enum StartBackupRequest {
+    ById(BackupBySourceId),
+    ByName(BackupBySourceName),
+}
+
+/// The source to back up, by its id.
 #[derive(Debug, Object)]
-pub struct StartBackupRequest {
-    #[oai(nullable)]
-    pub source_id: Option<i64>,
-    #[oai(nullable, validator(min_length = 1, max_length = 200))]
-    pub source: Option<Text>,
+pub struct BackupBySourceId {
+    pub source_id: i64,
+}
+
+/// The source to back up, by its name.
+#[derive(Debug, Object)]
+pub struct BackupBySourceName {
+    #[oai(validator(min_length = 1, max_length = 200))]
+    pub source: Text,
 }
 
 /// What to restore, and where.
@@ -222,10 +235,6 @@ struct ChannelWriter {
 
 const PIECE: usize = 256 * 1024;
 
-/// Downloads streaming at once; each holds a worker thread while it runs.
-const MAX_DOWNLOADS: usize = 8;
-static DOWNLOADS: tokio::sync::Semaphore = tokio::sync::Semaphore::const_new(MAX_DOWNLOADS);
-
 /// A client that reads nothing for this long is dropped, freeing its worker thread.
 const STALLED_CLIENT: std::time::Duration = std::time::Duration::from_mins(2);
 
@@ -267,26 +276,17 @@ impl Write for ChannelWriter {
     }
 }
 
-fn one_source(body: &StartBackupRequest) -> Result<Option<i64>, ApiError> {
-    match (&body.source_id, &body.source) {
-        (Some(id), None) => Ok(Some(*id)),
-        (None, Some(_)) => Ok(None),
-        _ => Err(ApiError::request(
-            RequestError::InvalidRequest,
-            "name the source with exactly one of `source_id` and `source`",
-        )),
-    }
-}
-
 pub struct BackupsApi;
 
 #[OpenApi(prefix_path = "/api", tag = "ApiTags::Backups")]
 impl BackupsApi {
     /// Start a backup.
     ///
-    /// Queues a backup of a source and answers at once with the job (202); follow it at
+    /// Queues a backup of a source, named by `source_id` or by `source` (exactly one:
+    /// 400 otherwise), and answers at once with the job (202); follow it at
     /// `GET /api/jobs/{id}`. 409 `job_running` (with `job_id`) while a backup of the same
-    /// source is queued or running.
+    /// source is queued or running; 429 `too_many_jobs` when the caller already has
+    /// `jobs.max_queued_per_user` jobs waiting.
     ///
     /// Permission: `backup`.
     #[oai(path = "/backup", method = "post", operation_id = "startBackup")]
@@ -297,12 +297,12 @@ impl BackupsApi {
         body: Json<StartBackupRequest>,
     ) -> Result<JobAccepted, ApiError> {
         let actor = auth.actor();
-        let id = if let Some(id) = one_source(&body.0)? {
-            SourceId::new(id)
-        } else {
-            actor.require(coffer_domain::auth::Permission::Backup)?;
-            let name = body.0.source.as_deref().unwrap_or_default();
-            state.sources.find(actor, name).await?.id
+        let id = match &body.0 {
+            StartBackupRequest::ById(by) => SourceId::new(by.source_id),
+            StartBackupRequest::ByName(by) => {
+                actor.require(coffer_domain::auth::Permission::Backup)?;
+                state.sources.find(actor, &by.source).await?.id
+            }
         };
         let job = state.backups.start(actor, id).await?;
         Ok(JobAccepted::from_status(job))
@@ -536,10 +536,12 @@ impl BackupsApi {
     ///
     /// A file or a directory (`path`, default everything) as a `tar` (default) or `zip`
     /// archive, streamed as it is read (each chunk authenticated first) with a
-    /// `Content-Disposition` file name. Audited as a read of backup contents. At most 8
-    /// downloads stream at once (429 `too_many_downloads` beyond); a client that reads
-    /// nothing for two minutes is dropped. A download that fails midway ends the
-    /// connection without completing the archive.
+    /// `Content-Disposition` file name. Audited as a read of backup contents. At most
+    /// `server.max_downloads` downloads stream at once (default 8), and at most
+    /// `server.max_downloads_per_user` of one user (default 2): 429 `too_many_downloads`
+    /// beyond. A client that reads nothing for two minutes is dropped. A download that
+    /// fails midway ends the connection without completing the archive. `HEAD` answers
+    /// with the headers only: it reads no content and is not audited.
     ///
     /// Permission: `restore`.
     #[oai(
@@ -549,6 +551,7 @@ impl BackupsApi {
     )]
     async fn download(
         &self,
+        req: &poem::Request,
         auth: Auth,
         state: Data<&Arc<AppState>>,
         id: Path<String>,
@@ -559,13 +562,35 @@ impl BackupsApi {
             ArchiveFormatDto::Tar => ArchiveFormat::Tar,
             ArchiveFormatDto::Zip => ArchiveFormat::Zip,
         };
-        let Ok(permit) = DOWNLOADS.try_acquire() else {
-            return Err(ApiError::request(
-                RequestError::TooManyDownloads,
-                format!("{MAX_DOWNLOADS} downloads are already streaming; try again shortly"),
+        if crate::middleware::is_head(req) {
+            let plan = state
+                .catalog
+                .plan_download(auth.actor(), &id.0, path.0.as_deref(), format)
+                .await?;
+            return Ok(Download::Archive(
+                Binary(Body::empty()),
+                super::dto::attachment(&plan.filename),
             ));
-        };
+        }
         let actor = auth.actor().clone();
+        let permit = match state.downloads.try_acquire(&actor.username) {
+            Ok(slot) => slot,
+            Err(NoSlot::Total(n)) => {
+                return Err(ApiError::request(
+                    RequestError::TooManyDownloads,
+                    format!("{n} downloads are already streaming; try again shortly"),
+                ));
+            }
+            Err(NoSlot::PerUser(n)) => {
+                return Err(ApiError::request(
+                    RequestError::TooManyDownloads,
+                    format!(
+                        "you already have {n} downloads streaming (server.max_downloads_per_user); \
+                         try again when one has finished"
+                    ),
+                ));
+            }
+        };
         let plan = state
             .catalog
             .prepare_download(&actor, &id.0, path.0.as_deref(), format)

@@ -106,8 +106,8 @@ pub struct CreateUserRequest {
     /// 1–64 characters of letters, digits, `.`, `_`, `-`, starting with a letter or digit.
     #[oai(validator(min_length = 1, max_length = 64))]
     pub username: Text,
-    /// At least 12 characters, not the username.
-    #[oai(validator(min_length = 1, max_length = 4096), write_only)]
+    /// 12 to 1024 characters, not the username.
+    #[oai(validator(min_length = 12, max_length = 1024), write_only)]
     pub password: Text,
     pub role: RoleName,
 }
@@ -265,8 +265,8 @@ pub fn not_null<T>(field: &str, value: MaybeUndefined<T>) -> Result<Option<T>, A
 
 #[derive(Object)]
 pub struct ResetPasswordRequest {
-    /// At least 12 characters, not the username.
-    #[oai(validator(min_length = 1, max_length = 4096), write_only)]
+    /// 12 to 1024 characters, not the username.
+    #[oai(validator(min_length = 12, max_length = 1024), write_only)]
     pub password: Text,
 }
 
@@ -274,8 +274,8 @@ pub struct ResetPasswordRequest {
 pub struct ChangePasswordRequest {
     #[oai(validator(min_length = 1, max_length = 4096), write_only)]
     pub current_password: Text,
-    /// At least 12 characters, not the username.
-    #[oai(validator(min_length = 1, max_length = 4096), write_only)]
+    /// 12 to 1024 characters, not the username.
+    #[oai(validator(min_length = 12, max_length = 1024), write_only)]
     pub new_password: Text,
 }
 

@@ -144,7 +144,7 @@ pub struct CreateSourceRequest {
     #[oai(validator(min_length = 1, max_length = 200))]
     pub name: Text,
     /// An absolute path to a directory the server can read.
-    #[oai(validator(min_length = 1, max_length = 4096))]
+    #[oai(validator(min_length = 1, max_length = 4096, pattern = "^/"))]
     pub path: Text,
     /// Five-field cron expression in UTC, for example `0 3 * * *` (03:00 every day).
     /// Absent, `null` or empty: no schedule.
@@ -160,7 +160,8 @@ pub struct CreateSourceRequest {
 pub struct UpdateSourceRequest {
     #[oai(validator(min_length = 1, max_length = 200))]
     pub name: MaybeUndefined<Text>,
-    #[oai(validator(min_length = 1, max_length = 4096))]
+    /// An absolute path to a directory the server can read.
+    #[oai(validator(min_length = 1, max_length = 4096, pattern = "^/"))]
     pub path: MaybeUndefined<Text>,
     #[oai(nullable, validator(max_length = 200))]
     pub schedule: MaybeUndefined<Text>,

@@ -4,7 +4,9 @@
 //! read; a damaged one aborts the stream with an error naming the file, and the archive
 //! is then never finished (no end-of-archive blocks, no central directory), so a cut-off
 //! download cannot pass for a whole one. Names that could escape the directory the
-//! archive is unpacked into are refused, as in a restore.
+//! archive is unpacked into, or that repeat an earlier entry's in the same directory, are
+//! refused by the same check as in a restore ([`DirNames`]); the archive then stops there,
+//! unfinished.
 //!
 //! # What each format carries
 //!
@@ -44,7 +46,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use coffer_domain::engine::ArchiveFormat;
 
 use crate::error::EngineError;
-use crate::tree::{Node, NodeKind};
+use crate::tree::{DirNames, Node, NodeKind};
 use crate::{Repository, crypto};
 
 /// The archive's writer, which passes nothing on once the export has failed: the
@@ -298,7 +300,8 @@ fn walk_all(
 
 fn escaping(node: &Node) -> EngineError {
     EngineError::Invalid(format!(
-        "refusing entry `{}`: its name would escape the archive's directory",
+        "refusing entry `{}`: its name would escape the archive's directory or collide \
+         with another entry's",
         node.display_name()
     ))
 }
@@ -317,8 +320,9 @@ fn walk(
                 entries.dir(path, node)?;
             }
             if let Some(sub) = node.subtree {
+                let mut names = DirNames::default();
                 for child in handle.block_on(repo.tree(&sub))? {
-                    if !Node::safe_name(&child.name) {
+                    if !names.admit(&child.name) {
                         return Err(escaping(&child));
                     }
                     let child_path = if path.is_empty() {

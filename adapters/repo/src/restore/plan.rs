@@ -1,7 +1,7 @@
 //! The restore plan: everything a restore will create, read from the snapshot's trees
 //! and checked before anything is written.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::time::Instant;
 
 use coffer_domain::engine::{Cancel, Phase, Progress};
@@ -11,7 +11,7 @@ use crate::crypto::ChunkId;
 use crate::error::EngineError;
 use crate::index::Index;
 use crate::pack::BlobEntry;
-use crate::tree::{Node, NodeKind, Xattr};
+use crate::tree::{DirNames, Node, NodeKind, Xattr};
 
 /// The metadata restored on an entry once its content is in place.
 #[derive(Debug, Clone)]
@@ -164,9 +164,9 @@ pub async fn build(
                 let started = Instant::now();
                 let nodes = repo.tree(&tree).await?;
                 progress.phases.add(Phase::Walk, started.elapsed());
-                let mut names = HashSet::with_capacity(nodes.len());
+                let mut names = DirNames::default();
                 for child in nodes {
-                    if !Node::safe_name(&child.name) || !names.insert(child.name.clone()) {
+                    if !names.admit(&child.name) {
                         let shown = builder.plan.shown(dir, &child.name);
                         builder.unsafe_entries.push(shown);
                         continue;

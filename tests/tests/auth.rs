@@ -381,13 +381,9 @@ async fn changing_my_password_needs_the_current_one_and_ends_my_sessions() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn failed_logins_are_throttled_audited_and_cannot_lock_the_owner_out() {
-    let Some(app) = spawn_app_with(Backend::Sqlite, "throttle", |s| {
-        s.server.trusted_proxies = vec!["127.0.0.1".parse().expect("ip")];
-    })
-    .await
-    else {
-        unreachable!()
-    };
+    let app = spawn_app_with(Backend::Sqlite, "throttle", behind_local_proxy)
+        .await
+        .expect("sqlite is always available");
     let from = |ip: &'static str, password: String| {
         app.client
             .post(app.url("/api/login"))
@@ -645,18 +641,20 @@ async fn login_from(
     req.send().await.expect("login request")
 }
 
+/// Requests from loopback are a trusted proxy's: each test sends its clients' addresses in
+/// `X-Forwarded-For`.
+fn behind_local_proxy(settings: &mut coffer_config::Settings) {
+    settings.server.trusted_proxies = vec!["127.0.0.1".parse().expect("ip")];
+}
+
 /// Issue 14, item 9: the limits bound a burst. Fifty wrong passwords sent at once from
 /// one address must not all reach the password check: the throttle reserves each
 /// attempt before the check, so at most the address's free attempts are tried.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn fifty_concurrent_wrong_passwords_are_bounded_by_the_limits() {
-    let Some(app) = spawn_app_with(Backend::Sqlite, "burst", |s| {
-        s.server.trusted_proxies = vec!["127.0.0.1".parse().expect("ip")];
-    })
-    .await
-    else {
-        unreachable!()
-    };
+    let app = spawn_app_with(Backend::Sqlite, "burst", behind_local_proxy)
+        .await
+        .expect("sqlite is always available");
     let attempts = (0..50).map(|i| {
         let client = app.client.clone();
         let url = app.url("/api/login");
@@ -704,13 +702,9 @@ async fn fifty_concurrent_wrong_passwords_are_bounded_by_the_limits() {
 /// a device cookie and is exempt from the per-account limit and the address's delays.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_fuzzer_cannot_lock_the_admin_out_of_a_known_client() {
-    let Some(app) = spawn_app_with(Backend::Sqlite, "fuzzer_lockout", |s| {
-        s.server.trusted_proxies = vec!["127.0.0.1".parse().expect("ip")];
-    })
-    .await
-    else {
-        unreachable!()
-    };
+    let app = spawn_app_with(Backend::Sqlite, "fuzzer_lockout", behind_local_proxy)
+        .await
+        .expect("sqlite is always available");
     let password = app.admin_password();
     // Yesterday: the admin logged in from their browser; bob from his.
     let resp = login_from(&app, "198.51.100.7", "admin", &password, None).await;
@@ -770,13 +764,9 @@ async fn a_fuzzer_cannot_lock_the_admin_out_of_a_known_client() {
 /// an IPv4-mapped IPv6 address is the IPv4 address it maps.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn ipv6_counts_per_64_and_mapped_ipv4_is_ipv4() {
-    let Some(app) = spawn_app_with(Backend::Sqlite, "ipv6_throttle", |s| {
-        s.server.trusted_proxies = vec!["127.0.0.1".parse().expect("ip")];
-    })
-    .await
-    else {
-        unreachable!()
-    };
+    let app = spawn_app_with(Backend::Sqlite, "ipv6_throttle", behind_local_proxy)
+        .await
+        .expect("sqlite is always available");
     for i in 1..=5 {
         let resp = login_from(
             &app,
@@ -833,13 +823,9 @@ async fn ipv6_counts_per_64_and_mapped_ipv4_is_ipv4() {
 /// recorded once (and its count when it ends).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn throttled_attempts_are_coalesced_in_the_audit() {
-    let Some(app) = spawn_app_with(Backend::Sqlite, "coalesce", |s| {
-        s.server.trusted_proxies = vec!["127.0.0.1".parse().expect("ip")];
-    })
-    .await
-    else {
-        unreachable!()
-    };
+    let app = spawn_app_with(Backend::Sqlite, "coalesce", behind_local_proxy)
+        .await
+        .expect("sqlite is always available");
     let (mut tried, mut refused) = (0_usize, 0_usize);
     for i in 0..40 {
         let status = login_from(
@@ -880,13 +866,11 @@ async fn throttled_attempts_are_coalesced_in_the_audit() {
 /// `Secure` with `security.secure_cookies`.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_device_cookie_is_httponly_strict_and_secure_when_configured() {
-    let Some(app) = spawn_app_with(Backend::Sqlite, "device_cookie", |s| {
+    let app = spawn_app_with(Backend::Sqlite, "device_cookie", |s| {
         s.security.secure_cookies = true;
     })
     .await
-    else {
-        unreachable!()
-    };
+    .expect("sqlite is always available");
     let resp = app.login("admin", &app.admin_password()).await;
     assert_eq!(resp.status(), 200);
     let device = resp

@@ -698,11 +698,27 @@ async fn one_backup_per_source_and_a_cancelled_backup_leaves_nothing() {
     app.stop().await;
 }
 
-// Every snapshot counts here (no burst window): the backups of a test follow each other
-// within seconds, and what is checked is the counting itself.
+/// Every snapshot counts on its own (no burst window): the backups of a test follow each
+/// other within seconds, and what such a test checks is the counting itself.
+fn each_snapshot_counts(settings: &mut coffer_config::Settings) {
+    settings.retention.burst_minutes = 0;
+}
+
+/// A source at `path` keeping the newest `max_backups` (no age limit); its id.
+async fn source_keeping(api: &Api<'_>, name: &str, path: &Path, max_backups: u32) -> i64 {
+    let (status, s) = api
+        .post(
+            "/api/sources",
+            json!({"name": name, "path": path, "retention": {"max_backups": max_backups, "max_age_days": 0}}),
+        )
+        .await;
+    assert_eq!(status, 201, "{s}");
+    s["id"].as_i64().expect("id")
+}
+
 on_both!(
     retention_runs_after_each_backup_and_can_be_previewed_and_applied,
-    |s: &mut coffer_config::Settings| s.retention.burst_minutes = 0
+    each_snapshot_counts
 );
 async fn retention_runs_after_each_backup_and_can_be_previewed_and_applied(app: &TestApp) {
     let api = admin(app).await;
@@ -833,14 +849,7 @@ async fn a_burst_of_backups_by_an_operator_removes_no_history(app: &TestApp) {
     let work = tempfile::tempdir().expect("tempdir");
     let src = work.path().join("docs");
     source_tree(&src);
-    let (status, s) = api
-        .post(
-            "/api/sources",
-            json!({"name": "docs", "path": src, "retention": {"max_backups": 3, "max_age_days": 0}}),
-        )
-        .await;
-    assert_eq!(status, 201, "{s}");
-    let id = s["id"].as_i64().expect("id");
+    let id = source_keeping(&api, "docs", &src, 3).await;
     app.create_user(&api.token, "op", "correct horse battery", "operator")
         .await;
     let op = Api {
@@ -859,7 +868,7 @@ async fn a_burst_of_backups_by_an_operator_removes_no_history(app: &TestApp) {
 
 on_both!(
     an_emptied_source_is_kept_marked_and_keeps_its_history,
-    |s: &mut coffer_config::Settings| s.retention.burst_minutes = 0
+    each_snapshot_counts
 );
 /// A share that is not mounted looks like an empty directory: its backups are kept,
 /// marked suspicious with a critical alert, and retention keeps the snapshots before.
@@ -868,14 +877,7 @@ async fn an_emptied_source_is_kept_marked_and_keeps_its_history(app: &TestApp) {
     let work = tempfile::tempdir().expect("tempdir");
     let src = work.path().join("share");
     source_tree(&src);
-    let (status, s) = api
-        .post(
-            "/api/sources",
-            json!({"name": "share", "path": src, "retention": {"max_backups": 1, "max_age_days": 0}}),
-        )
-        .await;
-    assert_eq!(status, 201, "{s}");
-    let id = s["id"].as_i64().expect("id");
+    let id = source_keeping(&api, "share", &src, 1).await;
     let good = api.backup(id).await;
     // The share "unmounts": the directory is there, and empty.
     for entry in std::fs::read_dir(&src).expect("read_dir") {

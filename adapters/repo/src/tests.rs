@@ -22,6 +22,20 @@ mod gc;
 mod integrity;
 mod metadata;
 
+/// Restores the whole of `snap` into `target`.
+async fn restore_all(engine: &Engine, snap: &str, target: &Path) -> RestoreReport {
+    engine
+        .restore(
+            snap,
+            None,
+            target,
+            Arc::new(Progress::default()),
+            Cancel::default(),
+        )
+        .await
+        .unwrap()
+}
+
 /// Called on every ranged read, before it is answered.
 type RangeHook = Box<dyn FnMut() + Send>;
 

@@ -99,16 +99,7 @@ async fn objects_forged_without_the_key_are_refused_in_either_mode() {
 
         // The real snapshot is untouched.
         let out = tempfile::tempdir().unwrap();
-        engine
-            .restore(
-                &snap.id,
-                None,
-                &out.path().join("t"),
-                Arc::new(Progress::default()),
-                Cancel::default(),
-            )
-            .await
-            .unwrap();
+        restore_all(&engine, &snap.id, &out.path().join("t")).await;
         assert_eq!(describe(&out.path().join("t")), describe(src.path()));
     }
 }
@@ -222,16 +213,7 @@ async fn a_repository_keeps_its_mode_whatever_the_setting_says() {
             "{err:?}"
         );
         let out = tempfile::tempdir().unwrap();
-        other
-            .restore(
-                &snap.id,
-                None,
-                &out.path().join("t"),
-                Arc::new(Progress::default()),
-                Cancel::default(),
-            )
-            .await
-            .unwrap();
+        restore_all(&other, &snap.id, &out.path().join("t")).await;
     }
 }
 

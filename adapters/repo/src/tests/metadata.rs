@@ -79,19 +79,6 @@ pub(super) fn supports_xattrs(dir: &Path) -> bool {
     ok
 }
 
-async fn restore_all(engine: &Engine, snap: &str, target: &Path) -> RestoreReport {
-    engine
-        .restore(
-            snap,
-            None,
-            target,
-            Arc::new(Progress::default()),
-            Cancel::default(),
-        )
-        .await
-        .unwrap()
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn symlink_times_hard_links_attributes_and_holes_come_back() {
     let src = tempfile::tempdir().unwrap();

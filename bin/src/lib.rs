@@ -177,9 +177,75 @@ pub fn own_directories(settings: &Settings, roots: &[String]) -> anyhow::Result<
 /// # Errors
 /// When the storage cannot be opened.
 pub fn open_storage(settings: &Settings) -> anyhow::Result<OpendalStore> {
-    match settings.storage.backend {
-        coffer_config::StorageBackend::Fs => Ok(OpendalStore::fs(&settings.storage_root())?),
+    open_store(&settings.storage, &settings.storage_root())
+}
+
+/// Opens the store that `storage` describes (the repository's, or a replica's); `fs_root`
+/// is the directory in force for `fs`.
+///
+/// # Errors
+/// When the store cannot be opened or its credentials cannot be read.
+pub fn open_store(
+    storage: &coffer_config::StorageSettings,
+    fs_root: &std::path::Path,
+) -> anyhow::Result<OpendalStore> {
+    match storage.backend {
+        coffer_config::StorageBackend::Fs => Ok(OpendalStore::fs(fs_root)?),
+        coffer_config::StorageBackend::S3 => {
+            let credentials = storage.credentials()?.ok_or_else(|| {
+                anyhow::anyhow!("storage: s3 needs credentials (storage.credentials_file)")
+            })?;
+            Ok(OpendalStore::s3(&coffer_storage::S3Options {
+                endpoint: storage.endpoint.clone(),
+                bucket: storage.bucket.clone().unwrap_or_default(),
+                region: storage.region.clone(),
+                prefix: storage.prefix.clone(),
+                path_style: storage.path_style,
+                access_key_id: credentials.access_key_id,
+                secret_access_key: credentials.secret_access_key.expose().to_owned(),
+                concurrency: storage.concurrency as usize,
+            })?)
+        }
     }
+}
+
+/// Refuses to go on (and raises a critical alert naming the place) when the catalog knows
+/// snapshots but the storage holds no repository: a NAS share that is not mounted, a
+/// wrong bucket or prefix. Going on would create a new, empty repository there — on the
+/// local disk under the mount point — and later backups would land where the share
+/// hides them.
+async fn refuse_a_vanished_repository(
+    db: &Database,
+    storage: &dyn coffer_domain::storage::ObjectStore,
+) -> anyhow::Result<()> {
+    use coffer_domain::alerts::{AlertKind, AlertRepository as _, NewAlert, Severity};
+    use coffer_domain::ports::BackupCatalog as _;
+    if coffer_repo::is_initialized(storage).await? {
+        return Ok(());
+    }
+    let known = db.catalog().list(1).await?;
+    if known.is_empty() {
+        return Ok(());
+    }
+    let message = format!(
+        "the repository at {} is missing, but the catalog knows snapshots: is the NAS share \
+         mounted (or storage.bucket / storage.prefix the right ones)? Coffer will not create \
+         a new, empty repository in its place. Make it reachable and start again",
+        storage.location()
+    );
+    let alerts = db.alerts();
+    let open = alerts
+        .find_open(AlertKind::BackupFailed, None)
+        .await
+        .ok()
+        .flatten();
+    if open.is_none_or(|a| a.message != message) {
+        let alert = NewAlert::new(AlertKind::BackupFailed, Severity::Critical, message.clone());
+        if let Err(e) = alerts.insert(&alert, chrono::Utc::now()).await {
+            tracing::error!(error = %e, "cannot record the alert");
+        }
+    }
+    anyhow::bail!(message)
 }
 
 /// The application services over the concrete adapters: what `serve` and the CLI
@@ -265,6 +331,13 @@ impl Services {
         let db = open_database(settings).await?;
         let storage: Arc<dyn coffer_domain::storage::ObjectStore> =
             Arc::new(open_storage(settings)?);
+        // One clear error for a store that cannot serve (a wrong key, a missing bucket, an
+        // unreachable endpoint), before anything is written to it.
+        storage
+            .check()
+            .await
+            .map_err(|e| anyhow::anyhow!("cannot use the repository's storage: {e}"))?;
+        refuse_a_vanished_repository(&db, storage.as_ref()).await?;
         let engine: Arc<dyn coffer_domain::engine::SnapshotEngine> =
             Arc::new(repo::open_engine(settings, storage.clone()).await?);
         let (session_key, created) =
@@ -305,7 +378,8 @@ impl Services {
         ));
         let disk = Arc::new(DiskGuard::new(
             Arc::new(coffer_system::SysinfoDiskMonitor::new()),
-            settings.storage_root(),
+            (settings.storage.backend == coffer_config::StorageBackend::Fs)
+                .then(|| settings.storage_root()),
             DiskThresholds {
                 warning_free_mb: settings.disk.warning_free_mb,
                 min_free_mb: settings.disk.min_free_mb,

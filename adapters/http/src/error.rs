@@ -200,6 +200,7 @@ impl From<EngineError> for ApiError {
                 StatusCode::CONFLICT
             }
             EngineError::QuotaExceeded(_) => StatusCode::INSUFFICIENT_STORAGE,
+            EngineError::StorageUnavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
         };
         Self::coded(status, &e)
     }

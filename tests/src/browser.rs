@@ -212,6 +212,9 @@ impl Browser {
         let Value::Object(caps) = caps else {
             unreachable!("an object")
         };
+        // thirtyfour's reqwest is the one the S3 storage uses, built with rustls and no
+        // provider of its own: the process's (ring) must be in place first.
+        coffer::install_crypto_provider();
         let client = match WebDriver::new(driver_url, caps).await {
             Ok(client) => client,
             Err(e) => {

@@ -214,6 +214,8 @@ pub struct RepoLock {
     timings: LockTimings,
     last_refresh: Arc<Mutex<Stamp>>,
     lost: Arc<AtomicBool>,
+    /// Tells the refresher to stop between refreshes (never in the middle of one).
+    stop: Arc<tokio::sync::Notify>,
     refresher: Option<tokio::task::JoinHandle<()>>,
     released: bool,
 }
@@ -505,17 +507,22 @@ impl RepoLock {
             wall: doc.refreshed_at,
         }));
         let lost = Arc::new(AtomicBool::new(false));
+        let stop = Arc::new(tokio::sync::Notify::new());
         let refresher = {
-            let (store, key, last_refresh, lost) = (
+            let (store, key, last_refresh, lost, stop) = (
                 store.clone(),
                 key.clone(),
                 last_refresh.clone(),
                 lost.clone(),
+                stop.clone(),
             );
             tokio::spawn(async move {
                 let mut doc = doc;
                 loop {
-                    tokio::time::sleep(timings.refresh).await;
+                    tokio::select! {
+                        () = tokio::time::sleep(timings.refresh) => {}
+                        () = stop.notified() => return,
+                    }
                     if last_refresh.lock().expect("lock time").too_old(timings) {
                         // Too late: another process may have taken this lock for stale.
                         tracing::error!(lock = %key, "repository lock not refreshed in time; giving it up");
@@ -547,6 +554,7 @@ impl RepoLock {
             timings,
             last_refresh,
             lost,
+            stop,
             refresher: Some(refresher),
             released: false,
         }
@@ -576,8 +584,12 @@ impl RepoLock {
 
     /// Removes the lock.
     pub async fn release(mut self) {
+        // The refresher stops between refreshes: one aborted mid-write could still land
+        // (an HTTP PUT already sent, a rename already queued) after the delete below and
+        // bring the lock back, blocking prunes until it goes stale.
+        self.stop.notify_one();
         if let Some(task) = self.refresher.take() {
-            task.abort();
+            let _ = task.await;
         }
         if let Err(e) = self.store.delete(&self.key).await {
             tracing::warn!(lock = %self.key, error = %e, "could not remove the repository lock; it goes stale in 30 minutes");
@@ -588,16 +600,22 @@ impl RepoLock {
 
 impl Drop for RepoLock {
     fn drop(&mut self) {
-        if let Some(task) = self.refresher.take() {
-            task.abort();
+        self.stop.notify_one();
+        let task = self.refresher.take();
+        if self.released {
+            return;
         }
-        if !self.released
-            && let Ok(handle) = tokio::runtime::Handle::try_current()
-        {
+        if let Ok(handle) = tokio::runtime::Handle::try_current() {
             let (store, key) = (self.store.clone(), self.key.clone());
             handle.spawn(async move {
+                // As in `release`: the last refresh lands before the delete, not after.
+                if let Some(task) = task {
+                    let _ = task.await;
+                }
                 let _ = store.delete(&key).await;
             });
+        } else if let Some(task) = task {
+            task.abort();
         }
     }
 }

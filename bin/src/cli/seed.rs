@@ -83,6 +83,12 @@ pub async fn run(settings: &coffer_config::Settings, command: DevCommand) -> any
     // Not beside a server on this data directory: it caches nothing, but a seeded catalog
     // under a server that is serving real requests is exactly the accident to avoid.
     let _lock = coffer::server_lock(&settings.data_dir)?;
+    // The repository the seeded catalog belongs to (created on first use, as a server's
+    // first start would): a catalog that knows snapshots beside no repository at all is
+    // what an unmounted share looks like, and every later command would refuse it.
+    let store: std::sync::Arc<dyn coffer_domain::storage::ObjectStore> =
+        std::sync::Arc::new(coffer::open_storage(settings)?);
+    coffer::repo::open_engine(settings, store).await?;
     let db = coffer::open_database(settings).await?;
     out!(
         "seeding the {} catalog: {snapshots} snapshots over {sources} sources, {audit_rows} audit rows",

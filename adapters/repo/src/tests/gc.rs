@@ -680,7 +680,10 @@ async fn a_backup_failing_after_its_index_leaves_its_data_to_prune() {
             )
             .await
             .unwrap_err();
-        assert!(matches!(err, EngineFailure::Other(_)), "{prefix}: {err:?}");
+        assert!(
+            matches!(err, EngineFailure::Unavailable(_)),
+            "{prefix}: {err:?}"
+        );
         assert!(
             mem.keys_with("data/").len() > packs.len(),
             "{prefix}: the packs stay (an index that landed may name them)"

@@ -21,6 +21,7 @@ mod export;
 mod gc;
 mod integrity;
 mod metadata;
+mod replicate;
 
 /// Restores the whole of `snap` into `target`.
 async fn restore_all(engine: &Engine, snap: &str, target: &Path) -> RestoreReport {

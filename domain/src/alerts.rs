@@ -51,10 +51,14 @@ pub enum AlertKind {
     PruneFailed,
     /// A backup found its source empty or collapsed (an unmounted share?).
     BackupSuspicious,
+    /// A copy into a replica failed.
+    ReplicaFailed,
+    /// A replica is further behind than its limits allow (a condition).
+    ReplicaLagging,
 }
 
 impl AlertKind {
-    pub const ALL: [Self; 9] = [
+    pub const ALL: [Self; 11] = [
         Self::BackupFailed,
         Self::BackupPartial,
         Self::QuotaWarning,
@@ -64,6 +68,8 @@ impl AlertKind {
         Self::KeyNotExported,
         Self::PruneFailed,
         Self::BackupSuspicious,
+        Self::ReplicaFailed,
+        Self::ReplicaLagging,
     ];
 
     /// The stable name stored in the `alerts` table and shown by the API.
@@ -79,6 +85,8 @@ impl AlertKind {
             Self::Damage => "damage",
             Self::KeyNotExported => "key_not_exported",
             Self::PruneFailed => "prune_failed",
+            Self::ReplicaFailed => "replica_failed",
+            Self::ReplicaLagging => "replica_lagging",
         }
     }
 
@@ -88,7 +96,11 @@ impl AlertKind {
     pub const fn is_condition(self) -> bool {
         matches!(
             self,
-            Self::QuotaWarning | Self::QuotaExceeded | Self::DiskLow | Self::KeyNotExported
+            Self::QuotaWarning
+                | Self::QuotaExceeded
+                | Self::DiskLow
+                | Self::KeyNotExported
+                | Self::ReplicaLagging
         )
     }
 }

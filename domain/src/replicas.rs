@@ -9,6 +9,7 @@ use async_trait::async_trait;
 use chrono::{DateTime, TimeDelta, Utc};
 
 use crate::engine::{Cancel, EngineFailure, Progress, PruneReport};
+use crate::ports::RepoError;
 use crate::schedule::Schedule;
 
 /// A replica's name: 1 to 64 characters of `A-Z a-z 0-9 . _ -`, starting with a letter or
@@ -193,6 +194,45 @@ pub struct CopyReport {
     pub damaged_skipped: Vec<String>,
     /// The replica's garbage collection, when it ran.
     pub prune: Option<PruneReport>,
+}
+
+/// The replicas as recorded in the catalog.
+///
+/// Contract: names are unique (`create` of a taken name is `Conflict`); `list` is sorted
+/// by name; `update` replaces the configured fields (`spec`, `from_config`) and keeps the
+/// outcome of copies; `record_*` and `set_plan` of an unknown name change nothing and
+/// succeed (the replica was removed meanwhile); a failure keeps the last success and a
+/// success keeps the last failure (both are shown).
+#[async_trait]
+pub trait ReplicaRepository: Send + Sync {
+    async fn create(
+        &self,
+        spec: &ReplicaSpec,
+        from_config: bool,
+        now: DateTime<Utc>,
+    ) -> Result<Replica, RepoError>;
+    async fn get(&self, name: &ReplicaName) -> Result<Option<Replica>, RepoError>;
+    async fn list(&self) -> Result<Vec<Replica>, RepoError>;
+    async fn update(&self, spec: &ReplicaSpec, from_config: bool) -> Result<bool, RepoError>;
+    async fn delete(&self, name: &ReplicaName) -> Result<bool, RepoError>;
+    async fn record_success(
+        &self,
+        name: &ReplicaName,
+        at: DateTime<Utc>,
+        copied_through: DateTime<Utc>,
+    ) -> Result<(), RepoError>;
+    async fn record_failure(
+        &self,
+        name: &ReplicaName,
+        at: DateTime<Utc>,
+        error: &str,
+    ) -> Result<(), RepoError>;
+    async fn set_plan(
+        &self,
+        name: &ReplicaName,
+        next_run_at: Option<DateTime<Utc>>,
+        last_run_at: Option<DateTime<Utc>>,
+    ) -> Result<(), RepoError>;
 }
 
 /// Copies the repository into a replica's storage.

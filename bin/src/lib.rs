@@ -182,6 +182,68 @@ pub fn open_storage(settings: &Settings) -> anyhow::Result<OpendalStore> {
     }
 }
 
+/// Where a replica's storage is, from its `storage` settings (the keys of `[storage]`).
+///
+/// # Errors
+/// A backend without the keys it needs.
+pub fn replica_location(
+    storage: &coffer_config::StorageSettings,
+) -> anyhow::Result<coffer_domain::replicas::ReplicaLocation> {
+    match storage.backend {
+        coffer_config::StorageBackend::Fs => {
+            let root = storage
+                .root
+                .as_ref()
+                .context("an fs replica needs storage.root")?;
+            Ok(coffer_domain::replicas::ReplicaLocation::Fs {
+                root: root
+                    .to_str()
+                    .context("a replica's directory must be valid UTF-8")?
+                    .to_owned(),
+            })
+        }
+    }
+}
+
+/// Opens a replica's storage (created if missing, for `fs`).
+///
+/// # Errors
+/// When the storage cannot be opened.
+pub fn open_replica_store(
+    location: &coffer_domain::replicas::ReplicaLocation,
+) -> Result<Arc<dyn coffer_domain::storage::ObjectStore>, coffer_domain::storage::StorageError> {
+    match location {
+        coffer_domain::replicas::ReplicaLocation::Fs { root } => {
+            Ok(Arc::new(OpendalStore::fs(Path::new(root))?))
+        }
+    }
+}
+
+/// The configuration file's `[[replicas]]`, as the replica area takes them.
+///
+/// # Errors
+/// A replica whose storage lacks a key it needs.
+pub fn configured_replicas(
+    settings: &Settings,
+) -> anyhow::Result<Vec<coffer_application::NewReplica>> {
+    settings
+        .replicas
+        .iter()
+        .map(|r| {
+            let coffer_domain::replicas::ReplicaLocation::Fs { root } =
+                replica_location(&r.storage).with_context(|| format!("replica `{}`", r.name))?;
+            Ok(coffer_application::NewReplica {
+                name: r.name.clone(),
+                root,
+                append_only: r.append_only,
+                schedule: r.schedule.clone(),
+                max_lag_snapshots: r.max_lag_snapshots,
+                max_lag_hours: r.max_lag_hours,
+            })
+        })
+        .collect()
+}
+
 /// The application services over the concrete adapters: what `serve` and the CLI
 /// commands share, so both obey the same rules.
 pub struct Services {
@@ -209,6 +271,8 @@ pub struct Services {
     pub keys: Arc<KeyService>,
     /// Prune and check.
     pub maintenance: Arc<MaintenanceService>,
+    /// Off-site copies.
+    pub replicas: Arc<coffer_application::ReplicaService>,
     /// The overview's figures (dashboard and metrics).
     pub dashboard: Arc<DashboardService>,
     /// The quota and retention defaults set at run time (in force once `open` returns).
@@ -265,8 +329,8 @@ impl Services {
         let db = open_database(settings).await?;
         let storage: Arc<dyn coffer_domain::storage::ObjectStore> =
             Arc::new(open_storage(settings)?);
-        let engine: Arc<dyn coffer_domain::engine::SnapshotEngine> =
-            Arc::new(repo::open_engine(settings, storage.clone()).await?);
+        let concrete_engine = Arc::new(repo::open_engine(settings, storage.clone()).await?);
+        let engine: Arc<dyn coffer_domain::engine::SnapshotEngine> = concrete_engine.clone();
         let (session_key, created) =
             coffer_crypto::load_or_create_key(&settings.session_key_file())?;
         if created {
@@ -410,22 +474,48 @@ impl Services {
             audit_log.clone(),
             settings.prune.repack_threshold_percent,
         ));
+        let replicas = Arc::new(coffer_application::ReplicaService::new(
+            coffer_application::ReplicaPorts {
+                replicas: Arc::new(db.replicas()),
+                replicator: Arc::new(repo::EngineReplicator::new(concrete_engine)),
+                catalog: catalog_repo.clone(),
+                alerts: alerts.clone(),
+                queue: jobs.clone(),
+            },
+            clock.clone(),
+            audit_log.clone(),
+            std::path::absolute(settings.storage_root())
+                .ok()
+                .and_then(|p| p.to_str().map(str::to_owned)),
+            settings.prune.repack_threshold_percent,
+        ));
+        replicas
+            .sync_config(configured_replicas(settings)?)
+            .await
+            .context("cannot record the configuration's [[replicas]]")?;
         // The runner does each kind of work through the area that owns it.
         jobs.register(JobKind::Backup, &backups);
         jobs.register(JobKind::Restore, &restores);
         jobs.register(JobKind::Verify, &restores);
         jobs.register(JobKind::Prune, &maintenance);
         jobs.register(JobKind::Check, &maintenance);
-        let scheduler = Arc::new(coffer_application::Scheduler::new(
-            sources_repo.clone(),
-            Arc::new(db.settings()),
-            Arc::new(coffer_application::jobs::JobDispatch::new(
-                backups.clone(),
-                maintenance.clone(),
-            )),
-            clock.clone(),
-            scheduler_loop::options(settings)?,
-        ));
+        jobs.register(JobKind::Copy, &replicas);
+        let scheduler = Arc::new(
+            coffer_application::Scheduler::new(
+                sources_repo.clone(),
+                Arc::new(db.settings()),
+                Arc::new(
+                    coffer_application::jobs::JobDispatch::new(
+                        backups.clone(),
+                        maintenance.clone(),
+                    )
+                    .with_copies(replicas.clone()),
+                ),
+                clock.clone(),
+                scheduler_loop::options(settings)?,
+            )
+            .with_replicas(Arc::new(db.replicas())),
+        );
         let dashboard = Arc::new(DashboardService::new(
             DashboardSources {
                 catalog: catalog_repo.clone(),
@@ -518,6 +608,7 @@ impl Services {
             storage: storage_use,
             keys,
             maintenance,
+            replicas,
             dashboard,
             settings: runtime_settings,
             reports,
@@ -649,6 +740,7 @@ impl Application {
             storage,
             keys: _,
             maintenance,
+            replicas,
             dashboard,
             settings: runtime_settings,
             reports,
@@ -670,6 +762,7 @@ impl Application {
             dashboard,
             settings: runtime_settings,
             reports,
+            replicas,
             metrics: coffer_http::metrics::MetricsAccess {
                 token: settings.metrics.token.clone(),
             },
@@ -719,6 +812,7 @@ impl Application {
         let scheduler = if self.scheduler.options().enabled {
             Some(scheduler_loop::spawn(
                 Arc::clone(&self.scheduler),
+                Arc::clone(&self.state.replicas),
                 Arc::new(SystemClock),
                 scheduler_stop,
             ))

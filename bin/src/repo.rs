@@ -119,3 +119,33 @@ impl KeyRewrap for RepositoryKeys {
             .map_err(|e| CryptoError(e.to_string()))
     }
 }
+
+/// The copy port over the engine: opens the replica's storage from its location and
+/// copies the repository into it.
+pub struct EngineReplicator {
+    engine: Arc<Engine>,
+}
+
+impl EngineReplicator {
+    #[must_use]
+    pub const fn new(engine: Arc<Engine>) -> Self {
+        Self { engine }
+    }
+}
+
+#[async_trait]
+impl coffer_domain::replicas::Replicator for EngineReplicator {
+    async fn copy(
+        &self,
+        to: &coffer_domain::replicas::ReplicaLocation,
+        options: coffer_domain::replicas::CopyOptions,
+        progress: Arc<coffer_domain::engine::Progress>,
+        cancel: coffer_domain::engine::Cancel,
+    ) -> Result<coffer_domain::replicas::CopyReport, coffer_domain::engine::EngineFailure> {
+        let store = crate::open_replica_store(to)
+            .map_err(|e| coffer_domain::engine::EngineFailure::Other(e.to_string()))?;
+        self.engine
+            .replicate(store, options, progress, cancel)
+            .await
+    }
+}

@@ -31,8 +31,9 @@ pub use ports::{
     ActiveJobs, JobExecutor, JobFailure, JobQueue, JobsError, RunningJobs, SubmitError,
 };
 pub use scheduler::{
-    Dispatch, DispatchError, JobDispatch, SchedulePlan, ScheduledBackups, ScheduledMaintenance,
-    Scheduler, SchedulerOptions, SchedulerStatus, SourceSchedule, Task, TaskSchedule, TickReport,
+    Dispatch, DispatchError, JobDispatch, SchedulePlan, ScheduledBackups, ScheduledCopies,
+    ScheduledMaintenance, Scheduler, SchedulerOptions, SchedulerStatus, SourceSchedule, Task,
+    TaskSchedule, TickReport,
 };
 
 use crate::audit::AuditLog;

@@ -3,9 +3,10 @@
 //! that failed, a master key never exported — persisted until someone acknowledges them, and sent to a webhook.
 //!
 //! Two sorts of kind. A *condition* (`quota_warning`, `quota_exceeded`, `disk_low`,
-//! `key_not_exported`) is a state that holds for a while: one open alert stands for it,
+//! `key_not_exported`, `replica_lagging`) is a state that holds for a while: one open alert stands for it,
 //! however often it is observed, and it is acknowledged by the system once the state no
-//! longer holds. An *event* (`backup_failed`, `backup_partial`, `damage`, `prune_failed`)
+//! longer holds. An *event* (`backup_failed`, `backup_partial`, `damage`, `prune_failed`,
+//! `replica_failed`)
 //! happens once: every occurrence is its own alert.
 
 use std::path::{Path, PathBuf};
@@ -316,7 +317,8 @@ mod tests {
                 AlertKind::QuotaWarning,
                 AlertKind::QuotaExceeded,
                 AlertKind::DiskLow,
-                AlertKind::KeyNotExported
+                AlertKind::KeyNotExported,
+                AlertKind::ReplicaLagging
             ]
         );
     }

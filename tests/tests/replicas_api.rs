@@ -157,6 +157,28 @@ async fn replicas_obey_roles_copy_and_report_lag(app: &TestApp) {
     assert!(after.get("lagging").is_none(), "{after}");
     assert!(active_alerts(&api, "replica_lagging").await.is_empty());
 
+    let metrics = app
+        .client
+        .get(app.url("/metrics"))
+        .send()
+        .await
+        .expect("scrape")
+        .text()
+        .await
+        .expect("text");
+    assert!(
+        metrics.contains("coffer_replica_lag_snapshots{replica=\"nas\"} 0"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("coffer_replica_last_success_timestamp_seconds{replica=\"nas\"} "),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("coffer_replica_lagging{replica=\"nas\"} 0"),
+        "{metrics}"
+    );
+
     // A second copy sends nothing new.
     let again = sync(&api, "nas").await;
     assert_eq!(again["result"]["objects_copied"], 0, "{again}");
@@ -174,6 +196,23 @@ async fn replicas_obey_roles_copy_and_report_lag(app: &TestApp) {
             .expect("lagging")
             .contains("1 snapshots"),
         "{behind}"
+    );
+    let metrics = app
+        .client
+        .get(app.url("/metrics"))
+        .send()
+        .await
+        .expect("scrape")
+        .text()
+        .await
+        .expect("text");
+    assert!(
+        metrics.contains("coffer_replica_lag_snapshots{replica=\"nas\"} 1"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("coffer_replica_lagging{replica=\"nas\"} 1"),
+        "{metrics}"
     );
 
     // Each copy judges every replica's lag: a second replica's copy raises the alert for

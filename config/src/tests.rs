@@ -335,3 +335,42 @@ fn the_host_of_a_webhook_url() {
         assert_eq!(url_host(url), host, "{url}");
     }
 }
+
+#[test]
+fn replicas_take_the_keys_of_storage_and_are_checked() {
+    Jail::expect_with(|jail| {
+        jail.create_file(
+            "r.toml",
+            "[[replicas]]\nname = \"nas\"\nstorage = { backend = \"fs\", root = \"/mnt/nas\" }\n\
+             append_only = true\nschedule = \"0 2 * * *\"\nmax_lag_hours = 48\n\n\
+             [[replicas]]\nname = \"usb\"\nstorage = { root = \"/media/usb\" }\n",
+        )?;
+        let s = Settings::load(Some(Path::new("r.toml"))).map_err(|e| e.to_string())?;
+        assert_eq!(s.replicas.len(), 2);
+        assert_eq!(s.replicas[0].name, "nas");
+        assert_eq!(s.replicas[0].storage.backend, StorageBackend::Fs);
+        assert_eq!(
+            s.replicas[0].storage.root.as_deref(),
+            Some(Path::new("/mnt/nas"))
+        );
+        assert!(s.replicas[0].append_only);
+        assert_eq!(s.replicas[0].schedule.as_deref(), Some("0 2 * * *"));
+        assert_eq!(s.replicas[0].max_lag_hours, Some(48));
+        assert_eq!(s.replicas[0].max_lag_snapshots, None);
+        assert!(!s.replicas[1].append_only);
+
+        jail.create_file("dup.toml", "[[replicas]]\nname = \"a\"\nstorage = { root = \"/x\" }\n[[replicas]]\nname = \"a\"\nstorage = { root = \"/y\" }\n")?;
+        assert!(load_err(Some(Path::new("dup.toml"))).contains("replicas[1].name"));
+        jail.create_file(
+            "rel.toml",
+            "[[replicas]]\nname = \"a\"\nstorage = { root = \"relative\" }\n",
+        )?;
+        assert!(load_err(Some(Path::new("rel.toml"))).contains("replicas[0].storage.root"));
+        jail.create_file(
+            "typo.toml",
+            "[[replicas]]\nname = \"a\"\nstorage = { root = \"/x\" }\nappend_onyl = true\n",
+        )?;
+        assert!(load_err(Some(Path::new("typo.toml"))).contains("append_onyl"));
+        Ok(())
+    });
+}

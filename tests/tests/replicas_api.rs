@@ -351,3 +351,62 @@ async fn a_failed_copy_is_recorded_and_alerted(app: &TestApp) {
     assert_eq!(left, vec![std::ffi::OsString::from("notes.txt")]);
 }
 on_both!(a_failed_copy_is_recorded_and_alerted);
+
+fn configured_replica(settings: &mut coffer_config::Settings) {
+    let root = settings
+        .data_dir
+        .parent()
+        .expect("data dir has a parent")
+        .join("cfg-replica");
+    settings.replicas = vec![coffer_config::ReplicaSettings {
+        name: "cfg".into(),
+        storage: coffer_config::StorageSettings {
+            backend: coffer_config::StorageBackend::Fs,
+            root: Some(root),
+        },
+        append_only: true,
+        schedule: Some("0 2 * * *".into()),
+        max_lag_snapshots: None,
+        max_lag_hours: Some(24),
+    }];
+}
+
+/// A `[[replicas]]` entry of the configuration is listed and copied to like any other,
+/// and cannot be changed or removed over the API.
+async fn configured_replicas_are_read_only(app: &TestApp) {
+    let api = admin(app).await;
+    let (status, list) = api.get("/api/replicas").await;
+    assert_eq!(status, 200, "{list}");
+    assert_eq!(list[0]["name"], "cfg", "{list}");
+    assert_eq!(list[0]["from_config"], true);
+    assert_eq!(list[0]["append_only"], true);
+    assert_eq!(list[0]["schedule"], "0 2 * * *");
+    assert_eq!(list[0]["max_lag_hours"], 24);
+    let (status, err) = api
+        .send(
+            "PATCH",
+            "/api/replicas/cfg",
+            Some(json!({"append_only": false})),
+        )
+        .await;
+    assert_eq!(status, 409, "{err}");
+    assert_eq!(err["error"]["code"], "replica_from_config");
+    let (status, err) = api.send("DELETE", "/api/replicas/cfg", None).await;
+    assert_eq!(status, 409, "{err}");
+    assert_eq!(err["error"]["code"], "replica_from_config");
+    let (status, err) = api
+        .post(
+            "/api/replicas",
+            json!({"name": "cfg", "root": "/tmp/elsewhere-cfg"}),
+        )
+        .await;
+    assert_eq!(status, 409, "{err}");
+    let src = tempfile::tempdir().expect("tmp");
+    std::fs::write(src.path().join("a"), b"hello").expect("write");
+    let source = api.create_source("docs", src.path()).await;
+    api.backup(source).await;
+    assert_eq!(sync(&api, "cfg").await["state"], "succeeded");
+    let root = app.data_dir.parent().expect("parent").join("cfg-replica");
+    assert_eq!(objects(&root, "snapshots"), 1);
+}
+on_both!(configured_replicas_are_read_only, configured_replica);

@@ -22,7 +22,7 @@ fn coffer(data: &Path) -> Command {
     cmd
 }
 
-fn check(out: Output, args: &[&str]) -> String {
+fn check(out: &Output, args: &[&str]) -> String {
     assert!(
         out.status.success(),
         "coffer {args:?} failed: {}",
@@ -32,7 +32,7 @@ fn check(out: Output, args: &[&str]) -> String {
 }
 
 fn ok(data: &Path, args: &[&str]) -> String {
-    check(coffer(data).args(args).output().expect("run coffer"), args)
+    check(&coffer(data).args(args).output().expect("run coffer"), args)
 }
 
 fn json(data: &Path, args: &[&str]) -> serde_json::Value {
@@ -47,7 +47,7 @@ fn on_replica(data: &Path, replica: &Path, args: &[&str]) -> String {
         .args(args)
         .output()
         .expect("run coffer");
-    check(out, args)
+    check(&out, args)
 }
 
 fn noise(len: usize, seed: u64) -> Vec<u8> {

@@ -175,12 +175,11 @@ pub fn shown_to(actor: &Actor, mut status: JobStatus) -> JobStatus {
 #[must_use]
 pub const fn permission_for(kind: JobKind) -> Permission {
     match kind {
-        JobKind::Backup => Permission::Backup,
-        JobKind::Restore | JobKind::Verify => Permission::Restore,
-        JobKind::Prune | JobKind::Check => Permission::ManageSystem,
         // An operator may start a copy (a backup of the backups); managing replicas is
         // the administrator's.
-        JobKind::Copy => Permission::Backup,
+        JobKind::Backup | JobKind::Copy => Permission::Backup,
+        JobKind::Restore | JobKind::Verify => Permission::Restore,
+        JobKind::Prune | JobKind::Check => Permission::ManageSystem,
     }
 }
 

@@ -593,7 +593,7 @@ impl ReplicaService {
                     .replicas
                     .record_success(&spec.name, self.clock.now(), report.listed_at)
                     .await?;
-                let mut detail = format!(
+                let detail = format!(
                     "{} objects ({} bytes) copied, {} already there; {} snapshots in the \
                      repository, {} on the replica, {} deleted from it",
                     report.objects_copied,
@@ -603,12 +603,14 @@ impl ReplicaService {
                     report.replica_snapshots,
                     report.snapshots_deleted
                 );
-                if !report.damaged_skipped.is_empty() {
-                    detail.push_str(&format!(
-                        "; damaged in the repository, not copied: {}",
+                let detail = if report.damaged_skipped.is_empty() {
+                    detail
+                } else {
+                    format!(
+                        "{detail}; damaged in the repository, not copied: {}",
                         report.damaged_skipped.join(", ")
-                    ));
-                }
+                    )
+                };
                 self.audit.record(entry.detail(detail)).await?;
                 if !report.damaged_skipped.is_empty() {
                     self.ports

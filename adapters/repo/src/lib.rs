@@ -90,6 +90,10 @@
 //!
 //! **Recovery.** Storage plus the master key are enough: `snapshots/` lists every
 //! snapshot and the catalog can be rebuilt from it.
+//!
+//! **Replicas.** A replica is the same format in another store, written by `replicate`
+//! (packs, then indexes, then snapshots, each read back; see that module): it opens with
+//! the same master key, alone.
 
 mod backup;
 mod check;

@@ -93,6 +93,10 @@ pub enum EngineError {
     /// `repository_busy`: another process holds the repository (a prune).
     #[error("{0}")]
     RepositoryBusy(String),
+    /// `storage_unavailable`: the repository's storage could not be reached or refused
+    /// the work; nothing half-done is visible, and trying again later may succeed.
+    #[error("{0}")]
+    StorageUnavailable(String),
 }
 
 impl EngineError {
@@ -104,6 +108,7 @@ impl EngineError {
             Self::Cancelled => "cancelled",
             Self::QuotaExceeded(_) => "quota_exceeded",
             Self::RepositoryBusy(_) => "repository_busy",
+            Self::StorageUnavailable(_) => "storage_unavailable",
         }
     }
 
@@ -113,7 +118,8 @@ impl EngineError {
             Self::Invalid(_)
             | Self::Damaged(_)
             | Self::QuotaExceeded(_)
-            | Self::RepositoryBusy(_) => ErrorClass::Business,
+            | Self::RepositoryBusy(_)
+            | Self::StorageUnavailable(_) => ErrorClass::Business,
         }
     }
 
@@ -127,6 +133,7 @@ impl EngineError {
             EngineFailure::Cancelled => Ok(Self::Cancelled),
             EngineFailure::QuotaExceeded(m) => Ok(Self::QuotaExceeded(m)),
             EngineFailure::Busy(m) => Ok(Self::RepositoryBusy(m)),
+            EngineFailure::Unavailable(m) => Ok(Self::StorageUnavailable(m)),
             EngineFailure::Other(m) => Err(CommonError::Unexpected(anyhow::anyhow!(m))),
         }
     }

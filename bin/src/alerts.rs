@@ -39,7 +39,8 @@ pub fn webhook_notifier(settings: &Settings) -> anyhow::Result<Option<Arc<dyn Al
 /// Checks the free space once, logging what it finds.
 pub async fn check_disk(disk: &DiskGuard) {
     match disk.check().await {
-        Ok(status) => tracing::info!(
+        Ok(None) => tracing::info!("storage: object storage, no local volume to watch"),
+        Ok(Some(status)) => tracing::info!(
             mount = %status.mount_point.display(),
             free_mb = status.available_bytes / (1024 * 1024),
             total_mb = status.total_bytes / (1024 * 1024),
@@ -48,7 +49,7 @@ pub async fn check_disk(disk: &DiskGuard) {
         ),
         Err(e) => tracing::warn!(
             error = %e,
-            path = %disk.path().display(),
+            path = %disk.path().map(|p| p.display().to_string()).unwrap_or_default(),
             "cannot check the free space of the storage volume"
         ),
     }

@@ -177,8 +177,35 @@ pub fn own_directories(settings: &Settings, roots: &[String]) -> anyhow::Result<
 /// # Errors
 /// When the storage cannot be opened.
 pub fn open_storage(settings: &Settings) -> anyhow::Result<OpendalStore> {
-    match settings.storage.backend {
-        coffer_config::StorageBackend::Fs => Ok(OpendalStore::fs(&settings.storage_root())?),
+    open_store(&settings.storage, &settings.storage_root())
+}
+
+/// Opens the store that `storage` describes (the repository's, or a replica's); `fs_root`
+/// is the directory in force for `fs`.
+///
+/// # Errors
+/// When the store cannot be opened or its credentials cannot be read.
+pub fn open_store(
+    storage: &coffer_config::StorageSettings,
+    fs_root: &std::path::Path,
+) -> anyhow::Result<OpendalStore> {
+    match storage.backend {
+        coffer_config::StorageBackend::Fs => Ok(OpendalStore::fs(fs_root)?),
+        coffer_config::StorageBackend::S3 => {
+            let credentials = storage.credentials()?.ok_or_else(|| {
+                anyhow::anyhow!("storage: s3 needs credentials (storage.credentials_file)")
+            })?;
+            Ok(OpendalStore::s3(&coffer_storage::S3Options {
+                endpoint: storage.endpoint.clone(),
+                bucket: storage.bucket.clone().unwrap_or_default(),
+                region: storage.region.clone(),
+                prefix: storage.prefix.clone(),
+                path_style: storage.path_style,
+                access_key_id: credentials.access_key_id,
+                secret_access_key: credentials.secret_access_key.expose().to_owned(),
+                concurrency: storage.concurrency as usize,
+            })?)
+        }
     }
 }
 
@@ -189,6 +216,11 @@ pub fn open_storage(settings: &Settings) -> anyhow::Result<OpendalStore> {
 pub fn replica_location(
     storage: &coffer_config::StorageSettings,
 ) -> anyhow::Result<coffer_domain::replicas::ReplicaLocation> {
+    let text = |p: &Path, what: &str| {
+        p.to_str()
+            .map(str::to_owned)
+            .with_context(|| format!("{what} must be valid UTF-8"))
+    };
     match storage.backend {
         coffer_config::StorageBackend::Fs => {
             let root = storage
@@ -196,27 +228,80 @@ pub fn replica_location(
                 .as_ref()
                 .context("an fs replica needs storage.root")?;
             Ok(coffer_domain::replicas::ReplicaLocation::Fs {
-                root: root
-                    .to_str()
-                    .context("a replica's directory must be valid UTF-8")?
-                    .to_owned(),
+                root: text(root, "a replica's directory")?,
             })
+        }
+        coffer_config::StorageBackend::S3 => {
+            let credentials = storage
+                .credentials_file
+                .as_ref()
+                .context("an s3 replica needs storage.credentials_file")?;
+            Ok(coffer_domain::replicas::ReplicaLocation::S3(
+                coffer_domain::replicas::S3Location {
+                    endpoint: storage.endpoint.clone(),
+                    bucket: storage.bucket.clone().unwrap_or_default(),
+                    region: storage.region.clone(),
+                    prefix: storage.prefix.clone(),
+                    path_style: storage.path_style,
+                    credentials_file: text(credentials, "a credentials file's path")?,
+                },
+            ))
         }
     }
 }
 
-/// Opens a replica's storage (created if missing, for `fs`).
+/// The repository's own place, in the terms of a replica's (no replica may overlap it).
+#[must_use]
+pub fn repository_location(
+    settings: &Settings,
+) -> Option<coffer_domain::replicas::ReplicaLocation> {
+    match settings.storage.backend {
+        coffer_config::StorageBackend::Fs => std::path::absolute(settings.storage_root())
+            .ok()
+            .and_then(|p| p.to_str().map(str::to_owned))
+            .map(|root| coffer_domain::replicas::ReplicaLocation::Fs { root }),
+        coffer_config::StorageBackend::S3 => Some(coffer_domain::replicas::ReplicaLocation::S3(
+            coffer_domain::replicas::S3Location {
+                endpoint: settings.storage.endpoint.clone(),
+                bucket: settings.storage.bucket.clone().unwrap_or_default(),
+                region: settings.storage.region.clone(),
+                prefix: settings.storage.prefix.clone(),
+                path_style: settings.storage.path_style,
+                credentials_file: String::new(),
+            },
+        )),
+    }
+}
+
+/// Opens a replica's storage (a directory is created when missing) through the same
+/// [`open_store`] as the repository's: an S3 replica reads its credentials from its
+/// credentials file (mode 0600) at each copy.
 ///
 /// # Errors
-/// When the storage cannot be opened.
+/// When the storage cannot be opened or its credentials cannot be read.
 pub fn open_replica_store(
     location: &coffer_domain::replicas::ReplicaLocation,
-) -> Result<Arc<dyn coffer_domain::storage::ObjectStore>, coffer_domain::storage::StorageError> {
-    match location {
-        coffer_domain::replicas::ReplicaLocation::Fs { root } => {
-            Ok(Arc::new(OpendalStore::fs(Path::new(root))?))
+) -> anyhow::Result<Arc<dyn coffer_domain::storage::ObjectStore>> {
+    use coffer_domain::replicas::ReplicaLocation;
+    let store = match location {
+        ReplicaLocation::Fs { root } => {
+            open_store(&coffer_config::StorageSettings::default(), Path::new(root))?
         }
-    }
+        ReplicaLocation::S3(s3) => open_store(
+            &coffer_config::StorageSettings {
+                backend: coffer_config::StorageBackend::S3,
+                endpoint: s3.endpoint.clone(),
+                bucket: Some(s3.bucket.clone()),
+                region: s3.region.clone(),
+                prefix: s3.prefix.clone(),
+                path_style: s3.path_style,
+                credentials_file: Some(std::path::PathBuf::from(&s3.credentials_file)),
+                ..coffer_config::StorageSettings::default()
+            },
+            Path::new(""),
+        )?,
+    };
+    Ok(Arc::new(store))
 }
 
 /// The configuration file's `[[replicas]]`, as the replica area takes them.
@@ -230,11 +315,11 @@ pub fn configured_replicas(
         .replicas
         .iter()
         .map(|r| {
-            let coffer_domain::replicas::ReplicaLocation::Fs { root } =
+            let location =
                 replica_location(&r.storage).with_context(|| format!("replica `{}`", r.name))?;
             Ok(coffer_application::NewReplica {
                 name: r.name.clone(),
-                root,
+                location,
                 append_only: r.append_only,
                 schedule: r.schedule.clone(),
                 max_lag_snapshots: r.max_lag_snapshots,
@@ -242,6 +327,45 @@ pub fn configured_replicas(
             })
         })
         .collect()
+}
+
+/// Refuses to go on (and raises a critical alert naming the place) when the catalog knows
+/// snapshots but the storage holds no repository: a NAS share that is not mounted, a
+/// wrong bucket or prefix. Going on would create a new, empty repository there — on the
+/// local disk under the mount point — and later backups would land where the share
+/// hides them.
+async fn refuse_a_vanished_repository(
+    db: &Database,
+    storage: &dyn coffer_domain::storage::ObjectStore,
+) -> anyhow::Result<()> {
+    use coffer_domain::alerts::{AlertKind, AlertRepository as _, NewAlert, Severity};
+    use coffer_domain::ports::BackupCatalog as _;
+    if coffer_repo::is_initialized(storage).await? {
+        return Ok(());
+    }
+    let known = db.catalog().list(1).await?;
+    if known.is_empty() {
+        return Ok(());
+    }
+    let message = format!(
+        "the repository at {} is missing, but the catalog knows snapshots: is the NAS share \
+         mounted (or storage.bucket / storage.prefix the right ones)? Coffer will not create \
+         a new, empty repository in its place. Make it reachable and start again",
+        storage.location()
+    );
+    let alerts = db.alerts();
+    let open = alerts
+        .find_open(AlertKind::BackupFailed, None)
+        .await
+        .ok()
+        .flatten();
+    if open.is_none_or(|a| a.message != message) {
+        let alert = NewAlert::new(AlertKind::BackupFailed, Severity::Critical, message.clone());
+        if let Err(e) = alerts.insert(&alert, chrono::Utc::now()).await {
+            tracing::error!(error = %e, "cannot record the alert");
+        }
+    }
+    anyhow::bail!(message)
 }
 
 /// The application services over the concrete adapters: what `serve` and the CLI
@@ -329,6 +453,13 @@ impl Services {
         let db = open_database(settings).await?;
         let storage: Arc<dyn coffer_domain::storage::ObjectStore> =
             Arc::new(open_storage(settings)?);
+        // One clear error for a store that cannot serve (a wrong key, a missing bucket, an
+        // unreachable endpoint), before anything is written to it.
+        storage
+            .check()
+            .await
+            .map_err(|e| anyhow::anyhow!("cannot use the repository's storage: {e}"))?;
+        refuse_a_vanished_repository(&db, storage.as_ref()).await?;
         let concrete_engine = Arc::new(repo::open_engine(settings, storage.clone()).await?);
         let engine: Arc<dyn coffer_domain::engine::SnapshotEngine> = concrete_engine.clone();
         let (session_key, created) =
@@ -369,7 +500,8 @@ impl Services {
         ));
         let disk = Arc::new(DiskGuard::new(
             Arc::new(coffer_system::SysinfoDiskMonitor::new()),
-            settings.storage_root(),
+            (settings.storage.backend == coffer_config::StorageBackend::Fs)
+                .then(|| settings.storage_root()),
             DiskThresholds {
                 warning_free_mb: settings.disk.warning_free_mb,
                 min_free_mb: settings.disk.min_free_mb,
@@ -484,9 +616,7 @@ impl Services {
             },
             clock.clone(),
             audit_log.clone(),
-            std::path::absolute(settings.storage_root())
-                .ok()
-                .and_then(|p| p.to_str().map(str::to_owned)),
+            repository_location(settings),
             settings.prune.repack_threshold_percent,
         ));
         replicas

@@ -142,12 +142,13 @@ impl coffer_domain::replicas::Replicator for EngineReplicator {
         progress: Arc<coffer_domain::engine::Progress>,
         cancel: coffer_domain::engine::Cancel,
     ) -> Result<coffer_domain::replicas::CopyReport, coffer_domain::engine::EngineFailure> {
-        // (Object stores other than a directory have no foreign files to meet: there
-        // the engine refuses a bucket that holds objects of a repository but no `config`.)
-        let coffer_domain::replicas::ReplicaLocation::Fs { root } = to;
-        refuse_foreign_directory(std::path::Path::new(root))?;
+        // (A bucket has no foreign files to meet the same way: there the engine refuses
+        // one that holds objects of a repository without this one's `config`.)
+        if let coffer_domain::replicas::ReplicaLocation::Fs { root } = to {
+            refuse_foreign_directory(std::path::Path::new(root))?;
+        }
         let store = crate::open_replica_store(to)
-            .map_err(|e| coffer_domain::engine::EngineFailure::Other(e.to_string()))?;
+            .map_err(|e| coffer_domain::engine::EngineFailure::Other(format!("{e:#}")))?;
         self.engine
             .replicate(store, options, progress, cancel)
             .await

@@ -178,13 +178,50 @@ impl Default for DatabaseSettings {
     }
 }
 
-/// Which storage backend holds the repository. More (s3) will follow; each adds its own
-/// keys beside `backend`.
+/// Which storage backend holds the repository; each has its own keys beside `backend`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum StorageBackend {
     /// A local directory or a mounted NAS share.
     Fs,
+    /// An S3-compatible object store (AWS, Garage, Ceph RGW, MinIO).
+    S3,
+}
+
+impl StorageBackend {
+    /// The name used in the configuration.
+    #[must_use]
+    pub const fn name(self) -> &'static str {
+        match self {
+            Self::Fs => "fs",
+            Self::S3 => "s3",
+        }
+    }
+}
+
+/// A secret read from the settings (today: the S3 secret key). Its `Debug` never shows
+/// it, so a logged settings tree does not leak it.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct Secret(String);
+
+impl Secret {
+    #[must_use]
+    pub fn new(value: impl Into<String>) -> Self {
+        Self(value.into())
+    }
+
+    /// The secret itself, for the one place that hands it to the backend.
+    #[must_use]
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Secret(***)")
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -194,6 +231,36 @@ pub struct StorageSettings {
     /// `fs`: the repository's directory. Unset: `<data_dir>/repository`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub root: Option<PathBuf>,
+    /// `s3`: the service's URL (`https://s3.eu-west-1.amazonaws.com`,
+    /// `http://127.0.0.1:3900`). Unset: AWS's endpoint for `region`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub endpoint: Option<String>,
+    /// `s3`: the bucket (must exist; Coffer never creates or deletes buckets).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub bucket: Option<String>,
+    /// `s3`: the region the bucket lives in (Garage's default is `garage`).
+    pub region: String,
+    /// `s3`: keys of the repository start with this path inside the bucket (`""`: the
+    /// bucket's root), so one bucket can hold several repositories.
+    pub prefix: String,
+    /// `s3`: address buckets as `endpoint/bucket` (what Garage, MinIO and Ceph expect)
+    /// instead of `bucket.endpoint` (AWS's virtual-hosted style).
+    pub path_style: bool,
+    /// `s3`: a file (mode 0600) holding `access_key_id = ...` and
+    /// `secret_access_key = ...` lines (an AWS credentials file's `aws_` names work too).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub credentials_file: Option<PathBuf>,
+    /// `s3`: the access key id; from `COFFER_STORAGE__ACCESS_KEY_ID` or the credentials
+    /// file.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub access_key_id: Option<String>,
+    /// `s3`: the secret key; only from `COFFER_STORAGE__SECRET_ACCESS_KEY` or the
+    /// credentials file — a configuration file holding it is refused.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub secret_access_key: Option<Secret>,
+    /// `s3`: requests in flight at once per operation (uploads of packs, ranged reads
+    /// of a restore).
+    pub concurrency: u32,
 }
 
 impl Default for StorageSettings {
@@ -201,6 +268,165 @@ impl Default for StorageSettings {
         Self {
             backend: StorageBackend::Fs,
             root: None,
+            endpoint: None,
+            bucket: None,
+            region: "us-east-1".to_owned(),
+            prefix: String::new(),
+            path_style: true,
+            credentials_file: None,
+            access_key_id: None,
+            secret_access_key: None,
+            concurrency: 8,
+        }
+    }
+}
+
+/// S3 credentials, resolved from the environment or the credentials file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct S3Credentials {
+    pub access_key_id: String,
+    pub secret_access_key: Secret,
+}
+
+impl StorageSettings {
+    fn validate(&self) -> Result<(), ConfigError> {
+        let bad = |key: &str, why: &str| Err(ConfigError::Invalid(format!("`{key}` {why}")));
+        if !(1..=64).contains(&self.concurrency) {
+            return bad("storage.concurrency", "must be between 1 and 64");
+        }
+        if self.backend != StorageBackend::S3 {
+            return Ok(());
+        }
+        match self.bucket.as_deref() {
+            None | Some("") => return bad("storage.bucket", "must be set when backend = \"s3\""),
+            Some(b)
+                if b.len() > 63
+                    || !b.bytes().all(|c| {
+                        c.is_ascii_lowercase() || c.is_ascii_digit() || matches!(c, b'-' | b'.')
+                    }) =>
+            {
+                return bad(
+                    "storage.bucket",
+                    "must be an S3 bucket name (at most 63 of a-z, 0-9, '-' and '.')",
+                );
+            }
+            Some(_) => {}
+        }
+        if self.region.trim().is_empty() {
+            return bad("storage.region", "must not be empty");
+        }
+        if let Some(endpoint) = &self.endpoint {
+            let rest = endpoint
+                .strip_prefix("https://")
+                .or_else(|| endpoint.strip_prefix("http://"));
+            if rest.is_none_or(|r| r.is_empty() || r.starts_with('/')) {
+                return bad(
+                    "storage.endpoint",
+                    "must be an http:// or https:// URL with a host",
+                );
+            }
+        }
+        if !self.prefix.is_empty()
+            && (self.prefix.starts_with('/')
+                || self.prefix.split('/').any(|seg| seg == "." || seg == "..")
+                || !self
+                    .prefix
+                    .bytes()
+                    .all(|c| c.is_ascii_alphanumeric() || matches!(c, b'-' | b'_' | b'.' | b'/')))
+        {
+            return bad(
+                "storage.prefix",
+                "must be a relative path of [A-Za-z0-9._-/] segments (no '.' or '..')",
+            );
+        }
+        if self.access_key_id.is_some() != self.secret_access_key.is_some() {
+            return bad(
+                "storage.access_key_id",
+                "and storage.secret_access_key must be given together",
+            );
+        }
+        if self.access_key_id.is_some() && self.credentials_file.is_some() {
+            return bad(
+                "storage.credentials_file",
+                "must not be set when the keys come from the environment (choose one)",
+            );
+        }
+        if self.access_key_id.is_none() && self.credentials_file.is_none() {
+            return bad(
+                "storage.credentials_file",
+                "must be set when backend = \"s3\" (or set COFFER_STORAGE__ACCESS_KEY_ID and \
+                 COFFER_STORAGE__SECRET_ACCESS_KEY)",
+            );
+        }
+        Ok(())
+    }
+
+    /// The S3 credentials in force: from the environment, or read from
+    /// `credentials_file`, which must be a regular file readable by its owner only.
+    ///
+    /// # Errors
+    /// A missing, unreadable or too widely readable file, or one without both keys.
+    /// Messages name the file, never a key's value.
+    pub fn credentials(&self) -> Result<Option<S3Credentials>, ConfigError> {
+        if let (Some(id), Some(secret)) = (&self.access_key_id, &self.secret_access_key) {
+            return Ok(Some(S3Credentials {
+                access_key_id: id.clone(),
+                secret_access_key: secret.clone(),
+            }));
+        }
+        let Some(path) = &self.credentials_file else {
+            return Ok(None);
+        };
+        let invalid = |why: String| {
+            ConfigError::Invalid(format!(
+                "storage.credentials_file {}: {why}",
+                path.display()
+            ))
+        };
+        let meta = std::fs::metadata(path).map_err(|e| invalid(e.to_string()))?;
+        if !meta.is_file() {
+            return Err(invalid("is not a regular file".to_owned()));
+        }
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let mode = meta.permissions().mode() & 0o777;
+            if mode & 0o077 != 0 {
+                return Err(invalid(format!(
+                    "is readable by others (mode {mode:o}); run chmod 600 on it"
+                )));
+            }
+        }
+        let text = std::fs::read_to_string(path).map_err(|e| invalid(e.to_string()))?;
+        let (mut id, mut secret) = (None, None);
+        for line in text.lines() {
+            let line = line.trim();
+            if line.is_empty() || line.starts_with('#') || line.starts_with('[') {
+                continue;
+            }
+            let Some((key, value)) = line.split_once('=') else {
+                return Err(invalid(
+                    "holds a line that is not `name = value` (the line is not shown: it may hold a key)"
+                        .to_owned(),
+                ));
+            };
+            let value = value.trim().trim_matches('"').to_owned();
+            match key.trim() {
+                "access_key_id" | "aws_access_key_id" => id = Some(value),
+                "secret_access_key" | "aws_secret_access_key" => secret = Some(value),
+                _ => {}
+            }
+        }
+        match (id, secret) {
+            (Some(id), Some(secret)) if !id.is_empty() && !secret.is_empty() => {
+                Ok(Some(S3Credentials {
+                    access_key_id: id,
+                    secret_access_key: Secret(secret),
+                }))
+            }
+            _ => Err(invalid(
+                "must hold both access_key_id and secret_access_key".to_owned(),
+            )),
         }
     }
 }
@@ -530,11 +756,28 @@ impl Settings {
             let is_json = file
                 .extension()
                 .is_some_and(|e| e.eq_ignore_ascii_case("json"));
-            figment = if is_json {
-                figment.merge(Json::file_exact(file))
+            let (merged, holds_secret) = if is_json {
+                let only = Figment::from(Json::file_exact(file));
+                (
+                    figment.merge(Json::file_exact(file)),
+                    only.find_value("storage.secret_access_key").is_ok(),
+                )
             } else {
-                figment.merge(Toml::file_exact(file))
+                let only = Figment::from(Toml::file_exact(file));
+                (
+                    figment.merge(Toml::file_exact(file)),
+                    only.find_value("storage.secret_access_key").is_ok(),
+                )
             };
+            if holds_secret {
+                return Err(ConfigError::Invalid(format!(
+                    "`storage.secret_access_key` must not be written in {}: configuration \
+                     files are read by many; put it in a 0600 file named by \
+                     `storage.credentials_file`, or in COFFER_STORAGE__SECRET_ACCESS_KEY",
+                    file.display()
+                )));
+            }
+            figment = merged;
         }
         Ok(figment.merge(env_provider()))
     }
@@ -625,11 +868,40 @@ impl Settings {
             if !names.insert(r.name.trim().to_owned()) {
                 return bad(&format!("{key}.name"), "is the name of another replica");
             }
-            if r.storage.root.as_ref().is_none_or(|p| !p.is_absolute()) {
-                return bad(
-                    &format!("{key}.storage.root"),
-                    "must be set to an absolute directory",
-                );
+            match r.storage.backend {
+                StorageBackend::Fs => {
+                    if r.storage.root.as_ref().is_none_or(|p| !p.is_absolute()) {
+                        return bad(
+                            &format!("{key}.storage.root"),
+                            "must be set to an absolute directory",
+                        );
+                    }
+                }
+                StorageBackend::S3 => {
+                    // A replica's keys come from its own file: the environment's
+                    // COFFER_STORAGE__* keys are the repository's.
+                    if r.storage.access_key_id.is_some() || r.storage.secret_access_key.is_some() {
+                        return bad(
+                            &format!("{key}.storage"),
+                            "takes its S3 keys from credentials_file only (a 0600 file), never \
+                             written in the configuration",
+                        );
+                    }
+                    if r.storage
+                        .credentials_file
+                        .as_ref()
+                        .is_none_or(|p| !p.is_absolute())
+                    {
+                        return bad(
+                            &format!("{key}.storage.credentials_file"),
+                            "must be set to an absolute path (a 0600 file with access_key_id \
+                             and secret_access_key)",
+                        );
+                    }
+                    r.storage
+                        .validate()
+                        .map_err(|e| ConfigError::Invalid(format!("{key}: {e}")))?;
+                }
             }
         }
         if self.backup.suspicious_shrink_percent > 100 {
@@ -671,6 +943,7 @@ impl Settings {
             return bad("disk.min_free_mb", "must not be above disk.warning_free_mb");
         }
         self.scheduler.validate()?;
+        self.storage.validate()?;
         Ok(self)
     }
 

@@ -66,6 +66,11 @@ fn shipped_coffer_toml_documents_every_key() {
     let mut full = Settings::default();
     full.database.url = Some(String::new());
     full.storage.root = Some(PathBuf::new());
+    full.storage.endpoint = Some(String::new());
+    full.storage.bucket = Some(String::new());
+    full.storage.credentials_file = Some(PathBuf::new());
+    full.storage.access_key_id = Some(String::new());
+    full.storage.secret_access_key = Some(Secret::new(""));
     full.security.encryption_key_file = Some(PathBuf::new());
     full.security.session_key_file = Some(PathBuf::new());
     full.alerts.webhook_url = Some(String::new());
@@ -371,6 +376,157 @@ fn replicas_take_the_keys_of_storage_and_are_checked() {
             "[[replicas]]\nname = \"a\"\nstorage = { root = \"/x\" }\nappend_onyl = true\n",
         )?;
         assert!(load_err(Some(Path::new("typo.toml"))).contains("append_onyl"));
+        Ok(())
+    });
+}
+
+#[test]
+fn s3_storage_needs_a_bucket_and_credentials() {
+    Jail::expect_with(|jail| {
+        jail.create_file("c.toml", "[storage]\nbackend = \"s3\"\n")?;
+        let err = load_err(Some(Path::new("c.toml")));
+        assert!(err.contains("storage.bucket"), "{err}");
+        jail.create_file(
+            "c.toml",
+            "[storage]\nbackend = \"s3\"\nbucket = \"coffer\"\n",
+        )?;
+        let err = load_err(Some(Path::new("c.toml")));
+        assert!(err.contains("storage.credentials_file"), "{err}");
+        jail.create_file(
+            "c.toml",
+            "[storage]\nbackend = \"s3\"\nbucket = \"Not_A_Bucket\"\ncredentials_file = \"k\"\n",
+        )?;
+        let err = load_err(Some(Path::new("c.toml")));
+        assert!(err.contains("storage.bucket"), "{err}");
+        jail.create_file(
+            "c.toml",
+            "[storage]\nbackend = \"s3\"\nbucket = \"coffer\"\nprefix = \"../x\"\ncredentials_file = \"k\"\n",
+        )?;
+        let err = load_err(Some(Path::new("c.toml")));
+        assert!(err.contains("storage.prefix"), "{err}");
+        jail.create_file(
+            "c.toml",
+            "[storage]\nbackend = \"s3\"\nbucket = \"coffer\"\nendpoint = \"ftp://x\"\ncredentials_file = \"k\"\n",
+        )?;
+        let err = load_err(Some(Path::new("c.toml")));
+        assert!(err.contains("storage.endpoint"), "{err}");
+        // Both keys from the environment are enough.
+        jail.create_file(
+            "c.toml",
+            "[storage]\nbackend = \"s3\"\nbucket = \"coffer\"\n",
+        )?;
+        jail.set_env("COFFER_STORAGE__ACCESS_KEY_ID", "GKexample");
+        jail.set_env("COFFER_STORAGE__SECRET_ACCESS_KEY", "s3cr3t-value");
+        let settings = Settings::load(Some(Path::new("c.toml"))).map_err(|e| e.to_string())?;
+        let credentials = settings
+            .storage
+            .credentials()
+            .map_err(|e| e.to_string())?
+            .expect("credentials");
+        assert_eq!(credentials.access_key_id, "GKexample");
+        assert_eq!(credentials.secret_access_key.expose(), "s3cr3t-value");
+        // The secret never shows in a printed settings tree.
+        let printed = format!("{settings:?}");
+        assert!(!printed.contains("s3cr3t-value"), "{printed}");
+        Ok(())
+    });
+}
+
+#[test]
+fn the_s3_secret_is_refused_in_a_configuration_file() {
+    Jail::expect_with(|jail| {
+        jail.create_file(
+            "c.toml",
+            "[storage]\nbackend = \"s3\"\nbucket = \"coffer\"\naccess_key_id = \"GK1\"\nsecret_access_key = \"in-the-file\"\n",
+        )?;
+        let err = load_err(Some(Path::new("c.toml")));
+        assert!(err.contains("storage.secret_access_key"), "{err}");
+        assert!(!err.contains("in-the-file"), "{err}");
+        Ok(())
+    });
+}
+
+#[cfg(unix)]
+#[test]
+fn the_credentials_file_must_be_private_and_complete() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile_dir();
+    let path = dir.join("s3.credentials");
+    std::fs::write(
+        &path,
+        "# Garage key\n[default]\naws_access_key_id = GKabc\naws_secret_access_key = \"topsecret\"\n",
+    )
+    .unwrap();
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let storage = StorageSettings {
+        backend: StorageBackend::S3,
+        bucket: Some("coffer".into()),
+        credentials_file: Some(path.clone()),
+        ..StorageSettings::default()
+    };
+    let err = storage.credentials().unwrap_err().to_string();
+    assert!(err.contains("chmod 600"), "{err}");
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).unwrap();
+    let credentials = storage.credentials().unwrap().unwrap();
+    assert_eq!(credentials.access_key_id, "GKabc");
+    assert_eq!(credentials.secret_access_key.expose(), "topsecret");
+    std::fs::write(&path, "access_key_id = GKabc\nsecret topsecret\n").unwrap();
+    let err = storage.credentials().unwrap_err().to_string();
+    assert!(!err.contains("topsecret"), "{err}");
+    std::fs::write(&path, "access_key_id = GKabc\n").unwrap();
+    let err = storage.credentials().unwrap_err().to_string();
+    assert!(err.contains("both"), "{err}");
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+/// A fresh directory under the system's temporary directory (this crate has no
+/// tempfile dependency).
+fn tempfile_dir() -> PathBuf {
+    let dir = std::env::temp_dir().join(format!(
+        "coffer-config-test-{}-{}",
+        std::process::id(),
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos())
+    ));
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+#[test]
+fn s3_replicas_take_their_keys_from_a_file_only() {
+    Jail::expect_with(|jail| {
+        jail.create_file(
+            "s3.toml",
+            "[[replicas]]\nname = \"offsite\"\n\
+             storage = { backend = \"s3\", bucket = \"coffer-copy\", region = \"garage\", \
+             endpoint = \"http://127.0.0.1:3900\", prefix = \"nas1\", credentials_file = \"/etc/coffer/s3\" }\n",
+        )?;
+        let s = Settings::load(Some(Path::new("s3.toml"))).map_err(|e| e.to_string())?;
+        assert_eq!(s.replicas[0].storage.backend, StorageBackend::S3);
+        assert_eq!(s.replicas[0].storage.bucket.as_deref(), Some("coffer-copy"));
+        jail.create_file(
+            "keys.toml",
+            "[[replicas]]\nname = \"offsite\"\n\
+             storage = { backend = \"s3\", bucket = \"b\", access_key_id = \"x\", credentials_file = \"/etc/coffer/s3\" }\n",
+        )?;
+        let err = load_err(Some(Path::new("keys.toml")));
+        assert!(err.contains("replicas[0].storage"), "{err}");
+        jail.create_file(
+            "nofile.toml",
+            "[[replicas]]\nname = \"offsite\"\nstorage = { backend = \"s3\", bucket = \"b\" }\n",
+        )?;
+        let err = load_err(Some(Path::new("nofile.toml")));
+        assert!(
+            err.contains("replicas[0].storage.credentials_file"),
+            "{err}"
+        );
+        jail.create_file(
+            "badbucket.toml",
+            "[[replicas]]\nname = \"offsite\"\nstorage = { backend = \"s3\", bucket = \"Bad_Bucket\", credentials_file = \"/etc/coffer/s3\" }\n",
+        )?;
+        let err = load_err(Some(Path::new("badbucket.toml")));
+        assert!(err.contains("storage.bucket"), "{err}");
         Ok(())
     });
 }

@@ -429,6 +429,10 @@ pub enum EngineFailure {
     /// Another process holds the repository (a prune waiting on a prune, say).
     #[error("{0}")]
     Busy(String),
+    /// The storage could not be reached or refused the work (an S3 store without a
+    /// quorum, a NAS share that is not mounted); trying again later may succeed.
+    #[error("{0}")]
+    Unavailable(String),
     #[error("{0}")]
     Other(String),
 }

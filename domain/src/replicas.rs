@@ -63,6 +63,24 @@ impl fmt::Display for ReplicaName {
 pub enum ReplicaLocation {
     /// A directory: another disk, a NAS mount. Absolute.
     Fs { root: String },
+    /// A bucket (or a prefix in it) of an S3-compatible store.
+    S3(S3Location),
+}
+
+/// An S3 replica's place: `[storage]`'s S3 keys. The credentials are in a file on the
+/// server (mode 0600), named here; never in the catalog or the API.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct S3Location {
+    /// The service's URL; `None`: AWS's endpoint for `region`.
+    pub endpoint: Option<String>,
+    pub bucket: String,
+    pub region: String,
+    /// Keys start with this path inside the bucket (`""`: the bucket's root).
+    pub prefix: String,
+    /// `endpoint/bucket` addressing (Garage, MinIO, Ceph) rather than `bucket.endpoint`.
+    pub path_style: bool,
+    /// The absolute path of the credentials file on the server.
+    pub credentials_file: String,
 }
 
 impl ReplicaLocation {
@@ -71,14 +89,51 @@ impl ReplicaLocation {
     pub const fn backend(&self) -> &'static str {
         match self {
             Self::Fs { .. } => "fs",
+            Self::S3(_) => "s3",
         }
     }
 
-    /// Where it is, for people: the directory (never a credential).
+    /// Where it is, for people: the directory, or the bucket and prefix at the endpoint
+    /// (never a credential).
     #[must_use]
     pub fn describe(&self) -> String {
         match self {
             Self::Fs { root } => root.clone(),
+            Self::S3(s3) => format!(
+                "s3://{}/{}{}",
+                s3.bucket,
+                s3.prefix,
+                s3.endpoint
+                    .as_deref()
+                    .map_or_else(String::new, |e| format!(" at {e}"))
+            ),
+        }
+    }
+
+    /// Whether writing to one could write into the other: the same directory or one
+    /// inside the other, or the same bucket of the same endpoint with one prefix inside
+    /// the other.
+    #[must_use]
+    pub fn overlaps(&self, other: &Self) -> bool {
+        match (self, other) {
+            (Self::Fs { root: a }, Self::Fs { root: b }) => {
+                std::path::Path::new(a).starts_with(b) || std::path::Path::new(b).starts_with(a)
+            }
+            (Self::S3(a), Self::S3(b)) => {
+                let dir = |p: &str| {
+                    let p = p.trim_matches('/');
+                    if p.is_empty() {
+                        String::new()
+                    } else {
+                        format!("{p}/")
+                    }
+                };
+                let (pa, pb) = (dir(&a.prefix), dir(&b.prefix));
+                a.endpoint == b.endpoint
+                    && a.bucket == b.bucket
+                    && (pa.starts_with(&pb) || pb.starts_with(&pa))
+            }
+            _ => false,
         }
     }
 }
@@ -266,6 +321,31 @@ mod tests {
         for bad in ["", "-x", ".x", "a b", "a/b", "ü", &"a".repeat(65)] {
             assert!(ReplicaName::parse(bad).is_err(), "{bad}");
         }
+    }
+
+    #[test]
+    fn overlapping_places() {
+        let fs = |root: &str| ReplicaLocation::Fs { root: root.into() };
+        assert!(fs("/srv/coffer").overlaps(&fs("/srv/coffer/repository")));
+        assert!(fs("/srv/coffer/repository").overlaps(&fs("/srv")));
+        assert!(!fs("/srv/coffer-replica").overlaps(&fs("/srv/coffer")));
+        let s3 = |bucket: &str, prefix: &str| {
+            ReplicaLocation::S3(S3Location {
+                endpoint: Some("http://127.0.0.1:3900".into()),
+                bucket: bucket.into(),
+                region: "garage".into(),
+                prefix: prefix.into(),
+                path_style: true,
+                credentials_file: "/etc/coffer/s3".into(),
+            })
+        };
+        assert!(s3("b", "").overlaps(&s3("b", "repo")));
+        assert!(s3("b", "repo/").overlaps(&s3("b", "repo/copy")));
+        assert!(!s3("b", "repo").overlaps(&s3("b", "repo-copy")));
+        assert!(!s3("b", "repo").overlaps(&s3("c", "repo")));
+        assert!(!s3("b", "repo").overlaps(&fs("/repo")));
+        assert_eq!(s3("b", "x").backend(), "s3");
+        assert_eq!(s3("b", "x").describe(), "s3://b/x at http://127.0.0.1:3900");
     }
 
     #[test]

@@ -109,6 +109,16 @@ pub trait ObjectStore: Send + Sync {
     /// Like `list`, with each object's size in bytes.
     async fn list_sized(&self, prefix: &str) -> Result<Vec<(ObjectKey, u64)>, StorageError>;
     async fn check(&self) -> Result<(), StorageError>;
+    /// Requests worth having in flight at once: a local disk gains little beyond two (one
+    /// object's sync overlaps the next write), an object store across a network needs
+    /// several to hide each request's latency.
+    fn parallelism(&self) -> usize {
+        2
+    }
+    /// Where the objects are, for operators' messages (a directory, `s3://bucket/prefix`).
+    fn location(&self) -> String {
+        "the repository's storage".to_owned()
+    }
 }
 
 #[cfg(test)]

@@ -1,11 +1,12 @@
 //! `replicas`: the off-site copies an administrator configured (or the configuration
 //! file's `[[replicas]]`, marked `from_config`), with the outcome of their copies and the
 //! scheduler's plan. A replica's storage is described by the fields of `[storage]`
-//! (`backend`, `root` for `fs`); nothing secret is stored here.
+//! (`backend`; `root` for `fs`; `endpoint`, `bucket`, `region`, `prefix`, `path_style` and
+//! the path of a `credentials_file` for `s3`); nothing secret is stored here.
 
 use sea_orm_migration::prelude::*;
 use sea_orm_migration::schema::{
-    boolean, integer_null, string, string_len, string_null, text, text_null,
+    boolean, boolean_null, integer_null, string, string_len, string_null, text_null,
     timestamp_with_time_zone, timestamp_with_time_zone_null,
 };
 
@@ -18,6 +19,12 @@ enum Replicas {
     Name,
     Backend,
     Root,
+    Endpoint,
+    Bucket,
+    Region,
+    Prefix,
+    PathStyle,
+    CredentialsFile,
     AppendOnly,
     Schedule,
     MaxLagSnapshots,
@@ -42,7 +49,13 @@ impl MigrationTrait for Migration {
                     .if_not_exists()
                     .col(string_len(Replicas::Name, 64).primary_key())
                     .col(string(Replicas::Backend))
-                    .col(text(Replicas::Root))
+                    .col(text_null(Replicas::Root))
+                    .col(text_null(Replicas::Endpoint))
+                    .col(string_null(Replicas::Bucket))
+                    .col(string_null(Replicas::Region))
+                    .col(text_null(Replicas::Prefix))
+                    .col(boolean_null(Replicas::PathStyle))
+                    .col(text_null(Replicas::CredentialsFile))
                     .col(boolean(Replicas::AppendOnly).default(false))
                     .col(string_null(Replicas::Schedule))
                     .col(integer_null(Replicas::MaxLagSnapshots))

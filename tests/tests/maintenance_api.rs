@@ -3,7 +3,7 @@
 
 use std::path::Path;
 
-use coffer_tests::{Api, Backend, TestApp, admin, on_both, spawn_app_with};
+use coffer_tests::{Api, Backend, TestApp, admin, on_both, spawn_app, spawn_app_with};
 use serde_json::{Value, json};
 
 /// Deterministic pseudo-random bytes (incompressible, undeduplicable).
@@ -321,3 +321,75 @@ async fn metrics_need_their_token(app: &TestApp) {
     assert!(ok.text().await.expect("text").contains("coffer_up 1"));
 }
 on_both!(metrics_need_their_token, metrics_token);
+
+/// A NAS share that is not mounted leaves an empty directory where the repository was.
+/// While the server runs, a backup is refused with a critical alert naming the path (and
+/// writes nothing there); at the next start the server refuses to create a new, empty
+/// repository in its place. With the share back, backups work again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unmounted_share_never_becomes_a_new_empty_repository() {
+    let Some(app) = spawn_app(Backend::Sqlite, "unmounted_share").await else {
+        return;
+    };
+    let api = admin(&app).await;
+    let work = tempfile::tempdir().unwrap();
+    let src = work.path().join("src");
+    std::fs::create_dir_all(&src).unwrap();
+    std::fs::write(src.join("a.txt"), b"kept safe").unwrap();
+    let source = api.create_source("share", &src).await;
+    api.backup(source).await;
+
+    // "Unmount": the repository moves away, an empty mount point stays.
+    let repo = app.settings.storage_root();
+    let away = work.path().join("share-contents");
+    std::fs::rename(&repo, &away).unwrap();
+    std::fs::create_dir_all(&repo).unwrap();
+    let (status, job) = api.post("/api/backup", json!({"source_id": source})).await;
+    assert_eq!(status, 202, "{job}");
+    let failed = api.wait(job["id"].as_str().unwrap()).await;
+    assert_eq!(failed["state"], "failed", "{failed}");
+    assert!(
+        failed["error"].to_string().contains("is missing"),
+        "{failed}"
+    );
+    let (_, alerts) = api.get("/api/alerts?severity=critical").await;
+    let alerts = alerts.to_string();
+    assert!(
+        alerts.contains("backup_failed") && alerts.contains(&repo.display().to_string()),
+        "a critical alert names the path: {alerts}"
+    );
+    let written: Vec<_> = std::fs::read_dir(&repo)
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .filter(|n| n != ".tmp")
+        .collect();
+    assert!(
+        written.is_empty(),
+        "nothing written at the mount point: {written:?}"
+    );
+
+    // A new process (a restart, the CLI) does not create a new repository there either.
+    let settings = app.settings.clone();
+    let err = match coffer::Services::open(&settings).await {
+        Ok(_) => panic!("the server must refuse to start on a vanished repository"),
+        Err(e) => format!("{e:#}"),
+    };
+    assert!(
+        err.contains("is missing") && err.contains(&repo.display().to_string()),
+        "{err}"
+    );
+    assert!(
+        !repo.join("keys").exists(),
+        "no new repository was initialised at the mount point"
+    );
+
+    // "Mount" again: everything works.
+    std::fs::remove_dir_all(&repo).unwrap();
+    std::fs::rename(&away, &repo).unwrap();
+    let services = coffer::Services::open(&settings)
+        .await
+        .expect("starts with the share back");
+    services.db.close().await.unwrap();
+    api.backup(source).await;
+    app.stop().await;
+}

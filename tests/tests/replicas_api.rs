@@ -124,6 +124,52 @@ async fn replicas_obey_roles_copy_and_report_lag(app: &TestApp) {
         "{err}"
     );
 
+    // An S3 replica: the bucket and a credentials file on the server, checked; never a key.
+    let (status, err) = api
+        .post(
+            "/api/replicas",
+            json!({"name": "s3a", "backend": "s3", "credentials_file": "/etc/coffer/s3"}),
+        )
+        .await;
+    assert_eq!(status, 422, "{err}");
+    assert_eq!(err["error"]["code"], "invalid_location");
+    let (status, err) = api
+        .post(
+            "/api/replicas",
+            json!({"name": "s3a", "backend": "s3", "bucket": "Not_A_Bucket", "credentials_file": "/etc/coffer/s3"}),
+        )
+        .await;
+    assert_eq!(status, 422, "{err}");
+    assert_eq!(err["error"]["code"], "invalid_location");
+    let (status, err) = api
+        .post(
+            "/api/replicas",
+            json!({"name": "s3a", "backend": "s3", "bucket": "b", "credentials_file": "relative"}),
+        )
+        .await;
+    assert_eq!(status, 400, "{err}");
+    let (status, s3) = api
+        .post(
+            "/api/replicas",
+            json!({"name": "s3a", "backend": "s3", "bucket": "coffer-copy", "region": "garage",
+                   "endpoint": "http://127.0.0.1:9", "prefix": "site-a", "credentials_file": "/etc/coffer/s3"}),
+        )
+        .await;
+    assert_eq!(status, 201, "{s3}");
+    assert_eq!(s3["backend"], "s3");
+    assert_eq!(s3["bucket"], "coffer-copy");
+    assert_eq!(s3["path_style"], true);
+    assert_eq!(s3["credentials_file"], "/etc/coffer/s3");
+    assert!(s3.get("root").is_none(), "{s3}");
+    let (status, s3_seen) = viewer.get("/api/replicas/s3a").await;
+    assert_eq!(status, 200, "{s3_seen}");
+    assert!(
+        s3_seen.get("bucket").is_none() && s3_seen.get("credentials_file").is_none(),
+        "{s3_seen}"
+    );
+    let (status, _) = api.send("DELETE", "/api/replicas/s3a", None).await;
+    assert_eq!(status, 204);
+
     // A viewer sees the replica but not where it is.
     let (status, list) = viewer.get("/api/replicas").await;
     assert_eq!(status, 200, "{list}");
@@ -278,9 +324,9 @@ async fn replicas_obey_roles_copy_and_report_lag(app: &TestApp) {
     );
 
     let created = audit_actions(&api, "replica_create").await;
-    assert_eq!(created.len(), 2, "{created:?}");
+    assert_eq!(created.len(), 3, "{created:?}");
     assert_eq!(audit_actions(&api, "replica_update").await.len(), 1);
-    assert_eq!(audit_actions(&api, "replica_delete").await.len(), 1);
+    assert_eq!(audit_actions(&api, "replica_delete").await.len(), 2);
     let copies = audit_actions(&api, "replica_copy").await;
     assert_eq!(copies.len(), 4, "{copies:?}");
     assert!(
@@ -363,6 +409,7 @@ fn configured_replica(settings: &mut coffer_config::Settings) {
         storage: coffer_config::StorageSettings {
             backend: coffer_config::StorageBackend::Fs,
             root: Some(root),
+            ..coffer_config::StorageSettings::default()
         },
         append_only: true,
         schedule: Some("0 2 * * *".into()),

@@ -4,7 +4,7 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use coffer_domain::ports::RepoError;
 use coffer_domain::replicas::{
-    LagLimits, Replica, ReplicaLocation, ReplicaName, ReplicaRepository, ReplicaSpec,
+    LagLimits, Replica, ReplicaLocation, ReplicaName, ReplicaRepository, ReplicaSpec, S3Location,
 };
 use coffer_domain::schedule::Schedule;
 use sea_orm::ActiveValue::{NotSet, Set};
@@ -33,11 +33,20 @@ fn limit(value: Option<u32>) -> Option<i32> {
 }
 
 fn configured(spec: &ReplicaSpec, from_config: bool) -> replicas::ActiveModel {
-    let ReplicaLocation::Fs { root } = &spec.location;
+    let (root, s3) = match &spec.location {
+        ReplicaLocation::Fs { root } => (Some(root.clone()), None),
+        ReplicaLocation::S3(s3) => (None, Some(s3)),
+    };
     replicas::ActiveModel {
         name: Set(spec.name.as_str().to_owned()),
         backend: Set(spec.location.backend().to_owned()),
-        root: Set(root.clone()),
+        root: Set(root),
+        endpoint: Set(s3.and_then(|s| s.endpoint.clone())),
+        bucket: Set(s3.map(|s| s.bucket.clone())),
+        region: Set(s3.map(|s| s.region.clone())),
+        prefix: Set(s3.map(|s| s.prefix.clone())),
+        path_style: Set(s3.map(|s| s.path_style)),
+        credentials_file: Set(s3.map(|s| s.credentials_file.clone())),
         append_only: Set(spec.append_only),
         schedule: Set(spec.schedule.as_ref().map(|s| s.as_str().to_owned())),
         max_lag_snapshots: Set(limit(spec.lag.max_snapshots)),
@@ -58,8 +67,25 @@ fn to_replica(row: replicas::Model) -> Result<Replica, RepoError> {
     let name = ReplicaName::parse(&row.name).map_err(|e| corrupt(&e.to_string()))?;
     let location = match row.backend.as_str() {
         "fs" => ReplicaLocation::Fs {
-            root: row.root.clone(),
+            root: row
+                .root
+                .clone()
+                .ok_or_else(|| corrupt("an fs replica without a root"))?,
         },
+        "s3" => ReplicaLocation::S3(S3Location {
+            endpoint: row.endpoint.clone(),
+            bucket: row
+                .bucket
+                .clone()
+                .ok_or_else(|| corrupt("an s3 replica without a bucket"))?,
+            region: row.region.clone().unwrap_or_default(),
+            prefix: row.prefix.clone().unwrap_or_default(),
+            path_style: row.path_style.unwrap_or(true),
+            credentials_file: row
+                .credentials_file
+                .clone()
+                .ok_or_else(|| corrupt("an s3 replica without a credentials file"))?,
+        }),
         other => return Err(corrupt(&format!("unknown backend `{other}`"))),
     };
     let schedule = row

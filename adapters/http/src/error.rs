@@ -200,6 +200,7 @@ impl From<EngineError> for ApiError {
                 StatusCode::CONFLICT
             }
             EngineError::QuotaExceeded(_) => StatusCode::INSUFFICIENT_STORAGE,
+            EngineError::StorageUnavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
         };
         Self::coded(status, &e)
     }
@@ -349,6 +350,7 @@ impl From<coffer_application::ReplicaError> for ApiError {
             ReplicaError::Submit(s) => s.into(),
             ReplicaError::InvalidName(_)
             | ReplicaError::InvalidPath(_)
+            | ReplicaError::InvalidLocation(_)
             | ReplicaError::InvalidSchedule(_) => Self::coded(StatusCode::UNPROCESSABLE_ENTITY, &e),
             // `replica_unavailable` ends copy jobs only; no request answers with it.
             ReplicaError::NameTaken(_)

@@ -901,6 +901,9 @@ impl From<EngineError> for EngineFailure {
             EngineError::Cancelled => Self::Cancelled,
             EngineError::QuotaExceeded(m) => Self::QuotaExceeded(m),
             EngineError::Busy(m) => Self::Busy(m),
+            EngineError::Storage(coffer_domain::storage::StorageError::Unavailable(m)) => {
+                Self::Unavailable(format!("storage unavailable: {m}"))
+            }
             other => Self::Other(other.to_string()),
         }
     }

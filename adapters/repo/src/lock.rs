@@ -182,6 +182,9 @@ impl LockDoc {
     }
 }
 
+/// Another exclusive lock was met: the message for the operator if it stays so.
+struct Contended(String);
+
 /// When a lock's refresh time was last written successfully, on both clocks: the
 /// monotonic one does not count time the machine spent suspended, the wall clock may be
 /// set back; a lock is given up when either says it is too old.
@@ -371,6 +374,11 @@ impl RepoLock {
 
     /// Takes the exclusive lock, waiting for shared holders to finish.
     ///
+    /// Takers that write at the same moment each see the other and all back off; so that
+    /// one of them still goes ahead, a taker that met another exclusive lock tries again
+    /// after a random pause, a few times, before it reports the repository busy. Each try
+    /// is a whole write-then-list, so retrying never lets two through.
+    ///
     /// # Errors
     /// `Busy` when another exclusive lock came first; `Cancelled`; storage failures.
     pub async fn exclusive(
@@ -379,6 +387,37 @@ impl RepoLock {
         purpose: &str,
         cancel: &Cancel,
     ) -> Result<Self, EngineError> {
+        const TRIES: u32 = 4;
+        let mut tried = 1;
+        loop {
+            match Self::exclusive_once(store.clone(), timings, purpose, cancel).await? {
+                Ok(lock) => return Ok(lock),
+                Err(Contended(message)) if tried >= TRIES => {
+                    return Err(EngineError::Busy(message));
+                }
+                Err(Contended(message)) => {
+                    tracing::debug!(%message, tried, "exclusive lock: met another, trying again");
+                    tried += 1;
+                    // 50 ms to 1 s, drawn anew each time: two takers that tied are
+                    // unlikely to tie again.
+                    let mut byte = [0u8; 2];
+                    rand::TryRng::try_fill_bytes(&mut rand::rngs::SysRng, &mut byte)
+                        .map_err(|e| EngineError::Other(format!("OS randomness failed: {e}")))?;
+                    let pause = 50 + u64::from(u16::from_le_bytes(byte)) % 950;
+                    sleep_or_cancel(Duration::from_millis(pause), cancel).await?;
+                }
+            }
+        }
+    }
+
+    /// One try: `Ok(Err(Contended))` when another exclusive lock was seen (ours is
+    /// removed again).
+    async fn exclusive_once(
+        store: Arc<dyn ObjectStore>,
+        timings: LockTimings,
+        purpose: &str,
+        cancel: &Cancel,
+    ) -> Result<Result<Self, Contended>, EngineError> {
         let written = Instant::now();
         let (k, doc) = Self::write(&store, true, purpose).await?;
         // Held from here on for refreshing, so that a long wait does not go stale; it is
@@ -394,20 +433,19 @@ impl RepoLock {
                 return Err(e);
             }
         };
-        let refusal = if let Some((_, other)) = first.live.iter().find(|(_, d)| d.exclusive) {
-            Some(format!(
+        if let Some((_, other)) = first.live.iter().find(|(_, d)| d.exclusive) {
+            let message = format!(
                 "the repository is locked by {}; try again when it has finished",
                 other.describe()
-            ))
-        } else {
-            first.unreadable.first().map(|bad| {
-                format!(
-                    "the lock object {bad} cannot be read; if no Coffer process uses this \
-                     repository, delete it and try again"
-                )
-            })
-        };
-        if let Some(message) = refusal {
+            );
+            lock.release().await;
+            return Ok(Err(Contended(message)));
+        }
+        if let Some(bad) = first.unreadable.first() {
+            let message = format!(
+                "the lock object {bad} cannot be read; if no Coffer process uses this \
+                 repository, delete it and try again"
+            );
             lock.release().await;
             return Err(EngineError::Busy(message));
         }
@@ -419,7 +457,7 @@ impl RepoLock {
                     lock.release().await;
                     return Err(e);
                 }
-                return Ok(lock);
+                return Ok(Ok(lock));
             };
             if written.elapsed() > timings.max_wait {
                 let message = format!(

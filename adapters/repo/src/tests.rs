@@ -22,6 +22,7 @@ mod gc;
 mod integrity;
 mod metadata;
 mod replicate;
+mod stores;
 
 /// Restores the whole of `snap` into `target`.
 async fn restore_all(engine: &Engine, snap: &str, target: &Path) -> RestoreReport {

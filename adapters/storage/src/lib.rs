@@ -1,6 +1,14 @@
 //! `coffer-storage`: the object-storage adapter. It implements the domain's
-//! [`ObjectStore`] port with opendal, so every opendal backend can hold a repository; today
-//! `fs` (a local directory or a mounted NAS share) and, for tests, `memory`.
+//! [`ObjectStore`] port with opendal, so every opendal backend can hold a repository:
+//! `fs` (a local directory or a mounted NAS share), `s3` (any S3-compatible store) and,
+//! for tests, `memory`.
+//!
+//! The `s3` backend talks HTTP through its own reqwest client (rustls with the process's
+//! ring provider: no second TLS stack), reads credentials only from what it is given
+//! (never the environment's `AWS_*` variables, `~/.aws` or an instance metadata service),
+//! retries temporary failures with exponential backoff and jitter, and bounds every
+//! request by a timeout. A put is one `PUT` of the whole object, which S3 makes visible
+//! whole or not at all.
 //!
 //! The `fs` backend writes each object to a temporary file under `<root>/.tmp`, syncs it,
 //! renames it into place and syncs the directory, so a reader or a crash (even a power
@@ -15,8 +23,9 @@ use async_trait::async_trait;
 use bytes::Bytes;
 use coffer_domain::storage::{ObjectKey, ObjectStore, StorageError};
 use futures::TryStreamExt;
-use opendal::layers::TimeoutLayer;
-use opendal::{EntryMode, ErrorKind, Operator};
+use opendal::layers::{RetryLayer, TimeoutLayer};
+use opendal::{EntryMode, ErrorKind, HttpTransporter, OperationContext, Operator};
+use opendal_http_transport_reqwest::ReqwestTransport;
 
 /// Where temporary files of atomic writes go, inside the `fs` root (same file system, so
 /// the final rename is atomic).
@@ -29,6 +38,45 @@ pub struct OpendalStore {
     backend: &'static str,
     /// The directory of the `fs` backend, checked by [`ObjectStore::check`].
     fs_root: Option<PathBuf>,
+    /// Requests worth having in flight at once.
+    parallelism: usize,
+    /// Whether listings carry each object's size (S3's do, fs's do not).
+    sized_listings: bool,
+    /// Where the repository is, for messages: a directory or `s3://bucket/prefix`.
+    location: String,
+}
+
+/// Where an S3 repository is and how to reach it. The secret key is only handed to the
+/// request signer; this type's `Debug` does not show it.
+#[derive(Clone)]
+pub struct S3Options {
+    /// `http(s)://host[:port]`; `None`: AWS's endpoint for the region.
+    pub endpoint: Option<String>,
+    pub bucket: String,
+    pub region: String,
+    /// Keys of the repository start with this path inside the bucket (may be empty).
+    pub prefix: String,
+    /// `endpoint/bucket` addressing (Garage, MinIO, Ceph) instead of `bucket.endpoint`.
+    pub path_style: bool,
+    pub access_key_id: String,
+    pub secret_access_key: String,
+    /// Requests in flight at once.
+    pub concurrency: usize,
+}
+
+impl std::fmt::Debug for S3Options {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("S3Options")
+            .field("endpoint", &self.endpoint)
+            .field("bucket", &self.bucket)
+            .field("region", &self.region)
+            .field("prefix", &self.prefix)
+            .field("path_style", &self.path_style)
+            .field("access_key_id", &self.access_key_id)
+            .field("secret_access_key", &"***")
+            .field("concurrency", &self.concurrency)
+            .finish()
+    }
 }
 
 impl OpendalStore {
@@ -61,6 +109,72 @@ impl OpendalStore {
             op,
             backend: "fs",
             fs_root: Some(root.to_path_buf()),
+            parallelism: 2,
+            sized_listings: false,
+            location: root.display().to_string(),
+        })
+    }
+
+    /// A repository in an S3 bucket (which must exist: Coffer never creates buckets).
+    /// Nothing is sent until the first call; [`ObjectStore::check`] tells whether the
+    /// bucket is reachable with these credentials.
+    ///
+    /// # Errors
+    /// When opendal refuses the configuration or the HTTP client cannot be built.
+    pub fn s3(options: &S3Options) -> Result<Self, StorageError> {
+        let prefix = options.prefix.trim_matches('/');
+        let location = if prefix.is_empty() {
+            format!("s3://{}", options.bucket)
+        } else {
+            format!("s3://{}/{prefix}", options.bucket)
+        };
+        let mut builder = opendal::services::S3::default()
+            .bucket(&options.bucket)
+            .region(&options.region)
+            .root(&format!("/{prefix}"))
+            .access_key_id(&options.access_key_id)
+            .secret_access_key(&options.secret_access_key)
+            // Only the credentials given: not AWS_* variables, ~/.aws, nor the instance
+            // metadata service (a request to 169.254.169.254 from any machine).
+            .disable_config_load()
+            .disable_ec2_metadata();
+        if let Some(endpoint) = &options.endpoint {
+            builder = builder.endpoint(endpoint);
+        }
+        if !options.path_style {
+            builder = builder.enable_virtual_host_style();
+        }
+        let concurrency = options.concurrency.max(1);
+        // reqwest's rustls has no provider of its own here: ring, the process's one (an
+        // error only says that a provider is installed already).
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        let client = reqwest_s3::Client::builder()
+            .connect_timeout(Duration::from_secs(10))
+            .pool_max_idle_per_host(concurrency * 2)
+            .build()
+            .map_err(|e| StorageError::Other(format!("s3 storage: HTTP client: {e}")))?;
+        let op = Operator::new(builder)
+            .map_err(|e| StorageError::Other(format!("s3 storage {location}: {e}")))?
+            .with_context(
+                OperationContext::new()
+                    .with_http_transport(HttpTransporter::new(ReqwestTransport::new(client))),
+            )
+            .layer(Self::timeouts())
+            // Outside the timeouts, so each attempt has its own.
+            .layer(
+                RetryLayer::new()
+                    .with_jitter()
+                    .with_min_delay(Duration::from_millis(200))
+                    .with_max_delay(Duration::from_secs(10))
+                    .with_max_times(5),
+            );
+        Ok(Self {
+            op,
+            backend: "s3",
+            fs_root: None,
+            parallelism: concurrency,
+            sized_listings: true,
+            location,
         })
     }
 
@@ -77,6 +191,9 @@ impl OpendalStore {
             op,
             backend: "memory",
             fs_root: None,
+            parallelism: 2,
+            sized_listings: true,
+            location: "memory".to_owned(),
         }
     }
 
@@ -84,6 +201,81 @@ impl OpendalStore {
     #[must_use]
     pub const fn backend(&self) -> &'static str {
         self.backend
+    }
+
+    /// Whether the store refuses to overwrite an object when asked to create it only if
+    /// absent (S3's `If-None-Match: *`). Some stores accept the header and overwrite
+    /// anyway (Garage 2.5 does), so this writes a probe object twice and looks: the
+    /// answer is what the store does, not what it claims. The probe is removed.
+    ///
+    /// # Errors
+    /// When the store cannot be written.
+    pub async fn probe_conditional_create(&self) -> Result<bool, StorageError> {
+        if !self.op.info().capability().write_with_if_not_exists {
+            return Ok(false);
+        }
+        let key = format!("probes/conditional-create-{}", std::process::id());
+        let first = self
+            .op
+            .write_with(&key, Bytes::from_static(b"first"))
+            .if_not_exists(true)
+            .await;
+        if let Err(e) = first {
+            let _ = self.op.delete(&key).await;
+            return Err(map_err("writing", &key, &e));
+        }
+        let second = self
+            .op
+            .write_with(&key, Bytes::from_static(b"second"))
+            .if_not_exists(true)
+            .await;
+        let kept_first = match self.op.read(&key).await {
+            Ok(buffer) => buffer.to_bytes().as_ref() == b"first",
+            Err(e) => {
+                let _ = self.op.delete(&key).await;
+                return Err(map_err("reading", &key, &e));
+            }
+        };
+        let _ = self.op.delete(&key).await;
+        Ok(second.is_err() && kept_first)
+    }
+
+    /// Every object whose key starts with `prefix`, sorted, with the listing's metadata.
+    async fn entries(
+        &self,
+        prefix: &str,
+    ) -> Result<Vec<(ObjectKey, opendal::Metadata)>, StorageError> {
+        // opendal lists directories; list the deepest directory the prefix names and keep
+        // the entries that really start with the prefix.
+        let dir = prefix.rfind('/').map_or("", |i| &prefix[..=i]);
+        let entries = match self.op.lister_with(dir).recursive(true).await {
+            Ok(lister) => lister
+                .try_collect::<Vec<_>>()
+                .await
+                .map_err(|e| map_err("listing", prefix, &e))?,
+            Err(e) if e.kind() == ErrorKind::NotFound => return Ok(Vec::new()),
+            Err(e) => return Err(map_err("listing", prefix, &e)),
+        };
+        let mut out: Vec<(ObjectKey, opendal::Metadata)> = entries
+            .into_iter()
+            .filter(|entry| entry.metadata().mode() == EntryMode::FILE)
+            .filter(|entry| {
+                let path = entry.path();
+                path.starts_with(prefix) && !path.starts_with(ATOMIC_DIR)
+            })
+            .filter_map(|entry| {
+                let (path, meta) = entry.into_parts();
+                match ObjectKey::parse(&path) {
+                    Ok(key) => Some((key, meta)),
+                    Err(e) => {
+                        tracing::warn!(path, error = %e, "storage: ignoring a foreign object");
+                        None
+                    }
+                }
+            })
+            .collect();
+        out.sort_by(|a, b| a.0.cmp(&b.0));
+        Ok(out)
     }
 
     fn timeouts() -> TimeoutLayer {
@@ -96,12 +288,56 @@ impl OpendalStore {
 fn map_err(context: &str, key: &str, err: &opendal::Error) -> StorageError {
     let message = format!("{context} {key}: {err}");
     match err.kind() {
-        ErrorKind::PermissionDenied | ErrorKind::RateLimited | ErrorKind::NotFound => {
-            StorageError::Unavailable(message)
-        }
-        _ if err.is_temporary() => StorageError::Unavailable(message),
-        _ => StorageError::Other(message),
+        // What Coffer asked wrongly: a bug or a configuration to fix, not an outage.
+        ErrorKind::Unsupported
+        | ErrorKind::ConfigInvalid
+        | ErrorKind::IsADirectory
+        | ErrorKind::NotADirectory
+        | ErrorKind::IsSameFile
+        | ErrorKind::ConditionNotMatch
+        | ErrorKind::AlreadyExists
+        | ErrorKind::RangeNotSatisfied => StorageError::Other(message),
+        // Everything else is the store not serving: refused, unreachable, full, without
+        // a quorum (an S3 503 still failing after the retries), timed out.
+        _ => StorageError::Unavailable(message),
     }
+}
+
+/// One clear sentence for a store that cannot serve, as the start-up check and the health
+/// endpoint report it: what is wrong and what to look at. It names the bucket, never a
+/// credential (a store's own message may quote the access key, so it is left out).
+fn s3_check_error(location: &str, err: &opendal::Error) -> StorageError {
+    let text = err.to_string();
+    let message = match err.kind() {
+        ErrorKind::PermissionDenied => format!(
+            "{location}: access denied: check storage.credentials_file (or \
+             COFFER_STORAGE__ACCESS_KEY_ID / COFFER_STORAGE__SECRET_ACCESS_KEY) and the key's \
+             permissions on the bucket"
+        ),
+        ErrorKind::NotFound => {
+            format!("{location}: the bucket does not exist (Coffer does not create buckets)")
+        }
+        _ if text.contains("NoSuchBucket") => {
+            format!("{location}: the bucket does not exist (Coffer does not create buckets)")
+        }
+        _ if text.contains("InvalidAccessKeyId")
+            || text.contains("SignatureDoesNotMatch")
+            || text.contains("Forbidden") =>
+        {
+            format!(
+                "{location}: the store refused the credentials: check storage.credentials_file \
+                 (or COFFER_STORAGE__ACCESS_KEY_ID / COFFER_STORAGE__SECRET_ACCESS_KEY)"
+            )
+        }
+        _ if err.is_temporary() || text.contains("error sending request") => format!(
+            "{location}: the endpoint cannot be reached (check storage.endpoint and the network)"
+        ),
+        _ => format!(
+            "{location}: the store answered with an error ({:?})",
+            err.kind()
+        ),
+    };
+    StorageError::Unavailable(message)
 }
 
 #[async_trait]
@@ -153,8 +389,14 @@ impl ObjectStore for OpendalStore {
         {
             Ok(buffer) => Ok(Some(buffer.to_bytes())),
             Err(e) if e.kind() == ErrorKind::NotFound => Ok(None),
-            Err(e) if e.kind() == ErrorKind::RangeNotSatisfied => {
-                // The object is shorter than asked: return what it has from `offset`.
+            // The object is shorter than asked: return what it has from `offset`. A local
+            // file refuses the range; S3 answers with fewer bytes, which opendal's reader
+            // reports as too little data.
+            Err(e)
+                if e.kind() == ErrorKind::RangeNotSatisfied
+                    || (e.kind() == ErrorKind::Unexpected
+                        && e.to_string().contains("too little data")) =>
+            {
                 let size = match self.op.stat(key.as_str()).await {
                     Ok(meta) => meta.content_length(),
                     Err(e) if e.kind() == ErrorKind::NotFound => return Ok(None),
@@ -183,6 +425,15 @@ impl ObjectStore for OpendalStore {
     }
 
     async fn list_sized(&self, prefix: &str) -> Result<Vec<(ObjectKey, u64)>, StorageError> {
+        if self.sized_listings {
+            // One listing request per thousand objects instead of one stat per object.
+            return Ok(self
+                .entries(prefix)
+                .await?
+                .into_iter()
+                .map(|(key, meta)| (key, meta.content_length()))
+                .collect());
+        }
         let keys = self.list(prefix).await?;
         let mut out = Vec::with_capacity(keys.len());
         for key in keys {
@@ -205,34 +456,12 @@ impl ObjectStore for OpendalStore {
     }
 
     async fn list(&self, prefix: &str) -> Result<Vec<ObjectKey>, StorageError> {
-        // opendal lists directories; list the deepest directory the prefix names and keep
-        // the entries that really start with the prefix.
-        let dir = prefix.rfind('/').map_or("", |i| &prefix[..=i]);
-        let entries = match self.op.lister_with(dir).recursive(true).await {
-            Ok(lister) => lister
-                .try_collect::<Vec<_>>()
-                .await
-                .map_err(|e| map_err("listing", prefix, &e))?,
-            Err(e) if e.kind() == ErrorKind::NotFound => return Ok(Vec::new()),
-            Err(e) => return Err(map_err("listing", prefix, &e)),
-        };
-        let mut keys: Vec<ObjectKey> = entries
+        Ok(self
+            .entries(prefix)
+            .await?
             .into_iter()
-            .filter(|entry| entry.metadata().mode() == EntryMode::FILE)
-            .filter(|entry| {
-                let path = entry.path();
-                path.starts_with(prefix) && !path.starts_with(ATOMIC_DIR)
-            })
-            .filter_map(|entry| match ObjectKey::parse(entry.path()) {
-                Ok(key) => Some(key),
-                Err(e) => {
-                    tracing::warn!(path = entry.path(), error = %e, "storage: ignoring a foreign file");
-                    None
-                }
-            })
-            .collect();
-        keys.sort();
-        Ok(keys)
+            .map(|(key, _)| key)
+            .collect())
     }
 
     async fn check(&self) -> Result<(), StorageError> {
@@ -255,10 +484,21 @@ impl ObjectStore for OpendalStore {
                 }
             }
         }
-        self.op
-            .check()
-            .await
-            .map_err(|e| map_err("checking", "storage root", &e))
+        self.op.check().await.map_err(|e| {
+            if self.backend == "s3" {
+                s3_check_error(&self.location, &e)
+            } else {
+                map_err("checking", &self.location, &e)
+            }
+        })
+    }
+
+    fn parallelism(&self) -> usize {
+        self.parallelism
+    }
+
+    fn location(&self) -> String {
+        self.location.clone()
     }
 }
 

@@ -625,7 +625,7 @@ const THRESHOLDS: DiskThresholds = DiskThresholds {
 fn guard(w: &World, disk: &Arc<FakeDisk>) -> DiskGuard {
     DiskGuard::new(
         disk.clone(),
-        PathBuf::from("/srv/coffer/repository"),
+        Some(PathBuf::from("/srv/coffer/repository")),
         THRESHOLDS,
         w.service.clone(),
     )
@@ -661,7 +661,7 @@ fn the_disk_alert_follows_free_space() {
     let disk = Arc::new(FakeDisk::free_mb(50_000));
     let g = guard(&w, &disk);
 
-    let status = block_on(g.check()).unwrap();
+    let status = block_on(g.check()).unwrap().expect("a local volume");
     assert!(!status.low && !status.below_reserve);
     assert_eq!(status.available_bytes, 50_000 * MIB);
     assert_eq!(status.total_bytes, 100_000 * MIB);
@@ -669,7 +669,7 @@ fn the_disk_alert_follows_free_space() {
     assert!(w.active().is_empty());
 
     disk.set_free_mb(4000);
-    let status = block_on(g.check()).unwrap();
+    let status = block_on(g.check()).unwrap().expect("a local volume");
     assert!(status.low && !status.below_reserve);
     let active = w.active();
     assert_eq!(active.len(), 1);
@@ -686,7 +686,7 @@ fn the_disk_alert_follows_free_space() {
     assert_eq!(w.active().len(), 1, "still low: no second alert");
 
     disk.set_free_mb(500);
-    let status = block_on(g.check()).unwrap();
+    let status = block_on(g.check()).unwrap().expect("a local volume");
     assert!(status.low && status.below_reserve);
     let active = w.active();
     assert_eq!(active.len(), 1);
@@ -742,4 +742,16 @@ fn an_unknown_free_space_lets_backups_through_but_check_reports_it() {
     let err = block_on(g.check()).unwrap_err();
     assert!(err.to_string().contains("/srv/coffer/repository"), "{err}");
     assert!(w.repo.rows().is_empty());
+}
+
+#[test]
+fn object_storage_has_no_volume_to_watch() {
+    let w = World::new();
+    // A volume that would be below the reserve, were it Coffer's to watch.
+    let disk = Arc::new(FakeDisk::free_mb(10));
+    let g = DiskGuard::new(disk, None, THRESHOLDS, w.service.clone());
+    assert_eq!(block_on(g.check()).unwrap(), None, "not applicable");
+    block_on(g.ensure_room_for_backup()).expect("no reserve applies");
+    assert!(w.repo.rows().is_empty(), "no disk_low alert");
+    assert_eq!(g.path(), None);
 }

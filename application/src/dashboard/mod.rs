@@ -113,7 +113,7 @@ impl DashboardService {
             return reading.clone();
         }
         let reading = match self.read.disk.check().await {
-            Ok(status) => Some(status),
+            Ok(status) => status,
             Err(e) => {
                 tracing::warn!(error = %e, "cannot read the free disk space");
                 None

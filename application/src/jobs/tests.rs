@@ -890,7 +890,7 @@ impl World {
         ));
         let disk = Arc::new(DiskGuard::new(
             Arc::new(FakeDisk::free_mb(100_000)),
-            "/srv/coffer/repository".into(),
+            Some("/srv/coffer/repository".into()),
             DiskThresholds {
                 warning_free_mb: 5120,
                 min_free_mb: 1024,

@@ -17,7 +17,7 @@ use coffer_domain::jobs::{JobParams, JobResult};
 use coffer_domain::ports::{BackupCatalog, BackupFilter, Clock, RepoError};
 use coffer_domain::replicas::{
     CopyOptions, Lag, LagLimits, Replica, ReplicaLocation, ReplicaName, ReplicaRepository,
-    ReplicaSpec, Replicator,
+    ReplicaSpec, Replicator, S3Location,
 };
 use coffer_domain::schedule::Schedule;
 
@@ -25,7 +25,7 @@ use crate::alerts::AlertSink;
 use crate::audit::AuditLog;
 use crate::error::{CodedError, CommonError, EngineError, ErrorClass};
 use crate::jobs::{DispatchError, JobExecutor, JobFailure, JobQueue, JobStatus, SubmitError};
-use crate::paths::{hide_path, overlaps};
+use crate::paths::hide_path;
 
 /// Errors of managing replicas and copying into them.
 #[derive(Debug, thiserror::Error)]
@@ -43,6 +43,10 @@ pub enum ReplicaError {
     /// `invalid_path`: not absolute, or the repository's own storage.
     #[error("{0}")]
     InvalidPath(String),
+    /// `invalid_location`: an S3 place that cannot be (a bucket name S3 refuses, a
+    /// relative credentials file, an endpoint that is not an http(s) URL).
+    #[error("{0}")]
+    InvalidLocation(String),
     /// `invalid_schedule`.
     #[error("{0}")]
     InvalidSchedule(String),
@@ -66,6 +70,7 @@ impl CodedError for ReplicaError {
             Self::Submit(e) => e.code(),
             Self::InvalidName(_) => "invalid_name",
             Self::InvalidPath(_) => "invalid_path",
+            Self::InvalidLocation(_) => "invalid_location",
             Self::InvalidSchedule(_) => "invalid_schedule",
             Self::NameTaken(_) => "name_taken",
             Self::FromConfig(_) => "replica_from_config",
@@ -80,6 +85,7 @@ impl CodedError for ReplicaError {
             Self::Submit(e) => e.class(),
             Self::InvalidName(_)
             | Self::InvalidPath(_)
+            | Self::InvalidLocation(_)
             | Self::InvalidSchedule(_)
             | Self::NameTaken(_)
             | Self::FromConfig(_)
@@ -92,11 +98,12 @@ crate::error::common_conversions!(ReplicaError);
 crate::error::engine_conversion!(ReplicaError);
 
 /// A replica as asked for; checked by [`ReplicaService::create`].
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct NewReplica {
     pub name: String,
-    /// `fs`: the directory (absolute).
-    pub root: String,
+    /// `fs`: the directory (absolute); `s3`: the bucket, prefix, endpoint and the path of
+    /// the credentials file.
+    pub location: ReplicaLocation,
     pub append_only: bool,
     /// Cron (five fields, UTC); blank or `None`: copies on demand only.
     pub schedule: Option<String>,
@@ -107,6 +114,7 @@ pub struct NewReplica {
 /// A change to a replica; `None` leaves a field as it is, `Some(None)` clears it.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct ReplicaChanges {
+    /// A new directory (`fs` replicas only).
     pub root: Option<String>,
     pub append_only: Option<bool>,
     pub schedule: Option<Option<String>>,
@@ -121,6 +129,9 @@ pub struct ReplicaStatus {
     pub lag: Lag,
     /// Why it counts as lagging (its limits passed), if it does.
     pub lagging: Option<String>,
+    /// Whether the caller may see where the replica is (administrators only): when
+    /// `false`, only its backend is to be shown.
+    pub location_shown: bool,
 }
 
 /// What the replica area holds of the other areas: ports, never their services.
@@ -137,8 +148,8 @@ pub struct ReplicaService {
     ports: ReplicaPorts,
     clock: Arc<dyn Clock>,
     audit: AuditLog,
-    /// The repository's own storage root (`fs`), which no replica may overlap.
-    repository_root: Option<String>,
+    /// The repository's own place, which no replica may overlap.
+    repository: Option<ReplicaLocation>,
     repack_threshold_percent: u8,
 }
 
@@ -178,19 +189,19 @@ impl ReplicaService {
         ports: ReplicaPorts,
         clock: Arc<dyn Clock>,
         audit: AuditLog,
-        repository_root: Option<String>,
+        repository: Option<ReplicaLocation>,
         repack_threshold_percent: u8,
     ) -> Self {
         Self {
             ports,
             clock,
             audit,
-            repository_root,
+            repository,
             repack_threshold_percent: repack_threshold_percent.min(100),
         }
     }
 
-    fn check_root(&self, root: &str) -> Result<String, ReplicaError> {
+    fn check_root(root: &str) -> Result<String, ReplicaError> {
         let root = root.trim();
         if !root.starts_with('/') {
             return Err(ReplicaError::InvalidPath(
@@ -199,28 +210,45 @@ impl ReplicaService {
         }
         let clean = root.trim_end_matches('/');
         let clean = if clean.is_empty() { "/" } else { clean };
-        if let Some(repository) = &self.repository_root
-            && overlaps(clean, repository)
+        Ok(clean.to_owned())
+    }
+
+    /// `location` checked: an absolute directory, or an S3 place S3 accepts with an
+    /// absolute credentials file; never overlapping the repository's own storage.
+    fn check_location(&self, location: ReplicaLocation) -> Result<ReplicaLocation, ReplicaError> {
+        let location = match location {
+            ReplicaLocation::Fs { root } => ReplicaLocation::Fs {
+                root: Self::check_root(&root)?,
+            },
+            ReplicaLocation::S3(s3) => ReplicaLocation::S3(check_s3(s3)?),
+        };
+        if let Some(repository) = &self.repository
+            && location.overlaps(repository)
         {
             tracing::info!(
-                replica = clean,
-                repository,
+                replica = %location.describe(),
+                repository = %repository.describe(),
                 "replica refused: it overlaps the repository"
             );
-            return Err(ReplicaError::InvalidPath(
-                "a replica's directory cannot contain or lie in the repository's own storage"
-                    .into(),
-            ));
+            return Err(match location {
+                ReplicaLocation::Fs { .. } => ReplicaError::InvalidPath(
+                    "a replica's directory cannot contain or lie in the repository's own storage"
+                        .into(),
+                ),
+                ReplicaLocation::S3(_) => ReplicaError::InvalidLocation(
+                    "a replica cannot be the repository's own bucket and prefix, nor contain \
+                     them or lie in them"
+                        .into(),
+                ),
+            });
         }
-        Ok(clean.to_owned())
+        Ok(location)
     }
 
     fn spec_of(&self, new: NewReplica) -> Result<ReplicaSpec, ReplicaError> {
         Ok(ReplicaSpec {
             name: parse_name(&new.name)?,
-            location: ReplicaLocation::Fs {
-                root: self.check_root(&new.root)?,
-            },
+            location: self.check_location(new.location)?,
             append_only: new.append_only,
             schedule: parse_schedule(new.schedule)?,
             lag: LagLimits {
@@ -278,24 +306,18 @@ impl ReplicaService {
             replica,
             lag,
             lagging,
+            location_shown: true,
         })
     }
 
     /// `status` as `actor` may see it: where a replica is (a path on the server) is for
     /// administrators.
     fn shown_to(actor: &Actor, mut status: ReplicaStatus) -> ReplicaStatus {
-        let root = status.replica.spec.location.describe();
         status.replica.last_error = status
             .replica
             .last_error
-            .map(|e| hide_path(e, &root, SHOWN_ROOT));
-        if !actor.role.allows(Permission::ManageSystem) {
-            status.replica.spec.location = match status.replica.spec.location {
-                ReplicaLocation::Fs { .. } => ReplicaLocation::Fs {
-                    root: SHOWN_ROOT.to_owned(),
-                },
-            };
-        }
+            .map(|e| hide_location(e, &status.replica.spec.location));
+        status.location_shown = actor.role.allows(Permission::ManageSystem);
         status
     }
 
@@ -385,9 +407,14 @@ impl ReplicaService {
         }
         let mut spec = replica.spec.clone();
         if let Some(root) = changes.root {
-            spec.location = ReplicaLocation::Fs {
-                root: self.check_root(&root)?,
-            };
+            if !matches!(spec.location, ReplicaLocation::Fs { .. }) {
+                return Err(ReplicaError::InvalidLocation(
+                    "only a directory replica has a root; to move an s3 replica, remove it \
+                     and add it again"
+                        .into(),
+                ));
+            }
+            spec.location = self.check_location(ReplicaLocation::Fs { root })?;
         }
         if let Some(append_only) = changes.append_only {
             spec.append_only = append_only;
@@ -581,7 +608,6 @@ impl ReplicaService {
             append_only: spec.append_only,
             repack_threshold_percent: self.repack_threshold_percent,
         };
-        let root = spec.location.describe();
         match self
             .ports
             .replicator
@@ -634,7 +660,7 @@ impl ReplicaService {
             }
             Err(e) => {
                 let cancelled = matches!(e, EngineFailure::Cancelled);
-                let message = hide_path(e.to_string(), &root, SHOWN_ROOT);
+                let message = hide_location(e.to_string(), &spec.location);
                 self.ports
                     .replicas
                     .record_failure(&spec.name, self.clock.now(), &message)
@@ -655,6 +681,8 @@ impl ReplicaService {
                 Err(match EngineError::split(e) {
                     Ok(EngineError::Invalid(_)) => EngineError::Invalid(message).into(),
                     Ok(EngineError::Damaged(_)) => EngineError::Damaged(message).into(),
+                    // The replica's storage (or the repository's) could not be reached.
+                    Ok(EngineError::StorageUnavailable(_)) => ReplicaError::Unavailable(message),
                     Ok(other) => other.into(),
                     Err(CommonError::NotFound(_)) => CommonError::NotFound(message).into(),
                     // Storage failures, of the replica's storage most of all: the
@@ -680,6 +708,64 @@ impl ReplicaService {
             .map(|status| status.job.id)
             .map_err(DispatchError::from_error)
     }
+}
+
+/// `message` without the server paths of `location` (a replica's directory, an S3
+/// replica's credentials file).
+fn hide_location(message: String, location: &ReplicaLocation) -> String {
+    match location {
+        ReplicaLocation::Fs { root } => hide_path(message, root, SHOWN_ROOT),
+        ReplicaLocation::S3(s3) => hide_path(
+            message,
+            &s3.credentials_file,
+            "(the replica's credentials file)",
+        ),
+    }
+}
+
+/// An S3 place checked as `[storage]` checks the repository's.
+fn check_s3(mut s3: S3Location) -> Result<S3Location, ReplicaError> {
+    let bad = |why: &str| Err(ReplicaError::InvalidLocation(why.to_owned()));
+    s3.bucket = s3.bucket.trim().to_owned();
+    if s3.bucket.is_empty()
+        || s3.bucket.len() > 63
+        || !s3
+            .bucket
+            .bytes()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || matches!(c, b'-' | b'.'))
+    {
+        return bad("the bucket must be an S3 bucket name (1 to 63 of a-z, 0-9, '-' and '.')");
+    }
+    if s3.region.trim().is_empty() {
+        return bad("the region must not be empty");
+    }
+    if let Some(endpoint) = &s3.endpoint {
+        let rest = endpoint
+            .strip_prefix("https://")
+            .or_else(|| endpoint.strip_prefix("http://"));
+        if rest.is_none_or(|r| r.is_empty() || r.starts_with('/')) {
+            return bad("the endpoint must be an http:// or https:// URL with a host");
+        }
+    }
+    if !s3.prefix.is_empty()
+        && (s3.prefix.starts_with('/')
+            || s3.prefix.split('/').any(|seg| seg == "." || seg == "..")
+            || !s3
+                .prefix
+                .bytes()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, b'-' | b'_' | b'.' | b'/')))
+    {
+        return bad(
+            "the prefix must be a relative path of [A-Za-z0-9._-/] segments (no '.' or '..')",
+        );
+    }
+    if !s3.credentials_file.starts_with('/') {
+        return bad(
+            "the credentials file is an absolute path on the server (a 0600 file with \
+             access_key_id and secret_access_key)",
+        );
+    }
+    Ok(s3)
 }
 
 fn from_config(name: &str) -> ReplicaError {

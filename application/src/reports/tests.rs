@@ -956,7 +956,7 @@ mod sampling {
         ));
         let disk = Arc::new(DiskGuard::new(
             Arc::new(FakeDisk::free_mb(100_000)),
-            "/srv/coffer/repository".into(),
+            Some("/srv/coffer/repository".into()),
             crate::storage::DiskThresholds {
                 warning_free_mb: 10,
                 min_free_mb: 1,

@@ -12,10 +12,11 @@ use super::AdmissionError;
 use crate::alerts::AlertSink;
 use crate::error::CommonError;
 
-/// The volume's free space, read now (the dashboard's).
+/// The volume's free space, read now (the dashboard's); `None` when the repository is
+/// not on a local volume (object storage), where free space is not Coffer's to watch.
 #[async_trait]
 pub trait DiskCheck: Send + Sync {
-    async fn check(&self) -> Result<DiskStatus, CommonError>;
+    async fn check(&self) -> Result<Option<DiskStatus>, CommonError>;
 }
 
 const MIB: u64 = 1024 * 1024;
@@ -66,17 +67,20 @@ pub struct DiskStatus {
 /// Watches the storage volume.
 pub struct DiskGuard {
     monitor: Arc<dyn DiskMonitor>,
-    path: PathBuf,
+    /// The repository's directory; `None` for object storage (nothing to watch).
+    path: Option<PathBuf>,
     thresholds: DiskThresholds,
     alerts: Arc<dyn AlertSink>,
 }
 
 impl DiskGuard {
-    /// `path` is the repository's directory (its volume is the one watched).
+    /// `path` is the repository's directory (its volume is the one watched); `None` for
+    /// a repository in object storage, whose free space is the store's business: every
+    /// reading is then "not applicable" and no `disk_low` alert is raised.
     #[must_use]
     pub fn new(
         monitor: Arc<dyn DiskMonitor>,
-        path: PathBuf,
+        path: Option<PathBuf>,
         thresholds: DiskThresholds,
         alerts: Arc<dyn AlertSink>,
     ) -> Self {
@@ -88,9 +92,10 @@ impl DiskGuard {
         }
     }
 
+    /// The repository's directory, when it is on a local volume.
     #[must_use]
-    pub fn path(&self) -> &Path {
-        &self.path
+    pub fn path(&self) -> Option<&Path> {
+        self.path.as_deref()
     }
 
     /// Reads the free space now, raises `disk_low` (warning, or critical below the
@@ -98,10 +103,12 @@ impl DiskGuard {
     ///
     /// # Errors
     /// When the free space cannot be read or the alert cannot be stored.
-    pub async fn check(&self) -> Result<DiskStatus, CommonError> {
-        let status = self.read()?;
+    pub async fn check(&self) -> Result<Option<DiskStatus>, CommonError> {
+        let Some(status) = self.read()? else {
+            return Ok(None);
+        };
         self.report(&status).await?;
-        Ok(status)
+        Ok(Some(status))
     }
 
     /// Refuses a new backup while the volume is below the reserve (and raises or clears
@@ -113,7 +120,8 @@ impl DiskGuard {
     /// `DiskFull` naming the free and the required space.
     pub async fn ensure_room_for_backup(&self) -> Result<(), AdmissionError> {
         let status = match self.read() {
-            Ok(status) => status,
+            Ok(Some(status)) => status,
+            Ok(None) => return Ok(()),
             Err(e) => {
                 tracing::warn!(error = %e, "disk check failed; the backup goes ahead");
                 return Ok(());
@@ -135,18 +143,21 @@ impl DiskGuard {
         Ok(())
     }
 
-    fn read(&self) -> Result<DiskStatus, CommonError> {
-        let space = self.monitor.space(&self.path).map_err(|e| {
-            anyhow::anyhow!("cannot read the free space of {}: {e}", self.path.display())
+    fn read(&self) -> Result<Option<DiskStatus>, CommonError> {
+        let Some(path) = &self.path else {
+            return Ok(None);
+        };
+        let space = self.monitor.space(path).map_err(|e| {
+            anyhow::anyhow!("cannot read the free space of {}: {e}", path.display())
         })?;
         let level = self.thresholds.assess(space.available_bytes);
-        Ok(DiskStatus {
+        Ok(Some(DiskStatus {
             total_bytes: space.total_bytes,
             available_bytes: space.available_bytes,
             mount_point: space.mount_point,
             low: level != DiskLevel::Ok,
             below_reserve: level == DiskLevel::BelowReserve,
-        })
+        }))
     }
 
     async fn report(&self, status: &DiskStatus) -> Result<(), CommonError> {
@@ -187,7 +198,7 @@ const fn mib(bytes: u64) -> u64 {
 
 #[async_trait]
 impl DiskCheck for DiskGuard {
-    async fn check(&self) -> Result<DiskStatus, CommonError> {
+    async fn check(&self) -> Result<Option<DiskStatus>, CommonError> {
         Self::check(self).await
     }
 }

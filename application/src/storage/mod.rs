@@ -465,7 +465,7 @@ impl StorageService {
     pub async fn show(
         &self,
         actor: &Actor,
-    ) -> Result<(StorageUsage, Result<DiskStatus, CommonError>), CommonError> {
+    ) -> Result<(StorageUsage, Result<Option<DiskStatus>, CommonError>), CommonError> {
         actor.require(Permission::View)?;
         let usage = self.usage().await?;
         let disk = self.disk.check().await;

@@ -181,9 +181,39 @@ async fn show(settings: &Settings, json: bool) -> anyhow::Result<ExitCode> {
     let shown = services.storage.show(&local_admin()).await;
     services.db.close().await?;
     let (usage, disk) = shown?;
+    let store = coffer::open_storage(settings)?;
+    let location = coffer_domain::storage::ObjectStore::location(&store);
+    // Locks never depend on conditional writes (see the repository's lock protocol), so a
+    // store that ignores them is as safe; the probe tells the operator which it is.
+    let conditional = store.probe_conditional_create().await;
     if json {
-        print_json(&to_json(&StorageDto::new(&usage, disk.as_ref().ok())))?;
+        let mut value = to_json(&StorageDto::new(
+            &usage,
+            disk.as_ref().ok().map(Option::as_ref),
+        ));
+        value["backend"] = json!(store.backend());
+        value["location"] = json!(location);
+        value["lock_protocol"] = json!("write-then-list");
+        value["conditional_create"] = match &conditional {
+            Ok(honoured) => json!(honoured),
+            Err(_) => serde_json::Value::Null,
+        };
+        print_json(&value)?;
         return Ok(ExitCode::SUCCESS);
+    }
+    out!("backend: {} ({location})", store.backend());
+    out!(
+        "locks: write-then-list (a lock is written, then every lock is listed; safe on any \
+         store whose listings show a completed write, as S3, Garage, Ceph, MinIO and local \
+         disks do)"
+    );
+    match conditional {
+        Ok(true) => out!("conditional create (If-None-Match: *): honoured by this store"),
+        Ok(false) => out!(
+            "conditional create (If-None-Match: *): NOT honoured by this store (an existing \
+             object was overwritten or the store does not offer it); not needed by the locks"
+        ),
+        Err(e) => out!("conditional create: cannot probe ({e})"),
     }
     out!(
         "stored: {}{}",
@@ -194,7 +224,8 @@ async fn show(settings: &Settings, json: bool) -> anyhow::Result<ExitCode> {
         )
     );
     match disk {
-        Ok(d) => out!(
+        Ok(None) => out!("disk: not applicable (object storage: free space is the store's)"),
+        Ok(Some(d)) => out!(
             "disk: {} free of {} on {}{}",
             human(d.available_bytes),
             human(d.total_bytes),

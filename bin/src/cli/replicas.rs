@@ -11,6 +11,7 @@ use clap::Subcommand;
 use coffer_application::{NewReplica, ReplicaChanges};
 use coffer_config::Settings;
 use coffer_domain::engine::Progress;
+use coffer_domain::replicas::{ReplicaLocation, S3Location};
 use coffer_http::schema::{JobResultDto, ReplicaDto, to_json};
 
 use super::{counted_bar, human, interruptible, local_admin, print_json, services};
@@ -22,9 +23,31 @@ pub enum ReplicasCommand {
     Add {
         name: String,
         /// The replica's directory (created when missing; empty, or a replica of this
-        /// repository).
+        /// repository). Or an S3 bucket with the --s3-* flags.
+        #[arg(
+            long,
+            required_unless_present = "s3_bucket",
+            conflicts_with = "s3_bucket"
+        )]
+        path: Option<PathBuf>,
+        /// An S3 bucket (must exist) instead of a directory.
         #[arg(long)]
-        path: PathBuf,
+        s3_bucket: Option<String>,
+        /// The S3 service's URL (unset: AWS's endpoint for the region).
+        #[arg(long, requires = "s3_bucket")]
+        s3_endpoint: Option<String>,
+        /// The bucket's region.
+        #[arg(long, requires = "s3_bucket", default_value = "us-east-1")]
+        s3_region: String,
+        /// Keys start with this path inside the bucket.
+        #[arg(long, requires = "s3_bucket", default_value = "")]
+        s3_prefix: String,
+        /// Address buckets as bucket.endpoint (AWS) instead of endpoint/bucket.
+        #[arg(long, requires = "s3_bucket")]
+        s3_virtual_hosted: bool,
+        /// A file (mode 0600) with `access_key_id = ...` and `secret_access_key = ...`.
+        #[arg(long, requires = "s3_bucket")]
+        s3_credentials_file: Option<PathBuf>,
         /// Never delete anything on the replica (ransomware protection).
         #[arg(long)]
         append_only: bool,
@@ -89,19 +112,45 @@ async fn replicas(services: &coffer::Services, command: ReplicasCommand) -> anyh
         ReplicasCommand::Add {
             name,
             path,
+            s3_bucket,
+            s3_endpoint,
+            s3_region,
+            s3_prefix,
+            s3_virtual_hosted,
+            s3_credentials_file,
             append_only,
             schedule,
             max_lag_snapshots,
             max_lag_hours,
         } => {
-            let absolute = std::path::absolute(&path)
-                .with_context(|| format!("cannot make {} absolute", path.display()))?;
+            let absolute = |p: &PathBuf| {
+                std::path::absolute(p)
+                    .map(|a| a.to_string_lossy().into_owned())
+                    .with_context(|| format!("cannot make {} absolute", p.display()))
+            };
+            let location = match (path, s3_bucket) {
+                (Some(path), _) => ReplicaLocation::Fs {
+                    root: absolute(&path)?,
+                },
+                (None, Some(bucket)) => ReplicaLocation::S3(S3Location {
+                    endpoint: s3_endpoint,
+                    bucket,
+                    region: s3_region,
+                    prefix: s3_prefix,
+                    path_style: !s3_virtual_hosted,
+                    credentials_file: absolute(&s3_credentials_file.context(
+                        "an s3 replica needs --s3-credentials-file (a 0600 file with \
+                         access_key_id and secret_access_key)",
+                    )?)?,
+                }),
+                (None, None) => anyhow::bail!("give --path DIR or --s3-bucket BUCKET"),
+            };
             let status = svc
                 .create(
                     &actor,
                     NewReplica {
                         name,
-                        root: absolute.to_string_lossy().into_owned(),
+                        location,
                         append_only,
                         schedule,
                         max_lag_snapshots,

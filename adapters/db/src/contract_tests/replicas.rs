@@ -2,7 +2,7 @@
 
 use coffer_domain::ports::RepoError;
 use coffer_domain::replicas::{
-    LagLimits, ReplicaLocation, ReplicaName, ReplicaRepository, ReplicaSpec,
+    LagLimits, ReplicaLocation, ReplicaName, ReplicaRepository, ReplicaSpec, S3Location,
 };
 use coffer_domain::schedule::Schedule;
 
@@ -79,9 +79,15 @@ contract!(
             .expect("plan");
         let mut changed = nas.clone();
         changed.append_only = true;
-        changed.location = ReplicaLocation::Fs {
-            root: "/mnt/other".into(),
-        };
+        // From a directory to a bucket: every field of the place round-trips.
+        changed.location = ReplicaLocation::S3(S3Location {
+            endpoint: Some("http://127.0.0.1:3900".into()),
+            bucket: "offsite".into(),
+            region: "garage".into(),
+            prefix: "coffer/".into(),
+            path_style: false,
+            credentials_file: "/etc/coffer/offsite.credentials".into(),
+        });
         changed.lag.max_snapshots = Some(3);
         assert!(repo.update(&changed, false).await.expect("update"));
         let got = repo.get(&nas.name).await.expect("get").expect("present");

@@ -7,8 +7,17 @@ pub struct Model {
     #[sea_orm(primary_key, auto_increment = false)]
     pub name: String,
     pub backend: String,
-    #[sea_orm(column_type = "Text")]
-    pub root: String,
+    #[sea_orm(column_type = "Text", nullable)]
+    pub root: Option<String>,
+    #[sea_orm(column_type = "Text", nullable)]
+    pub endpoint: Option<String>,
+    pub bucket: Option<String>,
+    pub region: Option<String>,
+    #[sea_orm(column_type = "Text", nullable)]
+    pub prefix: Option<String>,
+    pub path_style: Option<bool>,
+    #[sea_orm(column_type = "Text", nullable)]
+    pub credentials_file: Option<String>,
     pub append_only: bool,
     pub schedule: Option<String>,
     pub max_lag_snapshots: Option<i32>,

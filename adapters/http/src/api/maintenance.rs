@@ -51,7 +51,12 @@ pub struct StorageDto {
     /// `quota.warning_threshold_mb` in bytes; absent without a warning threshold.
     pub warning_bytes: Option<u64>,
     pub quota_state: QuotaStateDto,
-    /// Free bytes on the repository's volume; absent when it cannot be read.
+    /// Whether the repository is on a local volume (a disk or a NAS mount) whose free
+    /// space Coffer watches; false for object storage (S3), where the `disk_*` fields
+    /// do not apply.
+    pub disk_applicable: bool,
+    /// Free bytes on the repository's volume; absent when it cannot be read or does not
+    /// apply.
     pub disk_free_bytes: Option<u64>,
     /// Size of the repository's volume; absent when it cannot be read.
     pub disk_total_bytes: Option<u64>,
@@ -62,10 +67,14 @@ pub struct StorageDto {
 }
 
 impl StorageDto {
-    /// Storage use, and the volume's free space when it could be read.
+    /// Storage use, and the volume's free space when it could be read (`disk`: `None`
+    /// when unreadable, `Some(None)` when not applicable).
     #[must_use]
-    pub fn new(usage: &StorageUsage, disk: Option<&DiskStatus>) -> Self {
+    pub fn new(usage: &StorageUsage, disk: Option<Option<&DiskStatus>>) -> Self {
+        let applicable = !matches!(disk, Some(None));
+        let disk = disk.flatten();
         Self {
+            disk_applicable: applicable,
             stored_bytes: usage.stored_bytes,
             quota_bytes: usage.quota.max_bytes,
             warning_bytes: usage.quota.warning_bytes,
@@ -147,6 +156,9 @@ impl MaintenanceApi {
         state: Data<&Arc<AppState>>,
     ) -> Result<Json<StorageDto>, ApiError> {
         let (usage, disk) = state.storage.show(auth.actor()).await?;
-        Ok(Json(StorageDto::new(&usage, disk.ok().as_ref())))
+        Ok(Json(StorageDto::new(
+            &usage,
+            disk.as_ref().ok().map(Option::as_ref),
+        )))
     }
 }

@@ -4,7 +4,7 @@ use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
 use coffer_application::{NewReplica, ReplicaChanges, ReplicaStatus};
-use coffer_domain::replicas::ReplicaLocation;
+use coffer_domain::replicas::{ReplicaLocation, S3Location};
 use poem::web::Data;
 use poem_openapi::param::Path;
 use poem_openapi::payload::Json;
@@ -25,6 +25,8 @@ use crate::error::ApiError;
 pub enum ReplicaBackendDto {
     /// A directory: another disk, a NAS mount.
     Fs,
+    /// A bucket (or a prefix in it) of an S3-compatible store.
+    S3,
 }
 
 /// A replica: a further copy of the repository, in the same format, that the master key
@@ -34,8 +36,22 @@ pub enum ReplicaBackendDto {
 pub struct ReplicaDto {
     pub name: String,
     pub backend: ReplicaBackendDto,
-    /// `fs`: the directory (shown to administrators only).
+    /// `fs`: the directory. Where a replica is (this and the `s3` fields) is shown to
+    /// administrators only.
     pub root: Option<String>,
+    /// `s3`: the service's URL (absent: AWS's endpoint for `region`).
+    pub endpoint: Option<String>,
+    /// `s3`: the bucket.
+    pub bucket: Option<String>,
+    /// `s3`: the bucket's region.
+    pub region: Option<String>,
+    /// `s3`: keys start with this path inside the bucket.
+    pub prefix: Option<String>,
+    /// `s3`: `endpoint/bucket` addressing.
+    pub path_style: Option<bool>,
+    /// `s3`: the credentials file on the server (mode 0600); its contents are never
+    /// stored or shown.
+    pub credentials_file: Option<String>,
     /// Nothing is ever deleted on it (snapshots the repository's retention removed stay).
     pub append_only: bool,
     /// Five-field cron expression in UTC of its copies; absent: on demand only.
@@ -70,14 +86,25 @@ pub struct ReplicaDto {
 impl From<ReplicaStatus> for ReplicaDto {
     fn from(s: ReplicaStatus) -> Self {
         let r = s.replica;
-        let (backend, root) = match r.spec.location {
-            ReplicaLocation::Fs { root } => (ReplicaBackendDto::Fs, root),
+        let (backend, root, s3) = match r.spec.location {
+            ReplicaLocation::Fs { root } => (ReplicaBackendDto::Fs, Some(root), None),
+            ReplicaLocation::S3(s3) => (ReplicaBackendDto::S3, None, Some(s3)),
+        };
+        let (root, s3) = if s.location_shown {
+            (root, s3)
+        } else {
+            (None, None)
         };
         Self {
             name: r.spec.name.to_string(),
             backend,
-            // A non-administrator's view carries a placeholder, not the directory.
-            root: Some(root).filter(|r| r.starts_with('/')),
+            root,
+            endpoint: s3.as_ref().and_then(|s| s.endpoint.clone()),
+            bucket: s3.as_ref().map(|s| s.bucket.clone()),
+            region: s3.as_ref().map(|s| s.region.clone()),
+            prefix: s3.as_ref().map(|s| s.prefix.clone()),
+            path_style: s3.as_ref().map(|s| s.path_style),
+            credentials_file: s3.map(|s| s.credentials_file),
             append_only: r.spec.append_only,
             schedule: r.spec.schedule.map(|s| s.as_str().to_owned()),
             max_lag_snapshots: r.spec.lag.max_snapshots,
@@ -106,13 +133,34 @@ pub struct CreateReplicaRequest {
         pattern = "^[A-Za-z0-9][A-Za-z0-9._-]*$"
     ))]
     pub name: Text,
-    /// Only `fs` for now (default).
+    /// `fs` (default) or `s3`.
     #[oai(default = "default_backend")]
     pub backend: ReplicaBackendDto,
-    /// `fs`: an absolute directory (created when missing), empty or a replica of this
-    /// repository; not inside the repository's own storage.
+    /// `fs` (required): an absolute directory (created when missing), empty or a replica
+    /// of this repository; not inside the repository's own storage.
     #[oai(validator(min_length = 1, max_length = 4096, pattern = "^/"))]
-    pub root: Text,
+    pub root: Option<Text>,
+    /// `s3`: the service's URL (`https://s3.eu-west-1.amazonaws.com`,
+    /// `http://127.0.0.1:3900`); absent: AWS's endpoint for `region`.
+    #[oai(validator(min_length = 1, max_length = 2048))]
+    pub endpoint: Option<Text>,
+    /// `s3` (required): the bucket (must exist; Coffer never creates buckets).
+    #[oai(validator(min_length = 1, max_length = 63))]
+    pub bucket: Option<Text>,
+    /// `s3`: the bucket's region (default `us-east-1`; Garage's is `garage`).
+    #[oai(validator(min_length = 1, max_length = 64))]
+    pub region: Option<Text>,
+    /// `s3`: keys start with this path inside the bucket (default: the bucket's root).
+    #[oai(validator(max_length = 512))]
+    pub prefix: Option<Text>,
+    /// `s3`: address buckets as `endpoint/bucket` (default `true`: Garage, MinIO, Ceph)
+    /// rather than `bucket.endpoint` (AWS).
+    pub path_style: Option<bool>,
+    /// `s3` (required): the absolute path on the server of a file (mode 0600) holding
+    /// `access_key_id = ...` and `secret_access_key = ...`. Keys themselves are never
+    /// sent to or stored by the API.
+    #[oai(validator(min_length = 1, max_length = 4096, pattern = "^/"))]
+    pub credentials_file: Option<Text>,
     /// Never delete anything on the replica. Default `false`: the replica follows the
     /// repository's retention and is garbage-collected after each copy.
     #[oai(default)]
@@ -135,7 +183,7 @@ const fn default_backend() -> ReplicaBackendDto {
 /// limits.
 #[derive(Debug, Object)]
 pub struct UpdateReplicaRequest {
-    /// An absolute directory: the next copy sends everything there.
+    /// `fs` replicas: an absolute directory; the next copy sends everything there.
     #[oai(validator(min_length = 1, max_length = 4096, pattern = "^/"))]
     pub root: MaybeUndefined<Text>,
     pub append_only: MaybeUndefined<bool>,
@@ -185,9 +233,12 @@ impl ReplicasApi {
 
     /// Add a replica.
     ///
+    /// A directory (`fs`: `root`) or an S3 bucket and prefix (`s3`: `bucket`,
+    /// `credentials_file`, optional `endpoint`, `region`, `prefix`, `path_style`).
     /// Nothing is copied until a copy runs (on its schedule, or `POST
     /// /api/replicas/{name}/sync`). 409 `name_taken` when the name is in use; 422
-    /// `invalid_path` for a directory inside the repository's own storage.
+    /// `invalid_path` for a directory inside the repository's own storage, 422
+    /// `invalid_location` for an S3 place that cannot be (or is the repository's own).
     ///
     /// Permission: `manage_system`.
     #[oai(path = "/replicas", method = "post", operation_id = "createReplica")]
@@ -198,14 +249,36 @@ impl ReplicasApi {
         body: Json<CreateReplicaRequest>,
     ) -> Result<ReplicaCreated, ApiError> {
         let b = body.0;
-        let ReplicaBackendDto::Fs = b.backend;
+        let missing = |what: &str| {
+            ApiError::new(
+                poem::http::StatusCode::UNPROCESSABLE_ENTITY,
+                "invalid_location",
+                format!("`{what}` is required for this backend"),
+            )
+        };
+        let location = match b.backend {
+            ReplicaBackendDto::Fs => ReplicaLocation::Fs {
+                root: b.root.ok_or_else(|| missing("root"))?.into(),
+            },
+            ReplicaBackendDto::S3 => ReplicaLocation::S3(S3Location {
+                endpoint: b.endpoint.map(Into::into),
+                bucket: b.bucket.ok_or_else(|| missing("bucket"))?.into(),
+                region: b.region.map_or_else(|| "us-east-1".to_owned(), Into::into),
+                prefix: b.prefix.map(Into::into).unwrap_or_default(),
+                path_style: b.path_style.unwrap_or(true),
+                credentials_file: b
+                    .credentials_file
+                    .ok_or_else(|| missing("credentials_file"))?
+                    .into(),
+            }),
+        };
         let replica = state
             .replicas
             .create(
                 auth.actor(),
                 NewReplica {
                     name: b.name.into(),
-                    root: b.root.into(),
+                    location,
                     append_only: b.append_only,
                     schedule: b.schedule.map(Into::into),
                     max_lag_snapshots: b.max_lag_snapshots,

@@ -49,9 +49,10 @@ pub const CHUNK_AVG: usize = 1024 * 1024;
 pub const CHUNK_MAX: usize = 4 * 1024 * 1024;
 /// Packs are stored once they reach this size.
 const PACK_TARGET: usize = 4 * 1024 * 1024;
-/// Data packs in memory at once: one being filled, one handed over, two being stored
-/// (one's sync overlapping the other's write).
-const PACKS_IN_FLIGHT: usize = 4;
+/// Data packs in memory at once beyond those being stored: one being filled, one handed
+/// over. Each uploader (the store's [`parallelism`](ObjectStore::parallelism)) holds one
+/// more: four on a disk, ten (40 MiB) on an object store with eight requests in flight.
+const PACKS_BUFFERED: usize = 2;
 
 /// Runs one backup and commits its snapshot.
 ///
@@ -83,6 +84,19 @@ pub async fn run(
             "{} is not a directory",
             request.path.display()
         )));
+    }
+    // Before anything is written (the lock too): a NAS share that is not mounted leaves
+    // an empty directory where the repository was, and writing there would start a
+    // second, local repository that the share hides again once mounted.
+    if !crate::is_initialized(repo.store.as_ref()).await? {
+        return Err(EngineError::Storage(
+            coffer_domain::storage::StorageError::Unavailable(format!(
+                "the repository at {} is missing (its keys object is gone): is the NAS \
+                 share mounted, or the bucket the right one? Nothing was written; make the \
+                 repository reachable again, then back up",
+                repo.store.location()
+            )),
+        ));
     }
     let started = std::time::Instant::now();
     // Held until the snapshot is committed: no prune can delete what this backup reuses.
@@ -412,7 +426,7 @@ impl Shared {
     }
 
     /// A buffer for a new data pack: one a stored pack left, or a new one while fewer
-    /// than [`PACKS_IN_FLIGHT`] exist (else it waits for an upload to end, which bounds
+    /// than [`PACKS_BUFFERED`] plus one per uploader exist (else it waits for an upload to end, which bounds
     /// memory however slow the storage).
     fn pack_buffer(&self) -> Vec<u8> {
         let mut pool = self.pack_buffers.lock().expect("pack buffers");
@@ -420,7 +434,8 @@ impl Shared {
             if let Some(buffer) = pool.0.pop() {
                 return buffer;
             }
-            if pool.1 < PACKS_IN_FLIGHT || self.upload_error.lock().expect("upload error").is_some()
+            if pool.1 < PACKS_BUFFERED + self.repo.store.parallelism().max(1)
+                || self.upload_error.lock().expect("upload error").is_some()
             {
                 pool.1 += 1;
                 return Vec::with_capacity(PACK_TARGET + CHUNK_MAX + 64 * 1024);
@@ -588,9 +603,10 @@ fn walk(
         scope.spawn(|| scan(root, &shared.progress, &shared.cancel, &stop_scan));
         // However the walk ends, the scanner stops with it.
         let _stop_scan = SetOnDrop(&stop_scan);
-        // Two uploaders, so one pack's fsync overlaps the next pack's write.
+        // Uploaders as the store wants requests in flight: on a disk two, so one pack's
+        // fsync overlaps the next pack's write; on an object store more, to hide latency.
         let pending = Arc::new(Mutex::new(pending));
-        for _ in 0..2 {
+        for _ in 0..shared.repo.store.parallelism().max(1) {
             let uploader = shared.clone();
             let pending = pending.clone();
             scope.spawn(move || {

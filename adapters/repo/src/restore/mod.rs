@@ -489,7 +489,9 @@ impl Content<'_> {
             for batch in empty.chunks(EMPTY_BATCH) {
                 let _ = queue.send(Write::Empty(batch));
             }
-            let readers = readers().min(plan.packs.len());
+            let readers = readers()
+                .max(self.work.repo.store.parallelism())
+                .min(plan.packs.len());
             std::thread::scope(|inner| {
                 for _ in 0..readers {
                     let queue = queue.clone();

@@ -9,7 +9,7 @@ use coffer_domain::engine::{CheckSlice, FixedBudget, PruneOptions};
 use super::*;
 use crate::lock::{LockTimings, RepoLock};
 
-fn quick() -> LockTimings {
+pub(super) fn quick() -> LockTimings {
     LockTimings {
         refresh: Duration::from_millis(500),
         stale: Duration::from_secs(20),
@@ -18,7 +18,7 @@ fn quick() -> LockTimings {
     }
 }
 
-async fn engine_with(store: Arc<dyn ObjectStore>) -> Engine {
+pub(super) async fn engine_with(store: Arc<dyn ObjectStore>) -> Engine {
     if !is_initialized(store.as_ref()).await.unwrap() {
         init(store.as_ref(), &MASTER, true).await.unwrap();
     }
@@ -31,7 +31,7 @@ async fn engine_with(store: Arc<dyn ObjectStore>) -> Engine {
 }
 
 /// Every regular file under `root` and its bytes.
-fn contents(root: &Path) -> BTreeMap<String, Vec<u8>> {
+pub(super) fn contents(root: &Path) -> BTreeMap<String, Vec<u8>> {
     describe(root)
         .into_iter()
         .filter(|(_, (kind, ..))| kind == "file")
@@ -39,7 +39,7 @@ fn contents(root: &Path) -> BTreeMap<String, Vec<u8>> {
         .collect()
 }
 
-async fn restored(engine: &Engine, id: &str) -> BTreeMap<String, Vec<u8>> {
+pub(super) async fn restored(engine: &Engine, id: &str) -> BTreeMap<String, Vec<u8>> {
     let out = tempfile::tempdir().unwrap();
     let target = out.path().join("t");
     engine
@@ -55,7 +55,7 @@ async fn restored(engine: &Engine, id: &str) -> BTreeMap<String, Vec<u8>> {
     contents(&target)
 }
 
-async fn prune(engine: &Engine, threshold: u8) -> Result<PruneReport, EngineFailure> {
+pub(super) async fn prune(engine: &Engine, threshold: u8) -> Result<PruneReport, EngineFailure> {
     engine
         .prune(
             PruneOptions {
@@ -68,7 +68,7 @@ async fn prune(engine: &Engine, threshold: u8) -> Result<PruneReport, EngineFail
         .await
 }
 
-async fn full_check(engine: &Engine) -> CheckReport {
+pub(super) async fn full_check(engine: &Engine) -> CheckReport {
     engine
         .check(
             Some(CheckSlice { index: 0, count: 1 }),
@@ -80,7 +80,7 @@ async fn full_check(engine: &Engine) -> CheckReport {
 }
 
 /// Small files (they share packs) and a few chunked ones; `round` changes some of each.
-fn generation(root: &Path, round: u64) {
+pub(super) fn generation(root: &Path, round: u64) {
     for i in 0..40u64 {
         // A quarter of the small files change each round.
         let seed = if i % 4 == round % 4 {
@@ -239,13 +239,18 @@ async fn a_mostly_unused_pack_is_repacked_and_its_live_blobs_survive() {
 /// snapshot restores byte for byte.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn backups_racing_prunes_lose_nothing() {
+    backups_racing_prunes(Arc::new(MemStore::default()), 10).await;
+}
+
+/// `rounds` of a backup and a prune started together (on odd rounds the prune a little
+/// later, to land mid-backup), every kept snapshot restored whole at the end.
+pub(super) async fn backups_racing_prunes(store: Arc<dyn ObjectStore>, rounds: u64) {
     let src = tempfile::tempdir().unwrap();
-    let store: Arc<dyn ObjectStore> = Arc::new(MemStore::default());
     let backups = Arc::new(engine_with(store.clone()).await);
     let pruner = Arc::new(engine_with(store.clone()).await);
     let mut expected: BTreeMap<String, BTreeMap<String, Vec<u8>>> = BTreeMap::new();
     let mut order: Vec<String> = Vec::new();
-    for round in 0..10u64 {
+    for round in 0..rounds {
         generation(src.path(), round);
         // `fresh` is new each round; `revived` brings back the `fresh` of three rounds
         // ago, which only the snapshot forgotten this round holds: the backup reuses
@@ -308,7 +313,12 @@ async fn backups_racing_prunes_lose_nothing() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_prune_waits_for_running_work_and_new_work_waits_for_it() {
-    let store: Arc<dyn ObjectStore> = Arc::new(MemStore::default());
+    prune_waits_for_work(Arc::new(MemStore::default())).await;
+}
+
+/// A prune waits for a shared lock; new shared locks wait behind the prune; a cancelled
+/// wait leaves no lock; a second prune is told the repository is busy.
+pub(super) async fn prune_waits_for_work(store: Arc<dyn ObjectStore>) {
     let engine = Arc::new(engine_with(store.clone()).await);
     let held = RepoLock::shared(store.clone(), quick(), "backup", &Cancel::default())
         .await
@@ -399,8 +409,8 @@ async fn a_lock_not_refreshed_in_time_is_given_up() {
 /// An object store that fails every put and delete (of anything but locks) after a
 /// number of them — a crash at that point, as far as storage can tell — or that loses the
 /// acknowledgement of some puts.
-struct Faulty {
-    inner: Arc<MemStore>,
+pub(super) struct Faulty {
+    inner: Arc<dyn ObjectStore>,
     left: AtomicI64,
     /// Puts of keys with this prefix store the object, then report an error (a lost
     /// acknowledgement: a timeout, a failed fsync after the rename).
@@ -409,7 +419,7 @@ struct Faulty {
 
 impl Faulty {
     /// Fails every put and delete after `writes` of them.
-    fn crash_after(inner: Arc<MemStore>, writes: i64) -> Self {
+    pub(super) fn crash_after(inner: Arc<dyn ObjectStore>, writes: i64) -> Self {
         Self {
             inner,
             left: AtomicI64::new(writes),
@@ -418,7 +428,7 @@ impl Faulty {
     }
 
     /// Stores puts under `prefix` and reports them failed.
-    fn lose_ack(inner: Arc<MemStore>, prefix: &'static str) -> Self {
+    fn lose_ack(inner: Arc<dyn ObjectStore>, prefix: &'static str) -> Self {
         Self {
             inner,
             left: AtomicI64::new(i64::MAX),

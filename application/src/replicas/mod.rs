@@ -681,13 +681,14 @@ impl ReplicaService {
                 Err(match EngineError::split(e) {
                     Ok(EngineError::Invalid(_)) => EngineError::Invalid(message).into(),
                     Ok(EngineError::Damaged(_)) => EngineError::Damaged(message).into(),
-                    // The replica's storage (or the repository's) could not be reached.
-                    Ok(EngineError::StorageUnavailable(_)) => ReplicaError::Unavailable(message),
+                    // The replica's storage (or the repository's) could not be reached,
+                    // opened or written (storage failures of the replica's most of all):
+                    // the operator's to fix, so told as they are.
+                    Ok(EngineError::StorageUnavailable(_)) | Err(CommonError::Unexpected(_)) => {
+                        ReplicaError::Unavailable(message)
+                    }
                     Ok(other) => other.into(),
                     Err(CommonError::NotFound(_)) => CommonError::NotFound(message).into(),
-                    // Storage failures, of the replica's storage most of all: the
-                    // operator's to fix, so told as they are.
-                    Err(CommonError::Unexpected(_)) => ReplicaError::Unavailable(message),
                     Err(common) => common.into(),
                 })
             }

@@ -4,6 +4,9 @@
 # Usage:  tests/bench/compare.sh                 (full run: /usr/share copy and /usr/lib copy)
 #         BENCH_SETS=share tests/bench/compare.sh (one data set)
 #         BENCH_QUICK=1 tests/bench/compare.sh   (smoke run, /usr/share/doc)
+#         BENCH_S3=1 BENCH_SETS=share tests/bench/compare.sh (Coffer and restic both
+#             writing to the S3 store of COFFER_TEST_S3_*, or to a three-node Garage
+#             cluster started by .ci/garage under BENCH_DIR; Borg has no S3 backend)
 #
 # See tests/bench/README.md for the environment variables and what is measured.
 set -euo pipefail
@@ -24,7 +27,12 @@ BENCH_DOC_SRC=${BENCH_DOC_SRC:-/usr/share/doc}
 BENCH_LARGE_MB=${BENCH_LARGE_MB:-64}     # the share set's three large files, MiB each; 0 = none
 BENCH_DIR=${BENCH_DIR:-/tmp/coffer-bench}
 BENCH_TMPFS=${BENCH_TMPFS-/dev/shm/coffer-bench} # restore targets on tmpfs too; empty = skip
-BENCH_TOOLS=${BENCH_TOOLS:-coffer restic borg}
+BENCH_S3=${BENCH_S3:-0}
+if [[ $BENCH_S3 == 1 ]]; then
+  BENCH_TOOLS=${BENCH_TOOLS:-coffer restic}
+else
+  BENCH_TOOLS=${BENCH_TOOLS:-coffer restic borg}
+fi
 BENCH_TIMEOUT=${BENCH_TIMEOUT:-3600}     # seconds per operation
 BENCH_KEEP_RESTORE=${BENCH_KEEP_RESTORE:-0}
 BENCH_DROP_CACHES=${BENCH_DROP_CACHES:-auto} # auto: when root
@@ -102,6 +110,22 @@ CDIR=$BENCH_DIR/coffer
 rm -rf "$DATA" "$REPOS" "$RESTORES" "$LOGS" "$HOMES" "$CDIR"
 [[ -n $BENCH_TMPFS ]] && rm -rf "${BENCH_TMPFS:?}"/*
 mkdir -p "$DATA" "$REPOS" "$RESTORES" "$LOGS" "$HOMES"
+
+# S3: both tools write to the same bucket, each under a prefix of its own for this run.
+if [[ $BENCH_S3 == 1 ]]; then
+  has_tool borg && die "Borg has no S3 backend: leave it out of BENCH_TOOLS with BENCH_S3=1"
+  if [[ -z ${COFFER_TEST_S3_ENDPOINT:-} ]]; then
+    log "starting a three-node Garage cluster (.ci/garage) in $BENCH_DIR/garage"
+    "$REPO_ROOT/.ci/garage" start "$BENCH_DIR/garage" >/dev/null
+    # shellcheck disable=SC1091
+    . "$BENCH_DIR/garage/env"
+  fi
+  S3_RUN=bench-$(date +%s)
+  export AWS_ACCESS_KEY_ID=$COFFER_TEST_S3_ACCESS_KEY_ID
+  export AWS_SECRET_ACCESS_KEY=$COFFER_TEST_S3_SECRET_ACCESS_KEY
+  export AWS_DEFAULT_REGION=${COFFER_TEST_S3_REGION:-garage}
+fi
+COFFER_ENV=() # Coffer's storage settings for the current set (S3 mode)
 
 export RESTIC_PASSWORD=$PASSWORD
 export RESTIC_CACHE_DIR=$HOMES/restic-cache
@@ -237,10 +261,12 @@ det_stream() { # det_stream SEED BYTES : deterministic pseudo-random bytes
   head -c "$2" /dev/zero | openssl enc -aes-256-ctr -nosalt -pbkdf2 -pass "pass:coffer-bench-$1"
 }
 repo_path() {
-  case $1 in
-    coffer) echo "$CDIR/$SET/repository" ;;
-    restic) echo "$REPOS/$SET-restic" ;;
-    borg) echo "$REPOS/$SET-borg" ;;
+  case $BENCH_S3:$1 in
+    1:coffer) echo "s3:$COFFER_TEST_S3_BUCKET/$S3_RUN-$SET-coffer" ;;
+    1:restic) echo "s3:$COFFER_TEST_S3_ENDPOINT/$COFFER_TEST_S3_BUCKET/$S3_RUN-$SET-restic" ;;
+    *:coffer) echo "$CDIR/$SET/repository" ;;
+    *:restic) echo "$REPOS/$SET-restic" ;;
+    *:borg) echo "$REPOS/$SET-borg" ;;
   esac
 }
 tool_init() {
@@ -254,7 +280,7 @@ tool_backup() { # tool n
   local timings=()
   [[ $2 == 1 ]] && timings=(--timings)
   case $1 in
-    coffer) run_op coffer "backup$2" "$BENCH_DIR" env RUST_LOG=warn "$COFFER_BIN" --data-dir "$CDIR/$SET" backup "${timings[@]}" "$SET_DATA" ;;
+    coffer) run_op coffer "backup$2" "$BENCH_DIR" env RUST_LOG=warn "${COFFER_ENV[@]}" "$COFFER_BIN" --data-dir "$CDIR/$SET" backup "${timings[@]}" "$SET_DATA" ;;
     restic) run_op restic "backup$2" "$BENCH_DIR" restic backup -r "$(repo_path restic)" "$SET_DATA" ;;
     borg) run_op borg "backup$2" "$BENCH_DIR" borg create "$(repo_path borg)::snap$2" "$SET_DATA" ;;
   esac
@@ -275,7 +301,7 @@ tool_restore() {
   case $t in
     coffer)
       RESTORED_ROOT=$target
-      run_op coffer "$op" "$BENCH_DIR" env RUST_LOG=warn "$COFFER_BIN" --data-dir "$CDIR/$SET" restore --timings latest "$target" ;;
+      run_op coffer "$op" "$BENCH_DIR" env RUST_LOG=warn "${COFFER_ENV[@]}" "$COFFER_BIN" --data-dir "$CDIR/$SET" restore --timings latest "$target" ;;
     restic)
       RESTORED_ROOT=$target$SET_DATA # restic recreates the absolute path under --target
       mkdir -p "$target"
@@ -340,6 +366,13 @@ run_set() {
   [[ -d $src ]] || { log "data set $SET: $src is not a directory; skipped"; return; }
   src=$(cd "$src" && pwd -P)
   for t in "${TOOLS[@]}"; do TOOL_OK[$SET|$t]=1; done
+  if [[ $BENCH_S3 == 1 ]]; then
+    COFFER_ENV=(COFFER_STORAGE__BACKEND=s3 "COFFER_STORAGE__ENDPOINT=$COFFER_TEST_S3_ENDPOINT"
+      "COFFER_STORAGE__BUCKET=$COFFER_TEST_S3_BUCKET" "COFFER_STORAGE__REGION=$AWS_DEFAULT_REGION"
+      "COFFER_STORAGE__PREFIX=$S3_RUN-$SET-coffer"
+      "COFFER_STORAGE__ACCESS_KEY_ID=$COFFER_TEST_S3_ACCESS_KEY_ID"
+      "COFFER_STORAGE__SECRET_ACCESS_KEY=$COFFER_TEST_S3_SECRET_ACCESS_KEY")
+  fi
   [[ $COFFER_READY == 1 ]] || TOOL_OK[$SET|coffer]=0
 
   SET_DATA=$DATA/$SET

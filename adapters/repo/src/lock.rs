@@ -14,7 +14,9 @@
 //! - **Exclusive** (prune): write the lock, then list the locks. Any other live exclusive
 //!   lock, or a lock object that cannot be read, means another prune: delete ours and
 //!   report the repository busy (no clock comparison decides between prunes, so skewed
-//!   clocks cannot let two run). While live shared locks exist, keep ours (so no new
+//!   clocks cannot let two run). Prunes that started together see each other and all
+//!   back off: one that met another exclusive lock tries again, whole, after a random
+//!   pause of up to a second, three times, before it reports the repository busy. While live shared locks exist, keep ours (so no new
 //!   backup starts) and wait for them to go — at most `max_wait` (1 hour), after which the
 //!   prune gives way. Then the lock is held.
 //!

@@ -1,0 +1,195 @@
+//! The `coffer` command on an S3 repository (the Garage cluster of `.ci/garage`, named by
+//! `COFFER_TEST_S3_*`): what works on a directory works on a bucket — backup, restore,
+//! key rotation, catalog rebuild from storage alone, stored bytes recounted from the
+//! bucket's listing, `storage show`. Skipped with a printed reason without a cluster (a
+//! failure under `COFFER_TEST_REQUIRE_ALL=1`).
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+
+struct S3 {
+    vars: Vec<(String, String)>,
+    secret: String,
+}
+
+fn s3(test: &str, prefix: &str) -> Option<S3> {
+    let var = |name: &str| std::env::var(name).ok().filter(|v| !v.is_empty());
+    let Some(endpoint) = var("COFFER_TEST_S3_ENDPOINT") else {
+        assert!(
+            !std::env::var("COFFER_TEST_REQUIRE_ALL").is_ok_and(|v| v == "1"),
+            "{test}: COFFER_TEST_S3_ENDPOINT is not set, and COFFER_TEST_REQUIRE_ALL=1 forbids skipping"
+        );
+        eprintln!("skipped: {test}: no S3 store (`.ci/garage start` starts one)");
+        return None;
+    };
+    let secret = var("COFFER_TEST_S3_SECRET_ACCESS_KEY").expect("secret");
+    Some(S3 {
+        vars: vec![
+            ("COFFER_STORAGE__BACKEND".into(), "s3".into()),
+            ("COFFER_STORAGE__ENDPOINT".into(), endpoint),
+            (
+                "COFFER_STORAGE__BUCKET".into(),
+                var("COFFER_TEST_S3_BUCKET").expect("bucket"),
+            ),
+            (
+                "COFFER_STORAGE__REGION".into(),
+                var("COFFER_TEST_S3_REGION").unwrap_or_else(|| "garage".into()),
+            ),
+            ("COFFER_STORAGE__PREFIX".into(), prefix.into()),
+            (
+                "COFFER_STORAGE__ACCESS_KEY_ID".into(),
+                var("COFFER_TEST_S3_ACCESS_KEY_ID").expect("key id"),
+            ),
+            ("COFFER_STORAGE__SECRET_ACCESS_KEY".into(), secret.clone()),
+        ],
+        secret,
+    })
+}
+
+fn run(s3: &S3, data: &Path, args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_coffer"))
+        .arg("--data-dir")
+        .arg(data)
+        .args(args)
+        .env("RUST_LOG", "warn")
+        .env_remove("COFFER_CONFIG")
+        .env_remove("COFFER_DATA_DIR")
+        .envs(s3.vars.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+        .current_dir(data.parent().expect("parent"))
+        .stdin(Stdio::null())
+        .output()
+        .expect("run coffer")
+}
+
+fn ok(s3: &S3, data: &Path, args: &[&str]) -> String {
+    let out = run(s3, data, args);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "coffer {args:?} failed: {stderr}");
+    assert!(
+        !stderr.contains(&s3.secret),
+        "the secret in stderr: {stderr}"
+    );
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        !stdout.contains(&s3.secret),
+        "the secret in stdout: {stdout}"
+    );
+    stdout
+}
+
+fn tree(root: &Path) -> Vec<(PathBuf, Vec<u8>)> {
+    let mut out = Vec::new();
+    let mut stack = vec![root.to_path_buf()];
+    while let Some(dir) = stack.pop() {
+        for entry in std::fs::read_dir(&dir).expect("read dir") {
+            let path = entry.expect("entry").path();
+            if path.is_dir() {
+                stack.push(path);
+            } else {
+                let rel = path.strip_prefix(root).expect("inside").to_path_buf();
+                out.push((rel, std::fs::read(&path).expect("read")));
+            }
+        }
+    }
+    out.sort();
+    out
+}
+
+#[test]
+fn backup_rotate_rebuild_recount_and_show_on_s3() {
+    let prefix = format!(
+        "cli/{}-{}",
+        std::process::id(),
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos())
+    );
+    let Some(s3) = s3("s3_cli", &prefix) else {
+        return;
+    };
+    let work = tempfile::tempdir().expect("tempdir");
+    let data = work.path().join("data");
+    let src = work.path().join("src");
+    for i in 0..20u32 {
+        let dir = src.join(format!("d{}", i % 4));
+        std::fs::create_dir_all(&dir).expect("mkdir");
+        std::fs::write(
+            dir.join(format!("f{i}")),
+            format!("file {i} ").repeat(500 + i as usize),
+        )
+        .expect("write");
+    }
+    let src_str = src.to_str().expect("utf8");
+    ok(&s3, &data, &["backup", src_str]);
+    std::fs::write(src.join("d0/new"), b"a second snapshot").expect("write");
+    ok(&s3, &data, &["backup", src_str]);
+
+    // Key rotation on the bucket: the repository opens with the new key only.
+    let key_file = data.join("keys/master.key");
+    let before = std::fs::read(&key_file).expect("key");
+    ok(&s3, &data, &["key", "rotate"]);
+    assert_ne!(std::fs::read(&key_file).expect("key"), before);
+    let restored = work.path().join("restored");
+    ok(
+        &s3,
+        &data,
+        &["restore", "latest", restored.to_str().expect("utf8")],
+    );
+    assert_eq!(tree(&restored), tree(&src));
+
+    // The catalog rebuilt from the bucket and the key alone.
+    for file in ["coffer.db", "coffer.db-wal", "coffer.db-shm"] {
+        let _ = std::fs::remove_file(data.join(file));
+    }
+    let out = ok(&s3, &data, &["catalog", "rebuild"]);
+    assert!(out.contains("2 snapshot(s) in storage; 2 added"), "{out}");
+
+    // Stored bytes, counted from the bucket's listing.
+    let recount: serde_json::Value =
+        serde_json::from_str(&ok(&s3, &data, &["storage", "recount", "--json"])).expect("json");
+    assert!(
+        recount["stored_bytes"].as_u64().expect("bytes") > 1_000,
+        "{recount}"
+    );
+
+    let shown = ok(&s3, &data, &["storage", "show"]);
+    assert!(shown.contains("backend: s3 (s3://"), "{shown}");
+    assert!(shown.contains(&prefix), "{shown}");
+    assert!(shown.contains("write-then-list"), "{shown}");
+    assert!(shown.contains("disk: not applicable"), "{shown}");
+    if let Ok(known) = std::env::var("COFFER_TEST_S3_CONDITIONAL_CREATE") {
+        let expected = if known == "true" {
+            "honoured by this store"
+        } else {
+            "NOT honoured"
+        };
+        assert!(shown.contains(expected), "{shown}");
+    }
+    let json: serde_json::Value =
+        serde_json::from_str(&ok(&s3, &data, &["storage", "show", "--json"])).expect("json");
+    assert_eq!(json["backend"], "s3");
+    assert_eq!(json["disk_applicable"], false);
+    assert_eq!(json["stored_bytes"], recount["stored_bytes"]);
+
+    // A configuration file holding the secret is refused, naming the key, not the value.
+    let config = work.path().join("coffer.toml");
+    std::fs::write(
+        &config,
+        "[storage]\nbackend = \"s3\"\nbucket = \"b\"\naccess_key_id = \"x\"\nsecret_access_key = \"file-secret\"\n",
+    )
+    .expect("write");
+    let out = Command::new(env!("CARGO_BIN_EXE_coffer"))
+        .arg("--config")
+        .arg(&config)
+        .arg("--data-dir")
+        .arg(&data)
+        .args(["snapshots"])
+        .env_remove("COFFER_CONFIG")
+        .stdin(Stdio::null())
+        .output()
+        .expect("run coffer");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(stderr.contains("storage.secret_access_key"), "{stderr}");
+    assert!(!stderr.contains("file-secret"), "{stderr}");
+}

@@ -26,6 +26,7 @@ pub mod jobs;
 pub mod keys;
 pub mod maintenance;
 mod paths;
+pub mod replicas;
 pub mod reports;
 pub mod restore;
 pub mod retention;
@@ -48,6 +49,9 @@ pub use jobs::{
 };
 pub use keys::{KeyService, KeyStatus};
 pub use maintenance::{MaintenanceError, MaintenancePorts, MaintenanceService};
+pub use replicas::{
+    NewReplica, ReplicaChanges, ReplicaError, ReplicaPorts, ReplicaService, ReplicaStatus,
+};
 pub use reports::{
     AuditCsv, AuditReportFilter, BackupReportFilter, BackupsCsv, PdfReport, ReportError,
     ReportService, ReportSink, Written, export_filename,

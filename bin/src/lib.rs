@@ -209,6 +209,126 @@ pub fn open_store(
     }
 }
 
+/// Where a replica's storage is, from its `storage` settings (the keys of `[storage]`).
+///
+/// # Errors
+/// A backend without the keys it needs.
+pub fn replica_location(
+    storage: &coffer_config::StorageSettings,
+) -> anyhow::Result<coffer_domain::replicas::ReplicaLocation> {
+    let text = |p: &Path, what: &str| {
+        p.to_str()
+            .map(str::to_owned)
+            .with_context(|| format!("{what} must be valid UTF-8"))
+    };
+    match storage.backend {
+        coffer_config::StorageBackend::Fs => {
+            let root = storage
+                .root
+                .as_ref()
+                .context("an fs replica needs storage.root")?;
+            Ok(coffer_domain::replicas::ReplicaLocation::Fs {
+                root: text(root, "a replica's directory")?,
+            })
+        }
+        coffer_config::StorageBackend::S3 => {
+            let credentials = storage
+                .credentials_file
+                .as_ref()
+                .context("an s3 replica needs storage.credentials_file")?;
+            Ok(coffer_domain::replicas::ReplicaLocation::S3(
+                coffer_domain::replicas::S3Location {
+                    endpoint: storage.endpoint.clone(),
+                    bucket: storage.bucket.clone().unwrap_or_default(),
+                    region: storage.region.clone(),
+                    prefix: storage.prefix.clone(),
+                    path_style: storage.path_style,
+                    credentials_file: text(credentials, "a credentials file's path")?,
+                },
+            ))
+        }
+    }
+}
+
+/// The repository's own place, in the terms of a replica's (no replica may overlap it).
+#[must_use]
+pub fn repository_location(
+    settings: &Settings,
+) -> Option<coffer_domain::replicas::ReplicaLocation> {
+    match settings.storage.backend {
+        coffer_config::StorageBackend::Fs => std::path::absolute(settings.storage_root())
+            .ok()
+            .and_then(|p| p.to_str().map(str::to_owned))
+            .map(|root| coffer_domain::replicas::ReplicaLocation::Fs { root }),
+        coffer_config::StorageBackend::S3 => Some(coffer_domain::replicas::ReplicaLocation::S3(
+            coffer_domain::replicas::S3Location {
+                endpoint: settings.storage.endpoint.clone(),
+                bucket: settings.storage.bucket.clone().unwrap_or_default(),
+                region: settings.storage.region.clone(),
+                prefix: settings.storage.prefix.clone(),
+                path_style: settings.storage.path_style,
+                credentials_file: String::new(),
+            },
+        )),
+    }
+}
+
+/// Opens a replica's storage (a directory is created when missing) through the same
+/// [`open_store`] as the repository's: an S3 replica reads its credentials from its
+/// credentials file (mode 0600) at each copy.
+///
+/// # Errors
+/// When the storage cannot be opened or its credentials cannot be read.
+pub fn open_replica_store(
+    location: &coffer_domain::replicas::ReplicaLocation,
+) -> anyhow::Result<Arc<dyn coffer_domain::storage::ObjectStore>> {
+    use coffer_domain::replicas::ReplicaLocation;
+    let store = match location {
+        ReplicaLocation::Fs { root } => {
+            open_store(&coffer_config::StorageSettings::default(), Path::new(root))?
+        }
+        ReplicaLocation::S3(s3) => open_store(
+            &coffer_config::StorageSettings {
+                backend: coffer_config::StorageBackend::S3,
+                endpoint: s3.endpoint.clone(),
+                bucket: Some(s3.bucket.clone()),
+                region: s3.region.clone(),
+                prefix: s3.prefix.clone(),
+                path_style: s3.path_style,
+                credentials_file: Some(std::path::PathBuf::from(&s3.credentials_file)),
+                ..coffer_config::StorageSettings::default()
+            },
+            Path::new(""),
+        )?,
+    };
+    Ok(Arc::new(store))
+}
+
+/// The configuration file's `[[replicas]]`, as the replica area takes them.
+///
+/// # Errors
+/// A replica whose storage lacks a key it needs.
+pub fn configured_replicas(
+    settings: &Settings,
+) -> anyhow::Result<Vec<coffer_application::NewReplica>> {
+    settings
+        .replicas
+        .iter()
+        .map(|r| {
+            let location =
+                replica_location(&r.storage).with_context(|| format!("replica `{}`", r.name))?;
+            Ok(coffer_application::NewReplica {
+                name: r.name.clone(),
+                location,
+                append_only: r.append_only,
+                schedule: r.schedule.clone(),
+                max_lag_snapshots: r.max_lag_snapshots,
+                max_lag_hours: r.max_lag_hours,
+            })
+        })
+        .collect()
+}
+
 /// Refuses to go on (and raises a critical alert naming the place) when the catalog knows
 /// snapshots but the storage holds no repository: a NAS share that is not mounted, a
 /// wrong bucket or prefix. Going on would create a new, empty repository there — on the
@@ -275,6 +395,8 @@ pub struct Services {
     pub keys: Arc<KeyService>,
     /// Prune and check.
     pub maintenance: Arc<MaintenanceService>,
+    /// Off-site copies.
+    pub replicas: Arc<coffer_application::ReplicaService>,
     /// The overview's figures (dashboard and metrics).
     pub dashboard: Arc<DashboardService>,
     /// The quota and retention defaults set at run time (in force once `open` returns).
@@ -338,8 +460,8 @@ impl Services {
             .await
             .map_err(|e| anyhow::anyhow!("cannot use the repository's storage: {e}"))?;
         refuse_a_vanished_repository(&db, storage.as_ref()).await?;
-        let engine: Arc<dyn coffer_domain::engine::SnapshotEngine> =
-            Arc::new(repo::open_engine(settings, storage.clone()).await?);
+        let concrete_engine = Arc::new(repo::open_engine(settings, storage.clone()).await?);
+        let engine: Arc<dyn coffer_domain::engine::SnapshotEngine> = concrete_engine.clone();
         let (session_key, created) =
             coffer_crypto::load_or_create_key(&settings.session_key_file())?;
         if created {
@@ -484,22 +606,46 @@ impl Services {
             audit_log.clone(),
             settings.prune.repack_threshold_percent,
         ));
+        let replicas = Arc::new(coffer_application::ReplicaService::new(
+            coffer_application::ReplicaPorts {
+                replicas: Arc::new(db.replicas()),
+                replicator: Arc::new(repo::EngineReplicator::new(concrete_engine)),
+                catalog: catalog_repo.clone(),
+                alerts: alerts.clone(),
+                queue: jobs.clone(),
+            },
+            clock.clone(),
+            audit_log.clone(),
+            repository_location(settings),
+            settings.prune.repack_threshold_percent,
+        ));
+        replicas
+            .sync_config(configured_replicas(settings)?)
+            .await
+            .context("cannot record the configuration's [[replicas]]")?;
         // The runner does each kind of work through the area that owns it.
         jobs.register(JobKind::Backup, &backups);
         jobs.register(JobKind::Restore, &restores);
         jobs.register(JobKind::Verify, &restores);
         jobs.register(JobKind::Prune, &maintenance);
         jobs.register(JobKind::Check, &maintenance);
-        let scheduler = Arc::new(coffer_application::Scheduler::new(
-            sources_repo.clone(),
-            Arc::new(db.settings()),
-            Arc::new(coffer_application::jobs::JobDispatch::new(
-                backups.clone(),
-                maintenance.clone(),
-            )),
-            clock.clone(),
-            scheduler_loop::options(settings)?,
-        ));
+        jobs.register(JobKind::Copy, &replicas);
+        let scheduler = Arc::new(
+            coffer_application::Scheduler::new(
+                sources_repo.clone(),
+                Arc::new(db.settings()),
+                Arc::new(
+                    coffer_application::jobs::JobDispatch::new(
+                        backups.clone(),
+                        maintenance.clone(),
+                    )
+                    .with_copies(replicas.clone()),
+                ),
+                clock.clone(),
+                scheduler_loop::options(settings)?,
+            )
+            .with_replicas(Arc::new(db.replicas())),
+        );
         let dashboard = Arc::new(DashboardService::new(
             DashboardSources {
                 catalog: catalog_repo.clone(),
@@ -592,6 +738,7 @@ impl Services {
             storage: storage_use,
             keys,
             maintenance,
+            replicas,
             dashboard,
             settings: runtime_settings,
             reports,
@@ -723,6 +870,7 @@ impl Application {
             storage,
             keys: _,
             maintenance,
+            replicas,
             dashboard,
             settings: runtime_settings,
             reports,
@@ -744,6 +892,7 @@ impl Application {
             dashboard,
             settings: runtime_settings,
             reports,
+            replicas,
             metrics: coffer_http::metrics::MetricsAccess {
                 token: settings.metrics.token.clone(),
             },
@@ -793,6 +942,7 @@ impl Application {
         let scheduler = if self.scheduler.options().enabled {
             Some(scheduler_loop::spawn(
                 Arc::clone(&self.scheduler),
+                Arc::clone(&self.state.replicas),
                 Arc::new(SystemClock),
                 scheduler_stop,
             ))

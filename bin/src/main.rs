@@ -91,6 +91,10 @@ enum Command {
     /// Storage use against the quota, and the volume's free space.
     #[command(subcommand)]
     Storage(cli::maintenance::StorageCommand),
+    /// Off-site copies: replicas of the repository (another disk, a NAS mount), each a
+    /// complete repository the master key alone opens.
+    #[command(subcommand)]
+    Replicas(cli::replicas::ReplicasCommand),
     /// The master key: without it the backups cannot be read.
     #[command(subcommand)]
     Key(cli::keys::KeyCommand),
@@ -151,6 +155,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             Command::Prune(args) => cli::maintenance::prune(s, args).await,
             Command::Check(args) => cli::maintenance::check(s, args).await,
             Command::Storage(command) => cli::maintenance::storage(s, command).await,
+            Command::Replicas(command) => cli::replicas::run(s, command).await,
             Command::Key(command) => cli::keys::run(s, command).await,
             Command::Catalog(command) => cli::catalog::run(s, command).await,
             Command::Report(command) => done(cli::report::run(s, command).await),

@@ -119,3 +119,64 @@ impl KeyRewrap for RepositoryKeys {
             .map_err(|e| CryptoError(e.to_string()))
     }
 }
+
+/// The copy port over the engine: opens the replica's storage from its location and
+/// copies the repository into it.
+pub struct EngineReplicator {
+    engine: Arc<Engine>,
+}
+
+impl EngineReplicator {
+    #[must_use]
+    pub const fn new(engine: Arc<Engine>) -> Self {
+        Self { engine }
+    }
+}
+
+#[async_trait]
+impl coffer_domain::replicas::Replicator for EngineReplicator {
+    async fn copy(
+        &self,
+        to: &coffer_domain::replicas::ReplicaLocation,
+        options: coffer_domain::replicas::CopyOptions,
+        progress: Arc<coffer_domain::engine::Progress>,
+        cancel: coffer_domain::engine::Cancel,
+    ) -> Result<coffer_domain::replicas::CopyReport, coffer_domain::engine::EngineFailure> {
+        // (A bucket has no foreign files to meet the same way: there the engine refuses
+        // one that holds objects of a repository without this one's `config`.)
+        if let coffer_domain::replicas::ReplicaLocation::Fs { root } = to {
+            refuse_foreign_directory(std::path::Path::new(root))?;
+        }
+        let store = crate::open_replica_store(to)
+            .map_err(|e| coffer_domain::engine::EngineFailure::Other(format!("{e:#}")))?;
+        self.engine
+            .replicate(store, options, progress, cancel)
+            .await
+    }
+}
+
+/// A directory that holds anything but a replica is never written to: the first copy
+/// writes `config` before anything else, so a directory with entries and no `config` is
+/// somebody else's (a typo naming `/etc`, a share mounted at the wrong place). Only the
+/// storage adapter's own `.tmp` and lock objects may be there already.
+fn refuse_foreign_directory(
+    root: &std::path::Path,
+) -> Result<(), coffer_domain::engine::EngineFailure> {
+    let Ok(entries) = std::fs::read_dir(root) else {
+        return Ok(()); // missing: created empty when the storage opens
+    };
+    if root.join("config").is_file() {
+        return Ok(());
+    }
+    let foreign = entries
+        .filter_map(Result::ok)
+        .any(|e| !matches!(e.file_name().to_str(), Some(".tmp" | "locks")));
+    if foreign {
+        return Err(coffer_domain::engine::EngineFailure::Invalid(
+            "the replica's directory is not empty and holds no replica of this repository; \
+             choose an empty directory; nothing was written"
+                .into(),
+        ));
+    }
+    Ok(())
+}

@@ -50,6 +50,7 @@ pub fn pause(now: DateTime<Utc>, next: Option<DateTime<Utc>>) -> Duration {
 /// tick in progress finishes first, so no started job goes unrecorded.
 pub fn spawn(
     scheduler: Arc<Scheduler>,
+    replicas: Arc<coffer_application::ReplicaService>,
     clock: Arc<dyn Clock>,
     mut stop: watch::Receiver<bool>,
 ) -> JoinHandle<()> {
@@ -66,6 +67,11 @@ pub fn spawn(
                     errors = report.errors.len(),
                     "scheduler tick"
                 );
+            }
+            // A replica falls behind as time passes, copy or not: its lag alert is
+            // judged at every tick (at least once a minute).
+            if let Err(e) = replicas.check_lag().await {
+                tracing::error!(error = %e, "scheduler: cannot judge the replicas' lag");
             }
             let next = match scheduler.next_wakeup().await {
                 Ok(next) => next,

@@ -40,6 +40,9 @@ pub struct Settings {
     pub scheduler: SchedulerSettings,
     pub alerts: AlertSettings,
     pub disk: DiskSettings,
+    /// Off-site copies (`[[replicas]]`), read-only in the API.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub replicas: Vec<ReplicaSettings>,
     /// The configuration file these settings were read from, if any (set by the loader,
     /// not a key of the file): one of the files a source may not hold.
     #[serde(skip)]
@@ -66,8 +69,30 @@ impl Default for Settings {
             scheduler: SchedulerSettings::default(),
             alerts: AlertSettings::default(),
             disk: DiskSettings::default(),
+            replicas: Vec::new(),
         }
     }
+}
+
+/// One `[[replicas]]` entry: a further backend that copy jobs keep in step with the
+/// repository. Its `storage` takes the keys of `[storage]`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ReplicaSettings {
+    pub name: String,
+    pub storage: StorageSettings,
+    /// Never delete anything on the replica.
+    #[serde(default)]
+    pub append_only: bool,
+    /// Cron (five fields, UTC) of its copies; unset: on demand only.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub schedule: Option<String>,
+    /// Alert when more snapshots than this are not yet copied.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_lag_snapshots: Option<u32>,
+    /// Alert when the oldest snapshot not yet copied is older than this.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_lag_hours: Option<u32>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -833,6 +858,51 @@ impl Settings {
                 "metrics.token",
                 "must be at least 16 characters without spaces (or unset for local-only scraping)",
             );
+        }
+        let mut names = std::collections::HashSet::new();
+        for (i, r) in self.replicas.iter().enumerate() {
+            let key = format!("replicas[{i}]");
+            if r.name.trim().is_empty() {
+                return bad(&format!("{key}.name"), "must not be empty");
+            }
+            if !names.insert(r.name.trim().to_owned()) {
+                return bad(&format!("{key}.name"), "is the name of another replica");
+            }
+            match r.storage.backend {
+                StorageBackend::Fs => {
+                    if r.storage.root.as_ref().is_none_or(|p| !p.is_absolute()) {
+                        return bad(
+                            &format!("{key}.storage.root"),
+                            "must be set to an absolute directory",
+                        );
+                    }
+                }
+                StorageBackend::S3 => {
+                    // A replica's keys come from its own file: the environment's
+                    // COFFER_STORAGE__* keys are the repository's.
+                    if r.storage.access_key_id.is_some() || r.storage.secret_access_key.is_some() {
+                        return bad(
+                            &format!("{key}.storage"),
+                            "takes its S3 keys from credentials_file only (a 0600 file), never \
+                             written in the configuration",
+                        );
+                    }
+                    if r.storage
+                        .credentials_file
+                        .as_ref()
+                        .is_none_or(|p| !p.is_absolute())
+                    {
+                        return bad(
+                            &format!("{key}.storage.credentials_file"),
+                            "must be set to an absolute path (a 0600 file with access_key_id \
+                             and secret_access_key)",
+                        );
+                    }
+                    r.storage
+                        .validate()
+                        .map_err(|e| ConfigError::Invalid(format!("{key}: {e}")))?;
+                }
+            }
         }
         if self.backup.suspicious_shrink_percent > 100 {
             return bad("backup.suspicious_shrink_percent", "must be at most 100");

@@ -342,6 +342,45 @@ fn the_host_of_a_webhook_url() {
 }
 
 #[test]
+fn replicas_take_the_keys_of_storage_and_are_checked() {
+    Jail::expect_with(|jail| {
+        jail.create_file(
+            "r.toml",
+            "[[replicas]]\nname = \"nas\"\nstorage = { backend = \"fs\", root = \"/mnt/nas\" }\n\
+             append_only = true\nschedule = \"0 2 * * *\"\nmax_lag_hours = 48\n\n\
+             [[replicas]]\nname = \"usb\"\nstorage = { root = \"/media/usb\" }\n",
+        )?;
+        let s = Settings::load(Some(Path::new("r.toml"))).map_err(|e| e.to_string())?;
+        assert_eq!(s.replicas.len(), 2);
+        assert_eq!(s.replicas[0].name, "nas");
+        assert_eq!(s.replicas[0].storage.backend, StorageBackend::Fs);
+        assert_eq!(
+            s.replicas[0].storage.root.as_deref(),
+            Some(Path::new("/mnt/nas"))
+        );
+        assert!(s.replicas[0].append_only);
+        assert_eq!(s.replicas[0].schedule.as_deref(), Some("0 2 * * *"));
+        assert_eq!(s.replicas[0].max_lag_hours, Some(48));
+        assert_eq!(s.replicas[0].max_lag_snapshots, None);
+        assert!(!s.replicas[1].append_only);
+
+        jail.create_file("dup.toml", "[[replicas]]\nname = \"a\"\nstorage = { root = \"/x\" }\n[[replicas]]\nname = \"a\"\nstorage = { root = \"/y\" }\n")?;
+        assert!(load_err(Some(Path::new("dup.toml"))).contains("replicas[1].name"));
+        jail.create_file(
+            "rel.toml",
+            "[[replicas]]\nname = \"a\"\nstorage = { root = \"relative\" }\n",
+        )?;
+        assert!(load_err(Some(Path::new("rel.toml"))).contains("replicas[0].storage.root"));
+        jail.create_file(
+            "typo.toml",
+            "[[replicas]]\nname = \"a\"\nstorage = { root = \"/x\" }\nappend_onyl = true\n",
+        )?;
+        assert!(load_err(Some(Path::new("typo.toml"))).contains("append_onyl"));
+        Ok(())
+    });
+}
+
+#[test]
 fn s3_storage_needs_a_bucket_and_credentials() {
     Jail::expect_with(|jail| {
         jail.create_file("c.toml", "[storage]\nbackend = \"s3\"\n")?;
@@ -452,4 +491,42 @@ fn tempfile_dir() -> PathBuf {
     ));
     std::fs::create_dir_all(&dir).unwrap();
     dir
+}
+
+#[test]
+fn s3_replicas_take_their_keys_from_a_file_only() {
+    Jail::expect_with(|jail| {
+        jail.create_file(
+            "s3.toml",
+            "[[replicas]]\nname = \"offsite\"\n\
+             storage = { backend = \"s3\", bucket = \"coffer-copy\", region = \"garage\", \
+             endpoint = \"http://127.0.0.1:3900\", prefix = \"nas1\", credentials_file = \"/etc/coffer/s3\" }\n",
+        )?;
+        let s = Settings::load(Some(Path::new("s3.toml"))).map_err(|e| e.to_string())?;
+        assert_eq!(s.replicas[0].storage.backend, StorageBackend::S3);
+        assert_eq!(s.replicas[0].storage.bucket.as_deref(), Some("coffer-copy"));
+        jail.create_file(
+            "keys.toml",
+            "[[replicas]]\nname = \"offsite\"\n\
+             storage = { backend = \"s3\", bucket = \"b\", access_key_id = \"x\", credentials_file = \"/etc/coffer/s3\" }\n",
+        )?;
+        let err = load_err(Some(Path::new("keys.toml")));
+        assert!(err.contains("replicas[0].storage"), "{err}");
+        jail.create_file(
+            "nofile.toml",
+            "[[replicas]]\nname = \"offsite\"\nstorage = { backend = \"s3\", bucket = \"b\" }\n",
+        )?;
+        let err = load_err(Some(Path::new("nofile.toml")));
+        assert!(
+            err.contains("replicas[0].storage.credentials_file"),
+            "{err}"
+        );
+        jail.create_file(
+            "badbucket.toml",
+            "[[replicas]]\nname = \"offsite\"\nstorage = { backend = \"s3\", bucket = \"Bad_Bucket\", credentials_file = \"/etc/coffer/s3\" }\n",
+        )?;
+        let err = load_err(Some(Path::new("badbucket.toml")));
+        assert!(err.contains("storage.bucket"), "{err}");
+        Ok(())
+    });
 }

@@ -3,9 +3,10 @@
 //! that failed, a master key never exported — persisted until someone acknowledges them, and sent to a webhook.
 //!
 //! Two sorts of kind. A *condition* (`quota_warning`, `quota_exceeded`, `disk_low`,
-//! `key_not_exported`) is a state that holds for a while: one open alert stands for it,
+//! `key_not_exported`, `replica_lagging`) is a state that holds for a while: one open alert stands for it,
 //! however often it is observed, and it is acknowledged by the system once the state no
-//! longer holds. An *event* (`backup_failed`, `backup_partial`, `damage`, `prune_failed`)
+//! longer holds. An *event* (`backup_failed`, `backup_partial`, `damage`, `prune_failed`,
+//! `replica_failed`)
 //! happens once: every occurrence is its own alert.
 
 use std::path::{Path, PathBuf};
@@ -51,10 +52,14 @@ pub enum AlertKind {
     PruneFailed,
     /// A backup found its source empty or collapsed (an unmounted share?).
     BackupSuspicious,
+    /// A copy into a replica failed.
+    ReplicaFailed,
+    /// A replica is further behind than its limits allow (a condition).
+    ReplicaLagging,
 }
 
 impl AlertKind {
-    pub const ALL: [Self; 9] = [
+    pub const ALL: [Self; 11] = [
         Self::BackupFailed,
         Self::BackupPartial,
         Self::QuotaWarning,
@@ -64,6 +69,8 @@ impl AlertKind {
         Self::KeyNotExported,
         Self::PruneFailed,
         Self::BackupSuspicious,
+        Self::ReplicaFailed,
+        Self::ReplicaLagging,
     ];
 
     /// The stable name stored in the `alerts` table and shown by the API.
@@ -79,6 +86,8 @@ impl AlertKind {
             Self::Damage => "damage",
             Self::KeyNotExported => "key_not_exported",
             Self::PruneFailed => "prune_failed",
+            Self::ReplicaFailed => "replica_failed",
+            Self::ReplicaLagging => "replica_lagging",
         }
     }
 
@@ -88,7 +97,11 @@ impl AlertKind {
     pub const fn is_condition(self) -> bool {
         matches!(
             self,
-            Self::QuotaWarning | Self::QuotaExceeded | Self::DiskLow | Self::KeyNotExported
+            Self::QuotaWarning
+                | Self::QuotaExceeded
+                | Self::DiskLow
+                | Self::KeyNotExported
+                | Self::ReplicaLagging
         )
     }
 }
@@ -304,7 +317,8 @@ mod tests {
                 AlertKind::QuotaWarning,
                 AlertKind::QuotaExceeded,
                 AlertKind::DiskLow,
-                AlertKind::KeyNotExported
+                AlertKind::KeyNotExported,
+                AlertKind::ReplicaLagging
             ]
         );
     }

@@ -55,6 +55,11 @@ pub enum AuditAction {
     AuditChainKeyed,
     /// The chain's head was exported (`coffer audit head`).
     AuditHead,
+    ReplicaCreate,
+    ReplicaUpdate,
+    ReplicaDelete,
+    /// A copy into a replica ended.
+    ReplicaCopy,
 }
 
 impl AuditAction {
@@ -93,6 +98,10 @@ impl AuditAction {
             Self::SettingsChange => "settings_change",
             Self::AuditChainKeyed => "audit_chain_keyed",
             Self::AuditHead => "audit_head",
+            Self::ReplicaCreate => "replica_create",
+            Self::ReplicaUpdate => "replica_update",
+            Self::ReplicaDelete => "replica_delete",
+            Self::ReplicaCopy => "replica_copy",
         }
     }
 }

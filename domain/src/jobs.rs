@@ -18,15 +18,18 @@ pub enum JobKind {
     Prune,
     /// A check of the whole repository (structure, and a share of the data).
     Check,
+    /// A copy of the repository into a replica.
+    Copy,
 }
 
 impl JobKind {
-    pub const ALL: [Self; 5] = [
+    pub const ALL: [Self; 6] = [
         Self::Backup,
         Self::Restore,
         Self::Verify,
         Self::Prune,
         Self::Check,
+        Self::Copy,
     ];
 
     #[must_use]
@@ -37,6 +40,7 @@ impl JobKind {
             Self::Verify => "verify",
             Self::Prune => "prune",
             Self::Check => "check",
+            Self::Copy => "copy",
         }
     }
 }
@@ -104,6 +108,10 @@ pub enum JobParams {
         /// The share of the stored data to re-read, in percent (1–100).
         share_percent: u8,
     },
+    /// A copy into the replica of that name.
+    Copy {
+        replica: String,
+    },
 }
 
 impl JobParams {
@@ -115,6 +123,7 @@ impl JobParams {
             Self::Verify { .. } => JobKind::Verify,
             Self::Prune => JobKind::Prune,
             Self::Check { .. } => JobKind::Check,
+            Self::Copy { .. } => JobKind::Copy,
         }
     }
 }
@@ -209,9 +218,35 @@ pub enum JobResult {
         problems: Vec<String>,
         damaged_snapshots: Vec<String>,
     },
+    Copy {
+        replica: String,
+        /// Snapshots in the repository, and on the replica once the copy ended.
+        snapshots: u64,
+        replica_snapshots: u64,
+        objects_copied: u64,
+        bytes_copied: u64,
+        /// Objects the replica held already (not sent again).
+        objects_present: u64,
+        /// Snapshots the repository's retention removed, deleted from the replica.
+        snapshots_deleted: u64,
+    },
 }
 
 impl JobResult {
+    /// What a copy job into `replica` reports of `r`.
+    #[must_use]
+    pub fn of_copy(replica: String, r: &crate::replicas::CopyReport) -> Self {
+        Self::Copy {
+            replica,
+            snapshots: r.snapshots,
+            replica_snapshots: r.replica_snapshots,
+            objects_copied: r.objects_copied,
+            bytes_copied: r.bytes_copied,
+            objects_present: r.objects_present,
+            snapshots_deleted: r.snapshots_deleted,
+        }
+    }
+
     /// What a prune job reports of `r` (its deleted packs count the orphaned ones too).
     #[must_use]
     pub const fn of_prune(r: &PruneReport) -> Self {
@@ -323,7 +358,7 @@ impl Job {
             JobParams::Restore { snapshot_id, .. } | JobParams::Verify { snapshot_id, .. } => {
                 (None, Some(snapshot_id.clone()))
             }
-            JobParams::Prune | JobParams::Check { .. } => (None, None),
+            JobParams::Prune | JobParams::Check { .. } | JobParams::Copy { .. } => (None, None),
         };
         Self {
             id,
@@ -375,7 +410,8 @@ impl Job {
                 hide_all(problems);
                 hide_all(damaged_files);
             }
-            Some(JobResult::Prune { .. } | JobResult::Check { .. }) | None => {}
+            Some(JobResult::Prune { .. } | JobResult::Check { .. } | JobResult::Copy { .. })
+            | None => {}
         }
         if let Some(error) = &mut self.error
             && matches!(self.params.kind(), JobKind::Restore | JobKind::Verify)

@@ -41,6 +41,7 @@ pub mod engine;
 pub mod ids;
 pub mod jobs;
 pub mod ports;
+pub mod replicas;
 pub mod reports;
 pub mod retention;
 pub mod schedule;

@@ -14,6 +14,7 @@ mod m20261126_000005_backups_source_latest_index;
 mod m20261126_000006_audit_filter_indexes;
 mod m20261127_000007_storage_history;
 mod m20261205_000008_backups_suspicious;
+mod m20261205_000009_replicas;
 
 pub struct Migrator;
 
@@ -28,6 +29,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261126_000006_audit_filter_indexes::Migration),
             Box::new(m20261127_000007_storage_history::Migration),
             Box::new(m20261205_000008_backups_suspicious::Migration),
+            Box::new(m20261205_000009_replicas::Migration),
         ]
     }
 }

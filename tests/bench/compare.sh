@@ -225,7 +225,7 @@ COFFER_READY=0
 if has_tool coffer; then
   # Coffer reads COFFER_* variables and ./config/coffer.toml (its ops run with cwd=$BENCH_DIR).
   while IFS='=' read -r name _; do
-    case $name in COFFER_BIN | COFFER_BUILD) ;; COFFER_*) log "WARNING: $name is set and changes Coffer's settings (e.g. encryption)" ;; esac
+    case $name in COFFER_BIN | COFFER_BUILD | COFFER_TEST_*) ;; COFFER_*) log "WARNING: $name is set and changes Coffer's settings (e.g. encryption)" ;; esac
   done < <(env)
   want_build=0
   if [[ $COFFER_BUILD == 1 ]]; then

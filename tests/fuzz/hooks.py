@@ -19,7 +19,9 @@
    a fuzzed `createSource` or `updateSource` naming an existing directory such as `/`
    would make the server back up the whole machine. Such a path is replaced with the
    seeded fixture directory; paths that are not existing directories (what the
-   validation code sees almost always) are sent as generated.
+   validation code sees almost always) are sent as generated. A replica's directory
+   (`createReplica`, `updateReplica`) is always the run's own `<data dir>-replicas`: a
+   copy writes there.
 
 Environment (set by run.sh): COFFER_FUZZ_URL, COFFER_FUZZ_ADMIN_PASSWORD, COFFER_FUZZ_BIN,
 COFFER_FUZZ_DATA_DIR, COFFER_FUZZ_SEED (the JSON written by seed.py), COFFER_FUZZ_FIXTURE.
@@ -42,6 +44,8 @@ PASSWORD = os.environ["COFFER_FUZZ_ADMIN_PASSWORD"]
 COFFER = os.environ["COFFER_FUZZ_BIN"]
 DATA_DIR = os.environ["COFFER_FUZZ_DATA_DIR"]
 FIXTURE = os.path.realpath(os.environ["COFFER_FUZZ_FIXTURE"])
+# Where fuzzed replicas go: beside the data directory, inside the run's temporary one.
+REPLICAS = os.path.realpath(DATA_DIR) + "-replicas"
 with open(os.environ["COFFER_FUZZ_SEED"]) as f:
     SEED = json.load(f)
 
@@ -167,4 +171,14 @@ def map_case(context, case):
         and _is_outside_fixture_dir(case.body.get("path"))
     ):
         case.body = {**case.body, "path": FIXTURE}
+    if (
+        op is not None
+        and op.path.startswith("/api/replicas")
+        and op.method.upper() in ("POST", "PATCH")
+        and isinstance(case.body, dict)
+        and isinstance(case.body.get("root"), str)
+    ):
+        # A replica's directory is written to by the next copy (the fuzzer syncs):
+        # always one of the run's own, never a generated path on the machine.
+        case.body = {**case.body, "root": REPLICAS}
     return case

@@ -130,6 +130,9 @@ impl Browser {
     /// # Panics
     /// When they are installed but do not start.
     pub async fn launch(test: &str) -> Option<Self> {
+        // The WebDriver client's rustls has no provider of its own (the workspace builds
+        // reqwest with `rustls-no-provider`): the process's one, as `coffer` installs it.
+        coffer::install_crypto_provider();
         let install = match Installation::find() {
             Ok(install) => install,
             Err(reason) => return coffer_db::testing::skip(test, &reason),
@@ -212,9 +215,6 @@ impl Browser {
         let Value::Object(caps) = caps else {
             unreachable!("an object")
         };
-        // thirtyfour's reqwest is the one the S3 storage uses, built with rustls and no
-        // provider of its own: the process's (ring) must be in place first.
-        coffer::install_crypto_provider();
         let client = match WebDriver::new(driver_url, caps).await {
             Ok(client) => client,
             Err(e) => {

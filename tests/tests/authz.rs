@@ -64,6 +64,10 @@ fn sample_body(operation_id: &str) -> Option<Value> {
         "createSource" => json!({"name": "matrix", "path": "/nonexistent/matrix"}),
         "updateSource" => json!({"name": "matrix-renamed"}),
         "startBackup" | "simulateRetention" => json!({"source": "no-such-source"}),
+        // Replicas: adding one writes nothing until a copy runs; the calls on
+        // `/api/replicas/{name}` name none that exists (404 for the allowed).
+        "createReplica" => json!({"name": "matrix", "root": "/nonexistent/matrix-replica"}),
+        "updateReplica" => json!({"append_only": true}),
         // `updateSettings` with every setting absent changes nothing.
         "startRestore" | "updateSettings" => json!({}),
         _ => return None,
@@ -175,6 +179,9 @@ async fn every_operation_obeys_the_role_table() {
         "exportBackupsCsv",
         "exportAuditCsv",
         "exportPdf",
+        "listReplicas",
+        "createReplica",
+        "syncReplica",
     ] {
         assert!(checked.contains_key(id), "{id} not in the spec");
     }

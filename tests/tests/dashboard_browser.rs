@@ -786,6 +786,14 @@ async fn a_viewer_finds_no_control_that_changes_anything() {
     source_tree(&src);
     let source_id = api.create_source("projects", &src).await;
     let snap = api.backup(source_id).await;
+    // A replica, shown on the overview without its "Copy now" (operators and admins).
+    let (status, body) = api
+        .post(
+            "/api/replicas",
+            json!({"name": "nas", "root": work.path().join("nas").to_str().expect("utf8")}),
+        )
+        .await;
+    assert_eq!(status, 201, "{body}");
     app.create_user(&api.token, "vera", VIEWER_PASSWORD, "viewer")
         .await;
 
@@ -808,6 +816,11 @@ async fn a_viewer_finds_no_control_that_changes_anything() {
             browser
                 .find(&format!(r#"tr[data-backup-id="{snap}"]"#))
                 .await;
+        }
+        if page == "overview" {
+            let row = browser.find(r#"tr[data-overview-replica="nas"]"#).await;
+            let text = row.text().await;
+            assert!(text.contains("Never copied"), "{text}");
         }
         assert_nothing_mutating(&browser, page).await;
         shot(&browser, &format!("viewer-{page}")).await;
@@ -946,5 +959,60 @@ async fn a_locked_out_login_says_when_to_try_again() {
         browser.try_find(&ready("overview")).await.is_none(),
         "signed in while locked: {text}"
     );
+    app.stop().await;
+}
+
+/// The overview's replicas panel: an admin starts a copy from it, and the panel then
+/// shows the copy and no lag; a lagging replica says how far behind it is.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_overview_shows_replicas_and_starts_a_copy() {
+    let Some(browser) = Browser::launch("the_overview_shows_replicas_and_starts_a_copy").await
+    else {
+        return;
+    };
+    let app = spawn_app(Backend::Sqlite, "browser_replicas")
+        .await
+        .expect("sqlite is always available");
+    let api: Api<'_> = admin(&app).await;
+    let work = tempfile::tempdir().expect("tempdir");
+    let src = work.path().join("projects");
+    source_tree(&src);
+    let source_id = api.create_source("projects", &src).await;
+    api.backup(source_id).await;
+    let nas = work.path().join("nas");
+    let (status, body) = api
+        .post(
+            "/api/replicas",
+            json!({"name": "nas", "root": nas.to_str().expect("utf8"), "max_lag_snapshots": 0}),
+        )
+        .await;
+    assert_eq!(status, 201, "{body}");
+
+    submit_login(&browser, &app, "admin", &app.admin_password()).await;
+    browser.find(&ready("overview")).await;
+    let row = r#"tr[data-overview-replica="nas"]"#;
+    let text = browser.find(row).await.text().await;
+    assert!(
+        text.contains("Never copied") && text.contains("1 behind"),
+        "{text}"
+    );
+    shot(&browser, "overview-replica-behind").await;
+    browser
+        .find(&format!(r#"{row} [data-action="sync"]"#))
+        .await
+        .click()
+        .await;
+    browser
+        .wait_for(
+            "const r = document.querySelector('tr[data-overview-replica=\"nas\"]'); \
+             return r && !r.textContent.includes('Never copied') \
+               && r.textContent.includes('0 snapshot(s)');",
+            "the copy to show on the overview",
+        )
+        .await;
+    assert!(nas.join("config").is_file(), "the copy wrote the replica");
+    shot(&browser, "overview-replica-copied").await;
+    assert_console_clean(&browser).await;
+    browser.quit().await;
     app.stop().await;
 }

@@ -48,7 +48,8 @@ macro_rules! contract {
     };
 }
 
-const TABLES: [&str; 9] = [
+const TABLES: [&str; 10] = [
+    "replicas",
     "revoked_sessions",
     "roles",
     "users",
@@ -1617,3 +1618,5 @@ mod counters;
 mod alerts;
 
 mod reports;
+
+mod replicas;

@@ -86,6 +86,9 @@ enum ParamsJson {
     Check {
         share_percent: u8,
     },
+    Copy {
+        replica: String,
+    },
 }
 
 impl From<&JobParams> for ParamsJson {
@@ -117,6 +120,9 @@ impl From<&JobParams> for ParamsJson {
             JobParams::Prune => Self::Prune,
             JobParams::Check { share_percent } => Self::Check {
                 share_percent: *share_percent,
+            },
+            JobParams::Copy { replica } => Self::Copy {
+                replica: replica.clone(),
             },
         }
     }
@@ -150,6 +156,7 @@ impl From<ParamsJson> for JobParams {
             },
             ParamsJson::Prune => Self::Prune,
             ParamsJson::Check { share_percent } => Self::Check { share_percent },
+            ParamsJson::Copy { replica } => Self::Copy { replica },
         }
     }
 }
@@ -237,6 +244,15 @@ enum ResultJson {
         problems: Vec<String>,
         damaged_snapshots: Vec<String>,
     },
+    Copy {
+        replica: String,
+        snapshots: u64,
+        replica_snapshots: u64,
+        objects_copied: u64,
+        bytes_copied: u64,
+        objects_present: u64,
+        snapshots_deleted: u64,
+    },
 }
 
 impl From<&JobResult> for ResultJson {
@@ -320,6 +336,23 @@ impl From<&JobResult> for ResultJson {
                 bytes_read,
                 problems,
                 damaged_snapshots,
+            },
+            JobResult::Copy {
+                replica,
+                snapshots,
+                replica_snapshots,
+                objects_copied,
+                bytes_copied,
+                objects_present,
+                snapshots_deleted,
+            } => Self::Copy {
+                replica,
+                snapshots,
+                replica_snapshots,
+                objects_copied,
+                bytes_copied,
+                objects_present,
+                snapshots_deleted,
             },
         }
     }
@@ -406,6 +439,23 @@ impl From<ResultJson> for JobResult {
                 bytes_read,
                 problems,
                 damaged_snapshots,
+            },
+            ResultJson::Copy {
+                replica,
+                snapshots,
+                replica_snapshots,
+                objects_copied,
+                bytes_copied,
+                objects_present,
+                snapshots_deleted,
+            } => Self::Copy {
+                replica,
+                snapshots,
+                replica_snapshots,
+                objects_copied,
+                bytes_copied,
+                objects_present,
+                snapshots_deleted,
             },
         }
     }

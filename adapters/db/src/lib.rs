@@ -16,6 +16,7 @@ pub mod entities;
 mod error;
 mod jobs_repos;
 mod page;
+mod replica_repos;
 mod repos;
 mod source_runs;
 mod storage_history;
@@ -34,6 +35,7 @@ pub use backup_repos::{SeaBackupCatalog, SeaSourceRepository};
 pub use counters::SeaCounterRepository;
 pub use error::DbError;
 pub use jobs_repos::SeaJobRepository;
+pub use replica_repos::SeaReplicaRepository;
 pub use repos::{SeaDatabaseHealth, SeaRoleRepository, SeaSettingsRepository};
 pub use storage_history::SeaStorageHistory;
 
@@ -195,6 +197,11 @@ impl Database {
     #[must_use]
     pub fn alerts(&self) -> SeaAlertRepository {
         SeaAlertRepository::new(self.conn.clone())
+    }
+
+    #[must_use]
+    pub fn replicas(&self) -> SeaReplicaRepository {
+        SeaReplicaRepository::new(self.conn.clone())
     }
 
     #[must_use]

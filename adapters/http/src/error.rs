@@ -341,6 +341,25 @@ impl From<MaintenanceError> for ApiError {
     }
 }
 
+impl From<coffer_application::ReplicaError> for ApiError {
+    fn from(e: coffer_application::ReplicaError) -> Self {
+        use coffer_application::ReplicaError;
+        match e {
+            ReplicaError::Common(c) => c.into(),
+            ReplicaError::Engine(x) => x.into(),
+            ReplicaError::Submit(s) => s.into(),
+            ReplicaError::InvalidName(_)
+            | ReplicaError::InvalidPath(_)
+            | ReplicaError::InvalidLocation(_)
+            | ReplicaError::InvalidSchedule(_) => Self::coded(StatusCode::UNPROCESSABLE_ENTITY, &e),
+            // `replica_unavailable` ends copy jobs only; no request answers with it.
+            ReplicaError::NameTaken(_)
+            | ReplicaError::FromConfig(_)
+            | ReplicaError::Unavailable(_) => Self::coded(StatusCode::CONFLICT, &e),
+        }
+    }
+}
+
 impl From<JobsError> for ApiError {
     fn from(e: JobsError) -> Self {
         match e {

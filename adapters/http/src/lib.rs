@@ -41,6 +41,7 @@ pub mod schema {
     pub use crate::api::dto::UserDto;
     pub use crate::api::jobs::JobResultDto;
     pub use crate::api::maintenance::StorageDto;
+    pub use crate::api::replicas::ReplicaDto;
     pub use crate::api::sources::{RetentionReportDto, SourceDto};
 
     /// `value` as the API writes it.
@@ -74,6 +75,8 @@ pub struct AppState {
     pub settings: Arc<SettingsService>,
     /// CSV and PDF exports.
     pub reports: Arc<ReportService>,
+    /// Off-site copies.
+    pub replicas: Arc<coffer_application::ReplicaService>,
     /// Who may scrape `/metrics`.
     pub metrics: metrics::MetricsAccess,
     /// Reverse proxies whose `X-Forwarded-For` is believed.
@@ -113,6 +116,7 @@ type Apis = (
     api::dashboard::DashboardApi,
     api::settings::SettingsApi,
     api::reports::ReportsApi,
+    api::replicas::ReplicasApi,
 );
 
 fn api_service() -> OpenApiService<Apis, ()> {
@@ -130,6 +134,7 @@ fn api_service() -> OpenApiService<Apis, ()> {
             api::dashboard::DashboardApi,
             api::settings::SettingsApi,
             api::reports::ReportsApi,
+            api::replicas::ReplicasApi,
         ),
         "Coffer",
         env!("CARGO_PKG_VERSION"),

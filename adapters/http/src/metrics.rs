@@ -288,9 +288,85 @@ pub async fn metrics(req: &Request, state: Data<&Arc<AppState>>) -> Response {
             format!("{:.3}", j.total_secs),
         );
     }
+    match state.replicas.list(&actor).await {
+        Ok(replicas) => replica_metrics(&mut o, &replicas, chrono::Utc::now()),
+        Err(e) => return poem::IntoResponse::into_response(ApiError::from(e)),
+    }
     Response::builder()
         .content_type("text/plain; version=0.0.4; charset=utf-8")
         .body(o.0)
+}
+
+/// Each replica's last copies and lag.
+fn replica_metrics(
+    o: &mut Out,
+    replicas: &[coffer_application::ReplicaStatus],
+    now: chrono::DateTime<chrono::Utc>,
+) {
+    o.family(
+        "coffer_replica_last_success_timestamp_seconds",
+        "gauge",
+        "When the last successful copy into each replica ended (Unix time).",
+    );
+    for r in replicas {
+        if let Some(t) = r.replica.last_success_at {
+            o.sample(
+                "coffer_replica_last_success_timestamp_seconds",
+                &[("replica", r.replica.spec.name.as_str())],
+                secs(t),
+            );
+        }
+    }
+    o.family(
+        "coffer_replica_last_failure_timestamp_seconds",
+        "gauge",
+        "When the last failed copy into each replica ended (Unix time).",
+    );
+    for r in replicas {
+        if let Some(t) = r.replica.last_failure_at {
+            o.sample(
+                "coffer_replica_last_failure_timestamp_seconds",
+                &[("replica", r.replica.spec.name.as_str())],
+                secs(t),
+            );
+        }
+    }
+    o.family(
+        "coffer_replica_lag_snapshots",
+        "gauge",
+        "Snapshots of the repository not yet copied into each replica.",
+    );
+    for r in replicas {
+        o.sample(
+            "coffer_replica_lag_snapshots",
+            &[("replica", r.replica.spec.name.as_str())],
+            r.lag.snapshots,
+        );
+    }
+    o.family(
+        "coffer_replica_lag_seconds",
+        "gauge",
+        "Age of the oldest snapshot not yet copied into each replica (0: none).",
+    );
+    for r in replicas {
+        o.sample(
+            "coffer_replica_lag_seconds",
+            &[("replica", r.replica.spec.name.as_str())],
+            r.lag.age(now).map_or(0, |a| a.num_seconds()),
+        );
+    }
+    o.family(
+        "coffer_replica_lagging",
+        "gauge",
+        "1 while a replica is further behind than its limits (replica_lagging).",
+    );
+    for r in replicas {
+        o.sample(
+            "coffer_replica_lagging",
+            &[("replica", r.replica.spec.name.as_str())],
+            u8::from(r.lagging.is_some()),
+        );
+    }
 }
 
 #[cfg(test)]

@@ -90,6 +90,10 @@
 //!
 //! **Recovery.** Storage plus the master key are enough: `snapshots/` lists every
 //! snapshot and the catalog can be rebuilt from it.
+//!
+//! **Replicas.** A replica is the same format in another store, written by `replicate`
+//! (packs, then indexes, then snapshots, each read back; see that module): it opens with
+//! the same master key, alone.
 
 mod backup;
 mod check;
@@ -100,6 +104,7 @@ mod index;
 mod lock;
 mod pack;
 mod prune;
+mod replicate;
 mod restore;
 mod snapshot;
 mod tree;
@@ -429,6 +434,19 @@ impl Repository {
         Ok(repo)
     }
 
+    /// The same repository in another store (a replica): same keys, same mode.
+    fn beside(&self, store: Arc<dyn ObjectStore>) -> Self {
+        Self {
+            store,
+            keys: self.keys.clone(),
+            encrypt: self.encrypt,
+            wanted_encrypt: self.wanted_encrypt,
+            index: RwLock::new(Arc::new(Index::default())),
+            tree_packs: Mutex::new(Vec::new()),
+            lock_timings: self.lock_timings,
+        }
+    }
+
     /// Reads the config object again: `Ok(Err(problem))` when it is missing or damaged
     /// (verify and check report it), `Err` for storage failures.
     pub(crate) async fn check_config(&self) -> Result<Result<(), String>, EngineError> {
@@ -681,6 +699,25 @@ impl Engine {
         Self {
             repo: Arc::new(repo),
         }
+    }
+}
+
+impl Engine {
+    /// Copies the repository into `dest`, a replica (see `replicate`).
+    ///
+    /// # Errors
+    /// `Invalid` when `dest` holds something else; `Damaged` when the replica does not
+    /// read back what was written; `Cancelled`; `Busy`; storage failures.
+    pub async fn replicate(
+        &self,
+        dest: Arc<dyn ObjectStore>,
+        options: coffer_domain::replicas::CopyOptions,
+        progress: Arc<Progress>,
+        cancel: Cancel,
+    ) -> Result<coffer_domain::replicas::CopyReport, EngineFailure> {
+        replicate::run(&self.repo, dest, options, &progress, &cancel)
+            .await
+            .map_err(EngineFailure::from)
     }
 }
 

@@ -21,6 +21,7 @@ mod export;
 mod gc;
 mod integrity;
 mod metadata;
+mod replicate;
 mod stores;
 
 /// Restores the whole of `snap` into `target`.

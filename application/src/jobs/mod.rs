@@ -31,8 +31,9 @@ pub use ports::{
     ActiveJobs, JobExecutor, JobFailure, JobQueue, JobsError, RunningJobs, SubmitError,
 };
 pub use scheduler::{
-    Dispatch, DispatchError, JobDispatch, SchedulePlan, ScheduledBackups, ScheduledMaintenance,
-    Scheduler, SchedulerOptions, SchedulerStatus, SourceSchedule, Task, TaskSchedule, TickReport,
+    Dispatch, DispatchError, JobDispatch, SchedulePlan, ScheduledBackups, ScheduledCopies,
+    ScheduledMaintenance, Scheduler, SchedulerOptions, SchedulerStatus, SourceSchedule, Task,
+    TaskSchedule, TickReport,
 };
 
 use crate::audit::AuditLog;
@@ -174,7 +175,9 @@ pub fn shown_to(actor: &Actor, mut status: JobStatus) -> JobStatus {
 #[must_use]
 pub const fn permission_for(kind: JobKind) -> Permission {
     match kind {
-        JobKind::Backup => Permission::Backup,
+        // An operator may start a copy (a backup of the backups); managing replicas is
+        // the administrator's.
+        JobKind::Backup | JobKind::Copy => Permission::Backup,
         JobKind::Restore | JobKind::Verify => Permission::Restore,
         JobKind::Prune | JobKind::Check => Permission::ManageSystem,
     }
@@ -188,6 +191,7 @@ const fn audit_action(kind: JobKind) -> AuditAction {
         JobKind::Verify => AuditAction::Verify,
         JobKind::Prune => AuditAction::Prune,
         JobKind::Check => AuditAction::Check,
+        JobKind::Copy => AuditAction::ReplicaCopy,
     }
 }
 
@@ -484,6 +488,7 @@ fn describe(params: &JobParams) -> String {
         JobParams::Check { share_percent } => {
             format!("check of the repository ({share_percent}% of the data)")
         }
+        JobParams::Copy { replica } => format!("copy to replica `{replica}`"),
     }
 }
 
@@ -559,6 +564,20 @@ impl JobQueue for JobService {
                     message: format!(
                         "a {} of the repository is already queued or running (job {})",
                         job.kind(),
+                        other.job.id
+                    ),
+                });
+            }
+            if let JobParams::Copy { replica } = &job.params
+                && let Some(other) = reg.live.values().find(|l| {
+                    !l.job.state.is_final()
+                        && matches!(&l.job.params, JobParams::Copy { replica: r } if r == replica)
+                })
+            {
+                return Err(SubmitError::JobRunning {
+                    job_id: other.job.id,
+                    message: format!(
+                        "a copy to replica `{replica}` is already queued or running (job {})",
                         other.job.id
                     ),
                 });

@@ -23,6 +23,7 @@ use chrono::{DateTime, TimeDelta, Utc};
 
 use coffer_domain::auth::{Actor, Permission};
 use coffer_domain::ports::{Clock, RepoError, SettingsRepository, Source, SourceRepository};
+use coffer_domain::replicas::{Replica, ReplicaRepository};
 use coffer_domain::schedule::Schedule;
 use coffer_domain::{JobId, SourceId};
 
@@ -68,6 +69,23 @@ pub trait Dispatch: Send + Sync {
     async fn backup(&self, source: SourceId) -> Result<JobId, DispatchError>;
     async fn prune(&self) -> Result<JobId, DispatchError>;
     async fn check(&self, share_percent: u8) -> Result<JobId, DispatchError>;
+    /// A copy into the replica `replica`.
+    async fn copy(&self, replica: &str) -> Result<JobId, DispatchError> {
+        Err(DispatchError::Refused {
+            code: "not_found",
+            message: format!("no replica `{replica}` can be copied to here"),
+        })
+    }
+}
+
+/// Starting a scheduled copy into a replica; the replica area implements it.
+#[async_trait]
+pub trait ScheduledCopies: Send + Sync {
+    async fn start_scheduled_copy(
+        &self,
+        actor: &Actor,
+        replica: &str,
+    ) -> Result<JobId, DispatchError>;
 }
 
 /// Starting a scheduled backup; the backup area implements it.
@@ -97,6 +115,7 @@ pub trait ScheduledMaintenance: Send + Sync {
 pub struct JobDispatch {
     backups: Arc<dyn ScheduledBackups>,
     maintenance: Arc<dyn ScheduledMaintenance>,
+    copies: Option<Arc<dyn ScheduledCopies>>,
     actor: Actor,
 }
 
@@ -109,8 +128,16 @@ impl JobDispatch {
         Self {
             backups,
             maintenance,
+            copies: None,
             actor: Actor::local_admin(SCHEDULER_USER),
         }
+    }
+
+    /// Scheduled copies into replicas go to `copies`.
+    #[must_use]
+    pub fn with_copies(mut self, copies: Arc<dyn ScheduledCopies>) -> Self {
+        self.copies = Some(copies);
+        self
     }
 }
 
@@ -128,6 +155,16 @@ impl Dispatch for JobDispatch {
         self.maintenance
             .start_scheduled_check(&self.actor, share_percent)
             .await
+    }
+
+    async fn copy(&self, replica: &str) -> Result<JobId, DispatchError> {
+        match &self.copies {
+            Some(copies) => copies.start_scheduled_copy(&self.actor, replica).await,
+            None => Err(DispatchError::Refused {
+                code: "not_found",
+                message: format!("no replica `{replica}` can be copied to here"),
+            }),
+        }
     }
 }
 
@@ -192,6 +229,7 @@ pub const fn default_grace() -> TimeDelta {
 pub enum Subject {
     Source { id: SourceId, name: String },
     Task(Task),
+    Replica { name: String },
 }
 
 impl std::fmt::Display for Subject {
@@ -199,6 +237,7 @@ impl std::fmt::Display for Subject {
         match self {
             Self::Source { id, name } => write!(f, "backup of `{name}` (source {id})"),
             Self::Task(task) => write!(f, "{task}"),
+            Self::Replica { name } => write!(f, "copy to replica `{name}`"),
         }
     }
 }
@@ -332,6 +371,7 @@ fn due(planned: DateTime<Utc>, now: DateTime<Utc>, grace: TimeDelta) -> Due {
 }
 
 pub struct Scheduler {
+    replicas: Option<Arc<dyn ReplicaRepository>>,
     sources: Arc<dyn SourceRepository>,
     settings: Arc<dyn SettingsRepository>,
     dispatch: Arc<dyn Dispatch>,
@@ -349,12 +389,20 @@ impl Scheduler {
         options: SchedulerOptions,
     ) -> Self {
         Self {
+            replicas: None,
             sources,
             settings,
             dispatch,
             clock,
             options,
         }
+    }
+
+    /// Replicas with a schedule get copies on it, by the same rules as sources.
+    #[must_use]
+    pub fn with_replicas(mut self, replicas: Arc<dyn ReplicaRepository>) -> Self {
+        self.replicas = Some(replicas);
+        self
     }
 
     #[must_use]
@@ -400,7 +448,71 @@ impl Scheduler {
                 report.errors.push(message);
             }
         }
+        if let Some(replicas) = &self.replicas {
+            match replicas.list().await {
+                Ok(list) => {
+                    for replica in &list {
+                        if let Err(e) = self.tick_replica(replicas, replica, now, &mut report).await
+                        {
+                            let message = format!("replica `{}`: {e}", replica.spec.name);
+                            tracing::error!(error = %message, "scheduler");
+                            report.errors.push(message);
+                        }
+                    }
+                }
+                Err(e) => {
+                    let message = format!("cannot list the replicas: {e}");
+                    tracing::error!(error = %message, "scheduler");
+                    report.errors.push(message);
+                }
+            }
+        }
         report
+    }
+
+    async fn tick_replica(
+        &self,
+        replicas: &Arc<dyn ReplicaRepository>,
+        replica: &Replica,
+        now: DateTime<Utc>,
+        report: &mut TickReport,
+    ) -> Result<(), RepoError> {
+        let name = &replica.spec.name;
+        let Some(schedule) = replica.spec.schedule.as_ref() else {
+            if replica.next_run_at.is_some() {
+                replicas.set_plan(name, None, replica.last_run_at).await?;
+            }
+            return Ok(());
+        };
+        let Some(planned) = replica.next_run_at else {
+            replicas
+                .set_plan(name, schedule.next_after(now), replica.last_run_at)
+                .await?;
+            return Ok(());
+        };
+        let subject = Subject::Replica {
+            name: name.to_string(),
+        };
+        let Some(outcome) = self
+            .fire(&subject, planned, now, || self.dispatch.copy(name.as_str()))
+            .await
+        else {
+            return Ok(());
+        };
+        let last = if matches!(outcome, Outcome::Started { .. }) {
+            Some(now)
+        } else {
+            replica.last_run_at
+        };
+        replicas
+            .set_plan(name, schedule.next_after(now), last)
+            .await?;
+        report.fired.push(Fired {
+            subject,
+            due_at: planned,
+            outcome,
+        });
+        Ok(())
     }
 
     async fn tick_source(
@@ -590,11 +702,23 @@ impl Scheduler {
     /// Database failures.
     pub async fn next_wakeup(&self) -> Result<Option<DateTime<Utc>>, CommonError> {
         let status = self.plan().await?;
+        let mut replicas = Vec::new();
+        if let Some(repo) = &self.replicas {
+            for r in repo.list().await? {
+                match (&r.spec.schedule, r.next_run_at) {
+                    (Some(_), Some(t)) => replicas.push(t),
+                    // Not planned yet: a tick now plans it.
+                    (Some(_), None) => replicas.push(self.clock.now()),
+                    (None, _) => {}
+                }
+            }
+        }
         Ok(status
             .sources
             .iter()
             .filter_map(|s| s.next_run_at)
             .chain(status.tasks.iter().filter_map(|t| t.next_run_at))
+            .chain(replicas)
             .min())
     }
 

@@ -12,6 +12,9 @@ use futures::executor::block_on;
 
 use coffer_domain::auth::Actor;
 use coffer_domain::ports::{Clock, RepoError, SettingsRepository, SourceRepository, SourceSpec};
+use coffer_domain::replicas::{
+    LagLimits, Replica, ReplicaLocation, ReplicaName, ReplicaRepository, ReplicaSpec,
+};
 use coffer_domain::schedule::Schedule;
 use coffer_domain::{JobId, SourceId};
 
@@ -173,6 +176,109 @@ impl Dispatch for FakeDispatch {
 
     async fn check(&self, share_percent: u8) -> Result<JobId, DispatchError> {
         self.start("check", format!("check:{share_percent}"))
+    }
+
+    async fn copy(&self, replica: &str) -> Result<JobId, DispatchError> {
+        let subject = format!("copy:{replica}");
+        self.start(&subject, subject.clone())
+    }
+}
+
+/// Replicas in memory (the scheduler reads them and writes their plan).
+#[derive(Default)]
+struct FakeReplicas(Mutex<Vec<Replica>>);
+
+impl FakeReplicas {
+    fn add(&self, name: &str, schedule: Option<&str>, now: DateTime<Utc>) {
+        self.0.lock().unwrap().push(Replica {
+            spec: ReplicaSpec {
+                name: ReplicaName::parse(name).unwrap(),
+                location: ReplicaLocation::Fs {
+                    root: format!("/mnt/{name}"),
+                },
+                append_only: false,
+                schedule: schedule.map(|s| Schedule::parse(s).unwrap()),
+                lag: LagLimits::default(),
+            },
+            from_config: false,
+            created_at: now,
+            last_success_at: None,
+            copied_through: None,
+            last_failure_at: None,
+            last_error: None,
+            next_run_at: None,
+            last_run_at: None,
+        });
+    }
+
+    fn one(&self, name: &str) -> Replica {
+        self.0
+            .lock()
+            .unwrap()
+            .iter()
+            .find(|r| r.spec.name.as_str() == name)
+            .cloned()
+            .unwrap()
+    }
+}
+
+#[async_trait]
+impl ReplicaRepository for FakeReplicas {
+    async fn create(
+        &self,
+        _: &ReplicaSpec,
+        _: bool,
+        _: DateTime<Utc>,
+    ) -> Result<Replica, RepoError> {
+        unreachable!("the scheduler creates no replica")
+    }
+    async fn get(&self, name: &ReplicaName) -> Result<Option<Replica>, RepoError> {
+        Ok(self
+            .0
+            .lock()
+            .unwrap()
+            .iter()
+            .find(|r| &r.spec.name == name)
+            .cloned())
+    }
+    async fn list(&self) -> Result<Vec<Replica>, RepoError> {
+        Ok(self.0.lock().unwrap().clone())
+    }
+    async fn update(&self, _: &ReplicaSpec, _: bool) -> Result<bool, RepoError> {
+        unreachable!("the scheduler changes no replica")
+    }
+    async fn delete(&self, _: &ReplicaName) -> Result<bool, RepoError> {
+        unreachable!("the scheduler deletes no replica")
+    }
+    async fn record_success(
+        &self,
+        _: &ReplicaName,
+        _: DateTime<Utc>,
+        _: DateTime<Utc>,
+    ) -> Result<(), RepoError> {
+        unreachable!("the scheduler records no copy")
+    }
+    async fn record_failure(
+        &self,
+        _: &ReplicaName,
+        _: DateTime<Utc>,
+        _: &str,
+    ) -> Result<(), RepoError> {
+        unreachable!("the scheduler records no copy")
+    }
+    async fn set_plan(
+        &self,
+        name: &ReplicaName,
+        next_run_at: Option<DateTime<Utc>>,
+        last_run_at: Option<DateTime<Utc>>,
+    ) -> Result<(), RepoError> {
+        for r in self.0.lock().unwrap().iter_mut() {
+            if &r.spec.name == name {
+                r.next_run_at = next_run_at;
+                r.last_run_at = last_run_at;
+            }
+        }
+        Ok(())
     }
 }
 
@@ -786,4 +892,52 @@ fn a_disabled_scheduler_does_nothing() {
     assert!(!status.enabled);
     assert_eq!(status.sources[0].next_run_at, None);
     assert_eq!(status.tasks[0].next_run_at, None);
+}
+
+// ---------------------------------------------------------------------------------------
+// Replicas
+// ---------------------------------------------------------------------------------------
+
+#[test]
+fn replica_copies_follow_the_same_rules_as_backups() {
+    let w = World::new();
+    let replicas = Arc::new(FakeReplicas::default());
+    replicas.add("nas", Some("0 2 * * *"), w.clock.now());
+    replicas.add("manual", None, w.clock.now());
+    let s = w.scheduler(options()).with_replicas(replicas.clone());
+    // Planned, not fired, at the first tick; the plan is the next wakeup.
+    assert!(w.tick_at(&s, at(1, 12, 0, 0)).is_empty());
+    assert_eq!(replicas.one("nas").next_run_at, Some(at(2, 2, 0, 0)));
+    assert_eq!(block_on(s.next_wakeup()).unwrap(), Some(at(2, 2, 0, 0)));
+    assert!(w.tick_at(&s, at(2, 1, 59, 59)).is_empty());
+
+    w.dispatch.hold("copy:nas");
+    let fired = w.tick_at(&s, at(2, 2, 0, 1));
+    assert_eq!(fired.len(), 1, "{fired:?}");
+    assert_eq!(fired[0].subject, Subject::Replica { name: "nas".into() });
+    assert!(started(&fired[0].outcome));
+    let nas = replicas.one("nas");
+    assert_eq!(
+        (nas.last_run_at, nas.next_run_at),
+        (Some(at(2, 2, 0, 1)), Some(at(3, 2, 0, 0)))
+    );
+
+    // Still copying a day later: that occurrence is skipped, never overlapped.
+    let fired = w.tick_at(&s, at(3, 2, 0, 0));
+    assert!(
+        matches!(fired[0].outcome, Outcome::StillRunning { .. }),
+        "{fired:?}"
+    );
+    assert_eq!(replicas.one("nas").last_run_at, Some(at(2, 2, 0, 1)));
+    w.dispatch.finish("copy:nas");
+
+    // Down for three days: caught up once.
+    let fired = w.tick_at(&s, at(7, 9, 0, 0));
+    assert_eq!(fired.len(), 1, "{fired:?}");
+    assert!(
+        matches!(fired[0].outcome, Outcome::Started { catch_up: true, .. }),
+        "{fired:?}"
+    );
+    assert_eq!(w.dispatch.started(), ["copy:nas", "copy:nas"]);
+    assert_eq!(replicas.one("manual").next_run_at, None);
 }

@@ -22,6 +22,7 @@ pub mod backup;
 pub mod catalog;
 pub mod keys;
 pub mod maintenance;
+pub mod replicas;
 pub mod report;
 pub mod restore;
 pub mod retention;

@@ -6,6 +6,7 @@ pub mod audit_logs;
 pub mod backups;
 pub mod counters;
 pub mod jobs;
+pub mod replicas;
 pub mod revoked_sessions;
 pub mod roles;
 pub mod settings;

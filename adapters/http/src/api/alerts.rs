@@ -61,6 +61,10 @@ pub enum AlertKindDto {
     /// `backup.suspicious_shrink_percent` (an unmounted share?): the snapshot is kept and
     /// replaces no older one.
     BackupSuspicious,
+    /// A copy into a replica failed.
+    ReplicaFailed,
+    /// A replica is further behind than its lag limits allow.
+    ReplicaLagging,
 }
 
 impl From<AlertKind> for AlertKindDto {
@@ -75,6 +79,8 @@ impl From<AlertKind> for AlertKindDto {
             AlertKind::KeyNotExported => Self::KeyNotExported,
             AlertKind::PruneFailed => Self::PruneFailed,
             AlertKind::BackupSuspicious => Self::BackupSuspicious,
+            AlertKind::ReplicaFailed => Self::ReplicaFailed,
+            AlertKind::ReplicaLagging => Self::ReplicaLagging,
         }
     }
 }

@@ -23,6 +23,8 @@ pub enum JobKindDto {
     Verify,
     Prune,
     Check,
+    /// A copy into a replica.
+    Copy,
 }
 
 impl From<JobKind> for JobKindDto {
@@ -33,6 +35,7 @@ impl From<JobKind> for JobKindDto {
             JobKind::Verify => Self::Verify,
             JobKind::Prune => Self::Prune,
             JobKind::Check => Self::Check,
+            JobKind::Copy => Self::Copy,
         }
     }
 }
@@ -45,6 +48,7 @@ impl From<JobKindDto> for JobKind {
             JobKindDto::Verify => Self::Verify,
             JobKindDto::Prune => Self::Prune,
             JobKindDto::Check => Self::Check,
+            JobKindDto::Copy => Self::Copy,
         }
     }
 }
@@ -98,6 +102,8 @@ pub struct JobParamsDto {
     pub read_data: Option<bool>,
     /// check: the share of the stored data re-read, in percent.
     pub share_percent: Option<u8>,
+    /// copy: the replica's name.
+    pub replica: Option<String>,
 }
 
 /// Counters of the job's work.
@@ -169,6 +175,18 @@ pub struct JobResultDto {
     pub packs_read: Option<u64>,
     /// check: snapshots that reference damaged or missing data.
     pub damaged_snapshots: Option<Vec<String>>,
+    /// copy: the replica's name.
+    pub replica: Option<String>,
+    /// copy: snapshots on the replica once the copy ended.
+    pub replica_snapshots: Option<u64>,
+    /// copy: objects written to the replica (each read back and compared).
+    pub objects_copied: Option<u64>,
+    /// copy: their bytes.
+    pub bytes_copied: Option<u64>,
+    /// copy: objects the replica held already (not sent again).
+    pub objects_present: Option<u64>,
+    /// copy: snapshots the repository's retention removed, deleted from the replica.
+    pub snapshots_deleted: Option<u64>,
 }
 
 impl From<JobResult> for JobResultDto {
@@ -258,6 +276,24 @@ impl From<JobResult> for JobResultDto {
                 damaged_snapshots: Some(damaged_snapshots),
                 ..Self::default()
             },
+            JobResult::Copy {
+                replica,
+                snapshots,
+                replica_snapshots,
+                objects_copied,
+                bytes_copied,
+                objects_present,
+                snapshots_deleted,
+            } => Self {
+                replica: Some(replica),
+                snapshots: Some(snapshots),
+                replica_snapshots: Some(replica_snapshots),
+                objects_copied: Some(objects_copied),
+                bytes_copied: Some(bytes_copied),
+                objects_present: Some(objects_present),
+                snapshots_deleted: Some(snapshots_deleted),
+                ..Self::default()
+            },
         }
     }
 }
@@ -317,6 +353,10 @@ impl From<JobStatus> for JobDto {
             JobParams::Prune => JobParamsDto::default(),
             JobParams::Check { share_percent } => JobParamsDto {
                 share_percent: Some(*share_percent),
+                ..JobParamsDto::default()
+            },
+            JobParams::Copy { replica } => JobParamsDto {
+                replica: Some(replica.clone()),
                 ..JobParamsDto::default()
             },
         };

@@ -10,6 +10,7 @@ pub mod dashboard;
 pub mod dto;
 pub mod jobs;
 pub mod maintenance;
+pub mod replicas;
 pub mod reports;
 pub mod settings;
 pub mod sources;
@@ -42,4 +43,6 @@ pub enum ApiTags {
     Settings,
     /// Exports: the backup history and audit trail as CSV, the PDF report.
     Reports,
+    /// Off-site copies of the repository: replicas, their copies and lag.
+    Replicas,
 }

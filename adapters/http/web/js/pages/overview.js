@@ -1,4 +1,5 @@
-// Overview: the figures of GET /api/dashboard, the quota, active alerts and running jobs.
+// Overview: the figures of GET /api/dashboard, the quota, active alerts and running jobs,
+// and the replicas of GET /api/replicas (last copy, lag).
 // Polls every 1.5 s while a job runs, every 15 s otherwise; stops when the page is left.
 
 import { get, post, seg } from "../api.js";
@@ -118,6 +119,42 @@ function sourcesOf(d, ctx) {
   return card("Sources", table(["Source", "Last backup", "Schedule", "Next run", "Retention"], rows, { label: "Sources" }), { flush: true });
 }
 
+function replicasOf(list, ctx, reload) {
+  if (!list.length) {
+    return card("Replicas", emptyState("database", "No replicas", "Off-site copies of the repository (another disk, a NAS mount) are kept in step by copy jobs.",
+      ctx.can("manage_system") ? h("code", null, "coffer replicas add NAME --path DIR") : null));
+  }
+  const rows = list.map((r) => {
+    const failedLast = r.last_failure_at && (!r.last_success_at || r.last_failure_at > r.last_success_at);
+    return h("tr", { dataset: { overviewReplica: r.name } },
+      td(h("div", null, h("strong", null, r.name), h("span", { class: "sub" }, `${r.backend}${r.append_only ? " · append-only" : ""}${r.from_config ? " · from the configuration" : ""}`))),
+      td(r.last_success_at
+        ? h("span", { title: fmt.dateTime(r.last_success_at) }, fmt.relative(r.last_success_at))
+        : h("span", { class: "muted" }, "Never copied")),
+      td(failedLast
+        ? h("div", null, badge("Failed", "danger"), h("span", { class: "sub" }, r.last_error || ""))
+        : r.last_success_at ? badge("OK", "ok") : h("span", { class: "muted" }, "—")),
+      td(h("div", null,
+        r.lagging ? badge(`${fmt.number(r.lag_snapshots)} behind`, "warn") : h("span", null, `${fmt.number(r.lag_snapshots)} snapshot(s)`),
+        r.lag_oldest_at ? h("span", { class: "sub", title: fmt.dateTime(r.lag_oldest_at) }, `oldest ${fmt.relative(r.lag_oldest_at)}`) : null)),
+      td(r.schedule ? h("div", null, h("code", null, r.schedule), r.next_run_at ? h("span", { class: "sub", title: fmt.dateTime(r.next_run_at) }, fmt.relative(r.next_run_at)) : null) : h("span", { class: "muted" }, "Manual")),
+      td(ctx.can("backup")
+        ? button("Copy now", async (ev) => {
+          ev.currentTarget.disabled = true;
+          try {
+            await post(`/api/replicas/${seg(r.name)}/sync`);
+            toast(`Copy to ${r.name} started.`, "success");
+            reload();
+          } catch (e) {
+            toastError(e);
+            ev.currentTarget.disabled = false;
+          }
+        }, { small: true, variant: "ghost", mutating: true, dataset: { action: "sync" } })
+        : null));
+  });
+  return card("Replicas", table(["Replica", "Last copy", "State", "Not yet copied", "Schedule", ""], rows, { label: "Replicas" }), { flush: true });
+}
+
 export async function render(ctx) {
   const main = ctx.main;
   const refresh = button("Refresh", () => load(true), { icon: "refresh", variant: "ghost", small: true, dataset: { action: "refresh" } });
@@ -133,7 +170,8 @@ export async function render(ctx) {
   jobsEmpty.classList.add("compact");
   const jobsCard = card("Running jobs", [jobsBody, jobsEmpty]);
   const sources = h("div");
-  main.append(banner, stats, h("div", { class: "grid-2" }, h("div", { class: "stack" }, quota, jobsCard), alerts), h("div", { class: "section-gap" }, sources));
+  const replicas = h("div", { id: "overview-replicas" });
+  main.append(banner, stats, h("div", { class: "grid-2" }, h("div", { class: "stack" }, quota, jobsCard), alerts), h("div", { class: "section-gap" }, sources), h("div", { class: "section-gap" }, replicas));
 
   const cards = new Map();
   let alertSig = "";
@@ -197,6 +235,13 @@ export async function render(ctx) {
       clear(alerts).append(alertsOf(d, ctx, () => load(true)));
     }
     clear(sources).append(sourcesOf(d, ctx));
+    try {
+      const list = await get("/api/replicas", null, { signal: ctx.signal });
+      clear(replicas).append(replicasOf(list, ctx, () => load(true)));
+    } catch (e) {
+      if (e.name === "AbortError" || ctx.left) return;
+      clear(replicas);
+    }
     drawJobs(d.running_jobs);
     ctx.ready();
     timer = ctx.timeout(() => load(), d.running_jobs.length ? FAST : SLOW);

@@ -138,33 +138,35 @@ pub struct CreateReplicaRequest {
     pub backend: ReplicaBackendDto,
     /// `fs` (required): an absolute directory (created when missing), empty or a replica
     /// of this repository; not inside the repository's own storage.
-    #[oai(validator(min_length = 1, max_length = 4096, pattern = "^/"))]
+    #[oai(nullable, validator(min_length = 1, max_length = 4096, pattern = "^/"))]
     pub root: Option<Text>,
     /// `s3`: the service's URL (`https://s3.eu-west-1.amazonaws.com`,
     /// `http://127.0.0.1:3900`); absent: AWS's endpoint for `region`.
-    #[oai(validator(min_length = 1, max_length = 2048))]
+    #[oai(nullable, validator(min_length = 1, max_length = 2048))]
     pub endpoint: Option<Text>,
     /// `s3` (required): the bucket (must exist; Coffer never creates buckets).
-    #[oai(validator(min_length = 1, max_length = 63))]
+    #[oai(nullable, validator(min_length = 1, max_length = 63))]
     pub bucket: Option<Text>,
     /// `s3`: the bucket's region (default `us-east-1`; Garage's is `garage`).
-    #[oai(validator(min_length = 1, max_length = 64))]
+    #[oai(nullable, validator(min_length = 1, max_length = 64))]
     pub region: Option<Text>,
     /// `s3`: keys start with this path inside the bucket (default: the bucket's root).
-    #[oai(validator(max_length = 512))]
+    #[oai(nullable, validator(max_length = 512))]
     pub prefix: Option<Text>,
     /// `s3`: address buckets as `endpoint/bucket` (default `true`: Garage, MinIO, Ceph)
     /// rather than `bucket.endpoint` (AWS).
+    #[oai(nullable)]
     pub path_style: Option<bool>,
     /// `s3` (required): the absolute path on the server of a file (mode 0600) holding
     /// `access_key_id = ...` and `secret_access_key = ...`. Keys themselves are never
     /// sent to or stored by the API.
-    #[oai(validator(min_length = 1, max_length = 4096, pattern = "^/"))]
+    #[oai(nullable, validator(min_length = 1, max_length = 4096, pattern = "^/"))]
     pub credentials_file: Option<Text>,
     /// Never delete anything on the replica. Default `false`: the replica follows the
-    /// repository's retention and is garbage-collected after each copy.
-    #[oai(default)]
-    pub append_only: bool,
+    /// repository's retention and is garbage-collected after each copy (absent or `null`
+    /// alike).
+    #[oai(nullable)]
+    pub append_only: Option<bool>,
     /// Five-field cron expression in UTC of its copies. Absent, `null` or empty: copies on
     /// demand only.
     #[oai(nullable, validator(max_length = 200))]
@@ -189,9 +191,9 @@ pub struct UpdateReplicaRequest {
     pub append_only: MaybeUndefined<bool>,
     #[oai(nullable, validator(max_length = 200))]
     pub schedule: MaybeUndefined<Text>,
-    #[oai(validator(minimum(value = "0"), maximum(value = "1000000")))]
+    #[oai(nullable, validator(minimum(value = "0"), maximum(value = "1000000")))]
     pub max_lag_snapshots: MaybeUndefined<u32>,
-    #[oai(validator(minimum(value = "0"), maximum(value = "100000")))]
+    #[oai(nullable, validator(minimum(value = "0"), maximum(value = "100000")))]
     pub max_lag_hours: MaybeUndefined<u32>,
 }
 
@@ -279,7 +281,7 @@ impl ReplicasApi {
                 NewReplica {
                     name: b.name.into(),
                     location,
-                    append_only: b.append_only,
+                    append_only: b.append_only.unwrap_or(false),
                     schedule: b.schedule.map(Into::into),
                     max_lag_snapshots: b.max_lag_snapshots,
                     max_lag_hours: b.max_lag_hours,

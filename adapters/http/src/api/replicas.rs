@@ -124,6 +124,7 @@ impl From<ReplicaStatus> for ReplicaDto {
     }
 }
 
+/// A new replica. `backend` is `fs` (the default when absent) or `s3`.
 #[derive(Debug, Object)]
 pub struct CreateReplicaRequest {
     /// 1–64 characters of `A-Z a-z 0-9 . _ -`, starting with a letter or a digit; unique.
@@ -133,9 +134,9 @@ pub struct CreateReplicaRequest {
         pattern = "^[A-Za-z0-9][A-Za-z0-9._-]*$"
     ))]
     pub name: Text,
-    /// `fs` (default) or `s3`.
-    #[oai(default = "default_backend")]
-    pub backend: ReplicaBackendDto,
+    // No doc comment here: on an enum reference it becomes an `allOf` that generated
+    // clients refuse (openapi-python-client); the request's doc says it instead.
+    pub backend: MaybeUndefined<ReplicaBackendDto>,
     /// `fs` (required): an absolute directory (created when missing), empty or a replica
     /// of this repository; not inside the repository's own storage.
     #[oai(nullable, validator(min_length = 1, max_length = 4096, pattern = "^/"))]
@@ -175,10 +176,6 @@ pub struct CreateReplicaRequest {
     pub max_lag_snapshots: Option<u32>,
     #[oai(nullable, validator(minimum(value = "0"), maximum(value = "100000")))]
     pub max_lag_hours: Option<u32>,
-}
-
-const fn default_backend() -> ReplicaBackendDto {
-    ReplicaBackendDto::Fs
 }
 
 /// Fields to change; absent fields stay as they are, `null` clears `schedule` and the lag
@@ -258,7 +255,7 @@ impl ReplicasApi {
                 format!("`{what}` is required for this backend"),
             )
         };
-        let location = match b.backend {
+        let location = match not_null("backend", b.backend)?.unwrap_or(ReplicaBackendDto::Fs) {
             ReplicaBackendDto::Fs => ReplicaLocation::Fs {
                 root: b.root.ok_or_else(|| missing("root"))?.into(),
             },

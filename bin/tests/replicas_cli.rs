@@ -316,38 +316,17 @@ fn a_copy_killed_mid_way_resumes_without_sending_anything_again() {
     assert!(same_tree(&src, &target));
 }
 
-/// The Garage cluster `.ci/garage start` runs, from its `COFFER_TEST_S3_*` variables.
-struct Garage {
-    endpoint: String,
-    bucket: String,
-    region: String,
-    key_id: String,
-    secret: String,
-}
-
-fn garage() -> Option<Garage> {
-    let var = |name: &str| std::env::var(name).ok().filter(|v| !v.is_empty());
-    let Some(endpoint) = var("COFFER_TEST_S3_ENDPOINT") else {
-        let required = var("COFFER_TEST_REQUIRE_ALL").is_some_and(|v| v == "1");
-        assert!(!required, "COFFER_TEST_REQUIRE_ALL=1 but no Garage cluster");
-        eprintln!("skipped: no Garage cluster (COFFER_TEST_S3_ENDPOINT unset; `.ci/garage start`)");
-        return None;
-    };
-    Some(Garage {
-        endpoint,
-        bucket: var("COFFER_TEST_S3_BUCKET").expect("bucket"),
-        region: var("COFFER_TEST_S3_REGION").unwrap_or_else(|| "garage".into()),
-        key_id: var("COFFER_TEST_S3_ACCESS_KEY_ID").expect("key id"),
-        secret: var("COFFER_TEST_S3_SECRET_ACCESS_KEY").expect("secret"),
-    })
-}
-
 #[test]
 fn an_s3_replica_alone_restores_everything() {
     use std::os::unix::fs::PermissionsExt as _;
-    let Some(g) = garage() else {
+    let Some(g) = coffer_storage::testing::s3_options("an_s3_replica_alone_restores_everything")
+    else {
         return;
     };
+    let endpoint = g
+        .endpoint
+        .clone()
+        .expect("the test store names its endpoint");
     let dir = tempfile::tempdir().expect("tmp");
     let src = dir.path().join("src");
     let data = dir.path().join("coffer-data");
@@ -358,18 +337,12 @@ fn an_s3_replica_alone_restores_everything() {
         &credentials,
         format!(
             "access_key_id = {}\nsecret_access_key = {}\n",
-            g.key_id, g.secret
+            g.access_key_id, g.secret_access_key
         ),
     )
     .expect("write credentials");
     std::fs::set_permissions(&credentials, std::fs::Permissions::from_mode(0o600)).expect("chmod");
-    let prefix = format!(
-        "replica-e2e/{}",
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .expect("clock")
-            .as_nanos()
-    );
+    let prefix = &g.prefix;
     let out = ok(
         &data,
         &[
@@ -379,11 +352,11 @@ fn an_s3_replica_alone_restores_everything() {
             "--s3-bucket",
             &g.bucket,
             "--s3-endpoint",
-            &g.endpoint,
+            &endpoint,
             "--s3-region",
             &g.region,
             "--s3-prefix",
-            &prefix,
+            prefix,
             "--s3-credentials-file",
             credentials.to_str().expect("utf8"),
         ],
@@ -392,7 +365,10 @@ fn an_s3_replica_alone_restores_everything() {
     let listed = json(&data, &["replicas", "list", "--json"]);
     assert_eq!(listed[0]["backend"], "s3", "{listed}");
     assert_eq!(listed[0]["bucket"], g.bucket.as_str(), "{listed}");
-    assert!(!listed.to_string().contains(&g.secret), "a key is shown");
+    assert!(
+        !listed.to_string().contains(&g.secret_access_key),
+        "a key is shown"
+    );
     let result = json(&data, &["replicas", "sync", "offsite", "--json"]);
     assert_eq!(result["replica_snapshots"], 1, "{result}");
     let again = json(&data, &["replicas", "sync", "offsite", "--json"]);
@@ -405,10 +381,10 @@ fn an_s3_replica_alone_restores_everything() {
     let on_bucket = |args: &[&str]| {
         let out = coffer(&other)
             .env("COFFER_STORAGE__BACKEND", "s3")
-            .env("COFFER_STORAGE__ENDPOINT", &g.endpoint)
+            .env("COFFER_STORAGE__ENDPOINT", &endpoint)
             .env("COFFER_STORAGE__BUCKET", &g.bucket)
             .env("COFFER_STORAGE__REGION", &g.region)
-            .env("COFFER_STORAGE__PREFIX", &prefix)
+            .env("COFFER_STORAGE__PREFIX", prefix)
             .env("COFFER_STORAGE__CREDENTIALS_FILE", &credentials)
             .args(args)
             .output()

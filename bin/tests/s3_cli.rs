@@ -10,39 +10,29 @@ use std::process::{Command, Output, Stdio};
 struct S3 {
     vars: Vec<(String, String)>,
     secret: String,
+    prefix: String,
 }
 
-fn s3(test: &str, prefix: &str) -> Option<S3> {
-    let var = |name: &str| std::env::var(name).ok().filter(|v| !v.is_empty());
-    let Some(endpoint) = var("COFFER_TEST_S3_ENDPOINT") else {
-        assert!(
-            !std::env::var("COFFER_TEST_REQUIRE_ALL").is_ok_and(|v| v == "1"),
-            "{test}: COFFER_TEST_S3_ENDPOINT is not set, and COFFER_TEST_REQUIRE_ALL=1 forbids skipping"
-        );
-        eprintln!("skipped: {test}: no S3 store (`.ci/garage start` starts one)");
-        return None;
-    };
-    let secret = var("COFFER_TEST_S3_SECRET_ACCESS_KEY").expect("secret");
+fn s3(test: &str) -> Option<S3> {
+    let o = coffer_storage::testing::s3_options(test)?;
     Some(S3 {
         vars: vec![
             ("COFFER_STORAGE__BACKEND".into(), "s3".into()),
-            ("COFFER_STORAGE__ENDPOINT".into(), endpoint),
             (
-                "COFFER_STORAGE__BUCKET".into(),
-                var("COFFER_TEST_S3_BUCKET").expect("bucket"),
+                "COFFER_STORAGE__ENDPOINT".into(),
+                o.endpoint.clone().unwrap_or_default(),
             ),
+            ("COFFER_STORAGE__BUCKET".into(), o.bucket),
+            ("COFFER_STORAGE__REGION".into(), o.region),
+            ("COFFER_STORAGE__PREFIX".into(), o.prefix.clone()),
+            ("COFFER_STORAGE__ACCESS_KEY_ID".into(), o.access_key_id),
             (
-                "COFFER_STORAGE__REGION".into(),
-                var("COFFER_TEST_S3_REGION").unwrap_or_else(|| "garage".into()),
+                "COFFER_STORAGE__SECRET_ACCESS_KEY".into(),
+                o.secret_access_key.clone(),
             ),
-            ("COFFER_STORAGE__PREFIX".into(), prefix.into()),
-            (
-                "COFFER_STORAGE__ACCESS_KEY_ID".into(),
-                var("COFFER_TEST_S3_ACCESS_KEY_ID").expect("key id"),
-            ),
-            ("COFFER_STORAGE__SECRET_ACCESS_KEY".into(), secret.clone()),
         ],
-        secret,
+        secret: o.secret_access_key,
+        prefix: o.prefix,
     })
 }
 
@@ -97,14 +87,7 @@ fn tree(root: &Path) -> Vec<(PathBuf, Vec<u8>)> {
 
 #[test]
 fn backup_rotate_rebuild_recount_and_show_on_s3() {
-    let prefix = format!(
-        "cli/{}-{}",
-        std::process::id(),
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.as_nanos())
-    );
-    let Some(s3) = s3("s3_cli", &prefix) else {
+    let Some(s3) = s3("s3_cli") else {
         return;
     };
     let work = tempfile::tempdir().expect("tempdir");
@@ -154,7 +137,7 @@ fn backup_rotate_rebuild_recount_and_show_on_s3() {
 
     let shown = ok(&s3, &data, &["storage", "show"]);
     assert!(shown.contains("backend: s3 (s3://"), "{shown}");
-    assert!(shown.contains(&prefix), "{shown}");
+    assert!(shown.contains(&s3.prefix), "{shown}");
     assert!(shown.contains("write-then-list"), "{shown}");
     assert!(shown.contains("disk: not applicable"), "{shown}");
     if let Ok(known) = std::env::var("COFFER_TEST_S3_CONDITIONAL_CREATE") {

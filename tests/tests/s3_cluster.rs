@@ -17,33 +17,22 @@ use serde_json::json;
 static CLUSTER: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
 struct Cluster {
-    endpoint: String,
-    bucket: String,
-    region: String,
-    key_id: String,
-    secret: String,
+    s3: coffer_storage::S3Options,
     dir: PathBuf,
 }
 
 impl Cluster {
     fn from_env(test: &str) -> Option<Self> {
-        let var = |name: &str| std::env::var(name).ok().filter(|v| !v.is_empty());
-        let (Some(endpoint), Some(dir)) = (
-            var("COFFER_TEST_S3_ENDPOINT"),
-            var("COFFER_TEST_GARAGE_DIR"),
-        ) else {
+        let s3 = coffer_storage::testing::s3_options(test)?;
+        let Some(dir) = std::env::var_os("COFFER_TEST_GARAGE_DIR") else {
             return coffer_db::testing::skip(
                 test,
-                "no Garage cluster (COFFER_TEST_S3_ENDPOINT / COFFER_TEST_GARAGE_DIR unset; \
+                "no Garage cluster to stop nodes of (COFFER_TEST_GARAGE_DIR unset; \
                  `.ci/garage start` starts one)",
             );
         };
         Some(Self {
-            endpoint,
-            bucket: var("COFFER_TEST_S3_BUCKET").expect("bucket"),
-            region: var("COFFER_TEST_S3_REGION").unwrap_or_else(|| "garage".into()),
-            key_id: var("COFFER_TEST_S3_ACCESS_KEY_ID").expect("key id"),
-            secret: var("COFFER_TEST_S3_SECRET_ACCESS_KEY").expect("secret"),
+            s3,
             dir: PathBuf::from(dir),
         })
     }
@@ -63,25 +52,16 @@ impl Cluster {
         );
     }
 
-    /// Settings for a repository under `prefix` of the test bucket.
-    fn storage(&self, settings: &mut coffer_config::Settings, prefix: &str) {
+    /// Settings for a repository under this test's prefix of the test bucket.
+    fn storage(&self, settings: &mut coffer_config::Settings) {
         settings.storage.backend = StorageBackend::S3;
-        settings.storage.endpoint = Some(self.endpoint.clone());
-        settings.storage.bucket = Some(self.bucket.clone());
-        settings.storage.region.clone_from(&self.region);
-        prefix.clone_into(&mut settings.storage.prefix);
-        settings.storage.access_key_id = Some(self.key_id.clone());
-        settings.storage.secret_access_key = Some(Secret::new(self.secret.clone()));
+        settings.storage.endpoint.clone_from(&self.s3.endpoint);
+        settings.storage.bucket = Some(self.s3.bucket.clone());
+        settings.storage.region.clone_from(&self.s3.region);
+        settings.storage.prefix.clone_from(&self.s3.prefix);
+        settings.storage.access_key_id = Some(self.s3.access_key_id.clone());
+        settings.storage.secret_access_key = Some(Secret::new(self.s3.secret_access_key.clone()));
     }
-}
-
-fn unique(test: &str) -> String {
-    format!(
-        "e2e/{test}-{}",
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.as_nanos())
-    )
 }
 
 fn write_tree(root: &Path, round: u32) {
@@ -133,9 +113,7 @@ async fn a_server_on_garage_survives_one_node_and_fails_cleanly_without_two() {
         return;
     };
     let _one_at_a_time = CLUSTER.lock().await;
-    let prefix = unique(test);
-    let Some(app) = spawn_app_with(Backend::Sqlite, test, |s| cluster.storage(s, &prefix)).await
-    else {
+    let Some(app) = spawn_app_with(Backend::Sqlite, test, |s| cluster.storage(s)).await else {
         return;
     };
     let api = admin(&app).await;
@@ -170,7 +148,7 @@ async fn a_server_on_garage_survives_one_node_and_fails_cleanly_without_two() {
     assert_eq!(failed["state"], "failed", "two nodes down: {failed}");
     let message = failed["error"].to_string();
     assert!(message.contains("storage"), "{failed}");
-    assert!(!message.contains(&cluster.secret), "{failed}");
+    assert!(!message.contains(&cluster.s3.secret_access_key), "{failed}");
     let (status, list) = api.get("/api/backups").await;
     assert_eq!(status, 200);
     let listed = list.to_string();
@@ -226,14 +204,13 @@ async fn a_wrong_key_or_bucket_is_one_clear_error_at_start() {
         return;
     };
     let _one_at_a_time = CLUSTER.lock().await;
-    let prefix = unique(test);
     for (what, wrong) in [("secret", true), ("bucket", false)] {
         let dir = tempfile::tempdir().unwrap();
         let mut settings = coffer_config::Settings {
             data_dir: dir.path().join("data"),
             ..coffer_config::Settings::default()
         };
-        cluster.storage(&mut settings, &prefix);
+        cluster.storage(&mut settings);
         if wrong {
             settings.storage.secret_access_key = Some(Secret::new("x".repeat(64)));
         } else {
@@ -244,21 +221,24 @@ async fn a_wrong_key_or_bucket_is_one_clear_error_at_start() {
             Err(e) => format!("{e:#}"),
         };
         assert!(err.contains("storage"), "{what}: {err}");
-        assert!(!err.contains(&cluster.secret), "{what}: {err}");
+        assert!(
+            !err.contains(&cluster.s3.secret_access_key),
+            "{what}: {err}"
+        );
         assert!(!err.contains(&"x".repeat(64)), "{what}: {err}");
         if !wrong {
             assert!(err.contains("coffer-missing-bucket"), "{err}");
         }
     }
     // Nothing was written under the prefix by either attempt.
-    let store = coffer_storage_probe(&cluster, &prefix).await;
+    let store = coffer_storage_probe(&cluster).await;
     assert!(store.is_empty(), "{store:?}");
 }
 
-/// The keys under `prefix` in the test bucket, through the server's own storage code.
-async fn coffer_storage_probe(cluster: &Cluster, prefix: &str) -> Vec<String> {
+/// The keys under the test's prefix in the test bucket, through the server's own storage code.
+async fn coffer_storage_probe(cluster: &Cluster) -> Vec<String> {
     let mut settings = coffer_config::Settings::default();
-    cluster.storage(&mut settings, prefix);
+    cluster.storage(&mut settings);
     let store = coffer::open_storage(&settings).expect("store");
     coffer_domain::storage::ObjectStore::list(&store, "")
         .await

@@ -3,6 +3,7 @@
 use bytes::Bytes;
 use coffer_domain::storage::{ObjectKey, ObjectStore};
 
+use super::testing::s3_options;
 use super::{OpendalStore, S3Options};
 
 fn key(s: &str) -> ObjectKey {
@@ -192,35 +193,6 @@ async fn fs_store_reports_a_vanished_root() {
         store.check().await.is_err(),
         "a vanished root must fail the check"
     );
-}
-
-/// The S3 bucket of `COFFER_TEST_S3_*` (`.ci/garage start`), under a prefix of its own;
-/// `None` after printing why when unset (a failure under `COFFER_TEST_REQUIRE_ALL=1`).
-fn s3_options(test: &str) -> Option<S3Options> {
-    let var = |name: &str| std::env::var(name).ok().filter(|v| !v.is_empty());
-    let Some(endpoint) = var("COFFER_TEST_S3_ENDPOINT") else {
-        assert!(
-            !std::env::var("COFFER_TEST_REQUIRE_ALL").is_ok_and(|v| v == "1"),
-            "{test}: COFFER_TEST_S3_ENDPOINT is not set, and COFFER_TEST_REQUIRE_ALL=1 \
-             forbids skipping"
-        );
-        eprintln!("skipped: {test}: no S3 store (`.ci/garage start` starts one)");
-        return None;
-    };
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_nanos());
-    Some(S3Options {
-        endpoint: Some(endpoint),
-        bucket: var("COFFER_TEST_S3_BUCKET").expect("COFFER_TEST_S3_BUCKET"),
-        region: var("COFFER_TEST_S3_REGION").unwrap_or_else(|| "garage".to_owned()),
-        prefix: format!("t/storage-{test}-{nanos}"),
-        path_style: true,
-        access_key_id: var("COFFER_TEST_S3_ACCESS_KEY_ID").expect("COFFER_TEST_S3_ACCESS_KEY_ID"),
-        secret_access_key: var("COFFER_TEST_S3_SECRET_ACCESS_KEY")
-            .expect("COFFER_TEST_S3_SECRET_ACCESS_KEY"),
-        concurrency: 8,
-    })
 }
 
 #[tokio::test]

@@ -504,3 +504,5 @@ impl ObjectStore for OpendalStore {
 
 #[cfg(test)]
 mod contract_tests;
+#[cfg(any(test, feature = "test-support"))]
+pub mod testing;

@@ -12,7 +12,8 @@ use std::collections::BTreeSet;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
-use coffer_storage::{OpendalStore, S3Options};
+use coffer_storage::OpendalStore;
+use coffer_storage::testing::s3_options;
 
 use super::gc::{Faulty, contents, engine_with, full_check, generation, prune, restored};
 use super::*;
@@ -22,43 +23,6 @@ use crate::lock::RepoLock;
 pub(super) struct TestStore {
     pub store: Arc<dyn ObjectStore>,
     _dir: Option<tempfile::TempDir>,
-}
-
-/// The S3 bucket of `COFFER_TEST_S3_*`, under a prefix of its own for `test`; `None`
-/// (after printing why) when the variables are not set.
-pub(super) fn s3_options(test: &str) -> Option<S3Options> {
-    let var = |name: &str| std::env::var(name).ok().filter(|v| !v.is_empty());
-    let Some(endpoint) = var("COFFER_TEST_S3_ENDPOINT") else {
-        let require = std::env::var("COFFER_TEST_REQUIRE_ALL").is_ok_and(|v| v == "1");
-        assert!(
-            !require,
-            "{test}: COFFER_TEST_S3_ENDPOINT is not set (start a cluster with \
-             `.ci/garage start` and source its env file), and COFFER_TEST_REQUIRE_ALL=1 \
-             forbids skipping"
-        );
-        eprintln!(
-            "skipped: {test}: no S3 store (COFFER_TEST_S3_ENDPOINT unset; `.ci/garage start` \
-             starts one)"
-        );
-        return None;
-    };
-    let unique = format!(
-        "t/{test}-{}-{}",
-        std::process::id(),
-        chrono::Utc::now().timestamp_nanos_opt().unwrap_or_default()
-    )
-    .replace("::", "-");
-    Some(S3Options {
-        endpoint: Some(endpoint),
-        bucket: var("COFFER_TEST_S3_BUCKET").expect("COFFER_TEST_S3_BUCKET"),
-        region: var("COFFER_TEST_S3_REGION").unwrap_or_else(|| "garage".to_owned()),
-        prefix: unique,
-        path_style: true,
-        access_key_id: var("COFFER_TEST_S3_ACCESS_KEY_ID").expect("COFFER_TEST_S3_ACCESS_KEY_ID"),
-        secret_access_key: var("COFFER_TEST_S3_SECRET_ACCESS_KEY")
-            .expect("COFFER_TEST_S3_SECRET_ACCESS_KEY"),
-        concurrency: 8,
-    })
 }
 
 pub(super) fn store_of(kind: &str, test: &str) -> Option<TestStore> {

@@ -236,16 +236,10 @@ pub fn replica_location(
                 .credentials_file
                 .as_ref()
                 .context("an s3 replica needs storage.credentials_file")?;
-            Ok(coffer_domain::replicas::ReplicaLocation::S3(
-                coffer_domain::replicas::S3Location {
-                    endpoint: storage.endpoint.clone(),
-                    bucket: storage.bucket.clone().unwrap_or_default(),
-                    region: storage.region.clone(),
-                    prefix: storage.prefix.clone(),
-                    path_style: storage.path_style,
-                    credentials_file: text(credentials, "a credentials file's path")?,
-                },
-            ))
+            Ok(coffer_domain::replicas::ReplicaLocation::S3(s3_location(
+                storage,
+                text(credentials, "a credentials file's path")?,
+            )))
         }
     }
 }
@@ -261,15 +255,23 @@ pub fn repository_location(
             .and_then(|p| p.to_str().map(str::to_owned))
             .map(|root| coffer_domain::replicas::ReplicaLocation::Fs { root }),
         coffer_config::StorageBackend::S3 => Some(coffer_domain::replicas::ReplicaLocation::S3(
-            coffer_domain::replicas::S3Location {
-                endpoint: settings.storage.endpoint.clone(),
-                bucket: settings.storage.bucket.clone().unwrap_or_default(),
-                region: settings.storage.region.clone(),
-                prefix: settings.storage.prefix.clone(),
-                path_style: settings.storage.path_style,
-                credentials_file: String::new(),
-            },
+            s3_location(&settings.storage, String::new()),
         )),
+    }
+}
+
+/// Where an S3 store is, in a replica's terms.
+fn s3_location(
+    storage: &coffer_config::StorageSettings,
+    credentials_file: String,
+) -> coffer_domain::replicas::S3Location {
+    coffer_domain::replicas::S3Location {
+        endpoint: storage.endpoint.clone(),
+        bucket: storage.bucket.clone().unwrap_or_default(),
+        region: storage.region.clone(),
+        prefix: storage.prefix.clone(),
+        path_style: storage.path_style,
+        credentials_file,
     }
 }
 

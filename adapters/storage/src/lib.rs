@@ -232,12 +232,35 @@ impl OpendalStore {
         let kept_first = match self.op.read(&key).await {
             Ok(buffer) => buffer.to_bytes().as_ref() == b"first",
             Err(e) => {
-                let _ = self.op.delete(&key).await;
+                let _ = self.remove_probe(&key).await;
                 return Err(map_err("reading", &key, &e));
             }
         };
-        let _ = self.op.delete(&key).await;
+        self.remove_probe(&key).await?;
         Ok(second.is_err() && kept_first)
+    }
+
+    /// Deletes the probe object and looks until it is gone: a store that applied the
+    /// overwrite late (or a retried request that landed after the delete) must not leave
+    /// a stray object behind.
+    async fn remove_probe(&self, key: &str) -> Result<(), StorageError> {
+        for attempt in 0..5u32 {
+            if attempt > 0 {
+                tokio::time::sleep(std::time::Duration::from_millis(200 << attempt)).await;
+            }
+            self.op
+                .delete(key)
+                .await
+                .map_err(|e| map_err("deleting", key, &e))?;
+            match self.op.stat(key).await {
+                Err(e) if e.kind() == ErrorKind::NotFound => return Ok(()),
+                Err(e) => return Err(map_err("checking", key, &e)),
+                Ok(_) => tracing::warn!(key, attempt, "storage: the probe survived its delete"),
+            }
+        }
+        Err(StorageError::Other(format!(
+            "the probe object {key} is still there after five deletes"
+        )))
     }
 
     /// Every object whose key starts with `prefix`, sorted, with the listing's metadata.

@@ -544,6 +544,10 @@ impl Services {
                 max_running: usize::try_from(settings.jobs.max_running).unwrap_or(1),
                 max_queued_per_user: usize::try_from(settings.jobs.max_queued_per_user)
                     .unwrap_or(0),
+                // Several servers may share a PostgreSQL catalog; a SQLite one is its
+                // data directory's only server's.
+                shared: db.backend() == "postgres",
+                lease: chrono::TimeDelta::seconds(i64::from(settings.jobs.lease_secs)),
             },
         ));
         let catalog = Arc::new(CatalogService::new(
@@ -817,8 +821,10 @@ pub fn write_private_file(path: &Path, contents: &str) -> anyhow::Result<()> {
 /// A server that is bound and wired, ready to run. Tests build one on port 0.
 pub struct Application {
     server: HttpServer,
-    _lock: std::fs::File,
+    /// The data directory's one-server lock (SQLite catalogs only).
+    _lock: Option<std::fs::File>,
     db: Database,
+    leadership: Arc<dyn coffer_domain::ports::Leadership>,
     state: Arc<AppState>,
     options: HttpOptions,
     grace: Duration,
@@ -834,7 +840,13 @@ impl Application {
     pub async fn build(settings: &Settings) -> anyhow::Result<Self> {
         // Bind first: a port in use is the cheapest failure to report.
         let server = HttpServer::bind(&settings.server.bind, settings.server.port).await?;
-        let lock = server_lock(&settings.data_dir)?;
+        // A SQLite catalog belongs to one server; a PostgreSQL one may be shared by
+        // several instances (the job queue and the scheduler coordinate through it).
+        let lock = if settings.database_url().starts_with("postgres") {
+            None
+        } else {
+            Some(server_lock(&settings.data_dir)?)
+        };
         let services = Services::open(settings).await?;
         tracing::info!(
             database = services.db.backend(),
@@ -843,6 +855,11 @@ impl Application {
         );
         services.bootstrap_admin(settings).await?;
         services.jobs.recover().await?;
+        tracing::info!(
+            instance = services.jobs.instance(),
+            shared = services.db.backend() == "postgres",
+            "job runner ready"
+        );
         services
             .storage
             .init()
@@ -914,6 +931,7 @@ impl Application {
         Ok(Self {
             server,
             _lock: lock,
+            leadership: Arc::new(db.leadership()),
             db,
             state,
             options,
@@ -945,13 +963,15 @@ impl Application {
             Some(scheduler_loop::spawn(
                 Arc::clone(&self.scheduler),
                 Arc::clone(&self.state.replicas),
+                Arc::clone(&self.leadership),
                 Arc::new(SystemClock),
-                scheduler_stop,
+                scheduler_stop.clone(),
             ))
         } else {
             tracing::info!("scheduler off (scheduler.enabled = false): nothing runs by itself");
             None
         };
+        let job_loop = scheduler_loop::spawn_jobs(Arc::clone(&jobs), scheduler_stop);
         // Running jobs are asked to stop as soon as the signal comes, beside the drain
         // of requests in flight, and get the grace period to record that; what still
         // runs after it is marked failed at the next start.
@@ -964,6 +984,9 @@ impl Application {
                 && let Err(e) = task.await
             {
                 tracing::error!(error = %e, "the scheduler task failed");
+            }
+            if let Err(e) = job_loop.await {
+                tracing::error!(error = %e, "the job runner's heartbeat task failed");
             }
             stop_disk_watch.notify_one();
             stopping.shutdown().await;

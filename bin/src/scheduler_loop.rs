@@ -1,6 +1,11 @@
 //! The scheduler's loop in the server: it ticks at each planned run, and at least once a
 //! minute so that changed sources are picked up, until shutdown. The rules (what is due,
 //! overlap, catch-up) are the application's [`Scheduler`]; this only keeps time.
+//!
+//! With several instances on one PostgreSQL catalog only the one holding the
+//! scheduler's leadership (an advisory lock, [`Leadership`]) ticks; the others ask for it
+//! every [`FOLLOWER_SLEEP`], so when the leader dies another takes over within that
+//! time. The plans are in the catalog, so the new leader starts what is due, once.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -8,7 +13,7 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use coffer_application::{Scheduler, SchedulerOptions};
 use coffer_config::Settings;
-use coffer_domain::ports::Clock;
+use coffer_domain::ports::{Clock, Leadership};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
@@ -18,6 +23,8 @@ pub const MAX_SLEEP: Duration = Duration::from_mins(1);
 /// The pause after a tick that left a run due (its state could not be written): try
 /// again soon, without spinning.
 pub const RETRY_SLEEP: Duration = Duration::from_secs(10);
+/// How often an instance that does not run the scheduler asks for it.
+pub const FOLLOWER_SLEEP: Duration = Duration::from_secs(15);
 
 /// The scheduler's options from the settings (schedules were checked when the settings
 /// were loaded; checked again here for settings built in code).
@@ -51,14 +58,40 @@ pub fn pause(now: DateTime<Utc>, next: Option<DateTime<Utc>>) -> Duration {
 pub fn spawn(
     scheduler: Arc<Scheduler>,
     replicas: Arc<coffer_application::ReplicaService>,
+    leadership: Arc<dyn Leadership>,
     clock: Arc<dyn Clock>,
     mut stop: watch::Receiver<bool>,
 ) -> JoinHandle<()> {
     tokio::spawn(async move {
         tracing::info!(catch_up = scheduler.options().catch_up, "scheduler started");
+        let mut leading = false;
         loop {
             if *stop.borrow_and_update() {
                 break;
+            }
+            let lead = leadership.lead().await;
+            match &lead {
+                Ok(true) if !leading => {
+                    tracing::info!("this instance runs the scheduler");
+                }
+                Ok(false) if leading => {
+                    tracing::warn!("this instance no longer runs the scheduler");
+                }
+                Ok(false) if !leading => {}
+                Err(e) => tracing::error!(error = %e, "scheduler: cannot ask for the leadership"),
+                _ => {}
+            }
+            leading = matches!(lead, Ok(true));
+            if !leading {
+                tokio::select! {
+                    () = tokio::time::sleep(FOLLOWER_SLEEP) => {}
+                    changed = stop.changed() => {
+                        if changed.is_err() || *stop.borrow() {
+                            break;
+                        }
+                    }
+                }
+                continue;
             }
             let report = scheduler.tick().await;
             if !report.fired.is_empty() || !report.errors.is_empty() {
@@ -89,7 +122,34 @@ pub fn spawn(
                 }
             }
         }
+        leadership.resign().await;
         tracing::info!("scheduler stopped");
+    })
+}
+
+/// How often the job runner renews its leases, stores progress, looks for jobs other
+/// instances left interrupted and takes queued work.
+pub const JOBS_EVERY: Duration = Duration::from_secs(2);
+
+/// Runs the job runner's periodic step until `stop` turns true.
+pub fn spawn_jobs(
+    jobs: Arc<coffer_application::JobService>,
+    mut stop: watch::Receiver<bool>,
+) -> JoinHandle<()> {
+    tokio::spawn(async move {
+        loop {
+            tokio::select! {
+                () = tokio::time::sleep(JOBS_EVERY) => {}
+                changed = stop.changed() => {
+                    if changed.is_err() || *stop.borrow() {
+                        break;
+                    }
+                }
+            }
+            if let Err(e) = jobs.maintain().await {
+                tracing::error!(error = %e, "jobs: cannot renew leases or take queued work");
+            }
+        }
     })
 }
 

@@ -558,6 +558,10 @@ pub struct JobSettings {
     /// Jobs one user may have waiting in the queue at once (HTTP 429, `too_many_jobs`,
     /// beyond). 0: no cap. Scheduled jobs are not counted.
     pub max_queued_per_user: u32,
+    /// Seconds a running job stays its server's without a heartbeat (sent every 2 s).
+    /// With several instances on one PostgreSQL catalog, a job whose instance died is
+    /// declared interrupted by another this long after its last heartbeat.
+    pub lease_secs: u32,
 }
 
 impl Default for JobSettings {
@@ -565,6 +569,7 @@ impl Default for JobSettings {
         Self {
             max_running: 2,
             max_queued_per_user: 10,
+            lease_secs: 60,
         }
     }
 }
@@ -830,6 +835,12 @@ impl Settings {
         }
         if self.jobs.max_running == 0 || self.jobs.max_running > 64 {
             return bad("jobs.max_running", "must be between 1 and 64");
+        }
+        if !(10..=3600).contains(&self.jobs.lease_secs) {
+            return bad(
+                "jobs.lease_secs",
+                "must be between 10 and 3600 seconds (heartbeats come every 2 s)",
+            );
         }
         if self.jobs.max_queued_per_user > 100 {
             return bad(

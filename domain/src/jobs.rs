@@ -126,6 +126,22 @@ impl JobParams {
             Self::Copy { .. } => JobKind::Copy,
         }
     }
+
+    /// What at most one queued or running job may work on at a time, when that is one
+    /// name: a source's backups, the repository's prune, its check, one replica's copies.
+    /// The catalog refuses a second active job with the same subject (so the rule holds
+    /// across server instances). Restores conflict by overlapping targets instead, and
+    /// verifications never conflict: both `None`.
+    #[must_use]
+    pub fn exclusive_subject(&self) -> Option<String> {
+        match self {
+            Self::Backup { source_id, .. } => Some(format!("backup:{}", source_id.get())),
+            Self::Prune => Some("prune".to_owned()),
+            Self::Check { .. } => Some("check".to_owned()),
+            Self::Copy { replica } => Some(format!("copy:{replica}")),
+            Self::Restore { .. } | Self::Verify { .. } => None,
+        }
+    }
 }
 
 /// Counters of a job's work. Totals are `None` until known; `totals_final` says whether
@@ -347,6 +363,9 @@ pub struct Job {
     pub created_at: DateTime<Utc>,
     pub started_at: Option<DateTime<Utc>>,
     pub finished_at: Option<DateTime<Utc>>,
+    /// A cancel was asked for while the job ran; its runner stops at the next safe
+    /// point (the runner may be another server instance).
+    pub cancel_requested: bool,
 }
 
 impl Job {
@@ -373,6 +392,7 @@ impl Job {
             created_at: now,
             started_at: None,
             finished_at: None,
+            cancel_requested: false,
         }
     }
 

@@ -450,13 +450,34 @@ pub struct BackupFilter {
     pub offset: u64,
 }
 
-/// The job records.
+/// The job records, which are also the queue every server instance takes work from.
 ///
-/// Contract: `insert` of an id already present is `Conflict`; `update` replaces every
-/// field of the job with that id and is `Ok(false)` when there is none; `list` is newest
-/// first (by creation time, then id) with the total matching the filter;
-/// `fail_unfinished` turns every queued or running job into a failed one with `error`
-/// and `finished_at = now`, returning how many it changed.
+/// Contract:
+/// - `insert` of an id already present is `Conflict`; `update` replaces every field of
+///   the job with that id and is `Ok(false)` when there is none; `list` is newest first
+///   (by creation time, then id) with the total matching the filter; `fail_unfinished`
+///   turns every queued or running job into a failed one with `error` and
+///   `finished_at = now`, returning how many it changed.
+/// - `enqueue` stores a queued job with the actor it runs as. When another queued or
+///   running job has the same [`exclusive_subject`](crate::jobs::JobParams::exclusive_subject)
+///   nothing is stored and the answer is `Busy` with that job's id; the database decides
+///   (a unique index), so two instances enqueueing at once cannot both succeed.
+/// - `claim` moves up to `max` of the oldest queued jobs (not being cancelled) to
+///   running under `lease` and returns them with their actors; concurrent claims from
+///   several instances never return the same job (`FOR UPDATE SKIP LOCKED` on
+///   PostgreSQL; SQLite serialises writers).
+/// - `heartbeat` renews the lease of each listed job the lease's instance still runs
+///   and stores its progress; the answer says, per job, whether the instance still owns
+///   it and whether a cancel was requested.
+/// - `finish` writes the final record of a job only while the instance still owns it
+///   (running, its lease); `Ok(false)` otherwise (another instance declared it
+///   interrupted).
+/// - `request_cancel` ends a queued job as cancelled at `now`, or marks a running one
+///   `cancel_requested`; it returns the job as it is afterwards (`None`: no such job).
+/// - `expire_leases` fails every running job whose lease ended before `now` with
+///   `error`, and returns them.
+/// - `count_queued` counts queued jobs, of one requester or of all; `fail_queued` fails
+///   every queued job with `error`.
 #[async_trait]
 pub trait JobRepository: Send + Sync {
     async fn insert(&self, job: &crate::jobs::Job) -> Result<(), RepoError>;
@@ -471,6 +492,85 @@ pub trait JobRepository: Send + Sync {
         error: &crate::jobs::JobError,
         now: DateTime<Utc>,
     ) -> Result<u64, RepoError>;
+    async fn enqueue(
+        &self,
+        job: &crate::jobs::Job,
+        actor: &crate::auth::Actor,
+    ) -> Result<Enqueued, RepoError>;
+    async fn claim(
+        &self,
+        lease: &Lease,
+        now: DateTime<Utc>,
+        max: u64,
+    ) -> Result<Vec<ClaimedJob>, RepoError>;
+    async fn heartbeat(
+        &self,
+        lease: &Lease,
+        jobs: &[(crate::JobId, crate::jobs::JobProgress)],
+    ) -> Result<Vec<Heartbeat>, RepoError>;
+    async fn finish(&self, job: &crate::jobs::Job, instance: &str) -> Result<bool, RepoError>;
+    async fn request_cancel(
+        &self,
+        id: crate::JobId,
+        now: DateTime<Utc>,
+    ) -> Result<Option<crate::jobs::Job>, RepoError>;
+    async fn expire_leases(
+        &self,
+        error: &crate::jobs::JobError,
+        now: DateTime<Utc>,
+    ) -> Result<Vec<crate::jobs::Job>, RepoError>;
+    async fn count_queued(&self, requested_by: Option<&str>) -> Result<u64, RepoError>;
+    async fn fail_queued(
+        &self,
+        error: &crate::jobs::JobError,
+        now: DateTime<Utc>,
+    ) -> Result<u64, RepoError>;
+}
+
+/// Which server instance runs the scheduler when several share the catalog.
+///
+/// Contract: `lead` answers whether this process holds the leadership now, taking it
+/// when nobody holds it; at most one process holds it at any moment; a holder keeps it
+/// until it calls `resign`, ends, or loses its connection to the catalog (then another
+/// may take it at its next `lead`).
+#[async_trait]
+pub trait Leadership: Send + Sync {
+    async fn lead(&self) -> Result<bool, RepoError>;
+    async fn resign(&self);
+}
+
+/// What `enqueue` did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Enqueued {
+    Queued,
+    /// Another queued or running job holds the same subject.
+    Busy(crate::JobId),
+}
+
+/// A server instance's hold on the jobs it runs: they are its own until `until`, and
+/// renewing moves `until` on. A job whose lease ran out is declared interrupted.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Lease {
+    /// The instance's id, unique per process.
+    pub instance: String,
+    pub until: DateTime<Utc>,
+}
+
+/// A job taken from the queue, with who it runs as.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ClaimedJob {
+    pub job: crate::jobs::Job,
+    pub actor: crate::auth::Actor,
+}
+
+/// One job's answer to a heartbeat.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Heartbeat {
+    pub id: crate::JobId,
+    /// The instance still runs it (false: its lease ran out and it was declared
+    /// interrupted, or it ended).
+    pub owned: bool,
+    pub cancel_requested: bool,
 }
 
 /// Why a path on the server was refused.

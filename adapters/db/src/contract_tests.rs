@@ -1620,3 +1620,5 @@ mod alerts;
 mod reports;
 
 mod replicas;
+
+mod jobs_queue;

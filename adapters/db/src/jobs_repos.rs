@@ -8,17 +8,21 @@
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
+use coffer_domain::auth::{Actor, ClientInfo, Role};
 use coffer_domain::engine::SnapshotStatus;
 use coffer_domain::jobs::{
     Job, JobError, JobFilter, JobKind, JobParams, JobProgress, JobResult, JobState,
 };
-use coffer_domain::ports::{JobRepository, Page, RepoError};
-use coffer_domain::{InvalidSnapshotId, JobId, SnapshotId, SourceId, UnknownName};
-use sea_orm::sea_query::Expr;
+use coffer_domain::ports::{
+    ClaimedJob, Enqueued, Heartbeat, JobRepository, Lease, Page, RepoError,
+};
+use coffer_domain::{InvalidSnapshotId, JobId, SnapshotId, SourceId, UnknownName, UserId};
+use sea_orm::sea_query::{Expr, ExprTrait as _, LockBehavior, LockType};
 use sea_orm::{
     ActiveModelTrait,
     ActiveValue::{NotSet, Set},
-    ColumnTrait, DatabaseConnection, DbErr, EntityTrait, QueryFilter,
+    ColumnTrait, DatabaseConnection, DbErr, EntityTrait, PaginatorTrait, QueryFilter, QueryOrder,
+    QuerySelect, QueryTrait as _,
 };
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
@@ -486,6 +490,57 @@ impl From<ErrorJson> for JobError {
     }
 }
 
+/// `jobs.actor`: who a queued job runs as.
+#[derive(Serialize, Deserialize)]
+struct ActorJson {
+    username: String,
+    user_id: Option<i64>,
+    role: String,
+    ip: Option<String>,
+    user_agent: Option<String>,
+}
+
+impl From<&Actor> for ActorJson {
+    fn from(a: &Actor) -> Self {
+        Self {
+            username: a.username.clone(),
+            user_id: a.user_id.map(UserId::get),
+            role: a.role.as_str().to_owned(),
+            ip: a.client.ip.clone(),
+            user_agent: a.client.user_agent.clone(),
+        }
+    }
+}
+
+/// The actor of the row `row`, or — for a job queued before actors were stored — one
+/// named after its requester with no rights beyond viewing.
+fn actor_of(row: &jobs::Model) -> Result<Actor, RepoError> {
+    let Some(json) = row.actor.as_deref() else {
+        return Ok(Actor {
+            username: row.requested_by.clone(),
+            user_id: None,
+            role: Role::Viewer,
+            client: ClientInfo::default(),
+        });
+    };
+    let a: ActorJson = decode(json, &row.id, "actor")?;
+    Ok(Actor {
+        role: a
+            .role
+            .parse()
+            .map_err(|e| RepoError::Corrupt(format!("jobs.id={} actor role: {e}", row.id)))?,
+        username: a.username,
+        user_id: a.user_id.map(UserId::new),
+        client: ClientInfo {
+            ip: a.ip,
+            user_agent: a.user_agent,
+        },
+    })
+}
+
+const QUEUED: &str = "queued";
+const RUNNING: &str = "running";
+
 fn encode<T: Serialize>(value: &T, what: &str) -> Result<String, RepoError> {
     serde_json::to_string(value)
         .map_err(|e| RepoError::Database(format!("cannot encode a job's {what}: {e}")))
@@ -524,6 +579,12 @@ fn to_row(job: &Job, source_id: Option<SourceId>) -> Result<jobs::ActiveModel, R
         created_at: Set(job.created_at),
         started_at: Set(job.started_at),
         finished_at: Set(job.finished_at),
+        // The queue's own columns are written by the queue's operations only.
+        subject: NotSet,
+        actor: NotSet,
+        instance: NotSet,
+        lease_until: NotSet,
+        cancel_requested: NotSet,
     })
 }
 
@@ -580,6 +641,7 @@ fn to_job(row: jobs::Model) -> Result<Job, RepoError> {
         created_at: row.created_at,
         started_at: row.started_at,
         finished_at: row.finished_at,
+        cancel_requested: row.cancel_requested,
     })
 }
 
@@ -681,6 +743,241 @@ impl JobRepository for SeaJobRepository {
             .filter(
                 jobs::Column::State.is_in([JobState::Queued.as_str(), JobState::Running.as_str()]),
             )
+            .exec(&self.conn)
+            .await
+            .map_err(|e| repo_err(&e))?;
+        Ok(result.rows_affected)
+    }
+
+    async fn enqueue(&self, job: &Job, actor: &Actor) -> Result<Enqueued, RepoError> {
+        let subject = job.params.exclusive_subject();
+        let with_queue_columns = |source_id| -> Result<jobs::ActiveModel, RepoError> {
+            let mut row = to_row(job, source_id)?;
+            row.subject = Set(subject.clone());
+            row.actor = Set(Some(encode(&ActorJson::from(actor), "actor")?));
+            row.instance = Set(None);
+            row.lease_until = Set(None);
+            row.cancel_requested = Set(false);
+            Ok(row)
+        };
+        let first = with_queue_columns(job.source_id)?.insert(&self.conn).await;
+        let outcome = match first {
+            Err(e) if job.source_id.is_some() && is_foreign_key_violation(&e) => {
+                with_queue_columns(None)?.insert(&self.conn).await
+            }
+            other => other,
+        };
+        match outcome {
+            Ok(_) => Ok(Enqueued::Queued),
+            Err(e) => match (repo_err(&e), &subject) {
+                (RepoError::Conflict(_), Some(subject)) => {
+                    let holder = jobs::Entity::find()
+                        .filter(jobs::Column::Subject.eq(subject.as_str()))
+                        .filter(jobs::Column::State.is_in([QUEUED, RUNNING]))
+                        .one(&self.conn)
+                        .await
+                        .map_err(|e| repo_err(&e))?;
+                    match holder {
+                        Some(row) => Ok(Enqueued::Busy(to_job(row)?.id)),
+                        // It ended in between: the caller may try again.
+                        None => Err(RepoError::Conflict(format!(
+                            "a job of {subject} was active a moment ago; try again"
+                        ))),
+                    }
+                }
+                (RepoError::Conflict(_), None) => Err(RepoError::Conflict(format!(
+                    "job {} exists already",
+                    job.id
+                ))),
+                (other, _) => Err(other),
+            },
+        }
+    }
+
+    async fn claim(
+        &self,
+        lease: &Lease,
+        now: DateTime<Utc>,
+        max: u64,
+    ) -> Result<Vec<ClaimedJob>, RepoError> {
+        if max == 0 {
+            return Ok(Vec::new());
+        }
+        // One statement: take the oldest queued jobs and mark them this instance's. On
+        // PostgreSQL, rows another instance is claiming at this moment are skipped, not
+        // waited for (`FOR UPDATE SKIP LOCKED` in the sub-select); SQLite has no row
+        // locks (sea-query leaves the clause out) and runs one writer at a time.
+        let oldest = jobs::Entity::find()
+            .select_only()
+            .column(jobs::Column::Id)
+            .filter(jobs::Column::State.eq(QUEUED))
+            .filter(jobs::Column::CancelRequested.eq(false))
+            .order_by_asc(jobs::Column::CreatedAt)
+            .order_by_asc(jobs::Column::Id)
+            .limit(max)
+            .lock_with_behavior(LockType::Update, LockBehavior::SkipLocked)
+            .into_query();
+        let mut rows = jobs::Entity::update_many()
+            .col_expr(jobs::Column::State, Expr::value(RUNNING))
+            .col_expr(jobs::Column::StartedAt, Expr::value(now))
+            .col_expr(jobs::Column::Instance, Expr::value(lease.instance.as_str()))
+            .col_expr(jobs::Column::LeaseUntil, Expr::value(lease.until))
+            .filter(Expr::col(jobs::Column::Id).in_subquery(oldest))
+            .filter(jobs::Column::State.eq(QUEUED))
+            .exec_with_returning(&self.conn)
+            .await
+            .map_err(|e| repo_err(&e))?;
+        rows.sort_by(|x, y| (x.created_at, &x.id).cmp(&(y.created_at, &y.id)));
+        rows.into_iter()
+            .map(|row| {
+                let actor = actor_of(&row)?;
+                Ok(ClaimedJob {
+                    job: to_job(row)?,
+                    actor,
+                })
+            })
+            .collect()
+    }
+
+    async fn heartbeat(
+        &self,
+        lease: &Lease,
+        beats: &[(JobId, JobProgress)],
+    ) -> Result<Vec<Heartbeat>, RepoError> {
+        let mut out = Vec::with_capacity(beats.len());
+        for (id, progress) in beats {
+            let owned = jobs::Entity::update_many()
+                .col_expr(jobs::Column::LeaseUntil, Expr::value(lease.until))
+                .col_expr(
+                    jobs::Column::Progress,
+                    Expr::value(encode(&ProgressJson::from(progress), "progress")?),
+                )
+                .filter(jobs::Column::Id.eq(id.to_string()))
+                .filter(jobs::Column::State.eq(RUNNING))
+                .filter(jobs::Column::Instance.eq(lease.instance.as_str()))
+                .exec(&self.conn)
+                .await
+                .map_err(|e| repo_err(&e))?
+                .rows_affected
+                > 0;
+            let cancel_requested = owned
+                && jobs::Entity::find_by_id(id.to_string())
+                    .select_only()
+                    .column(jobs::Column::CancelRequested)
+                    .into_tuple::<bool>()
+                    .one(&self.conn)
+                    .await
+                    .map_err(|e| repo_err(&e))?
+                    .unwrap_or(false);
+            out.push(Heartbeat {
+                id: *id,
+                owned,
+                cancel_requested,
+            });
+        }
+        Ok(out)
+    }
+
+    async fn finish(&self, job: &Job, instance: &str) -> Result<bool, RepoError> {
+        let write = |source_id| -> Result<_, RepoError> {
+            let mut row = to_row(job, source_id)?;
+            row.id = NotSet;
+            row.lease_until = Set(None);
+            Ok(jobs::Entity::update_many()
+                .set(row)
+                .filter(jobs::Column::Id.eq(job.id.to_string()))
+                .filter(jobs::Column::State.eq(RUNNING))
+                .filter(jobs::Column::Instance.eq(instance)))
+        };
+        let first = write(job.source_id)?.exec(&self.conn).await;
+        let outcome = match first {
+            Err(e) if job.source_id.is_some() && is_foreign_key_violation(&e) => {
+                write(None)?.exec(&self.conn).await
+            }
+            other => other,
+        };
+        Ok(outcome.map_err(|e| repo_err(&e))?.rows_affected > 0)
+    }
+
+    async fn request_cancel(
+        &self,
+        id: JobId,
+        now: DateTime<Utc>,
+    ) -> Result<Option<Job>, RepoError> {
+        jobs::Entity::update_many()
+            .col_expr(
+                jobs::Column::State,
+                Expr::value(JobState::Cancelled.as_str()),
+            )
+            .col_expr(jobs::Column::FinishedAt, Expr::value(now))
+            .filter(jobs::Column::Id.eq(id.to_string()))
+            .filter(jobs::Column::State.eq(QUEUED))
+            .exec(&self.conn)
+            .await
+            .map_err(|e| repo_err(&e))?;
+        jobs::Entity::update_many()
+            .col_expr(jobs::Column::CancelRequested, Expr::value(true))
+            .filter(jobs::Column::Id.eq(id.to_string()))
+            .filter(jobs::Column::State.eq(RUNNING))
+            .exec(&self.conn)
+            .await
+            .map_err(|e| repo_err(&e))?;
+        self.get(id).await
+    }
+
+    async fn expire_leases(
+        &self,
+        error: &JobError,
+        now: DateTime<Utc>,
+    ) -> Result<Vec<Job>, RepoError> {
+        let expired = jobs::Entity::find()
+            .filter(jobs::Column::State.eq(RUNNING))
+            .filter(jobs::Column::LeaseUntil.lt(now))
+            .all(&self.conn)
+            .await
+            .map_err(|e| repo_err(&e))?;
+        let error_json = encode(&ErrorJson::from(error), "error")?;
+        let mut out = Vec::new();
+        for row in expired {
+            // Only if nobody renewed it meanwhile.
+            let changed = jobs::Entity::update_many()
+                .col_expr(jobs::Column::State, Expr::value(JobState::Failed.as_str()))
+                .col_expr(jobs::Column::Error, Expr::value(error_json.clone()))
+                .col_expr(jobs::Column::FinishedAt, Expr::value(now))
+                .filter(jobs::Column::Id.eq(row.id.as_str()))
+                .filter(jobs::Column::State.eq(RUNNING))
+                .filter(jobs::Column::LeaseUntil.lt(now))
+                .exec(&self.conn)
+                .await
+                .map_err(|e| repo_err(&e))?
+                .rows_affected
+                > 0;
+            if changed {
+                let mut job = to_job(row)?;
+                job.state = JobState::Failed;
+                job.error = Some(error.clone());
+                job.finished_at = Some(now);
+                out.push(job);
+            }
+        }
+        Ok(out)
+    }
+
+    async fn count_queued(&self, requested_by: Option<&str>) -> Result<u64, RepoError> {
+        let mut select = jobs::Entity::find().filter(jobs::Column::State.eq(QUEUED));
+        if let Some(user) = requested_by {
+            select = select.filter(jobs::Column::RequestedBy.eq(user));
+        }
+        select.count(&self.conn).await.map_err(|e| repo_err(&e))
+    }
+
+    async fn fail_queued(&self, error: &JobError, now: DateTime<Utc>) -> Result<u64, RepoError> {
+        let error = encode(&ErrorJson::from(error), "error")?;
+        let result = jobs::Entity::update_many()
+            .col_expr(jobs::Column::State, Expr::value(JobState::Failed.as_str()))
+            .col_expr(jobs::Column::Error, Expr::value(error))
+            .col_expr(jobs::Column::FinishedAt, Expr::value(now))
+            .filter(jobs::Column::State.eq(QUEUED))
             .exec(&self.conn)
             .await
             .map_err(|e| repo_err(&e))?;

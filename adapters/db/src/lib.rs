@@ -15,6 +15,7 @@ mod counters;
 pub mod entities;
 mod error;
 mod jobs_repos;
+mod leadership;
 mod page;
 mod replica_repos;
 mod repos;
@@ -35,6 +36,7 @@ pub use backup_repos::{SeaBackupCatalog, SeaSourceRepository};
 pub use counters::SeaCounterRepository;
 pub use error::DbError;
 pub use jobs_repos::SeaJobRepository;
+pub use leadership::SeaLeadership;
 pub use replica_repos::SeaReplicaRepository;
 pub use repos::{SeaDatabaseHealth, SeaRoleRepository, SeaSettingsRepository};
 pub use storage_history::SeaStorageHistory;
@@ -192,6 +194,13 @@ impl Database {
     #[must_use]
     pub fn jobs(&self) -> SeaJobRepository {
         SeaJobRepository::new(self.conn.clone())
+    }
+
+    /// The scheduler's leadership among the instances sharing this catalog (one per
+    /// process: it holds a connection while leading).
+    #[must_use]
+    pub fn leadership(&self) -> SeaLeadership {
+        SeaLeadership::new(self.conn.clone())
     }
 
     #[must_use]

@@ -6,25 +6,38 @@
 //! kind). This area knows the queue, the records, cancelling and the scheduler, and no
 //! other area.
 //!
-//! The queue lives in memory; the records live in the database. A job that was queued or
-//! running when the process died is marked failed by [`JobService::recover`] at the next
-//! start (the space a dead backup wrote is reclaimed by garbage collection).
+//! The queue is the catalog's job table, so that several server instances sharing one
+//! PostgreSQL catalog share it too: a job is enqueued there (the database refuses a
+//! second active job of the same subject, such as a second backup of one source), and
+//! each instance claims the oldest queued jobs while it has room, under a lease it
+//! renews every few seconds ([`JobService::maintain`]) together with the job's progress.
+//! A running job whose lease runs out — its instance was killed or lost the database —
+//! is declared interrupted by whichever instance sees it first; the space a dead backup
+//! wrote is left for garbage collection and no snapshot of it is ever recorded.
+//!
+//! With a catalog of its own (SQLite, one server per data directory) the process is
+//! alone: [`JobService::recover`] fails every job the previous process left unfinished,
+//! and a shutdown fails the queued ones. With a shared catalog, queued jobs outlive an
+//! instance (another one runs them), and only expired leases are failed at start.
 
 mod ports;
 pub mod scheduler;
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::HashMap;
 use std::panic::AssertUnwindSafe;
 use std::sync::{Arc, Mutex, MutexGuard, RwLock, Weak};
 
 use async_trait::async_trait;
 use futures::FutureExt as _;
 
+use chrono::TimeDelta;
 use coffer_domain::audit::{AuditAction, AuditEntry};
 use coffer_domain::auth::{Actor, Permission};
 use coffer_domain::engine::{Cancel, Progress};
-use coffer_domain::jobs::{Job, JobError, JobFilter, JobKind, JobParams, JobResult, JobState};
-use coffer_domain::ports::{Clock, JobRepository, Page, Spawner};
+use coffer_domain::jobs::{
+    Job, JobError, JobFilter, JobKind, JobParams, JobProgress, JobResult, JobState,
+};
+use coffer_domain::ports::{ClaimedJob, Clock, Enqueued, JobRepository, Lease, Page, Spawner};
 use coffer_domain::{JobId, SourceId};
 
 pub use ports::{
@@ -59,12 +72,24 @@ pub struct JobStatus {
 /// Limits the job runner works with.
 #[derive(Debug, Clone, Copy)]
 pub struct JobOptions {
-    /// Jobs that run at once; the rest wait in order.
+    /// Jobs that run at once in this process; the rest wait in order.
     pub max_running: usize,
     /// Jobs one user may have waiting in the queue at once (429 `too_many_jobs`
     /// beyond), so that nobody fills the queue for everybody else. 0: no cap. The
     /// scheduler and the local command line are not users and have no cap.
     pub max_queued_per_user: usize,
+    /// Other server instances share the catalog (PostgreSQL): queued jobs are left for
+    /// them at shutdown, and only expired leases are failed at start.
+    pub shared: bool,
+    /// How long a running job stays this instance's without a heartbeat; another
+    /// instance declares it interrupted once this has passed. Heartbeats
+    /// ([`JobService::maintain`]) must come much more often.
+    pub lease: TimeDelta,
+}
+
+impl JobOptions {
+    /// The default lease: a minute without a heartbeat.
+    pub const DEFAULT_LEASE: TimeDelta = TimeDelta::seconds(60);
 }
 
 struct Live {
@@ -76,10 +101,10 @@ struct Live {
 
 #[derive(Default)]
 struct Registry {
+    /// Jobs this process runs (and, briefly, ones whose end is being recorded).
     live: HashMap<JobId, Live>,
-    queue: VecDeque<JobId>,
+    /// Slots taken: running jobs, and slots reserved by a claim in flight.
     running: usize,
-    backups: HashMap<SourceId, JobId>,
     /// Finished jobs whose final record could not be written yet.
     unsaved: Vec<JobId>,
     shutting_down: bool,
@@ -104,6 +129,8 @@ struct Inner {
     clock: Arc<dyn Clock>,
     audit: AuditLog,
     options: JobOptions,
+    /// This process's name in the job table's `instance` column.
+    instance: String,
     registry: Mutex<Registry>,
 }
 
@@ -123,42 +150,42 @@ impl Inner {
             .and_then(Weak::upgrade)
     }
 
-    fn status(&self, live: &Live) -> JobStatus {
-        let mut job = live.job.clone();
-        job.progress = live.progress.read();
+    fn lease(&self) -> Lease {
+        Lease {
+            instance: self.instance.clone(),
+            until: self.clock.now() + self.options.lease,
+        }
+    }
+
+    /// A job's status from its record: rate and time left from the progress its runner
+    /// last wrote (any instance's).
+    fn status_of(&self, job: Job, cancel_requested: bool) -> JobStatus {
         let now = self.clock.now();
         let running = job.state == JobState::Running;
         let started = job.started_at.filter(|_| running);
         JobStatus {
             rate_bytes_per_sec: started.and_then(|s| job.progress.rate(s, now)),
             eta_secs: started.and_then(|s| job.progress.eta_secs(s, now)),
-            cancel_requested: live.cancel.is_cancelled(),
+            cancel_requested: cancel_requested && !job.state.is_final(),
             job,
         }
     }
-}
 
-/// What a cancel found.
-enum CancelStep {
-    /// Not in this process: finished long ago, or no such job.
-    NotLive,
-    /// Taken out of the queue; it ends cancelled now.
-    Dequeued(Box<Job>),
-    /// Running: asked to stop at its next safe point.
-    Asked,
+    fn status(&self, live: &Live) -> JobStatus {
+        let mut job = live.job.clone();
+        job.progress = live.progress.read();
+        let cancel = live.cancel.is_cancelled() || job.cancel_requested;
+        self.status_of(job, cancel)
+    }
+
+    fn record(&self, job: Job) -> JobStatus {
+        let cancel = job.cancel_requested;
+        self.status_of(job, cancel)
+    }
 }
 
 fn finished(id: JobId, state: JobState) -> JobsError {
     JobsError::JobFinished(format!("job {id} has already ended ({state})"))
-}
-
-fn settled(job: Job) -> JobStatus {
-    JobStatus {
-        job,
-        cancel_requested: false,
-        rate_bytes_per_sec: None,
-        eta_secs: None,
-    }
 }
 
 /// `status` as `actor` may see it: without the `restore` permission, nothing that names
@@ -234,11 +261,19 @@ impl JobService {
                 audit,
                 options: JobOptions {
                     max_running: options.max_running.max(1),
-                    max_queued_per_user: options.max_queued_per_user,
+                    lease: options.lease.max(TimeDelta::seconds(1)),
+                    ..options
                 },
+                instance: uuid::Uuid::now_v7().to_string(),
                 registry: Mutex::new(Registry::default()),
             }),
         }
+    }
+
+    /// This process's name in the job records (`instance`), for its log.
+    #[must_use]
+    pub fn instance(&self) -> &str {
+        &self.inner.instance
     }
 
     /// Hands `kind`'s work to `executor` (the area that owns it). Done once per kind by
@@ -255,28 +290,96 @@ impl JobService {
             .insert(kind, weak as Weak<dyn JobExecutor>);
     }
 
-    /// Marks every job the previous process left queued or running as failed. Run once
-    /// at start-up, before any job is accepted.
+    /// Run once at start-up, before any job is accepted. Alone on its catalog, marks
+    /// every job the previous process left queued or running as failed. Sharing it,
+    /// fails only the running jobs whose lease has run out (their instance is gone):
+    /// the others belong to live instances, and queued jobs wait for any of them.
     ///
     /// # Errors
     /// Database failures.
     pub async fn recover(&self) -> Result<u64, CommonError> {
-        let error = JobError::new(
-            "interrupted",
-            "the server stopped while this job was queued or running; start it again",
-        );
-        let n = self
-            .inner
-            .repo
-            .fail_unfinished(&error, self.inner.clock.now())
-            .await?;
+        let inner = &self.inner;
+        let n = if inner.options.shared {
+            self.expire().await?
+        } else {
+            let error = JobError::new(
+                "interrupted",
+                "the server stopped while this job was queued or running; start it again",
+            );
+            inner
+                .repo
+                .fail_unfinished(&error, inner.clock.now())
+                .await?
+        };
         if n > 0 {
             tracing::warn!(
                 jobs = n,
-                "marked jobs interrupted by the last shutdown as failed"
+                "marked jobs interrupted by a server's end as failed"
             );
         }
         Ok(n)
+    }
+
+    /// Fails the running jobs whose instance stopped renewing their lease.
+    async fn expire(&self) -> Result<u64, CommonError> {
+        let inner = &self.inner;
+        let error = JobError::new(
+            "interrupted",
+            format!(
+                "the server instance running this job stopped answering for {} s (killed, \
+                 or cut off from the database); start it again",
+                inner.options.lease.num_seconds()
+            ),
+        );
+        let expired = inner.repo.expire_leases(&error, inner.clock.now()).await?;
+        for job in &expired {
+            tracing::warn!(job = %job.id, kind = %job.kind(), "job interrupted: its instance's lease ran out");
+        }
+        Ok(expired.len() as u64)
+    }
+
+    /// The runner's periodic step (every couple of seconds, from the composition root):
+    /// renews the leases of the jobs this process runs and stores their progress, stops
+    /// those cancelled elsewhere or lost, declares other instances' expired jobs
+    /// interrupted (shared catalogs only), and takes queued work while there is room.
+    ///
+    /// # Errors
+    /// Database failures (the next step tries again).
+    pub async fn maintain(&self) -> Result<(), CommonError> {
+        let inner = &self.inner;
+        let beats: Vec<(JobId, JobProgress)> = {
+            let reg = inner.registry();
+            reg.live
+                .values()
+                .filter(|l| l.job.state == JobState::Running)
+                .map(|l| (l.job.id, l.progress.read()))
+                .collect()
+        };
+        if !beats.is_empty() {
+            let answers = inner.repo.heartbeat(&inner.lease(), &beats).await?;
+            let reg = inner.registry();
+            for beat in answers {
+                let Some(live) = reg.live.get(&beat.id) else {
+                    continue;
+                };
+                if !beat.owned && live.job.state == JobState::Running {
+                    tracing::error!(
+                        job = %beat.id,
+                        "this instance lost a job's lease (another one declared it interrupted); stopping it"
+                    );
+                    live.cancel.cancel();
+                } else if beat.cancel_requested {
+                    live.cancel.cancel();
+                }
+            }
+        }
+        // Alone on its catalog, a process has nobody else's jobs to declare interrupted
+        // (and its own cannot be: the previous process's were failed at start).
+        if inner.options.shared {
+            self.expire().await?;
+        }
+        pump(inner).await;
+        Ok(())
     }
 
     fn get_live(&self, id: JobId) -> Option<JobStatus> {
@@ -298,11 +401,12 @@ impl JobService {
             .repo
             .get(id)
             .await?
-            .map(|job| shown_to(actor, settled(job)))
+            .map(|job| shown_to(actor, self.inner.record(job)))
             .ok_or_else(|| CommonError::NotFound(format!("no job {id}")))?)
     }
 
-    /// Jobs, newest first, with live progress for those this process is running.
+    /// Jobs, newest first, with live progress for those this process is running (and
+    /// the last stored progress of those other instances run).
     ///
     /// # Errors
     /// `Forbidden` without `view`.
@@ -330,14 +434,14 @@ impl JobService {
                 .into_iter()
                 .map(|job| match reg.live.get(&job.id) {
                     Some(l) => self.inner.status(l),
-                    None => settled(job),
+                    None => self.inner.record(job),
                 })
                 .collect(),
         })
     }
 
     /// Stops a job: a queued one at once, a running one at its next safe point (a
-    /// cancelled backup leaves no snapshot).
+    /// cancelled backup leaves no snapshot), on whichever instance runs it.
     ///
     /// # Errors
     /// `Forbidden` without the permission the job's kind needs; `NotFound`;
@@ -345,44 +449,36 @@ impl JobService {
     pub async fn cancel(&self, actor: &Actor, id: JobId) -> Result<JobStatus, JobsError> {
         actor.require(Permission::View)?;
         let inner = &self.inner;
-        let step = {
-            let mut reg = inner.registry();
-            match reg.live.get(&id) {
-                None => CancelStep::NotLive,
-                Some(l) if l.job.state.is_final() => {
-                    actor.require(permission_for(l.job.kind()))?;
-                    return Err(finished(id, l.job.state));
-                }
-                Some(l) => {
-                    actor.require(permission_for(l.job.kind()))?;
-                    l.cancel.cancel();
-                    if l.job.state == JobState::Queued {
-                        // Settled in memory at once (it will never run); the entry goes
-                        // once the record is written.
-                        let now = inner.clock.now();
-                        reg.queue.retain(|q| *q != id);
-                        reg.backups.retain(|_, j| *j != id);
-                        let live = reg.live.get_mut(&id).expect("present");
-                        live.job.state = JobState::Cancelled;
-                        live.job.finished_at = Some(now);
-                        CancelStep::Dequeued(Box::new(live.job.clone()))
-                    } else {
-                        CancelStep::Asked
-                    }
-                }
+        let live = {
+            let reg = inner.registry();
+            reg.live.get(&id).map(|l| (l.job.kind(), l.job.state))
+        };
+        let (kind, state) = match live {
+            Some(found) => found,
+            None => {
+                let job = inner
+                    .repo
+                    .get(id)
+                    .await?
+                    .ok_or_else(|| CommonError::NotFound(format!("no job {id}")))?;
+                (job.kind(), job.state)
             }
         };
-        if let CancelStep::NotLive = step {
-            let job = inner
-                .repo
-                .get(id)
-                .await?
-                .ok_or_else(|| CommonError::NotFound(format!("no job {id}")))?;
-            actor.require(permission_for(job.kind()))?;
-            return Err(finished(id, job.state));
+        actor.require(permission_for(kind))?;
+        if state.is_final() {
+            return Err(finished(id, state));
         }
-        if let CancelStep::Dequeued(job) = &step {
-            record_end(inner, job).await;
+        if let Some(l) = inner.registry().live.get(&id) {
+            l.cancel.cancel();
+        }
+        let after = inner
+            .repo
+            .request_cancel(id, inner.clock.now())
+            .await?
+            .ok_or_else(|| CommonError::NotFound(format!("no job {id}")))?;
+        if after.state.is_final() && after.state != JobState::Cancelled {
+            // It ended on its own in between.
+            return Err(finished(id, after.state));
         }
         inner
             .audit
@@ -391,55 +487,42 @@ impl JobService {
                     .resource(format!("job:{id}")),
             )
             .await?;
-        match step {
-            CancelStep::Dequeued(job) => Ok(settled(*job)),
-            _ => self.get(actor, id).await,
-        }
+        self.get(actor, id).await
     }
 
-    /// Stops taking jobs and asks the running ones to stop; queued ones are recorded as
-    /// interrupted. The caller waits for [`running`](Self::running) to reach zero.
+    /// Stops taking jobs and asks the running ones to stop; alone on the catalog, the
+    /// queued ones are recorded as interrupted (sharing it, they wait for another
+    /// instance). The caller waits for [`running`](Self::running) to reach zero.
     pub async fn shutdown(&self) {
         let inner = &self.inner;
-        let queued: Vec<Job> = {
+        let unsaved: Vec<Job> = {
             let mut reg = inner.registry();
             reg.shutting_down = true;
             for l in reg.live.values() {
                 l.cancel.cancel();
             }
-            let ids: Vec<JobId> = reg.queue.drain(..).collect();
-            ids.iter()
-                .filter_map(|id| reg.live.remove(id))
-                .map(|l| l.job)
-                .collect()
-        };
-        let now = inner.clock.now();
-        let unsaved: Vec<Job> = {
-            let reg = inner.registry();
             reg.unsaved
                 .iter()
                 .filter_map(|id| reg.live.get(id).map(|l| l.job.clone()))
                 .collect()
         };
         for job in unsaved {
-            if let Err(e) = inner.repo.update(&job).await {
+            if let Err(e) = inner.repo.finish(&job, &inner.instance).await {
                 tracing::error!(job = %job.id, error = %e, "cannot record the end of a job");
             }
         }
-        for mut job in queued {
-            job.state = JobState::Failed;
-            job.finished_at = Some(now);
-            job.error = Some(JobError::new(
+        if !inner.options.shared {
+            let error = JobError::new(
                 "interrupted",
                 "the server shut down before this job ran; start it again",
-            ));
-            if let Err(e) = inner.repo.update(&job).await {
-                tracing::error!(job = %job.id, error = %e, "cannot record an interrupted job");
+            );
+            if let Err(e) = inner.repo.fail_queued(&error, inner.clock.now()).await {
+                tracing::error!(error = %e, "cannot record the queued jobs as interrupted");
             }
         }
     }
 
-    /// Jobs running now.
+    /// Jobs running now in this process.
     #[must_use]
     pub fn running(&self) -> usize {
         self.inner.registry().running
@@ -492,105 +575,89 @@ fn describe(params: &JobParams) -> String {
     }
 }
 
+/// The conflict `enqueue` reported, in the caller's words.
+fn busy(params: &JobParams, other: JobId) -> SubmitError {
+    let message = match params {
+        JobParams::Backup { source_name, .. } => {
+            format!("a backup of `{source_name}` is already queued or running (job {other})")
+        }
+        JobParams::Copy { replica } => {
+            format!("a copy to replica `{replica}` is already queued or running (job {other})")
+        }
+        other_params => format!(
+            "a {} of the repository is already queued or running (job {other})",
+            other_params.kind()
+        ),
+    };
+    SubmitError::JobRunning {
+        job_id: other,
+        message,
+    }
+}
+
+impl JobService {
+    /// A restore queued or running (on any instance) whose target overlaps `target`.
+    async fn overlapping_restore(&self, target: &str) -> Result<Option<JobId>, CommonError> {
+        for state in [JobState::Queued, JobState::Running] {
+            let filter = JobFilter {
+                state: Some(state),
+                kind: Some(JobKind::Restore),
+                limit: MAX_JOB_PAGE,
+                ..JobFilter::default()
+            };
+            let page = self.inner.repo.list(&filter).await?;
+            if let Some(other) = page.items.iter().find(|j| {
+                matches!(&j.params, JobParams::Restore { target: t, .. } if crate::paths::overlaps(t, target))
+            }) {
+                return Ok(Some(other.id));
+            }
+        }
+        Ok(None)
+    }
+}
+
 #[async_trait]
 impl JobQueue for JobService {
     async fn submit(&self, actor: &Actor, params: JobParams) -> Result<JobStatus, SubmitError> {
         let inner = &self.inner;
+        if inner.registry().shutting_down {
+            return Err(SubmitError::ShuttingDown);
+        }
         let id = JobId::from_uuid(uuid::Uuid::now_v7());
         let job = Job::queued(id, params, &actor.username, inner.clock.now());
-        {
-            let mut reg = inner.registry();
-            if reg.shutting_down {
-                return Err(SubmitError::ShuttingDown);
-            }
-            if reg.queue.len() >= MAX_QUEUED {
-                return Err(SubmitError::QueueFull(format!(
-                    "{MAX_QUEUED} jobs are already waiting; try again when some have run"
+        if inner.repo.count_queued(None).await? >= MAX_QUEUED as u64 {
+            return Err(SubmitError::QueueFull(format!(
+                "{MAX_QUEUED} jobs are already waiting; try again when some have run"
+            )));
+        }
+        let cap = inner.options.max_queued_per_user;
+        if cap > 0 && actor.user_id.is_some() {
+            let waiting = inner.repo.count_queued(Some(&actor.username)).await?;
+            if waiting >= u64::try_from(cap).unwrap_or(u64::MAX) {
+                return Err(SubmitError::TooManyJobs(format!(
+                    "you already have {waiting} jobs waiting (jobs.max_queued_per_user); \
+                     try again when some have started"
                 )));
             }
-            let cap = inner.options.max_queued_per_user;
-            if cap > 0 && actor.user_id.is_some() {
-                let waiting = reg
-                    .live
-                    .values()
-                    .filter(|l| {
-                        l.job.state == JobState::Queued && l.job.requested_by == actor.username
-                    })
-                    .count();
-                if waiting >= cap {
-                    return Err(SubmitError::TooManyJobs(format!(
-                        "you already have {waiting} jobs waiting (jobs.max_queued_per_user); \
-                         try again when some have started"
-                    )));
-                }
-            }
-            if let JobParams::Restore { target, .. } = &job.params
-                && let Some(other) = reg.live.values().find(|l| {
-                    !l.job.state.is_final()
-                        && matches!(&l.job.params, JobParams::Restore { target: t, .. } if crate::paths::overlaps(t, target))
-                })
-            {
-                return Err(SubmitError::JobRunning {
-                    job_id: other.job.id,
-                    message: format!(
-                        "restore job {} writes to or around the same directory; wait for it or choose another target",
-                        other.job.id
-                    ),
-                });
-            }
-            if let JobParams::Backup {
-                source_id,
-                source_name,
-            } = &job.params
-            {
-                if let Some(other) = reg.backups.get(source_id) {
-                    return Err(SubmitError::JobRunning {
-                        job_id: *other,
-                        message: format!(
-                            "a backup of `{source_name}` is already queued or running (job {other})"
-                        ),
-                    });
-                }
-                reg.backups.insert(*source_id, id);
-            }
-            if matches!(job.params, JobParams::Prune | JobParams::Check { .. })
-                && let Some(other) = reg
-                    .live
-                    .values()
-                    .find(|l| !l.job.state.is_final() && l.job.kind() == job.kind())
-            {
-                return Err(SubmitError::JobRunning {
-                    job_id: other.job.id,
-                    message: format!(
-                        "a {} of the repository is already queued or running (job {})",
-                        job.kind(),
-                        other.job.id
-                    ),
-                });
-            }
-            if let JobParams::Copy { replica } = &job.params
-                && let Some(other) = reg.live.values().find(|l| {
-                    !l.job.state.is_final()
-                        && matches!(&l.job.params, JobParams::Copy { replica: r } if r == replica)
-                })
-            {
-                return Err(SubmitError::JobRunning {
-                    job_id: other.job.id,
-                    message: format!(
-                        "a copy to replica `{replica}` is already queued or running (job {})",
-                        other.job.id
-                    ),
-                });
-            }
-            reg.live.insert(
-                id,
-                Live {
-                    job: job.clone(),
-                    actor: actor.clone(),
-                    progress: Arc::new(Progress::default()),
-                    cancel: Cancel::default(),
-                },
-            );
+        }
+        if let JobParams::Restore { target, .. } = &job.params
+            && let Some(other) = self.overlapping_restore(target).await?
+        {
+            return Err(SubmitError::JobRunning {
+                job_id: other,
+                message: format!(
+                    "restore job {other} writes to or around the same directory; wait for it or choose another target"
+                ),
+            });
+        }
+        // The database decides conflicts of the same subject (across instances).
+        if let Enqueued::Busy(other) = inner
+            .repo
+            .enqueue(&job, actor)
+            .await
+            .map_err(CommonError::from)?
+        {
+            return Err(busy(&job.params, other));
         }
         let recorded = inner
             .audit
@@ -600,41 +667,40 @@ impl JobQueue for JobService {
                     .detail(describe(&job.params)),
             )
             .await;
-        let stored = match recorded {
-            Ok(_) => inner.repo.insert(&job).await.map_err(CommonError::from),
-            Err(e) => Err(e),
-        };
-        if let Err(e) = stored {
-            let mut reg = inner.registry();
-            reg.live.remove(&id);
-            reg.backups.retain(|_, j| *j != id);
+        if let Err(e) = recorded {
+            // Not in the trail: it must not run.
+            if let Err(undo) = inner.repo.request_cancel(id, inner.clock.now()).await {
+                tracing::error!(job = %id, error = %undo, "cannot withdraw a job whose audit row failed");
+            }
             return Err(e.into());
         }
-        // A cancel may have come while the record was being stored (the id was already
-        // visible through a 409): then the job is final, and it is recorded as such.
-        let cancelled = {
-            let mut reg = inner.registry();
-            match reg.live.get(&id) {
-                Some(l) if l.job.state == JobState::Queued => {
-                    reg.queue.push_back(id);
-                    None
-                }
-                Some(l) => Some(l.job.clone()),
-                None => None,
-            }
-        };
-        if let Some(done) = cancelled {
-            record_end(inner, &done).await;
-            return Ok(settled(done));
+        pump(inner).await;
+        if let Some(live) = self.get_live(id) {
+            return Ok(live);
         }
-        pump(inner);
-        Ok(self.get_live(id).unwrap_or_else(|| settled(job)))
+        Ok(match inner.repo.get(id).await {
+            Ok(Some(stored)) => inner.record(stored),
+            _ => inner.record(job),
+        })
     }
 }
 
+#[async_trait]
 impl ActiveJobs for JobService {
-    fn backup_of(&self, source: SourceId) -> Option<JobId> {
-        self.inner.registry().backups.get(&source).copied()
+    async fn backup_of(&self, source: SourceId) -> Result<Option<JobId>, CommonError> {
+        for state in [JobState::Running, JobState::Queued] {
+            let filter = JobFilter {
+                state: Some(state),
+                kind: Some(JobKind::Backup),
+                source_id: Some(source),
+                limit: 1,
+                offset: 0,
+            };
+            if let Some(job) = self.inner.repo.list(&filter).await?.items.first() {
+                return Ok(Some(job.id));
+            }
+        }
+        Ok(None)
     }
 }
 
@@ -650,22 +716,53 @@ impl RunningJobs for JobService {
     }
 }
 
-/// Starts queued jobs while there is room.
-fn pump(inner: &Arc<Inner>) {
+/// Takes queued jobs from the catalog while this process has room, and starts them.
+/// Boxed: a job's end takes the next one, so the runner's future refers to its own type.
+fn pump(inner: &Arc<Inner>) -> futures::future::BoxFuture<'_, ()> {
+    Box::pin(take_queued(inner))
+}
+
+async fn take_queued(inner: &Arc<Inner>) {
+    // Slots are reserved before the claim, so that two pumps at once cannot take more
+    // than the room there is.
+    let wanted = {
+        let mut reg = inner.registry();
+        if reg.shutting_down {
+            return;
+        }
+        let free = inner.options.max_running.saturating_sub(reg.running);
+        reg.running += free;
+        free
+    };
+    if wanted == 0 {
+        return;
+    }
+    let claimed = match inner
+        .repo
+        .claim(&inner.lease(), inner.clock.now(), wanted as u64)
+        .await
+    {
+        Ok(claimed) => claimed,
+        Err(e) => {
+            tracing::error!(error = %e, "cannot take queued jobs from the catalog");
+            Vec::new()
+        }
+    };
     let mut start = Vec::new();
     {
         let mut reg = inner.registry();
-        while reg.running < inner.options.max_running && !reg.shutting_down {
-            let Some(id) = reg.queue.pop_front() else {
-                break;
-            };
-            let now = inner.clock.now();
-            if let Some(l) = reg.live.get_mut(&id) {
-                l.job.state = JobState::Running;
-                l.job.started_at = Some(now);
-                reg.running += 1;
-                start.push(id);
-            }
+        reg.running -= wanted - claimed.len();
+        for ClaimedJob { job, actor } in claimed {
+            start.push(job.id);
+            reg.live.insert(
+                job.id,
+                Live {
+                    job,
+                    actor,
+                    progress: Arc::new(Progress::default()),
+                    cancel: Cancel::default(),
+                },
+            );
         }
     }
     for id in start {
@@ -691,9 +788,6 @@ async fn run(inner: Arc<Inner>, id: JobId) {
     }) else {
         return;
     };
-    if let Err(e) = inner.repo.update(&job).await {
-        tracing::error!(job = %id, error = %e, "cannot record a job as running");
-    }
     let outcome = match inner.executor(job.kind()) {
         Some(executor) => {
             // A panic inside the work must not leave the job running forever, its
@@ -749,14 +843,12 @@ async fn run(inner: Arc<Inner>, id: JobId) {
         }
     }
     // The final record is written while the job still counts as live, so that no
-    // reader sees it running in the database after it has ended. Its source is free for
-    // the next backup in the same step: whoever sees it ended may start another at once.
+    // reader sees it running in the database after it has ended.
     {
         let mut reg = inner.registry();
         if let Some(l) = reg.live.get_mut(&id) {
             l.job = job.clone();
         }
-        reg.backups.retain(|_, j| *j != id);
     }
     record_end(&inner, &job).await;
     {
@@ -770,22 +862,29 @@ async fn run(inner: Arc<Inner>, id: JobId) {
             entry.1 += secs;
         }
     }
-    pump(&inner);
+    pump(&inner).await;
 }
 
 /// Writes the final record of a job that has ended, then lets go of its live entry.
 /// Until the write succeeds the job stays live, so readers keep seeing its true outcome
-/// from memory; the write is retried at shutdown (or the job is marked failed at the
-/// next start). No row yet means `submit` is still storing it: `submit` sees the final
-/// state and records it itself.
+/// from memory; the write is retried at shutdown (or the job's lease runs out and it is
+/// declared interrupted). A record this instance no longer owns — another declared the
+/// job interrupted after its lease ran out — is left as the other wrote it.
 async fn record_end(inner: &Inner, job: &Job) {
-    let saved = inner.repo.update(job).await;
+    let saved = inner.repo.finish(job, &inner.instance).await;
     let mut reg = inner.registry();
     match saved {
         Ok(true) => {
             reg.live.remove(&job.id);
         }
-        Ok(false) => {}
+        Ok(false) => {
+            tracing::error!(
+                job = %job.id,
+                state = %job.state,
+                "a job ended after another instance declared it interrupted; its record stays failed"
+            );
+            reg.live.remove(&job.id);
+        }
         Err(e) => {
             tracing::error!(job = %job.id, error = %e, "cannot record the end of a job");
             reg.unsaved.push(job.id);

@@ -15,10 +15,11 @@ use crate::error::{CodedError, CommonError, ErrorClass};
 /// Queues work an area has checked and authorised (permission, subject, room): the
 /// area's `start_*` use case ends here.
 ///
-/// Contract: the job is in the audit trail (`job_queue`) and in the catalog before it
-/// can run; `SubmitError::JobRunning` while a job of the same subject (a source's
-/// backup, a prune, a check, a restore into or around the same target) is queued or
-/// running.
+/// Contract: the job is in the catalog's queue, then in the audit trail (`job_queue`);
+/// when its audit row cannot be written it is withdrawn (cancelled) and the submit
+/// fails. `SubmitError::JobRunning` while a job of the same subject (a source's backup,
+/// a prune, a check, a copy to one replica, a restore into or around the same target)
+/// is queued or running on any instance.
 #[async_trait]
 pub trait JobQueue: Send + Sync {
     async fn submit(&self, actor: &Actor, params: JobParams) -> Result<JobStatus, SubmitError>;
@@ -64,9 +65,10 @@ impl JobFailure {
     }
 }
 
-/// Which backup of a source is queued or running, if any.
+/// Which backup of a source is queued or running, if any (on any server instance).
+#[async_trait]
 pub trait ActiveJobs: Send + Sync {
-    fn backup_of(&self, source: SourceId) -> Option<JobId>;
+    async fn backup_of(&self, source: SourceId) -> Result<Option<JobId>, CommonError>;
 }
 
 /// The jobs running now, with their live progress (the dashboard's).

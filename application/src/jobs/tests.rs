@@ -28,8 +28,8 @@ use coffer_domain::engine::{
 use coffer_domain::jobs::{Job, JobError, JobFilter, JobParams, JobProgress, JobResult, JobState};
 use coffer_domain::ports::{
     AuditRepository, BackgroundTask, BackupCatalog, BackupFilter, CatalogEntry, CatalogStats,
-    Clock, CounterRepository, JobRepository, LocalPaths, Page, PathProblem, RepoError,
-    SourceRepository, SourceSpec, Spawner,
+    ClaimedJob, Clock, CounterRepository, Enqueued, Heartbeat, JobRepository, Lease, LocalPaths,
+    Page, PathProblem, RepoError, SourceRepository, SourceSpec, Spawner,
 };
 use coffer_domain::{BackupId, JobId, SnapshotId, SnapshotPrefix, SourceId, UserId};
 
@@ -89,12 +89,14 @@ impl Spawner for Tasks {
     }
 }
 
-/// Job records, plus every write in order.
+/// Job records (the queue), plus every write in order.
 #[derive(Default)]
 struct FakeJobs {
     rows: Mutex<BTreeMap<JobId, Job>>,
+    /// Who each job runs as, and which instance runs it until when.
+    meta: Mutex<HashMap<JobId, (Actor, Option<(String, DateTime<Utc>)>)>>,
     writes: Mutex<Vec<Job>>,
-    /// While set, `update` fails as a database would.
+    /// While set, `finish` fails as a database would.
     fail_updates: AtomicBool,
     /// While set, the next write of a final state waits for it (a slow database).
     hold_final: Mutex<Option<oneshot::Receiver<()>>>,
@@ -126,6 +128,19 @@ impl FakeJobs {
             .map(|j| j.state)
             .collect()
     }
+
+    /// Which instance holds `id`, and until when.
+    fn lease_of(&self, id: JobId) -> Option<(String, DateTime<Utc>)> {
+        self.meta.lock().unwrap().get(&id).and_then(|m| m.1.clone())
+    }
+
+    fn write(&self, job: &Job) {
+        self.writes.lock().unwrap().push(job.clone());
+    }
+}
+
+fn active(job: &Job) -> bool {
+    matches!(job.state, JobState::Queued | JobState::Running)
 }
 
 #[async_trait]
@@ -136,28 +151,17 @@ impl JobRepository for FakeJobs {
             return Err(RepoError::Conflict(format!("job {} exists", job.id)));
         }
         rows.insert(job.id, job.clone());
-        self.writes.lock().unwrap().push(job.clone());
+        self.write(job);
         Ok(())
     }
 
     async fn update(&self, job: &Job) -> Result<bool, RepoError> {
-        let held = if job.state.is_final() {
-            self.hold_final.lock().unwrap().take()
-        } else {
-            None
-        };
-        if let Some(rx) = held {
-            rx.await.ok();
-        }
-        if self.fail_updates.load(Ordering::SeqCst) {
-            return Err(RepoError::Database("connection lost".into()));
-        }
         let mut rows = self.rows.lock().unwrap();
         let Some(row) = rows.get_mut(&job.id) else {
             return Ok(false);
         };
         *row = job.clone();
-        self.writes.lock().unwrap().push(job.clone());
+        self.write(job);
         Ok(true)
     }
 
@@ -193,10 +197,196 @@ impl JobRepository for FakeJobs {
     ) -> Result<u64, RepoError> {
         let mut n = 0;
         for job in self.rows.lock().unwrap().values_mut() {
-            if matches!(job.state, JobState::Queued | JobState::Running) {
+            if active(job) {
                 job.state = JobState::Failed;
                 job.error = Some(error.clone());
                 job.finished_at = Some(now);
+                n += 1;
+            }
+        }
+        Ok(n)
+    }
+
+    async fn enqueue(&self, job: &Job, actor: &Actor) -> Result<Enqueued, RepoError> {
+        let mut rows = self.rows.lock().unwrap();
+        if let Some(subject) = job.params.exclusive_subject()
+            && let Some(other) = rows
+                .values()
+                .find(|j| active(j) && j.params.exclusive_subject().as_ref() == Some(&subject))
+        {
+            return Ok(Enqueued::Busy(other.id));
+        }
+        if rows.contains_key(&job.id) {
+            return Err(RepoError::Conflict(format!("job {} exists", job.id)));
+        }
+        rows.insert(job.id, job.clone());
+        self.meta
+            .lock()
+            .unwrap()
+            .insert(job.id, (actor.clone(), None));
+        self.write(job);
+        Ok(Enqueued::Queued)
+    }
+
+    async fn claim(
+        &self,
+        lease: &Lease,
+        now: DateTime<Utc>,
+        max: u64,
+    ) -> Result<Vec<ClaimedJob>, RepoError> {
+        let mut rows = self.rows.lock().unwrap();
+        let mut meta = self.meta.lock().unwrap();
+        let mut queued: Vec<&mut Job> = rows
+            .values_mut()
+            .filter(|j| j.state == JobState::Queued && !j.cancel_requested)
+            .collect();
+        queued.sort_by_key(|j| (j.created_at, j.id));
+        let mut out = Vec::new();
+        for job in queued.into_iter().take(usize::try_from(max).unwrap()) {
+            job.state = JobState::Running;
+            job.started_at = Some(now);
+            let m = meta.get_mut(&job.id).expect("enqueued with an actor");
+            m.1 = Some((lease.instance.clone(), lease.until));
+            self.write(job);
+            out.push(ClaimedJob {
+                job: job.clone(),
+                actor: m.0.clone(),
+            });
+        }
+        Ok(out)
+    }
+
+    async fn heartbeat(
+        &self,
+        lease: &Lease,
+        jobs: &[(JobId, JobProgress)],
+    ) -> Result<Vec<Heartbeat>, RepoError> {
+        let mut rows = self.rows.lock().unwrap();
+        let mut meta = self.meta.lock().unwrap();
+        Ok(jobs
+            .iter()
+            .map(|(id, progress)| {
+                let owned = rows.get(id).is_some_and(|j| j.state == JobState::Running)
+                    && meta
+                        .get(id)
+                        .and_then(|m| m.1.as_ref())
+                        .is_some_and(|(i, _)| *i == lease.instance);
+                let mut cancel_requested = false;
+                if owned {
+                    let job = rows.get_mut(id).expect("present");
+                    job.progress = *progress;
+                    cancel_requested = job.cancel_requested;
+                    meta.get_mut(id).expect("present").1 =
+                        Some((lease.instance.clone(), lease.until));
+                }
+                Heartbeat {
+                    id: *id,
+                    owned,
+                    cancel_requested,
+                }
+            })
+            .collect())
+    }
+
+    async fn finish(&self, job: &Job, instance: &str) -> Result<bool, RepoError> {
+        let held = if job.state.is_final() {
+            self.hold_final.lock().unwrap().take()
+        } else {
+            None
+        };
+        if let Some(rx) = held {
+            rx.await.ok();
+        }
+        if self.fail_updates.load(Ordering::SeqCst) {
+            return Err(RepoError::Database("connection lost".into()));
+        }
+        let mut rows = self.rows.lock().unwrap();
+        let owner = self
+            .meta
+            .lock()
+            .unwrap()
+            .get(&job.id)
+            .and_then(|m| m.1.clone());
+        let Some(row) = rows.get_mut(&job.id) else {
+            return Ok(false);
+        };
+        if row.state != JobState::Running || owner.is_none_or(|(i, _)| i != instance) {
+            return Ok(false);
+        }
+        let cancel_requested = row.cancel_requested;
+        *row = job.clone();
+        row.cancel_requested = cancel_requested;
+        self.write(job);
+        Ok(true)
+    }
+
+    async fn request_cancel(
+        &self,
+        id: JobId,
+        now: DateTime<Utc>,
+    ) -> Result<Option<Job>, RepoError> {
+        if self.fail_updates.load(Ordering::SeqCst) {
+            return Err(RepoError::Database("connection lost".into()));
+        }
+        let mut rows = self.rows.lock().unwrap();
+        let Some(job) = rows.get_mut(&id) else {
+            return Ok(None);
+        };
+        match job.state {
+            JobState::Queued => {
+                job.state = JobState::Cancelled;
+                job.finished_at = Some(now);
+                self.write(job);
+            }
+            JobState::Running => job.cancel_requested = true,
+            _ => {}
+        }
+        Ok(Some(job.clone()))
+    }
+
+    async fn expire_leases(
+        &self,
+        error: &JobError,
+        now: DateTime<Utc>,
+    ) -> Result<Vec<Job>, RepoError> {
+        let mut rows = self.rows.lock().unwrap();
+        let meta = self.meta.lock().unwrap();
+        let mut out = Vec::new();
+        for job in rows.values_mut() {
+            let expired = meta
+                .get(&job.id)
+                .and_then(|m| m.1.as_ref())
+                .is_some_and(|(_, until)| *until < now);
+            if job.state == JobState::Running && expired {
+                job.state = JobState::Failed;
+                job.error = Some(error.clone());
+                job.finished_at = Some(now);
+                self.write(job);
+                out.push(job.clone());
+            }
+        }
+        Ok(out)
+    }
+
+    async fn count_queued(&self, requested_by: Option<&str>) -> Result<u64, RepoError> {
+        Ok(self
+            .rows
+            .lock()
+            .unwrap()
+            .values()
+            .filter(|j| j.state == JobState::Queued)
+            .filter(|j| requested_by.is_none_or(|u| j.requested_by == u))
+            .count() as u64)
+    }
+
+    async fn fail_queued(&self, error: &JobError, now: DateTime<Utc>) -> Result<u64, RepoError> {
+        let mut n = 0;
+        for job in self.rows.lock().unwrap().values_mut() {
+            if job.state == JobState::Queued {
+                job.state = JobState::Failed;
+                job.error = Some(error.clone());
+                job.finished_at = Some(now);
+                self.write(job);
                 n += 1;
             }
         }
@@ -845,6 +1035,7 @@ struct World {
     pool: LocalPool,
     storage: Arc<StorageService>,
     alert_rows: Arc<FakeAlerts>,
+    clock: Arc<StepClock>,
 }
 
 impl World {
@@ -865,6 +1056,8 @@ impl World {
             JobOptions {
                 max_running,
                 max_queued_per_user: 0,
+                shared: false,
+                lease: JobOptions::DEFAULT_LEASE,
             },
             repo,
             quota,
@@ -878,7 +1071,8 @@ impl World {
         let paths = Arc::new(FakePaths::default());
         let audit = Arc::new(FakeAudit::default());
         let tasks = Arc::new(Tasks::default());
-        let clock: Arc<dyn Clock> = Arc::new(StepClock::new());
+        let step_clock = Arc::new(StepClock::new());
+        let clock: Arc<dyn Clock> = step_clock.clone();
         let log = AuditLog::new(audit.clone(), clock.clone());
         let alert_rows = Arc::new(FakeAlerts::default());
         let alerts = Arc::new(AlertService::new(
@@ -989,7 +1183,19 @@ impl World {
             pool: LocalPool::new(),
             storage,
             alert_rows,
+            clock: step_clock,
         }
+    }
+
+    /// Moves this world's clock `secs` seconds on.
+    fn later(&self, secs: i64) {
+        self.clock.0.fetch_add(secs, Ordering::SeqCst);
+    }
+
+    /// The runner's periodic step, then whatever it started.
+    fn maintain(&mut self) {
+        block_on(self.jobs.maintain()).unwrap();
+        self.settle();
     }
 
     fn source(&self, name: &str) -> SourceId {
@@ -1223,7 +1429,7 @@ fn a_second_backup_of_a_source_is_refused_while_the_first_is_queued_or_running()
     assert_eq!(job_running_id(refused), first);
     assert_eq!(w.repo.count(), 2);
     assert_eq!(w.audit.count("job_queue"), 2);
-    assert_eq!(w.jobs.backup_of(a), Some(first));
+    assert_eq!(block_on(w.jobs.backup_of(a)).unwrap(), Some(first));
 
     // Running: still refused.
     open_blocker.send(()).unwrap();
@@ -1236,7 +1442,7 @@ fn a_second_backup_of_a_source_is_refused_while_the_first_is_queued_or_running()
     open_a.send(()).unwrap();
     w.settle();
     assert_eq!(w.state(first), JobState::Succeeded);
-    assert_eq!(w.jobs.backup_of(a), None);
+    assert_eq!(block_on(w.jobs.backup_of(a)).unwrap(), None);
     let again = w.backup(&op, a).unwrap().job.id;
     assert_ne!(again, first);
     w.settle();
@@ -1265,7 +1471,7 @@ fn backups_of_different_sources_do_not_block_each_other() {
 }
 
 #[test]
-fn a_source_takes_its_next_backup_as_soon_as_its_last_is_seen_ended() {
+fn a_source_is_free_for_its_next_backup_once_the_end_of_its_last_is_recorded() {
     let mut w = World::new(1);
     let op = operator();
     let s = w.source("docs");
@@ -1276,14 +1482,17 @@ fn a_source_takes_its_next_backup_as_soon_as_its_last_is_seen_ended() {
     assert_eq!(w.state(first), JobState::Succeeded);
     assert_eq!(w.repo.row(first).unwrap().state, JobState::Running);
 
-    // Whoever saw it end may start the next one at once.
-    let second = w.backup(&op, s).unwrap().job.id;
+    // The catalog decides (for every instance): until the end is recorded, the source
+    // is still busy, and the refusal names the job.
+    assert_eq!(job_running_id(w.backup(&op, s).unwrap_err()), first);
     release.send(()).unwrap();
+    w.settle();
+    assert_eq!(w.repo.row(first).unwrap().state, JobState::Succeeded);
+    let second = w.backup(&op, s).unwrap().job.id;
     w.settle();
     assert_eq!(w.state(first), JobState::Succeeded);
     assert_eq!(w.state(second), JobState::Succeeded);
-    assert_eq!(w.repo.row(first).unwrap().state, JobState::Succeeded);
-    assert_eq!(w.jobs.backup_of(s), None);
+    assert_eq!(block_on(w.jobs.backup_of(s)).unwrap(), None);
     assert_eq!(w.jobs.running(), 0);
 }
 
@@ -1315,7 +1524,7 @@ fn cancelling_a_queued_job_settles_it_at_once_and_frees_its_source() {
     assert_eq!(row.finished_at, status.job.finished_at);
     assert_eq!(w.audit.count("job_cancel"), 1);
     // The source is free again.
-    assert_eq!(w.jobs.backup_of(b), None);
+    assert_eq!(block_on(w.jobs.backup_of(b)).unwrap(), None);
     // Cancelling it again: it has ended.
     assert_eq!(w.cancel(&op, queued).unwrap_err().code(), "job_finished");
 
@@ -1339,7 +1548,7 @@ fn cancelling_a_queued_job_settles_it_at_once_and_frees_its_source() {
 }
 
 #[test]
-fn a_queued_job_cancelled_while_its_record_cannot_be_written_never_runs() {
+fn a_cancel_the_queue_cannot_record_fails_and_says_so() {
     let mut w = World::new(1);
     let op = operator();
     let blocker = w.source("blocker");
@@ -1349,24 +1558,25 @@ fn a_queued_job_cancelled_while_its_record_cannot_be_written_never_runs() {
     let queued = w.backup(&op, b).unwrap().job.id;
     w.settle();
 
+    // The queue is the catalog: a cancel it cannot record did not happen, and the
+    // caller is told so (nothing audited as cancelled).
     w.repo.fail_updates.store(true, Ordering::SeqCst);
+    let err = w.cancel(&op, queued).unwrap_err();
+    assert_eq!(err.code(), "internal", "{err:?}");
+    assert_eq!(w.repo.row(queued).unwrap().state, JobState::Queued);
+    assert_eq!(w.audit.count("job_cancel"), 0);
+
+    // Asked again once the database is back, it is cancelled and never runs.
+    w.repo.fail_updates.store(false, Ordering::SeqCst);
     assert_eq!(
         w.cancel(&op, queued).unwrap().job.state,
         JobState::Cancelled
     );
-    assert_eq!(w.repo.row(queued).unwrap().state, JobState::Queued);
-    assert_eq!(w.state(queued), JobState::Cancelled);
-
     open_blocker.send(()).unwrap();
     w.settle();
     assert_eq!(w.engine.started(), ["blocker"]);
     assert_eq!(w.state(queued), JobState::Cancelled);
     assert_eq!(w.jobs.running(), 0);
-
-    // Written at shutdown, once the database is back.
-    w.repo.fail_updates.store(false, Ordering::SeqCst);
-    block_on(w.jobs.shutdown());
-    assert_eq!(w.repo.row(queued).unwrap().state, JobState::Cancelled);
 }
 
 // ---------------------------------------------------------------------------------------
@@ -1387,7 +1597,7 @@ fn cancelling_a_running_job_ends_it_cancelled_when_the_engine_honours_the_cancel
     let status = w.cancel(&op, id).unwrap();
     assert_eq!(status.job.state, JobState::Running);
     assert!(status.cancel_requested);
-    assert_eq!(w.jobs.backup_of(a), Some(id));
+    assert_eq!(block_on(w.jobs.backup_of(a)).unwrap(), Some(id));
 
     open_a.send(()).unwrap();
     w.settle();
@@ -1408,7 +1618,7 @@ fn cancelling_a_running_job_ends_it_cancelled_when_the_engine_honours_the_cancel
     // No snapshot, the slot and the source are free.
     assert!(w.catalog.all().is_empty());
     assert_eq!(w.jobs.running(), 0);
-    assert_eq!(w.jobs.backup_of(a), None);
+    assert_eq!(block_on(w.jobs.backup_of(a)).unwrap(), None);
 }
 
 // ---------------------------------------------------------------------------------------
@@ -1443,7 +1653,7 @@ fn a_panicking_backup_fails_as_internal_and_frees_its_slot_and_source() {
     assert_eq!(w.state(waiting), JobState::Running);
     assert_eq!(w.jobs.running(), 1);
     // The source is free: a new backup of it is accepted (and waits for the slot).
-    assert_eq!(w.jobs.backup_of(boom), None);
+    assert_eq!(block_on(w.jobs.backup_of(boom)).unwrap(), None);
     let again = w.backup(&op, boom).unwrap().job.id;
     open_next.send(()).unwrap();
     w.settle();
@@ -1544,7 +1754,7 @@ fn a_viewer_cannot_start_a_backup_and_nothing_is_recorded() {
     assert_eq!(w.repo.count(), 0);
     assert!(w.audit.rows().is_empty());
     assert!(w.engine.started().is_empty());
-    assert_eq!(w.jobs.backup_of(a), None);
+    assert_eq!(block_on(w.jobs.backup_of(a)).unwrap(), None);
     assert_eq!(w.jobs.running(), 0);
 }
 
@@ -1675,11 +1885,12 @@ fn an_outcome_that_cannot_be_written_stays_visible_and_is_written_at_shutdown() 
     open_a.send(()).unwrap();
     w.settle();
 
-    // The database still says running; readers see the truth from memory.
+    // The database still says running; readers see the truth from memory, and the
+    // source stays busy until the catalog knows the job ended.
     assert_eq!(w.repo.row(id).unwrap().state, JobState::Running);
     assert_eq!(w.state(id), JobState::Succeeded);
     assert_eq!(w.jobs.running(), 0);
-    assert_eq!(w.jobs.backup_of(a), None);
+    assert_eq!(block_on(w.jobs.backup_of(a)).unwrap(), Some(id));
 
     w.repo.fail_updates.store(false, Ordering::SeqCst);
     block_on(w.jobs.shutdown());
@@ -1793,6 +2004,8 @@ fn one_user_cannot_fill_the_queue() {
         JobOptions {
             max_running: 1,
             max_queued_per_user: 2,
+            shared: false,
+            lease: JobOptions::DEFAULT_LEASE,
         },
         Arc::new(FakeJobs::default()),
         Quota::default(),
@@ -1940,16 +2153,11 @@ fn a_restore_target_that_turned_into_a_link_out_of_the_roots_is_refused_at_start
 // A job cancelled while it is being submitted
 // ---------------------------------------------------------------------------------------
 
-/// `submit` makes a job live (and its id known: a second backup of the source names it,
-/// `backup_of` returns it) before it has written the job's record. A cancel in that
-/// window finds the job queued, settles it in memory, writes the record (no row yet:
-/// `update` answers `Ok(false)`, taken as success) and forgets it. `submit` then inserts
-/// the row as `queued` and pushes the id on the queue, where `pump` skips it because it
-/// is no longer live. The row stays `queued` until the next restart, and `get` and
-/// `list` report it as waiting for ever; a second cancel says it "has already ended
-/// (queued)".
+/// `submit` stores a job in the queue, then writes its `job_queue` audit row. A cancel
+/// while the audit row is being written finds it queued and ends it; `submit` then must
+/// not run it, and nothing may report it waiting.
 #[test]
-fn a_job_cancelled_before_its_record_is_stored_is_not_left_queued() {
+fn a_job_cancelled_while_its_audit_row_is_written_never_runs() {
     let mut w = World::new(1);
     let op = operator();
     let a = w.source("a");
@@ -1970,11 +2178,11 @@ fn a_job_cancelled_before_its_record_is_stored_is_not_left_queued() {
     // `submit` now waits for its `job_queue` audit row.
     w.settle();
     assert!(submitted.lock().unwrap().is_none());
-    assert_eq!(w.repo.count(), 0);
+    assert_eq!(w.repo.count(), 1);
 
     // The job's id is already out, and it can be cancelled.
     let id = job_running_id(w.backup(&op, a).unwrap_err());
-    assert_eq!(w.jobs.backup_of(a), Some(id));
+    assert_eq!(block_on(w.jobs.backup_of(a)).unwrap(), Some(id));
     assert_eq!(w.cancel(&op, id).unwrap().job.state, JobState::Cancelled);
 
     release.send(()).unwrap();
@@ -2286,4 +2494,185 @@ fn a_quota_set_while_backups_run_holds_them() {
     states.sort_by_key(|s| s.as_str());
     assert_eq!(states, [JobState::Failed, JobState::Succeeded]);
     assert_eq!(stored(&w), BYTES, "only the backup that fitted was counted");
+}
+
+// ---------------------------------------------------------------------------------------
+// Several server instances on one catalog
+// ---------------------------------------------------------------------------------------
+
+/// An instance sharing `repo` (the catalog's job table) with others.
+fn instance(repo: &Arc<FakeJobs>, max_running: usize) -> World {
+    World::build_with(
+        JobOptions {
+            max_running,
+            max_queued_per_user: 0,
+            shared: true,
+            lease: JobOptions::DEFAULT_LEASE,
+        },
+        repo.clone(),
+        Quota::default(),
+    )
+}
+
+#[test]
+fn a_backup_asked_of_two_instances_runs_once() {
+    let repo = Arc::new(FakeJobs::default());
+    let mut a = instance(&repo, 2);
+    let mut b = instance(&repo, 2);
+    let op = operator();
+    let on_a = a.source("photos");
+    assert_eq!(b.source("photos"), on_a, "one catalog, one source");
+    let open = a.engine.gate("photos");
+
+    let first = a.backup(&op, on_a).unwrap().job.id;
+    a.settle();
+    let refused = b.backup(&op, on_a).unwrap_err();
+    assert_eq!(refused.code(), "job_running");
+    assert_eq!(job_running_id(refused), first);
+    assert_eq!(block_on(b.jobs.backup_of(on_a)).unwrap(), Some(first));
+    // The other instance reads it as running, with the progress its runner stored.
+    a.maintain();
+    assert_eq!(b.state(first), JobState::Running);
+
+    open.send(()).unwrap();
+    a.settle();
+    b.maintain();
+    assert_eq!(b.state(first), JobState::Succeeded);
+    assert_eq!(a.engine.started(), ["photos"]);
+    assert!(
+        b.engine.started().is_empty(),
+        "it ran once, on the instance that took it"
+    );
+    assert_eq!(repo.count(), 1);
+}
+
+#[test]
+fn queued_work_goes_to_whichever_instance_has_room() {
+    let repo = Arc::new(FakeJobs::default());
+    let mut a = instance(&repo, 1);
+    let mut b = instance(&repo, 1);
+    let op = operator();
+    let busy = a.source("busy");
+    let waiting = a.source("waiting");
+    b.source("busy");
+    b.source("waiting");
+    let open = a.engine.gate("busy");
+
+    a.backup(&op, busy).unwrap();
+    let queued = a.backup(&op, waiting).unwrap().job.id;
+    a.settle();
+    assert_eq!(a.state(queued), JobState::Queued, "a has no room");
+    b.maintain();
+    assert_eq!(
+        b.state(queued),
+        JobState::Succeeded,
+        "b took it from the queue"
+    );
+    assert_eq!(b.engine.started(), ["waiting"]);
+    assert_eq!(a.engine.started(), ["busy"]);
+    open.send(()).unwrap();
+    a.settle();
+    a.maintain();
+    assert_eq!(a.engine.started(), ["busy"], "nothing ran twice");
+}
+
+#[test]
+fn a_cancel_asked_of_one_instance_stops_the_job_on_another() {
+    let repo = Arc::new(FakeJobs::default());
+    let mut a = instance(&repo, 1);
+    let b = instance(&repo, 1);
+    let op = operator();
+    let s = a.source("photos");
+    b.source("photos");
+    let gate = a.engine.gate("photos");
+    let id = a.backup(&op, s).unwrap().job.id;
+    a.settle();
+
+    let asked = b.cancel(&op, id).unwrap();
+    assert!(asked.cancel_requested, "{asked:?}");
+    assert_eq!(asked.job.state, JobState::Running);
+    // The runner hears of it at its next heartbeat and stops at its next safe point.
+    a.maintain();
+    drop(gate);
+    a.settle();
+    assert_eq!(b.state(id), JobState::Cancelled);
+    assert_eq!(b.audit.count("job_cancel"), 1);
+    assert_eq!(a.jobs.running(), 0);
+}
+
+#[test]
+fn a_job_whose_instance_died_is_declared_interrupted_by_another() {
+    let repo = Arc::new(FakeJobs::default());
+    let mut a = instance(&repo, 1);
+    let mut b = instance(&repo, 1);
+    let op = operator();
+    let s = a.source("photos");
+    b.source("photos");
+    let gate = a.engine.gate("photos");
+    let id = a.backup(&op, s).unwrap().job.id;
+    a.settle();
+    let (holder, _) = repo.lease_of(id).expect("claimed");
+    assert_eq!(holder, a.jobs.instance());
+
+    // `a` stops answering. Within its lease nothing happens ...
+    b.later(30);
+    b.maintain();
+    assert_eq!(b.state(id), JobState::Running);
+    // ... after it, the other instance fails the job as interrupted, and the source is
+    // free for the next backup, which it runs.
+    b.later(60);
+    b.maintain();
+    let job = b.get(id).job;
+    assert_eq!(job.state, JobState::Failed);
+    assert_eq!(
+        job.error.as_ref().map(|e| e.code.as_str()),
+        Some("interrupted")
+    );
+    assert!(job.error.unwrap().message.contains("60 s"));
+    assert_eq!(block_on(b.jobs.backup_of(s)).unwrap(), None);
+    let next = b.backup(&op, s).unwrap().job.id;
+    b.settle();
+    assert_eq!(b.state(next), JobState::Succeeded);
+    assert!(
+        a.catalog.all().is_empty(),
+        "the dead run recorded no snapshot"
+    );
+
+    // If `a` comes back, it learns at its next heartbeat that the job is not its own
+    // any more, stops it, and leaves the record as the other instance wrote it.
+    drop(gate);
+    a.maintain();
+    assert_eq!(a.jobs.running(), 0);
+    assert_eq!(b.state(id), JobState::Failed);
+}
+
+#[test]
+fn a_shared_instance_leaves_queued_jobs_for_the_others_when_it_stops() {
+    let repo = Arc::new(FakeJobs::default());
+    let mut a = instance(&repo, 1);
+    let mut b = instance(&repo, 1);
+    let op = operator();
+    let busy = a.source("busy");
+    let waiting = a.source("waiting");
+    b.source("busy");
+    b.source("waiting");
+    let gate = a.engine.gate("busy");
+    let running = a.backup(&op, busy).unwrap().job.id;
+    let queued = a.backup(&op, waiting).unwrap().job.id;
+    a.settle();
+    block_on(a.jobs.shutdown());
+    drop(gate);
+    a.settle();
+    assert_eq!(
+        b.state(running),
+        JobState::Failed,
+        "interrupted by the shutdown"
+    );
+    assert_eq!(
+        b.state(queued),
+        JobState::Queued,
+        "still waiting, for another instance"
+    );
+    b.maintain();
+    assert_eq!(b.state(queued), JobState::Succeeded);
 }

@@ -356,7 +356,7 @@ impl SourceService {
     pub async fn delete(&self, actor: &Actor, id: SourceId) -> Result<(), SourceError> {
         actor.require(Permission::ManageSystem)?;
         let current = self.get(actor, id).await?;
-        if let Some(job_id) = self.active.backup_of(id) {
+        if let Some(job_id) = self.active.backup_of(id).await? {
             return Err(SourceError::JobRunning {
                 job_id,
                 message: format!(

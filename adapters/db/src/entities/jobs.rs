@@ -22,6 +22,16 @@ pub struct Model {
     pub created_at: DateTimeUtc,
     pub started_at: Option<DateTimeUtc>,
     pub finished_at: Option<DateTimeUtc>,
+    /// What at most one active job may work on (`backup:<source>`, `prune`, ...):
+    /// unique among queued and running jobs.
+    pub subject: Option<String>,
+    /// Who the job runs as (JSON).
+    #[sea_orm(column_type = "Text", nullable)]
+    pub actor: Option<String>,
+    /// The server instance running it.
+    pub instance: Option<String>,
+    pub lease_until: Option<DateTimeUtc>,
+    pub cancel_requested: bool,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

@@ -412,7 +412,7 @@ async fn two_instances_share_sessions_jobs_and_the_scheduler_and_survive_a_kill(
         let found = page["items"].as_array().and_then(|items| {
             items
                 .iter()
-                .find(|j| j["requested_by"] == "scheduler")
+                .find(|j| j["requested_by"] == "system:scheduler")
                 .cloned()
         });
         if let Some(job) = found {
@@ -430,7 +430,7 @@ async fn two_instances_share_sessions_jobs_and_the_scheduler_and_survive_a_kill(
             .expect("snapshot")
             .to_owned(),
     );
-    // Exactly one scheduled run of that minute.
+    // No more scheduled runs while the snapshots are restored.
     let (status, _) = b
         .call(
             &token,

@@ -38,7 +38,7 @@ pub mod users;
 
 pub use alerts::{AlertService, AlertSink};
 pub use audit::{AuditLog, AuditService, ChainReport};
-pub use auth::{AuthError, AuthService, Session};
+pub use auth::{AuthError, AuthPorts, AuthService, Session};
 pub use backup::{BackupError, BackupPorts, BackupService, BackupTarget};
 pub use catalog::{CatalogError, CatalogService, DirPage, DownloadPlan, Paging};
 pub use dashboard::{Dashboard, DashboardService, DashboardSources, SourceOverview};

@@ -685,8 +685,12 @@ impl Services {
             audit_log.clone(),
         ));
         let auth = Arc::new(AuthService::new(
-            users_repo.clone(),
-            Arc::new(db.revocations()),
+            coffer_application::AuthPorts {
+                users: users_repo.clone(),
+                revocations: Arc::new(db.revocations()),
+                // Shared through the catalog: failures on one server count on every other.
+                throttle_counters: Arc::new(db.throttle_counters()),
+            },
             hasher.clone(),
             Arc::new(Hs256Tokens::new(session_key)),
             clock.clone(),

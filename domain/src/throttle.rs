@@ -18,24 +18,39 @@
 //!   attack, even from the attacker's address. After `device_limit` failures a device
 //!   cookie stops counting as known for `lockout` (a stolen cookie buys few guesses).
 //! - **Reserved, not checked then recorded.** [`LoginThrottle::begin`] checks *and*
-//!   counts the attempt as a failure under the caller's lock, before the password is
-//!   looked at; a success refunds it ([`LoginThrottle::succeeded`]). So parallel attempts
-//!   cannot all pass the check, and at most `max_in_flight` attempts per address (or per
-//!   device cookie) are being checked at any moment: the queue of password checks is
-//!   bounded per client.
+//!   counts the attempt as a failure while the attempt's counters are locked, before the
+//!   password is looked at; a success refunds it ([`LoginThrottle::succeeded`]). So
+//!   parallel attempts cannot all pass the check, and at most `max_in_flight` attempts
+//!   per address (or per device cookie) are being checked at any moment: the queue of
+//!   password checks is bounded per client.
 //! - **Refusals are coalesced.** The first refusal of a lockout is reported for the audit
 //!   trail ([`Refusal::first_of_lockout`]); the further ones are only counted, and when
 //!   the lockout is over [`LoginThrottle::take_finished`] hands back one
 //!   [`LockoutSummary`] with their number. An unauthenticated client cannot grow the
 //!   audit trail by hammering a locked door.
 //!
-//! Counters forget failures after `window` without any; the maps hold at most
-//! `max_entries` each (the stalest idle ones are forgotten first).
+//! **Shared and per-process state.** The failure counters that decide delays and
+//! lockouts ([`FailureCounter`], one per address, account and device cookie) are
+//! [`SharedCounters`]: the caller loads the ones an attempt touches from a
+//! [`ThrottleCounters`] store (the catalog database, so that every server on it sees
+//! every failure), locked against other attempts on them, passes them in, and saves
+//! them back. What stays in the [`LoginThrottle`] of each process: the attempts in
+//! flight (`max_in_flight` bounds each process's own queue of password checks) and the
+//! coalescing of refusals for the audit trail (each process reports the first refusal
+//! of a lockout it sees; the lockout itself is shared).
+//!
+//! Counters forget failures after `window` without any (a counter idle that long starts
+//! afresh, and the store purges it); the store keeps at most `max_entries` counters of
+//! each kind (the stalest are forgotten first), and the process at most `max_entries`
+//! lockouts being coalesced.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::net::IpAddr;
 
+use async_trait::async_trait;
 use chrono::{DateTime, TimeDelta, Utc};
+
+use crate::ports::RepoError;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ThrottlePolicy {
@@ -53,10 +68,13 @@ pub struct ThrottlePolicy {
     pub lockout: TimeDelta,
     /// Counters forget failures after this long without any.
     pub window: TimeDelta,
-    /// Attempts per address (or device cookie) being checked at once.
+    /// Attempts per address (or device cookie) being checked at once, in one process.
     pub max_in_flight: u32,
-    /// Most counters kept per kind; beyond it the stalest idle ones are forgotten.
+    /// Most counters kept per kind (by the store's purge; the stalest go first), and
+    /// most lockouts one process coalesces refusals of.
     pub max_entries: usize,
+    /// How often a process asks the store to purge ([`LoginThrottle::purge_due`]).
+    pub purge_every: TimeDelta,
 }
 
 impl Default for ThrottlePolicy {
@@ -71,6 +89,7 @@ impl Default for ThrottlePolicy {
             window: TimeDelta::hours(1),
             max_in_flight: 4,
             max_entries: 10_000,
+            purge_every: TimeDelta::minutes(1),
         }
     }
 }
@@ -93,6 +112,148 @@ pub fn address_key(ip: Option<&str>) -> String {
     }
 }
 
+/// What a failure counter counts the failures of.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum CounterKind {
+    /// A username, for attempts from unknown clients.
+    Account,
+    /// A client's [`address_key`], for attempts from unknown clients.
+    Address,
+    /// A device cookie's id.
+    Device,
+}
+
+impl CounterKind {
+    pub const ALL: [Self; 3] = [Self::Account, Self::Address, Self::Device];
+
+    #[must_use]
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Self::Account => "account",
+            Self::Address => "address",
+            Self::Device => "device",
+        }
+    }
+}
+
+named!(CounterKind);
+
+/// Names one failure counter. Ordered (kind, then key): stores lock counters in this
+/// order, so that two attempts sharing counters cannot wait for each other.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct CounterKey {
+    pub kind: CounterKind,
+    pub key: String,
+}
+
+impl CounterKey {
+    #[must_use]
+    pub fn account(username: &str) -> Self {
+        Self {
+            kind: CounterKind::Account,
+            key: username.to_owned(),
+        }
+    }
+
+    #[must_use]
+    pub fn address(address: &str) -> Self {
+        Self {
+            kind: CounterKind::Address,
+            key: address.to_owned(),
+        }
+    }
+
+    #[must_use]
+    pub fn device(device: &str) -> Self {
+        Self {
+            kind: CounterKind::Device,
+            key: device.to_owned(),
+        }
+    }
+}
+
+/// The shared state of one counter: what every server must see alike.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FailureCounter {
+    /// Failures, attempts in flight (on any server) included.
+    pub failures: u32,
+    /// The last failure (or the start of the last attempt counted).
+    pub last: DateTime<Utc>,
+    /// Locked (the account for unknown clients, or the device cookie) until then.
+    pub locked_until: Option<DateTime<Utc>>,
+}
+
+impl FailureCounter {
+    const fn new(now: DateTime<Utc>) -> Self {
+        Self {
+            failures: 0,
+            last: now,
+            locked_until: None,
+        }
+    }
+
+    /// No failures and no lock: the same as no counter at all (a store keeps no row).
+    #[must_use]
+    pub const fn is_blank(&self) -> bool {
+        self.failures == 0 && self.locked_until.is_none()
+    }
+
+    fn locked_for(&self, now: DateTime<Utc>) -> Option<u64> {
+        self.locked_until
+            .filter(|until| *until > now)
+            .map(|until| secs_until(until, now))
+    }
+
+    fn idle(&self, now: DateTime<Utc>, window: TimeDelta) -> bool {
+        now - self.last > window && self.locked_for(now).is_none()
+    }
+}
+
+/// The counters one attempt is judged by, as loaded from the store: a key absent is a
+/// counter without failures or lock.
+pub type SharedCounters = BTreeMap<CounterKey, FailureCounter>;
+
+/// The failure counters, shared by every server on one catalog.
+///
+/// Contract:
+/// - `lock(keys)` returns the stored counters of `keys` (a key without a row, or whose
+///   row [`FailureCounter::is_blank`], is absent) and holds them against every other
+///   `lock` of any of those keys, from this process or another on the same database,
+///   until the returned [`CounterLock`] is saved or dropped: the read, the policy's
+///   decision and the write of one attempt are atomic, so two attempts on two servers
+///   cannot both see the last free failure. Keys are locked in [`CounterKey`] order.
+/// - [`CounterLock::save`] writes the counters of the locked keys as given (a key
+///   absent, or blank, is deleted) and releases them; dropping the lock unsaved
+///   releases them unchanged.
+/// - `purge(now, idle_since, keep)` deletes every counter whose last failure is before
+///   `idle_since` and that is not locked at `now`, then of each kind every counter
+///   beyond the `keep` with the latest failures; it returns how many went.
+#[async_trait]
+pub trait ThrottleCounters: Send + Sync {
+    async fn lock(
+        &self,
+        keys: &[CounterKey],
+    ) -> Result<(SharedCounters, Box<dyn CounterLock>), RepoError>;
+
+    async fn purge(
+        &self,
+        now: DateTime<Utc>,
+        idle_since: DateTime<Utc>,
+        keep: u64,
+    ) -> Result<u64, RepoError>;
+}
+
+/// Counters held by [`ThrottleCounters::lock`].
+#[async_trait]
+pub trait CounterLock: Send {
+    /// Writes `counters` back and releases the lock.
+    ///
+    /// # Errors
+    /// A counter in `counters` that was not locked is a [`RepoError::Conflict`] (and
+    /// nothing is written).
+    async fn save(self: Box<Self>, counters: &SharedCounters) -> Result<(), RepoError>;
+}
+
 /// One login attempt, as the throttle sees it.
 #[derive(Debug, Clone, Copy)]
 pub struct Attempt<'a> {
@@ -103,6 +264,20 @@ pub struct Attempt<'a> {
     /// The id of a valid device cookie issued to this very username, if the client sent
     /// one.
     pub device: Option<&'a str>,
+}
+
+impl Attempt<'_> {
+    /// The counters [`LoginThrottle::begin`] needs, in locking order.
+    #[must_use]
+    pub fn counter_keys(&self) -> Vec<CounterKey> {
+        let mut keys = vec![
+            CounterKey::account(self.username),
+            CounterKey::address(self.address),
+        ];
+        keys.extend(self.device.map(CounterKey::device));
+        keys.sort();
+        keys
+    }
 }
 
 /// Why an attempt is refused.
@@ -135,10 +310,11 @@ pub struct Refusal {
 }
 
 /// An attempt let through: it is already counted as a failure. Hand it back with
-/// [`LoginThrottle::succeeded`] or [`LoginThrottle::failed`] (also when the attempt is
-/// abandoned), exactly once.
+/// [`LoginThrottle::succeeded`] or [`LoginThrottle::failed`] (with its counters locked
+/// again, see [`Reservation::counter_keys`]), or, when they cannot be had, with
+/// [`LoginThrottle::abandoned`]; exactly once.
 #[derive(Debug, Clone, PartialEq, Eq)]
-#[must_use = "a reservation must be settled with succeeded() or failed()"]
+#[must_use = "a reservation must be settled with succeeded(), failed() or abandoned()"]
 pub struct Reservation {
     username: String,
     address: String,
@@ -153,6 +329,26 @@ impl Reservation {
     #[must_use]
     pub const fn known_client(&self) -> bool {
         self.device.is_some()
+    }
+
+    /// The counters [`LoginThrottle::succeeded`] and [`LoginThrottle::failed`] update,
+    /// in locking order.
+    #[must_use]
+    pub fn counter_keys(&self) -> Vec<CounterKey> {
+        match &self.device {
+            Some(device) => vec![CounterKey::device(device)],
+            None => vec![
+                CounterKey::account(&self.username),
+                CounterKey::address(&self.address),
+            ],
+        }
+    }
+
+    /// The counter whose attempts in flight this one is one of.
+    fn in_flight_key(&self) -> CounterKey {
+        self.device
+            .as_deref()
+            .map_or_else(|| CounterKey::address(&self.address), CounterKey::device)
     }
 }
 
@@ -171,36 +367,6 @@ pub struct LockoutSummary {
 }
 
 #[derive(Debug, Clone)]
-struct Counter {
-    /// Failures, attempts in flight included.
-    failures: u32,
-    last: DateTime<Utc>,
-    locked_until: Option<DateTime<Utc>>,
-    in_flight: u32,
-}
-
-impl Counter {
-    const fn new(now: DateTime<Utc>) -> Self {
-        Self {
-            failures: 0,
-            last: now,
-            locked_until: None,
-            in_flight: 0,
-        }
-    }
-
-    fn locked_for(&self, now: DateTime<Utc>) -> Option<u64> {
-        self.locked_until
-            .filter(|until| *until > now)
-            .map(|until| secs_until(until, now))
-    }
-
-    fn idle(&self, now: DateTime<Utc>, window: TimeDelta) -> bool {
-        self.in_flight == 0 && now - self.last > window && self.locked_for(now).is_none()
-    }
-}
-
-#[derive(Debug, Clone)]
 struct Episode {
     username: String,
     address: String,
@@ -210,16 +376,19 @@ struct Episode {
     refused: u32,
 }
 
-/// The counters. Keep one per server (behind a mutex); it holds no secrets.
+/// One process's part of the throttle: the attempts it has in flight and the lockouts
+/// whose refusals it coalesces. Keep one per server (behind a mutex); it holds no
+/// secrets. The failure counters come in as [`SharedCounters`].
 #[derive(Debug, Default)]
 pub struct LoginThrottle {
     policy: ThrottlePolicy,
-    addresses: HashMap<String, Counter>,
-    accounts: HashMap<String, Counter>,
-    devices: HashMap<String, Counter>,
+    /// Attempts being checked, per address or device cookie; no entry at zero.
+    in_flight: HashMap<CounterKey, u32>,
     episodes: HashMap<LockSubject, Episode>,
     /// Lockouts over, not yet taken.
     finished: Vec<LockoutSummary>,
+    /// When this process last asked for a purge.
+    purged: Option<DateTime<Utc>>,
 }
 
 fn secs_until(until: DateTime<Utc>, now: DateTime<Utc>) -> u64 {
@@ -227,45 +396,25 @@ fn secs_until(until: DateTime<Utc>, now: DateTime<Utc>) -> u64 {
     u64::try_from((ms + 999) / 1000).unwrap_or(1).max(1)
 }
 
-/// The counter for `key`, made room for and started afresh when idle past the window.
+/// The counter for `key`, started afresh when idle past the window.
 fn counter<'m>(
-    map: &'m mut HashMap<String, Counter>,
-    key: &str,
+    counters: &'m mut SharedCounters,
+    key: CounterKey,
     now: DateTime<Utc>,
     policy: &ThrottlePolicy,
-) -> &'m mut Counter {
-    if map.len() >= policy.max_entries && !map.contains_key(key) {
-        prune(map, now, policy);
-    }
-    let counter = map
-        .entry(key.to_owned())
-        .or_insert_with(|| Counter::new(now));
+) -> &'m mut FailureCounter {
+    let counter = counters
+        .entry(key)
+        .or_insert_with(|| FailureCounter::new(now));
     if counter.idle(now, policy.window) {
-        *counter = Counter::new(now);
+        *counter = FailureCounter::new(now);
     }
     counter
 }
 
-/// Forgets idle counters, then the stalest without attempts in flight, until there is
-/// room for one more.
-fn prune(map: &mut HashMap<String, Counter>, now: DateTime<Utc>, policy: &ThrottlePolicy) {
-    map.retain(|_, c| !c.idle(now, policy.window));
-    while map.len() >= policy.max_entries {
-        let Some(stalest) = map
-            .iter()
-            .filter(|(_, c)| c.in_flight == 0)
-            .min_by_key(|(_, c)| c.last)
-            .map(|(k, _)| k.clone())
-        else {
-            break;
-        };
-        map.remove(&stalest);
-    }
-}
-
 /// When the next attempt from an address with `c`'s failures may come, if not now.
 fn address_ready(
-    c: &Counter,
+    c: &FailureCounter,
     now: DateTime<Utc>,
     policy: &ThrottlePolicy,
 ) -> Option<DateTime<Utc>> {
@@ -285,25 +434,46 @@ impl LoginThrottle {
         }
     }
 
-    /// Checks an attempt and, when it may proceed, counts it as a failure at once (the
-    /// check and the count under one lock). Call before looking at the password.
+    #[must_use]
+    pub const fn policy(&self) -> &ThrottlePolicy {
+        &self.policy
+    }
+
+    fn in_flight(&self, key: &CounterKey) -> u32 {
+        self.in_flight.get(key).copied().unwrap_or(0)
+    }
+
+    fn release(&mut self, key: &CounterKey) {
+        if let Some(n) = self.in_flight.get_mut(key) {
+            *n = n.saturating_sub(1);
+            if *n == 0 {
+                self.in_flight.remove(key);
+            }
+        }
+    }
+
+    /// Checks an attempt and, when it may proceed, counts it as a failure at once in
+    /// `counters` (locked for [`Attempt::counter_keys`]; save them back when this returns
+    /// a reservation). Call before looking at the password.
     ///
     /// # Errors
-    /// A [`Refusal`] with the wait when the attempt may not proceed now.
+    /// A [`Refusal`] with the wait when the attempt may not proceed now (the counters are
+    /// then unchanged but for idle ones started afresh).
     pub fn begin(
         &mut self,
         attempt: &Attempt<'_>,
+        counters: &mut SharedCounters,
         now: DateTime<Utc>,
     ) -> Result<Reservation, Refusal> {
         let policy = self.policy.clone();
         let known = attempt.device.filter(|d| {
-            self.devices
-                .get(*d)
+            counters
+                .get(&CounterKey::device(d))
                 .is_none_or(|c| c.locked_for(now).is_none())
         });
         if let Some(device) = known {
-            let c = counter(&mut self.devices, device, now, &policy);
-            if c.in_flight >= policy.max_in_flight {
+            let key = CounterKey::device(device);
+            if self.in_flight(&key) >= policy.max_in_flight {
                 return Err(self.refuse(
                     LockSubject::Device(device.to_owned()),
                     ThrottleReason::InFlight,
@@ -312,14 +482,15 @@ impl LoginThrottle {
                     now,
                 ));
             }
+            let c = counter(counters, key.clone(), now, &policy);
             c.failures += 1;
-            c.in_flight += 1;
             c.last = now;
             let locked = c.failures >= policy.device_limit;
             if locked {
                 c.locked_until = Some(now + policy.lockout);
                 c.failures = 0;
             }
+            *self.in_flight.entry(key).or_default() += 1;
             return Ok(Reservation {
                 username: attempt.username.to_owned(),
                 address: attempt.address.to_owned(),
@@ -328,8 +499,10 @@ impl LoginThrottle {
             });
         }
 
-        let address = counter(&mut self.addresses, attempt.address, now, &policy);
-        let refusal = if address.in_flight >= policy.max_in_flight {
+        let address_key = CounterKey::address(attempt.address);
+        let in_flight = self.in_flight(&address_key);
+        let address = counter(counters, address_key.clone(), now, &policy);
+        let refusal = if in_flight >= policy.max_in_flight {
             Some((ThrottleReason::InFlight, now + TimeDelta::seconds(1)))
         } else {
             address_ready(address, now, &policy).map(|at| (ThrottleReason::AddressSlowed, at))
@@ -338,7 +511,12 @@ impl LoginThrottle {
             let subject = LockSubject::Address(attempt.address.to_owned());
             return Err(self.refuse(subject, reason, until, attempt, now));
         }
-        let account = counter(&mut self.accounts, attempt.username, now, &policy);
+        let account = counter(
+            counters,
+            CounterKey::account(attempt.username),
+            now,
+            &policy,
+        );
         if let Some(until) = account.locked_until.filter(|u| *u > now) {
             let subject = LockSubject::Account(attempt.username.to_owned());
             return Err(self.refuse(subject, ThrottleReason::AccountLocked, until, attempt, now));
@@ -350,11 +528,11 @@ impl LoginThrottle {
             account.locked_until = Some(now + policy.lockout);
             account.failures = 0;
         }
-        // Borrowed again: `refuse` and the account's counter needed `self` in between.
-        let address = counter(&mut self.addresses, attempt.address, now, &policy);
+        // Borrowed again: the account's counter needed `counters` in between.
+        let address = counter(counters, address_key.clone(), now, &policy);
         address.failures += 1;
-        address.in_flight += 1;
         address.last = now;
+        *self.in_flight.entry(address_key).or_default() += 1;
         Ok(Reservation {
             username: attempt.username.to_owned(),
             address: attempt.address.to_owned(),
@@ -363,9 +541,17 @@ impl LoginThrottle {
         })
     }
 
-    /// The attempt failed (or was abandoned): its failure stays counted. Returns true when
-    /// further attempts like it are now throttled.
-    pub fn failed(&mut self, reservation: Reservation, now: DateTime<Utc>) -> bool {
+    /// The attempt failed: its failure stays counted, and the address's delay (or the
+    /// device's) runs from now. `counters` are those of [`Reservation::counter_keys`],
+    /// locked; save them back. Returns true when further attempts like it are now
+    /// throttled.
+    pub fn failed(
+        &mut self,
+        reservation: Reservation,
+        counters: &mut SharedCounters,
+        now: DateTime<Utc>,
+    ) -> bool {
+        self.release(&reservation.in_flight_key());
         // Taken apart: a reservation is settled once.
         let Reservation {
             address,
@@ -374,15 +560,13 @@ impl LoginThrottle {
             ..
         } = reservation;
         if let Some(device) = device {
-            if let Some(c) = self.devices.get_mut(&device) {
-                c.in_flight = c.in_flight.saturating_sub(1);
+            if let Some(c) = counters.get_mut(&CounterKey::device(&device)) {
                 c.last = now;
             }
             return locked;
         }
         let mut slowed = false;
-        if let Some(c) = self.addresses.get_mut(&address) {
-            c.in_flight = c.in_flight.saturating_sub(1);
+        if let Some(c) = counters.get_mut(&CounterKey::address(&address)) {
             // The delay runs from the failure, not from when the check began.
             c.last = now;
             slowed = c.failures >= self.policy.address_free_failures;
@@ -392,7 +576,9 @@ impl LoginThrottle {
 
     /// The attempt succeeded: its failure is refunded, and the owner's account counter
     /// (or device counter) starts afresh. A lock that another attempt set stays.
-    pub fn succeeded(&mut self, reservation: Reservation) {
+    /// `counters` are those of [`Reservation::counter_keys`], locked; save them back.
+    pub fn succeeded(&mut self, reservation: Reservation, counters: &mut SharedCounters) {
+        self.release(&reservation.in_flight_key());
         let Reservation {
             username,
             address,
@@ -400,8 +586,7 @@ impl LoginThrottle {
             locked,
         } = reservation;
         if let Some(device) = device {
-            if let Some(c) = self.devices.get_mut(&device) {
-                c.in_flight = c.in_flight.saturating_sub(1);
+            if let Some(c) = counters.get_mut(&CounterKey::device(&device)) {
                 c.failures = 0;
                 if locked {
                     c.locked_until = None;
@@ -409,11 +594,10 @@ impl LoginThrottle {
             }
             return;
         }
-        if let Some(c) = self.addresses.get_mut(&address) {
-            c.in_flight = c.in_flight.saturating_sub(1);
+        if let Some(c) = counters.get_mut(&CounterKey::address(&address)) {
             c.failures = c.failures.saturating_sub(1);
         }
-        if let Some(c) = self.accounts.get_mut(&username) {
+        if let Some(c) = counters.get_mut(&CounterKey::account(&username)) {
             if locked {
                 c.locked_until = None;
             }
@@ -421,6 +605,26 @@ impl LoginThrottle {
                 c.failures = 0;
             }
         }
+    }
+
+    /// The attempt is settled without its counters (they could not be had, or the
+    /// request was abandoned): its failure stays counted as [`Self::begin`] saved it;
+    /// only its place in flight is given back.
+    #[allow(clippy::needless_pass_by_value)] // taken: a reservation is settled once
+    pub fn abandoned(&mut self, reservation: Reservation) {
+        self.release(&reservation.in_flight_key());
+    }
+
+    /// Whether this process should ask the store to purge now: at most once per
+    /// `purge_every`.
+    pub fn purge_due(&mut self, now: DateTime<Utc>) -> bool {
+        let due = self
+            .purged
+            .is_none_or(|at| now - at >= self.policy.purge_every || now < at);
+        if due {
+            self.purged = Some(now);
+        }
+        due
     }
 
     /// Lockouts that are over by `now` and refused more than their first attempt, each
@@ -507,6 +711,8 @@ impl LoginThrottle {
 
 #[cfg(test)]
 mod tests {
+    use std::cell::RefCell;
+
     use chrono::TimeZone;
 
     use super::*;
@@ -527,8 +733,77 @@ mod tests {
         }
     }
 
+    /// The counters' store, in memory: what `ThrottleCounters` keeps in the database.
+    type Store = RefCell<SharedCounters>;
+
+    /// One server: its own throttle over the shared store, loading and saving the
+    /// counters of each step as `AuthService` does through `ThrottleCounters`.
+    struct Server<'s> {
+        throttle: LoginThrottle,
+        store: &'s Store,
+    }
+
+    impl<'s> Server<'s> {
+        fn new(store: &'s Store) -> Self {
+            Self::with(store, ThrottlePolicy::default())
+        }
+
+        fn with(store: &'s Store, policy: ThrottlePolicy) -> Self {
+            Self {
+                throttle: LoginThrottle::new(policy),
+                store,
+            }
+        }
+
+        fn load(&self, keys: &[CounterKey]) -> SharedCounters {
+            let store = self.store.borrow();
+            keys.iter()
+                .filter_map(|k| store.get(k).map(|c| (k.clone(), c.clone())))
+                .collect()
+        }
+
+        fn save(&self, keys: &[CounterKey], counters: &SharedCounters) {
+            let mut store = self.store.borrow_mut();
+            for k in keys {
+                match counters.get(k).filter(|c| !c.is_blank()) {
+                    Some(c) => store.insert(k.clone(), c.clone()),
+                    None => store.remove(k),
+                };
+            }
+        }
+
+        fn begin(&mut self, a: &Attempt<'_>, now: DateTime<Utc>) -> Result<Reservation, Refusal> {
+            let keys = a.counter_keys();
+            let mut counters = self.load(&keys);
+            let begun = self.throttle.begin(a, &mut counters, now);
+            if begun.is_ok() {
+                self.save(&keys, &counters);
+            }
+            begun
+        }
+
+        fn failed(&mut self, r: Reservation, now: DateTime<Utc>) -> bool {
+            let keys = r.counter_keys();
+            let mut counters = self.load(&keys);
+            let throttled = self.throttle.failed(r, &mut counters, now);
+            self.save(&keys, &counters);
+            throttled
+        }
+
+        fn succeeded(&mut self, r: Reservation) {
+            let keys = r.counter_keys();
+            let mut counters = self.load(&keys);
+            self.throttle.succeeded(r, &mut counters);
+            self.save(&keys, &counters);
+        }
+
+        fn take_finished(&mut self, now: DateTime<Utc>) -> Vec<LockoutSummary> {
+            self.throttle.take_finished(now)
+        }
+    }
+
     /// A failed attempt, start to end, at `now`.
-    fn fail(t: &mut LoginThrottle, a: &Attempt<'_>, now: DateTime<Utc>) -> Result<bool, Refusal> {
+    fn fail(t: &mut Server<'_>, a: &Attempt<'_>, now: DateTime<Utc>) -> Result<bool, Refusal> {
         let r = t.begin(a, now)?;
         Ok(t.failed(r, now))
     }
@@ -553,7 +828,8 @@ mod tests {
 
     #[test]
     fn delays_per_address_grow_and_are_capped() {
-        let mut t = LoginThrottle::default();
+        let store = Store::default();
+        let mut t = Server::new(&store);
         let now = t0();
         for i in 0..5 {
             assert_eq!(
@@ -584,7 +860,8 @@ mod tests {
 
     #[test]
     fn a_burst_is_bounded_by_reservations_and_in_flight_attempts() {
-        let mut t = LoginThrottle::default();
+        let store = Store::default();
+        let mut t = Server::new(&store);
         let now = t0();
         // Fifty attempts begun before any has finished.
         let results: Vec<_> = (0..50)
@@ -613,7 +890,8 @@ mod tests {
 
     #[test]
     fn a_success_refunds_its_reservation() {
-        let mut t = LoginThrottle::default();
+        let store = Store::default();
+        let mut t = Server::new(&store);
         let now = t0();
         // A busy office behind one address: many logins, all fine, never slowed.
         for _ in 0..100 {
@@ -622,6 +900,7 @@ mod tests {
                 .expect("allowed");
             t.succeeded(r);
         }
+        assert!(store.borrow().is_empty(), "successes leave no counters");
         for _ in 0..4 {
             assert_eq!(fail(&mut t, &unknown("alice", "10.0.0.9"), now), Ok(false));
         }
@@ -635,7 +914,8 @@ mod tests {
 
     #[test]
     fn an_account_locks_for_unknown_clients_but_not_for_known_ones() {
-        let mut t = LoginThrottle::default();
+        let store = Store::default();
+        let mut t = Server::new(&store);
         let now = t0();
         // Distributed guessing: one failure from each of ten addresses.
         for i in 0..10 {
@@ -675,7 +955,8 @@ mod tests {
 
     #[test]
     fn a_device_cookie_that_fails_too_often_is_no_longer_known() {
-        let mut t = LoginThrottle::default();
+        let store = Store::default();
+        let mut t = Server::new(&store);
         let now = t0();
         let stolen = Attempt {
             username: "admin",
@@ -693,7 +974,8 @@ mod tests {
 
     #[test]
     fn refusals_are_coalesced_into_one_report_per_lockout() {
-        let mut t = LoginThrottle::default();
+        let store = Store::default();
+        let mut t = Server::new(&store);
         let now = t0();
         for i in 0..5 {
             let _ = fail(&mut t, &unknown(&format!("u{i}"), "10.0.0.9"), now);
@@ -733,18 +1015,62 @@ mod tests {
     }
 
     #[test]
-    fn memory_is_bounded() {
-        let mut t = LoginThrottle::new(ThrottlePolicy {
-            max_entries: 100,
-            ..ThrottlePolicy::default()
-        });
+    fn two_servers_over_one_store_share_delays_and_lockouts() {
+        let store = Store::default();
+        let mut a = Server::new(&store);
+        let mut b = Server::new(&store);
         let now = t0();
-        for i in 0..1000 {
-            let _ = fail(
-                &mut t,
-                &unknown(&format!("u{i}"), &format!("a{i}")),
-                now + secs(i),
-            );
+        // Guessing spread over two servers (and ten addresses) locks the account on both.
+        for i in 0..10 {
+            let server = if i % 2 == 0 { &mut a } else { &mut b };
+            let locked =
+                fail(server, &unknown("admin", &format!("10.0.{i}.1")), now).expect("allowed");
+            assert_eq!(locked, i == 9);
+        }
+        for server in [&mut a, &mut b] {
+            let refused = server
+                .begin(&unknown("admin", "192.168.1.1"), now)
+                .expect_err("locked on every server");
+            assert_eq!(refused.reason, ThrottleReason::AccountLocked);
+            // Each server reports the first refusal it sees.
+            assert!(refused.first_of_lockout);
+        }
+        // An address's failures on one server delay it on the other.
+        for i in 0..5 {
+            let _ = fail(&mut a, &unknown(&format!("u{i}"), "10.0.0.9"), now);
+        }
+        let slowed = b
+            .begin(&unknown("v", "10.0.0.9"), now)
+            .expect_err("slowed on the other server");
+        assert_eq!(slowed.reason, ThrottleReason::AddressSlowed);
+        // The owner's known client gets in through either.
+        let known = Attempt {
+            username: "admin",
+            address: "10.0.0.9",
+            device: Some("dev-1"),
+        };
+        let r = b.begin(&known, now).expect("known client");
+        b.succeeded(r);
+    }
+
+    #[test]
+    fn in_process_memory_is_bounded() {
+        let store = Store::default();
+        let mut t = Server::with(
+            &store,
+            ThrottlePolicy {
+                max_entries: 100,
+                ..ThrottlePolicy::default()
+            },
+        );
+        let now = t0();
+        for i in 0..300 {
+            let (user, address) = (format!("u{i}"), format!("a{i}"));
+            for _ in 0..5 {
+                let _ = fail(&mut t, &unknown(&user, &address), now + secs(i));
+            }
+            // A sixth is refused: one lockout being coalesced per address.
+            assert!(t.begin(&unknown(&user, &address), now + secs(i)).is_err());
             let device = format!("d{i}");
             let known = Attempt {
                 username: "u",
@@ -755,6 +1081,40 @@ mod tests {
                 t.failed(r, now + secs(i));
             }
         }
-        assert!(t.addresses.len() <= 100 && t.accounts.len() <= 100 && t.devices.len() <= 100);
+        assert!(
+            t.throttle.in_flight.is_empty(),
+            "settled attempts leave nothing"
+        );
+        assert!(t.throttle.episodes.len() <= 100);
+    }
+
+    #[test]
+    fn a_purge_is_asked_for_at_most_once_a_minute() {
+        let mut t = LoginThrottle::default();
+        let now = t0();
+        assert!(t.purge_due(now));
+        assert!(!t.purge_due(now + secs(59)));
+        assert!(t.purge_due(now + secs(60)));
+        assert!(!t.purge_due(now + secs(61)));
+    }
+
+    #[test]
+    fn attempts_name_their_counters_in_locking_order() {
+        let known = Attempt {
+            username: "zed",
+            address: "10.0.0.1",
+            device: Some("dev-1"),
+        };
+        let keys = known.counter_keys();
+        assert_eq!(
+            keys,
+            [
+                CounterKey::account("zed"),
+                CounterKey::address("10.0.0.1"),
+                CounterKey::device("dev-1"),
+            ]
+        );
+        assert!(keys.is_sorted());
+        assert_eq!("device".parse(), Ok(CounterKind::Device));
     }
 }

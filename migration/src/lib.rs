@@ -16,6 +16,7 @@ mod m20261127_000007_storage_history;
 mod m20261205_000008_backups_suspicious;
 mod m20261205_000009_replicas;
 mod m20261206_000010_job_leases;
+mod m20261206_000011_login_throttle;
 
 pub struct Migrator;
 
@@ -32,6 +33,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261205_000008_backups_suspicious::Migration),
             Box::new(m20261205_000009_replicas::Migration),
             Box::new(m20261206_000010_job_leases::Migration),
+            Box::new(m20261206_000011_login_throttle::Migration),
         ]
     }
 }

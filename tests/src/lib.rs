@@ -186,6 +186,36 @@ impl TestApp {
         }
     }
 
+    /// Starts another server beside this one, as a second `coffer serve` of a deployment
+    /// with many: its own data directory and port, this one's catalog database,
+    /// repository and keys (session, audit, master). Stop it before this one.
+    ///
+    /// # Panics
+    /// When the second server cannot be built.
+    pub async fn spawn_peer(&self) -> Self {
+        let dir = tempfile::tempdir().expect("temporary data directory");
+        let data_dir = dir.path().join("coffer-data");
+        let mut settings = self.settings.clone();
+        settings.data_dir.clone_from(&data_dir);
+        settings.database.url = Some(self.settings.database_url());
+        settings.storage.root = Some(self.settings.storage_root());
+        settings.security.session_key_file = Some(self.settings.session_key_file());
+        settings.security.audit_key_file = Some(self.settings.audit_key_file());
+        settings.security.encryption_key_file = Some(self.settings.encryption_key_file());
+        let (addr, stop, task) = start(&settings).await;
+        Self {
+            addr,
+            client: reqwest::Client::new(),
+            data_dir,
+            settings,
+            // The database is this one's to clean up.
+            database: None,
+            stop: Some(stop),
+            task: Some(task),
+            dir,
+        }
+    }
+
     /// Stops the server and starts it again on the same data directory and database,
     /// with the settings adjusted (a changed configuration, as an operator would make).
     ///

@@ -760,6 +760,39 @@ async fn a_fuzzer_cannot_lock_the_admin_out_of_a_known_client() {
     app.stop().await;
 }
 
+/// Issue 15 §4: servers sharing one catalog share the login throttle's counters. Failures
+/// for an account on one server lock it, for unknown clients, on the other; a known
+/// client and the other accounts still get in there.
+async fn servers_on_one_catalog_share_the_lockout(app: &TestApp) {
+    let peer = app.spawn_peer().await;
+    let admin = app.admin_token().await;
+    app.create_user(&admin, "carol", STRONG, "viewer").await;
+    // Before: carol logs in on the peer (it serves the same catalog), and keeps its
+    // device cookie.
+    let resp = login_from(&peer, "198.51.100.7", "carol", STRONG, None).await;
+    assert_eq!(resp.status(), 200, "carol on the second server");
+    let device = cookies_to_keep(&resp);
+
+    // Distributed guessing on the first server: one failure from each of ten addresses.
+    for i in 0..10 {
+        let resp = login_from(app, &format!("203.0.113.{i}"), "carol", "guess!", None).await;
+        assert_eq!(resp.status(), 401, "guess {i}");
+    }
+
+    // The second server refuses carol to an unknown client, even with her password.
+    let resp = login_from(&peer, "192.0.2.50", "carol", STRONG, None).await;
+    assert_eq!(resp.status(), 429, "the lockout is shared");
+    assert_eq!(error_code(resp).await, "too_many_attempts");
+    // Her known client gets in there, and so does another account.
+    let resp = login_from(&peer, "192.0.2.50", "carol", STRONG, Some(&device)).await;
+    assert_eq!(resp.status(), 200, "carol's known client");
+    let resp = login_from(&peer, "192.0.2.50", "admin", &app.admin_password(), None).await;
+    assert_eq!(resp.status(), 200, "another account");
+    peer.stop().await;
+}
+
+coffer_tests::on_both!(servers_on_one_catalog_share_the_lockout, behind_local_proxy);
+
 /// Issue 14, item 10: an IPv6 client is one /64 (one host owns that many addresses), and
 /// an IPv4-mapped IPv6 address is the IPv4 address it maps.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -48,7 +48,8 @@ macro_rules! contract {
     };
 }
 
-const TABLES: [&str; 10] = [
+const TABLES: [&str; 11] = [
+    "login_throttle",
     "replicas",
     "revoked_sessions",
     "roles",
@@ -61,7 +62,8 @@ const TABLES: [&str; 10] = [
     "settings",
 ];
 
-const INDEXES: [(&str, &str); 10] = [
+const INDEXES: [(&str, &str); 11] = [
+    ("login_throttle", "idx_login_throttle_kind_last"),
     ("backups", "idx_backups_created_at"),
     ("backups", "idx_backups_source_created"),
     ("backups", "idx_backups_status_created"),
@@ -1622,3 +1624,5 @@ mod reports;
 mod replicas;
 
 mod jobs_queue;
+
+mod throttle;

@@ -23,6 +23,7 @@ mod source_runs;
 mod storage_history;
 #[cfg(any(test, feature = "test-support"))]
 pub mod testing;
+mod throttle_counters;
 
 use std::time::Duration;
 
@@ -40,6 +41,7 @@ pub use leadership::SeaLeadership;
 pub use replica_repos::SeaReplicaRepository;
 pub use repos::{SeaDatabaseHealth, SeaRoleRepository, SeaSettingsRepository};
 pub use storage_history::SeaStorageHistory;
+pub use throttle_counters::SeaThrottleCounters;
 
 /// How to reach the catalog database.
 #[derive(Debug, Clone)]
@@ -221,6 +223,12 @@ impl Database {
     #[must_use]
     pub fn revocations(&self) -> SeaSessionRevocations {
         SeaSessionRevocations::new(self.conn.clone())
+    }
+
+    /// The login throttle's failure counters, shared by every server on this catalog.
+    #[must_use]
+    pub fn throttle_counters(&self) -> SeaThrottleCounters {
+        SeaThrottleCounters::new(self.conn.clone())
     }
 
     /// Closes the pool, waiting for connections in use (graceful shutdown).

@@ -11,8 +11,8 @@ use coffer_domain::crypto::{
 use coffer_domain::ports::{Clock, SessionRevocations, User, UserRepository};
 use coffer_domain::secrets::Secret;
 use coffer_domain::throttle::{
-    Attempt, LockSubject, LockoutSummary, LoginThrottle, Reservation, ThrottlePolicy,
-    ThrottleReason, address_key,
+    Attempt, LockSubject, LockoutSummary, LoginThrottle, Reservation, ThrottleCounters,
+    ThrottlePolicy, ThrottleReason, address_key,
 };
 
 use crate::audit::AuditLog;
@@ -93,13 +93,24 @@ pub const DEVICE_TTL: TimeDelta = TimeDelta::days(90);
 pub const BAD_CREDENTIALS: &str = "invalid username or password";
 const NOT_AUTHENTICATED: &str = "authentication required: log in and send the token";
 
+/// The catalog's stores that logging in needs.
+pub struct AuthPorts {
+    pub users: Arc<dyn UserRepository>,
+    pub revocations: Arc<dyn SessionRevocations>,
+    /// The login throttle's failure counters, shared by every server on the catalog.
+    pub throttle_counters: Arc<dyn ThrottleCounters>,
+}
+
 pub struct AuthService {
     users: Arc<dyn UserRepository>,
     revocations: Arc<dyn SessionRevocations>,
+    throttle_counters: Arc<dyn ThrottleCounters>,
     hasher: Arc<dyn PasswordHasher>,
     tokens: Arc<dyn TokenCodec>,
     clock: Arc<dyn Clock>,
     audit: AuditLog,
+    /// This process's part of the throttle (attempts in flight, refusals coalesced); the
+    /// counters that decide delays and lockouts are in `throttle_counters`.
     throttle: Mutex<LoginThrottle>,
     session_ttl: TimeDelta,
 }
@@ -107,17 +118,22 @@ pub struct AuthService {
 impl AuthService {
     #[must_use]
     pub fn new(
-        users: Arc<dyn UserRepository>,
-        revocations: Arc<dyn SessionRevocations>,
+        ports: AuthPorts,
         hasher: Arc<dyn PasswordHasher>,
         tokens: Arc<dyn TokenCodec>,
         clock: Arc<dyn Clock>,
         audit: AuditLog,
         session_ttl: TimeDelta,
     ) -> Self {
+        let AuthPorts {
+            users,
+            revocations,
+            throttle_counters,
+        } = ports;
         Self {
             users,
             revocations,
+            throttle_counters,
             hasher,
             tokens,
             clock,
@@ -165,19 +181,28 @@ impl AuthService {
             device: device.as_ref().map(|d| d.device_id.as_str()),
         };
 
-        // Checked and counted under one lock: parallel attempts cannot all pass.
+        // Checked and counted with the attempt's counters locked, on every server that
+        // shares the catalog: parallel attempts cannot all pass.
+        let (mut counters, lock) = self.throttle_counters.lock(&attempt.counter_keys()).await?;
         let (begun, finished) = {
             let mut throttle = self.throttle();
-            (throttle.begin(&attempt, now), throttle.take_finished(now))
+            (
+                throttle.begin(&attempt, &mut counters, now),
+                throttle.take_finished(now),
+            )
         };
+        // Held from here: dropped unsettled, the reservation gives back its place in flight.
+        let begun = begun.map(|reservation| Pending {
+            service: self,
+            reservation: Some(reservation),
+        });
+        lock.save(&counters).await?;
+        self.purge_counters(now).await;
         for summary in finished {
             self.record_lockout_end(summary).await;
         }
         let reservation = match begun {
-            Ok(reservation) => Pending {
-                service: self,
-                reservation: Some(reservation),
-            },
+            Ok(pending) => pending,
             Err(refusal) => {
                 let why = match refusal.reason {
                     ThrottleReason::InFlight => {
@@ -225,7 +250,7 @@ impl AuthService {
         };
         match outcome {
             Ok((user, upgraded_hash)) => {
-                reservation.succeeded();
+                reservation.succeeded().await;
                 self.users
                     .record_login(user.id, now, upgraded_hash.as_deref())
                     .await?;
@@ -245,7 +270,7 @@ impl AuthService {
             }
             Err(why) => {
                 let known = reservation.known_client();
-                let throttled = reservation.failed();
+                let throttled = reservation.failed().await;
                 tracing::warn!(username = %shown, address, known, throttled, "login failed: {why}");
                 let mut detail = why.to_owned();
                 if known {
@@ -263,6 +288,27 @@ impl AuthService {
                     .await?;
                 Err(AuthError::Unauthenticated(BAD_CREDENTIALS))
             }
+        }
+    }
+
+    /// Forgets the shared counters idle past the window, and the stalest beyond the
+    /// policy's bound, at most once per `purge_every` from this process.
+    async fn purge_counters(&self, now: DateTime<Utc>) {
+        let (due, policy) = {
+            let mut throttle = self.throttle();
+            (throttle.purge_due(now), throttle.policy().clone())
+        };
+        if !due {
+            return;
+        }
+        let keep = u64::try_from(policy.max_entries).unwrap_or(u64::MAX);
+        // Housekeeping: a login must not fail for it.
+        if let Err(e) = self
+            .throttle_counters
+            .purge(now, now - policy.window, keep)
+            .await
+        {
+            tracing::warn!(error = %e, "cannot purge the login throttle's idle counters");
         }
     }
 
@@ -443,9 +489,10 @@ impl AuthService {
     }
 }
 
-/// A reserved login attempt. Settled as a success or a failure; dropped unsettled (the
-/// request was abandoned, or an error cut it short), it counts as a failure, so that no
-/// reservation is ever lost.
+/// A reserved login attempt. Settled as a success or a failure, with its counters locked
+/// again; dropped unsettled (the request was abandoned, or an error cut it short), its
+/// failure stays counted as it was reserved and only its place in flight is given back,
+/// so that no reservation is ever lost.
 struct Pending<'a> {
     service: &'a AuthService,
     reservation: Option<Reservation>,
@@ -458,26 +505,52 @@ impl Pending<'_> {
             .is_some_and(Reservation::known_client)
     }
 
-    fn succeeded(mut self) {
-        if let Some(r) = self.reservation.take() {
-            self.service.throttle().succeeded(r);
-        }
+    async fn succeeded(self) {
+        self.settle(true).await;
     }
 
     /// Whether further attempts like it are now throttled.
-    fn failed(mut self) -> bool {
-        self.reservation.take().is_some_and(|r| {
-            let now = self.service.clock.now();
-            self.service.throttle().failed(r, now)
-        })
+    async fn failed(self) -> bool {
+        self.settle(false).await
+    }
+
+    async fn settle(mut self, success: bool) -> bool {
+        let Some(keys) = self.reservation.as_ref().map(Reservation::counter_keys) else {
+            return false;
+        };
+        // Cancelled while this waits, the reservation is still held: `drop` gives it back.
+        let locked = self.service.throttle_counters.lock(&keys).await;
+        let Some(reservation) = self.reservation.take() else {
+            return false;
+        };
+        let (mut counters, lock) = match locked {
+            Ok(locked) => locked,
+            Err(e) => {
+                tracing::error!(error = %e, "cannot settle a login attempt's throttle counters");
+                self.service.throttle().abandoned(reservation);
+                return false;
+            }
+        };
+        let throttled = {
+            let mut throttle = self.service.throttle();
+            if success {
+                throttle.succeeded(reservation, &mut counters);
+                false
+            } else {
+                throttle.failed(reservation, &mut counters, self.service.clock.now())
+            }
+        };
+        if let Err(e) = lock.save(&counters).await {
+            tracing::error!(error = %e, "cannot save a login attempt's throttle counters");
+        }
+        throttled
     }
 }
 
 impl Drop for Pending<'_> {
     fn drop(&mut self) {
         if let Some(r) = self.reservation.take() {
-            let now = self.service.clock.now();
-            self.service.throttle().failed(r, now);
+            self.service.throttle().abandoned(r);
         }
     }
 }

@@ -6,6 +6,7 @@ pub mod audit_logs;
 pub mod backups;
 pub mod counters;
 pub mod jobs;
+pub mod login_throttle;
 pub mod replicas;
 pub mod revoked_sessions;
 pub mod roles;

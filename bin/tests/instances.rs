@@ -167,7 +167,7 @@ impl Instance {
                 break;
             }
             assert!(
-                started.elapsed() < Duration::from_secs(60),
+                started.elapsed() < Duration::from_mins(1),
                 "instance {name} did not become healthy"
             );
             tokio::time::sleep(Duration::from_millis(100)).await;
@@ -324,7 +324,7 @@ async fn two_instances_share_sessions_jobs_and_the_scheduler_and_survive_a_kill(
     assert_eq!(refused["error"]["code"], "job_running", "{refused}");
     assert_eq!(refused["error"]["job_id"], accepted["id"], "{refused}");
     let id = accepted["id"].as_str().expect("id").to_owned();
-    let done = b.wait(&token, &id, Duration::from_secs(120)).await;
+    let done = b.wait(&token, &id, Duration::from_mins(2)).await;
     assert_eq!(done["state"], "succeeded", "{done}");
     let mut snapshots = vec![
         done["result"]["snapshot_id"]
@@ -362,7 +362,7 @@ async fn two_instances_share_sessions_jobs_and_the_scheduler_and_survive_a_kill(
             break;
         }
         assert!(
-            started.elapsed() < Duration::from_secs(60),
+            started.elapsed() < Duration::from_mins(1),
             "the backup never got going: {job}"
         );
         tokio::time::sleep(Duration::from_millis(20)).await;
@@ -458,7 +458,7 @@ async fn two_instances_share_sessions_jobs_and_the_scheduler_and_survive_a_kill(
             .wait(
                 &token,
                 job["id"].as_str().expect("id"),
-                Duration::from_secs(120),
+                Duration::from_mins(2),
             )
             .await;
         assert_eq!(done["state"], "succeeded", "{done}");

@@ -71,16 +71,17 @@ impl Leadership for SeaLeadership {
 
     async fn resign(&self) {
         let mut held = self.held.lock().await;
-        if let Some(mut conn) = held.take() {
-            if let Err(e) = query_scalar::<_, bool>("SELECT pg_advisory_unlock($1)")
-                .bind(SCHEDULER_LOCK_KEY)
-                .fetch_one(&mut *conn)
-                .await
-            {
-                // Closing the connection releases it as well.
-                tracing::warn!(error = %e, "scheduler: cannot release the leadership; closing its connection");
-                drop(conn.detach());
-            }
+        let Some(mut conn) = held.take() else {
+            return;
+        };
+        if let Err(e) = query_scalar::<_, bool>("SELECT pg_advisory_unlock($1)")
+            .bind(SCHEDULER_LOCK_KEY)
+            .fetch_one(&mut *conn)
+            .await
+        {
+            // Closing the connection releases it as well.
+            tracing::warn!(error = %e, "scheduler: cannot release the leadership; closing its connection");
+            drop(conn.detach());
         }
     }
 }

@@ -453,16 +453,15 @@ impl JobService {
             let reg = inner.registry();
             reg.live.get(&id).map(|l| (l.job.kind(), l.job.state))
         };
-        let (kind, state) = match live {
-            Some(found) => found,
-            None => {
-                let job = inner
-                    .repo
-                    .get(id)
-                    .await?
-                    .ok_or_else(|| CommonError::NotFound(format!("no job {id}")))?;
-                (job.kind(), job.state)
-            }
+        let (kind, state) = if let Some(found) = live {
+            found
+        } else {
+            let job = inner
+                .repo
+                .get(id)
+                .await?
+                .ok_or_else(|| CommonError::NotFound(format!("no job {id}")))?;
+            (job.kind(), job.state)
         };
         actor.require(permission_for(kind))?;
         if state.is_final() {

@@ -89,12 +89,15 @@ impl Spawner for Tasks {
     }
 }
 
+/// Which instance holds a job, until when.
+type Held = Option<(String, DateTime<Utc>)>;
+
 /// Job records (the queue), plus every write in order.
 #[derive(Default)]
 struct FakeJobs {
     rows: Mutex<BTreeMap<JobId, Job>>,
     /// Who each job runs as, and which instance runs it until when.
-    meta: Mutex<HashMap<JobId, (Actor, Option<(String, DateTime<Utc>)>)>>,
+    meta: Mutex<HashMap<JobId, (Actor, Held)>>,
     writes: Mutex<Vec<Job>>,
     /// While set, `finish` fails as a database would.
     fail_updates: AtomicBool,
@@ -130,7 +133,7 @@ impl FakeJobs {
     }
 
     /// Which instance holds `id`, and until when.
-    fn lease_of(&self, id: JobId) -> Option<(String, DateTime<Utc>)> {
+    fn lease_of(&self, id: JobId) -> Held {
         self.meta.lock().unwrap().get(&id).and_then(|m| m.1.clone())
     }
 

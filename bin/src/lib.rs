@@ -975,6 +975,9 @@ impl Application {
             tracing::info!("scheduler off (scheduler.enabled = false): nothing runs by itself");
             None
         };
+        let settings_loop = (self.db.backend() == "postgres").then(|| {
+            scheduler_loop::spawn_settings(Arc::clone(&self.state.settings), scheduler_stop.clone())
+        });
         let job_loop = scheduler_loop::spawn_jobs(Arc::clone(&jobs), scheduler_stop);
         // Running jobs are asked to stop as soon as the signal comes, beside the drain
         // of requests in flight, and get the grace period to record that; what still
@@ -991,6 +994,11 @@ impl Application {
             }
             if let Err(e) = job_loop.await {
                 tracing::error!(error = %e, "the job runner's heartbeat task failed");
+            }
+            if let Some(task) = settings_loop
+                && let Err(e) = task.await
+            {
+                tracing::error!(error = %e, "the settings task failed");
             }
             stop_disk_watch.notify_one();
             stopping.shutdown().await;

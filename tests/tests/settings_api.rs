@@ -294,3 +294,59 @@ async fn schedules_are_described_with_their_next_runs() {
     }
     app.stop().await;
 }
+
+/// Several instances on one PostgreSQL catalog: a quota set on one is in force on the
+/// others within seconds (they re-read the stored settings, retention defaults alike),
+/// and resetting it on one resets it everywhere.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_setting_changed_on_one_instance_is_in_force_on_the_others() {
+    let Some(app) = spawn_app_with(Backend::Postgres, "settings_across_instances", no_quota).await
+    else {
+        return;
+    };
+    let peer = app.spawn_peer().await;
+    let on_app = admin(&app).await;
+    // The session from the first instance serves on the second.
+    let on_peer = coffer_tests::Api {
+        app: &peer,
+        token: on_app.token.clone(),
+    };
+    let (_, storage) = on_peer.get("/api/storage").await;
+    assert!(storage["quota_bytes"].is_null(), "{storage}");
+
+    let (status, body) = patch(
+        &on_app,
+        json!({"quota": {"max_storage_mb": 7, "warning_threshold_mb": 5}}),
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    let in_force = |storage: &Value| storage["quota_bytes"] == json!(7u64 << 20);
+    let mut storage = Value::Null;
+    for _ in 0..100 {
+        storage = on_peer.get("/api/storage").await.1;
+        if in_force(&storage) {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert!(
+        in_force(&storage),
+        "the peer never put the quota in force: {storage}"
+    );
+    assert_eq!(storage["warning_bytes"], json!(5u64 << 20), "{storage}");
+
+    // Reset on the peer: the file's values again, on both.
+    let (status, body) = patch(&on_peer, json!({"quota": null})).await;
+    assert_eq!(status, 200, "{body}");
+    let mut storage = Value::Null;
+    for _ in 0..100 {
+        storage = on_app.get("/api/storage").await.1;
+        if storage["quota_bytes"].is_null() {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert!(storage["quota_bytes"].is_null(), "{storage}");
+    peer.stop().await;
+    app.stop().await;
+}

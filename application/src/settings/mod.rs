@@ -176,6 +176,25 @@ impl SettingsService {
         Ok(())
     }
 
+    /// Puts the stored settings (or the file's, where none are stored) in force again,
+    /// without touching the alerts or the audit trail: another server instance sharing
+    /// the catalog changed them, and did both. The composition root calls it every few
+    /// seconds when the catalog is shared.
+    ///
+    /// # Errors
+    /// Database failures.
+    pub async fn refresh(&self) -> Result<(), SettingsError> {
+        let _one_at_a_time = self.changing.lock().await;
+        let quota = self.stored_quota().await?.unwrap_or(self.file_quota);
+        let retention = self
+            .stored_retention()
+            .await?
+            .unwrap_or(self.file_retention);
+        self.ports.quota.put_quota(quota.quota());
+        self.ports.retention.set_retention_defaults(retention);
+        Ok(())
+    }
+
     /// The settings in force and where each comes from.
     ///
     /// # Errors

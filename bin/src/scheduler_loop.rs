@@ -153,6 +153,32 @@ pub fn spawn_jobs(
     })
 }
 
+/// How often an instance sharing its catalog puts the settings changed on another
+/// instance (quota, retention defaults) in force.
+pub const SETTINGS_EVERY: Duration = Duration::from_secs(5);
+
+/// Re-reads the runtime settings every [`SETTINGS_EVERY`] until `stop` turns true.
+pub fn spawn_settings(
+    settings: Arc<coffer_application::SettingsService>,
+    mut stop: watch::Receiver<bool>,
+) -> JoinHandle<()> {
+    tokio::spawn(async move {
+        loop {
+            tokio::select! {
+                () = tokio::time::sleep(SETTINGS_EVERY) => {}
+                changed = stop.changed() => {
+                    if changed.is_err() || *stop.borrow() {
+                        break;
+                    }
+                }
+            }
+            if let Err(e) = settings.refresh().await {
+                tracing::error!(error = %e, "settings: cannot re-read the settings other instances may have changed");
+            }
+        }
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -191,30 +217,4 @@ mod tests {
         let o = options(&settings).unwrap();
         assert!(o.prune.is_none() && o.check.is_none());
     }
-}
-
-/// How often an instance sharing its catalog puts the settings changed on another
-/// instance (quota, retention defaults) in force.
-pub const SETTINGS_EVERY: Duration = Duration::from_secs(5);
-
-/// Re-reads the runtime settings every [`SETTINGS_EVERY`] until `stop` turns true.
-pub fn spawn_settings(
-    settings: Arc<coffer_application::SettingsService>,
-    mut stop: watch::Receiver<bool>,
-) -> JoinHandle<()> {
-    tokio::spawn(async move {
-        loop {
-            tokio::select! {
-                () = tokio::time::sleep(SETTINGS_EVERY) => {}
-                changed = stop.changed() => {
-                    if changed.is_err() || *stop.borrow() {
-                        break;
-                    }
-                }
-            }
-            if let Err(e) = settings.refresh().await {
-                tracing::error!(error = %e, "settings: cannot re-read the settings other instances may have changed");
-            }
-        }
-    })
 }

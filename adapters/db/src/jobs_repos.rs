@@ -21,8 +21,8 @@ use sea_orm::sea_query::{Expr, ExprTrait as _, LockBehavior, LockType};
 use sea_orm::{
     ActiveModelTrait,
     ActiveValue::{NotSet, Set},
-    ColumnTrait, DatabaseConnection, DbErr, EntityTrait, PaginatorTrait, QueryFilter, QueryOrder,
-    QuerySelect, QueryTrait as _,
+    ColumnTrait, DatabaseBackend, DatabaseConnection, DbErr, EntityTrait, PaginatorTrait,
+    QueryFilter, QueryOrder, QuerySelect, QueryTrait as _, TransactionTrait,
 };
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
@@ -803,10 +803,6 @@ impl JobRepository for SeaJobRepository {
         if max == 0 {
             return Ok(Vec::new());
         }
-        // One statement: take the oldest queued jobs and mark them this instance's. On
-        // PostgreSQL, rows another instance is claiming at this moment are skipped, not
-        // waited for (`FOR UPDATE SKIP LOCKED` in the sub-select); SQLite has no row
-        // locks (sea-query leaves the clause out) and runs one writer at a time.
         let oldest = jobs::Entity::find()
             .select_only()
             .column(jobs::Column::Id)
@@ -814,19 +810,46 @@ impl JobRepository for SeaJobRepository {
             .filter(jobs::Column::CancelRequested.eq(false))
             .order_by_asc(jobs::Column::CreatedAt)
             .order_by_asc(jobs::Column::Id)
-            .limit(max)
-            .lock_with_behavior(LockType::Update, LockBehavior::SkipLocked)
-            .into_query();
-        let mut rows = jobs::Entity::update_many()
-            .col_expr(jobs::Column::State, Expr::value(RUNNING))
-            .col_expr(jobs::Column::StartedAt, Expr::value(now))
-            .col_expr(jobs::Column::Instance, Expr::value(lease.instance.as_str()))
-            .col_expr(jobs::Column::LeaseUntil, Expr::value(lease.until))
-            .filter(Expr::col(jobs::Column::Id).in_subquery(oldest))
-            .filter(jobs::Column::State.eq(QUEUED))
-            .exec_with_returning(&self.conn)
-            .await
-            .map_err(|e| repo_err(&e))?;
+            .limit(max);
+        let take = |ids: sea_orm::sea_query::SimpleExpr| {
+            jobs::Entity::update_many()
+                .col_expr(jobs::Column::State, Expr::value(RUNNING))
+                .col_expr(jobs::Column::StartedAt, Expr::value(now))
+                .col_expr(jobs::Column::Instance, Expr::value(lease.instance.as_str()))
+                .col_expr(jobs::Column::LeaseUntil, Expr::value(lease.until))
+                .filter(ids)
+                .filter(jobs::Column::State.eq(QUEUED))
+        };
+        let mut rows = if self.conn.get_database_backend() == DatabaseBackend::Postgres {
+            // Lock the chosen rows first, skipping those another instance is claiming at
+            // this moment, then take exactly those. (A LIMIT ... FOR UPDATE sub-select
+            // inside the UPDATE may be evaluated more than once by the planner and take
+            // more rows than asked.)
+            let txn = self.conn.begin().await.map_err(|e| repo_err(&e))?;
+            let ids: Vec<String> = oldest
+                .lock_with_behavior(LockType::Update, LockBehavior::SkipLocked)
+                .into_tuple()
+                .all(&txn)
+                .await
+                .map_err(|e| repo_err(&e))?;
+            let rows = if ids.is_empty() {
+                Vec::new()
+            } else {
+                take(jobs::Column::Id.is_in(ids))
+                    .exec_with_returning(&txn)
+                    .await
+                    .map_err(|e| repo_err(&e))?
+            };
+            txn.commit().await.map_err(|e| repo_err(&e))?;
+            rows
+        } else {
+            // SQLite: one statement (it runs one writer at a time, and a transaction that
+            // reads before it writes could not upgrade its lock beside another writer).
+            take(Expr::col(jobs::Column::Id).in_subquery(oldest.into_query()))
+                .exec_with_returning(&self.conn)
+                .await
+                .map_err(|e| repo_err(&e))?
+        };
         rows.sort_by(|x, y| (x.created_at, &x.id).cmp(&(y.created_at, &y.id)));
         rows.into_iter()
             .map(|row| {

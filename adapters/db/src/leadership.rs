@@ -7,7 +7,7 @@
 use async_trait::async_trait;
 use coffer_domain::ports::{Leadership, RepoError};
 use sea_orm::sqlx::pool::PoolConnection;
-use sea_orm::sqlx::{Postgres, query_scalar};
+use sea_orm::sqlx::{Postgres, query, query_scalar};
 use sea_orm::{DatabaseBackend, DatabaseConnection};
 use tokio::sync::Mutex;
 
@@ -58,6 +58,19 @@ impl Leadership for SeaLeadership {
         }
         let pool = self.conn.get_postgres_connection_pool();
         let mut conn = pool.acquire().await.map_err(|e| db_err(&e))?;
+        // A leader whose machine vanishes (power, network) sends no FIN: without
+        // keepalives PostgreSQL would hold its lock until the kernel's TCP timeout
+        // (hours). With these it notices within about 25 s and frees the lock.
+        for setting in [
+            "SET tcp_keepalives_idle = 10",
+            "SET tcp_keepalives_interval = 5",
+            "SET tcp_keepalives_count = 3",
+        ] {
+            query(setting)
+                .execute(&mut *conn)
+                .await
+                .map_err(|e| db_err(&e))?;
+        }
         let got: bool = query_scalar("SELECT pg_try_advisory_lock($1)")
             .bind(SCHEDULER_LOCK_KEY)
             .fetch_one(&mut *conn)

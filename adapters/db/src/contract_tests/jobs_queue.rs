@@ -133,6 +133,12 @@ contract!(
             jobs.claim(&lease_b, t(10), 3)
         );
         let (a, b) = (a.expect("claim a"), b.expect("claim b"));
+        assert!(
+            a.len() <= 3 && b.len() <= 3,
+            "more than asked: {} and {}",
+            a.len(),
+            b.len()
+        );
         let mut all: Vec<JobId> = a.iter().chain(&b).map(|c| c.job.id).collect();
         all.sort();
         all.dedup();

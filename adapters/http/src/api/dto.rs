@@ -341,7 +341,8 @@ pub fn attachment(name: &str) -> String {
     format!("attachment; filename=\"{name}\"")
 }
 
-/// A personal access token (never its secret).
+/// A personal access token (never its secret). `role` is the role it is limited to;
+/// absent, it acts with its owner's current role.
 #[derive(Debug, Clone, Object)]
 pub struct TokenDto {
     pub id: i64,
@@ -349,7 +350,6 @@ pub struct TokenDto {
     pub user_id: i64,
     pub username: String,
     pub name: String,
-    /// The role the token is limited to; absent: the owner's current role.
     #[oai(skip_serializing_if_is_none)]
     pub role: Option<RoleName>,
     pub created_at: DateTime<Utc>,
@@ -380,7 +380,8 @@ impl From<&coffer_domain::tokens::ApiToken> for TokenDto {
     }
 }
 
-/// A new personal access token.
+/// A new personal access token. `role` limits it to that role (at most the owner's);
+/// absent, it acts with the owner's current role.
 #[derive(Object)]
 pub struct CreateTokenRequest {
     /// What the token is for (1–64 characters): shown in listings and the audit trail.
@@ -388,8 +389,6 @@ pub struct CreateTokenRequest {
     pub name: Text,
     /// When it stops working. Absent: never — only an admin may ask for that.
     pub expires_at: Option<DateTime<Utc>>,
-    /// Limit the token to this role (at most the owner's). Absent: it acts with the
-    /// owner's current role.
     pub role: Option<RoleName>,
     /// The owner; absent: the caller. Another user's id needs `manage_users`.
     pub user_id: Option<i64>,

@@ -69,6 +69,20 @@ async fn tokens_work_end_to_end(app: TestApp) {
         assert_eq!(err["error"]["code"], code, "{err}");
     }
 
+    // `null` is not "absent": the schema allows neither, and it must not mean "never".
+    let (status, err) = send(
+        &app,
+        "POST",
+        "/api/tokens",
+        &ops,
+        Some(json!({"name": "nulls", "expires_at": null})),
+    )
+    .await;
+    assert_eq!(
+        (status, err["error"]["code"].as_str()),
+        (400, Some("bad_request"))
+    );
+
     // An operator's token limited to viewer, and one following the owner's role.
     let (narrow_id, narrow) = create(
         &app,

@@ -258,12 +258,29 @@ impl<T: ToJSON> ToJSON for NullableRef<T> {
 /// # Errors
 /// 400 `bad_request` for `null`.
 pub fn not_null<T>(field: &str, value: MaybeUndefined<T>) -> Result<Option<T>, ApiError> {
+    refuse_null(field, value, "to keep the current value")
+}
+
+/// An optional field of a creation request: absent is `None`, and `null`, which the
+/// schema does not allow, is refused (400) rather than read as absent.
+///
+/// # Errors
+/// 400 `bad_request` for `null`.
+pub fn optional<T>(field: &str, value: MaybeUndefined<T>) -> Result<Option<T>, ApiError> {
+    refuse_null(field, value, "for the default")
+}
+
+fn refuse_null<T>(
+    field: &str,
+    value: MaybeUndefined<T>,
+    absent: &str,
+) -> Result<Option<T>, ApiError> {
     match value {
         MaybeUndefined::Undefined => Ok(None),
         MaybeUndefined::Null => Err(ApiError::new(
             StatusCode::BAD_REQUEST,
             "bad_request",
-            format!("`{field}` cannot be null; leave it out to keep the current value"),
+            format!("`{field}` cannot be null; leave it out {absent}"),
         )),
         MaybeUndefined::Value(v) => Ok(Some(v)),
     }
@@ -388,10 +405,10 @@ pub struct CreateTokenRequest {
     #[oai(validator(min_length = 1, max_length = 64))]
     pub name: Text,
     /// When it stops working. Absent: never — only an admin may ask for that.
-    pub expires_at: Option<DateTime<Utc>>,
-    pub role: Option<RoleName>,
+    pub expires_at: MaybeUndefined<DateTime<Utc>>,
+    pub role: MaybeUndefined<RoleName>,
     /// The owner; absent: the caller. Another user's id needs `manage_users`.
-    pub user_id: Option<i64>,
+    pub user_id: MaybeUndefined<i64>,
 }
 
 /// A token just created, with its secret: shown this once, never again.

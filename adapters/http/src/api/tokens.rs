@@ -9,7 +9,7 @@ use poem_openapi::{ApiResponse, OpenApi};
 
 use super::ApiTags;
 use super::auth::NoContent;
-use super::dto::{CreateTokenRequest, CreatedTokenResponse, TokenDto};
+use super::dto::{CreateTokenRequest, CreatedTokenResponse, TokenDto, optional};
 use crate::AppState;
 use crate::auth::Auth;
 use crate::error::ApiError;
@@ -73,9 +73,9 @@ impl TokensApi {
                 auth.actor(),
                 TokenRequest {
                     name: body.name.into(),
-                    expires_at: body.expires_at,
-                    role: body.role.map(Into::into),
-                    owner: body.user_id.map(UserId::new),
+                    expires_at: optional("expires_at", body.expires_at)?,
+                    role: optional("role", body.role)?.map(Into::into),
+                    owner: optional("user_id", body.user_id)?.map(UserId::new),
                 },
             )
             .await?;

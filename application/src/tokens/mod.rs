@@ -1,6 +1,6 @@
 //! Personal access tokens (issue 16 §2): created by a user for themselves (by an admin for
 //! anyone), listed, revoked. Turning a token back into an actor is authentication's work
-//! ([`crate::auth::AuthService::authenticate`]); the rules are `coffer_domain::tokens`.
+//! (`AuthService::authenticate`, over the same port); the rules are `coffer_domain::tokens`.
 
 use std::sync::Arc;
 
@@ -223,11 +223,8 @@ impl TokenService {
         actor.require(Permission::View)?;
         let owner = match scope {
             TokenScope::User(id) if Some(id) == actor.user_id => Some(id),
-            TokenScope::Own => match actor.user_id {
-                Some(id) => Some(id),
-                // The local administrator owns none; it sees everyone's.
-                None => None,
-            },
+            // The local administrator (no account) owns none; it sees everyone's.
+            TokenScope::Own => actor.user_id,
             TokenScope::User(id) => {
                 actor.require(Permission::ManageUsers)?;
                 Some(id)

@@ -34,11 +34,12 @@ pub mod settings;
 pub mod sources;
 pub mod storage;
 pub mod system;
+pub mod tokens;
 pub mod users;
 
 pub use alerts::{AlertService, AlertSink};
 pub use audit::{AuditLog, AuditService, ChainReport};
-pub use auth::{AuthError, AuthPorts, AuthService, Session};
+pub use auth::{AuthError, AuthPorts, AuthService, Credential, Session};
 pub use backup::{BackupError, BackupPorts, BackupService, BackupTarget};
 pub use catalog::{CatalogError, CatalogService, DirPage, DownloadPlan, Paging};
 pub use dashboard::{Dashboard, DashboardService, DashboardSources, SourceOverview};
@@ -69,6 +70,7 @@ pub use storage::{
     StorageService, StorageUsage,
 };
 pub use system::{ComponentHealth, HealthReport, SystemService};
+pub use tokens::{TokenError, TokenRequest, TokenScope, TokenService};
 pub use users::{UserError, UserService};
 
 #[cfg(test)]

@@ -377,6 +377,8 @@ pub struct Services {
     pub system: Arc<SystemService>,
     pub auth: Arc<AuthService>,
     pub users: Arc<UserService>,
+    /// Personal access tokens.
+    pub tokens: Arc<coffer_application::TokenService>,
     pub audit: Arc<AuditService>,
     pub sources: Arc<SourceService>,
     /// Snapshots: list, find, browse, download, protect, delete, rebuild.
@@ -684,12 +686,21 @@ impl Services {
             clock.clone(),
             audit_log.clone(),
         ));
+        let api_tokens: Arc<dyn coffer_domain::ports::ApiTokenRepository> =
+            Arc::new(db.api_tokens());
+        let tokens = Arc::new(coffer_application::TokenService::new(
+            api_tokens.clone(),
+            users_repo.clone(),
+            clock.clone(),
+            audit_log.clone(),
+        ));
         let auth = Arc::new(AuthService::new(
             coffer_application::AuthPorts {
                 users: users_repo.clone(),
                 revocations: Arc::new(db.revocations()),
                 // Shared through the catalog: failures on one server count on every other.
                 throttle_counters: Arc::new(db.throttle_counters()),
+                api_tokens: api_tokens.clone(),
             },
             hasher.clone(),
             Arc::new(Hs256Tokens::new(session_key)),
@@ -735,6 +746,7 @@ impl Services {
             system,
             auth,
             users,
+            tokens,
             audit,
             sources,
             catalog,
@@ -880,6 +892,7 @@ impl Application {
             system,
             auth,
             users,
+            tokens,
             audit,
             sources,
             catalog,
@@ -902,6 +915,7 @@ impl Application {
             system,
             auth,
             users,
+            tokens,
             audit,
             sources,
             catalog,

@@ -57,6 +57,10 @@ enum Command {
     /// `system:<your OS user>`).
     #[command(subcommand)]
     Users(cli::users::UsersCommand),
+    /// Personal access tokens for scripts and CI, as the local system administrator:
+    /// create (the secret is printed once), list, revoke.
+    #[command(subcommand)]
+    Tokens(cli::tokens::TokensCommand),
     /// The audit trail.
     #[command(subcommand)]
     Audit(cli::audit::AuditCommand),
@@ -144,6 +148,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             Command::Migrate => cli::server::migrate(s).await,
             Command::Openapi => Ok(cli::server::openapi()),
             Command::Users(command) => cli::users::run(s, command).await,
+            Command::Tokens(command) => cli::tokens::run(s, command).await,
             Command::Audit(command) => cli::audit::run(s, command).await,
             Command::Sources(command) => cli::sources::run(s, command).await,
             Command::Backup(args) => cli::backup::run(s, args).await,

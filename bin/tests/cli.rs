@@ -363,6 +363,130 @@ fn users_are_managed_from_the_cli_as_the_local_admin() {
     assert!(out.contains("audit trail intact: 5 rows verified"), "{out}");
 }
 
+/// `coffer tokens`: created for a user with the secret printed once (and only its hash
+/// kept), listed without secrets, refused above the owner's role, revoked; all audited.
+#[test]
+fn tokens_are_managed_from_the_cli_as_the_local_admin() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    run_ok(
+        dir.path(),
+        &["users", "add", "ci-owner", "--role", "operator"],
+        None,
+    );
+    let out = run_ok(
+        dir.path(),
+        &[
+            "tokens",
+            "create",
+            "--user",
+            "ci-owner",
+            "--name",
+            "nightly",
+            "--expires-days",
+            "30",
+            "--role",
+            "viewer",
+        ],
+        None,
+    );
+    let secret = out
+        .lines()
+        .find_map(|l| l.strip_prefix("token: "))
+        .expect("the secret is printed once")
+        .to_owned();
+    assert!(
+        secret.starts_with("coffer_pat_") && secret.len() == 75,
+        "{out}"
+    );
+    assert!(out.contains("(viewer, expires "), "{out}");
+    let never = run_ok(
+        dir.path(),
+        &[
+            "tokens",
+            "create",
+            "--user",
+            "ci-owner",
+            "--name",
+            "provisioning",
+            "--no-expiry",
+        ],
+        None,
+    );
+    assert!(never.contains("never expires"), "{never}");
+
+    let above = coffer(dir.path())
+        .args([
+            "tokens",
+            "create",
+            "--user",
+            "ci-owner",
+            "--name",
+            "x",
+            "--no-expiry",
+            "--role",
+            "admin",
+        ])
+        .output()
+        .expect("run");
+    assert_one_line_error(&above, "above its owner's role");
+    let no_expiry_given = coffer(dir.path())
+        .args(["tokens", "create", "--user", "ci-owner", "--name", "x"])
+        .output()
+        .expect("run");
+    assert!(
+        !no_expiry_given.status.success(),
+        "an expiry or --no-expiry is required"
+    );
+
+    let list = run_ok(dir.path(), &["tokens", "list", "--json"], None);
+    assert!(!list.contains(&secret), "no secret in a listing: {list}");
+    let compact = list.replace(char::is_whitespace, "");
+    assert!(
+        compact.contains(r#""name":"nightly""#) && compact.contains(r#""role":"viewer""#),
+        "{list}"
+    );
+    let table = run_ok(dir.path(), &["tokens", "list", "--user", "ci-owner"], None);
+    assert!(
+        table.contains("provisioning") && table.contains("never"),
+        "{table}"
+    );
+
+    let out = run_ok(dir.path(), &["tokens", "revoke", "1"], None);
+    assert!(out.contains(r#"revoked token 1 "nightly""#), "{out}");
+    let again = coffer(dir.path())
+        .args(["tokens", "revoke", "1"])
+        .output()
+        .expect("run");
+    assert_one_line_error(&again, "no token with id 1");
+    let list = run_ok(dir.path(), &["tokens", "list", "--json"], None);
+    assert!(!list.contains("nightly"), "{list}");
+
+    // Nothing in the data directory holds the secret; every change is in the trail.
+    for entry in walk(dir.path()) {
+        let bytes = std::fs::read(&entry).unwrap_or_default();
+        assert!(
+            !bytes.windows(secret.len()).any(|w| w == secret.as_bytes()),
+            "{} holds the secret",
+            entry.display()
+        );
+    }
+    let out = run_ok(dir.path(), &["audit", "verify"], None);
+    assert!(out.contains("audit trail intact: 5 rows verified"), "{out}");
+}
+
+fn walk(dir: &Path) -> Vec<std::path::PathBuf> {
+    let mut out = Vec::new();
+    for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+        let path = entry.path();
+        if path.is_dir() {
+            out.extend(walk(&path));
+        } else {
+            out.push(path);
+        }
+    }
+    out
+}
+
 #[test]
 fn audit_verify_finds_a_row_edited_in_the_database() {
     let dir = tempfile::tempdir().expect("tempdir");

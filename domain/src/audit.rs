@@ -60,6 +60,10 @@ pub enum AuditAction {
     ReplicaDelete,
     /// A copy into a replica ended.
     ReplicaCopy,
+    /// A personal access token was created.
+    TokenCreate,
+    /// A personal access token was revoked.
+    TokenRevoke,
 }
 
 impl AuditAction {
@@ -102,6 +106,8 @@ impl AuditAction {
             Self::ReplicaUpdate => "replica_update",
             Self::ReplicaDelete => "replica_delete",
             Self::ReplicaCopy => "replica_copy",
+            Self::TokenCreate => "token_create",
+            Self::TokenRevoke => "token_revoke",
         }
     }
 }
@@ -143,6 +149,19 @@ impl AuditEntry {
     #[must_use]
     pub fn detail(mut self, detail: impl Into<String>) -> Self {
         self.detail = Some(detail.into());
+        self
+    }
+
+    /// The entry as stored: the credential the client used, if not a session, is named
+    /// in the detail (`... (via token 7 "ci")`), so that the row says which token acted.
+    #[must_use]
+    pub fn noting_credential(mut self) -> Self {
+        if let Some(credential) = self.client.credential.take() {
+            self.detail = Some(match self.detail.take() {
+                Some(d) => format!("{d} (via {credential})"),
+                None => format!("via {credential}"),
+            });
+        }
         self
     }
 

@@ -230,6 +230,9 @@ pub fn check_password(password: &str, username: &Username) -> Result<(), Passwor
 pub struct ClientInfo {
     pub ip: Option<String>,
     pub user_agent: Option<String>,
+    /// The credential the request was authorised by when it is not a password session,
+    /// e.g. `token 7 "ci-deploy"`: every audit row written for it names it.
+    pub credential: Option<String>,
 }
 
 impl ClientInfo {
@@ -239,6 +242,7 @@ impl ClientInfo {
         Self {
             ip: None,
             user_agent: Some(format!("coffer-cli ({os_user})")),
+            credential: None,
         }
     }
 }

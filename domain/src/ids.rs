@@ -45,6 +45,10 @@ row_id!(
     /// A persisted alert (row of `alerts`).
     AlertId
 );
+row_id!(
+    /// A personal access token (row of `api_tokens`).
+    ApiTokenId
+);
 
 /// A background job (backup, restore, verify, prune). Time-ordered (UUID v7) so that job
 /// ids sort by creation.

@@ -48,9 +48,10 @@ pub mod schedule;
 pub mod secrets;
 pub mod storage;
 pub mod throttle;
+pub mod tokens;
 pub mod units;
 
 pub use ids::{
-    AlertId, BackupId, InvalidSnapshotId, JobId, SnapshotId, SnapshotPrefix, SnapshotRef, SourceId,
-    UnknownSnapshot, UserId,
+    AlertId, ApiTokenId, BackupId, InvalidSnapshotId, JobId, SnapshotId, SnapshotPrefix,
+    SnapshotRef, SourceId, UnknownSnapshot, UserId,
 };

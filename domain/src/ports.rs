@@ -9,7 +9,8 @@ use crate::audit::{AuditEntry, AuditFilter, AuditRecord};
 use crate::auth::{Role, Username};
 use crate::engine::SnapshotStatus;
 use crate::schedule::Schedule;
-use crate::{SnapshotId, SnapshotPrefix, UserId};
+use crate::tokens::ApiToken;
+use crate::{ApiTokenId, SnapshotId, SnapshotPrefix, UserId};
 
 /// A failure of the catalog database.
 #[derive(Debug, thiserror::Error)]
@@ -145,6 +146,39 @@ pub trait AuditRepository: Send + Sync {
     ) -> Result<AuditRecord, RepoError>;
     async fn list(&self, filter: &AuditFilter, limit: u32) -> Result<Vec<AuditRecord>, RepoError>;
     async fn scan(&self, after_id: i64, limit: u32) -> Result<Vec<AuditRecord>, RepoError>;
+}
+
+/// A new personal access token, as stored: the secret's hash, never the secret.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewApiToken {
+    pub user_id: UserId,
+    pub name: String,
+    pub role: Option<Role>,
+    /// SHA-256 of the secret, hex ([`crate::tokens::secret_hash`]).
+    pub secret_hash: String,
+    pub created_at: DateTime<Utc>,
+    pub expires_at: Option<DateTime<Utc>>,
+}
+
+/// Personal access tokens (`api_tokens`).
+///
+/// Contract: hashes are unique; `find_by_hash` of an unknown hash is `Ok(None)` and
+/// returns the stored hash beside the token (for a constant-time comparison); `list`
+/// returns tokens newest first, of one owner or of all; `delete` of a missing id is
+/// `Ok(false)`; deleting a user deletes their tokens; `touch` records a use.
+#[async_trait]
+pub trait ApiTokenRepository: Send + Sync {
+    async fn create(&self, token: &NewApiToken) -> Result<ApiToken, RepoError>;
+    async fn find_by_hash(&self, hash: &str) -> Result<Option<(ApiToken, String)>, RepoError>;
+    async fn get(&self, id: ApiTokenId) -> Result<Option<ApiToken>, RepoError>;
+    async fn list(&self, owner: Option<UserId>) -> Result<Vec<ApiToken>, RepoError>;
+    async fn delete(&self, id: ApiTokenId) -> Result<bool, RepoError>;
+    async fn touch(
+        &self,
+        id: ApiTokenId,
+        at: DateTime<Utc>,
+        ip: Option<&str>,
+    ) -> Result<(), RepoError>;
 }
 
 /// Session tokens ended before their expiry (logout).

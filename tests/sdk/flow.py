@@ -1,11 +1,14 @@
 """The whole backup flow, driven through a client generated from openapi/openapi.json by
 openapi-python-client: its typed models and api functions only, no hand-written HTTP.
+The admin's password opens one session, which creates a personal access token; the
+whole flow then runs with that token only, as a CI job would, and ends by revoking it.
 
 Usage: flow.py BASE_URL DATA_DIR WORK_DIR, with the generated package `coffer_client`
 importable and COFFER_SDK_ADMIN_PASSWORD set (see run.sh). Every step is asserted; any
 mismatch raises, which exits non-zero.
 """
 
+import datetime
 import os
 import random
 import stat
@@ -30,6 +33,7 @@ from coffer_client.api.reports import export_audit_csv, export_backups_csv, expo
 from coffer_client.api.settings import get_settings, update_settings
 from coffer_client.api.sources import create_source, preview_schedule
 from coffer_client.api.system import get_health
+from coffer_client.api.tokens import create_token, list_tokens, revoke_token
 from coffer_client.models import (
     ArchiveFormatDto,
     BackupDto,
@@ -52,6 +56,9 @@ from coffer_client.models import (
     SettingsDto,
     SourceDto,
     BackupBySourceName,
+    CreatedTokenResponse,
+    CreateTokenRequest,
+    TokenDto,
     TreePage,
     UpdateSettingsRequest,
 )
@@ -225,12 +232,30 @@ def main():
         LoginResponse,
     )
     assert session.token_type == "Bearer" and session.user.role == RoleName.ADMIN, session
-    client = AuthenticatedClient(
+    password_session = AuthenticatedClient(
         base_url=base_url, token=session.token, raise_on_unexpected_status=True, timeout=120
+    )
+    step("logged in as admin")
+
+    # The rest runs with a personal access token only, as a CI job would.
+    expires = datetime.datetime.now(datetime.timezone.utc) + datetime.timedelta(days=1)
+    created = expect(
+        create_token.sync_detailed(
+            client=password_session,
+            body=CreateTokenRequest(name="sdk flow", expires_at=expires),
+        ),
+        201,
+        CreatedTokenResponse,
+    )
+    assert created.token.startswith("coffer_pat_") and created.name == "sdk flow", created
+    assert created.username == "admin" and created.last_used_at is UNSET, created
+    client = AuthenticatedClient(
+        base_url=base_url, token=created.token, raise_on_unexpected_status=True, timeout=120
     )
     me = expect(get_me.sync_detailed(client=client), 200, MeResponse)
     assert me.user.username == "admin" and "backup" in me.permissions, me
-    step("logged in as admin")
+    assert me.token.id == created.id and me.token.name == "sdk flow", me
+    step(f"token {created.id} created; the flow goes on with it only")
 
     source = expect(
         create_source.sync_detailed(
@@ -397,6 +422,16 @@ def main():
     assert preview.description == "at 03:30, on Monday to Friday (UTC)", preview.description
     assert len(preview.next_runs) == 5, preview
     step(f"settings: quota set to {changed.quota.max_storage_mb} MiB; schedule: {preview.description}")
+
+    # The token's use is on record; revoked, it opens nothing.
+    tokens = list_tokens.sync_detailed(client=client)
+    assert tokens.status_code == 200, tokens.content[:300]
+    (listed,) = [t for t in tokens.parsed if t.id == created.id]
+    assert isinstance(listed, TokenDto) and listed.last_used_at is not UNSET, listed
+    assert revoke_token.sync_detailed(created.id, client=password_session).status_code == 204
+    refused = get_me.sync_detailed(client=client)
+    assert refused.status_code == 401, refused.status_code
+    step(f"token used from {listed.last_used_ip}, then revoked: 401")
 
 
 if __name__ == "__main__":

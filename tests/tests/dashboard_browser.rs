@@ -1016,3 +1016,130 @@ async fn the_overview_shows_replicas_and_starts_a_copy() {
     browser.quit().await;
     app.stop().await;
 }
+
+/// API tokens in the dashboard: an operator reaches the page from My account, creates a
+/// token limited to viewer and sees its secret once, the secret works over the API with
+/// the viewer's permissions, the list shows its last use, and revoking it in the page
+/// ends it. An admin sees everyone's tokens.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_operator_creates_uses_and_revokes_a_token_in_the_browser() {
+    let Some(browser) =
+        Browser::launch("an_operator_creates_uses_and_revokes_a_token_in_the_browser").await
+    else {
+        return;
+    };
+    let app = spawn_app(Backend::Sqlite, "browser_tokens")
+        .await
+        .expect("sqlite is always available");
+    let api: Api<'_> = admin(&app).await;
+    let olga = app
+        .create_user(&api.token, "olga", VIEWER_PASSWORD, "operator")
+        .await;
+    submit_login(&browser, &app, "olga", VIEWER_PASSWORD).await;
+    browser.find(&ready("overview")).await;
+    let links = nav_links(&browser).await;
+    assert!(!links.iter().any(|l| l == "#/tokens"), "{links:?}");
+    browser.find("#current-user").await.click().await;
+    browser.find(&ready("account")).await;
+    browser.find("#account-tokens").await.click().await;
+    browser.find(&ready("tokens")).await;
+
+    browser.find("#token-add").await.click().await;
+    browser
+        .find("#token-name")
+        .await
+        .send_keys("ci read-only")
+        .await;
+    // Only roles up to the operator's, and no "never" expiry for a non-admin.
+    let choices = browser
+        .execute(
+            "return { roles: [...document.querySelectorAll('#token-role option')].map(o => o.value), \
+                      expiry: [...document.querySelectorAll('#token-expiry option')].map(o => o.value) };",
+            Vec::new(),
+        )
+        .await;
+    assert_eq!(
+        choices["roles"],
+        json!(["", "operator", "viewer"]),
+        "{choices}"
+    );
+    assert!(
+        !choices["expiry"]
+            .as_array()
+            .expect("options")
+            .contains(&json!("never")),
+        "{choices}"
+    );
+    browser
+        .execute(
+            "const s = document.querySelector('#token-role'); s.value = 'viewer'; \
+             s.dispatchEvent(new Event('change'));",
+            Vec::new(),
+        )
+        .await;
+    browser.find("#token-save").await.click().await;
+    let secret = browser.find("#token-secret").await.text().await;
+    assert!(secret.starts_with("coffer_pat_"), "{secret}");
+    shot(&browser, "token-created").await;
+    browser.find("#token-done").await.click().await;
+    browser.wait_gone("dialog#token-created-dialog[open]").await;
+
+    let (status, me) = app.get_as(&secret, "/api/me").await;
+    assert_eq!(status, 200, "{me}");
+    assert_eq!(me["permissions"], json!(["view"]));
+
+    // Opened again, the row shows the use; the secret is nowhere on the page any more.
+    browser.find("#current-user").await.click().await;
+    browser.find(&ready("account")).await;
+    browser.find("#account-tokens").await.click().await;
+    browser.find(&ready("tokens")).await;
+    let row = browser.find("tr[data-token]").await;
+    let text = row.text().await;
+    assert!(
+        text.contains("ci read-only") && text.contains("127.0.0.1"),
+        "{text}"
+    );
+    let page = browser
+        .execute("return document.body.innerText;", Vec::new())
+        .await;
+    assert!(!page.as_str().unwrap_or_default().contains(&secret));
+    shot(&browser, "tokens").await;
+
+    row.try_find("[data-action=\"revoke\"]")
+        .await
+        .expect("a revoke button")
+        .click()
+        .await;
+    browser.find("#confirm-dialog-confirm").await.click().await;
+    browser.wait_gone("tr[data-token]").await;
+    assert_eq!(app.get_as(&secret, "/api/me").await.0, 401);
+    assert_console_clean(&browser).await;
+
+    // The admin's view: everyone's tokens, with the owner.
+    let (status, _) = api
+        .post(
+            "/api/tokens",
+            json!({"name": "olga's deploy", "user_id": olga, "expires_at": "2099-01-01T00:00:00Z"}),
+        )
+        .await;
+    assert_eq!(status, 201);
+    browser.find("#logout").await.click().await;
+    browser.find("#login-username").await;
+    submit_login(&browser, &app, "admin", &app.admin_password()).await;
+    browser.find(&ready("overview")).await;
+    browser.goto(&app.url("/#/tokens")).await;
+    browser.find(&ready("tokens")).await;
+    assert!(
+        browser.try_find("tr[data-token]").await.is_none(),
+        "the admin has none"
+    );
+    browser.find("#tokens-all").await.click().await;
+    let row = browser.find("tr[data-token]").await;
+    let text = row.text().await;
+    assert!(
+        text.contains("olga's deploy") && text.contains("olga"),
+        "{text}"
+    );
+    assert_console_clean(&browser).await;
+    app.stop().await;
+}

@@ -89,6 +89,41 @@ async fn no_secret_is_ever_logged() {
         "the first session's CSRF token does not fit this one"
     );
 
+    // A personal access token: created, used (its last use recorded), refused once its
+    // owner is demoted below its role, revoked, and then refused.
+    let created: Value = app
+        .client
+        .post(app.url("/api/tokens"))
+        .bearer_auth(&admin)
+        .json(&json!({"name": "canary token", "user_id": uid, "role": "operator"}))
+        .send()
+        .await
+        .expect("create token")
+        .json()
+        .await
+        .expect("JSON");
+    let pat = created["token"].as_str().expect("secret").to_owned();
+    assert_eq!(app.get_as(&pat, "/api/me").await.0, 200);
+    let resp = app
+        .client
+        .patch(app.url(&format!("/api/users/{uid}")))
+        .bearer_auth(&admin)
+        .json(&json!({"role": "viewer"}))
+        .send()
+        .await
+        .expect("demote");
+    assert_eq!(resp.status(), 200);
+    assert_eq!(app.get_as(&pat, "/api/me").await.0, 401);
+    let resp = app
+        .client
+        .delete(app.url(&format!("/api/tokens/{}", created["id"])))
+        .bearer_auth(&admin)
+        .send()
+        .await
+        .expect("revoke");
+    assert_eq!(resp.status(), 204);
+    assert_eq!(app.get_as(&pat, "/api/me").await.0, 401);
+
     // The stored hashes and the session key are secrets too.
     let db = coffer_db::Database::connect(&coffer_db::DbOptions::new(app.settings.database_url()))
         .await
@@ -130,6 +165,11 @@ async fn no_secret_is_ever_logged() {
         ("user token", token),
         ("second token", second),
         ("third token", third),
+        ("personal access token", pat.clone()),
+        (
+            "personal access token's random part",
+            pat.trim_start_matches("coffer_pat_").to_owned(),
+        ),
         ("session key", session_key.trim().to_owned()),
     ];
     for (i, hash) in hashes.into_iter().enumerate() {

@@ -241,6 +241,7 @@ fn to_record(row: audit_logs::Model) -> AuditRecord {
             client: ClientInfo {
                 ip: row.ip_address,
                 user_agent: row.user_agent,
+                credential: None,
             },
         },
         prev_hash: row.prev_hash,

@@ -434,6 +434,7 @@ fn audit_entry(rng: &mut Rng, i: u64) -> AuditEntry {
             USER_AGENTS[usize::try_from(rng.below(USER_AGENTS.len() as u64)).unwrap_or(0)]
                 .to_owned(),
         ),
+        credential: None,
     };
     let snapshot = || format!("snapshot:{:016x}", mix(i));
     let roll = rng.below(100);

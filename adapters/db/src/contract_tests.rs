@@ -48,7 +48,8 @@ macro_rules! contract {
     };
 }
 
-const TABLES: [&str; 11] = [
+const TABLES: [&str; 12] = [
+    "api_tokens",
     "login_throttle",
     "replicas",
     "revoked_sessions",
@@ -62,7 +63,9 @@ const TABLES: [&str; 11] = [
     "settings",
 ];
 
-const INDEXES: [(&str, &str); 11] = [
+const INDEXES: [(&str, &str); 13] = [
+    ("api_tokens", "idx_api_tokens_secret_hash"),
+    ("api_tokens", "idx_api_tokens_user"),
     ("login_throttle", "idx_login_throttle_kind_last"),
     ("backups", "idx_backups_created_at"),
     ("backups", "idx_backups_source_created"),
@@ -385,6 +388,7 @@ mod auth {
         let client = ClientInfo {
             ip: Some(format!("10.0.0.{i}")),
             user_agent: Some("test-agent".to_owned()),
+            credential: None,
         };
         AuditEntry::new(format!("user{}", i % 3), AuditAction::Login, &client)
             .resource(format!("user:{i}"))
@@ -1626,3 +1630,5 @@ mod replicas;
 mod jobs_queue;
 
 mod throttle;
+
+mod tokens;

@@ -498,6 +498,9 @@ struct ActorJson {
     role: String,
     ip: Option<String>,
     user_agent: Option<String>,
+    /// The token it was queued with, if not a session (absent in older rows).
+    #[serde(default)]
+    credential: Option<String>,
 }
 
 impl From<&Actor> for ActorJson {
@@ -508,6 +511,7 @@ impl From<&Actor> for ActorJson {
             role: a.role.as_str().to_owned(),
             ip: a.client.ip.clone(),
             user_agent: a.client.user_agent.clone(),
+            credential: a.client.credential.clone(),
         }
     }
 }
@@ -534,6 +538,7 @@ fn actor_of(row: &jobs::Model) -> Result<Actor, RepoError> {
         client: ClientInfo {
             ip: a.ip,
             user_agent: a.user_agent,
+            credential: a.credential,
         },
     })
 }

@@ -24,6 +24,7 @@ mod storage_history;
 #[cfg(any(test, feature = "test-support"))]
 pub mod testing;
 mod throttle_counters;
+mod token_repos;
 
 use std::time::Duration;
 
@@ -42,6 +43,7 @@ pub use replica_repos::SeaReplicaRepository;
 pub use repos::{SeaDatabaseHealth, SeaRoleRepository, SeaSettingsRepository};
 pub use storage_history::SeaStorageHistory;
 pub use throttle_counters::SeaThrottleCounters;
+pub use token_repos::SeaApiTokenRepository;
 
 /// How to reach the catalog database.
 #[derive(Debug, Clone)]
@@ -223,6 +225,12 @@ impl Database {
     #[must_use]
     pub fn revocations(&self) -> SeaSessionRevocations {
         SeaSessionRevocations::new(self.conn.clone())
+    }
+
+    /// Personal access tokens.
+    #[must_use]
+    pub fn api_tokens(&self) -> SeaApiTokenRepository {
+        SeaApiTokenRepository::new(self.conn.clone())
     }
 
     /// The login throttle's failure counters, shared by every server on this catalog.

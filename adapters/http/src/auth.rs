@@ -5,9 +5,8 @@ use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
-use coffer_application::AuthError;
+use coffer_application::{AuthError, Credential};
 use coffer_domain::auth::{Actor, ClientInfo};
-use coffer_domain::crypto::SessionClaims;
 use poem::Request;
 use poem::http::{HeaderMap, Method, StatusCode};
 use poem_openapi::SecurityScheme;
@@ -29,15 +28,16 @@ pub const CSRF_HEADER: &str = "x-csrf-token";
 #[derive(Debug, Clone)]
 pub struct Authenticated {
     pub actor: Actor,
-    pub claims: SessionClaims,
+    pub credential: Credential,
 }
 
-/// `Authorization: Bearer <token>`, the token from `POST /api/login`.
+/// `Authorization: Bearer <token>`: the session token from `POST /api/login`, or a
+/// personal access token (`coffer_pat_…`, from `POST /api/tokens`) for scripts and CI.
 #[derive(SecurityScheme)]
 #[oai(
     rename = "bearerAuth",
     ty = "bearer",
-    bearer_format = "JWT",
+    bearer_format = "JWT or coffer_pat_ token",
     checker = "check_bearer"
 )]
 pub struct BearerAuth(Authenticated);
@@ -137,7 +137,7 @@ async fn authenticate(req: &Request, token: &str) -> poem::Result<Authenticated>
     let state = state(req)?;
     let client = client_info(req, &state.trusted_proxies);
     match state.auth.authenticate(token, &client).await {
-        Ok((actor, claims)) => Ok(Authenticated { actor, claims }),
+        Ok((actor, credential)) => Ok(Authenticated { actor, credential }),
         Err(AuthError::Unauthenticated(message)) => Err(unauthorized(message)),
         Err(other) => {
             let resp = poem::IntoResponse::into_response(crate::error::ApiError::from(other));
@@ -158,7 +158,17 @@ async fn check_bearer(req: &Request, bearer: Bearer) -> poem::Result<Authenticat
 }
 
 async fn check_cookie(req: &Request, key: ApiKey) -> poem::Result<Authenticated> {
+    // Tokens travel in the Authorization header only: a cookie holding one would make
+    // it usable by cross-site requests.
+    if coffer_domain::tokens::is_token(&key.key) {
+        return Err(unauthorized(
+            "a personal access token is sent as `Authorization: Bearer`, never as a cookie",
+        ));
+    }
     let authenticated = authenticate(req, &key.key).await?;
+    let Credential::Session(claims) = &authenticated.credential else {
+        return Err(unauthorized("the session cookie holds no session"));
+    };
     // A browser sends the cookie with cross-site requests too; only our own pages know
     // the session's CSRF token. Safe methods need none.
     let safe = matches!(*req.method(), Method::GET | Method::HEAD | Method::OPTIONS);
@@ -168,7 +178,7 @@ async fn check_cookie(req: &Request, key: ApiKey) -> poem::Result<Authenticated>
             .get(CSRF_HEADER)
             .and_then(|v| v.to_str().ok())
             .unwrap_or_default();
-        let expected = authenticated.claims.csrf.as_bytes();
+        let expected = claims.csrf.as_bytes();
         // Constant time: no early exit on the first differing byte.
         if !bool::from(sent.as_bytes().ct_eq(expected)) {
             return Err(poem::Error::from_response(error_response(
@@ -271,6 +281,7 @@ fn client_address(
     ClientInfo {
         ip: ip.map(|ip| ip.to_string()),
         user_agent,
+        credential: None,
     }
 }
 

@@ -4,7 +4,7 @@ use coffer_application::error::{CodedError, ErrorClass};
 use coffer_application::{
     AdmissionError, AuthError, BackupError, CatalogError, CommonError, EngineError, JobsError,
     MaintenanceError, ReportError, RestoreError, RetentionError, SettingsError, SourceError,
-    SubmitError, UserError,
+    SubmitError, TokenError, UserError,
 };
 use poem::http::StatusCode;
 use poem_openapi::payload::Json;
@@ -246,9 +246,23 @@ impl From<AuthError> for ApiError {
                 }),
                 Some(retry_after_secs),
             ),
+            AuthError::SessionRequired(_) => Self::coded(StatusCode::BAD_REQUEST, &e),
             AuthError::NoAccount | AuthError::WrongPassword | AuthError::WeakPassword(_) => {
                 Self::coded(StatusCode::UNPROCESSABLE_ENTITY, &e)
             }
+        }
+    }
+}
+
+impl From<TokenError> for ApiError {
+    fn from(e: TokenError) -> Self {
+        match e {
+            TokenError::Common(c) => c.into(),
+            TokenError::InvalidName(_)
+            | TokenError::Grant(_)
+            | TokenError::OwnerRequired
+            | TokenError::OwnerInactive(_) => Self::coded(StatusCode::UNPROCESSABLE_ENTITY, &e),
+            TokenError::SessionRequired => Self::coded(StatusCode::FORBIDDEN, &e),
         }
     }
 }

@@ -38,7 +38,7 @@ pub use server::{HttpServer, ServeError};
 /// `parent_id`, ...). The CLI's JSON is as stable as the API.
 pub mod schema {
     pub use crate::api::backups::{BackupDto, BackupPage, EntryDto, TreePage};
-    pub use crate::api::dto::UserDto;
+    pub use crate::api::dto::{TokenDto, UserDto};
     pub use crate::api::jobs::JobResultDto;
     pub use crate::api::maintenance::StorageDto;
     pub use crate::api::replicas::ReplicaDto;
@@ -55,6 +55,8 @@ pub struct AppState {
     pub system: Arc<SystemService>,
     pub auth: Arc<AuthService>,
     pub users: Arc<UserService>,
+    /// Personal access tokens.
+    pub tokens: Arc<coffer_application::TokenService>,
     pub audit: Arc<AuditService>,
     pub sources: Arc<SourceService>,
     /// Snapshots: list, find, browse, download, protect, delete.
@@ -107,6 +109,7 @@ type Apis = (
     api::system::SystemApi,
     api::auth::AuthApi,
     api::users::UsersApi,
+    api::tokens::TokensApi,
     api::audit::AuditApi,
     api::sources::SourcesApi,
     api::backups::BackupsApi,
@@ -125,6 +128,7 @@ fn api_service() -> OpenApiService<Apis, ()> {
             api::system::SystemApi,
             api::auth::AuthApi,
             api::users::UsersApi,
+            api::tokens::TokensApi,
             api::audit::AuditApi,
             api::sources::SourcesApi,
             api::backups::BackupsApi,

@@ -63,6 +63,7 @@ const ASSETS: &[Asset] = &[
     asset!("/assets/js/pages/browse.js", "js/pages/browse.js", JS),
     asset!("/assets/js/pages/sources.js", "js/pages/sources.js", JS),
     asset!("/assets/js/pages/users.js", "js/pages/users.js", JS),
+    asset!("/assets/js/pages/tokens.js", "js/pages/tokens.js", JS),
     asset!("/assets/js/pages/audit.js", "js/pages/audit.js", JS),
     asset!("/assets/js/pages/reports.js", "js/pages/reports.js", JS),
     asset!("/assets/js/pages/settings.js", "js/pages/settings.js", JS),

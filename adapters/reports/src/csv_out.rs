@@ -306,6 +306,7 @@ mod tests {
         let client = ClientInfo {
             ip: Some("10.0.0.1".to_owned()),
             user_agent: Some("=cmd|' /C calc'!A0".to_owned()),
+            credential: None,
         };
         let record = AuditRecord {
             id: 9,

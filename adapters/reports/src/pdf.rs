@@ -1064,6 +1064,7 @@ mod tests {
                     &ClientInfo {
                         ip: Some("192.0.2.7".to_owned()),
                         user_agent: None,
+                        credential: None,
                     },
                 )
                 .resource("report:pdf");

@@ -30,7 +30,10 @@ impl AuditLog {
     /// # Errors
     /// When the row cannot be written.
     pub async fn record(&self, entry: AuditEntry) -> Result<AuditRecord, CommonError> {
-        Ok(self.repo.append(&entry, self.clock.now()).await?)
+        Ok(self
+            .repo
+            .append(&entry.noting_credential(), self.clock.now())
+            .await?)
     }
 
     /// Starts the keyed chain after rows of the unkeyed version 1 chain (an installation
@@ -61,6 +64,7 @@ impl AuditLog {
     /// Records a failure that is already being reported; a failure to record it is logged
     /// rather than hiding the original error.
     pub async fn record_best_effort(&self, entry: AuditEntry) {
+        let entry = entry.noting_credential();
         if let Err(e) = self.repo.append(&entry, self.clock.now()).await {
             tracing::error!(error = %e, action = entry.action, "cannot write an audit row");
         }

@@ -8,12 +8,13 @@ use coffer_domain::auth::{Actor, ClientInfo, Permission, Username, check_passwor
 use coffer_domain::crypto::{
     DeviceClaims, PasswordCheck, PasswordHasher, SessionClaims, TokenCodec,
 };
-use coffer_domain::ports::{Clock, SessionRevocations, User, UserRepository};
+use coffer_domain::ports::{ApiTokenRepository, Clock, SessionRevocations, User, UserRepository};
 use coffer_domain::secrets::Secret;
 use coffer_domain::throttle::{
     Attempt, LockSubject, LockoutSummary, LoginThrottle, Reservation, ThrottleCounters,
     ThrottlePolicy, ThrottleReason, address_key,
 };
+use coffer_domain::tokens::{ApiToken, effective_role, hashes_match, is_token, secret_hash};
 
 use crate::audit::AuditLog;
 use crate::error::{CodedError, CommonError, ErrorClass};
@@ -32,6 +33,10 @@ pub enum AuthError {
     /// `no_account`: the local administrator has no password to change.
     #[error("the local administrator has no password")]
     NoAccount,
+    /// `session_required`: the operation ends or describes a password session, and the
+    /// caller authenticated with a token.
+    #[error("{0}")]
+    SessionRequired(&'static str),
     /// `wrong_password`: the current password given is wrong.
     #[error("the current password is wrong")]
     WrongPassword,
@@ -47,6 +52,7 @@ impl CodedError for AuthError {
             Self::Unauthenticated(_) => "unauthorized",
             Self::Throttled { .. } => "too_many_attempts",
             Self::NoAccount => "no_account",
+            Self::SessionRequired(_) => "session_required",
             Self::WrongPassword => "wrong_password",
             Self::WeakPassword(_) => "weak_password",
         }
@@ -58,6 +64,7 @@ impl CodedError for AuthError {
             Self::Unauthenticated(_)
             | Self::Throttled { .. }
             | Self::NoAccount
+            | Self::SessionRequired(_)
             | Self::WrongPassword
             | Self::WeakPassword(_) => ErrorClass::Business,
         }
@@ -99,12 +106,24 @@ pub struct AuthPorts {
     pub revocations: Arc<dyn SessionRevocations>,
     /// The login throttle's failure counters, shared by every server on the catalog.
     pub throttle_counters: Arc<dyn ThrottleCounters>,
+    /// Personal access tokens, accepted as bearer values beside session tokens.
+    pub api_tokens: Arc<dyn ApiTokenRepository>,
+}
+
+/// What a request was authenticated with.
+#[derive(Debug, Clone)]
+pub enum Credential {
+    /// A password session (`POST /api/login`).
+    Session(SessionClaims),
+    /// A personal access token.
+    Token(ApiToken),
 }
 
 pub struct AuthService {
     users: Arc<dyn UserRepository>,
     revocations: Arc<dyn SessionRevocations>,
     throttle_counters: Arc<dyn ThrottleCounters>,
+    api_tokens: Arc<dyn ApiTokenRepository>,
     hasher: Arc<dyn PasswordHasher>,
     tokens: Arc<dyn TokenCodec>,
     clock: Arc<dyn Clock>,
@@ -129,11 +148,13 @@ impl AuthService {
             users,
             revocations,
             throttle_counters,
+            api_tokens,
         } = ports;
         Self {
             users,
             revocations,
             throttle_counters,
+            api_tokens,
             hasher,
             tokens,
             clock,
@@ -322,6 +343,7 @@ impl AuthService {
         let client = ClientInfo {
             ip: Some(summary.address.clone()),
             user_agent: None,
+            credential: None,
         };
         let entry = AuditEntry::new(&summary.username, AuditAction::LoginThrottled, &client)
             .failed()
@@ -371,16 +393,23 @@ impl AuthService {
         })
     }
 
-    /// The actor a session token stands for, with the user's *current* role.
+    /// The actor a bearer value stands for: a session token, with the user's *current*
+    /// role, or a personal access token (`coffer_pat_…`), with the narrower of its role
+    /// and its owner's current one.
     ///
     /// # Errors
-    /// `Unauthenticated` for a token that is malformed, forged, expired, revoked, of a
-    /// deactivated user or issued before the user's sessions were ended.
+    /// `Unauthenticated` for a session token that is malformed, forged, expired, revoked,
+    /// of a deactivated user or issued before the user's sessions were ended, and for a
+    /// personal access token that is unknown, revoked, expired, of a deactivated owner
+    /// or limited to a role above its owner's current one.
     pub async fn authenticate(
         &self,
         token: &str,
         client: &ClientInfo,
-    ) -> Result<(Actor, SessionClaims), AuthError> {
+    ) -> Result<(Actor, Credential), AuthError> {
+        if is_token(token) {
+            return self.authenticate_token(token, client).await;
+        }
         let claims = self
             .tokens
             .verify(token, self.clock.now())
@@ -400,7 +429,54 @@ impl AuthService {
             role: user.role,
             client: client.clone(),
         };
-        Ok((actor, claims))
+        Ok((actor, Credential::Session(claims)))
+    }
+
+    async fn authenticate_token(
+        &self,
+        secret: &str,
+        client: &ClientInfo,
+    ) -> Result<(Actor, Credential), AuthError> {
+        let refused = || AuthError::Unauthenticated(NOT_AUTHENTICATED);
+        let hash = secret_hash(secret);
+        let Some((token, stored)) = self.api_tokens.find_by_hash(&hash).await? else {
+            tracing::debug!(
+                ip = client.ip.as_deref(),
+                "unknown or revoked access token refused"
+            );
+            return Err(refused());
+        };
+        if !hashes_match(&hash, &stored) {
+            return Err(refused());
+        }
+        let now = self.clock.now();
+        let owner = self.users.get(token.user_id).await?.ok_or_else(refused)?;
+        let role = match effective_role(&token, owner.role, owner.is_active, now) {
+            Ok(role) => role,
+            Err(why) => {
+                tracing::info!(token = token.id.get(), owner = %owner.username, "access token refused: {why}");
+                return Err(refused());
+            }
+        };
+        if token.last_use_due(now) {
+            // Bookkeeping: the request must not fail for it.
+            if let Err(e) = self
+                .api_tokens
+                .touch(token.id, now, client.ip.as_deref())
+                .await
+            {
+                tracing::warn!(error = %e, token = token.id.get(), "cannot record an access token's use");
+            }
+        }
+        let mut client = client.clone();
+        client.credential = Some(token.credential());
+        let actor = Actor {
+            username: owner.username.to_string(),
+            user_id: Some(owner.id),
+            role,
+            client,
+        };
+        Ok((actor, Credential::Token(token)))
     }
 
     /// The caller's own account.
@@ -422,8 +498,14 @@ impl AuthService {
     /// Ends the session at once, server-side.
     ///
     /// # Errors
-    /// When the revocation cannot be stored.
-    pub async fn logout(&self, actor: &Actor, claims: &SessionClaims) -> Result<(), AuthError> {
+    /// `SessionRequired` for a token (tokens are revoked, not logged out); when the
+    /// revocation cannot be stored.
+    pub async fn logout(&self, actor: &Actor, credential: &Credential) -> Result<(), AuthError> {
+        let Credential::Session(claims) = credential else {
+            return Err(AuthError::SessionRequired(
+                "a token is not logged out: revoke it with DELETE /api/tokens/{id}",
+            ));
+        };
         self.revocations
             .revoke(&claims.token_id, claims.expires_at)
             .await?;
@@ -452,6 +534,11 @@ impl AuthService {
         new: &Secret,
     ) -> Result<(), AuthError> {
         actor.require(Permission::View)?;
+        if actor.client.credential.is_some() {
+            return Err(AuthError::SessionRequired(
+                "a password is changed in a password session, not with a token",
+            ));
+        }
         let user_id = actor.user_id.ok_or_else(|| AuthError::NoAccount)?;
         let credentials = self
             .users

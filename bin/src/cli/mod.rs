@@ -30,6 +30,7 @@ pub mod retention;
 pub mod seed;
 pub mod server;
 pub mod sources;
+pub mod tokens;
 pub mod users;
 
 use std::sync::Arc;

@@ -36,6 +36,7 @@ fn olga() -> Actor {
         client: ClientInfo {
             ip: Some("192.0.2.7".to_owned()),
             user_agent: Some("coffer-cli/1".to_owned()),
+            credential: Some("token 3 \"ci\"".to_owned()),
         },
     }
 }

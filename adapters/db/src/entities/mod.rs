@@ -2,6 +2,7 @@
 //! private shape of the rows; ports speak in domain types.
 
 pub mod alerts;
+pub mod api_tokens;
 pub mod audit_logs;
 pub mod backups;
 pub mod counters;

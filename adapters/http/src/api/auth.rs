@@ -7,7 +7,11 @@ use poem_openapi::payload::Json;
 use poem_openapi::{ApiResponse, OpenApi};
 
 use super::ApiTags;
-use super::dto::{ChangePasswordRequest, LoginRequest, LoginResponse, MeResponse, UserDto};
+use coffer_application::Credential;
+
+use super::dto::{
+    ChangePasswordRequest, LoginRequest, LoginResponse, MeResponse, TokenDto, UserDto,
+};
 use crate::AppState;
 use crate::auth::{Auth, DEVICE_COOKIE, SESSION_COOKIE, client_info};
 use crate::error::ApiError;
@@ -157,7 +161,7 @@ impl AuthApi {
         state: Data<&Arc<AppState>>,
     ) -> Result<LogoutResult, ApiError> {
         let a = auth.into_inner();
-        state.auth.logout(&a.actor, &a.claims).await?;
+        state.auth.logout(&a.actor, &a.credential).await?;
         Ok(LogoutResult::Ended(session_cookie(&state, "", 0)))
     }
 
@@ -178,16 +182,23 @@ impl AuthApi {
             .user_id
             .ok_or_else(|| ApiError::internal(&"an HTTP session without a user"))?;
         let user = state.auth.current_user(&a.actor, user_id).await?;
+        let (csrf_token, session_expires_at, token) = match a.credential {
+            Credential::Session(claims) => (Some(claims.csrf), Some(claims.expires_at), None),
+            Credential::Token(token) => (None, token.expires_at, Some(TokenDto::from(&token))),
+        };
         Ok(Json(MeResponse {
-            permissions: user
+            // What this request may do: with a token, its role may be narrower.
+            permissions: a
+                .actor
                 .role
                 .permissions()
                 .iter()
                 .map(|p| p.as_str().to_owned())
                 .collect(),
             user: UserDto::from(&user),
-            csrf_token: a.claims.csrf,
-            session_expires_at: a.claims.expires_at,
+            csrf_token,
+            session_expires_at,
+            token,
         }))
     }
 

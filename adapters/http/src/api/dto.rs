@@ -96,9 +96,15 @@ pub struct LoginResponse {
 pub struct MeResponse {
     pub user: UserDto,
     /// Permission names: view, backup, restore, export, manage_users, manage_system, audit.
+    /// With a token, those of its effective role (which may be narrower than the user's).
     pub permissions: Vec<String>,
-    pub csrf_token: String,
-    pub session_expires_at: DateTime<Utc>,
+    /// The session's CSRF token; absent when the request used a personal access token.
+    pub csrf_token: Option<String>,
+    /// When the session (or the token) ends; absent for a token that never expires.
+    pub session_expires_at: Option<DateTime<Utc>>,
+    /// The personal access token the request used, if it used one.
+    #[oai(skip_serializing_if_is_none)]
+    pub token: Option<TokenDto>,
 }
 
 #[derive(Object)]
@@ -252,12 +258,29 @@ impl<T: ToJSON> ToJSON for NullableRef<T> {
 /// # Errors
 /// 400 `bad_request` for `null`.
 pub fn not_null<T>(field: &str, value: MaybeUndefined<T>) -> Result<Option<T>, ApiError> {
+    refuse_null(field, value, "to keep the current value")
+}
+
+/// An optional field of a creation request: absent is `None`, and `null`, which the
+/// schema does not allow, is refused (400) rather than read as absent.
+///
+/// # Errors
+/// 400 `bad_request` for `null`.
+pub fn optional<T>(field: &str, value: MaybeUndefined<T>) -> Result<Option<T>, ApiError> {
+    refuse_null(field, value, "for the default")
+}
+
+fn refuse_null<T>(
+    field: &str,
+    value: MaybeUndefined<T>,
+    absent: &str,
+) -> Result<Option<T>, ApiError> {
     match value {
         MaybeUndefined::Undefined => Ok(None),
         MaybeUndefined::Null => Err(ApiError::new(
             StatusCode::BAD_REQUEST,
             "bad_request",
-            format!("`{field}` cannot be null; leave it out to keep the current value"),
+            format!("`{field}` cannot be null; leave it out {absent}"),
         )),
         MaybeUndefined::Value(v) => Ok(Some(v)),
     }
@@ -333,4 +356,66 @@ pub struct AuditPage {
 /// that need no escaping).
 pub fn attachment(name: &str) -> String {
     format!("attachment; filename=\"{name}\"")
+}
+
+/// A personal access token (never its secret). `role` is the role it is limited to;
+/// absent, it acts with its owner's current role.
+#[derive(Debug, Clone, Object)]
+pub struct TokenDto {
+    pub id: i64,
+    /// The owner.
+    pub user_id: i64,
+    pub username: String,
+    pub name: String,
+    #[oai(skip_serializing_if_is_none)]
+    pub role: Option<RoleName>,
+    pub created_at: DateTime<Utc>,
+    /// Absent: never expires.
+    #[oai(skip_serializing_if_is_none)]
+    pub expires_at: Option<DateTime<Utc>>,
+    /// The last use (recorded at most once a minute).
+    #[oai(skip_serializing_if_is_none)]
+    pub last_used_at: Option<DateTime<Utc>>,
+    /// Where the last use came from.
+    #[oai(skip_serializing_if_is_none)]
+    pub last_used_ip: Option<String>,
+}
+
+impl From<&coffer_domain::tokens::ApiToken> for TokenDto {
+    fn from(t: &coffer_domain::tokens::ApiToken) -> Self {
+        Self {
+            id: t.id.get(),
+            user_id: t.user_id.get(),
+            username: t.username.clone(),
+            name: t.name.clone(),
+            role: t.role.map(Into::into),
+            created_at: t.created_at,
+            expires_at: t.expires_at,
+            last_used_at: t.last_used_at,
+            last_used_ip: t.last_used_ip.clone(),
+        }
+    }
+}
+
+/// A new personal access token. `role` limits it to that role (at most the owner's);
+/// absent, it acts with the owner's current role.
+#[derive(Object)]
+pub struct CreateTokenRequest {
+    /// What the token is for (1–64 characters): shown in listings and the audit trail.
+    #[oai(validator(min_length = 1, max_length = 64))]
+    pub name: Text,
+    /// When it stops working. Absent: never — only an admin may ask for that.
+    pub expires_at: MaybeUndefined<DateTime<Utc>>,
+    pub role: MaybeUndefined<RoleName>,
+    /// The owner; absent: the caller. Another user's id needs `manage_users`.
+    pub user_id: MaybeUndefined<i64>,
+}
+
+/// A token just created, with its secret: shown this once, never again.
+#[derive(Object)]
+pub struct CreatedTokenResponse {
+    /// Send it as `Authorization: Bearer <token>`. Store it now; it cannot be shown again.
+    pub token: String,
+    #[oai(flatten)]
+    pub info: TokenDto,
 }

@@ -15,6 +15,7 @@ pub mod reports;
 pub mod settings;
 pub mod sources;
 pub mod system;
+pub mod tokens;
 pub mod users;
 
 use poem_openapi::Tags;
@@ -27,6 +28,8 @@ pub enum ApiTags {
     Auth,
     /// User accounts and roles.
     Users,
+    /// Personal access tokens for scripts and CI.
+    Tokens,
     /// The tamper-evident audit trail.
     Audit,
     /// Directories on the server that Coffer backs up.

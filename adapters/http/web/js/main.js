@@ -9,6 +9,7 @@ import * as backups from "./pages/backups.js";
 import * as browse from "./pages/browse.js";
 import * as sources from "./pages/sources.js";
 import * as users from "./pages/users.js";
+import * as tokens from "./pages/tokens.js";
 import * as audit from "./pages/audit.js";
 import * as reports from "./pages/reports.js";
 import * as settings from "./pages/settings.js";
@@ -29,6 +30,9 @@ const NAV = [
 const HIDDEN_PAGES = {
   browse: { allowed: any("restore"), page: browse, nav: "backups" },
   account: { allowed: () => true, page: account, nav: null },
+  // Reached from My account (and, for admins, from Users): not a navigation link, since
+  // every role may create tokens and a viewer's navigation leads to nothing that changes.
+  tokens: { allowed: any("view"), page: tokens, nav: null },
 };
 
 const state = { me: null, ctx: null };

@@ -41,5 +41,8 @@ export function render(ctx) {
       h("dt", null, "Session ends"), h("dd", null, fmt.dateTime(expires))),
     ),
     card("Change password", form)));
+  ctx.main.append(card("API tokens", h("p", null,
+    "Scripts, CI jobs and generated API clients sign in with a personal access token instead of your password. ",
+    h("a", { id: "account-tokens", href: "#/tokens" }, "Manage your tokens"), ".")));
   ctx.ready();
 }

@@ -75,7 +75,8 @@ export async function render(ctx) {
   const me = ctx.me.user;
   let roles = [{ name: "admin" }, { name: "operator" }, { name: "viewer" }];
   const add = button("New user", () => createDialog(roles, () => load(true)), { variant: "primary", icon: "plus", mutating: true, id: "user-add" });
-  main.append(pageHeader("Users", "Who may sign in, and what their role allows.", add));
+  const tokensLink = h("a", { id: "users-tokens", class: "btn btn-ghost", href: "#/tokens" }, "API tokens");
+  main.append(pageHeader("Users", "Who may sign in, and what their role allows.", tokensLink, add));
   const body = h("div", null, loading());
   main.append(h("section", { class: "card", "aria-label": "Users" }, body));
 

@@ -17,6 +17,7 @@ mod m20261205_000008_backups_suspicious;
 mod m20261205_000009_replicas;
 mod m20261206_000010_job_leases;
 mod m20261206_000011_login_throttle;
+mod m20261206_000013_source_excludes;
 
 pub struct Migrator;
 
@@ -34,6 +35,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261205_000009_replicas::Migration),
             Box::new(m20261206_000010_job_leases::Migration),
             Box::new(m20261206_000011_login_throttle::Migration),
+            Box::new(m20261206_000013_source_excludes::Migration),
         ]
     }
 }

@@ -265,6 +265,7 @@ impl BackupService {
             expected,
             // Coffer's own files and directories, wherever the walk meets them.
             never_read: self.protected.iter().map(PathBuf::from).collect(),
+            filter: source.filter.clone(),
         };
         match self.engine.backup(request, progress, cancel).await {
             Ok(summary) => {
@@ -319,12 +320,17 @@ impl BackupService {
                         entry
                             .resource(format!("snapshot:{}", summary.id))
                             .detail(format!(
-                                "`{}`: {} files, {} bytes, {} added; status {}{}",
+                                "`{}`: {} files, {} bytes, {} added; status {}{}{}",
                                 source.name,
                                 summary.files,
                                 summary.bytes,
                                 summary.bytes_added,
                                 summary.status.as_str(),
+                                if summary.excluded > 0 {
+                                    format!("; {} entries excluded", summary.excluded)
+                                } else {
+                                    String::new()
+                                },
                                 summary
                                     .suspicious
                                     .as_ref()

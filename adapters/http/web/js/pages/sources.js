@@ -194,7 +194,10 @@ function sourceForm(ctx, existing, defaults, onSaved) {
       clear(exclPreview).append(icon("alert"), " ", e.message);
     }
   }, 400);
-  for (const el of [excludes, largerMb, path]) el.addEventListener("input", previewExcludes);
+  for (const el of [excludes, largerMb, path]) {
+    el.addEventListener("input", previewExcludes);
+    el.addEventListener("change", previewExcludes);
+  }
   for (const el of [caches.box, oneFs.box]) el.addEventListener("change", previewExcludes);
 
   const form = h("form", { id: "source-form", class: "stack", novalidate: true },

@@ -143,6 +143,23 @@ async fn exclusions_are_checked_previewed_and_obeyed(app: &TestApp) {
     assert_eq!(s["exclude"], json!([]));
     assert!(s.get("exclude_larger_than").is_none(), "{s}");
 
+    // Leaving nearly everything out is a decision, not a share gone missing: the next
+    // snapshot is not marked suspicious (the source changed since the last one).
+    let (status, s) = api
+        .send(
+            "PATCH",
+            &format!("/api/sources/{id}"),
+            Some(json!({"exclude": ["*"]})),
+        )
+        .await;
+    assert_eq!(status, 200, "{s}");
+    let snapshot = api.backup(id).await;
+    assert!(names(&api, &snapshot).await.is_empty());
+    let (_, page) = api
+        .get(&format!("/api/backups?source_id={id}&limit=1"))
+        .await;
+    assert_eq!(page["items"][0]["suspicious"], false, "{page}");
+
     // The backup's audit line counts what was left out.
     let (_, audit) = api.get("/api/audit?action=backup_create").await;
     let details: Vec<&str> = audit["items"]

@@ -57,6 +57,7 @@ impl SourceRepository for FakeSources {
             enabled: true,
             last_run_at: None,
             next_run_at: None,
+            filter: spec.filter.clone(),
         };
         all.push(source.clone());
         Ok(source)
@@ -109,6 +110,7 @@ impl SourceRepository for FakeSources {
         s.path.clone_from(&spec.path);
         s.schedule.clone_from(&spec.schedule);
         s.retention = spec.retention;
+        s.filter.clone_from(&spec.filter);
         s.updated_at = now;
         Ok(Some(s.clone()))
     }

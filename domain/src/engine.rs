@@ -51,6 +51,9 @@ pub struct SnapshotSummary {
     pub stored_bytes_added: u64,
     /// Files not re-read because they were unchanged since the parent snapshot.
     pub unchanged_files: u64,
+    /// Entries the source's filter left out (a directory left out counts once, whatever
+    /// it holds).
+    pub excluded: u64,
     pub warnings: Vec<String>,
     /// Why the source looked empty or collapsed, when it did: such a snapshot is kept but
     /// replaces no older one (see [`crate::retention`]).
@@ -75,6 +78,9 @@ pub struct BackupRequest {
     /// or a bind mount too): Coffer's own keys, database, configuration and directories.
     /// Each one met is skipped with a warning.
     pub never_read: Vec<PathBuf>,
+    /// What the source leaves out (patterns, caches, other file systems, large files):
+    /// counted in [`SnapshotSummary::excluded`], not warned about one by one.
+    pub filter: crate::excludes::SourceFilter,
 }
 
 /// A storage allowance, shared by the backups that run at once.

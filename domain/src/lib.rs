@@ -38,6 +38,7 @@ pub mod audit;
 pub mod auth;
 pub mod crypto;
 pub mod engine;
+pub mod excludes;
 pub mod ids;
 pub mod jobs;
 pub mod ports;

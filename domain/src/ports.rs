@@ -217,6 +217,8 @@ pub struct Source {
     pub last_run_at: Option<DateTime<Utc>>,
     /// When the scheduler will next start one; `None` until the scheduler has planned it.
     pub next_run_at: Option<DateTime<Utc>>,
+    /// What its backups leave out.
+    pub filter: crate::excludes::SourceFilter,
 }
 
 impl Source {
@@ -236,6 +238,7 @@ pub struct SourceSpec {
     pub path: String,
     pub schedule: Option<Schedule>,
     pub retention: Option<Retention>,
+    pub filter: crate::excludes::SourceFilter,
 }
 
 impl SourceSpec {
@@ -247,6 +250,7 @@ impl SourceSpec {
             path: path.to_owned(),
             schedule: None,
             retention: None,
+            filter: crate::excludes::SourceFilter::default(),
         }
     }
 }
@@ -629,6 +633,17 @@ pub trait LocalPaths: Send + Sync {
     /// Whether a restore may write there: nothing exists at `path`, or an empty
     /// directory does.
     fn is_free(&self, path: &str) -> bool;
+    /// Walks the directory `dir` (absolute) by the backup walker's rules (no symlink
+    /// followed, excluded directories not entered) and tells what `excludes` would leave
+    /// out: at most `sample` paths named, at most `max_entries` entries looked at (the
+    /// one walk here that is not quick: the caller bounds it).
+    fn preview_excludes(
+        &self,
+        dir: &str,
+        excludes: &crate::excludes::Excludes,
+        sample: usize,
+        max_entries: u64,
+    ) -> Result<crate::excludes::ExcludePreview, PathProblem>;
 }
 
 /// Work the application hands to the runtime to run in the background.

@@ -18,6 +18,7 @@ mod m20261205_000009_replicas;
 mod m20261206_000010_job_leases;
 mod m20261206_000011_login_throttle;
 mod m20261206_000012_api_tokens;
+mod m20261206_000013_source_excludes;
 
 pub struct Migrator;
 
@@ -36,6 +37,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261206_000010_job_leases::Migration),
             Box::new(m20261206_000011_login_throttle::Migration),
             Box::new(m20261206_000012_api_tokens::Migration),
+            Box::new(m20261206_000013_source_excludes::Migration),
         ]
     }
 }

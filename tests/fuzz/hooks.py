@@ -17,8 +17,8 @@
 
 3. Confinement. A source is a directory on the server that a backup then reads in full;
    a fuzzed `createSource` or `updateSource` naming an existing directory such as `/`
-   would make the server back up the whole machine. Such a path is replaced with the
-   seeded fixture directory; paths that are not existing directories (what the
+   would make the server back up the whole machine (and `previewExcludes` walk it).
+   Such a path is replaced with the seeded fixture directory; paths that are not existing directories (what the
    validation code sees almost always) are sent as generated. A replica's directory
    (`createReplica`, `updateReplica`) is always the run's own `<data dir>-replicas`: a
    copy writes there.
@@ -165,7 +165,7 @@ def map_case(context, case):
     op = context.operation
     if (
         op is not None
-        and op.path.startswith("/api/sources")
+        and (op.path.startswith("/api/sources") or op.path == "/api/exclude/preview")
         and op.method.upper() in ("POST", "PATCH")
         and isinstance(case.body, dict)
         and _is_outside_fixture_dir(case.body.get("path"))

@@ -63,6 +63,7 @@ fn sample_body(operation_id: &str) -> Option<Value> {
         // never 401/403, and nothing is changed.
         "createSource" => json!({"name": "matrix", "path": "/nonexistent/matrix"}),
         "updateSource" => json!({"name": "matrix-renamed"}),
+        "previewExcludes" => json!({"path": "/nonexistent/matrix", "exclude": ["*.tmp"]}),
         "startBackup" | "simulateRetention" => json!({"source": "no-such-source"}),
         // Replicas: adding one writes nothing until a copy runs; the calls on
         // `/api/replicas/{name}` name none that exists (404 for the allowed).
@@ -176,6 +177,7 @@ async fn every_operation_obeys_the_role_table() {
         "acknowledgeAlert",
         "simulateRetention",
         "previewSchedule",
+        "previewExcludes",
         "getSettings",
         "updateSettings",
         "exportBackupsCsv",

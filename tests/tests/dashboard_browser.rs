@@ -737,6 +737,41 @@ async fn add_source(browser: &Browser, name: &str, path: &Path) {
         "the preview of `{SCHEDULE}` does not name its time: {good:?}"
     );
 
+    // Exclusions are previewed on the directory as typed, then taken back.
+    let excludes = browser.find("#source-exclude").await;
+    excludes.send_keys("*.csv").await;
+    let skipped = browser
+        .wait_for(
+            "const p = document.querySelector('#exclude-preview'); \
+             const t = p.querySelector('.preview-title[data-skipped=\"1\"]'); \
+             return t && p.textContent.includes('docs/data.csv') && p.textContent.trim();",
+            "#exclude-preview to name docs/data.csv as skipped",
+        )
+        .await;
+    assert!(
+        skipped
+            .as_str()
+            .unwrap_or_default()
+            .contains("1 path would be skipped"),
+        "{skipped}"
+    );
+    excludes.clear().await;
+    excludes.send_keys("[z-a]").await;
+    browser
+        .wait_for(
+            "return document.querySelector('#source-exclude').getAttribute('aria-invalid') === 'true' \
+               && document.querySelector('#exclude-preview').textContent.includes('[z-a]');",
+            "#exclude-preview to name the pattern that is not valid",
+        )
+        .await;
+    excludes.clear().await;
+    browser
+        .wait_for(
+            "return document.querySelector('#exclude-preview .preview-title[data-skipped=\"0\"]') !== null;",
+            "#exclude-preview to say nothing is skipped",
+        )
+        .await;
+
     shot(browser, "admin-04-source-form").await;
     browser.find("#source-save").await.click().await;
 }

@@ -90,6 +90,7 @@ async fn seed_catalog(app: &TestApp, source_id: i64, now: DateTime<Utc>) {
         bytes_added: 10,
         stored_bytes_added: 5,
         unchanged_files: 0,
+        excluded: 0,
         warnings: Vec::new(),
         suspicious: None,
     };

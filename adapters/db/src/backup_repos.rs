@@ -3,6 +3,7 @@
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use coffer_domain::engine::{SnapshotStatus, SnapshotSummary};
+use coffer_domain::excludes::SourceFilter;
 use coffer_domain::ports::{
     BackupCatalog, BackupFilter, CatalogEntry, CatalogStats, Page, RepoError, Retention, Source,
     SourceRepository, SourceSpec,
@@ -77,6 +78,34 @@ fn retention_json(retention: Option<Retention>) -> Result<Option<String>, RepoEr
         .transpose()
 }
 
+/// `sources.filter_rules` as stored. Switches added later read as off from rows written
+/// before them.
+#[derive(Serialize, Deserialize)]
+struct FilterJson {
+    #[serde(default)]
+    exclude: Vec<String>,
+    #[serde(default)]
+    exclude_caches: bool,
+    #[serde(default)]
+    one_file_system: bool,
+    #[serde(default)]
+    exclude_larger_than: Option<u64>,
+}
+
+fn filter_json(filter: &SourceFilter) -> Result<Option<String>, RepoError> {
+    if filter.is_empty() {
+        return Ok(None);
+    }
+    serde_json::to_string(&FilterJson {
+        exclude: filter.exclude.clone(),
+        exclude_caches: filter.exclude_caches,
+        one_file_system: filter.one_file_system,
+        exclude_larger_than: filter.exclude_larger_than,
+    })
+    .map(Some)
+    .map_err(|e| RepoError::Database(format!("cannot encode a source's exclusions: {e}")))
+}
+
 fn to_source(row: sources::Model) -> Result<Source, RepoError> {
     let retention = match &row.retention {
         Some(json) => {
@@ -92,6 +121,20 @@ fn to_source(row: sources::Model) -> Result<Source, RepoError> {
         .map(Schedule::parse)
         .transpose()
         .map_err(|e| RepoError::Corrupt(format!("sources.id={} schedule: {e}", row.id)))?;
+    let filter = match &row.filter_rules {
+        Some(json) => {
+            let f: FilterJson = serde_json::from_str(json).map_err(|e| {
+                RepoError::Corrupt(format!("sources.id={} filter_rules: {e}", row.id))
+            })?;
+            SourceFilter {
+                exclude: f.exclude,
+                exclude_caches: f.exclude_caches,
+                one_file_system: f.one_file_system,
+                exclude_larger_than: f.exclude_larger_than,
+            }
+        }
+        None => SourceFilter::default(),
+    };
     Ok(Source {
         id: SourceId::new(row.id),
         name: row.name,
@@ -103,6 +146,7 @@ fn to_source(row: sources::Model) -> Result<Source, RepoError> {
         enabled: row.enabled,
         last_run_at: row.last_run_at,
         next_run_at: row.next_run_at,
+        filter,
     })
 }
 
@@ -143,6 +187,7 @@ impl SourceRepository for SeaSourceRepository {
             updated_at: Set(now),
             last_run_at: Set(None),
             next_run_at: Set(None),
+            filter_rules: Set(filter_json(&spec.filter)?),
             ..Default::default()
         }
         .insert(&self.conn)
@@ -204,6 +249,7 @@ impl SourceRepository for SeaSourceRepository {
             path: Set(spec.path.clone()),
             schedule: Set(spec.schedule.as_ref().map(|s| s.as_str().to_owned())),
             retention: Set(retention_json(spec.retention)?),
+            filter_rules: Set(filter_json(&spec.filter)?),
             updated_at: Set(now),
             ..Default::default()
         };

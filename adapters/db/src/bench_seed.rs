@@ -235,6 +235,7 @@ async fn bench_sources(
                 updated_at: Set(created_at),
                 last_run_at: Set(None),
                 next_run_at: Set(None),
+                filter_rules: Set(None),
             })
             .exec(conn)
             .await?

@@ -602,6 +602,7 @@ mod sources_and_catalog {
             bytes_added: 100,
             stored_bytes_added: 50,
             unchanged_files: 0,
+            excluded: 0,
             warnings: if status == SnapshotStatus::Partial {
                 vec!["a/b: permission denied".to_owned()]
             } else {
@@ -621,6 +622,7 @@ mod sources_and_catalog {
                 max_age_days,
                 ..Retention::default()
             }),
+            filter: coffer_domain::excludes::SourceFilter::default(),
         }
     }
 
@@ -657,7 +659,46 @@ mod sources_and_catalog {
             .await
             .expect("create");
         assert_eq!((alpha.schedule.clone(), alpha.retention), (None, None));
+        assert!(alpha.filter.is_empty());
         assert_ne!(alpha.id, zeta.id);
+
+        // What a source leaves out comes back as it was stored, and goes with an update.
+        let filter = coffer_domain::excludes::SourceFilter {
+            exclude: vec!["*.tmp".into(), "!keep.tmp".into(), "/build/".into()],
+            exclude_caches: true,
+            one_file_system: true,
+            exclude_larger_than: Some(1 << 30),
+        };
+        let filtered = sources
+            .create(
+                &SourceSpec {
+                    filter: filter.clone(),
+                    ..SourceSpec::plain("filtered", "/srv/filtered")
+                },
+                t(1),
+            )
+            .await
+            .expect("create");
+        assert_eq!(filtered.filter, filter);
+        assert_eq!(
+            sources
+                .get(filtered.id)
+                .await
+                .expect("get")
+                .map(|s| s.filter),
+            Some(filter)
+        );
+        let cleared = sources
+            .update(
+                filtered.id,
+                &SourceSpec::plain("filtered", "/srv/filtered"),
+                t(1),
+            )
+            .await
+            .expect("update")
+            .expect("there");
+        assert!(cleared.filter.is_empty());
+        assert!(sources.delete(filtered.id).await.expect("delete"));
 
         let err = sources
             .create(&SourceSpec::plain("zeta", "/elsewhere"), t(2))

@@ -288,7 +288,8 @@ impl From<SourceError> for ApiError {
             SourceError::InvalidName(_)
             | SourceError::InvalidPath(_)
             | SourceError::InvalidSchedule(_)
-            | SourceError::InvalidRetention(_) => Self::coded(StatusCode::UNPROCESSABLE_ENTITY, &e),
+            | SourceError::InvalidRetention(_)
+            | SourceError::InvalidExclude(_) => Self::coded(StatusCode::UNPROCESSABLE_ENTITY, &e),
             SourceError::NameTaken(_) | SourceError::JobRunning { .. } => {
                 Self::coded(StatusCode::CONFLICT, &e)
             }

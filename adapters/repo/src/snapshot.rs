@@ -28,6 +28,10 @@ pub struct SnapshotDoc {
     pub bytes_added: u64,
     pub stored_bytes_added: u64,
     pub unchanged_files: u64,
+    /// Entries the source's filter left out (absent when none, and in snapshots of older
+    /// versions).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub excluded: u64,
     pub warnings: Vec<String>,
     /// Why the source looked empty or collapsed (absent in snapshots of older versions).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -66,10 +70,16 @@ impl SnapshotDoc {
             bytes_added: self.bytes_added,
             stored_bytes_added: self.stored_bytes_added,
             unchanged_files: self.unchanged_files,
+            excluded: self.excluded,
             warnings: self.warnings.clone(),
             suspicious: self.suspicious.clone(),
         }
     }
+}
+
+#[allow(clippy::trivially_copy_pass_by_ref)] // serde's `skip_serializing_if` passes a reference
+fn is_zero(n: &u64) -> bool {
+    *n == 0
 }
 
 /// # Errors

@@ -17,6 +17,7 @@ use coffer_domain::storage::{ObjectKey, ObjectStore, StorageError};
 
 use super::*;
 
+mod excludes;
 mod export;
 mod gc;
 mod integrity;
@@ -149,6 +150,7 @@ async fn backup(
                 budget: None,
                 expected: None,
                 never_read: Vec::new(),
+                filter: coffer_domain::excludes::SourceFilter::default(),
             },
             Arc::new(Progress::default()),
             Cancel::default(),
@@ -656,6 +658,7 @@ async fn forge_snapshot_of(
         bytes_added: 0,
         stored_bytes_added: 0,
         unchanged_files: 0,
+        excluded: 0,
         warnings: vec![],
         suspicious: None,
     };
@@ -795,6 +798,7 @@ async fn a_cancelled_backup_leaves_no_snapshot() {
                 budget: None,
                 expected: None,
                 never_read: Vec::new(),
+                filter: coffer_domain::excludes::SourceFilter::default(),
             },
             Arc::new(Progress::default()),
             cancel,
@@ -1410,6 +1414,7 @@ async fn backup_totals_end_final_and_equal_to_done() {
                     budget: None,
                     expected: None,
                     never_read: Vec::new(),
+                    filter: coffer_domain::excludes::SourceFilter::default(),
                 },
                 progress.clone(),
                 Cancel::default(),
@@ -1444,7 +1449,13 @@ async fn the_backup_scanner_counts_what_the_walker_backs_up() {
 
     let progress = Progress::default();
     let stop = std::sync::atomic::AtomicBool::new(false);
-    backup::scan(src.path(), &progress, &Cancel::default(), &stop);
+    backup::scan(
+        src.path(),
+        &coffer_domain::excludes::Excludes::none(),
+        &progress,
+        &Cancel::default(),
+        &stop,
+    );
     assert!(progress.totals_final());
     let (_, _, files, bytes) = progress.snapshot();
     assert_eq!((files, bytes), (snap.files, snap.bytes));
@@ -1453,10 +1464,22 @@ async fn the_backup_scanner_counts_what_the_walker_backs_up() {
     let progress = Progress::default();
     let cancel = Cancel::default();
     cancel.cancel();
-    backup::scan(src.path(), &progress, &cancel, &stop);
+    backup::scan(
+        src.path(),
+        &coffer_domain::excludes::Excludes::none(),
+        &progress,
+        &cancel,
+        &stop,
+    );
     assert!(!progress.totals_final());
     let progress = Progress::default();
     stop.store(true, std::sync::atomic::Ordering::Relaxed);
-    backup::scan(src.path(), &progress, &Cancel::default(), &stop);
+    backup::scan(
+        src.path(),
+        &coffer_domain::excludes::Excludes::none(),
+        &progress,
+        &Cancel::default(),
+        &stop,
+    );
     assert!(!progress.totals_final());
 }

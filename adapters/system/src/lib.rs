@@ -5,6 +5,11 @@
 use std::io;
 use std::path::{Path, PathBuf};
 
+use std::os::unix::fs::MetadataExt as _;
+
+use coffer_domain::excludes::{
+    CACHEDIR_SIGNATURE, CACHEDIR_TAG, Entry, ExcludePreview, Excludes, is_cache_tag,
+};
 use coffer_domain::ports::{BackgroundTask, Clock, LocalPaths, PathProblem, Spawner};
 
 mod disk;
@@ -115,6 +120,90 @@ impl LocalPaths for HostPaths {
             Ok(_) => false,
         }
     }
+
+    fn preview_excludes(
+        &self,
+        dir: &str,
+        excludes: &Excludes,
+        sample: usize,
+        max_entries: u64,
+    ) -> Result<ExcludePreview, PathProblem> {
+        let root = absolute(dir)?;
+        let root_dev = std::fs::metadata(root)
+            .map_err(|e| problem(dir, io_reason(&e)))?
+            .dev();
+        let mut preview = ExcludePreview::default();
+        // Depth first, each directory in name order: the sample is the backup's order.
+        let mut stack = vec![root.to_path_buf()];
+        while let Some(current) = stack.pop() {
+            let Ok(listing) = std::fs::read_dir(&current) else {
+                continue;
+            };
+            // One past the limit at most: a huge directory is not held whole (its first
+            // entries as listed are then looked at, not its first by name).
+            let at_most = usize::try_from(max_entries)
+                .unwrap_or(usize::MAX)
+                .saturating_add(1);
+            let mut entries: Vec<_> = listing.filter_map(Result::ok).take(at_most).collect();
+            entries.sort_by_key(std::fs::DirEntry::file_name);
+            let mut subdirs = Vec::new();
+            for entry in entries {
+                if preview.examined >= max_entries {
+                    return Ok(preview);
+                }
+                preview.examined += 1;
+                // Like `symlink_metadata`: a symlink is never followed.
+                let (Ok(kind), Ok(meta)) = (entry.file_type(), entry.metadata()) else {
+                    continue;
+                };
+                let path = entry.path();
+                let relative = path
+                    .strip_prefix(root)
+                    .map(|p| p.to_string_lossy().into_owned())
+                    .unwrap_or_default();
+                let facts = Entry {
+                    path: &relative,
+                    is_dir: kind.is_dir(),
+                    file_size: kind.is_file().then_some(meta.len()),
+                    dev: meta.dev(),
+                };
+                let cache_tag = || has_cache_tag(&path);
+                if let Some(why) = excludes.decide(facts, root_dev, cache_tag) {
+                    preview.skipped += 1;
+                    if preview.sample.len() < sample {
+                        preview.sample.push((relative, why));
+                    }
+                } else if kind.is_dir() {
+                    subdirs.push(path);
+                }
+            }
+            stack.extend(subdirs.into_iter().rev());
+        }
+        preview.complete = true;
+        Ok(preview)
+    }
+}
+
+/// Whether the directory holds a `CACHEDIR.TAG` starting with the cache signature: only
+/// its first bytes are read, never through a symlink, never waiting on a FIFO.
+fn has_cache_tag(dir: &Path) -> bool {
+    use std::io::Read as _;
+    use std::os::unix::fs::OpenOptionsExt as _;
+    let Ok(file) = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(
+            (rustix::fs::OFlags::NOFOLLOW | rustix::fs::OFlags::NONBLOCK)
+                .bits()
+                .cast_signed(),
+        )
+        .open(dir.join(CACHEDIR_TAG))
+    else {
+        return false;
+    };
+    let mut head = Vec::with_capacity(CACHEDIR_SIGNATURE.len());
+    file.take(CACHEDIR_SIGNATURE.len() as u64)
+        .read_to_end(&mut head)
+        .is_ok_and(|_| is_cache_tag(&head))
 }
 
 /// Runs background jobs on the tokio runtime the server runs on.
@@ -149,6 +238,90 @@ mod tests {
 
     fn s(p: &Path) -> String {
         p.to_str().unwrap().to_owned()
+    }
+
+    fn filter(f: &coffer_domain::excludes::SourceFilter) -> Excludes {
+        f.compile().unwrap()
+    }
+
+    #[test]
+    fn the_preview_names_what_the_rules_leave_out_in_backup_order() {
+        use coffer_domain::excludes::{Skip, SourceFilter};
+        let tmp = tempfile::tempdir().unwrap();
+        let root = tmp.path();
+        std::fs::create_dir_all(root.join("b/node_modules/x")).unwrap();
+        std::fs::create_dir_all(root.join("c/cache")).unwrap();
+        std::fs::write(root.join("c/cache/CACHEDIR.TAG"), CACHEDIR_SIGNATURE).unwrap();
+        std::fs::create_dir_all(root.join("c/fake")).unwrap();
+        std::fs::write(root.join("c/fake/CACHEDIR.TAG"), b"Signature: nope").unwrap();
+        std::fs::write(root.join("a.tmp"), b"x").unwrap();
+        std::fs::write(root.join("keep.tmp"), b"x").unwrap();
+        std::fs::write(root.join("big"), [0u8; 21]).unwrap();
+        std::fs::write(root.join("b/node_modules/x/deep.tmp"), b"x").unwrap();
+        // A symlink to a directory is looked at, never followed.
+        symlink(root.join("b"), root.join("link")).unwrap();
+        let rules = filter(&SourceFilter {
+            exclude: vec!["*.tmp".into(), "!keep.tmp".into(), "node_modules/".into()],
+            exclude_caches: true,
+            one_file_system: false,
+            exclude_larger_than: Some(20),
+        });
+        let p = HostPaths
+            .preview_excludes(&s(root), &rules, 10, 1000)
+            .unwrap();
+        assert_eq!(
+            p.sample,
+            [
+                ("a.tmp".to_owned(), Skip::Pattern),
+                ("big".to_owned(), Skip::TooLarge),
+                ("b/node_modules".to_owned(), Skip::Pattern),
+                ("c/cache".to_owned(), Skip::Cache),
+            ]
+        );
+        assert_eq!(p.skipped, 4);
+        assert!(p.complete);
+        // a.tmp b big c keep.tmp link, node_modules, cache fake, fake/CACHEDIR.TAG
+        assert_eq!(p.examined, 10);
+
+        // The sample and the walk are bounded, and say so.
+        let p = HostPaths.preview_excludes(&s(root), &rules, 1, 7).unwrap();
+        assert_eq!(p.sample, [("a.tmp".to_owned(), Skip::Pattern)]);
+        assert_eq!((p.skipped, p.examined, p.complete), (3, 7, false));
+
+        let e = HostPaths
+            .preview_excludes("relative", &rules, 1, 3)
+            .unwrap_err();
+        assert_eq!(e.reason, "must be an absolute path");
+    }
+
+    /// `/dev` holds other file systems (`/dev/shm`, `/dev/pts`) on the Linux systems this
+    /// runs on: the real `one_file_system` decision, without a mount of our own.
+    #[test]
+    fn the_preview_leaves_out_other_file_systems_with_one_file_system() {
+        use coffer_domain::excludes::{Skip, SourceFilter};
+        let dev = std::fs::metadata("/dev").unwrap().dev();
+        assert_ne!(
+            std::fs::metadata("/dev/shm").unwrap().dev(),
+            dev,
+            "this test needs /dev/shm to be a file system of its own"
+        );
+        let one = filter(&SourceFilter {
+            one_file_system: true,
+            ..SourceFilter::default()
+        });
+        let p = HostPaths
+            .preview_excludes("/dev", &one, 100, 100_000)
+            .unwrap();
+        assert!(
+            p.sample
+                .contains(&("shm".to_owned(), Skip::OtherFileSystem)),
+            "{:?}",
+            p.sample
+        );
+        let all = HostPaths
+            .preview_excludes("/dev", &Excludes::none(), 100, 100_000)
+            .unwrap();
+        assert_eq!(all.skipped, 0);
     }
 
     #[test]

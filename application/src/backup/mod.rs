@@ -252,11 +252,17 @@ impl BackupService {
             .latest_for_source(source.id)
             .await?
             .map(|e| e.snapshot_id.to_string());
-        let expected = self.last_good(source.id).await?.map(|good| Expectation {
-            files: good.file_count,
-            bytes: good.size,
-            shrink_percent: self.suspicious_shrink_percent,
-        });
+        // A source changed since (its path, what it leaves out) holds what it now holds:
+        // it is compared only with snapshots taken under its current definition.
+        let expected = self
+            .last_good(source.id)
+            .await?
+            .filter(|good| good.created_at >= source.updated_at)
+            .map(|good| Expectation {
+                files: good.file_count,
+                bytes: good.size,
+                shrink_percent: self.suspicious_shrink_percent,
+            });
         let request = BackupRequest {
             source_name: source.name.clone(),
             path: PathBuf::from(&source.path),
@@ -265,6 +271,7 @@ impl BackupService {
             expected,
             // Coffer's own files and directories, wherever the walk meets them.
             never_read: self.protected.iter().map(PathBuf::from).collect(),
+            filter: source.filter.clone(),
         };
         match self.engine.backup(request, progress, cancel).await {
             Ok(summary) => {
@@ -319,12 +326,17 @@ impl BackupService {
                         entry
                             .resource(format!("snapshot:{}", summary.id))
                             .detail(format!(
-                                "`{}`: {} files, {} bytes, {} added; status {}{}",
+                                "`{}`: {} files, {} bytes, {} added; status {}{}{}",
                                 source.name,
                                 summary.files,
                                 summary.bytes,
                                 summary.bytes_added,
                                 summary.status.as_str(),
+                                if summary.excluded > 0 {
+                                    format!("; {} entries excluded", summary.excluded)
+                                } else {
+                                    String::new()
+                                },
                                 summary
                                     .suspicious
                                     .as_ref()

@@ -712,6 +712,7 @@ impl SnapshotEngine for FakeEngine {
             bytes_added: BYTES,
             stored_bytes_added: stores,
             unchanged_files: 0,
+            excluded: 0,
             warnings: if partial {
                 vec!["secret.db: permission denied".into()]
             } else {
@@ -920,6 +921,19 @@ impl LocalPaths for FakePaths {
 
     fn is_free(&self, path: &str) -> bool {
         !self.used.lock().unwrap().contains(path)
+    }
+
+    fn preview_excludes(
+        &self,
+        dir: &str,
+        _: &coffer_domain::excludes::Excludes,
+        _: usize,
+        _: u64,
+    ) -> Result<coffer_domain::excludes::ExcludePreview, PathProblem> {
+        Err(PathProblem {
+            path: dir.to_owned(),
+            reason: "the job tests walk no directory".into(),
+        })
     }
 }
 

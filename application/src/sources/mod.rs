@@ -4,6 +4,7 @@ use std::sync::Arc;
 
 use coffer_domain::audit::{AuditAction, AuditEntry};
 use coffer_domain::auth::{Actor, Permission};
+use coffer_domain::excludes::{ExcludePreview, SourceFilter};
 use coffer_domain::ports::{
     Clock, LocalPaths, RepoError, Retention, Source, SourceRepository, SourceSpec,
 };
@@ -35,6 +36,10 @@ pub enum SourceError {
     /// `invalid_retention`: a count or age out of range.
     #[error("{0}")]
     InvalidRetention(String),
+    /// `invalid_exclude`: an exclude pattern that is not valid gitignore syntax, or a
+    /// size limit of zero.
+    #[error("{0}")]
+    InvalidExclude(String),
     /// `name_taken`.
     #[error("{0}")]
     NameTaken(String),
@@ -51,6 +56,7 @@ impl CodedError for SourceError {
             Self::InvalidPath(_) => "invalid_path",
             Self::InvalidSchedule(_) => "invalid_schedule",
             Self::InvalidRetention(_) => "invalid_retention",
+            Self::InvalidExclude(_) => "invalid_exclude",
             Self::NameTaken(_) => "name_taken",
             Self::JobRunning { .. } => "job_running",
         }
@@ -64,6 +70,7 @@ impl CodedError for SourceError {
             | Self::InvalidPath(_)
             | Self::InvalidSchedule(_)
             | Self::InvalidRetention(_)
+            | Self::InvalidExclude(_)
             | Self::NameTaken(_) => ErrorClass::Business,
         }
     }
@@ -79,6 +86,8 @@ pub struct NewSource {
     /// A five-field cron expression (UTC); blank means none.
     pub schedule: Option<String>,
     pub retention: Option<Retention>,
+    /// What its backups leave out.
+    pub filter: SourceFilter,
 }
 
 /// A change to a source; `None` leaves a field as it is. `schedule` and `retention`
@@ -91,7 +100,18 @@ pub struct SourceChanges {
     pub retention: Option<Option<Retention>>,
     /// Scheduled runs on or off (the schedule itself is kept).
     pub enabled: Option<bool>,
+    /// The exclude patterns, replaced whole.
+    pub exclude: Option<Vec<String>>,
+    pub exclude_caches: Option<bool>,
+    pub one_file_system: Option<bool>,
+    /// `Some(None)` removes the size limit.
+    pub exclude_larger_than: Option<Option<u64>>,
 }
+
+/// How many excluded paths a preview names.
+pub const PREVIEW_SAMPLE: usize = 50;
+/// How many entries a preview looks at before it stops (and says so).
+pub const PREVIEW_MAX_ENTRIES: u64 = 50_000;
 
 /// How many next runs a schedule preview lists.
 const PREVIEW_RUNS: usize = 5;
@@ -136,6 +156,20 @@ fn check_schedule(schedule: Option<String>) -> Result<Option<Schedule>, SourceEr
         .filter(|s| !s.trim().is_empty())
         .map(|s| Schedule::parse(&s).map_err(|e| SourceError::InvalidSchedule(e.to_string())))
         .transpose()
+}
+
+/// A filter as asked for, with its patterns checked (as given: a pattern's spaces can
+/// be part of a name).
+fn check_filter(filter: SourceFilter) -> Result<SourceFilter, SourceError> {
+    if filter.exclude_larger_than == Some(0) {
+        return Err(SourceError::InvalidExclude(
+            "exclude_larger_than is a size in bytes above 0 (leave it out for no limit)".to_owned(),
+        ));
+    }
+    filter
+        .compile()
+        .map_err(|e| SourceError::InvalidExclude(e.to_string()))?;
+    Ok(filter)
 }
 
 fn check_retention(retention: Option<Retention>) -> Result<Option<Retention>, SourceError> {
@@ -186,6 +220,29 @@ impl SourceService {
             description: schedule.describe(),
             next_runs: schedule.next_runs(self.clock.now(), PREVIEW_RUNS),
         })
+    }
+
+    /// What `filter` would leave out of the directory `path` as it is now, for checking
+    /// exclusions before saving them. Nothing is stored or audited. It names files on
+    /// the server, so it takes what adding a source takes.
+    ///
+    /// # Errors
+    /// `Forbidden` without `manage_system`; `Invalid` (`invalid_path`, `invalid_exclude`).
+    pub fn exclude_preview(
+        &self,
+        actor: &Actor,
+        path: &str,
+        filter: SourceFilter,
+    ) -> Result<ExcludePreview, SourceError> {
+        actor.require(Permission::ManageSystem)?;
+        let dir = self.readable_dir(path)?;
+        let filter = check_filter(filter)?;
+        let excludes = filter
+            .compile()
+            .map_err(|e| SourceError::InvalidExclude(e.to_string()))?;
+        self.paths
+            .preview_excludes(&dir, &excludes, PREVIEW_SAMPLE, PREVIEW_MAX_ENTRIES)
+            .map_err(|e| SourceError::InvalidPath(e.to_string()))
     }
 
     /// Every source, by name.
@@ -251,6 +308,7 @@ impl SourceService {
             path: self.readable_dir(&spec.path)?,
             schedule: check_schedule(spec.schedule)?,
             retention: check_retention(spec.retention)?,
+            filter: check_filter(spec.filter)?,
         };
         let source = self
             .sources
@@ -296,6 +354,20 @@ impl SourceService {
                 Some(r) => check_retention(r)?,
                 None => current.retention,
             },
+            filter: check_filter(SourceFilter {
+                exclude: changes
+                    .exclude
+                    .unwrap_or_else(|| current.filter.exclude.clone()),
+                exclude_caches: changes
+                    .exclude_caches
+                    .unwrap_or(current.filter.exclude_caches),
+                one_file_system: changes
+                    .one_file_system
+                    .unwrap_or(current.filter.one_file_system),
+                exclude_larger_than: changes
+                    .exclude_larger_than
+                    .unwrap_or(current.filter.exclude_larger_than),
+            })?,
         };
         let now = self.clock.now();
         let mut source = self
@@ -327,6 +399,27 @@ impl SourceService {
         }
         if source.retention != current.retention {
             what.push("retention".to_owned());
+        }
+        if source.filter != current.filter {
+            what.push(format!(
+                "exclusions: {} pattern(s){}{}{}",
+                source.filter.exclude.len(),
+                if source.filter.exclude_caches {
+                    ", caches"
+                } else {
+                    ""
+                },
+                if source.filter.one_file_system {
+                    ", one file system"
+                } else {
+                    ""
+                },
+                source
+                    .filter
+                    .exclude_larger_than
+                    .map(|n| format!(", files over {n} bytes"))
+                    .unwrap_or_default()
+            ));
         }
         if source.enabled != current.enabled {
             what.push(format!(

@@ -2,6 +2,8 @@
 //! administrator.
 
 use std::path::PathBuf;
+
+use anyhow::Context as _;
 use std::process::ExitCode;
 use std::sync::Arc;
 
@@ -35,9 +37,15 @@ pub async fn run(settings: &Settings, args: BackupArgs) -> anyhow::Result<ExitCo
         json,
         timings,
     } = args;
+    // A path as people type it (`./docs`): taken from the working directory, as restic
+    // and Borg do; the source stores it with every symlink resolved.
+    let typed = path.clone();
     let target = match (path, source) {
         (_, Some(name)) => BackupTarget::Source(name),
-        (Some(path), None) => BackupTarget::Path(path),
+        (Some(path), None) => BackupTarget::Path(
+            std::path::absolute(&path)
+                .with_context(|| format!("cannot make {} absolute", path.display()))?,
+        ),
         (None, None) => anyhow::bail!("give a PATH or --source NAME"),
     };
     let services = services(settings).await?;
@@ -65,6 +73,15 @@ pub async fn run(settings: &Settings, args: BackupArgs) -> anyhow::Result<ExitCo
     if json {
         print_json(&to_json(&BackupDto::from(e)))?;
     } else {
+        if let (Some(typed), BackupTarget::Path(absolute)) = (&typed, &target) {
+            let canonical = std::fs::canonicalize(absolute).unwrap_or_else(|_| absolute.clone());
+            out!(
+                "{} is {}: source `{}`",
+                typed.display(),
+                canonical.display(),
+                e.source_name
+            );
+        }
         out!(
             "snapshot {} of `{}` {}: {} files in {} directories, {} in total; {} new, {} stored after dedup and compression; took {}.{:03} s.",
             e.snapshot_id.short(),

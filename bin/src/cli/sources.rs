@@ -8,6 +8,7 @@ use clap::Subcommand;
 use coffer_application::{NewSource, SourceChanges, SourceService};
 use coffer_config::Settings;
 use coffer_domain::auth::Actor;
+use coffer_domain::excludes::SourceFilter;
 use coffer_domain::retention::Retention;
 use coffer_domain::schedule::Schedule;
 use coffer_http::schema::{SourceDto, to_json};
@@ -64,9 +65,60 @@ impl RetentionArgs {
     }
 }
 
+/// What a source's backups leave out.
+#[derive(Debug, Clone, clap::Args)]
+pub struct ExcludeArgs {
+    /// Leave out what this gitignore pattern matches, relative to the source directory
+    /// (`*.tmp`, `/build/`, `**/node_modules`, `!keep.tmp`); repeatable.
+    #[arg(long = "exclude", value_name = "PATTERN")]
+    exclude: Vec<String>,
+    /// Leave out directories holding a CACHEDIR.TAG.
+    #[arg(long)]
+    exclude_caches: bool,
+    /// Stay on the source's file system: leave out other mounts below it.
+    #[arg(long)]
+    one_file_system: bool,
+    /// Leave out regular files larger than this many bytes.
+    #[arg(long, value_name = "BYTES")]
+    exclude_larger_than: Option<u64>,
+}
+
+impl ExcludeArgs {
+    fn filter(self) -> SourceFilter {
+        SourceFilter {
+            exclude: self.exclude,
+            exclude_caches: self.exclude_caches,
+            one_file_system: self.one_file_system,
+            exclude_larger_than: self.exclude_larger_than,
+        }
+    }
+}
+
+/// What a source leaves out, in a line.
+fn describe(filter: &SourceFilter) -> String {
+    if filter.is_empty() {
+        return "nothing left out".to_owned();
+    }
+    let mut parts = Vec::new();
+    if !filter.exclude.is_empty() {
+        parts.push(format!("excluding {}", filter.exclude.join(" ")));
+    }
+    if filter.exclude_caches {
+        parts.push("cache directories left out".to_owned());
+    }
+    if filter.one_file_system {
+        parts.push("one file system".to_owned());
+    }
+    if let Some(n) = filter.exclude_larger_than {
+        parts.push(format!("files over {n} bytes left out"));
+    }
+    parts.join("; ")
+}
+
 #[derive(Debug, Subcommand)]
 pub enum SourcesCommand {
-    /// Add a source: an absolute directory this server can read.
+    /// Add a source: a directory this server can read (a relative path is taken from
+    /// the working directory and stored absolute, symlinks resolved).
     Add {
         name: String,
         path: PathBuf,
@@ -75,6 +127,32 @@ pub enum SourcesCommand {
         schedule: Option<String>,
         #[command(flatten)]
         retention: RetentionArgs,
+        #[command(flatten)]
+        excludes: ExcludeArgs,
+    },
+    /// Change what a source leaves out (by name or id). Options given replace the
+    /// source's; `--exclude` replaces every pattern.
+    SetExcludes {
+        source: String,
+        /// Gitignore pattern; repeatable. Replaces the source's patterns.
+        #[arg(
+            long = "exclude",
+            value_name = "PATTERN",
+            conflicts_with = "clear_excludes"
+        )]
+        exclude: Vec<String>,
+        /// Removes every pattern.
+        #[arg(long)]
+        clear_excludes: bool,
+        /// Leave out directories holding a CACHEDIR.TAG (true or false).
+        #[arg(long, value_name = "BOOL")]
+        exclude_caches: Option<bool>,
+        /// Stay on the source's file system (true or false).
+        #[arg(long, value_name = "BOOL")]
+        one_file_system: Option<bool>,
+        /// Leave out regular files larger than this many bytes; 0 removes the limit.
+        #[arg(long, value_name = "BYTES")]
+        exclude_larger_than: Option<u64>,
     },
     /// List sources.
     List {
@@ -105,6 +183,7 @@ async fn sources(svc: &SourceService, command: SourcesCommand) -> anyhow::Result
             path,
             schedule,
             retention,
+            excludes,
         } => {
             let absolute = std::path::absolute(&path)
                 .with_context(|| format!("cannot make {} absolute", path.display()))?;
@@ -116,15 +195,37 @@ async fn sources(svc: &SourceService, command: SourcesCommand) -> anyhow::Result
                         path: absolute.to_string_lossy().into_owned(),
                         schedule,
                         retention: retention.rules(),
+                        filter: excludes.filter(),
                     },
                 )
                 .await?;
             out!(
-                "added source `{}` (id {}): {}",
+                "added source `{}` (id {}): {}{}; {}",
                 source.name,
                 source.id,
-                source.path
+                source.path,
+                typed_as(&path, &source.path),
+                describe(&source.filter)
             );
+        }
+        SourcesCommand::SetExcludes {
+            source,
+            exclude,
+            clear_excludes,
+            exclude_caches,
+            one_file_system,
+            exclude_larger_than,
+        } => {
+            let found = svc.find(&actor, &source).await?;
+            let changes = SourceChanges {
+                exclude: (clear_excludes || !exclude.is_empty()).then_some(exclude),
+                exclude_caches,
+                one_file_system,
+                exclude_larger_than: exclude_larger_than.map(|n| (n > 0).then_some(n)),
+                ..SourceChanges::default()
+            };
+            let s = svc.update(&actor, found.id, changes).await?;
+            out!("`{}`: {}", s.name, describe(&s.filter));
         }
         SourcesCommand::List { json } => {
             let list = svc.list(&actor).await?;
@@ -179,6 +280,15 @@ async fn sources(svc: &SourceService, command: SourcesCommand) -> anyhow::Result
         }
     }
     Ok(())
+}
+
+/// `" (from ./docs)"` when the path was typed otherwise than stored.
+pub(super) fn typed_as(typed: &std::path::Path, stored: &str) -> String {
+    if typed.as_os_str() == stored {
+        String::new()
+    } else {
+        format!(" (from {})", typed.display())
+    }
 }
 
 async fn set_enabled(

@@ -49,6 +49,7 @@ fn summary(n: u8, source: &str, started: i64, status: SnapshotStatus) -> Snapsho
         bytes_added: 10,
         stored_bytes_added: 100 * u64::from(n) + 3,
         unchanged_files: 0,
+        excluded: 0,
         warnings: Vec::new(),
         suspicious: None,
     }

@@ -26,6 +26,7 @@ fn summary(n: u8, started: i64) -> SnapshotSummary {
         bytes_added: 1,
         stored_bytes_added: 1,
         unchanged_files: 0,
+        excluded: 0,
         warnings: Vec::new(),
         suspicious: None,
     }

@@ -19,6 +19,9 @@ pub struct Model {
     pub updated_at: DateTimeUtc,
     pub last_run_at: Option<DateTimeUtc>,
     pub next_run_at: Option<DateTimeUtc>,
+    /// JSON of what the source leaves out; NULL when it leaves out nothing.
+    #[sea_orm(column_type = "Text", nullable)]
+    pub filter_rules: Option<String>,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

@@ -3,6 +3,7 @@ use std::sync::Arc;
 use chrono::{DateTime, Utc};
 use coffer_application::{NewSource, RetentionReport, SourceChanges};
 use coffer_domain::SourceId;
+use coffer_domain::excludes::SourceFilter;
 use coffer_domain::ports::{Retention, Source};
 use poem::web::Data;
 use poem_openapi::param::{Path, Query};
@@ -118,6 +119,15 @@ pub struct SourceDto {
     /// When the scheduler will next start one (absent without a schedule, while paused,
     /// or until the scheduler has planned it, within a minute).
     pub next_run_at: Option<DateTime<Utc>>,
+    /// Gitignore patterns of what backups leave out, matched against paths relative to
+    /// the source directory (`*.tmp`, `/build/`, `**/node_modules`, `!keep.tmp`).
+    pub exclude: Vec<String>,
+    /// Directories holding a `CACHEDIR.TAG` with the standard signature are left out.
+    pub exclude_caches: bool,
+    /// Backups stay on the source's file system: other mounts below it are left out.
+    pub one_file_system: bool,
+    /// Regular files larger than this many bytes are left out (absent: no limit).
+    pub exclude_larger_than: Option<u64>,
 }
 
 impl From<Source> for SourceDto {
@@ -134,6 +144,10 @@ impl From<Source> for SourceDto {
             enabled: s.enabled,
             last_run_at: s.last_run_at,
             next_run_at,
+            exclude: s.filter.exclude,
+            exclude_caches: s.filter.exclude_caches,
+            one_file_system: s.filter.one_file_system,
+            exclude_larger_than: s.filter.exclude_larger_than,
         }
     }
 }
@@ -152,6 +166,19 @@ pub struct CreateSourceRequest {
     pub schedule: Option<Text>,
     /// Absent or `null`: the configured retention applies.
     pub retention: NullableRef<RetentionDto>,
+    /// Gitignore patterns of what backups leave out (see `Source.exclude`); 422
+    /// `invalid_exclude` names a pattern that is not valid. Absent: none.
+    #[oai(default, validator(max_items = 1000))]
+    pub exclude: Vec<Text>,
+    /// Leave out directories holding a `CACHEDIR.TAG`. Absent: `false`.
+    #[oai(default)]
+    pub exclude_caches: bool,
+    /// Stay on the source's file system. Absent: `false`.
+    #[oai(default)]
+    pub one_file_system: bool,
+    /// Leave out regular files larger than this many bytes. Absent or `null`: no limit.
+    #[oai(nullable, validator(minimum(value = "1")))]
+    pub exclude_larger_than: Option<u64>,
 }
 
 /// Fields to change; absent fields stay as they are, `null` clears `schedule` or
@@ -169,6 +196,68 @@ pub struct UpdateSourceRequest {
     /// `false` pauses the schedule (kept as it is), `true` resumes it from the next
     /// occurrence; runs missed while paused are not made up.
     pub enabled: MaybeUndefined<bool>,
+    /// Replaces the exclude patterns (`[]`: none).
+    #[oai(validator(max_items = 1000))]
+    pub exclude: MaybeUndefined<Vec<Text>>,
+    pub exclude_caches: MaybeUndefined<bool>,
+    pub one_file_system: MaybeUndefined<bool>,
+    /// `null` removes the size limit.
+    #[oai(nullable, validator(minimum(value = "1")))]
+    pub exclude_larger_than: MaybeUndefined<u64>,
+}
+
+/// Rules to try on a directory before saving them on a source.
+#[derive(Debug, Object)]
+pub struct ExcludePreviewRequest {
+    /// An absolute path to a directory the server can read (the source's path).
+    #[oai(validator(min_length = 1, max_length = 4096, pattern = "^/"))]
+    pub path: Text,
+    #[oai(default, validator(max_items = 1000))]
+    pub exclude: Vec<Text>,
+    #[oai(default)]
+    pub exclude_caches: bool,
+    #[oai(default)]
+    pub one_file_system: bool,
+    #[oai(nullable, validator(minimum(value = "1")))]
+    pub exclude_larger_than: Option<u64>,
+}
+
+/// One path the rules leave out.
+#[derive(Debug, Object)]
+pub struct ExcludedPathDto {
+    /// Relative to the directory previewed.
+    pub path: String,
+    /// Why: `pattern`, `cache`, `other_file_system` or `too_large`.
+    pub reason: String,
+}
+
+/// What the rules would leave out of the directory as it is now.
+#[derive(Debug, Object)]
+pub struct ExcludePreviewDto {
+    /// Entries left out; a directory counts once (what it holds is not looked at).
+    pub skipped: u64,
+    /// The first of them (at most 50): a directory's entries by name, then those below
+    /// its subdirectories.
+    pub sample: Vec<ExcludedPathDto>,
+    /// Entries looked at.
+    pub examined: u64,
+    /// `false` when the walk stopped at its limit (50,000 entries): `skipped` is then a
+    /// lower bound.
+    pub complete: bool,
+}
+
+fn filter(
+    exclude: Vec<Text>,
+    exclude_caches: bool,
+    one_file_system: bool,
+    exclude_larger_than: Option<u64>,
+) -> SourceFilter {
+    SourceFilter {
+        exclude: exclude.into_iter().map(Into::into).collect(),
+        exclude_caches,
+        one_file_system,
+        exclude_larger_than,
+    }
 }
 
 /// `Some(None)` clears a field, `None` leaves it.
@@ -302,6 +391,12 @@ impl SourcesApi {
                     path: b.path.into(),
                     schedule: b.schedule.map(Into::into),
                     retention: b.retention.0.take().map(Into::into),
+                    filter: filter(
+                        b.exclude,
+                        b.exclude_caches,
+                        b.one_file_system,
+                        b.exclude_larger_than,
+                    ),
                 },
             )
             .await?;
@@ -340,6 +435,11 @@ impl SourcesApi {
             schedule: change(b.schedule),
             retention: change(b.retention.0),
             enabled: not_null("enabled", b.enabled)?,
+            exclude: not_null("exclude", b.exclude)?
+                .map(|patterns| patterns.into_iter().map(Into::into).collect()),
+            exclude_caches: not_null("exclude_caches", b.exclude_caches)?,
+            one_file_system: not_null("one_file_system", b.one_file_system)?,
+            exclude_larger_than: change(b.exclude_larger_than),
         };
         let source = state
             .sources
@@ -370,6 +470,52 @@ impl SourcesApi {
             .delete(auth.actor(), SourceId::new(id.0))
             .await?;
         Ok(NoContent::Done)
+    }
+
+    /// Preview what exclusions leave out.
+    ///
+    /// Walks the directory `path` with the proposed rules (as a backup would: no symlink
+    /// followed, excluded directories not entered) and returns how many entries they
+    /// leave out with the first 50 of them; at most 50,000 entries are looked at. 422
+    /// `invalid_exclude` names a pattern that is not valid gitignore syntax, 422
+    /// `invalid_path` a directory that cannot be read. Nothing is stored.
+    ///
+    /// Permission: `manage_system` (it names files on the server).
+    #[oai(
+        path = "/exclude/preview",
+        method = "post",
+        operation_id = "previewExcludes"
+    )]
+    #[allow(clippy::unused_async)] // poem-openapi handlers are async
+    async fn exclude_preview(
+        &self,
+        auth: Auth,
+        state: Data<&Arc<AppState>>,
+        body: Json<ExcludePreviewRequest>,
+    ) -> Result<Json<ExcludePreviewDto>, ApiError> {
+        let b = body.0;
+        let rules = filter(
+            b.exclude,
+            b.exclude_caches,
+            b.one_file_system,
+            b.exclude_larger_than,
+        );
+        let p = state
+            .sources
+            .exclude_preview(auth.actor(), &b.path, rules)?;
+        Ok(Json(ExcludePreviewDto {
+            skipped: p.skipped,
+            sample: p
+                .sample
+                .into_iter()
+                .map(|(path, why)| ExcludedPathDto {
+                    path,
+                    reason: why.as_str().to_owned(),
+                })
+                .collect(),
+            examined: p.examined,
+            complete: p.complete,
+        }))
     }
 
     /// Preview retention for a source.

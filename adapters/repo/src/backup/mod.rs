@@ -31,6 +31,7 @@ use chrono::Utc;
 use coffer_domain::engine::{
     BackupRequest, Cancel, Phase, Progress, SnapshotSummary, StorageBudget,
 };
+use coffer_domain::excludes::{Entry, Excludes};
 use coffer_domain::storage::ObjectKey;
 use fastcdc::v2020::Normalization;
 use rustix::fs::{FileType, Mode, OFlags};
@@ -165,6 +166,10 @@ async fn store_and_commit(
     lock: &RepoLock,
     stored: &Arc<Mutex<Stored>>,
 ) -> Result<SnapshotSummary, EngineError> {
+    let excludes = request
+        .filter
+        .compile()
+        .map_err(|e| EngineError::Invalid(e.to_string()))?;
     let index = repo.reload_index().await?;
     let parent_root = match &request.parent {
         Some(id) => match repo.load_snapshot(id).await.and_then(|d| d.root()) {
@@ -203,6 +208,8 @@ async fn store_and_commit(
             .filter_map(|p| rustix::fs::stat(p).ok())
             .map(|st| (st.st_dev, st.st_ino))
             .collect(),
+        excludes,
+        root_dev: root_dev(&request.path)?,
     });
     let walk_shared = shared.clone();
     let path = request.path.clone();
@@ -244,6 +251,7 @@ async fn store_and_commit(
         bytes_added: shared.bytes_added.load(Ordering::Relaxed),
         stored_bytes_added: 0,
         unchanged_files: outcome.unchanged,
+        excluded: outcome.excluded,
         suspicious: request.expected.as_ref().and_then(|expected| {
             coffer_domain::retention::suspicion(expected, outcome.files, outcome.bytes)
         }),
@@ -263,6 +271,13 @@ async fn store_and_commit(
         .put(&key(&format!("snapshots/{id}"))?, Bytes::from(sealed))
         .await?;
     Ok(doc.summary(id))
+}
+
+/// The device the source directory lies on.
+fn root_dev(path: &Path) -> Result<u64, EngineError> {
+    rustix::fs::stat(path)
+        .map(|st| st.st_dev)
+        .map_err(|e| EngineError::io(format!("cannot read source {}", path.display()))(e.into()))
 }
 
 fn hostname() -> String {
@@ -303,6 +318,10 @@ struct Shared {
     /// Device and inode of every file and directory never to read (see
     /// `BackupRequest::never_read`).
     never_read: HashSet<(u64, u64)>,
+    /// What the source leaves out (`BackupRequest::filter`).
+    excludes: Excludes,
+    /// The device of the source directory, for `one_file_system`.
+    root_dev: u64,
 }
 
 impl Shared {
@@ -501,6 +520,7 @@ struct WalkOutcome {
     dirs: u64,
     bytes: u64,
     unchanged: u64,
+    excluded: u64,
     warnings: Vec<String>,
 }
 
@@ -511,6 +531,8 @@ enum EntryResult {
     Node(Box<Node>, Option<String>, bool),
     /// Not backed up (unreadable, replaced, a socket...): why.
     Skipped(String),
+    /// Left out by the source's filter.
+    Excluded,
     Fatal(EngineError),
 }
 
@@ -600,7 +622,15 @@ fn walk(
     *shared.uploads.lock().expect("uploads") = Some(uploads);
     let stop_scan = AtomicBool::new(false);
     let result = std::thread::scope(|scope| {
-        scope.spawn(|| scan(root, &shared.progress, &shared.cancel, &stop_scan));
+        scope.spawn(|| {
+            scan(
+                root,
+                &shared.excludes,
+                &shared.progress,
+                &shared.cancel,
+                &stop_scan,
+            );
+        });
         // However the walk ends, the scanner stops with it.
         let _stop_scan = SetOnDrop(&stop_scan);
         // Uploaders as the store wants requests in flight: on a disk two, so one pack's
@@ -647,6 +677,7 @@ fn walk(
             dirs: 0,
             bytes: 0,
             unchanged: 0,
+            excluded: 0,
             warnings: Vec::new(),
         };
         let parent = parent_root.map(|id| walker.load_tree(&id));
@@ -662,6 +693,7 @@ fn walk(
             dirs,
             bytes,
             unchanged,
+            excluded,
             warnings,
             jobs,
             ..
@@ -677,6 +709,7 @@ fn walk(
             dirs,
             bytes,
             unchanged,
+            excluded,
             warnings,
         })
     });
@@ -696,11 +729,20 @@ impl Drop for SetOnDrop<'_> {
 }
 
 /// Counts the regular files under `root` and their bytes into `progress`'s totals, by the
-/// walker's rules, and marks them final once the whole tree is counted. Returns early,
-/// leaving the totals not final, when `stop` is set or the backup is cancelled. Entries it
-/// cannot read are passed over: the count is an estimate for display, never a failure.
-pub(crate) fn scan(root: &Path, progress: &Progress, cancel: &Cancel, stop: &AtomicBool) {
+/// walker's rules (the source's filter too), and marks them final once the whole tree is
+/// counted. Returns early, leaving the totals not final, when `stop` is set or the backup
+/// is cancelled. Entries it cannot read are passed over: the count is an estimate for
+/// display, never a failure.
+pub(crate) fn scan(
+    root: &Path,
+    excludes: &Excludes,
+    progress: &Progress,
+    cancel: &Cancel,
+    stop: &AtomicBool,
+) {
+    use std::os::unix::fs::MetadataExt as _;
     let (mut files, mut bytes) = (0u64, 0u64);
+    let root_dev = std::fs::metadata(root).map_or(0, |m| m.dev());
     let mut stack = vec![root.to_path_buf()];
     while let Some(dir) = stack.pop() {
         let Ok(entries) = std::fs::read_dir(&dir) else {
@@ -714,14 +756,34 @@ pub(crate) fn scan(root: &Path, progress: &Progress, cancel: &Cancel, stop: &Ato
                 continue;
             };
             // Like `symlink_metadata`: a symlink is never followed.
-            let Ok(kind) = entry.file_type() else {
+            let (Ok(kind), Ok(meta)) = (entry.file_type(), entry.metadata()) else {
                 continue;
             };
+            let path = entry.path();
+            let relative = path
+                .strip_prefix(root)
+                .map(|p| p.to_string_lossy().into_owned())
+                .unwrap_or_default();
+            let facts = Entry {
+                path: &relative,
+                is_dir: kind.is_dir(),
+                file_size: kind.is_file().then_some(meta.len()),
+                dev: meta.dev(),
+            };
+            let cache_tag = || {
+                rustix::fs::open(
+                    &path,
+                    OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+                    Mode::empty(),
+                )
+                .is_ok_and(|fd| source::has_cache_tag(&fd))
+            };
+            if excludes.decide(facts, root_dev, cache_tag).is_some() {
+                continue;
+            }
             if kind.is_dir() {
-                stack.push(entry.path());
-            } else if kind.is_file()
-                && let Ok(meta) = entry.metadata()
-            {
+                stack.push(path);
+            } else if kind.is_file() {
                 files += 1;
                 bytes += meta.len();
                 progress.files_total.store(files, Ordering::Relaxed);
@@ -824,7 +886,25 @@ fn entry(shared: &Shared, job: EntryJob, small: &mut (Vec<u8>, Vec<u8>)) -> Look
         let message = never_read_message(&job.display());
         return Looked::Done(job, EntryResult::Skipped(message));
     }
-    let result = match FileType::from_raw_mode(st.st_mode) {
+    let kind = FileType::from_raw_mode(st.st_mode);
+    if !shared.excludes.is_empty() {
+        let path = job.display();
+        let facts = Entry {
+            path: &path,
+            is_dir: kind == FileType::Directory,
+            file_size: (kind == FileType::RegularFile).then_some(st.st_size.max(0).cast_unsigned()),
+            dev: st.st_dev,
+        };
+        // A directory here was a file when listed; it is skipped below whatever its tag.
+        if shared
+            .excludes
+            .decide(facts, shared.root_dev, || false)
+            .is_some()
+        {
+            return Looked::Done(job, EntryResult::Excluded);
+        }
+    }
+    let result = match kind {
         FileType::RegularFile => {
             let mut node = source::node(job.name.clone(), &st, NodeKind::File);
             if let Some(old) = job.parent().filter(|old| {
@@ -1127,6 +1207,7 @@ struct Walker<'a> {
     dirs: u64,
     bytes: u64,
     unchanged: u64,
+    excluded: u64,
     warnings: Vec<String>,
 }
 
@@ -1204,6 +1285,14 @@ impl Walker<'_> {
                     Err(_) => FileType::Unknown,
                 };
             }
+            if self.shared.excludes.by_pattern(
+                &Self::child_display(display, &entry.name),
+                kind == FileType::Directory,
+            ) {
+                // Never opened: an excluded directory that cannot be read warns of nothing.
+                self.excluded += 1;
+                continue;
+            }
             if kind == FileType::Directory {
                 let old = find_parent(&entry.name)
                     .map(|i| &parent_nodes[i])
@@ -1228,8 +1317,10 @@ impl Walker<'_> {
         }
 
         // Subdirectories first, while this directory's other entries are being read.
-        let mut nodes: Vec<Option<Node>> = Vec::with_capacity(pending.len());
-        for p in pending {
+        // One place per entry, so that a subdirectory passed over (unreadable, replaced,
+        // excluded) leaves the entries after it in their places.
+        let mut nodes: Vec<Option<Node>> = (0..pending.len()).map(|_| None).collect();
+        for (place, p) in pending.into_iter().enumerate() {
             match p {
                 Pending::Dir(name, old) => {
                     let child_display = Self::child_display(display, &name);
@@ -1254,6 +1345,23 @@ impl Walker<'_> {
                         self.warn(never_read_message(&child_display));
                         continue;
                     }
+                    let facts = Entry {
+                        path: &child_display,
+                        is_dir: true,
+                        file_size: None,
+                        dev: st.st_dev,
+                    };
+                    if self
+                        .shared
+                        .excludes
+                        .decide(facts, self.shared.root_dev, || {
+                            source::has_cache_tag(&child)
+                        })
+                        .is_some()
+                    {
+                        self.excluded += 1;
+                        continue;
+                    }
                     let mut node = source::node(name, &st, NodeKind::Dir);
                     match timed(progress, Phase::Metadata, || source::xattrs(&child)) {
                         Ok(x) => node.xattrs = x,
@@ -1264,9 +1372,9 @@ impl Walker<'_> {
                     }
                     let old_nodes = old.map(|id| self.load_tree(&id));
                     node.subtree = Some(self.dir(child, &child_display, old_nodes)?);
-                    nodes.push(Some(node));
+                    nodes[place] = Some(node);
                 }
-                Pending::Entry => nodes.push(None),
+                Pending::Entry => {}
             }
         }
         for (slot, result) in results.wait(sent).into_iter().enumerate() {
@@ -1286,6 +1394,7 @@ impl Walker<'_> {
                     nodes[slot] = Some(*node);
                 }
                 EntryResult::Skipped(message) => self.warn(message),
+                EntryResult::Excluded => self.excluded += 1,
                 EntryResult::Fatal(e) => return Err(e),
             }
         }

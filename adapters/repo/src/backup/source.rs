@@ -99,6 +99,28 @@ pub fn open_file(
     Ok((std::fs::File::from(fd), st))
 }
 
+/// Whether the directory holds a `CACHEDIR.TAG` that starts with the cache signature
+/// (opened below the directory's handle, never through a symlink).
+pub fn has_cache_tag(dir: &OwnedFd) -> bool {
+    let Ok(fd) = rustix::fs::openat(
+        dir,
+        coffer_domain::excludes::CACHEDIR_TAG,
+        OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::NOCTTY | OFlags::NONBLOCK | OFlags::CLOEXEC,
+        Mode::empty(),
+    ) else {
+        return false;
+    };
+    let mut head = [0u8; coffer_domain::excludes::CACHEDIR_SIGNATURE.len()];
+    let mut filled = 0;
+    while filled < head.len() {
+        match rustix::io::read(&fd, &mut head[filled..]) {
+            Ok(0) | Err(_) => break,
+            Ok(n) => filled += n,
+        }
+    }
+    coffer_domain::excludes::is_cache_tag(&head[..filled])
+}
+
 /// A symlink's target.
 pub fn read_link(dir: &OwnedFd, name: &[u8]) -> Result<Vec<u8>, Errno> {
     rustix::fs::readlinkat(dir, name_of(name), Vec::new()).map(std::ffi::CString::into_bytes)

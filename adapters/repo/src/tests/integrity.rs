@@ -202,6 +202,7 @@ async fn a_repository_keeps_its_mode_whatever_the_setting_says() {
                     budget: None,
                     expected: None,
                     never_read: Vec::new(),
+                    filter: coffer_domain::excludes::SourceFilter::default(),
                 },
                 Arc::new(Progress::default()),
                 Cancel::default(),

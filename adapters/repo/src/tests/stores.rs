@@ -244,6 +244,7 @@ async fn interrupted_writes_contract(store: Arc<dyn ObjectStore>) {
                     budget: None,
                     expected: None,
                     never_read: Vec::new(),
+                    filter: coffer_domain::excludes::SourceFilter::default(),
                 },
                 Arc::new(Progress::default()),
                 Cancel::default(),

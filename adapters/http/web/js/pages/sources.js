@@ -19,6 +19,14 @@ export const RULES = [
   ["max_age_days", "Remove older than", "days"],
 ];
 
+/** Why a path is left out, as the preview says it. */
+const REASONS = {
+  pattern: "pattern",
+  cache: "cache directory",
+  other_file_system: "another file system",
+  too_large: "too large",
+};
+
 const PRESETS = [
   ["Every hour", "0 * * * *"],
   ["Daily 02:00", "0 2 * * *"],
@@ -68,6 +76,12 @@ function sourceForm(ctx, existing, defaults, onSaved) {
   const override = checkbox("Give this source its own retention rules", { id: "retention-override", checked: Boolean(existing && existing.retention) });
   const rules = retentionInputs("retention", existing && existing.retention ? existing.retention : defaults);
   const retPreview = h("div", { id: "retention-preview", class: "preview", "aria-live": "polite" });
+  const excludes = h("textarea", { id: "source-exclude", name: "exclude", class: "input mono", rows: "4", spellcheck: "false", autocomplete: "off", placeholder: "*.tmp\n/build/\n**/node_modules\n!keep.tmp" });
+  excludes.value = existing && existing.exclude ? existing.exclude.join("\n") : "";
+  const caches = checkbox("Leave out cache directories (holding a CACHEDIR.TAG)", { id: "source-exclude-caches", checked: Boolean(existing && existing.exclude_caches) });
+  const oneFs = checkbox("Stay on this file system (leave out other mounts below it)", { id: "source-one-file-system", checked: Boolean(existing && existing.one_file_system) });
+  const largerMb = input({ type: "number", min: "0", step: "any", inputmode: "decimal", id: "source-exclude-larger-than", name: "exclude_larger_than", value: existing && existing.exclude_larger_than ? String(existing.exclude_larger_than / 1048576) : "", placeholder: "no limit" });
+  const exclPreview = h("div", { id: "exclude-preview", class: "preview", "aria-live": "polite" });
   const error = errorBox("source-error");
   const save = button(editing ? "Save changes" : "Add source", null, { variant: "primary", id: "source-save", mutating: true, type: "submit" });
   save.setAttribute("form", "source-form");
@@ -139,6 +153,53 @@ function sourceForm(ctx, existing, defaults, onSaved) {
     previewRetention();
   });
 
+  // What the source leaves out, previewed on its directory as it is now.
+  const exclusions = () => {
+    const mb = Number.parseFloat(largerMb.value);
+    return {
+      exclude: excludes.value.split("\n").map((l) => l.replace(/\r$/, "")).filter((l) => l.trim() !== ""),
+      exclude_caches: caches.box.checked,
+      one_file_system: oneFs.box.checked,
+      exclude_larger_than: Number.isFinite(mb) && mb > 0 ? Math.max(1, Math.round(mb * 1048576)) : null,
+    };
+  };
+  let exclSeq = 0;
+  const previewExcludes = debounce(async () => {
+    const mine = ++exclSeq;
+    const dir = path.value.trim();
+    const rules = exclusions();
+    excludes.removeAttribute("aria-invalid");
+    if (!dir.startsWith("/")) {
+      exclPreview.className = "preview";
+      clear(exclPreview).append(h("span", { class: "muted" }, "Give the directory to see what these rules leave out."));
+      return;
+    }
+    try {
+      const p = await post("/api/exclude/preview", { path: dir, ...rules });
+      if (mine !== exclSeq) return;
+      clear(exclPreview);
+      exclPreview.className = "preview is-ok";
+      const n = p.skipped;
+      exclPreview.append(h("div", { class: "preview-title", dataset: { skipped: String(n) } },
+        n === 0 ? "Nothing would be skipped." : `${p.complete ? "" : "At least "}${n} path${n === 1 ? "" : "s"} would be skipped.`));
+      if (p.sample && p.sample.length) {
+        exclPreview.append(h("ul", { class: "mono" }, p.sample.map((x) => h("li", { dataset: { reason: x.reason } }, `${x.path} (${REASONS[x.reason] || x.reason})`))));
+        if (n > p.sample.length) exclPreview.append(h("p", { class: "muted" }, `… and ${n - p.sample.length} more.`));
+      }
+      if (!p.complete) exclPreview.append(h("p", { class: "muted" }, `Stopped after looking at ${p.examined} entries.`));
+    } catch (e) {
+      if (mine !== exclSeq) return;
+      exclPreview.className = "preview is-error";
+      if (e.code === "invalid_exclude") excludes.setAttribute("aria-invalid", "true");
+      clear(exclPreview).append(icon("alert"), " ", e.message);
+    }
+  }, 400);
+  for (const el of [excludes, largerMb, path]) {
+    el.addEventListener("input", previewExcludes);
+    el.addEventListener("change", previewExcludes);
+  }
+  for (const el of [caches.box, oneFs.box]) el.addEventListener("change", previewExcludes);
+
   const form = h("form", { id: "source-form", class: "stack", novalidate: true },
     h("div", { class: "form-grid" },
       field("Name", name, "Unique; shown in backups and reports."),
@@ -150,6 +211,13 @@ function sourceForm(ctx, existing, defaults, onSaved) {
       chips,
       schedPreview),
     enabled.el,
+    h("fieldset", { class: "stack" },
+      h("legend", null, "What to leave out"),
+      field("Exclude patterns (one per line)", excludes, "Gitignore syntax, relative to the directory: *.tmp anywhere, /build at the top only, logs/ directories only, ** across directories, !pattern takes one back."),
+      caches.el,
+      oneFs.el,
+      field("Leave out files larger than (MiB)", largerMb, "Empty or 0: no limit."),
+      exclPreview),
     h("fieldset", { class: "stack" },
       h("legend", null, "Retention"),
       override.el,
@@ -168,6 +236,7 @@ function sourceForm(ctx, existing, defaults, onSaved) {
   });
   previewSchedule();
   previewRetention();
+  previewExcludes();
 
   form.addEventListener("submit", async (ev) => {
     ev.preventDefault();
@@ -180,10 +249,10 @@ function sourceForm(ctx, existing, defaults, onSaved) {
     try {
       let saved;
       if (!editing) {
-        saved = await post("/api/sources", { name: name.value.trim(), path: path.value.trim(), schedule: cron || null, retention });
+        saved = await post("/api/sources", { name: name.value.trim(), path: path.value.trim(), schedule: cron || null, retention, ...exclusions() });
         if (!enabled.box.checked) saved = await patch(`/api/sources/${seg(saved.id)}`, { enabled: false });
       } else {
-        const body = { schedule: cron || null, retention, enabled: enabled.box.checked };
+        const body = { schedule: cron || null, retention, enabled: enabled.box.checked, ...exclusions() };
         if (name.value.trim() !== existing.name) body.name = name.value.trim();
         if (path.value.trim() !== existing.path) body.path = path.value.trim();
         saved = await patch(`/api/sources/${seg(existing.id)}`, body);

@@ -22,6 +22,7 @@ pub mod backup;
 pub mod catalog;
 pub mod dashboard;
 pub mod error;
+pub mod import;
 pub mod jobs;
 pub mod keys;
 pub mod maintenance;
@@ -44,6 +45,10 @@ pub use backup::{BackupError, BackupPorts, BackupService, BackupTarget};
 pub use catalog::{CatalogError, CatalogService, DirPage, DownloadPlan, Paging};
 pub use dashboard::{Dashboard, DashboardService, DashboardSources, SourceOverview};
 pub use error::{CodedError, CommonError, EngineError, ErrorClass};
+pub use import::{
+    BackupOutcome, BackupReport, ImportError, ImportOptions, ImportPorts, ImportReport,
+    ImportService, UserReport,
+};
 pub use jobs::{
     ActiveJobs, JobDurations, JobOptions, JobQueue, JobService, JobStatus, JobsError, Scheduler,
     SchedulerOptions, SchedulerStatus, SubmitError,
@@ -62,7 +67,8 @@ pub use retention::{
     RetentionDefaults, RetentionError, RetentionReport, RetentionService, RetentionStatus,
 };
 pub use settings::{
-    Origin, QuotaMib, SettingsChange, SettingsError, SettingsPorts, SettingsService, SystemSettings,
+    AdoptQuota, Origin, QuotaMib, SettingsChange, SettingsError, SettingsPorts, SettingsService,
+    SystemSettings,
 };
 pub use sources::{NewSource, SchedulePreview, SourceChanges, SourceError, SourceService};
 pub use storage::{

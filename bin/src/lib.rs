@@ -407,6 +407,8 @@ pub struct Services {
     pub settings: Arc<coffer_application::SettingsService>,
     /// CSV and PDF exports.
     pub reports: Arc<ReportService>,
+    /// Importing installations of the Python prototype.
+    pub import: Arc<coffer_application::ImportService>,
 }
 
 /// The restore roots in force, absolute. The default one (`<data_dir>/restored`) is
@@ -466,6 +468,7 @@ impl Services {
         refuse_a_vanished_repository(&db, storage.as_ref()).await?;
         let concrete_engine = Arc::new(repo::open_engine(settings, storage.clone()).await?);
         let engine: Arc<dyn coffer_domain::engine::SnapshotEngine> = concrete_engine.clone();
+        let engine_for_import = engine.clone();
         let (session_key, created) =
             coffer_crypto::load_or_create_key(&settings.session_key_file())?;
         if created {
@@ -668,6 +671,7 @@ impl Services {
             },
             clock.clone(),
         ));
+        let catalog_repo_for_import = catalog_repo.clone();
         let reports = Arc::new(ReportService::new(
             catalog_repo,
             sources_repo.clone(),
@@ -678,6 +682,7 @@ impl Services {
             clock.clone(),
             audit_log.clone(),
         ));
+        let sources_repo_for_import = sources_repo.clone();
         let sources = Arc::new(SourceService::new(
             sources_repo,
             paths,
@@ -708,6 +713,11 @@ impl Services {
             audit_log.clone(),
             chrono::TimeDelta::hours(i64::from(settings.security.session_timeout_hours)),
         ));
+        let users_repo_for_import = users_repo.clone();
+        let hasher_for_import = hasher.clone();
+        let clock_for_import = clock.clone();
+        let audit_log_for_import = audit_log.clone();
+        let audit_rows_for_import = Arc::new(db.audit(audit_chain.clone()));
         let users = Arc::new(UserService::new(
             users_repo,
             Arc::new(db.roles()),
@@ -741,6 +751,23 @@ impl Services {
             .init()
             .await
             .context("cannot read the settings stored in the database")?;
+        let import = Arc::new(coffer_application::ImportService::new(
+            coffer_application::ImportPorts {
+                reader: Arc::new(coffer_prototype::PrototypeFiles),
+                engine: engine_for_import,
+                sources: sources_repo_for_import,
+                catalog: catalog_repo_for_import,
+                users: users_repo_for_import,
+                passwords: hasher_for_import,
+                audit_rows: audit_rows_for_import,
+                admission: storage_use.clone(),
+                queue: jobs.clone(),
+                quota: runtime_settings.clone(),
+            },
+            clock_for_import,
+            audit_log_for_import,
+        ));
+        jobs.register(JobKind::Import, &import);
         Ok(Self {
             db,
             system,
@@ -764,6 +791,7 @@ impl Services {
             dashboard,
             settings: runtime_settings,
             reports,
+            import,
         })
     }
 
@@ -910,6 +938,7 @@ impl Application {
             dashboard,
             settings: runtime_settings,
             reports,
+            import,
         } = services;
         let state = Arc::new(AppState {
             system,
@@ -930,6 +959,7 @@ impl Application {
             settings: runtime_settings,
             reports,
             replicas,
+            import,
             metrics: coffer_http::metrics::MetricsAccess {
                 token: settings.metrics.token.clone(),
             },

@@ -61,6 +61,10 @@ enum Command {
     /// create (the secret is printed once), list, revoke.
     #[command(subcommand)]
     Tokens(cli::tokens::TokensCommand),
+    /// Bring another system's data over: `coffer import prototype DIR` imports an
+    /// installation of the Python prototype.
+    #[command(subcommand)]
+    Import(cli::import::ImportCommand),
     /// The audit trail.
     #[command(subcommand)]
     Audit(cli::audit::AuditCommand),
@@ -149,6 +153,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             Command::Openapi => Ok(cli::server::openapi()),
             Command::Users(command) => cli::users::run(s, command).await,
             Command::Tokens(command) => cli::tokens::run(s, command).await,
+            Command::Import(command) => cli::import::run(s, command).await,
             Command::Audit(command) => cli::audit::run(s, command).await,
             Command::Sources(command) => cli::sources::run(s, command).await,
             Command::Backup(args) => cli::backup::run(s, args).await,

@@ -64,6 +64,8 @@ pub enum AuditAction {
     TokenCreate,
     /// A personal access token was revoked.
     TokenRevoke,
+    /// An installation of the prototype was imported (`coffer import prototype`).
+    Import,
 }
 
 impl AuditAction {
@@ -108,6 +110,7 @@ impl AuditAction {
             Self::ReplicaCopy => "replica_copy",
             Self::TokenCreate => "token_create",
             Self::TokenRevoke => "token_revoke",
+            Self::Import => "import",
         }
     }
 }

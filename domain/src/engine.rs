@@ -83,6 +83,18 @@ pub struct BackupRequest {
     pub filter: crate::excludes::SourceFilter,
 }
 
+/// A snapshot made from a tree that is not on a file system (an imported archive).
+#[derive(Debug, Clone)]
+pub struct ImportRequest {
+    pub source_name: String,
+    /// What the snapshot records as its path (where the tree came from).
+    pub path: String,
+    /// When the tree was taken: the snapshot's time.
+    pub taken_at: DateTime<Utc>,
+    /// As [`BackupRequest::budget`].
+    pub budget: Option<Arc<dyn StorageBudget>>,
+}
+
 /// A storage allowance, shared by the backups that run at once.
 pub trait StorageBudget: Send + Sync + std::fmt::Debug {
     /// Takes `bytes` from the allowance before they are stored; `false` (and nothing
@@ -481,6 +493,17 @@ pub trait SnapshotEngine: Send + Sync {
     async fn backup(
         &self,
         request: BackupRequest,
+        progress: Arc<Progress>,
+        cancel: Cancel,
+    ) -> Result<SnapshotSummary, EngineFailure>;
+    /// Stores a tree given entry by entry (an archive) as a snapshot dated
+    /// `request.taken_at`, with the same guarantees as `backup`: visible only once
+    /// complete, nothing of it kept when the source fails or refuses (`Invalid`, with
+    /// the source's reason).
+    async fn import_tree(
+        &self,
+        request: ImportRequest,
+        source: Box<dyn crate::import::TreeSource>,
         progress: Arc<Progress>,
         cancel: Cancel,
     ) -> Result<SnapshotSummary, EngineFailure>;

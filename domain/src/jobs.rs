@@ -20,16 +20,19 @@ pub enum JobKind {
     Check,
     /// A copy of the repository into a replica.
     Copy,
+    /// An installation of the Python prototype brought over (`coffer import prototype`).
+    Import,
 }
 
 impl JobKind {
-    pub const ALL: [Self; 6] = [
+    pub const ALL: [Self; 7] = [
         Self::Backup,
         Self::Restore,
         Self::Verify,
         Self::Prune,
         Self::Check,
         Self::Copy,
+        Self::Import,
     ];
 
     #[must_use]
@@ -41,6 +44,7 @@ impl JobKind {
             Self::Prune => "prune",
             Self::Check => "check",
             Self::Copy => "copy",
+            Self::Import => "import",
         }
     }
 }
@@ -112,6 +116,14 @@ pub enum JobParams {
     Copy {
         replica: String,
     },
+    /// An import of the prototype installation in `dir` (see [`crate::import`]).
+    Import {
+        dir: String,
+        db: Option<String>,
+        source: Option<String>,
+        dry_run: bool,
+        adopt_settings: bool,
+    },
 }
 
 impl JobParams {
@@ -124,6 +136,7 @@ impl JobParams {
             Self::Prune => JobKind::Prune,
             Self::Check { .. } => JobKind::Check,
             Self::Copy { .. } => JobKind::Copy,
+            Self::Import { .. } => JobKind::Import,
         }
     }
 
@@ -139,6 +152,8 @@ impl JobParams {
             Self::Prune => Some("prune".to_owned()),
             Self::Check { .. } => Some("check".to_owned()),
             Self::Copy { replica } => Some(format!("copy:{replica}")),
+            // One import at a time: two of one installation would race to add it twice.
+            Self::Import { .. } => Some("import".to_owned()),
             Self::Restore { .. } | Self::Verify { .. } => None,
         }
     }
@@ -245,6 +260,23 @@ pub enum JobResult {
         objects_present: u64,
         /// Snapshots the repository's retention removed, deleted from the replica.
         snapshots_deleted: u64,
+    },
+    Import {
+        dry_run: bool,
+        source: String,
+        /// Backups imported (or, in a dry run, that would be).
+        imported: u64,
+        /// Backups imported by an earlier run.
+        already_imported: u64,
+        /// `backup N (file): why` for each backup not imported.
+        skipped: Vec<String>,
+        /// Users imported (or that would be).
+        users: u64,
+        /// `username: what became of it` for users not imported as they were.
+        user_notes: Vec<String>,
+        audit_rows: u64,
+        /// What `adopt_settings` changed (or would).
+        settings: Vec<String>,
     },
 }
 
@@ -377,7 +409,10 @@ impl Job {
             JobParams::Restore { snapshot_id, .. } | JobParams::Verify { snapshot_id, .. } => {
                 (None, Some(snapshot_id.clone()))
             }
-            JobParams::Prune | JobParams::Check { .. } | JobParams::Copy { .. } => (None, None),
+            JobParams::Prune
+            | JobParams::Check { .. }
+            | JobParams::Copy { .. }
+            | JobParams::Import { .. } => (None, None),
         };
         Self {
             id,
@@ -430,6 +465,7 @@ impl Job {
                 hide_all(problems);
                 hide_all(damaged_files);
             }
+            Some(JobResult::Import { skipped, .. }) => hide_all(skipped),
             Some(JobResult::Prune { .. } | JobResult::Check { .. } | JobResult::Copy { .. })
             | None => {}
         }

@@ -40,6 +40,7 @@ pub mod crypto;
 pub mod engine;
 pub mod excludes;
 pub mod ids;
+pub mod import;
 pub mod jobs;
 pub mod ports;
 pub mod replicas;

@@ -73,6 +73,8 @@ fn sample_body(operation_id: &str) -> Option<Value> {
         "startRestore" | "updateSettings" => json!({}),
         // Every role may create its own token (expiring: only admins may omit it).
         "createToken" => json!({"name": "matrix", "expires_at": "2099-01-01T00:00:00Z"}),
+        // No installation there: the administrator gets 422 before anything is queued.
+        "importPrototype" => json!({"dir": "/nonexistent/matrix"}),
         _ => return None,
     })
 }

@@ -87,11 +87,29 @@ fn outdated(stored: &PasswordHash, current: &Params) -> bool {
     })
 }
 
+/// Whether `stored` is a bcrypt hash (`$2a$`, `$2b$`, `$2y$`): the prototype's, carried
+/// over by `coffer import prototype`.
+fn is_bcrypt(stored: &str) -> bool {
+    ["$2a$", "$2b$", "$2x$", "$2y$"]
+        .iter()
+        .any(|p| stored.starts_with(p))
+}
+
 fn verify_blocking(
     params: &Params,
     password: &[u8],
     stored: &str,
 ) -> Result<PasswordCheck, CryptoError> {
+    if is_bcrypt(stored) {
+        // Accepted once: a match is answered with an argon2id hash that replaces it.
+        return match bcrypt::verify(password, stored) {
+            Ok(true) => Ok(PasswordCheck::Match {
+                upgraded_hash: Some(hash_blocking(params, password)?),
+            }),
+            Ok(false) => Ok(PasswordCheck::Mismatch),
+            Err(e) => Err(CryptoError(format!("stored bcrypt hash: {e}"))),
+        };
+    }
     let parsed = PasswordHash::new(stored).map_err(|e| CryptoError(format!("stored hash: {e}")))?;
     match argon2(params.clone()).verify_password(password, &parsed) {
         Ok(()) => {
@@ -142,6 +160,56 @@ impl PasswordHasher for Argon2Hasher {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test]
+    async fn a_bcrypt_hash_matches_once_and_is_replaced_by_argon2id() {
+        let hasher = Argon2Hasher::new().expect("hasher");
+        // Made by Python's `bcrypt.hashpw(b"Op-4711", bcrypt.gensalt(rounds=4))`-style
+        // hashing (the prototype used rounds 10-12).
+        let stored = bcrypt::hash("Op-4711", 4).expect("bcrypt");
+        assert!(stored.starts_with("$2b$04$"), "{stored}");
+        let PasswordCheck::Match {
+            upgraded_hash: Some(upgraded),
+        } = hasher
+            .verify(&Secret::from("Op-4711"), &stored)
+            .await
+            .expect("verify")
+        else {
+            panic!("a bcrypt match is upgraded");
+        };
+        assert!(upgraded.starts_with("$argon2id$"), "{upgraded}");
+        assert_eq!(
+            hasher
+                .verify(&Secret::from("Op-4711"), &upgraded)
+                .await
+                .expect("verify"),
+            PasswordCheck::Match {
+                upgraded_hash: None
+            }
+        );
+        assert_eq!(
+            hasher
+                .verify(&Secret::from("op-4711"), &stored)
+                .await
+                .expect("verify"),
+            PasswordCheck::Mismatch
+        );
+        // The `$2y$` spelling of PHP and the `$2a$` of older libraries verify too.
+        let y = stored.replacen("$2b$", "$2y$", 1);
+        assert!(matches!(
+            hasher
+                .verify(&Secret::from("Op-4711"), &y)
+                .await
+                .expect("verify"),
+            PasswordCheck::Match { .. }
+        ));
+        assert!(
+            hasher
+                .verify(&Secret::from("x"), "$2b$04$broken")
+                .await
+                .is_err()
+        );
+    }
 
     #[tokio::test]
     async fn hashes_verify_and_mismatch() {

@@ -93,6 +93,13 @@ enum ParamsJson {
     Copy {
         replica: String,
     },
+    Import {
+        dir: String,
+        db: Option<String>,
+        source: Option<String>,
+        dry_run: bool,
+        adopt_settings: bool,
+    },
 }
 
 impl From<&JobParams> for ParamsJson {
@@ -128,6 +135,19 @@ impl From<&JobParams> for ParamsJson {
             JobParams::Copy { replica } => Self::Copy {
                 replica: replica.clone(),
             },
+            JobParams::Import {
+                dir,
+                db,
+                source,
+                dry_run,
+                adopt_settings,
+            } => Self::Import {
+                dir: dir.clone(),
+                db: db.clone(),
+                source: source.clone(),
+                dry_run: *dry_run,
+                adopt_settings: *adopt_settings,
+            },
         }
     }
 }
@@ -161,6 +181,19 @@ impl From<ParamsJson> for JobParams {
             ParamsJson::Prune => Self::Prune,
             ParamsJson::Check { share_percent } => Self::Check { share_percent },
             ParamsJson::Copy { replica } => Self::Copy { replica },
+            ParamsJson::Import {
+                dir,
+                db,
+                source,
+                dry_run,
+                adopt_settings,
+            } => Self::Import {
+                dir,
+                db,
+                source,
+                dry_run,
+                adopt_settings,
+            },
         }
     }
 }
@@ -256,6 +289,17 @@ enum ResultJson {
         bytes_copied: u64,
         objects_present: u64,
         snapshots_deleted: u64,
+    },
+    Import {
+        dry_run: bool,
+        source: String,
+        imported: u64,
+        already_imported: u64,
+        skipped: Vec<String>,
+        users: u64,
+        user_notes: Vec<String>,
+        audit_rows: u64,
+        settings: Vec<String>,
     },
 }
 
@@ -357,6 +401,27 @@ impl From<&JobResult> for ResultJson {
                 bytes_copied,
                 objects_present,
                 snapshots_deleted,
+            },
+            JobResult::Import {
+                dry_run,
+                source,
+                imported,
+                already_imported,
+                skipped,
+                users,
+                user_notes,
+                audit_rows,
+                settings,
+            } => Self::Import {
+                dry_run,
+                source,
+                imported,
+                already_imported,
+                skipped,
+                users,
+                user_notes,
+                audit_rows,
+                settings,
             },
         }
     }
@@ -460,6 +525,27 @@ impl From<ResultJson> for JobResult {
                 bytes_copied,
                 objects_present,
                 snapshots_deleted,
+            },
+            ResultJson::Import {
+                dry_run,
+                source,
+                imported,
+                already_imported,
+                skipped,
+                users,
+                user_notes,
+                audit_rows,
+                settings,
+            } => Self::Import {
+                dry_run,
+                source,
+                imported,
+                already_imported,
+                skipped,
+                users,
+                user_notes,
+                audit_rows,
+                settings,
             },
         }
     }

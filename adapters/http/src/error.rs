@@ -1,5 +1,6 @@
 //! The one error shape of the API and its mapping to HTTP statuses.
 
+use coffer_application::ImportError;
 use coffer_application::error::{CodedError, ErrorClass};
 use coffer_application::{
     AdmissionError, AuthError, BackupError, CatalogError, CommonError, EngineError, JobsError,
@@ -263,6 +264,22 @@ impl From<TokenError> for ApiError {
             | TokenError::OwnerRequired
             | TokenError::OwnerInactive(_) => Self::coded(StatusCode::UNPROCESSABLE_ENTITY, &e),
             TokenError::SessionRequired => Self::coded(StatusCode::FORBIDDEN, &e),
+        }
+    }
+}
+
+impl From<ImportError> for ApiError {
+    fn from(e: ImportError) -> Self {
+        match e {
+            ImportError::Common(c) => c.into(),
+            ImportError::Submit(s) => s.into(),
+            ImportError::InvalidPath(_) | ImportError::Installation(_) => {
+                Self::coded(StatusCode::UNPROCESSABLE_ENTITY, &e)
+            }
+            ImportError::SourceTaken(_) => Self::coded(StatusCode::CONFLICT, &e),
+            ImportError::Engine(_) | ImportError::Cancelled => {
+                Self::coded(StatusCode::SERVICE_UNAVAILABLE, &e)
+            }
         }
     }
 }

@@ -79,6 +79,8 @@ pub struct AppState {
     pub reports: Arc<ReportService>,
     /// Off-site copies.
     pub replicas: Arc<coffer_application::ReplicaService>,
+    /// Importing the Python prototype's installations.
+    pub import: Arc<coffer_application::ImportService>,
     /// Who may scrape `/metrics`.
     pub metrics: metrics::MetricsAccess,
     /// Reverse proxies whose `X-Forwarded-For` is believed.
@@ -120,6 +122,7 @@ type Apis = (
     api::settings::SettingsApi,
     api::reports::ReportsApi,
     api::replicas::ReplicasApi,
+    api::import::ImportApi,
 );
 
 fn api_service() -> OpenApiService<Apis, ()> {
@@ -139,6 +142,7 @@ fn api_service() -> OpenApiService<Apis, ()> {
             api::settings::SettingsApi,
             api::reports::ReportsApi,
             api::replicas::ReplicasApi,
+            api::import::ImportApi,
         ),
         "Coffer",
         env!("CARGO_PKG_VERSION"),

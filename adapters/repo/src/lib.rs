@@ -734,6 +734,18 @@ impl SnapshotEngine for Engine {
             .map_err(EngineFailure::from)
     }
 
+    async fn import_tree(
+        &self,
+        request: coffer_domain::engine::ImportRequest,
+        source: Box<dyn coffer_domain::import::TreeSource>,
+        progress: Arc<Progress>,
+        cancel: Cancel,
+    ) -> Result<SnapshotSummary, EngineFailure> {
+        backup::import(self.repo.clone(), request, source, progress, cancel)
+            .await
+            .map_err(EngineFailure::from)
+    }
+
     async fn snapshots(&self) -> Result<Vec<SnapshotSummary>, EngineFailure> {
         Ok(self
             .repo

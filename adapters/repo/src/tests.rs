@@ -20,6 +20,7 @@ use super::*;
 mod excludes;
 mod export;
 mod gc;
+mod import;
 mod integrity;
 mod metadata;
 mod replicate;

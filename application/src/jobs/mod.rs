@@ -207,6 +207,8 @@ pub const fn permission_for(kind: JobKind) -> Permission {
         JobKind::Backup | JobKind::Copy => Permission::Backup,
         JobKind::Restore | JobKind::Verify => Permission::Restore,
         JobKind::Prune | JobKind::Check => Permission::ManageSystem,
+        // Users come over too: an administrator's (the import checks both).
+        JobKind::Import => Permission::ManageUsers,
     }
 }
 
@@ -219,6 +221,7 @@ const fn audit_action(kind: JobKind) -> AuditAction {
         JobKind::Prune => AuditAction::Prune,
         JobKind::Check => AuditAction::Check,
         JobKind::Copy => AuditAction::ReplicaCopy,
+        JobKind::Import => AuditAction::Import,
     }
 }
 
@@ -571,6 +574,10 @@ fn describe(params: &JobParams) -> String {
             format!("check of the repository ({share_percent}% of the data)")
         }
         JobParams::Copy { replica } => format!("copy to replica `{replica}`"),
+        JobParams::Import { dir, dry_run, .. } => format!(
+            "import of the prototype installation {dir}{}",
+            if *dry_run { " (dry run)" } else { "" }
+        ),
     }
 }
 
@@ -582,6 +589,9 @@ fn busy(params: &JobParams, other: JobId) -> SubmitError {
         }
         JobParams::Copy { replica } => {
             format!("a copy to replica `{replica}` is already queued or running (job {other})")
+        }
+        JobParams::Import { .. } => {
+            format!("an import is already queued or running (job {other})")
         }
         other_params => format!(
             "a {} of the repository is already queued or running (job {other})",

@@ -722,6 +722,16 @@ impl SnapshotEngine for FakeEngine {
         })
     }
 
+    async fn import_tree(
+        &self,
+        _: coffer_domain::engine::ImportRequest,
+        _: Box<dyn coffer_domain::import::TreeSource>,
+        _: Arc<Progress>,
+        _: Cancel,
+    ) -> Result<SnapshotSummary, EngineFailure> {
+        Err(EngineFailure::Other("the job tests import nothing".into()))
+    }
+
     async fn snapshots(&self) -> Result<Vec<SnapshotSummary>, EngineFailure> {
         Ok(Vec::new())
     }

@@ -834,6 +834,15 @@ mod sampling {
         ) -> Result<SnapshotSummary, EngineFailure> {
             unreachable!()
         }
+        async fn import_tree(
+            &self,
+            _: coffer_domain::engine::ImportRequest,
+            _: Box<dyn coffer_domain::import::TreeSource>,
+            _: Arc<Progress>,
+            _: Cancel,
+        ) -> Result<SnapshotSummary, EngineFailure> {
+            unreachable!()
+        }
         async fn snapshots(&self) -> Result<Vec<SnapshotSummary>, EngineFailure> {
             unreachable!()
         }

@@ -130,6 +130,28 @@ pub struct SettingsService {
     changing: futures::lock::Mutex<()>,
 }
 
+/// Puts a quota in force as an administrator's change would (stored, audited): what
+/// an import of the prototype adopts with `--adopt-settings`.
+#[async_trait::async_trait]
+pub trait AdoptQuota: Send + Sync {
+    async fn adopt_quota(&self, actor: &Actor, quota: QuotaMib) -> Result<(), SettingsError>;
+}
+
+#[async_trait::async_trait]
+impl AdoptQuota for SettingsService {
+    async fn adopt_quota(&self, actor: &Actor, quota: QuotaMib) -> Result<(), SettingsError> {
+        self.update(
+            actor,
+            SettingsChange {
+                quota: Some(Some(quota)),
+                ..SettingsChange::default()
+            },
+        )
+        .await
+        .map(|_| ())
+    }
+}
+
 impl SettingsService {
     /// `file_quota` and `file_retention` are the configuration's values.
     #[must_use]

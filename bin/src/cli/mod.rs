@@ -20,6 +20,7 @@ macro_rules! out {
 pub mod audit;
 pub mod backup;
 pub mod catalog;
+pub mod import;
 pub mod keys;
 pub mod maintenance;
 pub mod replicas;

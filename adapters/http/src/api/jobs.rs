@@ -25,6 +25,8 @@ pub enum JobKindDto {
     Check,
     /// A copy into a replica.
     Copy,
+    /// An import of the Python prototype's installation.
+    Import,
 }
 
 impl From<JobKind> for JobKindDto {
@@ -36,6 +38,7 @@ impl From<JobKind> for JobKindDto {
             JobKind::Prune => Self::Prune,
             JobKind::Check => Self::Check,
             JobKind::Copy => Self::Copy,
+            JobKind::Import => Self::Import,
         }
     }
 }
@@ -49,6 +52,7 @@ impl From<JobKindDto> for JobKind {
             JobKindDto::Prune => Self::Prune,
             JobKindDto::Check => Self::Check,
             JobKindDto::Copy => Self::Copy,
+            JobKindDto::Import => Self::Import,
         }
     }
 }
@@ -104,6 +108,16 @@ pub struct JobParamsDto {
     pub share_percent: Option<u8>,
     /// copy: the replica's name.
     pub replica: Option<String>,
+    /// import: the installation directory on the server.
+    pub dir: Option<String>,
+    /// import: the database file named.
+    pub db: Option<String>,
+    /// import: the source the snapshots go to (absent: `prototype`).
+    pub source: Option<String>,
+    /// import: nothing is written, the result says what would be.
+    pub dry_run: Option<bool>,
+    /// import: the prototype's retention and quota are adopted.
+    pub adopt_settings: Option<bool>,
 }
 
 /// Counters of the job's work.
@@ -187,6 +201,25 @@ pub struct JobResultDto {
     pub objects_present: Option<u64>,
     /// copy: snapshots the repository's retention removed, deleted from the replica.
     pub snapshots_deleted: Option<u64>,
+    /// import: nothing was written; the counts say what would be.
+    pub dry_run: Option<bool>,
+    /// import: the source the snapshots went to.
+    pub source: Option<String>,
+    /// import: backups imported as snapshots.
+    pub imported: Option<u64>,
+    /// import: backups an earlier import brought over already.
+    pub already_imported: Option<u64>,
+    /// import: each backup not imported, and why (`backup 6 (file): ...`).
+    pub skipped: Option<Vec<String>>,
+    /// import: users imported.
+    pub users: Option<u64>,
+    /// import: users not imported as they were, and why (the default password, a name
+    /// Coffer does not accept, a user that exists).
+    pub user_notes: Option<Vec<String>>,
+    /// import: rows of the prototype's audit log brought over.
+    pub audit_rows: Option<u64>,
+    /// import: what adopting the prototype's settings changed.
+    pub settings: Option<Vec<String>>,
 }
 
 impl From<JobResult> for JobResultDto {
@@ -294,6 +327,28 @@ impl From<JobResult> for JobResultDto {
                 snapshots_deleted: Some(snapshots_deleted),
                 ..Self::default()
             },
+            JobResult::Import {
+                dry_run,
+                source,
+                imported,
+                already_imported,
+                skipped,
+                users,
+                user_notes,
+                audit_rows,
+                settings,
+            } => Self {
+                dry_run: Some(dry_run),
+                source: Some(source),
+                imported: Some(imported),
+                already_imported: Some(already_imported),
+                skipped: Some(skipped),
+                users: Some(users),
+                user_notes: Some(user_notes),
+                audit_rows: Some(audit_rows),
+                settings: Some(settings),
+                ..Self::default()
+            },
         }
     }
 }
@@ -357,6 +412,20 @@ impl From<JobStatus> for JobDto {
             },
             JobParams::Copy { replica } => JobParamsDto {
                 replica: Some(replica.clone()),
+                ..JobParamsDto::default()
+            },
+            JobParams::Import {
+                dir,
+                db,
+                source,
+                dry_run,
+                adopt_settings,
+            } => JobParamsDto {
+                dir: Some(dir.clone()),
+                db: db.clone(),
+                source: source.clone(),
+                dry_run: Some(*dry_run),
+                adopt_settings: Some(*adopt_settings),
                 ..JobParamsDto::default()
             },
         };

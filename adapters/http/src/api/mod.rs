@@ -8,6 +8,7 @@ pub mod auth;
 pub mod backups;
 pub mod dashboard;
 pub mod dto;
+pub mod import;
 pub mod jobs;
 pub mod maintenance;
 pub mod replicas;
@@ -48,4 +49,6 @@ pub enum ApiTags {
     Reports,
     /// Off-site copies of the repository: replicas, their copies and lag.
     Replicas,
+    /// Bringing another system's data over (the Python prototype's installations).
+    Import,
 }

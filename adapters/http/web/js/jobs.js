@@ -18,6 +18,8 @@ export function jobTitle(job) {
     case "verify": return `Verify ${fmt.shortId(job.snapshot_id)}${p.read_data ? " (read data)" : ""}`;
     case "prune": return "Repository prune";
     case "check": return `Repository check${p.share_percent ? ` (${p.share_percent}%)` : ""}`;
+    case "copy": return `Copy to replica ${p.replica || ""}`;
+    case "import": return `Import of the prototype${p.dry_run ? " (dry run)" : ""}${p.dir ? ` from ${p.dir}` : ""}`;
     default: return job.kind;
   }
 }
@@ -51,6 +53,11 @@ function summary(job) {
     } else if (job.kind === "verify") {
       parts.push(r.ok === false ? `Damaged: ${(r.problems || []).join("; ")}` : "Intact");
       if (r.bytes_read) parts.push(`${fmt.bytes(r.bytes_read)} read`);
+    } else if (job.kind === "import") {
+      parts.push(`${fmt.number(r.imported || 0)} backups ${r.dry_run ? "would be imported" : "imported"}`);
+      if (r.already_imported) parts.push(`${fmt.number(r.already_imported)} already there`);
+      if ((r.skipped || []).length) parts.push(`skipped: ${r.skipped.join("; ")}`);
+      parts.push(`${fmt.number(r.users || 0)} users, ${fmt.number(r.audit_rows || 0)} audit rows`);
     }
     if (took) parts.push(`in ${took}`);
     return parts.join(" · ");
@@ -121,8 +128,10 @@ export function cancelPermission(kind) {
     case "backup": return "backup";
     case "restore":
     case "verify": return "restore";
+    case "copy": return "backup";
     case "prune":
     case "check": return "manage_system";
+    case "import": return "manage_users";
     default: return null;
   }
 }

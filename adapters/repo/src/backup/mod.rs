@@ -17,7 +17,10 @@
 //! read and per unchanged file (its whole size at once). When the backup succeeds the
 //! totals become what the snapshot holds, so done and total agree at the end.
 
+mod import;
 mod source;
+
+pub use import::import;
 
 use std::collections::HashSet;
 use std::os::fd::OwnedFd;
@@ -65,6 +68,52 @@ pub async fn run(
     progress: Arc<Progress>,
     cancel: Cancel,
 ) -> Result<SnapshotSummary, EngineError> {
+    check_encryption(&repo)?;
+    let meta = std::fs::metadata(&request.path).map_err(EngineError::io(format!(
+        "cannot read source {}",
+        request.path.display()
+    )))?;
+    if !meta.is_dir() {
+        return Err(EngineError::Invalid(format!(
+            "{} is not a directory",
+            request.path.display()
+        )));
+    }
+    ensure_initialized(&repo).await?;
+    let started = std::time::Instant::now();
+    // Held until the snapshot is committed: no prune can delete what this backup reuses.
+    let lock = RepoLock::shared(repo.store.clone(), repo.lock_timings, "backup", &cancel).await?;
+    tracing::debug!(
+        elapsed_ms = started.elapsed().as_millis(),
+        "backup: repository lock taken"
+    );
+    let stored = Arc::new(Mutex::new(Stored::default()));
+    let result = store_and_commit(&repo, &request, progress, cancel, &lock, &stored).await;
+    finish(&repo, &stored, lock, result).await
+}
+
+/// Ends a backup or an import: removes what a failed one stored, releases the lock and
+/// reloads the index.
+async fn finish(
+    repo: &Repository,
+    stored: &Mutex<Stored>,
+    lock: RepoLock,
+    result: Result<SnapshotSummary, EngineError>,
+) -> Result<SnapshotSummary, EngineError> {
+    if result.is_err() {
+        remove_uncommitted(repo, stored).await;
+    }
+    lock.release().await;
+    let summary = result?;
+    if let Err(e) = repo.reload_index().await {
+        tracing::warn!(error = %e, "could not reload the index after a backup");
+    }
+    Ok(summary)
+}
+
+/// A backup into a repository whose encryption differs from the configuration's is
+/// refused.
+fn check_encryption(repo: &Repository) -> Result<(), EngineError> {
     if repo.wanted_encrypt != repo.encrypt {
         return Err(EngineError::Invalid(if repo.encrypt {
             "this repository encrypts everything, and backup.encryption_enabled is false: \
@@ -76,16 +125,11 @@ pub async fn run(
                 .into()
         }));
     }
-    let meta = std::fs::metadata(&request.path).map_err(EngineError::io(format!(
-        "cannot read source {}",
-        request.path.display()
-    )))?;
-    if !meta.is_dir() {
-        return Err(EngineError::Invalid(format!(
-            "{} is not a directory",
-            request.path.display()
-        )));
-    }
+    Ok(())
+}
+
+/// Refuses to write into a repository that is not there.
+async fn ensure_initialized(repo: &Repository) -> Result<(), EngineError> {
     // Before anything is written (the lock too): a NAS share that is not mounted leaves
     // an empty directory where the repository was, and writing there would start a
     // second, local repository that the share hides again once mounted.
@@ -99,25 +143,7 @@ pub async fn run(
             )),
         ));
     }
-    let started = std::time::Instant::now();
-    // Held until the snapshot is committed: no prune can delete what this backup reuses.
-    let lock = RepoLock::shared(repo.store.clone(), repo.lock_timings, "backup", &cancel).await?;
-    tracing::debug!(
-        elapsed_ms = started.elapsed().as_millis(),
-        "backup: repository lock taken"
-    );
-    let stored = Arc::new(Mutex::new(Stored::default()));
-    let result = store_and_commit(&repo, &request, progress, cancel, &lock, &stored).await;
-    if result.is_err() {
-        remove_uncommitted(&repo, &stored).await;
-    }
-    lock.release().await;
-    let summary = result?;
-    if let Err(e) = repo.reload_index().await {
-        tracing::warn!(error = %e, "could not reload the index after a backup");
-    }
-    tracing::debug!(elapsed_ms = started.elapsed().as_millis(), "backup: done");
-    Ok(summary)
+    Ok(())
 }
 
 /// What a backup has put so far.
@@ -182,35 +208,23 @@ async fn store_and_commit(
         None => None,
     };
     let started_at = Utc::now();
-    let shared = Arc::new(Shared {
-        repo: repo.clone(),
+    let mut shared = Shared::new(
+        repo.clone(),
         index,
-        seen: Mutex::new(HashSet::new()),
-        data_pack: Mutex::new(None),
-        tree_pack: Mutex::new(None),
-        written: Mutex::new(Vec::new()),
-        handle: tokio::runtime::Handle::current(),
         progress,
         cancel,
-        bytes_added: AtomicU64::new(0),
-        stored_bytes: AtomicU64::new(0),
-        uploads: Mutex::new(None),
-        upload_error: Mutex::new(None),
-        budget: request.budget.clone(),
-        stored_keys: stored.clone(),
-        as_root: rustix::process::geteuid().is_root(),
-        pack_buffers: Mutex::new((Vec::new(), 0)),
-        pack_returned: std::sync::Condvar::new(),
-        tree_sealed: Mutex::new(Vec::new()),
-        never_read: request
-            .never_read
-            .iter()
-            .filter_map(|p| rustix::fs::stat(p).ok())
-            .map(|st| (st.st_dev, st.st_ino))
-            .collect(),
-        excludes,
-        root_dev: root_dev(&request.path)?,
-    });
+        request.budget.clone(),
+        stored.clone(),
+    );
+    shared.never_read = request
+        .never_read
+        .iter()
+        .filter_map(|p| rustix::fs::stat(p).ok())
+        .map(|st| (st.st_dev, st.st_ino))
+        .collect();
+    shared.excludes = excludes;
+    shared.root_dev = root_dev(&request.path)?;
+    let shared = Arc::new(shared);
     let walk_shared = shared.clone();
     let path = request.path.clone();
     let outcome = tokio::task::spawn_blocking(move || walk(&walk_shared, &path, parent_root))
@@ -221,18 +235,6 @@ async fn store_and_commit(
     shared.progress.set_totals(outcome.files, outcome.bytes);
     tracing::debug!("backup: every file read, every pack stored");
 
-    // Commit: packs are stored; now the index that points into them, then the snapshot.
-    let written = std::mem::take(&mut *shared.written.lock().expect("written"));
-    if !written.is_empty() {
-        let sealed = seal_index(&repo.keys, repo.encrypt, &written)?;
-        shared.charge(sealed.len() as u64)?;
-        let name = hex::encode(crypto::random::<32>()?);
-        let k = key(&format!("index/{name}"))?;
-        lock.ensure_held()?;
-        stored.lock().expect("stored").index_attempted = true;
-        repo.store.put(&k, Bytes::from(sealed)).await?;
-        tracing::debug!("backup: index stored");
-    }
     let warnings = outcome.warnings;
     let doc = SnapshotDoc {
         version: 1,
@@ -257,9 +259,31 @@ async fn store_and_commit(
         }),
         warnings,
     };
+    commit(repo, &shared, lock, stored, doc).await
+}
+
+/// Commits what a backup or an import stored: packs are stored; now the index that
+/// points into them, then the snapshot `doc` describes.
+async fn commit(
+    repo: &Repository,
+    shared: &Shared,
+    lock: &RepoLock,
+    stored: &Mutex<Stored>,
+    mut doc: SnapshotDoc,
+) -> Result<SnapshotSummary, EngineError> {
+    let written = std::mem::take(&mut *shared.written.lock().expect("written"));
+    if !written.is_empty() {
+        let sealed = seal_index(&repo.keys, repo.encrypt, &written)?;
+        shared.charge(sealed.len() as u64)?;
+        let name = hex::encode(crypto::random::<32>()?);
+        let k = key(&format!("index/{name}"))?;
+        lock.ensure_held()?;
+        stored.lock().expect("stored").index_attempted = true;
+        repo.store.put(&k, Bytes::from(sealed)).await?;
+        tracing::debug!("backup: index stored");
+    }
     // Packs and index; the snapshot object itself (a few hundred bytes) is not counted:
     // its size depends on this very number.
-    let mut doc = doc;
     doc.stored_bytes_added = shared.stored_bytes.load(Ordering::Relaxed);
     let sealed = snapshot::seal(&repo.keys, repo.encrypt, &doc)?;
     let id = hex::encode(crypto::sha256(&sealed));
@@ -325,6 +349,42 @@ struct Shared {
 }
 
 impl Shared {
+    /// A backup's shared state with nothing stored yet, nothing left out and nothing
+    /// never to read.
+    fn new(
+        repo: Arc<Repository>,
+        index: Arc<Index>,
+        progress: Arc<Progress>,
+        cancel: Cancel,
+        budget: Option<Arc<dyn StorageBudget>>,
+        stored_keys: Arc<Mutex<Stored>>,
+    ) -> Self {
+        Self {
+            repo,
+            index,
+            seen: Mutex::new(HashSet::new()),
+            data_pack: Mutex::new(None),
+            tree_pack: Mutex::new(None),
+            written: Mutex::new(Vec::new()),
+            handle: tokio::runtime::Handle::current(),
+            progress,
+            cancel,
+            bytes_added: AtomicU64::new(0),
+            stored_bytes: AtomicU64::new(0),
+            uploads: Mutex::new(None),
+            upload_error: Mutex::new(None),
+            budget,
+            stored_keys,
+            as_root: rustix::process::geteuid().is_root(),
+            pack_buffers: Mutex::new((Vec::new(), 0)),
+            pack_returned: std::sync::Condvar::new(),
+            tree_sealed: Mutex::new(Vec::new()),
+            never_read: HashSet::new(),
+            excludes: Excludes::none(),
+            root_dev: 0,
+        }
+    }
+
     /// Whether the entry `st` describes is one of those never to read.
     fn never_read(&self, st: &rustix::fs::Stat) -> bool {
         !self.never_read.is_empty() && self.never_read.contains(&(st.st_dev, st.st_ino))
@@ -1079,6 +1139,83 @@ enum Buffer<'a> {
     Large(&'a mut [u8]),
 }
 
+/// Why a stream could not be chunked: its reader failed, or storing did.
+enum StreamFail {
+    Read(std::io::Error),
+    Store(EngineError),
+}
+
+/// Reads `input` to its end through the chunker (in `buffer`: `CHUNK_MAX + READ_SIZE`
+/// bytes), storing each new chunk; returns the content's chunks and its length.
+fn chunk_stream(
+    shared: &Shared,
+    input: &mut dyn std::io::Read,
+    buffer: &mut [u8],
+    sealed: &mut Vec<u8>,
+) -> Result<(Vec<ChunkId>, u64), StreamFail> {
+    let progress = &shared.progress;
+    let mut content = Vec::new();
+    let mut size = 0u64;
+    // Fill the buffer, cut every chunk FastCDC finds but the last (which may be cut
+    // short by the buffer's end), move that remainder to the front and read on. The
+    // cut points are those of streaming over the whole file: the remainder is
+    // shorter than a chunk can be, and the buffer holds the longest chunk.
+    let mut filled = 0;
+    let mut eof = false;
+    loop {
+        while !eof && filled < buffer.len() {
+            let end = (filled + READ_SIZE).min(buffer.len());
+            match timed(progress, Phase::Read, || {
+                input.read(&mut buffer[filled..end])
+            }) {
+                Ok(0) => eof = true,
+                Ok(n) => filled += n,
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(StreamFail::Read(e)),
+            }
+        }
+        if filled == 0 {
+            break;
+        }
+        let chunks = cut(shared, &buffer[..filled]);
+        let keep = if eof {
+            chunks.len()
+        } else {
+            chunks.len().saturating_sub(1).max(1)
+        };
+        let mut consumed = 0;
+        for &(offset, length) in &chunks[..keep] {
+            let id = store_chunk(shared, &buffer[offset..offset + length], sealed)
+                .map_err(StreamFail::Store)?;
+            content.push(id);
+            size += length as u64;
+            consumed = offset + length;
+        }
+        buffer.copy_within(consumed..filled, 0);
+        filled -= consumed;
+        if eof && filled == 0 {
+            break;
+        }
+    }
+    Ok((content, size))
+}
+
+/// FastCDC's cut points in `data`, with the repository's seed.
+fn cut(shared: &Shared, data: &[u8]) -> Vec<(usize, usize)> {
+    timed(&shared.progress, Phase::Chunk, || {
+        fastcdc::v2020::FastCDC::with_level_and_seed(
+            data,
+            CHUNK_MIN,
+            CHUNK_AVG,
+            CHUNK_MAX,
+            Normalization::Level1,
+            shared.repo.keys.chunker_seed,
+        )
+        .map(|c| (c.offset, c.length))
+        .collect()
+    })
+}
+
 /// Ids and stores one chunk.
 fn store_chunk(shared: &Shared, data: &[u8], sealed: &mut Vec<u8>) -> Result<ChunkId, EngineError> {
     shared.check_cancel()?;
@@ -1101,20 +1238,6 @@ fn read_file(
     let progress = &shared.progress;
     let mut content = Vec::new();
     let mut size = 0u64;
-    let cut = |data: &[u8]| -> Vec<(usize, usize)> {
-        timed(progress, Phase::Chunk, || {
-            fastcdc::v2020::FastCDC::with_level_and_seed(
-                data,
-                CHUNK_MIN,
-                CHUNK_AVG,
-                CHUNK_MAX,
-                Normalization::Level1,
-                shared.repo.keys.chunker_seed,
-            )
-            .map(|c| (c.offset, c.length))
-            .collect()
-        })
-    };
     match buffer {
         Buffer::Small(data) => {
             // Smaller than the smallest chunk: one read, one chunk, no chunker.
@@ -1129,7 +1252,7 @@ fn read_file(
                 vec![(0, data.len())]
             } else {
                 // It grew past a chunk while we read it: cut it like any large file.
-                cut(data)
+                cut(shared, data)
             };
             for (offset, length) in pieces.into_iter().filter(|&(_, l)| l > 0) {
                 match store_chunk(shared, &data[offset..offset + length], sealed) {
@@ -1143,52 +1266,16 @@ fn read_file(
                 *data = Vec::new();
             }
         }
-        Buffer::Large(buffer) => {
-            // Fill the buffer, cut every chunk FastCDC finds but the last (which may be cut
-            // short by the buffer's end), move that remainder to the front and read on. The
-            // cut points are those of streaming over the whole file: the remainder is
-            // shorter than a chunk can be, and the buffer holds the longest chunk.
-            let mut filled = 0;
-            let mut eof = false;
-            loop {
-                while !eof && filled < buffer.len() {
-                    let end = (filled + READ_SIZE).min(buffer.len());
-                    match timed(progress, Phase::Read, || {
-                        std::io::Read::read(&mut file, &mut buffer[filled..end])
-                    }) {
-                        Ok(0) => eof = true,
-                        Ok(n) => filled += n,
-                        Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
-                        Err(e) => {
-                            return Read::Unreadable(format!("{display}: read failed: {e}"));
-                        }
-                    }
-                }
-                if filled == 0 {
-                    break;
-                }
-                let chunks = cut(&buffer[..filled]);
-                let keep = if eof {
-                    chunks.len()
-                } else {
-                    chunks.len().saturating_sub(1).max(1)
-                };
-                let mut consumed = 0;
-                for &(offset, length) in &chunks[..keep] {
-                    match store_chunk(shared, &buffer[offset..offset + length], sealed) {
-                        Ok(id) => content.push(id),
-                        Err(e) => return Read::Fatal(e),
-                    }
-                    size += length as u64;
-                    consumed = offset + length;
-                }
-                buffer.copy_within(consumed..filled, 0);
-                filled -= consumed;
-                if eof && filled == 0 {
-                    break;
-                }
+        Buffer::Large(buffer) => match chunk_stream(shared, &mut file, buffer, sealed) {
+            Ok((chunks, length)) => {
+                content = chunks;
+                size = length;
             }
-        }
+            Err(StreamFail::Read(e)) => {
+                return Read::Unreadable(format!("{display}: read failed: {e}"));
+            }
+            Err(StreamFail::Store(e)) => return Read::Fatal(e),
+        },
     }
     let after = rustix::fs::fstat(&file);
     let xattrs = timed(progress, Phase::Metadata, || source::xattrs(&file));

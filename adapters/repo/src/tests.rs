@@ -26,6 +26,21 @@ mod metadata;
 mod replicate;
 mod stores;
 
+/// The lock objects left in `store` once every lock is gone: a lock dropped without
+/// `release` (a taker that lost, or failed) is deleted by a task spawned from its `Drop`,
+/// and an object store's listing may show a delete a moment late (Garage under load),
+/// so this looks for up to 10 s before it answers what is still there.
+async fn locks_left(store: &dyn ObjectStore) -> Vec<ObjectKey> {
+    for _ in 0..100 {
+        let left = store.list("locks/").await.unwrap();
+        if left.is_empty() {
+            return left;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    store.list("locks/").await.unwrap()
+}
+
 /// Restores the whole of `snap` into `target`.
 async fn restore_all(engine: &Engine, snap: &str, target: &Path) -> RestoreReport {
     engine

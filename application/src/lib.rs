@@ -38,7 +38,7 @@ pub mod system;
 pub mod tokens;
 pub mod users;
 
-pub use alerts::{AlertService, AlertSink};
+pub use alerts::{AlertService, AlertSink, NotifyTestError};
 pub use audit::{AuditLog, AuditService, ChainReport};
 pub use auth::{AuthError, AuthPorts, AuthService, Credential, Session};
 pub use backup::{BackupError, BackupPorts, BackupService, BackupTarget};

@@ -36,6 +36,74 @@ pub fn webhook_notifier(settings: &Settings) -> anyhow::Result<Option<Arc<dyn Al
     Ok(Some(Arc::new(notifier)))
 }
 
+/// The email notifier, when `[notify.email]` is set.
+///
+/// # Errors
+/// An unreadable password or CA file, addresses that do not parse.
+pub fn email_notifier(
+    settings: &Settings,
+) -> anyhow::Result<Option<Arc<coffer_notify::EmailNotifier>>> {
+    let Some(email) = &settings.notify.email else {
+        return Ok(None);
+    };
+    let password = email.password()?;
+    let login = match (&email.username, password) {
+        (Some(user), Some(password)) => Some((user.clone(), password.expose().to_owned())),
+        (Some(user), None) => Some((user.clone(), String::new())),
+        (None, _) => None,
+    };
+    let extra_ca = match &email.ca_file {
+        Some(path) => Some(
+            std::fs::read(path)
+                .with_context(|| format!("cannot read notify.email.ca_file {}", path.display()))?,
+        ),
+        None => None,
+    };
+    let notifier = coffer_notify::EmailNotifier::new(coffer_notify::EmailOptions {
+        host: email.host.clone(),
+        port: email.port(),
+        protection: match email.tls {
+            coffer_config::EmailTls::None => coffer_notify::Protection::None,
+            coffer_config::EmailTls::Starttls => coffer_notify::Protection::StartTls,
+            coffer_config::EmailTls::Tls => coffer_notify::Protection::Tls,
+        },
+        login,
+        from: email.from.clone(),
+        to: email.to.clone(),
+        min_interval: Duration::from_secs(u64::from(email.min_interval_minutes) * 60),
+        extra_ca,
+        timeout: Duration::from_secs(30),
+    })
+    .context("cannot set up [notify.email]")?;
+    tracing::info!(server = %email.host, recipients = email.to.len(), "new alerts are emailed");
+    Ok(Some(Arc::new(notifier)))
+}
+
+/// Where alerts go: every channel, and the email on its own (for its test message).
+pub struct Channels {
+    pub all: Option<Arc<dyn AlertNotifier>>,
+    pub email: Option<Arc<coffer_notify::EmailNotifier>>,
+}
+
+/// Every channel new alerts go to: the webhook and the email, as configured.
+///
+/// # Errors
+/// As [`webhook_notifier`] and [`email_notifier`].
+pub fn notifiers(settings: &Settings) -> anyhow::Result<Channels> {
+    let webhook = webhook_notifier(settings)?;
+    let email = email_notifier(settings)?;
+    let mut channels: Vec<Arc<dyn AlertNotifier>> = webhook.into_iter().collect();
+    if let Some(email) = &email {
+        channels.push(email.clone());
+    }
+    let all: Option<Arc<dyn AlertNotifier>> = match channels.len() {
+        0 => None,
+        1 => channels.pop(),
+        _ => Some(Arc::new(coffer_notify::Notifiers(channels))),
+    };
+    Ok(Channels { all, email })
+}
+
 /// Checks the free space once, logging what it finds.
 pub async fn check_disk(disk: &DiskGuard) {
     match disk.check().await {

@@ -498,13 +498,18 @@ impl Services {
         let counters = Arc::new(db.counters());
         let spawner: Arc<dyn coffer_domain::ports::Spawner> =
             Arc::new(coffer_system::TokioSpawner::current());
-        let alerts = Arc::new(AlertService::new(
+        let channels = alerts::notifiers(settings)?;
+        let mut alert_service = AlertService::new(
             Arc::new(db.alerts()),
-            alerts::webhook_notifier(settings)?,
+            channels.all,
             spawner.clone(),
             clock.clone(),
             audit_log.clone(),
-        ));
+        );
+        if let Some(email) = channels.email {
+            alert_service = alert_service.with_test_channel(email);
+        }
+        let alerts = Arc::new(alert_service);
         let disk = Arc::new(DiskGuard::new(
             Arc::new(coffer_system::SysinfoDiskMonitor::new()),
             (settings.storage.backend == coffer_config::StorageBackend::Fs)

@@ -65,6 +65,9 @@ enum Command {
     /// installation of the Python prototype.
     #[command(subcommand)]
     Import(cli::import::ImportCommand),
+    /// Alerts by email: `coffer notify test` sends a test email through [notify.email].
+    #[command(subcommand)]
+    Notify(cli::notify::NotifyCommand),
     /// The audit trail.
     #[command(subcommand)]
     Audit(cli::audit::AuditCommand),
@@ -154,6 +157,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             Command::Users(command) => cli::users::run(s, command).await,
             Command::Tokens(command) => cli::tokens::run(s, command).await,
             Command::Import(command) => cli::import::run(s, command).await,
+            Command::Notify(command) => cli::notify::run(s, command).await,
             Command::Audit(command) => cli::audit::run(s, command).await,
             Command::Sources(command) => cli::sources::run(s, command).await,
             Command::Backup(args) => cli::backup::run(s, args).await,

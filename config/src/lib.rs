@@ -39,6 +39,8 @@ pub struct Settings {
     pub metrics: MetricsSettings,
     pub scheduler: SchedulerSettings,
     pub alerts: AlertSettings,
+    /// Alerts by email (`[notify.email]`).
+    pub notify: NotifySettings,
     pub disk: DiskSettings,
     /// Off-site copies (`[[replicas]]`), read-only in the API.
     #[serde(skip_serializing_if = "Vec::is_empty")]
@@ -68,6 +70,7 @@ impl Default for Settings {
             config_file: None,
             scheduler: SchedulerSettings::default(),
             alerts: AlertSettings::default(),
+            notify: NotifySettings::default(),
             disk: DiskSettings::default(),
             replicas: Vec::new(),
         }
@@ -383,21 +386,7 @@ impl StorageSettings {
                 path.display()
             ))
         };
-        let meta = std::fs::metadata(path).map_err(|e| invalid(e.to_string()))?;
-        if !meta.is_file() {
-            return Err(invalid("is not a regular file".to_owned()));
-        }
-        #[cfg(unix)]
-        {
-            use std::os::unix::fs::PermissionsExt;
-            let mode = meta.permissions().mode() & 0o777;
-            if mode & 0o077 != 0 {
-                return Err(invalid(format!(
-                    "is readable by others (mode {mode:o}); run chmod 600 on it"
-                )));
-            }
-        }
-        let text = std::fs::read_to_string(path).map_err(|e| invalid(e.to_string()))?;
+        let text = read_private_file(path, "storage.credentials_file")?;
         let (mut id, mut secret) = (None, None);
         for line in text.lines() {
             let line = line.trim();
@@ -608,6 +597,10 @@ impl Default for PruneSettings {
     }
 }
 
+/// Secrets a configuration file must not hold (they come from the environment or a
+/// 0600 file).
+const SECRET_KEYS: [&str; 2] = ["storage.secret_access_key", "notify.email.password"];
+
 /// Where new alerts go besides Coffer's own alert list and log.
 #[derive(Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -631,6 +624,180 @@ impl std::fmt::Debug for AlertSettings {
             )
             .finish()
     }
+}
+
+/// Where alerts go besides the webhook: email.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct NotifySettings {
+    /// `[notify.email]`: unset, no email is sent. Boxed: most servers have none, and
+    /// the settings travel by value.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub email: Option<Box<EmailSettings>>,
+}
+
+/// How the connection to the SMTP server is protected.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum EmailTls {
+    /// Plain SMTP (a relay on the same host or a trusted network only).
+    None,
+    /// SMTP upgraded with STARTTLS, required (port 587).
+    #[default]
+    Starttls,
+    /// TLS from the first byte (SMTPS, port 465).
+    Tls,
+}
+
+impl EmailTls {
+    /// The port this protection is usually served on.
+    #[must_use]
+    pub const fn default_port(self) -> u16 {
+        match self {
+            Self::None => 25,
+            Self::Starttls => 587,
+            Self::Tls => 465,
+        }
+    }
+}
+
+/// Alerts by email through an SMTP server.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EmailSettings {
+    /// The SMTP server's host name (checked against its certificate with TLS).
+    pub host: String,
+    /// Default: 25 with `tls = "none"`, 587 with `starttls`, 465 with `tls`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub port: Option<u16>,
+    #[serde(default)]
+    pub tls: EmailTls,
+    /// Log in as this user (with the password below); unset: no login.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub username: Option<String>,
+    /// A file (mode 0600) holding the password on its first line.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub password_file: Option<PathBuf>,
+    /// The password, only from `COFFER_NOTIFY__EMAIL__PASSWORD`: a configuration file
+    /// holding it is refused.
+    #[serde(default, skip_serializing)]
+    pub password: Option<Secret>,
+    /// The sender (`Coffer <backup@example.com>` or `backup@example.com`).
+    pub from: String,
+    /// The recipients.
+    pub to: Vec<String>,
+    /// Another email about the same alert kind and source goes out at most this often
+    /// (what is held back is counted in the next one).
+    #[serde(default = "default_email_interval")]
+    pub min_interval_minutes: u32,
+    /// A PEM file of CA certificates to trust besides the system's (an internal CA).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ca_file: Option<PathBuf>,
+}
+
+const fn default_email_interval() -> u32 {
+    60
+}
+
+impl std::fmt::Debug for EmailSettings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("EmailSettings")
+            .field("host", &self.host)
+            .field("port", &self.port)
+            .field("tls", &self.tls)
+            .field("username", &self.username)
+            .field("password_file", &self.password_file)
+            .field("password", &self.password.as_ref().map(|_| "<redacted>"))
+            .field("from", &self.from)
+            .field("to", &self.to)
+            .field("min_interval_minutes", &self.min_interval_minutes)
+            .field("ca_file", &self.ca_file)
+            .finish()
+    }
+}
+
+impl EmailSettings {
+    /// The port in force.
+    #[must_use]
+    pub fn port(&self) -> u16 {
+        self.port.unwrap_or_else(|| self.tls.default_port())
+    }
+
+    fn validate(&self) -> Result<(), ConfigError> {
+        let bad =
+            |key: &str, why: &str| Err(ConfigError::Invalid(format!("`notify.email.{key}` {why}")));
+        if self.host.trim().is_empty() {
+            return bad("host", "must name the SMTP server");
+        }
+        if self.port == Some(0) {
+            return bad("port", "must be between 1 and 65535");
+        }
+        if self.to.is_empty() {
+            return bad("to", "must name at least one recipient");
+        }
+        if !(1..=1440).contains(&self.min_interval_minutes) {
+            return bad("min_interval_minutes", "must be between 1 and 1440");
+        }
+        if self.password_file.is_some() && self.password.is_some() {
+            return bad(
+                "password_file",
+                "and COFFER_NOTIFY__EMAIL__PASSWORD must not both be set",
+            );
+        }
+        if (self.password_file.is_some() || self.password.is_some()) && self.username.is_none() {
+            return bad("username", "must be set when a password is");
+        }
+        Ok(())
+    }
+
+    /// The password in force: from the environment, or the first line of
+    /// `password_file`, which must be a regular file readable by its owner only.
+    ///
+    /// # Errors
+    /// A missing, unreadable or too widely readable file. Messages name the file, never
+    /// the password.
+    pub fn password(&self) -> Result<Option<Secret>, ConfigError> {
+        if let Some(p) = &self.password {
+            return Ok(Some(p.clone()));
+        }
+        let Some(path) = &self.password_file else {
+            return Ok(None);
+        };
+        let text = read_private_file(path, "notify.email.password_file")?;
+        let line = text
+            .lines()
+            .next()
+            .unwrap_or_default()
+            .trim_end_matches('\r');
+        if line.is_empty() {
+            return Err(ConfigError::Invalid(format!(
+                "notify.email.password_file {}: its first line is empty",
+                path.display()
+            )));
+        }
+        Ok(Some(Secret(line.to_owned())))
+    }
+}
+
+/// A file only its owner may read, as text. Messages name the file and `key`, never
+/// what it holds.
+fn read_private_file(path: &Path, key: &str) -> Result<String, ConfigError> {
+    let invalid = |why: String| ConfigError::Invalid(format!("{key} {}: {why}", path.display()));
+    let meta = std::fs::metadata(path).map_err(|e| invalid(e.to_string()))?;
+    if !meta.is_file() {
+        return Err(invalid("is not a regular file".to_owned()));
+    }
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = meta.permissions().mode() & 0o777;
+        if mode & 0o077 != 0 {
+            return Err(invalid(format!(
+                "is readable by others (mode {mode:o}); run chmod 600 on it"
+            )));
+        }
+    }
+    std::fs::read_to_string(path).map_err(|e| invalid(e.to_string()))
 }
 
 /// The host (and port) of an `http(s)://` URL, without any user information; `None` when
@@ -715,7 +882,7 @@ fn describe(err: &figment::Error) -> String {
 
 /// The top-level keys and sections; environment variables outside them are not ours
 /// (`COFFER_ADMIN_PASSWORD`, `COFFER_TEST_*`) and are left alone.
-const ENV_ROOTS: [&str; 16] = [
+const ENV_ROOTS: [&str; 17] = [
     "data_dir",
     "server",
     "log",
@@ -731,6 +898,7 @@ const ENV_ROOTS: [&str; 16] = [
     "metrics",
     "scheduler",
     "alerts",
+    "notify",
     "disk",
 ];
 
@@ -765,20 +933,30 @@ impl Settings {
                 let only = Figment::from(Json::file_exact(file));
                 (
                     figment.merge(Json::file_exact(file)),
-                    only.find_value("storage.secret_access_key").is_ok(),
+                    SECRET_KEYS.iter().find(|k| only.find_value(k).is_ok()),
                 )
             } else {
                 let only = Figment::from(Toml::file_exact(file));
                 (
                     figment.merge(Toml::file_exact(file)),
-                    only.find_value("storage.secret_access_key").is_ok(),
+                    SECRET_KEYS.iter().find(|k| only.find_value(k).is_ok()),
                 )
             };
-            if holds_secret {
+            if let Some(key) = holds_secret {
+                let (file_key, env) = if *key == "notify.email.password" {
+                    (
+                        "notify.email.password_file",
+                        "COFFER_NOTIFY__EMAIL__PASSWORD",
+                    )
+                } else {
+                    (
+                        "storage.credentials_file",
+                        "COFFER_STORAGE__SECRET_ACCESS_KEY",
+                    )
+                };
                 return Err(ConfigError::Invalid(format!(
-                    "`storage.secret_access_key` must not be written in {}: configuration \
-                     files are read by many; put it in a 0600 file named by \
-                     `storage.credentials_file`, or in COFFER_STORAGE__SECRET_ACCESS_KEY",
+                    "`{key}` must not be written in {}: configuration files are read by \
+                     many; put it in a 0600 file named by `{file_key}`, or in {env}",
                     file.display()
                 )));
             }
@@ -949,6 +1127,9 @@ impl Settings {
                 "alerts.webhook_url",
                 "must be an http:// or https:// URL with a host",
             );
+        }
+        if let Some(email) = &self.notify.email {
+            email.validate()?;
         }
         if self.disk.min_free_mb > self.disk.warning_free_mb {
             return bad("disk.min_free_mb", "must not be above disk.warning_free_mb");

@@ -530,3 +530,69 @@ fn s3_replicas_take_their_keys_from_a_file_only() {
         Ok(())
     });
 }
+
+#[test]
+fn email_settings_are_checked_and_the_password_never_comes_from_the_file() {
+    Jail::expect_with(|jail| {
+        jail.create_file(
+            "c.toml",
+            "[notify.email]\nhost = \"smtp.example.com\"\nfrom = \"coffer@example.com\"\nto = [\"ops@example.com\"]\nusername = \"coffer\"\npassword = \"in-the-file\"\n",
+        )?;
+        let err = load_err(Some(Path::new("c.toml")));
+        assert!(err.contains("notify.email.password"), "{err}");
+        assert!(err.contains("COFFER_NOTIFY__EMAIL__PASSWORD"), "{err}");
+        assert!(!err.contains("in-the-file"), "{err}");
+
+        jail.create_file(
+            "d.toml",
+            "[notify.email]\nhost = \"smtp.example.com\"\nfrom = \"coffer@example.com\"\nto = []\n",
+        )?;
+        let err = load_err(Some(Path::new("d.toml")));
+        assert!(err.contains("notify.email.to"), "{err}");
+
+        jail.create_file(
+            "e.toml",
+            "[notify.email]\nhost = \"smtp.example.com\"\ntls = \"tls\"\nfrom = \"coffer@example.com\"\nto = [\"ops@example.com\"]\n",
+        )?;
+        jail.set_env("COFFER_NOTIFY__EMAIL__PASSWORD", "from-the-env");
+        let err = load_err(Some(Path::new("e.toml")));
+        assert!(err.contains("notify.email.username"), "{err}");
+        jail.set_env("COFFER_NOTIFY__EMAIL__USERNAME", "coffer");
+        let s = Settings::load(Some(Path::new("e.toml"))).expect("loads");
+        let email = s.notify.email.expect("email");
+        assert_eq!(email.port(), 465);
+        assert_eq!(email.password().unwrap().unwrap().expose(), "from-the-env");
+        assert!(!format!("{email:?}").contains("from-the-env"));
+        Ok(())
+    });
+}
+
+#[cfg(unix)]
+#[test]
+fn the_email_password_file_must_be_private() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile_dir();
+    let path = dir.join("smtp-password");
+    std::fs::write(&path, "hunter2\n").unwrap();
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let email = EmailSettings {
+        host: "smtp.example.com".into(),
+        port: None,
+        tls: EmailTls::Starttls,
+        username: Some("coffer".into()),
+        password_file: Some(path.clone()),
+        password: None,
+        from: "coffer@example.com".into(),
+        to: vec!["ops@example.com".into()],
+        min_interval_minutes: 60,
+        ca_file: None,
+    };
+    let err = email.password().unwrap_err().to_string();
+    assert!(
+        err.contains("chmod 600") && !err.contains("hunter2"),
+        "{err}"
+    );
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).unwrap();
+    assert_eq!(email.password().unwrap().unwrap().expose(), "hunter2");
+    assert_eq!(email.port(), 587);
+}

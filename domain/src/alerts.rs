@@ -265,6 +265,14 @@ pub trait AlertNotifier: Send + Sync {
     async fn notify(&self, alert: &Alert) -> Result<(), NotifyError>;
 }
 
+/// Sends a test message through a channel (the email), so that an administrator sees
+/// that alerts reach people before one is needed.
+#[async_trait]
+pub trait NotifyTest: Send + Sync {
+    /// Sends it now (no interval applies); returns where it went, for people.
+    async fn send_test(&self, requested_by: &str) -> Result<String, NotifyError>;
+}
+
 /// Size and free space of a mounted filesystem.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DiskSpace {

@@ -66,6 +66,8 @@ pub enum AuditAction {
     TokenRevoke,
     /// An installation of the prototype was imported (`coffer import prototype`).
     Import,
+    /// A test email was sent (or failed to be).
+    NotifyTest,
 }
 
 impl AuditAction {
@@ -111,6 +113,7 @@ impl AuditAction {
             Self::TokenCreate => "token_create",
             Self::TokenRevoke => "token_revoke",
             Self::Import => "import",
+            Self::NotifyTest => "notify_test",
         }
     }
 }

@@ -269,6 +269,30 @@ async fn start(settings: &Settings) -> Running {
     (addr, stop, task)
 }
 
+/// The Python the tests call (`COFFER_TEST_PYTHON`, else `python3`) when it can import
+/// every module of `modules` (`"cryptography, bcrypt"`); `None` (the skip printed, a
+/// failure under `COFFER_TEST_REQUIRE_ALL=1`) when not. `.ci/run` provides one with
+/// `tests/support/requirements.txt`.
+#[must_use]
+pub fn test_python(test: &str, modules: &str) -> Option<String> {
+    let py = std::env::var("COFFER_TEST_PYTHON").unwrap_or_else(|_| "python3".into());
+    let ready = std::process::Command::new(&py)
+        .args(["-c", &format!("import {modules}")])
+        .stderr(std::process::Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success());
+    if ready {
+        return Some(py);
+    }
+    coffer_db::testing::skip(
+        test,
+        &format!(
+            "{py} cannot import {modules} (pip install -r tests/support/requirements.txt, \
+             or set COFFER_TEST_PYTHON)"
+        ),
+    )
+}
+
 /// Starts the application, or returns `None` when the backend is not available here
 /// (the skip is printed, and is a failure under `COFFER_TEST_REQUIRE_ALL=1`).
 ///

@@ -13,34 +13,11 @@
 use std::collections::BTreeMap;
 use std::io::Read as _;
 use std::path::Path;
-use std::process::{Command, Stdio};
+use std::process::Command;
 
 use coffer_tests::{Api, TestApp, admin, on_both};
 use serde_json::{Value, json};
 use sha2::{Digest as _, Sha256};
-
-/// The Python that runs the prototype's generator, or `None` (the skip printed).
-fn python() -> Option<String> {
-    let py = std::env::var("COFFER_TEST_PYTHON").unwrap_or_else(|_| "python3".into());
-    let ready = Command::new(&py)
-        .args(["-c", "import cryptography, bcrypt"])
-        .stderr(Stdio::null())
-        .status()
-        .is_ok_and(|s| s.success());
-    if ready {
-        return Some(py);
-    }
-    let why = format!(
-        "skipped: {py} lacks `cryptography` and `bcrypt` (pip install -r \
-         tests/fixtures/prototype/requirements.txt, or set COFFER_TEST_PYTHON)"
-    );
-    assert!(
-        std::env::var("COFFER_TEST_REQUIRE_ALL").as_deref() != Ok("1"),
-        "{why}"
-    );
-    eprintln!("{why}");
-    None
-}
 
 fn generate(py: &str, out: &Path) -> Value {
     let script =
@@ -90,7 +67,7 @@ async fn files_of(api: &Api<'_>, snapshot: &str) -> BTreeMap<String, String> {
 }
 
 async fn prototype_comes_over_through_the_api(app: &TestApp) {
-    let Some(py) = python() else {
+    let Some(py) = coffer_tests::test_python("prototype_import", "cryptography, bcrypt") else {
         return;
     };
     let work = tempfile::tempdir().expect("tempdir");

@@ -1,12 +1,12 @@
 //! The one error shape of the API and its mapping to HTTP statuses.
 
-use coffer_application::ImportError;
 use coffer_application::error::{CodedError, ErrorClass};
 use coffer_application::{
     AdmissionError, AuthError, BackupError, CatalogError, CommonError, EngineError, JobsError,
     MaintenanceError, ReportError, RestoreError, RetentionError, SettingsError, SourceError,
     SubmitError, TokenError, UserError,
 };
+use coffer_application::{ImportError, NotifyTestError};
 use poem::http::StatusCode;
 use poem_openapi::payload::Json;
 use poem_openapi::{ApiResponse, Object};
@@ -279,6 +279,19 @@ impl From<ImportError> for ApiError {
             ImportError::SourceTaken(_) => Self::coded(StatusCode::CONFLICT, &e),
             ImportError::Engine(_) | ImportError::Cancelled => {
                 Self::coded(StatusCode::SERVICE_UNAVAILABLE, &e)
+            }
+        }
+    }
+}
+
+impl From<NotifyTestError> for ApiError {
+    fn from(e: NotifyTestError) -> Self {
+        match e {
+            NotifyTestError::Common(c) => c.into(),
+            // The server cannot do it as configured: the configuration or the SMTP
+            // server's answer says why.
+            NotifyTestError::NotConfigured | NotifyTestError::Failed(_) => {
+                Self::coded(StatusCode::UNPROCESSABLE_ENTITY, &e)
             }
         }
     }

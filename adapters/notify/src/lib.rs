@@ -1,7 +1,9 @@
 //! `coffer-notify`: tells the world outside Coffer about new alerts. [`WebhookNotifier`]
 //! POSTs each alert as JSON to the configured `alerts.webhook_url`, retrying with
-//! backoff; the application hands it the alert in the background, so a slow or dead
-//! endpoint never holds up a backup.
+//! backoff; [`EmailNotifier`] emails it through `[notify.email]`'s SMTP server, at most
+//! once per alert kind and source per interval; [`Notifiers`] hands each alert to every
+//! configured channel. The application hands alerts over in the background, so a slow or
+//! dead endpoint never holds up a backup.
 //!
 //! The URL may carry a token (in its path or query), so only its host is ever logged or
 //! put in an error. Redirects are not followed: a webhook answers where it was
@@ -16,6 +18,10 @@ use async_trait::async_trait;
 use chrono::{DateTime, SecondsFormat, Utc};
 use coffer_domain::alerts::{Alert, AlertNotifier, NotifyError};
 use serde::Serialize;
+
+mod email;
+
+pub use email::{EmailError, EmailNotifier, EmailOptions, Protection};
 
 /// How long one attempt may take.
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(10);
@@ -209,6 +215,27 @@ impl AlertNotifier for WebhookNotifier {
             "webhook at {} failed {attempts} times; last: {last}",
             self.host
         )))
+    }
+}
+
+/// Every configured channel: each alert goes to all of them, one failing does not stop
+/// the others.
+pub struct Notifiers(pub Vec<std::sync::Arc<dyn AlertNotifier>>);
+
+#[async_trait]
+impl AlertNotifier for Notifiers {
+    async fn notify(&self, alert: &Alert) -> Result<(), NotifyError> {
+        let mut failed = Vec::new();
+        for channel in &self.0 {
+            if let Err(e) = channel.notify(alert).await {
+                failed.push(e.0);
+            }
+        }
+        if failed.is_empty() {
+            Ok(())
+        } else {
+            Err(NotifyError(failed.join("; ")))
+        }
     }
 }
 

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use coffer_domain::AlertId;
 use coffer_domain::SourceId;
 use coffer_domain::alerts::{
-    Alert, AlertFilter, AlertKind, AlertNotifier, AlertRepository, NewAlert, Severity,
+    Alert, AlertFilter, AlertKind, AlertNotifier, AlertRepository, NewAlert, NotifyTest, Severity,
     SeverityCounts,
 };
 use coffer_domain::audit::{AuditAction, AuditEntry};
@@ -15,7 +15,39 @@ use coffer_domain::auth::{Actor, Permission};
 use coffer_domain::ports::{Clock, Page, Spawner};
 
 use crate::audit::AuditLog;
-use crate::error::CommonError;
+use crate::error::{CodedError, CommonError, ErrorClass};
+
+/// Why a test notification was not sent.
+#[derive(Debug, thiserror::Error)]
+pub enum NotifyTestError {
+    #[error(transparent)]
+    Common(#[from] CommonError),
+    /// `email_not_configured`.
+    #[error("no email is configured: set [notify.email] (host, from, to) and restart")]
+    NotConfigured,
+    /// `notify_failed`: the SMTP server refused or could not be reached.
+    #[error("{0}")]
+    Failed(String),
+}
+
+impl CodedError for NotifyTestError {
+    fn code(&self) -> &'static str {
+        match self {
+            Self::Common(e) => e.code(),
+            Self::NotConfigured => "email_not_configured",
+            Self::Failed(_) => "notify_failed",
+        }
+    }
+
+    fn class(&self) -> ErrorClass<'_> {
+        match self {
+            Self::Common(e) => CodedError::class(e),
+            Self::NotConfigured | Self::Failed(_) => ErrorClass::Business,
+        }
+    }
+}
+
+crate::error::common_conversions!(NotifyTestError);
 
 /// Raising and clearing alerts: what the areas that detect trouble (backup, storage,
 /// disk, maintenance, keys) hold. [`AlertService`] implements it.
@@ -48,6 +80,8 @@ pub const SYSTEM_ACTOR: &str = "system";
 pub struct AlertService {
     repo: Arc<dyn AlertRepository>,
     notifier: Option<Arc<dyn AlertNotifier>>,
+    /// Where `send_test` goes (the email), when configured.
+    tester: Option<Arc<dyn NotifyTest>>,
     spawner: Arc<dyn Spawner>,
     clock: Arc<dyn Clock>,
     audit: AuditLog,
@@ -71,10 +105,50 @@ impl AlertService {
         Self {
             repo,
             notifier,
+            tester: None,
             spawner,
             clock,
             audit,
             conditions: futures::lock::Mutex::new(()),
+        }
+    }
+
+    /// With a channel that `send_test` tries (the email).
+    #[must_use]
+    pub fn with_test_channel(mut self, tester: Arc<dyn NotifyTest>) -> Self {
+        self.tester = Some(tester);
+        self
+    }
+
+    /// Sends a test email now ("send a test email" in the dashboard, `coffer notify
+    /// test`), audited either way. Returns where it went.
+    ///
+    /// # Errors
+    /// `forbidden` without `manage_system`; `email_not_configured`; `notify_failed` with
+    /// the server's answer.
+    pub async fn send_test(&self, actor: &Actor) -> Result<String, NotifyTestError> {
+        actor.require(Permission::ManageSystem)?;
+        let entry = AuditEntry::new(&actor.username, AuditAction::NotifyTest, &actor.client)
+            .resource("notify:email");
+        let Some(tester) = &self.tester else {
+            self.audit
+                .record_best_effort(entry.failed().detail("no email is configured"))
+                .await;
+            return Err(NotifyTestError::NotConfigured);
+        };
+        match tester.send_test(&actor.username).await {
+            Ok(to) => {
+                self.audit
+                    .record(entry.detail(format!("test email sent to {to}")))
+                    .await?;
+                Ok(to)
+            }
+            Err(e) => {
+                self.audit
+                    .record_best_effort(entry.failed().detail(e.to_string()))
+                    .await;
+                Err(NotifyTestError::Failed(e.to_string()))
+            }
         }
     }
 

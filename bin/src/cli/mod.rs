@@ -23,6 +23,7 @@ pub mod catalog;
 pub mod import;
 pub mod keys;
 pub mod maintenance;
+pub mod notify;
 pub mod replicas;
 pub mod report;
 pub mod restore;

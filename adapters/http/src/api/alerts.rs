@@ -188,4 +188,29 @@ impl AlertsApi {
             .await?;
         Ok(Json(alert.into()))
     }
+
+    /// Send a test email.
+    ///
+    /// Sends a test message through `[notify.email]` now (no interval applies), so that
+    /// an administrator sees alerts reach people before one is needed; audited. 422
+    /// `email_not_configured` without `[notify.email]`; 422 `notify_failed` with the SMTP
+    /// server's answer when it refused or could not be reached.
+    ///
+    /// Permission: `manage_system`.
+    #[oai(path = "/notify/test", method = "post", operation_id = "sendTestEmail")]
+    async fn send_test(
+        &self,
+        auth: Auth,
+        state: Data<&Arc<AppState>>,
+    ) -> Result<Json<TestEmailDto>, ApiError> {
+        let sent_to = state.alerts.send_test(auth.actor()).await?;
+        Ok(Json(TestEmailDto { sent_to }))
+    }
+}
+
+/// Where a test email went.
+#[derive(Debug, Object)]
+pub struct TestEmailDto {
+    /// The recipients and the SMTP server (`ops@example.com through smtp.example.com:587`).
+    pub sent_to: String,
 }

@@ -1,7 +1,7 @@
 // Settings: storage quota, default retention, and the key export reminder.
 // GET/PATCH /api/settings; `null` for a section returns it to the configuration file.
 
-import { get, patch } from "../api.js";
+import { get, patch, post } from "../api.js";
 import { h, clear, icon, badge, button, pageHeader, card, field, input, checkbox, errorBox, toast, loading } from "../dom.js";
 import { retentionInputs } from "./sources.js";
 import * as fmt from "../format.js";
@@ -36,7 +36,31 @@ export async function render(ctx) {
   const keyBox = h("div");
   const quotaBox = h("div");
   const retentionBox = h("div");
-  clear(body).append(keyBox, h("div", { class: "grid-2" }, quotaBox, retentionBox));
+  clear(body).append(keyBox, h("div", { class: "grid-2" }, quotaBox, retentionBox), emailCard());
+
+  // Alerts by email ([notify.email] in the configuration): a test email shows that
+  // alerts reach people before one is needed.
+  function emailCard() {
+    const result = h("p", { id: "test-email-result", class: "muted", "aria-live": "polite" });
+    const send = button("Send a test email", async () => {
+      try {
+        ctx.busy();
+        send.disabled = true;
+        const r = await post("/api/notify/test", {});
+        result.textContent = `Sent to ${r.sent_to}.`;
+        toast("Test email sent.", "success");
+      } catch (e) {
+        result.textContent = e.message;
+        toast(e.message, "error");
+      } finally {
+        send.disabled = false;
+        ctx.ready();
+      }
+    }, { id: "send-test-email", icon: "alert", mutating: true });
+    return card("Alerts by email", h("div", { class: "stack" },
+      h("p", null, "New alerts (backup failed, source suspicious, quota, disk, key not exported, replica lagging, damage) are emailed through the SMTP server of the configuration's [notify.email], at most one email per alert kind and source per interval."),
+      h("div", null, send), result));
+  }
 
   function drawKey(s) {
     clear(keyBox);

@@ -1,0 +1,237 @@
+//! Alerts by email against a real SMTP server (`aiosmtpd`, started here, with STARTTLS
+//! required and a certificate of a CA made for the test, trusted through
+//! `notify.email.ca_file`): the test email of the API arrives; a source that fails again
+//! and again sends one email within the interval, not one per failure; only an
+//! administrator may send the test; the audit trail records it.
+//!
+//! Needs a Python with `aiosmtpd` and `cryptography` (`COFFER_TEST_PYTHON`): skipped with
+//! the reason printed without one, a failure under `COFFER_TEST_REQUIRE_ALL=1`.
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use coffer_config::{EmailSettings, EmailTls};
+use coffer_tests::{Api, Backend, admin, spawn_app_with, test_python};
+use serde_json::json;
+
+/// A CA and a certificate it signs for `localhost` and 127.0.0.1, written as PEM files into `dir`.
+fn certificates(py: &str, dir: &Path) {
+    let script = r#"
+import datetime, ipaddress, sys
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
+out = sys.argv[1]
+now = datetime.datetime.now(datetime.timezone.utc)
+def name(cn): return x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, cn)])
+ca_key = ec.generate_private_key(ec.SECP256R1())
+ca = (x509.CertificateBuilder().subject_name(name("coffer test CA")).issuer_name(name("coffer test CA"))
+      .public_key(ca_key.public_key()).serial_number(x509.random_serial_number())
+      .not_valid_before(now - datetime.timedelta(days=1)).not_valid_after(now + datetime.timedelta(days=2))
+      .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+      .add_extension(x509.KeyUsage(digital_signature=True, key_cert_sign=True, crl_sign=True, content_commitment=False,
+                                   key_encipherment=False, data_encipherment=False, key_agreement=False,
+                                   encipher_only=False, decipher_only=False), critical=True)
+      .sign(ca_key, hashes.SHA256()))
+key = ec.generate_private_key(ec.SECP256R1())
+cert = (x509.CertificateBuilder().subject_name(name("localhost")).issuer_name(ca.subject)
+        .public_key(key.public_key()).serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(days=1)).not_valid_after(now + datetime.timedelta(days=2))
+        .add_extension(x509.SubjectAlternativeName([x509.DNSName("localhost"),
+                       x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]), critical=False)
+        .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+        .add_extension(x509.ExtendedKeyUsage([x509.oid.ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
+        .sign(ca_key, hashes.SHA256()))
+open(f"{out}/ca.pem", "wb").write(ca.public_bytes(serialization.Encoding.PEM))
+open(f"{out}/cert.pem", "wb").write(cert.public_bytes(serialization.Encoding.PEM))
+open(f"{out}/key.pem", "wb").write(key.private_bytes(serialization.Encoding.PEM,
+     serialization.PrivateFormat.PKCS8, serialization.NoEncryption()))
+"#;
+    let made = Command::new(py)
+        .args(["-c", script])
+        .arg(dir)
+        .output()
+        .expect("make certificates");
+    assert!(
+        made.status.success(),
+        "{}",
+        String::from_utf8_lossy(&made.stderr)
+    );
+}
+
+/// aiosmtpd on a free loopback port, STARTTLS required, every message into a Maildir.
+struct SmtpServer {
+    child: Child,
+    port: u16,
+    maildir: PathBuf,
+}
+
+impl Drop for SmtpServer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .expect("bind")
+        .local_addr()
+        .expect("addr")
+        .port()
+}
+
+#[allow(
+    clippy::zombie_processes,
+    reason = "the child is owned by an SmtpServer at once, whose Drop kills and reaps it"
+)]
+async fn smtp_server(py: &str, dir: &Path) -> SmtpServer {
+    let port = free_port();
+    let maildir = dir.join("maildir");
+    let child = Command::new(py)
+        .args(["-m", "aiosmtpd", "-n", "-l", &format!("127.0.0.1:{port}")])
+        .args(["-c", "aiosmtpd.handlers.Mailbox"])
+        .arg("--tlscert")
+        .arg(dir.join("cert.pem"))
+        .arg("--tlskey")
+        .arg(dir.join("key.pem"))
+        .arg(&maildir)
+        .stdout(Stdio::null())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .expect("start aiosmtpd");
+    for _ in 0..200 {
+        if tokio::net::TcpStream::connect(("127.0.0.1", port))
+            .await
+            .is_ok()
+        {
+            return SmtpServer {
+                child,
+                port,
+                maildir,
+            };
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("aiosmtpd did not listen on port {port}");
+}
+
+/// The messages the server received, as text.
+fn received(maildir: &Path) -> Vec<String> {
+    let mut out = Vec::new();
+    for sub in ["new", "cur"] {
+        if let Ok(entries) = std::fs::read_dir(maildir.join(sub)) {
+            for e in entries.flatten() {
+                out.push(std::fs::read_to_string(e.path()).expect("message"));
+            }
+        }
+    }
+    out
+}
+
+/// Waits until `n` messages have arrived (or fails after 20 s).
+async fn wait_for(maildir: &Path, n: usize) -> Vec<String> {
+    for _ in 0..400 {
+        let got = received(maildir);
+        if got.len() >= n {
+            return got;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("{n} emails expected, got {:?}", received(maildir));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn alerts_reach_people_by_email_once_per_interval() {
+    let Some(py) = test_python("email", "aiosmtpd, cryptography") else {
+        return;
+    };
+    let work = tempfile::tempdir().expect("tempdir");
+    certificates(&py, work.path());
+    let smtp = smtp_server(&py, work.path()).await;
+    let ca = work.path().join("ca.pem");
+    let port = smtp.port;
+    let Some(app) = spawn_app_with(Backend::Sqlite, "email", move |s| {
+        s.notify.email = Some(Box::new(EmailSettings {
+            host: "127.0.0.1".into(),
+            port: Some(port),
+            tls: EmailTls::Starttls,
+            username: None,
+            password_file: None,
+            password: None,
+            from: "Coffer <coffer@example.com>".into(),
+            to: vec!["ops@example.com".into(), "night-shift@example.com".into()],
+            min_interval_minutes: 60,
+            ca_file: Some(ca),
+        }));
+    })
+    .await
+    else {
+        return;
+    };
+    let api = admin(&app).await;
+
+    // The test email: over STARTTLS, to both recipients.
+    let (status, body) = api.post("/api/notify/test", json!({})).await;
+    assert_eq!(status, 200, "{body}");
+    assert!(
+        body["sent_to"]
+            .as_str()
+            .unwrap()
+            .contains("ops@example.com"),
+        "{body}"
+    );
+    let mail = wait_for(&smtp.maildir, 1).await;
+    assert!(
+        mail[0].contains("Subject: [Coffer] test email"),
+        "{}",
+        mail[0]
+    );
+    assert!(mail[0].contains("night-shift@example.com"), "{}", mail[0]);
+
+    // Only an administrator; audited.
+    let session = app.admin_token().await;
+    app.create_user(&session, "ops", "a long enough passphrase", "operator")
+        .await;
+    let ops = Api {
+        app: &app,
+        token: app.token("ops", "a long enough passphrase").await,
+    };
+    let (status, _) = ops.post("/api/notify/test", json!({})).await;
+    assert_eq!(status, 403);
+    let (_, audit) = api.get("/api/audit?action=notify_test").await;
+    assert_eq!(audit["items"].as_array().unwrap().len(), 1, "{audit}");
+
+    // A source that keeps failing: three failures, one email.
+    let src = work.path().join("docs");
+    std::fs::create_dir(&src).expect("mkdir");
+    let id = api.create_source("docs", &src).await;
+    std::fs::remove_dir(&src).expect("rmdir");
+    for _ in 0..3 {
+        let (status, job) = api.post("/api/backup", json!({"source_id": id})).await;
+        assert_eq!(status, 202, "{job}");
+        let done = api.wait(job["id"].as_str().unwrap()).await;
+        assert_eq!(done["state"], "failed", "{done}");
+    }
+    let mail = wait_for(&smtp.maildir, 2).await;
+    // Give a second email time to arrive, were one (wrongly) sent.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let mail = if received(&smtp.maildir).len() > mail.len() {
+        received(&smtp.maildir)
+    } else {
+        mail
+    };
+    let failures: Vec<&String> = mail
+        .iter()
+        .filter(|m| m.contains("Subject: [Coffer] critical"))
+        .collect();
+    assert_eq!(failures.len(), 1, "one email for three failures: {mail:?}");
+    assert!(failures[0].contains("docs"), "{}", failures[0]);
+    let (_, alerts) = api.get("/api/alerts").await;
+    assert!(
+        alerts["items"].as_array().unwrap().len() >= 3,
+        "every failure is still in the alert list: {alerts}"
+    );
+}

@@ -16,7 +16,6 @@ use crate::error::ApiError;
 
 /// Which installation to import, and how.
 #[derive(Debug, Object)]
-#[oai(deny_unknown_fields)]
 pub struct PrototypeImportRequest {
     /// The installation directory on the server (absolute): it holds `config.json`,
     /// `config/secret.key`, the SQLite database and `storage/backups`.
@@ -24,16 +23,18 @@ pub struct PrototypeImportRequest {
     pub dir: Text,
     /// The database file, relative to `dir`, when `config.json` does not name it and it
     /// is not `backup_system.db`.
-    #[oai(validator(min_length = 1, max_length = 4096))]
+    #[oai(nullable, validator(min_length = 1, max_length = 4096))]
     pub db: Option<Text>,
     /// The source the snapshots go to (default `prototype`).
-    #[oai(validator(min_length = 1, max_length = 128))]
+    #[oai(nullable, validator(min_length = 1, max_length = 128))]
     pub source: Option<Text>,
-    /// Read everything and report what would be imported; write nothing.
-    #[oai(default)]
+    /// Read everything and report what would be imported; write nothing. Absent or
+    /// `null`: `false`.
+    #[oai(default, nullable)]
     pub dry_run: bool,
     /// `config.json`'s retention becomes the source's, and its quota the server's.
-    #[oai(default)]
+    /// Absent or `null`: `false`.
+    #[oai(default, nullable)]
     pub adopt_settings: bool,
 }
 

@@ -167,14 +167,14 @@ pub struct CreateSourceRequest {
     /// Absent or `null`: the configured retention applies.
     pub retention: NullableRef<RetentionDto>,
     /// Gitignore patterns of what backups leave out (see `Source.exclude`); 422
-    /// `invalid_exclude` names a pattern that is not valid. Absent: none.
-    #[oai(default, validator(max_items = 1000))]
+    /// `invalid_exclude` names a pattern that is not valid. Absent or `null`: none.
+    #[oai(default, nullable, validator(max_items = 1000))]
     pub exclude: Vec<Text>,
-    /// Leave out directories holding a `CACHEDIR.TAG`. Absent: `false`.
-    #[oai(default)]
+    /// Leave out directories holding a `CACHEDIR.TAG`. Absent or `null`: `false`.
+    #[oai(default, nullable)]
     pub exclude_caches: bool,
-    /// Stay on the source's file system. Absent: `false`.
-    #[oai(default)]
+    /// Stay on the source's file system. Absent or `null`: `false`.
+    #[oai(default, nullable)]
     pub one_file_system: bool,
     /// Leave out regular files larger than this many bytes. Absent or `null`: no limit.
     #[oai(nullable, validator(minimum(value = "1")))]
@@ -212,11 +212,11 @@ pub struct ExcludePreviewRequest {
     /// An absolute path to a directory the server can read (the source's path).
     #[oai(validator(min_length = 1, max_length = 4096, pattern = "^/"))]
     pub path: Text,
-    #[oai(default, validator(max_items = 1000))]
+    #[oai(default, nullable, validator(max_items = 1000))]
     pub exclude: Vec<Text>,
-    #[oai(default)]
+    #[oai(default, nullable)]
     pub exclude_caches: bool,
-    #[oai(default)]
+    #[oai(default, nullable)]
     pub one_file_system: bool,
     #[oai(nullable, validator(minimum(value = "1")))]
     pub exclude_larger_than: Option<u64>,

@@ -176,8 +176,12 @@ pub struct CreateSourceRequest {
     /// Stay on the source's file system. Absent or `null`: `false`.
     #[oai(default, nullable)]
     pub one_file_system: bool,
-    /// Leave out regular files larger than this many bytes. Absent or `null`: no limit.
-    #[oai(nullable, validator(minimum(value = "1")))]
+    /// Leave out regular files larger than this many bytes (at most 2^53 - 1, the
+    /// largest integer every JSON client reads exactly). Absent or `null`: no limit.
+    #[oai(
+        nullable,
+        validator(minimum(value = "1"), maximum(value = "9007199254740991"))
+    )]
     pub exclude_larger_than: Option<u64>,
 }
 
@@ -202,7 +206,10 @@ pub struct UpdateSourceRequest {
     pub exclude_caches: MaybeUndefined<bool>,
     pub one_file_system: MaybeUndefined<bool>,
     /// `null` removes the size limit.
-    #[oai(nullable, validator(minimum(value = "1")))]
+    #[oai(
+        nullable,
+        validator(minimum(value = "1"), maximum(value = "9007199254740991"))
+    )]
     pub exclude_larger_than: MaybeUndefined<u64>,
 }
 
@@ -218,7 +225,10 @@ pub struct ExcludePreviewRequest {
     pub exclude_caches: bool,
     #[oai(default, nullable)]
     pub one_file_system: bool,
-    #[oai(nullable, validator(minimum(value = "1")))]
+    #[oai(
+        nullable,
+        validator(minimum(value = "1"), maximum(value = "9007199254740991"))
+    )]
     pub exclude_larger_than: Option<u64>,
 }
 

@@ -125,6 +125,24 @@ impl ImportReport {
             .count()
     }
 
+    /// How many backups an earlier run imported.
+    #[must_use]
+    pub fn already_imported(&self) -> usize {
+        self.backups
+            .iter()
+            .filter(|b| matches!(b.outcome, BackupOutcome::AlreadyImported { .. }))
+            .count()
+    }
+
+    /// How many users were imported (or, in a dry run, would be).
+    #[must_use]
+    pub fn users_imported(&self) -> usize {
+        self.users
+            .iter()
+            .filter(|u| matches!(u.outcome, "imported" | "would_import"))
+            .count()
+    }
+
     /// The backups not imported, with why.
     #[must_use]
     pub fn skipped(&self) -> Vec<&BackupReport> {
@@ -379,12 +397,8 @@ impl ImportService {
                         installation.dir,
                         report.imported(),
                         report.skipped().len(),
-                        report
-                            .backups
-                            .iter()
-                            .filter(|b| matches!(b.outcome, BackupOutcome::AlreadyImported { .. }))
-                            .count(),
-                        report.users.iter().filter(|u| u.outcome == "imported").count(),
+                        report.already_imported(),
+                        report.users_imported(),
                         report.audit_rows,
                         if report.audit_already { " (history imported before)" } else { "" },
                     )))
@@ -832,11 +846,7 @@ impl ImportReport {
             dry_run: self.dry_run,
             source: self.source.clone(),
             imported: self.imported() as u64,
-            already_imported: self
-                .backups
-                .iter()
-                .filter(|b| matches!(b.outcome, BackupOutcome::AlreadyImported { .. }))
-                .count() as u64,
+            already_imported: self.already_imported() as u64,
             skipped: self
                 .backups
                 .iter()
@@ -847,11 +857,7 @@ impl ImportReport {
                     _ => None,
                 })
                 .collect(),
-            users: self
-                .users
-                .iter()
-                .filter(|u| matches!(u.outcome, "imported" | "would_import"))
-                .count() as u64,
+            users: self.users_imported() as u64,
             user_notes: self
                 .users
                 .iter()

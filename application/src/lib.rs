@@ -50,8 +50,8 @@ pub use import::{
     ImportService, UserReport,
 };
 pub use jobs::{
-    ActiveJobs, JobDurations, JobOptions, JobQueue, JobService, JobStatus, JobsError, Scheduler,
-    SchedulerOptions, SchedulerStatus, SubmitError,
+    ActiveJobs, JobDurations, JobOptions, JobQueue, JobService, JobStatus, JobsError, MAX_LOG_PAGE,
+    Scheduler, SchedulerOptions, SchedulerStatus, SubmitError,
 };
 pub use keys::{KeyService, KeyStatus};
 pub use maintenance::{MaintenanceError, MaintenancePorts, MaintenanceService};

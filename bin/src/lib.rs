@@ -547,6 +547,7 @@ impl Services {
         ));
         let jobs = Arc::new(JobService::new(
             Arc::new(db.jobs()),
+            Arc::new(db.jobs()),
             spawner,
             clock.clone(),
             audit_log.clone(),

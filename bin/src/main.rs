@@ -71,6 +71,10 @@ enum Command {
     /// The audit trail.
     #[command(subcommand)]
     Audit(cli::audit::AuditCommand),
+    /// Jobs the server ran or runs (backups, restores, checks, ...) and their logs:
+    /// `coffer jobs list`, `coffer jobs log ID [--follow]`.
+    #[command(subcommand)]
+    Jobs(cli::jobs::JobsCommand),
     /// Backup sources: named directories on this server (as the local system
     /// administrator).
     #[command(subcommand)]
@@ -159,6 +163,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             Command::Import(command) => cli::import::run(s, command).await,
             Command::Notify(command) => cli::notify::run(s, command).await,
             Command::Audit(command) => cli::audit::run(s, command).await,
+            Command::Jobs(command) => cli::jobs::run(s, command).await,
             Command::Sources(command) => cli::sources::run(s, command).await,
             Command::Backup(args) => cli::backup::run(s, args).await,
             Command::Snapshots(args) => cli::catalog::snapshots(s, args).await,

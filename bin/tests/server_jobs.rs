@@ -228,3 +228,88 @@ async fn a_job_running_when_the_server_dies_reads_failed_and_the_source_backs_up
     assert_eq!(page["total"], 1);
     assert!(server.terminate().success());
 }
+
+/// `coffer jobs ...` beside a running server: the list, and a log followed live.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn coffer_jobs_log_follows_a_server_s_job_to_its_end() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let data: PathBuf = dir.path().join("coffer-data");
+    let src = dir.path().join("big");
+    big_dir(&src, 7);
+    let server = Server::start(&data).await;
+    let source = server.source("big", &src).await;
+    let job = server.backup_in_flight(source).await;
+
+    // Started while the job runs: it must wait for the end to exit.
+    let follower = Command::new(env!("CARGO_BIN_EXE_coffer"))
+        .arg("--data-dir")
+        .arg(&data)
+        .args(["jobs", "log", &job, "--follow"])
+        .env("COFFER_LOG__LEVEL", "warn")
+        .env_remove("COFFER_CONFIG")
+        .env_remove("COFFER_DATA_DIR")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("jobs log --follow");
+    let done = server.wait(&job).await;
+    assert_eq!(done["state"], "succeeded", "{done}");
+    let out = tokio::task::spawn_blocking(move || follower.wait_with_output())
+        .await
+        .expect("join")
+        .expect("output");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{text}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let lines: Vec<&str> = text.lines().collect();
+    assert!(
+        lines[0].contains("backup of `big` started (queued by admin at "),
+        "{text}"
+    );
+    assert!(
+        lines.last().expect("a line").contains("succeeded after "),
+        "{text}"
+    );
+
+    // The whole log again, as JSON lines, the same as the API's.
+    let run = |args: &[&str]| {
+        Command::new(env!("CARGO_BIN_EXE_coffer"))
+            .arg("--data-dir")
+            .arg(&data)
+            .args(args)
+            .env("COFFER_LOG__LEVEL", "warn")
+            .env_remove("COFFER_CONFIG")
+            .env_remove("COFFER_DATA_DIR")
+            .output()
+            .expect("coffer")
+    };
+    let json = run(&["jobs", "log", &job, "--json"]);
+    assert!(json.status.success());
+    let parsed: Vec<Value> = String::from_utf8_lossy(&json.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("a JSON line"))
+        .collect();
+    let (_, api) = server.call("GET", &format!("/api/jobs/{job}/log"), None).await;
+    assert_eq!(&parsed, api["lines"].as_array().expect("lines"));
+    assert_eq!(parsed.len(), lines.len());
+
+    let list = run(&["jobs", "list", "--kind", "backup", "--source", "big", "--json"]);
+    assert!(list.status.success());
+    let listed: Value = serde_json::from_slice(&list.stdout).expect("JSON");
+    assert_eq!(listed[0]["id"], job.as_str(), "{listed}");
+    assert_eq!(listed[0]["state"], "succeeded");
+    let table = run(&["jobs", "list", "--user", "admin"]);
+    let table = String::from_utf8_lossy(&table.stdout);
+    assert!(table.contains(&job) && table.contains("source big"), "{table}");
+    let bad = run(&["jobs", "log", "not-a-job"]);
+    assert!(!bad.status.success());
+    assert!(
+        String::from_utf8_lossy(&bad.stderr).contains("is not a job id"),
+        "{}",
+        String::from_utf8_lossy(&bad.stderr)
+    );
+    server.terminate();
+}

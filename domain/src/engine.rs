@@ -137,6 +137,8 @@ pub struct Progress {
     pub totals_final: AtomicBool,
     /// Where the time goes, phase by phase.
     pub phases: PhaseTimes,
+    /// What the work has to say along the way (warnings, phases), for the job's log.
+    pub log: crate::joblog::JobLog,
 }
 
 /// A step of a backup or restore, for [`PhaseTimes`].
@@ -223,6 +225,15 @@ impl PhaseTimes {
 }
 
 impl Progress {
+    /// Counters for a job whose log lines carry `clock`'s time.
+    #[must_use]
+    pub fn for_job(clock: std::sync::Arc<dyn crate::ports::Clock>) -> Self {
+        Self {
+            log: crate::joblog::JobLog::with_clock(clock),
+            ..Self::default()
+        }
+    }
+
     pub fn add(&self, files: u64, bytes: u64) {
         self.files_done.fetch_add(files, Ordering::Relaxed);
         self.bytes_done.fetch_add(bytes, Ordering::Relaxed);

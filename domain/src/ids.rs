@@ -73,6 +73,21 @@ impl fmt::Display for JobId {
     }
 }
 
+/// Text that is not a job id (a UUID).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("`{0}` is not a job id")]
+pub struct InvalidJobId(pub String);
+
+impl std::str::FromStr for JobId {
+    type Err = InvalidJobId;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        s.parse::<uuid::Uuid>()
+            .map(Self)
+            .map_err(|_| InvalidJobId(s.to_owned()))
+    }
+}
+
 /// A snapshot: the hex SHA-256 of its stored object, 64 lowercase hex digits.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct SnapshotId(String);

@@ -484,6 +484,11 @@ pub struct JobFilter {
     pub state: Option<JobState>,
     pub kind: Option<JobKind>,
     pub source_id: Option<SourceId>,
+    /// Jobs of one requester (a username, or the scheduler's `scheduler`).
+    pub requested_by: Option<String>,
+    /// Jobs created at or after `from` and before `to`.
+    pub from: Option<DateTime<Utc>>,
+    pub to: Option<DateTime<Utc>>,
     pub limit: u64,
     pub offset: u64,
 }

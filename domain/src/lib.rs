@@ -41,6 +41,7 @@ pub mod engine;
 pub mod excludes;
 pub mod ids;
 pub mod import;
+pub mod joblog;
 pub mod jobs;
 pub mod ports;
 pub mod replicas;

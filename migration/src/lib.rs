@@ -19,6 +19,7 @@ mod m20261206_000010_job_leases;
 mod m20261206_000011_login_throttle;
 mod m20261206_000012_api_tokens;
 mod m20261206_000013_source_excludes;
+mod m20261206_000014_job_logs;
 
 pub struct Migrator;
 
@@ -38,6 +39,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261206_000011_login_throttle::Migration),
             Box::new(m20261206_000012_api_tokens::Migration),
             Box::new(m20261206_000013_source_excludes::Migration),
+            Box::new(m20261206_000014_job_logs::Migration),
         ]
     }
 }

@@ -1125,10 +1125,23 @@ async fn viewers_see_no_file_names_or_restore_targets(app: &TestApp) {
         app,
         token: app.token("looker", "correct horse battery").await,
     };
+    // The jobs' logs name them too, for the admin.
+    let (_, backups) = api.get("/api/jobs?kind=backup&limit=1").await;
+    let backup_job = backups["items"][0]["id"].as_str().expect("id").to_owned();
+    let (status, backup_log) = api.get(&format!("/api/jobs/{backup_job}/log")).await;
+    assert_eq!(status, 200, "{backup_log}");
+    assert!(backup_log.to_string().contains("secret-plans"), "{backup_log}");
+    let (_, restore_log) = api
+        .get(&format!("/api/jobs/{}/log", done["id"].as_str().expect("id")))
+        .await;
+    assert!(restore_log.to_string().contains("restored-here"), "{restore_log}");
+
     let mut seen = Vec::new();
     for path in [
         "/api/jobs".to_owned(),
         format!("/api/jobs/{}", done["id"].as_str().expect("id")),
+        format!("/api/jobs/{}/log", done["id"].as_str().expect("id")),
+        format!("/api/jobs/{backup_job}/log"),
         "/api/backups".to_owned(),
         format!("/api/backups/{snap}"),
         "/api/dashboard".to_owned(),
@@ -1151,6 +1164,102 @@ async fn viewers_see_no_file_names_or_restore_targets(app: &TestApp) {
         .get(&format!("/api/jobs/{}", done["id"].as_str().expect("id")))
         .await;
     assert_eq!(restore["result"]["files"], done["result"]["files"]);
+    let (_, shown_log) = viewer.get(&format!("/api/jobs/{backup_job}/log")).await;
+    assert_eq!(
+        shown_log["lines"].as_array().map(Vec::len),
+        backup_log["lines"].as_array().map(Vec::len),
+        "the viewer reads every line, some hidden: {shown_log}"
+    );
+    assert!(
+        shown_log["lines"]
+            .as_array()
+            .expect("lines")
+            .iter()
+            .any(|l| l["level"] == "warning" && l["message"] == "(hidden: needs the restore permission)"),
+        "{shown_log}"
+    );
+}
+
+on_both!(a_job_s_log_follows_it_and_the_list_filters_by_user_and_period);
+
+async fn a_job_s_log_follows_it_and_the_list_filters_by_user_and_period(app: &TestApp) {
+    let api = admin(app).await;
+    let work = tempfile::tempdir().expect("tempdir");
+    let src = work.path().join("logged");
+    source_tree(&src);
+    let id = api.create_source("logged", &src).await;
+    let (status, job) = api.post("/api/backup", json!({"source_id": id})).await;
+    assert_eq!(status, 202, "{job}");
+    let job_id = job["id"].as_str().expect("id").to_owned();
+
+    // Follow it as the dashboard and `coffer jobs log --follow` do: ask for what comes
+    // after the last line read until the page says the log is complete.
+    let mut lines: Vec<serde_json::Value> = Vec::new();
+    let mut after = 0;
+    for _ in 0..2400 {
+        let (status, page) = api
+            .get(&format!("/api/jobs/{job_id}/log?after={after}"))
+            .await;
+        assert_eq!(status, 200, "{page}");
+        assert_eq!(page["job_id"], job_id.as_str());
+        lines.extend(page["lines"].as_array().expect("lines").iter().cloned());
+        after = page["next_after"].as_u64().expect("next_after");
+        if page["complete"] == true {
+            assert_eq!(page["state"], "succeeded", "{page}");
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let seqs: Vec<u64> = lines.iter().map(|l| l["seq"].as_u64().expect("seq")).collect();
+    assert_eq!(
+        seqs,
+        (1..=seqs.len() as u64).collect::<Vec<_>>(),
+        "every line once, in order: {lines:#?}"
+    );
+    let text: Vec<&str> = lines.iter().map(|l| l["message"].as_str().expect("message")).collect();
+    assert!(text[0].starts_with("backup of `logged` started (queued by admin at "), "{text:#?}");
+    assert!(
+        text.iter().any(|t| t.starts_with("reading ") && t.contains("logged")),
+        "{text:#?}"
+    );
+    assert!(text.iter().any(|t| t.starts_with("read ") && t.contains("files")), "{text:#?}");
+    let last = text.last().expect("a last line");
+    assert!(last.starts_with("succeeded after ") && last.contains("(ok)"), "{text:#?}");
+    assert_eq!(*seqs.last().expect("seq"), after);
+    // Read from the middle, with a page size.
+    let (_, tail) = api
+        .get(&format!("/api/jobs/{job_id}/log?after=1&limit=1"))
+        .await;
+    assert_eq!(tail["lines"][0]["seq"], 2);
+    assert_eq!((tail["next_after"].as_u64(), tail["complete"].as_bool()), (Some(2), Some(false)));
+    for bad in ["limit=0", "limit=1001", "after=-1"] {
+        let (status, body) = api.get(&format!("/api/jobs/{job_id}/log?{bad}")).await;
+        assert_eq!(status, 400, "{bad}: {body}");
+    }
+    let (status, body) = api
+        .get("/api/jobs/0190a5b4-0000-7000-8000-000000000000/log")
+        .await;
+    assert_eq!((status, body["error"]["code"].as_str()), (404, Some("not_found")), "{body}");
+
+    // The Tasks page's filters: requester and period.
+    let (_, mine) = api.get("/api/jobs?user=admin&kind=backup").await;
+    assert_eq!(mine["total"], 1, "{mine}");
+    let (_, nobody) = api.get("/api/jobs?user=scheduler").await;
+    assert_eq!(nobody["total"], 0, "{nobody}");
+    let (_, future) = api.get("/api/jobs?from=2999-01-01T00:00:00Z").await;
+    assert_eq!(future["total"], 0, "{future}");
+    let (_, past) = api
+        .get("/api/jobs?from=2000-01-01T00:00:00Z&to=2999-01-01T00:00:00Z")
+        .await;
+    assert_eq!(past["total"], 1, "{past}");
+    let (status, body) = api
+        .get("/api/jobs?from=2999-01-01T00:00:00Z&to=2000-01-01T00:00:00Z")
+        .await;
+    assert_eq!(
+        (status, body["error"]["code"].as_str()),
+        (422, Some("invalid_period")),
+        "{body}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -633,6 +633,7 @@ async fn an_admin_backs_up_browses_restores_and_exports_in_the_browser() {
         ("audit", "audit"),
         ("reports", "reports"),
         ("settings", "settings"),
+        ("tasks", "tasks"),
         ("account", "account"),
     ];
     let mut wide = Vec::new();
@@ -1176,5 +1177,187 @@ async fn an_operator_creates_uses_and_revokes_a_token_in_the_browser() {
         "{text}"
     );
     assert_console_clean(&browser).await;
+    app.stop().await;
+}
+
+/// The Tasks page and a job's log: the list shows every job with its filters, a running
+/// backup's page follows its log live to the final line, a failed job's page says why,
+/// and both read at a phone's width.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tasks_list_jobs_and_a_job_s_log_follows_it_live() {
+    let Some(browser) = Browser::launch("tasks_list_jobs_and_a_job_s_log_follows_it_live").await
+    else {
+        return;
+    };
+    let app = spawn_app(Backend::Sqlite, "browser_tasks")
+        .await
+        .expect("sqlite is always available");
+    let api: Api<'_> = admin(&app).await;
+    let work = tempfile::tempdir().expect("tempdir");
+    let src = work.path().join("projects");
+    source_tree(&src);
+    let projects = api.create_source("projects", &src).await;
+    api.backup(projects).await;
+    // A job that fails: a restore of a snapshot into a target that is not empty.
+    let big = work.path().join("big");
+    std::fs::create_dir_all(&big).expect("mkdir");
+    let big_id = api.create_source("big", &big).await;
+
+    submit_login(&browser, &app, "admin", &app.admin_password()).await;
+    browser.find(&ready("overview")).await;
+    assert!(
+        nav_links(&browser).await.iter().any(|l| l == "#/tasks"),
+        "the navigation links the Tasks page"
+    );
+
+    // A backup big enough to be seen running; its page is opened at once and must follow
+    // the log to its end. Each line is recorded as it is drawn, with whether the log was
+    // complete then; a backup that ended before the page read it is tried again.
+    let mut followed = false;
+    let mut big_backups = 0;
+    for attempt in 1..=3_u64 {
+        big_backups += 1;
+        for part in 0..3 {
+            random_file(&big.join(format!("part{part}.bin")), BIG, attempt * 10 + part);
+        }
+        browser
+            .execute("location.hash = '#/account';", Vec::new())
+            .await;
+        browser.find(&ready("account")).await;
+        let (status, job) = api.post("/api/backup", json!({"source_id": big_id})).await;
+        assert_eq!(status, 202, "{job}");
+        let job_id = job["id"].as_str().expect("job id").to_owned();
+        browser
+            .execute(
+                "window.__logSeen = []; \
+                 new MutationObserver(() => { \
+                   const log = document.getElementById('job-log'); \
+                   if (log) window.__logSeen.push([log.childElementCount, log.dataset.complete]); \
+                 }).observe(document.getElementById('page'), { childList: true, subtree: true, attributes: true }); \
+                 location.hash = arguments[0];",
+                vec![json!(format!("#/tasks/{job_id}"))],
+            )
+            .await;
+        browser.find(&ready("task")).await;
+        browser.find(r#"#job-log[data-complete="true"]"#).await;
+        let seen = browser.execute("return window.__logSeen;", Vec::new()).await;
+        let seen: Vec<(u64, String)> = seen
+            .as_array()
+            .expect("records")
+            .iter()
+            .map(|r| (r[0].as_u64().unwrap_or(0), r[1].as_str().unwrap_or("").to_owned()))
+            .collect();
+        let lines = browser.find_all("#job-log li").await;
+        let first = lines[0].text().await;
+        let last = lines[lines.len() - 1].text().await;
+        assert!(first.contains("backup of `big` started"), "{first}");
+        assert!(last.contains("succeeded after"), "{last}");
+        let state = browser.find("#task-state").await.text().await;
+        assert!(state.contains("succeeded"), "{state}");
+        // Lines shown while the log was still open, then more by the end: followed live.
+        let live = seen.iter().any(|(n, c)| *n > 0 && c == "false");
+        let total = lines.len() as u64;
+        if live && seen.iter().any(|(n, c)| *n == total && c == "true") {
+            followed = true;
+            shot(&browser, "tasks-log-followed").await;
+            break;
+        }
+        eprintln!("attempt {attempt}: the backup ended before its page read the log: {seen:?}");
+    }
+    assert!(followed, "no attempt saw a running job's log grow on its page");
+
+    // A job that fails: the backup of a source whose directory is gone.
+    let gone = work.path().join("gone");
+    std::fs::create_dir_all(&gone).expect("mkdir");
+    let gone_id = api.create_source("gone", &gone).await;
+    std::fs::remove_dir(&gone).expect("rmdir");
+    let (status, job) = api.post("/api/backup", json!({"source_id": gone_id})).await;
+    assert_eq!(status, 202, "{job}");
+    let failed_id = job["id"].as_str().expect("id").to_owned();
+    let done = api.wait(&failed_id).await;
+    assert_eq!(done["state"], "failed", "{done}");
+
+    // The list: every job, newest first, filtered by kind and state.
+    open(&browser, "tasks").await;
+    let rows = browser.find_all("tr[data-task-id]").await;
+    assert_eq!(
+        rows.len(),
+        big_backups + 2,
+        "the backups of big, of projects and of gone"
+    );
+    assert_eq!(
+        rows[0].attribute("data-task-id").await.as_deref(),
+        Some(failed_id.as_str()),
+        "newest first"
+    );
+    let select = |css: &'static str, value: &'static str| {
+        let browser = &browser;
+        async move {
+            browser
+                .execute(
+                    "const s = document.querySelector(arguments[0]); s.value = arguments[1]; \
+                     s.dispatchEvent(new Event('change'));",
+                    vec![json!(css), json!(value)],
+                )
+                .await;
+            browser.find(&ready("tasks")).await;
+        }
+    };
+    select("#tasks-kind", "restore").await;
+    browser.find("#page .empty").await;
+    select("#tasks-kind", "backup").await;
+    select("#tasks-state", "failed").await;
+    let rows = browser.find_all("tr[data-task-id]").await;
+    assert_eq!(rows.len(), 1);
+    assert!(rows[0].text().await.contains("Backup of gone"));
+    select("#tasks-state", "succeeded").await;
+    let projects_only = browser
+        .execute(
+            "const s = document.querySelector('#tasks-source'); \
+             const o = [...s.options].find(o => o.textContent === 'projects'); \
+             s.value = o.value; s.dispatchEvent(new Event('change')); return o.value;",
+            Vec::new(),
+        )
+        .await;
+    assert_eq!(projects_only, json!(projects.to_string()));
+    browser.find(&ready("tasks")).await;
+    let rows = browser.find_all("tr[data-task-id]").await;
+    assert_eq!(rows.len(), 1);
+    assert!(rows[0].text().await.contains("Backup of projects"));
+    shot(&browser, "tasks-filtered").await;
+
+    // The failed job's page says why, in its facts and at the end of its log.
+    browser
+        .execute(
+            "location.hash = arguments[0];",
+            vec![json!(format!("#/tasks/{failed_id}"))],
+        )
+        .await;
+    browser.find(&ready("task")).await;
+    browser.find(r#"#job-log[data-complete="true"]"#).await;
+    let error = browser.find(r#"#job-log li[data-level="error"]"#).await;
+    let said = error.text().await;
+    assert!(said.contains("failed after"), "{said}");
+    let message = done["error"]["message"].as_str().expect("message");
+    let facts = browser.find("#task-facts").await.text().await;
+    assert!(facts.contains(message), "{facts} / {message}");
+    shot(&browser, "tasks-failed-job").await;
+
+    // A phone's width: the list and a log read without scrolling sideways.
+    let phone = browser.emulate_device(375, 812).await;
+    assert_eq!(phone, 375);
+    for route in ["tasks".to_owned(), format!("tasks/{failed_id}")] {
+        let hash = format!("#/{route}");
+        browser
+            .execute("location.hash = arguments[0];", vec![json!(hash)])
+            .await;
+        let page = if route == "tasks" { "tasks" } else { "task" };
+        browser.find(&ready(page)).await;
+        shot(&browser, &format!("tasks-phone-{page}")).await;
+        assert_eq!(sideways(&browser).await, None, "{route} at 375 px");
+    }
+    browser.clear_emulation().await;
+    assert_console_clean(&browser).await;
+    browser.quit().await;
     app.stop().await;
 }

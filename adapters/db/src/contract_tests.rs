@@ -1544,7 +1544,7 @@ mod jobs {
                 kind: Some(JobKind::Backup),
                 source_id: Some(s1.id),
                 limit: 10,
-                offset: 0,
+                ..JobFilter::default()
             })
             .await;
             assert_eq!((combined.total, listed(&combined)), (1, vec![id(1)]));
@@ -1575,6 +1575,111 @@ mod jobs {
             })
             .await;
             assert_eq!((none.total, none.items.len()), (0, 0));
+        }
+    );
+
+    contract!(
+        jobs_list_by_requester_and_period,
+        |db: Database| async move {
+            let jobs = db.jobs();
+            let s1 = db
+                .sources()
+                .create(&SourceSpec::plain("one", "/1"), t(0))
+                .await
+                .expect("create");
+            // alice's backups at 10 and 50, bob's verifications at 30 and 40.
+            for job in [
+                backup(1, s1.id, 10),
+                verify(2, 30),
+                verify(3, 40),
+                backup(4, s1.id, 50),
+            ] {
+                jobs.insert(&job).await.expect("insert");
+            }
+            let ids = |filter: JobFilter| {
+                let jobs = jobs.clone();
+                async move {
+                    let page = jobs.list(&filter).await.expect("list");
+                    (page.total, listed(&page))
+                }
+            };
+            assert_eq!(
+                ids(JobFilter {
+                    requested_by: Some("bob".into()),
+                    ..JobFilter::default()
+                })
+                .await,
+                (2, vec![id(3), id(2)])
+            );
+            // `from` inclusive, `to` exclusive.
+            assert_eq!(
+                ids(JobFilter {
+                    from: Some(t(30)),
+                    to: Some(t(50)),
+                    ..JobFilter::default()
+                })
+                .await,
+                (2, vec![id(3), id(2)])
+            );
+            assert_eq!(
+                ids(JobFilter {
+                    requested_by: Some("alice".into()),
+                    from: Some(t(11)),
+                    ..JobFilter::default()
+                })
+                .await,
+                (1, vec![id(4)])
+            );
+            assert_eq!(
+                ids(JobFilter {
+                    requested_by: Some("carol".into()),
+                    ..JobFilter::default()
+                })
+                .await,
+                (0, vec![])
+            );
+        }
+    );
+
+    contract!(
+        job_logs_append_read_after_and_survive_retries,
+        |db: Database| async move {
+            use coffer_domain::joblog::{JobLogRepository as _, LogLevel, LogLine};
+            let jobs = db.jobs();
+            jobs.insert(&verify(1, 0)).await.expect("insert");
+            jobs.insert(&verify(2, 0)).await.expect("insert");
+            let line = |seq: u64, level: LogLevel, message: &str| LogLine {
+                seq,
+                at: t(i64::try_from(seq).expect("small")),
+                level,
+                message: message.to_owned(),
+                contents: level == LogLevel::Warning,
+            };
+            let first: Vec<LogLine> = (1..=450)
+                .map(|n| line(n, LogLevel::Info, &format!("line {n} — ünïcödé")))
+                .collect();
+            jobs.append(id(1), &first).await.expect("append");
+            let later = [
+                line(451, LogLevel::Warning, "a.txt: changed while read"),
+                line(452, LogLevel::Error, "failed"),
+            ];
+            jobs.append(id(1), &later).await.expect("append");
+            // A retried append (its first try may have landed) changes nothing.
+            jobs.append(id(1), &later).await.expect("append again");
+            jobs.append(id(2), &[line(1, LogLevel::Info, "other job")])
+                .await
+                .expect("append to another job");
+
+            let all = jobs.read(id(1), 0, 1000).await.expect("read");
+            assert_eq!(all.len(), 452);
+            assert_eq!(all[..450], first[..]);
+            assert_eq!(all[450..], later[..], "rows come back whole");
+            // A follower asks for what comes after the last line it has.
+            let page = jobs.read(id(1), 449, 2).await.expect("read");
+            assert_eq!(page.iter().map(|l| l.seq).collect::<Vec<_>>(), [450, 451]);
+            assert!(jobs.read(id(1), 452, 10).await.expect("read").is_empty());
+            assert_eq!(jobs.read(id(2), 0, 10).await.expect("read").len(), 1);
+            assert!(jobs.read(id(3), 0, 10).await.expect("read").is_empty());
         }
     );
 

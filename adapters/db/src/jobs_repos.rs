@@ -10,6 +10,7 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use coffer_domain::auth::{Actor, ClientInfo, Role};
 use coffer_domain::engine::SnapshotStatus;
+use coffer_domain::joblog::{JobLogRepository, LogLevel, LogLine};
 use coffer_domain::jobs::{
     Job, JobError, JobFilter, JobKind, JobParams, JobProgress, JobResult, JobState,
 };
@@ -27,7 +28,7 @@ use sea_orm::{
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
-use crate::entities::jobs;
+use crate::entities::{job_logs, jobs};
 use crate::error::{is_foreign_key_violation, repo_err};
 use crate::page::newest_first;
 
@@ -810,6 +811,15 @@ impl JobRepository for SeaJobRepository {
         if let Some(source_id) = filter.source_id {
             select = select.filter(jobs::Column::SourceId.eq(source_id.get()));
         }
+        if let Some(user) = &filter.requested_by {
+            select = select.filter(jobs::Column::RequestedBy.eq(user.as_str()));
+        }
+        if let Some(from) = filter.from {
+            select = select.filter(jobs::Column::CreatedAt.gte(from));
+        }
+        if let Some(to) = filter.to {
+            select = select.filter(jobs::Column::CreatedAt.lt(to));
+        }
         newest_first(
             &self.conn,
             select,
@@ -1097,4 +1107,75 @@ impl JobRepository for SeaJobRepository {
             .map_err(|e| repo_err(&e))?;
         Ok(result.rows_affected)
     }
+}
+
+/// Lines of a log stored by one statement (six bound values each: well under every
+/// backend's limit on bound values).
+const LOG_LINES_PER_INSERT: usize = 200;
+
+#[async_trait]
+impl JobLogRepository for SeaJobRepository {
+    async fn append(&self, job: JobId, lines: &[LogLine]) -> Result<(), RepoError> {
+        let job_id = job.to_string();
+        for chunk in lines.chunks(LOG_LINES_PER_INSERT) {
+            let rows = chunk
+                .iter()
+                .map(|l| {
+                    Ok(job_logs::ActiveModel {
+                        job_id: Set(job_id.clone()),
+                        seq: Set(i64::try_from(l.seq).map_err(|_| {
+                            RepoError::Conflict(format!(
+                                "log line number {} is out of range",
+                                l.seq
+                            ))
+                        })?),
+                        at: Set(l.at),
+                        level: Set(l.level.as_str().to_owned()),
+                        message: Set(l.message.clone()),
+                        contents: Set(l.contents),
+                    })
+                })
+                .collect::<Result<Vec<_>, RepoError>>()?;
+            // A line stored by an earlier try of the same append is left as it is.
+            job_logs::Entity::insert_many(rows)
+                .on_conflict_do_nothing()
+                .exec_without_returning(&self.conn)
+                .await
+                .map_err(|e| repo_err(&e))?;
+        }
+        Ok(())
+    }
+
+    async fn read(&self, job: JobId, after: u64, limit: u64) -> Result<Vec<LogLine>, RepoError> {
+        job_logs::Entity::find()
+            .filter(job_logs::Column::JobId.eq(job.to_string()))
+            .filter(job_logs::Column::Seq.gt(i64::try_from(after).unwrap_or(i64::MAX)))
+            .order_by_asc(job_logs::Column::Seq)
+            .limit(limit)
+            .all(&self.conn)
+            .await
+            .map_err(|e| repo_err(&e))?
+            .into_iter()
+            .map(to_log_line)
+            .collect()
+    }
+}
+
+fn to_log_line(row: job_logs::Model) -> Result<LogLine, RepoError> {
+    let corrupt = |what: &str| {
+        RepoError::Corrupt(format!(
+            "line {} of job {}'s log: {what}",
+            row.seq, row.job_id
+        ))
+    };
+    Ok(LogLine {
+        seq: u64::try_from(row.seq).map_err(|_| corrupt("negative line number"))?,
+        at: row.at,
+        level: row
+            .level
+            .parse::<LogLevel>()
+            .map_err(|e| corrupt(&format!("level: {e}")))?,
+        message: row.message,
+        contents: row.contents,
+    })
 }

@@ -410,6 +410,7 @@ impl From<JobsError> for ApiError {
         match e {
             JobsError::Common(c) => c.into(),
             JobsError::JobFinished(_) => Self::coded(StatusCode::CONFLICT, &e),
+            JobsError::InvalidPeriod(_) => Self::coded(StatusCode::UNPROCESSABLE_ENTITY, &e),
         }
     }
 }

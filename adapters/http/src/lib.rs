@@ -39,7 +39,7 @@ pub use server::{HttpServer, ServeError};
 pub mod schema {
     pub use crate::api::backups::{BackupDto, BackupPage, EntryDto, TreePage};
     pub use crate::api::dto::{TokenDto, UserDto};
-    pub use crate::api::jobs::JobResultDto;
+    pub use crate::api::jobs::{JobDto, JobLogLineDto, JobResultDto};
     pub use crate::api::maintenance::StorageDto;
     pub use crate::api::replicas::ReplicaDto;
     pub use crate::api::sources::{RetentionReportDto, SourceDto};

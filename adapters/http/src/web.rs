@@ -68,6 +68,8 @@ const ASSETS: &[Asset] = &[
     asset!("/assets/js/pages/reports.js", "js/pages/reports.js", JS),
     asset!("/assets/js/pages/settings.js", "js/pages/settings.js", JS),
     asset!("/assets/js/pages/account.js", "js/pages/account.js", JS),
+    asset!("/assets/js/pages/tasks.js", "js/pages/tasks.js", JS),
+    asset!("/assets/js/pages/task.js", "js/pages/task.js", JS),
 ];
 
 fn find(path: &str) -> Option<&'static Asset> {

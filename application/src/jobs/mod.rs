@@ -34,6 +34,7 @@ use chrono::TimeDelta;
 use coffer_domain::audit::{AuditAction, AuditEntry};
 use coffer_domain::auth::{Actor, Permission};
 use coffer_domain::engine::{Cancel, Progress};
+use coffer_domain::joblog::{JobLog, JobLogRepository, LogPage, end_lines, start_line};
 use coffer_domain::jobs::{
     Job, JobError, JobFilter, JobKind, JobParams, JobProgress, JobResult, JobState,
 };
@@ -54,6 +55,8 @@ use crate::error::CommonError;
 
 /// Largest page of a job listing.
 pub const MAX_JOB_PAGE: u64 = 500;
+/// Most lines of a job's log read at once.
+pub const MAX_LOG_PAGE: u64 = 1_000;
 /// Jobs that may wait in the queue; more are refused (409 `queue_full`).
 pub const MAX_QUEUED: usize = 100;
 
@@ -123,6 +126,10 @@ pub struct JobDurations {
 
 struct Inner {
     repo: Arc<dyn JobRepository>,
+    logs: Arc<dyn JobLogRepository>,
+    /// Held while a job's new log lines are taken and stored, so that lines reach the
+    /// catalog in order and every line is stored before the job's final record.
+    log_flush: futures::lock::Mutex<()>,
     /// Held weakly: each area owns its service, and holds this runner as its queue.
     executors: RwLock<HashMap<JobKind, Weak<dyn JobExecutor>>>,
     spawner: Arc<dyn Spawner>,
@@ -250,6 +257,7 @@ impl JobService {
     #[must_use]
     pub fn new(
         repo: Arc<dyn JobRepository>,
+        logs: Arc<dyn JobLogRepository>,
         spawner: Arc<dyn Spawner>,
         clock: Arc<dyn Clock>,
         audit: AuditLog,
@@ -258,6 +266,8 @@ impl JobService {
         Self {
             inner: Arc::new(Inner {
                 repo,
+                logs,
+                log_flush: futures::lock::Mutex::new(()),
                 executors: RwLock::new(HashMap::new()),
                 spawner,
                 clock,
@@ -350,14 +360,22 @@ impl JobService {
     /// Database failures (the next step tries again).
     pub async fn maintain(&self) -> Result<(), CommonError> {
         let inner = &self.inner;
-        let beats: Vec<(JobId, JobProgress)> = {
+        let (beats, logs): (Vec<(JobId, JobProgress)>, Vec<(JobId, Arc<Progress>)>) = {
             let reg = inner.registry();
             reg.live
                 .values()
                 .filter(|l| l.job.state == JobState::Running)
-                .map(|l| (l.job.id, l.progress.read()))
-                .collect()
+                .map(|l| {
+                    (
+                        (l.job.id, l.progress.read()),
+                        (l.job.id, Arc::clone(&l.progress)),
+                    )
+                })
+                .unzip()
         };
+        for (id, progress) in logs {
+            flush_log(inner, id, &progress.log).await;
+        }
         if !beats.is_empty() {
             let answers = inner.repo.heartbeat(&inner.lease(), &beats).await?;
             let reg = inner.registry();
@@ -412,19 +430,69 @@ impl JobService {
     /// the last stored progress of those other instances run).
     ///
     /// # Errors
-    /// `Forbidden` without `view`.
+    /// `Forbidden` without `view`; `InvalidPeriod` when `from` is after `to`.
     pub async fn list(
         &self,
         actor: &Actor,
         mut filter: JobFilter,
     ) -> Result<Page<JobStatus>, JobsError> {
         actor.require(Permission::View)?;
+        if let (Some(from), Some(to)) = (filter.from, filter.to)
+            && from > to
+        {
+            return Err(JobsError::InvalidPeriod(format!(
+                "`from` ({from}) is after `to` ({to})"
+            )));
+        }
         filter.limit = filter.limit.clamp(1, MAX_JOB_PAGE);
         let page = self.page(&filter).await?;
         Ok(Page {
             total: page.total,
             items: page.items.into_iter().map(|s| shown_to(actor, s)).collect(),
         })
+    }
+
+    /// Up to `limit` lines (1–[`MAX_LOG_PAGE`]) of a job's log after line `after`, with
+    /// the job: a reader follows a running job by asking again with the page's
+    /// `next_after` until the page is `complete`. Without the `restore` permission, lines
+    /// that name what is in a backup read [`HIDDEN`](coffer_domain::jobs::HIDDEN).
+    ///
+    /// # Errors
+    /// `Forbidden` without `view`; `NotFound`.
+    pub async fn log(
+        &self,
+        actor: &Actor,
+        id: JobId,
+        after: u64,
+        limit: u64,
+    ) -> Result<(JobStatus, LogPage), JobsError> {
+        // Its state is read first: when it has ended, every line is already stored.
+        let status = self.get(actor, id).await?;
+        let live = {
+            let reg = self.inner.registry();
+            reg.live.get(&id).map(|l| Arc::clone(&l.progress))
+        };
+        if let Some(progress) = live {
+            // This process runs it: what it has written so far is stored now, not at the
+            // runner's next step.
+            flush_log(&self.inner, id, &progress.log).await;
+        }
+        let limit = limit.clamp(1, MAX_LOG_PAGE);
+        let may_see_contents = actor.role.allows(Permission::Restore);
+        let lines: Vec<_> = self
+            .inner
+            .logs
+            .read(id, after, limit)
+            .await?
+            .into_iter()
+            .map(|l| l.shown(may_see_contents))
+            .collect();
+        let page = LogPage {
+            next_after: lines.last().map_or(after, |l| l.seq),
+            complete: status.job.state.is_final() && (lines.len() as u64) < limit,
+            lines,
+        };
+        Ok((status, page))
     }
 
     async fn page(&self, filter: &JobFilter) -> Result<Page<JobStatus>, CommonError> {
@@ -703,7 +771,7 @@ impl ActiveJobs for JobService {
                 kind: Some(JobKind::Backup),
                 source_id: Some(source),
                 limit: 1,
-                offset: 0,
+                ..JobFilter::default()
             };
             if let Some(job) = self.inner.repo.list(&filter).await?.items.first() {
                 return Ok(Some(job.id));
@@ -768,7 +836,7 @@ async fn take_queued(inner: &Arc<Inner>) {
                 Live {
                     job,
                     actor,
-                    progress: Arc::new(Progress::default()),
+                    progress: Arc::new(Progress::for_job(Arc::clone(&inner.clock))),
                     cancel: Cancel::default(),
                 },
             );
@@ -797,6 +865,8 @@ async fn run(inner: Arc<Inner>, id: JobId) {
     }) else {
         return;
     };
+    let (level, contents, line) = start_line(&job, &describe(&job.params), &inner.instance);
+    progress.log.push(level, contents, line);
     let outcome = match inner.executor(job.kind()) {
         Some(executor) => {
             // A panic inside the work must not leave the job running forever, its
@@ -851,6 +921,13 @@ async fn run(inner: Arc<Inner>, id: JobId) {
             job.error = Some(job_error(id, failure));
         }
     }
+    for (level, contents, line) in end_lines(&job) {
+        progress.log.push_final(level, contents, line);
+    }
+    progress.log.note_dropped();
+    // Every line is stored before the final record: a reader that sees the job ended
+    // has its whole log.
+    flush_log(&inner, id, &progress.log).await;
     // The final record is written while the job still counts as live, so that no
     // reader sees it running in the database after it has ended.
     {
@@ -872,6 +949,20 @@ async fn run(inner: Arc<Inner>, id: JobId) {
         }
     }
     pump(&inner).await;
+}
+
+/// Stores the lines `log` has gathered since the last flush. A failure keeps them for
+/// the next one (the runner's next step, or the job's end).
+async fn flush_log(inner: &Inner, id: JobId, log: &JobLog) {
+    let _order = inner.log_flush.lock().await;
+    let lines = log.take(inner.clock.now());
+    if lines.is_empty() {
+        return;
+    }
+    if let Err(e) = inner.logs.append(id, &lines).await {
+        tracing::error!(job = %id, error = %e, "cannot store a job's log lines; trying again later");
+        log.give_back(lines);
+    }
 }
 
 /// Writes the final record of a job that has ended, then lets go of its live entry.

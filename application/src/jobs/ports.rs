@@ -126,6 +126,9 @@ pub enum JobsError {
     /// `job_finished`: the job has already ended.
     #[error("{0}")]
     JobFinished(String),
+    /// `invalid_period`: a listing's `from` is after its `to`.
+    #[error("{0}")]
+    InvalidPeriod(String),
 }
 
 impl CodedError for JobsError {
@@ -133,13 +136,14 @@ impl CodedError for JobsError {
         match self {
             Self::Common(e) => e.code(),
             Self::JobFinished(_) => "job_finished",
+            Self::InvalidPeriod(_) => "invalid_period",
         }
     }
 
     fn class(&self) -> ErrorClass<'_> {
         match self {
             Self::Common(e) => CodedError::class(e),
-            Self::JobFinished(_) => ErrorClass::Business,
+            Self::JobFinished(_) | Self::InvalidPeriod(_) => ErrorClass::Business,
         }
     }
 }

@@ -25,6 +25,7 @@ use coffer_domain::engine::{
     EntryKind, Progress, PruneOptions, PruneReport, RestoreReport, SnapshotEngine, SnapshotStatus,
     SnapshotSummary, VerifyReport,
 };
+use coffer_domain::joblog::{JobLogRepository, LogLevel, LogLine, LogPage};
 use coffer_domain::jobs::{Job, JobError, JobFilter, JobParams, JobProgress, JobResult, JobState};
 use coffer_domain::ports::{
     AuditRepository, BackgroundTask, BackupCatalog, BackupFilter, CatalogEntry, CatalogStats,
@@ -103,6 +104,10 @@ struct FakeJobs {
     fail_updates: AtomicBool,
     /// While set, the next write of a final state waits for it (a slow database).
     hold_final: Mutex<Option<oneshot::Receiver<()>>>,
+    /// Jobs' log lines, by job and number.
+    logs: Mutex<BTreeMap<(JobId, u64), LogLine>>,
+    /// While set, appending log lines fails as a database would.
+    fail_logs: AtomicBool,
 }
 
 impl FakeJobs {
@@ -139,6 +144,31 @@ impl FakeJobs {
 
     fn write(&self, job: &Job) {
         self.writes.lock().unwrap().push(job.clone());
+    }
+}
+
+#[async_trait]
+impl JobLogRepository for FakeJobs {
+    async fn append(&self, job: JobId, lines: &[LogLine]) -> Result<(), RepoError> {
+        if self.fail_logs.load(Ordering::SeqCst) {
+            return Err(RepoError::Database("the database is gone".into()));
+        }
+        let mut logs = self.logs.lock().unwrap();
+        for line in lines {
+            logs.entry((job, line.seq)).or_insert_with(|| line.clone());
+        }
+        Ok(())
+    }
+
+    async fn read(&self, job: JobId, after: u64, limit: u64) -> Result<Vec<LogLine>, RepoError> {
+        Ok(self
+            .logs
+            .lock()
+            .unwrap()
+            .range((job, after + 1)..=(job, u64::MAX))
+            .take(usize::try_from(limit).unwrap())
+            .map(|(_, l)| l.clone())
+            .collect())
     }
 }
 
@@ -181,6 +211,14 @@ impl JobRepository for FakeJobs {
             .filter(|j| filter.state.is_none_or(|s| j.state == s))
             .filter(|j| filter.kind.is_none_or(|k| j.kind() == k))
             .filter(|j| filter.source_id.is_none_or(|s| j.source_id == Some(s)))
+            .filter(|j| {
+                filter
+                    .requested_by
+                    .as_ref()
+                    .is_none_or(|u| &j.requested_by == u)
+            })
+            .filter(|j| filter.from.is_none_or(|t| j.created_at >= t))
+            .filter(|j| filter.to.is_none_or(|t| j.created_at < t))
             .cloned()
             .collect();
         all.sort_by_key(|j| std::cmp::Reverse((j.created_at, j.id)));
@@ -667,6 +705,9 @@ impl SnapshotEngine for FakeEngine {
             .get_mut(&request.source_name)
             .and_then(VecDeque::pop_front);
         progress.set_totals(FILES, BYTES);
+        progress
+            .log
+            .info(format!("reading {}", request.path.display()));
         let mut partial = false;
         match plan {
             None => {}
@@ -678,7 +719,11 @@ impl SnapshotEngine for FakeEngine {
             Some(Plan::Fail) => {
                 return Err(EngineFailure::Damaged("pack 1234 is missing".into()));
             }
-            Some(Plan::Partial) => partial = true,
+            Some(Plan::Partial) => {
+                // As the engine does: each warning goes to the job's log as it happens.
+                progress.log.warn_contents("secret.db: permission denied");
+                partial = true;
+            }
         }
         // The safe point: a cancelled backup leaves no snapshot.
         if cancel.is_cancelled() {
@@ -1129,6 +1174,7 @@ impl World {
         ));
         let jobs = Arc::new(JobService::new(
             repo.clone(),
+            repo.clone(),
             tasks.clone(),
             clock.clone(),
             log.clone(),
@@ -1327,7 +1373,7 @@ impl Common for JobsError {
     fn common(&self) -> Option<&CommonError> {
         match self {
             Self::Common(c) => Some(c),
-            Self::JobFinished(_) => None,
+            Self::JobFinished(_) | Self::InvalidPeriod(_) => None,
         }
     }
 }
@@ -2702,4 +2748,168 @@ fn a_shared_instance_leaves_queued_jobs_for_the_others_when_it_stops() {
     );
     b.maintain();
     assert_eq!(b.state(queued), JobState::Succeeded);
+}
+
+// ---------------------------------------------------------------------------------------
+// Job logs
+// ---------------------------------------------------------------------------------------
+
+fn read_log(w: &World, actor: &Actor, id: JobId, after: u64) -> (JobStatus, LogPage) {
+    block_on(w.jobs.log(actor, id, after, 100)).unwrap()
+}
+
+fn messages(page: &LogPage) -> Vec<(u64, LogLevel, String)> {
+    page.lines
+        .iter()
+        .map(|l| (l.seq, l.level, l.message.clone()))
+        .collect()
+}
+
+#[test]
+fn a_job_s_log_tells_its_start_its_work_and_its_end_and_follows_it_live() {
+    let mut w = World::new(1);
+    let op = operator();
+    let a = w.source("a");
+    let open_a = w.engine.gate("a");
+    let id = w.backup(&op, a).unwrap().job.id;
+    w.settle();
+
+    // The runner's step stores what the work has written so far.
+    w.maintain();
+    assert_eq!(w.repo.logs.lock().unwrap().len(), 2);
+    let (status, page) = read_log(&w, &op, id, 0);
+    assert_eq!(status.job.state, JobState::Running);
+    let lines = messages(&page);
+    assert_eq!(lines.len(), 2, "{lines:?}");
+    assert!(
+        lines[0]
+            .2
+            .starts_with("backup of `a` started (queued by olga at 2026-"),
+        "{lines:?}"
+    );
+    assert_eq!(lines[1], (2, LogLevel::Info, "reading /data/a".to_owned()));
+    assert_eq!((page.next_after, page.complete), (2, false));
+    // Nothing new yet: an empty page that asks for the same place again.
+    let (_, empty) = read_log(&w, &op, id, 2);
+    assert_eq!(
+        (empty.lines.len(), empty.next_after, empty.complete),
+        (0, 2, false)
+    );
+
+    open_a.send(()).unwrap();
+    w.settle();
+    let (status, end) = read_log(&w, &op, id, page.next_after);
+    assert_eq!(status.job.state, JobState::Succeeded);
+    let lines = messages(&end);
+    assert_eq!(lines.len(), 1, "{lines:?}");
+    assert_eq!(lines[0].0, 3);
+    assert!(
+        lines[0].2.starts_with("succeeded after ") && lines[0].2.contains("3 files"),
+        "{lines:?}"
+    );
+    assert!(
+        end.complete,
+        "an ended job's log is complete once read to its end"
+    );
+    // Pages are bounded by the caller's limit; a short page of an ended job is the end.
+    let (_, first) = block_on(w.jobs.log(&op, id, 0, 1)).unwrap();
+    assert_eq!(
+        (first.lines.len(), first.next_after, first.complete),
+        (1, 1, false)
+    );
+}
+
+#[test]
+fn a_log_that_cannot_be_stored_is_kept_and_stored_at_the_next_step() {
+    let mut w = World::new(1);
+    let op = operator();
+    let a = w.source("a");
+    let open_a = w.engine.gate("a");
+    let id = w.backup(&op, a).unwrap().job.id;
+    w.settle();
+    w.repo.fail_logs.store(true, Ordering::SeqCst);
+    w.maintain();
+    assert!(w.repo.logs.lock().unwrap().is_empty());
+    w.repo.fail_logs.store(false, Ordering::SeqCst);
+    open_a.send(()).unwrap();
+    w.settle();
+    let (_, page) = read_log(&w, &op, id, 0);
+    assert_eq!(
+        page.lines.iter().map(|l| l.seq).collect::<Vec<_>>(),
+        [1, 2, 3],
+        "nothing lost, nothing twice, in order"
+    );
+    assert!(page.complete);
+}
+
+#[test]
+fn a_viewer_reads_a_log_without_the_names_of_what_is_backed_up() {
+    let mut w = World::new(1);
+    let b = w.source("b");
+    w.engine.plan("b", Plan::Partial);
+    let id = w.backup(&operator(), b).unwrap().job.id;
+    w.settle();
+    assert_eq!(w.state(id), JobState::Succeeded);
+
+    let (_, full) = read_log(&w, &operator(), id, 0);
+    let (_, shown) = read_log(&w, &viewer(), id, 0);
+    assert_eq!(full.lines.len(), 4, "{:?}", messages(&full));
+    assert_eq!(
+        full.lines[2].message, "secret.db: permission denied",
+        "the warning is written as it happens, before the end"
+    );
+    assert_eq!(shown.lines.len(), full.lines.len());
+    assert_eq!(shown.lines[2].level, LogLevel::Warning);
+    assert_eq!(shown.lines[2].message, coffer_domain::jobs::HIDDEN);
+    assert!(
+        shown.lines.iter().all(|l| !l.message.contains("secret")),
+        "{:?}",
+        messages(&shown)
+    );
+    // The end line counts the warnings and says the snapshot is partial.
+    assert!(
+        shown.lines[3].message.contains("(partial)"),
+        "{:?}",
+        messages(&shown)
+    );
+    assert_eq!(shown.lines[3].level, LogLevel::Warning);
+
+    let missing = JobId::from_uuid(uuid::Uuid::from_u128(99));
+    assert!(matches!(
+        block_on(w.jobs.log(&viewer(), missing, 0, 10)),
+        Err(JobsError::Common(CommonError::NotFound(_)))
+    ));
+}
+
+#[test]
+fn a_restore_s_log_names_its_target_only_to_those_who_may_restore() {
+    let mut w = World::new(1);
+    let snap = snapshot(&mut w);
+    let id = block_on(
+        w.restores
+            .start_restore(&operator(), &snap, None, Some("/srv/restore/x")),
+    )
+    .unwrap()
+    .job
+    .id;
+    w.settle();
+    let (_, full) = read_log(&w, &operator(), id, 0);
+    assert!(
+        full.lines[0].message.contains("/srv/restore/x"),
+        "{:?}",
+        messages(&full)
+    );
+    assert!(
+        full.lines
+            .last()
+            .unwrap()
+            .message
+            .contains("/srv/restore/x")
+    );
+    let (_, shown) = read_log(&w, &viewer(), id, 0);
+    assert!(
+        shown.lines.iter().all(|l| !l.message.contains("/srv")),
+        "{:?}",
+        messages(&shown)
+    );
 }

@@ -21,6 +21,7 @@ pub mod audit;
 pub mod backup;
 pub mod catalog;
 pub mod import;
+pub mod jobs;
 pub mod keys;
 pub mod maintenance;
 pub mod notify;

@@ -6,6 +6,7 @@ pub mod api_tokens;
 pub mod audit_logs;
 pub mod backups;
 pub mod counters;
+pub mod job_logs;
 pub mod jobs;
 pub mod login_throttle;
 pub mod replicas;

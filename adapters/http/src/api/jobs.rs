@@ -2,6 +2,7 @@ use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
 use coffer_application::JobStatus;
+use coffer_domain::joblog::LogLevel;
 use coffer_domain::jobs::{JobFilter, JobKind, JobParams, JobResult, JobState};
 use coffer_domain::{JobId, SourceId};
 use poem::web::Data;
@@ -460,6 +461,49 @@ impl From<JobStatus> for JobDto {
     }
 }
 
+/// How much a log line matters.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Enum)]
+#[oai(rename_all = "lowercase")]
+pub enum LogLevelDto {
+    Info,
+    Warning,
+    Error,
+}
+
+impl From<LogLevel> for LogLevelDto {
+    fn from(l: LogLevel) -> Self {
+        match l {
+            LogLevel::Info => Self::Info,
+            LogLevel::Warning => Self::Warning,
+            LogLevel::Error => Self::Error,
+        }
+    }
+}
+
+/// One line of a job's log.
+#[derive(Debug, Object)]
+pub struct JobLogLineDto {
+    /// 1, 2, 3, ... in the order the lines were written.
+    pub seq: u64,
+    pub at: DateTime<Utc>,
+    pub level: LogLevelDto,
+    pub message: String,
+}
+
+/// A page of a job's log.
+#[derive(Debug, Object)]
+pub struct JobLogDto {
+    pub job_id: String,
+    /// The job's state when the page was read.
+    pub state: JobStateDto,
+    pub lines: Vec<JobLogLineDto>,
+    /// What to send as `after` for the next lines: the last line's `seq` (or the
+    /// `after` asked for, when there was none).
+    pub next_after: u64,
+    /// The job has ended and its whole log has been read: nothing more will come.
+    pub complete: bool,
+}
+
 /// A page of jobs, newest first.
 #[derive(Debug, Object)]
 pub struct JobPage {
@@ -501,8 +545,10 @@ pub struct JobsApi;
 impl JobsApi {
     /// List jobs.
     ///
-    /// Newest first, filtered by state, kind and source; `limit` (1–500, default 50) and
-    /// `offset` page through them.
+    /// Newest first, filtered by state, kind, source, requester (`user`: a username, or
+    /// `scheduler` for scheduled runs) and creation time (`from` inclusive, `to`
+    /// exclusive, RFC 3339); `limit` (1–500, default 50) and `offset` page through them.
+    /// 422 `invalid_period` when `from` is after `to`.
     ///
     /// Permission: `view`.
     #[oai(path = "/jobs", method = "get", operation_id = "listJobs")]
@@ -514,6 +560,9 @@ impl JobsApi {
         #[oai(name = "state")] job_state: Query<Option<JobStateDto>>,
         kind: Query<Option<JobKindDto>>,
         source_id: Query<Option<i64>>,
+        #[oai(validator(min_length = 1, max_length = 128))] user: Query<Option<String>>,
+        from: Query<Option<DateTime<Utc>>>,
+        to: Query<Option<DateTime<Utc>>>,
         #[oai(validator(minimum(value = "1"), maximum(value = "500")))] limit: Query<Option<u64>>,
         #[oai(validator(minimum(value = "0"), maximum(value = "1000000000")))] offset: Query<
             Option<u64>,
@@ -523,6 +572,9 @@ impl JobsApi {
             state: job_state.0.map(Into::into),
             kind: kind.0.map(Into::into),
             source_id: source_id.0.map(SourceId::new),
+            requested_by: user.0,
+            from: from.0,
+            to: to.0,
             limit: limit.0.unwrap_or(50),
             offset: offset.0.unwrap_or(0),
         };
@@ -548,6 +600,56 @@ impl JobsApi {
     ) -> Result<Json<JobDto>, ApiError> {
         let job = state.jobs.get(auth.actor(), job_id(&id.0)?).await?;
         Ok(Json(job.into()))
+    }
+
+    /// Read a job's log.
+    ///
+    /// Its lines in order (start, phases, warnings such as unreadable or changed files,
+    /// the outcome and a summary): up to `limit` (1–1000, default 500) lines after line
+    /// `after` (default 0: from the start). Follow a running job by asking again with
+    /// the answer's `next_after` every second or two until `complete` is true (the job
+    /// has ended and every line has been read). A log keeps at most 2,000 lines and
+    /// 512 KiB (its last line says how many more were left out) plus its final lines.
+    /// Without the `restore` permission, lines that name what is in a backup (a file, a
+    /// restore target) read `(hidden: needs the restore permission)`.
+    ///
+    /// Permission: `view`.
+    #[oai(path = "/jobs/:id/log", method = "get", operation_id = "getJobLog")]
+    async fn log(
+        &self,
+        auth: Auth,
+        state: Data<&Arc<AppState>>,
+        id: Path<String>,
+        #[oai(validator(minimum(value = "0"), maximum(value = "1000000000")))] after: Query<
+            Option<u64>,
+        >,
+        #[oai(validator(minimum(value = "1"), maximum(value = "1000")))] limit: Query<Option<u64>>,
+    ) -> Result<Json<JobLogDto>, ApiError> {
+        let (status, page) = state
+            .jobs
+            .log(
+                auth.actor(),
+                job_id(&id.0)?,
+                after.0.unwrap_or(0),
+                limit.0.unwrap_or(500),
+            )
+            .await?;
+        Ok(Json(JobLogDto {
+            job_id: status.job.id.to_string(),
+            state: status.job.state.into(),
+            lines: page
+                .lines
+                .into_iter()
+                .map(|l| JobLogLineDto {
+                    seq: l.seq,
+                    at: l.at,
+                    level: l.level.into(),
+                    message: l.message,
+                })
+                .collect(),
+            next_after: page.next_after,
+            complete: page.complete,
+        }))
     }
 
     /// Cancel a job.

@@ -8,7 +8,7 @@ import * as fmt from "./format.js";
 export const FINAL = new Set(["succeeded", "failed", "cancelled"]);
 
 const STATE_TONE = { queued: "neutral", running: "info", succeeded: "ok", failed: "danger", cancelled: "warn" };
-const KIND_ICON = { backup: "backups", restore: "restore", verify: "verify", prune: "delete", check: "verify" };
+const KIND_ICON = { backup: "backups", restore: "restore", verify: "verify", prune: "delete", check: "verify", copy: "copy", import: "database" };
 
 export function jobTitle(job) {
   const p = job.params || {};
@@ -103,6 +103,9 @@ export function updateJobCard(el, job) {
         toastError(e);
       }
     }, { small: true, variant: "ghost", mutating: true, disabled: job.cancel_requested, dataset: { action: "cancel" } }));
+  }
+  if (opts.logLink !== false) {
+    actions.push(h("a", { class: "btn btn-ghost btn-sm", href: `#/tasks/${encodeURIComponent(job.id)}`, dataset: { action: "log" } }, "Log"));
   }
   if (opts.onDismiss && FINAL.has(job.state)) {
     actions.push(button("Dismiss", () => { el.remove(); opts.onDismiss(job); }, { small: true, variant: "ghost", iconOnly: true, icon: "x", dataset: { action: "dismiss" } }));

@@ -14,6 +14,8 @@ import * as audit from "./pages/audit.js";
 import * as reports from "./pages/reports.js";
 import * as settings from "./pages/settings.js";
 import * as account from "./pages/account.js";
+import * as tasks from "./pages/tasks.js";
+import * as task from "./pages/task.js";
 
 const any = (...perms) => (can) => perms.some((p) => can(p));
 
@@ -22,6 +24,7 @@ const NAV = [
   { name: "overview", label: "Overview", icon: "overview", allowed: any("view"), page: overview },
   { name: "backups", label: "Backups", icon: "backups", allowed: any("view"), page: backups },
   { name: "sources", label: "Sources", icon: "sources", allowed: any("manage_system", "backup"), page: sources },
+  { name: "tasks", label: "Tasks", icon: "clock", allowed: any("view"), page: tasks },
   { name: "users", label: "Users", icon: "users", allowed: any("manage_users"), page: users },
   { name: "audit", label: "Audit log", icon: "audit", allowed: any("audit"), page: audit },
   { name: "reports", label: "Reports", icon: "reports", allowed: any("export"), page: reports },
@@ -29,6 +32,8 @@ const NAV = [
 ];
 const HIDDEN_PAGES = {
   browse: { allowed: any("restore"), page: browse, nav: "backups" },
+  // One job and its log (`#/tasks/<id>`).
+  task: { label: "Task", allowed: any("view"), page: task, nav: "tasks" },
   account: { allowed: () => true, page: account, nav: null },
   // Reached from My account (and, for admins, from Users): not a navigation link, since
   // every role may create tokens and a viewer's navigation leads to nothing that changes.
@@ -54,6 +59,7 @@ function parseHash() {
   if (parts[0] === "backups" && parts[2] === "browse" && parts[1]) {
     return { name: "browse", id: decode(parts[1]), path: parts.slice(3).filter(Boolean).map(decode).join("/"), query };
   }
+  if (parts[0] === "tasks" && parts[1]) return { name: "task", id: decode(parts[1]), query };
   return { name: parts[0] || "", query };
 }
 

@@ -35,7 +35,9 @@ use coffer_domain::engine::{
     BackupRequest, Cancel, Phase, Progress, SnapshotSummary, StorageBudget,
 };
 use coffer_domain::excludes::{Entry, Excludes};
+use coffer_domain::joblog::LogLevel;
 use coffer_domain::storage::ObjectKey;
+use coffer_domain::units::human_bytes;
 use fastcdc::v2020::Normalization;
 use rustix::fs::{FileType, Mode, OFlags};
 
@@ -202,11 +204,24 @@ async fn store_and_commit(
             Ok(root) => Some(root),
             Err(e) => {
                 tracing::warn!(parent = %id, error = %e, "parent snapshot unusable; reading every file");
+                progress.log.push(
+                    LogLevel::Warning,
+                    false,
+                    format!("the parent snapshot {id} is unusable ({e}); reading every file"),
+                );
                 None
             }
         },
         None => None,
     };
+    progress.log.info(match (&request.parent, &parent_root) {
+        (Some(parent), Some(_)) => format!(
+            "reading {}: files unchanged since snapshot {} are not read again",
+            request.path.display(),
+            parent.get(..12).unwrap_or(parent)
+        ),
+        _ => format!("reading {}: every file", request.path.display()),
+    });
     let started_at = Utc::now();
     let mut shared = Shared::new(
         repo.clone(),
@@ -234,6 +249,16 @@ async fn store_and_commit(
     // or held unreadable files; what was backed up is the truth from here on.
     shared.progress.set_totals(outcome.files, outcome.bytes);
     tracing::debug!("backup: every file read, every pack stored");
+    shared.progress.log.info(format!(
+        "read {} files ({} unchanged, not read again) and {} directories, {}; {} excluded; \
+         {} new; every pack stored; writing the snapshot",
+        outcome.files,
+        outcome.unchanged,
+        outcome.dirs,
+        human_bytes(outcome.bytes),
+        outcome.excluded,
+        human_bytes(shared.bytes_added.load(Ordering::Relaxed)),
+    ));
 
     let warnings = outcome.warnings;
     let doc = SnapshotDoc {
@@ -408,7 +433,7 @@ impl Shared {
                 "this backup would pass the storage quota after storing {}; it stopped and \
                  removed what it had stored (free space with retention and prune, or raise \
                  quota.max_storage_mb)",
-                coffer_domain::units::human_bytes(self.stored_bytes.load(Ordering::Relaxed))
+                human_bytes(self.stored_bytes.load(Ordering::Relaxed))
             )));
         }
         self.stored_bytes.fetch_add(bytes, Ordering::Relaxed);
@@ -1319,6 +1344,7 @@ impl Walker<'_> {
 
     fn warn(&mut self, message: String) {
         tracing::warn!("{message}");
+        self.shared.progress.log.warn_contents(message.clone());
         self.warnings.push(message);
     }
 

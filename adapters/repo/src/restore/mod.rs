@@ -170,6 +170,13 @@ pub async fn run(
         return Err(EngineError::Cancelled);
     }
     progress.set_totals((plan.files.len() + plan.links.len()) as u64, plan.bytes);
+    progress.log.info(format!(
+        "every object the restore needs is in storage: {} files, {} hard links, {} in {} packs to read",
+        plan.files.len(),
+        plan.links.len(),
+        coffer_domain::units::human_bytes(plan.bytes),
+        plan.packs.len()
+    ));
     prepare_target(target)?;
     let handle = tokio::runtime::Handle::current();
     let target = target.to_path_buf();

@@ -292,18 +292,25 @@ async fn coffer_jobs_log_follows_a_server_s_job_to_its_end() {
         .lines()
         .map(|l| serde_json::from_str(l).expect("a JSON line"))
         .collect();
-    let (_, api) = server.call("GET", &format!("/api/jobs/{job}/log"), None).await;
+    let (_, api) = server
+        .call("GET", &format!("/api/jobs/{job}/log"), None)
+        .await;
     assert_eq!(&parsed, api["lines"].as_array().expect("lines"));
     assert_eq!(parsed.len(), lines.len());
 
-    let list = run(&["jobs", "list", "--kind", "backup", "--source", "big", "--json"]);
+    let list = run(&[
+        "jobs", "list", "--kind", "backup", "--source", "big", "--json",
+    ]);
     assert!(list.status.success());
     let listed: Value = serde_json::from_slice(&list.stdout).expect("JSON");
     assert_eq!(listed[0]["id"], job.as_str(), "{listed}");
     assert_eq!(listed[0]["state"], "succeeded");
     let table = run(&["jobs", "list", "--user", "admin"]);
     let table = String::from_utf8_lossy(&table.stdout);
-    assert!(table.contains(&job) && table.contains("source big"), "{table}");
+    assert!(
+        table.contains(&job) && table.contains("source big"),
+        "{table}"
+    );
     let bad = run(&["jobs", "log", "not-a-job"]);
     assert!(!bad.status.success());
     assert!(

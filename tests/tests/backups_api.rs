@@ -1130,11 +1130,20 @@ async fn viewers_see_no_file_names_or_restore_targets(app: &TestApp) {
     let backup_job = backups["items"][0]["id"].as_str().expect("id").to_owned();
     let (status, backup_log) = api.get(&format!("/api/jobs/{backup_job}/log")).await;
     assert_eq!(status, 200, "{backup_log}");
-    assert!(backup_log.to_string().contains("secret-plans"), "{backup_log}");
+    assert!(
+        backup_log.to_string().contains("secret-plans"),
+        "{backup_log}"
+    );
     let (_, restore_log) = api
-        .get(&format!("/api/jobs/{}/log", done["id"].as_str().expect("id")))
+        .get(&format!(
+            "/api/jobs/{}/log",
+            done["id"].as_str().expect("id")
+        ))
         .await;
-    assert!(restore_log.to_string().contains("restored-here"), "{restore_log}");
+    assert!(
+        restore_log.to_string().contains("restored-here"),
+        "{restore_log}"
+    );
 
     let mut seen = Vec::new();
     for path in [
@@ -1175,7 +1184,8 @@ async fn viewers_see_no_file_names_or_restore_targets(app: &TestApp) {
             .as_array()
             .expect("lines")
             .iter()
-            .any(|l| l["level"] == "warning" && l["message"] == "(hidden: needs the restore permission)"),
+            .any(|l| l["level"] == "warning"
+                && l["message"] == "(hidden: needs the restore permission)"),
         "{shown_log}"
     );
 }
@@ -1210,28 +1220,48 @@ async fn a_job_s_log_follows_it_and_the_list_filters_by_user_and_period(app: &Te
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    let seqs: Vec<u64> = lines.iter().map(|l| l["seq"].as_u64().expect("seq")).collect();
+    let seqs: Vec<u64> = lines
+        .iter()
+        .map(|l| l["seq"].as_u64().expect("seq"))
+        .collect();
     assert_eq!(
         seqs,
         (1..=seqs.len() as u64).collect::<Vec<_>>(),
         "every line once, in order: {lines:#?}"
     );
-    let text: Vec<&str> = lines.iter().map(|l| l["message"].as_str().expect("message")).collect();
-    assert!(text[0].starts_with("backup of `logged` started (queued by admin at "), "{text:#?}");
+    let text: Vec<&str> = lines
+        .iter()
+        .map(|l| l["message"].as_str().expect("message"))
+        .collect();
     assert!(
-        text.iter().any(|t| t.starts_with("reading ") && t.contains("logged")),
+        text[0].starts_with("backup of `logged` started (queued by admin at "),
         "{text:#?}"
     );
-    assert!(text.iter().any(|t| t.starts_with("read ") && t.contains("files")), "{text:#?}");
+    assert!(
+        text.iter()
+            .any(|t| t.starts_with("reading ") && t.contains("logged")),
+        "{text:#?}"
+    );
+    assert!(
+        text.iter()
+            .any(|t| t.starts_with("read ") && t.contains("files")),
+        "{text:#?}"
+    );
     let last = text.last().expect("a last line");
-    assert!(last.starts_with("succeeded after ") && last.contains("(ok)"), "{text:#?}");
+    assert!(
+        last.starts_with("succeeded after ") && last.contains("(ok)"),
+        "{text:#?}"
+    );
     assert_eq!(*seqs.last().expect("seq"), after);
     // Read from the middle, with a page size.
     let (_, tail) = api
         .get(&format!("/api/jobs/{job_id}/log?after=1&limit=1"))
         .await;
     assert_eq!(tail["lines"][0]["seq"], 2);
-    assert_eq!((tail["next_after"].as_u64(), tail["complete"].as_bool()), (Some(2), Some(false)));
+    assert_eq!(
+        (tail["next_after"].as_u64(), tail["complete"].as_bool()),
+        (Some(2), Some(false))
+    );
     for bad in ["limit=0", "limit=1001", "after=-1"] {
         let (status, body) = api.get(&format!("/api/jobs/{job_id}/log?{bad}")).await;
         assert_eq!(status, 400, "{bad}: {body}");
@@ -1239,7 +1269,11 @@ async fn a_job_s_log_follows_it_and_the_list_filters_by_user_and_period(app: &Te
     let (status, body) = api
         .get("/api/jobs/0190a5b4-0000-7000-8000-000000000000/log")
         .await;
-    assert_eq!((status, body["error"]["code"].as_str()), (404, Some("not_found")), "{body}");
+    assert_eq!(
+        (status, body["error"]["code"].as_str()),
+        (404, Some("not_found")),
+        "{body}"
+    );
 
     // The Tasks page's filters: requester and period.
     let (_, mine) = api.get("/api/jobs?user=admin&kind=backup").await;

@@ -1218,7 +1218,11 @@ async fn tasks_list_jobs_and_a_job_s_log_follows_it_live() {
     for attempt in 1..=3_u64 {
         big_backups += 1;
         for part in 0..3 {
-            random_file(&big.join(format!("part{part}.bin")), BIG, attempt * 10 + part);
+            random_file(
+                &big.join(format!("part{part}.bin")),
+                BIG,
+                attempt * 10 + part,
+            );
         }
         browser
             .execute("location.hash = '#/account';", Vec::new())
@@ -1240,12 +1244,19 @@ async fn tasks_list_jobs_and_a_job_s_log_follows_it_live() {
             .await;
         browser.find(&ready("task")).await;
         browser.find(r#"#job-log[data-complete="true"]"#).await;
-        let seen = browser.execute("return window.__logSeen;", Vec::new()).await;
+        let seen = browser
+            .execute("return window.__logSeen;", Vec::new())
+            .await;
         let seen: Vec<(u64, String)> = seen
             .as_array()
             .expect("records")
             .iter()
-            .map(|r| (r[0].as_u64().unwrap_or(0), r[1].as_str().unwrap_or("").to_owned()))
+            .map(|r| {
+                (
+                    r[0].as_u64().unwrap_or(0),
+                    r[1].as_str().unwrap_or("").to_owned(),
+                )
+            })
             .collect();
         let lines = browser.find_all("#job-log li").await;
         let first = lines[0].text().await;
@@ -1264,7 +1275,10 @@ async fn tasks_list_jobs_and_a_job_s_log_follows_it_live() {
         }
         eprintln!("attempt {attempt}: the backup ended before its page read the log: {seen:?}");
     }
-    assert!(followed, "no attempt saw a running job's log grow on its page");
+    assert!(
+        followed,
+        "no attempt saw a running job's log grow on its page"
+    );
 
     // A job that fails: the backup of a source whose directory is gone.
     let gone = work.path().join("gone");
@@ -1338,6 +1352,11 @@ async fn tasks_list_jobs_and_a_job_s_log_follows_it_live() {
     let error = browser.find(r#"#job-log li[data-level="error"]"#).await;
     let said = error.text().await;
     assert!(said.contains("failed after"), "{said}");
+    // A vanished source is the operator's to fix, and the log says so plainly.
+    assert!(
+        said.contains("cannot read the source directory") && said.contains("(invalid)"),
+        "{said}"
+    );
     let message = done["error"]["message"].as_str().expect("message");
     let facts = browser.find("#task-facts").await.text().await;
     assert!(facts.contains(message), "{facts} / {message}");

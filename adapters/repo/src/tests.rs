@@ -1499,3 +1499,78 @@ async fn the_backup_scanner_counts_what_the_walker_backs_up() {
     );
     assert!(!progress.totals_final());
 }
+
+/// What a backup tells its job's log: the walk, each warning as it happens (here a FIFO
+/// that is skipped), what was read and stored; a source that is gone is the operator's
+/// error, named, not an internal one.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_backup_writes_its_phases_and_warnings_to_the_job_log() {
+    let dir = tempfile::tempdir().unwrap();
+    let src = dir.path().join("src");
+    write(&src.join("a.txt"), b"hello");
+    let fifo = src.join("pipe.fifo");
+    assert!(
+        std::process::Command::new("mkfifo")
+            .arg(&fifo)
+            .status()
+            .unwrap()
+            .success()
+    );
+    let store = Arc::new(MemStore::default());
+    let engine = engine(&store, true).await;
+    let request = |path: &Path| BackupRequest {
+        source_name: "test".into(),
+        path: path.to_path_buf(),
+        parent: None,
+        budget: None,
+        expected: None,
+        never_read: Vec::new(),
+        filter: coffer_domain::excludes::SourceFilter::default(),
+    };
+    let progress = Arc::new(Progress::default());
+    let summary = engine
+        .backup(request(&src), progress.clone(), Cancel::default())
+        .await
+        .unwrap();
+    assert_eq!(summary.warnings.len(), 1, "{:?}", summary.warnings);
+    let lines = progress.log.take(chrono::Utc::now());
+    let text: Vec<(coffer_domain::joblog::LogLevel, bool, &str)> = lines
+        .iter()
+        .map(|l| (l.level, l.contents, l.message.as_str()))
+        .collect();
+    assert_eq!(text.len(), 3, "{text:#?}");
+    assert!(text[0].2.starts_with("reading ") && text[0].2.ends_with(": every file"));
+    assert_eq!(
+        (text[1].0, text[1].1, text[1].2),
+        (
+            coffer_domain::joblog::LogLevel::Warning,
+            true,
+            summary.warnings[0].as_str()
+        ),
+        "the warning, as it happened, marked as naming a file"
+    );
+    assert!(text[1].2.contains("pipe.fifo"), "{text:#?}");
+    assert!(
+        text[2]
+            .2
+            .starts_with("read 1 file (0 unchanged, not read again) and 1 directory"),
+        "{text:#?}"
+    );
+
+    let gone = dir.path().join("gone");
+    let err = engine
+        .backup(
+            request(&gone),
+            Arc::new(Progress::default()),
+            Cancel::default(),
+        )
+        .await
+        .unwrap_err();
+    match err {
+        EngineFailure::Invalid(m) => assert!(
+            m.contains("cannot read the source directory") && m.contains("gone"),
+            "{m}"
+        ),
+        other => panic!("expected invalid, got {other:?}"),
+    }
+}

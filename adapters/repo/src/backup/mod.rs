@@ -71,10 +71,8 @@ pub async fn run(
     cancel: Cancel,
 ) -> Result<SnapshotSummary, EngineError> {
     check_encryption(&repo)?;
-    let meta = std::fs::metadata(&request.path).map_err(EngineError::io(format!(
-        "cannot read source {}",
-        request.path.display()
-    )))?;
+    let meta =
+        std::fs::metadata(&request.path).map_err(|e| unreadable_source(&request.path, &e))?;
     if !meta.is_dir() {
         return Err(EngineError::Invalid(format!(
             "{} is not a directory",
@@ -250,11 +248,11 @@ async fn store_and_commit(
     shared.progress.set_totals(outcome.files, outcome.bytes);
     tracing::debug!("backup: every file read, every pack stored");
     shared.progress.log.info(format!(
-        "read {} files ({} unchanged, not read again) and {} directories, {}; {} excluded; \
-         {} new; every pack stored; writing the snapshot",
-        outcome.files,
+        "read {} ({} unchanged, not read again) and {}, {}; {} excluded; {} new; every \
+         pack stored; writing the snapshot",
+        counted(outcome.files, "file", "files"),
         outcome.unchanged,
-        outcome.dirs,
+        counted(outcome.dirs, "directory", "directories"),
         human_bytes(outcome.bytes),
         outcome.excluded,
         human_bytes(shared.bytes_added.load(Ordering::Relaxed)),
@@ -326,7 +324,21 @@ async fn commit(
 fn root_dev(path: &Path) -> Result<u64, EngineError> {
     rustix::fs::stat(path)
         .map(|st| st.st_dev)
-        .map_err(|e| EngineError::io(format!("cannot read source {}", path.display()))(e.into()))
+        .map_err(|e| unreadable_source(path, &e.into()))
+}
+
+/// `1 file`, `2 files`.
+fn counted(n: u64, one: &str, many: &str) -> String {
+    format!("{n} {}", if n == 1 { one } else { many })
+}
+
+/// A source directory that is gone or unreadable: the operator's to fix, not an internal
+/// error, so the job, the alert and the audit trail say which directory and why.
+fn unreadable_source(path: &Path, e: &std::io::Error) -> EngineError {
+    EngineError::Invalid(format!(
+        "cannot read the source directory {}: {e} (was it moved, deleted or unmounted?)",
+        path.display()
+    ))
 }
 
 fn hostname() -> String {
@@ -771,7 +783,7 @@ fn walk(
             OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC,
             Mode::empty(),
         )
-        .map_err(|e| EngineError::io(format!("cannot read source {}", root.display()))(e.into()))
+        .map_err(|e| unreadable_source(root, &e.into()))
         .and_then(|fd| walker.dir(fd, "", parent));
         let Walker {
             files,

@@ -650,8 +650,8 @@ mod tests {
     #[test]
     fn the_byte_bound_holds_and_long_messages_are_cut() {
         let log = JobLog::default();
-        let long = "é".repeat(MAX_MESSAGE_CHARS + 10);
-        log.info(long);
+        let too_long = "é".repeat(MAX_MESSAGE_CHARS + 10);
+        log.info(too_long);
         let line = &log.take(t(0))[0];
         assert!(line.message.ends_with("… (cut)"));
         assert_eq!(

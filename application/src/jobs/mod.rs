@@ -360,21 +360,18 @@ impl JobService {
     /// Database failures (the next step tries again).
     pub async fn maintain(&self) -> Result<(), CommonError> {
         let inner = &self.inner;
-        let (beats, logs): (Vec<(JobId, JobProgress)>, Vec<(JobId, Arc<Progress>)>) = {
+        let running: Vec<(JobId, Arc<Progress>)> = {
             let reg = inner.registry();
             reg.live
                 .values()
                 .filter(|l| l.job.state == JobState::Running)
-                .map(|l| {
-                    (
-                        (l.job.id, l.progress.read()),
-                        (l.job.id, Arc::clone(&l.progress)),
-                    )
-                })
-                .unzip()
+                .map(|l| (l.job.id, Arc::clone(&l.progress)))
+                .collect()
         };
-        for (id, progress) in logs {
-            flush_log(inner, id, &progress.log).await;
+        let beats: Vec<(JobId, JobProgress)> =
+            running.iter().map(|(id, p)| (*id, p.read())).collect();
+        for (id, progress) in &running {
+            flush_log(inner, *id, &progress.log).await;
         }
         if !beats.is_empty() {
             let answers = inner.repo.heartbeat(&inner.lease(), &beats).await?;

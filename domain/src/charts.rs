@@ -138,7 +138,12 @@ pub enum RunOutcome {
 }
 
 impl RunOutcome {
-    pub const ALL: [Self; 4] = [Self::Succeeded, Self::Warnings, Self::Failed, Self::Cancelled];
+    pub const ALL: [Self; 4] = [
+        Self::Succeeded,
+        Self::Warnings,
+        Self::Failed,
+        Self::Cancelled,
+    ];
 
     #[must_use]
     pub const fn as_str(self) -> &'static str {
@@ -320,7 +325,9 @@ mod tests {
     #[test]
     fn the_trend_is_the_least_squares_slope_of_the_last_30_days() {
         // Exactly linear: 100 bytes a day.
-        let linear: Vec<_> = (11..=TODAY).map(|d| (d, 1_000 + 100 * d as u64)).collect();
+        let linear: Vec<_> = (11..=TODAY)
+            .map(|d| (d, 1_000 + 100 * d.unsigned_abs()))
+            .collect();
         let t = storage_trend(&series(&linear), day(TODAY)).unwrap();
         assert!((t.bytes_per_day - 100.0).abs() < 1e-9, "{t:?}");
         assert_eq!((t.days, t.first, t.last), (30, day(11), day(TODAY)));
@@ -329,7 +336,7 @@ mod tests {
         let mut old = vec![(10, 1_000_000)];
         old.extend((11..=TODAY).map(|d| (d, 5_000)));
         let t = storage_trend(&series(&old), day(TODAY)).unwrap();
-        assert_eq!(t.bytes_per_day, 0.0);
+        assert!(t.bytes_per_day.abs() < 1e-9, "{t:?}");
         assert_eq!(t.days, 30);
 
         // Noisy points: the fitted slope of (0,0) (1,10) (2,8) (3,30) is 8.8.
@@ -348,7 +355,10 @@ mod tests {
         assert_eq!(storage_trend(&[], day(TODAY)), None);
         assert_eq!(storage_trend(&series(&[(40, 5)]), day(TODAY)), None);
         // The same day twice is still one day.
-        assert_eq!(storage_trend(&series(&[(40, 5), (40, 9)]), day(TODAY)), None);
+        assert_eq!(
+            storage_trend(&series(&[(40, 5), (40, 9)]), day(TODAY)),
+            None
+        );
         // A sample outside the window does not make a second day; nor does the future.
         assert_eq!(
             storage_trend(&series(&[(1, 5), (40, 9), (41, 20)]), day(TODAY)),
@@ -405,10 +415,7 @@ mod tests {
             Projection::Reached
         );
         assert_eq!(project(None, 10_001, 10_000, today), Projection::Reached);
-        assert_eq!(
-            project(None, 9_000, 10_000, today),
-            Projection::TooFewDays
-        );
+        assert_eq!(project(None, 9_000, 10_000, today), Projection::TooFewDays);
     }
 
     #[test]
@@ -480,7 +487,10 @@ mod tests {
         job.result = Some(result(SnapshotStatus::Ok));
         let run = BackupRun::of(&job).unwrap();
         assert_eq!(run.outcome, RunOutcome::Succeeded);
-        assert_eq!((run.bytes_added, run.duration_secs()), (Some(120), Some(10)));
+        assert_eq!(
+            (run.bytes_added, run.duration_secs()),
+            (Some(120), Some(10))
+        );
         job.result = Some(result(SnapshotStatus::Partial));
         assert_eq!(BackupRun::of(&job).unwrap().outcome, RunOutcome::Warnings);
 

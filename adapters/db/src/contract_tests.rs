@@ -1670,6 +1670,8 @@ mod replicas;
 
 mod jobs_queue;
 
+mod backup_runs;
+
 mod throttle;
 
 mod tokens;

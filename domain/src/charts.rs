@@ -269,11 +269,11 @@ impl BackupRun {
         })
     }
 
-    /// From start to finish, in whole seconds; `None` for a run that never started.
+    /// From start to finish, in milliseconds; `None` for a run that never started.
     #[must_use]
-    pub fn duration_secs(&self) -> Option<u64> {
+    pub fn duration_ms(&self) -> Option<u64> {
         let (start, end) = (self.started_at?, self.finished_at?);
-        u64::try_from((end - start).num_seconds()).ok()
+        u64::try_from((end - start).num_milliseconds()).ok()
     }
 }
 
@@ -488,8 +488,8 @@ mod tests {
         let run = BackupRun::of(&job).unwrap();
         assert_eq!(run.outcome, RunOutcome::Succeeded);
         assert_eq!(
-            (run.bytes_added, run.duration_secs()),
-            (Some(120), Some(10))
+            (run.bytes_added, run.duration_ms()),
+            (Some(120), Some(10_000))
         );
         job.result = Some(result(SnapshotStatus::Partial));
         assert_eq!(BackupRun::of(&job).unwrap().outcome, RunOutcome::Warnings);
@@ -519,8 +519,8 @@ mod tests {
             outcome: RunOutcome::Succeeded,
             bytes_added: Some(5),
         };
-        assert_eq!(run.duration_secs(), Some(90));
+        assert_eq!(run.duration_ms(), Some(90_900));
         run.started_at = None;
-        assert_eq!(run.duration_secs(), None);
+        assert_eq!(run.duration_ms(), None);
     }
 }

@@ -140,7 +140,7 @@ async fn charts_show_storage_runs_and_streaks(app: &TestApp) {
     assert_eq!(list.len(), 2, "{runs}");
     for run in list {
         assert_eq!(run["outcome"], "succeeded", "{runs}");
-        assert!(run["duration_seconds"].is_u64(), "{runs}");
+        assert!(run["duration_ms"].is_u64(), "{runs}");
         assert!(run["bytes_added"].is_u64(), "{runs}");
     }
     assert!(list[0]["created_at"].as_str() < list[1]["created_at"].as_str());

@@ -150,14 +150,14 @@ contract!(
         let recent = runs.recent(a, 3).await.expect("recent");
         let seen: Vec<_> = recent
             .iter()
-            .map(|r| (r.job_id, r.outcome, r.bytes_added, r.duration_secs()))
+            .map(|r| (r.job_id, r.outcome, r.bytes_added, r.duration_ms()))
             .collect();
         assert_eq!(
             seen,
             [
-                (id(5), RunOutcome::Succeeded, Some(500), Some(30)),
-                (id(3), RunOutcome::Warnings, Some(300), Some(30)),
-                (id(2), RunOutcome::Failed, None, Some(30)),
+                (id(5), RunOutcome::Succeeded, Some(500), Some(30_000)),
+                (id(3), RunOutcome::Warnings, Some(300), Some(30_000)),
+                (id(2), RunOutcome::Failed, None, Some(30_000)),
             ]
         );
         assert_eq!(recent[0].created_at, t(180));

@@ -249,8 +249,8 @@ pub struct BackupRunDto {
     /// Absent for a run cancelled before it started.
     pub started_at: Option<DateTime<Utc>>,
     pub finished_at: Option<DateTime<Utc>>,
-    /// From start to finish; absent for a run that never started.
-    pub duration_seconds: Option<u64>,
+    /// From start to finish, in milliseconds; absent for a run that never started.
+    pub duration_ms: Option<u64>,
     /// What the snapshot added to the repository (plaintext bytes of new chunks);
     /// absent for a run that left no snapshot.
     pub bytes_added: Option<u64>,
@@ -261,7 +261,7 @@ impl From<BackupRun> for BackupRunDto {
         Self {
             job_id: r.job_id.to_string(),
             outcome: r.outcome.into(),
-            duration_seconds: r.duration_secs(),
+            duration_ms: r.duration_ms(),
             created_at: r.created_at,
             started_at: r.started_at,
             finished_at: r.finished_at,

@@ -189,10 +189,12 @@ export function drawStorage(host, st) {
   } else if (st.quota_bytes) {
     svg.append(s("text", { x: width - PAD.right - 2, y: PAD.top + 10, "text-anchor": "end", class: "chart-note" }, `Quota ${fmt.bytes(st.quota_bytes)} (above the chart)`));
   }
-  svg.append(
-    s("text", { x: PAD.left, y: HEIGHT - 8, class: "chart-tick" }, shortDay(days[0].day)),
-    s("text", { x: x(last), y: HEIGHT - 8, class: "chart-tick", "text-anchor": ahead ? "middle" : "end" }, "today"));
-  if (ahead) svg.append(s("text", { x: width - PAD.right, y: HEIGHT - 8, class: "chart-tick", "text-anchor": "end" }, shortDay(dayOf(end))));
+  if (last > first) svg.append(s("text", { x: PAD.left, y: HEIGHT - 8, class: "chart-tick" }, shortDay(days[0].day)));
+  svg.append(s("text", { x: x(last), y: HEIGHT - 8, class: "chart-tick", "text-anchor": ahead ? "middle" : last > first ? "end" : "start" }, "today"));
+  // The projection's last day, where there is room for it beside "today".
+  if (ahead && width - PAD.right - x(last) >= 70) {
+    svg.append(s("text", { x: width - PAD.right, y: HEIGHT - 8, class: "chart-tick", "text-anchor": "end" }, shortDay(dayOf(end))));
+  }
 
   const key = h("ul", { class: "chart-legend" },
     h("li", null, h("span", { class: "key key-line", "aria-hidden": "true" }), "Stored"),

@@ -15,12 +15,13 @@ const HEIGHT = 200;
 const PAD = { top: 14, right: 12, bottom: 26, left: 64 };
 const DAY_MS = 86400000;
 
-/** The outcomes of a backup run, bottom of a stack first. */
+/** The outcomes of a backup run, bottom of a stack first (fills: solid, hatched,
+ * cross-hatched, dotted; see `patterns`). */
 export const OUTCOMES = [
-  ["succeeded", "Succeeded", "solid"],
-  ["warnings", "With warnings", "hatch"],
-  ["failed", "Failed", "cross"],
-  ["cancelled", "Cancelled", "dots"],
+  ["succeeded", "Succeeded"],
+  ["warnings", "With warnings"],
+  ["failed", "Failed"],
+  ["cancelled", "Cancelled"],
 ];
 const LABEL = Object.fromEntries(OUTCOMES.map(([k, l]) => [k, l]));
 

@@ -278,7 +278,7 @@ impl BackupRun {
 }
 
 /// The backup runs, read from the job records: finished backup jobs (succeeded, failed
-/// or cancelled) of sources that still exist.
+/// or cancelled). The per-day counts include the runs of sources deleted since.
 ///
 /// Contract:
 /// - `count_per_day` counts the finished backup jobs created in `from..to` (half-open)

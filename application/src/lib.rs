@@ -43,6 +43,7 @@ pub use audit::{AuditLog, AuditService, ChainReport};
 pub use auth::{AuthError, AuthPorts, AuthService, Credential, Session};
 pub use backup::{BackupError, BackupPorts, BackupService, BackupTarget};
 pub use catalog::{CatalogError, CatalogService, DirPage, DownloadPlan, Paging};
+pub use dashboard::charts::{Charts, SourceRuns, StorageChart};
 pub use dashboard::{Dashboard, DashboardService, DashboardSources, SourceOverview};
 pub use error::{CodedError, CommonError, EngineError, ErrorClass};
 pub use import::{

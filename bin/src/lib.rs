@@ -674,6 +674,8 @@ impl Services {
                 jobs: jobs.clone(),
                 retention: retention.clone(),
                 keys: keys.clone(),
+                history: Arc::new(db.storage_history()),
+                runs: Arc::new(db.backup_runs()),
             },
             clock.clone(),
         ));

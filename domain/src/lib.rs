@@ -36,6 +36,7 @@ macro_rules! named {
 pub mod alerts;
 pub mod audit;
 pub mod auth;
+pub mod charts;
 pub mod crypto;
 pub mod engine;
 pub mod excludes;

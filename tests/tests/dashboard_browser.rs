@@ -1180,6 +1180,252 @@ async fn an_operator_creates_uses_and_revokes_a_token_in_the_browser() {
     app.stop().await;
 }
 
+/// What the page shows of the chart `css`: its data attributes, whether each of its SVGs
+/// is an image with a label (and the labels), the rows of its table of numbers, and the
+/// chart's width against the viewport's.
+async fn chart_facts(browser: &Browser, css: &str) -> Value {
+    browser
+        .execute(
+            "const f = document.querySelector(arguments[0]); \
+             if (!f) return null; \
+             const svgs = [...f.querySelectorAll('svg.chart-svg')]; \
+             return { \
+               data: {...f.dataset}, \
+               images: svgs.length, \
+               labelled: svgs.every(s => s.getAttribute('role') === 'img' \
+                 && (s.getAttribute('aria-label') || '').length > 20), \
+               labels: svgs.map(s => s.getAttribute('aria-label')), \
+               caption: (f.querySelector('figcaption') || {}).textContent || '', \
+               legend: [...f.querySelectorAll('.chart-legend li')].map(l => l.textContent), \
+               rows: f.querySelectorAll('details.chart-data table tbody tr').length, \
+               headers: [...f.querySelectorAll('details.chart-data table th')].map(t => t.textContent), \
+               right: Math.max(...svgs.map(s => s.getBoundingClientRect().right)), \
+               viewport: document.documentElement.clientWidth, \
+             };",
+            vec![json!(css)],
+        )
+        .await
+}
+
+/// Checks the overview's two charts; returns today's count of backup runs.
+async fn check_overview_charts(browser: &Browser, stored_days: u64) -> u64 {
+    let storage = chart_facts(browser, "#chart-storage").await;
+    assert_eq!(storage["images"], 1, "{storage}");
+    assert_eq!(storage["labelled"], true, "{storage}");
+    assert!(
+        storage["labels"][0]
+            .as_str()
+            .is_some_and(|l| l.contains("Stored bytes")),
+        "{storage}"
+    );
+    assert_eq!(
+        storage["data"]["points"],
+        stored_days.to_string(),
+        "{storage}"
+    );
+    assert_eq!(storage["rows"], stored_days, "{storage}");
+    // The sentence states the projection and how it was made.
+    let caption = storage["caption"].as_str().unwrap_or_default();
+    assert!(caption.contains("linear fit"), "{storage}");
+    if stored_days > 1 {
+        // The quota of 1 MiB is far above what the test stores: not within a year.
+        assert!(
+            caption.contains("does not reach the quota within a year"),
+            "{storage}"
+        );
+        assert_eq!(
+            storage["data"]["projection"], "not_within_a_year",
+            "{storage}"
+        );
+    } else {
+        assert!(caption.contains("Not enough history"), "{storage}");
+    }
+    let per_day = chart_facts(browser, "#chart-backups-per-day").await;
+    assert_eq!(per_day["labelled"], true, "{per_day}");
+    assert_eq!(per_day["data"]["points"], "30", "{per_day}");
+    assert_eq!(per_day["rows"], 30, "{per_day}");
+    // Readable without colour: every outcome is named in the legend and the table.
+    for outcome in ["Succeeded", "With warnings", "Failed", "Cancelled"] {
+        assert!(
+            per_day["legend"]
+                .as_array()
+                .is_some_and(|l| l.iter().any(|t| t == outcome)),
+            "{per_day}"
+        );
+        assert!(
+            per_day["headers"]
+                .as_array()
+                .is_some_and(|h| h.iter().any(|t| t == outcome)),
+            "{per_day}"
+        );
+    }
+    for facts in [&storage, &per_day] {
+        assert!(
+            facts["right"].as_f64() <= facts["viewport"].as_f64(),
+            "a chart sticks out of the viewport: {facts}"
+        );
+    }
+    per_day["data"]["todayTotal"]
+        .as_str()
+        .and_then(|n| n.parse().ok())
+        .expect("today's count")
+}
+
+/// Scrolls the element `css` to the top of the window (for a screenshot).
+async fn scroll_to(browser: &Browser, css: &str) {
+    browser
+        .execute(
+            "const top = document.querySelector(arguments[0]).getBoundingClientRect().top; \
+             window.scrollTo(0, Math.max(0, window.scrollY + top - 110));",
+            vec![json!(css)],
+        )
+        .await;
+}
+
+/// Ten days of storage samples before today, growing to what is stored now (the server
+/// records today's), straight into the app's database: history takes days to gather.
+async fn seed_storage_history(app: &TestApp) {
+    use coffer_domain::reports::StorageHistory as _;
+
+    let db = coffer_db::Database::connect(&coffer_db::DbOptions::new(app.settings.database_url()))
+        .await
+        .expect("connect to the app's database");
+    let today = chrono::Utc::now().date_naive();
+    let history = db.storage_history();
+    let now = history
+        .latest_on_or_before(today)
+        .await
+        .expect("read the history")
+        .expect("today's sample")
+        .stored_bytes;
+    for back in 1..=10u64 {
+        let day = today - chrono::TimeDelta::days(i64::try_from(back).expect("small"));
+        history
+            .record(day, now - now * back / 20)
+            .await
+            .expect("record a sample");
+    }
+    db.close().await.expect("close");
+}
+
+/// Opens the runs of the source `name` on the sources page and waits until they show
+/// `runs` runs; returns the chart's facts.
+async fn open_source_runs(browser: &Browser, name: &str, runs: usize) -> Value {
+    browser
+        .find(&format!(r#"tr[data-source="{name}"] [data-action="runs"]"#))
+        .await
+        .click()
+        .await;
+    browser
+        .find(&format!(r#"#chart-source-runs[data-runs="{runs}"]"#))
+        .await;
+    chart_facts(browser, "#chart-source-runs").await
+}
+
+/// The charts: the overview's stored bytes and backups per day, and a source's last runs
+/// on the sources page; each an image with a label, a legend in words and a table of its
+/// numbers; updated after a backup; and at a phone's width, nothing scrolls sideways.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_charts_are_labelled_have_their_numbers_and_follow_backups() {
+    let Some(browser) =
+        Browser::launch("the_charts_are_labelled_have_their_numbers_and_follow_backups").await
+    else {
+        return;
+    };
+    let app = spawn_app(Backend::Sqlite, "browser_charts")
+        .await
+        .expect("sqlite is always available");
+    let api: Api<'_> = admin(&app).await;
+    let work = tempfile::tempdir().expect("tempdir");
+    let src = work.path().join("charted");
+    source_tree(&src);
+    let source_id = api.create_source("charted", &src).await;
+    api.backup(source_id).await;
+
+    submit_login(&browser, &app, "admin", &app.admin_password()).await;
+    browser.find(&ready("overview")).await;
+    assert_eq!(check_overview_charts(&browser, 1).await, 1);
+    scroll_to(&browser, "#overview-charts").await;
+    shot(&browser, "charts-overview").await;
+
+    // Ten earlier days of growth, a quota, and another backup: the storage chart draws
+    // eleven days with a projection, and today's bar grows once the overview reloads.
+    seed_storage_history(&app).await;
+    let (status, body) = api
+        .send(
+            "PATCH",
+            "/api/settings",
+            Some(json!({"quota": {"max_storage_mb": 1, "warning_threshold_mb": 0}})),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    api.backup(source_id).await;
+    browser.execute("window.scrollTo(0, 0);", Vec::new()).await;
+    browser
+        .find(r#"[data-action="refresh"]"#)
+        .await
+        .click()
+        .await;
+    browser
+        .find(r#"#chart-backups-per-day[data-today-total="2"]"#)
+        .await;
+    assert_eq!(check_overview_charts(&browser, 11).await, 2);
+    scroll_to(&browser, "#overview-charts").await;
+    shot(&browser, "charts-overview-history").await;
+
+    // The source's runs: two, both clean.
+    open(&browser, "sources").await;
+    let runs = open_source_runs(&browser, "charted", 2).await;
+    assert_eq!(runs["images"], 2, "duration and bytes added: {runs}");
+    assert_eq!(runs["labelled"], true, "{runs}");
+    assert_eq!(runs["data"]["streak"], "2", "{runs}");
+    assert_eq!(runs["rows"], 2, "{runs}");
+    let streak = browser.find("#source-streak").await.text().await;
+    assert!(streak.contains("2 successful runs in a row"), "{streak}");
+    // A backup from the page: the chart follows when it ends.
+    browser
+        .find(r#"tr[data-source="charted"] [data-action="backup"]"#)
+        .await
+        .click()
+        .await;
+    browser
+        .find(r#"#chart-source-runs[data-runs="3"][data-streak="3"]"#)
+        .await;
+    shot(&browser, "charts-source-runs").await;
+
+    // A phone's width: the same charts, within the screen.
+    let phone = browser.emulate_device(375, 812).await;
+    assert_eq!(phone, 375, "the emulated phone's viewport");
+    open(&browser, "overview").await;
+    assert_eq!(check_overview_charts(&browser, 11).await, 3);
+    let mut wide = Vec::new();
+    if let Some(problem) = sideways(&browser).await {
+        wide.push(format!("overview: {problem}"));
+    }
+    scroll_to(&browser, "#chart-storage").await;
+    shot(&browser, "charts-phone-overview").await;
+    open(&browser, "sources").await;
+    let runs = open_source_runs(&browser, "charted", 3).await;
+    assert_eq!(runs["labelled"], true, "{runs}");
+    assert!(
+        runs["right"].as_f64() <= runs["viewport"].as_f64(),
+        "the runs chart sticks out: {runs}"
+    );
+    if let Some(problem) = sideways(&browser).await {
+        wide.push(format!("sources: {problem}"));
+    }
+    shot(&browser, "charts-phone-source-runs").await;
+    assert!(
+        wide.is_empty(),
+        "pages scroll sideways at 375 px: {wide:#?}"
+    );
+    browser.clear_emulation().await;
+
+    assert_console_clean(&browser).await;
+    browser.quit().await;
+    app.stop().await;
+}
+
 /// The Tasks page and a job's log: the list shows every job with its filters, a running
 /// backup's page follows its log live to the final line, a failed job's page says why,
 /// and both read at a phone's width.

@@ -1775,6 +1775,8 @@ mod replicas;
 
 mod jobs_queue;
 
+mod backup_runs;
+
 mod throttle;
 
 mod tokens;

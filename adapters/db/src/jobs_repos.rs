@@ -680,7 +680,7 @@ fn to_row(job: &Job, source_id: Option<SourceId>) -> Result<jobs::ActiveModel, R
     })
 }
 
-fn to_job(row: jobs::Model) -> Result<Job, RepoError> {
+pub(crate) fn to_job(row: jobs::Model) -> Result<Job, RepoError> {
     let id = &row.id;
     let corrupt = |what: &str, e: &dyn std::fmt::Display| {
         RepoError::Corrupt(format!("jobs.id={id} {what}: {e}"))

@@ -9,6 +9,7 @@
 mod alerts_repos;
 mod auth_repos;
 mod backup_repos;
+mod backup_runs;
 #[cfg(feature = "bench-seed")]
 pub mod bench_seed;
 mod counters;
@@ -35,6 +36,7 @@ use sea_orm::{ConnectOptions, DatabaseBackend, DatabaseConnection};
 pub use alerts_repos::SeaAlertRepository;
 pub use auth_repos::{SeaAuditRepository, SeaSessionRevocations, SeaUserRepository};
 pub use backup_repos::{SeaBackupCatalog, SeaSourceRepository};
+pub use backup_runs::SeaBackupRuns;
 pub use counters::SeaCounterRepository;
 pub use error::DbError;
 pub use jobs_repos::SeaJobRepository;
@@ -215,6 +217,12 @@ impl Database {
     #[must_use]
     pub fn replicas(&self) -> SeaReplicaRepository {
         SeaReplicaRepository::new(self.conn.clone())
+    }
+
+    /// The finished backup runs, as the dashboard's charts count them.
+    #[must_use]
+    pub fn backup_runs(&self) -> SeaBackupRuns {
+        SeaBackupRuns::new(self.conn.clone())
     }
 
     #[must_use]

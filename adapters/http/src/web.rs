@@ -58,6 +58,7 @@ const ASSETS: &[Asset] = &[
     asset!("/assets/js/dom.js", "js/dom.js", JS),
     asset!("/assets/js/format.js", "js/format.js", JS),
     asset!("/assets/js/jobs.js", "js/jobs.js", JS),
+    asset!("/assets/js/charts.js", "js/charts.js", JS),
     asset!("/assets/js/pages/overview.js", "js/pages/overview.js", JS),
     asset!("/assets/js/pages/backups.js", "js/pages/backups.js", JS),
     asset!("/assets/js/pages/browse.js", "js/pages/browse.js", JS),

@@ -1,6 +1,9 @@
 //! The dashboard's figures (and the metrics'), in one read. Every figure comes from a
 //! maintained counter or an indexed lookup — never from scanning the catalog or the
-//! storage — so the answer stays fast with hundreds of thousands of snapshots.
+//! storage — so the answer stays fast with hundreds of thousands of snapshots. The charts
+//! ([`charts`]) read bounded windows of the history beside it.
+
+pub mod charts;
 
 use std::sync::{Arc, Mutex};
 
@@ -8,7 +11,9 @@ use chrono::{DateTime, TimeDelta, Utc};
 use coffer_domain::SourceId;
 use coffer_domain::alerts::{Alert, AlertFilter, AlertRepository, SeverityCounts};
 use coffer_domain::auth::{Actor, Permission};
+use coffer_domain::charts::BackupRuns;
 use coffer_domain::ports::{BackupCatalog, CatalogEntry, CatalogStats, Clock, SourceRepository};
+use coffer_domain::reports::StorageHistory;
 use coffer_domain::retention::Retention;
 use coffer_domain::schedule::Schedule;
 
@@ -82,6 +87,10 @@ pub struct DashboardSources {
     /// The retention defaults in force (they change when an administrator sets them).
     pub retention: Arc<dyn RetentionDefaults>,
     pub keys: Arc<dyn KeyStatus>,
+    /// The daily samples of the bytes in storage (the storage chart).
+    pub history: Arc<dyn StorageHistory>,
+    /// The finished backup runs (the runs charts).
+    pub runs: Arc<dyn BackupRuns>,
 }
 
 pub struct DashboardService {

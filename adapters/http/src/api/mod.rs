@@ -6,6 +6,7 @@ pub mod alerts;
 pub mod audit;
 pub mod auth;
 pub mod backups;
+pub mod charts;
 pub mod dashboard;
 pub mod dto;
 pub mod import;

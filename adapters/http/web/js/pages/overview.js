@@ -1,10 +1,13 @@
 // Overview: the figures of GET /api/dashboard, the quota, active alerts and running jobs,
-// and the replicas of GET /api/replicas (last copy, lag).
+// and the replicas of GET /api/replicas (last copy, lag); the charts of
+// GET /api/dashboard/charts (stored bytes with the quota and a projection, backups per
+// day by outcome), fetched again every 15 s and whenever the running jobs change.
 // Polls every 1.5 s while a job runs, every 15 s otherwise; stops when the page is left.
 
 import { get, post, seg } from "../api.js";
 import { h, clear, icon, badge, button, card, pageHeader, emptyState, loading, table, td, bar, toast, toastError } from "../dom.js";
 import { jobCard, updateJobCard, cancelRule, markGone, FINAL } from "../jobs.js";
+import { drawStorage, drawBackupsPerDay } from "../charts.js";
 import * as fmt from "../format.js";
 
 const FAST = 1500;
@@ -171,11 +174,35 @@ export async function render(ctx) {
   const jobsCard = card("Running jobs", [jobsBody, jobsEmpty]);
   const sources = h("div");
   const replicas = h("div", { id: "overview-replicas" });
-  main.append(banner, stats, h("div", { class: "grid-2" }, h("div", { class: "stack" }, quota, jobsCard), alerts), h("div", { class: "section-gap" }, sources), h("div", { class: "section-gap" }, replicas));
+  const storageChart = h("div");
+  const perDayChart = h("div");
+  const charts = h("div", { class: "grid-2 section-gap", id: "overview-charts" },
+    card("Storage over time", storageChart),
+    card("Backups per day", perDayChart));
+  main.append(banner, stats, h("div", { class: "grid-2" }, h("div", { class: "stack" }, quota, jobsCard), alerts), charts, h("div", { class: "section-gap" }, sources), h("div", { class: "section-gap" }, replicas));
 
   const cards = new Map();
   let alertSig = "";
   let timer = null;
+  let chartsAt = 0;
+  let chartsSig = null;
+
+  // The charts change when a job ends: drawn again when the running jobs differ from the
+  // last drawing's, and every 15 s.
+  async function loadCharts(d, explicit) {
+    const sig = d.running_jobs.map((j) => j.id).join(",");
+    if (!explicit && sig === chartsSig && Date.now() - chartsAt < SLOW) return;
+    try {
+      const c = await get("/api/dashboard/charts", null, { signal: ctx.signal });
+      drawStorage(storageChart, c.storage);
+      drawBackupsPerDay(perDayChart, c.backups_per_day);
+      chartsSig = sig;
+      chartsAt = Date.now();
+    } catch (e) {
+      if (e.name === "AbortError" || ctx.left) return;
+      toastError(e);
+    }
+  }
 
   async function settle(id, el) {
     try {
@@ -243,6 +270,8 @@ export async function render(ctx) {
       clear(replicas);
     }
     drawJobs(d.running_jobs);
+    await loadCharts(d, explicit);
+    if (ctx.left) return;
     ctx.ready();
     timer = ctx.timeout(() => load(), d.running_jobs.length ? FAST : SLOW);
   }

@@ -1,12 +1,13 @@
 // Sources: the directories Coffer backs up. Add/edit with a live, human-readable preview
 // of the cron schedule and of what a retention override would keep; back up now; pause,
-// resume and delete.
+// resume and delete; a source's last runs as charts (GET /api/sources/{id}/runs).
 
 import { get, post, patch, del, seg } from "../api.js";
 import { h, clear, icon, badge, button, pageHeader, emptyState, loading, table, td, toast, toastError,
   openDialog, confirmDialog, field, input, checkbox, errorBox, debounce } from "../dom.js";
 import { jobPanel, cancelRule } from "../jobs.js";
 import { announce, startBackup } from "./backups.js";
+import { drawSourceRuns } from "../charts.js";
 import * as fmt from "../format.js";
 
 export const RULES = [
@@ -274,12 +275,37 @@ export async function render(ctx) {
   let defaults = { max_backups: 0, max_age_days: 0 };
   const panel = jobPanel(ctx, { onDone: (job) => { announce(job); load(); }, canCancel: cancelRule(ctx) });
   let list = [];
+  // The source whose runs are shown (its id), and where.
+  let runsOf = null;
+  const runsTitle = h("h2", { id: "source-runs-title" }, "Runs");
+  const runsBody = h("div");
+  const runsCard = h("section", { class: "card section-gap", id: "source-runs", "aria-labelledby": "source-runs-title", hidden: true },
+    h("div", { class: "card-header" }, runsTitle,
+      h("div", { class: "card-actions" }, button("Close", () => { runsOf = null; runsCard.hidden = true; }, { small: true, variant: "ghost", iconOnly: true, icon: "x", dataset: { action: "close-runs" } }))),
+    h("div", { class: "card-body" }, runsBody));
 
   const add = canManage ? button("Add source", () => sourceForm(ctx, null, defaults, () => load(true)), { variant: "primary", icon: "plus", mutating: true, id: "source-add" }) : null;
   main.append(pageHeader("Sources", "Directories on this server that Coffer backs up.", add));
   main.append(panel.el);
   const body = h("div", null, loading());
   main.append(h("section", { class: "card", "aria-label": "Sources" }, body));
+  main.append(runsCard);
+
+  async function showRuns(s, focus = false) {
+    runsOf = s.id;
+    runsTitle.textContent = `Last runs of ${s.name}`;
+    runsCard.hidden = false;
+    if (!runsBody.firstChild) runsBody.append(loading());
+    try {
+      const data = await get(`/api/sources/${seg(s.id)}/runs`, null, { signal: ctx.signal });
+      if (runsOf !== s.id) return;
+      drawSourceRuns(runsBody, data);
+      if (focus) runsCard.scrollIntoView({ block: "nearest" });
+    } catch (e) {
+      if (e.name === "AbortError" || ctx.left) return;
+      toastError(e);
+    }
+  }
 
   async function toggle(s) {
     try {
@@ -316,6 +342,7 @@ export async function render(ctx) {
   function row(s) {
     const actions = [];
     if (canBackup) actions.push(button("Back up now", () => startBackup(s, panel), { small: true, icon: "play", mutating: true, dataset: { action: "backup" } }));
+    actions.push(button(`Last runs of ${s.name}`, () => showRuns(s, true), { small: true, variant: "ghost", iconOnly: true, icon: "overview", dataset: { action: "runs" } }));
     if (canManage) {
       actions.push(h("a", { class: "btn btn-sm btn-icon btn-ghost", href: `#/backups?source_id=${s.id}`, title: "Show its backups", "aria-label": `Backups of ${s.name}`, dataset: { action: "backups" } }, icon("backups")));
       actions.push(button("Edit", () => sourceForm(ctx, s, defaults, () => load(true)), { small: true, variant: "ghost", iconOnly: true, icon: "edit", mutating: true, dataset: { action: "edit" } }));
@@ -335,7 +362,7 @@ export async function render(ctx) {
       td(s.last_run_at ? h("span", { title: fmt.dateTime(s.last_run_at, true) }, fmt.relative(s.last_run_at)) : h("span", { class: "muted" }, "—"), "time"),
       td(s.next_run_at ? h("span", { title: fmt.dateTime(s.next_run_at, true) }, fmt.dateTime(s.next_run_at), h("span", { class: "sub" }, fmt.relative(s.next_run_at))) : h("span", { class: "muted" }, "—"), "time"),
       td(s.retention ? h("span", null, fmt.retention(s.retention)) : h("span", { class: "muted" }, "Default")),
-      actions.length ? td(h("div", { class: "actions-inner" }, actions), "actions") : null);
+      td(h("div", { class: "actions-inner" }, actions), "actions"));
   }
 
   async function load(explicit = false) {
@@ -351,9 +378,15 @@ export async function render(ctx) {
       body.append(emptyState("sources", "No sources yet", canManage ? "Add a directory on this server and Coffer backs it up, on a schedule or on demand." : "An administrator adds the directories to back up.",
         canManage ? button("Add your first source", () => add.click(), { variant: "primary", icon: "plus", mutating: true }) : null));
     } else {
-      const cols = ["Name", "Directory", "Schedule", "Status", "Last run", "Next run", "Retention"];
-      if (canBackup || canManage) cols.push(["Actions", "actions"]);
+      const cols = ["Name", "Directory", "Schedule", "Status", "Last run", "Next run", "Retention", ["Actions", "actions"]];
       body.append(table(cols, list.map(row), { label: "Sources" }));
+    }
+    // The runs shown follow the list: drawn again (a backup ended), or closed (deleted).
+    const shown = list.find((s) => s.id === runsOf);
+    if (shown) await showRuns(shown);
+    else {
+      runsOf = null;
+      runsCard.hidden = true;
     }
     ctx.ready();
   }

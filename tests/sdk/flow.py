@@ -28,7 +28,7 @@ from coffer_client.api.backups import (
     start_restore,
     start_verify,
 )
-from coffer_client.api.jobs import get_job
+from coffer_client.api.jobs import get_job, get_job_log
 from coffer_client.api.reports import export_audit_csv, export_backups_csv, export_pdf
 from coffer_client.api.settings import get_settings, update_settings
 from coffer_client.api.sources import create_source, preview_schedule
@@ -43,6 +43,8 @@ from coffer_client.models import (
     Health,
     JobDto,
     JobKindDto,
+    JobLogDto,
+    LogLevelDto,
     JobStateDto,
     LoginRequest,
     LoginResponse,
@@ -276,6 +278,16 @@ def main():
     assert job.result.bytes_ == sum(len(v) for v in files.values()), job.result
     assert job.progress.files_done == len(files), job.progress
     step(f"backup job {job.id} succeeded: snapshot {snap[:12]}")
+
+    log = expect(get_job_log.sync_detailed(job.id, client=client), 200, JobLogDto)
+    assert log.complete and log.state == JobStateDto.SUCCEEDED, log
+    assert [line.seq for line in log.lines] == list(range(1, len(log.lines) + 1)), log.lines
+    assert log.lines[0].message.startswith("backup of `sdk-flow` started"), log.lines[0]
+    assert log.lines[-1].message.startswith("succeeded after "), log.lines[-1]
+    assert all(line.level == LogLevelDto.INFO for line in log.lines), log.lines
+    tail = expect(get_job_log.sync_detailed(job.id, client=client, after=1, limit=1), 200, JobLogDto)
+    assert [line.seq for line in tail.lines] == [2] and tail.next_after == 2 and not tail.complete
+    step(f"its log: {len(log.lines)} lines, the last: {log.lines[-1].message[:60]}")
 
     page = expect(list_backups.sync_detailed(client=client, source_id=source.id), 200, BackupPage)
     assert page.total == 1 and [b.id for b in page.items] == [snap], page

@@ -87,14 +87,16 @@ pub enum NotReachedDto {
 }
 
 /// When storage reaches a limit if it keeps growing at the trend's rate (a linear fit
-/// of the last 30 days, extended from today's value; nothing beyond 365 days).
+/// of the last 30 days, extended from today's value; nothing beyond 365 days). `reason`
+/// (`not_within_a_year` only): flat, shrinking, or growing too slowly.
 #[derive(Debug, Object)]
 #[oai(skip_serializing_if_is_none)]
 pub struct ProjectionDto {
     pub state: ProjectionStateDto,
     /// `on`: the first day storage is at or above the limit.
     pub date: Option<NaiveDate>,
-    /// `not_within_a_year`: why.
+    // `reason` is described on the struct: a doc comment on a field whose type is a
+    // schema of its own becomes `allOf: [$ref, {description}]`, which generators refuse.
     pub reason: Option<NotReachedDto>,
     /// The days the fit looks back (30).
     pub fit_days: u32,
@@ -129,7 +131,10 @@ impl From<Projection> for ProjectionDto {
 }
 
 /// The bytes in storage over the last 90 days, the quota, and when the quota is reached
-/// or the disk fills.
+/// or the disk fills. `trend`: absent with fewer than two days of samples in the last
+/// 30. `quota_projection`: when the quota is reached; absent without a quota.
+/// `disk_projection`: when the disk fills, as if the repository alone grew on it (its
+/// free space is used up); absent without a reading of the disk.
 #[derive(Debug, Object)]
 #[oai(skip_serializing_if_is_none)]
 pub struct StorageChartDto {
@@ -147,12 +152,10 @@ pub struct StorageChartDto {
     pub disk_total_bytes: Option<u64>,
     /// Its free space now.
     pub disk_free_bytes: Option<u64>,
-    /// Absent with fewer than two days of samples in the last 30.
+    // `trend`, `quota_projection` and `disk_projection` are described on the struct (a
+    // doc comment on a field of a schema type becomes an `allOf` generators refuse).
     pub trend: Option<StorageTrendDto>,
-    /// When the quota is reached; absent without a quota.
     pub quota_projection: Option<ProjectionDto>,
-    /// When the disk fills, as if the repository alone grew on it (its free space is
-    /// used up); absent without a reading of the disk.
     pub disk_projection: Option<ProjectionDto>,
 }
 

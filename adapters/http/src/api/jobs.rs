@@ -490,11 +490,10 @@ pub struct JobLogLineDto {
     pub message: String,
 }
 
-/// A page of a job's log.
+/// A page of a job's log, with the job's `state` when the page was read.
 #[derive(Debug, Object)]
 pub struct JobLogDto {
     pub job_id: String,
-    /// The job's state when the page was read.
     pub state: JobStateDto,
     pub lines: Vec<JobLogLineDto>,
     /// What to send as `after` for the next lines: the last line's `seq` (or the

@@ -21,6 +21,7 @@ pub mod auth;
 pub mod backup;
 pub mod catalog;
 pub mod dashboard;
+pub mod digest;
 pub mod error;
 pub mod import;
 pub mod jobs;
@@ -45,6 +46,7 @@ pub use backup::{BackupError, BackupPorts, BackupService, BackupTarget};
 pub use catalog::{CatalogError, CatalogService, DirPage, DownloadPlan, Paging};
 pub use dashboard::charts::{Charts, SourceRuns, StorageChart};
 pub use dashboard::{Dashboard, DashboardService, DashboardSources, SourceOverview};
+pub use digest::{DigestPorts, DigestService, DigestTick};
 pub use error::{CodedError, CommonError, EngineError, ErrorClass};
 pub use import::{
     BackupOutcome, BackupReport, ImportError, ImportOptions, ImportPorts, ImportReport,

@@ -409,6 +409,9 @@ pub struct Services {
     pub reports: Arc<ReportService>,
     /// Importing installations of the Python prototype.
     pub import: Arc<coffer_application::ImportService>,
+    /// The daily digest by email, when `[notify.email] digest_at` is set; sent by the
+    /// scheduler's leader ([`scheduler_loop::spawn`]).
+    pub digest: Option<Arc<coffer_application::DigestService>>,
 }
 
 /// The restore roots in force, absolute. The default one (`<data_dir>/restored`) is
@@ -506,6 +509,7 @@ impl Services {
             clock.clone(),
             audit_log.clone(),
         );
+        let digest_channel = channels.email.clone();
         if let Some(email) = channels.email {
             alert_service = alert_service.with_test_channel(email);
         }
@@ -776,6 +780,29 @@ impl Services {
             audit_log_for_import,
         ));
         jobs.register(JobKind::Import, &import);
+        let digest = match (
+            digest_channel,
+            settings.notify.email.as_ref().and_then(|e| e.digest_time()),
+        ) {
+            (Some(sender), Some((hour, minute))) => {
+                let at = chrono::NaiveTime::from_hms_opt(hour, minute, 0)
+                    .context("notify.email.digest_at is not a time of day")?;
+                tracing::info!(%at, "a daily digest is emailed at this time (UTC)");
+                Some(Arc::new(coffer_application::DigestService::new(
+                    coffer_application::DigestPorts {
+                        jobs: Arc::new(db.jobs()),
+                        sources: Arc::new(db.sources()),
+                        history: Arc::new(db.storage_history()),
+                        storage: storage_use.clone(),
+                        state: Arc::new(db.settings()),
+                    },
+                    sender,
+                    at,
+                    Arc::new(SystemClock),
+                )))
+            }
+            _ => None,
+        };
         Ok(Self {
             db,
             system,
@@ -800,6 +827,7 @@ impl Services {
             settings: runtime_settings,
             reports,
             import,
+            digest,
         })
     }
 
@@ -881,6 +909,7 @@ pub struct Application {
     options: HttpOptions,
     grace: Duration,
     scheduler: Arc<coffer_application::Scheduler>,
+    digest: Option<Arc<coffer_application::DigestService>>,
 }
 
 impl Application {
@@ -947,6 +976,7 @@ impl Application {
             settings: runtime_settings,
             reports,
             import,
+            digest,
         } = services;
         let state = Arc::new(AppState {
             system,
@@ -993,6 +1023,7 @@ impl Application {
             options,
             grace: Duration::from_secs(settings.server.shutdown_timeout_secs),
             scheduler,
+            digest,
         })
     }
 
@@ -1019,6 +1050,7 @@ impl Application {
             Some(scheduler_loop::spawn(
                 Arc::clone(&self.scheduler),
                 Arc::clone(&self.state.replicas),
+                self.digest.clone(),
                 Arc::clone(&self.leadership),
                 Arc::new(SystemClock),
                 scheduler_stop.clone(),

@@ -58,6 +58,7 @@ pub fn pause(now: DateTime<Utc>, next: Option<DateTime<Utc>>) -> Duration {
 pub fn spawn(
     scheduler: Arc<Scheduler>,
     replicas: Arc<coffer_application::ReplicaService>,
+    digest: Option<Arc<coffer_application::DigestService>>,
     leadership: Arc<dyn Leadership>,
     clock: Arc<dyn Clock>,
     mut stop: watch::Receiver<bool>,
@@ -105,6 +106,12 @@ pub fn spawn(
             // judged at every tick (at least once a minute).
             if let Err(e) = replicas.check_lag().await {
                 tracing::error!(error = %e, "scheduler: cannot judge the replicas' lag");
+            }
+            // The daily digest goes out from the scheduler's instance alone.
+            if let Some(digest) = &digest
+                && let Err(e) = digest.tick().await
+            {
+                tracing::error!(error = %e, "cannot send the daily digest; trying again at the next tick");
             }
             let next = match scheduler.next_wakeup().await {
                 Ok(next) => next,

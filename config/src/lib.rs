@@ -693,6 +693,20 @@ pub struct EmailSettings {
     /// A PEM file of CA certificates to trust besides the system's (an internal CA).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ca_file: Option<PathBuf>,
+    /// Send a daily digest (the previous day's backups per source, failures, the storage
+    /// trend) at this time of day, UTC, `HH:MM`; unset: no digest.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub digest_at: Option<String>,
+}
+
+/// `HH:MM` (24 hours) as hours and minutes.
+fn parse_time_of_day(text: &str) -> Option<(u32, u32)> {
+    let (h, m) = text.trim().split_once(':')?;
+    if h.len() != 2 || m.len() != 2 {
+        return None;
+    }
+    let (h, m): (u32, u32) = (h.parse().ok()?, m.parse().ok()?);
+    (h < 24 && m < 60).then_some((h, m))
 }
 
 const fn default_email_interval() -> u32 {
@@ -712,6 +726,7 @@ impl std::fmt::Debug for EmailSettings {
             .field("to", &self.to)
             .field("min_interval_minutes", &self.min_interval_minutes)
             .field("ca_file", &self.ca_file)
+            .field("digest_at", &self.digest_at)
             .finish()
     }
 }
@@ -747,7 +762,27 @@ impl EmailSettings {
         if (self.password_file.is_some() || self.password.is_some()) && self.username.is_none() {
             return bad("username", "must be set when a password is");
         }
+        if self.username.is_some() && self.password_file.is_none() && self.password.is_none() {
+            return bad(
+                "username",
+                "needs a password: `password_file` or COFFER_NOTIFY__EMAIL__PASSWORD",
+            );
+        }
+        if let Some(at) = &self.digest_at
+            && parse_time_of_day(at).is_none()
+        {
+            return bad(
+                "digest_at",
+                "must be a time of day, UTC, as HH:MM (for example 07:00)",
+            );
+        }
         Ok(())
+    }
+
+    /// The time of day of the daily digest (hours, minutes; UTC), when one is set.
+    #[must_use]
+    pub fn digest_time(&self) -> Option<(u32, u32)> {
+        self.digest_at.as_deref().and_then(parse_time_of_day)
     }
 
     /// The password in force: from the environment, or the first line of

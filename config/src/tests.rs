@@ -563,6 +563,37 @@ fn email_settings_are_checked_and_the_password_never_comes_from_the_file() {
         assert_eq!(email.port(), 465);
         assert_eq!(email.password().unwrap().unwrap().expose(), "from-the-env");
         assert!(!format!("{email:?}").contains("from-the-env"));
+        assert_eq!(email.digest_time(), None);
+
+        // A login without a password would log in with an empty one: refused.
+        jail.create_file(
+            "f.toml",
+            "[notify.email]\nhost = \"smtp.example.com\"\nfrom = \"coffer@example.com\"\nto = [\"ops@example.com\"]\nusername = \"coffer\"\n",
+        )?;
+        jail.clear_env();
+        let err = load_err(Some(Path::new("f.toml")));
+        assert!(err.contains("needs a password"), "{err}");
+
+        for (at, ok) in [
+            ("07:00", Some((7, 0))),
+            ("23:59", Some((23, 59))),
+            ("7:00", None),
+            ("24:00", None),
+            ("07:60", None),
+            ("noon", None),
+        ] {
+            jail.create_file(
+                "g.toml",
+                &format!("[notify.email]\nhost = \"smtp.example.com\"\nfrom = \"coffer@example.com\"\nto = [\"ops@example.com\"]\ndigest_at = \"{at}\"\n"),
+            )?;
+            if let Some(time) = ok {
+                let s = Settings::load(Some(Path::new("g.toml"))).expect("loads");
+                assert_eq!(s.notify.email.expect("email").digest_time(), Some(time));
+            } else {
+                let err = load_err(Some(Path::new("g.toml")));
+                assert!(err.contains("notify.email.digest_at"), "{at}: {err}");
+            }
+        }
         Ok(())
     });
 }
@@ -586,6 +617,7 @@ fn the_email_password_file_must_be_private() {
         to: vec!["ops@example.com".into()],
         min_interval_minutes: 60,
         ca_file: None,
+        digest_at: Some("07:30".into()),
     };
     let err = email.password().unwrap_err().to_string();
     assert!(

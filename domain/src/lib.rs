@@ -38,6 +38,7 @@ pub mod audit;
 pub mod auth;
 pub mod charts;
 pub mod crypto;
+pub mod digest;
 pub mod engine;
 pub mod excludes;
 pub mod ids;

@@ -2,7 +2,8 @@
 //! required and a certificate of a CA made for the test, trusted through
 //! `notify.email.ca_file`): the test email of the API arrives; a source that fails again
 //! and again sends one email within the interval, not one per failure; only an
-//! administrator may send the test; the audit trail records it.
+//! administrator may send the test; the audit trail records it; the daily digest reports
+//! yesterday's backups and storage once.
 //!
 //! Needs a Python with `aiosmtpd` and `cryptography` (`COFFER_TEST_PYTHON`): skipped with
 //! the reason printed without one, a failure under `COFFER_TEST_REQUIRE_ALL=1`.
@@ -169,6 +170,7 @@ async fn alerts_reach_people_by_email_once_per_interval() {
             to: vec!["ops@example.com".into(), "night-shift@example.com".into()],
             min_interval_minutes: 60,
             ca_file: Some(ca),
+            digest_at: None,
         }));
     })
     .await
@@ -230,4 +232,143 @@ async fn alerts_reach_people_by_email_once_per_interval() {
         alerts["items"].as_array().unwrap().len() >= 3,
         "every failure is still in the alert list: {alerts}"
     );
+}
+
+/// Seeds, before the server starts, a catalog with yesterday's backups of `docs` (one
+/// succeeded, one failed) and the storage samples of yesterday and the day before.
+fn seed_yesterday(url: &str) {
+    use chrono::{TimeDelta, Utc};
+    use coffer_domain::engine::SnapshotStatus;
+    use coffer_domain::jobs::{Job, JobError, JobParams, JobResult, JobState};
+    use coffer_domain::ports::{JobRepository as _, SourceRepository as _, SourceSpec};
+    use coffer_domain::reports::StorageHistory as _;
+    let url = url.to_owned();
+    std::thread::spawn(move || {
+        let rt = tokio::runtime::Runtime::new().expect("runtime");
+        rt.block_on(async move {
+            let db = coffer_db::Database::connect(&coffer_db::DbOptions::new(url))
+                .await
+                .expect("connect");
+            db.migrate().await.expect("migrate");
+            let now = Utc::now();
+            let yesterday = now - TimeDelta::days(1);
+            let source = db
+                .sources()
+                .create(&SourceSpec::plain("docs", "/srv/docs"), yesterday)
+                .await
+                .expect("source");
+            for (n, ok) in [(1_u128, true), (2, false)] {
+                let mut job = Job::queued(
+                    format!("0190a5b4-0000-7000-8000-{n:012}")
+                        .parse()
+                        .expect("a job id"),
+                    JobParams::Backup {
+                        source_id: source.id,
+                        source_name: "docs".into(),
+                    },
+                    "scheduler",
+                    yesterday
+                        .date_naive()
+                        .and_hms_opt(12, 0, 0)
+                        .expect("noon")
+                        .and_utc()
+                        + TimeDelta::minutes(i64::try_from(n).expect("small")),
+                );
+                job.started_at = Some(job.created_at);
+                job.finished_at = Some(job.created_at + TimeDelta::seconds(3));
+                if ok {
+                    job.state = JobState::Succeeded;
+                    job.result = Some(JobResult::Backup {
+                        snapshot_id: coffer_domain::SnapshotId::parse(&"ab".repeat(32))
+                            .expect("id"),
+                        status: SnapshotStatus::Ok,
+                        files: 3,
+                        bytes: 300,
+                        bytes_added: 300,
+                        warnings: Vec::new(),
+                    });
+                } else {
+                    job.state = JobState::Failed;
+                    job.error = Some(JobError::new(
+                        "invalid",
+                        "cannot read the source directory /srv/docs: No such file or directory",
+                    ));
+                }
+                db.jobs().insert(&job).await.expect("job");
+            }
+            let history = db.storage_history();
+            let day = yesterday.date_naive();
+            history
+                .record(day - TimeDelta::days(1), 1 << 20)
+                .await
+                .expect("sample");
+            history.record(day, 3 << 20).await.expect("sample");
+            db.close().await.expect("close");
+        });
+    })
+    .join()
+    .expect("seeding");
+}
+
+/// The daily digest: sent by the scheduler's instance once its time of day has passed,
+/// about yesterday (per source, the failure named, the storage trend), once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_daily_digest_reports_yesterday_once() {
+    let Some(py) = test_python("email_digest", "aiosmtpd, cryptography") else {
+        return;
+    };
+    let work = tempfile::tempdir().expect("tempdir");
+    certificates(&py, work.path());
+    let smtp = smtp_server(&py, work.path()).await;
+    let ca = work.path().join("ca.pem");
+    let port = smtp.port;
+    let Some(app) = spawn_app_with(Backend::Sqlite, "email_digest", move |s| {
+        std::fs::create_dir_all(&s.data_dir).expect("the data directory");
+        seed_yesterday(&s.database_url());
+        s.scheduler.enabled = true;
+        // Nothing else may run by itself during the test.
+        s.scheduler.prune_schedule = String::new();
+        s.scheduler.check_schedule = String::new();
+        s.notify.email = Some(Box::new(EmailSettings {
+            host: "127.0.0.1".into(),
+            port: Some(port),
+            tls: EmailTls::Starttls,
+            username: None,
+            password_file: None,
+            password: None,
+            from: "Coffer <coffer@example.com>".into(),
+            to: vec!["ops@example.com".into()],
+            min_interval_minutes: 60,
+            ca_file: Some(ca),
+            // Midnight: always passed, so the digest is due at the first tick.
+            digest_at: Some("00:00".into()),
+        }));
+    })
+    .await
+    else {
+        return;
+    };
+    let digest = wait_for(&smtp.maildir, "daily digest for").await;
+    assert_eq!(digest.len(), 1, "{digest:?}");
+    let mail = &digest[0];
+    let yesterday = (chrono::Utc::now() - chrono::TimeDelta::days(1)).date_naive();
+    for expected in [
+        format!("Subject: [Coffer] daily digest for {yesterday}: 2 backups, 1 FAILED"),
+        "  - docs: 1 succeeded, 1 FAILED".to_owned(),
+        "last failure: cannot read the source directory /srv/docs".to_owned(),
+        "3.00 MiB in storage (+2.00 MiB since the day before)".to_owned(),
+    ] {
+        assert!(mail.contains(&expected), "{expected:?} in\n{mail}");
+    }
+    // The day is recorded as sent: a restart or another instance taking the scheduler
+    // over does not send it again (the rule is `coffer_domain::digest::due`'s tests').
+    let db = coffer_db::Database::connect(&coffer_db::DbOptions::new(app.settings.database_url()))
+        .await
+        .expect("connect");
+    let sent = coffer_domain::ports::SettingsRepository::get(&db.settings(), "digest.last_day")
+        .await
+        .expect("read");
+    assert_eq!(sent, Some(yesterday.to_string()));
+    db.close().await.expect("close");
+    app.stop().await;
 }

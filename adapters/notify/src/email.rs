@@ -13,6 +13,7 @@ use std::time::{Duration, Instant};
 use async_trait::async_trait;
 use coffer_domain::SourceId;
 use coffer_domain::alerts::{Alert, AlertKind, AlertNotifier, NotifyError, NotifyTest};
+use coffer_domain::digest::DigestSender;
 use lettre::message::header::ContentType;
 use lettre::message::{Mailbox, Mailboxes};
 use lettre::transport::smtp::authentication::Credentials;
@@ -268,6 +269,13 @@ impl NotifyTest for EmailNotifier {
         )
         .await?;
         Ok(format!("{} through {}", self.to, self.server))
+    }
+}
+
+#[async_trait]
+impl DigestSender for EmailNotifier {
+    async fn send_digest(&self, subject: &str, body: &str) -> Result<(), NotifyError> {
+        self.send(subject, body.to_owned()).await
     }
 }
 

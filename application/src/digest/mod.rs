@@ -156,3 +156,6 @@ impl DigestService {
         })
     }
 }
+
+#[cfg(test)]
+mod tests;

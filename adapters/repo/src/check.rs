@@ -94,6 +94,13 @@ pub async fn run(
             .map(|(p, s)| (*p, *s))
             .collect();
         progress.set_totals(chosen.len() as u64, chosen.iter().map(|(_, s)| s).sum());
+        progress.log.info(format!(
+            "every snapshot's structure checked; re-reading data slice {} of {}: {} packs, {}",
+            slice.index + 1,
+            slice.count,
+            chosen.len(),
+            coffer_domain::units::human_bytes(chosen.iter().map(|(_, s)| s).sum())
+        ));
         for (pack_id, size) in chosen {
             if cancel.is_cancelled() {
                 return Err(EngineError::Cancelled);

@@ -264,6 +264,19 @@ async fn prune(
         fates.values().filter(|f| **f != Fate::Keep).count() as u64,
         repack_bytes,
     );
+    progress.log.info(format!(
+        "{} packs hold nothing a snapshot uses and go, {} are mostly unused and are \
+         repacked ({} still used in them), {} stay as they are{}",
+        fates.values().filter(|f| **f == Fate::Delete).count(),
+        repack.len(),
+        coffer_domain::units::human_bytes(repack_bytes),
+        fates.values().filter(|f| **f == Fate::Keep).count(),
+        if options.dry_run {
+            " (dry run: nothing changes)"
+        } else {
+            ""
+        }
+    ));
     report.bytes_before = stored_total(repo).await?;
     if options.dry_run {
         let freed: u64 = fates

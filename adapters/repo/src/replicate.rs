@@ -235,6 +235,11 @@ async fn copy_objects(
         plan.push((layer, missing));
     }
     progress.set_totals(count, bytes);
+    progress.log.info(format!(
+        "the replica lacks {count} objects ({}); {} it holds already are not sent again",
+        coffer_domain::units::human_bytes(bytes),
+        report.objects_present
+    ));
 
     let mut on_replica: HashSet<String> = theirs
         .keys()

@@ -1501,10 +1501,11 @@ async fn the_backup_scanner_counts_what_the_walker_backs_up() {
 }
 
 /// What a backup tells its job's log: the walk, each warning as it happens (here a FIFO
-/// that is skipped), what was read and stored; a source that is gone is the operator's
-/// error, named, not an internal one.
+/// that is skipped), what was read and stored; a check and a prune say what they are
+/// about to do; a source that is gone is the operator's error, named, not an internal
+/// one.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_backup_writes_its_phases_and_warnings_to_the_job_log() {
+async fn backups_checks_and_prunes_write_their_phases_to_the_job_log() {
     let dir = tempfile::tempdir().unwrap();
     let src = dir.path().join("src");
     write(&src.join("a.txt"), b"hello");
@@ -1555,6 +1556,44 @@ async fn a_backup_writes_its_phases_and_warnings_to_the_job_log() {
             .2
             .starts_with("read 1 file (0 unchanged, not read again) and 1 directory"),
         "{text:#?}"
+    );
+
+    // A check and a prune say what they are about to do.
+    let said = |progress: &Progress| -> Vec<String> {
+        progress
+            .log
+            .take(chrono::Utc::now())
+            .into_iter()
+            .map(|l| l.message)
+            .collect()
+    };
+    let progress = Arc::new(Progress::default());
+    engine
+        .check(
+            Some(coffer_domain::engine::CheckSlice { index: 0, count: 1 }),
+            progress.clone(),
+            Cancel::default(),
+        )
+        .await
+        .unwrap();
+    let lines = said(&progress);
+    assert!(
+        lines.len() == 1 && lines[0].contains("re-reading data slice 1 of 1"),
+        "{lines:?}"
+    );
+    let progress = Arc::new(Progress::default());
+    engine
+        .prune(
+            coffer_domain::engine::PruneOptions::default(),
+            progress.clone(),
+            Cancel::default(),
+        )
+        .await
+        .unwrap();
+    let lines = said(&progress);
+    assert!(
+        lines.len() == 1 && lines[0].starts_with("0 packs hold nothing a snapshot uses"),
+        "{lines:?}"
     );
 
     let gone = dir.path().join("gone");

@@ -148,6 +148,23 @@ async fn wait_for(maildir: &Path, text: &str) -> Vec<String> {
     panic!("no email with {text:?}; got {:?}", received(maildir));
 }
 
+/// `[notify.email]` through the test's SMTP server (STARTTLS, its CA trusted), to `to`.
+fn through(port: u16, ca: PathBuf, to: &[&str]) -> EmailSettings {
+    EmailSettings {
+        host: "127.0.0.1".into(),
+        port: Some(port),
+        tls: EmailTls::Starttls,
+        username: None,
+        password_file: None,
+        password: None,
+        from: "Coffer <coffer@example.com>".into(),
+        to: to.iter().map(|t| (*t).to_owned()).collect(),
+        min_interval_minutes: 60,
+        ca_file: Some(ca),
+        digest_at: None,
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn alerts_reach_people_by_email_once_per_interval() {
     let Some(py) = test_python("email", "aiosmtpd, cryptography") else {
@@ -159,19 +176,11 @@ async fn alerts_reach_people_by_email_once_per_interval() {
     let ca = work.path().join("ca.pem");
     let port = smtp.port;
     let Some(app) = spawn_app_with(Backend::Sqlite, "email", move |s| {
-        s.notify.email = Some(Box::new(EmailSettings {
-            host: "127.0.0.1".into(),
-            port: Some(port),
-            tls: EmailTls::Starttls,
-            username: None,
-            password_file: None,
-            password: None,
-            from: "Coffer <coffer@example.com>".into(),
-            to: vec!["ops@example.com".into(), "night-shift@example.com".into()],
-            min_interval_minutes: 60,
-            ca_file: Some(ca),
-            digest_at: None,
-        }));
+        s.notify.email = Some(Box::new(through(
+            port,
+            ca,
+            &["ops@example.com", "night-shift@example.com"],
+        )));
     })
     .await
     else {
@@ -330,18 +339,9 @@ async fn the_daily_digest_reports_yesterday_once() {
         s.scheduler.prune_schedule = String::new();
         s.scheduler.check_schedule = String::new();
         s.notify.email = Some(Box::new(EmailSettings {
-            host: "127.0.0.1".into(),
-            port: Some(port),
-            tls: EmailTls::Starttls,
-            username: None,
-            password_file: None,
-            password: None,
-            from: "Coffer <coffer@example.com>".into(),
-            to: vec!["ops@example.com".into()],
-            min_interval_minutes: 60,
-            ca_file: Some(ca),
             // Midnight: always passed, so the digest is due at the first tick.
             digest_at: Some("00:00".into()),
+            ..through(port, ca, &["ops@example.com"])
         }));
     })
     .await

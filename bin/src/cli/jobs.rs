@@ -11,7 +11,7 @@ use coffer_application::JobService;
 use coffer_config::Settings;
 use coffer_domain::JobId;
 use coffer_domain::joblog::{LogLevel, human_duration};
-use coffer_domain::jobs::{JobFilter, JobKind, JobState};
+use coffer_domain::jobs::{JobFilter, JobKind, JobParams, JobState};
 use coffer_http::schema::{JobDto, JobLogLineDto, to_json};
 
 use super::{local_admin, print_json, services};
@@ -151,21 +151,18 @@ async fn list(jobs: &JobService, filter: JobFilter, json: bool) -> anyhow::Resul
             _ => "-".to_owned(),
         };
         let what = match &job.params {
-            coffer_domain::jobs::JobParams::Backup { source_name, .. } => {
+            JobParams::Backup { source_name, .. } => {
                 format!("source {source_name}")
             }
-            coffer_domain::jobs::JobParams::Restore {
+            JobParams::Restore {
                 snapshot_id,
                 target,
                 ..
             } => format!("{} -> {target}", snapshot_id.short()),
-            coffer_domain::jobs::JobParams::Verify { snapshot_id, .. } => {
-                snapshot_id.short().to_owned()
-            }
-            coffer_domain::jobs::JobParams::Copy { replica } => format!("replica {replica}"),
-            coffer_domain::jobs::JobParams::Import { dir, .. } => dir.clone(),
-            coffer_domain::jobs::JobParams::Prune
-            | coffer_domain::jobs::JobParams::Check { .. } => String::new(),
+            JobParams::Verify { snapshot_id, .. } => snapshot_id.short().to_owned(),
+            JobParams::Copy { replica } => format!("replica {replica}"),
+            JobParams::Import { dir, .. } => dir.clone(),
+            JobParams::Prune | JobParams::Check { .. } => String::new(),
         };
         let outcome = job
             .error
@@ -202,15 +199,11 @@ async fn log(jobs: &JobService, raw: &str, follow: bool, json: bool) -> anyhow::
         let (status, page) = jobs
             .log(&actor, id, after, coffer_application::MAX_LOG_PAGE)
             .await?;
-        for line in &page.lines {
+        let full = page.lines.len() as u64 >= coffer_application::MAX_LOG_PAGE;
+        after = page.next_after;
+        for line in page.lines {
             if json {
-                let dto = JobLogLineDto {
-                    seq: line.seq,
-                    at: line.at,
-                    level: line.level.into(),
-                    message: line.message.clone(),
-                };
-                out!("{}", to_json(&dto));
+                out!("{}", to_json(&JobLogLineDto::from(line)));
             } else {
                 let level = match line.level {
                     LogLevel::Info => "",
@@ -224,11 +217,10 @@ async fn log(jobs: &JobService, raw: &str, follow: bool, json: bool) -> anyhow::
                 );
             }
         }
-        after = page.next_after;
-        if page.complete || !follow {
-            if !follow {
-                return Ok(ExitCode::SUCCESS);
-            }
+        if !follow {
+            return Ok(ExitCode::SUCCESS);
+        }
+        if page.complete {
             // The outcome on stderr, also for a job whose log has no end (its server was
             // killed: another one declared it interrupted).
             match &status.job.error {
@@ -242,7 +234,7 @@ async fn log(jobs: &JobService, raw: &str, follow: bool, json: bool) -> anyhow::
             });
         }
         // A full page: read on at once; otherwise wait for the job to write more.
-        if (page.lines.len() as u64) < coffer_application::MAX_LOG_PAGE {
+        if !full {
             tokio::time::sleep(FOLLOW_EVERY).await;
         }
     }

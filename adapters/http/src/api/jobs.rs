@@ -2,7 +2,7 @@ use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
 use coffer_application::JobStatus;
-use coffer_domain::joblog::LogLevel;
+use coffer_domain::joblog::{LogLevel, LogLine};
 use coffer_domain::jobs::{JobFilter, JobKind, JobParams, JobResult, JobState};
 use coffer_domain::{JobId, SourceId};
 use poem::web::Data;
@@ -490,6 +490,17 @@ pub struct JobLogLineDto {
     pub message: String,
 }
 
+impl From<LogLine> for JobLogLineDto {
+    fn from(l: LogLine) -> Self {
+        Self {
+            seq: l.seq,
+            at: l.at,
+            level: l.level.into(),
+            message: l.message,
+        }
+    }
+}
+
 /// A page of a job's log, with the job's `state` when the page was read.
 #[derive(Debug, Object)]
 pub struct JobLogDto {
@@ -636,16 +647,7 @@ impl JobsApi {
         Ok(Json(JobLogDto {
             job_id: status.job.id.to_string(),
             state: status.job.state.into(),
-            lines: page
-                .lines
-                .into_iter()
-                .map(|l| JobLogLineDto {
-                    seq: l.seq,
-                    at: l.at,
-                    level: l.level.into(),
-                    message: l.message,
-                })
-                .collect(),
+            lines: page.lines.into_iter().map(JobLogLineDto::from).collect(),
             next_after: page.next_after,
             complete: page.complete,
         }))

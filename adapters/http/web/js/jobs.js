@@ -7,7 +7,7 @@ import * as fmt from "./format.js";
 
 export const FINAL = new Set(["succeeded", "failed", "cancelled"]);
 
-const STATE_TONE = { queued: "neutral", running: "info", succeeded: "ok", failed: "danger", cancelled: "warn" };
+export const STATE_TONE = { queued: "neutral", running: "info", succeeded: "ok", failed: "danger", cancelled: "warn" };
 const KIND_ICON = { backup: "backups", restore: "restore", verify: "verify", prune: "delete", check: "verify", copy: "copy", import: "database" };
 
 export function jobTitle(job) {

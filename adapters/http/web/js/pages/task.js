@@ -3,8 +3,8 @@
 
 import { get, seg } from "../api.js";
 import { h, clear, icon, badge, pageHeader, card } from "../dom.js";
-import { jobCard, updateJobCard, watchJob, cancelRule, jobTitle } from "../jobs.js";
-import { STATE_TONE, jobDuration, outcome } from "./tasks.js";
+import { jobCard, updateJobCard, watchJob, cancelRule, jobTitle, FINAL, STATE_TONE } from "../jobs.js";
+import { jobDuration, outcome } from "./tasks.js";
 import * as fmt from "../format.js";
 
 const FOLLOW_EVERY = 1500;
@@ -41,7 +41,7 @@ export async function render(ctx) {
   const status = h("p", { class: "muted", id: "job-log-status", role: "status" }, "Reading the log…");
   main.append(card("Log", [status, log]));
 
-  if (!["succeeded", "failed", "cancelled"].includes(job.state)) {
+  if (!FINAL.has(job.state)) {
     watchJob(ctx, job.id, {
       interval: FOLLOW_EVERY,
       onUpdate: (j) => { updateJobCard(progress, j); fillFacts(j); },

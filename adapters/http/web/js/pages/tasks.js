@@ -3,13 +3,12 @@
 
 import { get } from "../api.js";
 import { h, clear, icon, badge, button, pageHeader, emptyState, loading, table, td, input, select, errorBox, pager } from "../dom.js";
-import { jobTitle, FINAL } from "../jobs.js";
+import { jobTitle, FINAL, STATE_TONE } from "../jobs.js";
 import * as fmt from "../format.js";
 
 const PAGE_SIZE = 25;
 const KINDS = ["backup", "restore", "verify", "prune", "check", "copy", "import"];
 const STATES = ["queued", "running", "succeeded", "failed", "cancelled"];
-export const STATE_TONE = { queued: "neutral", running: "info", succeeded: "ok", failed: "danger", cancelled: "warn" };
 
 /** How long a job ran (or has been running), as text. */
 export function jobDuration(job, now = Date.now()) {

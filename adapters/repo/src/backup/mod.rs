@@ -1263,6 +1263,24 @@ fn store_chunk(shared: &Shared, data: &[u8], sealed: &mut Vec<u8>) -> Result<Chu
     Ok(id)
 }
 
+/// Reads `file` to its end into `data`, whose capacity the caller reserved for the size
+/// it expects and one byte more. Plain reads: `read_to_end` would first `statx` and
+/// `lseek` the file to size its buffer, a round trip per file on a NAS for a size the
+/// walker already has.
+fn read_all(file: &std::fs::File, data: &mut Vec<u8>) -> std::io::Result<()> {
+    loop {
+        if data.len() == data.capacity() {
+            // It grew while we read it.
+            data.reserve(data.capacity().max(64 * 1024));
+        }
+        match rustix::io::read(file, rustix::buffer::spare_capacity(data)) {
+            Ok(0) => return Ok(()),
+            Ok(_) | Err(rustix::io::Errno::INTR) => {}
+            Err(e) => return Err(e.into()),
+        }
+    }
+}
+
 /// Reads a file through the chunker, storing each new chunk.
 fn read_file(
     shared: &Shared,
@@ -1280,9 +1298,7 @@ fn read_file(
             // Smaller than the smallest chunk: one read, one chunk, no chunker.
             data.clear();
             data.reserve_exact(usize::try_from(expected).unwrap_or(0) + 1);
-            if let Err(e) = timed(progress, Phase::Read, || {
-                std::io::Read::read_to_end(&mut file, data)
-            }) {
+            if let Err(e) = timed(progress, Phase::Read, || read_all(&file, data)) {
                 return Read::Unreadable(format!("{display}: read failed: {e}"));
             }
             let pieces = if data.len() < CHUNK_MIN {

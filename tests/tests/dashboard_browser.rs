@@ -1489,6 +1489,11 @@ async fn tasks_list_jobs_and_a_job_s_log_follows_it_live() {
             )
             .await;
         browser.find(&ready("task")).await;
+        // The job's own time is not the page's: a loaded 2-core machine can take longer
+        // than the page's timeout to back up 144 MiB. Once it ended, the page must show
+        // the complete log within its timeout (it reads the log every 1.5 s).
+        let done = api.wait(&job_id).await;
+        assert_eq!(done["state"], "succeeded", "{done}");
         browser.find(r#"#job-log[data-complete="true"]"#).await;
         let seen = browser
             .execute("return window.__logSeen;", Vec::new())

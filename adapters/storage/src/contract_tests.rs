@@ -161,6 +161,49 @@ async fn fs_store_meets_the_contract() {
     assert_eq!(leftovers, 0);
 }
 
+/// The `fs` backend reads ranges itself, into a buffer of at most
+/// [`super::FS_FIRST_BUFFER`] bytes at first, grown by as much while it is full: a
+/// longer range is read whole, and a range "to the end" asked with a huge length
+/// allocates at most one such step past what is there.
+#[tokio::test]
+async fn fs_store_reads_ranges_longer_than_its_first_buffer() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = OpendalStore::fs(&dir.path().join("repo")).expect("fs store");
+    let first = usize::try_from(super::FS_FIRST_BUFFER).expect("fits");
+    let object: Vec<u8> = (0..first + 3 * 4096 + 17)
+        .map(|i| (i % 251) as u8)
+        .collect();
+    store
+        .put(&key("packs/long"), Bytes::from(object.clone()))
+        .await
+        .expect("put");
+    let whole = store
+        .get_range(&key("packs/long"), 0, object.len() as u64)
+        .await
+        .expect("range")
+        .expect("present");
+    assert!(whole == object[..], "a range past the first buffer");
+    let tail = store
+        .get_range(&key("packs/long"), 100, u64::MAX - 100)
+        .await
+        .expect("range")
+        .expect("present");
+    assert_eq!(tail.len(), object.len() - 100);
+    assert!(tail == object[100..], "a range to the end");
+    let past = store
+        .get_range(&key("packs/long"), object.len() as u64 + 5, 10)
+        .await
+        .expect("range");
+    assert_eq!(past.as_deref(), Some(&b""[..]), "a range past the end");
+    assert_eq!(
+        store
+            .get_range(&key("nowhere/at/all"), 0, 10)
+            .await
+            .expect("range"),
+        None
+    );
+}
+
 #[tokio::test]
 async fn fs_store_ignores_foreign_files_and_temporaries() {
     let dir = tempfile::tempdir().expect("tempdir");

@@ -13,8 +13,10 @@
 //! The `fs` backend writes each object to a temporary file under `<root>/.tmp`, syncs it,
 //! renames it into place and syncs the directory, so a reader or a crash (even a power
 //! cut) never sees half an object. Listing
-//! ignores that directory. Every call is bounded by a timeout, so a hung NAS mount turns
-//! into an error instead of a hung server.
+//! ignores that directory. It reads objects with plain positional reads into one buffer
+//! per read (opendal's `fs` reader would keep a pool of old buffers alive). Every call is
+//! bounded by a timeout, so a hung NAS mount turns into an error instead of a hung
+//! server.
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -308,6 +310,90 @@ impl OpendalStore {
     }
 }
 
+/// Reads an object of the `fs` backend: the whole of it, or `len` bytes from `offset`
+/// (fewer when it ends first). Not through opendal: its `fs` reader reads into buffers
+/// that it keeps in a pool of sixteen, and each pooled buffer holds on to the whole
+/// allocation of the last data read through it — up to sixteen packs' worth of memory
+/// (tens of MiB in a restore) that nothing uses any more. The read runs on tokio's
+/// blocking pool, as opendal's does, under the same one-minute bound as every call, so a
+/// hung NAS mount turns into an error.
+async fn fs_read(
+    root: &Path,
+    key: &ObjectKey,
+    range: Option<(u64, u64)>,
+) -> Result<Option<Bytes>, StorageError> {
+    // Keys are relative paths without empty, `.` or `..` segments (`ObjectKey::parse`).
+    let path = root.join(key.as_str());
+    // A range's buffer is allocated here, by the caller's thread, which also frees it:
+    // allocated on one of tokio's many blocking threads it would sit in that thread's
+    // allocator arena, and every such arena would keep a few spans' worth of memory.
+    let buffer = match range {
+        Some((_, len)) => {
+            // What the caller asked, up to a bound: a range "to the end" of a small
+            // object must not allocate its length.
+            vec![0u8; usize::try_from(len.min(FS_FIRST_BUFFER)).unwrap_or(0)]
+        }
+        None => Vec::new(),
+    };
+    let read = tokio::task::spawn_blocking(move || read_file(&path, range, buffer));
+    let name = key.as_str();
+    match tokio::time::timeout(FS_READ_TIMEOUT, read).await {
+        Err(_) => Err(StorageError::Unavailable(format!(
+            "reading {name}: no answer from the file system within {} s",
+            FS_READ_TIMEOUT.as_secs()
+        ))),
+        Ok(Err(e)) => Err(StorageError::Other(format!("reading {name}: {e}"))),
+        Ok(Ok(Ok(data))) => Ok(Some(Bytes::from(data))),
+        Ok(Ok(Err(e))) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Ok(Ok(Err(e))) => Err(StorageError::Unavailable(format!("reading {name}: {e}"))),
+    }
+}
+
+/// The bound on one read of the `fs` backend (opendal's calls have the same, in
+/// [`OpendalStore::timeouts`]).
+const FS_READ_TIMEOUT: Duration = Duration::from_mins(1);
+
+/// The most bytes a range read of the `fs` backend allocates before it has read them.
+const FS_FIRST_BUFFER: u64 = 64 * 1024 * 1024;
+
+/// What [`fs_read`] does on a blocking thread: positional reads into `data`, grown while
+/// full and short of the range, or the whole file into one allocation of its size.
+fn read_file(
+    path: &Path,
+    range: Option<(u64, u64)>,
+    mut data: Vec<u8>,
+) -> std::io::Result<Vec<u8>> {
+    use std::io::Read as _;
+    use std::os::unix::fs::FileExt as _;
+
+    let mut file = std::fs::File::open(path)?;
+    let Some((offset, len)) = range else {
+        let size = file.metadata()?.len();
+        data.reserve_exact(usize::try_from(size).unwrap_or(0));
+        file.read_to_end(&mut data)?;
+        return Ok(data);
+    };
+    let mut filled = 0;
+    loop {
+        if filled == data.len() {
+            let wanted = len.saturating_sub(filled as u64);
+            if wanted == 0 {
+                break;
+            }
+            let more = usize::try_from(wanted.min(FS_FIRST_BUFFER)).unwrap_or(0);
+            data.resize(filled + more, 0);
+        }
+        match file.read_at(&mut data[filled..], offset + filled as u64) {
+            Ok(0) => break, // the object ends here
+            Ok(n) => filled += n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    data.truncate(filled);
+    Ok(data)
+}
+
 fn map_err(context: &str, key: &str, err: &opendal::Error) -> StorageError {
     let message = format!("{context} {key}: {err}");
     match err.kind() {
@@ -388,6 +474,9 @@ impl ObjectStore for OpendalStore {
     }
 
     async fn get(&self, key: &ObjectKey) -> Result<Option<Bytes>, StorageError> {
+        if let Some(root) = &self.fs_root {
+            return fs_read(root, key, None).await;
+        }
         match self.op.read(key.as_str()).await {
             Ok(buffer) => Ok(Some(buffer.to_bytes())),
             Err(e) if e.kind() == ErrorKind::NotFound => Ok(None),
@@ -403,6 +492,9 @@ impl ObjectStore for OpendalStore {
     ) -> Result<Option<Bytes>, StorageError> {
         if len == 0 {
             return Ok(Some(Bytes::new()));
+        }
+        if let Some(root) = &self.fs_root {
+            return fs_read(root, key, Some((offset, len))).await;
         }
         match self
             .op

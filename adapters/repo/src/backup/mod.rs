@@ -1548,3 +1548,42 @@ impl Walker<'_> {
         Ok(id)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::read_all;
+
+    /// Reads `content` back through `read_all` into a buffer that has room for
+    /// `capacity` bytes, as the backup does with the size it saw.
+    fn read_back(content: &[u8], capacity: usize) -> Vec<u8> {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("f");
+        std::fs::write(&path, content).unwrap();
+        let file = std::fs::File::open(&path).unwrap();
+        let mut data = Vec::with_capacity(capacity);
+        read_all(&file, &mut data).unwrap();
+        data
+    }
+
+    #[test]
+    fn a_file_of_the_size_seen_is_read_whole() {
+        let content: Vec<u8> = (0..5000u32).map(|i| (i % 251) as u8).collect();
+        // The backup reserves the size seen plus one, so that the end is one read.
+        assert_eq!(read_back(&content, content.len() + 1), content);
+        assert_eq!(read_back(&content, content.len()), content);
+        assert!(read_back(b"", 1).is_empty());
+        assert!(read_back(b"", 0).is_empty());
+    }
+
+    /// The file grew between the walk's `statx` and the read: everything that is there
+    /// when it is read is read, past the capacity reserved for it, over several growths.
+    #[test]
+    fn a_file_that_grew_after_its_size_was_taken_is_read_to_its_new_end() {
+        let content: Vec<u8> = (0..300_000u32).map(|i| (i % 253) as u8).collect();
+        for capacity in [0, 1, 10, 4096, 65_536] {
+            let data = read_back(&content, capacity);
+            assert_eq!(data.len(), content.len(), "capacity {capacity}");
+            assert!(data == content, "capacity {capacity}: content differs");
+        }
+    }
+}

@@ -128,6 +128,7 @@ enum Command {
 
 fn main() -> ExitCode {
     coffer::install_crypto_provider();
+    let _ = coffer_system::raise_open_files_limit();
     let cli = Cli::parse();
     match run(cli) {
         Ok(code) => code,

@@ -231,9 +231,44 @@ impl Spawner for TokioSpawner {
     }
 }
 
+/// Raises this process's soft limit on open files to its hard limit, as Go programs
+/// (restic among them) do at start: systemd services and login shells usually start
+/// with a soft limit of 1,024 and a hard one far above, and a restore keeps directory
+/// handles and files open by the hundred. Returns the limit now in force (`None`: no
+/// limit); a refusal leaves the limit as it was.
+#[must_use]
+pub fn raise_open_files_limit() -> Option<u64> {
+    use rustix::process::{Resource, getrlimit, setrlimit};
+    let limit = getrlimit(Resource::Nofile);
+    if limit.current == limit.maximum {
+        return limit.current;
+    }
+    let raised = rustix::process::Rlimit {
+        current: limit.maximum,
+        maximum: limit.maximum,
+    };
+    match setrlimit(Resource::Nofile, raised) {
+        Ok(()) => limit.maximum,
+        Err(_) => limit.current,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_open_files_limit_is_raised_to_the_hard_limit() {
+        use rustix::process::{Resource, getrlimit};
+        let before = getrlimit(Resource::Nofile);
+        let now = raise_open_files_limit();
+        let after = getrlimit(Resource::Nofile);
+        assert_eq!(now, after.current, "it returns the limit in force");
+        assert_eq!(after.maximum, before.maximum, "the hard limit is untouched");
+        if before.maximum.is_some() {
+            assert_eq!(after.current, before.maximum, "raised to the hard limit");
+        }
+    }
     use std::os::unix::fs::symlink;
 
     fn s(p: &Path) -> String {

@@ -12,7 +12,8 @@
 //! 3. **Content**: packs are worked through by the same pool, each needed blob read with
 //!    ranged reads of up to [`READ_SPAN`] bytes, authenticated, decompressed and written
 //!    at every offset that needs it. A file is created when its first blob arrives and
-//!    kept open while more are due (up to [`MAX_OPEN`] files), so it is opened once;
+//!    kept open while more are due (up to [`MAX_OPEN`] files, fewer under a low limit
+//!    on open files: [`fd_budget`]), so it is opened once;
 //!    aligned blocks of zeros are not written (holes, see [`target`]). When its last
 //!    blob lands, its owner, mode, extended attributes and time are set through its
 //!    handle and it is renamed into place (`RENAME_NOREPLACE`).
@@ -45,8 +46,31 @@ use crate::{Repository, crypto, key, pack::pack_key, timed};
 /// The most bytes one ranged read fetches.
 const READ_SPAN: u64 = 2 * 1024 * 1024;
 
-/// Files kept open between their blobs at most; others are closed and reopened.
+/// Files kept open between their blobs at most (fewer under a low limit on open files,
+/// see [`fd_budget`]); others are closed and reopened.
 const MAX_OPEN: usize = 256;
+
+/// Descriptors left to the rest of the process (catalog, sockets, logs) and, per thread
+/// of the restore, to what it opens for a moment (a pack, a file being created).
+const FD_RESERVE: u64 = 64;
+const FD_PER_THREAD: u64 = 2;
+
+/// How many directory handles and how many files between blobs a restore keeps open,
+/// within `limit` open files (the process's soft `RLIMIT_NOFILE`; `None`: no limit) and
+/// with `threads` threads: a quarter of what is left for open files, the rest for
+/// handles, each at most its constant. Under `ulimit -n 1024`, the usual soft limit of
+/// login shells and systemd services, 1,024 handles and 256 files did not fit: the
+/// restore of a tree with a few thousand directories failed with "Too many open files".
+fn fd_budget(limit: Option<u64>, threads: usize) -> (usize, usize) {
+    let Some(limit) = limit else {
+        return (target::HANDLE_CACHE, MAX_OPEN);
+    };
+    let spare = limit.saturating_sub(FD_RESERVE + FD_PER_THREAD * threads as u64);
+    let spare = usize::try_from(spare).unwrap_or(usize::MAX).max(8);
+    let files = (spare / 4).clamp(1, MAX_OPEN);
+    let handles = (spare - files).clamp(1, target::HANDLE_CACHE);
+    (handles, files)
+}
 
 /// Empty files handed to a writer at once.
 const EMPTY_BATCH: usize = 64;
@@ -312,7 +336,11 @@ fn execute(
     mismatched: &[u32],
 ) -> Result<Outcome, EngineError> {
     let plan = work.plan;
-    let target = Target::open(target_path, plan)?;
+    let writers = writers();
+    let readers = readers().max(work.repo.store.parallelism());
+    let limit = rustix::process::getrlimit(rustix::process::Resource::Nofile).current;
+    let (handles, max_open) = fd_budget(limit, writers + readers);
+    let target = Target::open(target_path, plan, handles)?;
     let states: Vec<FileState> = plan
         .files
         .iter()
@@ -330,8 +358,8 @@ fn execute(
         target: &target,
         states: &states,
         open: AtomicUsize::new(0),
+        max_open,
     };
-    let writers = writers();
 
     let result = (|| {
         let levels = plan.levels();
@@ -443,6 +471,8 @@ struct Content<'a> {
     states: &'a [FileState],
     /// Files open between blobs.
     open: AtomicUsize,
+    /// Files kept open between blobs at most.
+    max_open: usize,
 }
 
 impl Content<'_> {
@@ -704,7 +734,7 @@ impl Content<'_> {
         drop(handle);
         // More blobs due but too many files open: close this one until then.
         if state.remaining.load(Ordering::Acquire) > 1
-            && self.open.load(Ordering::Relaxed) > MAX_OPEN
+            && self.open.load(Ordering::Relaxed) > self.max_open
         {
             let mut slot = state.slot.lock().expect("slot");
             if matches!(*slot, Slot::Open(_)) {
@@ -760,5 +790,32 @@ impl Content<'_> {
                     .remove_temp(u32::try_from(file).unwrap_or(u32::MAX));
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{MAX_OPEN, fd_budget, target::HANDLE_CACHE};
+
+    #[test]
+    fn open_descriptors_stay_within_the_limit_on_open_files() {
+        let threads = 19; // 16 writers and 3 readers, as on two cores
+        for limit in [64, 100, 256, 512, 1024, 4096] {
+            let (handles, files) = fd_budget(Some(limit), threads);
+            assert!(handles >= 1 && files >= 1, "limit {limit}");
+            if limit >= 256 {
+                // Within the limit, with the reserve and the threads' own descriptors.
+                let used = (handles + files) as u64 + 64 + 2 * threads as u64;
+                assert!(used <= limit, "limit {limit}: {handles} + {files}");
+            }
+        }
+        // `ulimit -n 1024`: well below what a tree of thousands of directories would
+        // otherwise keep open.
+        let (handles, files) = fd_budget(Some(1024), threads);
+        assert!(handles + files <= 1024 - 64 - 38, "{handles} + {files}");
+        assert!(handles >= 512 && files >= 128, "{handles} + {files}");
+        // Plenty of descriptors, or none counted: the constants.
+        assert_eq!(fd_budget(Some(1 << 20), threads), (HANDLE_CACHE, MAX_OPEN));
+        assert_eq!(fd_budget(None, threads), (HANDLE_CACHE, MAX_OPEN));
     }
 }

@@ -18,9 +18,10 @@ use rustix::io::Errno;
 use super::plan::{Meta, Plan};
 use crate::error::EngineError;
 
-/// Directory handles kept open at most; beyond, the cache starts afresh (a handle is
-/// reopened from its parent's in one `openat`).
-const HANDLE_CACHE: usize = 1024;
+/// Directory handles kept open at most (fewer under a low limit on open files, see
+/// [`super::fd_budget`]); beyond, the cache starts afresh (a handle is reopened from its
+/// parent's in one `openat`).
+pub const HANDLE_CACHE: usize = 1024;
 
 /// File content is written in blocks of this size; an aligned block of zeros is skipped,
 /// leaving a hole where the file system supports them.
@@ -32,6 +33,8 @@ pub struct Target<'a> {
     plan: &'a Plan,
     root: Arc<OwnedFd>,
     handles: Mutex<HashMap<u32, Arc<OwnedFd>>>,
+    /// Directory handles kept at most.
+    handle_cap: usize,
     /// Prefix of temporary names: unique to this restore.
     temp_prefix: String,
     /// Whether ownership is restored: only root may give files away.
@@ -71,7 +74,7 @@ fn name_of(name: &[u8]) -> &Path {
 
 impl<'a> Target<'a> {
     /// Opens the target directory (which exists and is empty) for `plan`.
-    pub fn open(path: &Path, plan: &'a Plan) -> Result<Self, EngineError> {
+    pub fn open(path: &Path, plan: &'a Plan, handle_cap: usize) -> Result<Self, EngineError> {
         let root = rustix::fs::open(
             path,
             OFlags::PATH | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
@@ -86,6 +89,7 @@ impl<'a> Target<'a> {
             plan,
             root: Arc::new(root),
             handles: Mutex::new(HashMap::new()),
+            handle_cap: handle_cap.max(1),
             temp_prefix: format!(
                 ".coffer-restore-{}-",
                 hex::encode(crate::crypto::random::<6>()?)
@@ -123,7 +127,7 @@ impl<'a> Target<'a> {
         .map_err(self.io("open", planned.parent, &planned.name))?;
         let handle = Arc::new(handle);
         let mut cache = self.handles.lock().expect("handles");
-        if cache.len() >= HANDLE_CACHE {
+        if cache.len() >= self.handle_cap {
             cache.clear();
         }
         cache.insert(dir, handle.clone());

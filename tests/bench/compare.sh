@@ -6,7 +6,8 @@
 #         BENCH_QUICK=1 tests/bench/compare.sh   (smoke run, /usr/share/doc)
 #         BENCH_S3=1 BENCH_SETS=share tests/bench/compare.sh (Coffer and restic both
 #             writing to the S3 store of COFFER_TEST_S3_*, or to a three-node Garage
-#             cluster started by .ci/garage under BENCH_DIR; Borg has no S3 backend)
+#             cluster started by .ci/garage under BENCH_DIR and stopped at the end;
+#             Borg has no S3 backend)
 #
 # See tests/bench/README.md for the environment variables and what is measured.
 set -euo pipefail
@@ -117,6 +118,9 @@ if [[ $BENCH_S3 == 1 ]]; then
   if [[ -z ${COFFER_TEST_S3_ENDPOINT:-} ]]; then
     log "starting a three-node Garage cluster (.ci/garage) in $BENCH_DIR/garage"
     "$REPO_ROOT/.ci/garage" start "$BENCH_DIR/garage" >/dev/null
+    # Stopped however the script ends: a cluster left running holds the ports that
+    # .ci/run's own cluster needs.
+    trap '"$REPO_ROOT/.ci/garage" stop "$BENCH_DIR/garage" >/dev/null 2>&1 || true' EXIT
     # shellcheck disable=SC1091
     . "$BENCH_DIR/garage/env"
   fi

@@ -305,7 +305,7 @@ impl OpendalStore {
 
     fn timeouts() -> TimeoutLayer {
         TimeoutLayer::new()
-            .with_timeout(Duration::from_mins(1))
+            .with_timeout(CALL_TIMEOUT)
             .with_io_timeout(Duration::from_secs(30))
     }
 }
@@ -337,10 +337,10 @@ async fn fs_read(
     };
     let read = tokio::task::spawn_blocking(move || read_file(&path, range, buffer));
     let name = key.as_str();
-    match tokio::time::timeout(FS_READ_TIMEOUT, read).await {
+    match tokio::time::timeout(CALL_TIMEOUT, read).await {
         Err(_) => Err(StorageError::Unavailable(format!(
             "reading {name}: no answer from the file system within {} s",
-            FS_READ_TIMEOUT.as_secs()
+            CALL_TIMEOUT.as_secs()
         ))),
         Ok(Err(e)) => Err(StorageError::Other(format!("reading {name}: {e}"))),
         Ok(Ok(Ok(data))) => Ok(Some(Bytes::from(data))),
@@ -349,30 +349,27 @@ async fn fs_read(
     }
 }
 
-/// The bound on one read of the `fs` backend (opendal's calls have the same, in
-/// [`OpendalStore::timeouts`]).
-const FS_READ_TIMEOUT: Duration = Duration::from_mins(1);
+/// The bound on one call to storage: opendal's calls ([`OpendalStore::timeouts`]) and
+/// the `fs` backend's own reads.
+const CALL_TIMEOUT: Duration = Duration::from_mins(1);
 
 /// The most bytes a range read of the `fs` backend allocates before it has read them.
 const FS_FIRST_BUFFER: u64 = 64 * 1024 * 1024;
 
 /// What [`fs_read`] does on a blocking thread: positional reads into `data`, grown while
-/// full and short of the range, or the whole file into one allocation of its size.
+/// full and short of the range, or the whole file (`std::fs::read` sizes its buffer
+/// from the file).
 fn read_file(
     path: &Path,
     range: Option<(u64, u64)>,
     mut data: Vec<u8>,
 ) -> std::io::Result<Vec<u8>> {
-    use std::io::Read as _;
     use std::os::unix::fs::FileExt as _;
 
-    let mut file = std::fs::File::open(path)?;
     let Some((offset, len)) = range else {
-        let size = file.metadata()?.len();
-        data.reserve_exact(usize::try_from(size).unwrap_or(0));
-        file.read_to_end(&mut data)?;
-        return Ok(data);
+        return std::fs::read(path);
     };
+    let file = std::fs::File::open(path)?;
     let mut filled = 0;
     loop {
         if filled == data.len() {

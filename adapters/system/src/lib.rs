@@ -256,6 +256,7 @@ pub fn raise_open_files_limit() -> Option<u64> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::os::unix::fs::symlink;
 
     #[test]
     fn the_open_files_limit_is_raised_to_the_hard_limit() {
@@ -269,7 +270,6 @@ mod tests {
             assert_eq!(after.current, before.maximum, "raised to the hard limit");
         }
     }
-    use std::os::unix::fs::symlink;
 
     fn s(p: &Path) -> String {
         p.to_str().unwrap().to_owned()

@@ -222,6 +222,12 @@ impl Excludes {
             && self.larger_than.is_none()
     }
 
+    /// Whether there are patterns at all ([`Excludes::by_pattern`] is then always false).
+    #[must_use]
+    pub const fn has_patterns(&self) -> bool {
+        self.matcher.is_some()
+    }
+
     /// Whether a pattern leaves the entry out (the last pattern matching it decides).
     #[must_use]
     pub fn by_pattern(&self, path: &str, is_dir: bool) -> bool {

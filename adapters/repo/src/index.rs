@@ -46,6 +46,16 @@ pub struct Index {
     pack_numbers: HashMap<[u8; 32], u32>,
     /// Sorted by id, each id once, after `finish`.
     slots: Vec<Slot>,
+    /// Where the ids of each first-`bucket_bits`-bits value start in `slots` (one more
+    /// entry at the end): a lookup searches one bucket of a few slots, not the whole
+    /// index, whose binary search missed the cache at almost every step.
+    buckets: Vec<u32>,
+    bucket_bits: u32,
+}
+
+/// An id's first eight bytes as a number: ids sort as these do (then by the rest).
+fn prefix(id: &ChunkId) -> u64 {
+    u64::from_be_bytes(id[..8].try_into().expect("8 bytes"))
 }
 
 impl Index {
@@ -78,13 +88,47 @@ impl Index {
         self.slots.sort_by_key(|s| s.id);
         self.slots.dedup_by(|later, first| later.id == first.id);
         self.slots.shrink_to_fit();
+        // About four ids per bucket (ids are uniformly distributed hashes), at most 2^20
+        // buckets (4 MiB).
+        self.bucket_bits = (self.slots.len() / 4)
+            .checked_next_power_of_two()
+            .map_or(20, usize::trailing_zeros)
+            .min(20);
+        let buckets = 1usize << self.bucket_bits;
+        let mut starts = Vec::with_capacity(buckets + 1);
+        let mut i = 0;
+        for b in 0..buckets {
+            while i < self.slots.len() && self.bucket(&self.slots[i].id) < b {
+                i += 1;
+            }
+            starts.push(u32::try_from(i).unwrap_or(u32::MAX));
+        }
+        starts.push(u32::try_from(self.slots.len()).unwrap_or(u32::MAX));
+        self.buckets = starts;
+    }
+
+    /// The bucket of an id: its first `bucket_bits` bits.
+    fn bucket(&self, id: &ChunkId) -> usize {
+        if self.bucket_bits == 0 {
+            0
+        } else {
+            usize::try_from(prefix(id) >> (64 - self.bucket_bits)).unwrap_or(usize::MAX)
+        }
     }
 
     fn find(&self, id: &ChunkId) -> Option<&Slot> {
-        self.slots
-            .binary_search_by(|s| s.id.cmp(id))
+        let b = self.bucket(id);
+        let (Some(&start), Some(&end)) = (self.buckets.get(b), self.buckets.get(b + 1)) else {
+            return None; // not finished, or empty
+        };
+        let bucket = self.slots.get(start as usize..end as usize)?;
+        // The first eight bytes, compared as one number, almost always decide; the whole
+        // id is compared only on a tie.
+        let wanted = prefix(id);
+        bucket
+            .binary_search_by(|s| prefix(&s.id).cmp(&wanted).then_with(|| s.id.cmp(id)))
             .ok()
-            .map(|i| &self.slots[i])
+            .map(|i| &bucket[i])
     }
 
     pub fn get(&self, id: &ChunkId) -> Option<(&[u8; 32], BlobEntry)> {
@@ -221,5 +265,46 @@ mod tests {
         assert!(!index.contains(&[200; 32]));
         assert_eq!(index.iter().count(), 200);
         assert!(index.iter().map(|(id, _, _)| *id).is_sorted());
+    }
+
+    /// Ids as the repository has them (hashes), in buckets of a few: every id is found,
+    /// ids sharing their first bytes are told apart, absent ids are not found, and an
+    /// index with nothing in it finds nothing.
+    #[test]
+    fn lookups_find_hashed_ids_and_only_them() {
+        let id = |n: u32| crypto::sha256(&n.to_le_bytes());
+        let mut index = Index::default();
+        assert!(!index.contains(&id(0)));
+        for n in 0..10_000u32 {
+            index.insert([3; 32], entry(0, u64::from(n)).with_id(id(n)));
+        }
+        // Same first sixteen bytes as id(0), then different.
+        let mut twin = id(0);
+        twin[31] ^= 1;
+        index.insert([4; 32], entry(0, 77).with_id(twin));
+        index.finish();
+        assert!(index.bucket_bits > 8, "{}", index.bucket_bits);
+        for n in 0..10_000u32 {
+            let (pack, e) = index.get(&id(n)).expect("indexed");
+            assert_eq!((*pack, e.offset), ([3; 32], u64::from(n)));
+        }
+        assert_eq!(
+            index.get(&twin).map(|(p, e)| (*p, e.offset)),
+            Some(([4; 32], 77))
+        );
+        for n in 10_000..20_000u32 {
+            assert!(!index.contains(&id(n)));
+        }
+        assert!(!index.contains(&[0; 32]) && !index.contains(&[0xff; 32]));
+        let mut empty = Index::default();
+        empty.finish();
+        assert!(!empty.contains(&id(1)));
+    }
+
+    impl BlobEntry {
+        fn with_id(mut self, id: ChunkId) -> Self {
+            self.id = id;
+            self
+        }
     }
 }

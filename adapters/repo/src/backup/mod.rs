@@ -2,13 +2,16 @@
 //! the snapshot.
 //!
 //! Threads: the walker (this function's blocking task) reads directories in name order
-//! and sends file jobs to a pool of workers (one per core); a worker reads its file
-//! through FastCDC, ids each chunk, and seals and packs the new ones. Sealing happens
-//! outside any lock; appending to the current pack is a memcpy under one. A worker that
-//! fills a pack finishes and stores it. The walker descends into subdirectories before
-//! it waits for a directory's files, so workers stay busy across small directories. The
-//! job queue is bounded, and each worker holds at most one chunk (≤ 4 MiB) and the pack
-//! buffers at most two packs, so memory stays bounded whatever the files.
+//! and sends a directory's other entries, in batches, to a pool of workers; a worker
+//! looks at each entry (an unchanged file ends there), reads a changed one through
+//! FastCDC, ids each chunk, and seals and packs the new ones. Sealing happens outside
+//! any lock; appending to the current pack is a memcpy under one. A worker that fills a
+//! pack finishes and stores it. The walker descends into subdirectories before it waits
+//! for a directory's entries, and starts up to [`SIBLINGS_AHEAD`] sibling directories
+//! before it waits for the first, so workers stay busy across small directories (an
+//! unchanged backup is mostly such waits otherwise). The job queue is bounded, and each
+//! worker holds at most one chunk (≤ 4 MiB) and the pack buffers at most two packs, so
+//! memory stays bounded whatever the files.
 //!
 //! Progress: a scanner thread walks the source beside the backup, metadata only, with the
 //! walker's rules (no symlink followed, only regular files counted, unreadable entries
@@ -672,9 +675,16 @@ impl DirResults {
     }
 
     fn put(&self, slot: usize, result: EntryResult) {
+        self.put_all(std::iter::once((slot, result)));
+    }
+
+    /// Puts the results of a batch of entries at once: one wake-up for the walker.
+    fn put_all(&self, results: impl IntoIterator<Item = (usize, EntryResult)>) {
         let mut slots = self.slots.lock().expect("results");
-        slots.0[slot] = Some(result);
-        slots.1 += 1;
+        for (slot, result) in results {
+            slots.0[slot] = Some(result);
+            slots.1 += 1;
+        }
         drop(slots);
         self.done.notify_one();
     }
@@ -703,6 +713,9 @@ fn workers() -> usize {
 /// [`large_readers`] (which bounds memory however many workers there are).
 const LARGE_FILE: u64 = CHUNK_MIN as u64;
 
+/// The most entries of one directory a worker takes at once.
+const MAX_BATCH: usize = 32;
+
 fn large_readers() -> usize {
     std::thread::available_parallelism().map_or(2, std::num::NonZero::get)
 }
@@ -713,7 +726,7 @@ fn walk(
     parent_root: Option<ChunkId>,
 ) -> Result<WalkOutcome, EngineError> {
     let workers = workers();
-    let (jobs, queue) = sync_channel::<EntryJob>(workers * 64);
+    let (jobs, queue) = sync_channel::<Vec<EntryJob>>(workers * 8);
     let queue = Arc::new(Mutex::new(queue));
     let (uploads, pending) = sync_channel::<PackWriter>(1);
     *shared.uploads.lock().expect("uploads") = Some(uploads);
@@ -770,6 +783,7 @@ fn walk(
         let mut walker = Walker {
             shared,
             jobs,
+            workers,
             files: 0,
             dirs: 0,
             bytes: 0,
@@ -837,52 +851,81 @@ pub(crate) fn scan(
     cancel: &Cancel,
     stop: &AtomicBool,
 ) {
-    use std::os::unix::fs::MetadataExt as _;
     let (mut files, mut bytes) = (0u64, 0u64);
-    let root_dev = std::fs::metadata(root).map_or(0, |m| m.dev());
-    let mut stack = vec![root.to_path_buf()];
-    while let Some(dir) = stack.pop() {
-        let Ok(entries) = std::fs::read_dir(&dir) else {
-            continue;
+    let Ok(root_fd) = rustix::fs::open(
+        root,
+        OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC,
+        Mode::empty(),
+    ) else {
+        return;
+    };
+    let root_dev = rustix::fs::fstat(&root_fd).map_or(0, |st| st.st_dev);
+    // Below the handle of the directory that holds them, as the walker reads: no path is
+    // resolved again from the root, and only what the rules need is looked at (the size
+    // of a regular file; an entry's path, device and tag only when a rule asks).
+    // Directories wait with their parent's handle, so at most one handle per level of
+    // the tree is open.
+    let mut stack: Vec<(Arc<OwnedFd>, Vec<u8>, String)> = Vec::new();
+    let mut next = Some((Arc::new(root_fd), String::new()));
+    let mut buffer = vec![std::mem::MaybeUninit::<u8>::uninit(); 64 * 1024];
+    loop {
+        let (dir, path) = if let Some(opened) = next.take() {
+            opened
+        } else {
+            let Some((parent, name, path)) = stack.pop() else {
+                break;
+            };
+            let Ok((fd, _)) = source::open_dir(&parent, &name) else {
+                continue;
+            };
+            (Arc::new(fd), path)
         };
-        for entry in entries {
+        let mut entries = rustix::fs::RawDir::new(&*dir, &mut buffer);
+        while let Some(Ok(entry)) = entries.next() {
             if stop.load(Ordering::Relaxed) || cancel.is_cancelled() {
                 return;
             }
-            let Ok(entry) = entry else {
-                continue;
-            };
-            // Like `symlink_metadata`: a symlink is never followed.
-            let (Ok(kind), Ok(meta)) = (entry.file_type(), entry.metadata()) else {
-                continue;
-            };
-            let path = entry.path();
-            let relative = path
-                .strip_prefix(root)
-                .map(|p| p.to_string_lossy().into_owned())
-                .unwrap_or_default();
-            let facts = Entry {
-                path: &relative,
-                is_dir: kind.is_dir(),
-                file_size: kind.is_file().then_some(meta.len()),
-                dev: meta.dev(),
-            };
-            let cache_tag = || {
-                rustix::fs::open(
-                    &path,
-                    OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
-                    Mode::empty(),
-                )
-                .is_ok_and(|fd| source::has_cache_tag(&fd))
-            };
-            if excludes.decide(facts, root_dev, cache_tag).is_some() {
+            let name = entry.file_name().to_bytes();
+            if name == b"." || name == b".." {
                 continue;
             }
-            if kind.is_dir() {
-                stack.push(path);
-            } else if kind.is_file() {
+            let mut kind = entry.file_type();
+            let mut st = None;
+            if kind == FileType::Unknown || kind == FileType::RegularFile || !excludes.is_empty() {
+                // A symlink is never followed.
+                let Ok(looked) = source::stat(&dir, name) else {
+                    continue;
+                };
+                kind = FileType::from_raw_mode(looked.st_mode);
+                st = Some(looked);
+            }
+            let is_dir = kind == FileType::Directory;
+            if !is_dir && kind != FileType::RegularFile {
+                continue;
+            }
+            let size = st
+                .as_ref()
+                .map_or(0, |st| st.st_size.max(0).cast_unsigned());
+            let mut child_path = String::new();
+            if !excludes.is_empty() {
+                child_path = Walker::child_display(&path, name);
+                let facts = Entry {
+                    path: &child_path,
+                    is_dir,
+                    file_size: (!is_dir).then_some(size),
+                    dev: st.as_ref().map_or(root_dev, |st| st.st_dev),
+                };
+                let cache_tag =
+                    || source::open_dir(&dir, name).is_ok_and(|(fd, _)| source::has_cache_tag(&fd));
+                if excludes.decide(facts, root_dev, cache_tag).is_some() {
+                    continue;
+                }
+            }
+            if is_dir {
+                stack.push((dir.clone(), name.to_vec(), child_path));
+            } else {
                 files += 1;
-                bytes += meta.len();
+                bytes += size;
                 progress.files_total.store(files, Ordering::Relaxed);
                 progress.bytes_total.store(bytes, Ordering::Relaxed);
             }
@@ -891,36 +934,41 @@ pub(crate) fn scan(
     progress.set_totals(files, bytes);
 }
 
-fn worker(shared: &Shared, queue: &Mutex<Receiver<EntryJob>>, large: &Sender<Box<LargeJob>>) {
+fn worker(shared: &Shared, queue: &Mutex<Receiver<Vec<EntryJob>>>, large: &Sender<Box<LargeJob>>) {
     // Small files are read whole into this buffer and sealed into the other, both reused
     // from file to file.
     let mut small = (Vec::new(), Vec::new());
+    let mut done = Vec::new();
     loop {
-        let Ok(job) = queue.lock().expect("queue").recv() else {
+        let Ok(batch) = queue.lock().expect("queue").recv() else {
             return;
         };
-        let result = if shared.cancel.is_cancelled() {
-            (job, EntryResult::Fatal(EngineError::Cancelled))
-        } else {
+        // One batch's entries share their directory's results.
+        let Some(results) = batch.first().map(|job| job.results.clone()) else {
+            continue;
+        };
+        for job in batch {
+            if shared.cancel.is_cancelled() {
+                done.push((job.slot, EntryResult::Fatal(EngineError::Cancelled)));
+                continue;
+            }
             match entry(shared, job, &mut small) {
-                Looked::Done(job, result) => (job, result),
+                Looked::Done(job, result) => done.push((job.slot, result)),
                 Looked::Large(large_job) => {
-                    // Its readers take it; this worker goes on with small files.
+                    // Its readers take it (and report it); this worker goes on with the
+                    // small files.
                     if let Err(e) = large.send(large_job) {
-                        let job = e.0.job;
-                        job.results.put(
-                            job.slot,
+                        done.push((
+                            e.0.job.slot,
                             EntryResult::Fatal(EngineError::Other(
                                 "the readers of large files stopped".into(),
                             )),
-                        );
+                        ));
                     }
-                    continue;
                 }
             }
-        };
-        let (job, result) = result;
-        job.results.put(job.slot, result);
+        }
+        results.put_all(done.drain(..));
     }
 }
 
@@ -1342,7 +1390,9 @@ fn read_file(
 
 struct Walker<'a> {
     shared: &'a Arc<Shared>,
-    jobs: SyncSender<EntryJob>,
+    jobs: SyncSender<Vec<EntryJob>>,
+    /// How many workers take the jobs.
+    workers: usize,
     files: u64,
     dirs: u64,
     bytes: u64,
@@ -1350,6 +1400,21 @@ struct Walker<'a> {
     excluded: u64,
     warnings: Vec<String>,
 }
+
+/// A directory the walker has started: its subdirectories are done, its other entries
+/// are with the workers.
+struct Begun {
+    /// One place per entry, in name order; the subdirectories' filled in.
+    nodes: Vec<Option<Node>>,
+    /// Where the workers put the other entries.
+    results: Arc<DirResults>,
+    /// How many entries went to the workers.
+    sent: usize,
+}
+
+/// How many subdirectories of one directory the walker starts before it waits for the
+/// first of them (see [`Walker::begin`]).
+const SIBLINGS_AHEAD: usize = 16;
 
 /// An entry of the directory being built.
 enum Pending {
@@ -1360,6 +1425,17 @@ enum Pending {
 }
 
 impl Walker<'_> {
+    /// Hands the entries in `batch` to the workers (nothing when it is empty).
+    fn send(&self, batch: &mut Vec<EntryJob>, batch_len: usize) -> Result<(), EngineError> {
+        if batch.is_empty() {
+            return Ok(());
+        }
+        let full = std::mem::replace(batch, Vec::with_capacity(batch_len));
+        self.jobs
+            .send(full)
+            .map_err(|_| EngineError::Other("backup workers stopped".into()))
+    }
+
     fn load_tree(&mut self, id: &ChunkId) -> Vec<Node> {
         match self.shared.handle.block_on(self.shared.repo.tree(id)) {
             Ok(nodes) => nodes,
@@ -1391,6 +1467,21 @@ impl Walker<'_> {
         display: &str,
         parent: Option<Vec<Node>>,
     ) -> Result<ChunkId, EngineError> {
+        let begun = self.begin(fd, display, parent)?;
+        self.finish(begun)
+    }
+
+    /// Starts a directory: lists it, hands its entries to the workers and backs up its
+    /// subdirectories; what is left is to wait for its own entries ([`Walker::finish`]).
+    /// The walker finishes a subdirectory only once it has started up to
+    /// [`SIBLINGS_AHEAD`] of the ones after it: the workers look at the entries of those
+    /// meanwhile, rather than wait while the walker lists and opens the next directory.
+    fn begin(
+        &mut self,
+        fd: OwnedFd,
+        display: &str,
+        parent: Option<Vec<Node>>,
+    ) -> Result<Begun, EngineError> {
         self.shared.check_cancel()?;
         self.dirs += 1;
         let progress = &self.shared.progress;
@@ -1415,6 +1506,11 @@ impl Walker<'_> {
         let dir_display: Arc<str> = Arc::from(display);
         let results = DirResults::new(listed.len());
         let mut sent = 0;
+        // Entries go to the workers in batches: one hand-over (and one wake-up) per
+        // batch rather than per entry, and still at least two batches per worker in a
+        // directory, so that the files of one directory are read side by side.
+        let batch_len = (listed.len() / (2 * self.workers)).clamp(1, MAX_BATCH);
+        let mut batch = Vec::with_capacity(batch_len);
 
         let mut pending = Vec::with_capacity(listed.len());
         for entry in listed {
@@ -1426,10 +1522,12 @@ impl Walker<'_> {
                     Err(_) => FileType::Unknown,
                 };
             }
-            if self.shared.excludes.by_pattern(
-                &Self::child_display(display, &entry.name),
-                kind == FileType::Directory,
-            ) {
+            if self.shared.excludes.has_patterns()
+                && self.shared.excludes.by_pattern(
+                    &Self::child_display(display, &entry.name),
+                    kind == FileType::Directory,
+                )
+            {
                 // Never opened: an excluded directory that cannot be read warns of nothing.
                 self.excluded += 1;
                 continue;
@@ -1442,25 +1540,28 @@ impl Walker<'_> {
                 pending.push(Pending::Dir(entry.name, old));
                 continue;
             }
-            let slot = pending.len();
-            self.jobs
-                .send(EntryJob {
-                    dir: fd.clone(),
-                    parent: find_parent(&entry.name).map(|i| (parent_nodes.clone(), i)),
-                    name: entry.name,
-                    dir_display: dir_display.clone(),
-                    results: results.clone(),
-                    slot,
-                })
-                .map_err(|_| EngineError::Other("backup workers stopped".into()))?;
+            batch.push(EntryJob {
+                dir: fd.clone(),
+                parent: find_parent(&entry.name).map(|i| (parent_nodes.clone(), i)),
+                name: entry.name,
+                dir_display: dir_display.clone(),
+                results: results.clone(),
+                slot: pending.len(),
+            });
+            if batch.len() == batch_len {
+                self.send(&mut batch, batch_len)?;
+            }
             sent += 1;
             pending.push(Pending::Entry);
         }
+        self.send(&mut batch, batch_len)?;
 
         // Subdirectories first, while this directory's other entries are being read.
         // One place per entry, so that a subdirectory passed over (unreadable, replaced,
         // excluded) leaves the entries after it in their places.
         let mut nodes: Vec<Option<Node>> = (0..pending.len()).map(|_| None).collect();
+        let mut ahead: std::collections::VecDeque<(usize, Node, Begun)> =
+            std::collections::VecDeque::new();
         for (place, p) in pending.into_iter().enumerate() {
             match p {
                 Pending::Dir(name, old) => {
@@ -1512,12 +1613,37 @@ impl Walker<'_> {
                         )),
                     }
                     let old_nodes = old.map(|id| self.load_tree(&id));
-                    node.subtree = Some(self.dir(child, &child_display, old_nodes)?);
-                    nodes[place] = Some(node);
+                    let begun = self.begin(child, &child_display, old_nodes)?;
+                    ahead.push_back((place, node, begun));
+                    if ahead.len() > SIBLINGS_AHEAD
+                        && let Some((place, mut node, begun)) = ahead.pop_front()
+                    {
+                        node.subtree = Some(self.finish(begun)?);
+                        nodes[place] = Some(node);
+                    }
                 }
                 Pending::Entry => {}
             }
         }
+        for (place, mut node, begun) in ahead {
+            node.subtree = Some(self.finish(begun)?);
+            nodes[place] = Some(node);
+        }
+        Ok(Begun {
+            nodes,
+            results,
+            sent,
+        })
+    }
+
+    /// Ends a directory [`Walker::begin`] started: waits for its entries, then stores its
+    /// tree and returns its id.
+    fn finish(&mut self, begun: Begun) -> Result<ChunkId, EngineError> {
+        let Begun {
+            mut nodes,
+            results,
+            sent,
+        } = begun;
         for (slot, result) in results.wait(sent).into_iter().enumerate() {
             let Some(result) = result else {
                 continue;

@@ -37,6 +37,7 @@ use std::sync::atomic::{AtomicBool, AtomicU32, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
 use coffer_domain::engine::{Cancel, Phase, Progress, RestoreReport};
+use futures::{StreamExt as _, TryStreamExt as _};
 
 use self::plan::{BlobTargets, PackJob, Plan};
 use self::target::Target;
@@ -176,8 +177,24 @@ pub async fn run(
     let index = repo.index();
     let damage = plan::assign_packs(&mut plan, &index);
     let mut missing: BTreeSet<String> = damage.missing.into_iter().collect();
-    for job in &plan.packs {
-        if !repo.store.exists(&key(&pack_key(&job.pack))?).await? {
+    // Asked side by side: on an object store each question is a request (a `HEAD`), and
+    // a restore may need thousands of packs.
+    let keys = plan
+        .packs
+        .iter()
+        .map(|job| key(&pack_key(&job.pack)))
+        .collect::<Result<Vec<_>, _>>()?;
+    let store = repo.store.clone();
+    let present: Vec<bool> = futures::stream::iter(keys)
+        .map(move |k| {
+            let store = store.clone();
+            async move { store.exists(&k).await }
+        })
+        .buffered(repo.store.parallelism().saturating_mul(2).max(4))
+        .try_collect()
+        .await?;
+    for (job, present) in plan.packs.iter().zip(present) {
+        if !present {
             for blob in &job.blobs {
                 for &(file, _) in &blob.targets {
                     let f = &plan.files[file as usize];

@@ -1476,6 +1476,26 @@ async fn the_backup_scanner_counts_what_the_walker_backs_up() {
     let (_, _, files, bytes) = progress.snapshot();
     assert_eq!((files, bytes), (snap.files, snap.bytes));
 
+    // An estimate already there (a parent snapshot's, here far too high) gives way to
+    // the count once the scan is complete.
+    let progress = Progress::default();
+    progress
+        .files_total
+        .store(1_000_000, std::sync::atomic::Ordering::Relaxed);
+    progress
+        .bytes_total
+        .store(1 << 40, std::sync::atomic::Ordering::Relaxed);
+    backup::scan(
+        src.path(),
+        &coffer_domain::excludes::Excludes::none(),
+        &progress,
+        &Cancel::default(),
+        &stop,
+    );
+    assert!(progress.totals_final());
+    let (_, _, files, bytes) = progress.snapshot();
+    assert_eq!((files, bytes), (snap.files, snap.bytes));
+
     // Stopped or cancelled, it leaves the totals unfinished.
     let progress = Progress::default();
     let cancel = Cancel::default();

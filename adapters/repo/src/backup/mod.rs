@@ -13,12 +13,16 @@
 //! worker holds at most one chunk (≤ 4 MiB) and the pack buffers at most two packs, so
 //! memory stays bounded whatever the files.
 //!
-//! Progress: a scanner thread walks the source beside the backup, metadata only, with the
-//! walker's rules (no symlink followed, only regular files counted, unreadable entries
-//! passed over), and fills the totals as it goes; it marks them final when its walk is
-//! complete, and stops when the backup is cancelled or ends. Done counts grow per chunk
-//! read and per unchanged file (its whole size at once). When the backup succeeds the
-//! totals become what the snapshot holds, so done and total agree at the end.
+//! Progress: with a parent snapshot, its file count and size are the first estimate of
+//! the totals. A backup still running after [`SCAN_DELAY`] starts a scanner thread that
+//! walks the source beside it, metadata only, with the walker's rules (no symlink
+//! followed, only regular files counted, unreadable entries passed over), and fills the
+//! totals as it goes (never below the estimate); it marks them final when its walk is
+//! complete, and stops when the backup is cancelled or ends. A shorter backup is not
+//! walked twice: on two cores the scan was a fifth of an unchanged backup's CPU time.
+//! Done counts grow per chunk read and per unchanged file (its whole size at once). When
+//! the backup succeeds the totals become what the snapshot holds, so done and total agree
+//! at the end.
 
 mod import;
 mod source;
@@ -201,8 +205,17 @@ async fn store_and_commit(
         .map_err(|e| EngineError::Invalid(e.to_string()))?;
     let index = repo.reload_index().await?;
     let parent_root = match &request.parent {
-        Some(id) => match repo.load_snapshot(id).await.and_then(|d| d.root()) {
-            Ok(root) => Some(root),
+        Some(id) => match repo
+            .load_snapshot(id)
+            .await
+            .and_then(|d| Ok((d.root()?, d.files, d.bytes)))
+        {
+            Ok((root, files, bytes)) => {
+                // The first estimate of the totals (not final: see the scanner).
+                progress.files_total.store(files, Ordering::Relaxed);
+                progress.bytes_total.store(bytes, Ordering::Relaxed);
+                Some(root)
+            }
             Err(e) => {
                 tracing::warn!(parent = %id, error = %e, "parent snapshot unusable; reading every file");
                 progress.log.push(
@@ -733,6 +746,13 @@ fn walk(
     let stop_scan = AtomicBool::new(false);
     let result = std::thread::scope(|scope| {
         scope.spawn(|| {
+            let started = std::time::Instant::now();
+            while started.elapsed() < SCAN_DELAY {
+                if stop_scan.load(Ordering::Relaxed) {
+                    return;
+                }
+                std::thread::sleep(std::time::Duration::from_millis(10));
+            }
             scan(
                 root,
                 &shared.excludes,
@@ -830,6 +850,9 @@ fn walk(
     result
 }
 
+/// How long a backup runs before its progress scanner starts (see the module's notes).
+const SCAN_DELAY: std::time::Duration = std::time::Duration::from_secs(1);
+
 /// Sets its flag when dropped.
 struct SetOnDrop<'a>(&'a AtomicBool);
 
@@ -852,6 +875,11 @@ pub(crate) fn scan(
     stop: &AtomicBool,
 ) {
     let (mut files, mut bytes) = (0u64, 0u64);
+    // An estimate already there (the parent snapshot's) stays until the count passes it.
+    let floor = (
+        progress.files_total.load(Ordering::Relaxed),
+        progress.bytes_total.load(Ordering::Relaxed),
+    );
     let Ok(root_fd) = rustix::fs::open(
         root,
         OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC,
@@ -926,8 +954,12 @@ pub(crate) fn scan(
             } else {
                 files += 1;
                 bytes += size;
-                progress.files_total.store(files, Ordering::Relaxed);
-                progress.bytes_total.store(bytes, Ordering::Relaxed);
+                progress
+                    .files_total
+                    .store(files.max(floor.0), Ordering::Relaxed);
+                progress
+                    .bytes_total
+                    .store(bytes.max(floor.1), Ordering::Relaxed);
             }
         }
     }

@@ -47,6 +47,12 @@ use crate::{Repository, crypto, key, pack::pack_key, timed};
 /// The most bytes one ranged read fetches.
 const READ_SPAN: u64 = 2 * 1024 * 1024;
 
+/// Blobs of a pack at most this far apart are fetched with one ranged read, the bytes
+/// between them read and dropped: after an incremental backup the packs of the first
+/// are full of small holes (the old versions of changed files), and on an object store
+/// a request costs far more than a few kilobytes more of it.
+const READ_GAP: u64 = 256 * 1024;
+
 /// Files kept open between their blobs at most (fewer under a low limit on open files,
 /// see [`fd_budget`]); others are closed and reopened.
 const MAX_OPEN: usize = 256;
@@ -581,8 +587,9 @@ impl Content<'_> {
         failure.into_inner().expect("failure").map_or(Ok(()), Err)
     }
 
-    /// Reads one pack's needed blobs in pack order, neighbours with one ranged read of
-    /// at most [`READ_SPAN`] bytes, decodes them and hands them to the writers.
+    /// Reads one pack's needed blobs in pack order, neighbours (at most [`READ_GAP`]
+    /// apart) with one ranged read of at most [`READ_SPAN`] bytes, decodes them and
+    /// hands them to the writers.
     fn read_pack<'p>(
         &self,
         job: &'p PackJob,
@@ -604,10 +611,12 @@ impl Content<'_> {
             let mut end = start + u64::from(job.blobs[i].entry.length);
             let mut j = i + 1;
             while j < job.blobs.len()
-                && job.blobs[j].entry.offset == end
-                && end - start + u64::from(job.blobs[j].entry.length) <= READ_SPAN
+                && job.blobs[j].entry.offset >= end
+                && job.blobs[j].entry.offset - end <= READ_GAP
+                && job.blobs[j].entry.offset + u64::from(job.blobs[j].entry.length) - start
+                    <= READ_SPAN
             {
-                end += u64::from(job.blobs[j].entry.length);
+                end = job.blobs[j].entry.offset + u64::from(job.blobs[j].entry.length);
                 j += 1;
             }
             let span = timed(work.progress, Phase::Read, || {

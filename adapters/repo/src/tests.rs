@@ -1501,15 +1501,13 @@ async fn the_backup_scanner_counts_what_the_walker_backs_up() {
     let engine = engine(&store, true).await;
     let snap = backup(&engine, src.path(), None).await;
 
-    let progress = Progress::default();
     let stop = std::sync::atomic::AtomicBool::new(false);
-    backup::scan(
-        src.path(),
-        &coffer_domain::excludes::Excludes::none(),
-        &progress,
-        &Cancel::default(),
-        &stop,
-    );
+    let none = coffer_domain::excludes::Excludes::none();
+    let scan = |progress: &Progress, cancel: &Cancel| {
+        backup::scan(src.path(), &none, progress, cancel, &stop);
+    };
+    let progress = Progress::default();
+    scan(&progress, &Cancel::default());
     assert!(progress.totals_final());
     let (_, _, files, bytes) = progress.snapshot();
     assert_eq!((files, bytes), (snap.files, snap.bytes));
@@ -1523,13 +1521,7 @@ async fn the_backup_scanner_counts_what_the_walker_backs_up() {
     progress
         .bytes_total
         .store(1 << 40, std::sync::atomic::Ordering::Relaxed);
-    backup::scan(
-        src.path(),
-        &coffer_domain::excludes::Excludes::none(),
-        &progress,
-        &Cancel::default(),
-        &stop,
-    );
+    scan(&progress, &Cancel::default());
     assert!(progress.totals_final());
     let (_, _, files, bytes) = progress.snapshot();
     assert_eq!((files, bytes), (snap.files, snap.bytes));
@@ -1538,23 +1530,11 @@ async fn the_backup_scanner_counts_what_the_walker_backs_up() {
     let progress = Progress::default();
     let cancel = Cancel::default();
     cancel.cancel();
-    backup::scan(
-        src.path(),
-        &coffer_domain::excludes::Excludes::none(),
-        &progress,
-        &cancel,
-        &stop,
-    );
+    scan(&progress, &cancel);
     assert!(!progress.totals_final());
     let progress = Progress::default();
     stop.store(true, std::sync::atomic::Ordering::Relaxed);
-    backup::scan(
-        src.path(),
-        &coffer_domain::excludes::Excludes::none(),
-        &progress,
-        &Cancel::default(),
-        &stop,
-    );
+    scan(&progress, &Cancel::default());
     assert!(!progress.totals_final());
 }
 

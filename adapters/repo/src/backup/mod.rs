@@ -9,7 +9,10 @@
 //! pack finishes and stores it. The walker descends into subdirectories before it waits
 //! for a directory's entries, and starts up to [`SIBLINGS_AHEAD`] sibling directories
 //! before it waits for the first, so workers stay busy across small directories (an
-//! unchanged backup is mostly such waits otherwise). The job queue is bounded, and each
+//! unchanged backup is mostly such waits otherwise). A few helper walkers take whole
+//! subdirectories from any walker that meets one while a helper is idle ([`Helpers`]);
+//! each subtree's tree id lands in its parent's place, so the trees are those of one
+//! walker going in name order. The job queue is bounded, and each
 //! worker holds at most one chunk (≤ 4 MiB) and the pack buffers at most two packs, so
 //! memory stays bounded whatever the files.
 //!
@@ -32,7 +35,7 @@ pub use import::import;
 use std::collections::HashSet;
 use std::os::fd::OwnedFd;
 use std::path::Path;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::mpsc::{Receiver, Sender, SyncSender, sync_channel};
 use std::sync::{Arc, Mutex};
 
@@ -390,8 +393,6 @@ struct Shared {
     /// Buffers of stored packs for the next packs, and how many data pack buffers exist.
     pack_buffers: Mutex<(Vec<Vec<u8>>, usize)>,
     pack_returned: std::sync::Condvar,
-    /// Where the walker seals trees.
-    tree_sealed: Mutex<Vec<u8>>,
     /// Device and inode of every file and directory never to read (see
     /// `BackupRequest::never_read`).
     never_read: HashSet<(u64, u64)>,
@@ -431,7 +432,6 @@ impl Shared {
             as_root: rustix::process::geteuid().is_root(),
             pack_buffers: Mutex::new((Vec::new(), 0)),
             pack_returned: std::sync::Condvar::new(),
-            tree_sealed: Mutex::new(Vec::new()),
             never_read: HashSet::new(),
             excludes: Excludes::none(),
             root_dev: 0,
@@ -744,6 +744,12 @@ fn walk(
     let (uploads, pending) = sync_channel::<PackWriter>(1);
     *shared.uploads.lock().expect("uploads") = Some(uploads);
     let stop_scan = AtomicBool::new(false);
+    let (subtrees, subtree_queue) = std::sync::mpsc::channel::<Subtree>();
+    let helpers = Helpers {
+        idle: AtomicUsize::new(helper_walkers()),
+        queue: Mutex::new(Some(subtrees)),
+    };
+    let subtree_queue = Mutex::new(subtree_queue);
     let result = std::thread::scope(|scope| {
         scope.spawn(|| {
             let started = std::time::Instant::now();
@@ -800,17 +806,11 @@ fn walk(
             scope.spawn(move || worker(&shared, &queue, &large));
         }
         drop(large);
-        let mut walker = Walker {
-            shared,
-            jobs,
-            workers,
-            files: 0,
-            dirs: 0,
-            bytes: 0,
-            unchanged: 0,
-            excluded: 0,
-            warnings: Vec::new(),
-        };
+        for _ in 0..helper_walkers() {
+            let (helpers, subtree_queue, jobs) = (&helpers, &subtree_queue, jobs.clone());
+            scope.spawn(move || helper_walker(shared, &jobs, workers, helpers, subtree_queue));
+        }
+        let mut walker = Walker::new(shared, jobs, workers, &helpers);
         let parent = parent_root.map(|id| walker.load_tree(&id));
         let root_id = rustix::fs::open(
             root,
@@ -829,7 +829,10 @@ fn walk(
             jobs,
             ..
         } = walker;
-        drop(jobs); // workers end when the queue closes
+        // The helpers end when their queue closes, then the workers when theirs does
+        // (the helpers hold it too).
+        helpers.queue.lock().expect("subtrees").take();
+        drop(jobs);
         let flushed = shared.flush();
         // The uploader ends when its queue closes, after the last pack is stored.
         shared.uploads.lock().expect("uploads").take();
@@ -1425,12 +1428,162 @@ struct Walker<'a> {
     jobs: SyncSender<Vec<EntryJob>>,
     /// How many workers take the jobs.
     workers: usize,
+    /// The other walkers, for subdirectories.
+    helpers: &'a Helpers,
+    /// Where this walker seals trees.
+    sealed: Vec<u8>,
     files: u64,
     dirs: u64,
     bytes: u64,
     unchanged: u64,
     excluded: u64,
     warnings: Vec<String>,
+}
+
+/// Walkers besides the backup's own (see [`Helpers`]): listing and opening directories
+/// waits on the file system like opening files does, and one walker could not keep the
+/// workers busy on a tree of many small directories. An unchanged backup of a copy of
+/// `/usr/lib` (62k files in 11.6k directories, two cores) took 496 ms with none, 387 ms
+/// with two, 365 ms with three and 329 ms with six.
+fn helper_walkers() -> usize {
+    std::thread::available_parallelism()
+        .map_or(2, std::num::NonZero::get)
+        .saturating_add(1)
+        .clamp(2, 8)
+}
+
+/// The helper walkers: a walker hands a subdirectory to one of them when one is idle (it
+/// takes the whole subtree, and may hand on parts of it in turn), and walks it itself
+/// otherwise. A subtree is handed on only to a helper claimed for it, so every handed
+/// subtree has a thread and a walker waiting for one never waits in vain.
+struct Helpers {
+    idle: AtomicUsize,
+    /// Closed when the walk ends, which ends the helpers.
+    queue: Mutex<Option<Sender<Subtree>>>,
+}
+
+impl Helpers {
+    /// Claims an idle helper, when there is one, for a [`Helpers::hand`] to follow.
+    fn claim(&self) -> bool {
+        self.idle
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| n.checked_sub(1))
+            .is_ok()
+    }
+
+    /// Hands `subtree` to the helper claimed for it.
+    fn hand(&self, subtree: Subtree) -> Result<(), EngineError> {
+        let queue = self.queue.lock().expect("subtrees");
+        queue
+            .as_ref()
+            .and_then(|queue| queue.send(subtree).ok())
+            .ok_or_else(|| {
+                self.idle.fetch_add(1, Ordering::AcqRel);
+                EngineError::Other("the walkers of the source stopped".into())
+            })
+    }
+}
+
+/// A subdirectory handed to a helper walker: its handle, path, tree in the parent
+/// snapshot, and where the helper answers.
+struct Subtree {
+    fd: OwnedFd,
+    display: String,
+    old: Option<ChunkId>,
+    answer: Answer,
+}
+
+/// A helper's walk of one subtree: its tree id and the walker's counts.
+struct Walked {
+    id: ChunkId,
+    files: u64,
+    dirs: u64,
+    bytes: u64,
+    unchanged: u64,
+    excluded: u64,
+    warnings: Vec<String>,
+}
+
+/// The place a helper's walk of a subtree goes to, for the walker that handed it on.
+type Answered = Arc<(
+    Mutex<Option<Result<Walked, EngineError>>>,
+    std::sync::Condvar,
+)>;
+
+/// The helper's end of an [`Answered`]. Dropped unanswered (the helper stopped), it
+/// answers with an error: the walker waiting for it must not wait for ever.
+struct Answer(Option<Answered>);
+
+impl Answer {
+    /// A place for an answer, and the helper's end of it.
+    fn new() -> (Answered, Self) {
+        let place: Answered = Arc::new((Mutex::new(None), std::sync::Condvar::new()));
+        (place.clone(), Self(Some(place)))
+    }
+
+    fn put(mut self, walked: Result<Walked, EngineError>) {
+        if let Some(place) = self.0.take() {
+            *place.0.lock().expect("answer") = Some(walked);
+            place.1.notify_one();
+        }
+    }
+}
+
+impl Drop for Answer {
+    fn drop(&mut self) {
+        if let Some(place) = self.0.take() {
+            *place.0.lock().expect("answer") = Some(Err(EngineError::Other(
+                "a walker of the source stopped".into(),
+            )));
+            place.1.notify_one();
+        }
+    }
+}
+
+/// Waits for a helper's walk of a subtree.
+fn wait_for(place: &Answered) -> Result<Walked, EngineError> {
+    let mut slot = place.0.lock().expect("answer");
+    loop {
+        if let Some(walked) = slot.take() {
+            return walked;
+        }
+        slot = place.1.wait(slot).expect("answer");
+    }
+}
+
+/// A helper walker: walks the subtrees handed to it, one at a time, until the walk ends.
+fn helper_walker(
+    shared: &Arc<Shared>,
+    jobs: &SyncSender<Vec<EntryJob>>,
+    workers: usize,
+    helpers: &Helpers,
+    queue: &Mutex<Receiver<Subtree>>,
+) {
+    loop {
+        let Ok(subtree) = queue.lock().expect("subtrees").recv() else {
+            return;
+        };
+        let Subtree {
+            fd,
+            display,
+            old,
+            answer,
+        } = subtree;
+        let mut walker = Walker::new(shared, jobs.clone(), workers, helpers);
+        let old = old.map(|id| walker.load_tree(&id));
+        let outcome = walker.dir(fd, &display, old).map(|id| Walked {
+            id,
+            files: walker.files,
+            dirs: walker.dirs,
+            bytes: walker.bytes,
+            unchanged: walker.unchanged,
+            excluded: walker.excluded,
+            warnings: std::mem::take(&mut walker.warnings),
+        });
+        drop(walker);
+        // Idle again before it answers: the walker it answers may hand it the next.
+        helpers.idle.fetch_add(1, Ordering::AcqRel);
+        answer.put(outcome);
+    }
 }
 
 /// A directory the walker has started: its subdirectories are done, its other entries
@@ -1448,6 +1601,12 @@ struct Begun {
 /// first of them (see [`Walker::begin`]).
 const SIBLINGS_AHEAD: usize = 16;
 
+/// A subdirectory being walked: by this walker, or by a helper.
+enum Child {
+    Begun(Begun),
+    Handed(Answered),
+}
+
 /// An entry of the directory being built.
 enum Pending {
     /// A subdirectory: its name and its tree in the parent snapshot.
@@ -1456,7 +1615,28 @@ enum Pending {
     Entry,
 }
 
-impl Walker<'_> {
+impl<'a> Walker<'a> {
+    fn new(
+        shared: &'a Arc<Shared>,
+        jobs: SyncSender<Vec<EntryJob>>,
+        workers: usize,
+        helpers: &'a Helpers,
+    ) -> Self {
+        Self {
+            shared,
+            jobs,
+            workers,
+            helpers,
+            sealed: Vec::new(),
+            files: 0,
+            dirs: 0,
+            bytes: 0,
+            unchanged: 0,
+            excluded: 0,
+            warnings: Vec::new(),
+        }
+    }
+
     /// Hands the entries in `batch` to the workers (nothing when it is empty).
     fn send(&self, batch: &mut Vec<EntryJob>, batch_len: usize) -> Result<(), EngineError> {
         if batch.is_empty() {
@@ -1592,7 +1772,7 @@ impl Walker<'_> {
         // One place per entry, so that a subdirectory passed over (unreadable, replaced,
         // excluded) leaves the entries after it in their places.
         let mut nodes: Vec<Option<Node>> = (0..pending.len()).map(|_| None).collect();
-        let mut ahead: std::collections::VecDeque<(usize, Node, Begun)> =
+        let mut ahead: std::collections::VecDeque<(usize, Node, Child)> =
             std::collections::VecDeque::new();
         for (place, p) in pending.into_iter().enumerate() {
             match p {
@@ -1644,21 +1824,32 @@ impl Walker<'_> {
                             std::io::Error::from(e)
                         )),
                     }
-                    let old_nodes = old.map(|id| self.load_tree(&id));
-                    let begun = self.begin(child, &child_display, old_nodes)?;
-                    ahead.push_back((place, node, begun));
+                    let walking = if self.helpers.claim() {
+                        let (place, answer) = Answer::new();
+                        self.helpers.hand(Subtree {
+                            fd: child,
+                            display: child_display,
+                            old,
+                            answer,
+                        })?;
+                        Child::Handed(place)
+                    } else {
+                        let old_nodes = old.map(|id| self.load_tree(&id));
+                        Child::Begun(self.begin(child, &child_display, old_nodes)?)
+                    };
+                    ahead.push_back((place, node, walking));
                     if ahead.len() > SIBLINGS_AHEAD
-                        && let Some((place, mut node, begun)) = ahead.pop_front()
+                        && let Some((place, mut node, walking)) = ahead.pop_front()
                     {
-                        node.subtree = Some(self.finish(begun)?);
+                        node.subtree = Some(self.finish_child(walking)?);
                         nodes[place] = Some(node);
                     }
                 }
                 Pending::Entry => {}
             }
         }
-        for (place, mut node, begun) in ahead {
-            node.subtree = Some(self.finish(begun)?);
+        for (place, mut node, walking) in ahead {
+            node.subtree = Some(self.finish_child(walking)?);
             nodes[place] = Some(node);
         }
         Ok(Begun {
@@ -1666,6 +1857,24 @@ impl Walker<'_> {
             results,
             sent,
         })
+    }
+
+    /// Ends a subdirectory: this walker's own, or a helper's (whose counts and
+    /// warnings become this walker's).
+    fn finish_child(&mut self, child: Child) -> Result<ChunkId, EngineError> {
+        match child {
+            Child::Begun(begun) => self.finish(begun),
+            Child::Handed(answer) => {
+                let walked = wait_for(&answer)?;
+                self.files += walked.files;
+                self.dirs += walked.dirs;
+                self.bytes += walked.bytes;
+                self.unchanged += walked.unchanged;
+                self.excluded += walked.excluded;
+                self.warnings.extend(walked.warnings);
+                Ok(walked.id)
+            }
+        }
     }
 
     /// Ends a directory [`Walker::begin`] started: waits for its entries, then stores its
@@ -1700,9 +1909,8 @@ impl Walker<'_> {
         let nodes: Vec<Node> = nodes.into_iter().flatten().collect();
         let encoded = tree::encode(&nodes);
         let id = self.shared.repo.keys.chunk_id(&encoded);
-        let mut sealed = self.shared.tree_sealed.lock().expect("tree buffer");
         self.shared
-            .store_blob(BlobKind::Tree, id, &encoded, &mut sealed)?;
+            .store_blob(BlobKind::Tree, id, &encoded, &mut self.sealed)?;
         Ok(id)
     }
 }

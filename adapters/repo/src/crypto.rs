@@ -291,10 +291,9 @@ pub fn seal_blob_into(
     let header = if encrypt { 17 } else { 1 };
     out.clear();
     out.resize(header, 0);
-    // Room for the compressed body: a body that would not be smaller is stored raw.
-    let room = plain.len().saturating_sub(1);
-    out.reserve_exact(room.max(plain.len()) + 16);
-    let compressed = COMPRESSOR.with(|cell| -> Result<Option<usize>, EngineError> {
+    // Room for the compressed body, or the raw body and the tag.
+    out.reserve_exact(plain.len() + 16);
+    let compressed = COMPRESSOR.with(|cell| -> Result<bool, EngineError> {
         let mut slot = cell.borrow_mut();
         if slot.is_none() {
             *slot = Some(
@@ -303,15 +302,15 @@ pub fn seal_blob_into(
             );
         }
         let compressor = slot.as_mut().expect("initialised above");
-        out.resize(header + room, 0);
-        // Too small a room ("destination too small") means it does not shrink.
-        Ok(compressor
-            .compress_to_buffer(plain, &mut out[header..])
-            .ok()
-            .filter(|&n| n < plain.len()))
+        // Compressed behind the header, into the spare capacity (not zeroed first); a
+        // body that is not smaller than the plaintext, or does not fit, is stored raw.
+        let mut body = std::io::Cursor::new(std::mem::take(out));
+        body.set_position(header as u64);
+        let fits = compressor.compress_to_buffer(plain, &mut body).is_ok();
+        *out = body.into_inner();
+        Ok(fits && out.len() - header < plain.len())
     })?;
-    let mut flags = if let Some(n) = compressed {
-        out.truncate(header + n);
+    let mut flags = if compressed {
         FLAG_COMPRESSED
     } else {
         out.truncate(header);

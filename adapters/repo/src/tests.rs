@@ -1328,6 +1328,28 @@ fn all_names(root: &Path) -> Vec<String> {
         .collect()
 }
 
+/// A chunk that would take a pack far past its target starts the next pack: packs (and
+/// the reused buffers they are built in) stay near the target, whatever the chunks.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn large_chunks_do_not_take_a_pack_far_past_its_target() {
+    let src = tempfile::tempdir().unwrap();
+    // 24 MiB of noise, in chunks of 0.5 to 4 MiB.
+    many_files(src.path());
+    let store = Arc::new(MemStore::default());
+    let engine = engine(&store, true).await;
+    backup(&engine, src.path(), None).await;
+    let packs = store.keys_with("data/");
+    assert!(packs.len() >= 2, "{packs:?}");
+    let map = store.0.lock().unwrap();
+    for key in &packs {
+        let size = map[key.as_str()].len();
+        assert!(
+            size <= crate::backup::PACK_TARGET + crate::backup::PACK_SLACK + 64 * 1024,
+            "{key}: {size} bytes"
+        );
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_cancelled_restore_stops_and_leaves_no_partial_file() {
     let src = tempfile::tempdir().unwrap();

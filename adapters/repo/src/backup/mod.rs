@@ -13,8 +13,9 @@
 //! subdirectories from any walker that meets one while a helper is idle ([`Helpers`]);
 //! each subtree's tree id lands in its parent's place, so the trees are those of one
 //! walker going in name order. The job queue is bounded, and each
-//! worker holds at most one chunk (≤ 4 MiB) and the pack buffers at most two packs, so
-//! memory stays bounded whatever the files.
+//! worker holds at most one chunk (≤ 4 MiB), and packs in memory are the one being
+//! filled and one per uploader ([`PACKS_BUFFERED`]), so memory stays bounded whatever
+//! the files.
 //!
 //! Progress: with a parent snapshot, its file count and size are the first estimate of
 //! the totals. A backup still running after [`SCAN_DELAY`] starts a scanner thread that

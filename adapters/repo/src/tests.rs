@@ -175,6 +175,15 @@ async fn backup(
         .unwrap()
 }
 
+/// Makes a FIFO at `path` (a special file the backup skips).
+fn mkfifo(path: &Path) {
+    let status = std::process::Command::new("mkfifo")
+        .arg(path)
+        .status()
+        .unwrap();
+    assert!(status.success(), "mkfifo {}", path.display());
+}
+
 fn write(path: &Path, data: &[u8]) {
     if let Some(dir) = path.parent() {
         std::fs::create_dir_all(dir).unwrap();
@@ -822,11 +831,7 @@ async fn a_wrong_key_opens_nothing() {
 async fn special_files_are_skipped_and_make_the_snapshot_partial() {
     let src = tempfile::tempdir().unwrap();
     write(&src.path().join("ok.txt"), b"fine");
-    let status = std::process::Command::new("mkfifo")
-        .arg(src.path().join("pipe"))
-        .status()
-        .unwrap();
-    assert!(status.success());
+    mkfifo(&src.path().join("pipe"));
     let store = Arc::new(MemStore::default());
     let engine = engine(&store, true).await;
     let snap = backup(&engine, src.path(), None).await;
@@ -851,11 +856,7 @@ async fn a_wide_tree_walked_by_several_walkers_gives_the_same_trees_every_time()
     }
     let pipes = ["d07/s2/deep/pipe", "d23/s1/pipe"];
     for pipe in pipes {
-        let status = std::process::Command::new("mkfifo")
-            .arg(src.path().join(pipe))
-            .status()
-            .unwrap();
-        assert!(status.success());
+        mkfifo(&src.path().join(pipe));
     }
     let store = Arc::new(MemStore::default());
     let engine = engine(&store, true).await;
@@ -1571,11 +1572,7 @@ async fn backup_totals_end_final_and_equal_to_done() {
 async fn the_backup_scanner_counts_what_the_walker_backs_up() {
     let src = tempfile::tempdir().unwrap();
     edge_cases(src.path());
-    let status = std::process::Command::new("mkfifo")
-        .arg(src.path().join("dir/pipe"))
-        .status()
-        .unwrap();
-    assert!(status.success());
+    mkfifo(&src.path().join("dir/pipe"));
     let store = Arc::new(MemStore::default());
     let engine = engine(&store, true).await;
     let snap = backup(&engine, src.path(), None).await;
@@ -1627,13 +1624,7 @@ async fn backups_checks_and_prunes_write_their_phases_to_the_job_log() {
     let src = dir.path().join("src");
     write(&src.join("a.txt"), b"hello");
     let fifo = src.join("pipe.fifo");
-    assert!(
-        std::process::Command::new("mkfifo")
-            .arg(&fifo)
-            .status()
-            .unwrap()
-            .success()
-    );
+    mkfifo(&fifo);
     let store = Arc::new(MemStore::default());
     let engine = engine(&store, true).await;
     let request = |path: &Path| BackupRequest {

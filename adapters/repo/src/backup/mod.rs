@@ -267,25 +267,26 @@ async fn store_and_commit(
     let shared = Arc::new(shared);
     let walk_shared = shared.clone();
     let path = request.path.clone();
-    let outcome = tokio::task::spawn_blocking(move || walk(&walk_shared, &path, parent_root))
-        .await
-        .map_err(|e| EngineError::Other(format!("backup task failed: {e}")))??;
+    let WalkOutcome { root, counts } =
+        tokio::task::spawn_blocking(move || walk(&walk_shared, &path, parent_root))
+            .await
+            .map_err(|e| EngineError::Other(format!("backup task failed: {e}")))??;
     // The scanner's count, if it finished, differs only if the tree changed meanwhile
     // or held unreadable files; what was backed up is the truth from here on.
-    shared.progress.set_totals(outcome.files, outcome.bytes);
+    shared.progress.set_totals(counts.files, counts.bytes);
     tracing::debug!("backup: every file read, every pack stored");
     shared.progress.log.info(format!(
         "read {} ({} unchanged, not read again) and {}, {}; {} excluded; {} new; every \
          pack stored; writing the snapshot",
-        counted(outcome.files, "file", "files"),
-        outcome.unchanged,
-        counted(outcome.dirs, "directory", "directories"),
-        human_bytes(outcome.bytes),
-        outcome.excluded,
+        counted(counts.files, "file", "files"),
+        counts.unchanged,
+        counted(counts.dirs, "directory", "directories"),
+        human_bytes(counts.bytes),
+        counts.excluded,
         human_bytes(shared.bytes_added.load(Ordering::Relaxed)),
     ));
 
-    let warnings = outcome.warnings;
+    let warnings = counts.warnings;
     let doc = SnapshotDoc {
         version: 1,
         source: request.source_name.clone(),
@@ -293,19 +294,19 @@ async fn store_and_commit(
         hostname: hostname(),
         started_at,
         finished_at: Utc::now(),
-        tree: hex::encode(outcome.root),
+        tree: hex::encode(root),
         parent: request.parent.clone(),
         status: if warnings.is_empty() { "ok" } else { "partial" }.to_owned(),
         encrypted: repo.encrypt,
-        files: outcome.files,
-        dirs: outcome.dirs,
-        bytes: outcome.bytes,
+        files: counts.files,
+        dirs: counts.dirs,
+        bytes: counts.bytes,
         bytes_added: shared.bytes_added.load(Ordering::Relaxed),
         stored_bytes_added: 0,
-        unchanged_files: outcome.unchanged,
-        excluded: outcome.excluded,
+        unchanged_files: counts.unchanged,
+        excluded: counts.excluded,
         suspicious: request.expected.as_ref().and_then(|expected| {
-            coffer_domain::retention::suspicion(expected, outcome.files, outcome.bytes)
+            coffer_domain::retention::suspicion(expected, counts.files, counts.bytes)
         }),
         warnings,
     };
@@ -640,12 +641,7 @@ impl Shared {
 
 struct WalkOutcome {
     root: ChunkId,
-    files: u64,
-    dirs: u64,
-    bytes: u64,
-    unchanged: u64,
-    excluded: u64,
-    warnings: Vec<String>,
+    counts: WalkCounts,
 }
 
 /// What a worker reports for one entry that is not a directory.
@@ -830,16 +826,7 @@ fn walk(
         )
         .map_err(|e| unreadable_source(root, &e.into()))
         .and_then(|fd| walker.dir(fd, "", parent));
-        let Walker {
-            files,
-            dirs,
-            bytes,
-            unchanged,
-            excluded,
-            warnings,
-            jobs,
-            ..
-        } = walker;
+        let Walker { counts, jobs, .. } = walker;
         // The helpers end when their queue closes, then the workers when theirs does
         // (the helpers hold it too).
         helpers.queue.lock().expect("subtrees").take();
@@ -848,15 +835,7 @@ fn walk(
         // The uploader ends when its queue closes, after the last pack is stored.
         shared.uploads.lock().expect("uploads").take();
         flushed?;
-        root_id.map(|root| WalkOutcome {
-            root,
-            files,
-            dirs,
-            bytes,
-            unchanged,
-            excluded,
-            warnings,
-        })
+        root_id.map(|root| WalkOutcome { root, counts })
     });
     if let Some(e) = shared.upload_error.lock().expect("upload error").take() {
         return Err(e);
@@ -1443,12 +1422,30 @@ struct Walker<'a> {
     helpers: &'a Helpers,
     /// Where this walker seals trees.
     sealed: Vec<u8>,
+    counts: WalkCounts,
+}
+
+/// What a walker counted in what it walked.
+#[derive(Default)]
+struct WalkCounts {
     files: u64,
     dirs: u64,
     bytes: u64,
     unchanged: u64,
     excluded: u64,
     warnings: Vec<String>,
+}
+
+impl WalkCounts {
+    /// Adds what another walker counted (in a subtree of this one's).
+    fn add(&mut self, other: Self) {
+        self.files += other.files;
+        self.dirs += other.dirs;
+        self.bytes += other.bytes;
+        self.unchanged += other.unchanged;
+        self.excluded += other.excluded;
+        self.warnings.extend(other.warnings);
+    }
 }
 
 /// Walkers besides the backup's own (see [`Helpers`]): listing and opening directories
@@ -1504,15 +1501,7 @@ struct Subtree {
 }
 
 /// A helper's walk of one subtree: its tree id and the walker's counts.
-struct Walked {
-    id: ChunkId,
-    files: u64,
-    dirs: u64,
-    bytes: u64,
-    unchanged: u64,
-    excluded: u64,
-    warnings: Vec<String>,
-}
+type Walked = (ChunkId, WalkCounts);
 
 /// The place a helper's walk of a subtree goes to, for the walker that handed it on.
 type Answered = Arc<(
@@ -1581,15 +1570,9 @@ fn helper_walker(
         } = subtree;
         let mut walker = Walker::new(shared, jobs.clone(), workers, helpers);
         let old = old.map(|id| walker.load_tree(&id));
-        let outcome = walker.dir(fd, &display, old).map(|id| Walked {
-            id,
-            files: walker.files,
-            dirs: walker.dirs,
-            bytes: walker.bytes,
-            unchanged: walker.unchanged,
-            excluded: walker.excluded,
-            warnings: std::mem::take(&mut walker.warnings),
-        });
+        let outcome = walker
+            .dir(fd, &display, old)
+            .map(|id| (id, std::mem::take(&mut walker.counts)));
         drop(walker);
         // Idle again before it answers: the walker it answers may hand it the next.
         helpers.idle.fetch_add(1, Ordering::AcqRel);
@@ -1639,12 +1622,7 @@ impl<'a> Walker<'a> {
             workers,
             helpers,
             sealed: Vec::new(),
-            files: 0,
-            dirs: 0,
-            bytes: 0,
-            unchanged: 0,
-            excluded: 0,
-            warnings: Vec::new(),
+            counts: WalkCounts::default(),
         }
     }
 
@@ -1672,7 +1650,7 @@ impl<'a> Walker<'a> {
     fn warn(&mut self, message: String) {
         tracing::warn!("{message}");
         self.shared.progress.log.warn_contents(message.clone());
-        self.warnings.push(message);
+        self.counts.warnings.push(message);
     }
 
     fn child_display(display: &str, name: &[u8]) -> String {
@@ -1706,7 +1684,7 @@ impl<'a> Walker<'a> {
         parent: Option<Vec<Node>>,
     ) -> Result<Begun, EngineError> {
         self.shared.check_cancel()?;
-        self.dirs += 1;
+        self.counts.dirs += 1;
         let progress = &self.shared.progress;
         let listed = match timed(progress, Phase::Walk, || source::list(&fd)) {
             Ok(l) => l,
@@ -1752,7 +1730,7 @@ impl<'a> Walker<'a> {
                 )
             {
                 // Never opened: an excluded directory that cannot be read warns of nothing.
-                self.excluded += 1;
+                self.counts.excluded += 1;
                 continue;
             }
             if kind == FileType::Directory {
@@ -1824,7 +1802,7 @@ impl<'a> Walker<'a> {
                         })
                         .is_some()
                     {
-                        self.excluded += 1;
+                        self.counts.excluded += 1;
                         continue;
                     }
                     let mut node = source::node(name, &st, NodeKind::Dir);
@@ -1876,14 +1854,9 @@ impl<'a> Walker<'a> {
         match child {
             Child::Begun(begun) => self.finish(begun),
             Child::Handed(answer) => {
-                let walked = wait_for(&answer)?;
-                self.files += walked.files;
-                self.dirs += walked.dirs;
-                self.bytes += walked.bytes;
-                self.unchanged += walked.unchanged;
-                self.excluded += walked.excluded;
-                self.warnings.extend(walked.warnings);
-                Ok(walked.id)
+                let (id, counts) = wait_for(&answer)?;
+                self.counts.add(counts);
+                Ok(id)
             }
         }
     }
@@ -1903,9 +1876,9 @@ impl<'a> Walker<'a> {
             match result {
                 EntryResult::Node(node, warning, unchanged) => {
                     if node.kind == NodeKind::File {
-                        self.files += 1;
-                        self.bytes += node.size;
-                        self.unchanged += u64::from(unchanged);
+                        self.counts.files += 1;
+                        self.counts.bytes += node.size;
+                        self.counts.unchanged += u64::from(unchanged);
                     }
                     if let Some(w) = warning {
                         self.warn(w);
@@ -1913,7 +1886,7 @@ impl<'a> Walker<'a> {
                     nodes[slot] = Some(*node);
                 }
                 EntryResult::Skipped(message) => self.warn(message),
-                EntryResult::Excluded => self.excluded += 1,
+                EntryResult::Excluded => self.counts.excluded += 1,
                 EntryResult::Fatal(e) => return Err(e),
             }
         }

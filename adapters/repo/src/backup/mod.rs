@@ -513,10 +513,18 @@ impl Shared {
             Some(&self.progress.phases),
             sealed,
         )?;
-        let (early, full) = {
+        // A pack this blob would take too far past its target is stored as it is, before
+        // this worker may wait for a buffer: a worker never waits holding a pack (with
+        // every buffer held by such waiters, nothing would free one).
+        let early = slot
+            .lock()
+            .expect("pack")
+            .take_if(|p| !p.is_empty() && p.len() + sealed.len() > PACK_TARGET + PACK_SLACK);
+        if let Some(pack) = early {
+            self.store_pack(pack)?;
+        }
+        let full = {
             let mut guard = slot.lock().expect("pack");
-            let early = guard
-                .take_if(|p| !p.is_empty() && p.len() + sealed.len() > PACK_TARGET + PACK_SLACK);
             if guard.is_none() {
                 let buffer = match kind {
                     BlobKind::Data => {
@@ -538,14 +546,13 @@ impl Shared {
             }
             let pack = guard.as_mut().expect("set above");
             pack.add_sealed(id, kind, plain.len(), sealed)?;
-            let full = if pack.len() >= PACK_TARGET {
+            if pack.len() >= PACK_TARGET {
                 guard.take()
             } else {
                 None
-            };
-            (early, full)
+            }
         };
-        for pack in [early, full].into_iter().flatten() {
+        if let Some(pack) = full {
             self.store_pack(pack)?;
         }
         Ok(())

@@ -80,10 +80,11 @@ printf 'data:              %s: %s MiB as one tar archive\n' "$src" "$mib"
 printf 'compression floor: %.2f s  (zstd -3 -T2 over the archive in RAM, best of %s)\n' \
   "$(printf '%s\n' "${compress_times[@]}" | best)" "$runs"
 printf 'compressed size:   %s\n' "$(IFS=,; echo "${sizes[*]}" | sed 's/,/, /g')"
+dd=$(printf '%s\n' "${dd_times[@]}" | best)
 printf 'page-cache writes: %.0f MiB/s  (dd of 1 GiB into a new file, best of %s)\n' \
-  "$(awk -v t="$(printf '%s\n' "${dd_times[@]}" | best)" 'BEGIN { print 1024 / t }')" "$runs"
+  "$(awk -v t="$dd" 'BEGIN { print 1024 / t }')" "$runs"
 decode=$(printf '%s\n' "${decode_times[@]}" | best)
 hash=$(printf '%s\n' "${hash_times[@]}" | best)
-write=$(awk -v t="$(printf '%s\n' "${dd_times[@]}" | best)" -v m="$mib" 'BEGIN { print m * t / 1024 }')
+write=$(awk -v t="$dd" -v m="$mib" 'BEGIN { print m * t / 1024 }')
 printf 'restore floor:     %.2f s  (on two cores: zstd -d of the level-3 archive %.2f s + its SHA-256 %.2f s + writing it into the page cache %.2f s, each one core; no file created, nothing decrypted or read from a repository)\n' \
   "$(awk -v a="$decode" -v b="$hash" -v c="$write" 'BEGIN { print (a + b + c) / 2 }')" "$decode" "$hash" "$write"

@@ -73,9 +73,10 @@ pub(crate) const PACK_TARGET: usize = 4 * 1024 * 1024;
 pub(crate) const PACK_SLACK: usize = 512 * 1024;
 /// Data packs in memory at once beyond those being stored: the one being filled. Each
 /// uploader (the store's [`parallelism`](ObjectStore::parallelism)) holds one more:
-/// three on a disk, nine (up to 8 MiB each) on an object store with eight requests in
-/// flight. A full pack waits for a free uploader: a second buffered pack was up to
-/// 8 MiB more peak RSS (a full backup of the `/usr/share` copy: 106 → 98 MiB).
+/// three on a disk, nine (about 4.5 MiB each, see [`PACK_SLACK`]) on an object store
+/// with eight requests in flight. A full pack waits for a free uploader: a second
+/// buffered pack was one more buffer of peak RSS (with the slack, a full backup of the
+/// `/usr/share` copy peaked at 92 MiB instead of 106).
 const PACKS_BUFFERED: usize = 1;
 
 /// Runs one backup and commits its snapshot.
@@ -759,8 +760,9 @@ fn walk(
     *shared.uploads.lock().expect("uploads") = Some(uploads);
     let stop_scan = AtomicBool::new(false);
     let (subtrees, subtree_queue) = std::sync::mpsc::channel::<Subtree>();
+    let helper_count = helper_walkers();
     let helpers = Helpers {
-        idle: AtomicUsize::new(helper_walkers()),
+        idle: AtomicUsize::new(helper_count),
         queue: Mutex::new(Some(subtrees)),
     };
     let subtree_queue = Mutex::new(subtree_queue);
@@ -820,7 +822,7 @@ fn walk(
             scope.spawn(move || worker(&shared, &queue, &large));
         }
         drop(large);
-        for _ in 0..helper_walkers() {
+        for _ in 0..helper_count {
             let (helpers, subtree_queue, jobs) = (&helpers, &subtree_queue, jobs.clone());
             scope.spawn(move || helper_walker(shared, &jobs, workers, helpers, subtree_queue));
         }
@@ -1485,6 +1487,11 @@ impl Helpers {
             .is_ok()
     }
 
+    /// Gives back a claim: the helper is idle again (or was never handed its subtree).
+    fn release(&self) {
+        self.idle.fetch_add(1, Ordering::AcqRel);
+    }
+
     /// Hands `subtree` to the helper claimed for it.
     fn hand(&self, subtree: Subtree) -> Result<(), EngineError> {
         let queue = self.queue.lock().expect("subtrees");
@@ -1492,70 +1499,24 @@ impl Helpers {
             .as_ref()
             .and_then(|queue| queue.send(subtree).ok())
             .ok_or_else(|| {
-                self.idle.fetch_add(1, Ordering::AcqRel);
+                self.release();
                 EngineError::Other("the walkers of the source stopped".into())
             })
     }
 }
 
 /// A subdirectory handed to a helper walker: its handle, path, tree in the parent
-/// snapshot, and where the helper answers.
+/// snapshot, and where the helper answers. A helper that stops without answering drops
+/// the sender, which ends the handing walker's wait with an error.
 struct Subtree {
     fd: OwnedFd,
     display: String,
     old: Option<ChunkId>,
-    answer: Answer,
+    answer: Sender<Walked>,
 }
 
 /// A helper's walk of one subtree: its tree id and the walker's counts.
-type Walked = (ChunkId, WalkCounts);
-
-/// The place a helper's walk of a subtree goes to, for the walker that handed it on.
-type Answered = Arc<(
-    Mutex<Option<Result<Walked, EngineError>>>,
-    std::sync::Condvar,
-)>;
-
-/// The helper's end of an [`Answered`]. Dropped unanswered (the helper stopped), it
-/// answers with an error: the walker waiting for it must not wait for ever.
-struct Answer(Option<Answered>);
-
-impl Answer {
-    /// A place for an answer, and the helper's end of it.
-    fn new() -> (Answered, Self) {
-        let place: Answered = Arc::new((Mutex::new(None), std::sync::Condvar::new()));
-        (place.clone(), Self(Some(place)))
-    }
-
-    fn put(mut self, walked: Result<Walked, EngineError>) {
-        if let Some(place) = self.0.take() {
-            *place.0.lock().expect("answer") = Some(walked);
-            place.1.notify_one();
-        }
-    }
-}
-
-impl Drop for Answer {
-    fn drop(&mut self) {
-        if let Some(place) = self.0.take() {
-            *place.0.lock().expect("answer") = Some(Err(EngineError::Other(
-                "a walker of the source stopped".into(),
-            )));
-            place.1.notify_one();
-        }
-    }
-}
-
-/// Waits for a helper's walk of a subtree.
-fn wait_for(place: &Answered) -> Result<Walked, EngineError> {
-    let mut slot = place.0.lock().expect("answer");
-    loop {
-        if let Some(walked) = slot.take() {
-            return walked;
-        }
-        slot = place.1.wait(slot).expect("answer");
-    }
-}
+type Walked = Result<(ChunkId, WalkCounts), EngineError>;
 
 /// A helper walker: walks the subtrees handed to it, one at a time, until the walk ends.
 fn helper_walker(
@@ -1582,8 +1543,9 @@ fn helper_walker(
             .map(|id| (id, std::mem::take(&mut walker.counts)));
         drop(walker);
         // Idle again before it answers: the walker it answers may hand it the next.
-        helpers.idle.fetch_add(1, Ordering::AcqRel);
-        answer.put(outcome);
+        helpers.release();
+        // The walker that handed it on stopped waiting only if it failed.
+        let _ = answer.send(outcome);
     }
 }
 
@@ -1605,7 +1567,7 @@ const SIBLINGS_AHEAD: usize = 16;
 /// A subdirectory being walked: by this walker, or by a helper.
 enum Child {
     Begun(Begun),
-    Handed(Answered),
+    Handed(Receiver<Walked>),
 }
 
 /// An entry of the directory being built.
@@ -1821,14 +1783,14 @@ impl<'a> Walker<'a> {
                         )),
                     }
                     let walking = if self.helpers.claim() {
-                        let (place, answer) = Answer::new();
+                        let (answer, answered) = std::sync::mpsc::channel();
                         self.helpers.hand(Subtree {
                             fd: child,
                             display: child_display,
                             old,
                             answer,
                         })?;
-                        Child::Handed(place)
+                        Child::Handed(answered)
                     } else {
                         let old_nodes = old.map(|id| self.load_tree(&id));
                         Child::Begun(self.begin(child, &child_display, old_nodes)?)
@@ -1860,8 +1822,10 @@ impl<'a> Walker<'a> {
     fn finish_child(&mut self, child: Child) -> Result<ChunkId, EngineError> {
         match child {
             Child::Begun(begun) => self.finish(begun),
-            Child::Handed(answer) => {
-                let (id, counts) = wait_for(&answer)?;
+            Child::Handed(answered) => {
+                let (id, counts) = answered
+                    .recv()
+                    .map_err(|_| EngineError::Other("a walker of the source stopped".into()))??;
                 self.counts.add(counts);
                 Ok(id)
             }

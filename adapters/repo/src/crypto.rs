@@ -1,10 +1,9 @@
 //! The repository's keys and sealing. See the crate documentation for the format.
 
-use aes_gcm::aead::{AeadInOut, KeyInit};
-use aes_gcm::{Aes256Gcm, Nonce};
-use hmac::{Hmac, Mac};
+use hmac::{Hmac, KeyInit, Mac};
 use rand::TryRng as _;
 use rand::rngs::SysRng;
+use ring::aead;
 use sha2::{Digest, Sha256};
 
 use coffer_domain::engine::{Phase, PhaseTimes};
@@ -21,6 +20,65 @@ pub fn random<const N: usize>() -> Result<[u8; N], EngineError> {
         .try_fill_bytes(&mut out)
         .map_err(|e| EngineError::Other(format!("OS randomness failed: {e}")))?;
     Ok(out)
+}
+
+/// AES-256-GCM, ring's: its AES-NI and carry-less-multiply assembly runs at ~7 GB/s on
+/// this project's VMs against ~2.1 GB/s for RustCrypto's `aes-gcm` (the same algorithm
+/// and bytes; ring is the TLS provider already). SHA-256 stays RustCrypto's: with SHA-NI
+/// both run at the same speed.
+struct Cipher(aead::LessSafeKey);
+
+/// What [`Cipher`] returns on any failure (ring says no more than that).
+#[derive(Debug)]
+struct Unspecified;
+
+impl Cipher {
+    fn new(key: &[u8; 32]) -> Self {
+        Self(aead::LessSafeKey::new(
+            aead::UnboundKey::new(&aead::AES_256_GCM, key).expect("32-byte key"),
+        ))
+    }
+
+    /// Encrypts `buf` in place and appends the 16-byte tag.
+    fn seal(&self, nonce: [u8; 12], aad: &[u8], buf: &mut Vec<u8>) -> Result<(), Unspecified> {
+        let tag = self.seal_detached(nonce, aad, buf)?;
+        buf.extend_from_slice(&tag);
+        Ok(())
+    }
+
+    /// Encrypts `buf` in place; returns the tag.
+    fn seal_detached(
+        &self,
+        nonce: [u8; 12],
+        aad: &[u8],
+        buf: &mut [u8],
+    ) -> Result<[u8; 16], Unspecified> {
+        let tag = self
+            .0
+            .seal_in_place_separate_tag(
+                aead::Nonce::assume_unique_for_key(nonce),
+                aead::Aad::from(aad),
+                buf,
+            )
+            .map_err(|_| Unspecified)?;
+        Ok(tag.as_ref().try_into().expect("16-byte tag"))
+    }
+
+    /// Authenticates and decrypts `buf` (ciphertext and tag) in place, leaving the
+    /// plaintext.
+    fn open(&self, nonce: [u8; 12], aad: &[u8], buf: &mut Vec<u8>) -> Result<(), Unspecified> {
+        let len = self
+            .0
+            .open_in_place(
+                aead::Nonce::assume_unique_for_key(nonce),
+                aead::Aad::from(aad),
+                buf,
+            )
+            .map_err(|_| Unspecified)?
+            .len();
+        buf.truncate(len);
+        Ok(())
+    }
 }
 
 fn hmac(key: &[u8; 32], parts: &[&[u8]]) -> [u8; 32] {
@@ -146,14 +204,12 @@ impl Keys {
         hmac(&self.id, &[data])
     }
 
-    fn derive_blob(&self, salt: &[u8; 16]) -> Aes256Gcm {
-        let key = hmac(&self.enc, &[b"coffer blob", salt]);
-        Aes256Gcm::new_from_slice(&key).expect("32-byte key")
+    fn derive_blob(&self, salt: &[u8; 16]) -> Cipher {
+        Cipher::new(&hmac(&self.enc, &[b"coffer blob", salt]))
     }
 
-    fn derive(&self, purpose: &[u8], object: &[u8; 32]) -> Aes256Gcm {
-        let key = hmac(&self.enc, &[purpose, object]);
-        Aes256Gcm::new_from_slice(&key).expect("32-byte key")
+    fn derive(&self, purpose: &[u8], object: &[u8; 32]) -> Cipher {
+        Cipher::new(&hmac(&self.enc, &[purpose, object]))
     }
 
     /// `WRAP_MAGIC || nonce(12) || AES-256-GCM(master, material)`.
@@ -168,9 +224,8 @@ impl Keys {
         material.extend_from_slice(&self.chunker_seed.to_le_bytes());
         material.push(mode.byte());
         let nonce: [u8; 12] = random()?;
-        let cipher = Aes256Gcm::new_from_slice(master).expect("32-byte key");
-        cipher
-            .encrypt_in_place(&Nonce::from(nonce), WRAP_MAGIC, &mut material)
+        Cipher::new(master)
+            .seal(nonce, WRAP_MAGIC, &mut material)
             .map_err(|_| EngineError::Other("key wrapping failed".into()))?;
         let mut out = WRAP_MAGIC.to_vec();
         out.extend_from_slice(&nonce);
@@ -196,9 +251,8 @@ impl Keys {
         }
         let nonce: [u8; 12] = wrapped[8..20].try_into().expect("12 bytes");
         let mut material = wrapped[20..].to_vec();
-        let cipher = Aes256Gcm::new_from_slice(master).expect("32-byte key");
-        cipher
-            .decrypt_in_place(&Nonce::from(nonce), magic, &mut material)
+        Cipher::new(master)
+            .open(nonce, magic, &mut material)
             .map_err(|_| EngineError::WrongKey)?;
         let mode = if len == KEY_MATERIAL_LEN {
             Some(Mode::from_byte(material[72]).ok_or_else(damaged)?)
@@ -324,7 +378,7 @@ pub fn seal_blob_into(
         out[1..17].copy_from_slice(&salt);
         let tag = keys
             .derive_blob(&salt)
-            .encrypt_inout_detached(&Nonce::from([0u8; 12]), id, (&mut out[17..]).into())
+            .seal_detached([0u8; 12], id, &mut out[17..])
             .map_err(|_| EngineError::Other("encryption failed".into()))?;
         out.extend_from_slice(&tag);
     }
@@ -392,7 +446,7 @@ pub fn open_blob_timed(
         let (salt, ct) = rest.split_at(16);
         let mut body = ct.to_vec();
         keys.derive_blob(salt.try_into().expect("16"))
-            .decrypt_in_place(&Nonce::from([0u8; 12]), id, &mut body)
+            .open([0u8; 12], id, &mut body)
             .map_err(|_| damaged("authentication failed"))?;
         body
     } else {
@@ -458,9 +512,8 @@ pub fn seal_object(
     let mut body = framed;
     if encrypt {
         flags |= FLAG_ENCRYPTED;
-        let cipher = keys.derive(purpose, &object_id);
-        cipher
-            .encrypt_in_place(&Nonce::from([0u8; 12]), OBJECT_MAGIC, &mut body)
+        keys.derive(purpose, &object_id)
+            .seal([0u8; 12], OBJECT_MAGIC, &mut body)
             .map_err(|_| EngineError::Other("encryption failed".into()))?;
     } else {
         flags |= FLAG_MAC;
@@ -520,9 +573,8 @@ pub fn open_object_with(
     let mut body = sealed[37..].to_vec();
     let encrypted = flags & FLAG_ENCRYPTED != 0;
     if encrypted {
-        let cipher = keys.derive(purpose, &object_id);
-        cipher
-            .decrypt_in_place(&Nonce::from([0u8; 12]), OBJECT_MAGIC, &mut body)
+        keys.derive(purpose, &object_id)
+            .open([0u8; 12], OBJECT_MAGIC, &mut body)
             .map_err(|_| damaged())?;
     } else {
         // Whoever has write access to the storage can make an unencrypted object with a
@@ -594,9 +646,8 @@ mod tests {
         material.extend_from_slice(&keys.id);
         material.extend_from_slice(&keys.chunker_seed.to_le_bytes());
         let nonce = [3u8; 12];
-        Aes256Gcm::new_from_slice(&[1u8; 32])
-            .unwrap()
-            .encrypt_in_place(&Nonce::from(nonce), WRAP_MAGIC_1, &mut material)
+        Cipher::new(&[1u8; 32])
+            .seal(nonce, WRAP_MAGIC_1, &mut material)
             .unwrap();
         let wrapped = [&WRAP_MAGIC_1[..], &nonce, &material].concat();
         let back = Keys::unwrap(&wrapped, &[1u8; 32]).expect("format 1");

@@ -67,17 +67,26 @@ impl Cipher {
     /// Authenticates and decrypts `buf` (ciphertext and tag) in place, leaving the
     /// plaintext.
     fn open(&self, nonce: [u8; 12], aad: &[u8], buf: &mut Vec<u8>) -> Result<(), Unspecified> {
-        let len = self
-            .0
+        let len = self.open_slice(nonce, aad, buf)?.len();
+        buf.truncate(len);
+        Ok(())
+    }
+
+    /// Authenticates and decrypts `buf` (ciphertext and tag) in place; returns the
+    /// plaintext, the start of `buf`.
+    fn open_slice<'b>(
+        &self,
+        nonce: [u8; 12],
+        aad: &[u8],
+        buf: &'b mut [u8],
+    ) -> Result<&'b mut [u8], Unspecified> {
+        self.0
             .open_in_place(
                 aead::Nonce::assume_unique_for_key(nonce),
                 aead::Aad::from(aad),
                 buf,
             )
-            .map_err(|_| Unspecified)?
-            .len();
-        buf.truncate(len);
-        Ok(())
+            .map_err(|_| Unspecified)
     }
 }
 
@@ -416,47 +425,46 @@ pub fn open_blob(
     raw_len: usize,
     sealed: &[u8],
 ) -> Result<Vec<u8>, EngineError> {
-    open_blob_timed(keys, id, raw_len, sealed, None)
+    open_blob_in_place(keys, id, raw_len, &mut sealed.to_vec(), None)
 }
 
-/// [`open_blob`], adding the time of each step to `phases`.
+/// [`open_blob`] on sealed bytes it may overwrite (they are decrypted where they lie, with
+/// no copy), adding the time of each step to `phases`.
 ///
 /// # Errors
 /// As [`open_blob`].
-pub fn open_blob_timed(
+pub fn open_blob_in_place(
     keys: &Keys,
     id: &ChunkId,
     raw_len: usize,
-    sealed: &[u8],
+    sealed: &mut [u8],
     phases: Option<&PhaseTimes>,
 ) -> Result<Vec<u8>, EngineError> {
     let damaged =
         |why: &str| EngineError::Damaged(format!("chunk {}: {why}", hex::encode(&id[..8])));
     let clock = Clock::start(phases);
-    let (&flags, rest) = sealed.split_first().ok_or_else(|| damaged("empty"))?;
+    let (&mut flags, rest) = sealed.split_first_mut().ok_or_else(|| damaged("empty"))?;
     if flags & FLAG_ENCRYPTED == 0 && keys.mode_or_refuse()?.encrypts() {
         return Err(damaged(
             "not encrypted, in a repository that encrypts everything (refused)",
         ));
     }
-    let body = if flags & FLAG_ENCRYPTED != 0 {
+    let body: &[u8] = if flags & FLAG_ENCRYPTED != 0 {
         if rest.len() < 16 {
             return Err(damaged("truncated"));
         }
-        let (salt, ct) = rest.split_at(16);
-        let mut body = ct.to_vec();
-        keys.derive_blob(salt.try_into().expect("16"))
-            .open([0u8; 12], id, &mut body)
-            .map_err(|_| damaged("authentication failed"))?;
-        body
+        let (salt, ct) = rest.split_at_mut(16);
+        keys.derive_blob(&(*salt).try_into().expect("16"))
+            .open_slice([0u8; 12], id, ct)
+            .map_err(|_| damaged("authentication failed"))?
     } else {
-        rest.to_vec()
+        rest
     };
     let clock = clock.lap(Phase::Seal);
     let plain = if flags & FLAG_COMPRESSED != 0 {
-        decompress(&body, raw_len).ok_or_else(|| damaged("does not decompress"))?
+        decompress(body, raw_len).ok_or_else(|| damaged("does not decompress"))?
     } else {
-        body
+        body.to_vec()
     };
     let clock = clock.lap(Phase::Compress);
     let matches = plain.len() == raw_len && keys.chunk_id(&plain) == *id;

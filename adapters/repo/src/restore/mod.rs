@@ -619,10 +619,13 @@ impl Content<'_> {
                 end = job.blobs[j].entry.offset + u64::from(job.blobs[j].entry.length);
                 j += 1;
             }
-            let span = timed(work.progress, Phase::Read, || {
+            // Owned, so each blob is decrypted where it lies (no copy when the store's
+            // buffer is not shared, as a file's is not).
+            let mut span = timed(work.progress, Phase::Read, || {
                 work.handle
                     .block_on(work.repo.store.get_range(&k, start, end - start))
-            })?;
+            })?
+            .map(Vec::from);
             let mut batch = Vec::new();
             let mut batch_bytes = 0;
             for blob in &job.blobs[i..j] {
@@ -638,12 +641,12 @@ impl Content<'_> {
                 if !budget.acquire(reserved) {
                     return Ok(()); // stopped
                 }
-                let data = match &span {
-                    Some(bytes) if to <= bytes.len() => crypto::open_blob_timed(
+                let data = match &mut span {
+                    Some(bytes) if to <= bytes.len() => crypto::open_blob_in_place(
                         &work.repo.keys,
                         &entry.id,
                         entry.raw_length as usize,
-                        &bytes[from..to],
+                        &mut bytes[from..to],
                         Some(&work.progress.phases),
                     )
                     .map_err(|e| e.to_string()),

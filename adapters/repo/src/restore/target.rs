@@ -49,6 +49,9 @@ pub struct Target<'a> {
     /// Unnamed files (`O_TMPFILE`) are refused here, or `/proc` is missing: files of one
     /// blob are written under a temporary name too.
     no_tmpfile: std::sync::atomic::AtomicBool,
+    /// `linkat(AT_EMPTY_PATH)` is refused (kernels before 6.10 without
+    /// `CAP_DAC_READ_SEARCH`): unnamed files are named through `/proc/self/fd`.
+    no_empty_path: std::sync::atomic::AtomicBool,
 }
 
 fn time_of(ns: i64) -> Timespec {
@@ -100,6 +103,7 @@ impl<'a> Target<'a> {
             warnings: Mutex::new(BTreeMap::new()),
             no_noreplace: std::sync::atomic::AtomicBool::new(false),
             no_tmpfile: std::sync::atomic::AtomicBool::new(false),
+            no_empty_path: std::sync::atomic::AtomicBool::new(false),
         })
     }
 
@@ -191,14 +195,7 @@ impl<'a> Target<'a> {
                     let shown = || self.plan.shown(planned.dir, &planned.name);
                     self.apply(f.as_fd(), &planned.meta, &shown)
                         .map_err(self.io("set the metadata of", planned.dir, &planned.name))?;
-                    let proc = format!("/proc/self/fd/{}", f.as_raw_fd());
-                    match rustix::fs::linkat(
-                        rustix::fs::CWD,
-                        proc.as_str(),
-                        &*dir,
-                        name_of(&planned.name),
-                        AtFlags::SYMLINK_FOLLOW,
-                    ) {
+                    match self.name_unnamed(&f, &dir, &planned.name) {
                         Ok(()) => return Ok(()),
                         Err(Errno::EXIST) => {
                             return Err(EngineError::Invalid(format!(
@@ -222,6 +219,29 @@ impl<'a> Target<'a> {
         let f = self.create_file(file)?;
         self.write(&f, file, data, 0, true)?;
         self.finish_file(f, file)
+    }
+
+    /// Gives the unnamed file `f` the name `name` in `dir`: by its handle
+    /// (`AT_EMPTY_PATH`, allowed to its creator since Linux 6.10, and to root), or else
+    /// through `/proc/self/fd`, which costs a path walk through `/proc` per file.
+    fn name_unnamed(&self, f: &File, dir: &OwnedFd, name: &[u8]) -> Result<(), Errno> {
+        use std::sync::atomic::Ordering;
+        if !self.no_empty_path.load(Ordering::Relaxed) {
+            match rustix::fs::linkat(f, "", dir, name_of(name), AtFlags::EMPTY_PATH) {
+                Err(Errno::NOENT | Errno::PERM | Errno::INVAL) => {
+                    self.no_empty_path.store(true, Ordering::Relaxed);
+                }
+                done => return done,
+            }
+        }
+        let proc = format!("/proc/self/fd/{}", f.as_raw_fd());
+        rustix::fs::linkat(
+            rustix::fs::CWD,
+            proc.as_str(),
+            dir,
+            name_of(name),
+            AtFlags::SYMLINK_FOLLOW,
+        )
     }
 
     /// Opens a file created earlier (its handle was closed to bound open files).
@@ -489,4 +509,75 @@ fn is_zero(block: &[u8]) -> bool {
         && words
             .into_iter()
             .all(|w| u128::from_ne_bytes(w.try_into().expect("16 bytes")) == 0)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::os::unix::fs::{MetadataExt as _, PermissionsExt as _};
+    use std::sync::atomic::Ordering;
+
+    use super::super::plan::{Meta, Plan, PlannedDir, PlannedFile};
+    use super::Target;
+
+    fn meta(mode: u32) -> Meta {
+        Meta {
+            mode,
+            uid: rustix::process::geteuid().as_raw(),
+            gid: rustix::process::getegid().as_raw(),
+            mtime_ns: 1_234_567_890_123_456_789,
+            xattrs: Box::default(),
+        }
+    }
+
+    /// A file of one blob is written unnamed and named once complete: by its handle
+    /// where the kernel allows it, else through `/proc/self/fd`; both give the same
+    /// file, with its metadata, and leave nothing else behind.
+    #[test]
+    fn unnamed_files_are_named_by_their_handle_or_through_proc() {
+        for through_proc in [false, true] {
+            let dir = tempfile::tempdir().unwrap();
+            let plan = Plan {
+                dirs: vec![PlannedDir {
+                    parent: 0,
+                    name: Box::default(),
+                    depth: 0,
+                    meta: meta(0o40_755),
+                }],
+                files: vec![PlannedFile {
+                    dir: 0,
+                    name: b"a.txt".to_vec().into(),
+                    size: 5,
+                    chunks: Box::new([[0u8; 32]]),
+                    meta: meta(0o100_640),
+                }],
+                ..Plan::default()
+            };
+            let target = Target::open(dir.path(), &plan, 8).unwrap();
+            target.no_empty_path.store(through_proc, Ordering::SeqCst);
+            target.write_whole(0, b"hello").unwrap();
+            let path = dir.path().join("a.txt");
+            assert_eq!(std::fs::read(&path).unwrap(), b"hello", "{through_proc}");
+            let m = std::fs::metadata(&path).unwrap();
+            assert_eq!(m.permissions().mode() & 0o7777, 0o640);
+            assert_eq!((m.mtime(), m.mtime_nsec()), (1_234_567_890, 123_456_789));
+            let names: Vec<_> = std::fs::read_dir(dir.path())
+                .unwrap()
+                .map(|e| e.unwrap().file_name())
+                .collect();
+            assert_eq!(names, ["a.txt"], "{through_proc}");
+            // Where the file system has unnamed files, the file was one (neither way of
+            // naming it failed over to a temporary name).
+            let unnamed = rustix::fs::open(
+                dir.path(),
+                rustix::fs::OFlags::WRONLY | rustix::fs::OFlags::TMPFILE,
+                rustix::fs::Mode::from_raw_mode(0o600),
+            )
+            .is_ok();
+            assert_eq!(
+                target.no_tmpfile.load(Ordering::SeqCst),
+                !unnamed,
+                "{through_proc}"
+            );
+        }
+    }
 }

@@ -268,6 +268,23 @@ fn damage_is_detected_and_named() {
     );
 }
 
+/// Pack files in the repository of `data` (what a backup stores as it goes).
+fn stored_packs(data: &Path) -> usize {
+    fn files(dir: &Path) -> usize {
+        std::fs::read_dir(dir).map_or(0, |entries| {
+            entries
+                .filter_map(Result::ok)
+                .map(|e| match e.file_type() {
+                    Ok(t) if t.is_dir() => files(&e.path()),
+                    Ok(_) => 1,
+                    Err(_) => 0,
+                })
+                .sum()
+        })
+    }
+    files(&data.join("repository").join("data"))
+}
+
 #[test]
 fn kill_nine_at_random_moments_never_hurts_earlier_snapshots() {
     let f = fixture(200, 48);
@@ -283,14 +300,28 @@ fn kill_nine_at_random_moments_never_hurts_earlier_snapshots() {
         )
         .expect("write");
         seed = seed.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1);
-        let delay = Duration::from_millis(100 + (seed >> 33) % 900);
+        // Killed once 1 to 4 of the round's ~6 new packs are stored, plus up to 30 ms:
+        // a moment inside the backup however fast the build and the machine are (a
+        // fixed delay of up to a second missed every backup once they got faster).
+        let wanted = 1 + usize::from(u8::try_from((seed >> 33) % 4).expect("< 4"));
+        let extra = Duration::from_millis((seed >> 40) % 30);
+        let before = stored_packs(&f.data);
         let mut child = coffer(&f.data)
             .args(["backup", src, "--json"])
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
             .expect("spawn");
-        std::thread::sleep(delay);
+        let started = std::time::Instant::now();
+        while child.try_wait().expect("wait").is_none()
+            && started.elapsed() < Duration::from_mins(2)
+        {
+            if stored_packs(&f.data) >= before + wanted {
+                std::thread::sleep(extra);
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(2));
+        }
         let _ = Command::new("kill")
             .args(["-9", &child.id().to_string()])
             .status();

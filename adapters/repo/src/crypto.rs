@@ -4,6 +4,7 @@ use hmac::{Hmac, KeyInit, Mac};
 use rand::TryRng as _;
 use rand::rngs::SysRng;
 use ring::aead;
+use ring::error::Unspecified;
 use sha2::{Digest, Sha256};
 
 use coffer_domain::engine::{Phase, PhaseTimes};
@@ -28,10 +29,6 @@ pub fn random<const N: usize>() -> Result<[u8; N], EngineError> {
 /// both run at the same speed.
 struct Cipher(aead::LessSafeKey);
 
-/// What [`Cipher`] returns on any failure (ring says no more than that).
-#[derive(Debug)]
-struct Unspecified;
-
 impl Cipher {
     fn new(key: &[u8; 32]) -> Self {
         Self(aead::LessSafeKey::new(
@@ -41,9 +38,11 @@ impl Cipher {
 
     /// Encrypts `buf` in place and appends the 16-byte tag.
     fn seal(&self, nonce: [u8; 12], aad: &[u8], buf: &mut Vec<u8>) -> Result<(), Unspecified> {
-        let tag = self.seal_detached(nonce, aad, buf)?;
-        buf.extend_from_slice(&tag);
-        Ok(())
+        self.0.seal_in_place_append_tag(
+            aead::Nonce::assume_unique_for_key(nonce),
+            aead::Aad::from(aad),
+            buf,
+        )
     }
 
     /// Encrypts `buf` in place; returns the tag.
@@ -53,14 +52,11 @@ impl Cipher {
         aad: &[u8],
         buf: &mut [u8],
     ) -> Result<[u8; 16], Unspecified> {
-        let tag = self
-            .0
-            .seal_in_place_separate_tag(
-                aead::Nonce::assume_unique_for_key(nonce),
-                aead::Aad::from(aad),
-                buf,
-            )
-            .map_err(|_| Unspecified)?;
+        let tag = self.0.seal_in_place_separate_tag(
+            aead::Nonce::assume_unique_for_key(nonce),
+            aead::Aad::from(aad),
+            buf,
+        )?;
         Ok(tag.as_ref().try_into().expect("16-byte tag"))
     }
 
@@ -80,13 +76,11 @@ impl Cipher {
         aad: &[u8],
         buf: &'b mut [u8],
     ) -> Result<&'b mut [u8], Unspecified> {
-        self.0
-            .open_in_place(
-                aead::Nonce::assume_unique_for_key(nonce),
-                aead::Aad::from(aad),
-                buf,
-            )
-            .map_err(|_| Unspecified)
+        self.0.open_in_place(
+            aead::Nonce::assume_unique_for_key(nonce),
+            aead::Aad::from(aad),
+            buf,
+        )
     }
 }
 

@@ -202,6 +202,68 @@ async fn fs_store_reads_ranges_longer_than_its_first_buffer() {
     );
 }
 
+/// The `fs` backend writes objects uncached where the kernel and the file system allow
+/// it: once `put` returns, the object is whole and durable but not held in the page
+/// cache (a plain write of the same bytes is, which shows the count can tell). Where
+/// they do not (a tmpfs, an older kernel), it is a plain write with the same result.
+#[tokio::test]
+async fn fs_store_writes_objects_past_the_page_cache_where_it_can() {
+    let on_tmpfs = std::path::Path::new("/dev/shm");
+    let parents = [std::env::temp_dir(), on_tmpfs.to_path_buf()];
+    for parent in parents.iter().filter(|p| p.is_dir()) {
+        let dir = tempfile::tempdir_in(parent).expect("tempdir");
+        let root = dir.path().join("repo");
+        let store = OpendalStore::fs(&root).expect("fs store");
+        let object: Vec<u8> = (0..4 << 20).map(|i: u32| (i % 251) as u8).collect();
+        store
+            .put(&key("data/ab/pack"), Bytes::from(object.clone()))
+            .await
+            .expect("put");
+        let read = std::fs::read(root.join("data/ab/pack")).expect("read");
+        assert!(read == object, "{}: content", parent.display());
+        assert_eq!(
+            std::fs::read_dir(root.join(".tmp"))
+                .expect("atomic dir")
+                .count(),
+            0,
+            "{}: nothing left behind",
+            parent.display()
+        );
+        let uncached = super::testing::uncached_writes_supported(dir.path());
+        eprintln!(
+            "{}: uncached writes supported: {uncached}",
+            parent.display()
+        );
+        if !uncached {
+            continue;
+        }
+        // Read above through the cache: count what a fresh put leaves.
+        store
+            .put(&key("data/ab/other"), Bytes::from(object.clone()))
+            .await
+            .expect("put");
+        let plain = dir.path().join("plain");
+        std::fs::write(&plain, &object).expect("plain write");
+        let (Some(put), Some(written)) = (
+            super::testing::resident_bytes(&root.join("data/ab/other")),
+            super::testing::resident_bytes(&plain),
+        ) else {
+            continue;
+        };
+        let size = object.len() as u64;
+        assert!(
+            put <= size / 2,
+            "{}: {put} of {size} bytes cached after put",
+            parent.display()
+        );
+        assert!(
+            written > size / 2,
+            "{}: a plain write cached {written} of {size}",
+            parent.display()
+        );
+    }
+}
+
 #[tokio::test]
 async fn fs_store_ignores_foreign_files_and_temporaries() {
     let dir = tempfile::tempdir().expect("tempdir");

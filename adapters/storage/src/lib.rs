@@ -349,6 +349,101 @@ async fn fs_read(
     }
 }
 
+/// Writes an object of the `fs` backend: into a new temporary file under
+/// [`ATOMIC_DIR`] (uncached where the kernel allows, [`write_uncached`]), synced, renamed
+/// into place, and the directory synced, so the rename survives a power cut before
+/// anything depends on it. Runs on tokio's blocking pool under the one-minute bound of
+/// every call, like [`fs_read`].
+async fn fs_write(root: &Path, key: &ObjectKey, bytes: Bytes) -> Result<(), StorageError> {
+    let root = root.to_path_buf();
+    let name = key.as_str().to_owned();
+    let write = tokio::task::spawn_blocking(move || write_file(&root, &name, &bytes));
+    let name = key.as_str();
+    match tokio::time::timeout(CALL_TIMEOUT, write).await {
+        Err(_) => Err(StorageError::Unavailable(format!(
+            "writing {name}: no answer from the file system within {} s",
+            CALL_TIMEOUT.as_secs()
+        ))),
+        Ok(Err(e)) => Err(StorageError::Other(format!("writing {name}: {e}"))),
+        Ok(Ok(Ok(()))) => Ok(()),
+        Ok(Ok(Err(e))) => Err(StorageError::Unavailable(format!("writing {name}: {e}"))),
+    }
+}
+
+/// What [`fs_write`] does on a blocking thread.
+fn write_file(root: &Path, key: &str, data: &[u8]) -> std::io::Result<()> {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static NEXT: AtomicU64 = AtomicU64::new(0);
+
+    // Keys are relative paths without empty, `.` or `..` segments (`ObjectKey::parse`).
+    let target = root.join(key);
+    let dir = target.parent().unwrap_or(root);
+    let base = target
+        .file_name()
+        .map_or_else(String::new, |n| n.to_string_lossy().into_owned());
+    // Unique to this process and write; `create_new` refuses a name another process
+    // (the server beside a CLI command) happens to have taken.
+    let (temp, file) = loop {
+        let temp = root.join(ATOMIC_DIR).join(format!(
+            "{base}.{}.{}",
+            std::process::id(),
+            NEXT.fetch_add(1, Ordering::Relaxed)
+        ));
+        match std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(&temp)
+        {
+            Ok(file) => break (temp, file),
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                std::fs::create_dir_all(root.join(ATOMIC_DIR))?;
+            }
+            Err(e) => return Err(e),
+        }
+    };
+    let written = write_uncached(&file, data)
+        .and_then(|()| file.sync_all())
+        .and_then(|()| std::fs::create_dir_all(dir))
+        .and_then(|()| std::fs::rename(&temp, &target));
+    drop(file);
+    if let Err(e) = written {
+        let _ = std::fs::remove_file(&temp);
+        return Err(e);
+    }
+    std::fs::File::open(dir).and_then(|d| d.sync_all())
+}
+
+/// Writes all of `data` from the start of `file`, uncached (`RWF_DONTCACHE`, Linux
+/// 6.14+) where the file system has it: the pages are freed once written back (the sync
+/// that follows waits for that anyway), so a backup of gigabytes reuses a few pages of
+/// memory instead of filling the page cache with packs nobody reads soon. On VMs whose
+/// hypervisor takes freed memory back, taking fresh pages for every byte written is
+/// slow (100-230 MB/s here, against 700-800 MB/s uncached). Elsewhere (tmpfs, NFS,
+/// older kernels) it is a plain write.
+fn write_uncached(file: &std::fs::File, data: &[u8]) -> std::io::Result<()> {
+    use std::os::unix::fs::FileExt as _;
+    /// `RWF_DONTCACHE`: not yet among rustix's flags.
+    const RWF_DONTCACHE: u32 = 0x80;
+    let flags = rustix::io::ReadWriteFlags::from_bits_retain(RWF_DONTCACHE);
+    let mut done = 0;
+    while done < data.len() {
+        let slice = [std::io::IoSlice::new(&data[done..])];
+        match rustix::io::pwritev2(file, &slice, done as u64, flags) {
+            Ok(0) => return Err(std::io::ErrorKind::WriteZero.into()),
+            Ok(n) => done += n,
+            Err(rustix::io::Errno::INTR) => {}
+            Err(
+                rustix::io::Errno::OPNOTSUPP | rustix::io::Errno::INVAL | rustix::io::Errno::NOSYS,
+            ) => {
+                break;
+            }
+            Err(e) => return Err(e.into()),
+        }
+    }
+    file.write_all_at(&data[done..], done as u64)
+}
+
 /// The bound on one call to storage: opendal's calls ([`OpendalStore::timeouts`]) and
 /// the `fs` backend's own reads.
 const CALL_TIMEOUT: Duration = Duration::from_mins(1);
@@ -449,24 +544,13 @@ fn s3_check_error(location: &str, err: &opendal::Error) -> StorageError {
 #[async_trait]
 impl ObjectStore for OpendalStore {
     async fn put(&self, key: &ObjectKey, bytes: Bytes) -> Result<(), StorageError> {
+        if let Some(root) = &self.fs_root {
+            return fs_write(root, key, bytes).await;
+        }
         self.op
             .write(key.as_str(), bytes)
             .await
             .map_err(|e| map_err("writing", key.as_str(), &e))?;
-        // opendal syncs the file before renaming it into place; sync the directory too,
-        // so the rename itself survives a power cut before anything depends on it.
-        if let Some(root) = &self.fs_root {
-            let dir = root.join(key.as_str());
-            let dir = dir.parent().unwrap_or(root).to_path_buf();
-            tokio::task::spawn_blocking(move || {
-                std::fs::File::open(&dir).and_then(|d| d.sync_all())
-            })
-            .await
-            .map_err(|e| StorageError::Other(format!("syncing {key}: {e}")))?
-            .map_err(|e| {
-                StorageError::Unavailable(format!("syncing the directory of {key}: {e}"))
-            })?;
-        }
         Ok(())
     }
 

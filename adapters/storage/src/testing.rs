@@ -41,3 +41,38 @@ pub fn s3_options(test: &str) -> Option<S3Options> {
         concurrency: 8,
     })
 }
+
+/// Whether the kernel and the file system of `dir` take uncached writes
+/// (`RWF_DONTCACHE`): probed with a write of one byte into a file that is removed again.
+///
+/// # Panics
+/// When no file can be created in `dir`.
+#[must_use]
+pub fn uncached_writes_supported(dir: &std::path::Path) -> bool {
+    let path = dir.join(format!(".uncached-probe-{}", std::process::id()));
+    let probe = std::fs::File::create_new(&path).expect("a file in the directory");
+    let flags = rustix::io::ReadWriteFlags::from_bits_retain(0x80);
+    let supported = rustix::io::pwritev2(&probe, &[std::io::IoSlice::new(b"x")], 0, flags).is_ok();
+    std::fs::remove_file(&path).expect("the probe removed");
+    supported
+}
+
+/// How many bytes of `path` are in the page cache, as `fincore` (util-linux) counts
+/// them; `None` after printing why when `fincore` cannot tell.
+#[must_use]
+pub fn resident_bytes(path: &std::path::Path) -> Option<u64> {
+    let out = std::process::Command::new("fincore")
+        .args(["--bytes", "--noheadings", "--output", "RES"])
+        .arg(path)
+        .output();
+    match out {
+        Ok(out) if out.status.success() => String::from_utf8_lossy(&out.stdout).trim().parse().ok(),
+        other => {
+            eprintln!(
+                "fincore cannot count the resident pages of {}: {other:?}",
+                path.display()
+            );
+            None
+        }
+    }
+}

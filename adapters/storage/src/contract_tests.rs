@@ -214,7 +214,9 @@ async fn fs_store_writes_objects_past_the_page_cache_where_it_can() {
         let dir = tempfile::tempdir_in(parent).expect("tempdir");
         let root = dir.path().join("repo");
         let store = OpendalStore::fs(&root).expect("fs store");
-        let object: Vec<u8> = (0..4 << 20).map(|i: u32| (i % 251) as u8).collect();
+        let object: Vec<u8> = (0..4u32 << 20)
+            .map(|i| u8::try_from(i % 251).unwrap())
+            .collect();
         store
             .put(&key("data/ab/pack"), Bytes::from(object.clone()))
             .await

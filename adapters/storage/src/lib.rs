@@ -10,13 +10,14 @@
 //! request by a timeout. A put is one `PUT` of the whole object, which S3 makes visible
 //! whole or not at all.
 //!
-//! The `fs` backend writes each object to a temporary file under `<root>/.tmp`, syncs it,
-//! renames it into place and syncs the directory, so a reader or a crash (even a power
-//! cut) never sees half an object. Listing
-//! ignores that directory. It reads objects with plain positional reads into one buffer
-//! per read (opendal's `fs` reader would keep a pool of old buffers alive). Every call is
-//! bounded by a timeout, so a hung NAS mount turns into an error instead of a hung
-//! server.
+//! The `fs` backend writes each object itself (not through opendal) to a temporary file
+//! under `<root>/.tmp`, syncs it, renames it into place and syncs the directory, so a
+//! reader or a crash (even a power cut) never sees half an object; the write is
+//! uncached where the kernel allows it (`RWF_DONTCACHE`), so packs do not fill the page
+//! cache. Listing ignores that directory. It reads objects with plain positional reads
+//! into one buffer per read (opendal's `fs` reader would keep a pool of old buffers
+//! alive). Every call is bounded by a timeout, so a hung NAS mount turns into an error
+//! instead of a hung server.
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;

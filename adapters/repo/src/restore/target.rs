@@ -633,8 +633,10 @@ mod tests {
     #[test]
     fn large_files_are_written_past_the_page_cache_where_it_can() {
         use coffer_storage::testing::{resident_bytes, uncached_writes_supported};
-        let size = super::UNCACHED_FROM as usize * 4;
-        let mut data: Vec<u8> = (0..size).map(|i| (i % 251) as u8 | 1).collect();
+        let size = usize::try_from(super::UNCACHED_FROM).unwrap() * 4;
+        let mut data: Vec<u8> = (0..size)
+            .map(|i| u8::try_from(i % 251).unwrap() | 1)
+            .collect();
         data[8192..16384].fill(0); // two blocks of zeros: a hole
         // A tmpfs refuses uncached writes: written through the cache there.
         let parents = [std::env::temp_dir(), "/dev/shm".into()];

@@ -336,39 +336,43 @@ async fn fs_read(
         }
         None => Vec::new(),
     };
-    let read = tokio::task::spawn_blocking(move || read_file(&path, range, buffer));
     let name = key.as_str();
-    match tokio::time::timeout(CALL_TIMEOUT, read).await {
+    match blocking("reading", name, move || read_file(&path, range, buffer)).await? {
+        Ok(data) => Ok(Some(Bytes::from(data))),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(StorageError::Unavailable(format!("reading {name}: {e}"))),
+    }
+}
+
+/// Runs file-system work on tokio's blocking pool under [`CALL_TIMEOUT`]: the outer
+/// error is the bound passed (a hung NAS mount) or the task lost, the inner one the file
+/// system's own.
+async fn blocking<T: Send + 'static>(
+    doing: &str,
+    name: &str,
+    work: impl FnOnce() -> std::io::Result<T> + Send + 'static,
+) -> Result<std::io::Result<T>, StorageError> {
+    match tokio::time::timeout(CALL_TIMEOUT, tokio::task::spawn_blocking(work)).await {
         Err(_) => Err(StorageError::Unavailable(format!(
-            "reading {name}: no answer from the file system within {} s",
+            "{doing} {name}: no answer from the file system within {} s",
             CALL_TIMEOUT.as_secs()
         ))),
-        Ok(Err(e)) => Err(StorageError::Other(format!("reading {name}: {e}"))),
-        Ok(Ok(Ok(data))) => Ok(Some(Bytes::from(data))),
-        Ok(Ok(Err(e))) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
-        Ok(Ok(Err(e))) => Err(StorageError::Unavailable(format!("reading {name}: {e}"))),
+        Ok(Err(e)) => Err(StorageError::Other(format!("{doing} {name}: {e}"))),
+        Ok(Ok(done)) => Ok(done),
     }
 }
 
 /// Writes an object of the `fs` backend: into a new temporary file under
 /// [`ATOMIC_DIR`] (uncached where the kernel allows, [`write_uncached`]), synced, renamed
 /// into place, and the directory synced, so the rename survives a power cut before
-/// anything depends on it. Runs on tokio's blocking pool under the one-minute bound of
-/// every call, like [`fs_read`].
+/// anything depends on it. Runs under the one-minute bound of every call ([`blocking`]).
 async fn fs_write(root: &Path, key: &ObjectKey, bytes: Bytes) -> Result<(), StorageError> {
     let root = root.to_path_buf();
-    let name = key.as_str().to_owned();
-    let write = tokio::task::spawn_blocking(move || write_file(&root, &name, &bytes));
     let name = key.as_str();
-    match tokio::time::timeout(CALL_TIMEOUT, write).await {
-        Err(_) => Err(StorageError::Unavailable(format!(
-            "writing {name}: no answer from the file system within {} s",
-            CALL_TIMEOUT.as_secs()
-        ))),
-        Ok(Err(e)) => Err(StorageError::Other(format!("writing {name}: {e}"))),
-        Ok(Ok(Ok(()))) => Ok(()),
-        Ok(Ok(Err(e))) => Err(StorageError::Unavailable(format!("writing {name}: {e}"))),
-    }
+    let owned = name.to_owned();
+    blocking("writing", name, move || write_file(&root, &owned, &bytes))
+        .await?
+        .map_err(|e| StorageError::Unavailable(format!("writing {name}: {e}")))
 }
 
 /// What [`fs_write`] does on a blocking thread.

@@ -574,6 +574,16 @@ mod tests {
         }
     }
 
+    /// The plan's one directory: the target itself.
+    fn target_dir() -> PlannedDir {
+        PlannedDir {
+            parent: 0,
+            name: Box::default(),
+            depth: 0,
+            meta: meta(0o40_755),
+        }
+    }
+
     /// A file of one blob is written unnamed and named once complete: by its handle
     /// where the kernel allows it, else through `/proc/self/fd`; both give the same
     /// file, with its metadata, and leave nothing else behind.
@@ -582,12 +592,7 @@ mod tests {
         for through_proc in [false, true] {
             let dir = tempfile::tempdir().unwrap();
             let plan = Plan {
-                dirs: vec![PlannedDir {
-                    parent: 0,
-                    name: Box::default(),
-                    depth: 0,
-                    meta: meta(0o40_755),
-                }],
+                dirs: vec![target_dir()],
                 files: vec![PlannedFile {
                     dir: 0,
                     name: b"a.txt".to_vec().into(),
@@ -651,12 +656,7 @@ mod tests {
                 meta: meta(0o100_600),
             };
             let plan = Plan {
-                dirs: vec![PlannedDir {
-                    parent: 0,
-                    name: Box::default(),
-                    depth: 0,
-                    meta: meta(0o40_755),
-                }],
+                dirs: vec![target_dir()],
                 files: vec![file(b"one", 1), file(b"two", 2)],
                 ..Plan::default()
             };

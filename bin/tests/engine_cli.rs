@@ -371,6 +371,14 @@ fn run_within(data: &Path, args: &[&str], limit: Duration) -> (Output, Duration)
     (out, started.elapsed())
 }
 
+/// The names in `dir` (none when it is missing).
+fn entries(dir: &Path) -> std::collections::BTreeSet<std::ffi::OsString> {
+    std::fs::read_dir(dir).map_or_else(
+        |_| std::collections::BTreeSet::new(),
+        |d| d.filter_map(Result::ok).map(|e| e.file_name()).collect(),
+    )
+}
+
 #[test]
 fn a_prune_killed_at_random_moments_never_makes_the_next_command_wait() {
     let f = fixture(600, 8);
@@ -399,13 +407,26 @@ fn a_prune_killed_at_random_moments_never_makes_the_next_command_wait() {
             std::thread::sleep(Duration::from_millis(300));
             child
         });
+        // Killed once the prune's own lock is there (a name the directory did not hold
+        // before), plus up to 60 ms, or once it ended: a fixed delay from the start
+        // missed the lock in every round once backups and prunes wrote faster.
+        let held_before = entries(&locks);
         let mut child = coffer(&f.data)
             .args(["prune"])
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
             .expect("spawn");
-        std::thread::sleep(Duration::from_millis(30 + (seed >> 33) % 400));
+        let started = std::time::Instant::now();
+        while child.try_wait().expect("wait").is_none()
+            && started.elapsed() < Duration::from_mins(1)
+        {
+            if !entries(&locks).is_subset(&held_before) {
+                std::thread::sleep(Duration::from_millis((seed >> 33) % 60));
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(2));
+        }
         let _ = Command::new("kill")
             .args(["-9", &child.id().to_string()])
             .status();

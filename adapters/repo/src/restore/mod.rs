@@ -14,7 +14,9 @@
 //!    at every offset that needs it. A file is created when its first blob arrives and
 //!    kept open while more are due (up to [`MAX_OPEN`] files, fewer under a low limit
 //!    on open files: [`fd_budget`]), so it is opened once;
-//!    aligned blocks of zeros are not written (holes, see [`target`]). When its last
+//!    aligned blocks of zeros are not written (holes, see [`target`]), and a file of
+//!    256 KiB or more is written uncached where the kernel allows it (`RWF_DONTCACHE`:
+//!    its pages are freed once on disk, not taken fresh for every byte). When its last
 //!    blob lands, its owner, mode, extended attributes and time are set through its
 //!    handle and it is renamed into place (`RENAME_NOREPLACE`).
 //! 4. **Symlinks** (with their own times), then **hard links** to files now in place.

@@ -3,7 +3,7 @@
 
 use std::os::unix::fs::PermissionsExt as _;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+use std::process::{Child, Command, Output, Stdio};
 use std::time::Duration;
 
 fn coffer(data: &Path) -> Command {
@@ -285,6 +285,21 @@ fn stored_packs(data: &Path) -> usize {
     files(&data.join("repository").join("data"))
 }
 
+/// Kills `child` (`SIGKILL`, as `kill -9`) once `ready()` holds (asked every 2 ms) and
+/// `extra` more has passed — or once it ended or `limit` passed — and reaps it.
+fn kill_when(mut child: Child, limit: Duration, extra: Duration, ready: impl Fn() -> bool) {
+    let started = std::time::Instant::now();
+    while child.try_wait().expect("wait").is_none() && started.elapsed() < limit {
+        if ready() {
+            std::thread::sleep(extra);
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(2));
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+}
+
 #[test]
 fn kill_nine_at_random_moments_never_hurts_earlier_snapshots() {
     let f = fixture(200, 48);
@@ -306,26 +321,15 @@ fn kill_nine_at_random_moments_never_hurts_earlier_snapshots() {
         let wanted = 1 + usize::from(u8::try_from((seed >> 33) % 4).expect("< 4"));
         let extra = Duration::from_millis((seed >> 40) % 30);
         let before = stored_packs(&f.data);
-        let mut child = coffer(&f.data)
+        let child = coffer(&f.data)
             .args(["backup", src, "--json"])
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
             .expect("spawn");
-        let started = std::time::Instant::now();
-        while child.try_wait().expect("wait").is_none()
-            && started.elapsed() < Duration::from_mins(2)
-        {
-            if stored_packs(&f.data) >= before + wanted {
-                std::thread::sleep(extra);
-                break;
-            }
-            std::thread::sleep(Duration::from_millis(2));
-        }
-        let _ = Command::new("kill")
-            .args(["-9", &child.id().to_string()])
-            .status();
-        let _ = child.wait();
+        kill_when(child, Duration::from_mins(2), extra, || {
+            stored_packs(&f.data) >= before + wanted
+        });
 
         // Earlier snapshots still verify and restore; the next backup works.
         ok(&f.data, &["verify"]);
@@ -411,26 +415,16 @@ fn a_prune_killed_at_random_moments_never_makes_the_next_command_wait() {
         // before), plus up to 60 ms, or once it ended: a fixed delay from the start
         // missed the lock in every round once backups and prunes wrote faster.
         let held_before = entries(&locks);
-        let mut child = coffer(&f.data)
+        let child = coffer(&f.data)
             .args(["prune"])
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
             .expect("spawn");
-        let started = std::time::Instant::now();
-        while child.try_wait().expect("wait").is_none()
-            && started.elapsed() < Duration::from_mins(1)
-        {
-            if !entries(&locks).is_subset(&held_before) {
-                std::thread::sleep(Duration::from_millis((seed >> 33) % 60));
-                break;
-            }
-            std::thread::sleep(Duration::from_millis(2));
-        }
-        let _ = Command::new("kill")
-            .args(["-9", &child.id().to_string()])
-            .status();
-        let _ = child.wait();
+        let extra = Duration::from_millis((seed >> 33) % 60);
+        kill_when(child, Duration::from_mins(1), extra, || {
+            !entries(&locks).is_subset(&held_before)
+        });
         if let Some(mut backup) = backup {
             assert!(
                 backup.wait().expect("backup").success(),

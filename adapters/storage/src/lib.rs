@@ -383,9 +383,7 @@ fn write_file(root: &Path, key: &str, data: &[u8]) -> std::io::Result<()> {
     // Keys are relative paths without empty, `.` or `..` segments (`ObjectKey::parse`).
     let target = root.join(key);
     let dir = target.parent().unwrap_or(root);
-    let base = target
-        .file_name()
-        .map_or_else(String::new, |n| n.to_string_lossy().into_owned());
+    let base = key.rsplit('/').next().unwrap_or(key);
     // Unique to this process and write; `create_new` refuses a name another process
     // (the server beside a CLI command) happens to have taken.
     let (temp, file) = loop {
@@ -407,10 +405,16 @@ fn write_file(root: &Path, key: &str, data: &[u8]) -> std::io::Result<()> {
             Err(e) => return Err(e),
         }
     };
+    // The directory is made only when missing (the first object under a prefix), not
+    // asked for on every write.
     let written = write_uncached(&file, data)
         .and_then(|()| file.sync_all())
-        .and_then(|()| std::fs::create_dir_all(dir))
-        .and_then(|()| std::fs::rename(&temp, &target));
+        .and_then(|()| match std::fs::rename(&temp, &target) {
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                std::fs::create_dir_all(dir).and_then(|()| std::fs::rename(&temp, &target))
+            }
+            done => done,
+        });
     drop(file);
     if let Err(e) = written {
         let _ = std::fs::remove_file(&temp);

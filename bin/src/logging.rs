@@ -4,9 +4,12 @@
 //! a log redirected to a file or a journal holds no escape codes.
 
 use coffer_config::LogFormat;
-use tracing_subscriber::EnvFilter;
+use tracing_subscriber::layer::SubscriberExt as _;
+use tracing_subscriber::util::SubscriberInitExt as _;
+use tracing_subscriber::{EnvFilter, Layer as _};
 
-/// Installs the global subscriber. `RUST_LOG`, when set, wins over `level`.
+/// Installs the global subscriber. `RUST_LOG`, when set, wins over `level`, except for
+/// [`SILENCED`] crates, which never log.
 ///
 /// # Errors
 /// When `level` is not a valid filter.
@@ -17,14 +20,29 @@ pub fn init(format: LogFormat, level: &str) -> anyhow::Result<()> {
         _ => EnvFilter::try_new(format!("{level},sea_orm_migration=warn"))
             .map_err(|e| anyhow::anyhow!("invalid log level `{level}`: {e}"))?,
     };
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr);
-    let result = match format {
-        LogFormat::Human => builder.with_ansi(colours()).try_init(),
-        LogFormat::Json => builder.json().flatten_event(true).try_init(),
+    let layer = tracing_subscriber::fmt::layer().with_writer(std::io::stderr);
+    let layer = match format {
+        LogFormat::Human => layer.with_ansi(colours()).boxed(),
+        LogFormat::Json => layer.json().flatten_event(true).boxed(),
     };
-    result.map_err(|e| anyhow::anyhow!("cannot install the logger: {e}"))
+    let quiet = tracing_subscriber::filter::filter_fn(|meta| !silenced(meta.target()));
+    tracing_subscriber::registry()
+        .with(layer.with_filter(quiet).with_filter(filter))
+        .try_init()
+        .map_err(|e| anyhow::anyhow!("cannot install the logger: {e}"))
+}
+
+/// Crates whose log lines may carry secrets, dropped at every level: the S3 request
+/// signer's debug lines print its credential provider with the secret key in clear
+/// (`reqsign_core`: "Successfully loaded credential from provider: StaticCredentialProvider
+/// { access_key_id: .., secret_access_key: .. }"), and its warning about a provider that
+/// failed prints the provider too. Nothing Coffer needs is lost: a signing failure is the
+/// request's error, which Coffer reports without the store's credentials.
+const SILENCED: &[&str] = &["reqsign"];
+
+/// Whether a log line's target belongs to a [`SILENCED`] crate (`reqsign_core::api`, ...).
+fn silenced(target: &str) -> bool {
+    SILENCED.iter().any(|prefix| target.starts_with(prefix))
 }
 
 /// Whether human log lines may be coloured: stderr is a terminal and `NO_COLOR`

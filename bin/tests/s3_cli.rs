@@ -176,3 +176,45 @@ fn backup_rotate_rebuild_recount_and_show_on_s3() {
     assert!(stderr.contains("storage.secret_access_key"), "{stderr}");
     assert!(!stderr.contains("file-secret"), "{stderr}");
 }
+
+/// Debug logging is what an operator turns on when storage misbehaves: the S3 keys must
+/// stay out of it. The request signer's own debug lines print its credential provider,
+/// secret key included; Coffer drops the signer's log lines whatever `RUST_LOG` asks.
+/// Needs no cluster: the endpoint is a closed local port, and the keys are loaded and
+/// the request signed before the connection is refused.
+#[test]
+fn debug_logs_never_carry_the_secret_key() {
+    let work = tempfile::tempdir().expect("tempdir");
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("a free port")
+        .port();
+    let secret = "debug-log-secret-7f3a9c";
+    let out = Command::new(env!("CARGO_BIN_EXE_coffer"))
+        .arg("--data-dir")
+        .arg(work.path().join("data"))
+        .args(["storage", "show"])
+        .env("RUST_LOG", "trace,reqsign_core::api=trace")
+        .env_remove("COFFER_CONFIG")
+        .env_remove("COFFER_DATA_DIR")
+        .env("COFFER_STORAGE__BACKEND", "s3")
+        .env(
+            "COFFER_STORAGE__ENDPOINT",
+            format!("http://127.0.0.1:{port}"),
+        )
+        .env("COFFER_STORAGE__BUCKET", "coffer")
+        .env("COFFER_STORAGE__REGION", "us-east-1")
+        .env("COFFER_STORAGE__ACCESS_KEY_ID", "GKdebuglogtest")
+        .env("COFFER_STORAGE__SECRET_ACCESS_KEY", secret)
+        .stdin(Stdio::null())
+        .output()
+        .expect("run coffer");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(!out.status.success(), "{stdout}{stderr}");
+    // Trace logging was on, and a request was signed and sent.
+    assert!(stderr.contains("TRACE"), "{stderr}");
+    assert!(stderr.contains(&port.to_string()), "{stderr}");
+    assert!(!stderr.contains(secret), "the secret in stderr: {stderr}");
+    assert!(!stdout.contains(secret), "the secret in stdout: {stdout}");
+}

@@ -181,7 +181,10 @@ run_op() {
   shift 3
   local out=$LOGS/$SET-$tool-$op.log tf=$LOGS/$SET-$tool-$op.time rc
   log "$SET: $tool: $op ..."
-  printf '+ %s\n' "$*" >"$out"
+  local shown="$*"
+  # The S3 secret key (in Coffer's environment) stays out of the logs.
+  [[ -z ${COFFER_TEST_S3_SECRET_ACCESS_KEY:-} ]] || shown=${shown//"$COFFER_TEST_S3_SECRET_ACCESS_KEY"/"<secret>"}
+  printf '+ %s\n' "$shown" >"$out"
   if (cd "$wd" && /usr/bin/time -o "$tf" -f '%e %M' \
     timeout --kill-after=30 "$BENCH_TIMEOUT" "$@") >>"$out" 2>&1 </dev/null; then
     rc=0

@@ -12,11 +12,12 @@
 #   The archive's size at levels 1, 2 and 3 is printed too (what a lower level would
 #   cost in repository size).
 # - page-cache writes: `dd` of 1 GiB into a new file on the disk under FLOOR_DIR.
-# - tmpfs extraction: the tree unpacked onto a tmpfs, its directories by one `tar -x`,
-#   then its files by two at once, each from an archive of every other file, all in RAM: creating the entries and copying the bytes
-#   into new tmpfs pages, with nothing to decompress, check or decrypt. No restore onto a
-#   tmpfs can take less on two cores (a tmpfs's files are page-cache pages, so this is
-#   where the cost of fresh pages shows: see the README's Performance section).
+# - tmpfs extraction: the tree unpacked onto a tmpfs from archives in RAM, its
+#   directories by one `tar -x`, then its files by two at once (each from an archive of
+#   every other file): creating the entries and copying the bytes into new tmpfs pages,
+#   with nothing to decompress, check or decrypt. A tmpfs's files are page-cache pages,
+#   so this is where the cost of new pages shows. GNU tar makes more system calls per
+#   file than a restore needs, so on trees of many small files this overstates the floor.
 # - restore floor: decompressing the level-3 archive (`zstd -d`, one core), its SHA-256
 #   (`openssl dgst`, one core) and writing its size into the page cache (at the `dd`
 #   speed), summed and halved for two cores: what a restore of the tree must compute and
@@ -76,12 +77,13 @@ done
 rm -f "$shm/tree.tar" "$shm/tree.tar.zst"
 
 # The directories first (one archive), then two archives of every other file or symlink.
-(cd "$src" && find . -mindepth 1 -type d | sort >"$shm/dirs")
-(cd "$src" && find . ! -type d | sort >"$shm/all")
-awk 'NR % 2 == 1' "$shm/all" >"$shm/odd"
-awk 'NR % 2 == 0' "$shm/all" >"$shm/even"
+# Names are NUL-separated: a file name may hold a newline.
+(cd "$src" && find . -mindepth 1 -type d -print0 | sort -z >"$shm/dirs")
+(cd "$src" && find . ! -type d -print0 | sort -z >"$shm/all")
+sed -z -n '1~2p' "$shm/all" >"$shm/odd"
+sed -z -n '2~2p' "$shm/all" >"$shm/even"
 for part in dirs odd even; do
-  tar -C "$src" --no-recursion -cf "$shm/$part.tar" -T "$shm/$part"
+  tar -C "$src" --no-recursion --null -cf "$shm/$part.tar" -T "$shm/$part"
 done
 untar_times=()
 for ((run = 0; run < runs; run++)); do

@@ -9,7 +9,7 @@ use tracing_subscriber::util::SubscriberInitExt as _;
 use tracing_subscriber::{EnvFilter, Layer as _};
 
 /// Installs the global subscriber. `RUST_LOG`, when set, wins over `level`, except for
-/// [`SILENCED`] crates, which never log.
+/// the [`SILENCED`] crates, which never log.
 ///
 /// # Errors
 /// When `level` is not a valid filter.
@@ -25,25 +25,21 @@ pub fn init(format: LogFormat, level: &str) -> anyhow::Result<()> {
         LogFormat::Human => layer.with_ansi(colours()).boxed(),
         LogFormat::Json => layer.json().flatten_event(true).boxed(),
     };
-    let quiet = tracing_subscriber::filter::filter_fn(|meta| !silenced(meta.target()));
+    let quiet = tracing_subscriber::filter::filter_fn(|meta| !meta.target().starts_with(SILENCED));
     tracing_subscriber::registry()
         .with(layer.with_filter(quiet).with_filter(filter))
         .try_init()
         .map_err(|e| anyhow::anyhow!("cannot install the logger: {e}"))
 }
 
-/// Crates whose log lines may carry secrets, dropped at every level: the S3 request
-/// signer's debug lines print its credential provider with the secret key in clear
-/// (`reqsign_core`: "Successfully loaded credential from provider: StaticCredentialProvider
-/// { access_key_id: .., secret_access_key: .. }"), and its warning about a provider that
-/// failed prints the provider too. Nothing Coffer needs is lost: a signing failure is the
-/// request's error, which Coffer reports without the store's credentials.
-const SILENCED: &[&str] = &["reqsign"];
-
-/// Whether a log line's target belongs to a [`SILENCED`] crate (`reqsign_core::api`, ...).
-fn silenced(target: &str) -> bool {
-    SILENCED.iter().any(|prefix| target.starts_with(prefix))
-}
+/// Crates whose log lines may carry secrets (every target starting with this), dropped
+/// at every level: the S3 request signer's debug lines print its credential provider
+/// with the secret key in clear (`reqsign_core`: "Successfully loaded credential from
+/// provider: StaticCredentialProvider { access_key_id: .., secret_access_key: .. }"), and
+/// its warning about a provider that failed prints the provider too. Nothing Coffer needs
+/// is lost: a signing failure is the request's error, which Coffer reports without the
+/// store's credentials.
+const SILENCED: &str = "reqsign";
 
 /// Whether human log lines may be coloured: stderr is a terminal and `NO_COLOR`
 /// (<https://no-color.org>) is unset or empty.

@@ -128,6 +128,9 @@ if [[ $BENCH_S3 == 1 ]]; then
   export AWS_ACCESS_KEY_ID=$COFFER_TEST_S3_ACCESS_KEY_ID
   export AWS_SECRET_ACCESS_KEY=$COFFER_TEST_S3_SECRET_ACCESS_KEY
   export AWS_DEFAULT_REGION=${COFFER_TEST_S3_REGION:-garage}
+  # Coffer reads its secret from the environment too: never on a command line (visible
+  # to every user in /proc) or in the logs, which print each command.
+  export COFFER_STORAGE__SECRET_ACCESS_KEY=$COFFER_TEST_S3_SECRET_ACCESS_KEY
 fi
 COFFER_ENV=() # Coffer's storage settings for the current set (S3 mode)
 
@@ -181,10 +184,7 @@ run_op() {
   shift 3
   local out=$LOGS/$SET-$tool-$op.log tf=$LOGS/$SET-$tool-$op.time rc
   log "$SET: $tool: $op ..."
-  local shown="$*"
-  # The S3 secret key (in Coffer's environment) stays out of the logs.
-  [[ -z ${COFFER_TEST_S3_SECRET_ACCESS_KEY:-} ]] || shown=${shown//"$COFFER_TEST_S3_SECRET_ACCESS_KEY"/"<secret>"}
-  printf '+ %s\n' "$shown" >"$out"
+  printf '+ %s\n' "$*" >"$out"
   if (cd "$wd" && /usr/bin/time -o "$tf" -f '%e %M' \
     timeout --kill-after=30 "$BENCH_TIMEOUT" "$@") >>"$out" 2>&1 </dev/null; then
     rc=0
@@ -377,8 +377,7 @@ run_set() {
     COFFER_ENV=(COFFER_STORAGE__BACKEND=s3 "COFFER_STORAGE__ENDPOINT=$COFFER_TEST_S3_ENDPOINT"
       "COFFER_STORAGE__BUCKET=$COFFER_TEST_S3_BUCKET" "COFFER_STORAGE__REGION=$AWS_DEFAULT_REGION"
       "COFFER_STORAGE__PREFIX=$S3_RUN-$SET-coffer"
-      "COFFER_STORAGE__ACCESS_KEY_ID=$COFFER_TEST_S3_ACCESS_KEY_ID"
-      "COFFER_STORAGE__SECRET_ACCESS_KEY=$COFFER_TEST_S3_SECRET_ACCESS_KEY")
+      "COFFER_STORAGE__ACCESS_KEY_ID=$COFFER_TEST_S3_ACCESS_KEY_ID")
   fi
   [[ $COFFER_READY == 1 ]] || TOOL_OK[$SET|coffer]=0
 

@@ -88,6 +88,8 @@ pub enum StorageError {
 /// - `get` of a missing key returns `Ok(None)`, not an error.
 /// - `get_range` returns the bytes from `offset`, at most `len` of them (fewer when the
 ///   object is shorter), or `Ok(None)` for a missing key.
+/// - `read_range` gives the same bytes as `get_range`, front to back in pieces as they
+///   arrive: concatenated they equal what `get_range` returns.
 /// - `delete` of a missing key succeeds.
 /// - `list(prefix)` returns every key that starts with `prefix` (a plain string prefix),
 ///   sorted, without directories; `list_sized` the same keys with their sizes.
@@ -103,6 +105,20 @@ pub trait ObjectStore: Send + Sync {
         offset: u64,
         len: u64,
     ) -> Result<Option<Bytes>, StorageError>;
+    /// Reads `len` bytes from `offset` front to back, in pieces as they arrive
+    /// ([`RangeReader`]); `Ok(None)` for a missing key. A store across a network answers
+    /// with one request for the whole range: a restore asks once per pack instead of once
+    /// per piece, and decodes the first blobs while the rest are on their way. The
+    /// default reads pieces of at most [`RANGE_PIECE`] bytes with `get_range`, one at a
+    /// time as the reader asks for them.
+    async fn read_range<'a>(
+        &'a self,
+        key: &ObjectKey,
+        offset: u64,
+        len: u64,
+    ) -> Result<Option<Box<dyn RangeReader + 'a>>, StorageError> {
+        read_in_pieces(self, key, offset, len).await
+    }
     async fn exists(&self, key: &ObjectKey) -> Result<bool, StorageError>;
     async fn delete(&self, key: &ObjectKey) -> Result<(), StorageError>;
     async fn list(&self, prefix: &str) -> Result<Vec<ObjectKey>, StorageError>;
@@ -118,6 +134,87 @@ pub trait ObjectStore: Send + Sync {
     /// Where the objects are, for operators' messages (a directory, `s3://bucket/prefix`).
     fn location(&self) -> String {
         "the repository's storage".to_owned()
+    }
+}
+
+/// The most bytes one `get_range` of the default [`ObjectStore::read_range`] asks for.
+pub const RANGE_PIECE: u64 = 2 * 1024 * 1024;
+
+/// A byte range of an object, read front to back ([`ObjectStore::read_range`]).
+#[async_trait]
+pub trait RangeReader: Send {
+    /// The next bytes of the range, never empty before its end; empty once all of it is
+    /// read, or where the object ends early.
+    ///
+    /// # Errors
+    /// A storage failure while reading; the reader is not usable afterwards.
+    async fn next(&mut self) -> Result<Bytes, StorageError>;
+}
+
+/// [`ObjectStore::read_range`] by `get_range`s of at most [`RANGE_PIECE`] bytes, one at a
+/// time as the reader asks for them: the port's default, for stores that override it only
+/// for some of their backends.
+///
+/// # Errors
+/// Those of the first `get_range`.
+pub async fn read_in_pieces<'a, S: ObjectStore + ?Sized>(
+    store: &'a S,
+    key: &ObjectKey,
+    offset: u64,
+    len: u64,
+) -> Result<Option<Box<dyn RangeReader + 'a>>, StorageError> {
+    let first_len = len.min(RANGE_PIECE);
+    let Some(first) = store.get_range(key, offset, first_len).await? else {
+        return Ok(None);
+    };
+    let short = (first.len() as u64) < first_len;
+    let next = offset + first.len() as u64;
+    Ok(Some(Box::new(Pieces {
+        store,
+        key: key.clone(),
+        next,
+        end: if short {
+            next
+        } else {
+            offset.saturating_add(len)
+        },
+        first: Some(first),
+    })))
+}
+
+/// The default [`RangeReader`]: `get_range` piece by piece.
+struct Pieces<'a, S: ?Sized> {
+    store: &'a S,
+    key: ObjectKey,
+    /// Where the next piece starts, and where the range ends.
+    next: u64,
+    end: u64,
+    /// The piece read to learn whether the object exists, not handed out yet.
+    first: Option<Bytes>,
+}
+
+#[async_trait]
+impl<S: ObjectStore + ?Sized> RangeReader for Pieces<'_, S> {
+    async fn next(&mut self) -> Result<Bytes, StorageError> {
+        if let Some(first) = self.first.take()
+            && !first.is_empty()
+        {
+            return Ok(first);
+        }
+        if self.next >= self.end {
+            return Ok(Bytes::new());
+        }
+        let want = (self.end - self.next).min(RANGE_PIECE);
+        let piece = self
+            .store
+            .get_range(&self.key, self.next, want)
+            .await?
+            .unwrap_or_default();
+        if (piece.len() as u64) < want {
+            self.end = self.next; // the object ends here (or went away)
+        }
+        self.next += piece.len() as u64;
+        Ok(piece)
     }
 }
 

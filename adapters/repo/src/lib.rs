@@ -121,6 +121,7 @@ use coffer_domain::engine::{
     VerifyReport,
 };
 use coffer_domain::storage::{ObjectKey, ObjectStore};
+use futures::{StreamExt as _, TryStreamExt as _};
 
 pub use crypto::Keys;
 pub use error::EngineError;
@@ -159,7 +160,8 @@ pub struct Repository {
     /// Whether the configuration asks for encryption: a backup is refused when this
     /// differs from the repository's mode.
     wanted_encrypt: bool,
-    index: RwLock<Arc<Index>>,
+    /// The index, and the index objects it was read from (as listed: sorted).
+    index: RwLock<(Arc<Index>, Vec<ObjectKey>)>,
     /// Recently read tree packs.
     tree_packs: Mutex<Vec<([u8; 32], Bytes)>>,
     lock_timings: LockTimings,
@@ -426,7 +428,7 @@ impl Repository {
             keys,
             encrypt: mode.encrypts(),
             wanted_encrypt: encrypt,
-            index: RwLock::new(Arc::new(Index::default())),
+            index: RwLock::default(),
             tree_packs: Mutex::new(Vec::new()),
             lock_timings: LockTimings::default(),
         };
@@ -441,7 +443,7 @@ impl Repository {
             keys: self.keys.clone(),
             encrypt: self.encrypt,
             wanted_encrypt: self.wanted_encrypt,
-            index: RwLock::new(Arc::new(Index::default())),
+            index: RwLock::default(),
             tree_packs: Mutex::new(Vec::new()),
             lock_timings: self.lock_timings,
         }
@@ -473,26 +475,41 @@ impl Repository {
         lock::RepoLock::shared(self.store.clone(), self.lock_timings, purpose, cancel).await
     }
 
-    /// Re-reads every index object (another process may have added some).
+    /// Reads the index objects again when they are not the ones the index was read from
+    /// (another process may have added or replaced some); several at once. Index
+    /// objects are never changed under their name, only added and removed, so the same
+    /// names mean the same index: a restore right after opening lists, and reads
+    /// nothing twice.
     async fn reload_index(&self) -> Result<Arc<Index>, EngineError> {
-        let mut objects = Vec::new();
-        for k in self.store.list("index/").await? {
-            objects.push(
-                self.store
-                    .get(&k)
-                    .await?
-                    .ok_or_else(|| EngineError::Corrupt(format!("{k} vanished")))?,
-            );
+        let names = self.store.list("index/").await?;
+        {
+            let loaded = self.index.read().expect("index lock");
+            if loaded.1 == names && !names.is_empty() {
+                return Ok(loaded.0.clone());
+            }
         }
+        let objects: Vec<Bytes> = futures::stream::iter(names.clone())
+            .map(|k| {
+                let store = self.store.clone();
+                async move {
+                    store
+                        .get(&k)
+                        .await?
+                        .ok_or_else(|| EngineError::Corrupt(format!("{k} vanished")))
+                }
+            })
+            .buffered(self.store.parallelism().max(2))
+            .try_collect()
+            .await?;
         let mut index = Index::default();
         index.load_objects(&self.keys, objects.iter().map(|o| &o[..]))?;
         let index = Arc::new(index);
-        *self.index.write().expect("index lock") = index.clone();
+        *self.index.write().expect("index lock") = (index.clone(), names);
         Ok(index)
     }
 
     fn index(&self) -> Arc<Index> {
-        self.index.read().expect("index lock").clone()
+        self.index.read().expect("index lock").0.clone()
     }
 
     /// A tree pack's bytes, from a cache of the last few.

@@ -24,8 +24,8 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use bytes::Bytes;
-use coffer_domain::storage::{ObjectKey, ObjectStore, StorageError};
-use futures::TryStreamExt;
+use coffer_domain::storage::{ObjectKey, ObjectStore, RangeReader, StorageError, read_in_pieces};
+use futures::{StreamExt as _, TryStreamExt};
 use opendal::layers::{RetryLayer, TimeoutLayer};
 use opendal::{EntryMode, ErrorKind, HttpTransporter, OperationContext, Operator};
 use opendal_http_transport_reqwest::ReqwestTransport;
@@ -83,6 +83,15 @@ impl std::fmt::Debug for S3Options {
 }
 
 impl OpendalStore {
+    /// The object's size, at most `limit`; `None` when it is missing.
+    async fn size_up_to(&self, name: &str, limit: u64) -> Result<Option<u64>, StorageError> {
+        match self.op.stat(name).await {
+            Ok(meta) => Ok(Some(meta.content_length().min(limit))),
+            Err(e) if e.kind() == ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(map_err("reading", name, &e)),
+        }
+    }
+
     /// A repository in a local directory (or NAS mount), created if missing.
     ///
     /// # Errors
@@ -495,6 +504,66 @@ fn read_file(
     Ok(data)
 }
 
+/// The object is shorter than the range asked for: a local file refuses the range; S3
+/// answers with fewer bytes, which opendal's reader reports as too little data.
+fn ends_early(e: &opendal::Error) -> bool {
+    e.kind() == ErrorKind::RangeNotSatisfied
+        || (e.kind() == ErrorKind::Unexpected && e.to_string().contains("too little data"))
+}
+
+/// The body of one ranged `GET`, handed on as it arrives.
+struct BodyReader {
+    stream: std::pin::Pin<Box<opendal::BufferStream>>,
+    key: String,
+    /// The body ended (or the object did, before the range).
+    done: bool,
+}
+
+#[async_trait]
+impl RangeReader for BodyReader {
+    async fn next(&mut self) -> Result<Bytes, StorageError> {
+        while !self.done {
+            match self.stream.next().await {
+                None => self.done = true,
+                Some(Ok(buffer)) if buffer.is_empty() => {}
+                Some(Ok(buffer)) => return Ok(buffer.to_bytes()),
+                Some(Err(e)) if ends_early(&e) => self.done = true,
+                Some(Err(e)) => {
+                    self.done = true;
+                    return Err(map_err("reading", &self.key, &e));
+                }
+            }
+        }
+        Ok(Bytes::new())
+    }
+}
+
+/// A range with nothing in it.
+struct Ended;
+
+#[async_trait]
+impl RangeReader for Ended {
+    async fn next(&mut self) -> Result<Bytes, StorageError> {
+        Ok(Bytes::new())
+    }
+}
+
+/// A [`BodyReader`] whose first piece was read ahead.
+struct First {
+    first: Option<opendal::Buffer>,
+    rest: BodyReader,
+}
+
+#[async_trait]
+impl RangeReader for First {
+    async fn next(&mut self) -> Result<Bytes, StorageError> {
+        match self.first.take() {
+            Some(first) if !first.is_empty() => Ok(first.to_bytes()),
+            _ => self.rest.next().await,
+        }
+    }
+}
+
 fn map_err(context: &str, key: &str, err: &opendal::Error) -> StorageError {
     let message = format!("{context} {key}: {err}");
     match err.kind() {
@@ -597,11 +666,7 @@ impl ObjectStore for OpendalStore {
             // The object is shorter than asked: return what it has from `offset`. A local
             // file refuses the range; S3 answers with fewer bytes, which opendal's reader
             // reports as too little data.
-            Err(e)
-                if e.kind() == ErrorKind::RangeNotSatisfied
-                    || (e.kind() == ErrorKind::Unexpected
-                        && e.to_string().contains("too little data")) =>
-            {
+            Err(e) if ends_early(&e) => {
                 let size = match self.op.stat(key.as_str()).await {
                     Ok(meta) => meta.content_length(),
                     Err(e) if e.kind() == ErrorKind::NotFound => return Ok(None),
@@ -618,6 +683,77 @@ impl ObjectStore for OpendalStore {
                     .map_err(|e| map_err("reading", key.as_str(), &e))
             }
             Err(e) => Err(map_err("reading", key.as_str(), &e)),
+        }
+    }
+
+    /// On S3 one `GET` for the whole range, its body handed on as it arrives; a local
+    /// directory reads piece by piece (the port's default).
+    async fn read_range<'a>(
+        &'a self,
+        key: &ObjectKey,
+        offset: u64,
+        len: u64,
+    ) -> Result<Option<Box<dyn RangeReader + 'a>>, StorageError> {
+        if self.fs_root.is_some() || len == 0 {
+            return read_in_pieces(self, key, offset, len).await;
+        }
+        let name = key.as_str();
+        let mut end = offset.saturating_add(len);
+        // A range past the object's end: the memory service refuses it; S3 answers with
+        // fewer bytes, which opendal reports at the end of the body (after handing them
+        // out). Refused before any byte: ask again for what the object has.
+        let mut refused = false;
+        loop {
+            if end == offset {
+                return Ok(Some(Box::new(Ended)));
+            }
+            let reader = self
+                .op
+                .reader(name)
+                .await
+                .map_err(|e| map_err("reading", name, &e))?;
+            let mut body = match reader.into_stream(offset..end).await {
+                Ok(stream) => BodyReader {
+                    stream: Box::pin(stream),
+                    key: name.to_owned(),
+                    done: false,
+                },
+                Err(e) if e.kind() == ErrorKind::NotFound => return Ok(None),
+                Err(e) if ends_early(&e) && !refused => {
+                    refused = true;
+                    end = self
+                        .size_up_to(name, end)
+                        .await?
+                        .unwrap_or(offset)
+                        .max(offset);
+                    continue;
+                }
+                Err(e) => return Err(map_err("reading", name, &e)),
+            };
+            // The first bytes (or the store's refusal) arrive with the answer's head: read
+            // them now, so that a missing object is `None` like everywhere else.
+            match body.stream.next().await {
+                None => body.done = true,
+                Some(Ok(first)) => {
+                    return Ok(Some(Box::new(First {
+                        first: Some(first),
+                        rest: body,
+                    })));
+                }
+                Some(Err(e)) if e.kind() == ErrorKind::NotFound => return Ok(None),
+                Some(Err(e)) if ends_early(&e) && !refused => {
+                    refused = true;
+                    end = self
+                        .size_up_to(name, end)
+                        .await?
+                        .unwrap_or(offset)
+                        .max(offset);
+                    continue;
+                }
+                Some(Err(e)) if ends_early(&e) => body.done = true,
+                Some(Err(e)) => return Err(map_err("reading", name, &e)),
+            }
+            return Ok(Some(Box::new(body)));
         }
     }
 

@@ -9,9 +9,12 @@
 //!    creating an entry costs a round trip to the file system's journal, which many
 //!    threads overlap (on a virtual disk or a NAS one thread waits ~0.5 ms per entry,
 //!    sixteen threads ~30 µs).
-//! 3. **Content**: packs are worked through by the same pool, each needed blob read with
-//!    ranged reads of up to [`READ_SPAN`] bytes, authenticated, decompressed and written
-//!    at every offset that needs it. A file is created when its first blob arrives and
+//! 3. **Content**: readers work through the packs, each pack's needed blobs read with
+//!    one ranged read per run of neighbours ([`READ_GAP`]) whose bytes are worked on as
+//!    they arrive ([`Arriving`]: on S3 one `GET`, not one per few megabytes, which also
+//!    spares the store reading its blocks twice where ranges cut through them); each
+//!    blob is authenticated, decompressed and handed to the writers, which write it at
+//!    every offset that needs it. A file is created when its first blob arrives and
 //!    kept open while more are due (up to [`MAX_OPEN`] files, fewer under a low limit
 //!    on open files: [`fd_budget`]), so it is opened once;
 //!    aligned blocks of zeros are not written (holes, see [`target`]), and a file of
@@ -26,8 +29,9 @@
 //! Progress: the totals are set from the plan before anything is written. Cancellation
 //! is checked between reads; a cancelled or failed restore removes every temporary
 //! file, so only complete files remain. Memory holds the plan (a few hundred bytes per
-//! entry), one read span per reader and at most [`DECODED_BUDGET`] bytes of decoded
-//! blobs, taken from the budget before a blob is decoded (its size is in the index).
+//! entry), one to two megabytes of arrived bytes per reader ([`GATHER`]; more for a
+//! larger blob) and at most [`DECODED_BUDGET`] bytes of decoded blobs, taken from the
+//! budget before a blob is decoded (its size is in the index).
 
 mod plan;
 mod target;
@@ -46,8 +50,9 @@ use self::target::Target;
 use crate::error::EngineError;
 use crate::{Repository, crypto, key, pack::pack_key, timed};
 
-/// The most bytes one ranged read fetches.
-const READ_SPAN: u64 = 2 * 1024 * 1024;
+/// Bytes of a ranged read gathered at least before its blobs are worked on: one
+/// hand-over from the runtime per this many bytes, not per network packet.
+const GATHER: usize = 1024 * 1024;
 
 /// Blobs of a pack at most this far apart are fetched with one ranged read, the bytes
 /// between them read and dropped: after an incremental backup the packs of the first
@@ -489,6 +494,82 @@ fn parallel<T: Sync>(
     failure.into_inner().expect("failure").map_or(Ok(()), Err)
 }
 
+/// A ranged read of a pack, its bytes kept from the blob being decoded on: what is
+/// behind it is dropped as the next bytes arrive.
+struct Arriving<'r> {
+    reader: Box<dyn coffer_domain::storage::RangeReader + 'r>,
+    /// The pack offset of `buf[0]`, and where the range ends.
+    base: u64,
+    end: u64,
+    buf: Vec<u8>,
+    /// The store has nothing more (the range is read, or the pack ended early).
+    done: bool,
+}
+
+impl<'r> Arriving<'r> {
+    fn new(
+        reader: Box<dyn coffer_domain::storage::RangeReader + 'r>,
+        start: u64,
+        end: u64,
+    ) -> Self {
+        Self {
+            reader,
+            base: start,
+            end,
+            buf: Vec::new(),
+            done: false,
+        }
+    }
+
+    /// The bytes `from..to` of the pack, once they have arrived; `None` when the pack
+    /// ends before `to`. Blobs are asked for in pack order: what lies before `from` is
+    /// not needed again.
+    fn until(
+        &mut self,
+        handle: &tokio::runtime::Handle,
+        from: u64,
+        to: u64,
+    ) -> Result<Option<&mut [u8]>, EngineError> {
+        // Drop what was read before, once that is at least half the buffer (so each byte
+        // is moved at most about once).
+        let behind = usize::try_from(from.saturating_sub(self.base)).unwrap_or(usize::MAX);
+        if behind >= self.buf.len() {
+            // Still to arrive: the gap up to `from` is read into the buffer, then dropped.
+            self.base += self.buf.len() as u64;
+            self.buf.clear();
+        } else if behind > self.buf.len() / 2 {
+            self.buf.drain(..behind);
+            self.base = from;
+        }
+        let needed = usize::try_from(to - self.base).unwrap_or(usize::MAX);
+        if self.buf.len() < needed && !self.done {
+            let wanted = needed
+                .max(self.buf.len() + GATHER)
+                .min(usize::try_from(self.end - self.base).unwrap_or(usize::MAX));
+            let (buf, reader) = (&mut self.buf, &mut self.reader);
+            self.done = handle.block_on(async {
+                while buf.len() < wanted {
+                    let piece = reader.next().await?;
+                    if piece.is_empty() {
+                        return Ok::<_, EngineError>(true);
+                    }
+                    if buf.is_empty() {
+                        *buf = Vec::from(piece); // no copy where the piece is not shared
+                    } else {
+                        buf.extend_from_slice(&piece);
+                    }
+                }
+                Ok(false)
+            })?;
+        }
+        if self.buf.len() < needed {
+            return Ok(None);
+        }
+        let from = usize::try_from(from - self.base).unwrap_or(usize::MAX);
+        Ok(Some(&mut self.buf[from..needed]))
+    }
+}
+
 /// Writing file content.
 struct Content<'a> {
     work: &'a Work<'a>,
@@ -590,8 +671,8 @@ impl Content<'_> {
     }
 
     /// Reads one pack's needed blobs in pack order, neighbours (at most [`READ_GAP`]
-    /// apart) with one ranged read of at most [`READ_SPAN`] bytes, decodes them and
-    /// hands them to the writers.
+    /// apart) with one ranged read whose bytes are worked on as they arrive, decodes
+    /// them and hands them to the writers.
     fn read_pack<'p>(
         &self,
         job: &'p PackJob,
@@ -615,45 +696,48 @@ impl Content<'_> {
             while j < job.blobs.len()
                 && job.blobs[j].entry.offset >= end
                 && job.blobs[j].entry.offset - end <= READ_GAP
-                && job.blobs[j].entry.offset + u64::from(job.blobs[j].entry.length) - start
-                    <= READ_SPAN
             {
                 end = job.blobs[j].entry.offset + u64::from(job.blobs[j].entry.length);
                 j += 1;
             }
-            // Owned, so each blob is decrypted where it lies (no copy when the store's
-            // buffer is not shared, as a file's is not).
-            let mut span = timed(work.progress, Phase::Read, || {
+            let mut range = timed(work.progress, Phase::Read, || {
                 work.handle
-                    .block_on(work.repo.store.get_range(&k, start, end - start))
+                    .block_on(work.repo.store.read_range(&k, start, end - start))
             })?
-            .map(Vec::from);
+            .map(|reader| Arriving::new(reader, start, end));
+            let missing = range.is_none();
             let mut batch = Vec::new();
             let mut batch_bytes = 0;
             for blob in &job.blobs[i..j] {
                 let entry = &blob.entry;
-                let from = usize::try_from(entry.offset - start).unwrap_or(usize::MAX);
-                let to = from.saturating_add(entry.length as usize);
+                let blob_end = entry.offset + u64::from(entry.length);
+                let sealed = match &mut range {
+                    Some(arriving) => timed(work.progress, Phase::Read, || {
+                        arriving.until(work.handle, entry.offset, blob_end)
+                    })?,
+                    None => None,
+                };
                 // Room for the decoded blob is taken before it is decoded, so decoded
                 // data waiting for writers never exceeds the budget.
-                let reserved = match &span {
-                    Some(bytes) if to <= bytes.len() => entry.raw_length as usize,
-                    _ => 0,
+                let reserved = if sealed.is_some() {
+                    entry.raw_length as usize
+                } else {
+                    0
                 };
                 if !budget.acquire(reserved) {
                     return Ok(()); // stopped
                 }
-                let data = match &mut span {
-                    Some(bytes) if to <= bytes.len() => crypto::open_blob_in_place(
+                let data = match sealed {
+                    Some(bytes) => crypto::open_blob_in_place(
                         &work.repo.keys,
                         &entry.id,
                         entry.raw_length as usize,
-                        &mut bytes[from..to],
+                        bytes,
                         Some(&work.progress.phases),
                     )
                     .map_err(|e| e.to_string()),
-                    Some(_) => Err(format!("pack {} is truncated", hex::encode(job.pack))),
-                    None => Err(format!("pack {} is missing", hex::encode(job.pack))),
+                    None if missing => Err(format!("pack {} is missing", hex::encode(job.pack))),
+                    None => Err(format!("pack {} is truncated", hex::encode(job.pack))),
                 };
                 batch_bytes += reserved;
                 batch.push(Decoded {

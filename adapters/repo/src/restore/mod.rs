@@ -530,21 +530,21 @@ impl<'r> Arriving<'r> {
         from: u64,
         to: u64,
     ) -> Result<Option<&mut [u8]>, EngineError> {
-        // Drop what was read before, once that is at least half the buffer (so each byte
-        // is moved at most about once).
-        let behind = usize::try_from(from.saturating_sub(self.base)).unwrap_or(usize::MAX);
-        if behind >= self.buf.len() {
-            // Still to arrive: the gap up to `from` is read into the buffer, then dropped.
-            self.base += self.buf.len() as u64;
-            self.buf.clear();
-        } else if behind > self.buf.len() / 2 {
-            self.buf.drain(..behind);
-            self.base = from;
-        }
-        let needed = usize::try_from(to - self.base).unwrap_or(usize::MAX);
-        if self.buf.len() < needed && !self.done {
-            let wanted = needed
-                .max(self.buf.len() + GATHER)
+        if self.base + (self.buf.len() as u64) < to && !self.done {
+            // More must arrive. First drop what lies before `from`: what stays is the part
+            // of this blob that has arrived, so a byte is moved at most once.
+            let behind = usize::try_from(from - self.base).unwrap_or(usize::MAX);
+            if behind >= self.buf.len() {
+                // The gap up to `from` is still to arrive: read, then dropped.
+                self.base += self.buf.len() as u64;
+                self.buf.clear();
+            } else {
+                self.buf.drain(..behind);
+                self.base = from;
+            }
+            let wanted = usize::try_from(to - self.base)
+                .unwrap_or(usize::MAX)
+                .max(GATHER)
                 .min(usize::try_from(self.end - self.base).unwrap_or(usize::MAX));
             let (buf, reader) = (&mut self.buf, &mut self.reader);
             self.done = handle.block_on(async {
@@ -553,15 +553,22 @@ impl<'r> Arriving<'r> {
                     if piece.is_empty() {
                         return Ok::<_, EngineError>(true);
                     }
-                    if buf.is_empty() {
+                    if buf.is_empty() && piece.len() >= wanted {
                         *buf = Vec::from(piece); // no copy where the piece is not shared
                     } else {
+                        // Room for what is wanted at once, exactly: pieces come one network
+                        // read at a time, and doubling would hold up to twice the gathered
+                        // bytes per reader.
+                        if buf.capacity() - buf.len() < piece.len() {
+                            buf.reserve_exact(piece.len().max(wanted - buf.len()));
+                        }
                         buf.extend_from_slice(&piece);
                     }
                 }
                 Ok(false)
             })?;
         }
+        let needed = usize::try_from(to - self.base).unwrap_or(usize::MAX);
         if self.buf.len() < needed {
             return Ok(None);
         }

@@ -138,7 +138,7 @@ pub trait ObjectStore: Send + Sync {
 }
 
 /// The most bytes one `get_range` of the default [`ObjectStore::read_range`] asks for.
-pub const RANGE_PIECE: u64 = 2 * 1024 * 1024;
+pub const RANGE_PIECE: u64 = 1024 * 1024;
 
 /// A byte range of an object, read front to back ([`ObjectStore::read_range`]).
 #[async_trait]

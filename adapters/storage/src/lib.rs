@@ -707,17 +707,31 @@ impl ObjectStore for OpendalStore {
             if end == offset {
                 return Ok(Some(Box::new(Ended)));
             }
-            let reader = self
-                .op
-                .reader(name)
-                .await
-                .map_err(|e| map_err("reading", name, &e))?;
-            let mut body = match reader.into_stream(offset..end).await {
-                Ok(stream) => BodyReader {
+            // The first bytes (or the store's refusal) arrive with the answer's head: read
+            // them now, so that a missing object is `None` like everywhere else.
+            let opened: Result<Box<dyn RangeReader + 'a>, opendal::Error> = async {
+                let stream = self.op.reader(name).await?.into_stream(offset..end).await?;
+                let mut body = BodyReader {
                     stream: Box::pin(stream),
                     key: name.to_owned(),
                     done: false,
-                },
+                };
+                let reader: Box<dyn RangeReader + 'a> = match body.stream.next().await {
+                    Some(Ok(first)) => Box::new(First {
+                        first: Some(first),
+                        rest: body,
+                    }),
+                    Some(Err(e)) => return Err(e),
+                    None => {
+                        body.done = true;
+                        Box::new(body)
+                    }
+                };
+                Ok(reader)
+            }
+            .await;
+            match opened {
+                Ok(reader) => return Ok(Some(reader)),
                 Err(e) if e.kind() == ErrorKind::NotFound => return Ok(None),
                 Err(e) if ends_early(&e) && !refused => {
                     refused = true;
@@ -726,34 +740,10 @@ impl ObjectStore for OpendalStore {
                         .await?
                         .unwrap_or(offset)
                         .max(offset);
-                    continue;
                 }
+                Err(e) if ends_early(&e) => return Ok(Some(Box::new(Ended))),
                 Err(e) => return Err(map_err("reading", name, &e)),
-            };
-            // The first bytes (or the store's refusal) arrive with the answer's head: read
-            // them now, so that a missing object is `None` like everywhere else.
-            match body.stream.next().await {
-                None => body.done = true,
-                Some(Ok(first)) => {
-                    return Ok(Some(Box::new(First {
-                        first: Some(first),
-                        rest: body,
-                    })));
-                }
-                Some(Err(e)) if e.kind() == ErrorKind::NotFound => return Ok(None),
-                Some(Err(e)) if ends_early(&e) && !refused => {
-                    refused = true;
-                    end = self
-                        .size_up_to(name, end)
-                        .await?
-                        .unwrap_or(offset)
-                        .max(offset);
-                    continue;
-                }
-                Some(Err(e)) if ends_early(&e) => body.done = true,
-                Some(Err(e)) => return Err(map_err("reading", name, &e)),
             }
-            return Ok(Some(Box::new(body)));
         }
     }
 

@@ -12,9 +12,10 @@
 //! 3. **Content**: readers work through the packs, each pack's needed blobs read with
 //!    one ranged read per run of neighbours ([`READ_GAP`]) whose bytes are worked on as
 //!    they arrive ([`Arriving`]: on S3 one `GET`, not one per few megabytes, which also
-//!    spares the store reading its blocks twice where ranges cut through them); each
-//!    blob is authenticated, decompressed and handed to the writers, which write it at
-//!    every offset that needs it. A file is created when its first blob arrives and
+//!    spares the store reading its blocks twice where ranges cut through them; a read
+//!    that breaks off is taken up where it stopped, [`RESUMES`] times); each blob is
+//!    authenticated, decompressed and handed to the writers, which write it at every
+//!    offset that needs it. A file is created when its first blob arrives and
 //!    kept open while more are due (up to [`MAX_OPEN`] files, fewer under a low limit
 //!    on open files: [`fd_budget`]), so it is opened once;
 //!    aligned blocks of zeros are not written (holes, see [`target`]), and a file of
@@ -494,9 +495,16 @@ fn parallel<T: Sync>(
     failure.into_inner().expect("failure").map_or(Ok(()), Err)
 }
 
+/// Ranged reads broken off (a connection reset, a timeout) taken up again from where
+/// they stopped, at most, per run of a pack's blobs.
+const RESUMES: u32 = 3;
+
 /// A ranged read of a pack, its bytes kept from the blob being decoded on: what is
-/// behind it is dropped as the next bytes arrive.
+/// behind it is dropped as the next bytes arrive. A read that breaks off is taken up
+/// again where it stopped ([`RESUMES`]).
 struct Arriving<'r> {
+    store: &'r dyn coffer_domain::storage::ObjectStore,
+    key: coffer_domain::storage::ObjectKey,
     reader: Box<dyn coffer_domain::storage::RangeReader + 'r>,
     /// The pack offset of `buf[0]`, and where the range ends.
     base: u64,
@@ -504,21 +512,31 @@ struct Arriving<'r> {
     buf: Vec<u8>,
     /// The store has nothing more (the range is read, or the pack ended early).
     done: bool,
+    resumed: u32,
 }
 
 impl<'r> Arriving<'r> {
-    fn new(
-        reader: Box<dyn coffer_domain::storage::RangeReader + 'r>,
+    /// Starts reading `start..end` of the pack `key`; `None` when the pack is missing.
+    fn open(
+        store: &'r dyn coffer_domain::storage::ObjectStore,
+        handle: &tokio::runtime::Handle,
+        key: &coffer_domain::storage::ObjectKey,
         start: u64,
         end: u64,
-    ) -> Self {
-        Self {
+    ) -> Result<Option<Self>, EngineError> {
+        let Some(reader) = handle.block_on(store.read_range(key, start, end - start))? else {
+            return Ok(None);
+        };
+        Ok(Some(Self {
+            store,
+            key: key.clone(),
             reader,
             base: start,
             end,
             buf: Vec::new(),
             done: false,
-        }
+            resumed: 0,
+        }))
     }
 
     /// The bytes `from..to` of the pack, once they have arrived; `None` when the pack
@@ -546,10 +564,36 @@ impl<'r> Arriving<'r> {
                 .unwrap_or(usize::MAX)
                 .max(GATHER)
                 .min(usize::try_from(self.end - self.base).unwrap_or(usize::MAX));
-            let (buf, reader) = (&mut self.buf, &mut self.reader);
-            self.done = handle.block_on(async {
+            let Self {
+                store,
+                key,
+                reader,
+                base,
+                end,
+                buf,
+                resumed,
+                ..
+            } = self;
+            let done = handle.block_on(async {
                 while buf.len() < wanted {
-                    let piece = reader.next().await?;
+                    let piece = match reader.next().await {
+                        Ok(piece) => piece,
+                        Err(e) if *resumed < RESUMES => {
+                            *resumed += 1;
+                            let at = *base + buf.len() as u64;
+                            tracing::warn!(
+                                pack = %key,
+                                offset = at,
+                                "a ranged read broke off ({e}); reading on from where it stopped"
+                            );
+                            match store.read_range(key, at, *end - at).await? {
+                                Some(again) => *reader = again,
+                                None => return Ok(true), // gone: what is missing is damaged
+                            }
+                            continue;
+                        }
+                        Err(e) => return Err(EngineError::from(e)),
+                    };
                     if piece.is_empty() {
                         return Ok::<_, EngineError>(true);
                     }
@@ -567,6 +611,7 @@ impl<'r> Arriving<'r> {
                 }
                 Ok(false)
             })?;
+            self.done = done;
         }
         let needed = usize::try_from(to - self.base).unwrap_or(usize::MAX);
         if self.buf.len() < needed {
@@ -708,10 +753,8 @@ impl Content<'_> {
                 j += 1;
             }
             let mut range = timed(work.progress, Phase::Read, || {
-                work.handle
-                    .block_on(work.repo.store.read_range(&k, start, end - start))
-            })?
-            .map(|reader| Arriving::new(reader, start, end));
+                Arriving::open(&*work.repo.store, work.handle, &k, start, end)
+            })?;
             let missing = range.is_none();
             let mut batch = Vec::new();
             let mut batch_bytes = 0;

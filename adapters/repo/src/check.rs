@@ -38,7 +38,7 @@ pub async fn run(
     if let Err(problem) = repo.check_config().await? {
         report.problems.push(problem);
     }
-    let index = repo.reload_index().await?;
+    let index = repo.reread_index().await?;
     let sizes: HashMap<[u8; 32], u64> = repo
         .store
         .list_sized("data/")

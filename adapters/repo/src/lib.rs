@@ -481,10 +481,20 @@ impl Repository {
     /// names mean the same index: a restore right after opening lists, and reads
     /// nothing twice.
     async fn reload_index(&self) -> Result<Arc<Index>, EngineError> {
+        self.read_index(false).await
+    }
+
+    /// Reads every index object, authenticating each, also when their names are the
+    /// ones already read: a check looks for damage done in storage since then.
+    async fn reread_index(&self) -> Result<Arc<Index>, EngineError> {
+        self.read_index(true).await
+    }
+
+    async fn read_index(&self, again: bool) -> Result<Arc<Index>, EngineError> {
         let names = self.store.list("index/").await?;
         {
             let loaded = self.index.read().expect("index lock");
-            if loaded.1 == names && !names.is_empty() {
+            if !again && loaded.1 == names && !names.is_empty() {
                 return Ok(loaded.0.clone());
             }
         }

@@ -756,6 +756,32 @@ async fn a_damaged_snapshot_object_fails_its_checksum() {
     assert!(report.problems[0].contains("checksum"), "{report:?}");
 }
 
+/// An index object damaged in storage after this engine read it: the engine's index
+/// is read again only when the index objects' names change, but a check reads and
+/// authenticates every one of them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_check_reads_every_index_object_again() {
+    let (_src, store, engine, _id) = damaged_setup().await;
+    gc::full_check(&engine).await; // the index as the engine has it, read and used
+    let index = store
+        .list("index/")
+        .await
+        .unwrap()
+        .into_iter()
+        .next()
+        .expect("an index object");
+    store.edit(index.as_str(), |b| b[40] ^= 1);
+    let err = engine
+        .check(
+            Some(CheckSlice { index: 0, count: 1 }),
+            Arc::new(Progress::default()),
+            Cancel::default(),
+        )
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("index"), "{err}");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn restore_targets_must_be_new_or_empty() {
     let (_src, _store, engine, id) = damaged_setup().await;

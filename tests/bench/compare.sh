@@ -107,8 +107,35 @@ RESTORES=$BENCH_DIR/restore
 LOGS=$BENCH_DIR/logs
 HOMES=$BENCH_DIR/home
 CDIR=$BENCH_DIR/coffer
-# Only remove what this script creates, never the whole BENCH_DIR.
-rm -rf "$DATA" "$REPOS" "$RESTORES" "$LOGS" "$HOMES" "$CDIR"
+# ext4 without a journal (as on this project's VMs) skips every inode freed in the last
+# minutes, one by one, whenever it allocates one (fs/ext4/ialloc.c, recently_deleted: 60 s,
+# plus 300 s while the inode's table block is dirty, which allocating a neighbour makes
+# it). Whichever tool restored onto the disk first after a large deletion paid for it:
+# perf put ~30% of a Coffer restore's CPU time in that scan, and the same two binaries
+# measured 1.49x or 2.17x by which one went first. So the disk restores wait until the
+# script's last large deletion on the disk is BENCH_DELETE_QUIET seconds old (0: never).
+BENCH_DELETE_QUIET=${BENCH_DELETE_QUIET:-360}
+DELETED_AT=$BENCH_DIR/.deleted-at
+disk_rm() { # paths... : rm -rf, remembering when something was deleted
+  if [[ -n $(find "$@" -mindepth 1 -maxdepth 1 -print -quit 2>/dev/null) ]]; then
+    rm -rf "$@"
+    date +%s >"$DELETED_AT"
+  else
+    rm -rf "$@"
+  fi
+}
+quiet_after_deletes() {
+  [[ $BENCH_DELETE_QUIET -gt 0 && -f $DELETED_AT ]] || return 0
+  local wait=$(($(cat "$DELETED_AT") + BENCH_DELETE_QUIET - $(date +%s)))
+  if ((wait > 0)); then
+    log "waiting ${wait}s before the disk restores: ext4 is still skipping the inodes freed by this script's last deletion (BENCH_DELETE_QUIET)"
+    sleep "$wait"
+  fi
+}
+# Only remove what this script creates, never the whole BENCH_DIR. (Logs and homes are a
+# few files, not a deletion to wait for.)
+disk_rm "$DATA" "$REPOS" "$RESTORES" "$CDIR"
+rm -rf "$LOGS" "$HOMES"
 [[ -n $BENCH_TMPFS ]] && rm -rf "${BENCH_TMPFS:?}"/*
 mkdir -p "$DATA" "$REPOS" "$RESTORES" "$LOGS" "$HOMES"
 
@@ -478,6 +505,7 @@ run_set() {
   # Phase 4: restores onto the disk, one tool after the other. Nothing is deleted between
   # them (see settle); the trees are checked once all are written.
   declare -A roots=()
+  quiet_after_deletes
   for t in "${TOOLS[@]}"; do
     ok "$t" || continue
     settle "$(repo_path "$t")"
@@ -490,7 +518,7 @@ run_set() {
   for t in "${!roots[@]}"; do verify_tree "$t" verify "${roots[$t]}"; done
   if [[ $BENCH_KEEP_RESTORE != 1 ]]; then
     log "$SET: removing the restored trees (not timed)"
-    for t in "${TOOLS[@]}"; do rm -rf "${RESTORES:?}/$SET-$t"; done
+    for t in "${TOOLS[@]}"; do disk_rm "${RESTORES:?}/$SET-$t"; done
   fi
 
   # Phase 5: restores onto a tmpfs, where creating a file costs no journal: the same
@@ -507,7 +535,7 @@ run_set() {
   fi
 
   # The data set and the repositories go; the next set starts with the same disk.
-  rm -rf "$SET_DATA" "${CDIR:?}/$SET" "$REPOS/$SET-restic" "$REPOS/$SET-borg"
+  disk_rm "$SET_DATA" "${CDIR:?}/$SET" "$REPOS/$SET-restic" "$REPOS/$SET-borg"
 }
 
 for s in "${SETS[@]}"; do run_set "$s"; done

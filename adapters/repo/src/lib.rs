@@ -494,6 +494,7 @@ impl Repository {
         let names = self.store.list("index/").await?;
         {
             let loaded = self.index.read().expect("index lock");
+            // (No names: an empty repository, whose index is read, not kept unfinished.)
             if !again && loaded.1 == names && !names.is_empty() {
                 return Ok(loaded.0.clone());
             }

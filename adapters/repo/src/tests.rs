@@ -578,85 +578,6 @@ async fn a_truncated_pack_is_found() {
     ));
 }
 
-/// A store whose ranged reads of packs break off (a connection reset) after their first
-/// piece, or before it when `at_once`; `breaks` times in all.
-struct Breaking {
-    inner: Arc<MemStore>,
-    breaks: std::sync::atomic::AtomicU32,
-    at_once: std::sync::atomic::AtomicBool,
-}
-
-struct BreakAfterFirst<'a> {
-    inner: Box<dyn RangeReader + 'a>,
-    served: bool,
-    breaks: bool,
-}
-
-#[async_trait]
-impl RangeReader for BreakAfterFirst<'_> {
-    async fn next(&mut self) -> Result<Bytes, StorageError> {
-        if self.breaks && self.served {
-            return Err(StorageError::Unavailable("connection reset by peer".into()));
-        }
-        self.served = true;
-        self.inner.next().await
-    }
-}
-
-#[async_trait]
-impl ObjectStore for Breaking {
-    async fn put(&self, key: &ObjectKey, bytes: Bytes) -> Result<(), StorageError> {
-        self.inner.put(key, bytes).await
-    }
-    async fn get(&self, key: &ObjectKey) -> Result<Option<Bytes>, StorageError> {
-        self.inner.get(key).await
-    }
-    async fn get_range(
-        &self,
-        key: &ObjectKey,
-        offset: u64,
-        len: u64,
-    ) -> Result<Option<Bytes>, StorageError> {
-        self.inner.get_range(key, offset, len).await
-    }
-    async fn read_range<'a>(
-        &'a self,
-        key: &ObjectKey,
-        offset: u64,
-        len: u64,
-    ) -> Result<Option<Box<dyn RangeReader + 'a>>, StorageError> {
-        use std::sync::atomic::Ordering;
-        let Some(inner) = self.inner.read_range(key, offset, len).await? else {
-            return Ok(None);
-        };
-        let breaks = key.as_str().starts_with("data/")
-            && self
-                .breaks
-                .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
-                .is_ok();
-        Ok(Some(Box::new(BreakAfterFirst {
-            inner,
-            served: self.at_once.load(Ordering::SeqCst),
-            breaks,
-        })))
-    }
-    async fn exists(&self, key: &ObjectKey) -> Result<bool, StorageError> {
-        self.inner.exists(key).await
-    }
-    async fn delete(&self, key: &ObjectKey) -> Result<(), StorageError> {
-        self.inner.delete(key).await
-    }
-    async fn list(&self, prefix: &str) -> Result<Vec<ObjectKey>, StorageError> {
-        self.inner.list(prefix).await
-    }
-    async fn list_sized(&self, prefix: &str) -> Result<Vec<(ObjectKey, u64)>, StorageError> {
-        self.inner.list_sized(prefix).await
-    }
-    async fn check(&self) -> Result<(), StorageError> {
-        self.inner.check().await
-    }
-}
-
 /// A ranged read that breaks off is taken up again where it stopped, a few times per
 /// run of blobs; one that keeps breaking fails the restore, leaving only complete files.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -664,16 +585,14 @@ async fn a_broken_off_read_is_taken_up_where_it_stopped() {
     let src = tempfile::tempdir().unwrap();
     write(&src.path().join("a.bin"), &noise(3 * 1024 * 1024, 5));
     write(&src.path().join("b.txt"), b"small file b");
-    let store = Arc::new(Breaking {
-        inner: Arc::new(MemStore::default()),
-        breaks: std::sync::atomic::AtomicU32::new(0),
-        at_once: std::sync::atomic::AtomicBool::new(false),
-    });
+    let store = Arc::new(gc::Faulty::breaking_reads(Arc::new(MemStore::default())));
     let engine = gc::engine_with(store.clone()).await;
     let snap = backup(&engine, src.path(), None).await;
     let source = gc::contents(src.path());
 
-    store.breaks.store(2, std::sync::atomic::Ordering::SeqCst);
+    store
+        .broken_reads
+        .store(2, std::sync::atomic::Ordering::SeqCst);
     let out = tempfile::tempdir().unwrap();
     engine
         .restore(
@@ -685,15 +604,18 @@ async fn a_broken_off_read_is_taken_up_where_it_stopped() {
         )
         .await
         .expect("two broken reads are taken up again");
-    assert_eq!(store.breaks.load(std::sync::atomic::Ordering::SeqCst), 0);
+    assert_eq!(
+        store.broken_reads.load(std::sync::atomic::Ordering::SeqCst),
+        0
+    );
     assert!(gc::contents(&out.path().join("t")) == source);
 
     // Reads that break before any byte make no progress: after a few the restore fails.
     store
-        .breaks
+        .broken_reads
         .store(u32::MAX, std::sync::atomic::Ordering::SeqCst);
     store
-        .at_once
+        .break_at_once
         .store(true, std::sync::atomic::Ordering::SeqCst);
     let target = out.path().join("u");
     let err = engine

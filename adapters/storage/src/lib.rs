@@ -515,6 +515,8 @@ fn ends_early(e: &opendal::Error) -> bool {
 struct BodyReader {
     stream: std::pin::Pin<Box<opendal::BufferStream>>,
     key: String,
+    /// The first piece, read ahead to learn whether the object exists.
+    first: Option<opendal::Buffer>,
     /// The body ended (or the object did, before the range).
     done: bool,
 }
@@ -522,6 +524,11 @@ struct BodyReader {
 #[async_trait]
 impl RangeReader for BodyReader {
     async fn next(&mut self) -> Result<Bytes, StorageError> {
+        if let Some(first) = self.first.take()
+            && !first.is_empty()
+        {
+            return Ok(first.to_bytes());
+        }
         while !self.done {
             match self.stream.next().await {
                 None => self.done = true,
@@ -545,22 +552,6 @@ struct Ended;
 impl RangeReader for Ended {
     async fn next(&mut self) -> Result<Bytes, StorageError> {
         Ok(Bytes::new())
-    }
-}
-
-/// A [`BodyReader`] whose first piece was read ahead.
-struct First {
-    first: Option<opendal::Buffer>,
-    rest: BodyReader,
-}
-
-#[async_trait]
-impl RangeReader for First {
-    async fn next(&mut self) -> Result<Bytes, StorageError> {
-        match self.first.take() {
-            Some(first) if !first.is_empty() => Ok(first.to_bytes()),
-            _ => self.rest.next().await,
-        }
     }
 }
 
@@ -709,29 +700,24 @@ impl ObjectStore for OpendalStore {
             }
             // The first bytes (or the store's refusal) arrive with the answer's head: read
             // them now, so that a missing object is `None` like everywhere else.
-            let opened: Result<Box<dyn RangeReader + 'a>, opendal::Error> = async {
+            let opened = async {
                 let stream = self.op.reader(name).await?.into_stream(offset..end).await?;
                 let mut body = BodyReader {
                     stream: Box::pin(stream),
                     key: name.to_owned(),
+                    first: None,
                     done: false,
                 };
-                let reader: Box<dyn RangeReader + 'a> = match body.stream.next().await {
-                    Some(Ok(first)) => Box::new(First {
-                        first: Some(first),
-                        rest: body,
-                    }),
+                match body.stream.next().await {
+                    Some(Ok(first)) => body.first = Some(first),
                     Some(Err(e)) => return Err(e),
-                    None => {
-                        body.done = true;
-                        Box::new(body)
-                    }
-                };
-                Ok(reader)
+                    None => body.done = true,
+                }
+                Ok(body)
             }
             .await;
             match opened {
-                Ok(reader) => return Ok(Some(reader)),
+                Ok(body) => return Ok(Some(Box::new(body))),
                 Err(e) if e.kind() == ErrorKind::NotFound => return Ok(None),
                 Err(e) if ends_early(&e) && !refused => {
                     refused = true;

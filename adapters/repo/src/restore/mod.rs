@@ -44,6 +44,7 @@ use std::sync::atomic::{AtomicBool, AtomicU32, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
 use coffer_domain::engine::{Cancel, Phase, Progress, RestoreReport};
+use coffer_domain::storage::{ObjectKey, ObjectStore, RangeReader};
 use futures::{StreamExt as _, TryStreamExt as _};
 
 use self::plan::{BlobTargets, PackJob, Plan};
@@ -503,9 +504,9 @@ const RESUMES: u32 = 3;
 /// behind it is dropped as the next bytes arrive. A read that breaks off is taken up
 /// again where it stopped ([`RESUMES`]).
 struct Arriving<'r> {
-    store: &'r dyn coffer_domain::storage::ObjectStore,
-    key: coffer_domain::storage::ObjectKey,
-    reader: Box<dyn coffer_domain::storage::RangeReader + 'r>,
+    store: &'r dyn ObjectStore,
+    key: ObjectKey,
+    reader: Box<dyn RangeReader + 'r>,
     /// The pack offset of `buf[0]`, and where the range ends.
     base: u64,
     end: u64,
@@ -518,9 +519,9 @@ struct Arriving<'r> {
 impl<'r> Arriving<'r> {
     /// Starts reading `start..end` of the pack `key`; `None` when the pack is missing.
     fn open(
-        store: &'r dyn coffer_domain::storage::ObjectStore,
+        store: &'r dyn ObjectStore,
         handle: &tokio::runtime::Handle,
-        key: &coffer_domain::storage::ObjectKey,
+        key: &ObjectKey,
         start: u64,
         end: u64,
     ) -> Result<Option<Self>, EngineError> {

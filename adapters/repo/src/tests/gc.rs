@@ -409,32 +409,61 @@ async fn a_lock_not_refreshed_in_time_is_given_up() {
 
 /// An object store that fails every put and delete (of anything but locks) after a
 /// number of them — a crash at that point, as far as storage can tell — or that loses the
-/// acknowledgement of some puts.
+/// acknowledgement of some puts, or whose ranged reads of packs break off.
 pub(super) struct Faulty {
     inner: Arc<dyn ObjectStore>,
     left: AtomicI64,
     /// Puts of keys with this prefix store the object, then report an error (a lost
     /// acknowledgement: a timeout, a failed fsync after the rename).
     lost_ack: Option<&'static str>,
+    /// Ranged reads (`read_range`) of packs still to break off (a connection reset):
+    /// after their first piece, or before it when `break_at_once`.
+    pub(super) broken_reads: std::sync::atomic::AtomicU32,
+    pub(super) break_at_once: std::sync::atomic::AtomicBool,
 }
 
 impl Faulty {
     /// Fails every put and delete after `writes` of them.
     pub(super) fn crash_after(inner: Arc<dyn ObjectStore>, writes: i64) -> Self {
-        Self {
-            inner,
-            left: AtomicI64::new(writes),
-            lost_ack: None,
-        }
+        Self::with(inner, writes, None)
     }
 
     /// Stores puts under `prefix` and reports them failed.
     fn lose_ack(inner: Arc<dyn ObjectStore>, prefix: &'static str) -> Self {
+        Self::with(inner, i64::MAX, Some(prefix))
+    }
+
+    /// Writes everything; ranged reads break off as `broken_reads` says (none at first).
+    pub(super) fn breaking_reads(inner: Arc<dyn ObjectStore>) -> Self {
+        Self::with(inner, i64::MAX, None)
+    }
+
+    fn with(inner: Arc<dyn ObjectStore>, writes: i64, lost_ack: Option<&'static str>) -> Self {
         Self {
             inner,
-            left: AtomicI64::new(i64::MAX),
-            lost_ack: Some(prefix),
+            left: AtomicI64::new(writes),
+            lost_ack,
+            broken_reads: std::sync::atomic::AtomicU32::new(0),
+            break_at_once: std::sync::atomic::AtomicBool::new(false),
         }
+    }
+}
+
+/// A ranged read that breaks off after its first piece (`served` set: at once).
+struct BreakAfterFirst<'a> {
+    inner: Box<dyn RangeReader + 'a>,
+    served: bool,
+    breaks: bool,
+}
+
+#[async_trait]
+impl RangeReader for BreakAfterFirst<'_> {
+    async fn next(&mut self) -> Result<Bytes, StorageError> {
+        if self.breaks && self.served {
+            return Err(StorageError::Unavailable("connection reset by peer".into()));
+        }
+        self.served = true;
+        self.inner.next().await
     }
 }
 
@@ -470,6 +499,26 @@ impl ObjectStore for Faulty {
         len: u64,
     ) -> Result<Option<Bytes>, StorageError> {
         self.inner.get_range(key, offset, len).await
+    }
+    async fn read_range<'a>(
+        &'a self,
+        key: &ObjectKey,
+        offset: u64,
+        len: u64,
+    ) -> Result<Option<Box<dyn RangeReader + 'a>>, StorageError> {
+        let Some(inner) = self.inner.read_range(key, offset, len).await? else {
+            return Ok(None);
+        };
+        let breaks = key.as_str().starts_with("data/")
+            && self
+                .broken_reads
+                .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
+                .is_ok();
+        Ok(Some(Box::new(BreakAfterFirst {
+            inner,
+            served: self.break_at_once.load(Ordering::SeqCst),
+            breaks,
+        })))
     }
     async fn exists(&self, key: &ObjectKey) -> Result<bool, StorageError> {
         self.inner.exists(key).await

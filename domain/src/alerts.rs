@@ -223,6 +223,11 @@ impl SeverityCounts {
 /// - `acknowledge_open` acknowledges every open alert of that kind and source (matched as
 ///   in `find_open`) and returns how many it changed.
 /// - `count_active_by_severity` counts unacknowledged alerts.
+/// - `raise_condition` stores `alert` (a condition) unless an open alert of its kind and
+///   source (matched as in `find_open`) has at least its severity, and then acknowledges
+///   the open ones it supersedes (by `by`, at `now`). Returns the stored alert, or `None`
+///   when one already stood. One step for every process sharing the database: instances
+///   observing the same condition at once store it once.
 #[async_trait]
 pub trait AlertRepository: Send + Sync {
     async fn insert(&self, alert: &NewAlert, now: DateTime<Utc>) -> Result<Alert, RepoError>;
@@ -247,6 +252,12 @@ pub trait AlertRepository: Send + Sync {
         at: DateTime<Utc>,
     ) -> Result<u64, RepoError>;
     async fn count_active_by_severity(&self) -> Result<SeverityCounts, RepoError>;
+    async fn raise_condition(
+        &self,
+        alert: &NewAlert,
+        by: &str,
+        now: DateTime<Utc>,
+    ) -> Result<Option<Alert>, RepoError>;
 }
 
 /// Why a notification could not be delivered. The message never holds a secret (a

@@ -14,7 +14,8 @@ use sea_orm::sea_query::Expr;
 use sea_orm::{
     ActiveModelTrait,
     ActiveValue::{NotSet, Set},
-    ColumnTrait, DatabaseConnection, EntityTrait, QueryFilter, QueryOrder, QuerySelect, Select,
+    ColumnTrait, ConnectionTrait, DatabaseBackend, DatabaseConnection, EntityTrait, QueryFilter,
+    QueryOrder, QuerySelect, Select, TransactionTrait, UpdateMany,
 };
 
 use crate::entities::alerts;
@@ -58,6 +59,28 @@ fn open_of(kind: AlertKind, source_id: Option<SourceId>) -> Select<alerts::Entit
         None => select.filter(alerts::Column::SourceId.is_null()),
     }
 }
+
+/// Acknowledges (by `by`, at `at`) the unacknowledged alerts of `kind` about `source_id`.
+fn acknowledge_open_of(
+    kind: AlertKind,
+    source_id: Option<SourceId>,
+    by: &str,
+    at: DateTime<Utc>,
+) -> UpdateMany<alerts::Entity> {
+    let update = alerts::Entity::update_many()
+        .col_expr(alerts::Column::AcknowledgedAt, Expr::value(stored_time(at)))
+        .col_expr(alerts::Column::AcknowledgedBy, Expr::value(by))
+        .filter(alerts::Column::AcknowledgedAt.is_null())
+        .filter(alerts::Column::Kind.eq(kind.as_str()));
+    match source_id {
+        Some(id) => update.filter(alerts::Column::SourceId.eq(id.get())),
+        None => update.filter(alerts::Column::SourceId.is_null()),
+    }
+}
+
+/// Serialises `raise_condition` on PostgreSQL (an arbitrary, fixed advisory-lock key;
+/// the others: the audit chain's and the scheduler's).
+const ALERT_CONDITION_LOCK_KEY: i64 = 0x00C0_FFE2_A1E2_7001;
 
 /// `AlertRepository` over the `alerts` table.
 ///
@@ -106,6 +129,66 @@ impl AlertRepository for SeaAlertRepository {
         }
         .map_err(|e| repo_err(&e))?;
         to_alert(row)
+    }
+
+    async fn raise_condition(
+        &self,
+        alert: &NewAlert,
+        by: &str,
+        now: DateTime<Utc>,
+    ) -> Result<Option<Alert>, RepoError> {
+        let txn = self.conn.begin().await.map_err(|e| repo_err(&e))?;
+        // Whoever raises second waits here until the first has committed, then finds its
+        // alert open. PostgreSQL: an advisory lock held to the end of the transaction.
+        // SQLite: a write first takes the database's write lock at once (a read first
+        // would let two raisers each see no open alert before either writes).
+        let serialise = if txn.get_database_backend() == DatabaseBackend::Postgres {
+            format!("SELECT pg_advisory_xact_lock({ALERT_CONDITION_LOCK_KEY})")
+        } else {
+            "UPDATE alerts SET id = id WHERE id < 0".to_owned()
+        };
+        txn.execute_unprepared(&serialise)
+            .await
+            .map_err(|e| repo_err(&e))?;
+        let open = open_of(alert.kind, alert.source_id)
+            .order_by_desc(alerts::Column::CreatedAt)
+            .order_by_desc(alerts::Column::Id)
+            .one(&txn)
+            .await
+            .map_err(|e| repo_err(&e))?
+            .map(to_alert)
+            .transpose()?;
+        if open.is_some_and(|open| open.severity >= alert.severity) {
+            txn.commit().await.map_err(|e| repo_err(&e))?;
+            return Ok(None);
+        }
+        acknowledge_open_of(alert.kind, alert.source_id, by, now)
+            .exec(&txn)
+            .await
+            .map_err(|e| repo_err(&e))?;
+        // As `insert`: a source deleted meanwhile leaves a server-wide alert. The first
+        // try runs under a savepoint, as PostgreSQL ends a transaction at a failed
+        // statement.
+        let attempt = txn.begin().await.map_err(|e| repo_err(&e))?;
+        let row = match Self::row(alert, alert.source_id, now)
+            .insert(&attempt)
+            .await
+        {
+            Ok(row) => {
+                attempt.commit().await.map_err(|e| repo_err(&e))?;
+                row
+            }
+            Err(e) if alert.source_id.is_some() && is_foreign_key_violation(&e) => {
+                attempt.rollback().await.map_err(|e| repo_err(&e))?;
+                Self::row(alert, None, now)
+                    .insert(&txn)
+                    .await
+                    .map_err(|e| repo_err(&e))?
+            }
+            Err(e) => return Err(repo_err(&e)),
+        };
+        txn.commit().await.map_err(|e| repo_err(&e))?;
+        to_alert(row).map(Some)
     }
 
     async fn get(&self, id: AlertId) -> Result<Option<Alert>, RepoError> {
@@ -177,16 +260,10 @@ impl AlertRepository for SeaAlertRepository {
         by: &str,
         at: DateTime<Utc>,
     ) -> Result<u64, RepoError> {
-        let mut update = alerts::Entity::update_many()
-            .col_expr(alerts::Column::AcknowledgedAt, Expr::value(stored_time(at)))
-            .col_expr(alerts::Column::AcknowledgedBy, Expr::value(by))
-            .filter(alerts::Column::AcknowledgedAt.is_null())
-            .filter(alerts::Column::Kind.eq(kind.as_str()));
-        update = match source_id {
-            Some(id) => update.filter(alerts::Column::SourceId.eq(id.get())),
-            None => update.filter(alerts::Column::SourceId.is_null()),
-        };
-        let result = update.exec(&self.conn).await.map_err(|e| repo_err(&e))?;
+        let result = acknowledge_open_of(kind, source_id, by, at)
+            .exec(&self.conn)
+            .await
+            .map_err(|e| repo_err(&e))?;
         Ok(result.rows_affected)
     }
 

@@ -85,10 +85,6 @@ pub struct AlertService {
     spawner: Arc<dyn Spawner>,
     clock: Arc<dyn Clock>,
     audit: AuditLog,
-    /// Makes "is one open? if not, insert" of a condition one step within this process
-    /// (the server holds its data directory alone), so that two checks at once cannot
-    /// both open an alert.
-    conditions: futures::lock::Mutex<()>,
 }
 
 impl AlertService {
@@ -109,7 +105,6 @@ impl AlertService {
             spawner,
             clock,
             audit,
-            conditions: futures::lock::Mutex::new(()),
         }
     }
 
@@ -157,6 +152,10 @@ impl AlertService {
     /// less severe, which is then acknowledged by `system` and replaced (an escalation,
     /// a disk going from low to below the reserve, is news; the same state again is
     /// not). Returns the new alert, or `None` when the condition was already reported.
+    /// The check and the insert are one step in the database
+    /// ([`AlertRepository::raise_condition`]), so server instances that see the same
+    /// condition at once (a low disk, a key never exported, at start-up) open one alert
+    /// and send one notification.
     ///
     /// Callers on a backup's path should log a failure here and carry on: an alert that
     /// cannot be stored must not fail the backup. [`AlertSink::raise_best_effort`] does
@@ -166,16 +165,14 @@ impl AlertService {
     /// Database failures.
     pub async fn raise(&self, alert: NewAlert) -> Result<Option<Alert>, CommonError> {
         let stored = if alert.kind.is_condition() {
-            let _one_at_a_time = self.conditions.lock().await;
-            if let Some(open) = self.repo.find_open(alert.kind, alert.source_id).await? {
-                if open.severity >= alert.severity {
-                    return Ok(None);
-                }
-                self.repo
-                    .acknowledge(open.id, SYSTEM_ACTOR, self.clock.now())
-                    .await?;
-            }
-            self.repo.insert(&alert, self.clock.now()).await?
+            let Some(stored) = self
+                .repo
+                .raise_condition(&alert, SYSTEM_ACTOR, self.clock.now())
+                .await?
+            else {
+                return Ok(None);
+            };
+            stored
         } else {
             self.repo.insert(&alert, self.clock.now()).await?
         };
@@ -203,7 +200,6 @@ impl AlertService {
         kind: AlertKind,
         source_id: Option<SourceId>,
     ) -> Result<u64, CommonError> {
-        let _one_at_a_time = self.conditions.lock().await;
         let cleared = self
             .repo
             .acknowledge_open(kind, source_id, SYSTEM_ACTOR, self.clock.now())

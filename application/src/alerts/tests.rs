@@ -87,23 +87,27 @@ impl FakeAlerts {
     }
 }
 
+/// Stores `alert` as the next row, open.
+fn push(rows: &mut Vec<Alert>, alert: &NewAlert, now: DateTime<Utc>) -> Alert {
+    let stored = Alert {
+        id: AlertId::new(i64::try_from(rows.len()).unwrap() + 1),
+        severity: alert.severity,
+        kind: alert.kind,
+        message: alert.message.clone(),
+        source_id: alert.source_id,
+        created_at: now,
+        acknowledged_at: None,
+        acknowledged_by: None,
+    };
+    rows.push(stored.clone());
+    stored
+}
+
 #[async_trait]
 impl AlertRepository for FakeAlerts {
     async fn insert(&self, alert: &NewAlert, now: DateTime<Utc>) -> Result<Alert, RepoError> {
         self.check()?;
-        let mut rows = self.rows.lock().unwrap();
-        let stored = Alert {
-            id: AlertId::new(i64::try_from(rows.len()).unwrap() + 1),
-            severity: alert.severity,
-            kind: alert.kind,
-            message: alert.message.clone(),
-            source_id: alert.source_id,
-            created_at: now,
-            acknowledged_at: None,
-            acknowledged_by: None,
-        };
-        rows.push(stored.clone());
-        Ok(stored)
+        Ok(push(&mut self.rows.lock().unwrap(), alert, now))
     }
 
     async fn get(&self, id: AlertId) -> Result<Option<Alert>, RepoError> {
@@ -178,6 +182,27 @@ impl AlertRepository for FakeAlerts {
             }
         }
         Ok(n)
+    }
+
+    async fn raise_condition(
+        &self,
+        alert: &NewAlert,
+        by: &str,
+        now: DateTime<Utc>,
+    ) -> Result<Option<Alert>, RepoError> {
+        self.check()?;
+        // One lock over the check and the insert, as the database's transaction.
+        let mut rows = self.rows.lock().unwrap();
+        let open =
+            |a: &Alert| a.is_active() && a.kind == alert.kind && a.source_id == alert.source_id;
+        if rows.iter().any(|a| open(a) && a.severity >= alert.severity) {
+            return Ok(None);
+        }
+        for a in rows.iter_mut().filter(|a| open(a)) {
+            a.acknowledged_at = Some(now);
+            a.acknowledged_by = Some(by.to_owned());
+        }
+        Ok(Some(push(&mut rows, alert, now)))
     }
 
     async fn count_active_by_severity(&self) -> Result<SeverityCounts, RepoError> {

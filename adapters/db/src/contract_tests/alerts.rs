@@ -409,3 +409,116 @@ contract!(
         ));
     }
 );
+
+contract!(
+    a_condition_is_raised_once_and_replaced_only_by_a_worse_one,
+    |db: Database| async move {
+        let alerts = db.alerts();
+        let src = source(&db, "docs").await;
+        let disk = |severity| NewAlert::new(AlertKind::DiskLow, severity, "the disk is filling");
+        let first = alerts
+            .raise_condition(&disk(Severity::Warning), "system", t(1))
+            .await
+            .expect("raise")
+            .expect("none was open");
+        assert_eq!(
+            (first.kind, first.severity, first.source_id),
+            (AlertKind::DiskLow, Severity::Warning, None)
+        );
+        assert!(first.is_active());
+        // The same state again, or a milder one: already reported.
+        for severity in [Severity::Warning, Severity::Info] {
+            assert_eq!(
+                alerts
+                    .raise_condition(&disk(severity), "system", t(2))
+                    .await
+                    .expect("raise"),
+                None
+            );
+        }
+        // Worse: the open one is acknowledged by the system and replaced.
+        let worse = alerts
+            .raise_condition(&disk(Severity::Critical), "system", t(3))
+            .await
+            .expect("raise")
+            .expect("an escalation is news");
+        let superseded = alerts.get(first.id).await.expect("get").expect("kept");
+        assert_eq!(superseded.acknowledged_by.as_deref(), Some("system"));
+        assert_eq!(superseded.acknowledged_at, Some(t(3)));
+        assert_eq!(
+            alerts
+                .find_open(AlertKind::DiskLow, None)
+                .await
+                .expect("open"),
+            Some(worse)
+        );
+        // Another source, or the same kind about a source, is another condition.
+        let quota = NewAlert::new(AlertKind::QuotaWarning, Severity::Warning, "quota");
+        let of_source = alerts
+            .raise_condition(&quota.clone().for_source(src), "system", t(4))
+            .await
+            .expect("raise")
+            .expect("about the source");
+        assert_eq!(of_source.source_id, Some(src));
+        let server_wide = alerts
+            .raise_condition(&quota, "system", t(4))
+            .await
+            .expect("raise")
+            .expect("server-wide");
+        assert_eq!(server_wide.source_id, None);
+        // A source that is gone: the alert is kept server-wide, as `insert` keeps it.
+        let gone = alerts
+            .raise_condition(
+                &NewAlert::new(AlertKind::ReplicaLagging, Severity::Warning, "lag")
+                    .for_source(SourceId::new(987_654)),
+                "system",
+                t(5),
+            )
+            .await
+            .expect("raise")
+            .expect("stored");
+        assert_eq!(gone.source_id, None);
+        assert_eq!(
+            alerts.count_active_by_severity().await.expect("count"),
+            SeverityCounts {
+                info: 0,
+                warning: 3,
+                critical: 1
+            }
+        );
+    }
+);
+
+contract!(
+    instances_raising_one_condition_at_once_store_one_alert,
+    |db: Database| async move {
+        // Each raiser has its own repository over the shared pool and runs as its own
+        // task, as instances sharing the database do; the database alone keeps them from
+        // each opening the alert.
+        let key = NewAlert::new(
+            AlertKind::KeyNotExported,
+            Severity::Warning,
+            "export the key",
+        );
+        let mut raisers = tokio::task::JoinSet::new();
+        for _ in 0..6 {
+            let (alerts, key) = (db.alerts(), key.clone());
+            raisers.spawn(async move { alerts.raise_condition(&key, "system", t(1)).await });
+        }
+        let mut stored = Vec::new();
+        while let Some(raised) = raisers.join_next().await {
+            stored.extend(raised.expect("task").expect("raise"));
+        }
+        assert_eq!(stored.len(), 1, "one alert stored: {stored:?}");
+        let open = db
+            .alerts()
+            .list(&AlertFilter {
+                active_only: true,
+                ..all()
+            })
+            .await
+            .expect("list");
+        assert_eq!(ids(&open), vec![stored[0].id]);
+        assert_eq!(open.total, 1);
+    }
+);

@@ -117,12 +117,10 @@ CDIR=$BENCH_DIR/coffer
 BENCH_DELETE_QUIET=${BENCH_DELETE_QUIET:-360}
 DELETED_AT=$BENCH_DIR/.deleted-at
 disk_rm() { # paths... : rm -rf, remembering when something was deleted
-  if [[ -n $(find "$@" -mindepth 1 -maxdepth 1 -print -quit 2>/dev/null) ]]; then
-    rm -rf "$@"
-    date +%s >"$DELETED_AT"
-  else
-    rm -rf "$@"
-  fi
+  local found
+  found=$(find "$@" -mindepth 1 -maxdepth 1 -print -quit 2>/dev/null || true)
+  rm -rf "$@"
+  [[ -z $found ]] || date +%s >"$DELETED_AT"
 }
 quiet_after_deletes() {
   [[ $BENCH_DELETE_QUIET -gt 0 && -f $DELETED_AT ]] || return 0

@@ -60,6 +60,13 @@ fn open_of(kind: AlertKind, source_id: Option<SourceId>) -> Select<alerts::Entit
     }
 }
 
+/// The newest unacknowledged alert of `kind` about `source_id`.
+fn newest_open(kind: AlertKind, source_id: Option<SourceId>) -> Select<alerts::Entity> {
+    open_of(kind, source_id)
+        .order_by_desc(alerts::Column::CreatedAt)
+        .order_by_desc(alerts::Column::Id)
+}
+
 /// Acknowledges (by `by`, at `at`) the unacknowledged alerts of `kind` about `source_id`.
 fn acknowledge_open_of(
     kind: AlertKind,
@@ -150,9 +157,7 @@ impl AlertRepository for SeaAlertRepository {
         txn.execute_unprepared(&serialise)
             .await
             .map_err(|e| repo_err(&e))?;
-        let open = open_of(alert.kind, alert.source_id)
-            .order_by_desc(alerts::Column::CreatedAt)
-            .order_by_desc(alerts::Column::Id)
+        let open = newest_open(alert.kind, alert.source_id)
             .one(&txn)
             .await
             .map_err(|e| repo_err(&e))?
@@ -224,9 +229,7 @@ impl AlertRepository for SeaAlertRepository {
         kind: AlertKind,
         source_id: Option<SourceId>,
     ) -> Result<Option<Alert>, RepoError> {
-        open_of(kind, source_id)
-            .order_by_desc(alerts::Column::CreatedAt)
-            .order_by_desc(alerts::Column::Id)
+        newest_open(kind, source_id)
             .one(&self.conn)
             .await
             .map_err(|e| repo_err(&e))?

@@ -5,6 +5,7 @@ use std::ffi::OsStr;
 use std::os::unix::ffi::OsStrExt as _;
 use std::os::unix::fs::{MetadataExt as _, PermissionsExt as _};
 use std::path::Path;
+use std::sync::atomic::Ordering as AtomicOrdering;
 use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
@@ -43,6 +44,15 @@ async fn locks_left(store: &dyn ObjectStore) -> Vec<ObjectKey> {
 
 /// Restores the whole of `snap` into `target`.
 async fn restore_all(engine: &Engine, snap: &str, target: &Path) -> RestoreReport {
+    try_restore(engine, snap, target).await.unwrap()
+}
+
+/// [`restore_all`], for a restore that may fail.
+async fn try_restore(
+    engine: &Engine,
+    snap: &str,
+    target: &Path,
+) -> Result<RestoreReport, EngineFailure> {
     engine
         .restore(
             snap,
@@ -52,7 +62,6 @@ async fn restore_all(engine: &Engine, snap: &str, target: &Path) -> RestoreRepor
             Cancel::default(),
         )
         .await
-        .unwrap()
 }
 
 /// Called on every ranged read, before it is answered.
@@ -590,44 +599,19 @@ async fn a_broken_off_read_is_taken_up_where_it_stopped() {
     let snap = backup(&engine, src.path(), None).await;
     let source = gc::contents(src.path());
 
-    store
-        .broken_reads
-        .store(2, std::sync::atomic::Ordering::SeqCst);
+    store.broken_reads.store(2, AtomicOrdering::SeqCst);
     let out = tempfile::tempdir().unwrap();
-    engine
-        .restore(
-            &snap.id,
-            None,
-            &out.path().join("t"),
-            Arc::new(Progress::default()),
-            Cancel::default(),
-        )
+    try_restore(&engine, &snap.id, &out.path().join("t"))
         .await
         .expect("two broken reads are taken up again");
-    assert_eq!(
-        store.broken_reads.load(std::sync::atomic::Ordering::SeqCst),
-        0
-    );
+    assert_eq!(store.broken_reads.load(AtomicOrdering::SeqCst), 0);
     assert!(gc::contents(&out.path().join("t")) == source);
 
     // Reads that break before any byte make no progress: after a few the restore fails.
-    store
-        .broken_reads
-        .store(u32::MAX, std::sync::atomic::Ordering::SeqCst);
-    store
-        .break_at_once
-        .store(true, std::sync::atomic::Ordering::SeqCst);
+    store.broken_reads.store(u32::MAX, AtomicOrdering::SeqCst);
+    store.break_at_once.store(true, AtomicOrdering::SeqCst);
     let target = out.path().join("u");
-    let err = engine
-        .restore(
-            &snap.id,
-            None,
-            &target,
-            Arc::new(Progress::default()),
-            Cancel::default(),
-        )
-        .await
-        .unwrap_err();
+    let err = try_restore(&engine, &snap.id, &target).await.unwrap_err();
     assert!(err.to_string().contains("connection reset"), "{err}");
     for (path, bytes) in gc::contents(&target) {
         assert!(source.get(&path) == Some(&bytes), "{path} is not complete");

@@ -654,14 +654,10 @@ impl ObjectStore for OpendalStore {
         {
             Ok(buffer) => Ok(Some(buffer.to_bytes())),
             Err(e) if e.kind() == ErrorKind::NotFound => Ok(None),
-            // The object is shorter than asked: return what it has from `offset`. A local
-            // file refuses the range; S3 answers with fewer bytes, which opendal's reader
-            // reports as too little data.
+            // The object is shorter than asked: return what it has from `offset`.
             Err(e) if ends_early(&e) => {
-                let size = match self.op.stat(key.as_str()).await {
-                    Ok(meta) => meta.content_length(),
-                    Err(e) if e.kind() == ErrorKind::NotFound => return Ok(None),
-                    Err(e) => return Err(map_err("reading", key.as_str(), &e)),
+                let Some(size) = self.size_up_to(key.as_str(), u64::MAX).await? else {
+                    return Ok(None);
                 };
                 if offset >= size {
                     return Ok(Some(Bytes::new()));

@@ -1,7 +1,7 @@
 //! Garbage collection, locks, quota budget and the repository check.
 
 use std::collections::BTreeMap;
-use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU32, Ordering};
 use std::time::Duration;
 
 use coffer_domain::engine::{CheckSlice, FixedBudget, PruneOptions};
@@ -418,8 +418,8 @@ pub(super) struct Faulty {
     lost_ack: Option<&'static str>,
     /// Ranged reads (`read_range`) of packs still to break off (a connection reset):
     /// after their first piece, or before it when `break_at_once`.
-    pub(super) broken_reads: std::sync::atomic::AtomicU32,
-    pub(super) break_at_once: std::sync::atomic::AtomicBool,
+    pub(super) broken_reads: AtomicU32,
+    pub(super) break_at_once: AtomicBool,
 }
 
 impl Faulty {
@@ -443,8 +443,8 @@ impl Faulty {
             inner,
             left: AtomicI64::new(writes),
             lost_ack,
-            broken_reads: std::sync::atomic::AtomicU32::new(0),
-            break_at_once: std::sync::atomic::AtomicBool::new(false),
+            broken_reads: AtomicU32::new(0),
+            break_at_once: AtomicBool::new(false),
         }
     }
 }

@@ -175,14 +175,7 @@ async fn damage_is_found_contract(store: Arc<dyn ObjectStore>) {
     bytes[1000] ^= 0x01;
     bytes.truncate(bytes.len() / 2);
     store.put(&pack, Bytes::from(bytes)).await.unwrap();
-    let err = engine
-        .restore(
-            &snap.id,
-            None,
-            &out.path().join("u"),
-            Arc::new(Progress::default()),
-            Cancel::default(),
-        )
+    let err = try_restore(&engine, &snap.id, &out.path().join("u"))
         .await
         .unwrap_err();
     assert!(

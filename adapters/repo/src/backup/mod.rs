@@ -514,45 +514,48 @@ impl Shared {
             Some(&self.progress.phases),
             sealed,
         )?;
-        // A pack this blob would take too far past its target is stored as it is, before
-        // this worker may wait for a buffer: a worker never waits holding a pack (with
-        // every buffer held by such waiters, nothing would free one).
-        let early = slot
-            .lock()
-            .expect("pack")
-            .take_if(|p| !p.is_empty() && p.len() + sealed.len() > PACK_TARGET + PACK_SLACK);
-        if let Some(pack) = early {
-            self.store_pack(pack)?;
-        }
-        let full = {
+        // A pack this blob would take too far past its target is stored as it is, and the
+        // blob starts the next. The check and the append are one hold of the pack's lock
+        // (between two, another worker's blob could land in the pack and take it past the
+        // bound); a worker never waits for a buffer holding the lock or a pack (with every
+        // buffer held by such waiters, nothing would free one).
+        let mut spare = None;
+        let full = loop {
             let mut guard = slot.lock().expect("pack");
+            let early = guard
+                .take_if(|p| !p.is_empty() && p.len() + sealed.len() > PACK_TARGET + PACK_SLACK);
+            if let Some(pack) = early {
+                drop(guard);
+                self.store_pack(pack)?;
+                continue;
+            }
             if guard.is_none() {
-                let buffer = match kind {
-                    BlobKind::Data => {
-                        // Waiting for a buffer must not hold the pack: other workers
-                        // go on sealing meanwhile.
+                let buffer = match (spare.take(), kind) {
+                    (Some(buffer), _) => buffer,
+                    (None, BlobKind::Data) => {
+                        // Waiting for a buffer must not hold the pack: other workers go on
+                        // sealing meanwhile, and one may start a pack first.
                         drop(guard);
-                        let buffer = self.pack_buffer();
-                        guard = slot.lock().expect("pack");
-                        buffer
+                        spare = Some(self.pack_buffer());
+                        continue;
                     }
                     // Trees are small: a pack of them needs no data pack's buffer.
-                    BlobKind::Tree => Vec::new(),
+                    (None, BlobKind::Tree) => Vec::new(),
                 };
-                match guard.as_ref() {
-                    None => *guard = Some(PackWriter::with_buffer(crypto::random()?, buffer)),
-                    // Another worker started one meanwhile.
-                    Some(_) => self.return_pack_buffer(buffer),
-                }
+                *guard = Some(PackWriter::with_buffer(crypto::random()?, buffer));
             }
             let pack = guard.as_mut().expect("set above");
             pack.add_sealed(id, kind, plain.len(), sealed)?;
-            if pack.len() >= PACK_TARGET {
+            break if pack.len() >= PACK_TARGET {
                 guard.take()
             } else {
                 None
-            }
+            };
         };
+        // Another worker started the pack while this one waited for a buffer.
+        if let Some(buffer) = spare {
+            self.return_pack_buffer(buffer);
+        }
         if let Some(pack) = full {
             self.store_pack(pack)?;
         }
